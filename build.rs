@@ -1,0 +1,36 @@
+//! Link libtorch so that CUDA works and the binary runs without LD_LIBRARY_PATH.
+//!
+//! torch-sys links `torch_cuda` only through `-l`, and the default `--as-needed` drops it
+//! because no symbol of ours references it directly; then `tch::Cuda::is_available()` is
+//! always false. `--no-as-needed` keeps it. The rpath lets the binary find libtorch without
+//! LD_LIBRARY_PATH (the set-up script installs it in a repo-local virtual environment).
+use std::path::Path;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
+    let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
+        println!("cargo:warning=DEP_TCH_LIBTORCH_LIB not set; run scripts/setup.sh");
+        println!("cargo:rustc-env=MEDFM_LIBTORCH_VERSION=unknown");
+        return;
+    };
+    println!("cargo:rustc-link-arg=-Wl,-rpath={lib}");
+    // torch/version.py sits beside torch/lib in the wheel: `__version__ = '2.11.0+cu130'`.
+    let version_py = Path::new(&lib).join("../version.py");
+    println!("cargo:rerun-if-changed={}", version_py.display());
+    let version = std::fs::read_to_string(&version_py)
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("__version__"))
+                .and_then(|l| l.split(['\'', '"']).nth(1).map(str::to_owned))
+        })
+        .unwrap_or_else(|| "unknown".to_owned());
+    println!("cargo:rustc-env=MEDFM_LIBTORCH_VERSION={version}");
+    if Path::new(&lib).join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
+        println!("cargo:rustc-link-arg=-L{lib}");
+        println!("cargo:rustc-link-arg=-ltorch_cuda");
+        println!("cargo:rustc-link-arg=-ltorch");
+        println!("cargo:rustc-link-arg=-Wl,--as-needed");
+    }
+}

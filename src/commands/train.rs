@@ -1,0 +1,93 @@
+//! The main job (`medfm [--params_path P] [flags]`): classification.py's flags, overrides,
+//! warm-up rule, resolved params, then train/validate/test (or `--test` only).
+
+use crate::config::{self, CliOverrides};
+use anyhow::Result;
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+
+/// The reference's flags, with its exact spellings.
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// The params.json to run.
+    #[arg(long = "params_path", default_value = "./params.json")]
+    pub params_path: PathBuf,
+    /// A saved checkpoint to evaluate (with --test) or start from.
+    #[arg(long)]
+    pub checkpoint: Option<PathBuf>,
+    /// Evaluate the saved model on the test split; no training.
+    #[arg(long)]
+    pub test: bool,
+    /// Learning rate (optimization_params.default.optimizer.params.lr).
+    #[arg(long)]
+    pub lr: Option<f64>,
+    /// Debug mode: verbose logging.
+    #[arg(long)]
+    pub debug: bool,
+    /// Root folder that holds <DatasetName>/ (dataset_params.data_location).
+    #[arg(long = "data_location")]
+    pub data_location: Option<String>,
+    /// Accepted for compatibility with the reference's DDP launcher; ignored.
+    #[arg(long = "dist_url", hide = true)]
+    pub dist_url: Option<String>,
+    /// Accepted for compatibility with the reference's DDP launcher; ignored.
+    #[arg(long, hide = true)]
+    pub port: Option<u16>,
+    /// GPU index(es) for this run (system_params.which_GPUs).
+    #[arg(long)]
+    pub gpu: Option<String>,
+    /// Run name (training_params.model_name).
+    #[arg(long = "model_name")]
+    pub model_name: Option<String>,
+    /// Output folder (training_params.save_dir).
+    #[arg(long = "save_dir")]
+    pub save_dir: Option<String>,
+    /// Head type: "none" (linear) or "deit_base" (attention head) (model_params.backbone_type).
+    #[arg(long = "backbone_type")]
+    pub backbone_type: Option<String>,
+    /// Batch size of all three loaders.
+    #[arg(long = "batch_size")]
+    pub batch_size: Option<i64>,
+    /// model_params.transformers_params.patch_size.
+    #[arg(long = "patch_size")]
+    pub patch_size: Option<i64>,
+    /// Epochs between validations (fractions allowed).
+    #[arg(long = "val_every")]
+    pub val_every: Option<f64>,
+    /// 1 or 0: force mixed precision on or off (default: follow the params file).
+    #[arg(long = "use_mixed_precision", value_parser = clap::value_parser!(u8).range(0..=1))]
+    pub use_mixed_precision: Option<u8>,
+    /// Override any params key: --set training_params.epochs=3 (value parsed as JSON, else a
+    /// string). Repeatable; validated like the file.
+    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
+    pub set: Vec<String>,
+}
+
+impl Args {
+    pub fn overrides(&self) -> CliOverrides {
+        CliOverrides {
+            gpu: self.gpu.clone(),
+            lr: self.lr,
+            model_name: self.model_name.clone(),
+            data_location: self.data_location.clone(),
+            save_dir: self.save_dir.clone(),
+            backbone_type: self.backbone_type.clone(),
+            batch_size: self.batch_size,
+            patch_size: self.patch_size,
+            val_every: self.val_every,
+            use_mixed_precision: self.use_mixed_precision,
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    if args.dist_url.is_some() || args.port.is_some() {
+        eprintln!("warning: --dist_url/--port are for the reference's multi-GPU launcher; medfm ignores them");
+    }
+    let params = config::load(&args.params_path, &args.set, &args.overrides())?;
+    let device = crate::device::select(&params.system_params)?;
+    let resolved = config::write_resolved(&params)?;
+    println!("Resolved params written to {}", resolved.display());
+    println!("Device: {device:?}");
+    anyhow::bail!("training has not landed yet: medfm can validate and resolve params, nothing more")
+}

@@ -1,0 +1,117 @@
+//! serde's messages, rewritten to name the JSON path and suggest the closest valid name.
+
+/// Turn `serde_path_to_error`'s path and serde's message into one line a user can act on.
+pub fn describe_serde_error(path: &str, msg: &str) -> String {
+    let path = if path == "." || path.is_empty() { "(top level)" } else { path };
+    if let Some((name, expected)) = parse_unknown(msg, "unknown field `") {
+        // serde_path_to_error's path ends with the offending key itself.
+        return format!(
+            "{path}: unknown key \"{name}\"{}; valid keys here: {}",
+            did_you_mean(&name, &expected),
+            expected.join(", ")
+        );
+    }
+    if let Some((name, expected)) = parse_unknown(msg, "unknown variant `") {
+        let what = if name.is_empty() {
+            "empty value".to_string()
+        } else {
+            format!("unknown value \"{name}\"")
+        };
+        return format!(
+            "{path}: {what}{}; expected one of: {}",
+            did_you_mean(&name, &expected),
+            expected.join(", ")
+        );
+    }
+    if let Some(rest) = msg.strip_prefix("missing field `") {
+        let name = rest.split('`').next().unwrap_or(rest);
+        let full = if path == "(top level)" { name.to_string() } else { format!("{path}.{name}") };
+        return format!("{full}: missing required key");
+    }
+    if let Some(rest) = msg.strip_prefix("invalid type: ") {
+        return format!("{path}: wrong type: {}", friendly_types(&rest.replace(", expected", "; expected")));
+    }
+    if let Some(rest) = msg.strip_prefix("invalid length ") {
+        return format!("{path}: wrong number of elements: {rest}");
+    }
+    if let Some(rest) = msg.strip_prefix("invalid value: ") {
+        return format!("{path}: invalid value: {rest}");
+    }
+    format!("{path}: {msg}")
+}
+
+/// Rust type names in serde's messages, in words a params.json author knows.
+fn friendly_types(msg: &str) -> String {
+    [
+        ("expected i64", "expected an integer"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected u8", "expected a small non-negative integer"),
+        ("expected f64", "expected a number"),
+        ("expected a boolean", "expected true or false"),
+    ]
+    .iter()
+    .fold(msg.to_string(), |m, (from, to)| m.replace(from, to))
+}
+
+/// `unknown field `x`, expected one of `a`, `b`` -> ("x", ["a", "b"]).
+fn parse_unknown(msg: &str, prefix: &str) -> Option<(String, Vec<String>)> {
+    let rest = msg.strip_prefix(prefix)?;
+    let end = rest.find('`')?;
+    let name = rest[..end].to_string();
+    let tail = &rest[end + 1..];
+    let expected = tail
+        .split('`')
+        .enumerate()
+        .filter(|(i, _)| i % 2 == 1)
+        .map(|(_, s)| s.to_string())
+        .collect();
+    Some((name, expected))
+}
+
+/// " (did you mean \"lr\"?)" when a candidate is close enough, else "".
+pub fn did_you_mean<S: AsRef<str>>(name: &str, candidates: &[S]) -> String {
+    closest(name, candidates)
+        .map(|c| format!(" (did you mean \"{c}\"?)"))
+        .unwrap_or_default()
+}
+
+/// The candidate closest to `name` (case-insensitive), if it is plausibly a typo of it.
+pub fn closest<'a, S: AsRef<str>>(name: &str, candidates: &'a [S]) -> Option<&'a str> {
+    let lower = name.to_lowercase();
+    candidates
+        .iter()
+        .map(|c| {
+            let c = c.as_ref();
+            let cl = c.to_lowercase();
+            let score = if !lower.is_empty() && (cl.contains(&lower) || lower.contains(&cl)) {
+                0.95
+            } else {
+                strsim::jaro_winkler(&lower, &cl)
+            };
+            (score, c)
+        })
+        .filter(|(score, _)| *score >= 0.75)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_field_names_path_and_suggests() {
+        let m = describe_serde_error(
+            "optimization_params.default.optimizer.params.lrr",
+            "unknown field `lrr`, expected one of `lr`, `weight_decay`",
+        );
+        assert!(m.starts_with("optimization_params.default.optimizer.params.lrr: unknown key"));
+        assert!(m.contains("did you mean \"lr\"?"), "{m}");
+    }
+
+    #[test]
+    fn closest_ignores_case() {
+        assert_eq!(closest("aptos2019", &["APTOS2019", "DDSM"]), Some("APTOS2019"));
+        assert_eq!(closest("zzzz", &["APTOS2019", "DDSM"]), None);
+    }
+}

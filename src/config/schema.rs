@@ -1,0 +1,876 @@
+//! The typed params.json: every section and key of the reference file, plus optional medfm keys.
+//!
+//! Field names are the reference's JSON keys exactly (hence the non-snake-case names in a few
+//! places). Unknown keys are rejected (`deny_unknown_fields`) so a typo never silently falls back
+//! to a default; `config::load` turns serde's message into one that names the JSON path and the
+//! closest valid key.
+#![allow(non_snake_case)]
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Params {
+    pub dataset_params: DatasetParams,
+    pub dataloader_params: DataloaderParams,
+    pub model_params: ModelParams,
+    pub foundation_params: FoundationParams,
+    pub optimization_params: OptimizationParams,
+    pub training_params: TrainingParams,
+    #[serde(default)]
+    pub system_params: SystemParams,
+    #[serde(default)]
+    pub log_params: LogParams,
+    #[serde(default)]
+    pub lr_finder: LrFinder,
+    #[serde(default)]
+    pub transfer_learning_params: TransferLearningParams,
+}
+
+/// The four datasets of the paper, spelled as the reference spells them.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
+pub enum DatasetName {
+    APTOS2019,
+    ISIC2019,
+    CheXpert,
+    DDSM,
+}
+
+impl DatasetName {
+    pub const ALL: [DatasetName; 4] = [
+        DatasetName::APTOS2019,
+        DatasetName::ISIC2019,
+        DatasetName::CheXpert,
+        DatasetName::DDSM,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DatasetName::APTOS2019 => "APTOS2019",
+            DatasetName::ISIC2019 => "ISIC2019",
+            DatasetName::CheXpert => "CheXpert",
+            DatasetName::DDSM => "DDSM",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<DatasetName> {
+        Self::ALL.into_iter().find(|d| d.as_str() == s)
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetParams {
+    pub dataset: DatasetName,
+    pub data_location: String,
+    #[serde(default)]
+    pub train_transforms: Transforms,
+    #[serde(default)]
+    pub val_transforms: Transforms,
+    #[serde(default)]
+    pub test_transforms: Transforms,
+    /// medfm: DDSM's class count (2: normal vs benign+cancer, the reference default; or 3).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub num_classes: Option<i64>,
+    /// medfm: where the resize cache lives (default `<save_dir>/cache`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+    /// medfm: `false` disables the resize cache.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub use_cache: bool,
+    /// medfm: drop unreadable images (listed on stdout) instead of refusing to train.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_unreadable: bool,
+}
+
+/// One split's transforms, in the reference's key spelling. Absent keys are off.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transforms {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub Resize: Option<SizeT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub CenterCrop: Option<SizeT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub Normalize: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub VerticalFlip: Option<FlipT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub HorizontalFlip: Option<FlipT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomRotation: Option<RotationT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomGrayscale: Option<FlipT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomCrop: Option<RandomCropT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ColorJitter: Option<ColorJitterT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomPerspective: Option<PerspectiveT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomAffine: Option<AffineT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomErasing: Option<ErasingT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomGaussianBlur: Option<BlurT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomSolarize: Option<SolarizeT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub RandomResizedCrop: Option<ResizedCropT>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub MultiCrop: Option<MultiCropT>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SizeT {
+    pub apply: bool,
+    pub height: i64,
+    pub width: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FlipT {
+    pub apply: bool,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RotationT {
+    pub apply: bool,
+    pub angle: f64,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct RandomCropT {
+    pub apply: bool,
+    pub height: i64,
+    pub width: i64,
+    #[serde(default)]
+    pub padding: i64,
+    /// Present in the reference file; torchvision's RandomCrop always applies.
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ColorJitterT {
+    pub apply: bool,
+    #[serde(default)]
+    pub brightness: f64,
+    #[serde(default)]
+    pub contrast: f64,
+    #[serde(default)]
+    pub saturation: f64,
+    #[serde(default)]
+    pub hue: f64,
+    #[serde(default = "one")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PerspectiveT {
+    pub apply: bool,
+    #[serde(default = "half")]
+    pub distortion_scale: f64,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct AffineT {
+    pub apply: bool,
+    pub degrees: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub translate: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scale: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shear: Option<f64>,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ErasingT {
+    pub apply: bool,
+    #[serde(default = "erasing_scale")]
+    pub scale: [f64; 2],
+    #[serde(default = "erasing_ratio")]
+    pub ratio: [f64; 2],
+    #[serde(default)]
+    pub value: f64,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct BlurT {
+    pub apply: bool,
+    #[serde(default = "blur_min")]
+    pub radius_min: f64,
+    #[serde(default = "blur_max")]
+    pub radius_max: f64,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SolarizeT {
+    pub apply: bool,
+    #[serde(default = "solarize_threshold")]
+    pub threshold: f64,
+    #[serde(default = "half")]
+    pub p: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ResizedCropT {
+    pub apply: bool,
+    pub size: i64,
+    #[serde(default = "rrc_scale")]
+    pub scale: [f64; 2],
+    /// medfm: torchvision's default aspect-ratio range.
+    #[serde(default = "rrc_ratio", skip_serializing_if = "is_default_ratio")]
+    pub ratio: [f64; 2],
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MultiCropT {
+    pub apply: bool,
+    pub n_crops: Vec<i64>,
+    pub sizes: Vec<i64>,
+    pub scales: Vec<[f64; 2]>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct DataloaderParams {
+    pub trainloader: LoaderParams,
+    pub valloader: LoaderParams,
+    pub testloader: LoaderParams,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoaderParams {
+    pub batch_size: i64,
+    #[serde(default)]
+    pub num_workers: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prefetch_factor: Option<i64>,
+    #[serde(default)]
+    pub shuffle: bool,
+    #[serde(default)]
+    pub pin_memory: bool,
+    #[serde(default)]
+    pub drop_last: bool,
+    #[serde(default)]
+    pub persistent_workers: bool,
+}
+
+/// The classifier head: "none" = linear head on the pooled embedding, "deit_base" = attention head.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum HeadType {
+    #[serde(rename = "none")]
+    Linear,
+    #[serde(rename = "deit_base")]
+    DeitBase,
+}
+
+impl HeadType {
+    pub const NAMES: [&'static str; 2] = ["none", "deit_base"];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HeadType::Linear => "none",
+            HeadType::DeitBase => "deit_base",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<HeadType> {
+        match s {
+            "none" => Some(HeadType::Linear),
+            "deit_base" => Some(HeadType::DeitBase),
+            _ => None,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ModelParams {
+    pub backbone_type: HeadType,
+    #[serde(default)]
+    pub cnn_params: CnnParams,
+    #[serde(default)]
+    pub transformers_params: TransformersParams,
+    /// The attention head's DeiT-B starts from ImageNet weights when true (and the file exists).
+    #[serde(default = "yes")]
+    pub pretrained: bool,
+    #[serde(default)]
+    pub freeze_backbone: bool,
+    /// medfm: path of the DeiT-B checkpoint (default `<weights_dir>/deit_base_patch16_224.pth`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CnnParams {
+    #[serde(default = "supervised")]
+    pub pretrained_type: String,
+}
+
+impl Default for CnnParams {
+    fn default() -> Self {
+        CnnParams { pretrained_type: supervised() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransformersParams {
+    #[serde(default = "img_size_224")]
+    pub img_size: Vec<i64>,
+    #[serde(default = "patch_16")]
+    pub patch_size: i64,
+    #[serde(default = "supervised")]
+    pub pretrained_type: String,
+    #[serde(default)]
+    pub is_memory_efficient: bool,
+}
+
+impl Default for TransformersParams {
+    fn default() -> Self {
+        TransformersParams {
+            img_size: img_size_224(),
+            patch_size: 16,
+            pretrained_type: supervised(),
+            is_memory_efficient: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct FoundationParams {
+    pub backbone_type: String,
+    #[serde(default = "img_224")]
+    pub img_size: i64,
+    #[serde(default = "yes")]
+    pub pretrained: bool,
+    #[serde(default = "yes")]
+    pub freeze_backbone: bool,
+    #[serde(default)]
+    pub partial: PartialParams,
+    /// medfm: path of the trunk checkpoint (default `<weights_dir>/<backbone>.<ext>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
+    /// medfm: which nested state dict to read from a checkpoint ("model", "model_ema", ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights_key: Option<String>,
+    /// medfm: how a 1-channel first convolution is made from the RGB kernel:
+    /// "first" (the reference: the first input channel) or "sum" (timm: sum over RGB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gray_init: Option<GrayInit>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum GrayInit {
+    #[default]
+    First,
+    Sum,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PartialParams {
+    #[serde(default = "minus_one")]
+    pub unfreeze_cutoff: i64,
+    #[serde(default)]
+    pub drop_cutoff: Vec<i64>,
+}
+
+impl Default for PartialParams {
+    fn default() -> Self {
+        PartialParams { unfreeze_cutoff: -1, drop_cutoff: vec![] }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizationParams {
+    pub default: OptimDefault,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimDefault {
+    pub optimizer: OptimizerParams,
+    #[serde(default)]
+    pub LARS_params: LarsParams,
+    #[serde(default)]
+    pub scheduler: SchedulerParams,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum OptimizerType {
+    AdamW,
+    Adam,
+    SGD,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerParams {
+    #[serde(rename = "type")]
+    pub kind: OptimizerType,
+    #[serde(default)]
+    pub autoscale_lr: bool,
+    pub params: OptimizerHyper,
+}
+
+/// Keyword arguments of the torch optimizer; absent ones take torch's defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OptimizerHyper {
+    pub lr: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weight_decay: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub betas: Option<[f64; 2]>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub eps: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amsgrad: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub momentum: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dampening: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nesterov: Option<bool>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LarsParams {
+    #[serde(rename = "use", default)]
+    pub enabled: bool,
+    #[serde(default = "lars_thresh")]
+    pub batch_act_thresh: i64,
+    #[serde(default = "lars_eps")]
+    pub eps: f64,
+    #[serde(default = "lars_trust")]
+    pub trust_coef: f64,
+}
+
+impl Default for LarsParams {
+    fn default() -> Self {
+        LarsParams { enabled: false, batch_act_thresh: 256, eps: 1e-8, trust_coef: 0.001 }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+pub enum SchedulerType {
+    LinearWarmup,
+    OneCycleLR,
+    MultiStepLR,
+    ReduceLROnPlateau,
+    CosineAnnealingLR,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerParams {
+    #[serde(rename = "type", default)]
+    pub types: Vec<SchedulerType>,
+    #[serde(default)]
+    pub params: SchedulerSettings,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SchedulerSettings {
+    #[serde(default)]
+    pub ReduceLROnPlateau: PlateauParams,
+    #[serde(default)]
+    pub OneCycleLR: OneCycleParams,
+    #[serde(default)]
+    pub MultiStepLR: MultiStepParams,
+    #[serde(default)]
+    pub CosineAnnealingLR: CosineParams,
+    #[serde(default)]
+    pub LinearWarmup: WarmupParams,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum PlateauMode {
+    Min,
+    Max,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct PlateauParams {
+    #[serde(default = "plateau_mode")]
+    pub mode: PlateauMode,
+    #[serde(default = "tenth")]
+    pub factor: f64,
+    #[serde(default = "ten")]
+    pub patience: i64,
+    #[serde(default)]
+    pub verbose: bool,
+    #[serde(default = "plateau_threshold")]
+    pub threshold: f64,
+    #[serde(default)]
+    pub cooldown: i64,
+    #[serde(default)]
+    pub min_lr: f64,
+}
+
+impl Default for PlateauParams {
+    fn default() -> Self {
+        PlateauParams {
+            mode: PlateauMode::Min,
+            factor: 0.1,
+            patience: 10,
+            verbose: false,
+            threshold: 1e-4,
+            cooldown: 0,
+            min_lr: 0.0,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AnnealStrategy {
+    Cos,
+    Linear,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct OneCycleParams {
+    #[serde(default = "anneal_cos")]
+    pub anneal_strategy: AnnealStrategy,
+    #[serde(default = "final_div")]
+    pub final_div_factor: f64,
+    #[serde(default = "div_factor")]
+    pub div_factor: f64,
+    #[serde(default = "pct_start")]
+    pub pct_start: f64,
+}
+
+impl Default for OneCycleParams {
+    fn default() -> Self {
+        OneCycleParams {
+            anneal_strategy: AnnealStrategy::Cos,
+            final_div_factor: 1e4,
+            div_factor: 25.0,
+            pct_start: 0.3,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MultiStepParams {
+    #[serde(default)]
+    pub milestones: Vec<i64>,
+    #[serde(default = "tenth")]
+    pub gamma: f64,
+}
+
+impl Default for MultiStepParams {
+    fn default() -> Self {
+        MultiStepParams { milestones: vec![], gamma: 0.1 }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CosineParams {
+    #[serde(default)]
+    pub eta_min: f64,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct WarmupParams {
+    #[serde(default)]
+    pub warmup_epochs: i64,
+    #[serde(default)]
+    pub warmup_iters: i64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TrainingParams {
+    pub model_name: String,
+    pub epochs: i64,
+    #[serde(default = "one")]
+    pub val_every: f64,
+    #[serde(default = "one_i")]
+    pub log_every: i64,
+    #[serde(default = "yes")]
+    pub save_best_model: bool,
+    #[serde(default)]
+    pub log_embeddings: bool,
+    #[serde(default)]
+    pub knn_eval: bool,
+    /// Max global gradient L2 norm; 0 or absent = no clipping (Python's falsy).
+    #[serde(default)]
+    pub grad_clipping: f64,
+    #[serde(default)]
+    pub restore_session: bool,
+    #[serde(default)]
+    pub restore_only_model: bool,
+    #[serde(default)]
+    pub use_tensorboard: bool,
+    #[serde(default)]
+    pub use_mixed_precision: bool,
+    pub save_dir: String,
+    /// medfm: seed for shuffling, augmentation and initialisation.
+    #[serde(default = "seed_42", skip_serializing_if = "is_seed_42")]
+    pub seed: u64,
+    /// medfm: cache frozen-trunk features (val/test always, train when deterministic).
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
+    pub feature_cache: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct SystemParams {
+    #[serde(default)]
+    pub use_all_GPUs: bool,
+    #[serde(default = "gpu_zero")]
+    pub which_GPUs: String,
+    #[serde(default = "yes")]
+    pub use_GPU: bool,
+}
+
+impl Default for SystemParams {
+    fn default() -> Self {
+        SystemParams { use_all_GPUs: false, which_GPUs: "0".into(), use_GPU: true }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LogParams {
+    #[serde(default = "project_name")]
+    pub project_name: String,
+    #[serde(default = "run_name")]
+    pub run_name: String,
+}
+
+impl Default for LogParams {
+    fn default() -> Self {
+        LogParams { project_name: project_name(), run_name: run_name() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LrFinder {
+    #[serde(rename = "type", default = "grid_search")]
+    pub kind: String,
+    #[serde(default)]
+    pub grid_search_params: GridSearchParams,
+}
+
+impl Default for LrFinder {
+    fn default() -> Self {
+        LrFinder { kind: grid_search(), grid_search_params: GridSearchParams::default() }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct GridSearchParams {
+    #[serde(default = "min_pow")]
+    pub min_pow: f64,
+    #[serde(default = "max_pow")]
+    pub max_pow: f64,
+    #[serde(default = "resolution")]
+    pub resolution: i64,
+    #[serde(default = "five")]
+    pub n_epochs: i64,
+    #[serde(default)]
+    pub random_lr: bool,
+    #[serde(default)]
+    pub keep_schedule: bool,
+    #[serde(default)]
+    pub report_intermediate_steps: bool,
+}
+
+impl Default for GridSearchParams {
+    fn default() -> Self {
+        GridSearchParams {
+            min_pow: -5.0,
+            max_pow: -2.0,
+            resolution: 25,
+            n_epochs: 5,
+            random_lr: false,
+            keep_schedule: false,
+            report_intermediate_steps: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct TransferLearningParams {
+    #[serde(default)]
+    pub use_pretrained: bool,
+    #[serde(default)]
+    pub pretrained_model_name: String,
+    #[serde(default)]
+    pub pretrained_path: String,
+}
+
+// serde default helpers
+fn yes() -> bool {
+    true
+}
+fn is_true(b: &bool) -> bool {
+    *b
+}
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+fn half() -> f64 {
+    0.5
+}
+fn one() -> f64 {
+    1.0
+}
+fn one_i() -> i64 {
+    1
+}
+fn five() -> i64 {
+    5
+}
+fn ten() -> i64 {
+    10
+}
+fn tenth() -> f64 {
+    0.1
+}
+fn minus_one() -> i64 {
+    -1
+}
+fn img_224() -> i64 {
+    224
+}
+fn img_size_224() -> Vec<i64> {
+    vec![224]
+}
+fn patch_16() -> i64 {
+    16
+}
+fn supervised() -> String {
+    "supervised".into()
+}
+fn erasing_scale() -> [f64; 2] {
+    [0.02, 0.33]
+}
+fn erasing_ratio() -> [f64; 2] {
+    [0.3, 3.3]
+}
+fn blur_min() -> f64 {
+    0.1
+}
+fn blur_max() -> f64 {
+    2.0
+}
+fn solarize_threshold() -> f64 {
+    128.0
+}
+fn rrc_scale() -> [f64; 2] {
+    [0.08, 1.0]
+}
+fn rrc_ratio() -> [f64; 2] {
+    [3.0 / 4.0, 4.0 / 3.0]
+}
+fn is_default_ratio(r: &[f64; 2]) -> bool {
+    *r == rrc_ratio()
+}
+fn lars_thresh() -> i64 {
+    256
+}
+fn lars_eps() -> f64 {
+    1e-8
+}
+fn lars_trust() -> f64 {
+    0.001
+}
+fn plateau_mode() -> PlateauMode {
+    PlateauMode::Min
+}
+fn plateau_threshold() -> f64 {
+    1e-4
+}
+fn anneal_cos() -> AnnealStrategy {
+    AnnealStrategy::Cos
+}
+fn final_div() -> f64 {
+    1e4
+}
+fn div_factor() -> f64 {
+    25.0
+}
+fn pct_start() -> f64 {
+    0.3
+}
+fn seed_42() -> u64 {
+    42
+}
+fn is_seed_42(s: &u64) -> bool {
+    *s == 42
+}
+fn gpu_zero() -> String {
+    "0".into()
+}
+fn project_name() -> String {
+    "medical_foundation".into()
+}
+fn run_name() -> String {
+    "DEFINED_BY_MODEL_NAME".into()
+}
+fn grid_search() -> String {
+    "grid_search".into()
+}
+fn min_pow() -> f64 {
+    -5.0
+}
+fn max_pow() -> f64 {
+    -2.0
+}
+fn resolution() -> i64 {
+    25
+}

@@ -1,0 +1,364 @@
+//! Value checks the types cannot express. Each error names the JSON path and what was expected.
+
+use super::errors::did_you_mean;
+use super::schema::*;
+use anyhow::{bail, Result};
+
+/// Collects problems so one run reports all of them, not just the first.
+struct Problems(Vec<String>);
+
+impl Problems {
+    fn check(&mut self, ok: bool, path: &str, what: impl FnOnce() -> String) {
+        if !ok {
+            self.0.push(format!("{path}: {}", what()));
+        }
+    }
+
+    fn prob(&mut self, p: f64, path: &str) {
+        self.check((0.0..=1.0).contains(&p), path, || {
+            format!("probability must be in [0, 1], got {p}")
+        });
+    }
+
+    fn positive_i(&mut self, v: i64, path: &str) {
+        self.check(v >= 1, path, || format!("must be a positive integer, got {v}"));
+    }
+
+    fn range(&mut self, r: [f64; 2], path: &str, min: f64) {
+        self.check(r[0] >= min && r[0] <= r[1] && r[1].is_finite(), path, || {
+            format!("must be [low, high] with {min} <= low <= high, got [{}, {}]", r[0], r[1])
+        });
+    }
+}
+
+pub fn validate(p: &Params) -> Result<()> {
+    let mut e = Problems(Vec::new());
+    dataset(&mut e, &p.dataset_params);
+    for (name, l) in [
+        ("trainloader", &p.dataloader_params.trainloader),
+        ("valloader", &p.dataloader_params.valloader),
+        ("testloader", &p.dataloader_params.testloader),
+    ] {
+        let at = format!("dataloader_params.{name}");
+        e.positive_i(l.batch_size, &format!("{at}.batch_size"));
+        e.check(l.num_workers >= 0, &format!("{at}.num_workers"), || {
+            format!("must be >= 0, got {}", l.num_workers)
+        });
+        if let Some(pf) = l.prefetch_factor {
+            e.positive_i(pf, &format!("{at}.prefetch_factor"));
+        }
+    }
+    model(&mut e, p);
+    optimization(&mut e, &p.optimization_params.default);
+    training(&mut e, &p.training_params);
+    system(&mut e, &p.system_params);
+    let g = &p.lr_finder.grid_search_params;
+    e.check(g.min_pow <= g.max_pow, "lr_finder.grid_search_params.min_pow", || {
+        format!("must be <= max_pow ({}), got {}", g.max_pow, g.min_pow)
+    });
+    e.positive_i(g.resolution, "lr_finder.grid_search_params.resolution");
+    e.positive_i(g.n_epochs, "lr_finder.grid_search_params.n_epochs");
+    let t = &p.transfer_learning_params;
+    e.check(
+        !t.use_pretrained || !t.pretrained_path.is_empty(),
+        "transfer_learning_params.pretrained_path",
+        || "must name a checkpoint when use_pretrained is true".into(),
+    );
+    match e.0.len() {
+        0 => Ok(()),
+        1 => bail!("{}", e.0[0]),
+        n => bail!("{n} problems:\n  {}", e.0.join("\n  ")),
+    }
+}
+
+fn dataset(e: &mut Problems, d: &DatasetParams) {
+    e.check(!d.data_location.is_empty(), "dataset_params.data_location", || {
+        "must not be empty (use \"./\" for the current directory)".into()
+    });
+    match (d.dataset, d.num_classes) {
+        (DatasetName::DDSM, Some(n)) => e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
+            format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
+        }),
+        (ds, Some(_)) => e.0.push(format!(
+            "dataset_params.num_classes: only DDSM has a class-count option; {ds} has a fixed label set"
+        )),
+        _ => {}
+    }
+    for (split, t) in [
+        ("train_transforms", &d.train_transforms),
+        ("val_transforms", &d.val_transforms),
+        ("test_transforms", &d.test_transforms),
+    ] {
+        transforms(e, &format!("dataset_params.{split}"), t);
+    }
+}
+
+fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
+    let path = |k: &str| format!("{at}.{k}");
+    for (k, s) in [("Resize", &t.Resize), ("CenterCrop", &t.CenterCrop)] {
+        if let Some(s) = s {
+            e.positive_i(s.height, &path(&format!("{k}.height")));
+            e.positive_i(s.width, &path(&format!("{k}.width")));
+        }
+    }
+    for (k, f) in [
+        ("VerticalFlip", &t.VerticalFlip),
+        ("HorizontalFlip", &t.HorizontalFlip),
+        ("RandomGrayscale", &t.RandomGrayscale),
+    ] {
+        if let Some(f) = f {
+            e.prob(f.p, &path(&format!("{k}.p")));
+        }
+    }
+    if let Some(r) = &t.RandomRotation {
+        e.prob(r.p, &path("RandomRotation.p"));
+        e.check(r.angle >= 0.0, &path("RandomRotation.angle"), || {
+            format!("must be >= 0 (degrees; rotation is in [-angle, angle]), got {}", r.angle)
+        });
+    }
+    if let Some(c) = &t.RandomCrop {
+        e.positive_i(c.height, &path("RandomCrop.height"));
+        e.positive_i(c.width, &path("RandomCrop.width"));
+        e.check(c.padding >= 0, &path("RandomCrop.padding"), || {
+            format!("must be >= 0, got {}", c.padding)
+        });
+        e.prob(c.p, &path("RandomCrop.p"));
+    }
+    if let Some(c) = &t.ColorJitter {
+        for (k, v) in [
+            ("brightness", c.brightness),
+            ("contrast", c.contrast),
+            ("saturation", c.saturation),
+        ] {
+            e.check(v >= 0.0, &path(&format!("ColorJitter.{k}")), || {
+                format!("must be >= 0, got {v}")
+            });
+        }
+        e.check((0.0..=0.5).contains(&c.hue), &path("ColorJitter.hue"), || {
+            format!("must be in [0, 0.5], got {}", c.hue)
+        });
+        e.prob(c.p, &path("ColorJitter.p"));
+    }
+    if let Some(r) = &t.RandomPerspective {
+        e.prob(r.distortion_scale, &path("RandomPerspective.distortion_scale"));
+        e.prob(r.p, &path("RandomPerspective.p"));
+    }
+    if let Some(a) = &t.RandomAffine {
+        e.check(a.degrees >= 0.0, &path("RandomAffine.degrees"), || {
+            format!("must be >= 0, got {}", a.degrees)
+        });
+        if let Some(tr) = a.translate {
+            e.check(
+                tr.iter().all(|v| (0.0..=1.0).contains(v)),
+                &path("RandomAffine.translate"),
+                || format!("fractions must be in [0, 1], got {tr:?}"),
+            );
+        }
+        if let Some(s) = a.scale {
+            e.range(s, &path("RandomAffine.scale"), f64::MIN_POSITIVE);
+        }
+        e.prob(a.p, &path("RandomAffine.p"));
+    }
+    if let Some(r) = &t.RandomErasing {
+        e.range(r.scale, &path("RandomErasing.scale"), 0.0);
+        e.check(r.scale[1] <= 1.0, &path("RandomErasing.scale"), || {
+            format!("area fractions must be <= 1, got {:?}", r.scale)
+        });
+        e.range(r.ratio, &path("RandomErasing.ratio"), f64::MIN_POSITIVE);
+        e.prob(r.p, &path("RandomErasing.p"));
+    }
+    if let Some(b) = &t.RandomGaussianBlur {
+        e.range([b.radius_min, b.radius_max], &path("RandomGaussianBlur.radius_min"), 0.0);
+        e.prob(b.p, &path("RandomGaussianBlur.p"));
+    }
+    if let Some(s) = &t.RandomSolarize {
+        e.check((0.0..=256.0).contains(&s.threshold), &path("RandomSolarize.threshold"), || {
+            format!("must be in [0, 256] (8-bit pixel value), got {}", s.threshold)
+        });
+        e.prob(s.p, &path("RandomSolarize.p"));
+    }
+    if let Some(r) = &t.RandomResizedCrop {
+        e.positive_i(r.size, &path("RandomResizedCrop.size"));
+        e.range(r.scale, &path("RandomResizedCrop.scale"), f64::MIN_POSITIVE);
+        e.range(r.ratio, &path("RandomResizedCrop.ratio"), f64::MIN_POSITIVE);
+    }
+    if let Some(m) = &t.MultiCrop {
+        let n = m.n_crops.len();
+        e.check(
+            n > 0 && m.sizes.len() == n && m.scales.len() == n,
+            &path("MultiCrop"),
+            || {
+                format!(
+                    "n_crops, sizes and scales must be non-empty lists of equal length, got {}, {}, {}",
+                    n,
+                    m.sizes.len(),
+                    m.scales.len()
+                )
+            },
+        );
+        for (i, s) in m.scales.iter().enumerate() {
+            e.range(*s, &path(&format!("MultiCrop.scales[{i}]")), f64::MIN_POSITIVE);
+        }
+        for (i, s) in m.sizes.iter().enumerate() {
+            e.positive_i(*s, &path(&format!("MultiCrop.sizes[{i}]")));
+        }
+        for (i, s) in m.n_crops.iter().enumerate() {
+            e.check(*s >= 0, &path(&format!("MultiCrop.n_crops[{i}]")), || {
+                format!("must be >= 0, got {s}")
+            });
+        }
+    }
+}
+
+fn model(e: &mut Problems, p: &Params) {
+    let f = &p.foundation_params;
+    let names = crate::models::registry::names();
+    e.check(
+        names.contains(&f.backbone_type.as_str()),
+        "foundation_params.backbone_type",
+        || {
+            format!(
+                "unknown backbone \"{}\"{}; expected one of: {}",
+                f.backbone_type,
+                did_you_mean(&f.backbone_type, &names),
+                names.join(", ")
+            )
+        },
+    );
+    e.positive_i(f.img_size, "foundation_params.img_size");
+    e.check(f.partial.unfreeze_cutoff >= -1, "foundation_params.partial.unfreeze_cutoff", || {
+        format!("must be -1 (none unfrozen) or a block index >= 0, got {}", f.partial.unfreeze_cutoff)
+    });
+    for (i, c) in f.partial.drop_cutoff.iter().enumerate() {
+        e.check(*c >= 0, &format!("foundation_params.partial.drop_cutoff[{i}]"), || {
+            format!("must be a block index >= 0, got {c}")
+        });
+    }
+    let tp = &p.model_params.transformers_params;
+    e.positive_i(tp.patch_size, "model_params.transformers_params.patch_size");
+    for (i, s) in tp.img_size.iter().enumerate() {
+        e.positive_i(*s, &format!("model_params.transformers_params.img_size[{i}]"));
+    }
+}
+
+fn optimization(e: &mut Problems, o: &OptimDefault) {
+    let at = "optimization_params.default";
+    let h = &o.optimizer.params;
+    e.check(h.lr > 0.0 && h.lr.is_finite(), &format!("{at}.optimizer.params.lr"), || {
+        format!("must be a positive number, got {}", h.lr)
+    });
+    if let Some(wd) = h.weight_decay {
+        e.check(wd >= 0.0, &format!("{at}.optimizer.params.weight_decay"), || {
+            format!("must be >= 0, got {wd}")
+        });
+    }
+    if let Some(b) = h.betas {
+        e.check(
+            b.iter().all(|v| (0.0..1.0).contains(v)),
+            &format!("{at}.optimizer.params.betas"),
+            || format!("both betas must be in [0, 1), got {b:?}"),
+        );
+    }
+    if let Some(eps) = h.eps {
+        e.check(eps >= 0.0, &format!("{at}.optimizer.params.eps"), || {
+            format!("must be >= 0, got {eps}")
+        });
+    }
+    if let Some(m) = h.momentum {
+        e.check(m >= 0.0, &format!("{at}.optimizer.params.momentum"), || {
+            format!("must be >= 0, got {m}")
+        });
+    }
+    let kind = o.optimizer.kind;
+    for (key, present, ok) in [
+        ("betas", h.betas.is_some(), kind != OptimizerType::SGD),
+        ("amsgrad", h.amsgrad.is_some(), kind != OptimizerType::SGD),
+        ("momentum", h.momentum.is_some(), kind == OptimizerType::SGD),
+        ("dampening", h.dampening.is_some(), kind == OptimizerType::SGD),
+        ("nesterov", h.nesterov.is_some(), kind == OptimizerType::SGD),
+    ] {
+        e.check(!present || ok, &format!("{at}.optimizer.params.{key}"), || {
+            format!("is not a parameter of {kind:?}")
+        });
+    }
+    let l = &o.LARS_params;
+    e.positive_i(l.batch_act_thresh, &format!("{at}.LARS_params.batch_act_thresh"));
+    e.check(l.trust_coef > 0.0, &format!("{at}.LARS_params.trust_coef"), || {
+        format!("must be > 0, got {}", l.trust_coef)
+    });
+    let s = &o.scheduler;
+    for (i, t) in s.types.iter().enumerate() {
+        e.check(
+            !s.types[..i].contains(t),
+            &format!("{at}.scheduler.type[{i}]"),
+            || format!("{t:?} is listed twice"),
+        );
+    }
+    let sp = &s.params;
+    let w = &sp.LinearWarmup;
+    e.check(w.warmup_epochs >= 0, &format!("{at}.scheduler.params.LinearWarmup.warmup_epochs"), || {
+        format!("must be >= 0, got {}", w.warmup_epochs)
+    });
+    e.check(w.warmup_iters >= 0, &format!("{at}.scheduler.params.LinearWarmup.warmup_iters"), || {
+        format!("must be >= 0, got {}", w.warmup_iters)
+    });
+    let pl = &sp.ReduceLROnPlateau;
+    e.check(pl.factor > 0.0 && pl.factor < 1.0, &format!("{at}.scheduler.params.ReduceLROnPlateau.factor"), || {
+        format!("must be in (0, 1), got {}", pl.factor)
+    });
+    e.check(pl.patience >= 0, &format!("{at}.scheduler.params.ReduceLROnPlateau.patience"), || {
+        format!("must be >= 0, got {}", pl.patience)
+    });
+    let ms = &sp.MultiStepLR;
+    e.check(
+        ms.milestones.windows(2).all(|w| w[0] < w[1]) && ms.milestones.iter().all(|m| *m > 0),
+        &format!("{at}.scheduler.params.MultiStepLR.milestones"),
+        || format!("must be increasing positive epochs, got {:?}", ms.milestones),
+    );
+    e.check(ms.gamma > 0.0, &format!("{at}.scheduler.params.MultiStepLR.gamma"), || {
+        format!("must be > 0, got {}", ms.gamma)
+    });
+    let oc = &sp.OneCycleLR;
+    e.check(oc.pct_start > 0.0 && oc.pct_start < 1.0, &format!("{at}.scheduler.params.OneCycleLR.pct_start"), || {
+        format!("must be in (0, 1), got {}", oc.pct_start)
+    });
+    for (k, v) in [("final_div_factor", oc.final_div_factor), ("div_factor", oc.div_factor)] {
+        e.check(v > 0.0, &format!("{at}.scheduler.params.OneCycleLR.{k}"), || {
+            format!("must be > 0, got {v}")
+        });
+    }
+    e.check(sp.CosineAnnealingLR.eta_min >= 0.0, &format!("{at}.scheduler.params.CosineAnnealingLR.eta_min"), || {
+        format!("must be >= 0, got {}", sp.CosineAnnealingLR.eta_min)
+    });
+}
+
+fn training(e: &mut Problems, t: &TrainingParams) {
+    let at = "training_params";
+    e.check(
+        !t.model_name.is_empty()
+            && !t.model_name.contains(['/', '\\'])
+            && t.model_name != "."
+            && t.model_name != "..",
+        &format!("{at}.model_name"),
+        || format!("must be a non-empty name usable as a folder name, got \"{}\"", t.model_name),
+    );
+    e.check(t.epochs >= 0, &format!("{at}.epochs"), || {
+        format!("must be >= 0, got {}", t.epochs)
+    });
+    e.check(t.val_every > 0.0, &format!("{at}.val_every"), || {
+        format!("must be > 0 (epochs between validations; fractions allowed), got {}", t.val_every)
+    });
+    e.positive_i(t.log_every, &format!("{at}.log_every"));
+    e.check(t.grad_clipping >= 0.0 && t.grad_clipping.is_finite(), &format!("{at}.grad_clipping"), || {
+        format!("must be >= 0 (0 = off), got {}", t.grad_clipping)
+    });
+    e.check(!t.save_dir.is_empty(), &format!("{at}.save_dir"), || "must not be empty".into());
+}
+
+fn system(e: &mut Problems, s: &SystemParams) {
+    e.check(
+        s.which_GPUs.split(',').all(|g| g.trim().parse::<usize>().is_ok()),
+        "system_params.which_GPUs",
+        || format!("must be comma-separated GPU indices like \"0\" or \"0,1\", got \"{}\"", s.which_GPUs),
+    );
+}

@@ -1,0 +1,11 @@
+//! medfm: fine-tune natural-image foundation models on medical image classification.
+//!
+//! Data flow: `config` (params.json) -> `data` (items, splits, batches) -> `models` (trunk +
+//! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`.
+//! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
+
+pub mod commands;
+pub mod config;
+pub mod device;
+pub mod models;
+pub mod util;

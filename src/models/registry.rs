@@ -1,0 +1,154 @@
+//! One row per supported backbone: name, family, dims and where its official weights live.
+
+use super::Backbone;
+use crate::config::GrayInit;
+use anyhow::{bail, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Family {
+    Mae,
+    Dinov2,
+    Clip,
+    Coca,
+    Aimv2,
+    Sam2,
+    Vmamba,
+}
+
+impl Family {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Family::Mae => "MAE",
+            Family::Dinov2 => "DINOv2",
+            Family::Clip => "CLIP",
+            Family::Coca => "CoCa",
+            Family::Aimv2 => "AIMv2",
+            Family::Sam2 => "SAM2.1",
+            Family::Vmamba => "VMamba",
+        }
+    }
+}
+
+/// How a trunk is instantiated for a run.
+#[derive(Debug, Clone)]
+pub struct BuildOptions {
+    /// Input side in pixels (square).
+    pub img_size: i64,
+    /// 3, or 1 for grayscale datasets.
+    pub in_chans: i64,
+    /// How a 1-channel first convolution is derived from the RGB kernel.
+    pub gray_init: GrayInit,
+    /// DINOv2 `partial.drop_cutoff`: take features from an earlier block.
+    pub drop_cutoff: Vec<i64>,
+}
+
+pub type BuildFn = fn(&tch::nn::Path, &BuildOptions) -> Result<Box<dyn Backbone>>;
+
+pub struct BackboneSpec {
+    pub name: &'static str,
+    pub family: Family,
+    /// Width of `Features::pooled`.
+    pub pooled_dim: i64,
+    /// Width of `Features::tokens`.
+    pub token_dim: i64,
+    /// Where the official checkpoint is published.
+    pub sources: &'static [&'static str],
+    pub build: BuildFn,
+}
+
+fn not_implemented(_: &tch::nn::Path, _: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    bail!("this backbone is registered but its implementation has not landed yet")
+}
+
+macro_rules! row {
+    ($name:expr, $family:ident, $pooled:expr, $tokens:expr, [$($src:expr),* $(,)?], $build:expr) => {
+        BackboneSpec {
+            name: $name,
+            family: Family::$family,
+            pooled_dim: $pooled,
+            token_dim: $tokens,
+            sources: &[$($src),*],
+            build: $build,
+        }
+    };
+}
+
+pub static BACKBONES: &[BackboneSpec] = &[
+    row!("vit_base_patch16", Mae, 768, 768, [
+        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
+        "timm vit_base_patch16_224.mae (model.safetensors)",
+    ], not_implemented),
+    row!("vit_large_patch16", Mae, 1024, 1024, [
+        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_large.pth",
+        "timm vit_large_patch16_224.mae (model.safetensors)",
+    ], not_implemented),
+    row!("vit_huge_patch14", Mae, 1280, 1280, [
+        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_huge.pth",
+        "timm vit_huge_patch14_224.mae (model.safetensors)",
+    ], not_implemented),
+    row!("dinov2_vits14", Dinov2, 384, 384, [
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+        "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
+    ], not_implemented),
+    row!("dinov2_vitb14", Dinov2, 768, 768, [
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+        "timm vit_base_patch14_dinov2.lvd142m (model.safetensors)",
+    ], not_implemented),
+    row!("dinov2_vitl14", Dinov2, 1024, 1024, [
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+        "timm vit_large_patch14_dinov2.lvd142m (model.safetensors)",
+    ], not_implemented),
+    row!("dinov2_vitg14", Dinov2, 1536, 1536, [
+        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth",
+        "timm vit_giant_patch14_dinov2.lvd142m (model.safetensors)",
+    ], not_implemented),
+    row!("clip_vitb16", Clip, 512, 768, [
+        "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
+    ], not_implemented),
+    row!("coca_ViT-B-32", Coca, 512, 512, [
+        "hf laion/CoCa-ViT-B-32-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
+    ], not_implemented),
+    row!("coca_ViT-L-14", Coca, 768, 768, [
+        "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
+    ], not_implemented),
+    row!("aimv2-large-patch14-224", Aimv2, 1024, 1024, [
+        "hf apple/aimv2-large-patch14-224 (model.safetensors)",
+    ], not_implemented),
+    row!("aimv2-huge-patch14-224", Aimv2, 1536, 1536, [
+        "hf apple/aimv2-huge-patch14-224 (model.safetensors)",
+    ], not_implemented),
+    row!("sam2_b", Sam2, 256, 256, [
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+        "hf facebook/sam2.1-hiera-base-plus",
+    ], not_implemented),
+    row!("sam2_l", Sam2, 256, 256, [
+        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+        "hf facebook/sam2.1-hiera-large",
+    ], not_implemented),
+    row!("vmamba_s", Vmamba, 768, 768, [
+        "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
+    ], not_implemented),
+    row!("vmamba_b", Vmamba, 1024, 1024, [
+        "https://github.com/MzeroMiko/VMamba/releases (vssm_base_0229_ckpt_epoch_237.pth)",
+    ], not_implemented),
+];
+
+/// Every supported backbone name, in table order.
+pub fn names() -> Vec<&'static str> {
+    BACKBONES.iter().map(|b| b.name).collect()
+}
+
+/// The row for `name`, or an error listing the valid names.
+pub fn get(name: &str) -> Result<&'static BackboneSpec> {
+    match BACKBONES.iter().find(|b| b.name == name) {
+        Some(b) => Ok(b),
+        None => {
+            let names = names();
+            bail!(
+                "unknown backbone \"{name}\"{}; expected one of: {}",
+                crate::config::did_you_mean(name, &names),
+                names.join(", ")
+            )
+        }
+    }
+}
