@@ -6,6 +6,11 @@
 
 pub mod commands;
 pub mod config;
+pub mod data;
 pub mod device;
+pub mod metrics;
 pub mod models;
+pub mod report;
+pub mod train;
 pub mod util;
+pub mod weights;

@@ -19,7 +19,18 @@ struct Cli {
 }
 
 #[derive(Subcommand)]
-enum Cmd {}
+enum Cmd {
+    /// Validate config and data; print per-split class counts; write/reuse val_ids.json.
+    Inspect(commands::inspect::Args),
+    /// Write trunk features (pooled, tokens) of an input tensor file.
+    Features(commands::features::Args),
+    /// List every supported backbone.
+    Backbones(commands::backbones::Args),
+    /// Write a small synthetic dataset in a real dataset's layout.
+    Synth(commands::synth::Args),
+    /// One table and figure of every run's test metrics.
+    Report(commands::report::Args),
+}
 
 fn main() {
     let cli = Cli::parse();
@@ -29,7 +40,11 @@ fn main() {
     }
     let result = match &cli.cmd {
         None => commands::train::run(&cli.run),
-        Some(cmd) => match *cmd {},
+        Some(Cmd::Inspect(a)) => commands::inspect::run(a),
+        Some(Cmd::Features(a)) => commands::features::run(a),
+        Some(Cmd::Backbones(a)) => commands::backbones::run(a),
+        Some(Cmd::Synth(a)) => commands::synth::run(a),
+        Some(Cmd::Report(a)) => commands::report::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -1,3 +1,8 @@
 //! One module per CLI subcommand. Each has an `Args` (clap) and a `run`.
 
+pub mod backbones;
+pub mod features;
+pub mod inspect;
+pub mod report;
+pub mod synth;
 pub mod train;

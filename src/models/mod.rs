@@ -4,7 +4,17 @@
 //! the heads (REFERENCE.md section 5). Variables live in a `tch::nn::VarStore` under names that
 //! match the official checkpoints after the family's key remapping, so loading is a checked copy.
 
+pub mod aimv2;
+pub mod classifier;
+pub mod clip;
+pub mod coca;
+pub mod dinov2;
+pub mod heads;
+pub mod hiera;
+pub mod layers;
 pub mod registry;
+pub mod vit;
+pub mod vmamba;
 
 use tch::Tensor;
 

@@ -1,0 +1,26 @@
+//! `medfm synth --dataset NAME --out DIR [--n N] [--seed S]`: a small synthetic dataset in the
+//! real on-disk layout, with a class signal a model can learn.
+
+use anyhow::{bail, Result};
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// APTOS2019, ISIC2019, CheXpert or DDSM.
+    #[arg(long)]
+    pub dataset: String,
+    /// Root folder; the dataset goes to OUT/<DatasetName>/ (use OUT as data_location).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Number of images.
+    #[arg(long, default_value_t = 200)]
+    pub n: usize,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let _ = args;
+    bail!("`medfm synth` has not landed yet")
+}

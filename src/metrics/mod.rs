@@ -1,0 +1,1 @@
+//! Classification metrics with sklearn semantics (REFERENCE.md section 7).

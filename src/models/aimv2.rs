@@ -1,0 +1,1 @@
+//! Apple AIMv2 vision trunk.

@@ -1,0 +1,1 @@
+//! open_clip CoCa vision tower with the attentional pooler.

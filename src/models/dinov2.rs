@@ -1,0 +1,1 @@
+//! DINOv2 (official hub code semantics).

@@ -1,0 +1,1 @@
+//! The linear head and the deit_base attention head.

@@ -1,0 +1,1 @@
+//! SAM2.1 image encoder: Hiera trunk and FPN neck.

@@ -1,0 +1,1 @@
+//! VMamba v2 (SS2D selective scan in libtorch ops).

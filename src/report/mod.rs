@@ -1,0 +1,1 @@
+//! What people look at: history.csv, predictions.csv, plots, TensorBoard events, results table.

@@ -1,0 +1,1 @@
+//! The training engine: loop, optimisers, schedules, mixed precision, checkpoints, caches.
