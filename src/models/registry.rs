@@ -40,9 +40,17 @@ pub struct BuildOptions {
     pub gray_init: GrayInit,
     /// DINOv2 `partial.drop_cutoff`: take features from an earlier block.
     pub drop_cutoff: Vec<i64>,
+    /// Nested state dict to read from a checkpoint ("model", "model_ema", ...); None = the
+    /// family's default.
+    pub weights_key: Option<String>,
 }
 
+/// Build the trunk's variables under `path` (randomly initialised as the reference does).
 pub type BuildFn = fn(&tch::nn::Path, &BuildOptions) -> Result<Box<dyn Backbone>>;
+
+/// Read an official checkpoint (any of the family's published layouts) into the variables
+/// under `prefix` of `vs`, adapting it to `opts` (e.g. a 1-channel first convolution).
+pub type LoadFn = fn(&tch::nn::VarStore, &str, &std::path::Path, &BuildOptions) -> Result<()>;
 
 pub struct BackboneSpec {
     pub name: &'static str,
@@ -53,11 +61,27 @@ pub struct BackboneSpec {
     pub token_dim: i64,
     /// Where the official checkpoint is published.
     pub sources: &'static [&'static str],
+    /// File name looked up in the weights folder when `foundation_params.weights` is absent.
+    pub default_file: &'static str,
+    /// Trunk parameter count at 224 px (equal to the reference implementation's; tested).
+    pub param_count: i64,
+    /// Number of tokens (`Features::tokens` length) at 224 px.
+    pub tokens_224: i64,
     pub build: BuildFn,
+    pub load: LoadFn,
 }
 
 fn not_implemented(_: &tch::nn::Path, _: &BuildOptions) -> Result<Box<dyn Backbone>> {
     bail!("this backbone is registered but its implementation has not landed yet")
+}
+
+fn not_implemented_load(
+    _: &tch::nn::VarStore,
+    _: &str,
+    _: &std::path::Path,
+    _: &BuildOptions,
+) -> Result<()> {
+    bail!("this backbone is registered but its checkpoint loader has not landed yet")
 }
 
 macro_rules! row {
@@ -68,7 +92,11 @@ macro_rules! row {
             pooled_dim: $pooled,
             token_dim: $tokens,
             sources: &[$($src),*],
+            default_file: "",
+            param_count: 0,
+            tokens_224: 0,
             build: $build,
+            load: not_implemented_load,
         }
     };
 }
