@@ -9,13 +9,13 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-600}"
 shift || true
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(unpickle torch_zip safetensors_header)
+[ ${#targets[@]} -gt 0 ] || targets=(unpickle torch_file safetensors_header)
 
 fixtures="$PWD/tests/fixtures/weights"
 regressions="$PWD/crates/ckpt/tests/regressions"
 cd crates/ckpt/fuzz
-mkdir -p corpus/unpickle corpus/torch_zip corpus/safetensors_header
-cp "$fixtures"/*.pth "$fixtures"/*.bin corpus/torch_zip/
+mkdir -p corpus/unpickle corpus/torch_file corpus/safetensors_header
+cp "$fixtures"/*.pth "$fixtures"/*.bin corpus/torch_file/
 cp "$fixtures"/*.safetensors corpus/safetensors_header/
 # data.pkl of every zip fixture seeds the unpickler.
 python3 - "$fixtures" corpus/unpickle <<'PY'
@@ -30,7 +30,7 @@ for f in sorted(os.listdir(src)):
                     open(os.path.join(dst, f + ".pkl"), "wb").write(z.read(n))
 PY
 # Past crashes stay in the corpus.
-for t in unpickle torch_zip safetensors_header; do
+for t in unpickle torch_file safetensors_header; do
     if [ -d "$regressions/$t" ]; then cp "$regressions/$t"/* "corpus/$t/" 2>/dev/null || true; fi
 done
 

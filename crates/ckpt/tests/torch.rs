@@ -1,6 +1,6 @@
 //! torch.save archives from tests/fixtures/weights, parsed without libtorch.
 
-use medfm_ckpt::torch::{tensor_bytes, Selected, TorchArchive};
+use medfm_ckpt::torch::{tensor_bytes, Layout, Selected, TorchArchive};
 use medfm_ckpt::Dtype;
 use std::path::PathBuf;
 
@@ -60,7 +60,10 @@ fn views_keep_offsets_and_strides() {
 fn nested_selection_and_dtypes() {
     let data = fixture("ema.pth");
     let archive = TorchArchive::parse(&data[..]).unwrap();
-    assert_eq!(archive.prefix, "ema/");
+    match &archive.layout {
+        Layout::Zip { prefix, .. } => assert_eq!(prefix, "ema/"),
+        Layout::Legacy { .. } => panic!("ema.pth is a zip archive"),
+    }
     let refs = archive.state_dict(Some("model_ema")).unwrap();
     assert_eq!(refs.selected, Selected::Nested("model_ema".into()));
     let names: Vec<&str> = refs.tensors.iter().map(|(n, _)| n.as_str()).collect();
@@ -91,6 +94,26 @@ fn nested_selection_and_dtypes() {
 #[test]
 fn every_truncation_of_an_archive_is_an_error() {
     let data = fixture("plain.pth");
+    for cut in 0..data.len() {
+        let result = TorchArchive::parse(&data[..cut]).and_then(|a| a.state_dict(None).map(|_| a));
+        assert!(result.is_err(), "cut at {cut} parsed");
+    }
+}
+
+#[test]
+fn legacy_format() {
+    let data = fixture("legacy.pth");
+    let archive = TorchArchive::parse(&data[..]).unwrap();
+    let Layout::Legacy { storages } = &archive.layout else {
+        panic!("not legacy")
+    };
+    assert_eq!(storages.len(), 10);
+    let refs = archive.state_dict(None).unwrap();
+    assert_eq!(refs.tensors.len(), 10);
+    let (name, t) = &refs.tensors[0];
+    assert_eq!((name.as_str(), t.shape.clone()), ("fc1.weight", vec![3, 4]));
+    let storage = archive.read_storage(&data[..], &t.storage.key).unwrap();
+    assert_eq!(storage.len(), 48);
     for cut in 0..data.len() {
         let result = TorchArchive::parse(&data[..cut]).and_then(|a| a.state_dict(None).map(|_| a));
         assert!(result.is_err(), "cut at {cut} parsed");

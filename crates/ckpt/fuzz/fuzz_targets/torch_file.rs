@@ -1,5 +1,6 @@
-//! Arbitrary bytes as a torch.save zip archive: zip parsing, unpickling, state-dict selection,
-//! and materialising every selected tensor's bytes exactly as medfm's loader does.
+//! Arbitrary bytes as a torch.save checkpoint (zip archive or legacy format): container
+//! parsing, unpickling, state-dict selection, and materialising every selected tensor's bytes
+//! exactly as medfm's loader does.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
