@@ -11,8 +11,9 @@ It runs on CPU with the repository's pure-torch selective scan (`selective_scan_
 here) and its torch cross-scan/merge; needs torch, timm, einops, fvcore (scripts/setup.sh --ref).
 
 Modes (default: --small --keys):
-  --small        tests/fixtures/parity/vmamba_tiny_{weights,io}.safetensors: a tiny config
-                 (dims 8-64, depths 1,1,2,1) with randomised weights, a non-square input, and the
+  --small        tests/fixtures/parity/vmamba_tiny.pth (release layout: model, model_ema,
+                 optimizer, config, ...) of a tiny config (dims 8-64, depths 1,1,2,1) with
+                 randomised weights, and vmamba_tiny_io.safetensors: a non-square input and the
                  reference pooled/tokens; plus vmamba_scan_stress.safetensors: one selective scan
                  over 3136 steps (a 56x56 stage-1 map) with extreme decays, and its output.
   --keys         tests/fixtures/keys/vmamba_{s,b}.json: full-size state-dict keys, shapes and the
@@ -119,6 +120,22 @@ def state_dict(model):
     return {k: v.detach().contiguous() for k, v in model.state_dict().items()}
 
 
+def release_checkpoint(sd):
+    """The layout of the GitHub-release files: {'model', 'model_ema', 'optimizer',
+    'lr_scheduler', 'max_accuracy', 'epoch', 'config' (a yacs CfgNode), ...}. model_ema shares
+    every tensor with model except Ds (halved), so selecting it is observable at little size."""
+    from yacs.config import CfgNode
+
+    ema = {k: (v * 0.5 if k.endswith(".Ds") else v) for k, v in sd.items()}
+    config = CfgNode({"MODEL": CfgNode({"TYPE": "vssm", "VSSM": CfgNode({"SSM_FORWARDTYPE": "v05_noz"})})})
+    first = next(iter(sd.values()))
+    optimizer = {"state": {0: {"step": torch.tensor(1.0), "exp_avg": torch.zeros_like(first)}},
+                 "param_groups": [{"lr": 1e-3, "weight_decay": 0.05, "params": [0]}]}
+    return {"model": sd, "model_ema": ema, "optimizer": optimizer,
+            "lr_scheduler": {"last_epoch": 222}, "max_accuracy": 83.5, "scaler": {},
+            "epoch": 222, "config": config}
+
+
 def gen_small(vm):
     gen = torch.Generator().manual_seed(7)
     model = tiny_model(vm).eval()
@@ -128,7 +145,7 @@ def gen_small(vm):
     out = FIXTURES / "parity"
     out.mkdir(parents=True, exist_ok=True)
     meta = {"config": json.dumps(TINY), "source": "MzeroMiko/VMamba classification/models/vmamba.py"}
-    save_file(state_dict(model), out / "vmamba_tiny_weights.safetensors", metadata=meta)
+    torch.save(release_checkpoint(state_dict(model)), out / "vmamba_tiny.pth")
     save_file({"pixels": pixels, "pooled": pooled, "tokens": tokens},
               out / "vmamba_tiny_io.safetensors", metadata=meta)
     print(f"tiny: pooled {tuple(pooled.shape)} tokens {tuple(tokens.shape)}")
@@ -177,14 +194,7 @@ def gen_full(vm, name, out_dir):
     pixels = torch.randn(2, 3, 224, 224, generator=gen)
     pooled, tokens = features(model, pixels)
     out_dir.mkdir(parents=True, exist_ok=True)
-    sd = state_dict(model)
-    # The release layout: {'model', 'model_ema', 'optimizer', 'lr_scheduler', 'epoch', ...};
-    # model_ema differs (halved Ds) so that selecting it is observable.
-    ema = dict(sd)
-    ema = {k: (v * 0.5 if k.endswith(".Ds") else v) for k, v in ema.items()}
-    ckpt = {"model": sd, "model_ema": ema, "optimizer": {"state": {}, "param_groups": []},
-            "lr_scheduler": {"last_epoch": 1}, "max_accuracy": 0.0, "epoch": 1}
-    torch.save(ckpt, out_dir / f"{name}.pth")
+    torch.save(release_checkpoint(state_dict(model)), out_dir / f"{name}.pth")
     save_file({"pixels": pixels, "pooled": pooled, "tokens": tokens.contiguous()},
               out_dir / f"{name}_io.safetensors")
     print(f"{name}: wrote {out_dir}/{name}.pth and {name}_io.safetensors")

@@ -3,7 +3,7 @@
 
 use medfm::config::GrayInit;
 use medfm::models::registry::{self, BuildOptions};
-use medfm::models::vmamba::{adapt_state_dict, linear_recurrence, Vmamba, VmambaConfig};
+use medfm::models::vmamba::{self, linear_recurrence, Vmamba, VmambaConfig};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -22,33 +22,24 @@ fn read(path: &Path) -> BTreeMap<String, Tensor> {
         .collect()
 }
 
-fn options(in_chans: i64) -> BuildOptions {
+fn options(in_chans: i64, weights_key: Option<&str>) -> BuildOptions {
     BuildOptions {
         img_size: 224,
         in_chans,
         gray_init: GrayInit::First,
         drop_cutoff: vec![],
-        weights_key: None,
+        weights_key: weights_key.map(str::to_string),
     }
 }
 
-/// Copy a state dict into the var store: every variable must be present with its shape, and
-/// nothing but `classifier.head.*` may be left over.
-fn copy_into(vs: &nn::VarStore, sd: &BTreeMap<String, Tensor>) {
-    let vars = vs.variables();
-    for (name, var) in &vars {
-        let src = sd
-            .get(name)
-            .unwrap_or_else(|| panic!("fixture lacks {name}"));
-        assert_eq!(src.size(), var.size(), "shape of {name}");
-        tch::no_grad(|| var.shallow_clone().copy_(src));
-    }
-    for key in sd.keys() {
-        assert!(
-            vars.contains_key(key) || key.starts_with("classifier.head."),
-            "unexpected {key}"
-        );
-    }
+/// The tiny trunk under `trunk.` with the release-layout fixture loaded by the registry loader.
+fn tiny_loaded(opts: &BuildOptions) -> anyhow::Result<(nn::VarStore, Vmamba)> {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let mut cfg = VmambaConfig::tiny(8, &[1, 1, 2, 1]);
+    cfg.in_chans = opts.in_chans;
+    let model = Vmamba::new(&(vs.root() / "trunk"), &cfg)?;
+    vmamba::load(&vs, "trunk.", &fixture("parity/vmamba_tiny.pth"), opts)?;
+    Ok((vs, model))
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
@@ -56,16 +47,11 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
+/// The release `.pth` layout (`model`, `model_ema`, optimizer, a yacs `config`, ...) read by
+/// the registry loader, then the features against the reference's.
 #[test]
 fn tiny_config_matches_the_reference() {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let model = Vmamba::new(&vs.root(), &VmambaConfig::tiny(8, &[1, 1, 2, 1])).unwrap();
-    let sd = adapt_state_dict(
-        read(&fixture("parity/vmamba_tiny_weights.safetensors")),
-        &options(3),
-    )
-    .unwrap();
-    copy_into(&vs, &sd);
+    let (_vs, model) = tiny_loaded(&options(3, None)).unwrap();
     let io = read(&fixture("parity/vmamba_tiny_io.safetensors"));
     let f = tch::no_grad(|| model.forward(&io["pixels"], false));
     let (dp, dt) = (
@@ -74,6 +60,45 @@ fn tiny_config_matches_the_reference() {
     );
     println!("vmamba tiny: max abs error pooled {dp:.3e}, tokens {dt:.3e}");
     assert!(dp <= 1e-4 && dt <= 1e-4, "pooled {dp}, tokens {dt}");
+}
+
+#[test]
+fn weights_key_selects_the_ema_state_dict() {
+    let ds = "trunk.layers.2.blocks.1.op.Ds";
+    let (vs, _) = tiny_loaded(&options(3, None)).unwrap();
+    let (vs_ema, _) = tiny_loaded(&options(3, Some("model_ema"))).unwrap();
+    let (model, ema) = (&vs.variables()[ds], &vs_ema.variables()[ds]);
+    assert!(ema.allclose(&(model * 0.5), 0.0, 0.0, false));
+    let err = tiny_loaded(&options(3, Some("model_emma"))).err().unwrap();
+    assert!(format!("{err:#}").contains("model_emma"), "{err:#}");
+}
+
+#[test]
+fn grayscale_load_takes_the_first_rgb_kernel() {
+    let (vs, _) = tiny_loaded(&options(1, None)).unwrap();
+    let (rgb, _) = tiny_loaded(&options(3, None)).unwrap();
+    let w = "trunk.patch_embed.0.weight";
+    assert!(vs.variables()[w].equal(&rgb.variables()[w].narrow(1, 0, 1)));
+}
+
+/// A checkpoint of another configuration is refused with the offending tensors named.
+#[test]
+fn mismatched_checkpoint_is_a_clear_error() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = Vmamba::new(&vs.root(), &VmambaConfig::tiny(16, &[1, 1, 2, 1])).unwrap();
+    let err = vmamba::load(
+        &vs,
+        "",
+        &fixture("parity/vmamba_tiny.pth"),
+        &options(3, None),
+    )
+    .err()
+    .unwrap();
+    let msg = format!("{err:#}");
+    assert!(
+        msg.contains("vmamba_tiny.pth") && msg.contains("patch_embed.0.weight"),
+        "{msg}"
+    );
 }
 
 /// One selective scan of 3136 steps with per-step decays from ~1e-5 to ~400, as SS2D runs it:
@@ -127,7 +152,7 @@ fn full_size_keys_shapes_and_counts_match_the_reference() {
             .collect();
         let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let _trunk = (spec.build)(&vs.root(), &options(3)).unwrap();
+        let _trunk = (spec.build)(&vs.root(), &options(3, None)).unwrap();
         let got: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -161,7 +186,7 @@ fn registry_rows_describe_the_trunks() {
 fn grayscale_trunk_builds_with_one_input_channel() {
     let vs = nn::VarStore::new(Device::Cpu);
     let spec = registry::get("vmamba_s").unwrap();
-    let trunk = (spec.build)(&vs.root(), &options(1)).unwrap();
+    let trunk = (spec.build)(&vs.root(), &options(1, None)).unwrap();
     assert_eq!(
         vs.variables()["patch_embed.0.weight"].size(),
         vec![48, 1, 3, 3]
