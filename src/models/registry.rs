@@ -195,12 +195,34 @@ pub static BACKBONES: &[BackboneSpec] = &[
         build: super::sam2::build_large,
         load: super::sam2::load,
     },
-    row!("vmamba_s", Vmamba, 768, 768, [
-        "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
-    ], not_implemented),
-    row!("vmamba_b", Vmamba, 1024, 1024, [
-        "https://github.com/MzeroMiko/VMamba/releases (vssm_base_0229_ckpt_epoch_237.pth)",
-    ], not_implemented),
+    BackboneSpec {
+        name: "vmamba_s",
+        family: Family::Vmamba,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
+        ],
+        default_file: "vssm_small_0229_ckpt_epoch_222.pth",
+        param_count: 49_378_752,
+        tokens_224: 49,
+        build: super::vmamba::build_small,
+        load: super::vmamba::load,
+    },
+    BackboneSpec {
+        name: "vmamba_b",
+        family: Family::Vmamba,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://github.com/MzeroMiko/VMamba/releases (vssm_base_0229_ckpt_epoch_237.pth)",
+        ],
+        default_file: "vssm_base_0229_ckpt_epoch_237.pth",
+        param_count: 87_532_800,
+        tokens_224: 49,
+        build: super::vmamba::build_base,
+        load: super::vmamba::load,
+    },
 ];
 
 /// Every supported backbone name, in table order.
