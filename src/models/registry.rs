@@ -1,6 +1,6 @@
 //! One row per supported backbone: name, family, dims and where its official weights live.
 
-use super::Backbone;
+use super::{vit, Backbone};
 use crate::config::GrayInit;
 use anyhow::{bail, Result};
 
@@ -102,18 +102,51 @@ macro_rules! row {
 }
 
 pub static BACKBONES: &[BackboneSpec] = &[
-    row!("vit_base_patch16", Mae, 768, 768, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
-        "timm vit_base_patch16_224.mae (model.safetensors)",
-    ], not_implemented),
-    row!("vit_large_patch16", Mae, 1024, 1024, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_large.pth",
-        "timm vit_large_patch16_224.mae (model.safetensors)",
-    ], not_implemented),
-    row!("vit_huge_patch14", Mae, 1280, 1280, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_huge.pth",
-        "timm vit_huge_patch14_224.mae (model.safetensors)",
-    ], not_implemented),
+    BackboneSpec {
+        name: "vit_base_patch16",
+        family: Family::Mae,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
+            "timm vit_base_patch16_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_base.pth",
+        param_count: 85_798_656,
+        tokens_224: 196,
+        build: vit::build_mae_base,
+        load: vit::load_mae,
+    },
+    BackboneSpec {
+        name: "vit_large_patch16",
+        family: Family::Mae,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_large.pth",
+            "timm vit_large_patch16_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_large.pth",
+        param_count: 303_301_632,
+        tokens_224: 196,
+        build: vit::build_mae_large,
+        load: vit::load_mae,
+    },
+    BackboneSpec {
+        name: "vit_huge_patch14",
+        family: Family::Mae,
+        pooled_dim: 1280,
+        token_dim: 1280,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_huge.pth",
+            "timm vit_huge_patch14_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_huge.pth",
+        param_count: 630_764_800,
+        tokens_224: 256,
+        build: vit::build_mae_huge,
+        load: vit::load_mae,
+    },
     row!("dinov2_vits14", Dinov2, 384, 384, [
         "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
         "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
