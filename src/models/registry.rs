@@ -1,6 +1,6 @@
 //! One row per supported backbone: name, family, dims and where its official weights live.
 
-use super::{vit, Backbone};
+use super::{dinov2, vit, Backbone};
 use crate::config::GrayInit;
 use anyhow::{bail, Result};
 
@@ -147,22 +147,66 @@ pub static BACKBONES: &[BackboneSpec] = &[
         build: vit::build_mae_huge,
         load: vit::load_mae,
     },
-    row!("dinov2_vits14", Dinov2, 384, 384, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
-        "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitb14", Dinov2, 768, 768, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
-        "timm vit_base_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitl14", Dinov2, 1024, 1024, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
-        "timm vit_large_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitg14", Dinov2, 1536, 1536, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth",
-        "timm vit_giant_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
+    BackboneSpec {
+        name: "dinov2_vits14",
+        family: Family::Dinov2,
+        pooled_dim: 384,
+        token_dim: 384,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+            "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vits14_pretrain.pth",
+        param_count: 22_056_576,
+        tokens_224: 256,
+        build: dinov2::build_vits14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitb14",
+        family: Family::Dinov2,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+            "timm vit_base_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitb14_pretrain.pth",
+        param_count: 86_580_480,
+        tokens_224: 256,
+        build: dinov2::build_vitb14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitl14",
+        family: Family::Dinov2,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+            "timm vit_large_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitl14_pretrain.pth",
+        param_count: 304_368_640,
+        tokens_224: 256,
+        build: dinov2::build_vitl14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitg14",
+        family: Family::Dinov2,
+        pooled_dim: 1536,
+        token_dim: 1536,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth",
+            "timm vit_giant_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitg14_pretrain.pth",
+        param_count: 1_136_480_768,
+        tokens_224: 256,
+        build: dinov2::build_vitg14,
+        load: dinov2::load_dinov2,
+    },
     row!("clip_vitb16", Clip, 512, 768, [
         "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
     ], not_implemented),
