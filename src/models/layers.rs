@@ -86,6 +86,8 @@ pub enum LinearInit {
     Torch,
     /// torch's `nn.MultiheadAttention` packed in-projection: xavier-uniform weight, zero bias.
     XavierUniform,
+    /// torch's `nn.MultiheadAttention` out-projection: `nn.Linear` weight, zero bias.
+    TorchZeroBias,
 }
 
 /// `y = x W^T + b`.
@@ -115,6 +117,7 @@ impl Linear {
             LinearInit::TruncNormal => (Fill::TruncNormal(0.02), Fill::Zeros),
             // kaiming_uniform(a = sqrt(5)) reduces to uniform(+-1/sqrt(fan_in)).
             LinearInit::Torch => (Fill::Uniform(fan_bound), Fill::Uniform(fan_bound)),
+            LinearInit::TorchZeroBias => (Fill::Uniform(fan_bound), Fill::Zeros),
             LinearInit::XavierUniform => (
                 Fill::Uniform((6.0 / (in_dim + out_dim) as f64).sqrt()),
                 Fill::Zeros,
@@ -197,7 +200,7 @@ impl Attention {
                     3 * dim,
                     LinearInit::XavierUniform,
                 ),
-                Linear::new(&(p / "out_proj"), dim, dim, true, LinearInit::Torch),
+                Linear::new(&(p / "out_proj"), dim, dim, true, LinearInit::TorchZeroBias),
             ),
         };
         Attention { qkv, proj, heads }

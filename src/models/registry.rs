@@ -1,6 +1,6 @@
 //! One row per supported backbone: name, family, dims and where its official weights live.
 
-use super::{dinov2, vit, Backbone};
+use super::{clip, coca, dinov2, vit, Backbone};
 use crate::config::GrayInit;
 use anyhow::{bail, Result};
 
@@ -207,15 +207,48 @@ pub static BACKBONES: &[BackboneSpec] = &[
         build: dinov2::build_vitg14,
         load: dinov2::load_dinov2,
     },
-    row!("clip_vitb16", Clip, 512, 768, [
-        "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
-    ], not_implemented),
-    row!("coca_ViT-B-32", Coca, 512, 512, [
-        "hf laion/CoCa-ViT-B-32-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
-    ], not_implemented),
-    row!("coca_ViT-L-14", Coca, 768, 768, [
-        "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
-    ], not_implemented),
+    BackboneSpec {
+        name: "clip_vitb16",
+        family: Family::Clip,
+        pooled_dim: 512,
+        token_dim: 768,
+        sources: &[
+            "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin, saved as clip_vitb16.safetensors / clip_vitb16.bin)",
+        ],
+        default_file: "clip_vitb16.safetensors",
+        param_count: 86_192_640,
+        tokens_224: 196,
+        build: clip::build_clip_vitb16,
+        load: clip::load_open_clip,
+    },
+    BackboneSpec {
+        name: "coca_ViT-B-32",
+        family: Family::Coca,
+        pooled_dim: 512,
+        token_dim: 512,
+        sources: &[
+            "hf laion/CoCa-ViT-B-32-laion2B-s13B-b90k (open_clip_pytorch_model.bin, saved as coca_ViT-B-32.bin)",
+        ],
+        default_file: "coca_ViT-B-32.bin",
+        param_count: 89_164_032,
+        tokens_224: 256,
+        build: coca::build_coca_b32,
+        load: clip::load_open_clip,
+    },
+    BackboneSpec {
+        name: "coca_ViT-L-14",
+        family: Family::Coca,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin, saved as coca_ViT-L-14.bin)",
+        ],
+        default_file: "coca_ViT-L-14.bin",
+        param_count: 306_724_864,
+        tokens_224: 256,
+        build: coca::build_coca_l14,
+        load: clip::load_open_clip,
+    },
     row!("aimv2-large-patch14-224", Aimv2, 1024, 1024, [
         "hf apple/aimv2-large-patch14-224 (model.safetensors)",
     ], not_implemented),
