@@ -298,3 +298,72 @@ fn missing_checkpoints_are_errors_that_name_file_and_source() {
     );
     std::env::remove_var("MEDFM_WEIGHTS");
 }
+
+/// The MAE parity fixture's shape (scripts/gen_parity_mae.py) and the head fixture's DeiT.
+const SMALL_MAE: VitConfig = VitConfig {
+    patch: 8,
+    dim: 32,
+    depth: 2,
+    heads: 4,
+    mlp_hidden: 128,
+    eps: 1e-6,
+};
+const SMALL_DEIT: VitConfig = VitConfig {
+    patch: 16,
+    dim: 32,
+    depth: 2,
+    heads: 4,
+    mlp_hidden: 128,
+    eps: 1e-6,
+};
+
+fn build_small_mae(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
+    Ok(Box::new(Mae::new(p, SMALL_MAE, opts)?))
+}
+
+static SMALL_ROW: BackboneSpec = BackboneSpec {
+    name: "small_mae",
+    build: build_small_mae,
+    ..TINY_ROW
+};
+
+#[test]
+fn checkpoints_named_in_params_are_loaded_into_trunk_and_head() {
+    let mae = common::fixture("parity/mae_small.pth");
+    let deit = common::fixture("parity/deit_small.pth");
+    let mae_set = format!("foundation_params.weights=\"{}\"", mae.display());
+    let deit_set = format!("model_params.weights=\"{}\"", deit.display());
+    let p = params(&[
+        "foundation_params.backbone_type=\"vit_base_patch16\"",
+        "foundation_params.img_size=48",
+        "model_params.backbone_type=\"deit_base\"",
+        &mae_set,
+        &deit_set,
+    ]);
+    let spec = ClassifierSpec::from_params(&p, 5, 3, Device::Cpu).unwrap();
+    assert_eq!(spec.trunk_weights.as_deref(), Some(mae.as_path()));
+    assert_eq!(spec.head_weights.as_deref(), Some(deit.as_path()));
+    let c = Classifier::with_parts(&spec, &SMALL_ROW, SMALL_DEIT).unwrap();
+    // The trunk equals the reference's on the parity input (48 px: resized position grid).
+    let io = common::read_st("parity/mae_small_io.safetensors");
+    let f = c.features(&io["pixels_rgb48"]);
+    assert!(common::max_abs(&f.pooled, &io["pooled_rgb48"]) <= 1e-4);
+    assert!(
+        !f.pooled.requires_grad(),
+        "a frozen trunk runs under no_grad"
+    );
+    // The head's DeiT holds the checkpoint's values.
+    let st = common::read_st("parity/deit_small.safetensors");
+    let vars = c.var_store().variables();
+    assert_eq!(
+        common::max_abs(
+            &vars["head.deit.blocks.1.mlp.fc2.weight"],
+            &st["blocks.1.mlp.fc2.weight"]
+        ),
+        0.0
+    );
+    assert_eq!(
+        common::max_abs(&vars["head.deit.pos_embed"], &st["pos_embed"]),
+        0.0
+    );
+}

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{copy_into, max_abs, read_st};
+use common::{fixture, max_abs, read_st};
 use medfm::config::GrayInit;
 use medfm::models::clip::{self, Clip, TowerConfig};
 use medfm::models::coca::{Coca, CocaConfig};
@@ -49,9 +49,7 @@ fn clip_case(tag: &str, img_size: i64, in_chans: i64) {
     let o = opts(img_size, in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Clip::new(&(vs.root() / "trunk"), TOWER, &o).unwrap();
-    let sd = clip::adapt_checkpoint(read_st("parity/clip_small.safetensors"), &vs, "trunk.", &o)
-        .unwrap();
-    copy_into(&vs, "trunk.", &sd, &[]);
+    clip::load_open_clip(&vs, "trunk.", &fixture("parity/clip_small.safetensors"), &o).unwrap();
     compare("CLIP", &model, tag);
 }
 
@@ -75,8 +73,6 @@ fn coca_small_matches_open_clip() {
     let o = opts(32, 3);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Coca::new(&(vs.root() / "trunk"), COCA, &o).unwrap();
-    let sd = clip::adapt_checkpoint(read_st("parity/coca_small.safetensors"), &vs, "trunk.", &o)
-        .unwrap();
-    copy_into(&vs, "trunk.", &sd, &[]);
+    clip::load_open_clip(&vs, "trunk.", &fixture("parity/coca_small.bin"), &o).unwrap();
     compare("CoCa", &model, "coca32");
 }

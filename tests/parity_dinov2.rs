@@ -4,7 +4,7 @@
 
 mod common;
 
-use common::{copy_into, max_abs, read_st};
+use common::{fixture, max_abs, read_st};
 use medfm::config::GrayInit;
 use medfm::models::dinov2::{self, Dinov2, Dinov2Config};
 use medfm::models::layers::FfnKind;
@@ -35,8 +35,7 @@ fn check(weights: &str, ffn: FfnKind, tag: &str, in_chans: i64, drop_cutoff: Vec
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Dinov2::new(&(vs.root() / "trunk"), small(ffn), &opts).unwrap();
-    let sd = dinov2::adapt_checkpoint(read_st(weights), &vs, "trunk.", &opts).unwrap();
-    copy_into(&vs, "trunk.", &sd, &[]);
+    dinov2::load_dinov2(&vs, "trunk.", &fixture(weights), &opts).unwrap();
     model.check_input(x).unwrap();
     let f = tch::no_grad(|| model.forward(x, false));
     let ep = max_abs(&f.pooled, &io[&format!("pooled_{tag}")]);

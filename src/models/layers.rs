@@ -534,3 +534,72 @@ pub fn adapt_input_conv(weight: &Tensor, in_chans: i64, how: GrayInit) -> Result
         GrayInit::Sum => cycled * (3.0 / in_chans as f64),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::Device;
+
+    fn rgb_kernel() -> Tensor {
+        // Channel c of every filter holds c + 1.
+        Tensor::from_slice(&[1f32, 2., 3.])
+            .view([1, 3, 1, 1])
+            .repeat([2, 1, 2, 2])
+    }
+
+    fn channel_values(w: &Tensor) -> Vec<f32> {
+        let first = w.select(0, 0).select(1, 0).select(1, 0);
+        Vec::<f32>::try_from(first.to_device(Device::Cpu)).unwrap()
+    }
+
+    #[test]
+    fn first_channel_adaptation_cycles_the_rgb_kernel() {
+        let w = rgb_kernel();
+        assert_eq!(
+            channel_values(&adapt_input_conv(&w, 1, GrayInit::First).unwrap()),
+            [1.0]
+        );
+        assert_eq!(
+            channel_values(&adapt_input_conv(&w, 4, GrayInit::First).unwrap()),
+            [1.0, 2.0, 3.0, 1.0]
+        );
+        assert_eq!(
+            channel_values(&adapt_input_conv(&w, 3, GrayInit::First).unwrap()),
+            [1.0, 2.0, 3.0]
+        );
+    }
+
+    #[test]
+    fn sum_adaptation_is_timms() {
+        let w = rgb_kernel();
+        assert_eq!(
+            channel_values(&adapt_input_conv(&w, 1, GrayInit::Sum).unwrap()),
+            [6.0]
+        );
+        assert_eq!(
+            channel_values(&adapt_input_conv(&w, 2, GrayInit::Sum).unwrap()),
+            [1.5, 3.0]
+        );
+    }
+
+    #[test]
+    fn adaptation_rejects_a_non_rgb_kernel() {
+        let w = Tensor::zeros([2, 2, 1, 1], (Kind::Float, Device::Cpu));
+        assert!(adapt_input_conv(&w, 1, GrayInit::First).is_err());
+    }
+
+    #[test]
+    fn without_random_init_is_scoped() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let p = vs.root();
+        without_random_init(|| {
+            assert!(random_init_skipped());
+            let _ = param(&p, "ones", &[3], Fill::Ones);
+        });
+        assert!(!random_init_skipped());
+        assert_eq!(
+            p.get("ones").unwrap().sum(Kind::Float).double_value(&[]),
+            3.0
+        );
+    }
+}
