@@ -59,7 +59,7 @@ fn problems_of(
                 split,
                 path: item.path.clone(),
                 origin: item.origin.clone(),
-                message: format!("{:#}", e.root_cause()),
+                message: format!("{e:#}"),
             })
         })
         .collect()
@@ -137,7 +137,7 @@ impl Splits {
                 n_classes: self.info.n_classes() as usize,
                 seed: 0,
             };
-            let errors = par_map(items.len(), 0, |i| source.base_image(&items[i]).err());
+            let errors = par_map(items.len(), 0, |i| source.resized(&items[i]).err());
             problems.extend(problems_of(split, items, errors));
         }
         if problems.is_empty() {

@@ -294,8 +294,8 @@ impl Pipeline {
         Ok(t)
     }
 
-    /// (channels, height, width) of each view for an input of the given size after Resize,
-    /// when the transforms fix it; None when it follows the image.
+    /// (height, width) of the output when the transforms fix it (a Resize or crop), None when
+    /// it follows the image; MultiCrop views have their own sizes.
     pub fn output_size(&self) -> Option<(usize, usize)> {
         let mut size = self.resize;
         for s in &self.steps {
@@ -328,75 +328,95 @@ impl Step {
 
     /// Apply to one image, drawing its randomness from `rng` in torchvision's order.
     pub fn apply(&self, img: Image, rng: &mut Rng) -> Result<Image> {
+        Ok(self.draw(img.width, img.height, rng)?.apply(img))
+    }
+
+    /// Draw this step's random parameters for a `width` x `height` input (torchvision's
+    /// `get_params` and probability checks, in its order).
+    pub fn draw(&self, width: usize, height: usize, rng: &mut Rng) -> Result<Op> {
         Ok(match self {
-            Step::CenterCrop { h, w } => geometry::center_crop(&img, *h, *w),
+            Step::CenterCrop { h, w } => Op::CenterCrop { h: *h, w: *w },
             Step::RandomCrop { h, w, padding } => {
-                let img = if *padding > 0 {
-                    geometry::pad(&img, *padding, *padding, *padding, *padding)
-                } else {
-                    img
-                };
-                if img.height < *h || img.width < *w {
+                let (ph, pw) = (height + 2 * padding, width + 2 * padding);
+                if ph < *h || pw < *w {
                     bail!(
-                        "RandomCrop of {h}x{w} (height x width) is larger than the {}x{} image{}",
-                        img.height,
-                        img.width,
+                        "RandomCrop of {h}x{w} (height x width) is larger than the {ph}x{pw} image{}",
                         if *padding > 0 { " after padding" } else { "" }
                     );
                 }
-                if img.height == *h && img.width == *w {
-                    img
+                let (top, left) = if ph == *h && pw == *w {
+                    (0, 0)
                 } else {
-                    let i = rng.int_range(0, (img.height - h + 1) as i64);
-                    let j = rng.int_range(0, (img.width - w + 1) as i64);
-                    geometry::crop(&img, i, j, *h, *w)
+                    (
+                        rng.int_range(0, (ph - h + 1) as i64),
+                        rng.int_range(0, (pw - w + 1) as i64),
+                    )
+                };
+                Op::PadCrop {
+                    padding: *padding,
+                    top,
+                    left,
+                    h: *h,
+                    w: *w,
                 }
             }
             Step::RandomResizedCrop { size, scale, ratio } => {
-                let (i, j, h, w) = geometry::rrc_params(img.width, img.height, *scale, *ratio, rng);
-                let crop = geometry::crop(&img, i as i64, j as i64, h, w);
-                resample::resize(&crop, *size, *size, Filter::Bilinear)
+                let (top, left, h, w) = geometry::rrc_params(width, height, *scale, *ratio, rng);
+                Op::ResizedCrop {
+                    top,
+                    left,
+                    h,
+                    w,
+                    size: *size,
+                    filter: Filter::Bilinear,
+                }
             }
             Step::VerticalFlip { p } => {
                 if rng.unit() < *p {
-                    geometry::vflip(&img)
+                    Op::VFlip
                 } else {
-                    img
+                    Op::Identity
                 }
             }
             Step::HorizontalFlip { p } => {
                 if rng.unit() < *p {
-                    geometry::hflip(&img)
+                    Op::HFlip
                 } else {
-                    img
+                    Op::Identity
                 }
             }
             Step::Rotation { degrees, p } => {
                 if *p < rng.unit() {
-                    return Ok(img);
+                    return Ok(Op::Identity);
                 }
-                let angle = rng.uniform(-degrees, *degrees);
-                geometry::rotate(&img, angle)
+                Op::Rotate {
+                    angle: rng.uniform(-degrees, *degrees),
+                }
             }
             Step::ColorJitter { ranges, p } => {
                 if *p < rng.unit() {
-                    return Ok(img);
+                    return Ok(Op::Identity);
                 }
-                color_jitter(img, ranges, rng)
+                let mut order = [0usize, 1, 2, 3];
+                rng.shuffle(&mut order);
+                let factors = ranges.map(|r| r.map(|[lo, hi]| rng.uniform(lo, hi)));
+                Op::Jitter { order, factors }
             }
             Step::Grayscale { p } => {
                 if rng.unit() < *p {
-                    color::grayscale(&img)
+                    Op::Grayscale
                 } else {
-                    img
+                    Op::Identity
                 }
             }
             Step::GaussianBlur { radius, p } => {
                 // The reference's `random.random() <= p`.
                 if rng.unit() > *p {
-                    return Ok(img);
+                    return Ok(Op::Identity);
                 }
-                color::gaussian_blur(&img, rng.uniform(radius[0], radius[1]))
+                Op::Blur {
+                    radius: rng.uniform(radius[0], radius[1]),
+                }
             }
             Step::Affine {
                 degrees,
@@ -406,53 +426,160 @@ impl Step {
                 p,
             } => {
                 if *p < rng.unit() {
-                    return Ok(img);
+                    return Ok(Op::Identity);
                 }
-                let (w, h) = (img.width, img.height);
-                let (angle, t, s, sh) =
-                    affine_params(*degrees, *translate, *scale, *shear, w, h, rng);
-                geometry::affine_nearest(&img, &geometry::affine_matrix(w, h, angle, t, s, sh))
+                let (angle, translate, scale, shear) =
+                    affine_params(*degrees, *translate, *scale, *shear, width, height, rng);
+                Op::Affine {
+                    angle,
+                    translate,
+                    scale,
+                    shear,
+                }
             }
             Step::Perspective { distortion, p } => {
                 if rng.unit() >= *p {
-                    return Ok(img);
+                    return Ok(Op::Identity);
                 }
-                let (w, h) = (img.width as i64, img.height as i64);
-                let end = geometry::perspective_endpoints(img.width, img.height, *distortion, rng);
-                let start = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]];
-                geometry::perspective_bilinear(&img, &geometry::perspective_coeffs(&start, &end))
+                Op::Perspective {
+                    end: geometry::perspective_endpoints(width, height, *distortion, rng),
+                }
             }
             Step::Solarize { threshold, p } => {
                 if rng.unit() < *p {
-                    color::solarize(&img, *threshold)
+                    Op::Solarize {
+                        threshold: *threshold,
+                    }
                 } else {
-                    img
+                    Op::Identity
                 }
             }
         })
     }
 }
 
-/// torchvision `ColorJitter.forward`: a random order of the four adjustments, each factor
-/// drawn uniformly from its range.
-pub fn color_jitter(mut img: Image, ranges: &[Option<[f64; 2]>; 4], rng: &mut Rng) -> Image {
-    let mut order = [0usize, 1, 2, 3];
-    rng.shuffle(&mut order);
-    let factors: Vec<Option<f64>> = ranges
-        .iter()
-        .map(|r| r.map(|[lo, hi]| rng.uniform(lo, hi)))
-        .collect();
-    for k in order {
-        if let Some(f) = factors[k] {
-            img = match k {
-                0 => color::adjust_brightness(&img, f),
-                1 => color::adjust_contrast(&img, f),
-                2 => color::adjust_saturation(&img, f),
-                _ => color::adjust_hue(&img, f),
-            };
+/// One step with its random parameters drawn: what is done to the image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Op {
+    Identity,
+    CenterCrop {
+        h: usize,
+        w: usize,
+    },
+    /// Pad with 0 on every side, then crop at (top, left).
+    PadCrop {
+        padding: usize,
+        top: i64,
+        left: i64,
+        h: usize,
+        w: usize,
+    },
+    ResizedCrop {
+        top: usize,
+        left: usize,
+        h: usize,
+        w: usize,
+        size: usize,
+        filter: Filter,
+    },
+    VFlip,
+    HFlip,
+    Rotate {
+        angle: f64,
+    },
+    /// ColorJitter: adjustments in `order` (0 brightness, 1 contrast, 2 saturation, 3 hue).
+    Jitter {
+        order: [usize; 4],
+        factors: [Option<f64>; 4],
+    },
+    Grayscale,
+    Blur {
+        radius: f64,
+    },
+    Affine {
+        angle: f64,
+        translate: (i64, i64),
+        scale: f64,
+        shear: (f64, f64),
+    },
+    /// Where the corners (top-left, top-right, bottom-right, bottom-left) go.
+    Perspective {
+        end: [[i64; 2]; 4],
+    },
+    Solarize {
+        threshold: f64,
+    },
+}
+
+impl Op {
+    pub fn apply(&self, img: Image) -> Image {
+        match self {
+            Op::Identity => img,
+            Op::CenterCrop { h, w } => geometry::center_crop(&img, *h, *w),
+            Op::PadCrop {
+                padding,
+                top,
+                left,
+                h,
+                w,
+            } => {
+                let p = *padding;
+                let img = if p > 0 {
+                    geometry::pad(&img, p, p, p, p)
+                } else {
+                    img
+                };
+                geometry::crop(&img, *top, *left, *h, *w)
+            }
+            Op::ResizedCrop {
+                top,
+                left,
+                h,
+                w,
+                size,
+                filter,
+            } => {
+                let crop = geometry::crop(&img, *top as i64, *left as i64, *h, *w);
+                resample::resize(&crop, *size, *size, *filter)
+            }
+            Op::VFlip => geometry::vflip(&img),
+            Op::HFlip => geometry::hflip(&img),
+            Op::Rotate { angle } => geometry::rotate(&img, *angle),
+            Op::Jitter { order, factors } => {
+                let mut img = img;
+                for &k in order {
+                    if let Some(f) = factors[k] {
+                        img = match k {
+                            0 => color::adjust_brightness(&img, f),
+                            1 => color::adjust_contrast(&img, f),
+                            2 => color::adjust_saturation(&img, f),
+                            _ => color::adjust_hue(&img, f),
+                        };
+                    }
+                }
+                img
+            }
+            Op::Grayscale => color::grayscale(&img),
+            Op::Blur { radius } => color::gaussian_blur(&img, *radius),
+            Op::Affine {
+                angle,
+                translate,
+                scale,
+                shear,
+            } => {
+                let m = geometry::affine_matrix(
+                    img.width, img.height, *angle, *translate, *scale, *shear,
+                );
+                geometry::affine_nearest(&img, &m)
+            }
+            Op::Perspective { end } => {
+                let (w, h) = (img.width as i64, img.height as i64);
+                let start = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]];
+                geometry::perspective_bilinear(&img, &geometry::perspective_coeffs(&start, end))
+            }
+            Op::Solarize { threshold } => color::solarize(&img, *threshold),
         }
     }
-    img
 }
 
 /// torchvision `RandomAffine.get_params` (img_size = [width, height]).
