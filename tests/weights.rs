@@ -364,3 +364,24 @@ fn assign_reports_grouped_keys_and_changes_nothing() {
         );
     }
 }
+
+/// Timing for scripts/bench_weights.sh (which writes the files): best of 3 loads of each.
+#[test]
+#[ignore = "benchmark: run through scripts/bench_weights.sh"]
+fn bench_load() {
+    let Ok(dir) = std::env::var("MEDFM_BENCH_WEIGHTS_DIR") else {
+        panic!("set MEDFM_BENCH_WEIGHTS_DIR (scripts/bench_weights.sh does)");
+    };
+    for name in ["vitl.pth", "vitl.safetensors"] {
+        let path = Path::new(&dir).join(name);
+        let mut best = f64::INFINITY;
+        let mut n = 0;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let sd = load(&path, &opts()).unwrap();
+            best = best.min(start.elapsed().as_secs_f64());
+            n = sd.values().map(|t| t.numel()).sum::<usize>();
+        }
+        println!("rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)", n as f64 / 1e6);
+    }
+}
