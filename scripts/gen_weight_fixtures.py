@@ -131,7 +131,7 @@ def main():
     torch.save(bad, os.path.join(OUT, "forbidden.pth"))
 
     # The legacy (non-zip) format of torch < 1.6.
-    torch.save(tiny_state_dict(9), os.path.join(OUT, "legacy.pth"), _use_new_zipfile_serialization=False)
+    save("legacy.pth", tiny_state_dict(9), lambda l: l, _use_new_zipfile_serialization=False)
 
     # A big-endian archive, rewritten by hand from views.pth (torch.load honours `byteorder`).
     write_big_endian(os.path.join(OUT, "views.pth"), os.path.join(OUT, "views_be.pth"))

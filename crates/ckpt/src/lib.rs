@@ -8,6 +8,7 @@
 //! - `torch`: `torch.save` archives: storages, tensors, state-dict selection.
 
 pub mod dtype;
+pub mod legacy;
 pub mod pickle;
 pub mod safetensors;
 pub mod source;

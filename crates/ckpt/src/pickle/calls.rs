@@ -211,40 +211,65 @@ pub(super) fn build(m: &mut Machine, target: &Value, state: Value) -> Result<()>
     }
 }
 
-/// Persistent id of a `torch.save` zip archive: `('storage', type, key, location, numel)`.
+/// Persistent id of a storage: `('storage', type, key, location, numel)` in zip archives, plus
+/// `view_metadata` (`None` or `(view_key, offset, size)`) in the legacy format. Other kinds
+/// (the legacy format's `('module', ...)` source records) become placeholders.
 pub(super) fn persistent_load(m: &mut Machine, pid: &Value) -> Result<Value> {
-    let items = m.tuple_items(pid, "persistent id")?;
-    let [tag, storage_type, key, location, numel] = <[Value; 5]>::try_from(items)
-        .map_err(|_| anyhow!("persistent id is not ('storage', type, key, location, numel)"))?;
-    if tag != Value::Str(Rc::from("storage")) {
-        bail!("persistent id is not a storage");
+    let mut items = m.tuple_items(pid, "persistent id")?;
+    match items.first() {
+        Some(Value::Str(tag)) if &**tag == "storage" => {}
+        Some(Value::Str(tag)) => return Ok(refused(m, &format!("persistent id `{tag}`"))),
+        _ => bail!("persistent id is not a tagged tuple"),
     }
+    let view = if items.len() == 6 { items.pop() } else { None };
+    let [_, storage_type, key, location, numel] = <[Value; 5]>::try_from(items)
+        .map_err(|_| anyhow!("persistent id is not ('storage', type, key, location, numel)"))?;
     let dtype = match global_of(m, &storage_type) {
         Some(Global::StorageType(d)) => d,
         Some(g) => bail!("persistent id names {} as its storage type", g.name()),
         None => bail!("persistent id without a storage type"),
     };
-    let key: Rc<str> = match key {
+    let key = storage_key(key)?;
+    let location: Rc<str> = match location {
         Value::Str(s) => s,
-        Value::Int(i) => Rc::from(i.to_string()),
-        _ => bail!("storage key is not a string"),
+        Value::Bytes(b) => Rc::from(String::from_utf8_lossy(&b).as_ref()),
+        _ => bail!("storage location is not a string"),
     };
-    let Value::Str(location) = location else {
-        bail!("storage location is not a string");
+    let es = dtype.map_or(1, Dtype::size) as u64;
+    let bytes_of = |n: &Value, what: &str| match n {
+        Value::Int(i) => u64::try_from(*i)
+            .ok()
+            .and_then(|n| n.checked_mul(es))
+            .ok_or_else(|| anyhow!("storage `{key}` has an invalid {what} {i}")),
+        _ => bail!("storage `{key}`: the {what} is not an integer"),
     };
-    let Value::Int(numel) = numel else {
-        bail!("storage size is not an integer");
-    };
-    let nbytes = u64::try_from(numel)
-        .ok()
-        .and_then(|n| n.checked_mul(dtype.map_or(1, Dtype::size) as u64))
-        .ok_or_else(|| anyhow!("storage `{key}` has an invalid size {numel}"))?;
-    Ok(m.alloc(Object::Storage(Storage {
-        key,
+    let mut storage = Storage {
         dtype,
-        nbytes,
+        base: 0,
+        nbytes: bytes_of(&numel, "size")?,
         location,
-    })))
+        key: key.clone(),
+    };
+    if let Some(view) = view.filter(|v| *v != Value::None) {
+        let [_view_key, offset, size] =
+            <[Value; 3]>::try_from(m.tuple_items(&view, "storage view")?)
+                .map_err(|_| anyhow!("storage view is not (key, offset, size)"))?;
+        storage.base = bytes_of(&offset, "view offset")?;
+        storage.nbytes = bytes_of(&size, "view size")?;
+        storage
+            .base
+            .checked_add(storage.nbytes)
+            .ok_or_else(|| anyhow!("storage `{key}`: the view overflows"))?;
+    }
+    Ok(m.alloc(Object::Storage(storage)))
+}
+
+fn storage_key(key: Value) -> Result<Rc<str>> {
+    match key {
+        Value::Str(s) => Ok(s),
+        Value::Int(i) => Ok(Rc::from(i.to_string())),
+        _ => bail!("storage key is not a string"),
+    }
 }
 
 /// The items of a list / tuple / set, or the (key, value) pairs of a dict as tuples.

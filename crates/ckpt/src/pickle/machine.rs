@@ -4,7 +4,7 @@
 
 use super::calls;
 use super::value::{Dict, Object, Value};
-use super::Pickle;
+use super::{Pickle, Truncated};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -44,10 +44,10 @@ impl<'a> Machine<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let Some(end) = end else {
-            bail!(
-                "pickle data ends inside an opcode argument at byte {} (truncated?)",
+            return Err(truncated(format!(
+                "pickle data ends inside an opcode argument at byte {}",
                 self.pos
-            );
+            )));
         };
         let s = &self.data[self.pos..end];
         self.pos = end;
@@ -68,10 +68,10 @@ impl<'a> Machine<'a> {
         let len = self.take_le(n)?;
         let remaining = (self.data.len() - self.pos) as u64;
         if len > remaining {
-            bail!(
+            return Err(truncated(format!(
                 "pickle length {len} at byte {} exceeds the {remaining} bytes left",
                 self.pos
-            );
+            )));
         }
         Ok(len as usize)
     }
@@ -81,7 +81,7 @@ impl<'a> Machine<'a> {
         let nl = rest
             .iter()
             .position(|&b| b == b'\n')
-            .ok_or_else(|| anyhow!("pickle data ends inside a text argument (truncated?)"))?;
+            .ok_or_else(|| truncated("pickle data ends inside a text argument".into()))?;
         self.pos += nl + 1;
         Ok(&rest[..nl])
     }
@@ -136,9 +136,9 @@ impl<'a> Machine<'a> {
             let at = self.pos;
             let op = self
                 .take_u8()
-                .map_err(|_| anyhow!("pickle data ends without STOP (truncated?)"))?;
+                .map_err(|_| truncated("pickle data ends without STOP".into()))?;
             self.step(op)
-                .map_err(|e| anyhow!("{e:#} (opcode 0x{op:02x} at byte {at})"))?;
+                .map_err(|e| e.context(format!("opcode 0x{op:02x} at byte {at}")))?;
             if op == b'.' {
                 return self.pop();
             }
@@ -522,13 +522,20 @@ impl<'a> Machine<'a> {
 }
 
 impl Machine<'_> {
-    pub(super) fn finish(mut self) -> Result<Pickle> {
+    /// Run to STOP -> (the pickle, bytes consumed).
+    pub(super) fn finish(mut self) -> Result<(Pickle, usize)> {
         let root = self.run()?;
-        Ok(Pickle {
+        let pickle = Pickle {
             heap: self.heap,
             root,
-        })
+        };
+        Ok((pickle, self.pos))
     }
+}
+
+/// An error marked `Truncated`: the data ended before the pickle did.
+fn truncated(what: String) -> anyhow::Error {
+    anyhow::Error::new(Truncated).context(what)
 }
 
 fn pairs_into_dict(items: Vec<Value>) -> Result<Dict> {

@@ -66,10 +66,13 @@ pub enum Global {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Storage {
-    /// Member name under `<archive>/data/`.
+    /// Member name under `<archive>/data/` (zip) or the storage's key (legacy format).
     pub key: Rc<str>,
     /// Dtype of the typed storage; `None` for an untyped (byte) storage.
     pub dtype: Option<Dtype>,
+    /// Byte offset into the stored data: non-zero only for the storage views of the legacy
+    /// format (torch < 0.4 wrote them).
+    pub base: u64,
     /// Size in bytes as recorded in the pickle.
     pub nbytes: u64,
     pub location: Rc<str>,
@@ -93,7 +96,7 @@ impl TensorRef {
         self.shape.iter().map(|&d| d as u64).product()
     }
 
-    /// Byte range of the storage this view touches: `(start, len)`; empty tensors touch nothing.
+    /// Byte range of the stored data this view touches: `(start, len)`; empty tensors touch nothing.
     pub fn byte_span(&self) -> (u64, u64) {
         if self.numel() == 0 {
             return (0, 0);
@@ -105,7 +108,7 @@ impl TensorRef {
             .map(|(&d, &s)| (d as u64 - 1) * s as u64)
             .sum::<u64>();
         let es = self.dtype.size() as u64;
-        (self.offset * es, extent * es)
+        (self.storage.base + self.offset * es, extent * es)
     }
 
     pub fn is_contiguous(&self) -> bool {
