@@ -344,7 +344,9 @@ pub struct CnnParams {
 
 impl Default for CnnParams {
     fn default() -> Self {
-        CnnParams { pretrained_type: supervised() }
+        CnnParams {
+            pretrained_type: supervised(),
+        }
     }
 }
 
@@ -415,7 +417,10 @@ pub struct PartialParams {
 
 impl Default for PartialParams {
     fn default() -> Self {
-        PartialParams { unfreeze_cutoff: -1, drop_cutoff: vec![] }
+        PartialParams {
+            unfreeze_cutoff: -1,
+            drop_cutoff: vec![],
+        }
     }
 }
 
@@ -488,7 +493,12 @@ pub struct LarsParams {
 
 impl Default for LarsParams {
     fn default() -> Self {
-        LarsParams { enabled: false, batch_act_thresh: 256, eps: 1e-8, trust_coef: 0.001 }
+        LarsParams {
+            enabled: false,
+            batch_act_thresh: 256,
+            eps: 1e-8,
+            trust_coef: 0.001,
+        }
     }
 }
 
@@ -607,7 +617,10 @@ pub struct MultiStepParams {
 
 impl Default for MultiStepParams {
     fn default() -> Self {
-        MultiStepParams { milestones: vec![], gamma: 0.1 }
+        MultiStepParams {
+            milestones: vec![],
+            gamma: 0.1,
+        }
     }
 }
 
@@ -675,7 +688,11 @@ pub struct SystemParams {
 
 impl Default for SystemParams {
     fn default() -> Self {
-        SystemParams { use_all_GPUs: false, which_GPUs: "0".into(), use_GPU: true }
+        SystemParams {
+            use_all_GPUs: false,
+            which_GPUs: "0".into(),
+            use_GPU: true,
+        }
     }
 }
 
@@ -690,7 +707,10 @@ pub struct LogParams {
 
 impl Default for LogParams {
     fn default() -> Self {
-        LogParams { project_name: project_name(), run_name: run_name() }
+        LogParams {
+            project_name: project_name(),
+            run_name: run_name(),
+        }
     }
 }
 
@@ -705,7 +725,10 @@ pub struct LrFinder {
 
 impl Default for LrFinder {
     fn default() -> Self {
-        LrFinder { kind: grid_search(), grid_search_params: GridSearchParams::default() }
+        LrFinder {
+            kind: grid_search(),
+            grid_search_params: GridSearchParams::default(),
+        }
     }
 }
 
