@@ -354,7 +354,7 @@ fn multicrop_makes_the_views_it_lists() {
         3,
         (0..60 * 50 * 3).map(|v| (v % 251) as u8).collect(),
     ));
-    let views = p.apply(&img, &mut Rng::seeded(&[9])).unwrap();
+    let views = p.apply(img, &mut Rng::seeded(&[9])).unwrap();
     let sizes: Vec<(usize, usize, usize)> = views
         .iter()
         .map(|v| (v.channels, v.height, v.width))
@@ -435,9 +435,9 @@ fn the_same_seed_gives_the_same_augmentation() {
         3,
         (0..40 * 30 * 3).map(|v| (v * 7 % 256) as u8).collect(),
     );
-    let a = p.apply(&img, &mut Rng::seeded(&[42, 0, 3])).unwrap();
-    let b = p.apply(&img, &mut Rng::seeded(&[42, 0, 3])).unwrap();
-    let c = p.apply(&img, &mut Rng::seeded(&[42, 1, 3])).unwrap();
+    let a = p.apply(img.clone(), &mut Rng::seeded(&[42, 0, 3])).unwrap();
+    let b = p.apply(img.clone(), &mut Rng::seeded(&[42, 0, 3])).unwrap();
+    let c = p.apply(img.clone(), &mut Rng::seeded(&[42, 1, 3])).unwrap();
     assert_eq!(a, b);
     assert_ne!(a, c);
 }

@@ -205,7 +205,7 @@ fn check_transforms(
             )));
         }
         let result = image::load(&first.path, splits.info.channels as usize)
-            .and_then(|img| pipeline.apply(&pipeline.resize(img), &mut Rng::seeded(&[0])));
+            .and_then(|img| pipeline.apply(pipeline.resize(img), &mut Rng::seeded(&[0])));
         match result {
             Ok(views) => {
                 let s: Vec<String> = views

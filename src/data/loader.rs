@@ -58,7 +58,7 @@ impl Source {
         let base = self.base_image(item)?;
         let mut rng = Rng::seeded(&[self.seed, AUGMENT_STREAM, epoch, index as u64]);
         self.pipeline
-            .apply(&base, &mut rng)
+            .apply(base, &mut rng)
             .with_context(|| format!("transforming {} ({})", item.path.display(), item.origin))
     }
 

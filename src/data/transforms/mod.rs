@@ -261,14 +261,14 @@ impl Pipeline {
     }
 
     /// Everything after the Resize: one view, or one per MultiCrop crop.
-    pub fn apply(&self, img: &Image, rng: &mut Rng) -> Result<Vec<FloatImage>> {
+    pub fn apply(&self, img: Image, rng: &mut Rng) -> Result<Vec<FloatImage>> {
         if self.views.is_empty() {
-            return Ok(vec![self.finish(img.clone(), rng)?]);
+            return Ok(vec![self.finish(img, rng)?]);
         }
         let mut out = Vec::with_capacity(self.views.len());
         for v in &self.views {
             let (i, j, h, w) = geometry::rrc_params(img.width, img.height, v.scale, RRC_RATIO, rng);
-            let crop = geometry::crop(img, i as i64, j as i64, h, w);
+            let crop = geometry::crop(&img, i as i64, j as i64, h, w);
             out.push(self.finish(
                 resample::resize(&crop, v.size, v.size, Filter::Bicubic),
                 rng,
