@@ -64,9 +64,9 @@ fn make_tensor(
     negated: bool,
     kind: Kind,
 ) -> Result<Tensor> {
-    let numel: i64 = shape.iter().product();
+    let numel = shape.iter().try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?));
     // at_tensor_of_data copies numel x element size bytes: the lengths must agree.
-    if bytes.len() as u64 != numel as u64 * dtype.size() as u64 {
+    if numel.and_then(|n| n.checked_mul(dtype.size() as u64)) != Some(bytes.len() as u64) {
         bail!("{} bytes for shape {shape:?} of {dtype}", bytes.len());
     }
     let mut t = Tensor::f_from_data_size(bytes, shape, kind_of(dtype))?;
