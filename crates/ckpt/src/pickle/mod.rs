@@ -3,6 +3,7 @@
 
 mod calls;
 mod machine;
+mod text;
 mod value;
 
 pub use calls::MAX_DIMS;
