@@ -207,6 +207,8 @@ pub struct Classifier {
     trunk: Box<dyn Backbone>,
     head: Head,
     spec: ClassifierSpec,
+    /// No trunk parameter trains (set once the freezing is applied).
+    trunk_frozen: bool,
 }
 
 impl Classifier {
@@ -240,13 +242,19 @@ impl Classifier {
         if let Some(w) = &spec.head_weights {
             heads::load_deit(&vs, &format!("{HEAD}{}.", heads::DEIT_PATH), w)?;
         }
-        let classifier = Classifier {
+        let mut classifier = Classifier {
             vs,
             trunk,
             head,
             spec: spec.clone(),
+            trunk_frozen: true,
         };
         classifier.apply_freezing()?;
+        classifier.trunk_frozen = !classifier
+            .vs
+            .variables()
+            .iter()
+            .any(|(n, t)| n.starts_with(TRUNK) && t.requires_grad());
         classifier.dry_run()?;
         Ok(classifier)
     }
@@ -267,9 +275,14 @@ impl Classifier {
             let blocks = self.trunk.blocks();
             let k = self.spec.unfreeze_cutoff as usize;
             if k >= blocks.len() {
+                let in_use = if self.spec.drop_cutoff.is_empty() {
+                    ""
+                } else {
+                    " in use (partial.drop_cutoff)"
+                };
                 bail!(
-                    "foundation_params.partial.unfreeze_cutoff = {k}, but {} has {} blocks (0..{}); use \
-                     -1 to keep the whole backbone frozen",
+                    "foundation_params.partial.unfreeze_cutoff = {k}, but {} has {} blocks{in_use} \
+                     (0..{}); use -1 to keep the whole backbone frozen",
                     self.spec.backbone,
                     blocks.len(),
                     blocks.len().saturating_sub(1)
@@ -348,11 +361,7 @@ impl Classifier {
 
     /// True when no trunk parameter is trainable (its features can be cached).
     pub fn trunk_frozen(&self) -> bool {
-        !self
-            .vs
-            .variables()
-            .iter()
-            .any(|(n, t)| n.starts_with(TRUNK) && t.requires_grad())
+        self.trunk_frozen
     }
 
     /// Trainable parameters by var-store name, sorted by name.
