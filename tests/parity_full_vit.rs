@@ -50,7 +50,14 @@ fn trunk_parity(name: &str, dir: &Path) {
 
 fn head_parity(dir: &Path) {
     let vs = nn::VarStore::new(Device::Cpu);
-    let head = AttentionHead::new(&(vs.root() / "head"), 1024, 5, DEIT_BASE, true);
+    let head = AttentionHead::new(
+        &(vs.root() / "head"),
+        1024,
+        5,
+        DEIT_BASE,
+        heads::DEIT_GRID,
+        true,
+    );
     heads::load_deit(&vs, "head.deit.", &dir.join("weights.pth")).unwrap();
     let rest = read(&dir.join("head.safetensors"));
     for part in ["projector.", "fc."] {

@@ -64,6 +64,9 @@ pub struct ClassifierSpec {
     pub device: Device,
     /// `model_params.freeze_backbone`: freeze the attention head's DeiT-B transformer.
     pub freeze_head_transformer: bool,
+    /// Side of the attention head's stored position grid: `model_params.transformers_params`
+    /// `img_size[0] / patch_size` (14 for the published 224 px, patch 16 DeiT-B).
+    pub head_grid: i64,
 }
 
 /// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
@@ -129,6 +132,7 @@ impl ClassifierSpec {
             gray_init: f.gray_init.unwrap_or_default(),
             device,
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
+            head_grid: head_grid(&m.transformers_params)?,
         })
     }
 
@@ -141,6 +145,18 @@ impl ClassifierSpec {
             weights_key: self.weights_key.clone(),
         }
     }
+}
+
+/// The reference builds the head's DeiT for `transformers_params.img_size[0] // patch_size`.
+fn head_grid(tp: &crate::config::TransformersParams) -> Result<i64> {
+    let img = tp.img_size.first().copied().unwrap_or(224);
+    if tp.patch_size <= 0 || img < tp.patch_size {
+        bail!(
+            "model_params.transformers_params: img_size {img} and patch_size {} give no position grid",
+            tp.patch_size
+        );
+    }
+    Ok(img / tp.patch_size)
 }
 
 fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<PathBuf> {
@@ -236,6 +252,7 @@ impl Classifier {
                 row.token_dim,
                 spec.n_classes,
                 deit,
+                spec.head_grid,
                 spec.head_weights.is_some(),
             ))),
         };
@@ -319,7 +336,7 @@ impl Classifier {
             .with_context(|| format!("backbone {} at img_size {}", s.backbone, s.img_size))?;
         if let Head::Attention(_) = self.head {
             let f = tch::no_grad(|| self.trunk.forward(&x, false));
-            heads::grid_for_tokens(f.tokens.size()[1]).with_context(|| {
+            heads::grid_for_tokens(f.tokens.size()[1], s.head_grid).with_context(|| {
                 format!(
                     "attention head on {} at img_size {}",
                     s.backbone, s.img_size
