@@ -4,8 +4,8 @@
 # reference writes random official-layout weights, an input and its outputs to
 # $MEDFM_VIT_FULL_DIR (default /tmp/medfm-parity-vit), the ignored test
 # `parity_full_vit` loads them through medfm's checkpoint loaders and prints the max abs error,
-# then the files are removed. Heavy (ViT-g/14: ~10 GB RAM, minutes of CPU): it takes
-# /tmp/medfm-heavy.lock for each name.
+# then the files are removed. The large names (ViT-L and up: 3-10 GB RAM, minutes of CPU) run
+# under /tmp/medfm-heavy.lock; the base-size ones (< 2 GB, about a CPU-minute) do not need it.
 #
 # Usage: scripts/parity_full_vit.sh [NAME...]   (default: all eleven)
 set -euo pipefail
@@ -19,7 +19,11 @@ if [ ${#names[@]} -eq 0 ]; then
 fi
 cargo test --release --test parity_full_vit --no-run
 for name in "${names[@]}"; do
-  flock /tmp/medfm-heavy.lock bash -c '
+  case "$name" in
+    vit_base_patch16|dinov2_vits14|dinov2_vitb14|clip_vitb16|coca_ViT-B-32|deit_base) lock=() ;;
+    *) lock=(flock /tmp/medfm-heavy.lock) ;;
+  esac
+  "${lock[@]}" bash -c '
     set -euo pipefail
     (cd scripts && ../.venv/bin/python gen_parity_full_vit.py "$1" "$MEDFM_VIT_FULL_DIR")
     MEDFM_VIT_FULL_NAME="$1" cargo test --release --test parity_full_vit -- --ignored --nocapture 2>&1 \
