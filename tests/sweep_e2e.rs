@@ -114,11 +114,23 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
             .env("KILL_RUN", "tiny_dinov2_attn")
             .output()
             .unwrap();
-        format!(
+        let mut text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        )
+        );
+        // The end of each run's log, so a failure shows why.
+        for entry in std::fs::read_dir(save.join("sweep/logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            text.push_str(&format!("\n--- {}\n", entry.path().display()));
+            text.extend(tail.into_iter().rev().map(|l| format!("{l}\n")));
+        }
+        text
     };
 
     let first = sweep(&killer);
