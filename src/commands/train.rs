@@ -89,5 +89,7 @@ pub fn run(args: &Args) -> Result<()> {
     let resolved = config::write_resolved(&params)?;
     println!("Resolved params written to {}", resolved.display());
     println!("Device: {device:?}");
-    anyhow::bail!("training has not landed yet: medfm can validate and resolve params, nothing more")
+    anyhow::bail!(
+        "training has not landed yet: medfm can validate and resolve params, nothing more"
+    )
 }

@@ -35,7 +35,12 @@ pub struct ClassifierSpec {
 impl ClassifierSpec {
     /// Resolve weight paths (`foundation_params.weights`, else `$MEDFM_WEIGHTS` or `weights/`
     /// + the backbone's file name); a missing file is an error naming it and its source.
-    pub fn from_params(params: &Params, n_classes: i64, in_chans: i64, device: Device) -> Result<Self> {
+    pub fn from_params(
+        params: &Params,
+        n_classes: i64,
+        in_chans: i64,
+        device: Device,
+    ) -> Result<Self> {
         let _ = (params, n_classes, in_chans, device);
         bail!("models have not landed yet")
     }

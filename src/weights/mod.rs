@@ -27,7 +27,11 @@ pub struct LoadOptions {
 
 impl Default for LoadOptions {
     fn default() -> Self {
-        LoadOptions { nested_key: None, strip_prefixes: vec![], kind: Kind::Float }
+        LoadOptions {
+            nested_key: None,
+            strip_prefixes: vec![],
+            kind: Kind::Float,
+        }
     }
 }
 
