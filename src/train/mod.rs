@@ -4,3 +4,6 @@ pub mod amp;
 pub mod json_f64;
 pub mod optim;
 pub mod schedule;
+pub mod checkpoint;
+pub mod knn;
+pub mod progress;
