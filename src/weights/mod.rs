@@ -1,14 +1,25 @@
 //! Official checkpoints -> name->tensor maps, in Rust (no Python): `.safetensors` and PyTorch zip
 //! checkpoints (`torch.save`: .pth/.pt/.bin) through a restricted unpickler.
 //!
+//! The parsing (bytes -> tensor descriptions) lives in the libtorch-free `medfm-ckpt` crate
+//! (crates/ckpt) so it can be fuzzed; this module turns its descriptions into tch tensors
+//! (`read`) and copies them into a `VarStore` (`assign`, with grouped key reports from `keys`).
+//!
 //! CONTRACT (owned by the weights work; other modules code against these signatures):
 //! - `load(path, &LoadOptions) -> StateDict`
 //! - `assign(&VarStore, prefix, &StateDict, ignore) -> Result<()>`
 
-use anyhow::{bail, Result};
+mod assign;
+mod keys;
+mod read;
+
+pub use assign::assign;
+pub use keys::group_keys;
+
+use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{Kind, Tensor};
 
 /// Checkpoint tensors by name, after nested-dict selection and prefix stripping.
 pub type StateDict = BTreeMap<String, Tensor>;
@@ -17,11 +28,13 @@ pub type StateDict = BTreeMap<String, Tensor>;
 pub struct LoadOptions {
     /// Nested state dict to select ("model", "state_dict", "model_ema"). `None`: automatic
     /// (a top-level dict of tensors is used as is; else "model", then "state_dict").
+    /// Safetensors files are flat, so this applies to torch checkpoints only.
     pub nested_key: Option<String>,
-    /// Prefixes to strip from key names, tried in order (e.g. "module.", "visual.",
-    /// "image_encoder."). Keys without the prefix are kept unchanged.
+    /// Prefixes to strip from key names, applied in order (so ["module.", "visual."] turns
+    /// "module.visual.x" into "x"). Keys without the prefix are kept unchanged.
     pub strip_prefixes: Vec<String>,
-    /// Floating-point tensors (f16/bf16/f32/f64) are converted to this kind.
+    /// Floating-point tensors (f16/bf16/f32/f64) are converted to this kind; integer and
+    /// bool tensors keep theirs.
     pub kind: Kind,
 }
 
@@ -37,17 +50,24 @@ impl Default for LoadOptions {
 
 /// Read a checkpoint file (format detected from its content, not its extension).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<StateDict> {
-    let _ = (path, opts);
-    bail!("the checkpoint reader has not landed yet")
+    let raw = read::read_file(path, opts)
+        .with_context(|| format!("cannot load checkpoint {}", path.display()))?;
+    strip_prefixes(raw, &opts.strip_prefixes)
+        .with_context(|| format!("cannot load checkpoint {}", path.display()))
 }
 
-/// Copy `sd` into the variables of `vs` whose names start with `prefix` (e.g. "trunk."),
-/// matching `prefix + key`. Keys of `sd` starting with any of `ignore` are skipped. Errors list
-/// missing and unexpected keys grouped (not thousands of lines) and name every shape mismatch.
-pub fn assign(vs: &nn::VarStore, prefix: &str, sd: &StateDict, ignore: &[&str]) -> Result<()> {
-    let _ = (vs, prefix, sd, ignore);
-    bail!("the checkpoint reader has not landed yet")
+fn strip_prefixes(raw: Vec<(String, Tensor)>, prefixes: &[String]) -> Result<StateDict> {
+    let mut sd = StateDict::new();
+    let mut origin: BTreeMap<String, String> = BTreeMap::new();
+    for (name, tensor) in raw {
+        let mut key = name.as_str();
+        for p in prefixes {
+            key = key.strip_prefix(p.as_str()).unwrap_or(key);
+        }
+        if let Some(first) = origin.insert(key.to_string(), name.clone()) {
+            bail!("keys `{first}` and `{name}` both become `{key}` after stripping {prefixes:?}");
+        }
+        sd.insert(key.to_string(), tensor);
+    }
+    Ok(sd)
 }
-
-#[allow(dead_code)]
-fn _keep(_: &Tensor) {}
