@@ -13,6 +13,7 @@ pub mod heads;
 pub mod hiera;
 pub mod layers;
 pub mod registry;
+pub mod sam2;
 pub mod vit;
 pub mod vmamba;
 

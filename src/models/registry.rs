@@ -139,20 +139,62 @@ pub static BACKBONES: &[BackboneSpec] = &[
     row!("coca_ViT-L-14", Coca, 768, 768, [
         "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
     ], not_implemented),
-    row!("aimv2-large-patch14-224", Aimv2, 1024, 1024, [
-        "hf apple/aimv2-large-patch14-224 (model.safetensors)",
-    ], not_implemented),
-    row!("aimv2-huge-patch14-224", Aimv2, 1536, 1536, [
-        "hf apple/aimv2-huge-patch14-224 (model.safetensors)",
-    ], not_implemented),
-    row!("sam2_b", Sam2, 256, 256, [
-        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
-        "hf facebook/sam2.1-hiera-base-plus",
-    ], not_implemented),
-    row!("sam2_l", Sam2, 256, 256, [
-        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
-        "hf facebook/sam2.1-hiera-large",
-    ], not_implemented),
+    BackboneSpec {
+        name: "aimv2-large-patch14-224",
+        family: Family::Aimv2,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &["hf apple/aimv2-large-patch14-224 (model.safetensors)"],
+        default_file: "aimv2-large-patch14-224.safetensors",
+        param_count: 309_197_824,
+        tokens_224: 256,
+        build: super::aimv2::build_large,
+        load: super::aimv2::load,
+    },
+    BackboneSpec {
+        name: "aimv2-huge-patch14-224",
+        family: Family::Aimv2,
+        pooled_dim: 1536,
+        token_dim: 1536,
+        sources: &["hf apple/aimv2-huge-patch14-224 (model.safetensors)"],
+        default_file: "aimv2-huge-patch14-224.safetensors",
+        param_count: 680_851_968,
+        tokens_224: 256,
+        build: super::aimv2::build_huge,
+        load: super::aimv2::load,
+    },
+    BackboneSpec {
+        name: "sam2_b",
+        family: Family::Sam2,
+        pooled_dim: 256,
+        token_dim: 256,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+            "hf facebook/sam2.1-hiera-base-plus (sam2.1_hiera_base_plus.pt)",
+        ],
+        default_file: "sam2.1_hiera_base_plus.pt",
+        // The whole image encoder (trunk + all four neck convs), as sam2's ImageEncoder counts.
+        param_count: 69_106_816,
+        // vision_features at stride 16: 14 x 14.
+        tokens_224: 196,
+        build: super::sam2::build_base_plus,
+        load: super::sam2::load,
+    },
+    BackboneSpec {
+        name: "sam2_l",
+        family: Family::Sam2,
+        pooled_dim: 256,
+        token_dim: 256,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+            "hf facebook/sam2.1-hiera-large (sam2.1_hiera_large.pt)",
+        ],
+        default_file: "sam2.1_hiera_large.pt",
+        param_count: 212_703_280,
+        tokens_224: 196,
+        build: super::sam2::build_large,
+        load: super::sam2::load,
+    },
     row!("vmamba_s", Vmamba, 768, 768, [
         "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
     ], not_implemented),
