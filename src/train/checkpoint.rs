@@ -45,15 +45,20 @@ pub struct RunFiles {
 
 impl RunFiles {
     pub fn new(save_dir: &str, model_name: &str) -> RunFiles {
-        RunFiles { dir: Path::new(save_dir).join("checkpoints"), model_name: model_name.to_string() }
+        RunFiles {
+            dir: Path::new(save_dir).join("checkpoints"),
+            model_name: model_name.to_string(),
+        }
     }
 
     pub fn best(&self) -> PathBuf {
-        self.dir.join(format!("{}.best.safetensors", self.model_name))
+        self.dir
+            .join(format!("{}.best.safetensors", self.model_name))
     }
 
     pub fn last(&self) -> PathBuf {
-        self.dir.join(format!("{}.last.safetensors", self.model_name))
+        self.dir
+            .join(format!("{}.last.safetensors", self.model_name))
     }
 }
 
@@ -68,15 +73,22 @@ pub struct Checkpoint {
 impl Checkpoint {
     /// The scalar state, deserialised into `T`.
     pub fn state<T: DeserializeOwned>(&self) -> Result<T> {
-        serde_json::from_str(&self.state)
-            .with_context(|| format!("{}: the checkpoint's state does not have the expected fields", self.path.display()))
+        serde_json::from_str(&self.state).with_context(|| {
+            format!(
+                "{}: the checkpoint's state does not have the expected fields",
+                self.path.display()
+            )
+        })
     }
 
     /// Tensors whose name starts with `prefix`, with the prefix removed.
     pub fn group(&self, prefix: &str) -> Vec<(String, Tensor)> {
         self.tensors
             .iter()
-            .filter_map(|(n, t)| n.strip_prefix(prefix).map(|s| (s.to_string(), t.shallow_clone())))
+            .filter_map(|(n, t)| {
+                n.strip_prefix(prefix)
+                    .map(|s| (s.to_string(), t.shallow_clone()))
+            })
             .collect()
     }
 }
@@ -120,30 +132,52 @@ fn entry(name: &str, t: &Tensor) -> Result<Entry> {
         Kind::Bool => Dtype::BOOL,
         k => bail!("tensor {name}: dtype {k:?} cannot be stored in a checkpoint"),
     };
-    Ok(Entry { dtype, shape: t.size().iter().map(|&d| d as usize).collect(), tensor: t.shallow_clone() })
+    Ok(Entry {
+        dtype,
+        shape: t.size().iter().map(|&d| d as usize).collect(),
+        tensor: t.shallow_clone(),
+    })
 }
 
 /// Write `tensors` and `state` to `path` atomically.
-pub fn save(path: &Path, kind: CkptKind, tensors: &[(String, Tensor)], state: &impl Serialize) -> Result<()> {
-    let entries: Vec<(String, Entry)> =
-        tensors.iter().map(|(n, t)| Ok((n.clone(), entry(n, t)?))).collect::<Result<_>>()?;
+pub fn save(
+    path: &Path,
+    kind: CkptKind,
+    tensors: &[(String, Tensor)],
+    state: &impl Serialize,
+) -> Result<()> {
+    let entries: Vec<(String, Entry)> = tensors
+        .iter()
+        .map(|(n, t)| Ok((n.clone(), entry(n, t)?)))
+        .collect::<Result<_>>()?;
     let meta = HashMap::from([
         ("format".to_string(), FORMAT.to_string()),
         ("kind".to_string(), kind.as_str().to_string()),
         ("state".to_string(), serde_json::to_string(state)?),
     ]);
     write_atomic_with(path, |tmp| {
-        safetensors::tensor::serialize_to_file(entries.iter().map(|(n, e)| (n.as_str(), e)), &Some(meta), tmp)
-            .map_err(|e| anyhow!("{e:?}"))
+        safetensors::tensor::serialize_to_file(
+            entries.iter().map(|(n, e)| (n.as_str(), e)),
+            &Some(meta),
+            tmp,
+        )
+        .map_err(|e| anyhow!("{e:?}"))
     })
     .with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
 /// Create the file through a temporary sibling, sync it, then rename it over `path`.
 fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("checkpoint");
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("checkpoint");
     let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
     let result = (|| -> Result<()> {
         write(&tmp)?;
@@ -159,7 +193,8 @@ fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Re
 
 /// Read a checkpoint written by [`save`]; tensors land on the CPU.
 pub fn load(path: &Path) -> Result<Checkpoint> {
-    let bytes = std::fs::read(path).with_context(|| format!("cannot read checkpoint {}", path.display()))?;
+    let bytes = std::fs::read(path)
+        .with_context(|| format!("cannot read checkpoint {}", path.display()))?;
     let not_ours = || {
         anyhow!(
             "{} is not a medfm checkpoint (expected a .safetensors file written by medfm, with \
@@ -181,11 +216,17 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
-        let t = Tensor::try_from(view).with_context(|| format!("{}: tensor {name}", path.display()))?;
+        let t =
+            Tensor::try_from(view).with_context(|| format!("{}: tensor {name}", path.display()))?;
         tensors.push((name, t));
     }
     tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Checkpoint { path: path.to_path_buf(), kind, tensors, state })
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        kind,
+        tensors,
+        state,
+    })
 }
 
 /// Copy `src` (by name) into the variables `dst`, checking that every variable is present
@@ -198,7 +239,11 @@ pub fn copy_into(dst: &[(String, Tensor)], src: &[(String, Tensor)], what: &str)
                 .get(name.as_str())
                 .ok_or_else(|| anyhow!("{what} has no tensor {name} (was it saved by a different model configuration?)"))?;
             if t.size() != var.size() {
-                bail!("{what}: tensor {name} has shape {:?}, the model expects {:?}", t.size(), var.size());
+                bail!(
+                    "{what}: tensor {name} has shape {:?}, the model expects {:?}",
+                    t.size(),
+                    var.size()
+                );
             }
             var.shallow_clone().copy_(t);
         }
@@ -208,7 +253,10 @@ pub fn copy_into(dst: &[(String, Tensor)], src: &[(String, Tensor)], what: &str)
 
 /// Detached CPU copies (the reference's `model_to_CPU_state`).
 pub fn cpu_copy(tensors: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    tensors.iter().map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu).copy())).collect()
+    tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu).copy()))
+        .collect()
 }
 
 #[cfg(test)]
@@ -221,8 +269,13 @@ mod tests {
         let path = dir.path().join("x.safetensors");
         let a = Tensor::from_slice(&[1.0f32, 2.0, 3.0]).reshape([3, 1]);
         let b = Tensor::from_slice(&[7i64]);
-        save(&path, CkptKind::Session, &[("m/a".into(), a.shallow_clone()), ("b".into(), b)], &serde_json::json!({"iters": 5}))
-            .unwrap();
+        save(
+            &path,
+            CkptKind::Session,
+            &[("m/a".into(), a.shallow_clone()), ("b".into(), b)],
+            &serde_json::json!({"iters": 5}),
+        )
+        .unwrap();
         let ck = load(&path).unwrap();
         assert_eq!(ck.kind, CkptKind::Session);
         let state: serde_json::Value = ck.state().unwrap();
@@ -238,7 +291,11 @@ mod tests {
     fn foreign_files_are_rejected_with_a_clear_error() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("weights.safetensors");
-        Tensor::write_safetensors(&[("w", Tensor::zeros([2], (Kind::Float, Device::Cpu)))], &path).unwrap();
+        Tensor::write_safetensors(
+            &[("w", Tensor::zeros([2], (Kind::Float, Device::Cpu)))],
+            &path,
+        )
+        .unwrap();
         let err = load(&path).err().unwrap().to_string();
         assert!(err.contains("is not a medfm checkpoint"), "{err}");
     }

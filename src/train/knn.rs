@@ -27,12 +27,19 @@ pub struct FeatureBank {
 impl FeatureBank {
     /// `embeddings` [N, D] (raw), `labels` as the loader yields them, concatenated.
     pub fn new(embeddings: &Tensor, labels: &Tensor, task: Task, n_classes: i64) -> FeatureBank {
-        let bank = normalize(&embeddings.to_kind(Kind::Float), 2.0, 1).tr().contiguous();
+        let bank = normalize(&embeddings.to_kind(Kind::Float), 2.0, 1)
+            .tr()
+            .contiguous();
         let labels = match task {
             Task::Multiclass => labels.to_kind(Kind::Int64).contiguous(),
             Task::Multilabel => labels.to_kind(Kind::Float).tr().contiguous(),
         };
-        FeatureBank { bank, labels, task, n_classes }
+        FeatureBank {
+            bank,
+            labels,
+            task,
+            n_classes,
+        }
     }
 
     pub fn len(&self) -> i64 {
@@ -46,25 +53,29 @@ impl FeatureBank {
     /// Scores [B, C] for raw embeddings [B, D]: class probabilities (multiclass) or
     /// similarity-weighted label averages (multi-label). `k` is capped at the bank size.
     pub fn predict(&self, embeddings: &Tensor, k: i64) -> Tensor {
-        let feature = normalize(&embeddings.to_kind(Kind::Float).to_device(self.bank.device()), 2.0, 1);
+        let feature = normalize(
+            &embeddings
+                .to_kind(Kind::Float)
+                .to_device(self.bank.device()),
+            2.0,
+            1,
+        );
         let k = k.min(self.len()).max(1);
         let b = feature.size()[0];
         let sim = feature.mm(&self.bank);
         let (sim_weight, sim_indices) = sim.topk(k, -1, true, true);
         match self.task {
             Task::Multiclass => {
-                let sim_labels = self.labels.expand([b, -1], false).gather(-1, &sim_indices, false);
+                let sim_labels = self
+                    .labels
+                    .expand([b, -1], false)
+                    .gather(-1, &sim_indices, false);
                 let sim_weight = (sim_weight / TEMPERATURE).exp();
-                let one_hot = Tensor::zeros([b * k, self.n_classes], (Kind::Float, feature.device())).scatter_value(
-                    -1,
-                    &sim_labels.view([-1, 1]),
-                    1.0,
-                );
-                let scores = (one_hot.view([b, -1, self.n_classes]) * sim_weight.unsqueeze(-1)).sum_dim_intlist(
-                    1,
-                    false,
-                    Kind::Float,
-                );
+                let one_hot =
+                    Tensor::zeros([b * k, self.n_classes], (Kind::Float, feature.device()))
+                        .scatter_value(-1, &sim_labels.view([-1, 1]), 1.0);
+                let scores = (one_hot.view([b, -1, self.n_classes]) * sim_weight.unsqueeze(-1))
+                    .sum_dim_intlist(1, false, Kind::Float);
                 let total = scores.sum_dim_intlist(1, true, Kind::Float);
                 scores / total
             }
@@ -100,7 +111,10 @@ mod tests {
         // By hand: weights exp(cos/0.1) of the three nearest (labels 1, 1, 0).
         let qn = [0.2f64 / 1.04f64.sqrt(), 1.0 / 1.04f64.sqrt()];
         let cos = |x: f64, y: f64| (qn[0] * x + qn[1] * y) / (x * x + y * y).sqrt();
-        let w: Vec<f64> = [cos(0.0, 1.0), cos(0.1, 0.9), cos(0.9, 0.1)].iter().map(|c| (c / 0.1).exp()).collect();
+        let w: Vec<f64> = [cos(0.0, 1.0), cos(0.1, 0.9), cos(0.9, 0.1)]
+            .iter()
+            .map(|c| (c / 0.1).exp())
+            .collect();
         let want0 = w[2] / (w[0] + w[1] + w[2]);
         assert!((p[0] as f64 - want0).abs() < 1e-5, "{} vs {want0}", p[0]);
     }
@@ -114,6 +128,10 @@ mod tests {
         let p: Vec<f32> = Vec::try_from(p.view([-1])).unwrap();
         let w1 = (1.0f64 / 0.1).exp();
         let w0 = 1.0f64;
-        assert!((p[0] as f64 - w1 / (w1 + w0)).abs() < 1e-6 && (p[1] as f64 - w0 / (w1 + w0)).abs() < 1e-6, "{p:?}");
+        assert!(
+            (p[0] as f64 - w1 / (w1 + w0)).abs() < 1e-6
+                && (p[1] as f64 - w0 / (w1 + w0)).abs() < 1e-6,
+            "{p:?}"
+        );
     }
 }

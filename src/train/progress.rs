@@ -38,15 +38,23 @@ fn fmt_duration(d: Duration) -> String {
 
 impl Progress {
     /// `first_epoch..=last_epoch` will run, `start_iters` iterations are already done (resume).
-    pub fn new(last_epoch: u64, steps_per_epoch: u64, start_iters: u64, log_every: u64) -> Progress {
+    pub fn new(
+        last_epoch: u64,
+        steps_per_epoch: u64,
+        start_iters: u64,
+        log_every: u64,
+    ) -> Progress {
         let total_iters = last_epoch * steps_per_epoch;
         let bars = std::io::stdout().is_terminal().then(|| {
             let multi = MultiProgress::with_draw_target(ProgressDrawTarget::stdout());
-            let style = |t: &str| ProgressStyle::with_template(t).expect("static template").progress_chars("=> ");
-            let epochs = multi.add(
-                ProgressBar::new(last_epoch)
-                    .with_style(style("Epoch {pos}/{len} [{bar:30}] {elapsed_precise} (ETA {eta_precise})")),
-            );
+            let style = |t: &str| {
+                ProgressStyle::with_template(t)
+                    .expect("static template")
+                    .progress_chars("=> ")
+            };
+            let epochs = multi.add(ProgressBar::new(last_epoch).with_style(style(
+                "Epoch {pos}/{len} [{bar:30}] {elapsed_precise} (ETA {eta_precise})",
+            )));
             epochs.set_position(start_iters / steps_per_epoch.max(1));
             let iters = multi.add(
                 ProgressBar::new(steps_per_epoch)
@@ -98,14 +106,19 @@ impl Progress {
     pub fn iteration(&mut self, s: IterStats) {
         self.done_iters += 1;
         self.images += s.images;
-        let msg = format!("loss {:.4}  lr {:.3e}  {:.1} img/s", s.loss, s.lr, self.throughput());
+        let msg = format!(
+            "loss {:.4}  lr {:.3e}  {:.1} img/s",
+            s.loss,
+            s.lr,
+            self.throughput()
+        );
         match &self.bars {
             Some((_, _, iters)) => {
                 iters.set_position(s.in_epoch);
                 iters.set_message(msg);
             }
             None => {
-                if s.iters % self.log_every == 0 || s.iters == 1 {
+                if s.iters.is_multiple_of(self.log_every) || s.iters == 1 {
                     println!(
                         "epoch {}/{} iter {}/{} (step {})  {msg}  ETA {}",
                         self.epoch,
