@@ -55,42 +55,20 @@ fn opts(img_size: i64, in_chans: i64, gray_init: GrayInit) -> BuildOptions {
     }
 }
 
-/// Copy `sd` into every variable of `vs` (names and shapes must match exactly both ways).
-fn copy_into(vs: &nn::VarStore, sd: &StateDict) {
-    let vars = vs.variables();
-    let mut missing: Vec<&String> = vars.keys().filter(|k| !sd.contains_key(*k)).collect();
-    let mut unexpected: Vec<&String> = sd.keys().filter(|k| !vars.contains_key(*k)).collect();
-    missing.sort();
-    unexpected.sort();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "missing {missing:?}, unexpected {unexpected:?}"
-    );
-    tch::no_grad(|| {
-        for (name, var) in vars {
-            let src = &sd[&name];
-            assert_eq!(var.size(), src.size(), "{name}");
-            var.shallow_clone().copy_(src);
-        }
-    });
-}
-
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size());
     (a - b).abs().max().double_value(&[])
 }
 
-/// Tiny trunk with the fixture weights (`weights_file`, either layout) for `in_chans`/`gray`.
+/// Tiny trunk under `backbone.` (as in a classifier), loaded from the fixture file
+/// `weights_file` (either layout) through the registry's load function.
 fn tiny_trunk(weights_file: &str, in_chans: i64, gray: GrayInit) -> (nn::VarStore, Aimv2) {
     let cfg = tiny_config(in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = Aimv2::new(&vs.root(), &cfg).unwrap();
-    let sd = checkpoint::prepare(
-        read_st(&fixture(weights_file)),
-        &opts(cfg.img_size, in_chans, gray),
-    )
-    .unwrap();
-    copy_into(&vs, &sd);
+    let model = Aimv2::new(&(vs.root() / "backbone"), &cfg).unwrap();
+    let load = registry::get("aimv2-large-patch14-224").unwrap().load;
+    let o = opts(cfg.img_size, in_chans, gray);
+    load(&vs, "backbone.", &fixture(weights_file), &o).unwrap();
     (vs, model)
 }
 
@@ -287,6 +265,31 @@ fn unknown_layouts_and_broken_native_checkpoints_are_clear_errors() {
 }
 
 #[test]
+fn mismatched_checkpoints_name_the_tensors() {
+    // The tiny weights into a wider, deeper trunk: shape mismatches and a missing block.
+    let cfg = Aimv2Config {
+        embed_dim: 64,
+        depth: 3,
+        ..tiny_config(3)
+    };
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _model = Aimv2::new(&vs.root(), &cfg).unwrap();
+    let o = opts(cfg.img_size, 3, GrayInit::First);
+    let err = checkpoint::load(&vs, "", &fixture("parity/aimv2_tiny.safetensors"), &o).unwrap_err();
+    let msg = format!("{err:#}");
+    assert!(msg.contains("aimv2_tiny.safetensors"), "{msg}");
+    assert!(msg.contains("trunk.blocks.2"), "missing block named: {msg}");
+    assert!(
+        msg.contains("preprocessor.pos_embed"),
+        "shape mismatch named: {msg}"
+    );
+
+    let missing = fixture("parity/does_not_exist.safetensors");
+    let msg = format!("{:#}", checkpoint::load(&vs, "", &missing, &o).unwrap_err());
+    assert!(msg.contains("does_not_exist.safetensors"), "{msg}");
+}
+
+#[test]
 fn adapt_input_conv_follows_the_reference_and_timm() {
     let w = Tensor::arange(2 * 3 * 2 * 2, (Kind::Float, Device::Cpu)).reshape([2, 3, 2, 2]);
     let first = checkpoint::adapt_input_conv(&w, 1, GrayInit::First).unwrap();
@@ -323,8 +326,7 @@ fn aimv2_full_size_parity() {
         let vs = nn::VarStore::new(Device::Cpu);
         let o = opts(224, 3, GrayInit::First);
         let model = (spec.build)(&vs.root(), &o).unwrap();
-        let sd = checkpoint::prepare(read_st(&dir.join("model.safetensors")), &o).unwrap();
-        copy_into(&vs, &sd);
+        (spec.load)(&vs, "", &dir.join("model.safetensors"), &o).unwrap();
         let io = read_st(&dir.join("io.safetensors"));
         let f = tch::no_grad(|| model.forward(&io["pixels"], false));
         let (ep, et) = (

@@ -8,10 +8,10 @@
 
 use medfm::config::GrayInit;
 use medfm::models::hiera::HieraConfig;
+use medfm::models::layers::without_random_init;
 use medfm::models::registry::{self, BuildOptions};
-use medfm::models::sam2::{image_encoder_state_dict, Sam2Config, Sam2ImageEncoder};
+use medfm::models::sam2::{self, Sam2Config, Sam2ImageEncoder};
 use medfm::models::Backbone;
-use medfm::weights::StateDict;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
@@ -50,39 +50,10 @@ fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
     }
 }
 
-/// Official-layout safetensors (`image_encoder.*` + other SAM parts) -> the encoder's variables,
-/// through the same filtering/adaptation as the checkpoint loader, copied strictly (every
-/// variable set, every kept tensor used, shapes equal).
-fn load_official_safetensors(vs: &nn::VarStore, path: &Path, opts: &BuildOptions) {
-    let sd: StateDict = read(path)
-        .into_iter()
-        .map(|(k, v)| {
-            (
-                k.strip_prefix("image_encoder.")
-                    .map(str::to_string)
-                    .unwrap_or(k),
-                v,
-            )
-        })
-        .collect();
-    let mut sd = image_encoder_state_dict(sd, opts).expect("image encoder tensors");
-    tch::no_grad(|| {
-        for (name, mut var) in vs.variables() {
-            let key = name
-                .strip_prefix(&format!("{PREFIX}."))
-                .expect("variables live under the prefix");
-            let src = sd
-                .remove(key)
-                .unwrap_or_else(|| panic!("{key} missing from {}", path.display()));
-            assert_eq!(var.size(), src.size(), "shape of {key}");
-            var.copy_(&src);
-        }
-    });
-    assert!(
-        sd.is_empty(),
-        "unused tensors: {:?}",
-        sd.keys().collect::<Vec<_>>()
-    );
+/// Loads an official-layout checkpoint (`{'model': {'image_encoder.*': ..., other SAM parts}}`
+/// or the same keys flat in safetensors) through the registry's loader.
+fn load(vs: &nn::VarStore, path: &Path, opts: &BuildOptions) -> anyhow::Result<()> {
+    sam2::load(vs, &format!("{PREFIX}."), path, opts)
 }
 
 /// Mirrors the generator's `sam2_tiny`.
@@ -108,16 +79,18 @@ fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// Builds the tiny encoder, loads the fixture weights, runs `input` and compares with `expected`.
-fn check_tiny(input_shape: &[i64], expected: &str) {
+/// Builds the tiny encoder, loads the fixture weights (`weights`: the .pt or .safetensors file),
+/// runs the pattern input of `input_shape` and compares with `expected`.
+fn check_tiny(weights: &str, input_shape: &[i64], expected: &str) {
     let (in_chans, size) = (input_shape[1], input_shape[3]);
     let vs = nn::VarStore::new(Device::Cpu);
     let enc = Sam2ImageEncoder::new(&(vs.root() / PREFIX), &tiny_config(), size, in_chans).unwrap();
-    load_official_safetensors(
+    load(
         &vs,
-        &fixture("parity/sam2_tiny.safetensors"),
+        &fixture(&format!("parity/{weights}")),
         &opts(size, in_chans),
-    );
+    )
+    .unwrap();
     let feats = tch::no_grad(|| enc.forward(&pattern_input(input_shape), false));
     let want = read(&fixture(&format!("parity/{expected}")));
     let (dt, dp) = (
@@ -133,17 +106,66 @@ fn check_tiny(input_shape: &[i64], expected: &str) {
 
 #[test]
 fn tiny_parity_224() {
-    check_tiny(&[2, 3, 224, 224], "sam2_tiny_224.safetensors");
+    check_tiny(
+        "sam2_tiny.pt",
+        &[2, 3, 224, 224],
+        "sam2_tiny_224.safetensors",
+    );
 }
 
 #[test]
 fn tiny_parity_1024() {
-    check_tiny(&[1, 3, 1024, 1024], "sam2_tiny_1024.safetensors");
+    check_tiny(
+        "sam2_tiny.pt",
+        &[1, 3, 1024, 1024],
+        "sam2_tiny_1024.safetensors",
+    );
 }
 
 #[test]
 fn tiny_parity_grayscale_first_channel() {
-    check_tiny(&[2, 1, 224, 224], "sam2_tiny_gray_224.safetensors");
+    check_tiny(
+        "sam2_tiny.pt",
+        &[2, 1, 224, 224],
+        "sam2_tiny_gray_224.safetensors",
+    );
+}
+
+#[test]
+fn tiny_parity_from_flat_safetensors() {
+    check_tiny(
+        "sam2_tiny.safetensors",
+        &[2, 3, 224, 224],
+        "sam2_tiny_224.safetensors",
+    );
+}
+
+#[test]
+fn loading_the_wrong_checkpoint_is_a_clear_error() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    Sam2ImageEncoder::new(&(vs.root() / PREFIX), &tiny_config(), 224, 3).unwrap();
+    let err = format!(
+        "{:#}",
+        load(&vs, &fixture("weights/plain.pth"), &opts(224, 3)).unwrap_err()
+    );
+    assert!(
+        err.contains("plain.pth") && err.contains("no SAM2.1 image-encoder tensors"),
+        "{err}"
+    );
+
+    // The right file for another size: every mismatching tensor is named, nothing is copied.
+    let mut cfg = tiny_config();
+    cfg.trunk.embed_dim = 16;
+    let vs = nn::VarStore::new(Device::Cpu);
+    Sam2ImageEncoder::new(&(vs.root() / PREFIX), &cfg, 224, 3).unwrap();
+    let err = format!(
+        "{:#}",
+        load(&vs, &fixture("parity/sam2_tiny.pt"), &opts(224, 3)).unwrap_err()
+    );
+    assert!(
+        err.contains("trunk.pos_embed") && err.contains("sam2_tiny.pt"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -188,7 +210,9 @@ fn full_size_keys_shapes_and_parameter_counts() {
             .collect();
         let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let backbone = (spec.build)(&(vs.root() / PREFIX), &opts(224, 3)).unwrap();
+        // Shapes only: skip the random fill (gigabytes of page faults for sam2_l).
+        let backbone =
+            without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &opts(224, 3))).unwrap();
         let have: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -230,7 +254,7 @@ fn full_size_parity_224_and_1024() {
         std::env::var("MEDFM_SAM2_FULL_DIR").unwrap_or_else(|_| "/tmp/medfm-parity-sam2".into()),
     );
     for name in ["sam2_b", "sam2_l"] {
-        let weights = dir.join(format!("{name}.safetensors"));
+        let weights = dir.join(format!("{name}.pt"));
         assert!(
             weights.exists(),
             "{} missing: run scripts/gen_parity_sam2.py full first",
@@ -239,8 +263,9 @@ fn full_size_parity_224_and_1024() {
         for (size, batch) in [(224, 2), (1024, 1)] {
             let spec = registry::get(name).unwrap();
             let vs = nn::VarStore::new(Device::Cpu);
-            let enc = (spec.build)(&(vs.root() / PREFIX), &opts(size, 3)).unwrap();
-            load_official_safetensors(&vs, &weights, &opts(size, 3));
+            let enc = without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &opts(size, 3)))
+                .unwrap();
+            load(&vs, &weights, &opts(size, 3)).unwrap();
             let feats =
                 tch::no_grad(|| enc.forward(&pattern_input(&[batch, 3, size, size]), false));
             let want = read(&dir.join(format!("{name}_{size}.safetensors")));

@@ -6,8 +6,9 @@
 //! under `image_encoder.trunk.` (`patch_embed.proj`, `pos_embed`, `pos_embed_window`,
 //! `blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.layers.{0,1}, proj}`).
 
+use super::layers::{param, Fill, LayerNorm, Linear, LinearInit};
 use anyhow::{bail, ensure, Result};
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::Tensor;
 
 /// Hiera hyper-parameters (the `trunk:` part of a sam2.1 yaml; unlisted values there are the
@@ -110,6 +111,7 @@ impl HieraConfig {
     }
 }
 
+const PATCH_KERNEL: i64 = 7;
 const PATCH_STRIDE: i64 = 4;
 const Q_STRIDE: i64 = 2;
 const DIM_MUL: i64 = 2;
@@ -168,27 +170,52 @@ fn pool_nhwc(x: &Tensor) -> Tensor {
         .permute([0, 2, 3, 1])
 }
 
-/// PyTorch's default `nn.Linear` initialisation (weight and bias uniform in +-1/sqrt(fan_in)).
-fn linear(p: nn::Path, dim_in: i64, dim_out: i64) -> nn::Linear {
-    nn::linear(p, dim_in, dim_out, Default::default())
+/// `nn.Linear` with torch's default initialisation.
+fn linear(p: nn::Path, dim_in: i64, dim_out: i64) -> Linear {
+    Linear::new(&p, dim_in, dim_out, true, LinearInit::Torch)
 }
 
-fn layer_norm(p: nn::Path, dim: i64) -> nn::LayerNorm {
-    nn::layer_norm(
-        p,
-        vec![dim],
-        nn::LayerNormConfig {
-            eps: LN_EPS,
-            ..Default::default()
-        },
-    )
+/// `nn.Conv2d` (square kernel, bias) with torch's default initialisation: kaiming-uniform with
+/// a = sqrt(5), i.e. uniform(+-1/sqrt(fan_in)), for weight and bias.
+#[derive(Debug)]
+pub(crate) struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    stride: i64,
+    padding: i64,
+}
+
+impl Conv2d {
+    pub(crate) fn new(
+        p: &nn::Path,
+        c_in: i64,
+        c_out: i64,
+        k: i64,
+        stride: i64,
+        padding: i64,
+    ) -> Self {
+        let bound = ((c_in * k * k) as f64).sqrt().recip();
+        let weight = param(p, "weight", &[c_out, c_in, k, k], Fill::Uniform(bound));
+        let bias = param(p, "bias", &[c_out], Fill::Uniform(bound));
+        Conv2d {
+            weight,
+            bias,
+            stride,
+            padding,
+        }
+    }
+
+    pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
+        let (s, p) = (self.stride, self.padding);
+        x.conv2d(&self.weight, Some(&self.bias), [s, s], [p, p], [1, 1], 1)
+    }
 }
 
 /// Multi-head self-attention within a window (or the whole map), queries optionally pooled.
 #[derive(Debug)]
 struct MultiScaleAttention {
-    qkv: nn::Linear,
-    proj: nn::Linear,
+    qkv: Linear,
+    proj: Linear,
     num_heads: i64,
     q_pool: bool,
 }
@@ -230,13 +257,13 @@ impl MultiScaleAttention {
 /// widens the channels (`proj` on the shortcut) and, with q-pooling, halves the resolution.
 #[derive(Debug)]
 struct MultiScaleBlock {
-    norm1: nn::LayerNorm,
+    norm1: LayerNorm,
     attn: MultiScaleAttention,
-    norm2: nn::LayerNorm,
-    fc1: nn::Linear,
-    fc2: nn::Linear,
+    norm2: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
     /// Shortcut projection, present when the width changes.
-    proj: Option<nn::Linear>,
+    proj: Option<Linear>,
     /// 0 = global attention.
     window_size: i64,
     q_pool: bool,
@@ -253,14 +280,14 @@ impl MultiScaleBlock {
     ) -> Self {
         let hidden = dim_out * MLP_RATIO;
         MultiScaleBlock {
-            norm1: layer_norm(&p / "norm1", dim),
+            norm1: LayerNorm::new(&(&p / "norm1"), dim, LN_EPS),
             attn: MultiScaleAttention {
                 qkv: linear(&p / "attn" / "qkv", dim, dim_out * 3),
                 proj: linear(&p / "attn" / "proj", dim_out, dim_out),
                 num_heads,
                 q_pool,
             },
-            norm2: layer_norm(&p / "norm2", dim_out),
+            norm2: LayerNorm::new(&(&p / "norm2"), dim_out, LN_EPS),
             fc1: linear(&p / "mlp" / "layers" / 0, dim_out, hidden),
             fc2: linear(&p / "mlp" / "layers" / 1, hidden, dim_out),
             proj: (dim != dim_out).then(|| linear(&p / "proj", dim, dim_out)),
@@ -310,7 +337,8 @@ impl MultiScaleBlock {
 /// The Hiera trunk: patch embedding, position embeddings, blocks; returns one map per stage.
 #[derive(Debug)]
 pub struct Hiera {
-    patch_embed: nn::Conv2D,
+    /// 7x7 stride-4 convolution (`patch_embed.proj`).
+    patch_embed: Conv2d,
     pos_embed: Tensor,
     pos_embed_window: Tensor,
     blocks: Vec<MultiScaleBlock>,
@@ -327,26 +355,18 @@ impl Hiera {
             "Hiera: in_chans must be positive (got {in_chans})"
         );
         let dim = cfg.embed_dim;
-        let fan_in = (in_chans * 7 * 7) as f64;
-        let patch_embed = nn::conv2d(
-            p / "patch_embed" / "proj",
+        let patch_embed = Conv2d::new(
+            &(p / "patch_embed" / "proj"),
             in_chans,
             dim,
-            7,
-            nn::ConvConfig {
-                stride: PATCH_STRIDE,
-                padding: 3,
-                bs_init: nn::Init::Uniform {
-                    lo: -fan_in.sqrt().recip(),
-                    up: fan_in.sqrt().recip(),
-                },
-                ..Default::default()
-            },
+            PATCH_KERNEL,
+            PATCH_STRIDE,
+            PATCH_KERNEL / 2,
         );
         let [bh, bw] = cfg.bkg_spatial_size;
-        let pos_embed = p.zeros("pos_embed", &[1, dim, bh, bw]);
+        let pos_embed = param(p, "pos_embed", &[1, dim, bh, bw], Fill::Zeros);
         let ws0 = cfg.window_spec[0];
-        let pos_embed_window = p.zeros("pos_embed_window", &[1, dim, ws0, ws0]);
+        let pos_embed_window = param(p, "pos_embed_window", &[1, dim, ws0, ws0], Fill::Zeros);
 
         let stage_ends = cfg.stage_ends();
         let q_pool_blocks: Vec<usize> = stage_ends[..stage_ends.len() - 1]

@@ -8,14 +8,14 @@
 //! the published file loads strictly and the parameter count equals the reference's, but only
 //! the levels that feed `vision_features` are computed.
 
-use super::hiera::{Hiera, HieraConfig};
+use super::hiera::{Conv2d, Hiera, HieraConfig};
+use super::layers::adapt_input_conv;
 use super::registry::BuildOptions;
 use super::{Backbone, Features};
-use crate::config::GrayInit;
 use crate::weights::{self, StateDict};
 use anyhow::{bail, ensure, Context, Result};
 use std::path::Path;
-use tch::nn::{self, Module};
+use tch::nn;
 use tch::Tensor;
 
 /// Trunk + neck hyper-parameters (the `image_encoder:` part of a sam2.1 yaml).
@@ -63,7 +63,7 @@ impl Sam2Config {
 struct FpnNeck {
     /// Lateral convs, coarsest level first (the checkpoint's order: `convs.0` reads the last
     /// stage).
-    convs: Vec<nn::Conv2D>,
+    convs: Vec<Conv2d>,
     top_down_levels: Vec<usize>,
     /// Level of `vision_features` (index into the trunk's stage outputs, finest first).
     out_level: usize,
@@ -81,17 +81,7 @@ impl FpnNeck {
             .iter()
             .rev()
             .enumerate()
-            .map(|(i, &c)| {
-                let bound = (c as f64).sqrt().recip();
-                let conv_cfg = nn::ConvConfig {
-                    bs_init: nn::Init::Uniform {
-                        lo: -bound,
-                        up: bound,
-                    },
-                    ..Default::default()
-                };
-                nn::conv2d(p / "convs" / i / "conv", c, cfg.d_model, 1, conv_cfg)
-            })
+            .map(|(i, &c)| Conv2d::new(&(p / "convs" / i / "conv"), c, cfg.d_model, 1, 1, 0))
             .collect();
         Ok(FpnNeck {
             convs,
@@ -239,37 +229,10 @@ pub fn image_encoder_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<St
     Ok(sd)
 }
 
-/// An RGB first-layer kernel `[O, 3, kh, kw]` for `in_chans` inputs. `First` is the reference's
-/// rule (`weight.repeat(1, 4, 1, 1)[:, :C]`: channel 0 for grayscale); `Sum` is timm's (sum over
-/// RGB for one channel, else repeat and rescale by 3/C). A kernel that already has `in_chans`
-/// channels is returned as is.
-pub fn adapt_input_conv(w: &Tensor, in_chans: i64, gray_init: GrayInit) -> Result<Tensor> {
-    let size = w.size();
-    ensure!(
-        size.len() == 4,
-        "expected a [out, in, kh, kw] kernel, got shape {size:?}"
-    );
-    let have = size[1];
-    if have == in_chans {
-        return Ok(w.shallow_clone());
-    }
-    ensure!(
-        have == 3,
-        "cannot derive a {in_chans}-channel kernel from a {have}-channel one (shape {size:?})"
-    );
-    ensure!(in_chans > 0, "in_chans must be positive (got {in_chans})");
-    let reps = (in_chans + 2) / 3;
-    let repeated = |w: &Tensor| w.repeat([1, reps, 1, 1]).narrow(1, 0, in_chans);
-    Ok(match gray_init {
-        GrayInit::First => repeated(w),
-        GrayInit::Sum if in_chans == 1 => w.sum_dim_intlist(1, true, None),
-        GrayInit::Sum => repeated(w) * (3.0 / in_chans as f64),
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GrayInit;
     use tch::{Device, Kind};
 
     fn opts(in_chans: i64, gray_init: GrayInit) -> BuildOptions {
@@ -280,20 +243,6 @@ mod tests {
             drop_cutoff: vec![],
             weights_key: None,
         }
-    }
-
-    #[test]
-    fn grayscale_kernels() {
-        let w = Tensor::randn([4, 3, 7, 7], (Kind::Float, Device::Cpu));
-        let first = adapt_input_conv(&w, 1, GrayInit::First).unwrap();
-        assert!(first.equal(&w.narrow(1, 0, 1)));
-        let sum = adapt_input_conv(&w, 1, GrayInit::Sum).unwrap();
-        assert!(sum.allclose(&w.sum_dim_intlist(1, true, None), 1e-6, 1e-6, false));
-        let same = adapt_input_conv(&w, 3, GrayInit::First).unwrap();
-        assert!(same.equal(&w));
-        let four = adapt_input_conv(&w, 4, GrayInit::First).unwrap();
-        assert!(four.narrow(1, 3, 1).equal(&w.narrow(1, 0, 1)));
-        assert!(adapt_input_conv(&w.narrow(1, 0, 2), 1, GrayInit::First).is_err());
     }
 
     #[test]

@@ -80,10 +80,15 @@ pub(super) fn run_pass(
     want_embeddings: bool,
 ) -> Result<EvalOut> {
     let Exec { task, device, amp } = exec;
+    let batches = if cache.as_ref().is_some_and(|c| c.is_complete()) {
+        super::model::label_batches(src, epoch_key, task)
+    } else {
+        src.epoch(epoch_key)
+    };
     let (mut logits, mut labels, mut indices, mut losses, mut embs) =
         (vec![], vec![], vec![], vec![], vec![]);
     tch::no_grad(|| -> Result<()> {
-        for batch in src.epoch(epoch_key) {
+        for batch in batches {
             let batch = batch?;
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
             let out = super::amp::autocast(amp, || model.head(&f, false)).to_kind(Kind::Float);

@@ -26,7 +26,7 @@ use crate::config::{LoaderParams, Params};
 use crate::data::{Loader, Splits};
 use crate::models::classifier::{Classifier, ClassifierSpec};
 use anyhow::{Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use tch::Device;
 
 /// What the command line asks for beyond the params file.
@@ -40,21 +40,12 @@ pub struct RunOptions {
     pub lr_grid_search: bool,
 }
 
-/// Where the loaders keep decoded, resized images (None: no cache).
-fn resize_cache_dir(params: &Params) -> Option<PathBuf> {
-    let d = &params.dataset_params;
-    d.use_cache.then(|| match &d.cache_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => Path::new(&params.training_params.save_dir).join("cache"),
-    })
-}
-
 /// The loaders of a run, as the reference's `init_dataloaders` builds them.
 pub fn build_sources(params: &Params, splits: Splits) -> Result<Sources> {
     let d = &params.dataset_params;
     let dl = &params.dataloader_params;
     let seed = params.training_params.seed;
-    let cache = resize_cache_dir(params);
+    let cache = crate::data::cache_dir(params);
     let info = splits.info.clone();
     let loader = |items, t, l: &LoaderParams| Loader::new(items, t, l, &info, seed, cache.clone());
     let bank = if params.training_params.knn_eval {
@@ -75,6 +66,8 @@ pub fn build_sources(params: &Params, splits: Splits) -> Result<Sources> {
         loader(splits.test.clone(), &d.test_transforms, &dl.testloader).context("test loader")?;
     let mut val = loader(splits.val, &d.val_transforms, &dl.valloader).context("val loader")?;
     if val.is_empty() {
+        // drop_last can leave a small val split without a batch; the reference then
+        // validates on the test set.
         println!("Warning: the validation split gives no batch; using the test set as validation set (as the reference does)");
         val = loader(splits.test, &d.test_transforms, &dl.testloader).context("test loader")?;
     }

@@ -2,11 +2,11 @@
 //! same for the real classifier and loaders and for the tiny ones the tests use.
 
 use crate::config::HeadType;
-use crate::data::{Batch, Item, Loader};
+use crate::data::{Batch, Item, Label, Loader, Task};
 use crate::models::classifier::Classifier;
 use crate::models::Features;
 use anyhow::Result;
-use tch::{nn, Tensor};
+use tch::{nn, Kind, Tensor};
 
 pub trait TrainModel {
     /// Trunk features of normalised images (under no_grad when the trunk is frozen).
@@ -71,6 +71,12 @@ pub trait BatchSource {
     fn is_deterministic(&self) -> bool;
     /// The batches of `epoch` (order and augmentation are functions of the seed and epoch).
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_>;
+    /// The item positions of each batch of `epoch`, without loading any image, when the
+    /// source can tell (lets cached features skip image decoding entirely).
+    fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
+        let _ = epoch;
+        None
+    }
 }
 
 impl BatchSource for Loader {
@@ -85,5 +91,50 @@ impl BatchSource for Loader {
     }
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         Loader::epoch(self, epoch)
+    }
+    fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
+        Some(self.batch_indices(epoch))
+    }
+}
+
+/// The batches of `epoch` as the source plans them, labels only (no images): for splits
+/// whose trunk features are all cached. Falls back to loading when the source has no plan.
+pub fn label_batches<'a>(
+    src: &'a dyn BatchSource,
+    epoch: u64,
+    task: Task,
+) -> Box<dyn Iterator<Item = Result<Batch>> + 'a> {
+    match src.plan(epoch) {
+        Some(plan) => Box::new(plan.into_iter().map(move |indices| {
+            Ok(Batch { images: Tensor::new(), labels: labels_of(src.items(), &indices, task), indices, views: vec![] })
+        })),
+        None => src.epoch(epoch),
+    }
+}
+
+/// The labels of `indices` as a batch tensor: int64 [B] or float32 [B, C], as the loader
+/// gives them.
+pub fn labels_of(items: &[Item], indices: &[usize], task: Task) -> Tensor {
+    match task {
+        Task::Multiclass => {
+            let v: Vec<i64> = indices
+                .iter()
+                .map(|&i| match &items[i].label {
+                    Label::Class(c) => *c,
+                    Label::Multi(_) => unreachable!("a multiclass dataset has class labels"),
+                })
+                .collect();
+            Tensor::from_slice(&v)
+        }
+        Task::Multilabel => {
+            let rows: Vec<f32> = indices
+                .iter()
+                .flat_map(|&i| match &items[i].label {
+                    Label::Multi(v) => v.clone(),
+                    Label::Class(_) => unreachable!("a multi-label dataset has label vectors"),
+                })
+                .collect();
+            Tensor::from_slice(&rows).view([indices.len() as i64, -1]).to_kind(Kind::Float)
+        }
     }
 }

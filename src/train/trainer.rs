@@ -6,7 +6,7 @@
 use super::amp::{self, GradScaler, StepOutcome};
 use super::checkpoint::RunFiles;
 use super::feature_cache::{self, FeatureCache};
-use super::model::{BatchSource, TrainModel};
+use super::model::{label_batches, BatchSource, TrainModel};
 use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
 use super::outputs::Outputs;
 use super::progress::{IterStats, Progress};
@@ -317,7 +317,12 @@ impl Trainer {
                 p.start_epoch(epoch, skip);
             }
             let sources = self.sources.clone();
-            let mut batches = sources.train.epoch(epoch);
+            let cached = Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
+            let mut batches = if cached {
+                label_batches(sources.train.as_ref(), epoch, self.info.task)
+            } else {
+                sources.train.epoch(epoch)
+            };
             for _ in 0..skip {
                 // Resume mid-epoch: the epoch's batches are a function of (seed, epoch), so
                 // replaying the order and dropping the done ones lands on the same batch.

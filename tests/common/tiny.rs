@@ -219,6 +219,10 @@ impl BatchSource for Mem {
     fn is_deterministic(&self) -> bool {
         true
     }
+    fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
+        let order = self.order(epoch);
+        Some((0..self.len()).map(|b| order[b * self.batch..((b + 1) * self.batch).min(order.len())].to_vec()).collect())
+    }
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         let order = self.order(epoch);
         let n_batches = self.len();
@@ -239,6 +243,7 @@ impl BatchSource for Mem {
                 images,
                 labels: self.labels.index_select(0, &t),
                 indices: idx,
+                views: vec![],
             })
         }))
     }
