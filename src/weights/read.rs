@@ -24,11 +24,7 @@ pub(super) fn read_file(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, 
     src.read_at(0, &mut prefix)?;
     match detect_format(&prefix) {
         Format::Safetensors => read_safetensors(&src, opts),
-        Format::TorchZip => read_torch_zip(&src, opts),
-        Format::TorchLegacy => bail!(
-            "it is in the legacy torch.save format of torch < 1.6, which medfm does not read; \
-             re-save it with a current torch: `torch.save(torch.load(OLD, weights_only=False), NEW)`"
-        ),
+        Format::TorchZip | Format::TorchLegacy => read_torch(&src, opts),
         Format::Unknown if src.is_empty() => bail!("the file is empty"),
         Format::Unknown => bail!(
             "it is neither a safetensors file nor a torch.save zip archive (first bytes: {})",
@@ -97,7 +93,7 @@ fn read_safetensors(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String,
         .collect()
 }
 
-fn read_torch_zip(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String, Tensor)>> {
+fn read_torch(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String, Tensor)>> {
     let archive = TorchArchive::parse(src)?;
     let refs = archive.state_dict(opts.nested_key.as_deref())?;
     let within = match &refs.selected {

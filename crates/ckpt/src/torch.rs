@@ -1,10 +1,12 @@
-//! `torch.save` zip archives: `<archive>/data.pkl` (the pickled object graph),
-//! `<archive>/data/<key>` (raw storages), `<archive>/byteorder`. Turns the graph into a flat
-//! `name -> tensor view` list after selecting the nested state dict.
+//! `torch.save` checkpoints: zip archives (`<archive>/data.pkl` holds the pickled object graph,
+//! `<archive>/data/<key>` the raw storages, `<archive>/byteorder` their byte order) and the
+//! legacy format (see `legacy`). Turns the graph into a flat `name -> tensor view` list after
+//! selecting the nested state dict.
 
+use crate::legacy::{self, StorageIndex};
 use crate::pickle::{self, Object, Pickle, TensorRef, Value};
 use crate::source::ByteSource;
-use crate::zip;
+use crate::{zip, Format};
 use anyhow::{anyhow, bail, Context, Result};
 use std::borrow::Cow;
 
@@ -16,15 +18,26 @@ pub const MAX_PICKLE_LEN: u64 = 1 << 30;
 const MAX_EXPANSION: u64 = 8;
 const EXPANSION_SLACK: u64 = 64 << 20;
 
-/// A parsed `torch.save` zip archive.
+/// A parsed `torch.save` checkpoint: the unpickled object graph and where its storages are.
 #[derive(Debug, Clone)]
 pub struct TorchArchive {
-    pub zip: zip::Archive,
-    /// The archive's top directory including the slash, e.g. `"mae_pretrain_vit_base/"`.
-    pub prefix: String,
     pub pickle: Pickle,
-    /// `byteorder` says "big": storages hold big-endian elements.
+    /// Storages hold big-endian elements (`byteorder` says "big").
     pub big_endian: bool,
+    pub layout: Layout,
+}
+
+/// Where the storages of a checkpoint live.
+#[derive(Debug, Clone)]
+pub enum Layout {
+    /// torch >= 1.6: members `<prefix>data/<key>` of a zip archive.
+    Zip {
+        zip: zip::Archive,
+        /// The archive's top directory including the slash, e.g. `"mae_pretrain_vit_base/"`.
+        prefix: String,
+    },
+    /// The legacy format: storages back to back after the pickles, `key -> (offset, bytes)`.
+    Legacy { storages: StorageIndex },
 }
 
 /// Which dict of the checkpoint was used as the state dict.
@@ -42,7 +55,27 @@ pub struct StateDictRefs {
 }
 
 impl TorchArchive {
+    /// Parse a zip or legacy `torch.save` checkpoint (told apart by the first bytes).
     pub fn parse(src: &(impl ByteSource + ?Sized)) -> Result<TorchArchive> {
+        let mut head = [0u8; 16];
+        let n = head.len().min(src.len() as usize);
+        src.read_at(0, &mut head[..n])?;
+        match crate::detect_format(&head[..n]) {
+            Format::TorchZip => Self::parse_zip(src),
+            Format::TorchLegacy => {
+                let (pickle, storages) = legacy::parse(src)?;
+                // The legacy writer always stored little-endian data.
+                Ok(TorchArchive {
+                    pickle,
+                    big_endian: false,
+                    layout: Layout::Legacy { storages },
+                })
+            }
+            _ => bail!("not a torch.save checkpoint (neither a zip archive nor the legacy format)"),
+        }
+    }
+
+    fn parse_zip(src: &(impl ByteSource + ?Sized)) -> Result<TorchArchive> {
         let zip = zip::Archive::parse(src)?;
         let pkl_names: Vec<&String> = zip
             .entries
@@ -72,43 +105,52 @@ impl TorchArchive {
         let data = zip.read(src, &pkl_name, MAX_PICKLE_LEN)?;
         let pickle = pickle::unpickle(&data).with_context(|| format!("unpickling `{pkl_name}`"))?;
         Ok(TorchArchive {
-            zip,
-            prefix,
             pickle,
             big_endian,
+            layout: Layout::Zip { zip, prefix },
         })
     }
 
-    /// The zip member holding storage `key`.
-    pub fn storage_entry(&self, key: &str) -> Result<&zip::Entry> {
-        let name = format!("{}data/{key}", self.prefix);
-        self.zip
-            .entries
-            .get(&name)
-            .ok_or_else(|| anyhow!("storage member `{name}` is missing"))
+    /// Length in bytes of storage `key` as stored in the file.
+    pub fn storage_len(&self, key: &str) -> Result<u64> {
+        match &self.layout {
+            Layout::Zip { zip, prefix } => {
+                let name = format!("{prefix}data/{key}");
+                let entry = zip
+                    .entries
+                    .get(&name)
+                    .ok_or_else(|| anyhow!("storage member `{name}` is missing"))?;
+                Ok(entry.size)
+            }
+            Layout::Legacy { storages } => storages
+                .get(key)
+                .map(|&(_, len)| len)
+                .ok_or_else(|| anyhow!("storage `{key}` is missing from the data section")),
+        }
     }
 
     /// Select the state dict (see `select_state_dict`) and check every tensor against the
-    /// archive: its storage exists with the recorded size, and the total stays bounded.
+    /// file: its storage exists and is large enough, and the total stays bounded.
     pub fn state_dict(&self, nested: Option<&str>) -> Result<StateDictRefs> {
         let refs = select_state_dict(&self.pickle, nested)?;
         let mut storage_bytes = 0u64;
         let mut seen = std::collections::HashSet::new();
         let mut tensor_bytes = 0u64;
         for (name, t) in &refs.tensors {
-            let entry = self
-                .storage_entry(&t.storage.key)
+            let s = &t.storage;
+            let len = self
+                .storage_len(&s.key)
                 .with_context(|| format!("tensor `{name}`"))?;
-            if entry.size != t.storage.nbytes {
+            // The pickle's view lies inside [base, base + nbytes) (checked by the unpickler).
+            if s.base + s.nbytes > len {
                 bail!(
-                    "tensor `{name}`: storage `{}` holds {} bytes but the pickle records {}",
-                    t.storage.key,
-                    entry.size,
-                    t.storage.nbytes
+                    "tensor `{name}`: storage `{}` holds {len} bytes but the pickle records {}",
+                    s.key,
+                    s.base + s.nbytes
                 );
             }
-            if seen.insert(t.storage.key.clone()) {
-                storage_bytes += entry.size;
+            if seen.insert(s.key.clone()) {
+                storage_bytes += len;
             }
             tensor_bytes = tensor_bytes.saturating_add(t.numel() * t.dtype.size() as u64);
         }
@@ -126,8 +168,19 @@ impl TorchArchive {
 
     /// The bytes of storage `key` (as stored; see `tensor_bytes` for byte order).
     pub fn read_storage(&self, src: &(impl ByteSource + ?Sized), key: &str) -> Result<Vec<u8>> {
-        let entry = self.storage_entry(key)?;
-        zip::read_entry(src, entry, u64::MAX).with_context(|| format!("storage `{key}`"))
+        match &self.layout {
+            Layout::Zip { zip, prefix } => {
+                let name = format!("{prefix}data/{key}");
+                zip.read(src, &name, u64::MAX)
+            }
+            Layout::Legacy { storages } => {
+                let &(offset, len) = storages
+                    .get(key)
+                    .ok_or_else(|| anyhow!("storage `{key}` is missing from the data section"))?;
+                src.read_vec(offset, len)
+            }
+        }
+        .with_context(|| format!("storage `{key}`"))
     }
 }
 

@@ -24,6 +24,7 @@ pub(super) fn resolve_global(module: &str, name: &str) -> Global {
         ("builtins", "set") => Global::Set,
         ("builtins", "frozenset") => Global::FrozenSet,
         ("builtins", "bytearray") => Global::Bytearray,
+        ("builtins", "bytes") => Global::Bytes,
         ("_codecs", "encode") => Global::CodecsEncode,
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
@@ -57,6 +58,7 @@ impl Global {
             Global::Set => "builtins.set".into(),
             Global::FrozenSet => "builtins.frozenset".into(),
             Global::Bytearray => "builtins.bytearray".into(),
+            Global::Bytes => "builtins.bytes".into(),
             Global::CodecsEncode => "_codecs.encode".into(),
             Global::RebuildTensor => "torch._utils._rebuild_tensor".into(),
             Global::RebuildTensorV2 => "torch._utils._rebuild_tensor_v2".into(),
@@ -134,7 +136,7 @@ pub(super) fn call(m: &mut Machine, callable: &Value, args: Vec<Value>) -> Resul
             };
             Ok(m.alloc(Object::Set(items)))
         }
-        Global::CodecsEncode | Global::Bytearray => bytes_from_args(&global, &args),
+        Global::CodecsEncode | Global::Bytearray | Global::Bytes => bytes_from_args(&global, &args),
         Global::RebuildTensor | Global::RebuildTensorV2 | Global::RebuildTensorV3 => {
             let tensor = rebuild_tensor(m, &global, &args)?;
             Ok(m.alloc(Object::Tensor(tensor)))
@@ -211,40 +213,65 @@ pub(super) fn build(m: &mut Machine, target: &Value, state: Value) -> Result<()>
     }
 }
 
-/// Persistent id of a `torch.save` zip archive: `('storage', type, key, location, numel)`.
+/// Persistent id of a storage: `('storage', type, key, location, numel)` in zip archives, plus
+/// `view_metadata` (`None` or `(view_key, offset, size)`) in the legacy format. Other kinds
+/// (the legacy format's `('module', ...)` source records) become placeholders.
 pub(super) fn persistent_load(m: &mut Machine, pid: &Value) -> Result<Value> {
-    let items = m.tuple_items(pid, "persistent id")?;
-    let [tag, storage_type, key, location, numel] = <[Value; 5]>::try_from(items)
-        .map_err(|_| anyhow!("persistent id is not ('storage', type, key, location, numel)"))?;
-    if tag != Value::Str(Rc::from("storage")) {
-        bail!("persistent id is not a storage");
+    let mut items = m.tuple_items(pid, "persistent id")?;
+    match items.first() {
+        Some(Value::Str(tag)) if &**tag == "storage" => {}
+        Some(Value::Str(tag)) => return Ok(refused(m, &format!("persistent id `{tag}`"))),
+        _ => bail!("persistent id is not a tagged tuple"),
     }
+    let view = if items.len() == 6 { items.pop() } else { None };
+    let [_, storage_type, key, location, numel] = <[Value; 5]>::try_from(items)
+        .map_err(|_| anyhow!("persistent id is not ('storage', type, key, location, numel)"))?;
     let dtype = match global_of(m, &storage_type) {
         Some(Global::StorageType(d)) => d,
         Some(g) => bail!("persistent id names {} as its storage type", g.name()),
         None => bail!("persistent id without a storage type"),
     };
-    let key: Rc<str> = match key {
+    let key = storage_key(key)?;
+    let location: Rc<str> = match location {
         Value::Str(s) => s,
-        Value::Int(i) => Rc::from(i.to_string()),
-        _ => bail!("storage key is not a string"),
+        Value::Bytes(b) => Rc::from(String::from_utf8_lossy(&b).as_ref()),
+        _ => bail!("storage location is not a string"),
     };
-    let Value::Str(location) = location else {
-        bail!("storage location is not a string");
+    let es = dtype.map_or(1, Dtype::size) as u64;
+    let bytes_of = |n: &Value, what: &str| match n {
+        Value::Int(i) => u64::try_from(*i)
+            .ok()
+            .and_then(|n| n.checked_mul(es))
+            .ok_or_else(|| anyhow!("storage `{key}` has an invalid {what} {i}")),
+        _ => bail!("storage `{key}`: the {what} is not an integer"),
     };
-    let Value::Int(numel) = numel else {
-        bail!("storage size is not an integer");
-    };
-    let nbytes = u64::try_from(numel)
-        .ok()
-        .and_then(|n| n.checked_mul(dtype.map_or(1, Dtype::size) as u64))
-        .ok_or_else(|| anyhow!("storage `{key}` has an invalid size {numel}"))?;
-    Ok(m.alloc(Object::Storage(Storage {
-        key,
+    let mut storage = Storage {
         dtype,
-        nbytes,
+        base: 0,
+        nbytes: bytes_of(&numel, "size")?,
         location,
-    })))
+        key: key.clone(),
+    };
+    if let Some(view) = view.filter(|v| *v != Value::None) {
+        let [_view_key, offset, size] =
+            <[Value; 3]>::try_from(m.tuple_items(&view, "storage view")?)
+                .map_err(|_| anyhow!("storage view is not (key, offset, size)"))?;
+        storage.base = bytes_of(&offset, "view offset")?;
+        storage.nbytes = bytes_of(&size, "view size")?;
+        storage
+            .base
+            .checked_add(storage.nbytes)
+            .ok_or_else(|| anyhow!("storage `{key}`: the view overflows"))?;
+    }
+    Ok(m.alloc(Object::Storage(storage)))
+}
+
+fn storage_key(key: Value) -> Result<Rc<str>> {
+    match key {
+        Value::Str(s) => Ok(s),
+        Value::Int(i) => Ok(Rc::from(i.to_string())),
+        _ => bail!("storage key is not a string"),
+    }
 }
 
 /// The items of a list / tuple / set, or the (key, value) pairs of a dict as tuples.
@@ -270,11 +297,12 @@ fn iter_items(m: &mut Machine, v: &Value) -> Result<Vec<Value>> {
     }
 }
 
-/// `_codecs.encode(text, 'latin1')` and `bytearray(...)`: how protocol 2 spells bytes.
+/// `_codecs.encode(text, 'latin1')`, `bytes()` and `bytearray(...)`: how protocols < 3 spell
+/// bytes (and < 5 bytearrays).
 fn bytes_from_args(global: &Global, args: &[Value]) -> Result<Value> {
     match args {
-        [] if *global == Global::Bytearray => Ok(Value::Bytes(Rc::from(&[][..]))),
-        [Value::Bytes(b)] if *global == Global::Bytearray => Ok(Value::Bytes(b.clone())),
+        [] if *global != Global::CodecsEncode => Ok(Value::Bytes(Rc::from(&[][..]))),
+        [Value::Bytes(b)] if *global != Global::CodecsEncode => Ok(Value::Bytes(b.clone())),
         [Value::Str(text), Value::Str(enc)]
             if matches!(&**enc, "latin1" | "latin-1" | "iso-8859-1") =>
         {

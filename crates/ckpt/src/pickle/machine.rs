@@ -4,7 +4,7 @@
 
 use super::calls;
 use super::value::{Dict, Object, Value};
-use super::Pickle;
+use super::{Pickle, Truncated};
 use anyhow::{anyhow, bail, Result};
 use std::collections::HashMap;
 use std::rc::Rc;
@@ -44,10 +44,10 @@ impl<'a> Machine<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.data.len());
         let Some(end) = end else {
-            bail!(
-                "pickle data ends inside an opcode argument at byte {} (truncated?)",
+            return Err(truncated(format!(
+                "pickle data ends inside an opcode argument at byte {}",
                 self.pos
-            );
+            )));
         };
         let s = &self.data[self.pos..end];
         self.pos = end;
@@ -68,10 +68,10 @@ impl<'a> Machine<'a> {
         let len = self.take_le(n)?;
         let remaining = (self.data.len() - self.pos) as u64;
         if len > remaining {
-            bail!(
+            return Err(truncated(format!(
                 "pickle length {len} at byte {} exceeds the {remaining} bytes left",
                 self.pos
-            );
+            )));
         }
         Ok(len as usize)
     }
@@ -81,7 +81,7 @@ impl<'a> Machine<'a> {
         let nl = rest
             .iter()
             .position(|&b| b == b'\n')
-            .ok_or_else(|| anyhow!("pickle data ends inside a text argument (truncated?)"))?;
+            .ok_or_else(|| truncated("pickle data ends inside a text argument".into()))?;
         self.pos += nl + 1;
         Ok(&rest[..nl])
     }
@@ -136,9 +136,9 @@ impl<'a> Machine<'a> {
             let at = self.pos;
             let op = self
                 .take_u8()
-                .map_err(|_| anyhow!("pickle data ends without STOP (truncated?)"))?;
+                .map_err(|_| truncated("pickle data ends without STOP".into()))?;
             self.step(op)
-                .map_err(|e| anyhow!("{e:#} (opcode 0x{op:02x} at byte {at})"))?;
+                .map_err(|e| e.context(format!("opcode 0x{op:02x} at byte {at}")))?;
             if op == b'.' {
                 return self.pop();
             }
@@ -211,7 +211,7 @@ impl<'a> Machine<'a> {
                 let digits = line.strip_suffix(b"L").unwrap_or(line);
                 let v = match parse_ascii::<i64>(digits, "LONG") {
                     Ok(i) => Value::Int(i),
-                    Err(_) if is_decimal(digits) => Value::BigInt(Rc::from(digits)),
+                    Err(_) if is_decimal(digits) => long_from_le(&decimal_to_le(digits)?),
                     Err(e) => return Err(e),
                 };
                 self.stack.push(v);
@@ -522,13 +522,20 @@ impl<'a> Machine<'a> {
 }
 
 impl Machine<'_> {
-    pub(super) fn finish(mut self) -> Result<Pickle> {
+    /// Run to STOP -> (the pickle, bytes consumed).
+    pub(super) fn finish(mut self) -> Result<(Pickle, usize)> {
         let root = self.run()?;
-        Ok(Pickle {
+        let pickle = Pickle {
             heap: self.heap,
             root,
-        })
+        };
+        Ok((pickle, self.pos))
     }
+}
+
+/// An error marked `Truncated`: the data ended before the pickle did.
+fn truncated(what: String) -> anyhow::Error {
+    anyhow::Error::new(Truncated).context(what)
 }
 
 fn pairs_into_dict(items: Vec<Value>) -> Result<Dict> {
@@ -548,6 +555,56 @@ fn parse_ascii<T: std::str::FromStr>(line: &[u8], what: &str) -> Result<T> {
         .ok()
         .and_then(|s| s.trim().parse::<T>().ok())
         .ok_or_else(|| anyhow!("bad {what} argument {:?}", String::from_utf8_lossy(line)))
+}
+
+/// Python refuses to convert longer decimal strings (sys.int_info.str_digits_check_threshold);
+/// the cap also keeps the quadratic conversion below cheap.
+const MAX_DECIMAL_DIGITS: usize = 4300;
+
+/// A decimal integer (optionally negative) -> minimal little-endian two's complement bytes, the
+/// LONG1 encoding, so every wide int has one representation.
+fn decimal_to_le(s: &[u8]) -> Result<Vec<u8>> {
+    let (negative, digits) = match s.strip_prefix(b"-") {
+        Some(d) => (true, d),
+        None => (false, s),
+    };
+    if digits.len() > MAX_DECIMAL_DIGITS {
+        bail!("integer literal of {} digits is too long", digits.len());
+    }
+    // magnitude, little-endian base 256
+    let mut mag: Vec<u8> = vec![];
+    for &d in digits {
+        let mut carry = (d - b'0') as u32;
+        for byte in mag.iter_mut() {
+            let v = *byte as u32 * 10 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+        if carry > 0 {
+            mag.push(carry as u8);
+        }
+    }
+    if negative {
+        // two's complement: invert and add one
+        let mut carry = 1u16;
+        for byte in mag.iter_mut() {
+            let v = (!*byte) as u16 + carry;
+            *byte = v as u8;
+            carry = v >> 8;
+        }
+    }
+    // add a sign byte if the top bit disagrees with the sign, then trim redundant ones
+    let fill = if negative { 0xFF } else { 0 };
+    if mag.last().is_none_or(|&b| (b & 0x80 != 0) != negative) {
+        mag.push(fill);
+    }
+    while mag.len() > 1
+        && mag[mag.len() - 1] == fill
+        && (mag[mag.len() - 2] & 0x80 != 0) == negative
+    {
+        mag.pop();
+    }
+    Ok(mag)
 }
 
 fn is_decimal(s: &[u8]) -> bool {

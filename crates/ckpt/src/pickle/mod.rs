@@ -20,8 +20,26 @@ pub struct Pickle {
 /// Unpickle `data` (protocols 0-5). Errors on malformed data; unknown globals do not error but
 /// become `Object::Refused` placeholders.
 pub fn unpickle(data: &[u8]) -> Result<Pickle> {
+    Ok(machine::Machine::new(data).finish()?.0)
+}
+
+/// Unpickle the pickle at the start of `data`, which may continue with other data ->
+/// (the pickle, its length in bytes). If `data` ends first, the error chain holds `Truncated`.
+pub fn unpickle_prefix(data: &[u8]) -> Result<(Pickle, usize)> {
     machine::Machine::new(data).finish()
 }
+
+/// Marker error: the data ended before the pickle's STOP (a longer read may succeed).
+#[derive(Debug, Clone, Copy)]
+pub struct Truncated;
+
+impl std::fmt::Display for Truncated {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("truncated?")
+    }
+}
+
+impl std::error::Error for Truncated {}
 
 impl Pickle {
     pub fn object(&self, v: &Value) -> Option<&Object> {

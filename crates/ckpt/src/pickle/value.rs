@@ -13,7 +13,8 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i64),
-    /// A Python int wider than 64 bits (little-endian two's complement bytes).
+    /// A Python int wider than 64 bits: minimal little-endian two's complement bytes, as
+    /// LONG1 / LONG4 store them (`pickle.encode_long`).
     BigInt(Rc<[u8]>),
     Float(f64),
     Str(Rc<str>),
@@ -47,6 +48,7 @@ pub enum Global {
     Set,
     FrozenSet,
     Bytearray,
+    Bytes,
     CodecsEncode,
     RebuildTensor,
     RebuildTensorV2,
@@ -66,10 +68,13 @@ pub enum Global {
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Storage {
-    /// Member name under `<archive>/data/`.
+    /// Member name under `<archive>/data/` (zip) or the storage's key (legacy format).
     pub key: Rc<str>,
     /// Dtype of the typed storage; `None` for an untyped (byte) storage.
     pub dtype: Option<Dtype>,
+    /// Byte offset into the stored data: non-zero only for the storage views of the legacy
+    /// format (torch < 0.4 wrote them).
+    pub base: u64,
     /// Size in bytes as recorded in the pickle.
     pub nbytes: u64,
     pub location: Rc<str>,
@@ -93,7 +98,7 @@ impl TensorRef {
         self.shape.iter().map(|&d| d as u64).product()
     }
 
-    /// Byte range of the storage this view touches: `(start, len)`; empty tensors touch nothing.
+    /// Byte range of the stored data this view touches: `(start, len)`; empty tensors touch nothing.
     pub fn byte_span(&self) -> (u64, u64) {
         if self.numel() == 0 {
             return (0, 0);
@@ -105,7 +110,7 @@ impl TensorRef {
             .map(|(&d, &s)| (d as u64 - 1) * s as u64)
             .sum::<u64>();
         let es = self.dtype.size() as u64;
-        (self.offset * es, extent * es)
+        (self.storage.base + self.offset * es, extent * es)
     }
 
     pub fn is_contiguous(&self) -> bool {
