@@ -317,7 +317,8 @@ impl Trainer {
                 p.start_epoch(epoch, skip);
             }
             let sources = self.sources.clone();
-            let cached = Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
+            let cached =
+                Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
             let mut batches = if cached {
                 label_batches(sources.train.as_ref(), epoch, self.info.task)
             } else {
