@@ -139,8 +139,9 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
 pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     let count = |label: &str| rows.iter().filter(|r| r.state.label() == label).count();
     let mut md = format!(
-        "# medfm results: {save_dir}\n\n{} runs: {} done, {} failed, {} incomplete, {} missing.\n",
+        "# medfm results: {save_dir}\n\n{} run{}: {} done, {} failed, {} incomplete, {} missing.\n",
         rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         count("done"),
         count("failed"),
         count("incomplete"),
