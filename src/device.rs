@@ -20,9 +20,12 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
     }
     let count = tch::Cuda::device_count() as usize;
     let first = sys.which_GPUs.split(',').next().unwrap_or("0").trim();
-    let idx: usize = first
-        .parse()
-        .map_err(|_| anyhow::anyhow!("system_params.which_GPUs: \"{}\" is not a GPU index", sys.which_GPUs))?;
+    let idx: usize = first.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "system_params.which_GPUs: \"{}\" is not a GPU index",
+            sys.which_GPUs
+        )
+    })?;
     if idx >= count {
         bail!("system_params.which_GPUs: GPU {idx} requested but only {count} CUDA device(s) are visible");
     }
@@ -38,10 +41,20 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
 /// One line for `--version`: libtorch version and CUDA availability.
 pub fn runtime_summary() -> String {
     let cuda = tch::Cuda::is_available();
-    let mut s = format!("libtorch {LIBTORCH_VERSION}; CUDA available: {}", if cuda { "yes" } else { "no" });
+    let mut s = format!(
+        "libtorch {LIBTORCH_VERSION}; CUDA available: {}",
+        if cuda { "yes" } else { "no" }
+    );
     if cuda {
         s.push_str(&format!("; CUDA devices: {}", tch::Cuda::device_count()));
-        s.push_str(&format!("; cuDNN: {}", if tch::Cuda::cudnn_is_available() { "yes" } else { "no" }));
+        s.push_str(&format!(
+            "; cuDNN: {}",
+            if tch::Cuda::cudnn_is_available() {
+                "yes"
+            } else {
+                "no"
+            }
+        ));
     }
     s
 }

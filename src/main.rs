@@ -35,7 +35,11 @@ enum Cmd {
 fn main() {
     let cli = Cli::parse();
     if cli.version {
-        println!("medfm {} ({})", env!("CARGO_PKG_VERSION"), medfm::device::runtime_summary());
+        println!(
+            "medfm {} ({})",
+            env!("CARGO_PKG_VERSION"),
+            medfm::device::runtime_summary()
+        );
         return;
     }
     let result = match &cli.cmd {

@@ -1,6 +1,8 @@
 //! `medfm synth --dataset NAME --out DIR [--n N] [--seed S]`: a small synthetic dataset in the
 //! real on-disk layout, with a class signal a model can learn.
 
+use crate::config::DatasetName;
+use crate::data::synth::{self, SynthSpec};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -21,6 +23,27 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let _ = args;
-    bail!("`medfm synth` has not landed yet")
+    let Some(dataset) = DatasetName::parse(&args.dataset) else {
+        let names: Vec<&str> = DatasetName::ALL.iter().map(|d| d.as_str()).collect();
+        bail!(
+            "unknown dataset \"{}\"{}; expected one of: {}",
+            args.dataset,
+            crate::config::did_you_mean(&args.dataset, &names),
+            names.join(", ")
+        );
+    };
+    let spec = SynthSpec {
+        dataset,
+        n: args.n,
+        seed: args.seed,
+        size: None,
+    };
+    let root = synth::generate(&spec, &args.out)?;
+    println!(
+        "Wrote {} synthetic {dataset} images to {} (use --data_location {})",
+        args.n,
+        root.display(),
+        args.out.display()
+    );
+    Ok(())
 }

@@ -2,7 +2,11 @@
 
 /// Turn `serde_path_to_error`'s path and serde's message into one line a user can act on.
 pub fn describe_serde_error(path: &str, msg: &str) -> String {
-    let path = if path == "." || path.is_empty() { "(top level)" } else { path };
+    let path = if path == "." || path.is_empty() {
+        "(top level)"
+    } else {
+        path
+    };
     if let Some((name, expected)) = parse_unknown(msg, "unknown field `") {
         // serde_path_to_error's path ends with the offending key itself.
         return format!(
@@ -25,11 +29,18 @@ pub fn describe_serde_error(path: &str, msg: &str) -> String {
     }
     if let Some(rest) = msg.strip_prefix("missing field `") {
         let name = rest.split('`').next().unwrap_or(rest);
-        let full = if path == "(top level)" { name.to_string() } else { format!("{path}.{name}") };
+        let full = if path == "(top level)" {
+            name.to_string()
+        } else {
+            format!("{path}.{name}")
+        };
         return format!("{full}: missing required key");
     }
     if let Some(rest) = msg.strip_prefix("invalid type: ") {
-        return format!("{path}: wrong type: {}", friendly_types(&rest.replace(", expected", "; expected")));
+        return format!(
+            "{path}: wrong type: {}",
+            friendly_types(&rest.replace(", expected", "; expected"))
+        );
     }
     if let Some(rest) = msg.strip_prefix("invalid length ") {
         return format!("{path}: wrong number of elements: {rest}");
@@ -111,7 +122,10 @@ mod tests {
 
     #[test]
     fn closest_ignores_case() {
-        assert_eq!(closest("aptos2019", &["APTOS2019", "DDSM"]), Some("APTOS2019"));
+        assert_eq!(
+            closest("aptos2019", &["APTOS2019", "DDSM"]),
+            Some("APTOS2019")
+        );
         assert_eq!(closest("zzzz", &["APTOS2019", "DDSM"]), None);
     }
 }

@@ -90,8 +90,16 @@ impl CliOverrides {
 pub fn update_warmup(p: &mut Params) {
     let w = &mut p.optimization_params.default.scheduler.params.LinearWarmup;
     let ds = p.dataset_params.dataset;
-    w.warmup_epochs = if matches!(ds, DatasetName::DDSM | DatasetName::APTOS2019) { 5 } else { 0 };
-    w.warmup_iters = if matches!(ds, DatasetName::ISIC2019 | DatasetName::CheXpert) { 1000 } else { 0 };
+    w.warmup_epochs = if matches!(ds, DatasetName::DDSM | DatasetName::APTOS2019) {
+        5
+    } else {
+        0
+    };
+    w.warmup_iters = if matches!(ds, DatasetName::ISIC2019 | DatasetName::CheXpert) {
+        1000
+    } else {
+        0
+    };
 }
 
 /// `a.b.c=value` -> ("a.b.c", value). The value is JSON when it parses as JSON, else a string.
@@ -116,7 +124,11 @@ pub fn apply_set(root: &mut Value, key: &str, value: Value) -> Result<()> {
         let Value::Object(map) = cur else {
             bail!(
                 "{} is not an object, so it has no key \"{part}\"",
-                if i == 0 { "the top level".to_string() } else { parts[..i].join(".") }
+                if i == 0 {
+                    "the top level".to_string()
+                } else {
+                    parts[..i].join(".")
+                }
             );
         };
         if i + 1 == parts.len() {

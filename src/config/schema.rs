@@ -344,7 +344,9 @@ pub struct CnnParams {
 
 impl Default for CnnParams {
     fn default() -> Self {
-        CnnParams { pretrained_type: supervised() }
+        CnnParams {
+            pretrained_type: supervised(),
+        }
     }
 }
 
@@ -415,7 +417,10 @@ pub struct PartialParams {
 
 impl Default for PartialParams {
     fn default() -> Self {
-        PartialParams { unfreeze_cutoff: -1, drop_cutoff: vec![] }
+        PartialParams {
+            unfreeze_cutoff: -1,
+            drop_cutoff: vec![],
+        }
     }
 }
 
@@ -488,7 +493,12 @@ pub struct LarsParams {
 
 impl Default for LarsParams {
     fn default() -> Self {
-        LarsParams { enabled: false, batch_act_thresh: 256, eps: 1e-8, trust_coef: 0.001 }
+        LarsParams {
+            enabled: false,
+            batch_act_thresh: 256,
+            eps: 1e-8,
+            trust_coef: 0.001,
+        }
     }
 }
 
@@ -579,8 +589,9 @@ pub struct OneCycleParams {
     pub anneal_strategy: AnnealStrategy,
     #[serde(default = "final_div")]
     pub final_div_factor: f64,
-    #[serde(default = "div_factor")]
-    pub div_factor: f64,
+    /// Absent: the reference's choice, max_lr / 1e-8 (1 when LinearWarmup is also used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub div_factor: Option<f64>,
     #[serde(default = "pct_start")]
     pub pct_start: f64,
 }
@@ -590,7 +601,7 @@ impl Default for OneCycleParams {
         OneCycleParams {
             anneal_strategy: AnnealStrategy::Cos,
             final_div_factor: 1e4,
-            div_factor: 25.0,
+            div_factor: None,
             pct_start: 0.3,
         }
     }
@@ -607,7 +618,10 @@ pub struct MultiStepParams {
 
 impl Default for MultiStepParams {
     fn default() -> Self {
-        MultiStepParams { milestones: vec![], gamma: 0.1 }
+        MultiStepParams {
+            milestones: vec![],
+            gamma: 0.1,
+        }
     }
 }
 
@@ -675,7 +689,11 @@ pub struct SystemParams {
 
 impl Default for SystemParams {
     fn default() -> Self {
-        SystemParams { use_all_GPUs: false, which_GPUs: "0".into(), use_GPU: true }
+        SystemParams {
+            use_all_GPUs: false,
+            which_GPUs: "0".into(),
+            use_GPU: true,
+        }
     }
 }
 
@@ -690,7 +708,10 @@ pub struct LogParams {
 
 impl Default for LogParams {
     fn default() -> Self {
-        LogParams { project_name: project_name(), run_name: run_name() }
+        LogParams {
+            project_name: project_name(),
+            run_name: run_name(),
+        }
     }
 }
 
@@ -705,7 +726,10 @@ pub struct LrFinder {
 
 impl Default for LrFinder {
     fn default() -> Self {
-        LrFinder { kind: grid_search(), grid_search_params: GridSearchParams::default() }
+        LrFinder {
+            kind: grid_search(),
+            grid_search_params: GridSearchParams::default(),
+        }
     }
 }
 
@@ -840,9 +864,6 @@ fn anneal_cos() -> AnnealStrategy {
 }
 fn final_div() -> f64 {
     1e4
-}
-fn div_factor() -> f64 {
-    25.0
 }
 fn pct_start() -> f64 {
     0.3

@@ -21,13 +21,22 @@ impl Problems {
     }
 
     fn positive_i(&mut self, v: i64, path: &str) {
-        self.check(v >= 1, path, || format!("must be a positive integer, got {v}"));
+        self.check(v >= 1, path, || {
+            format!("must be a positive integer, got {v}")
+        });
     }
 
     fn range(&mut self, r: [f64; 2], path: &str, min: f64) {
-        self.check(r[0] >= min && r[0] <= r[1] && r[1].is_finite(), path, || {
-            format!("must be [low, high] with {min} <= low <= high, got [{}, {}]", r[0], r[1])
-        });
+        self.check(
+            r[0] >= min && r[0] <= r[1] && r[1].is_finite(),
+            path,
+            || {
+                format!(
+                    "must be [low, high] with {min} <= low <= high, got [{}, {}]",
+                    r[0], r[1]
+                )
+            },
+        );
     }
 }
 
@@ -53,9 +62,11 @@ pub fn validate(p: &Params) -> Result<()> {
     training(&mut e, &p.training_params);
     system(&mut e, &p.system_params);
     let g = &p.lr_finder.grid_search_params;
-    e.check(g.min_pow <= g.max_pow, "lr_finder.grid_search_params.min_pow", || {
-        format!("must be <= max_pow ({}), got {}", g.max_pow, g.min_pow)
-    });
+    e.check(
+        g.min_pow <= g.max_pow,
+        "lr_finder.grid_search_params.min_pow",
+        || format!("must be <= max_pow ({}), got {}", g.max_pow, g.min_pow),
+    );
     e.positive_i(g.resolution, "lr_finder.grid_search_params.resolution");
     e.positive_i(g.n_epochs, "lr_finder.grid_search_params.n_epochs");
     let t = &p.transfer_learning_params;
@@ -72,9 +83,11 @@ pub fn validate(p: &Params) -> Result<()> {
 }
 
 fn dataset(e: &mut Problems, d: &DatasetParams) {
-    e.check(!d.data_location.is_empty(), "dataset_params.data_location", || {
-        "must not be empty (use \"./\" for the current directory)".into()
-    });
+    e.check(
+        !d.data_location.is_empty(),
+        "dataset_params.data_location",
+        || "must not be empty (use \"./\" for the current directory)".into(),
+    );
     match (d.dataset, d.num_classes) {
         (DatasetName::DDSM, Some(n)) => e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
             format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
@@ -113,7 +126,10 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
     if let Some(r) = &t.RandomRotation {
         e.prob(r.p, &path("RandomRotation.p"));
         e.check(r.angle >= 0.0, &path("RandomRotation.angle"), || {
-            format!("must be >= 0 (degrees; rotation is in [-angle, angle]), got {}", r.angle)
+            format!(
+                "must be >= 0 (degrees; rotation is in [-angle, angle]), got {}",
+                r.angle
+            )
         });
     }
     if let Some(c) = &t.RandomCrop {
@@ -134,13 +150,18 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
                 format!("must be >= 0, got {v}")
             });
         }
-        e.check((0.0..=0.5).contains(&c.hue), &path("ColorJitter.hue"), || {
-            format!("must be in [0, 0.5], got {}", c.hue)
-        });
+        e.check(
+            (0.0..=0.5).contains(&c.hue),
+            &path("ColorJitter.hue"),
+            || format!("must be in [0, 0.5], got {}", c.hue),
+        );
         e.prob(c.p, &path("ColorJitter.p"));
     }
     if let Some(r) = &t.RandomPerspective {
-        e.prob(r.distortion_scale, &path("RandomPerspective.distortion_scale"));
+        e.prob(
+            r.distortion_scale,
+            &path("RandomPerspective.distortion_scale"),
+        );
         e.prob(r.p, &path("RandomPerspective.p"));
     }
     if let Some(a) = &t.RandomAffine {
@@ -168,13 +189,24 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         e.prob(r.p, &path("RandomErasing.p"));
     }
     if let Some(b) = &t.RandomGaussianBlur {
-        e.range([b.radius_min, b.radius_max], &path("RandomGaussianBlur.radius_min"), 0.0);
+        e.range(
+            [b.radius_min, b.radius_max],
+            &path("RandomGaussianBlur.radius_min"),
+            0.0,
+        );
         e.prob(b.p, &path("RandomGaussianBlur.p"));
     }
     if let Some(s) = &t.RandomSolarize {
-        e.check((0.0..=256.0).contains(&s.threshold), &path("RandomSolarize.threshold"), || {
-            format!("must be in [0, 256] (8-bit pixel value), got {}", s.threshold)
-        });
+        e.check(
+            (0.0..=256.0).contains(&s.threshold),
+            &path("RandomSolarize.threshold"),
+            || {
+                format!(
+                    "must be in [0, 256] (8-bit pixel value), got {}",
+                    s.threshold
+                )
+            },
+        );
         e.prob(s.p, &path("RandomSolarize.p"));
     }
     if let Some(r) = &t.RandomResizedCrop {
@@ -197,7 +229,11 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
             },
         );
         for (i, s) in m.scales.iter().enumerate() {
-            e.range(*s, &path(&format!("MultiCrop.scales[{i}]")), f64::MIN_POSITIVE);
+            e.range(
+                *s,
+                &path(&format!("MultiCrop.scales[{i}]")),
+                f64::MIN_POSITIVE,
+            );
         }
         for (i, s) in m.sizes.iter().enumerate() {
             e.positive_i(*s, &path(&format!("MultiCrop.sizes[{i}]")));
@@ -226,31 +262,47 @@ fn model(e: &mut Problems, p: &Params) {
         },
     );
     e.positive_i(f.img_size, "foundation_params.img_size");
-    e.check(f.partial.unfreeze_cutoff >= -1, "foundation_params.partial.unfreeze_cutoff", || {
-        format!("must be -1 (none unfrozen) or a block index >= 0, got {}", f.partial.unfreeze_cutoff)
-    });
+    e.check(
+        f.partial.unfreeze_cutoff >= -1,
+        "foundation_params.partial.unfreeze_cutoff",
+        || {
+            format!(
+                "must be -1 (none unfrozen) or a block index >= 0, got {}",
+                f.partial.unfreeze_cutoff
+            )
+        },
+    );
     for (i, c) in f.partial.drop_cutoff.iter().enumerate() {
-        e.check(*c >= 0, &format!("foundation_params.partial.drop_cutoff[{i}]"), || {
-            format!("must be a block index >= 0, got {c}")
-        });
+        e.check(
+            *c >= 0,
+            &format!("foundation_params.partial.drop_cutoff[{i}]"),
+            || format!("must be a block index >= 0, got {c}"),
+        );
     }
     let tp = &p.model_params.transformers_params;
     e.positive_i(tp.patch_size, "model_params.transformers_params.patch_size");
     for (i, s) in tp.img_size.iter().enumerate() {
-        e.positive_i(*s, &format!("model_params.transformers_params.img_size[{i}]"));
+        e.positive_i(
+            *s,
+            &format!("model_params.transformers_params.img_size[{i}]"),
+        );
     }
 }
 
 fn optimization(e: &mut Problems, o: &OptimDefault) {
     let at = "optimization_params.default";
     let h = &o.optimizer.params;
-    e.check(h.lr > 0.0 && h.lr.is_finite(), &format!("{at}.optimizer.params.lr"), || {
-        format!("must be a positive number, got {}", h.lr)
-    });
+    e.check(
+        h.lr > 0.0 && h.lr.is_finite(),
+        &format!("{at}.optimizer.params.lr"),
+        || format!("must be a positive number, got {}", h.lr),
+    );
     if let Some(wd) = h.weight_decay {
-        e.check(wd >= 0.0, &format!("{at}.optimizer.params.weight_decay"), || {
-            format!("must be >= 0, got {wd}")
-        });
+        e.check(
+            wd >= 0.0,
+            &format!("{at}.optimizer.params.weight_decay"),
+            || format!("must be >= 0, got {wd}"),
+        );
     }
     if let Some(b) = h.betas {
         e.check(
@@ -274,18 +326,29 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         ("betas", h.betas.is_some(), kind != OptimizerType::SGD),
         ("amsgrad", h.amsgrad.is_some(), kind != OptimizerType::SGD),
         ("momentum", h.momentum.is_some(), kind == OptimizerType::SGD),
-        ("dampening", h.dampening.is_some(), kind == OptimizerType::SGD),
+        (
+            "dampening",
+            h.dampening.is_some(),
+            kind == OptimizerType::SGD,
+        ),
         ("nesterov", h.nesterov.is_some(), kind == OptimizerType::SGD),
     ] {
-        e.check(!present || ok, &format!("{at}.optimizer.params.{key}"), || {
-            format!("is not a parameter of {kind:?}")
-        });
+        e.check(
+            !present || ok,
+            &format!("{at}.optimizer.params.{key}"),
+            || format!("is not a parameter of {kind:?}"),
+        );
     }
     let l = &o.LARS_params;
-    e.positive_i(l.batch_act_thresh, &format!("{at}.LARS_params.batch_act_thresh"));
-    e.check(l.trust_coef > 0.0, &format!("{at}.LARS_params.trust_coef"), || {
-        format!("must be > 0, got {}", l.trust_coef)
-    });
+    e.positive_i(
+        l.batch_act_thresh,
+        &format!("{at}.LARS_params.batch_act_thresh"),
+    );
+    e.check(
+        l.trust_coef > 0.0,
+        &format!("{at}.LARS_params.trust_coef"),
+        || format!("must be > 0, got {}", l.trust_coef),
+    );
     let s = &o.scheduler;
     for (i, t) in s.types.iter().enumerate() {
         e.check(
@@ -296,40 +359,65 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
     }
     let sp = &s.params;
     let w = &sp.LinearWarmup;
-    e.check(w.warmup_epochs >= 0, &format!("{at}.scheduler.params.LinearWarmup.warmup_epochs"), || {
-        format!("must be >= 0, got {}", w.warmup_epochs)
-    });
-    e.check(w.warmup_iters >= 0, &format!("{at}.scheduler.params.LinearWarmup.warmup_iters"), || {
-        format!("must be >= 0, got {}", w.warmup_iters)
-    });
+    e.check(
+        w.warmup_epochs >= 0,
+        &format!("{at}.scheduler.params.LinearWarmup.warmup_epochs"),
+        || format!("must be >= 0, got {}", w.warmup_epochs),
+    );
+    e.check(
+        w.warmup_iters >= 0,
+        &format!("{at}.scheduler.params.LinearWarmup.warmup_iters"),
+        || format!("must be >= 0, got {}", w.warmup_iters),
+    );
     let pl = &sp.ReduceLROnPlateau;
-    e.check(pl.factor > 0.0 && pl.factor < 1.0, &format!("{at}.scheduler.params.ReduceLROnPlateau.factor"), || {
-        format!("must be in (0, 1), got {}", pl.factor)
-    });
-    e.check(pl.patience >= 0, &format!("{at}.scheduler.params.ReduceLROnPlateau.patience"), || {
-        format!("must be >= 0, got {}", pl.patience)
-    });
+    e.check(
+        pl.factor > 0.0 && pl.factor < 1.0,
+        &format!("{at}.scheduler.params.ReduceLROnPlateau.factor"),
+        || format!("must be in (0, 1), got {}", pl.factor),
+    );
+    e.check(
+        pl.patience >= 0,
+        &format!("{at}.scheduler.params.ReduceLROnPlateau.patience"),
+        || format!("must be >= 0, got {}", pl.patience),
+    );
     let ms = &sp.MultiStepLR;
     e.check(
         ms.milestones.windows(2).all(|w| w[0] < w[1]) && ms.milestones.iter().all(|m| *m > 0),
         &format!("{at}.scheduler.params.MultiStepLR.milestones"),
-        || format!("must be increasing positive epochs, got {:?}", ms.milestones),
+        || {
+            format!(
+                "must be increasing positive epochs, got {:?}",
+                ms.milestones
+            )
+        },
     );
-    e.check(ms.gamma > 0.0, &format!("{at}.scheduler.params.MultiStepLR.gamma"), || {
-        format!("must be > 0, got {}", ms.gamma)
-    });
+    e.check(
+        ms.gamma > 0.0,
+        &format!("{at}.scheduler.params.MultiStepLR.gamma"),
+        || format!("must be > 0, got {}", ms.gamma),
+    );
     let oc = &sp.OneCycleLR;
-    e.check(oc.pct_start > 0.0 && oc.pct_start < 1.0, &format!("{at}.scheduler.params.OneCycleLR.pct_start"), || {
-        format!("must be in (0, 1), got {}", oc.pct_start)
-    });
-    for (k, v) in [("final_div_factor", oc.final_div_factor), ("div_factor", oc.div_factor)] {
-        e.check(v > 0.0, &format!("{at}.scheduler.params.OneCycleLR.{k}"), || {
-            format!("must be > 0, got {v}")
-        });
+    e.check(
+        oc.pct_start > 0.0 && oc.pct_start < 1.0,
+        &format!("{at}.scheduler.params.OneCycleLR.pct_start"),
+        || format!("must be in (0, 1), got {}", oc.pct_start),
+    );
+    for (k, v) in [
+        ("final_div_factor", Some(oc.final_div_factor)),
+        ("div_factor", oc.div_factor),
+    ] {
+        let Some(v) = v else { continue };
+        e.check(
+            v > 0.0,
+            &format!("{at}.scheduler.params.OneCycleLR.{k}"),
+            || format!("must be > 0, got {v}"),
+        );
     }
-    e.check(sp.CosineAnnealingLR.eta_min >= 0.0, &format!("{at}.scheduler.params.CosineAnnealingLR.eta_min"), || {
-        format!("must be >= 0, got {}", sp.CosineAnnealingLR.eta_min)
-    });
+    e.check(
+        sp.CosineAnnealingLR.eta_min >= 0.0,
+        &format!("{at}.scheduler.params.CosineAnnealingLR.eta_min"),
+        || format!("must be >= 0, got {}", sp.CosineAnnealingLR.eta_min),
+    );
 }
 
 fn training(e: &mut Problems, t: &TrainingParams) {
@@ -340,25 +428,44 @@ fn training(e: &mut Problems, t: &TrainingParams) {
             && t.model_name != "."
             && t.model_name != "..",
         &format!("{at}.model_name"),
-        || format!("must be a non-empty name usable as a folder name, got \"{}\"", t.model_name),
+        || {
+            format!(
+                "must be a non-empty name usable as a folder name, got \"{}\"",
+                t.model_name
+            )
+        },
     );
     e.check(t.epochs >= 0, &format!("{at}.epochs"), || {
         format!("must be >= 0, got {}", t.epochs)
     });
     e.check(t.val_every > 0.0, &format!("{at}.val_every"), || {
-        format!("must be > 0 (epochs between validations; fractions allowed), got {}", t.val_every)
+        format!(
+            "must be > 0 (epochs between validations; fractions allowed), got {}",
+            t.val_every
+        )
     });
     e.positive_i(t.log_every, &format!("{at}.log_every"));
-    e.check(t.grad_clipping >= 0.0 && t.grad_clipping.is_finite(), &format!("{at}.grad_clipping"), || {
-        format!("must be >= 0 (0 = off), got {}", t.grad_clipping)
+    e.check(
+        t.grad_clipping >= 0.0 && t.grad_clipping.is_finite(),
+        &format!("{at}.grad_clipping"),
+        || format!("must be >= 0 (0 = off), got {}", t.grad_clipping),
+    );
+    e.check(!t.save_dir.is_empty(), &format!("{at}.save_dir"), || {
+        "must not be empty".into()
     });
-    e.check(!t.save_dir.is_empty(), &format!("{at}.save_dir"), || "must not be empty".into());
 }
 
 fn system(e: &mut Problems, s: &SystemParams) {
     e.check(
-        s.which_GPUs.split(',').all(|g| g.trim().parse::<usize>().is_ok()),
+        s.which_GPUs
+            .split(',')
+            .all(|g| g.trim().parse::<usize>().is_ok()),
         "system_params.which_GPUs",
-        || format!("must be comma-separated GPU indices like \"0\" or \"0,1\", got \"{}\"", s.which_GPUs),
+        || {
+            format!(
+                "must be comma-separated GPU indices like \"0\" or \"0,1\", got \"{}\"",
+                s.which_GPUs
+            )
+        },
     );
 }

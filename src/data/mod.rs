@@ -4,12 +4,34 @@
 //! CONTRACT (owned by the data work; the training engine codes against these):
 //! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric).
 //! - `Splits::build(&Params) -> Splits` (train/val/test `Item`s; writes/reuses val_ids.json).
+//! - `Splits::ensure_readable(&mut self, &Params)`: decode every image before training (filling
+//!   the resize cache); error listing the unreadable ones unless `skip_unreadable` (then they
+//!   are listed and dropped).
 //! - `Loader::new(items, &Transforms, &LoaderParams, info, seed, cache) ` and
-//!   `Loader::epoch(epoch) -> iterator of Result<Batch>`.
+//!   `Loader::epoch(epoch) -> iterator of Result<Batch>`; `cache_dir(&Params)` gives the cache.
 
-use crate::config::{DatasetName, LoaderParams, Params, Transforms};
+pub mod aptos;
+pub mod cache;
+pub mod check;
+pub mod chexpert;
+pub mod ddsm;
+pub mod image;
+pub mod info;
+pub mod isic;
+pub mod layout;
+pub mod loader;
+pub mod pyrandom;
+pub mod rng;
+pub mod split;
+pub mod synth;
+pub mod transforms;
+
+pub use check::Problem;
+pub use loader::Loader;
+
+use crate::config::{DatasetName, Params};
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -52,10 +74,19 @@ pub enum Label {
 /// One image of a split.
 #[derive(Debug, Clone)]
 pub struct Item {
+    /// The file that is read (a `.png` beside the listed file when one exists, as the
+    /// reference prefers it).
     pub path: PathBuf,
     pub label: Label,
     /// Where the item came from, for error messages (e.g. "train_1.csv line 17").
     pub origin: String,
+}
+
+/// The three splits a dataset reader produces.
+pub struct SplitItems {
+    pub train: Vec<Item>,
+    pub val: Vec<Item>,
+    pub test: Vec<Item>,
 }
 
 pub struct Splits {
@@ -69,63 +100,82 @@ impl Splits {
     /// Read the dataset named by `params` from `data_location/<DatasetName>/` and split it as
     /// the reference does (writing or reusing `val_ids.json` where the reference does).
     pub fn build(params: &Params) -> Result<Splits> {
-        let _ = params;
-        bail!("datasets have not landed yet")
+        let d = &params.dataset_params;
+        let info = DatasetInfo::new(d.dataset, d.num_classes)?;
+        let loc = d.data_location.as_str();
+        let s = match d.dataset {
+            DatasetName::APTOS2019 => aptos::read(loc)?,
+            DatasetName::ISIC2019 => isic::read(loc)?,
+            DatasetName::CheXpert => chexpert::read(loc)?,
+            DatasetName::DDSM => ddsm::read(loc, info.label_names.len())?,
+        };
+        let mut splits = Splits {
+            info,
+            train: s.train,
+            val: s.val,
+            test: s.test,
+        };
+        let root = Path::new(loc).join(d.dataset.as_str());
+        for (name, items) in [("train", &splits.train), ("test", &splits.test)] {
+            if items.is_empty() {
+                bail!(
+                    "the {name} split of {} is empty ({} images in all): the dataset is too small to split",
+                    root.display(),
+                    splits.train.len() + splits.val.len() + splits.test.len()
+                );
+            }
+        }
+        if splits.val.is_empty() {
+            // The reference's `init_dataloaders`: an empty val set falls back to the test set.
+            println!("Warning: the val split of {} is empty; using the test split as validation set (as the reference does)", root.display());
+            splits.val = splits.test.clone();
+        }
+        Ok(splits)
     }
+
+    /// Class counts per split: images per class (multiclass) or positives per label.
+    pub fn class_counts(&self, items: &[Item]) -> Vec<usize> {
+        let mut counts = vec![0usize; self.info.label_names.len()];
+        for it in items {
+            match &it.label {
+                Label::Class(c) => {
+                    if let Some(n) = counts.get_mut(*c as usize) {
+                        *n += 1;
+                    }
+                }
+                Label::Multi(m) => {
+                    for (n, v) in counts.iter_mut().zip(m) {
+                        *n += (*v > 0.5) as usize;
+                    }
+                }
+            }
+        }
+        counts
+    }
+}
+
+/// Where the resize cache lives: `dataset_params.cache_dir`, else `<save_dir>/cache`; None
+/// when `dataset_params.use_cache` is false.
+pub fn cache_dir(params: &Params) -> Option<PathBuf> {
+    let d = &params.dataset_params;
+    if !d.use_cache {
+        return None;
+    }
+    Some(match &d.cache_dir {
+        Some(dir) => PathBuf::from(dir),
+        None => Path::new(&params.training_params.save_dir).join("cache"),
+    })
 }
 
 /// A batch on the CPU.
 pub struct Batch {
-    /// [B, C, H, W] float32, normalised.
+    /// [B, C, H, W] float32, normalised (with MultiCrop: the first view).
     pub images: Tensor,
     /// int64 [B] (multiclass) or float32 [B, n_classes] (multi-label).
     pub labels: Tensor,
     /// Positions of the batch's items in the loader's item list.
     pub indices: Vec<usize>,
-}
-
-pub struct Loader {
-    _private: (),
-}
-
-impl Loader {
-    /// `cache_dir`: where the resize cache lives (None: no cache).
-    pub fn new(
-        items: Vec<Item>,
-        transforms: &Transforms,
-        loader: &LoaderParams,
-        info: &DatasetInfo,
-        seed: u64,
-        cache_dir: Option<PathBuf>,
-    ) -> Result<Loader> {
-        let _ = (items, transforms, loader, info, seed, cache_dir);
-        bail!("the loader has not landed yet")
-    }
-
-    /// Batches per epoch (honouring drop_last).
-    pub fn len(&self) -> usize {
-        0
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
-    }
-
-    /// The items, in the order given to `new`.
-    pub fn items(&self) -> &[Item] {
-        &[]
-    }
-
-    /// True when the transforms have no randomness (so trunk features of a frozen trunk can
-    /// be cached across epochs).
-    pub fn is_deterministic(&self) -> bool {
-        false
-    }
-
-    /// The batches of epoch `epoch` (shuffle order and augmentations are a function of the
-    /// seed and the epoch, so a resumed run sees the same data).
-    pub fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
-        let _ = epoch;
-        Box::new(std::iter::empty())
-    }
+    /// With MultiCrop: every view, [B, C, size_k, size_k] each, in the crop order of the
+    /// params; empty otherwise.
+    pub views: Vec<Tensor>,
 }

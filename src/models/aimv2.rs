@@ -1,1 +1,403 @@
-//! Apple AIMv2 vision trunk.
+//! Apple AIMv2 vision trunk (`aimv2-large-patch14-224`, `aimv2-huge-patch14-224`).
+//!
+//! The model of Apple's ml-aim `AIMv2VisionEncoder` (head-less), which is also what the reference
+//! tool loaded through transformers' remote code: a 14x14 patch convolution followed by RMSNorm,
+//! a learned position embedding for 224 px only (never interpolated), no class token, pre-norm
+//! blocks with RMSNorm (eps 1e-5), bias-free attention and a bias-free SwiGLU MLP
+//! `fc2(silu(fc1 x) * fc3 x)`, and `trunk.post_trunk_norm`. Variables carry the published
+//! `model.safetensors` names (`preprocessor.*`, `trunk.*`); [`load`] also reads transformers'
+//! native `Aimv2VisionModel` layout (see [`checkpoint`]).
+
+pub mod checkpoint;
+
+pub use checkpoint::load;
+
+use super::registry::BuildOptions;
+use super::{Backbone, Features};
+use anyhow::{bail, Context, Result};
+use tch::nn::{self, Init};
+use tch::Tensor;
+
+/// Hyper-parameters of one AIMv2 trunk.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Aimv2Config {
+    /// The only input side the position embedding supports.
+    pub img_size: i64,
+    pub patch_size: i64,
+    pub in_chans: i64,
+    pub embed_dim: i64,
+    pub depth: i64,
+    pub num_heads: i64,
+    /// SwiGLU hidden width (`fc1`/`fc3` outputs).
+    pub mlp_hidden: i64,
+    /// RMSNorm epsilon.
+    pub eps: f64,
+}
+
+impl Aimv2Config {
+    /// ml-aim `aimv2_large`: 1024 wide, 24 blocks, 8 heads, SwiGLU 2816.
+    pub fn large() -> Self {
+        Self::patch14_224(1024, 24, 8, 2816)
+    }
+
+    /// ml-aim `aimv2_huge`: 1536 wide, 24 blocks, 12 heads, SwiGLU 4096.
+    pub fn huge() -> Self {
+        Self::patch14_224(1536, 24, 12, 4096)
+    }
+
+    fn patch14_224(embed_dim: i64, depth: i64, num_heads: i64, mlp_hidden: i64) -> Self {
+        Aimv2Config {
+            img_size: 224,
+            patch_size: 14,
+            in_chans: 3,
+            embed_dim,
+            depth,
+            num_heads,
+            mlp_hidden,
+            eps: 1e-5,
+        }
+    }
+
+    /// Patches per side.
+    pub fn grid(&self) -> i64 {
+        self.img_size / self.patch_size
+    }
+
+    /// Tokens per image (no class token).
+    pub fn num_tokens(&self) -> i64 {
+        self.grid() * self.grid()
+    }
+
+    /// Every variable with its shape, in the reference state dict's order. [`Aimv2::new`]
+    /// creates exactly these (tested), so full-size key lists and parameter counts can be
+    /// checked against the reference without allocating a full-size model.
+    pub fn param_shapes(&self) -> Vec<(String, Vec<i64>)> {
+        let (d, h, p) = (self.embed_dim, self.mlp_hidden, self.patch_size);
+        let mut v = vec![
+            (
+                "preprocessor.pos_embed".to_string(),
+                vec![1, self.num_tokens(), d],
+            ),
+            (
+                "preprocessor.patchifier.proj.weight".into(),
+                vec![d, self.in_chans, p, p],
+            ),
+            ("preprocessor.patchifier.proj.bias".into(), vec![d]),
+            ("preprocessor.patchifier.norm.weight".into(), vec![d]),
+        ];
+        for i in 0..self.depth {
+            let b = format!("trunk.blocks.{i}");
+            v.extend([
+                (format!("{b}.attn.qkv.weight"), vec![3 * d, d]),
+                (format!("{b}.attn.proj.weight"), vec![d, d]),
+                (format!("{b}.norm_1.weight"), vec![d]),
+                (format!("{b}.mlp.fc1.weight"), vec![h, d]),
+                (format!("{b}.mlp.fc2.weight"), vec![d, h]),
+                (format!("{b}.mlp.fc3.weight"), vec![h, d]),
+                (format!("{b}.norm_2.weight"), vec![d]),
+            ]);
+        }
+        v.push(("trunk.post_trunk_norm.weight".into(), vec![d]));
+        v
+    }
+
+    /// Parameter count, from [`Self::param_shapes`].
+    pub fn param_count(&self) -> i64 {
+        self.param_shapes()
+            .iter()
+            .map(|(_, s)| s.iter().product::<i64>())
+            .sum()
+    }
+
+    fn validate(&self) -> Result<()> {
+        if self.img_size % self.patch_size != 0 {
+            bail!(
+                "AIMv2: image size {} is not a multiple of the patch size {}",
+                self.img_size,
+                self.patch_size
+            );
+        }
+        if self.embed_dim % self.num_heads != 0 {
+            bail!(
+                "AIMv2: width {} is not divisible by {} heads",
+                self.embed_dim,
+                self.num_heads
+            );
+        }
+        if self.in_chans < 1 {
+            bail!("AIMv2: in_chans must be >= 1, got {}", self.in_chans);
+        }
+        Ok(())
+    }
+}
+
+/// RMSNorm with a weight and no bias (torch `nn.RMSNorm`).
+#[derive(Debug)]
+struct RmsNorm {
+    weight: Tensor,
+    eps: f64,
+}
+
+impl RmsNorm {
+    fn new(p: nn::Path, dim: i64, eps: f64) -> Result<Self> {
+        Ok(RmsNorm {
+            weight: p.f_var("weight", &[dim], Init::Const(1.0))?,
+            eps,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let dim = self.weight.size()[0];
+        x.rms_norm([dim], Some(&self.weight), self.eps)
+    }
+}
+
+/// A bias-free `nn.Linear` weight with torch's default initialisation.
+fn linear_weight(p: &nn::Path, name: &str, out_dim: i64, in_dim: i64) -> Result<Tensor> {
+    let bound = 1.0 / (in_dim as f64).sqrt(); // kaiming_uniform(a=sqrt(5))
+    Ok(p.f_var(
+        name,
+        &[out_dim, in_dim],
+        Init::Uniform {
+            lo: -bound,
+            up: bound,
+        },
+    )?)
+}
+
+/// Multi-head self-attention with one packed, bias-free qkv projection.
+#[derive(Debug)]
+struct Attention {
+    qkv: Tensor,
+    proj: Tensor,
+    num_heads: i64,
+}
+
+impl Attention {
+    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
+        let d = cfg.embed_dim;
+        Ok(Attention {
+            qkv: linear_weight(&(&p / "qkv"), "weight", 3 * d, d)?,
+            proj: linear_weight(&(&p / "proj"), "weight", d, d)?,
+            num_heads: cfg.num_heads,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let (b, n, c) = x.size3().expect("AIMv2 attention input is [B, N, C]");
+        let qkv = x
+            .linear::<Tensor>(&self.qkv, None)
+            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
+            .permute([2, 0, 3, 1, 4]);
+        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
+        Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)
+            .transpose(1, 2)
+            .reshape([b, n, c])
+            .linear::<Tensor>(&self.proj, None)
+    }
+}
+
+/// `fc2(silu(fc1 x) * fc3 x)`, bias-free.
+#[derive(Debug)]
+struct SwiGlu {
+    fc1: Tensor,
+    fc2: Tensor,
+    fc3: Tensor,
+}
+
+impl SwiGlu {
+    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
+        let (d, h) = (cfg.embed_dim, cfg.mlp_hidden);
+        Ok(SwiGlu {
+            fc1: linear_weight(&(&p / "fc1"), "weight", h, d)?,
+            fc2: linear_weight(&(&p / "fc2"), "weight", d, h)?,
+            fc3: linear_weight(&(&p / "fc3"), "weight", h, d)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let gate = x.linear::<Tensor>(&self.fc1, None).silu();
+        (gate * x.linear::<Tensor>(&self.fc3, None)).linear::<Tensor>(&self.fc2, None)
+    }
+}
+
+/// Pre-norm transformer block.
+#[derive(Debug)]
+struct Block {
+    norm_1: RmsNorm,
+    attn: Attention,
+    norm_2: RmsNorm,
+    mlp: SwiGlu,
+}
+
+impl Block {
+    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
+        Ok(Block {
+            attn: Attention::new(&p / "attn", cfg)?,
+            norm_1: RmsNorm::new(&p / "norm_1", cfg.embed_dim, cfg.eps)?,
+            mlp: SwiGlu::new(&p / "mlp", cfg)?,
+            norm_2: RmsNorm::new(&p / "norm_2", cfg.embed_dim, cfg.eps)?,
+        })
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = x + self.attn.forward(&self.norm_1.forward(x));
+        &x + self.mlp.forward(&self.norm_2.forward(&x))
+    }
+}
+
+/// The AIMv2 trunk: `preprocessor` (patchifier + position embedding) and `trunk` (blocks +
+/// post-trunk norm).
+#[derive(Debug)]
+pub struct Aimv2 {
+    cfg: Aimv2Config,
+    proj_weight: Tensor,
+    proj_bias: Tensor,
+    patch_norm: RmsNorm,
+    pos_embed: Tensor,
+    blocks: Vec<Block>,
+    post_trunk_norm: RmsNorm,
+}
+
+impl Aimv2 {
+    /// Variables under `p`, randomly initialised as ml-aim does (position embedding N(0, 0.02),
+    /// patch kernel Xavier-uniform over its flattened view, torch defaults elsewhere).
+    pub fn new(p: &nn::Path, cfg: &Aimv2Config) -> Result<Self> {
+        cfg.validate()?;
+        let (d, ps) = (cfg.embed_dim, cfg.patch_size);
+        let pre = p / "preprocessor";
+        let patchifier = &pre / "patchifier";
+        let proj = &patchifier / "proj";
+        let fan_in = cfg.in_chans * ps * ps;
+        let xavier = (6.0 / (fan_in + d) as f64).sqrt();
+        let bias_bound = 1.0 / (fan_in as f64).sqrt();
+        let pos_embed = pre.f_var(
+            "pos_embed",
+            &[1, cfg.num_tokens(), d],
+            Init::Randn {
+                mean: 0.0,
+                stdev: 0.02,
+            },
+        )?;
+        let proj_weight = proj.f_var(
+            "weight",
+            &[d, cfg.in_chans, ps, ps],
+            Init::Uniform {
+                lo: -xavier,
+                up: xavier,
+            },
+        )?;
+        let proj_bias = proj.f_var(
+            "bias",
+            &[d],
+            Init::Uniform {
+                lo: -bias_bound,
+                up: bias_bound,
+            },
+        )?;
+        let patch_norm = RmsNorm::new(&patchifier / "norm", d, cfg.eps)?;
+        let trunk = p / "trunk";
+        let blocks = (0..cfg.depth)
+            .map(|i| {
+                Block::new(&trunk / "blocks" / i, cfg).with_context(|| format!("AIMv2 block {i}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let post_trunk_norm = RmsNorm::new(&trunk / "post_trunk_norm", d, cfg.eps)?;
+        Ok(Aimv2 {
+            cfg: cfg.clone(),
+            proj_weight,
+            proj_bias,
+            patch_norm,
+            pos_embed,
+            blocks,
+            post_trunk_norm,
+        })
+    }
+
+    pub fn config(&self) -> &Aimv2Config {
+        &self.cfg
+    }
+
+    /// `post_trunk_norm(trunk(preprocessor(x)))`: [B, grid*grid, D].
+    pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
+        let size = x.size();
+        let ps = self.cfg.patch_size;
+        // Callers build the trunk for the run's image size (a different size fails in `build`),
+        // so a mismatch here is a programming error, not bad user input.
+        assert!(
+            size.len() == 4
+                && size[1] == self.cfg.in_chans
+                && size[2] == self.cfg.img_size
+                && size[3] == self.cfg.img_size,
+            "AIMv2 expects [B, {}, {}, {}] input, got {size:?}",
+            self.cfg.in_chans,
+            self.cfg.img_size,
+            self.cfg.img_size
+        );
+        let x = x
+            .conv2d(
+                &self.proj_weight,
+                Some(&self.proj_bias),
+                [ps, ps],
+                [0, 0],
+                [1, 1],
+                1,
+            )
+            .flatten(2, -1)
+            .transpose(1, 2);
+        let mut x = self.patch_norm.forward(&x) + &self.pos_embed;
+        for block in &self.blocks {
+            x = block.forward(&x);
+        }
+        self.post_trunk_norm.forward(&x)
+    }
+}
+
+impl Backbone for Aimv2 {
+    /// pooled = mean over tokens of `post_trunk_norm(x)`; tokens = `post_trunk_norm(x)`.
+    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+        let tokens = self.forward_tokens(x);
+        let pooled = tokens.mean_dim(1, false, None);
+        Features { pooled, tokens }
+    }
+
+    fn blocks(&self) -> Vec<String> {
+        (0..self.cfg.depth)
+            .map(|i| format!("trunk.blocks.{i}"))
+            .collect()
+    }
+}
+
+/// The named configuration adapted to the run: checks the image size (the position embedding
+/// exists for 224 px only) and sets the input channels.
+pub fn config_for_run(name: &str, base: Aimv2Config, opts: &BuildOptions) -> Result<Aimv2Config> {
+    if opts.img_size != base.img_size {
+        bail!(
+            "{name} takes {size}x{size} input only (its learned position embedding covers a {g}x{g} \
+             patch grid and, as in the reference, is not interpolated); got {got}x{got}. \
+             Use foundation_params.img_size = {size} (and inputs of that size).",
+            size = base.img_size,
+            g = base.grid(),
+            got = opts.img_size
+        );
+    }
+    if !opts.drop_cutoff.is_empty() {
+        bail!("{name}: partial.drop_cutoff is a DINOv2 option; AIMv2 always uses its last block");
+    }
+    Ok(Aimv2Config {
+        in_chans: opts.in_chans,
+        ..base
+    })
+}
+
+/// Registry build function for `aimv2-large-patch14-224`.
+pub fn build_large(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    let cfg = config_for_run("aimv2-large-patch14-224", Aimv2Config::large(), opts)?;
+    Ok(Box::new(Aimv2::new(p, &cfg)?))
+}
+
+/// Registry build function for `aimv2-huge-patch14-224`.
+pub fn build_huge(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    let cfg = config_for_run("aimv2-huge-patch14-224", Aimv2Config::huge(), opts)?;
+    Ok(Box::new(Aimv2::new(p, &cfg)?))
+}

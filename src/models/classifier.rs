@@ -5,12 +5,44 @@
 //! - `Classifier::new(&ClassifierSpec)`; `forward(x, train) -> logits`;
 //!   `features(x) -> Features` (trunk only); `head(&Features, train) -> logits`;
 //!   `trunk_frozen()`; `trainable() -> Vec<(String, Tensor)>`; `var_store()`.
+//!   Also: `check_input`, `trunk_param_count`, `head_param_count`, `trainable_state`,
+//!   `load_state`.
+//!
+//! Variables live in one var store: the trunk under `trunk.` (official checkpoint names), the
+//! head under `head.` (see `heads.rs`).
+//!
+//! Freezing (the reference's `Classifier.__init__` / `partial_unfreeze`):
+//! - `foundation_params.freeze_backbone`: every trunk parameter is frozen and the trunk runs in
+//!   eval mode; then `partial.unfreeze_cutoff = k >= 0` makes blocks k..last trainable again.
+//! - `model_params.freeze_backbone` (attention head): the DeiT-B transformer is frozen; its
+//!   projector and classifier stay trainable.
+//! - Variables created as constants (DINOv2's `mask_token`, unused by the forward) never train.
 
-use super::Features;
+use super::heads::{self, AttentionHead, Head, LinearHead};
+use super::layers;
+use super::registry::{self, BackboneSpec, BuildOptions};
+use super::vit::VitConfig;
+use super::{Backbone, Features};
 use crate::config::{GrayInit, HeadType, Params};
-use anyhow::{bail, Result};
-use std::path::PathBuf;
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
 use tch::{nn, Device, Tensor};
+
+/// Var-store prefix of the trunk.
+pub const TRUNK: &str = "trunk.";
+/// Var-store prefix of the head.
+pub const HEAD: &str = "head.";
+/// File names tried for the attention head's DeiT-B in the weights folder, in order.
+pub const DEIT_FILES: &[&str] = &[
+    "deit_base_patch16_224.pth",
+    "deit_base_patch16_224-b5f2ef4d.pth",
+    "deit_base_patch16_224.safetensors",
+];
+/// Where the DeiT-B checkpoint is published.
+pub const DEIT_SOURCES: &str =
+    "https://dl.fbaipublicfiles.com/deit/deit_base_patch16_224-b5f2ef4d.pth \
+     (or timm deit_base_patch16_224.fb_in1k model.safetensors)";
 
 /// Everything needed to build a classifier, resolved from params.
 #[derive(Debug, Clone)]
@@ -30,56 +62,423 @@ pub struct ClassifierSpec {
     pub drop_cutoff: Vec<i64>,
     pub gray_init: GrayInit,
     pub device: Device,
+    /// `model_params.freeze_backbone`: freeze the attention head's DeiT-B transformer.
+    pub freeze_head_transformer: bool,
+    /// Side of the attention head's stored position grid: `model_params.transformers_params`
+    /// `img_size[0] / patch_size` (14 for the published 224 px, patch 16 DeiT-B).
+    pub head_grid: i64,
+}
+
+/// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
+pub fn weights_dir() -> PathBuf {
+    match std::env::var_os("MEDFM_WEIGHTS") {
+        Some(d) if !d.is_empty() => PathBuf::from(d),
+        _ => PathBuf::from("weights"),
+    }
+}
+
+/// File names accepted for a backbone in the weights folder: the row's default file, then
+/// `<name>.{safetensors,pth,pt,bin}`.
+pub fn candidate_files(row: &BackboneSpec) -> Vec<String> {
+    let mut names = vec![row.default_file.to_string()];
+    for ext in ["safetensors", "pth", "pt", "bin"] {
+        let n = format!("{}.{ext}", row.name);
+        if !names.contains(&n) {
+            names.push(n);
+        }
+    }
+    names
 }
 
 impl ClassifierSpec {
     /// Resolve weight paths (`foundation_params.weights`, else `$MEDFM_WEIGHTS` or `weights/`
     /// + the backbone's file name); a missing file is an error naming it and its source.
-    pub fn from_params(params: &Params, n_classes: i64, in_chans: i64, device: Device) -> Result<Self> {
-        let _ = (params, n_classes, in_chans, device);
-        bail!("models have not landed yet")
+    pub fn from_params(
+        params: &Params,
+        n_classes: i64,
+        in_chans: i64,
+        device: Device,
+    ) -> Result<Self> {
+        let f = &params.foundation_params;
+        let m = &params.model_params;
+        let row = registry::get(&f.backbone_type).context("foundation_params.backbone_type")?;
+        if n_classes < 1 {
+            bail!("the classifier needs at least one output class, got {n_classes}");
+        }
+        if in_chans < 1 {
+            bail!("the classifier needs at least one input channel, got {in_chans}");
+        }
+        let trunk_weights = if f.pretrained {
+            Some(resolve_trunk_weights(row, f.weights.as_deref())?)
+        } else {
+            None
+        };
+        let head_weights = match m.backbone_type {
+            HeadType::DeitBase if m.pretrained => resolve_deit_weights(m.weights.as_deref())?,
+            _ => None,
+        };
+        Ok(ClassifierSpec {
+            backbone: row.name.to_string(),
+            head: m.backbone_type,
+            n_classes,
+            in_chans,
+            img_size: f.img_size,
+            trunk_weights,
+            weights_key: f.weights_key.clone(),
+            head_weights,
+            freeze_backbone: f.freeze_backbone,
+            unfreeze_cutoff: f.partial.unfreeze_cutoff,
+            drop_cutoff: f.partial.drop_cutoff.clone(),
+            gray_init: f.gray_init.unwrap_or_default(),
+            device,
+            freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
+            head_grid: head_grid(&m.transformers_params)?,
+        })
+    }
+
+    fn build_options(&self) -> BuildOptions {
+        BuildOptions {
+            img_size: self.img_size,
+            in_chans: self.in_chans,
+            gray_init: self.gray_init,
+            drop_cutoff: self.drop_cutoff.clone(),
+            weights_key: self.weights_key.clone(),
+        }
     }
 }
 
+/// The reference builds the head's DeiT for `transformers_params.img_size[0] // patch_size`.
+fn head_grid(tp: &crate::config::TransformersParams) -> Result<i64> {
+    let img = tp.img_size.first().copied().unwrap_or(224);
+    if tp.patch_size <= 0 || img < tp.patch_size {
+        bail!(
+            "model_params.transformers_params: img_size {img} and patch_size {} give no position grid",
+            tp.patch_size
+        );
+    }
+    Ok(img / tp.patch_size)
+}
+
+fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<PathBuf> {
+    let pretrained_hint = "set `foundation_params.pretrained: false` to start from random weights";
+    if let Some(p) = explicit {
+        let path = PathBuf::from(p);
+        if !path.is_file() {
+            bail!(
+                "foundation_params.weights: {} does not exist; the public {} checkpoint: {} ({pretrained_hint})",
+                path.display(),
+                row.name,
+                row.sources.join("; ")
+            );
+        }
+        return Ok(path);
+    }
+    let dir = weights_dir();
+    let names = candidate_files(row);
+    if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(found);
+    }
+    bail!(
+        "backbone {} starts from its pretrained checkpoint, but {} does not exist (also looked for {} \
+         in {}). Download the public checkpoint ({}) into {} ($MEDFM_WEIGHTS or weights/), or point \
+         foundation_params.weights at it; or {pretrained_hint}",
+        row.name,
+        dir.join(&names[0]).display(),
+        names[1..].join(", "),
+        dir.display(),
+        row.sources.join("; "),
+        dir.display()
+    )
+}
+
+/// The DeiT-B checkpoint: `model_params.weights` (must exist), else the first of
+/// [`DEIT_FILES`] in the weights folder; when none is there the head starts from random weights
+/// with a notice (the reference would start from ImageNet weights).
+fn resolve_deit_weights(explicit: Option<&str>) -> Result<Option<PathBuf>> {
+    if let Some(p) = explicit {
+        let path = PathBuf::from(p);
+        if !path.is_file() {
+            bail!(
+                "model_params.weights: {} does not exist; the public DeiT-B checkpoint: {DEIT_SOURCES} \
+                 (or set model_params.pretrained: false)",
+                path.display()
+            );
+        }
+        return Ok(Some(path));
+    }
+    let dir = weights_dir();
+    if let Some(found) = DEIT_FILES.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
+        return Ok(Some(found));
+    }
+    println!(
+        "Notice: model_params.pretrained is true but {} is not there; the attention head's DeiT-B \
+         starts from random weights (the reference starts from ImageNet weights: {DEIT_SOURCES}).",
+        dir.join(DEIT_FILES[0]).display()
+    );
+    Ok(None)
+}
+
 pub struct Classifier {
-    _private: (),
+    vs: nn::VarStore,
+    trunk: Box<dyn Backbone>,
+    head: Head,
+    spec: ClassifierSpec,
+    /// No trunk parameter trains (set once the freezing is applied).
+    trunk_frozen: bool,
 }
 
 impl Classifier {
     pub fn new(spec: &ClassifierSpec) -> Result<Classifier> {
-        let _ = spec;
-        bail!("models have not landed yet")
+        Self::with_parts(spec, registry::get(&spec.backbone)?, heads::DEIT_BASE)
     }
 
-    /// Logits [B, n_classes].
+    /// As [`Classifier::new`] with the trunk's registry row and the attention head's
+    /// transformer shape given (tests use small ones; `spec.backbone` is not looked up).
+    pub fn with_parts(
+        spec: &ClassifierSpec,
+        row: &BackboneSpec,
+        deit: VitConfig,
+    ) -> Result<Classifier> {
+        let opts = spec.build_options();
+        let (vs, trunk) = build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)?;
+        let root = vs.root();
+        let head_path = &root / HEAD.trim_end_matches('.');
+        let head = match spec.head {
+            HeadType::Linear => {
+                Head::Linear(LinearHead::new(&head_path, row.pooled_dim, spec.n_classes))
+            }
+            HeadType::DeitBase => Head::Attention(Box::new(AttentionHead::new(
+                &head_path,
+                row.token_dim,
+                spec.n_classes,
+                deit,
+                spec.head_grid,
+                spec.head_weights.is_some(),
+            ))),
+        };
+        if let Some(w) = &spec.head_weights {
+            heads::load_deit(&vs, &format!("{HEAD}{}.", heads::DEIT_PATH), w)?;
+        }
+        let mut classifier = Classifier {
+            vs,
+            trunk,
+            head,
+            spec: spec.clone(),
+            trunk_frozen: true,
+        };
+        classifier.apply_freezing()?;
+        classifier.trunk_frozen = !classifier
+            .vs
+            .variables()
+            .iter()
+            .any(|(n, t)| n.starts_with(TRUNK) && t.requires_grad());
+        classifier.dry_run()?;
+        Ok(classifier)
+    }
+
+    /// Set `requires_grad` of every variable as the freezing options say.
+    fn apply_freezing(&self) -> Result<()> {
+        let vars = self.vs.variables();
+        // Variables created untrainable are constants whatever the options.
+        let constants: BTreeSet<&String> = vars
+            .iter()
+            .filter(|(_, t)| !t.requires_grad())
+            .map(|(n, _)| n)
+            .collect();
+        let mut trainable_prefixes: Vec<String> = vec![HEAD.to_string()];
+        if !self.spec.freeze_backbone {
+            trainable_prefixes.push(TRUNK.to_string());
+        } else if self.spec.unfreeze_cutoff >= 0 {
+            let blocks = self.trunk.blocks();
+            let k = self.spec.unfreeze_cutoff as usize;
+            if k >= blocks.len() {
+                let in_use = if self.spec.drop_cutoff.is_empty() {
+                    ""
+                } else {
+                    " in use (partial.drop_cutoff)"
+                };
+                bail!(
+                    "foundation_params.partial.unfreeze_cutoff = {k}, but {} has {} blocks{in_use} \
+                     (0..{}); use -1 to keep the whole backbone frozen",
+                    self.spec.backbone,
+                    blocks.len(),
+                    blocks.len().saturating_sub(1)
+                );
+            }
+            trainable_prefixes.extend(blocks[k..].iter().map(|b| format!("{TRUNK}{b}.")));
+        }
+        let frozen_head_prefix = format!("{HEAD}{}.", heads::DEIT_PATH);
+        for (name, t) in &vars {
+            if constants.contains(name) {
+                continue;
+            }
+            let mut trainable = trainable_prefixes
+                .iter()
+                .any(|p| name.starts_with(p.as_str()));
+            if self.spec.freeze_head_transformer && name.starts_with(&frozen_head_prefix) {
+                trainable = false;
+            }
+            let _ = t.set_requires_grad(trainable);
+        }
+        Ok(())
+    }
+
+    /// One forward of a zero image of the configured size: checks that the trunk takes it and,
+    /// for the attention head, that its tokens fill a square grid.
+    fn dry_run(&self) -> Result<()> {
+        let s = &self.spec;
+        let x = Tensor::zeros(
+            [1, s.in_chans, s.img_size, s.img_size],
+            (tch::Kind::Float, s.device),
+        );
+        self.trunk
+            .check_input(&x)
+            .with_context(|| format!("backbone {} at img_size {}", s.backbone, s.img_size))?;
+        if let Head::Attention(_) = self.head {
+            let f = tch::no_grad(|| self.trunk.forward(&x, false));
+            heads::grid_for_tokens(f.tokens.size()[1], s.head_grid).with_context(|| {
+                format!(
+                    "attention head on {} at img_size {}",
+                    s.backbone, s.img_size
+                )
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether `x` is a batch this classifier can take, with an error saying what was expected.
+    pub fn check_input(&self, x: &Tensor) -> Result<()> {
+        self.trunk.check_input(x)
+    }
+
+    /// Logits [B, n_classes]. With `freeze_backbone` the trunk stays in eval mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
-        let f = self.features(x);
+        let f = self.trunk_features(x, train && !self.spec.freeze_backbone);
         self.head(&f, train)
     }
 
-    /// Trunk only (under no_grad when the trunk is entirely frozen).
+    /// Trunk only, in eval mode (under no_grad when the trunk is entirely frozen).
     pub fn features(&self, x: &Tensor) -> Features {
-        let _ = x;
-        unreachable!("Classifier cannot be constructed before models land")
+        self.trunk_features(x, false)
+    }
+
+    fn trunk_features(&self, x: &Tensor, train: bool) -> Features {
+        if self.trunk_frozen() {
+            tch::no_grad(|| self.trunk.forward(x, false))
+        } else {
+            self.trunk.forward(x, train)
+        }
     }
 
     /// Head only, from trunk features (cached or fresh).
     pub fn head(&self, f: &Features, train: bool) -> Tensor {
-        let _ = (f, train);
-        unreachable!("Classifier cannot be constructed before models land")
+        let _ = train; // neither head has dropout
+        self.head.forward(f)
     }
 
     /// True when no trunk parameter is trainable (its features can be cached).
     pub fn trunk_frozen(&self) -> bool {
-        true
+        self.trunk_frozen
     }
 
-    /// Trainable parameters by var-store name.
+    /// Trainable parameters by var-store name, sorted by name.
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
-        vec![]
+        let mut v: Vec<(String, Tensor)> = self
+            .vs
+            .variables()
+            .into_iter()
+            .filter(|(_, t)| t.requires_grad())
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
     }
 
     pub fn var_store(&self) -> &nn::VarStore {
-        unreachable!("Classifier cannot be constructed before models land")
+        &self.vs
     }
+
+    pub fn spec(&self) -> &ClassifierSpec {
+        &self.spec
+    }
+
+    /// Number of trunk parameters (all of them, frozen or not).
+    pub fn trunk_param_count(&self) -> i64 {
+        count_params(&self.vs, TRUNK)
+    }
+
+    /// Number of head parameters.
+    pub fn head_param_count(&self) -> i64 {
+        count_params(&self.vs, HEAD)
+    }
+
+    /// The variables a training checkpoint must hold to restore this model: the trainable ones
+    /// (a frozen trunk comes back from its own checkpoint), sorted by name.
+    pub fn trainable_state(&self) -> Vec<(String, Tensor)> {
+        self.trainable()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach()))
+            .collect()
+    }
+
+    /// Copy named tensors (e.g. a `trainable_state` read back) into the variables of the same
+    /// name. Unknown names and shape mismatches are errors; nothing is copied then.
+    pub fn load_state(&self, state: &[(String, Tensor)]) -> Result<()> {
+        let vars = self.vs.variables();
+        let mut problems = vec![];
+        for (name, t) in state {
+            match vars.get(name) {
+                None => problems.push(format!("unexpected variable {name}")),
+                Some(v) if v.size() != t.size() => problems.push(format!(
+                    "{name}: shape {:?}, expected {:?}",
+                    t.size(),
+                    v.size()
+                )),
+                Some(_) => {}
+            }
+        }
+        if !problems.is_empty() {
+            bail!(
+                "the saved state does not fit this model: {}",
+                problems.join("; ")
+            );
+        }
+        tch::no_grad(|| {
+            for (name, t) in state {
+                let mut v = vars[name].shallow_clone();
+                v.copy_(&t.to_device(v.device()));
+            }
+        });
+        Ok(())
+    }
+}
+
+fn count_params(vs: &nn::VarStore, prefix: &str) -> i64 {
+    vs.variables()
+        .iter()
+        .filter(|(n, _)| n.starts_with(prefix))
+        .map(|(_, t)| t.numel() as i64)
+        .sum()
+}
+
+/// Build a trunk alone on `device` (for `medfm features` and parity tests): the var store, the
+/// trunk under `trunk.`, loaded from `weights` when given.
+pub fn build_trunk(
+    row: &BackboneSpec,
+    opts: &BuildOptions,
+    weights: Option<&Path>,
+    device: Device,
+) -> Result<(nn::VarStore, Box<dyn Backbone>)> {
+    let vs = nn::VarStore::new(device);
+    let trunk_path = vs.root() / TRUNK.trim_end_matches('.');
+    let build = || (row.build)(&trunk_path, opts);
+    let trunk = if weights.is_some() {
+        layers::without_random_init(build)
+    } else {
+        build()
+    }
+    .with_context(|| format!("building backbone {}", row.name))?;
+    if let Some(w) = weights {
+        (row.load)(&vs, TRUNK, w, opts).with_context(|| format!("loading {} weights", row.name))?;
+    }
+    Ok((vs, trunk))
 }

@@ -1,1 +1,258 @@
-//! open_clip CLIP vision tower.
+//! The open_clip vision tower (`VisionTransformer`) and the CLIP ViT-B/16 trunk `clip_vitb16`
+//! (`laion2b_s34b_b88k`). CoCa (`coca.rs`) shares the tower and adds an attentional pooler.
+//!
+//! Variables (the checkpoint's `visual.*` keys without `visual.`): `conv1.weight` (no bias),
+//! `class_embedding` [W], `positional_embedding` [1+g*g, W], `ln_pre.*`,
+//! `transformer.resblocks.{i}.{ln_1, attn.in_proj_weight, attn.in_proj_bias, attn.out_proj,
+//! ln_2, mlp.c_fc, mlp.c_proj}.*`, `ln_post.*`, `proj` [W, E]. Exact GELU, LayerNorm eps 1e-5.
+//!
+//! The position embedding is built for the run's image size; a checkpoint's grid is resized at
+//! load as open_clip's `resize_pos_embed` does when the reference passes `force_image_size`
+//! (bicubic, antialias=True).
+//!
+//! CLIP features: pooled = `ln_post(x)[:, 0] @ proj` (E = 512), tokens = `ln_post(x)[:, 1:]`
+//! (W = 768; REFERENCE.md deviation: the reference feeds the 512-d vector to a 768-wide projector
+//! and crashes).
+
+use super::layers::{
+    self, Attention, AttentionNames, Fill, GridResize, LayerNorm, LinearInit, Mlp, PatchEmbed,
+};
+use super::registry::BuildOptions;
+use super::vit::{adapt_conv_key, check_options, read_checkpoint, square_side, var_shape};
+use super::{Backbone, Features};
+use crate::weights::{self, StateDict};
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use tch::{nn, Tensor};
+
+/// LayerNorm epsilon of open_clip's towers.
+const EPS: f64 = 1e-5;
+
+/// Shape of an open_clip vision tower.
+#[derive(Debug, Clone, Copy)]
+pub struct TowerConfig {
+    pub patch: i64,
+    pub width: i64,
+    pub layers: i64,
+    pub heads: i64,
+    /// Width of the joint embedding (`proj`'s output).
+    pub output_dim: i64,
+}
+
+/// ViT-B/16: width 768, 12 layers, 12 heads (head width 64), embedding 512.
+pub const VIT_B16: TowerConfig = TowerConfig {
+    patch: 16,
+    width: 768,
+    layers: 12,
+    heads: 12,
+    output_dim: 512,
+};
+
+/// `x + attn(ln_1 x)`, then `x + mlp(ln_2 x)` with torch `nn.MultiheadAttention` names.
+struct ResidualBlock {
+    ln_1: LayerNorm,
+    attn: Attention,
+    ln_2: LayerNorm,
+    mlp: Mlp,
+}
+
+impl ResidualBlock {
+    fn new(p: &nn::Path, width: i64, heads: i64) -> ResidualBlock {
+        ResidualBlock {
+            ln_1: LayerNorm::new(&(p / "ln_1"), width, EPS),
+            attn: Attention::new(&(p / "attn"), width, heads, AttentionNames::TorchMha),
+            ln_2: LayerNorm::new(&(p / "ln_2"), width, EPS),
+            mlp: Mlp::new(
+                &(p / "mlp"),
+                width,
+                4 * width,
+                ("c_fc", "c_proj"),
+                LinearInit::Torch,
+            ),
+        }
+    }
+
+    fn forward(&self, x: &Tensor) -> Tensor {
+        let x = x + self.attn.forward(&self.ln_1.forward(x));
+        let m = self.mlp.forward(&self.ln_2.forward(&x));
+        x + m
+    }
+}
+
+/// Patch embedding, class token, positions, `ln_pre` and the residual blocks.
+pub struct VisionTower {
+    pub cfg: TowerConfig,
+    conv1: PatchEmbed,
+    class_embedding: Tensor,
+    positional_embedding: Tensor,
+    ln_pre: LayerNorm,
+    resblocks: Vec<ResidualBlock>,
+    img_size: i64,
+    in_chans: i64,
+}
+
+impl VisionTower {
+    pub fn new(
+        p: &nn::Path,
+        cfg: TowerConfig,
+        opts: &BuildOptions,
+        family: &str,
+    ) -> Result<VisionTower> {
+        check_options(family, cfg.patch, opts)?;
+        let g = opts.img_size / cfg.patch;
+        let scale = (cfg.width as f64).powf(-0.5);
+        let blocks = p / "transformer" / "resblocks";
+        Ok(VisionTower {
+            cfg,
+            conv1: PatchEmbed::new(&(p / "conv1"), opts.in_chans, cfg.width, cfg.patch, false),
+            class_embedding: layers::param(p, "class_embedding", &[cfg.width], Fill::Normal(scale)),
+            positional_embedding: layers::param(
+                p,
+                "positional_embedding",
+                &[1 + g * g, cfg.width],
+                Fill::Normal(scale),
+            ),
+            ln_pre: LayerNorm::new(&(p / "ln_pre"), cfg.width, EPS),
+            resblocks: (0..cfg.layers)
+                .map(|i| ResidualBlock::new(&(&blocks / i), cfg.width, cfg.heads))
+                .collect(),
+            img_size: opts.img_size,
+            in_chans: opts.in_chans,
+        })
+    }
+
+    /// [B, C, H, W] -> transformer output [B, 1+N, W] (before `ln_post`).
+    pub fn forward(&self, x: &Tensor) -> Tensor {
+        let (tokens, _) = self.conv1.forward(x);
+        let b = tokens.size()[0];
+        let cls = self
+            .class_embedding
+            .view([1, 1, -1])
+            .expand([b, 1, -1], true);
+        let mut x = self
+            .ln_pre
+            .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        for blk in &self.resblocks {
+            x = blk.forward(&x);
+        }
+        x
+    }
+
+    pub fn block_names(&self) -> Vec<String> {
+        (0..self.resblocks.len())
+            .map(|i| format!("transformer.resblocks.{i}"))
+            .collect()
+    }
+
+    pub fn check_input(&self, x: &Tensor) -> Result<()> {
+        layers::check_input(
+            x,
+            self.in_chans,
+            self.cfg.patch,
+            Some((self.img_size, self.img_size)),
+        )
+    }
+}
+
+/// CLIP's vision tower with `ln_post` and the projection.
+pub struct Clip {
+    tower: VisionTower,
+    ln_post: LayerNorm,
+    proj: Tensor,
+}
+
+impl Clip {
+    pub fn new(p: &nn::Path, cfg: TowerConfig, opts: &BuildOptions) -> Result<Clip> {
+        let tower = VisionTower::new(p, cfg, opts, "CLIP")?;
+        let scale = (cfg.width as f64).powf(-0.5);
+        Ok(Clip {
+            tower,
+            ln_post: LayerNorm::new(&(p / "ln_post"), cfg.width, EPS),
+            proj: layers::param(p, "proj", &[cfg.width, cfg.output_dim], Fill::Normal(scale)),
+        })
+    }
+}
+
+impl Backbone for Clip {
+    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+        let y = self.ln_post.forward(&self.tower.forward(x));
+        let n = y.size()[1] - 1;
+        Features {
+            pooled: y.select(1, 0).matmul(&self.proj),
+            tokens: y.narrow(1, 1, n),
+        }
+    }
+
+    fn blocks(&self) -> Vec<String> {
+        self.tower.block_names()
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        self.tower.check_input(x)
+    }
+}
+
+pub fn build_clip_vitb16(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Clip::new(p, VIT_B16, opts)?))
+}
+
+/// Read an open_clip checkpoint (`open_clip_model.safetensors` or `open_clip_pytorch_model.bin`)
+/// into the vision tower under `prefix`; the text tower (and CoCa's decoder) is ignored.
+pub fn load_open_clip(
+    vs: &nn::VarStore,
+    prefix: &str,
+    path: &Path,
+    opts: &BuildOptions,
+) -> Result<()> {
+    let sd = read_checkpoint(path, opts, &["module."])?;
+    let sd = adapt_checkpoint(sd, vs, prefix, opts)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    weights::assign(vs, prefix, &sd, &[]).with_context(|| format!("checkpoint {}", path.display()))
+}
+
+/// Keep the vision tower's keys (`visual.*`, prefix removed; a state dict that has no `visual.`
+/// keys is taken as the tower itself), resize `positional_embedding` to the model's grid and
+/// adapt `conv1` to the model's input channels.
+pub fn adapt_checkpoint(
+    sd: StateDict,
+    vs: &nn::VarStore,
+    prefix: &str,
+    opts: &BuildOptions,
+) -> Result<StateDict> {
+    let has_visual = sd.keys().any(|k| k.starts_with("visual."));
+    let mut out: StateDict = if has_visual {
+        sd.into_iter()
+            .filter_map(|(k, v)| k.strip_prefix("visual.").map(|s| (s.to_string(), v)))
+            .collect()
+    } else {
+        sd
+    };
+    if let Some(pos) = out.get("positional_embedding") {
+        let want = var_shape(vs, prefix, "positional_embedding")?;
+        if pos.size() != want {
+            let resized =
+                resize_positions(pos, want[0] - 1).context("tensor visual.positional_embedding")?;
+            out.insert("positional_embedding".into(), resized);
+        }
+    }
+    adapt_conv_key(&mut out, "conv1.weight", opts)?;
+    Ok(out)
+}
+
+/// open_clip's `resize_pos_embed`: [1+n, W] -> [1+new_n, W], grid resized bicubic with
+/// antialiasing, class position kept.
+fn resize_positions(pos: &Tensor, new_n: i64) -> Result<Tensor> {
+    let size = pos.size();
+    if size.len() != 2 {
+        bail!("expected shape [1+N, W], got {size:?}");
+    }
+    let old = square_side(size[0] - 1)?;
+    let new = square_side(new_n)?;
+    let grid = layers::resize_tokens(
+        &pos.narrow(0, 1, size[0] - 1).unsqueeze(0),
+        (old, old),
+        (new, new),
+        GridResize::SizeAntialias,
+    );
+    Ok(Tensor::cat(&[pos.narrow(0, 0, 1), grid.squeeze_dim(0)], 0))
+}

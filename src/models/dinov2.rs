@@ -1,1 +1,247 @@
-//! DINOv2 (official hub code semantics).
+//! DINOv2 trunks (`dinov2_vits14`, `dinov2_vitb14`, `dinov2_vitl14`, `dinov2_vitg14`) as the
+//! official hub code builds them (`img_size=518, init_values=1.0, block_chunks=0`).
+//!
+//! Variables: `cls_token` [1,1,D], `pos_embed` [1, 1+37*37, D] (stored for 518 px and resized
+//! on every forward exactly as the official `interpolate_pos_encoding`: bicubic,
+//! `antialias=False`, `scale_factor = ((h0 + 0.1) / 37, (w0 + 0.1) / 37)`), `mask_token` [1, D]
+//! (stored, never used by classification), `patch_embed.proj.*`, `blocks.{i}.{norm1, attn.qkv,
+//! attn.proj, ls1.gamma, norm2, mlp.fc1, mlp.fc2 | mlp.w12, mlp.w3, ls2.gamma}.*`, `norm.*`.
+//!
+//! Features (the reference's `forward(is_training=True)`): pooled = `norm(x)[:, 0]`, tokens =
+//! the pre-norm patch tokens `x_prenorm[:, 1:]`. With `partial.drop_cutoff` the forward stops
+//! after block `min(drop_cutoff)` (the reference's `new_forward_features` breaks at the first
+//! listed block it reaches); later blocks are kept (checkpoints load) but never run.
+
+use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
+use super::registry::BuildOptions;
+use super::vit::{adapt_conv_key, read_checkpoint, var_shape};
+use super::{Backbone, Features};
+use crate::weights;
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+use tch::{nn, Tensor};
+
+pub const PATCH: i64 = 14;
+/// Side of the stored position grid (518 px / 14).
+pub const POS_GRID: i64 = 37;
+/// The official interpolation offset ("historical kludge" kept for backward compatibility).
+pub const INTERPOLATE_OFFSET: f64 = 0.1;
+
+/// Shape of a DINOv2 ViT.
+#[derive(Debug, Clone, Copy)]
+pub struct Dinov2Config {
+    pub dim: i64,
+    pub depth: i64,
+    pub heads: i64,
+    pub ffn: FfnKind,
+    /// Side of the stored position grid.
+    pub pos_grid: i64,
+    pub patch: i64,
+}
+
+const fn config(dim: i64, depth: i64, heads: i64, ffn: FfnKind) -> Dinov2Config {
+    Dinov2Config {
+        dim,
+        depth,
+        heads,
+        ffn,
+        pos_grid: POS_GRID,
+        patch: PATCH,
+    }
+}
+
+pub const VITS14: Dinov2Config = config(384, 12, 6, FfnKind::Gelu { hidden: 1536 });
+pub const VITB14: Dinov2Config = config(768, 12, 12, FfnKind::Gelu { hidden: 3072 });
+pub const VITL14: Dinov2Config = config(1024, 24, 16, FfnKind::Gelu { hidden: 4096 });
+/// SwiGLU hidden = (int(4 * 1536 * 2 / 3) + 7) // 8 * 8 = 4096 (`SwiGLUFFNFused`).
+pub const VITG14: Dinov2Config = config(1536, 40, 24, FfnKind::SwiGlu { hidden: 4096 });
+
+pub struct Dinov2 {
+    cfg: Dinov2Config,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    patch_embed: PatchEmbed,
+    blocks: Vec<Block>,
+    norm: LayerNorm,
+    /// Blocks that run (all, or up to and including `min(drop_cutoff)`).
+    used_blocks: usize,
+    in_chans: i64,
+}
+
+impl Dinov2 {
+    pub fn new(p: &nn::Path, cfg: Dinov2Config, opts: &BuildOptions) -> Result<Dinov2> {
+        if opts.in_chans <= 0 {
+            bail!("DINOv2: in_chans must be positive, got {}", opts.in_chans);
+        }
+        if opts.img_size <= 0 || opts.img_size % cfg.patch != 0 {
+            bail!(
+                "DINOv2: img_size {} is not a positive multiple of the patch size {}",
+                opts.img_size,
+                cfg.patch
+            );
+        }
+        let used_blocks = match opts.drop_cutoff.iter().min() {
+            None => cfg.depth as usize,
+            Some(&c) if c >= 0 && c < cfg.depth => c as usize + 1,
+            Some(&c) => bail!(
+                "partial.drop_cutoff: block {c} does not exist (the model has blocks 0..{})",
+                cfg.depth - 1
+            ),
+        };
+        let block_cfg = BlockConfig {
+            dim: cfg.dim,
+            heads: cfg.heads,
+            ffn: cfg.ffn,
+            eps: 1e-6,
+            layer_scale: Some(1.0),
+        };
+        let blocks_path = p / "blocks";
+        let n_pos = 1 + cfg.pos_grid * cfg.pos_grid;
+        let model = Dinov2 {
+            cfg,
+            cls_token: layers::param(p, "cls_token", &[1, 1, cfg.dim], Fill::Normal(1e-6)),
+            pos_embed: layers::param(
+                p,
+                "pos_embed",
+                &[1, n_pos, cfg.dim],
+                Fill::TruncNormal(0.02),
+            ),
+            patch_embed: PatchEmbed::new(
+                &(p / "patch_embed" / "proj"),
+                opts.in_chans,
+                cfg.dim,
+                cfg.patch,
+                true,
+            ),
+            blocks: (0..cfg.depth)
+                .map(|i| Block::new(&(&blocks_path / i), &block_cfg))
+                .collect(),
+            norm: LayerNorm::new(&(p / "norm"), cfg.dim, 1e-6),
+            used_blocks,
+            in_chans: opts.in_chans,
+        };
+        // Stored for checkpoint compatibility only; classification never masks tokens.
+        let _ = layers::constant(p, "mask_token", &[1, cfg.dim]);
+        Ok(model)
+    }
+
+    /// The position embedding for an (h0, w0) patch grid, as the official code computes it.
+    fn position_embedding(&self, h0: i64, w0: i64) -> Tensor {
+        let m = self.cfg.pos_grid;
+        if h0 * w0 == m * m && h0 == w0 {
+            return self.pos_embed.shallow_clone();
+        }
+        let sh = (h0 as f64 + INTERPOLATE_OFFSET) / m as f64;
+        let sw = (w0 as f64 + INTERPOLATE_OFFSET) / m as f64;
+        let out = (layers::scaled_side(m, sh), layers::scaled_side(m, sw));
+        let cls = self.pos_embed.narrow(1, 0, 1);
+        let grid = layers::resize_tokens(
+            &self.pos_embed.narrow(1, 1, m * m),
+            (m, m),
+            out,
+            GridResize::ScaleFactor(sh, sw),
+        );
+        Tensor::cat(&[cls, grid], 1)
+    }
+}
+
+impl Backbone for Dinov2 {
+    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+        let (tokens, (h0, w0)) = self.patch_embed.forward(x);
+        let b = tokens.size()[0];
+        let cls = self.cls_token.expand([b, -1, -1], true);
+        let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
+        for blk in &self.blocks[..self.used_blocks] {
+            x = blk.forward(&x);
+        }
+        let pooled = self.norm.forward(&x).select(1, 0);
+        let n = x.size()[1] - 1;
+        Features {
+            pooled,
+            tokens: x.narrow(1, 1, n),
+        }
+    }
+
+    /// Only the blocks that run: with `drop_cutoff = [c]`, blocks 0..=c.
+    fn blocks(&self) -> Vec<String> {
+        (0..self.used_blocks)
+            .map(|i| format!("blocks.{i}"))
+            .collect()
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        layers::check_input(x, self.in_chans, self.cfg.patch, None)
+    }
+}
+
+macro_rules! dinov2_builder {
+    ($fn_name:ident, $cfg:expr) => {
+        pub fn $fn_name(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+            Ok(Box::new(Dinov2::new(p, $cfg, opts)?))
+        }
+    };
+}
+dinov2_builder!(build_vits14, VITS14);
+dinov2_builder!(build_vitb14, VITB14);
+dinov2_builder!(build_vitl14, VITL14);
+dinov2_builder!(build_vitg14, VITG14);
+
+/// Read a DINOv2 checkpoint into the trunk under `prefix`: the official
+/// `dinov2_vit*14_pretrain.pth` (a flat state dict) or timm's `vit_*_patch14_dinov2.lvd142m`
+/// safetensors (no `mask_token`; SwiGLU as `mlp.fc1`/`mlp.fc2`).
+pub fn load_dinov2(
+    vs: &nn::VarStore,
+    prefix: &str,
+    path: &Path,
+    opts: &BuildOptions,
+) -> Result<()> {
+    let sd = read_checkpoint(path, opts, &["module.", "backbone."])?;
+    let sd = adapt_checkpoint(sd, vs, prefix, opts)
+        .with_context(|| format!("checkpoint {}", path.display()))?;
+    weights::assign(vs, prefix, &sd, &[]).with_context(|| format!("checkpoint {}", path.display()))
+}
+
+/// Bring either published layout to the official names the model uses, and adapt the first
+/// convolution to the model's input channels.
+pub fn adapt_checkpoint(
+    sd: weights::StateDict,
+    vs: &nn::VarStore,
+    prefix: &str,
+    opts: &BuildOptions,
+) -> Result<weights::StateDict> {
+    let swiglu = vs
+        .variables()
+        .contains_key(&format!("{prefix}blocks.0.mlp.w12.weight"));
+    let mut out = weights::StateDict::new();
+    for (k, v) in sd {
+        let k = if swiglu {
+            timm_swiglu_to_official(&k)
+        } else {
+            k
+        };
+        out.insert(k, v);
+    }
+    if !out.contains_key("mask_token") && out.contains_key("cls_token") {
+        // timm drops the mask token; classification never reads it.
+        let shape = var_shape(vs, prefix, "mask_token")?;
+        out.insert(
+            "mask_token".into(),
+            Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu)),
+        );
+    }
+    adapt_conv_key(&mut out, "patch_embed.proj.weight", opts)?;
+    Ok(out)
+}
+
+/// timm's packed SwiGLU names (`mlp.fc1` = the official `mlp.w12`, `mlp.fc2` = `mlp.w3`).
+fn timm_swiglu_to_official(key: &str) -> String {
+    if key.starts_with("blocks.") {
+        if let Some(rest) = key.split_once(".mlp.fc1.") {
+            return format!("{}.mlp.w12.{}", rest.0, rest.1);
+        }
+        if let Some(rest) = key.split_once(".mlp.fc2.") {
+            return format!("{}.mlp.w3.{}", rest.0, rest.1);
+        }
+    }
+    key.to_string()
+}

@@ -13,6 +13,7 @@ pub mod heads;
 pub mod hiera;
 pub mod layers;
 pub mod registry;
+pub mod sam2;
 pub mod vit;
 pub mod vmamba;
 
@@ -36,4 +37,11 @@ pub trait Backbone: Send {
     /// Var-store prefixes (relative to the trunk root) of the blocks in forward order; partial
     /// unfreezing (`unfreeze_cutoff = k`) makes blocks k.. trainable, the rest stays frozen.
     fn blocks(&self) -> Vec<String>;
+
+    /// Whether `x` is an input this trunk can take (channels, sides), with an error that says
+    /// what was expected. `forward` assumes a checked input.
+    fn check_input(&self, x: &Tensor) -> anyhow::Result<()> {
+        let _ = x;
+        Ok(())
+    }
 }

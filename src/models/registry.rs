@@ -1,6 +1,6 @@
 //! One row per supported backbone: name, family, dims and where its official weights live.
 
-use super::Backbone;
+use super::{clip, coca, dinov2, vit, Backbone};
 use crate::config::GrayInit;
 use anyhow::{bail, Result};
 
@@ -71,94 +71,238 @@ pub struct BackboneSpec {
     pub load: LoadFn,
 }
 
-fn not_implemented(_: &tch::nn::Path, _: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    bail!("this backbone is registered but its implementation has not landed yet")
-}
-
-fn not_implemented_load(
-    _: &tch::nn::VarStore,
-    _: &str,
-    _: &std::path::Path,
-    _: &BuildOptions,
-) -> Result<()> {
-    bail!("this backbone is registered but its checkpoint loader has not landed yet")
-}
-
-macro_rules! row {
-    ($name:expr, $family:ident, $pooled:expr, $tokens:expr, [$($src:expr),* $(,)?], $build:expr) => {
-        BackboneSpec {
-            name: $name,
-            family: Family::$family,
-            pooled_dim: $pooled,
-            token_dim: $tokens,
-            sources: &[$($src),*],
-            default_file: "",
-            param_count: 0,
-            tokens_224: 0,
-            build: $build,
-            load: not_implemented_load,
-        }
-    };
-}
-
 pub static BACKBONES: &[BackboneSpec] = &[
-    row!("vit_base_patch16", Mae, 768, 768, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
-        "timm vit_base_patch16_224.mae (model.safetensors)",
-    ], not_implemented),
-    row!("vit_large_patch16", Mae, 1024, 1024, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_large.pth",
-        "timm vit_large_patch16_224.mae (model.safetensors)",
-    ], not_implemented),
-    row!("vit_huge_patch14", Mae, 1280, 1280, [
-        "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_huge.pth",
-        "timm vit_huge_patch14_224.mae (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vits14", Dinov2, 384, 384, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
-        "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitb14", Dinov2, 768, 768, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
-        "timm vit_base_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitl14", Dinov2, 1024, 1024, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
-        "timm vit_large_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("dinov2_vitg14", Dinov2, 1536, 1536, [
-        "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth",
-        "timm vit_giant_patch14_dinov2.lvd142m (model.safetensors)",
-    ], not_implemented),
-    row!("clip_vitb16", Clip, 512, 768, [
-        "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin)",
-    ], not_implemented),
-    row!("coca_ViT-B-32", Coca, 512, 512, [
-        "hf laion/CoCa-ViT-B-32-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
-    ], not_implemented),
-    row!("coca_ViT-L-14", Coca, 768, 768, [
-        "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin)",
-    ], not_implemented),
-    row!("aimv2-large-patch14-224", Aimv2, 1024, 1024, [
-        "hf apple/aimv2-large-patch14-224 (model.safetensors)",
-    ], not_implemented),
-    row!("aimv2-huge-patch14-224", Aimv2, 1536, 1536, [
-        "hf apple/aimv2-huge-patch14-224 (model.safetensors)",
-    ], not_implemented),
-    row!("sam2_b", Sam2, 256, 256, [
-        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
-        "hf facebook/sam2.1-hiera-base-plus",
-    ], not_implemented),
-    row!("sam2_l", Sam2, 256, 256, [
-        "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
-        "hf facebook/sam2.1-hiera-large",
-    ], not_implemented),
-    row!("vmamba_s", Vmamba, 768, 768, [
-        "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
-    ], not_implemented),
-    row!("vmamba_b", Vmamba, 1024, 1024, [
-        "https://github.com/MzeroMiko/VMamba/releases (vssm_base_0229_ckpt_epoch_237.pth)",
-    ], not_implemented),
+    BackboneSpec {
+        name: "vit_base_patch16",
+        family: Family::Mae,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_base.pth",
+            "timm vit_base_patch16_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_base.pth",
+        param_count: 85_798_656,
+        tokens_224: 196,
+        build: vit::build_mae_base,
+        load: vit::load_mae,
+    },
+    BackboneSpec {
+        name: "vit_large_patch16",
+        family: Family::Mae,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_large.pth",
+            "timm vit_large_patch16_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_large.pth",
+        param_count: 303_301_632,
+        tokens_224: 196,
+        build: vit::build_mae_large,
+        load: vit::load_mae,
+    },
+    BackboneSpec {
+        name: "vit_huge_patch14",
+        family: Family::Mae,
+        pooled_dim: 1280,
+        token_dim: 1280,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_huge.pth",
+            "timm vit_huge_patch14_224.mae (model.safetensors)",
+        ],
+        default_file: "mae_pretrain_vit_huge.pth",
+        param_count: 630_764_800,
+        tokens_224: 256,
+        build: vit::build_mae_huge,
+        load: vit::load_mae,
+    },
+    BackboneSpec {
+        name: "dinov2_vits14",
+        family: Family::Dinov2,
+        pooled_dim: 384,
+        token_dim: 384,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vits14/dinov2_vits14_pretrain.pth",
+            "timm vit_small_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vits14_pretrain.pth",
+        param_count: 22_056_576,
+        tokens_224: 256,
+        build: dinov2::build_vits14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitb14",
+        family: Family::Dinov2,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitb14/dinov2_vitb14_pretrain.pth",
+            "timm vit_base_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitb14_pretrain.pth",
+        param_count: 86_580_480,
+        tokens_224: 256,
+        build: dinov2::build_vitb14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitl14",
+        family: Family::Dinov2,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitl14/dinov2_vitl14_pretrain.pth",
+            "timm vit_large_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitl14_pretrain.pth",
+        param_count: 304_368_640,
+        tokens_224: 256,
+        build: dinov2::build_vitl14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "dinov2_vitg14",
+        family: Family::Dinov2,
+        pooled_dim: 1536,
+        token_dim: 1536,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth",
+            "timm vit_giant_patch14_dinov2.lvd142m (model.safetensors)",
+        ],
+        default_file: "dinov2_vitg14_pretrain.pth",
+        param_count: 1_136_480_768,
+        tokens_224: 256,
+        build: dinov2::build_vitg14,
+        load: dinov2::load_dinov2,
+    },
+    BackboneSpec {
+        name: "clip_vitb16",
+        family: Family::Clip,
+        pooled_dim: 512,
+        token_dim: 768,
+        sources: &[
+            "hf laion/CLIP-ViT-B-16-laion2B-s34B-b88K (open_clip_model.safetensors or open_clip_pytorch_model.bin, saved as clip_vitb16.safetensors / clip_vitb16.bin)",
+        ],
+        default_file: "clip_vitb16.safetensors",
+        param_count: 86_192_640,
+        tokens_224: 196,
+        build: clip::build_clip_vitb16,
+        load: clip::load_open_clip,
+    },
+    BackboneSpec {
+        name: "coca_ViT-B-32",
+        family: Family::Coca,
+        pooled_dim: 512,
+        token_dim: 512,
+        sources: &[
+            "hf laion/CoCa-ViT-B-32-laion2B-s13B-b90k (open_clip_pytorch_model.bin, saved as coca_ViT-B-32.bin)",
+        ],
+        default_file: "coca_ViT-B-32.bin",
+        param_count: 89_164_032,
+        tokens_224: 256,
+        build: coca::build_coca_b32,
+        load: clip::load_open_clip,
+    },
+    BackboneSpec {
+        name: "coca_ViT-L-14",
+        family: Family::Coca,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "hf laion/CoCa-ViT-L-14-laion2B-s13B-b90k (open_clip_pytorch_model.bin, saved as coca_ViT-L-14.bin)",
+        ],
+        default_file: "coca_ViT-L-14.bin",
+        param_count: 306_724_864,
+        tokens_224: 256,
+        build: coca::build_coca_l14,
+        load: clip::load_open_clip,
+    },
+    BackboneSpec {
+        name: "aimv2-large-patch14-224",
+        family: Family::Aimv2,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &["hf apple/aimv2-large-patch14-224 (model.safetensors)"],
+        default_file: "aimv2-large-patch14-224.safetensors",
+        param_count: 309_197_824,
+        tokens_224: 256,
+        build: super::aimv2::build_large,
+        load: super::aimv2::load,
+    },
+    BackboneSpec {
+        name: "aimv2-huge-patch14-224",
+        family: Family::Aimv2,
+        pooled_dim: 1536,
+        token_dim: 1536,
+        sources: &["hf apple/aimv2-huge-patch14-224 (model.safetensors)"],
+        default_file: "aimv2-huge-patch14-224.safetensors",
+        param_count: 680_851_968,
+        tokens_224: 256,
+        build: super::aimv2::build_huge,
+        load: super::aimv2::load,
+    },
+    BackboneSpec {
+        name: "sam2_b",
+        family: Family::Sam2,
+        pooled_dim: 256,
+        token_dim: 256,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_base_plus.pt",
+            "hf facebook/sam2.1-hiera-base-plus (sam2.1_hiera_base_plus.pt)",
+        ],
+        default_file: "sam2.1_hiera_base_plus.pt",
+        // The whole image encoder (trunk + all four neck convs), as sam2's ImageEncoder counts.
+        param_count: 69_106_816,
+        // vision_features at stride 16: 14 x 14.
+        tokens_224: 196,
+        build: super::sam2::build_base_plus,
+        load: super::sam2::load,
+    },
+    BackboneSpec {
+        name: "sam2_l",
+        family: Family::Sam2,
+        pooled_dim: 256,
+        token_dim: 256,
+        sources: &[
+            "https://dl.fbaipublicfiles.com/segment_anything_2/092824/sam2.1_hiera_large.pt",
+            "hf facebook/sam2.1-hiera-large (sam2.1_hiera_large.pt)",
+        ],
+        default_file: "sam2.1_hiera_large.pt",
+        param_count: 212_703_280,
+        tokens_224: 196,
+        build: super::sam2::build_large,
+        load: super::sam2::load,
+    },
+    BackboneSpec {
+        name: "vmamba_s",
+        family: Family::Vmamba,
+        pooled_dim: 768,
+        token_dim: 768,
+        sources: &[
+            "https://github.com/MzeroMiko/VMamba/releases (vssm_small_0229_ckpt_epoch_222.pth)",
+        ],
+        default_file: "vssm_small_0229_ckpt_epoch_222.pth",
+        param_count: 49_378_752,
+        tokens_224: 49,
+        build: super::vmamba::build_small,
+        load: super::vmamba::load,
+    },
+    BackboneSpec {
+        name: "vmamba_b",
+        family: Family::Vmamba,
+        pooled_dim: 1024,
+        token_dim: 1024,
+        sources: &[
+            "https://github.com/MzeroMiko/VMamba/releases (vssm_base_0229_ckpt_epoch_237.pth)",
+        ],
+        default_file: "vssm_base_0229_ckpt_epoch_237.pth",
+        param_count: 87_532_800,
+        tokens_224: 49,
+        build: super::vmamba::build_base,
+        load: super::vmamba::load,
+    },
 ];
 
 /// Every supported backbone name, in table order.

@@ -1,0 +1,175 @@
+//! CheXpert-v1.0-small: `train.csv` (Path, Sex, Age, Frontal/Lateral, AP/PA, then the 14
+//! observations). `Path` starts with `CheXpert-v1.0-small/`, which the dataset root replaces.
+//! Labels are the last 14 columns with blank and -1 read as 0 ("U-Zeros"); a row with no
+//! positive gets `No Finding`. Split: rows sorted by Path; the first `int(0.2 N) + 15` are
+//! held out and halved into val and test; the rest are train. Deviation (REFERENCE.md): the
+//! bounds are exclusive and move forward to the next patient boundary, so no patient is in
+//! two splits.
+
+use super::info::CHEXPERT_LABELS;
+use super::layout::{self, Csv};
+use super::{Item, Label, SplitItems};
+use anyhow::{bail, Result};
+use std::path::PathBuf;
+
+pub const EXPECTED: &str = "train.csv (Path, Sex, Age, Frontal/Lateral, AP/PA and the 14 \
+     observations) and the images under train/patientNNNNN/studyN/";
+
+pub fn read(data_location: &str) -> Result<SplitItems> {
+    let root = layout::dataset_root(data_location, "CheXpert", EXPECTED)?;
+    let csv_path = root.join("train.csv");
+    if !csv_path.is_file() {
+        bail!("{} not found (expected {EXPECTED})", csv_path.display());
+    }
+    let csv = Csv::read(&csv_path)?;
+    let path_col = csv.column("Path")?;
+    let n = CHEXPERT_LABELS.len();
+    let first_label = csv.header.len().saturating_sub(n);
+    if csv.header.len() < n + 1 || csv.header[first_label..] != CHEXPERT_LABELS {
+        let missing: Vec<&str> = CHEXPERT_LABELS
+            .iter()
+            .copied()
+            .filter(|l| !csv.header.iter().any(|h| h == l))
+            .collect();
+        bail!(
+            "{} line 1: the last 14 columns must be the observations {} in this order{}",
+            csv.path.display(),
+            CHEXPERT_LABELS.join(","),
+            if missing.is_empty() {
+                String::new()
+            } else {
+                format!("; missing column(s): {}", missing.join(", "))
+            }
+        );
+    }
+    if csv.rows.is_empty() {
+        bail!(
+            "{}: no images listed (only a header line)",
+            csv_path.display()
+        );
+    }
+    let mut rows: Vec<Row> = Vec::with_capacity(csv.rows.len());
+    for (line, fields) in &csv.rows {
+        let rel = fields[path_col].trim();
+        if rel.is_empty() {
+            bail!("{}: empty Path", csv.origin(*line));
+        }
+        let mut labels = vec![0f32; n];
+        for (k, value) in fields[first_label..].iter().enumerate() {
+            labels[k] = match uzeros(value) {
+                Some(v) => v,
+                None => bail!(
+                    "{}: {} is \"{value}\", expected 1, 0, -1 or blank",
+                    csv.origin(*line),
+                    CHEXPERT_LABELS[k]
+                ),
+            };
+        }
+        if labels.iter().all(|&v| v == 0.0) {
+            labels[0] = 1.0; // "No Finding"
+        }
+        rows.push(Row {
+            sort_key: rel.to_string(),
+            patient: patient_of(rel),
+            item: Item {
+                path: layout::prefer_png(image_path(&root, rel)),
+                label: Label::Multi(labels),
+                origin: csv.origin(*line),
+            },
+        });
+    }
+    rows.sort_by(|a, b| a.sort_key.cmp(&b.sort_key));
+    let total = rows.len();
+    let held = patient_bound(&rows, ((total as f64 * 0.2) as usize + 15).min(total));
+    let half = patient_bound(&rows[..held], held / 2);
+    let items: Vec<Item> = rows.into_iter().map(|r| r.item).collect();
+    Ok(SplitItems {
+        val: items[..half].to_vec(),
+        test: items[half..held].to_vec(),
+        train: items[held..].to_vec(),
+    })
+}
+
+struct Row {
+    sort_key: String,
+    patient: Option<String>,
+    item: Item,
+}
+
+/// U-Zeros: 1 stays 1; 0, -1 and blank become 0.
+fn uzeros(value: &str) -> Option<f32> {
+    let v = value.trim();
+    if v.is_empty() {
+        return Some(0.0);
+    }
+    let x = v.parse::<f64>().ok()?;
+    if x == 1.0 {
+        Some(1.0)
+    } else if x == 0.0 || x == -1.0 {
+        Some(0.0)
+    } else {
+        None
+    }
+}
+
+/// `CheXpert-v1.0-small/train/...` -> `<root>/train/...` (the reference drops the first part).
+fn image_path(root: &std::path::Path, rel: &str) -> PathBuf {
+    let parts = layout::relative_parts(rel);
+    let skip = usize::from(parts.first().is_some_and(|p| p.starts_with("CheXpert")));
+    parts[skip..]
+        .iter()
+        .fold(root.to_path_buf(), |p, c| p.join(c))
+}
+
+/// The `patientNNNNN` component of a Path, if any.
+fn patient_of(rel: &str) -> Option<String> {
+    layout::relative_parts(rel)
+        .into_iter()
+        .find(|p| {
+            p.starts_with("patient") && p.len() > 7 && p[7..].bytes().all(|b| b.is_ascii_digit())
+        })
+        .map(str::to_string)
+}
+
+/// Move a split bound forward until the rows on both sides belong to different patients.
+fn patient_bound(rows: &[Row], mut bound: usize) -> usize {
+    while bound > 0
+        && bound < rows.len()
+        && rows[bound].patient.is_some()
+        && rows[bound].patient == rows[bound - 1].patient
+    {
+        bound += 1;
+    }
+    bound
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn uzeros_maps_uncertain_and_blank_to_zero() {
+        assert_eq!(uzeros("1.0"), Some(1.0));
+        assert_eq!(uzeros("-1.0"), Some(0.0));
+        assert_eq!(uzeros(""), Some(0.0));
+        assert_eq!(uzeros("0"), Some(0.0));
+        assert_eq!(uzeros("2"), None);
+        assert_eq!(uzeros("yes"), None);
+    }
+
+    #[test]
+    fn paths_drop_the_archive_folder() {
+        let root = std::path::Path::new("/d/CheXpert");
+        assert_eq!(
+            image_path(
+                root,
+                "CheXpert-v1.0-small/train/patient00001/study1/view1_frontal.jpg"
+            ),
+            root.join("train/patient00001/study1/view1_frontal.jpg")
+        );
+        assert_eq!(
+            patient_of("CheXpert-v1.0-small\\train\\patient00042\\study1\\a.jpg").as_deref(),
+            Some("patient00042")
+        );
+    }
+}

@@ -1,0 +1,163 @@
+//! Decoding PNG and JPEG files (8 or 16 bit; gray, gray+alpha, RGB, RGBA, palette) into 8-bit
+//! RGB or gray pixels as PIL's `convert('RGB')` / `convert('L')` produce them.
+//!
+//! RGB -> L is PIL's integer formula `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`; alpha is
+//! dropped (PIL does not composite); palettes are expanded by the decoder. Deviation
+//! (REFERENCE.md): PIL clips 16-bit gray at 255 (a mammogram turns white); medfm scales it,
+//! `round(v * 255 / 65535)`. 16-bit RGB keeps PIL's behaviour: the high byte.
+
+use anyhow::{Context, Result};
+use image::DynamicImage;
+use std::path::Path;
+
+/// 8-bit pixels, rows top to bottom, channels interleaved (HWC); 1 (L) or 3 (RGB) channels.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Image {
+    pub width: usize,
+    pub height: usize,
+    pub channels: usize,
+    pub data: Vec<u8>,
+}
+
+impl Image {
+    pub fn new(width: usize, height: usize, channels: usize, data: Vec<u8>) -> Image {
+        assert_eq!(data.len(), width * height * channels, "pixel buffer size");
+        Image {
+            width,
+            height,
+            channels,
+            data,
+        }
+    }
+
+    pub fn zeros(width: usize, height: usize, channels: usize) -> Image {
+        Image {
+            width,
+            height,
+            channels,
+            data: vec![0; width * height * channels],
+        }
+    }
+
+    /// The pixel row `y` (all channels).
+    pub fn row(&self, y: usize) -> &[u8] {
+        let stride = self.width * self.channels;
+        &self.data[y * stride..(y + 1) * stride]
+    }
+}
+
+/// PIL's `convert('L')` of one RGB pixel.
+#[inline]
+pub fn luma(r: u8, g: u8, b: u8) -> u8 {
+    ((r as u32 * 19595 + g as u32 * 38470 + b as u32 * 7471 + 0x8000) >> 16) as u8
+}
+
+/// medfm's 16-bit to 8-bit mapping for gray images: `round(v * 255 / 65535)`.
+#[inline]
+pub fn scale16(v: u16) -> u8 {
+    ((v as u32 * 255 + 32767) / 65535) as u8
+}
+
+/// Decode `path` into 1 (L) or 3 (RGB) channels.
+pub fn load(path: &Path, channels: usize) -> Result<Image> {
+    let bytes = std::fs::read(path).with_context(|| match std::fs::metadata(path) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
+        _ => "cannot read the file".to_string(),
+    })?;
+    decode(&bytes, channels)
+}
+
+/// Decode an encoded image held in memory.
+pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .context("cannot read the file")?;
+    if reader.format().is_none() {
+        anyhow::bail!("not a PNG or JPEG file");
+    }
+    let decoded = reader.decode().context("cannot decode the image")?;
+    Ok(convert(decoded, channels))
+}
+
+/// Width and height from the file header, without decoding the pixels.
+pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
+    let reader = image::ImageReader::open(path)
+        .with_context(|| match std::fs::metadata(path) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
+            _ => "cannot open the file".to_string(),
+        })?
+        .with_guessed_format()
+        .context("cannot read the file")?;
+    if reader.format().is_none() {
+        anyhow::bail!("not a PNG or JPEG file");
+    }
+    let (w, h) = reader
+        .into_dimensions()
+        .context("cannot read the image header")?;
+    Ok((w as usize, h as usize))
+}
+
+fn convert(img: DynamicImage, channels: usize) -> Image {
+    let (w, h) = (img.width() as usize, img.height() as usize);
+    let rgb = channels == 3;
+    // (source samples per pixel, whether the source is gray) after reducing 16 to 8 bits.
+    let (raw, src_ch, gray): (Vec<u8>, usize, bool) = match img {
+        DynamicImage::ImageLuma8(b) => (b.into_raw(), 1, true),
+        DynamicImage::ImageLumaA8(b) => (b.into_raw(), 2, true),
+        DynamicImage::ImageRgb8(b) => (b.into_raw(), 3, false),
+        DynamicImage::ImageRgba8(b) => (b.into_raw(), 4, false),
+        DynamicImage::ImageLuma16(b) => (b.into_raw().into_iter().map(scale16).collect(), 1, true),
+        DynamicImage::ImageLumaA16(b) => (b.into_raw().into_iter().map(scale16).collect(), 2, true),
+        DynamicImage::ImageRgb16(b) => (
+            b.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+            3,
+            false,
+        ),
+        DynamicImage::ImageRgba16(b) => (
+            b.into_raw().into_iter().map(|v| (v >> 8) as u8).collect(),
+            4,
+            false,
+        ),
+        other => (other.to_rgb8().into_raw(), 3, false),
+    };
+    let data = match (gray, rgb) {
+        (true, false) if src_ch == 1 => raw,
+        (false, true) if src_ch == 3 => raw,
+        (true, false) => raw.chunks_exact(src_ch).map(|p| p[0]).collect(),
+        (true, true) => raw.chunks_exact(src_ch).flat_map(|p| [p[0]; 3]).collect(),
+        (false, false) => raw
+            .chunks_exact(src_ch)
+            .map(|p| luma(p[0], p[1], p[2]))
+            .collect(),
+        (false, true) => raw
+            .chunks_exact(src_ch)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
+    };
+    Image::new(w, h, if rgb { 3 } else { 1 }, data)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn luma_matches_pil() {
+        // PIL: Image.new('RGB', (1, 1), c).convert('L').getpixel((0, 0))
+        assert_eq!(luma(255, 255, 255), 255);
+        assert_eq!(luma(255, 0, 0), 76);
+        assert_eq!(luma(0, 255, 0), 150);
+        assert_eq!(luma(0, 0, 255), 29);
+        assert_eq!(luma(10, 200, 30), 124);
+    }
+
+    #[test]
+    fn sixteen_bit_scales_to_full_range() {
+        assert_eq!(scale16(0), 0);
+        assert_eq!(scale16(65535), 255);
+        assert_eq!(scale16(257), 1);
+        assert_eq!(scale16(128), 0);
+        assert_eq!(scale16(129), 1);
+        assert_eq!(scale16(32767), 127);
+    }
+}

@@ -1,0 +1,82 @@
+//! ISIC 2019 challenge: `ISIC_2019_Training_GroundTruth.csv` (`image`, then one-hot
+//! MEL,NV,BCC,AK,BKL,DF,VASC,SCC[,UNK]) and
+//! `ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg`; split 80/10/10 through
+//! `val_ids.json`.
+
+use super::info::ISIC_COLUMNS;
+use super::layout::{self, Csv};
+use super::{aptos, Item, Label, SplitItems};
+use anyhow::{bail, Result};
+
+pub const EXPECTED: &str = "ISIC_2019_Training_GroundTruth.csv and \
+     ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg";
+const VAL_SIZE: f64 = 0.2;
+
+pub fn read(data_location: &str) -> Result<SplitItems> {
+    let root = layout::dataset_root(data_location, "ISIC2019", EXPECTED)?;
+    let csv_path = root.join("ISIC_2019_Training_GroundTruth.csv");
+    if !csv_path.is_file() {
+        bail!("{} not found (expected {EXPECTED})", csv_path.display());
+    }
+    let csv = Csv::read(&csv_path)?;
+    let image_col = csv.column("image")?;
+    // The reference takes the index of the non-zero value among all columns after `image`;
+    // the first eight must therefore be the eight classes, in order.
+    let label_cols: Vec<usize> = ISIC_COLUMNS
+        .iter()
+        .map(|c| csv.column(c))
+        .collect::<Result<_>>()?;
+    if label_cols != (image_col + 1..image_col + 9).collect::<Vec<_>>() {
+        bail!(
+            "{} line 1: columns must be image,{} (then optionally UNK), found {}",
+            csv.path.display(),
+            ISIC_COLUMNS.join(","),
+            csv.header.join(",")
+        );
+    }
+    let extra: Vec<usize> = (image_col + 9..csv.header.len()).collect();
+    if csv.rows.is_empty() {
+        bail!(
+            "{}: no images listed (only a header line)",
+            csv_path.display()
+        );
+    }
+    let images = layout::image_folder(&root, "ISIC_2019_Training_Input")?;
+    let mut items = Vec::with_capacity(csv.rows.len());
+    for (line, row) in &csv.rows {
+        let name = row[image_col].trim();
+        if name.is_empty() {
+            bail!("{}: empty image name", csv.origin(*line));
+        }
+        let mut hot = Vec::new();
+        for (k, &c) in label_cols.iter().chain(&extra).enumerate() {
+            let Ok(v) = row[c].trim().parse::<f64>() else {
+                bail!(
+                    "{}: column {} holds \"{}\", expected 0 or 1",
+                    csv.origin(*line),
+                    csv.header[c],
+                    row[c]
+                );
+            };
+            if v != 0.0 {
+                hot.push(k);
+            }
+        }
+        let class = match hot.as_slice() {
+            [k] if *k < ISIC_COLUMNS.len() => *k as i64,
+            [k] => bail!(
+                "{}: the label is {} (not one of the 8 diagnoses the reference trains on)",
+                csv.origin(*line),
+                csv.header[image_col + 1 + k]
+            ),
+            [] => bail!("{}: no diagnosis column is 1", csv.origin(*line)),
+            _ => bail!("{}: more than one diagnosis column is 1", csv.origin(*line)),
+        };
+        items.push(Item {
+            path: layout::prefer_png(images.join(format!("{name}.jpg"))),
+            label: Label::Class(class),
+            origin: csv.origin(*line),
+        });
+    }
+    aptos::split_rows(items, &root.join("val_ids.json"), "ISIC2019", VAL_SIZE)
+}

@@ -1,0 +1,177 @@
+//! What the four dataset readers share: CSV rows with their line numbers, the image folder
+//! as Kaggle nests it (or flat), relative paths written with either separator, and the
+//! reference's rule that a `.png` beside an image file wins.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// A CSV file: its header and its rows, each with the 1-based line it starts on.
+pub struct Csv {
+    pub path: PathBuf,
+    pub header: Vec<String>,
+    pub rows: Vec<(u64, Vec<String>)>,
+}
+
+impl Csv {
+    pub fn read(path: &Path) -> Result<Csv> {
+        let file =
+            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+        let header: Vec<String> = reader
+            .headers()
+            .with_context(|| format!("{}: cannot read the header line", path.display()))?
+            .iter()
+            .map(|h| h.trim().to_string())
+            .collect();
+        if header.iter().all(|h| h.is_empty()) {
+            bail!(
+                "{}: the file is empty (expected a header line)",
+                path.display()
+            );
+        }
+        let mut rows = Vec::new();
+        for record in reader.records() {
+            let record = record.with_context(|| format!("{}: not valid CSV", path.display()))?;
+            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            let fields: Vec<String> = record.iter().map(|f| f.to_string()).collect();
+            if fields.len() == 1 && fields[0].trim().is_empty() {
+                continue; // a blank line, as pandas skips it
+            }
+            if fields.len() != header.len() {
+                bail!(
+                    "{} line {line}: {} fields, but the header has {} ({})",
+                    path.display(),
+                    fields.len(),
+                    header.len(),
+                    header.join(",")
+                );
+            }
+            rows.push((line, fields));
+        }
+        Ok(Csv {
+            path: path.to_path_buf(),
+            header,
+            rows,
+        })
+    }
+
+    /// The index of a required column; the error names the file and the columns it has.
+    pub fn column(&self, name: &str) -> Result<usize> {
+        self.header.iter().position(|h| h == name).with_context(|| {
+            format!(
+                "{} line 1: missing column \"{name}\"{} (columns: {})",
+                self.path.display(),
+                crate::config::did_you_mean(
+                    name,
+                    &self.header.iter().map(|s| s.as_str()).collect::<Vec<_>>()
+                ),
+                self.header.join(", ")
+            )
+        })
+    }
+
+    /// "train_1.csv line 17": where a row came from, for messages.
+    pub fn origin(&self, line: u64) -> String {
+        format!("{} line {line}", file_name(&self.path))
+    }
+}
+
+pub fn file_name(path: &Path) -> String {
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}
+
+/// A relative path from a CSV or list file, written with `/` or `\`, as path components.
+pub fn relative_parts(rel: &str) -> Vec<&str> {
+    rel.split(['/', '\\'])
+        .filter(|p| !p.is_empty() && *p != ".")
+        .collect()
+}
+
+/// The folder that holds the images: Kaggle's archives nest it (`train_images/train_images`),
+/// an archive unpacked on Linux from Windows paths may name it literally
+/// `train_images\train_images`, and a hand-made copy may be flat (`train_images`). The first
+/// that exists wins; the error lists where medfm looked.
+pub fn image_folder(root: &Path, name: &str) -> Result<PathBuf> {
+    let candidates = [
+        root.join(name).join(name),
+        root.join(format!("{name}\\{name}")),
+        root.join(name),
+    ];
+    for c in &candidates {
+        if c.is_dir() {
+            return Ok(c.clone());
+        }
+    }
+    bail!(
+        "image folder not found; looked for {} (Kaggle's nested layout), {} and {}",
+        candidates[0].display(),
+        candidates[1].display(),
+        candidates[2].display()
+    )
+}
+
+/// The reference reads `<stem>.png` instead of the listed file when one exists beside it.
+pub fn prefer_png(path: PathBuf) -> PathBuf {
+    let is_png = path.extension().is_some_and(|e| e == "png");
+    if is_png {
+        return path;
+    }
+    let png = path.with_extension("png");
+    if png.is_file() {
+        png
+    } else {
+        path
+    }
+}
+
+/// A class index written as an integer (or a float with no fraction, as pandas may write it).
+pub fn parse_class(text: &str, n_classes: usize) -> Option<i64> {
+    let t = text.trim();
+    let v = match t.parse::<i64>() {
+        Ok(v) => v,
+        Err(_) => {
+            let f = t.parse::<f64>().ok()?;
+            if f.fract() != 0.0 {
+                return None;
+            }
+            f as i64
+        }
+    };
+    (0..n_classes as i64).contains(&v).then_some(v)
+}
+
+/// The dataset root, with a message that says what is expected there when it is missing.
+pub fn dataset_root(data_location: &str, name: &str, expected: &str) -> Result<PathBuf> {
+    let root = Path::new(data_location).join(name);
+    if !root.is_dir() {
+        bail!(
+            "dataset folder {} not found (dataset_params.data_location = \"{data_location}\"); \
+             it should hold {expected}",
+            root.display()
+        );
+    }
+    Ok(root)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn class_labels_parse_strictly() {
+        assert_eq!(parse_class("3", 5), Some(3));
+        assert_eq!(parse_class(" 2.0 ", 5), Some(2));
+        assert_eq!(parse_class("5", 5), None);
+        assert_eq!(parse_class("-1", 5), None);
+        assert_eq!(parse_class("1.5", 5), None);
+        assert_eq!(parse_class("two", 5), None);
+    }
+
+    #[test]
+    fn relative_paths_accept_both_separators() {
+        assert_eq!(relative_parts("a\\b/c.png"), vec!["a", "b", "c.png"]);
+        assert_eq!(relative_parts("./a//b"), vec!["a", "b"]);
+    }
+}

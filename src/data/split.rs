@@ -1,0 +1,183 @@
+//! The reference's train/val/test split for APTOS2019 and ISIC2019
+//! (`BaseSet.get_validation_ids`), including its `val_ids.json`.
+//!
+//! Indices 0..N-1 are shuffled with `random.Random(42)`; the first `int(N * val_size)` are
+//! held out, the rest are train; the held-out list's first half (`int(len / 2)`) is val, the
+//! rest test. `val_ids.json` (`{"train_split": [...], "val_split": [...]}`, written as Python's
+//! `json.dump` writes it) is reused when present and of the right sizes; otherwise it is
+//! recreated with a notice.
+
+use super::pyrandom::PyRandom;
+use anyhow::{Context, Result};
+use std::path::Path;
+
+/// Positions (rows of the dataset's CSV) of each split, in the reference's order.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RowSplit {
+    pub train: Vec<usize>,
+    pub val: Vec<usize>,
+    pub test: Vec<usize>,
+}
+
+/// The reference's seed for the split.
+pub const SPLIT_SEED: u64 = 42;
+
+/// `random.Random(seed).shuffle(list(range(n)))`.
+pub fn python_shuffled(n: usize, seed: u64) -> Vec<usize> {
+    let mut idxs: Vec<usize> = (0..n).collect();
+    PyRandom::new(seed).shuffle(&mut idxs);
+    idxs
+}
+
+/// `int(total * val_size)`, as Python computes it.
+pub fn held_out_size(total: usize, val_size: f64) -> usize {
+    (total as f64 * val_size) as usize
+}
+
+/// A fresh split: (train, held-out) as the reference creates it.
+pub fn fresh_ids(total: usize, val_size: f64) -> (Vec<usize>, Vec<usize>) {
+    let idxs = python_shuffled(total, SPLIT_SEED);
+    let held = held_out_size(total, val_size);
+    (idxs[held..].to_vec(), idxs[..held].to_vec())
+}
+
+/// Train and held-out ids from `json_path`, or a fresh split written there (with a notice)
+/// when the file is missing, unreadable or of the wrong sizes.
+pub fn validation_ids(
+    total: usize,
+    val_size: f64,
+    json_path: &Path,
+    dataset: &str,
+) -> Result<(Vec<usize>, Vec<usize>)> {
+    let held = held_out_size(total, val_size);
+    if json_path.is_file() {
+        match read_val_ids(json_path, total) {
+            Ok((train, val)) if train.len() == total - held && val.len() == held => {
+                return Ok((train, val));
+            }
+            Ok((train, val)) => println!(
+                "Found updated train/validation size for \"{dataset}\" ! {} holds {} train + {} \
+                 held-out ids; {total} images need {} + {held}. Recreating it.",
+                json_path.display(),
+                train.len(),
+                val.len(),
+                total - held
+            ),
+            Err(e) => println!(
+                "Notice: {} does not fit this dataset ({e:#}). Recreating it.",
+                json_path.display()
+            ),
+        }
+    } else {
+        println!("Creating a new train/val split for \"{dataset}\" !");
+    }
+    let (train, val) = fresh_ids(total, val_size);
+    write_val_ids(json_path, &train, &val)?;
+    Ok((train, val))
+}
+
+/// Split held-out ids into val (first half) and test, as the reference does.
+pub fn halve(held: &[usize]) -> (Vec<usize>, Vec<usize>) {
+    let half = held.len() / 2;
+    (held[..half].to_vec(), held[half..].to_vec())
+}
+
+/// The reference accepts a dict (`train_split`, `val_split`) or a bare list of val ids (train
+/// is then every other id, ascending, as Python's set difference iterates small ints).
+fn read_val_ids(path: &Path, total: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    let text = std::fs::read_to_string(path).context("cannot read it")?;
+    let value: serde_json::Value = serde_json::from_str(&text).context("not valid JSON")?;
+    let ids = |v: &serde_json::Value, key: &str| -> Result<Vec<usize>> {
+        let arr = v
+            .as_array()
+            .with_context(|| format!("\"{key}\" is not a list"))?;
+        arr.iter()
+            .map(|x| {
+                x.as_u64()
+                    .map(|u| u as usize)
+                    .with_context(|| format!("\"{key}\" holds {x}, not an index"))
+            })
+            .collect()
+    };
+    let (train, val) = match &value {
+        serde_json::Value::Object(map) => {
+            let train = ids(
+                map.get("train_split").context("no \"train_split\" key")?,
+                "train_split",
+            )?;
+            let val = ids(
+                map.get("val_split").context("no \"val_split\" key")?,
+                "val_split",
+            )?;
+            (train, val)
+        }
+        serde_json::Value::Array(_) => {
+            let val = ids(&value, "val_split")?;
+            let mut is_val = vec![false; total];
+            for &v in &val {
+                if v < total {
+                    is_val[v] = true;
+                }
+            }
+            let train = (0..total).filter(|&i| !is_val[i]).collect();
+            (train, val)
+        }
+        _ => anyhow::bail!("expected {{\"train_split\": [...], \"val_split\": [...]}}"),
+    };
+    let mut seen = vec![false; total];
+    for &i in train.iter().chain(&val) {
+        anyhow::ensure!(i < total, "index {i} is out of range for {total} images");
+        anyhow::ensure!(!seen[i], "index {i} appears twice");
+        seen[i] = true;
+    }
+    Ok((train, val))
+}
+
+/// Python's `json.dump({"train_split": train, "val_split": val}, f)` byte for byte.
+pub fn val_ids_json(train: &[usize], val: &[usize]) -> String {
+    let list = |v: &[usize]| {
+        v.iter()
+            .map(|i| i.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    format!(
+        "{{\"train_split\": [{}], \"val_split\": [{}]}}",
+        list(train),
+        list(val)
+    )
+}
+
+fn write_val_ids(path: &Path, train: &[usize], val: &[usize]) -> Result<()> {
+    crate::util::write_atomic(path, val_ids_json(train, val).as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn json_is_written_as_python_writes_it() {
+        assert_eq!(
+            val_ids_json(&[3, 0], &[1]),
+            "{\"train_split\": [3, 0], \"val_split\": [1]}"
+        );
+        assert_eq!(
+            val_ids_json(&[], &[]),
+            "{\"train_split\": [], \"val_split\": []}"
+        );
+    }
+
+    #[test]
+    fn held_out_size_truncates_like_python_int() {
+        assert_eq!(held_out_size(3662, 0.3), 1098);
+        assert_eq!(held_out_size(25331, 0.2), 5066);
+        assert_eq!(held_out_size(2, 0.3), 0);
+    }
+
+    #[test]
+    fn halves_like_the_reference() {
+        assert_eq!(halve(&[5, 6, 7]), (vec![5], vec![6, 7]));
+        assert_eq!(halve(&[]), (vec![], vec![]));
+    }
+}

@@ -1,0 +1,319 @@
+//! Photometric transforms as torchvision runs them on PIL images: `ImageEnhance`
+//! brightness/contrast/color through PIL's `Image.blend` (Blend.c), hue through PIL's HSV
+//! conversion (Convert.c), grayscale, `ImageOps.solarize`, and `ImageFilter.GaussianBlur`
+//! (three extended box blurs per axis, BoxBlur.c).
+
+use crate::data::image::{luma, Image};
+
+/// `Image.blend(degenerate, img, alpha)`: float interpolation, truncated; clipped when
+/// extrapolating (alpha outside [0, 1]).
+pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
+    let a = alpha as f32;
+    if a == 0.0 {
+        return degenerate.clone();
+    }
+    if a == 1.0 {
+        return img.clone();
+    }
+    let inside = (0.0..=1.0).contains(&a);
+    let data = degenerate
+        .data
+        .iter()
+        .zip(&img.data)
+        .map(|(&d, &s)| {
+            let v = d as i32 as f32 + a * (s as i32 - d as i32) as f32;
+            if inside {
+                v as u8
+            } else if v <= 0.0 {
+                0
+            } else if v >= 255.0 {
+                255
+            } else {
+                v as u8
+            }
+        })
+        .collect();
+    Image::new(img.width, img.height, img.channels, data)
+}
+
+/// `convert('L')` (RGB) or a copy (L).
+pub fn to_gray(img: &Image) -> Image {
+    if img.channels == 1 {
+        return img.clone();
+    }
+    let data = img
+        .data
+        .chunks_exact(3)
+        .map(|p| luma(p[0], p[1], p[2]))
+        .collect();
+    Image::new(img.width, img.height, 1, data)
+}
+
+/// A gray image in the channel layout of `like` (`convert(mode)` of an L image).
+fn gray_like(gray: &Image, like: &Image) -> Image {
+    if like.channels == 1 {
+        return gray.clone();
+    }
+    let data = gray.data.iter().flat_map(|&v| [v; 3]).collect();
+    Image::new(gray.width, gray.height, 3, data)
+}
+
+pub fn adjust_brightness(img: &Image, factor: f64) -> Image {
+    blend(
+        &Image::zeros(img.width, img.height, img.channels),
+        img,
+        factor,
+    )
+}
+
+/// `ImageEnhance.Contrast`: blend with the mean gray level, `int(mean + 0.5)`.
+pub fn adjust_contrast(img: &Image, factor: f64) -> Image {
+    let gray = to_gray(img);
+    let sum: u64 = gray.data.iter().map(|&v| v as u64).sum();
+    let mean = if gray.data.is_empty() {
+        0.0
+    } else {
+        sum as f64 / gray.data.len() as f64
+    };
+    let m = (mean + 0.5) as u8;
+    let degenerate = Image::new(img.width, img.height, img.channels, vec![m; img.data.len()]);
+    blend(&degenerate, img, factor)
+}
+
+/// `ImageEnhance.Color`: blend with the gray version (a no-op on gray images).
+pub fn adjust_saturation(img: &Image, factor: f64) -> Image {
+    if img.channels == 1 {
+        return img.clone();
+    }
+    blend(&gray_like(&to_gray(img), img), img, factor)
+}
+
+/// torchvision's PIL `adjust_hue`: shift H of PIL's 8-bit HSV by `int(f * 255)` (wrapping).
+pub fn adjust_hue(img: &Image, factor: f64) -> Image {
+    if img.channels == 1 {
+        return img.clone();
+    }
+    let shift = ((factor * 255.0) as i32) as u8;
+    let data = img
+        .data
+        .chunks_exact(3)
+        .flat_map(|p| {
+            let [h, s, v] = rgb_to_hsv(p[0], p[1], p[2]);
+            hsv_to_rgb(h.wrapping_add(shift), s, v)
+        })
+        .collect();
+    Image::new(img.width, img.height, 3, data)
+}
+
+/// PIL's `rgb2hsv_row` (float and double arithmetic as in C).
+pub fn rgb_to_hsv(r: u8, g: u8, b: u8) -> [u8; 3] {
+    let maxc = r.max(g).max(b);
+    let minc = r.min(g).min(b);
+    if maxc == minc {
+        return [0, 0, maxc];
+    }
+    let cr = (maxc - minc) as f32;
+    let s = cr / maxc as f32;
+    let rc = (maxc - r) as f32 / cr;
+    let gc = (maxc - g) as f32 / cr;
+    let bc = (maxc - b) as f32 / cr;
+    let h: f32 = if r == maxc {
+        bc - gc
+    } else if g == maxc {
+        (2.0 + rc as f64 - bc as f64) as f32
+    } else {
+        (4.0 + gc as f64 - rc as f64) as f32
+    };
+    let h = ((h as f64 / 6.0 + 1.0) % 1.0) as f32;
+    let clip = |v: f64| (v as i32).clamp(0, 255) as u8;
+    [clip(h as f64 * 255.0), clip(s as f64 * 255.0), maxc]
+}
+
+/// PIL's `hsv2rgb`.
+pub fn hsv_to_rgb(h: u8, s: u8, v: u8) -> [u8; 3] {
+    if s == 0 {
+        return [v, v, v];
+    }
+    let hf = h as f32 as f64 * 6.0 / 255.0;
+    let i = hf.floor() as i32;
+    let f = (hf - i as f32 as f64) as f32;
+    let fs = (s as f32 as f64 / 255.0) as f32;
+    let vf = v as f32 as f64;
+    let round = |x: f64| (x.round() as i32).clamp(0, 255) as u8;
+    let p = round(vf * (1.0 - fs as f64));
+    let q = round(vf * (1.0 - (fs * f) as f64));
+    let t = round(vf * (1.0 - (fs as f64 * (1.0 - f as f64))));
+    match i % 6 {
+        0 => [v, t, p],
+        1 => [q, v, p],
+        2 => [p, v, t],
+        3 => [p, q, v],
+        4 => [t, p, v],
+        _ => [v, p, q],
+    }
+}
+
+/// torchvision's grayscale keeping the channel count (`RandomGrayscale`).
+pub fn grayscale(img: &Image) -> Image {
+    gray_like(&to_gray(img), img)
+}
+
+/// `ImageOps.solarize`: values >= threshold are inverted.
+pub fn solarize(img: &Image, threshold: f64) -> Image {
+    let lut: Vec<u8> = (0..=255u8)
+        .map(|i| if (i as f64) < threshold { i } else { 255 - i })
+        .collect();
+    let data = img.data.iter().map(|&v| lut[v as usize]).collect();
+    Image::new(img.width, img.height, img.channels, data)
+}
+
+/// `img.filter(ImageFilter.GaussianBlur(radius))`.
+pub fn gaussian_blur(img: &Image, radius: f64) -> Image {
+    if radius == 0.0 {
+        return img.clone();
+    }
+    let r = box_radius(radius as f32, 3);
+    if r == 0.0 {
+        return img.clone();
+    }
+    let mut out = img.clone();
+    for _ in 0..3 {
+        box_blur_rows(&mut out, r);
+    }
+    let mut t = transpose(&out);
+    for _ in 0..3 {
+        box_blur_rows(&mut t, r);
+    }
+    transpose(&t)
+}
+
+/// `_gaussian_blur_radius`: the extended box radius whose `passes` passes approximate a
+/// Gaussian of the given radius (sigma).
+fn box_radius(radius: f32, passes: i32) -> f32 {
+    let sigma2 = radius * radius / passes as f32;
+    let big_l = (12.0 * sigma2 as f64 + 1.0).sqrt() as f32;
+    let l = ((big_l as f64 - 1.0) / 2.0).floor() as f32;
+    let mut a = (2.0 * l + 1.0) * (l * (l + 1.0) - 3.0 * sigma2);
+    a /= 6.0 * (sigma2 - (l + 1.0) * (l + 1.0));
+    l + a
+}
+
+fn transpose(img: &Image) -> Image {
+    let (w, h, c) = (img.width, img.height, img.channels);
+    let mut out = Image::zeros(h, w, c);
+    for y in 0..h {
+        for x in 0..w {
+            let s = (y * w + x) * c;
+            let d = (x * h + y) * c;
+            out.data[d..d + c].copy_from_slice(&img.data[s..s + c]);
+        }
+    }
+    out
+}
+
+/// `ImagingHorizontalBoxBlur` in place, every row and channel.
+fn box_blur_rows(img: &mut Image, float_radius: f32) {
+    let radius = float_radius as i64;
+    let ww = ((1u32 << 24) as f32 / (float_radius * 2.0 + 1.0)) as u32;
+    let fw = ((1u32 << 24).wrapping_sub(((radius * 2 + 1) as u32).wrapping_mul(ww))) / 2;
+    let (w, c) = (img.width, img.channels);
+    let mut line_in = vec![0u8; w];
+    let mut line_out = vec![0u8; w];
+    for y in 0..img.height {
+        for ch in 0..c {
+            let row = &mut img.data[y * w * c..(y + 1) * w * c];
+            for (v, px) in line_in.iter_mut().zip(row.chunks_exact(c)) {
+                *v = px[ch];
+            }
+            line_box_blur(&mut line_out, &line_in, radius, ww, fw);
+            for (&v, px) in line_out.iter().zip(row.chunks_exact_mut(c)) {
+                px[ch] = v;
+            }
+        }
+    }
+}
+
+/// `ImagingLineBoxBlur8`, with its edge handling (pixels beyond the ends repeat the ends).
+fn line_box_blur(out: &mut [u8], inp: &[u8], radius: i64, ww: u32, fw: u32) {
+    let lastx = inp.len() as i64 - 1;
+    let edge_a = (radius + 1).min(inp.len() as i64);
+    let edge_b = (inp.len() as i64 - radius - 1).max(0);
+    let at = |i: i64| inp[i as usize] as u32;
+    let mut acc: u32 = at(0).wrapping_mul((radius + 1) as u32);
+    for x in 0..edge_a - 1 {
+        acc = acc.wrapping_add(at(x));
+    }
+    acc = acc.wrapping_add(at(lastx).wrapping_mul((radius - edge_a + 1) as u32));
+    let mut step = |x: i64, sub: i64, add: i64, left: i64, right: i64, acc: &mut u32| {
+        *acc = acc.wrapping_add(at(add)).wrapping_sub(at(sub));
+        let bulk = acc
+            .wrapping_mul(ww)
+            .wrapping_add((at(left) + at(right)).wrapping_mul(fw));
+        out[x as usize] = (bulk.wrapping_add(1 << 23) >> 24) as u8;
+    };
+    if edge_a <= edge_b {
+        for x in 0..edge_a {
+            step(x, 0, x + radius, 0, x + radius + 1, &mut acc);
+        }
+        for x in edge_a..edge_b {
+            step(
+                x,
+                x - radius - 1,
+                x + radius,
+                x - radius - 1,
+                x + radius + 1,
+                &mut acc,
+            );
+        }
+        for x in edge_b..=lastx {
+            step(x, x - radius - 1, lastx, x - radius - 1, lastx, &mut acc);
+        }
+    } else {
+        for x in 0..edge_b {
+            step(x, 0, x + radius, 0, x + radius + 1, &mut acc);
+        }
+        for x in edge_b..edge_a {
+            step(x, 0, lastx, 0, lastx, &mut acc);
+        }
+        for x in edge_a..=lastx {
+            step(x, x - radius - 1, lastx, x - radius - 1, lastx, &mut acc);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hsv_round_trip_is_close() {
+        for (r, g, b) in [(200u8, 30u8, 60u8), (0, 0, 0), (255, 255, 0), (12, 240, 99)] {
+            let [h, s, v] = rgb_to_hsv(r, g, b);
+            let back = hsv_to_rgb(h, s, v);
+            for (a, b) in back.iter().zip([r, g, b]) {
+                assert!(
+                    (*a as i32 - b as i32).abs() <= 3,
+                    "{:?} vs {:?}",
+                    back,
+                    (r, g, b)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn solarize_inverts_at_and_above_threshold() {
+        let img = Image::new(3, 1, 1, vec![127, 128, 200]);
+        assert_eq!(solarize(&img, 128.0).data, vec![127, 127, 55]);
+    }
+
+    #[test]
+    fn blur_keeps_constants_and_smooths_edges() {
+        let flat = Image::new(9, 9, 1, vec![50; 81]);
+        assert_eq!(gaussian_blur(&flat, 1.5), flat);
+        let mut step = Image::zeros(9, 1, 1);
+        step.data[4] = 255;
+        let out = gaussian_blur(&step, 1.0);
+        assert!(out.data[4] < 255 && out.data[3] > 0 && out.data[5] > 0);
+    }
+}

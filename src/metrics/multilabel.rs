@@ -1,0 +1,164 @@
+//! Multi-label metrics as the reference's `MultiLabelClassificationMetrics.get_value` computes
+//! them: macro average precision (mAP), the reference's `mean_roc_auc`, and, on predictions
+//! thresholded at 0.5, subset accuracy and macro precision/recall/F1 over every label.
+
+use super::curve::{average_precision, binary_roc_auc};
+use anyhow::{bail, Result};
+
+/// Probabilities strictly above this count as a positive prediction (the reference's
+/// `act_threshold`).
+pub const THRESHOLD: f64 = 0.5;
+
+/// The reference's multi-label metrics, unrounded.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct MultilabelMetrics {
+    /// Subset accuracy: a sample counts when all its labels are right.
+    pub accuracy: f64,
+    /// mAP: macro average precision.
+    pub mean_ap: f64,
+    pub precision: f64,
+    pub recall: f64,
+    pub f1: f64,
+    pub roc_auc: f64,
+}
+
+impl MultilabelMetrics {
+    /// Metrics of `probs` (row-major [n, n_labels], sigmoid) against 0/1 `targets` of the same
+    /// shape.
+    pub fn compute(targets: &[f64], probs: &[f64], n_labels: usize) -> Result<Self> {
+        check_inputs(targets, probs, n_labels)?;
+        let n = targets.len() / n_labels;
+        let truth: Vec<bool> = targets.iter().map(|&t| t != 0.0).collect();
+        let pred: Vec<bool> = probs.iter().map(|&p| p > THRESHOLD).collect();
+
+        let column = |v: &[bool], l: usize| (0..n).map(|i| v[i * n_labels + l]).collect::<Vec<_>>();
+        let scores = |l: usize| (0..n).map(|i| probs[i * n_labels + l]).collect::<Vec<_>>();
+
+        let map = (0..n_labels)
+            .map(|l| average_precision(&column(&truth, l), &scores(l)))
+            .sum::<f64>()
+            / n_labels as f64;
+        let roc_auc = (0..n_labels)
+            .map(|l| label_roc_auc(&column(&truth, l), &scores(l)))
+            .sum::<f64>()
+            / n_labels as f64;
+
+        let exact = (0..n)
+            .filter(|&i| (0..n_labels).all(|l| truth[i * n_labels + l] == pred[i * n_labels + l]))
+            .count();
+        let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
+        for l in 0..n_labels {
+            let (t, p) = (column(&truth, l), column(&pred, l));
+            let tp = t.iter().zip(&p).filter(|(&a, &b)| a && b).count() as f64;
+            let true_sum = t.iter().filter(|&&a| a).count() as f64;
+            let pred_sum = p.iter().filter(|&&b| b).count() as f64;
+            let div = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
+            p_sum += div(tp, pred_sum);
+            r_sum += div(tp, true_sum);
+            f_sum += div(2.0 * tp, true_sum + pred_sum);
+        }
+        let m = n_labels as f64;
+        Ok(MultilabelMetrics {
+            accuracy: exact as f64 / n as f64,
+            mean_ap: map,
+            precision: p_sum / m,
+            recall: r_sum / m,
+            f1: f_sum / m,
+            roc_auc,
+        })
+    }
+}
+
+/// One label of the reference's `mean_roc_auc`: 0.5 without positives; otherwise sklearn's
+/// AUC with `sample_weight = t**2 + 1e-6` (positives weigh 1 + 1e-6, negatives 1e-6 — equal
+/// within each class, so the curve is the unweighted one up to rounding; computed weighted all
+/// the same). Deviation: a label whose samples are all positive also scores 0.5 (sklearn gives
+/// NaN, or raised in older versions, which crashed the reference).
+fn label_roc_auc(truth: &[bool], scores: &[f64]) -> f64 {
+    if !truth.iter().any(|&t| t) {
+        return 0.5;
+    }
+    let weights: Vec<f64> = truth
+        .iter()
+        .map(|&t| if t { 1.0 + 1e-6 } else { 1e-6 })
+        .collect();
+    binary_roc_auc(truth, scores, Some(&weights)).unwrap_or(0.5)
+}
+
+/// Per label [[tn, fp], [fn, tp]] of the thresholded predictions (sklearn's
+/// `multilabel_confusion_matrix`).
+pub fn multilabel_confusion(
+    targets: &[f64],
+    probs: &[f64],
+    n_labels: usize,
+) -> Result<Vec<[[u64; 2]; 2]>> {
+    check_inputs(targets, probs, n_labels)?;
+    let mut out = vec![[[0u64; 2]; 2]; n_labels];
+    for (i, (&t, &p)) in targets.iter().zip(probs).enumerate() {
+        out[i % n_labels][usize::from(t != 0.0)][usize::from(p > THRESHOLD)] += 1;
+    }
+    Ok(out)
+}
+
+fn check_inputs(targets: &[f64], probs: &[f64], n_labels: usize) -> Result<()> {
+    if n_labels == 0 {
+        bail!("multi-label metrics need at least one label");
+    }
+    if targets.is_empty() {
+        bail!("no samples to compute metrics on");
+    }
+    if !targets.len().is_multiple_of(n_labels) || probs.len() != targets.len() {
+        bail!(
+            "targets hold {} values and probabilities {}; expected both to be samples x {n_labels} labels",
+            targets.len(),
+            probs.len()
+        );
+    }
+    if let Some(i) = targets.iter().position(|&t| t != 0.0 && t != 1.0) {
+        bail!(
+            "target of sample {} label {} is {}; expected 0 or 1",
+            i / n_labels,
+            i % n_labels,
+            targets[i]
+        );
+    }
+    if let Some(i) = probs.iter().position(|p| !p.is_finite()) {
+        bail!(
+            "probability of sample {} label {} is not finite ({})",
+            i / n_labels,
+            i % n_labels,
+            probs[i]
+        );
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn label_without_positives_scores_half_auc_and_zero_ap() {
+        // Label 0 perfectly ranked, label 1 never positive.
+        let targets = [1.0, 0.0, 0.0, 0.0];
+        let probs = [0.9, 0.7, 0.2, 0.1];
+        let m = MultilabelMetrics::compute(&targets, &probs, 2).unwrap();
+        assert!((m.roc_auc - (1.0 + 0.5) / 2.0).abs() < 1e-12);
+        assert_eq!(m.mean_ap, 0.5);
+        // Sample 0 predicts label 1 wrongly; sample 1 is all right.
+        assert_eq!(m.accuracy, 0.5);
+        assert_eq!(m.precision, (1.0 + 0.0) / 2.0);
+    }
+
+    #[test]
+    fn confusion_per_label() {
+        let c = multilabel_confusion(&[1.0, 0.0, 0.0, 1.0], &[0.9, 0.6, 0.4, 0.5], 2).unwrap();
+        assert_eq!(c[0], [[1, 0], [0, 1]]);
+        assert_eq!(c[1], [[0, 1], [1, 0]]);
+    }
+
+    #[test]
+    fn non_binary_targets_are_errors() {
+        assert!(MultilabelMetrics::compute(&[0.5, 1.0], &[0.1, 0.2], 2).is_err());
+    }
+}

@@ -1,0 +1,206 @@
+//! Published AIMv2 checkpoints -> the trunk's variables.
+//!
+//! Two layouts are read:
+//! - Apple's `apple/aimv2-*-patch14-224` `model.safetensors` (ml-aim / transformers remote code):
+//!   `preprocessor.*`, `trunk.*` — the variables' own names, copied as they are.
+//! - transformers' native `Aimv2VisionModel` (`embeddings.*`, `encoder.layers.*`, `rms_norm`,
+//!   optionally under `vision_model.` in a full `Aimv2Model`): renamed, and its separate
+//!   q/k/v projections packed into `attn.qkv` in q, k, v order. Its attention-pooling `head.*`
+//!   and the text tower do not feed medfm's features and are skipped.
+//!
+//! A 1-channel (or other non-RGB) run derives its patch kernel from the RGB one
+//! ([`adapt_input_conv`]).
+
+use crate::config::GrayInit;
+use crate::models::registry::BuildOptions;
+use crate::weights::{self, LoadOptions, StateDict};
+use anyhow::{bail, Context, Result};
+use std::collections::BTreeMap;
+use std::path::Path;
+use tch::{nn, Kind, Tensor};
+
+const PATCH_KERNEL: &str = "preprocessor.patchifier.proj.weight";
+
+/// Registry load function: read `path`, bring it to the official layout, adapt the patch kernel
+/// to `opts.in_chans`, and copy it into the variables under `prefix`.
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    let load_opts = LoadOptions {
+        nested_key: opts.weights_key.clone(),
+        strip_prefixes: vec!["module.".into(), "vision_model.".into()],
+        kind: Kind::Float,
+    };
+    let sd = weights::load(path, &load_opts)?;
+    let sd = prepare(sd, opts).with_context(|| format!("AIMv2 checkpoint {}", path.display()))?;
+    weights::assign(vs, prefix, &sd, &[])
+        .with_context(|| format!("loading AIMv2 checkpoint {}", path.display()))
+}
+
+/// The checkpoint's tensors under the variables' names, with the patch kernel adapted to
+/// `opts.in_chans`.
+pub fn prepare(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
+    let mut sd = to_official_layout(sd)?;
+    if let Some(w) = sd.get(PATCH_KERNEL) {
+        let adapted = adapt_input_conv(w, opts.in_chans, opts.gray_init).with_context(|| {
+            format!(
+                "adapting {PATCH_KERNEL} to {} input channels",
+                opts.in_chans
+            )
+        })?;
+        sd.insert(PATCH_KERNEL.to_string(), adapted);
+    }
+    Ok(sd)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    /// Apple's `preprocessor.*` / `trunk.*`.
+    Official,
+    /// transformers' `Aimv2VisionModel`.
+    HfNative,
+}
+
+/// Which layout `sd` is in, from its key names.
+pub fn detect_layout(sd: &StateDict) -> Result<Layout> {
+    let has = |prefixes: &[&str]| sd.keys().any(|k| prefixes.iter().any(|p| k.starts_with(p)));
+    match (
+        has(&["preprocessor.", "trunk."]),
+        has(&["embeddings.", "encoder.layers."]),
+    ) {
+        (true, false) => Ok(Layout::Official),
+        (false, true) => Ok(Layout::HfNative),
+        (true, true) => bail!(
+            "the checkpoint mixes Apple's layout (preprocessor.*/trunk.*) with transformers' \
+             (embeddings.*/encoder.layers.*)"
+        ),
+        (false, false) => {
+            let sample: Vec<&str> = sd.keys().take(5).map(String::as_str).collect();
+            bail!(
+                "not an AIMv2 vision checkpoint: expected Apple's layout (preprocessor.pos_embed, \
+                 trunk.blocks.N.*) or transformers' Aimv2VisionModel layout \
+                 (embeddings.patch_embed.weight, encoder.layers.N.*); first keys: [{}]",
+                sample.join(", ")
+            )
+        }
+    }
+}
+
+/// `sd` in Apple's layout (returned unchanged when it already is).
+pub fn to_official_layout(sd: StateDict) -> Result<StateDict> {
+    match detect_layout(&sd)? {
+        Layout::Official => Ok(sd),
+        Layout::HfNative => from_hf_native(sd),
+    }
+}
+
+/// Parts of a full transformers `Aimv2Model` (or the vision model's pooling head) that medfm's
+/// features never read.
+const HF_UNUSED: &[&str] = &[
+    "head.",
+    "text_model.",
+    "visual_projection.",
+    "text_projection.",
+    "logit_scale",
+];
+
+fn from_hf_native(sd: StateDict) -> Result<StateDict> {
+    let mut out = StateDict::new();
+    // layer -> [q, k, v]
+    let mut qkv: BTreeMap<i64, [Option<Tensor>; 3]> = BTreeMap::new();
+    for (key, t) in sd {
+        if HF_UNUSED.iter().any(|p| key.starts_with(p)) {
+            continue;
+        }
+        if let Some(rest) = key.strip_prefix("encoder.layers.") {
+            let (idx, leaf) = rest.split_once('.').unwrap_or((rest, ""));
+            if let Ok(i) = idx.parse::<i64>() {
+                let slot = match leaf {
+                    "attention.q_proj.weight" => Some(0),
+                    "attention.k_proj.weight" => Some(1),
+                    "attention.v_proj.weight" => Some(2),
+                    _ => None,
+                };
+                if let Some(s) = slot {
+                    qkv.entry(i).or_default()[s] = Some(t);
+                    continue;
+                }
+                let renamed = match leaf {
+                    "attention.out_proj.weight" => Some("attn.proj.weight"),
+                    "ffn.gate_proj.weight" => Some("mlp.fc1.weight"),
+                    "ffn.up_proj.weight" => Some("mlp.fc3.weight"),
+                    "ffn.down_proj.weight" => Some("mlp.fc2.weight"),
+                    "rms_norm1.weight" => Some("norm_1.weight"),
+                    "rms_norm2.weight" => Some("norm_2.weight"),
+                    _ => None,
+                };
+                if let Some(r) = renamed {
+                    out.insert(format!("trunk.blocks.{i}.{r}"), t);
+                    continue;
+                }
+            }
+            out.insert(key, t); // unknown: reported as unexpected by `assign`
+            continue;
+        }
+        let (name, t) = match key.as_str() {
+            "embeddings.patch_embed.weight" => (PATCH_KERNEL.to_string(), t),
+            "embeddings.patch_embed.bias" => ("preprocessor.patchifier.proj.bias".into(), t),
+            "embeddings.rms_norm.weight" => ("preprocessor.patchifier.norm.weight".into(), t),
+            // nn.Embedding [N, D] -> nn.Parameter [1, N, D]
+            "embeddings.position_embedding.weight" => {
+                ("preprocessor.pos_embed".into(), t.unsqueeze(0))
+            }
+            "rms_norm.weight" => ("trunk.post_trunk_norm.weight".into(), t),
+            _ => (key, t),
+        };
+        out.insert(name, t);
+    }
+    for (i, parts) in qkv {
+        match parts {
+            [Some(q), Some(k), Some(v)] => {
+                let packed = Tensor::f_cat(&[q, k, v], 0).with_context(|| {
+                    format!("packing encoder.layers.{i}.attention.{{q,k,v}}_proj.weight")
+                })?;
+                out.insert(format!("trunk.blocks.{i}.attn.qkv.weight"), packed);
+            }
+            parts => {
+                let missing: Vec<&str> = ["q_proj", "k_proj", "v_proj"]
+                    .iter()
+                    .zip(parts.iter())
+                    .filter(|(_, t)| t.is_none())
+                    .map(|(n, _)| *n)
+                    .collect();
+                bail!(
+                    "encoder.layers.{i}.attention is missing {} (q, k and v are packed together)",
+                    missing.join(", ")
+                );
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The patch kernel [D, 3, p, p] for `in_chans` input channels. `First` is the reference's
+/// rule (`w.repeat(1, 4, 1, 1)[:, :C]`, i.e. channel 0 for grayscale); `Sum` is timm's
+/// (`w.sum(1)` for one channel, else cycled RGB scaled by 3/C). A kernel that already has
+/// `in_chans` channels is kept.
+pub fn adapt_input_conv(w: &Tensor, in_chans: i64, how: GrayInit) -> Result<Tensor> {
+    let size = w.size();
+    if size.len() != 4 {
+        bail!("expected a 4-d convolution kernel, got shape {size:?}");
+    }
+    let have = size[1];
+    if have == in_chans {
+        return Ok(w.shallow_clone());
+    }
+    if have != 3 {
+        bail!("cannot derive a {in_chans}-channel kernel from a {have}-channel one (need RGB, shape {size:?})");
+    }
+    let cycled = || {
+        let reps = (in_chans + 2) / 3;
+        w.repeat([1, reps, 1, 1]).narrow(1, 0, in_chans)
+    };
+    Ok(match how {
+        GrayInit::First => cycled(),
+        GrayInit::Sum if in_chans == 1 => w.sum_dim_intlist(1, true, None),
+        GrayInit::Sum => cycled() * (3.0 / in_chans as f64),
+    })
+}

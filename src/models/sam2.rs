@@ -1,0 +1,322 @@
+//! SAM2.1 image encoder (`sam2_b` = Hiera base-plus, `sam2_l` = Hiera large): the Hiera trunk
+//! and the FPN neck's `vision_features`, as the reference builds them (`build_sam2` with
+//! `sam2.1_hiera_{b+,l}.yaml`, then `model.image_encoder`).
+//!
+//! Features (REFERENCE.md section 5): `tokens` = `vision_features` (stride 16, 256 channels)
+//! as `[B, h*w, 256]`, `pooled` = their mean. Variables are named as the checkpoint's
+//! `image_encoder.*` keys (`trunk.*`, `neck.convs.{0..3}.conv.*`); all four neck convs are held so
+//! the published file loads strictly and the parameter count equals the reference's, but only
+//! the levels that feed `vision_features` are computed.
+
+use super::hiera::{Conv2d, Hiera, HieraConfig};
+use super::layers::adapt_input_conv;
+use super::registry::BuildOptions;
+use super::{Backbone, Features};
+use crate::weights::{self, StateDict};
+use anyhow::{bail, ensure, Context, Result};
+use std::path::Path;
+use tch::nn;
+use tch::Tensor;
+
+/// Trunk + neck hyper-parameters (the `image_encoder:` part of a sam2.1 yaml).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sam2Config {
+    pub trunk: HieraConfig,
+    /// Neck width (`d_model`).
+    pub d_model: i64,
+    /// Pyramid levels (0 = finest) that receive the top-down path; the others are lateral only.
+    pub fpn_top_down_levels: Vec<usize>,
+    /// How many of the coarsest levels are discarded; `vision_features` is the coarsest kept.
+    pub scalp: usize,
+}
+
+impl Sam2Config {
+    /// `sam2.1_hiera_b+.yaml`.
+    pub fn base_plus() -> Self {
+        Sam2Config {
+            trunk: HieraConfig::base_plus(),
+            d_model: 256,
+            fpn_top_down_levels: vec![2, 3],
+            scalp: 1,
+        }
+    }
+
+    /// `sam2.1_hiera_l.yaml`.
+    pub fn large() -> Self {
+        Sam2Config {
+            trunk: HieraConfig::large(),
+            d_model: 256,
+            fpn_top_down_levels: vec![2, 3],
+            scalp: 1,
+        }
+    }
+
+    /// Stride of `vision_features` relative to the input.
+    pub fn feature_stride(&self) -> i64 {
+        self.trunk.total_stride() >> self.scalp
+    }
+}
+
+/// The FPN neck (`FpnNeck`, 1x1 lateral convs, nearest x2 top-down, sum), evaluated only down
+/// to the level that becomes `vision_features`.
+#[derive(Debug)]
+struct FpnNeck {
+    /// Lateral convs, coarsest level first (the checkpoint's order: `convs.0` reads the last
+    /// stage).
+    convs: Vec<Conv2d>,
+    top_down_levels: Vec<usize>,
+    /// Level of `vision_features` (index into the trunk's stage outputs, finest first).
+    out_level: usize,
+}
+
+impl FpnNeck {
+    fn new(p: &nn::Path, cfg: &Sam2Config, in_chans: &[i64]) -> Result<Self> {
+        ensure!(
+            cfg.scalp < in_chans.len(),
+            "SAM2 neck: scalp {} leaves no level of {}",
+            cfg.scalp,
+            in_chans.len()
+        );
+        let convs = in_chans
+            .iter()
+            .rev()
+            .enumerate()
+            .map(|(i, &c)| Conv2d::new(&(p / "convs" / i / "conv"), c, cfg.d_model, 1, 1, 0))
+            .collect();
+        Ok(FpnNeck {
+            convs,
+            top_down_levels: cfg.fpn_top_down_levels.clone(),
+            out_level: in_chans.len() - 1 - cfg.scalp,
+        })
+    }
+
+    /// `stages`: the trunk's outputs `[B, H_s, W_s, C_s]`, finest first -> `[B, d_model, h, w]`.
+    fn vision_features(&self, stages: &[Tensor]) -> Tensor {
+        let n = stages.len() - 1;
+        let mut prev: Option<Tensor> = None;
+        for i in (self.out_level..=n).rev() {
+            let lateral = self.convs[n - i].forward(&stages[i].permute([0, 3, 1, 2]));
+            prev = Some(match prev {
+                Some(coarser) if self.top_down_levels.contains(&i) => {
+                    let (h, w) = (coarser.size()[2], coarser.size()[3]);
+                    lateral + coarser.upsample_nearest2d([2 * h, 2 * w], 2.0, 2.0)
+                }
+                _ => lateral,
+            });
+        }
+        prev.expect("out_level <= last level, so the loop runs at least once")
+    }
+}
+
+/// The image encoder as a medfm trunk.
+#[derive(Debug)]
+pub struct Sam2ImageEncoder {
+    trunk: Hiera,
+    neck: FpnNeck,
+    in_chans: i64,
+    /// Input sides must be multiples of this (see [`Sam2ImageEncoder::new`]).
+    size_unit: i64,
+}
+
+impl Sam2ImageEncoder {
+    /// Builds the encoder under `p` (`trunk.*`, `neck.*`) for square inputs of `img_size`.
+    pub fn new(p: &nn::Path, cfg: &Sam2Config, img_size: i64, in_chans: i64) -> Result<Self> {
+        cfg.trunk.check()?;
+        // The patch grid (img/4) must tile the window embedding and survive every 2x pooling;
+        // the reference fails on other sizes (its window-embedding tile would not cover the grid).
+        let size_unit = lcm(
+            cfg.trunk.total_stride(),
+            cfg.trunk.patch_stride() * cfg.trunk.window_spec[0],
+        );
+        check_side(img_size, size_unit)?;
+        let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
+        let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
+        Ok(Sam2ImageEncoder {
+            trunk,
+            neck,
+            in_chans,
+            size_unit,
+        })
+    }
+
+    /// `vision_features`: `[B, d_model, H/16, W/16]`.
+    pub fn vision_features(&self, x: &Tensor) -> Tensor {
+        self.neck.vision_features(&self.trunk.forward(x))
+    }
+}
+
+impl Backbone for Sam2ImageEncoder {
+    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+        let vf = self.vision_features(x);
+        let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
+        let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let pooled = tokens.mean_dim(1, false, None);
+        Features { pooled, tokens }
+    }
+
+    fn blocks(&self) -> Vec<String> {
+        (0..self.trunk.depth())
+            .map(|i| format!("trunk.blocks.{i}"))
+            .collect()
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let size = x.size();
+        ensure!(
+            size.len() == 4 && size[1] == self.in_chans,
+            "expected pixels [B, {}, H, W], got shape {size:?}",
+            self.in_chans
+        );
+        check_side(size[2], self.size_unit)?;
+        check_side(size[3], self.size_unit)
+    }
+}
+
+fn check_side(side: i64, unit: i64) -> Result<()> {
+    if side <= 0 || side % unit != 0 {
+        let lower = (side / unit).max(1) * unit;
+        bail!(
+            "SAM2.1 Hiera needs input sides that are multiples of {unit} (got {side}); use e.g. \
+             {lower} or {}",
+            lower + unit
+        );
+    }
+    Ok(())
+}
+
+fn lcm(a: i64, b: i64) -> i64 {
+    let (mut x, mut y) = (a, b);
+    while y != 0 {
+        (x, y) = (y, x % y);
+    }
+    a / x * b
+}
+
+fn build(p: &nn::Path, cfg: Sam2Config, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Sam2ImageEncoder::new(
+        p,
+        &cfg,
+        opts.img_size,
+        opts.in_chans,
+    )?))
+}
+
+/// Registry entry: `sam2_b`.
+pub fn build_base_plus(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    build(p, Sam2Config::base_plus(), opts)
+}
+
+/// Registry entry: `sam2_l`.
+pub fn build_large(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    build(p, Sam2Config::large(), opts)
+}
+
+const PATCH_WEIGHT: &str = "trunk.patch_embed.proj.weight";
+
+/// Registry entry for both sizes: reads a SAM2.1 checkpoint (`{'model': {...}}` with
+/// `image_encoder.*` next to the other SAM parts, which are ignored) into the encoder built
+/// under `prefix` of `vs`.
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    let load_opts = weights::LoadOptions {
+        nested_key: opts.weights_key.clone(),
+        strip_prefixes: vec!["image_encoder.".to_string()],
+        kind: vs.kind(),
+    };
+    let sd = weights::load(path, &load_opts)?;
+    let sd = image_encoder_state_dict(sd, opts)
+        .with_context(|| format!("reading the SAM2.1 image encoder from {}", path.display()))?;
+    weights::assign(vs, prefix, &sd, &[])
+        .with_context(|| format!("loading the SAM2.1 image encoder from {}", path.display()))
+}
+
+/// Keeps the image encoder's tensors (`trunk.*`, `neck.*` once `image_encoder.` is stripped)
+/// and adapts the patch convolution to `opts.in_chans`.
+pub fn image_encoder_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
+    let total = sd.len();
+    let examples: Vec<String> = sd.keys().take(5).cloned().collect();
+    let mut sd: StateDict = sd
+        .into_iter()
+        .filter(|(k, _)| k.starts_with("trunk.") || k.starts_with("neck."))
+        .collect();
+    if sd.is_empty() {
+        bail!(
+            "no SAM2.1 image-encoder tensors (image_encoder.trunk.*, image_encoder.neck.*) among \
+             its {total} tensors (first keys: {}); expected a sam2.1_hiera_*.pt checkpoint",
+            examples.join(", ")
+        );
+    }
+    if let Some(w) = sd.remove(PATCH_WEIGHT) {
+        let w = adapt_input_conv(&w, opts.in_chans, opts.gray_init)
+            .with_context(|| format!("adapting image_encoder.{PATCH_WEIGHT}"))?;
+        sd.insert(PATCH_WEIGHT.to_string(), w);
+    }
+    Ok(sd)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::GrayInit;
+    use tch::{Device, Kind};
+
+    fn opts(in_chans: i64, gray_init: GrayInit) -> BuildOptions {
+        BuildOptions {
+            img_size: 224,
+            in_chans,
+            gray_init,
+            drop_cutoff: vec![],
+            weights_key: None,
+        }
+    }
+
+    #[test]
+    fn state_dict_keeps_only_the_image_encoder() {
+        let mut sd = StateDict::new();
+        sd.insert(
+            "trunk.pos_embed".into(),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        sd.insert(
+            PATCH_WEIGHT.into(),
+            Tensor::ones([2, 3, 7, 7], (Kind::Float, Device::Cpu)),
+        );
+        sd.insert(
+            "sam_mask_decoder.x".into(),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        let kept = image_encoder_state_dict(sd, &opts(1, GrayInit::Sum)).unwrap();
+        assert_eq!(
+            kept.keys().collect::<Vec<_>>(),
+            [PATCH_WEIGHT, "trunk.pos_embed"]
+        );
+        assert_eq!(kept[PATCH_WEIGHT].size(), [2, 1, 7, 7]);
+        assert_eq!(kept[PATCH_WEIGHT].double_value(&[0, 0, 0, 0]), 3.0);
+
+        let mut other = StateDict::new();
+        other.insert(
+            "blocks.0.attn.qkv.weight".into(),
+            Tensor::zeros([1], (Kind::Float, Device::Cpu)),
+        );
+        let err = format!(
+            "{:#}",
+            image_encoder_state_dict(other, &opts(3, GrayInit::First)).unwrap_err()
+        );
+        assert!(
+            err.contains("no SAM2.1 image-encoder tensors")
+                && err.contains("blocks.0.attn.qkv.weight"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn input_size_must_fit_the_windows() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let err = Sam2ImageEncoder::new(&vs.root(), &Sam2Config::base_plus(), 200, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("multiples of 32") && err.contains("192 or 224"),
+            "{err}"
+        );
+    }
+}

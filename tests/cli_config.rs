@@ -1,0 +1,173 @@
+//! The main job's command line: the reference's flags, `--set`, the resolved params file, and
+//! bad input that exits non-zero without a panic and without writing anything.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+const REFERENCE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/configs/reference.json");
+
+fn medfm(dir: &Path, args: &[&str]) -> Output {
+    Command::new(BIN)
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("run medfm")
+}
+
+fn text(o: &Output) -> (String, String) {
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn version_reports_libtorch_and_cuda() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medfm(dir.path(), &["--version"]);
+    let (out, _) = text(&o);
+    assert!(o.status.success());
+    assert!(out.contains("libtorch 2.11.0"), "{out}");
+    assert!(out.contains("CUDA available: "), "{out}");
+}
+
+#[test]
+fn flags_are_reported_and_resolved_params_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("out");
+    let o = medfm(
+        dir.path(),
+        &[
+            "--params_path",
+            REFERENCE,
+            "--save_dir",
+            save.to_str().unwrap(),
+            "--data_location",
+            dir.path().join("no_data_here").to_str().unwrap(),
+            "--model_name",
+            "cli_run",
+            "--gpu",
+            "0",
+            "--lr",
+            "0.003",
+            "--batch_size",
+            "4",
+            "--patch_size",
+            "14",
+            "--val_every",
+            "0.5",
+            "--backbone_type",
+            "none",
+            "--use_mixed_precision",
+            "0",
+            "--set",
+            "training_params.epochs=2",
+        ],
+    );
+    let (out, err) = text(&o);
+    for line in [
+        "Set training_params.epochs to: 2",
+        "Changed GPU for this run from 0 to 0",
+        "Changed model_name for this run from MAE_vit_huge_patch14_DDSM to cli_run",
+        "Changed save_dir to:",
+        "Changed data_location to:",
+        "Changed backbone_type to: none",
+        "Changed trainloader batch_size to: 4",
+        "Changed testloader batch_size to: 4",
+        "Changed patch_size to: 14",
+        "Changed val_every to: 0.5",
+        "Explicitly set use_mixed_precision to: false",
+        "Changed learning rate to: 0.003",
+    ] {
+        assert!(
+            out.contains(line),
+            "missing \"{line}\" in stdout:\n{out}\nstderr:\n{err}"
+        );
+    }
+    assert!(!err.contains("panicked"), "{err}");
+    let resolved = save.join("configs/cli_run/params.json");
+    let p: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&resolved).expect("resolved params"))
+            .unwrap();
+    assert_eq!(p["training_params"]["epochs"], 2);
+    assert_eq!(p["training_params"]["use_mixed_precision"], false);
+    assert_eq!(p["dataloader_params"]["valloader"]["batch_size"], 4);
+    assert_eq!(
+        p["optimization_params"]["default"]["optimizer"]["params"]["lr"],
+        0.003
+    );
+    assert_eq!(p["model_params"]["backbone_type"], "none");
+    // The DDSM warm-up rule was applied after the overrides.
+    let w = &p["optimization_params"]["default"]["scheduler"]["params"]["LinearWarmup"];
+    assert_eq!(
+        (w["warmup_epochs"].as_i64(), w["warmup_iters"].as_i64()),
+        (Some(5), Some(0))
+    );
+}
+
+#[test]
+fn bad_config_exits_nonzero_names_path_and_writes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("out");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(REFERENCE).unwrap()).unwrap();
+    v["training_params"]["save_dir"] = serde_json::json!(save.to_str().unwrap());
+    v["dataset_params"]["train_transforms"]["VerticalFlip"]["p"] = serde_json::json!(2);
+    let params = dir.path().join("params.json");
+    std::fs::write(&params, v.to_string()).unwrap();
+    let o = medfm(dir.path(), &["--params_path", params.to_str().unwrap()]);
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("dataset_params.train_transforms.VerticalFlip.p"),
+        "{err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(
+        !save.exists(),
+        "nothing may be written for an invalid config"
+    );
+}
+
+#[test]
+fn missing_params_file_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medfm(dir.path(), &[]);
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("./params.json"), "{err}");
+}
+
+#[test]
+fn mixed_precision_flag_accepts_only_0_or_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medfm(
+        dir.path(),
+        &["--params_path", REFERENCE, "--use_mixed_precision", "2"],
+    );
+    assert!(!o.status.success());
+    let (_, err) = text(&o);
+    assert!(err.contains("use_mixed_precision"), "{err}");
+}
+
+#[test]
+fn set_with_unknown_key_is_rejected_before_anything_is_written() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("out");
+    let o = medfm(
+        dir.path(),
+        &[
+            "--params_path",
+            REFERENCE,
+            "--save_dir",
+            save.to_str().unwrap(),
+            "--set",
+            "training_params.epoch=1",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("did you mean \"epochs\""), "{err}");
+    assert!(!save.exists());
+}
