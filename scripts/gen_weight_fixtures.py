@@ -155,9 +155,84 @@ def main():
     for k, v in st.items():
         expected[f"model.safetensors/{k}"] = v
 
+    write_pickle_cases(os.path.join(OUT, "pickle_cases.pkl"))
+
     save_file(expected, os.path.join(OUT, "expected.safetensors"))
     for f in sorted(os.listdir(OUT)):
         print(f"{os.path.getsize(os.path.join(OUT, f)):8d}  {f}")
+
+
+def random_object(rng, depth=0):
+    """A random plain-data object of the kinds checkpoints hold next to tensors, sharing some
+    sub-objects (memo references)."""
+    scalars = [
+        lambda: None, lambda: rng.random() < 0.5,
+        lambda: rng.randint(-300, 300), lambda: rng.randint(-(2**63), 2**63 - 1),
+        lambda: rng.randint(2**63, 2**200) * rng.choice([-1, 1]),
+        lambda: rng.uniform(-1e6, 1e6), lambda: float(rng.choice(["inf", "-inf", "0.0", "-0.0", "1e-310"])),
+        lambda: "".join(rng.choice("ab\u00e9\u4e2d\U0001f600 '\"\\\n") for _ in range(rng.randint(0, 6))),
+        lambda: bytes(rng.randint(0, 255) for _ in range(rng.randint(0, 6))),
+        lambda: bytearray(rng.randint(0, 255) for _ in range(rng.randint(0, 3))),
+    ]
+    if depth >= 3 or rng.random() < 0.4:
+        return rng.choice(scalars)()
+    n = rng.randint(0, 4)
+    kind = rng.choice(["list", "tuple", "dict", "set", "frozenset", "ordered"])
+    if kind in ("set", "frozenset"):
+        items = {rng.choice(scalars[:4] + scalars[7:9])() for _ in range(n)}
+        return set(items) if kind == "set" else frozenset(items)
+    children = [random_object(rng, depth + 1) for _ in range(n)]
+    if children and rng.random() < 0.3:
+        children.append(children[0])  # the same object twice
+    if kind == "list":
+        return children
+    if kind == "tuple":
+        return tuple(children)
+    keys = [rng.choice([rng.randint(-5, 5), "k%d" % i, (i, "t")]) for i in range(len(children))]
+    d = dict(zip(keys, children))
+    return collections.OrderedDict(d) if kind == "ordered" else d
+
+
+def canon(x):
+    """A canonical text form, mirrored by `canon` in crates/ckpt/tests/pickle.rs."""
+    import pickle
+    import struct
+    if x is None:
+        return "N"
+    if isinstance(x, bool):
+        return "T" if x else "F"
+    if isinstance(x, int):
+        return f"i{x}" if -(2**63) <= x < 2**63 else "I" + pickle.encode_long(x).hex()
+    if isinstance(x, float):
+        return "f" + struct.pack(">d", x).hex()
+    if isinstance(x, str):
+        return "s" + x.encode("utf-8").hex()
+    if isinstance(x, (bytes, bytearray)):
+        return "b" + bytes(x).hex()
+    if isinstance(x, list):
+        return "[" + ",".join(canon(v) for v in x) + "]"
+    if isinstance(x, tuple):
+        return "(" + ",".join(canon(v) for v in x) + ")"
+    if isinstance(x, dict):
+        return "{" + ",".join(canon(k) + ":" + canon(v) for k, v in x.items()) + "}"
+    if isinstance(x, (set, frozenset)):
+        return "<" + ",".join(sorted(canon(v) for v in x)) + ">"
+    raise TypeError(type(x))
+
+
+def write_pickle_cases(path):
+    """Random objects pickled with every protocol, with their canonical form: the Rust
+    unpickler must rebuild exactly the same values (a differential test against CPython)."""
+    import pickle
+    import random
+    rng = random.Random(1234)
+    cases = []
+    for _ in range(40):
+        obj = random_object(rng)
+        for proto in range(6):
+            cases.append((proto, pickle.dumps(obj, protocol=proto), canon(obj)))
+    with open(path, "wb") as f:
+        pickle.dump(cases, f, protocol=4)
 
 
 def write_big_endian(src, dst):

@@ -264,8 +264,10 @@ fn truncated_files_are_errors() {
 }
 
 /// Variables shaped like Tiny in gen_weight_fixtures.py, under `trunk.`.
+/// On a machine with CUDA the variables live on the GPU, so `assign`'s device move is tested too.
 fn tiny_store() -> nn::VarStore {
-    let vs = nn::VarStore::new(Device::Cpu);
+    let device = Device::cuda_if_available();
+    let vs = nn::VarStore::new(device);
     let p = vs.root().sub("trunk");
     for (name, dims) in [
         ("fc1", vec![3, 4]),
@@ -283,7 +285,7 @@ fn tiny_store() -> nn::VarStore {
     let _ = p.sub("bn").zeros_no_train("running_var", &[3]);
     let _ = p.sub("bn").add(
         "num_batches_tracked",
-        Tensor::zeros([], (Kind::Int64, Device::Cpu)),
+        Tensor::zeros([], (Kind::Int64, device)),
         false,
     );
     vs
@@ -298,10 +300,25 @@ fn assign_copies_every_variable() {
     assert_eq!(vars.len(), sd.len());
     for (k, t) in &sd {
         let v = &vars[&format!("trunk.{k}")];
-        assert!(v.equal(t), "{k}");
+        assert!(v.to_device(Device::Cpu).equal(t), "{k}");
     }
     assert_eq!(vars["trunk.bn.num_batches_tracked"].int64_value(&[]), 7);
     assert!(vars["trunk.fc1.weight"].requires_grad());
+}
+
+#[test]
+fn assign_converts_to_the_variables_kind() {
+    let sd = load_ok("plain.pth", &opts());
+    let mut vs = tiny_store();
+    vs.half();
+    assign(&vs, "trunk.", &sd, &[]).unwrap();
+    let vars = vs.variables();
+    let w = &vars["trunk.fc1.weight"];
+    assert_eq!(w.kind(), Kind::Half);
+    assert!(w
+        .to_device(Device::Cpu)
+        .equal(&sd["fc1.weight"].to_kind(Kind::Half)));
+    assert_eq!(vars["trunk.bn.num_batches_tracked"].kind(), Kind::Int64);
 }
 
 #[test]
@@ -361,6 +378,30 @@ fn assign_reports_grouped_keys_and_changes_nothing() {
             v.abs().sum(Kind::Float).double_value(&[]),
             0.0,
             "{name} was modified"
+        );
+    }
+}
+
+/// Timing for scripts/bench_weights.sh (which writes the files): best of 3 loads of each.
+#[test]
+#[ignore = "benchmark: run through scripts/bench_weights.sh"]
+fn bench_load() {
+    let Ok(dir) = std::env::var("MEDFM_BENCH_WEIGHTS_DIR") else {
+        panic!("set MEDFM_BENCH_WEIGHTS_DIR (scripts/bench_weights.sh does)");
+    };
+    for name in ["vitl.pth", "vitl.safetensors"] {
+        let path = Path::new(&dir).join(name);
+        let mut best = f64::INFINITY;
+        let mut n = 0;
+        for _ in 0..3 {
+            let start = std::time::Instant::now();
+            let sd = load(&path, &opts()).unwrap();
+            best = best.min(start.elapsed().as_secs_f64());
+            n = sd.values().map(|t| t.numel()).sum::<usize>();
+        }
+        println!(
+            "rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)",
+            n as f64 / 1e6
         );
     }
 }

@@ -1,9 +1,21 @@
 //! `medfm features --backbone NAME [--weights W] --input IN --output OUT [--in-chans C]
 //! [--device cpu|cuda]`: the exact tensors that feed the heads, for parity checks.
+//!
+//! IN holds "pixels" f32 [B, C, H, W] (already normalised); OUT gets "pooled" f32 [B, D] and
+//! "tokens" f32 [B, N, D'] (REFERENCE.md section 5). The trunk is built for the input's size
+//! (H = W; DINOv2 also takes H != W) and randomly initialised without `--weights`. OUT is
+//! written atomically: a failed run leaves no file.
 
-use anyhow::{bail, Result};
+use crate::config::GrayInit;
+use crate::models::classifier::build_trunk;
+use crate::models::registry::{self, BuildOptions};
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
+
+/// Images per forward pass (bounds memory for large inputs).
+const CHUNK: i64 = 16;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -25,6 +37,121 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let _ = args;
-    bail!("`medfm features` has not landed yet")
+    let device = parse_device(&args.device)?;
+    let row = registry::get(&args.backbone)?;
+    let pixels = read_pixels(&args.input, args.in_chans)?;
+    let size = pixels.size();
+    let opts = BuildOptions {
+        img_size: size[2],
+        in_chans: args.in_chans,
+        gray_init: GrayInit::default(),
+        drop_cutoff: vec![],
+        weights_key: None,
+    };
+    let (_vs, trunk) = build_trunk(row, &opts, args.weights.as_deref(), device)?;
+    trunk
+        .check_input(&pixels)
+        .with_context(|| format!("{}: \"pixels\" of shape {size:?}", args.input.display()))?;
+    let (mut pooled, mut tokens) = (vec![], vec![]);
+    tch::no_grad(|| {
+        for chunk in pixels.split(CHUNK, 0) {
+            let f = trunk.forward(&chunk.to_device(device), false);
+            pooled.push(f.pooled.to_device(Device::Cpu).to_kind(Kind::Float));
+            tokens.push(f.tokens.to_device(Device::Cpu).to_kind(Kind::Float));
+        }
+    });
+    let pooled = Tensor::cat(&pooled, 0).contiguous();
+    let tokens = Tensor::cat(&tokens, 0).contiguous();
+    write_safetensors_atomic(&args.output, &[("pooled", &pooled), ("tokens", &tokens)])?;
+    println!(
+        "{}: pooled {:?}, tokens {:?} -> {}",
+        row.name,
+        pooled.size(),
+        tokens.size(),
+        args.output.display()
+    );
+    Ok(())
+}
+
+/// "cpu", "cuda" (= cuda:0) or "cuda:N".
+pub fn parse_device(s: &str) -> Result<Device> {
+    let idx = match s {
+        "cpu" => return Ok(Device::Cpu),
+        "cuda" => 0,
+        _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
+            Some(Ok(i)) => i,
+            _ => bail!("--device: expected cpu, cuda or cuda:N, got \"{s}\""),
+        },
+    };
+    if !tch::Cuda::is_available() {
+        bail!("--device {s}: CUDA is not available on this machine (use --device cpu)");
+    }
+    let count = tch::Cuda::device_count() as usize;
+    if idx >= count {
+        bail!("--device {s}: only {count} CUDA device(s) are visible");
+    }
+    Ok(Device::Cuda(idx))
+}
+
+/// The "pixels" tensor of a safetensors file, checked: f32, [B, C, H, W], C = `in_chans`.
+fn read_pixels(path: &Path, in_chans: i64) -> Result<Tensor> {
+    let tensors = Tensor::read_safetensors(path)
+        .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
+    let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
+    let Some((_, pixels)) = tensors.iter().find(|(n, _)| n == "pixels") else {
+        bail!(
+            "{}: no tensor named \"pixels\" (found: {}); expected f32 [B, C, H, W]",
+            path.display(),
+            if names.is_empty() {
+                "none".to_string()
+            } else {
+                names.join(", ")
+            }
+        );
+    };
+    let size = pixels.size();
+    if pixels.kind() != Kind::Float {
+        bail!(
+            "{}: \"pixels\" is {:?}, expected f32",
+            path.display(),
+            pixels.kind()
+        );
+    }
+    if size.len() != 4 || size[0] == 0 {
+        bail!(
+            "{}: \"pixels\" has shape {size:?}, expected [B, C, H, W] with B > 0",
+            path.display()
+        );
+    }
+    if size[1] != in_chans {
+        bail!(
+            "{}: \"pixels\" has {} channel(s) but --in-chans is {in_chans} (pass --in-chans {})",
+            path.display(),
+            size[1],
+            size[1]
+        );
+    }
+    Ok(pixels.shallow_clone())
+}
+
+/// Write tensors to a temporary sibling, then rename over `path`.
+fn write_safetensors_atomic(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))?;
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("features");
+    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let result = Tensor::write_safetensors(tensors, &tmp)
+        .map_err(anyhow::Error::from)
+        .and_then(|_| std::fs::rename(&tmp, path).map_err(anyhow::Error::from));
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.with_context(|| format!("cannot write {}", path.display()))
 }

@@ -1,6 +1,13 @@
 //! `medfm inspect --params_path P [--check-images]`: validate config and data, print per-split
 //! class counts and image sizes, write/reuse val_ids.json; change nothing else.
+//!
+//! Every problem found (a missing or unreadable image, transforms that fail on the data,
+//! images of several sizes with no Resize or crop) is listed, and the command then exits
+//! non-zero.
 
+use crate::config::{self, CliOverrides};
+use crate::data::transforms::Pipeline;
+use crate::data::{image, rng::Rng, Problem, Splits, Task};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -18,6 +25,202 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let _ = args;
-    bail!("`medfm inspect` has not landed yet")
+    let params = config::load(&args.params_path, &args.set, &CliOverrides::default())?;
+    println!("Params {}: valid", args.params_path.display());
+    let splits = Splits::build(&params)?;
+    let info = &splits.info;
+    let d = &params.dataset_params;
+    let total = splits.train.len() + splits.val.len() + splits.test.len();
+    println!(
+        "Dataset {} at {}: {} images; {}, {} {}, {} channel{}; target metric {}",
+        info.name,
+        std::path::Path::new(&d.data_location)
+            .join(info.name.as_str())
+            .display(),
+        total,
+        match info.task {
+            Task::Multiclass => "multiclass",
+            Task::Multilabel => "multi-label",
+        },
+        info.n_classes(),
+        if info.task == Task::Multiclass {
+            "classes"
+        } else {
+            "labels"
+        },
+        info.channels,
+        if info.channels == 1 { "" } else { "s" },
+        info.target_metric
+    );
+    print_counts(&splits);
+
+    let (sizes, mut problems) = splits.check_headers(0);
+    match size_range(&sizes) {
+        Some(((w0, w1), (h0, h1))) => println!(
+            "Image sizes ({} headers read): width {w0}-{w1}, height {h0}-{h1}",
+            sizes.len()
+        ),
+        None => println!("Image sizes: no readable image header"),
+    }
+    let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
+    problems.extend(check_transforms(&splits, &params, many_sizes));
+
+    if args.check_images {
+        println!("Decoding all {total} images...");
+        let decoded = splits.check_images(0)?;
+        // Header problems are already listed; add only new ones.
+        for p in decoded {
+            if !problems
+                .iter()
+                .any(|q| q.split == p.split && q.origin == p.origin)
+            {
+                problems.push(p);
+            }
+        }
+        if problems.is_empty() {
+            println!("All {total} images decode.");
+        }
+    }
+    if problems.is_empty() {
+        println!("No problems found.");
+        return Ok(());
+    }
+    println!(
+        "{} problem{}:",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in &problems {
+        println!("  {p}");
+    }
+    bail!(
+        "{} problem{} found in the data of {}",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" },
+        args.params_path.display()
+    )
+}
+
+fn print_counts(splits: &Splits) {
+    let info = &splits.info;
+    let width = info
+        .label_names
+        .iter()
+        .map(|n| n.len())
+        .max()
+        .unwrap_or(5)
+        .max(9);
+    let what = if info.task == Task::Multiclass {
+        "images per class"
+    } else {
+        "positives per label"
+    };
+    println!(
+        "{:width$}  {:>7}  {:>7}  {:>7}   ({what})",
+        "", "train", "val", "test"
+    );
+    let counts: Vec<Vec<usize>> = splits
+        .named()
+        .iter()
+        .map(|(_, items)| splits.class_counts(items))
+        .collect();
+    for (k, name) in info.label_names.iter().enumerate() {
+        println!(
+            "{name:width$}  {:>7}  {:>7}  {:>7}",
+            counts[0][k], counts[1][k], counts[2][k]
+        );
+    }
+    let n: Vec<usize> = splits
+        .named()
+        .iter()
+        .map(|(_, items)| items.len())
+        .collect();
+    println!("{:width$}  {:>7}  {:>7}  {:>7}", "images", n[0], n[1], n[2]);
+    for (split, items) in splits.named() {
+        let c = splits.class_counts(items);
+        let empty: Vec<&str> = info
+            .label_names
+            .iter()
+            .zip(&c)
+            .filter(|(_, n)| **n == 0)
+            .map(|(l, _)| l.as_str())
+            .collect();
+        if !empty.is_empty() && !items.is_empty() {
+            println!(
+                "Warning: the {split} split has no {}: {}",
+                if info.task == Task::Multiclass {
+                    "image of class"
+                } else {
+                    "positive for"
+                },
+                empty.join(", ")
+            );
+        }
+    }
+}
+
+fn size_range(sizes: &[(usize, usize)]) -> Option<((usize, usize), (usize, usize))> {
+    let w0 = sizes.iter().map(|s| s.0).min()?;
+    let w1 = sizes.iter().map(|s| s.0).max()?;
+    let h0 = sizes.iter().map(|s| s.1).min()?;
+    let h1 = sizes.iter().map(|s| s.1).max()?;
+    Some(((w0, w1), (h0, h1)))
+}
+
+/// Run each split's transforms on its first image; flag transforms that fail or that leave
+/// images of several sizes unbatchable.
+fn check_transforms(
+    splits: &Splits,
+    params: &crate::config::Params,
+    many_sizes: bool,
+) -> Vec<Problem> {
+    let d = &params.dataset_params;
+    let mut out = Vec::new();
+    let mut shapes = Vec::new();
+    for ((split, items), t) in
+        splits
+            .named()
+            .into_iter()
+            .zip([&d.train_transforms, &d.val_transforms, &d.test_transforms])
+    {
+        let Some(first) = items.iter().find(|it| image::dimensions(&it.path).is_ok()) else {
+            continue;
+        };
+        let problem = |message: String| Problem {
+            split,
+            path: first.path.clone(),
+            origin: first.origin.clone(),
+            message,
+        };
+        let pipeline = match Pipeline::new(t, &splits.info) {
+            Ok(p) => p,
+            Err(e) => {
+                out.push(problem(format!("{split}_transforms: {e:#}")));
+                continue;
+            }
+        };
+        if many_sizes && pipeline.output_size().is_none() && pipeline.views.is_empty() {
+            out.push(problem(format!(
+                "{split}_transforms have no Resize or crop and the images differ in size, so they cannot be batched"
+            )));
+        }
+        let result = image::load(&first.path, splits.info.channels as usize)
+            .and_then(|img| pipeline.apply(pipeline.resize(img), &mut Rng::seeded(&[0])));
+        match result {
+            Ok(views) => {
+                let s: Vec<String> = views
+                    .iter()
+                    .map(|v| format!("{}x{}x{}", v.channels, v.height, v.width))
+                    .collect();
+                shapes.push(format!("{split} -> {}", s.join(" + ")));
+            }
+            Err(e) => out.push(problem(format!(
+                "{split}_transforms fail on this image: {e:#}"
+            ))),
+        }
+    }
+    if !shapes.is_empty() {
+        println!("Transforms: {}", shapes.join(", "));
+    }
+    out
 }

@@ -82,7 +82,9 @@ impl ResizeCache {
     }
 
     fn key(source: &Path, size: (usize, usize), channels: usize) -> String {
-        let abs = std::fs::canonicalize(source).unwrap_or_else(|_| source.to_path_buf());
+        // Absolute, not canonical: no per-lookup symlink resolution (a file reached by two paths
+        // just gets two entries).
+        let abs = std::path::absolute(source).unwrap_or_else(|_| source.to_path_buf());
         format!(
             "{FORMAT}\n{}\n{}x{}x{}",
             abs.display(),

@@ -33,6 +33,18 @@ impl std::fmt::Display for Problem {
     }
 }
 
+/// A progress bar on stderr for long checks (hidden when stderr is not a terminal).
+fn progress(total: usize, what: &str) -> indicatif::ProgressBar {
+    let bar = indicatif::ProgressBar::new(total as u64);
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "{msg} {bar:30} {pos}/{len} [{elapsed} / ~{duration}]",
+    ) {
+        bar.set_style(style);
+    }
+    bar.set_message(what.to_string());
+    bar
+}
+
 /// `f(0..n)` on a pool of `threads` threads (all cores when 0), results in order.
 pub fn par_map<R: Send>(n: usize, threads: usize, f: impl Fn(usize) -> R + Sync + Send) -> Vec<R> {
     let threads = if threads == 0 {
@@ -59,7 +71,7 @@ fn problems_of(
                 split,
                 path: item.path.clone(),
                 origin: item.origin.clone(),
-                message: format!("{:#}", e.root_cause()),
+                message: format!("{e:#}"),
             })
         })
         .collect()
@@ -79,13 +91,17 @@ impl Splits {
     /// ones. Used by `medfm inspect --check-images`.
     pub fn check_images(&self, threads: usize) -> Result<Vec<Problem>> {
         let channels = self.info.channels as usize;
+        let bar = progress(self.named().iter().map(|(_, v)| v.len()).sum(), "decoding");
         let mut out = Vec::new();
         for (split, items) in self.named() {
             let errors = par_map(items.len(), threads, |i| {
-                image::load(&items[i].path, channels).err()
+                let e = image::load(&items[i].path, channels).err();
+                bar.inc(1);
+                e
             });
             out.extend(problems_of(split, items, errors));
         }
+        bar.finish_and_clear();
         Ok(out)
     }
 
@@ -122,6 +138,7 @@ impl Splits {
             [&d.train_transforms, &d.val_transforms, &d.test_transforms];
         let total: usize = self.named().iter().map(|(_, v)| v.len()).sum();
         println!("Checking that all {total} images can be read...");
+        let bar = progress(total, "reading images");
         let mut problems = Vec::new();
         for ((split, items), t) in self.named().into_iter().zip(transforms) {
             let pipeline = Pipeline::new(t, &self.info)?;
@@ -137,9 +154,14 @@ impl Splits {
                 n_classes: self.info.n_classes() as usize,
                 seed: 0,
             };
-            let errors = par_map(items.len(), 0, |i| source.base_image(&items[i]).err());
+            let errors = par_map(items.len(), 0, |i| {
+                let e = source.resized(&items[i]).err();
+                bar.inc(1);
+                e
+            });
             problems.extend(problems_of(split, items, errors));
         }
+        bar.finish_and_clear();
         if problems.is_empty() {
             return Ok(problems);
         }

@@ -33,26 +33,32 @@ pub(super) struct Source {
 }
 
 impl Source {
-    /// The image after the leading Resize: from the cache, or decoded (and cached).
+    /// The image after the leading Resize: from the cache, or decoded (and cached); the
+    /// error names the file and where it was listed.
     pub fn base_image(&self, item: &Item) -> Result<image::Image> {
+        self.resized(item)
+            .with_context(|| format!("image {} ({})", item.path.display(), item.origin))
+    }
+
+    /// `base_image` without naming the item in the error.
+    pub fn resized(&self, item: &Item) -> Result<image::Image> {
         let decode = || -> Result<image::Image> {
             let img = image::load(&item.path, self.channels)?;
             Ok(self.pipeline.resize(img))
         };
-        let result = match (&self.cache, self.pipeline.resize) {
+        match (&self.cache, self.pipeline.resize) {
             (Some(cache), Some(size)) => {
                 cache.get_or_insert(&item.path, size, self.channels, decode)
             }
             _ => decode(),
-        };
-        result.with_context(|| format!("image {} ({})", item.path.display(), item.origin))
+        }
     }
 
     fn views(&self, item: &Item, index: usize, epoch: u64) -> Result<Vec<FloatImage>> {
         let base = self.base_image(item)?;
         let mut rng = Rng::seeded(&[self.seed, AUGMENT_STREAM, epoch, index as u64]);
         self.pipeline
-            .apply(&base, &mut rng)
+            .apply(base, &mut rng)
             .with_context(|| format!("transforming {} ({})", item.path.display(), item.origin))
     }
 
@@ -219,19 +225,6 @@ impl Loader {
             batches.pop();
         }
         batches
-    }
-
-    /// Decode every item once (filling the resize cache); the unreadable ones, on `threads`
-    /// threads. Lets a run check its data and warm the cache in one pass before training.
-    pub fn prepare(&self, threads: usize) -> Vec<(usize, String)> {
-        let source = &self.source;
-        super::check::par_map(self.items.len(), threads, |i| {
-            source.base_image(&self.items[i]).err()
-        })
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, e)| e.map(|e| (i, format!("{e:#}"))))
-        .collect()
     }
 
     /// The batches of `epoch` (shuffle order and augmentations are a function of the seed and

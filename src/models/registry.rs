@@ -71,36 +71,6 @@ pub struct BackboneSpec {
     pub load: LoadFn,
 }
 
-fn not_implemented(_: &tch::nn::Path, _: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    bail!("this backbone is registered but its implementation has not landed yet")
-}
-
-fn not_implemented_load(
-    _: &tch::nn::VarStore,
-    _: &str,
-    _: &std::path::Path,
-    _: &BuildOptions,
-) -> Result<()> {
-    bail!("this backbone is registered but its checkpoint loader has not landed yet")
-}
-
-macro_rules! row {
-    ($name:expr, $family:ident, $pooled:expr, $tokens:expr, [$($src:expr),* $(,)?], $build:expr) => {
-        BackboneSpec {
-            name: $name,
-            family: Family::$family,
-            pooled_dim: $pooled,
-            token_dim: $tokens,
-            sources: &[$($src),*],
-            default_file: "",
-            param_count: 0,
-            tokens_224: 0,
-            build: $build,
-            load: not_implemented_load,
-        }
-    };
-}
-
 pub static BACKBONES: &[BackboneSpec] = &[
     BackboneSpec {
         name: "vit_base_patch16",

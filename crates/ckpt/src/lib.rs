@@ -7,6 +7,8 @@
 //! - `pickle`: a restricted unpickler that builds a value tree and never executes anything.
 //! - `torch`: `torch.save` archives: storages, tensors, state-dict selection.
 
+#![forbid(unsafe_code)]
+
 pub mod dtype;
 pub mod legacy;
 pub mod pickle;

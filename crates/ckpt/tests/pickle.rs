@@ -301,6 +301,12 @@ fn malformed_pickles_are_errors() {
             "not called by torch.save",
         ),
         (b"\x80\x02(Xa", "truncated"),
+        // _rebuild_from_type_v2(*L) with L = [itself, torch.Tensor, L, None]: unbounded
+        // recursion (a stack overflow) before calls were restricted to tensor rebuilds.
+        (
+            b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\nq\x00]q\x01(h\x00ctorch\nTensor\nh\x01NeR.",
+            "not a tensor rebuild",
+        ),
     ];
     for (data, want) in cases {
         let e = err(data);
@@ -321,4 +327,75 @@ fn copy_budget_stops_quadratic_blowup() {
     }
     let e = err(&p.stop());
     assert!(e.contains("copies containers excessively"), "{e}");
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The canonical text form of `canon` in scripts/gen_weight_fixtures.py.
+fn canon(p: &Pickle, v: &Value) -> String {
+    let join = |items: &[Value]| {
+        items
+            .iter()
+            .map(|x| canon(p, x))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    match v {
+        Value::None => "N".into(),
+        Value::Bool(b) => if *b { "T" } else { "F" }.into(),
+        Value::Int(i) => format!("i{i}"),
+        Value::BigInt(b) => format!("I{}", hex(b)),
+        Value::Float(f) => format!("f{}", hex(&f.to_be_bytes())),
+        Value::Str(s) => format!("s{}", hex(s.as_bytes())),
+        Value::Bytes(b) => format!("b{}", hex(b)),
+        Value::Obj(_) => match p.object(v).unwrap() {
+            Object::List(items) => format!("[{}]", join(items)),
+            Object::Tuple(items) => format!("({})", join(items)),
+            Object::Dict(d) => {
+                let items: Vec<String> = d
+                    .items
+                    .iter()
+                    .map(|(k, x)| format!("{}:{}", canon(p, k), canon(p, x)))
+                    .collect();
+                format!("{{{}}}", items.join(","))
+            }
+            Object::Set(items) => {
+                let mut items: Vec<String> = items.iter().map(|x| canon(p, x)).collect();
+                items.sort();
+                format!("<{}>", items.join(","))
+            }
+            other => panic!("unexpected object {other:?}"),
+        },
+    }
+}
+
+/// Random objects pickled by CPython with protocols 0-5 (scripts/gen_weight_fixtures.py) come
+/// back as exactly the same values.
+#[test]
+fn differential_against_cpython_pickle() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../tests/fixtures/weights/pickle_cases.pkl");
+    let outer = run(&std::fs::read(path).unwrap());
+    let Some(Object::List(cases)) = outer.object(&outer.root) else {
+        panic!("not a list")
+    };
+    assert_eq!(cases.len(), 240);
+    let mut protocols = [0; 6];
+    for case in cases {
+        let Some(Object::Tuple(t)) = outer.object(case) else {
+            panic!("not a tuple")
+        };
+        let [Value::Int(proto), Value::Bytes(data), Value::Str(want)] = t.as_slice() else {
+            panic!("bad case {t:?}")
+        };
+        let p = match unpickle(data) {
+            Ok(p) => p,
+            Err(e) => panic!("protocol {proto}, {want}: {e:#}"),
+        };
+        assert_eq!(canon(&p, &p.root), **want, "protocol {proto}");
+        protocols[*proto as usize] += 1;
+    }
+    assert_eq!(protocols, [40; 6]);
 }

@@ -14,6 +14,7 @@
 pub mod color;
 pub mod geometry;
 pub mod resample;
+pub mod steps;
 pub mod tensor;
 
 use super::image::Image;
@@ -22,66 +23,8 @@ use super::DatasetInfo;
 use crate::config::Transforms;
 use anyhow::{bail, Result};
 use resample::Filter;
+pub use steps::{affine_params, Op, Step};
 pub use tensor::FloatImage;
-
-/// A transform after the leading Resize.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Step {
-    CenterCrop {
-        h: usize,
-        w: usize,
-    },
-    RandomCrop {
-        h: usize,
-        w: usize,
-        padding: usize,
-    },
-    RandomResizedCrop {
-        size: usize,
-        scale: [f64; 2],
-        ratio: [f64; 2],
-    },
-    VerticalFlip {
-        p: f64,
-    },
-    HorizontalFlip {
-        p: f64,
-    },
-    /// `RandomApply(RandomRotation(degrees), p)`, nearest, no expand, fill 0.
-    Rotation {
-        degrees: f64,
-        p: f64,
-    },
-    /// `RandomApply(ColorJitter(..), p)`; each range is None when it is the identity.
-    ColorJitter {
-        ranges: [Option<[f64; 2]>; 4],
-        p: f64,
-    },
-    Grayscale {
-        p: f64,
-    },
-    /// The reference's `RandomGaussianBlur` (PIL GaussianBlur, radius uniform in the range).
-    GaussianBlur {
-        radius: [f64; 2],
-        p: f64,
-    },
-    /// `RandomApply(RandomAffine(..), p)`, nearest, fill 0.
-    Affine {
-        degrees: f64,
-        translate: Option<[f64; 2]>,
-        scale: Option<[f64; 2]>,
-        shear: Option<f64>,
-        p: f64,
-    },
-    Perspective {
-        distortion: f64,
-        p: f64,
-    },
-    Solarize {
-        threshold: f64,
-        p: f64,
-    },
-}
 
 /// `RandomErasing` parameters (applied to the normalised tensor).
 #[derive(Debug, Clone, PartialEq)]
@@ -261,14 +204,14 @@ impl Pipeline {
     }
 
     /// Everything after the Resize: one view, or one per MultiCrop crop.
-    pub fn apply(&self, img: &Image, rng: &mut Rng) -> Result<Vec<FloatImage>> {
+    pub fn apply(&self, img: Image, rng: &mut Rng) -> Result<Vec<FloatImage>> {
         if self.views.is_empty() {
-            return Ok(vec![self.finish(img.clone(), rng)?]);
+            return Ok(vec![self.finish(img, rng)?]);
         }
         let mut out = Vec::with_capacity(self.views.len());
         for v in &self.views {
             let (i, j, h, w) = geometry::rrc_params(img.width, img.height, v.scale, RRC_RATIO, rng);
-            let crop = geometry::crop(img, i as i64, j as i64, h, w);
+            let crop = geometry::crop(&img, i as i64, j as i64, h, w);
             out.push(self.finish(
                 resample::resize(&crop, v.size, v.size, Filter::Bicubic),
                 rng,
@@ -294,8 +237,8 @@ impl Pipeline {
         Ok(t)
     }
 
-    /// (channels, height, width) of each view for an input of the given size after Resize,
-    /// when the transforms fix it; None when it follows the image.
+    /// (height, width) of the output when the transforms fix it (a Resize or crop), None when
+    /// it follows the image; MultiCrop views have their own sizes.
     pub fn output_size(&self) -> Option<(usize, usize)> {
         let mut size = self.resize;
         for s in &self.steps {
@@ -307,178 +250,4 @@ impl Pipeline {
         }
         size
     }
-}
-
-impl Step {
-    fn is_deterministic(&self) -> bool {
-        match self {
-            Step::CenterCrop { .. } => true,
-            Step::RandomCrop { .. } | Step::RandomResizedCrop { .. } => false,
-            Step::VerticalFlip { p }
-            | Step::HorizontalFlip { p }
-            | Step::Rotation { p, .. }
-            | Step::ColorJitter { p, .. }
-            | Step::Grayscale { p }
-            | Step::GaussianBlur { p, .. }
-            | Step::Affine { p, .. }
-            | Step::Perspective { p, .. }
-            | Step::Solarize { p, .. } => *p == 0.0,
-        }
-    }
-
-    /// Apply to one image, drawing its randomness from `rng` in torchvision's order.
-    pub fn apply(&self, img: Image, rng: &mut Rng) -> Result<Image> {
-        Ok(match self {
-            Step::CenterCrop { h, w } => geometry::center_crop(&img, *h, *w),
-            Step::RandomCrop { h, w, padding } => {
-                let img = if *padding > 0 {
-                    geometry::pad(&img, *padding, *padding, *padding, *padding)
-                } else {
-                    img
-                };
-                if img.height < *h || img.width < *w {
-                    bail!(
-                        "RandomCrop of {h}x{w} (height x width) is larger than the {}x{} image{}",
-                        img.height,
-                        img.width,
-                        if *padding > 0 { " after padding" } else { "" }
-                    );
-                }
-                if img.height == *h && img.width == *w {
-                    img
-                } else {
-                    let i = rng.int_range(0, (img.height - h + 1) as i64);
-                    let j = rng.int_range(0, (img.width - w + 1) as i64);
-                    geometry::crop(&img, i, j, *h, *w)
-                }
-            }
-            Step::RandomResizedCrop { size, scale, ratio } => {
-                let (i, j, h, w) = geometry::rrc_params(img.width, img.height, *scale, *ratio, rng);
-                let crop = geometry::crop(&img, i as i64, j as i64, h, w);
-                resample::resize(&crop, *size, *size, Filter::Bilinear)
-            }
-            Step::VerticalFlip { p } => {
-                if rng.unit() < *p {
-                    geometry::vflip(&img)
-                } else {
-                    img
-                }
-            }
-            Step::HorizontalFlip { p } => {
-                if rng.unit() < *p {
-                    geometry::hflip(&img)
-                } else {
-                    img
-                }
-            }
-            Step::Rotation { degrees, p } => {
-                if *p < rng.unit() {
-                    return Ok(img);
-                }
-                let angle = rng.uniform(-degrees, *degrees);
-                geometry::rotate(&img, angle)
-            }
-            Step::ColorJitter { ranges, p } => {
-                if *p < rng.unit() {
-                    return Ok(img);
-                }
-                color_jitter(img, ranges, rng)
-            }
-            Step::Grayscale { p } => {
-                if rng.unit() < *p {
-                    color::grayscale(&img)
-                } else {
-                    img
-                }
-            }
-            Step::GaussianBlur { radius, p } => {
-                // The reference's `random.random() <= p`.
-                if rng.unit() > *p {
-                    return Ok(img);
-                }
-                color::gaussian_blur(&img, rng.uniform(radius[0], radius[1]))
-            }
-            Step::Affine {
-                degrees,
-                translate,
-                scale,
-                shear,
-                p,
-            } => {
-                if *p < rng.unit() {
-                    return Ok(img);
-                }
-                let (w, h) = (img.width, img.height);
-                let (angle, t, s, sh) =
-                    affine_params(*degrees, *translate, *scale, *shear, w, h, rng);
-                geometry::affine_nearest(&img, &geometry::affine_matrix(w, h, angle, t, s, sh))
-            }
-            Step::Perspective { distortion, p } => {
-                if rng.unit() >= *p {
-                    return Ok(img);
-                }
-                let (w, h) = (img.width as i64, img.height as i64);
-                let end = geometry::perspective_endpoints(img.width, img.height, *distortion, rng);
-                let start = [[0, 0], [w - 1, 0], [w - 1, h - 1], [0, h - 1]];
-                geometry::perspective_bilinear(&img, &geometry::perspective_coeffs(&start, &end))
-            }
-            Step::Solarize { threshold, p } => {
-                if rng.unit() < *p {
-                    color::solarize(&img, *threshold)
-                } else {
-                    img
-                }
-            }
-        })
-    }
-}
-
-/// torchvision `ColorJitter.forward`: a random order of the four adjustments, each factor
-/// drawn uniformly from its range.
-pub fn color_jitter(mut img: Image, ranges: &[Option<[f64; 2]>; 4], rng: &mut Rng) -> Image {
-    let mut order = [0usize, 1, 2, 3];
-    rng.shuffle(&mut order);
-    let factors: Vec<Option<f64>> = ranges
-        .iter()
-        .map(|r| r.map(|[lo, hi]| rng.uniform(lo, hi)))
-        .collect();
-    for k in order {
-        if let Some(f) = factors[k] {
-            img = match k {
-                0 => color::adjust_brightness(&img, f),
-                1 => color::adjust_contrast(&img, f),
-                2 => color::adjust_saturation(&img, f),
-                _ => color::adjust_hue(&img, f),
-            };
-        }
-    }
-    img
-}
-
-/// torchvision `RandomAffine.get_params` (img_size = [width, height]).
-pub fn affine_params(
-    degrees: f64,
-    translate: Option<[f64; 2]>,
-    scale: Option<[f64; 2]>,
-    shear: Option<f64>,
-    width: usize,
-    height: usize,
-    rng: &mut Rng,
-) -> (f64, (i64, i64), f64, (f64, f64)) {
-    let angle = rng.uniform(-degrees, degrees);
-    let t = match translate {
-        Some([fx, fy]) => {
-            let (mx, my) = (fx * width as f64, fy * height as f64);
-            (
-                rng.uniform(-mx, mx).round_ties_even() as i64,
-                rng.uniform(-my, my).round_ties_even() as i64,
-            )
-        }
-        None => (0, 0),
-    };
-    let s = scale.map(|[lo, hi]| rng.uniform(lo, hi)).unwrap_or(1.0);
-    let sh = shear
-        .map(|v| (rng.uniform(-v.abs(), v.abs()), 0.0))
-        .unwrap_or((0.0, 0.0));
-    (angle, t, s, sh)
 }

@@ -1,8 +1,9 @@
-//! PIL's `Image.resize` for 8-bit images (libImaging/Resample.c), which is what torchvision's
-//! `Resize`/`RandomResizedCrop` run on PIL images: a separable convolution whose filter
-//! support widens with the downscale factor (antialiasing), coefficients normalised to sum 1,
-//! then 22-bit fixed point with PIL's rounding. Horizontal pass first into an 8-bit
-//! intermediate, then vertical, exactly as PIL orders them.
+//! PIL's `Image.resize` for 8-bit images (libImaging/Resample.c of Pillow 13), which is what
+//! torchvision's `Resize`/`RandomResizedCrop` run on PIL images: a separable convolution whose
+//! filter support widens with the downscale factor (antialiasing), coefficients normalised to
+//! sum 1, then 22-bit fixed point with PIL's rounding. The two passes go through an 8-bit
+//! intermediate in PIL's order: horizontal first, unless the height shrinks by more than twice
+//! as many pixels as the width (then vertical first).
 
 use crate::data::image::Image;
 
@@ -108,6 +109,19 @@ pub fn resize(img: &Image, out_w: usize, out_h: usize, filter: Filter) -> Image 
     let vert = coeffs(img.height, out_h, filter);
     if !need_h {
         return vertical(img, &vert, 0);
+    }
+    let (shrink_h, shrink_w) = (
+        img.height as i64 - out_h as i64,
+        img.width as i64 - out_w as i64,
+    );
+    if shrink_h > 0 && shrink_h > shrink_w * 2 {
+        let tmp = vertical(img, &vert, 0);
+        let horiz = coeffs(img.width, out_w, filter);
+        return match img.channels {
+            1 => horizontal::<1>(&tmp, &horiz, 0, out_h),
+            3 => horizontal::<3>(&tmp, &horiz, 0, out_h),
+            c => panic!("resize: {c} channels"),
+        };
     }
     // Only the rows the vertical pass reads: [first, last).
     let first = vert.bounds[0].0;

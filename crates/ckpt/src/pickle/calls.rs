@@ -24,6 +24,7 @@ pub(super) fn resolve_global(module: &str, name: &str) -> Global {
         ("builtins", "set") => Global::Set,
         ("builtins", "frozenset") => Global::FrozenSet,
         ("builtins", "bytearray") => Global::Bytearray,
+        ("builtins", "bytes") => Global::Bytes,
         ("_codecs", "encode") => Global::CodecsEncode,
         ("torch._utils", "_rebuild_tensor") => Global::RebuildTensor,
         ("torch._utils", "_rebuild_tensor_v2") => Global::RebuildTensorV2,
@@ -57,6 +58,7 @@ impl Global {
             Global::Set => "builtins.set".into(),
             Global::FrozenSet => "builtins.frozenset".into(),
             Global::Bytearray => "builtins.bytearray".into(),
+            Global::Bytes => "builtins.bytes".into(),
             Global::CodecsEncode => "_codecs.encode".into(),
             Global::RebuildTensor => "torch._utils._rebuild_tensor".into(),
             Global::RebuildTensorV2 => "torch._utils._rebuild_tensor_v2".into(),
@@ -134,7 +136,7 @@ pub(super) fn call(m: &mut Machine, callable: &Value, args: Vec<Value>) -> Resul
             };
             Ok(m.alloc(Object::Set(items)))
         }
-        Global::CodecsEncode | Global::Bytearray => bytes_from_args(&global, &args),
+        Global::CodecsEncode | Global::Bytearray | Global::Bytes => bytes_from_args(&global, &args),
         Global::RebuildTensor | Global::RebuildTensorV2 | Global::RebuildTensorV3 => {
             let tensor = rebuild_tensor(m, &global, &args)?;
             Ok(m.alloc(Object::Tensor(tensor)))
@@ -151,6 +153,21 @@ pub(super) fn call(m: &mut Machine, callable: &Value, args: Vec<Value>) -> Resul
                 .map_err(|_| anyhow!("_rebuild_from_type_v2 takes 4 arguments"))?;
             match global_of(m, &new_type) {
                 Some(Global::TensorType) => {
+                    // Only the non-recursive rebuild functions: a self-referential argument
+                    // list must not recurse without bound.
+                    let func_ok = matches!(
+                        global_of(m, &func),
+                        Some(
+                            Global::RebuildTensor
+                                | Global::RebuildTensorV2
+                                | Global::RebuildTensorV3
+                                | Global::RebuildParameter
+                                | Global::RebuildParameterWithState
+                        )
+                    );
+                    if !func_ok {
+                        bail!("_rebuild_from_type_v2 of something that is not a tensor rebuild");
+                    }
                     let inner = m.tuple_items(&inner_args, "_rebuild_from_type_v2 arguments")?;
                     call(m, &func, inner)
                 }
@@ -295,11 +312,12 @@ fn iter_items(m: &mut Machine, v: &Value) -> Result<Vec<Value>> {
     }
 }
 
-/// `_codecs.encode(text, 'latin1')` and `bytearray(...)`: how protocol 2 spells bytes.
+/// `_codecs.encode(text, 'latin1')`, `bytes()` and `bytearray(...)`: how protocols < 3 spell
+/// bytes (and < 5 bytearrays).
 fn bytes_from_args(global: &Global, args: &[Value]) -> Result<Value> {
     match args {
-        [] if *global == Global::Bytearray => Ok(Value::Bytes(Rc::from(&[][..]))),
-        [Value::Bytes(b)] if *global == Global::Bytearray => Ok(Value::Bytes(b.clone())),
+        [] if *global != Global::CodecsEncode => Ok(Value::Bytes(Rc::from(&[][..]))),
+        [Value::Bytes(b)] if *global != Global::CodecsEncode => Ok(Value::Bytes(b.clone())),
         [Value::Str(text), Value::Str(enc)]
             if matches!(&**enc, "latin1" | "latin-1" | "iso-8859-1") =>
         {

@@ -13,7 +13,8 @@ pub enum Value {
     None,
     Bool(bool),
     Int(i64),
-    /// A Python int wider than 64 bits (little-endian two's complement bytes).
+    /// A Python int wider than 64 bits: minimal little-endian two's complement bytes, as
+    /// LONG1 / LONG4 store them (`pickle.encode_long`).
     BigInt(Rc<[u8]>),
     Float(f64),
     Str(Rc<str>),
@@ -36,7 +37,6 @@ pub enum Object {
     /// A storage of the archive (persistent id `('storage', type, key, location, numel)`).
     Storage(Storage),
     Tensor(TensorRef),
-    Dtype(Dtype),
     Device(Rc<str>),
 }
 
@@ -47,6 +47,7 @@ pub enum Global {
     Set,
     FrozenSet,
     Bytearray,
+    Bytes,
     CodecsEncode,
     RebuildTensor,
     RebuildTensorV2,

@@ -1,0 +1,245 @@
+//! `results/<model_name>/history.csv`: one row per validation (`epoch, iteration, train_loss,
+//! val_loss, lr, <val metrics...>, seconds`). The whole file is rewritten atomically on every
+//! row (it is small), so a killed run leaves a complete file; a resumed run reopens it and
+//! drops the rows past its checkpoint.
+
+use crate::metrics::MetricValues;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+const LEADING: [&str; 5] = ["epoch", "iteration", "train_loss", "val_loss", "lr"];
+const TRAILING: &str = "seconds";
+
+/// One validation point.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HistoryRow {
+    /// Epochs done (fractional when validating every fraction of an epoch).
+    pub epoch: f64,
+    /// Optimiser steps done.
+    pub iteration: u64,
+    /// Mean training loss since the previous row.
+    pub train_loss: f64,
+    /// None when there is no validation split.
+    pub val_loss: Option<f64>,
+    pub lr: f64,
+    /// The validation dict (e.g. `Metrics::reference_values("val")`, plus kNN metrics).
+    pub metrics: MetricValues,
+    /// Wall-clock seconds since the run started (including earlier sessions of a resumed run).
+    pub seconds: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct History {
+    path: PathBuf,
+    rows: Vec<HistoryRow>,
+}
+
+impl History {
+    /// An empty history that will be written to `path`.
+    pub fn new(path: impl Into<PathBuf>) -> Self {
+        History {
+            path: path.into(),
+            rows: Vec::new(),
+        }
+    }
+
+    /// `history.csv` under `results/<model_name>/`.
+    pub fn path_for(save_dir: &Path, model_name: &str) -> PathBuf {
+        save_dir
+            .join("results")
+            .join(model_name)
+            .join("history.csv")
+    }
+
+    /// The rows already in `path` (for a resumed run), or an empty history if it does not exist.
+    pub fn open(path: impl Into<PathBuf>) -> Result<Self> {
+        let path = path.into();
+        if !path.exists() {
+            return Ok(History::new(path));
+        }
+        let rows = read_rows(&path)?;
+        Ok(History { path, rows })
+    }
+
+    /// Drop rows after `iteration` (a run resumed from a checkpoint at that iteration will
+    /// produce them again).
+    pub fn truncate_after(&mut self, iteration: u64) {
+        self.rows.retain(|r| r.iteration <= iteration);
+    }
+
+    /// Add a row and rewrite the file.
+    pub fn push(&mut self, row: HistoryRow) -> Result<()> {
+        self.rows.push(row);
+        self.save()
+    }
+
+    pub fn rows(&self) -> &[HistoryRow] {
+        &self.rows
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Metric columns: every key seen, in order of first appearance.
+    pub fn metric_columns(&self) -> Vec<String> {
+        let mut cols: Vec<String> = Vec::new();
+        for row in &self.rows {
+            for key in row.metrics.keys() {
+                if !cols.iter().any(|c| c == key) {
+                    cols.push(key.to_string());
+                }
+            }
+        }
+        cols
+    }
+
+    /// Write the file atomically.
+    pub fn save(&self) -> Result<()> {
+        let cols = self.metric_columns();
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let header = LEADING
+            .iter()
+            .map(|s| s.to_string())
+            .chain(cols.iter().cloned())
+            .chain([TRAILING.to_string()]);
+        w.write_record(header)?;
+        for r in &self.rows {
+            let mut rec = vec![
+                num(r.epoch),
+                r.iteration.to_string(),
+                num(r.train_loss),
+                r.val_loss.map(num).unwrap_or_default(),
+                num(r.lr),
+            ];
+            rec.extend(
+                cols.iter()
+                    .map(|c| r.metrics.get(c).map(num).unwrap_or_default()),
+            );
+            rec.push(format!("{:.3}", r.seconds));
+            w.write_record(&rec)?;
+        }
+        let bytes = w.into_inner().context("cannot format history.csv")?;
+        crate::util::write_atomic(&self.path, &bytes)
+    }
+}
+
+/// Shortest round-tripping decimal; NaN as "NaN" (pandas reads it).
+fn num(x: f64) -> String {
+    format!("{x}")
+}
+
+fn read_rows(path: &Path) -> Result<Vec<HistoryRow>> {
+    let mut rdr =
+        csv::Reader::from_path(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let header: Vec<String> = rdr.headers()?.iter().map(str::to_string).collect();
+    let n = header.len();
+    if n < LEADING.len() + 1 || header[..LEADING.len()] != LEADING || header[n - 1] != TRAILING {
+        bail!(
+            "{}: unexpected header {:?}; expected {} ... {TRAILING}",
+            path.display(),
+            header,
+            LEADING.join(",")
+        );
+    }
+    let mut rows = Vec::new();
+    for (i, rec) in rdr.records().enumerate() {
+        let line = i + 2;
+        let rec = rec.with_context(|| format!("{} line {line}", path.display()))?;
+        let field = |j: usize| -> Result<Option<f64>> {
+            let s = rec.get(j).unwrap_or("");
+            if s.is_empty() {
+                return Ok(None);
+            }
+            s.parse::<f64>().map(Some).with_context(|| {
+                format!(
+                    "{} line {line}, column {}: {s:?} is not a number",
+                    path.display(),
+                    header[j]
+                )
+            })
+        };
+        let required = |j: usize| -> Result<f64> {
+            field(j)?.with_context(|| {
+                format!(
+                    "{} line {line}: column {} is empty",
+                    path.display(),
+                    header[j]
+                )
+            })
+        };
+        let mut metrics = MetricValues::default();
+        for (j, name) in header.iter().enumerate().take(n - 1).skip(LEADING.len()) {
+            if let Some(v) = field(j)? {
+                metrics.push(name.clone(), v);
+            }
+        }
+        rows.push(HistoryRow {
+            epoch: required(0)?,
+            iteration: required(1)? as u64,
+            train_loss: required(2)?,
+            val_loss: field(3)?,
+            lr: required(4)?,
+            metrics,
+            seconds: required(n - 1)?,
+        });
+    }
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(epoch: f64, iteration: u64, acc: f64) -> HistoryRow {
+        let mut metrics = MetricValues::default();
+        metrics.push("val_accuracy", acc);
+        metrics.push("val_roc_auc", 0.5);
+        HistoryRow {
+            epoch,
+            iteration,
+            train_loss: 0.7,
+            val_loss: Some(0.6),
+            lr: 1e-4,
+            metrics,
+            seconds: 12.5,
+        }
+    }
+
+    #[test]
+    fn writes_reads_and_truncates() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = History::path_for(dir.path(), "m");
+        let mut h = History::new(&path);
+        h.push(row(0.5, 10, 0.25)).unwrap();
+        h.push(row(1.0, 20, 0.5)).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        let mut lines = text.lines();
+        assert_eq!(
+            lines.next(),
+            Some("epoch,iteration,train_loss,val_loss,lr,val_accuracy,val_roc_auc,seconds")
+        );
+        assert_eq!(lines.next(), Some("0.5,10,0.7,0.6,0.0001,0.25,0.5,12.500"));
+
+        let mut back = History::open(&path).unwrap();
+        assert_eq!(back.rows(), h.rows());
+        back.truncate_after(10);
+        assert_eq!(back.rows().len(), 1);
+    }
+
+    #[test]
+    fn a_bad_file_names_line_and_column() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        std::fs::write(
+            &path,
+            "epoch,iteration,train_loss,val_loss,lr,seconds\n1,2,abc,,0.1,3\n",
+        )
+        .unwrap();
+        let err = format!("{:#}", History::open(&path).unwrap_err());
+        assert!(
+            err.contains("line 2") && err.contains("train_loss"),
+            "{err}"
+        );
+    }
+}

@@ -1,0 +1,331 @@
+//! The runs under one `save_dir` and the state of each: what `medfm report` tabulates and what
+//! `scripts/sweep.sh` asks before starting a run (skip, resume or start).
+//!
+//! Files read, per run `<model_name>`:
+//! - `results/<model_name>/metrics_results.json`: the run finished;
+//! - `checkpoints/<model_name>.last.safetensors`: the last training state (resumable);
+//! - `configs/<model_name>/params.json`: the resolved params, written when a run starts;
+//! - `sweep/status/<model_name>`: written by scripts/sweep.sh: `running`, `done` or
+//!   `failed <exit code>`; `sweep/plan.tsv`: every run a sweep was asked to do.
+
+use crate::config::{DatasetName, HeadType, Params};
+use crate::metrics::MetricValues;
+use anyhow::{Context, Result};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+/// What a run is: its name and, when known, its cell of the matrix.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunId {
+    pub model_name: String,
+    pub dataset: Option<DatasetName>,
+    pub backbone: Option<String>,
+    pub head: Option<HeadType>,
+    /// The params file it came from (sweep plan) or its resolved params.
+    pub config: Option<PathBuf>,
+}
+
+impl RunId {
+    pub fn from_params(p: &Params, config: Option<PathBuf>) -> RunId {
+        RunId {
+            model_name: p.training_params.model_name.clone(),
+            dataset: Some(p.dataset_params.dataset),
+            backbone: Some(p.foundation_params.backbone_type.clone()),
+            head: Some(p.model_params.backbone_type),
+            config,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum RunState {
+    /// `metrics_results.json` is there: the test metrics.
+    Done(MetricValues),
+    /// The run exited with an error (sweep status) or its results are unreadable.
+    Failed(String),
+    /// Started, not finished: killed, preempted or still running. `resumable` when a last
+    /// checkpoint exists.
+    Incomplete { resumable: bool },
+    /// Planned, never started.
+    Missing,
+}
+
+impl RunState {
+    /// One word for tables and the sweep: done, failed, incomplete, missing.
+    pub fn label(&self) -> &'static str {
+        match self {
+            RunState::Done(_) => "done",
+            RunState::Failed(_) => "failed",
+            RunState::Incomplete { .. } => "incomplete",
+            RunState::Missing => "missing",
+        }
+    }
+}
+
+/// The last-state checkpoint of a run (named by the training engine's `RunFiles`).
+pub fn last_checkpoint(save_dir: &Path, model_name: &str) -> PathBuf {
+    crate::train::checkpoint::RunFiles::new(&save_dir.to_string_lossy(), model_name).last()
+}
+
+pub fn status_file(save_dir: &Path, model_name: &str) -> PathBuf {
+    save_dir.join("sweep").join("status").join(model_name)
+}
+
+pub fn plan_file(save_dir: &Path) -> PathBuf {
+    save_dir.join("sweep").join("plan.tsv")
+}
+
+/// The state of run `model_name` from its files.
+pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
+    let out = super::RunOutputs::new(save_dir, model_name);
+    let metrics = out.metrics_results();
+    if metrics.is_file() {
+        return match super::read_metrics_results(&metrics) {
+            Ok(values) => RunState::Done(values),
+            Err(e) => RunState::Failed(format!("{e:#}")),
+        };
+    }
+    let status = std::fs::read_to_string(status_file(save_dir, model_name)).unwrap_or_default();
+    let status = status.trim();
+    if let Some(code) = status.strip_prefix("failed") {
+        let log = save_dir
+            .join("sweep")
+            .join("logs")
+            .join(format!("{model_name}.log"));
+        return RunState::Failed(format!("exit code{code}; log: {}", log.display()));
+    }
+    let resumable = last_checkpoint(save_dir, model_name).is_file();
+    if resumable || status == "running" || out.resolved_params().is_file() {
+        return RunState::Incomplete { resumable };
+    }
+    RunState::Missing
+}
+
+/// Every run known under `save_dir`: the sweep plan, the extra `planned` ones (e.g. from
+/// `--configs`), runs with resolved params, and result folders (kNN copies excluded). Sorted
+/// by dataset, backbone (registry order) and head.
+pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, RunState)>> {
+    let mut ids: BTreeMap<String, RunId> = BTreeMap::new();
+    for id in read_plan(save_dir)? {
+        add(&mut ids, id);
+    }
+    for id in planned {
+        add(&mut ids, id.clone());
+    }
+    for name in subdirs(&save_dir.join("configs"))? {
+        let file = save_dir.join("configs").join(&name).join("params.json");
+        match crate::config::load(&file, &[], &Default::default()) {
+            Ok(p) if p.training_params.model_name == name => {
+                add(&mut ids, RunId::from_params(&p, Some(file)))
+            }
+            _ => add(
+                &mut ids,
+                RunId {
+                    config: Some(file),
+                    ..unknown(name)
+                },
+            ),
+        }
+    }
+    let results = subdirs(&save_dir.join("results"))?;
+    for name in &results {
+        let exists = |b: &str| ids.contains_key(b) || results.iter().any(|r| r == b);
+        if !ids.contains_key(name) && !is_knn_copy(name, exists) {
+            add(&mut ids, unknown(name.clone()));
+        }
+    }
+    let mut runs: Vec<(RunId, RunState)> = ids
+        .into_values()
+        .map(|id| {
+            let state = run_state(save_dir, &id.model_name);
+            (id, state)
+        })
+        .collect();
+    runs.sort_by_key(|(id, _)| sort_key(id));
+    Ok(runs)
+}
+
+/// Add `id`, keeping the most informative identity seen for a name.
+fn add(ids: &mut BTreeMap<String, RunId>, id: RunId) {
+    let known = ids
+        .get(&id.model_name)
+        .is_some_and(|old| old.dataset.is_some());
+    if !known || id.dataset.is_some() {
+        ids.insert(id.model_name.clone(), id);
+    }
+}
+
+/// A run known only by name (e.g. a results folder without resolved params).
+fn unknown(model_name: String) -> RunId {
+    RunId {
+        model_name,
+        dataset: None,
+        backbone: None,
+        head: None,
+        config: None,
+    }
+}
+
+/// `<base>-knn` / `<base>-knn-run_<i>` result folders duplicate `<base>`'s file (the
+/// reference writes both); not separate runs.
+fn is_knn_copy(name: &str, base_exists: impl Fn(&str) -> bool) -> bool {
+    if let Some(base) = name.strip_suffix("-knn") {
+        return base_exists(base);
+    }
+    match name.split_once("-knn-run_") {
+        Some((base, run)) => base_exists(&format!("{base}-run_{run}")),
+        None => false,
+    }
+}
+
+fn sort_key(id: &RunId) -> (usize, usize, String, usize, String) {
+    let dataset = id.dataset.map_or(usize::MAX, |d| {
+        DatasetName::ALL.iter().position(|x| *x == d).unwrap_or(0)
+    });
+    let names = crate::models::registry::names();
+    let backbone = id.backbone.as_deref().unwrap_or("");
+    let pos = names
+        .iter()
+        .position(|n| *n == backbone)
+        .unwrap_or(usize::MAX);
+    let head = match id.head {
+        Some(HeadType::Linear) => 0,
+        Some(HeadType::DeitBase) => 1,
+        None => 2,
+    };
+    (
+        dataset,
+        pos,
+        backbone.to_string(),
+        head,
+        id.model_name.clone(),
+    )
+}
+
+fn subdirs(dir: &Path) -> Result<Vec<String>> {
+    if !dir.is_dir() {
+        return Ok(Vec::new());
+    }
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
+        let entry = entry?;
+        if entry.path().is_dir() {
+            if let Some(name) = entry.file_name().to_str() {
+                out.push(name.to_string());
+            }
+        }
+    }
+    out.sort();
+    Ok(out)
+}
+
+const PLAN_HEADER: &str = "model_name\tdataset\tbackbone\thead\tconfig";
+
+/// The runs recorded in `sweep/plan.tsv` (empty if there is none).
+pub fn read_plan(save_dir: &Path) -> Result<Vec<RunId>> {
+    let path = plan_file(save_dir);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate().skip(1) {
+        let f: Vec<&str> = line.split('\t').collect();
+        anyhow::ensure!(
+            f.len() == 5,
+            "{} line {}: expected 5 tab-separated fields",
+            path.display(),
+            i + 1
+        );
+        out.push(RunId {
+            model_name: f[0].to_string(),
+            dataset: DatasetName::parse(f[1]),
+            backbone: Some(f[2].to_string()).filter(|s| !s.is_empty()),
+            head: HeadType::parse(f[3]),
+            config: Some(PathBuf::from(f[4])),
+        });
+    }
+    Ok(out)
+}
+
+/// Add `runs` to `sweep/plan.tsv` (a run already there is updated), atomically.
+pub fn record_plan(save_dir: &Path, runs: &[RunId]) -> Result<()> {
+    let mut plan = read_plan(save_dir)?;
+    for run in runs {
+        match plan.iter_mut().find(|r| r.model_name == run.model_name) {
+            Some(slot) => *slot = run.clone(),
+            None => plan.push(run.clone()),
+        }
+    }
+    let mut text = format!("{PLAN_HEADER}\n");
+    for r in &plan {
+        text.push_str(&format!(
+            "{}\t{}\t{}\t{}\t{}\n",
+            r.model_name,
+            r.dataset.map_or("", |d| d.as_str()),
+            r.backbone.as_deref().unwrap_or(""),
+            r.head.map_or("", |h| h.as_str()),
+            r.config
+                .as_deref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        ));
+    }
+    crate::util::write_atomic(&plan_file(save_dir), text.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn id(name: &str) -> RunId {
+        RunId {
+            model_name: name.into(),
+            dataset: Some(DatasetName::DDSM),
+            backbone: Some("dinov2_vitb14".into()),
+            head: Some(HeadType::Linear),
+            config: Some("c.json".into()),
+        }
+    }
+
+    #[test]
+    fn states_follow_the_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        assert_eq!(run_state(d, "a"), RunState::Missing);
+        std::fs::create_dir_all(d.join("sweep/status")).unwrap();
+        std::fs::write(status_file(d, "a"), "running\n").unwrap();
+        assert_eq!(run_state(d, "a"), RunState::Incomplete { resumable: false });
+        std::fs::create_dir_all(d.join("checkpoints")).unwrap();
+        std::fs::write(last_checkpoint(d, "a"), b"x").unwrap();
+        assert_eq!(run_state(d, "a"), RunState::Incomplete { resumable: true });
+        std::fs::write(status_file(d, "a"), "failed 1\n").unwrap();
+        assert_eq!(run_state(d, "a").label(), "failed");
+        let mut v = MetricValues::default();
+        v.push("test_roc_auc", 0.75);
+        crate::report::write_metrics_results(d, "a", &v, false).unwrap();
+        assert_eq!(run_state(d, "a"), RunState::Done(v));
+    }
+
+    #[test]
+    fn plan_round_trips_and_updates() {
+        let dir = tempfile::tempdir().unwrap();
+        record_plan(dir.path(), &[id("a"), id("b")]).unwrap();
+        let mut b2 = id("b");
+        b2.head = Some(HeadType::DeitBase);
+        record_plan(dir.path(), &[b2.clone()]).unwrap();
+        assert_eq!(read_plan(dir.path()).unwrap(), vec![id("a"), b2]);
+    }
+
+    #[test]
+    fn knn_copies_are_not_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let v = MetricValues::default();
+        crate::report::write_metrics_results(dir.path(), "x-run_1", &v, true).unwrap();
+        crate::report::write_metrics_results(dir.path(), "lonely-knn", &v, false).unwrap();
+        let runs = collect_runs(dir.path(), &[]).unwrap();
+        let names: Vec<&str> = runs.iter().map(|(id, _)| id.model_name.as_str()).collect();
+        assert_eq!(names, ["lonely-knn", "x-run_1"]);
+    }
+}

@@ -1,0 +1,253 @@
+//! The cross-run results table of `medfm report`: one row per (dataset, backbone, head) with
+//! its state, trunk parameter count, the dataset's target metric and every test metric, as
+//! markdown (one section per dataset) and CSV. Missing and failed runs keep their rows.
+
+use super::runs::{RunId, RunState};
+use crate::config::DatasetName;
+use crate::data::DatasetInfo;
+use crate::models::registry;
+
+/// The metric that picks the best model and that the paper reports, per dataset (the data
+/// module's `DatasetInfo` is the one source of these facts).
+pub fn target_metric(dataset: DatasetName) -> &'static str {
+    // Only a DDSM class count other than 2 or 3 is an error, and None means the default 2.
+    DatasetInfo::new(dataset, None).map_or("roc_auc", |info| info.target_metric)
+}
+
+/// One run with what the table shows about it.
+#[derive(Debug, Clone)]
+pub struct Row {
+    pub id: RunId,
+    pub state: RunState,
+    pub family: Option<&'static str>,
+    /// Trunk parameters from the backbone registry (None when unknown).
+    pub params: Option<i64>,
+    /// `test_<target metric>` of a finished run.
+    pub target: Option<f64>,
+}
+
+impl Row {
+    pub fn new(id: RunId, state: RunState) -> Row {
+        let spec = id.backbone.as_deref().and_then(|b| registry::get(b).ok());
+        let target = match (&state, id.dataset) {
+            (RunState::Done(m), Some(d)) => m.get(&format!("test_{}", target_metric(d))),
+            _ => None,
+        };
+        Row {
+            family: spec.map(|s| s.family.as_str()),
+            params: spec.map(|s| s.param_count).filter(|&n| n > 0),
+            id,
+            state,
+            target,
+        }
+    }
+
+    fn status(&self) -> String {
+        match &self.state {
+            RunState::Failed(why) => format!("failed ({why})"),
+            RunState::Incomplete { resumable: true } => "incomplete (resumable)".into(),
+            other => other.label().into(),
+        }
+    }
+}
+
+/// Test metric columns: every key of the finished runs, in order of first appearance, with
+/// `test_loss` last.
+fn metric_columns<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<String> {
+    let mut cols: Vec<String> = Vec::new();
+    for r in rows {
+        if let RunState::Done(m) = &r.state {
+            for k in m.keys() {
+                if !cols.iter().any(|c| c == k) {
+                    cols.push(k.to_string());
+                }
+            }
+        }
+    }
+    if let Some(i) = cols.iter().position(|c| c == "test_loss") {
+        let loss = cols.remove(i);
+        cols.push(loss);
+    }
+    cols
+}
+
+fn fmt_value(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_nan() => "NaN".into(),
+        Some(x) => format!("{x}"),
+        None => String::new(),
+    }
+}
+
+/// "86.6M" style.
+pub fn fmt_params(n: Option<i64>) -> String {
+    n.map(|n| format!("{:.1}M", n as f64 / 1e6))
+        .unwrap_or_else(|| "?".into())
+}
+
+fn head_name(id: &RunId) -> &'static str {
+    id.head.map_or("?", |h| match h {
+        crate::config::HeadType::Linear => "linear",
+        crate::config::HeadType::DeitBase => "deit_base",
+    })
+}
+
+/// All runs as CSV (one header; empty cells where a run has no value).
+pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
+    let cols = metric_columns(rows.iter());
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let mut header: Vec<String> = [
+        "dataset",
+        "backbone",
+        "family",
+        "head",
+        "model_name",
+        "trunk_params",
+        "status",
+        "target_metric",
+        "target_value",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    header.extend(cols.iter().cloned());
+    w.write_record(&header)?;
+    for r in rows {
+        let mut rec = vec![
+            r.id.dataset.map_or("", |d| d.as_str()).to_string(),
+            r.id.backbone.clone().unwrap_or_default(),
+            r.family.unwrap_or("").to_string(),
+            head_name(&r.id).to_string(),
+            r.id.model_name.clone(),
+            r.params.map(|n| n.to_string()).unwrap_or_default(),
+            r.status(),
+            r.id.dataset.map_or("", target_metric).to_string(),
+            fmt_value(r.target),
+        ];
+        let m = match &r.state {
+            RunState::Done(m) => Some(m),
+            _ => None,
+        };
+        rec.extend(cols.iter().map(|c| fmt_value(m.and_then(|m| m.get(c)))));
+        w.write_record(&rec)?;
+    }
+    Ok(String::from_utf8(w.into_inner()?)?)
+}
+
+/// Markdown: a summary line, then one table per dataset (its own metric columns, target
+/// metric first and in bold for the best finished run).
+pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
+    let count = |label: &str| rows.iter().filter(|r| r.state.label() == label).count();
+    let mut md = format!(
+        "# medfm results: {save_dir}\n\n{} run{}: {} done, {} failed, {} incomplete, {} missing.\n",
+        rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
+        count("done"),
+        count("failed"),
+        count("incomplete"),
+        count("missing")
+    );
+    let mut groups: Vec<(Option<DatasetName>, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        match groups.iter_mut().find(|(d, _)| *d == r.id.dataset) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((r.id.dataset, vec![r])),
+        }
+    }
+    for (dataset, group) in groups {
+        let target = dataset.map(target_metric);
+        let target_key = target.map(|t| format!("test_{t}"));
+        let cols: Vec<String> = metric_columns(group.iter().copied())
+            .into_iter()
+            .filter(|c| Some(c) != target_key.as_ref())
+            .collect();
+        let best = group
+            .iter()
+            .filter_map(|r| r.target)
+            .filter(|v| !v.is_nan())
+            .fold(f64::NAN, f64::max);
+        match (dataset, target) {
+            (Some(d), Some(t)) => md.push_str(&format!("\n## {d} (target metric: {t})\n\n")),
+            _ => md.push_str("\n## Other runs (no resolved params)\n\n"),
+        }
+        let mut header = vec!["backbone", "family", "head", "trunk params", "status"];
+        let target_col = target_key.clone().unwrap_or_else(|| "target".into());
+        header.push(&target_col);
+        let col_refs: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
+        header.extend(col_refs);
+        md.push_str(&format!("| {} |\n", header.join(" | ")));
+        md.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+        for r in group {
+            let m = match &r.state {
+                RunState::Done(m) => Some(m),
+                _ => None,
+            };
+            let target = match r.target {
+                Some(v) if v == best => format!("**{v}**"),
+                v => fmt_value(v),
+            };
+            let mut cells = vec![
+                r.id.backbone
+                    .clone()
+                    .unwrap_or_else(|| r.id.model_name.clone()),
+                r.family.unwrap_or("?").to_string(),
+                head_name(&r.id).to_string(),
+                fmt_params(r.params),
+                r.status().replace('|', "/"),
+                target,
+            ];
+            cells.extend(cols.iter().map(|c| fmt_value(m.and_then(|m| m.get(c)))));
+            md.push_str(&format!("| {} |\n", cells.join(" | ")));
+        }
+    }
+    md
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::HeadType;
+    use crate::metrics::MetricValues;
+
+    fn row(backbone: &str, head: HeadType, state: RunState) -> Row {
+        let id = RunId {
+            model_name: format!("{backbone}_{}", head.as_str()),
+            dataset: Some(DatasetName::DDSM),
+            backbone: Some(backbone.into()),
+            head: Some(head),
+            config: None,
+        };
+        Row::new(id, state)
+    }
+
+    #[test]
+    fn missing_and_failed_runs_keep_their_rows() {
+        let mut m = MetricValues::default();
+        m.push("test_accuracy", 0.8);
+        m.push("test_roc_auc", 0.912);
+        let rows = vec![
+            row("dinov2_vitb14", HeadType::Linear, RunState::Done(m)),
+            row(
+                "dinov2_vitb14",
+                HeadType::DeitBase,
+                RunState::Failed("exit code 1".into()),
+            ),
+            row("sam2_b", HeadType::Linear, RunState::Missing),
+        ];
+        let md = to_markdown(&rows, "out");
+        assert!(md.contains("3 runs: 1 done, 1 failed, 0 incomplete, 1 missing"));
+        assert!(md.contains("## DDSM (target metric: roc_auc)"));
+        assert!(md.contains("| **0.912** | 0.8 |"), "{md}");
+        assert!(md.contains("failed (exit code 1)") && md.contains("| missing |"));
+        let csv = to_csv(&rows).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert_eq!(lines.len(), 4);
+        assert!(lines[0].ends_with("target_metric,target_value,test_accuracy,test_roc_auc"));
+        assert!(
+            lines[1].contains(",done,roc_auc,0.912,0.8,0.912"),
+            "{}",
+            lines[1]
+        );
+        assert!(lines[3].contains(",missing,roc_auc,,,"), "{}", lines[3]);
+    }
+}

@@ -1,0 +1,270 @@
+//! `medfm synth` and `medfm inspect` as a user runs them.
+
+use medfm::config::DatasetName;
+use medfm::data::synth::{self, SynthSpec};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+fn medfm(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_medfm"))
+        .args(args)
+        .output()
+        .expect("run medfm")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn synth(dataset: &str, out: &Path, n: &str, seed: &str) -> Output {
+    medfm(&[
+        "synth",
+        "--dataset",
+        dataset,
+        "--out",
+        out.to_str().unwrap(),
+        "--n",
+        n,
+        "--seed",
+        seed,
+    ])
+}
+
+/// The reference params with this dataset and location.
+fn params_file(dir: &Path, dataset: &str, data_location: &Path) -> PathBuf {
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/reference.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
+    v["dataset_params"]["dataset"] = dataset.into();
+    v["dataset_params"]["data_location"] = data_location.to_str().unwrap().into();
+    v["training_params"]["save_dir"] = dir.join("out").to_str().unwrap().into();
+    let path = dir.join(format!("{dataset}.json"));
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+fn files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.path().is_dir() {
+            out.extend(files(&e.path()));
+        } else {
+            out.push(e.path());
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn synth_writes_each_real_layout_deterministically() {
+    // In-process for the four layouts (each medfm start loads libtorch, which is slow).
+    let dir = tempfile::tempdir().unwrap();
+    let gen = |ds: DatasetName, out: &Path, seed: u64| {
+        synth::generate(
+            &SynthSpec {
+                dataset: ds,
+                n: 12,
+                seed,
+                size: None,
+            },
+            out,
+        )
+        .unwrap()
+    };
+    for (ds, marker) in [
+        (
+            DatasetName::APTOS2019,
+            "APTOS2019/train_images/train_images",
+        ),
+        (
+            DatasetName::ISIC2019,
+            "ISIC2019/ISIC_2019_Training_Input/ISIC_2019_Training_Input",
+        ),
+        (
+            DatasetName::CheXpert,
+            "CheXpert/train/patient00001/study1/view1_frontal.jpg",
+        ),
+        (DatasetName::DDSM, "DDSM/ddsm_raw_image_lists/val.txt"),
+    ] {
+        let (a, b, c) = (
+            dir.path().join("a"),
+            dir.path().join("b"),
+            dir.path().join("c"),
+        );
+        gen(ds, &a, 3);
+        gen(ds, &b, 3);
+        gen(ds, &c, 4);
+        assert!(a.join(marker).exists(), "{ds}: {marker}");
+        let name = ds.as_str();
+        let (fa, fb, fc) = (
+            files(&a.join(name)),
+            files(&b.join(name)),
+            files(&c.join(name)),
+        );
+        assert_eq!(fa.len(), fb.len());
+        for (x, y) in fa.iter().zip(&fb) {
+            assert_eq!(
+                std::fs::read(x).unwrap(),
+                std::fs::read(y).unwrap(),
+                "{}",
+                x.display()
+            );
+        }
+        assert!(
+            fa.iter()
+                .zip(&fc)
+                .any(|(x, y)| std::fs::read(x).unwrap() != std::fs::read(y).unwrap()),
+            "{ds}: the seed matters"
+        );
+    }
+    let ddsm = files(&dir.path().join("a/DDSM/ddsm_raw"));
+    let decoded = image::ImageReader::open(&ddsm[0])
+        .unwrap()
+        .decode()
+        .unwrap();
+    assert_eq!(
+        decoded.color(),
+        image::ColorType::L16,
+        "DDSM images are 16-bit gray PNGs"
+    );
+}
+
+#[test]
+fn synth_cli_writes_a_dataset_and_never_overwrites() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = synth("ISIC2019", dir.path(), "9", "3");
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(
+        text(&o).contains("Wrote 9 synthetic ISIC2019 images"),
+        "{}",
+        text(&o)
+    );
+    assert_eq!(
+        files(&dir.path().join("ISIC2019/ISIC_2019_Training_Input")).len(),
+        9
+    );
+    let again = synth("ISIC2019", dir.path(), "9", "3");
+    assert!(!again.status.success());
+    assert!(text(&again).contains("already exists"), "{}", text(&again));
+}
+
+#[test]
+fn synth_rejects_unknown_datasets() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = synth("APTOS", dir.path(), "5", "0");
+    assert!(!o.status.success());
+    assert!(
+        text(&o).contains("did you mean \"APTOS2019\""),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn inspect_reports_counts_and_writes_val_ids() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(synth("APTOS2019", &data, "30", "1").status.success());
+    let params = params_file(dir.path(), "APTOS2019", &data);
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--check-images",
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(t.contains("Creating a new train/val split"), "{t}");
+    assert!(
+        t.contains("Proliferative DR") && t.contains("images                 21        4        5"),
+        "{t}"
+    );
+    assert!(t.contains("width 64-64, height 48-48"), "{t}");
+    assert!(t.contains("train -> 3x224x224"), "{t}");
+    assert!(
+        t.contains("All 30 images decode") && t.contains("No problems found"),
+        "{t}"
+    );
+    assert!(data.join("APTOS2019/val_ids.json").is_file());
+    assert!(
+        !dir.path().join("out").exists(),
+        "inspect writes nothing else"
+    );
+
+    // Reused silently; replaced with a notice when it no longer fits.
+    let o = medfm(&["inspect", "--params_path", params.to_str().unwrap()]);
+    assert!(
+        o.status.success() && !text(&o).contains("Creating"),
+        "{}",
+        text(&o)
+    );
+    std::fs::write(
+        data.join("APTOS2019/val_ids.json"),
+        "{\"train_split\": [0], \"val_split\": [1]}",
+    )
+    .unwrap();
+    let o = medfm(&["inspect", "--params_path", params.to_str().unwrap()]);
+    assert!(
+        o.status.success() && text(&o).contains("Found updated train/validation size"),
+        "{}",
+        text(&o)
+    );
+}
+
+#[test]
+fn inspect_fails_on_unreadable_or_missing_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(synth("DDSM", &data, "20", "1").status.success());
+    let params = params_file(dir.path(), "DDSM", &data);
+    let list = std::fs::read_to_string(data.join("DDSM/ddsm_raw_image_lists/train.txt")).unwrap();
+    let lines: Vec<&str> = list.lines().collect();
+    // A truncated PNG: its header reads, decoding fails.
+    let victim = data.join("DDSM/ddsm_raw").join(lines[2]);
+    let bytes = std::fs::read(&victim).unwrap();
+    std::fs::write(&victim, &bytes[..bytes.len() / 2]).unwrap();
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--check-images",
+    ]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&victim.display().to_string()) && t.contains("train.txt line 3"),
+        "{t}"
+    );
+    assert!(t.contains("1 problem found"), "{t}");
+    // A missing file is found even without --check-images.
+    std::fs::remove_file(data.join("DDSM/ddsm_raw").join(lines[0])).unwrap();
+    let o = medfm(&["inspect", "--params_path", params.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(
+        !o.status.success() && t.contains("train.txt line 1") && t.contains("file not found"),
+        "{t}"
+    );
+}
+
+#[test]
+fn inspect_fails_on_a_bad_params_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = params_file(dir.path(), "DDSM", &dir.path().join("nowhere"));
+    let o = medfm(&["inspect", "--params_path", params.to_str().unwrap()]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("dataset folder"), "{}", text(&o));
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--set",
+        "dataset_params.train_transforms.Resize.height=0",
+    ]);
+    assert!(!o.status.success());
+    assert!(text(&o).contains("Resize.height"), "{}", text(&o));
+}

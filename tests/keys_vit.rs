@@ -1,0 +1,176 @@
+//! Full-size trunks: every name's variable names/shapes and parameter count equal the reference
+//! implementation's (tests/fixtures/keys/*.json, written by scripts/gen_keys_vit.py from the
+//! reference code on the meta device). Built without random initialisation, so even ViT-g/14
+//! costs no time or memory here.
+
+mod common;
+
+use medfm::config::GrayInit;
+use medfm::models::heads::{AttentionHead, DEIT_BASE, DEIT_GRID};
+use medfm::models::registry::{self, BuildOptions};
+use medfm::models::{clip, coca, dinov2, layers, vit};
+use std::collections::BTreeMap;
+use tch::{nn, Device};
+
+type Shapes = BTreeMap<String, Vec<i64>>;
+
+/// The reference's key/shape list and parameter count.
+fn reference(name: &str) -> (Shapes, i64) {
+    let path = common::fixture(&format!("keys/{name}.json"));
+    let doc: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+    let keys = doc["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            let shape = e[1]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_i64().unwrap())
+                .collect();
+            (e[0].as_str().unwrap().to_string(), shape)
+        })
+        .collect();
+    (keys, doc["param_count"].as_i64().unwrap())
+}
+
+/// Variable shapes under `prefix`, prefix removed.
+fn ours(vs: &nn::VarStore, prefix: &str) -> Shapes {
+    vs.variables()
+        .into_iter()
+        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|k| (k.to_string(), v.size())))
+        .collect()
+}
+
+fn count(shapes: &Shapes) -> i64 {
+    shapes.values().map(|s| s.iter().product::<i64>()).sum()
+}
+
+const NAMES: [&str; 10] = [
+    "vit_base_patch16",
+    "vit_large_patch16",
+    "vit_huge_patch14",
+    "dinov2_vits14",
+    "dinov2_vitb14",
+    "dinov2_vitl14",
+    "dinov2_vitg14",
+    "clip_vitb16",
+    "coca_ViT-B-32",
+    "coca_ViT-L-14",
+];
+
+#[test]
+fn full_size_trunks_have_the_reference_keys_shapes_and_parameter_counts() {
+    let opts = BuildOptions {
+        img_size: 224,
+        in_chans: 3,
+        gray_init: GrayInit::First,
+        drop_cutoff: vec![],
+        weights_key: None,
+    };
+    for name in NAMES {
+        let row = registry::get(name).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let trunk =
+            layers::without_random_init(|| (row.build)(&(vs.root() / "trunk"), &opts)).unwrap();
+        let have = ours(&vs, "trunk.");
+        let (want, want_count) = reference(name);
+        assert_eq!(have, want, "{name}: keys/shapes differ from the reference");
+        assert_eq!(count(&have), want_count, "{name}");
+        assert_eq!(row.param_count, want_count, "{name}: registry param_count");
+        let depth = want
+            .keys()
+            .filter(|k| k.ends_with(".ln_1.weight") || k.ends_with(".norm1.weight"))
+            .count();
+        assert_eq!(trunk.blocks().len(), depth, "{name}: block list");
+    }
+}
+
+#[test]
+fn registry_rows_agree_with_the_model_configs() {
+    let grid = |img: i64, patch: i64| (img / patch) * (img / patch);
+    let expect: [(&str, i64, i64, i64); 10] = [
+        (
+            "vit_base_patch16",
+            grid(224, vit::MAE_BASE.patch),
+            vit::MAE_BASE.dim,
+            vit::MAE_BASE.dim,
+        ),
+        (
+            "vit_large_patch16",
+            grid(224, vit::MAE_LARGE.patch),
+            vit::MAE_LARGE.dim,
+            vit::MAE_LARGE.dim,
+        ),
+        (
+            "vit_huge_patch14",
+            grid(224, vit::MAE_HUGE.patch),
+            vit::MAE_HUGE.dim,
+            vit::MAE_HUGE.dim,
+        ),
+        (
+            "dinov2_vits14",
+            grid(224, dinov2::PATCH),
+            dinov2::VITS14.dim,
+            dinov2::VITS14.dim,
+        ),
+        (
+            "dinov2_vitb14",
+            grid(224, dinov2::PATCH),
+            dinov2::VITB14.dim,
+            dinov2::VITB14.dim,
+        ),
+        (
+            "dinov2_vitl14",
+            grid(224, dinov2::PATCH),
+            dinov2::VITL14.dim,
+            dinov2::VITL14.dim,
+        ),
+        (
+            "dinov2_vitg14",
+            grid(224, dinov2::PATCH),
+            dinov2::VITG14.dim,
+            dinov2::VITG14.dim,
+        ),
+        (
+            "clip_vitb16",
+            grid(224, clip::VIT_B16.patch),
+            clip::VIT_B16.output_dim,
+            clip::VIT_B16.width,
+        ),
+        (
+            "coca_ViT-B-32",
+            coca::COCA_B32.n_queries,
+            coca::COCA_B32.tower.output_dim,
+            coca::COCA_B32.tower.output_dim,
+        ),
+        (
+            "coca_ViT-L-14",
+            coca::COCA_L14.n_queries,
+            coca::COCA_L14.tower.output_dim,
+            coca::COCA_L14.tower.output_dim,
+        ),
+    ];
+    for (name, tokens, pooled, token_dim) in expect {
+        let row = registry::get(name).unwrap();
+        assert_eq!(
+            (row.tokens_224, row.pooled_dim, row.token_dim),
+            (tokens, pooled, token_dim),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn attention_head_transformer_is_deit_base_without_patch_embedding() {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let _head = layers::without_random_init(|| {
+        AttentionHead::new(&(vs.root() / "head"), 1024, 2, DEIT_BASE, DEIT_GRID, true)
+    });
+    let have = ours(&vs, "head.deit.");
+    let (want, want_count) = reference("deit_base");
+    assert_eq!(have, want);
+    assert_eq!(count(&have), want_count);
+}
