@@ -132,6 +132,9 @@ def main():
 
     # The legacy (non-zip) format of torch < 1.6.
     save("legacy.pth", tiny_state_dict(9), lambda l: l, _use_new_zipfile_serialization=False)
+    for proto in (1, 4):
+        save(f"legacy_proto{proto}.pth", tiny_state_dict(10 + proto), lambda l: l,
+             _use_new_zipfile_serialization=False, pickle_protocol=proto)
 
     # A big-endian archive, rewritten by hand from views.pth (torch.load honours `byteorder`).
     write_big_endian(os.path.join(OUT, "views.pth"), os.path.join(OUT, "views_be.pth"))

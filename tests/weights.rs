@@ -221,8 +221,10 @@ fn refused_object_inside_the_state_dict_is_an_error_naming_it() {
 
 #[test]
 fn legacy_non_zip_format() {
-    let sd = load_ok("legacy.pth", &opts());
-    assert_matches(&sd, &expected("legacy.pth", None), Kind::Float);
+    for name in ["legacy.pth", "legacy_proto1.pth", "legacy_proto4.pth"] {
+        let sd = load_ok(name, &opts());
+        assert_matches(&sd, &expected(name, None), Kind::Float);
+    }
 }
 
 #[test]

@@ -20,7 +20,7 @@ pub(super) fn read_file(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, 
         bail!("it is a directory, not a checkpoint file");
     }
     let src = FileSource::new(File::open(path)?)?;
-    let mut prefix = vec![0u8; src.len().min(16) as usize];
+    let mut prefix = vec![0u8; src.len().min(medfm_ckpt::DETECT_LEN as u64) as usize];
     src.read_at(0, &mut prefix)?;
     match detect_format(&prefix) {
         Format::Safetensors => read_safetensors(&src, opts),

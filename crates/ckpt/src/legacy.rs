@@ -12,6 +12,24 @@ use std::collections::BTreeMap;
 
 /// The legacy magic number, 0x1950a86a20f9469cfc6c, as LONG1 bytes.
 const MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+/// The same number as protocols 0 and 1 write it (the LONG opcode).
+const MAGIC_TEXT: &[u8] = b"L119547037146038801333356L\n";
+
+/// True if the data starts with the pickled magic number, in any protocol: an optional PROTO
+/// and FRAME, then LONG1 (protocols 2-5) or LONG (0-1).
+pub fn starts_with_magic(prefix: &[u8]) -> bool {
+    let mut rest = prefix;
+    if let [0x80, _, tail @ ..] = rest {
+        rest = tail;
+    }
+    if let [0x95, tail @ ..] = rest {
+        rest = tail.get(8..).unwrap_or(&[]);
+    }
+    match rest {
+        [0x8a, 0x0a, tail @ ..] => tail.starts_with(&MAGIC),
+        _ => rest.starts_with(MAGIC_TEXT),
+    }
+}
 const PROTOCOL_VERSION: i64 = 1001;
 
 /// Storage key -> (offset, length in bytes) in the file.

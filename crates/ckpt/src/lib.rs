@@ -32,17 +32,14 @@ pub enum Format {
     Unknown,
 }
 
-/// The magic number the legacy `torch.save` format pickles first (a LONG1 of
-/// 0x1950a86a20f9469cfc6c), preceded by PROTO 2.
-const LEGACY_MAGIC: [u8; 14] = [
-    0x80, 0x02, 0x8a, 0x0a, 0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19,
-];
+/// Bytes `detect_format` needs to see.
+pub const DETECT_LEN: usize = 32;
 
-/// Detect the format from the first bytes of a file (16 are enough).
+/// Detect the format from the first `DETECT_LEN` bytes of a file (fewer if it is shorter).
 pub fn detect_format(prefix: &[u8]) -> Format {
     if zip::looks_like_zip(prefix) {
         Format::TorchZip
-    } else if prefix.starts_with(&LEGACY_MAGIC) {
+    } else if legacy::starts_with_magic(prefix) {
         Format::TorchLegacy
     } else if looks_like_safetensors(prefix) {
         Format::Safetensors

@@ -57,7 +57,7 @@ pub struct StateDictRefs {
 impl TorchArchive {
     /// Parse a zip or legacy `torch.save` checkpoint (told apart by the first bytes).
     pub fn parse(src: &(impl ByteSource + ?Sized)) -> Result<TorchArchive> {
-        let mut head = [0u8; 16];
+        let mut head = [0u8; crate::DETECT_LEN];
         let n = head.len().min(src.len() as usize);
         src.read_at(0, &mut head[..n])?;
         match crate::detect_format(&head[..n]) {

@@ -119,3 +119,23 @@ fn legacy_format() {
         assert!(result.is_err(), "cut at {cut} parsed");
     }
 }
+
+#[test]
+fn formats_are_detected_from_content() {
+    use medfm_ckpt::{detect_format, Format, DETECT_LEN};
+    let cases = [
+        ("plain.pth", Format::TorchZip),
+        ("clip_like.bin", Format::TorchZip),
+        ("legacy.pth", Format::TorchLegacy),
+        ("legacy_proto1.pth", Format::TorchLegacy),
+        ("legacy_proto4.pth", Format::TorchLegacy),
+        ("model.safetensors", Format::Safetensors),
+        ("pickle_cases.pkl", Format::Unknown),
+    ];
+    for (name, want) in cases {
+        let data = fixture(name);
+        assert_eq!(detect_format(&data[..DETECT_LEN]), want, "{name}");
+    }
+    assert_eq!(detect_format(b""), Format::Unknown);
+    assert_eq!(detect_format(b"\x80\x04\x95"), Format::Unknown);
+}
