@@ -3,11 +3,12 @@
 
 References:
 - the official code (facebookresearch/dinov2, `dinov2/models/vision_transformer.py`, which the
-  reference loads through torch.hub): fetch the repository so that its bare git copy is at
-  /work/.mirror/facebookresearch+dinov2/repo (or pass --dinov2-repo DIR with a checkout); it is
-  extracted to a temporary folder, run, and never committed;
+  reference loads through torch.hub): a clone (bare or not) named by --dinov2-repo or
+  $MEDFM_DINOV2_REPO (default: the local mirror /work/.mirror/facebookresearch+dinov2/repo);
+  its `dinov2/` folder is extracted to a temporary directory, run, and never committed;
 - the reference repository's `dinov2_utils.py` (its `new_forward_features` for drop_cutoff and
-  its 1-channel PatchEmbed), read from its local mirror;
+  its 1-channel PatchEmbed), read from a clone ($MEDFM_REFERENCE_REPO, default the local
+  mirror);
 - timm (PyPI) for timm's `vit_*_patch14_dinov2` checkpoint layout.
 
 Small models (patch 14, width 32, 3 blocks, a 4x4 stored position grid instead of 37x37) with
@@ -34,13 +35,12 @@ SMALL = dict(img_size=56, patch_size=14, embed_dim=32, depth=3, num_heads=4, mlp
 
 
 def official_code(repo):
-    """Import the official DINOv2 package from a checkout or the local bare mirror."""
-    if repo is None:
-        bare = os.path.join(MIRROR, "facebookresearch+dinov2", "repo")
-        repo = tempfile.mkdtemp(prefix="medfm_dinov2_")
-        archive = subprocess.run(["git", "-C", bare, "archive", "HEAD", "dinov2"], check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", repo], input=archive, check=True)
+    """Import the official DINOv2 package from a clone of facebookresearch/dinov2."""
+    clone = repo or os.environ.get("MEDFM_DINOV2_REPO") or os.path.join(MIRROR, "facebookresearch+dinov2", "repo")
+    repo = tempfile.mkdtemp(prefix="medfm_dinov2_")
+    archive = subprocess.run(["git", "-C", clone, "archive", "HEAD", "dinov2"], check=True,
+                             capture_output=True).stdout
+    subprocess.run(["tar", "-x", "-C", repo], input=archive, check=True)
     os.environ.setdefault("XFORMERS_DISABLED", "1")
     sys.path.insert(0, repo)
     from dinov2.models import vision_transformer as vits
@@ -70,7 +70,7 @@ def timm_features(model, x):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--dinov2-repo", help="a checkout of facebookresearch/dinov2")
+    ap.add_argument("--dinov2-repo", help="a clone of facebookresearch/dinov2 (default $MEDFM_DINOV2_REPO or the local mirror)")
     args = ap.parse_args()
     vits = official_code(args.dinov2_repo)
     reference_module_dir(["utils/transformers/dinov2_utils.py"])

@@ -16,7 +16,9 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIXTURES = os.path.join(ROOT, "tests", "fixtures", "parity")
 KEYS = os.path.join(ROOT, "tests", "fixtures", "keys")
 MIRROR = "/work/.mirror"
-REFERENCE_REPO = os.path.join(MIRROR, "sajjad-sh33+Medical-Transfer-Learning", "repo")
+# A clone (bare or not) of github.com/sajjad-sh33/Medical-Transfer-Learning.
+REFERENCE_REPO = os.environ.get(
+    "MEDFM_REFERENCE_REPO", os.path.join(MIRROR, "sajjad-sh33+Medical-Transfer-Learning", "repo"))
 
 
 def randomize(module, seed):
