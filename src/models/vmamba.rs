@@ -11,7 +11,7 @@
 mod scan;
 mod ss2d;
 
-pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan_groups, Direction};
+pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan, Direction};
 
 use super::registry::BuildOptions;
 use super::{Backbone, Features};
