@@ -116,8 +116,8 @@ impl Ss2d {
     }
 
     /// Four-direction selective scan and cross-merge of `u` (`[B, H, W, D]`), in fp32:
-    /// `y = sum_k C_k h_k + (sum_k D_k) u` with `h_k = exp(delta_k A_k) h_k + delta_k B_k u`
-    /// run along direction k.
+    /// `y = sum_k C_k h_k + (sum_k D_k) u`, where along direction k's visiting order
+    /// `h_k[t] = exp(delta_k[t] A_k) h_k[t - 1] + delta_k[t] B_k[t] u[t]`.
     ///
     /// Directions 0 and 2 visit the map row by row, 1 and 3 column by column, and 2 and 3 in
     /// reverse. The reference materialises all four sequences (two of them flipped); here the
