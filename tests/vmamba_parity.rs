@@ -73,6 +73,30 @@ fn weights_key_selects_the_ema_state_dict() {
     assert!(format!("{err:#}").contains("model_emma"), "{err:#}");
 }
 
+/// A bare state dict (here a safetensors file of the `model` entries) loads the same weights.
+#[test]
+fn flat_state_dict_loads_like_the_release_file() {
+    let (vs, _) = tiny_loaded(&options(3, None)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let flat = dir.path().join("vmamba_tiny.safetensors");
+    let named: Vec<(String, Tensor)> = vs
+        .variables()
+        .into_iter()
+        .map(|(k, v)| (k.trim_start_matches("trunk.").to_string(), v))
+        .collect();
+    Tensor::write_safetensors(&named, &flat).unwrap();
+    let vs2 = nn::VarStore::new(Device::Cpu);
+    let _model = Vmamba::new(
+        &(vs2.root() / "trunk"),
+        &VmambaConfig::tiny(8, &[1, 1, 2, 1]),
+    )
+    .unwrap();
+    vmamba::load(&vs2, "trunk.", &flat, &options(3, None)).unwrap();
+    for (name, var) in vs.variables() {
+        assert!(var.equal(&vs2.variables()[&name]), "{name}");
+    }
+}
+
 #[test]
 fn grayscale_load_takes_the_first_rgb_kernel() {
     let (vs, _) = tiny_loaded(&options(1, None)).unwrap();

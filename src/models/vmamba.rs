@@ -11,7 +11,7 @@
 mod scan;
 mod ss2d;
 
-pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan_groups, Direction};
+pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan, Direction};
 
 use super::registry::BuildOptions;
 use super::{Backbone, Features};
@@ -318,7 +318,9 @@ impl Vmamba {
 
 impl Backbone for Vmamba {
     fn forward(&self, x: &Tensor, _train: bool) -> Features {
-        // No dropout or drop-path: the reference fine-tunes with both at 0.
+        // No drop-path: the official configs pre-train with stochastic depth (0.3 / 0.6), but
+        // the reference tool's VMamba construction is not published; medfm fine-tunes every
+        // trunk without it.
         let map = self.forward_map(x);
         let (b, h, w, c) = map.size4().expect("VMamba map is [B, h, w, C]");
         let tokens = map.reshape([b, h * w, c]);
@@ -353,15 +355,12 @@ pub fn build_base(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>
 }
 
 /// Registry `load`: a release `.pth` (`{'model': ..., 'model_ema'?, 'optimizer', ...}`; the
-/// `model` state dict unless `weights_key` names another) or a bare state dict / safetensors
+/// `model` state dict unless `weights_key` names another), a bare state dict or a safetensors
 /// file, into the trunk under `prefix`. `classifier.head.*` is ignored.
 pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
     let load_opts = LoadOptions {
-        nested_key: Some(
-            opts.weights_key
-                .clone()
-                .unwrap_or_else(|| "model".to_string()),
-        ),
+        // None: a flat state dict as is, else the nested `model` (then `state_dict`).
+        nested_key: opts.weights_key.clone(),
         strip_prefixes: vec!["module.".to_string()],
         kind: Kind::Float,
     };

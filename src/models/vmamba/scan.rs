@@ -5,33 +5,38 @@
 //! followed by `y_t = C_t * h_t + D * u_t`, which the caller applies elementwise.
 //!
 //! The recurrence is solved as a two-level blocked scan. The sequence is viewed as `n` chunks of
-//! `c ~ sqrt(L)` steps (`[G, n, c, M]`, no copy), so step `i` of every chunk is one vectorised op
-//! over all chunks and channels at once. Pass 1 runs every chunk from a zero state to get its
-//! end state; a short carry loop over the chunks turns those into each chunk's true initial
-//! state; pass 2 reruns the chunks from those states. That is about `2c + n` ops instead of
-//! `L`, with exactly the arithmetic of the sequential recurrence (products and sums of numbers
-//! in [0, 1] times bounded inputs), so it is stable in fp32 for any decay. A log-space
-//! cumulative-sum formulation (`h_t = exp(S_t) * cumsum(exp(-S_s) b_s)`) was rejected: with
-//! trained `A` and `delta` a single chunk can decay by more than e^88 and `exp(-S)` overflows.
+//! `c` steps (`[.., n, c, M]`, no copy; `c` from [`chunk_len`], 28 at a 56x56 map), so step `i` of
+//! every chunk is one vectorised op over all chunks and channels at once. Pass 1 runs every chunk
+//! from a zero state to get its end state; a short carry loop over the chunks turns those into
+//! each chunk's true initial state; pass 2 reruns the chunks from those states. That is `2c`
+//! large ops and `2n` small ones instead of `L` steps, with exactly the arithmetic of the
+//! sequential recurrence (products and sums of numbers in [0, 1] times bounded inputs), so it is
+//! stable in fp32 for any decay. A log-space cumulative-sum formulation
+//! (`h_t = exp(S_t) * cumsum(exp(-S_s) b_s)`) was rejected: with trained `A` and `delta` a single
+//! chunk can decay by more than e^88 and `exp(-S)` overflows.
 //!
-//! Without autograd, pass 2 writes into `b`'s storage (no allocation per step); with autograd it
-//! builds the steps functionally.
+//! Without autograd the states are written into `b`'s storage and a forward and a backward scan
+//! advance together, one op per step for both (see [`scan`]); with autograd each direction is
+//! built from standard differentiable ops.
 
 use tch::{Kind, Tensor};
 
-/// Chunk length for `len` steps: a divisor of `len` near `sqrt(len)` (no padding needed; for
-/// an `h x w` map, `w` divides `h * w`), else `ceil(sqrt(len))` with padding.
+/// Chunk length for `len` steps: the divisor of `len` nearest to `sqrt(len) / 2` (no padding;
+/// 28, 14, 7, 7 for VMamba's 56, 28, 14, 7 px maps), else `ceil(sqrt(len) / 2)` with padding.
+///
+/// A scan costs about `2 * chunk` large ops (parallel over chunks and channels) and
+/// `2 * len / chunk` small carry ops; the parallel ones carry the fork/join cost of intra-op
+/// threading, so the balance sits below `sqrt(len)`.
 pub fn chunk_len(len: i64) -> i64 {
-    let root = (len as f64).sqrt();
-    let near = (1..=root.floor() as i64)
-        .rev()
-        .find(|c| len % c == 0)
-        .unwrap_or(1);
-    if near as f64 >= root / 2.0 {
-        near
-    } else {
-        (root.ceil() as i64).max(1)
-    }
+    let target = (len as f64).sqrt() / 2.0;
+    let divisors = (1..=len).filter(|c| len % c == 0 && (*c as f64) >= target / 2.0);
+    let nearest = divisors
+        .take_while(|c| (*c as f64) <= target * 2.0)
+        .min_by(|x, y| {
+            let (dx, dy) = ((*x as f64 - target).abs(), (*y as f64 - target).abs());
+            dx.total_cmp(&dy).then(y.cmp(x))
+        });
+    nearest.unwrap_or((target.ceil() as i64).max(1))
 }
 
 /// Solve `h_t = a_t * h_{t-1} + b_t` with `h_{-1} = 0` along dim 0.
@@ -47,9 +52,9 @@ pub fn linear_recurrence_chunked(a: &Tensor, b: &Tensor, chunk: i64) -> Tensor {
     let shape = b.size();
     assert_eq!(a.size(), shape, "scan: a and b must have the same shape");
     let (len, m) = (shape[0], shape[1..].iter().product::<i64>());
-    let grouped = |t: &Tensor| t.reshape([1, len, m]);
-    // `scan_groups` may reuse b's storage: hand it a copy, never the caller's tensor.
-    let h = scan_groups(&grouped(a), grouped(b).copy(), chunk, Direction::Forward);
+    let one_way = |t: &Tensor| t.reshape([1, 1, len, m]);
+    // `scan` may reuse b's storage: hand it a copy, never the caller's tensor.
+    let h = scan(&one_way(a), one_way(b).copy(), chunk);
     h.reshape(shape.as_slice())
 }
 
@@ -62,41 +67,64 @@ pub enum Direction {
     Backward,
 }
 
-/// The recurrence along dim 1 of `[G, L, M]` tensors (G independent groups of M channels).
+/// The recurrence along dim 2 of `[S, G, L, M]` tensors (`S` = 1 or 2 scan directions, each
+/// with G groups of M channels): `S` index 0 runs forward, index 1 (if present) backward.
+///
 /// `b` is consumed: without autograd its storage holds the result, so it must be a tensor the
-/// caller owns exclusively (a fresh temporary or a view into one).
-pub fn scan_groups(a: &Tensor, b: Tensor, chunk: i64, dir: Direction) -> Tensor {
-    let (g, len, m) = b.size3().expect("scan: b is [G, L, M]");
-    assert_eq!(
-        a.size(),
-        [g, len, m],
-        "scan: a and b must have the same shape"
+/// caller owns exclusively (a fresh temporary). Without autograd both directions advance
+/// together (one op per step, see [`scan_in_place`]); with autograd each direction is built
+/// functionally.
+pub fn scan(a: &Tensor, b: Tensor, chunk: i64) -> Tensor {
+    let size = b.size();
+    assert!(
+        size.len() == 4 && (1..=2).contains(&size[0]),
+        "scan: b is [1 or 2, G, L, M], got {size:?}"
     );
+    assert_eq!(a.size(), size, "scan: a and b must have the same shape");
     assert!(chunk >= 1, "scan: chunk length must be positive");
-    if len == 0 {
+    if size[2] == 0 {
         return b;
     }
-    let chunk = chunk.min(len);
-    let n = (len + chunk - 1) / chunk;
-    let padded = n * chunk;
-    let (a, b) = if padded > len {
-        // Padding steps (a = 1, b = 0) go after the last step: a forward scan reaches them last
-        // (and they are cut off), a backward scan first (and stays at its zero start).
-        let opts = (b.kind(), b.device());
-        let a = Tensor::cat(
-            &[a.shallow_clone(), Tensor::ones([g, padded - len, m], opts)],
-            1,
-        );
-        (
-            a,
-            Tensor::cat(&[b, Tensor::zeros([g, padded - len, m], opts)], 1),
-        )
+    let chunk = chunk.min(size[2]);
+    if a.requires_grad() || b.requires_grad() {
+        let dirs = [Direction::Forward, Direction::Backward];
+        let h: Vec<Tensor> = (0..size[0])
+            .map(|s| scan_functional(&a.get(s), &b.get(s), chunk, dirs[s as usize]))
+            .collect();
+        Tensor::stack(&h, 0)
     } else {
-        (a.contiguous(), b.contiguous())
-    };
+        scan_in_place(a, b, chunk)
+    }
+}
+
+/// Sequences padded to whole chunks: padding steps (a = 1, b = 0) go after the last step, so a
+/// forward scan reaches them last (they are cut off) and a backward scan first (it stays at its
+/// zero start). Returns `(a, b, n_chunks)`, both `[.., n_chunks * chunk, M]`, contiguous.
+fn pad_to_chunks(a: &Tensor, b: Tensor, chunk: i64) -> (Tensor, Tensor, i64) {
+    let mut size = b.size();
+    let len_dim = size.len() - 2;
+    let len = size[len_dim];
+    let n = (len + chunk - 1) / chunk;
+    if n * chunk == len {
+        return (a.contiguous(), b.contiguous(), n);
+    }
+    size[len_dim] = n * chunk - len;
+    let opts = (b.kind(), b.device());
+    let a = Tensor::cat(
+        &[a.shallow_clone(), Tensor::ones(size.as_slice(), opts)],
+        len_dim as i64,
+    );
+    let b = Tensor::cat(&[b, Tensor::zeros(size.as_slice(), opts)], len_dim as i64);
+    (a, b, n)
+}
+
+/// One direction, `[G, L, M]`, with standard differentiable ops (no in-place writes).
+fn scan_functional(a: &Tensor, b: &Tensor, chunk: i64, dir: Direction) -> Tensor {
+    let (g, len, m) = b.size3().expect("scan: [G, L, M]");
+    let (a, b, n) = pad_to_chunks(a, b.shallow_clone(), chunk);
     let av = a.view([g, n, chunk, m]);
     let bv = b.view([g, n, chunk, m]);
-    // The k-th step / chunk in processing order, as positions.
+    // The k-th step / chunk in processing order, as a position.
     let pos = |k: i64, count: i64| match dir {
         Direction::Forward => k,
         Direction::Backward => count - 1 - k,
@@ -123,30 +151,74 @@ pub fn scan_groups(a: &Tensor, b: Tensor, chunk: i64, dir: Direction) -> Tensor 
     let init = Tensor::stack(&init, 1); // [G, n, M]
 
     // Pass 2: rerun every chunk from its true initial state.
-    let h = if a.requires_grad() || b.requires_grad() {
-        let mut steps = Vec::with_capacity(chunk as usize);
-        let mut h = step(&bv, 0).addcmul(&step(&av, 0), &init);
-        for i in 1..chunk {
-            let next = step(&bv, i).addcmul(&step(&av, i), &h);
-            steps.push(h);
-            h = next;
-        }
+    let mut steps = Vec::with_capacity(chunk as usize);
+    let mut h = step(&bv, 0).addcmul(&step(&av, 0), &init);
+    for i in 1..chunk {
+        let next = step(&bv, i).addcmul(&step(&av, i), &h);
         steps.push(h);
-        if dir == Direction::Backward {
-            steps.reverse();
-        }
-        Tensor::stack(&steps, 2).view([g, padded, m])
-    } else {
-        let _ = step(&bv, 0).addcmul_(&step(&av, 0), &init);
-        for i in 1..chunk {
-            let _ = step(&bv, i).addcmul_(&step(&av, i), &step(&bv, i - 1));
-        }
-        b
+        h = next;
+    }
+    steps.push(h);
+    if dir == Direction::Backward {
+        steps.reverse();
+    }
+    Tensor::stack(&steps, 2)
+        .view([g, n * chunk, m])
+        .narrow(1, 0, len)
+}
+
+/// Both directions at once, writing the states into `b`'s storage. Step i of the forward
+/// direction and step i of the backward one (position `chunk - 1 - i`) are two slabs at a
+/// fixed distance in memory, so one strided view holds both and each step is a single op;
+/// likewise chunk k of the forward carry and chunk `n - 1 - k` of the backward one.
+fn scan_in_place(a: &Tensor, b: Tensor, chunk: i64) -> Tensor {
+    let size = b.size();
+    let (dirs, g, len, m) = (size[0], size[1], size[2], size[3]);
+    let (a, b, n) = pad_to_chunks(a, b, chunk);
+    let padded = n * chunk;
+    // Element strides of a contiguous [S, G, n, chunk, M] tensor.
+    let (s_dir, s_g, s_n, s_c) = (g * padded * m, padded * m, chunk * m, m);
+    let step = |t: &Tensor, i: i64| {
+        let start = t.view([-1]).narrow(0, i * s_c, 1);
+        start.as_strided(
+            [dirs, g, n, m],
+            [s_dir + (chunk - 1 - 2 * i) * s_c, s_g, s_n, 1],
+            None,
+        )
     };
+
+    // Pass 1: each chunk's end state from a zero start; the chunks' total decay.
+    let mut end = step(&b, 0);
+    for i in 1..chunk {
+        end = step(&b, i).addcmul(&step(&a, i), &end);
+    }
+    let end = end.contiguous(); // [S, G, n, M], indexed by chunk position
+    let decay = a
+        .view([dirs, g, n, chunk, m])
+        .prod_dim_int(3, false, None::<Kind>);
+
+    // Carry over chunks in processing order (forward: 0..n, backward: n-1..0).
+    let (e_dir, e_g) = (g * n * m, n * m);
+    let chunk_of = |t: &Tensor, k: i64| {
+        let start = t.view([-1]).narrow(0, k * m, 1);
+        start.as_strided([dirs, g, m], [e_dir + (n - 1 - 2 * k) * m, e_g, 1], None)
+    };
+    let init = end.zeros_like();
+    let mut state = chunk_of(&end, 0).zeros_like();
+    for k in 1..n {
+        state = chunk_of(&end, k - 1).addcmul(&chunk_of(&decay, k - 1), &state);
+        chunk_of(&init, k).copy_(&state);
+    }
+
+    // Pass 2: rerun every chunk from its entering state, in place.
+    let _ = step(&b, 0).addcmul_(&step(&a, 0), &init);
+    for i in 1..chunk {
+        let _ = step(&b, i).addcmul_(&step(&a, i), &step(&b, i - 1));
+    }
     if padded > len {
-        h.narrow(1, 0, len)
+        b.narrow(2, 0, len)
     } else {
-        h
+        b
     }
 }
 
@@ -213,22 +285,29 @@ mod tests {
         assert!(err / scale < 1e-5, "max abs error {err} at scale {scale}");
     }
 
-    /// A backward scan equals the forward scan of the reversed sequence, with and without
-    /// autograd, with and without padding.
+    /// Two directions at once: index 0 is the recurrence run forward, index 1 run backward
+    /// (the forward recurrence of the reversed sequence, reversed back); in place (no autograd)
+    /// and functional (autograd) alike, with and without padding.
     #[test]
-    fn backward_scan_is_the_reversed_forward_scan() {
+    fn two_direction_scan_matches_the_sequential_recurrence() {
         tch::manual_seed(3);
         let opts = (Kind::Double, Device::Cpu);
-        for (len, chunk) in [(12i64, 3i64), (13, 4), (5, 1)] {
-            let a = Tensor::rand([2, len, 3], opts);
-            let b = Tensor::randn([2, len, 3], opts);
-            let want = sequential_f64(&a.flip([1]).transpose(0, 1), &b.flip([1]).transpose(0, 1))
-                .transpose(0, 1)
-                .flip([1]);
-            let got = scan_groups(&a, b.copy(), chunk, Direction::Backward);
-            assert!(max_abs(&got, &want) < 1e-12, "len {len} chunk {chunk}");
+        for (len, chunk) in [(12i64, 3i64), (13, 4), (5, 1), (7, 7), (1, 1)] {
+            let a = Tensor::rand([2, 3, len, 4], opts);
+            let b = Tensor::randn([2, 3, len, 4], opts);
+            let along_l = |t: Tensor| t.transpose(0, 1); // [G, L, M] <-> [L, G, M]
+            let fwd = along_l(sequential_f64(&along_l(a.get(0)), &along_l(b.get(0))));
+            let rev = |t: Tensor| along_l(t.flip([1]));
+            let bwd = along_l(sequential_f64(&rev(a.get(1)), &rev(b.get(1)))).flip([1]);
+            let want = Tensor::stack(&[fwd, bwd], 0);
+            let got = scan(&a, b.copy(), chunk);
+            assert!(
+                max_abs(&got, &want) < 1e-12,
+                "in place, len {len} chunk {chunk}"
+            );
             let a_grad = a.copy().set_requires_grad(true);
-            let got = scan_groups(&a_grad, b.copy(), chunk, Direction::Backward);
+            let got = scan(&a_grad, b.copy(), chunk);
+            assert!(got.requires_grad());
             assert!(
                 max_abs(&got.detach(), &want) < 1e-12,
                 "autograd, len {len} chunk {chunk}"
@@ -238,11 +317,11 @@ mod tests {
 
     #[test]
     fn chunk_lengths_divide_square_maps() {
-        assert_eq!([3136, 784, 196, 49].map(chunk_len), [56, 28, 14, 7]);
-        assert_eq!(chunk_len(24 * 16), 16);
-        assert_eq!(chunk_len(1), 1);
-        // A prime length has no useful divisor: padded chunks of ceil(sqrt(L)).
-        assert_eq!(chunk_len(101), 11);
+        assert_eq!([3136, 784, 196, 49].map(chunk_len), [28, 14, 7, 7]);
+        assert_eq!(chunk_len(24 * 16), 8);
+        assert_eq!([1, 2, 4].map(chunk_len), [1, 1, 1]);
+        // A prime length has no useful divisor: padded chunks of ceil(sqrt(L) / 2).
+        assert_eq!(chunk_len(101), 6);
     }
 
     #[test]

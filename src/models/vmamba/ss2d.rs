@@ -6,7 +6,7 @@
 //! (`x_proj`, `dt_projs`) act on one token at a time, so they run on the spatial map for all
 //! four directions at once; only the recurrence needs the tokens in scan order.
 
-use super::scan::{chunk_len, scan_groups, Direction};
+use super::scan::{chunk_len, scan};
 use super::{trunc_normal, LayerNorm};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
@@ -116,8 +116,8 @@ impl Ss2d {
     }
 
     /// Four-direction selective scan and cross-merge of `u` (`[B, H, W, D]`), in fp32:
-    /// `y = sum_k C_k h_k + (sum_k D_k) u` with `h_k = exp(delta_k A_k) h_k + delta_k B_k u`
-    /// run along direction k.
+    /// `y = sum_k C_k h_k + (sum_k D_k) u`, where along direction k's visiting order
+    /// `h_k[t] = exp(delta_k[t] A_k) h_k[t - 1] + delta_k[t] B_k[t] u[t]`.
     ///
     /// Directions 0 and 2 visit the map row by row, 1 and 3 column by column, and 2 and 3 in
     /// reverse. The reference materialises all four sequences (two of them flipped); here the
@@ -164,26 +164,14 @@ impl Ss2d {
             delta * b_seq * u_seq
         };
 
-        let (decay, input) = (decay.view([K, l, b * d]), input.view([K, l, b * d]));
-        let chunk = chunk_len(l);
-        let fwd = scan_groups(
-            &decay.narrow(0, 0, 2),
-            input.narrow(0, 0, 2),
-            chunk,
-            Direction::Forward,
-        );
-        let bwd = scan_groups(
-            &decay.narrow(0, 2, 2),
-            input.narrow(0, 2, 2),
-            chunk,
-            Direction::Backward,
-        );
+        // [direction (forward, backward), visiting order (rows, cols), L, B * D]: k = 2s + o.
+        let (decay, input) = (decay.view([2, 2, l, b * d]), input.view([2, 2, l, b * d]));
+        let states = scan(&decay, input, chunk_len(l)).view([K, l, b, d]);
 
         let ds = self.ds.to_kind(Kind::Float).view([K, d]);
         let mut y = &u * ds.sum_dim_intlist(0, false, None::<Kind>);
         for k in 0..K {
-            let states = if k < 2 { fwd.get(k) } else { bwd.get(k - 2) };
-            let state = from_scan_order(&states.view([l, b, d]), k, h, w); // [B, H, W, D]
+            let state = from_scan_order(&states.get(k), k, h, w); // [B, H, W, D]
             y = y.addcmul(&state, &c_out.select(3, k).unsqueeze(-1));
         }
         y
