@@ -2,8 +2,9 @@
 # Fuzz the checkpoint parsers (crates/ckpt) with cargo-fuzz / libFuzzer.
 #   bash scripts/fuzz_checkpoints.sh [SECONDS_PER_TARGET] [TARGET...]
 # Needs a nightly toolchain and cargo-fuzz (`rustup toolchain install nightly`,
-# `cargo install cargo-fuzz`). Seeds come from tests/fixtures/weights; crashes land in
-# crates/ckpt/fuzz/artifacts/<target>/ (add them to crates/ckpt/tests/regressions/).
+# `cargo install cargo-fuzz`). Seeds come from tests/fixtures/weights; crashing inputs land in
+# crates/ckpt/fuzz/artifacts/<target>/ (reproduce with `cargo +nightly fuzz run -s none TARGET
+# FILE`, then add the input as a regression case to crates/ckpt/tests/).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 secs="${1:-600}"
@@ -12,11 +13,11 @@ targets=("$@")
 [ ${#targets[@]} -gt 0 ] || targets=(unpickle torch_file safetensors_header)
 
 fixtures="$PWD/tests/fixtures/weights"
-regressions="$PWD/crates/ckpt/tests/regressions"
 cd crates/ckpt/fuzz
 mkdir -p corpus/unpickle corpus/torch_file corpus/safetensors_header
 cp "$fixtures"/*.pth "$fixtures"/*.bin corpus/torch_file/
 cp "$fixtures"/*.safetensors corpus/safetensors_header/
+cp "$fixtures"/pickle_cases.pkl "$fixtures"/legacy.pth corpus/unpickle/
 # data.pkl of every zip fixture seeds the unpickler.
 python3 - "$fixtures" corpus/unpickle <<'PY'
 import os, sys, zipfile
@@ -29,10 +30,6 @@ for f in sorted(os.listdir(src)):
                 if n.endswith("/data.pkl"):
                     open(os.path.join(dst, f + ".pkl"), "wb").write(z.read(n))
 PY
-# Past crashes stay in the corpus.
-for t in unpickle torch_file safetensors_header; do
-    if [ -d "$regressions/$t" ]; then cp "$regressions/$t"/* "corpus/$t/" 2>/dev/null || true; fi
-done
 
 # The parsers are safe Rust (no `unsafe`), so AddressSanitizer adds nothing but a ~3x slowdown:
 # panics, timeouts and memory blow-ups (-rss_limit_mb) are what the fuzzer looks for.

@@ -17,7 +17,8 @@ defaults are zeros/ones and would hide mistakes) and writes:
   keys   (committed, tests/fixtures/keys/): sam2_b.json, sam2_l.json: parameter count and the
          image encoder's state-dict keys and shapes at full size.
   full   (heavy; run under `flock /tmp/medfm-heavy.lock`, written to /tmp, never committed):
-         full-size random weights and reference outputs at 224 (batch 2) and 1024 (batch 1).
+         full-size random weights (`{name}.pt`, official layout) and reference outputs at 224
+         (batch 2) and 1024 (batch 1).
 
 Inputs are not stored: `pattern_input` is an integer hash that the Rust tests reproduce exactly.
 """
@@ -152,13 +153,14 @@ def official_state_dict(model):
     return {"image_encoder." + k: v.detach().clone().contiguous() for k, v in model.state_dict().items()}
 
 
-def write_weights(model, out, stem, with_decoys):
+def write_weights(model, out, stem, with_decoys, safetensors=True):
     sd = official_state_dict(model)
     if with_decoys:
         g = torch.Generator().manual_seed(1)
         for k, shape in DECOYS.items():
             sd[k] = torch.randn(shape, generator=g)
-    save_file(sd, os.path.join(out, stem + ".safetensors"))
+    if safetensors:
+        save_file(sd, os.path.join(out, stem + ".safetensors"))
     torch.save({"model": sd}, os.path.join(out, stem + ".pt"))
 
 
@@ -201,7 +203,7 @@ def cmd_full(out, names):
     for name in names:
         model = build(name)
         randomise(model, seed=0)
-        write_weights(model, out, name, with_decoys=False)
+        write_weights(model, out, name, with_decoys=False, safetensors=False)
         for size, batch in ((224, 2), (1024, 1)):
             feats = features(model, pattern_input((batch, 3, size, size)))
             save_file(feats, os.path.join(out, f"{name}_{size}.safetensors"))

@@ -6,7 +6,7 @@
 mod common;
 
 use medfm::config::GrayInit;
-use medfm::models::heads::{AttentionHead, DEIT_BASE};
+use medfm::models::heads::{AttentionHead, DEIT_BASE, DEIT_GRID};
 use medfm::models::registry::{self, BuildOptions};
 use medfm::models::{clip, coca, dinov2, layers, vit};
 use std::collections::BTreeMap;
@@ -167,7 +167,7 @@ fn registry_rows_agree_with_the_model_configs() {
 fn attention_head_transformer_is_deit_base_without_patch_embedding() {
     let vs = nn::VarStore::new(Device::Cpu);
     let _head = layers::without_random_init(|| {
-        AttentionHead::new(&(vs.root() / "head"), 1024, 2, DEIT_BASE, true)
+        AttentionHead::new(&(vs.root() / "head"), 1024, 2, DEIT_BASE, DEIT_GRID, true)
     });
     let have = ours(&vs, "head.deit.");
     let (want, want_count) = reference("deit_base");

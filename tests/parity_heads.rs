@@ -22,7 +22,14 @@ const SMALL_DEIT: VitConfig = VitConfig {
 #[test]
 fn attention_head_matches_reference_for_every_grid() {
     let vs = nn::VarStore::new(Device::Cpu);
-    let head = AttentionHead::new(&(vs.root() / "head"), 40, 5, SMALL_DEIT, false);
+    let head = AttentionHead::new(
+        &(vs.root() / "head"),
+        40,
+        5,
+        SMALL_DEIT,
+        heads::DEIT_GRID,
+        false,
+    );
     heads::load_deit(&vs, "head.deit.", &fixture("parity/deit_small.pth")).unwrap();
     // The projector and classifier are trained from scratch; the fixture holds the values the
     // reference run used.
@@ -53,9 +60,30 @@ fn attention_head_matches_reference_for_every_grid() {
 
 #[test]
 fn token_counts_that_do_not_fill_a_square_grid_are_errors() {
-    assert_eq!(heads::grid_for_tokens(256).unwrap(), 16);
-    assert_eq!(heads::grid_for_tokens(4096).unwrap(), 64);
-    assert_eq!(heads::grid_for_tokens(49).unwrap(), 7);
-    let err = heads::grid_for_tokens(200).err().unwrap().to_string();
+    assert_eq!(heads::grid_for_tokens(256, heads::DEIT_GRID).unwrap(), 16);
+    assert_eq!(heads::grid_for_tokens(4096, heads::DEIT_GRID).unwrap(), 64);
+    assert_eq!(heads::grid_for_tokens(49, heads::DEIT_GRID).unwrap(), 7);
+    let err = heads::grid_for_tokens(200, heads::DEIT_GRID)
+        .err()
+        .unwrap()
+        .to_string();
     assert!(err.contains("200 trunk tokens"), "{err}");
+}
+
+#[test]
+fn the_grid_follows_transformers_params_like_the_reference() {
+    // --patch_size 32 with img_size 224: the reference's DeiT has a 7x7 position grid.
+    let vs = nn::VarStore::new(Device::Cpu);
+    let head = AttentionHead::new(&(vs.root() / "head"), 40, 5, SMALL_DEIT, 7, false);
+    assert_eq!(head.grid(), 7);
+    assert_eq!(
+        vs.variables()["head.deit.pos_embed"].size(),
+        vec![1, 50, 32]
+    );
+    assert_eq!(heads::grid_for_tokens(196, 7).unwrap(), 14);
+    let f = Features {
+        pooled: Tensor::zeros([2, 1], (Kind::Float, Device::Cpu)),
+        tokens: Tensor::ones([2, 196, 40], (Kind::Float, Device::Cpu)),
+    };
+    assert_eq!(tch::no_grad(|| head.forward(&f)).size(), vec![2, 5]);
 }

@@ -37,13 +37,15 @@ fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
 }
 
-fn tiny_config(base: &Value, backbone: &str, head: &str, name: &str, data: &Path) -> Value {
+/// A params file from the paper's base with tiny settings: `size` px inputs (a multiple of the
+/// backbone's patch), batch 8, 3 epochs, random weights, CPU.
+fn tiny_config(base: &Value, backbone: &str, size: i64, name: &str, data: &Path) -> Value {
     let mut p = base.clone();
     p["dataset_params"]["dataset"] = json!("DDSM");
     p["dataset_params"]["data_location"] = json!(data.display().to_string());
     let tiny = json!({
-        "Resize": {"apply": true, "height": 32, "width": 32},
-        "CenterCrop": {"apply": true, "height": 28, "width": 28},
+        "Resize": {"apply": true, "height": size + 4, "width": size + 4},
+        "CenterCrop": {"apply": true, "height": size, "width": size},
         "Normalize": true
     });
     p["dataset_params"]["train_transforms"] = tiny.clone();
@@ -54,27 +56,26 @@ fn tiny_config(base: &Value, backbone: &str, head: &str, name: &str, data: &Path
         p["dataloader_params"][loader]["num_workers"] = json!(1);
         p["dataloader_params"][loader]["drop_last"] = json!(false);
     }
-    p["model_params"]["backbone_type"] = json!(head);
+    p["model_params"]["backbone_type"] = json!("none");
     p["model_params"]["pretrained"] = json!(false);
-    p["model_params"]["transformers_params"]["img_size"] = json!([28]);
+    p["model_params"]["transformers_params"]["img_size"] = json!([size]);
     p["foundation_params"]["backbone_type"] = json!(backbone);
-    p["foundation_params"]["img_size"] = json!(28);
+    p["foundation_params"]["img_size"] = json!(size);
     p["foundation_params"]["pretrained"] = json!(false);
     p["training_params"]["model_name"] = json!(name);
-    p["training_params"]["epochs"] = json!(4);
+    p["training_params"]["epochs"] = json!(3);
     p["training_params"]["use_mixed_precision"] = json!(false);
     p["system_params"]["use_GPU"] = json!(false);
     p
 }
 
 #[test]
-#[ignore = "needs the training engine (issue 5), not landed on this branch yet; run with --ignored once it has"]
 fn sweep_survives_a_killed_run_and_reports_all_three() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let data = d.join("data");
     let st = Command::new(MEDFM)
-        .args(["synth", "--dataset", "DDSM", "--n", "48", "--out"])
+        .args(["synth", "--dataset", "DDSM", "--n", "40", "--out"])
         .arg(&data)
         .status()
         .unwrap();
@@ -85,15 +86,15 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
     )
     .unwrap();
     let runs = [
-        ("dinov2_vits14", "none", "tiny_dinov2_linear"),
-        ("dinov2_vits14", "deit_base", "tiny_dinov2_attn"),
-        ("vit_base_patch16", "none", "tiny_mae_linear"),
+        ("dinov2_vits14", 28, "tiny_dinov2_s"),
+        ("vit_base_patch16", 32, "tiny_mae_b"),
+        ("clip_vitb16", 32, "tiny_clip"),
     ];
     let mut configs = Vec::new();
-    for (backbone, head, name) in runs {
+    for (backbone, size, name) in runs {
         let path = d.join(format!("{name}.json"));
         let text =
-            serde_json::to_string_pretty(&tiny_config(&base, backbone, head, name, &data)).unwrap();
+            serde_json::to_string_pretty(&tiny_config(&base, backbone, size, name, &data)).unwrap();
         std::fs::write(&path, text).unwrap();
         configs.push(path);
     }
@@ -111,14 +112,26 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
             .arg(medfm)
             .args(&configs)
             .env("REAL_MEDFM", MEDFM)
-            .env("KILL_RUN", "tiny_dinov2_attn")
+            .env("KILL_RUN", "tiny_dinov2_s")
             .output()
             .unwrap();
-        format!(
+        let mut text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
-        )
+        );
+        // The end of each run's log, so a failure shows why.
+        for entry in std::fs::read_dir(save.join("sweep/logs"))
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let log = std::fs::read_to_string(entry.path()).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(15).collect();
+            text.push_str(&format!("\n--- {}\n", entry.path().display()));
+            text.extend(tail.into_iter().rev().map(|l| format!("{l}\n")));
+        }
+        text
     };
 
     let first = sweep(&killer);
@@ -127,10 +140,10 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         "{first}"
     );
     assert!(save
-        .join("checkpoints/tiny_dinov2_attn.last.safetensors")
+        .join("checkpoints/tiny_dinov2_s.last.safetensors")
         .is_file());
     assert!(!save
-        .join("results/tiny_dinov2_attn/metrics_results.json")
+        .join("results/tiny_dinov2_s/metrics_results.json")
         .exists());
 
     let second = sweep(Path::new(MEDFM));
@@ -138,10 +151,19 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         second.contains("sweep summary: 1 done, 0 failed, 2 skipped"),
         "{second}"
     );
-    let log = std::fs::read_to_string(save.join("sweep/logs/tiny_dinov2_attn.log")).unwrap();
+    let log = std::fs::read_to_string(save.join("sweep/logs/tiny_dinov2_s.log")).unwrap();
     assert!(
         log.contains("exit code 137") && log.contains("restore_session=true"),
         "{log}"
+    );
+    // The second attempt continued from the checkpoint instead of starting over.
+    let resumed = &log[log
+        .find(" resume on cpu")
+        .expect("a resume attempt in the log")..];
+    assert!(resumed.contains("Loading model from"), "{resumed}");
+    assert!(
+        !resumed.contains("epoch 1/3 iter 1/"),
+        "the resumed run restarted at epoch 1:\n{resumed}"
     );
 
     let out = Command::new(MEDFM)
@@ -165,15 +187,25 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
             .lines()
             .find(|l| l.contains(name))
             .unwrap_or_else(|| panic!("{name} not in {csv}"));
-        assert!(row.contains(",done,roc_auc,0."), "{row}");
+        let cells: Vec<&str> = row.split(',').collect();
+        let status = cells
+            .iter()
+            .position(|c| *c == "done")
+            .unwrap_or_else(|| panic!("{row}"));
+        assert_eq!(cells[status + 1], "roc_auc", "{row}");
+        let auc: f64 = cells[status + 2]
+            .parse()
+            .unwrap_or_else(|_| panic!("{row}"));
+        assert!((0.0..=1.0).contains(&auc), "{row}");
     }
     assert!(save.join("report/results.png").is_file());
-    for name in ["tiny_dinov2_linear", "tiny_dinov2_attn", "tiny_mae_linear"] {
+    for (_, _, name) in runs {
         for file in [
             "metrics_results.json",
             "history.csv",
             "predictions.csv",
             "curves.png",
+            "confusion_matrix.png",
             "roc.png",
         ] {
             assert!(

@@ -193,3 +193,36 @@ fn grayscale_trunk_builds_with_one_input_channel() {
     );
     assert_eq!(trunk.blocks().len(), 21);
 }
+
+/// Full-size random-weight parity for both names, from reference outputs generated into
+/// `$MEDFM_PARITY_DIR` (default /tmp/medfm-parity) by scripts/parity_vmamba_full.sh, which runs
+/// this test afterwards. The checkpoints there are in the release layout and go through the
+/// registry loader.
+#[test]
+#[ignore = "full-size: run scripts/parity_vmamba_full.sh"]
+fn full_size_random_weights_match_the_reference() {
+    let dir = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
+    for name in ["vmamba_s", "vmamba_b"] {
+        let ckpt = Path::new(&dir).join(format!("{name}.pth"));
+        let io_path = Path::new(&dir).join(format!("{name}_io.safetensors"));
+        assert!(
+            ckpt.exists() && io_path.exists(),
+            "{} or {} is missing: run scripts/parity_vmamba_full.sh",
+            ckpt.display(),
+            io_path.display()
+        );
+        let spec = registry::get(name).unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let opts = options(3, None);
+        let trunk = (spec.build)(&(vs.root() / "trunk"), &opts).unwrap();
+        (spec.load)(&vs, "trunk.", &ckpt, &opts).unwrap();
+        let io = read(&io_path);
+        let f = tch::no_grad(|| trunk.forward(&io["pixels"], false));
+        let (dp, dt) = (
+            max_abs(&f.pooled, &io["pooled"]),
+            max_abs(&f.tokens, &io["tokens"]),
+        );
+        println!("{name}: max abs error pooled {dp:.3e}, tokens {dt:.3e}");
+        assert!(dp <= 1e-4 && dt <= 1e-4, "{name}: pooled {dp}, tokens {dt}");
+    }
+}

@@ -264,8 +264,10 @@ fn truncated_files_are_errors() {
 }
 
 /// Variables shaped like Tiny in gen_weight_fixtures.py, under `trunk.`.
+/// On a machine with CUDA the variables live on the GPU, so `assign`'s device move is tested too.
 fn tiny_store() -> nn::VarStore {
-    let vs = nn::VarStore::new(Device::Cpu);
+    let device = Device::cuda_if_available();
+    let vs = nn::VarStore::new(device);
     let p = vs.root().sub("trunk");
     for (name, dims) in [
         ("fc1", vec![3, 4]),
@@ -283,7 +285,7 @@ fn tiny_store() -> nn::VarStore {
     let _ = p.sub("bn").zeros_no_train("running_var", &[3]);
     let _ = p.sub("bn").add(
         "num_batches_tracked",
-        Tensor::zeros([], (Kind::Int64, Device::Cpu)),
+        Tensor::zeros([], (Kind::Int64, device)),
         false,
     );
     vs
@@ -298,10 +300,25 @@ fn assign_copies_every_variable() {
     assert_eq!(vars.len(), sd.len());
     for (k, t) in &sd {
         let v = &vars[&format!("trunk.{k}")];
-        assert!(v.equal(t), "{k}");
+        assert!(v.to_device(Device::Cpu).equal(t), "{k}");
     }
     assert_eq!(vars["trunk.bn.num_batches_tracked"].int64_value(&[]), 7);
     assert!(vars["trunk.fc1.weight"].requires_grad());
+}
+
+#[test]
+fn assign_converts_to_the_variables_kind() {
+    let sd = load_ok("plain.pth", &opts());
+    let mut vs = tiny_store();
+    vs.half();
+    assign(&vs, "trunk.", &sd, &[]).unwrap();
+    let vars = vs.variables();
+    let w = &vars["trunk.fc1.weight"];
+    assert_eq!(w.kind(), Kind::Half);
+    assert!(w
+        .to_device(Device::Cpu)
+        .equal(&sd["fc1.weight"].to_kind(Kind::Half)));
+    assert_eq!(vars["trunk.bn.num_batches_tracked"].kind(), Kind::Int64);
 }
 
 #[test]
@@ -382,6 +399,9 @@ fn bench_load() {
             best = best.min(start.elapsed().as_secs_f64());
             n = sd.values().map(|t| t.numel()).sum::<usize>();
         }
-        println!("rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)", n as f64 / 1e6);
+        println!(
+            "rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)",
+            n as f64 / 1e6
+        );
     }
 }

@@ -89,7 +89,10 @@ pub fn run(args: &Args) -> Result<()> {
     let resolved = config::write_resolved(&params)?;
     println!("Resolved params written to {}", resolved.display());
     println!("Device: {device:?}");
-    anyhow::bail!(
-        "training has not landed yet: medfm can validate and resolve params, nothing more"
-    )
+    let opts = crate::train::RunOptions {
+        test_only: args.test,
+        checkpoint: args.checkpoint.clone(),
+        lr_grid_search: false,
+    };
+    crate::train::run(&params, device, &opts)
 }

@@ -589,8 +589,9 @@ pub struct OneCycleParams {
     pub anneal_strategy: AnnealStrategy,
     #[serde(default = "final_div")]
     pub final_div_factor: f64,
-    #[serde(default = "div_factor")]
-    pub div_factor: f64,
+    /// Absent: the reference's choice, max_lr / 1e-8 (1 when LinearWarmup is also used).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub div_factor: Option<f64>,
     #[serde(default = "pct_start")]
     pub pct_start: f64,
 }
@@ -600,7 +601,7 @@ impl Default for OneCycleParams {
         OneCycleParams {
             anneal_strategy: AnnealStrategy::Cos,
             final_div_factor: 1e4,
-            div_factor: 25.0,
+            div_factor: None,
             pct_start: 0.3,
         }
     }
@@ -863,9 +864,6 @@ fn anneal_cos() -> AnnealStrategy {
 }
 fn final_div() -> f64 {
     1e4
-}
-fn div_factor() -> f64 {
-    25.0
 }
 fn pct_start() -> f64 {
     0.3

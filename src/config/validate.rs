@@ -403,9 +403,10 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         || format!("must be in (0, 1), got {}", oc.pct_start),
     );
     for (k, v) in [
-        ("final_div_factor", oc.final_div_factor),
+        ("final_div_factor", Some(oc.final_div_factor)),
         ("div_factor", oc.div_factor),
     ] {
+        let Some(v) = v else { continue };
         e.check(
             v > 0.0,
             &format!("{at}.scheduler.params.OneCycleLR.{k}"),

@@ -64,6 +64,9 @@ pub struct ClassifierSpec {
     pub device: Device,
     /// `model_params.freeze_backbone`: freeze the attention head's DeiT-B transformer.
     pub freeze_head_transformer: bool,
+    /// Side of the attention head's stored position grid: `model_params.transformers_params`
+    /// `img_size[0] / patch_size` (14 for the published 224 px, patch 16 DeiT-B).
+    pub head_grid: i64,
 }
 
 /// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
@@ -129,6 +132,7 @@ impl ClassifierSpec {
             gray_init: f.gray_init.unwrap_or_default(),
             device,
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
+            head_grid: head_grid(&m.transformers_params)?,
         })
     }
 
@@ -141,6 +145,18 @@ impl ClassifierSpec {
             weights_key: self.weights_key.clone(),
         }
     }
+}
+
+/// The reference builds the head's DeiT for `transformers_params.img_size[0] // patch_size`.
+fn head_grid(tp: &crate::config::TransformersParams) -> Result<i64> {
+    let img = tp.img_size.first().copied().unwrap_or(224);
+    if tp.patch_size <= 0 || img < tp.patch_size {
+        bail!(
+            "model_params.transformers_params: img_size {img} and patch_size {} give no position grid",
+            tp.patch_size
+        );
+    }
+    Ok(img / tp.patch_size)
 }
 
 fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<PathBuf> {
@@ -207,6 +223,8 @@ pub struct Classifier {
     trunk: Box<dyn Backbone>,
     head: Head,
     spec: ClassifierSpec,
+    /// No trunk parameter trains (set once the freezing is applied).
+    trunk_frozen: bool,
 }
 
 impl Classifier {
@@ -234,19 +252,26 @@ impl Classifier {
                 row.token_dim,
                 spec.n_classes,
                 deit,
+                spec.head_grid,
                 spec.head_weights.is_some(),
             ))),
         };
         if let Some(w) = &spec.head_weights {
             heads::load_deit(&vs, &format!("{HEAD}{}.", heads::DEIT_PATH), w)?;
         }
-        let classifier = Classifier {
+        let mut classifier = Classifier {
             vs,
             trunk,
             head,
             spec: spec.clone(),
+            trunk_frozen: true,
         };
         classifier.apply_freezing()?;
+        classifier.trunk_frozen = !classifier
+            .vs
+            .variables()
+            .iter()
+            .any(|(n, t)| n.starts_with(TRUNK) && t.requires_grad());
         classifier.dry_run()?;
         Ok(classifier)
     }
@@ -267,9 +292,14 @@ impl Classifier {
             let blocks = self.trunk.blocks();
             let k = self.spec.unfreeze_cutoff as usize;
             if k >= blocks.len() {
+                let in_use = if self.spec.drop_cutoff.is_empty() {
+                    ""
+                } else {
+                    " in use (partial.drop_cutoff)"
+                };
                 bail!(
-                    "foundation_params.partial.unfreeze_cutoff = {k}, but {} has {} blocks (0..{}); use \
-                     -1 to keep the whole backbone frozen",
+                    "foundation_params.partial.unfreeze_cutoff = {k}, but {} has {} blocks{in_use} \
+                     (0..{}); use -1 to keep the whole backbone frozen",
                     self.spec.backbone,
                     blocks.len(),
                     blocks.len().saturating_sub(1)
@@ -306,7 +336,7 @@ impl Classifier {
             .with_context(|| format!("backbone {} at img_size {}", s.backbone, s.img_size))?;
         if let Head::Attention(_) = self.head {
             let f = tch::no_grad(|| self.trunk.forward(&x, false));
-            heads::grid_for_tokens(f.tokens.size()[1]).with_context(|| {
+            heads::grid_for_tokens(f.tokens.size()[1], s.head_grid).with_context(|| {
                 format!(
                     "attention head on {} at img_size {}",
                     s.backbone, s.img_size
@@ -348,11 +378,7 @@ impl Classifier {
 
     /// True when no trunk parameter is trainable (its features can be cached).
     pub fn trunk_frozen(&self) -> bool {
-        !self
-            .vs
-            .variables()
-            .iter()
-            .any(|(n, t)| n.starts_with(TRUNK) && t.requires_grad())
+        self.trunk_frozen
     }
 
     /// Trainable parameters by var-store name, sorted by name.

@@ -21,7 +21,8 @@ use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{nn, Tensor};
 
-/// The DeiT-B position-embedding grid (224 px / patch 16).
+/// The DeiT-B position-embedding grid (224 px / patch 16; the reference builds
+/// `model_params.transformers_params.img_size / patch_size`).
 pub const DEIT_GRID: i64 = 14;
 /// Var-store path of the DeiT transformer inside the attention head.
 pub const DEIT_PATH: &str = "deit";
@@ -56,19 +57,20 @@ pub struct AttentionHead {
 }
 
 impl AttentionHead {
-    /// `deit`: the transformer's shape ([`DEIT_BASE`]; smaller in tests). `deit_from_checkpoint`:
-    /// its variables will be overwritten by a checkpoint, so their random initialisation is
-    /// skipped.
+    /// `deit`: the transformer's shape ([`DEIT_BASE`]; smaller in tests); `grid`: the side of
+    /// its stored position grid ([`DEIT_GRID`]). `deit_from_checkpoint`: its variables will be
+    /// overwritten by a checkpoint, so their random initialisation is skipped.
     pub fn new(
         p: &nn::Path,
         token_dim: i64,
         n_classes: i64,
         deit: VitConfig,
+        grid: i64,
         deit_from_checkpoint: bool,
     ) -> AttentionHead {
         let proj = p / "projector";
         let dim = deit.dim;
-        let build_deit = || Vit::new(&(p / DEIT_PATH), deit, (DEIT_GRID, DEIT_GRID), None);
+        let build_deit = || Vit::new(&(p / DEIT_PATH), deit, (grid, grid), None);
         let deit = if deit_from_checkpoint {
             layers::without_random_init(build_deit)
         } else {
@@ -99,19 +101,25 @@ impl AttentionHead {
         self.fc.forward(&y.select(1, 0))
     }
 
-    /// The DeiT position embedding for `n` tokens (+ cls): as stored when n = 196, else its
-    /// 14x14 grid resized by `scale_factor = sqrt(n / 196)`.
+    /// The side of the stored position grid.
+    pub fn grid(&self) -> i64 {
+        self.deit.grid.0
+    }
+
+    /// The DeiT position embedding for `n` tokens (+ cls): as stored when n = g*g (196), else
+    /// its g x g grid resized by `scale_factor = sqrt(n / (g*g))`.
     fn position_embedding(&self, n: i64) -> Tensor {
-        let stored = DEIT_GRID * DEIT_GRID;
+        let g = self.grid();
+        let stored = g * g;
         if n == stored {
             return self.deit.pos_embed.shallow_clone();
         }
         let s = (n as f64 / stored as f64).sqrt();
-        let side = layers::scaled_side(DEIT_GRID, s);
+        let side = layers::scaled_side(g, s);
         let cls = self.deit.pos_embed.narrow(1, 0, 1);
         let grid = layers::resize_tokens(
             &self.deit.pos_embed.narrow(1, 1, stored),
-            (DEIT_GRID, DEIT_GRID),
+            (g, g),
             (side, side),
             GridResize::ScaleFactor(s, s),
         );
@@ -119,14 +127,14 @@ impl AttentionHead {
     }
 }
 
-/// The square grid the DeiT position embedding is resized to for `n` trunk tokens, or an error
-/// when `n` tokens do not fill it (the reference would fail with a shape mismatch).
-pub fn grid_for_tokens(n: i64) -> Result<i64> {
+/// The square grid a `grid` x `grid` DeiT position embedding is resized to for `n` trunk tokens,
+/// or an error when `n` tokens do not fill it (the reference would fail with a shape mismatch).
+pub fn grid_for_tokens(n: i64, grid: i64) -> Result<i64> {
     if n <= 0 {
         bail!("the trunk produced no tokens");
     }
-    let s = (n as f64 / (DEIT_GRID * DEIT_GRID) as f64).sqrt();
-    let side = layers::scaled_side(DEIT_GRID, s);
+    let s = (n as f64 / (grid * grid) as f64).sqrt();
+    let side = layers::scaled_side(grid, s);
     if side * side != n {
         bail!(
             "{n} trunk tokens do not form the square grid the DeiT position embedding is resized to \
@@ -150,7 +158,9 @@ pub fn load_deit(vs: &nn::VarStore, prefix: &str, path: &Path) -> Result<()> {
         let want = vit::var_shape(vs, prefix, "pos_embed")?;
         if pos.size() != want {
             bail!(
-                "{}: pos_embed has shape {:?}, expected {want:?}: not a DeiT-B/16 224 px checkpoint",
+                "{}: pos_embed has shape {:?}, but the head was built for {want:?} \
+                 (model_params.transformers_params img_size / patch_size); the published DeiT-B \
+                 is 224 px, patch 16",
                 path.display(),
                 pos.size()
             );

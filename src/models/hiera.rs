@@ -107,6 +107,13 @@ impl HieraConfig {
             self.window_spec.iter().all(|&w| w > 0),
             "Hiera: window sizes must be positive"
         );
+        // Widths and heads double together, so this holds at every stage.
+        ensure!(
+            self.embed_dim > 0 && self.num_heads > 0 && self.embed_dim % self.num_heads == 0,
+            "Hiera: embed_dim {} must be a positive multiple of num_heads {}",
+            self.embed_dim,
+            self.num_heads
+        );
         Ok(())
     }
 }

@@ -113,6 +113,9 @@ impl FpnNeck {
 pub struct Sam2ImageEncoder {
     trunk: Hiera,
     neck: FpnNeck,
+    in_chans: i64,
+    /// Input sides must be multiples of this (see [`Sam2ImageEncoder::new`]).
+    size_unit: i64,
 }
 
 impl Sam2ImageEncoder {
@@ -121,21 +124,19 @@ impl Sam2ImageEncoder {
         cfg.trunk.check()?;
         // The patch grid (img/4) must tile the window embedding and survive every 2x pooling;
         // the reference fails on other sizes (its window-embedding tile would not cover the grid).
-        let unit = lcm(
+        let size_unit = lcm(
             cfg.trunk.total_stride(),
             cfg.trunk.patch_stride() * cfg.trunk.window_spec[0],
         );
-        if img_size <= 0 || img_size % unit != 0 {
-            let lower = (img_size / unit).max(1) * unit;
-            bail!(
-                "SAM2.1 Hiera needs an input size that is a multiple of {unit} (got {img_size}); \
-                 use e.g. {lower} or {}",
-                lower + unit
-            );
-        }
+        check_side(img_size, size_unit)?;
         let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
         let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
-        Ok(Sam2ImageEncoder { trunk, neck })
+        Ok(Sam2ImageEncoder {
+            trunk,
+            neck,
+            in_chans,
+            size_unit,
+        })
     }
 
     /// `vision_features`: `[B, d_model, H/16, W/16]`.
@@ -158,6 +159,29 @@ impl Backbone for Sam2ImageEncoder {
             .map(|i| format!("trunk.blocks.{i}"))
             .collect()
     }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let size = x.size();
+        ensure!(
+            size.len() == 4 && size[1] == self.in_chans,
+            "expected pixels [B, {}, H, W], got shape {size:?}",
+            self.in_chans
+        );
+        check_side(size[2], self.size_unit)?;
+        check_side(size[3], self.size_unit)
+    }
+}
+
+fn check_side(side: i64, unit: i64) -> Result<()> {
+    if side <= 0 || side % unit != 0 {
+        let lower = (side / unit).max(1) * unit;
+        bail!(
+            "SAM2.1 Hiera needs input sides that are multiples of {unit} (got {side}); use e.g. \
+             {lower} or {}",
+            lower + unit
+        );
+    }
+    Ok(())
 }
 
 fn lcm(a: i64, b: i64) -> i64 {
@@ -291,7 +315,7 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(
-            err.contains("multiple of 32") && err.contains("192 or 224"),
+            err.contains("multiples of 32") && err.contains("192 or 224"),
             "{err}"
         );
     }

@@ -11,7 +11,7 @@
 mod scan;
 mod ss2d;
 
-pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked};
+pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan_groups, Direction};
 
 use super::registry::BuildOptions;
 use super::{Backbone, Features};
@@ -109,9 +109,12 @@ impl LayerNorm {
         })
     }
 
+    /// Normalises over the last dim of `x` in `x`'s dtype (SS2D's fp32 scan output meets
+    /// these weights even when the trunk runs in half precision).
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let dim = *self.weight.size().first().unwrap_or(&0);
-        x.layer_norm([dim], Some(&self.weight), Some(&self.bias), LN_EPS, true)
+        let (w, b) = (self.weight.to_kind(x.kind()), self.bias.to_kind(x.kind()));
+        x.layer_norm([dim], Some(&w), Some(&b), LN_EPS, true)
     }
 }
 
@@ -536,5 +539,50 @@ mod tests {
         assert_eq!(model.blocks().len(), 5);
         assert_eq!(model.blocks()[1], "layers.1.blocks.0");
         assert_eq!(model.blocks()[3], "layers.2.blocks.1");
+    }
+
+    /// Training (autograd, functional scan) and inference (in-place scan) agree, and gradients
+    /// reach the SSM parameters of the first block.
+    #[test]
+    fn autograd_path_matches_inference_and_has_gradients() {
+        tch::manual_seed(1);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Vmamba::new(&vs.root(), &VmambaConfig::tiny(8, &[1, 1, 1, 1])).unwrap();
+        let x = Tensor::randn([2, 3, 32, 48], (Kind::Float, Device::Cpu));
+        let inference = tch::no_grad(|| model.forward(&x, false)).tokens;
+        let training = model.forward(&x, true).tokens;
+        assert!(training.requires_grad());
+        assert!(training.allclose(&inference, 1e-5, 1e-6, false));
+        training.square().sum(Kind::Float).backward();
+        for name in [
+            "layers.0.blocks.0.op.A_logs",
+            "layers.0.blocks.0.op.dt_projs_weight",
+        ] {
+            let g = vs.variables()[name].grad();
+            assert!(g.defined(), "{name} has no gradient");
+            assert!(
+                g.abs().sum(Kind::Float).double_value(&[]) > 0.0,
+                "{name}: zero gradient"
+            );
+        }
+    }
+
+    /// A half-precision trunk (as a frozen trunk runs on CUDA) keeps its SSM core in fp32 and
+    /// returns features of its own dtype, close to the fp32 ones.
+    #[test]
+    fn reduced_precision_trunk_runs() {
+        tch::manual_seed(2);
+        let mut vs = nn::VarStore::new(Device::Cpu);
+        let model = Vmamba::new(&vs.root(), &VmambaConfig::tiny(8, &[1, 1, 1, 1])).unwrap();
+        let x = Tensor::randn([1, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let full = tch::no_grad(|| model.forward(&x, false)).pooled;
+        vs.bfloat16();
+        let half = tch::no_grad(|| model.forward(&x.to_kind(Kind::BFloat16), false)).pooled;
+        assert_eq!(half.kind(), Kind::BFloat16);
+        let err = (half.to_kind(Kind::Float) - &full)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(err < 0.1, "bf16 vs fp32: {err}");
     }
 }

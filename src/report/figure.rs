@@ -66,6 +66,20 @@ pub fn plot_results_figure(rows: &[Row], path: &Path) -> Result<()> {
     })
 }
 
+/// Round tick values (1-2-5 per decade) inside `range`, in millions of parameters.
+fn x_ticks(range: &std::ops::Range<f64>) -> Vec<f64> {
+    let mut ticks = Vec::new();
+    for exp in -1..5 {
+        for m in [1.0, 2.0, 5.0] {
+            let t = m * 10f64.powi(exp);
+            if range.contains(&t) {
+                ticks.push(t);
+            }
+        }
+    }
+    ticks
+}
+
 /// Families in registry order of first appearance among the rows.
 fn families(rows: &[Row]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
@@ -97,13 +111,18 @@ fn draw_panel(
         .margin(14)
         .x_label_area_size(46)
         .y_label_area_size(64)
-        .build_cartesian_2d(x_range.log_scale(), y_lo..y_hi)
+        .build_cartesian_2d(
+            x_range
+                .clone()
+                .log_scale()
+                .with_key_points(x_ticks(&x_range)),
+            y_lo..y_hi,
+        )
         .map_err(plot_err)?;
     chart
         .configure_mesh()
         .x_desc("trunk parameters (millions, log scale)")
         .y_desc(format!("test {metric}"))
-        .x_labels(6)
         .x_label_formatter(&|x| format!("{x:.0}"))
         .y_label_formatter(&|y| format!("{y:.3}"))
         .axis_desc_style(font(16))

@@ -62,11 +62,9 @@ impl RunState {
     }
 }
 
-/// The last-state checkpoint of a run (the name the training engine writes).
+/// The last-state checkpoint of a run (named by the training engine's `RunFiles`).
 pub fn last_checkpoint(save_dir: &Path, model_name: &str) -> PathBuf {
-    save_dir
-        .join("checkpoints")
-        .join(format!("{model_name}.last.safetensors"))
+    crate::train::checkpoint::RunFiles::new(&save_dir.to_string_lossy(), model_name).last()
 }
 
 pub fn status_file(save_dir: &Path, model_name: &str) -> PathBuf {

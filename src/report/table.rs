@@ -4,16 +4,14 @@
 
 use super::runs::{RunId, RunState};
 use crate::config::DatasetName;
+use crate::data::DatasetInfo;
 use crate::models::registry;
 
-/// The metric that picks the best model and that the paper reports, per dataset
-/// (REFERENCE.md section 3).
+/// The metric that picks the best model and that the paper reports, per dataset (the data
+/// module's `DatasetInfo` is the one source of these facts).
 pub fn target_metric(dataset: DatasetName) -> &'static str {
-    match dataset {
-        DatasetName::APTOS2019 => "quadratic_kappa",
-        DatasetName::ISIC2019 => "recall",
-        DatasetName::CheXpert | DatasetName::DDSM => "roc_auc",
-    }
+    // Only a DDSM class count other than 2 or 3 is an error, and None means the default 2.
+    DatasetInfo::new(dataset, None).map_or("roc_auc", |info| info.target_metric)
 }
 
 /// One run with what the table shows about it.
@@ -141,8 +139,9 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
 pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     let count = |label: &str| rows.iter().filter(|r| r.state.label() == label).count();
     let mut md = format!(
-        "# medfm results: {save_dir}\n\n{} runs: {} done, {} failed, {} incomplete, {} missing.\n",
+        "# medfm results: {save_dir}\n\n{} run{}: {} done, {} failed, {} incomplete, {} missing.\n",
         rows.len(),
+        if rows.len() == 1 { "" } else { "s" },
         count("done"),
         count("failed"),
         count("incomplete"),

@@ -1,1 +1,129 @@
 //! The training engine: loop, optimisers, schedules, mixed precision, checkpoints, caches.
+//!
+//! `run` does what the reference's `classification.py` does after reading params: build the
+//! splits, loaders and model, train (validating and checkpointing on the way), then test the
+//! best model and write the outputs; or, with `--test`, only the test.
+
+pub mod amp;
+pub mod checkpoint;
+pub mod evaluate;
+pub mod feature_cache;
+pub mod json_f64;
+pub mod knn;
+pub mod lr_finder;
+pub mod model;
+pub mod optim;
+pub mod outputs;
+pub mod progress;
+pub mod schedule;
+pub mod session;
+pub mod trainer;
+
+pub use model::{BatchSource, ClassifierModel, TrainModel};
+pub use trainer::{Sources, Trainer};
+
+use crate::config::{LoaderParams, Params};
+use crate::data::{Loader, Splits};
+use crate::models::classifier::{Classifier, ClassifierSpec};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use tch::Device;
+
+/// What the command line asks for beyond the params file.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Only evaluate a saved model on the test split.
+    pub test_only: bool,
+    /// The checkpoint to evaluate (`--test`) or to resume from.
+    pub checkpoint: Option<PathBuf>,
+    /// Run the lr finder's grid search instead of training.
+    pub lr_grid_search: bool,
+}
+
+/// The loaders of a run, as the reference's `init_dataloaders` builds them.
+pub fn build_sources(params: &Params, splits: Splits) -> Result<Sources> {
+    let d = &params.dataset_params;
+    let dl = &params.dataloader_params;
+    let seed = params.training_params.seed;
+    let cache = crate::data::cache_dir(params);
+    let info = splits.info.clone();
+    let loader = |items, t, l: &LoaderParams| Loader::new(items, t, l, &info, seed, cache.clone());
+    let bank = if params.training_params.knn_eval {
+        // The bank reads the train items with the val transforms, in order.
+        let l = LoaderParams {
+            shuffle: false,
+            ..dl.valloader.clone()
+        };
+        Some(Box::new(
+            loader(splits.train.clone(), &d.val_transforms, &l).context("kNN bank loader")?,
+        ) as Box<dyn BatchSource>)
+    } else {
+        None
+    };
+    let train =
+        loader(splits.train, &d.train_transforms, &dl.trainloader).context("train loader")?;
+    let test =
+        loader(splits.test.clone(), &d.test_transforms, &dl.testloader).context("test loader")?;
+    let mut val = loader(splits.val, &d.val_transforms, &dl.valloader).context("val loader")?;
+    if val.is_empty() {
+        // drop_last can leave a small val split without a batch; the reference then
+        // validates on the test set.
+        println!("Warning: the validation split gives no batch; using the test set as validation set (as the reference does)");
+        val = loader(splits.test, &d.test_transforms, &dl.testloader).context("test loader")?;
+    }
+    Ok(Sources {
+        train: Box::new(train),
+        val: Box::new(val),
+        test: Box::new(test),
+        bank,
+    })
+}
+
+/// Train and test (or only test) the run that `params` describes.
+pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
+    let tp = &params.training_params;
+    // Initialisation (random trunks and heads) is a function of the seed.
+    tch::manual_seed(tp.seed as i64);
+    let splits = Splits::build(params)?;
+    let info = splits.info.clone();
+    println!("The default metric has been set to: {}", info.target_metric);
+    let sources = build_sources(params, splits)?;
+    let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
+    let model = ClassifierModel {
+        inner: Classifier::new(&spec)?,
+        head: params.model_params.backbone_type,
+    };
+    if !opts.test_only {
+        session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
+    }
+    let mut trainer = Trainer::new(params.clone(), info, device, Box::new(model), sources)?;
+    if opts.test_only {
+        let path = opts
+            .checkpoint
+            .clone()
+            .unwrap_or_else(|| trainer.files.best());
+        if !path.is_file() {
+            anyhow::bail!(
+                "--test: no checkpoint at {} (train the run first, or pass --checkpoint with a \
+                 .best.safetensors or .last.safetensors file)",
+                path.display()
+            );
+        }
+        trainer.load_best(Some(&path))?;
+        trainer.test()?;
+        return Ok(());
+    }
+    if opts.lr_grid_search {
+        trainer.lr_grid_search()?;
+        return Ok(());
+    }
+    if tp.restore_session || opts.checkpoint.is_some() {
+        trainer.restore(opts.checkpoint.as_deref(), tp.restore_only_model)?;
+    } else {
+        trainer.outputs.start_at(0)?;
+    }
+    trainer.train()?;
+    trainer.load_best(None)?;
+    trainer.test()?;
+    Ok(())
+}

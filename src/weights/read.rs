@@ -9,7 +9,7 @@ use medfm_ckpt::{detect_format, ByteSource, Dtype, FileSource, Format};
 use std::collections::BTreeMap;
 use std::fs::File;
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 pub(super) fn read_file(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, Tensor)>> {
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
@@ -56,20 +56,8 @@ fn kind_of(d: Dtype) -> Kind {
     }
 }
 
-/// A tensor from little-endian contiguous bytes, floating kinds converted to `kind`.
-fn make_tensor(
-    bytes: &[u8],
-    dtype: Dtype,
-    shape: &[i64],
-    negated: bool,
-    kind: Kind,
-) -> Result<Tensor> {
-    let numel: i64 = shape.iter().product();
-    // at_tensor_of_data copies numel x element size bytes: the lengths must agree.
-    if bytes.len() as u64 != numel as u64 * dtype.size() as u64 {
-        bail!("{} bytes for shape {shape:?} of {dtype}", bytes.len());
-    }
-    let mut t = Tensor::f_from_data_size(bytes, shape, kind_of(dtype))?;
+/// Apply the lazy negation of a view and convert floating kinds to `kind`.
+fn finish(mut t: Tensor, dtype: Dtype, negated: bool, kind: Kind) -> Result<Tensor> {
     if negated {
         t = t.f_neg()?;
     }
@@ -79,14 +67,64 @@ fn make_tensor(
     Ok(t)
 }
 
+/// A tensor from little-endian contiguous bytes.
+fn tensor_from_bytes(bytes: &[u8], dtype: Dtype, shape: &[i64]) -> Result<Tensor> {
+    let numel = shape
+        .iter()
+        .try_fold(1u64, |n, &d| n.checked_mul(u64::try_from(d).ok()?));
+    // at_tensor_of_data copies numel x element size bytes: the lengths must agree.
+    if numel.and_then(|n| n.checked_mul(dtype.size() as u64)) != Some(bytes.len() as u64) {
+        bail!("{} bytes for shape {shape:?} of {dtype}", bytes.len());
+    }
+    Ok(Tensor::f_from_data_size(bytes, shape, kind_of(dtype))?)
+}
+
+/// Data that can be copied into a tensor as is: little-endian, and not bool (whose bytes must
+/// be normalised to 0/1).
+fn copyable(dtype: Dtype, big_endian: bool) -> bool {
+    !big_endian && dtype != Dtype::Bool
+}
+
+/// A tensor read straight from `len` bytes of the file at `offset` into its own memory: one
+/// copy and no zero-fill (checkpoints are gigabytes; this halves the load time).
+fn read_direct(
+    src: &FileSource,
+    offset: u64,
+    len: u64,
+    dtype: Dtype,
+    shape: &[i64],
+) -> Result<Tensor> {
+    let t = Tensor::f_empty(shape, (kind_of(dtype), Device::Cpu))?;
+    let nbytes = t.numel() * dtype.size();
+    if nbytes as u64 != len {
+        bail!("{len} bytes for shape {shape:?} of {dtype}");
+    }
+    if nbytes == 0 {
+        return Ok(t);
+    }
+    // SAFETY: `t` was just allocated as a contiguous CPU tensor of exactly `nbytes` bytes and
+    // nothing else refers to its memory; the slice does not outlive this call, and every byte
+    // pattern is a valid value of the non-bool element types read this way.
+    let buf = unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut u8, nbytes) };
+    src.read_at(offset, buf)?;
+    Ok(t)
+}
+
 fn read_safetensors(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String, Tensor)>> {
     let header = safetensors::parse_header(src)?;
     header
         .tensors
         .iter()
         .map(|st| {
-            let bytes = src.read_vec(st.offset, st.len)?;
-            let t = make_tensor(&bytes, st.dtype, &st.shape, false, opts.kind)
+            let t = if copyable(st.dtype, false) {
+                read_direct(src, st.offset, st.len, st.dtype, &st.shape)
+            } else {
+                let bytes = src.read_vec(st.offset, st.len)?;
+                let bytes = medfm_ckpt::torch::normalise_bools(st.dtype, bytes.into());
+                tensor_from_bytes(&bytes, st.dtype, &st.shape)
+            };
+            let t = t
+                .and_then(|t| finish(t, st.dtype, false, opts.kind))
                 .with_context(|| format!("tensor `{}`", st.name))?;
             Ok((st.name.clone(), t))
         })
@@ -100,18 +138,34 @@ fn read_torch(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String, Tenso
         Selected::TopLevel => String::new(),
         Selected::Nested(k) => format!(" (in `{k}`)"),
     };
-    // Read each storage once, however many tensors view it, and drop it before the next.
-    let mut by_storage: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
-    for (i, (_, t)) in refs.tensors.iter().enumerate() {
-        by_storage.entry(&t.storage.key).or_default().push(i);
-    }
     let mut out: Vec<Option<Tensor>> = refs.tensors.iter().map(|_| None).collect();
+    // Contiguous views of uncompressed storages are read straight from the file; the others
+    // (strided views, compressed or big-endian storages, bools) from their storage's bytes,
+    // read once however many tensors view it, and dropped before the next.
+    let mut by_storage: BTreeMap<&str, Vec<usize>> = BTreeMap::new();
+    for (i, (name, t)) in refs.tensors.iter().enumerate() {
+        let range = archive.storage_file_range(&t.storage.key);
+        match range.filter(|_| copyable(t.dtype, archive.big_endian) && t.is_contiguous()) {
+            Some((offset, storage_len)) => {
+                let (start, len) = t.byte_span();
+                if start + len > storage_len {
+                    bail!("tensor `{name}`{within}: view outside its {storage_len}-byte storage");
+                }
+                let tensor = read_direct(src, offset + start, len, t.dtype, &t.shape)
+                    .and_then(|x| finish(x, t.dtype, t.negated, opts.kind))
+                    .with_context(|| format!("tensor `{name}`{within}"))?;
+                out[i] = Some(tensor);
+            }
+            None => by_storage.entry(&t.storage.key).or_default().push(i),
+        }
+    }
     for (key, users) in by_storage {
         let storage = archive.read_storage(src, key)?;
         for i in users {
             let (name, t) = &refs.tensors[i];
             let tensor = tensor_bytes(t, &storage, archive.big_endian)
-                .and_then(|bytes| make_tensor(&bytes, t.dtype, &t.shape, t.negated, opts.kind))
+                .and_then(|bytes| tensor_from_bytes(&bytes, t.dtype, &t.shape))
+                .and_then(|x| finish(x, t.dtype, t.negated, opts.kind))
                 .with_context(|| format!("tensor `{name}`{within}"))?;
             out[i] = Some(tensor);
         }
@@ -119,11 +173,9 @@ fn read_torch(src: &FileSource, opts: &LoadOptions) -> Result<Vec<(String, Tenso
     refs.tensors
         .into_iter()
         .zip(out)
-        .map(|((name, _), t)| {
-            Ok((
-                name,
-                t.ok_or_else(|| anyhow!("internal: tensor not built"))?,
-            ))
+        .map(|((name, _), t)| match t {
+            Some(t) => Ok((name, t)),
+            None => bail!("internal: tensor `{name}` was not built"),
         })
         .collect()
 }

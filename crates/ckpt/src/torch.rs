@@ -166,6 +166,18 @@ impl TorchArchive {
         Ok(refs)
     }
 
+    /// Where storage `key` lies in the file as raw bytes, `(offset, length)`, unless it is
+    /// compressed: lets a reader copy a contiguous tensor straight out of the file.
+    pub fn storage_file_range(&self, key: &str) -> Option<(u64, u64)> {
+        match &self.layout {
+            Layout::Zip { zip, prefix } => {
+                let entry = zip.entries.get(&format!("{prefix}data/{key}"))?;
+                (entry.method == zip::Method::Stored).then_some((entry.offset, entry.size))
+            }
+            Layout::Legacy { storages } => storages.get(key).copied(),
+        }
+    }
+
     /// The bytes of storage `key` (as stored; see `tensor_bytes` for byte order).
     pub fn read_storage(&self, src: &(impl ByteSource + ?Sized), key: &str) -> Result<Vec<u8>> {
         match &self.layout {
@@ -286,7 +298,7 @@ fn cap_list(items: &[String], max: usize) -> String {
 }
 
 /// The elements of view `t` of `storage`, contiguous (row-major) and little-endian; bool bytes
-/// normalised to 0/1. Borrows `storage` when the view is all of it already.
+/// normalised to 0/1. Borrows from `storage` when the view is contiguous already.
 pub fn tensor_bytes<'a>(
     t: &TensorRef,
     storage: &'a [u8],
@@ -319,12 +331,7 @@ pub fn tensor_bytes<'a>(
     let mut out: Cow<[u8]> = if numel == 0 {
         Cow::Owned(vec![])
     } else if t.is_contiguous() {
-        let bytes = &storage[start as usize..end as usize];
-        if bytes.len() == storage.len() {
-            Cow::Borrowed(bytes)
-        } else {
-            Cow::Owned(bytes.to_vec())
-        }
+        Cow::Borrowed(&storage[start as usize..end as usize])
     } else {
         Cow::Owned(gather(t, storage, es))
     };
@@ -333,12 +340,18 @@ pub fn tensor_bytes<'a>(
             chunk.reverse();
         }
     }
-    if t.dtype == crate::Dtype::Bool && out.iter().any(|&b| b > 1) {
-        for b in out.to_mut().iter_mut() {
+    Ok(normalise_bools(t.dtype, out))
+}
+
+/// Bool elements must be 0 or 1 (other bytes are undefined behaviour in torch): map nonzero
+/// to 1. Other dtypes pass through.
+pub fn normalise_bools(dtype: crate::Dtype, mut bytes: Cow<'_, [u8]>) -> Cow<'_, [u8]> {
+    if dtype == crate::Dtype::Bool && bytes.iter().any(|&b| b > 1) {
+        for b in bytes.to_mut().iter_mut() {
             *b = (*b != 0) as u8;
         }
     }
-    Ok(out)
+    bytes
 }
 
 /// Copy a strided view element by element (callers have checked the bounds).

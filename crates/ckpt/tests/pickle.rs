@@ -301,6 +301,12 @@ fn malformed_pickles_are_errors() {
             "not called by torch.save",
         ),
         (b"\x80\x02(Xa", "truncated"),
+        // _rebuild_from_type_v2(*L) with L = [itself, torch.Tensor, L, None]: unbounded
+        // recursion (a stack overflow) before calls were restricted to tensor rebuilds.
+        (
+            b"\x80\x02ctorch._tensor\n_rebuild_from_type_v2\nq\x00]q\x01(h\x00ctorch\nTensor\nh\x01NeR.",
+            "not a tensor rebuild",
+        ),
     ];
     for (data, want) in cases {
         let e = err(data);

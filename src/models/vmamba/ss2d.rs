@@ -6,7 +6,7 @@
 //! (`x_proj`, `dt_projs`) act on one token at a time, so they run on the spatial map for all
 //! four directions at once; only the recurrence needs the tokens in scan order.
 
-use super::scan::linear_recurrence;
+use super::scan::{chunk_len, scan_groups, Direction};
 use super::{trunc_normal, LayerNorm};
 use anyhow::Result;
 use tch::{nn, Kind, Tensor};
@@ -116,72 +116,105 @@ impl Ss2d {
     }
 
     /// Four-direction selective scan and cross-merge of `u` (`[B, H, W, D]`), in fp32:
-    /// `y = sum_k (C_k * h_k) + (sum_k D_k) * u`.
+    /// `y = sum_k C_k h_k + (sum_k D_k) u` with `h_k = exp(delta_k A_k) h_k + delta_k B_k u`
+    /// run along direction k.
+    ///
+    /// Directions 0 and 2 visit the map row by row, 1 and 3 column by column, and 2 and 3 in
+    /// reverse. The reference materialises all four sequences (two of them flipped); here the
+    /// tokens are laid out once per visiting order (`[K, L, B, *]`, k = 2, 3 in the same order
+    /// as k = 0, 1) and the scan itself runs backward for k = 2, 3, so nothing is flipped.
     fn selective_scan_2d(&self, u: &Tensor) -> Tensor {
         let u = u.to_kind(Kind::Float);
         let (b, h, w, d) = u.size4().expect("SS2D input is [B, H, W, D]");
-        let (r, tokens) = (self.dt_rank, b * h * w);
+        let (r, l) = (self.dt_rank, h * w);
+        // Token-wise projections on the spatial map, all directions in one matmul.
         let x_proj = self
             .x_proj_weight
             .to_kind(Kind::Float)
             .reshape([K * (r + 2), d]);
-        let x_dbl = u.linear(&x_proj, None::<Tensor>).view([tokens, K, r + 2]);
-        let dt_in = x_dbl.narrow(2, 0, r).permute([1, 0, 2]); // [K, tokens, R]
-        let b_in = x_dbl.select(2, r).transpose(0, 1).unsqueeze(-1); // [K, tokens, 1]
-        let c_out = x_dbl.select(2, r + 1).view([b, h, w, K]);
+        let x_dbl = u.linear(&x_proj, None::<Tensor>).view([b, h, w, K, r + 2]);
+        let c_out = x_dbl.select(4, r + 1); // [B, H, W, K]
 
+        let x_seq = to_scan_order(|k| x_dbl.select(3, k), K, r + 2); // [K, L, B, R + 2]
+        let u_seq = to_scan_order(|_| u.shallow_clone(), 2, d); // [rows/cols, L, B, D]
+        let dt_in = x_seq.narrow(3, 0, r).reshape([K, l * b, r]);
         let dt_w = self.dt_projs_weight.to_kind(Kind::Float).transpose(1, 2); // [K, R, D]
         let dt_bias = self.dt_projs_bias.to_kind(Kind::Float).unsqueeze(1); // [K, 1, D]
-        let delta = (dt_in.bmm(&dt_w) + dt_bias).softplus(); // [K, tokens, D]
-        let a = -self.a_logs.to_kind(Kind::Float).exp().view([K, 1, d]);
-        let decay = (&delta * a).exp();
-        let input = delta * b_in * u.view([1, tokens, d]);
+        let delta = dt_bias.baddbmm(&dt_in, &dt_w, 1.0, 1.0);
+        // Without autograd, reuse buffers in place (these tensors are large at stage 1).
+        let in_place = !delta.requires_grad();
+        let delta = if in_place {
+            delta.softplus_out(&delta)
+        } else {
+            delta.softplus()
+        };
+        let delta = delta.view([K, l, b, d]);
+        let a = -self.a_logs.to_kind(Kind::Float).exp().view([K, 1, 1, d]);
+        let decay = (&delta * a).exp_();
+        // input[k] = delta[k] * B[k] * u in k's visiting order (u_seq[k % 2]).
+        let b_seq = x_seq.narrow(3, r, 1).view([2, 2, l, b, 1]);
+        let u_seq = u_seq.view([1, 2, l, b, d]);
+        let delta = delta.view([2, 2, l, b, d]);
+        let input = if in_place {
+            let mut input = delta;
+            input *= b_seq;
+            input *= u_seq;
+            input
+        } else {
+            delta * b_seq * u_seq
+        };
 
-        let decay = cross_scan(&decay.view([K, b, h, w, d]));
-        let input = cross_scan(&input.view([K, b, h, w, d]));
-        let states = linear_recurrence(&decay, &input); // [L, K, B, D]
+        let (decay, input) = (decay.view([K, l, b * d]), input.view([K, l, b * d]));
+        let chunk = chunk_len(l);
+        let fwd = scan_groups(
+            &decay.narrow(0, 0, 2),
+            input.narrow(0, 0, 2),
+            chunk,
+            Direction::Forward,
+        );
+        let bwd = scan_groups(
+            &decay.narrow(0, 2, 2),
+            input.narrow(0, 2, 2),
+            chunk,
+            Direction::Backward,
+        );
 
-        let d_sum =
-            self.ds
-                .to_kind(Kind::Float)
-                .view([K, d])
-                .sum_dim_intlist(0, false, None::<Kind>);
-        let mut y = &u * &d_sum;
-        for (k, state) in cross_merge(&states, h, w).iter().enumerate() {
-            y = y.addcmul(state, &c_out.select(3, k as i64).unsqueeze(-1));
+        let ds = self.ds.to_kind(Kind::Float).view([K, d]);
+        let mut y = &u * ds.sum_dim_intlist(0, false, None::<Kind>);
+        for k in 0..K {
+            let states = if k < 2 { fwd.get(k) } else { bwd.get(k - 2) };
+            let state = from_scan_order(&states.view([l, b, d]), k, h, w); // [B, H, W, D]
+            y = y.addcmul(&state, &c_out.select(3, k).unsqueeze(-1));
         }
         y
     }
 }
 
-/// `[K, B, H, W, D]` (direction k's values at each pixel) -> `[L, K, B, D]` in scan order:
-/// k = 0 row-major, 1 column-major, 2 and 3 the same reversed.
-fn cross_scan(x: &Tensor) -> Tensor {
-    let (_, b, h, w, d) = x.size5().expect("cross_scan input is [K, B, H, W, D]");
-    let l = h * w;
-    let row_major = |t: Tensor| t.permute([1, 2, 0, 3]).reshape([l, b, d]);
-    let col_major = |t: Tensor| t.permute([2, 1, 0, 3]).reshape([l, b, d]);
-    let seqs = [
-        row_major(x.get(0)),
-        col_major(x.get(1)),
-        row_major(x.get(2).flip([1, 2])),
-        col_major(x.get(3).flip([1, 2])),
-    ];
-    Tensor::stack(&seqs, 1)
+/// `src(k)` (`[B, H, W, C]`) for k in 0..count, each in its visiting order: `[count, L, B, C]`.
+/// Even k visit the map row by row, odd k column by column.
+fn to_scan_order(src: impl Fn(i64) -> Tensor, count: i64, c: i64) -> Tensor {
+    let first = src(0);
+    let (b, h, w, _) = first.size4().expect("scan-order input is [B, H, W, C]");
+    let out = Tensor::empty([count, h * w, b, c], (first.kind(), first.device()));
+    for k in 0..count {
+        let (dst, x) = if k % 2 == 0 {
+            (out.get(k).view([h, w, b, c]), src(k).permute([1, 2, 0, 3]))
+        } else {
+            (out.get(k).view([w, h, b, c]), src(k).permute([2, 1, 0, 3]))
+        };
+        dst.shallow_clone().copy_(&x);
+    }
+    out
 }
 
-/// Inverse of [`cross_scan`]: `[L, K, B, D]` -> per direction `[B, H, W, D]` (views or copies).
-fn cross_merge(states: &Tensor, h: i64, w: i64) -> [Tensor; 4] {
-    let (_, _, b, d) = states.size4().expect("cross_merge input is [L, K, B, D]");
-    let row_major = |t: Tensor| t.view([h, w, b, d]);
-    let col_major = |t: Tensor| t.view([w, h, b, d]).transpose(0, 1);
-    let to_bhwd = |t: Tensor| t.permute([2, 0, 1, 3]);
-    [
-        to_bhwd(row_major(states.select(1, 0))),
-        to_bhwd(col_major(states.select(1, 1))),
-        to_bhwd(row_major(states.select(1, 2)).flip([0, 1])),
-        to_bhwd(col_major(states.select(1, 3)).flip([0, 1])),
-    ]
+/// Inverse of [`to_scan_order`] for one direction: `[L, B, C]` -> `[B, H, W, C]` (a view).
+fn from_scan_order(seq: &Tensor, k: i64, h: i64, w: i64) -> Tensor {
+    let (_, b, c) = seq.size3().expect("scan-order sequence is [L, B, C]");
+    if k % 2 == 0 {
+        seq.view([h, w, b, c]).permute([2, 0, 1, 3])
+    } else {
+        seq.view([w, h, b, c]).permute([2, 1, 0, 3])
+    }
 }
 
 /// `dt_projs_bias` init: softplus^-1 of dt ~ log-uniform in [0.001, 0.1] (floored at 1e-4).

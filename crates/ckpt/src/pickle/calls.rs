@@ -153,6 +153,21 @@ pub(super) fn call(m: &mut Machine, callable: &Value, args: Vec<Value>) -> Resul
                 .map_err(|_| anyhow!("_rebuild_from_type_v2 takes 4 arguments"))?;
             match global_of(m, &new_type) {
                 Some(Global::TensorType) => {
+                    // Only the non-recursive rebuild functions: a self-referential argument
+                    // list must not recurse without bound.
+                    let func_ok = matches!(
+                        global_of(m, &func),
+                        Some(
+                            Global::RebuildTensor
+                                | Global::RebuildTensorV2
+                                | Global::RebuildTensorV3
+                                | Global::RebuildParameter
+                                | Global::RebuildParameterWithState
+                        )
+                    );
+                    if !func_ok {
+                        bail!("_rebuild_from_type_v2 of something that is not a tensor rebuild");
+                    }
                     let inner = m.tuple_items(&inner_args, "_rebuild_from_type_v2 arguments")?;
                     call(m, &func, inner)
                 }

@@ -3,6 +3,7 @@
 
 mod calls;
 mod machine;
+mod text;
 mod value;
 
 pub use calls::MAX_DIMS;
@@ -85,7 +86,6 @@ impl Pickle {
                 Some(Object::Refused(name)) => format!("refused object ({name})"),
                 Some(Object::Storage(s)) => format!("storage `{}`", s.key),
                 Some(Object::Tensor(t)) => format!("tensor {:?} {}", t.shape, t.dtype),
-                Some(Object::Dtype(d)) => format!("dtype {d}"),
                 Some(Object::Device(d)) => format!("device {d}"),
             },
         }

@@ -37,7 +37,6 @@ pub enum Object {
     /// A storage of the archive (persistent id `('storage', type, key, location, numel)`).
     Storage(Storage),
     Tensor(TensorRef),
-    Dtype(Dtype),
     Device(Rc<str>),
 }
 

@@ -1,13 +1,8 @@
-//! SAM2.1 image encoder parity with PyPI `sam2` (fixtures from scripts/gen_parity_sam2.py).
-//!
-//! Default tests: a small config that takes every code path (q-pooling, padded windows, global
-//! attention, resized background pos embed, top-down neck) at 224 and 1024 px and in grayscale,
-//! plus the full-size key/shape lists and parameter counts. `#[ignore]`d: full-size
-//! random-weight parity at 224 and 1024 against outputs the script writes to /tmp (README,
-//! "SAM2.1 (Hiera)").
+//! Parity with PyPI `sam2` (fixtures from scripts/gen_parity_sam2.py): the tiny config at 224
+//! and 1024 px and in grayscale through the real checkpoint loader, the full-size key/shape
+//! lists and parameter counts, and the `#[ignore]`d full-size random-weight parity.
 
-use medfm::config::GrayInit;
-use medfm::models::hiera::HieraConfig;
+use super::{fixture, opts, tiny_config, PREFIX};
 use medfm::models::layers::without_random_init;
 use medfm::models::registry::{self, BuildOptions};
 use medfm::models::sam2::{self, Sam2Config, Sam2ImageEncoder};
@@ -17,13 +12,6 @@ use std::path::{Path, PathBuf};
 use tch::{nn, Device, Kind, Tensor};
 
 const TOL: f64 = 1e-4;
-const PREFIX: &str = "backbone";
-
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
 
 /// The generator's `pattern_input`: an integer hash of the flat index, exact on both sides.
 fn pattern_input(shape: &[i64]) -> Tensor {
@@ -40,38 +28,10 @@ fn read(path: &Path) -> BTreeMap<String, Tensor> {
         .collect()
 }
 
-fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
-    BuildOptions {
-        img_size,
-        in_chans,
-        gray_init: GrayInit::First,
-        drop_cutoff: vec![],
-        weights_key: None,
-    }
-}
-
 /// Loads an official-layout checkpoint (`{'model': {'image_encoder.*': ..., other SAM parts}}`
 /// or the same keys flat in safetensors) through the registry's loader.
 fn load(vs: &nn::VarStore, path: &Path, opts: &BuildOptions) -> anyhow::Result<()> {
     sam2::load(vs, &format!("{PREFIX}."), path, opts)
-}
-
-/// Mirrors the generator's `sam2_tiny`.
-fn tiny_config() -> Sam2Config {
-    Sam2Config {
-        trunk: HieraConfig {
-            embed_dim: 8,
-            num_heads: 1,
-            stages: vec![1, 2, 3, 2],
-            global_att_blocks: vec![4],
-            window_spec: vec![8, 4, 6, 3],
-            bkg_spatial_size: [7, 7],
-            q_pool: 3,
-        },
-        d_model: 32,
-        fpn_top_down_levels: vec![2, 3],
-        scalp: 1,
-    }
 }
 
 fn max_abs(a: &Tensor, b: &Tensor) -> f64 {

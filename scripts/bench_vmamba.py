@@ -1,0 +1,97 @@
+#!/usr/bin/env python3
+"""Forward time per image of the VMamba trunks: medfm vs the official implementation
+(MzeroMiko/VMamba, its pure-torch selective scan), in one run.
+
+Random weights, fp32, CPU, no_grad, the same thread count on both sides, each side computing
+the features medfm serves (classifier norm of the last stage map, flattened, and its mean).
+The two run interleaved: every iteration times one reference forward (in this process) and
+then one medfm forward (`bench_backbone --serve`, a persistent process), so on a shared,
+fluctuating machine both see the same load. Reported: the median time per image of each, the
+median of the per-iteration speed-ups reference/medfm (target >= 3), and all raw times as JSON.
+
+Run through scripts/bench_vmamba.sh (which builds the Rust side and takes the heavy lock).
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+import torch
+
+from gen_parity_vmamba import FULL, features, import_reference
+
+
+def bench(vm, name, args):
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    model = getattr(vm, FULL[name])().eval()
+    x = torch.randn(args.batch, 3, 224, 224)
+    rust = subprocess.Popen(
+        [args.bin, name, "--batch", str(args.batch), "--threads", str(args.threads), "--serve"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    if rust.stdout.readline().strip() != "ready":
+        sys.exit(f"bench_backbone {name} did not start")
+
+    def medfm_forward():
+        rust.stdin.write("run\n")
+        rust.stdin.flush()
+        return float(rust.stdout.readline())
+
+    def reference_forward():
+        t = time.perf_counter()
+        features(model, x)
+        return (time.perf_counter() - t) * 1e3
+
+    ref, ours = [], []
+    for i in range(args.warmup + args.iters):
+        r, m = reference_forward(), medfm_forward()
+        print(f"  {name} iteration {i}: reference {r:.0f} ms, medfm {m:.0f} ms", file=sys.stderr)
+        if i >= args.warmup:
+            ref.append(r)
+            ours.append(m)
+    rust.stdin.close()
+    rust.wait()
+    return {
+        "backbone": name, "batch": args.batch, "size": 224, "threads": args.threads,
+        "reference_ms_per_image": statistics.median(ref) / args.batch,
+        "medfm_ms_per_image": statistics.median(ours) / args.batch,
+        "speedup": statistics.median(r / m for m, r in zip(ours, ref)),
+        "reference_ms_per_batch": [round(t, 1) for t in ref],
+        "medfm_ms_per_batch": [round(t, 1) for t in ours],
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--vmamba-repo", default=os.environ.get("VMAMBA_REPO"),
+                    help="checkout or export of github.com/MzeroMiko/VMamba (see gen_parity_vmamba.py)")
+    ap.add_argument("--names", nargs="+", default=["vmamba_s"], choices=sorted(FULL))
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--warmup", type=int, default=1)
+    ap.add_argument("--iters", type=int, default=3)
+    ap.add_argument("--threads", type=int, nargs="+", default=[os.cpu_count() or 1])
+    ap.add_argument("--bin", default="target/release/examples/bench_backbone")
+    args = ap.parse_args()
+    if not args.vmamba_repo:
+        sys.exit("--vmamba-repo (or VMAMBA_REPO) is required")
+    vm = import_reference(args.vmamba_repo)
+    rows = []
+    for threads in args.threads:
+        for name in args.names:
+            print(f"VMamba trunk forward: CPU fp32, batch {args.batch}, 224px, {threads} threads "
+                  f"({os.cpu_count()} cores), {args.iters} interleaved iterations", file=sys.stderr)
+            row = bench(vm, name, argparse.Namespace(**{**vars(args), "threads": threads}))
+            print(json.dumps(row), file=sys.stderr)
+            rows.append(row)
+    print(f"{'backbone':<10} {'threads':>7} {'reference ms/img':>17} {'medfm ms/img':>13} {'speed-up':>9}")
+    for r in rows:
+        print(f"{r['backbone']:<10} {r['threads']:>7} {r['reference_ms_per_image']:>17.0f} "
+              f"{r['medfm_ms_per_image']:>13.0f} {r['speedup']:>9.2f}")
+
+
+if __name__ == "__main__":
+    main()

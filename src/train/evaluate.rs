@@ -1,0 +1,307 @@
+//! Validation and test passes (the reference's `evaluate`, `test`, `build_feature_bank`):
+//! no_grad forward passes, the mean of the per-batch losses, metrics with sklearn semantics,
+//! the kNN metrics when `knn_eval` is on, and the best-model bookkeeping.
+
+use super::feature_cache::FeatureCache;
+use super::knn::FeatureBank;
+use super::model::{BatchSource, TrainModel};
+use super::trainer::{batch_features, criterion, Split, Trainer};
+use crate::data::{DatasetInfo, Task};
+use crate::metrics::{round_half_even, MetricValues, Metrics};
+use anyhow::{bail, Context, Result};
+use tch::{Device, Kind, Tensor};
+
+/// What one pass over a split produced (CPU tensors, in loader order).
+pub struct EvalOut {
+    /// [N, C] float32.
+    pub logits: Tensor,
+    pub labels: Tensor,
+    /// Item positions in the loader's item list.
+    pub indices: Vec<usize>,
+    pub batch_losses: Vec<f64>,
+    /// [N, D] when asked for (kNN).
+    pub embeddings: Option<Tensor>,
+}
+
+impl EvalOut {
+    /// The reference's loss: the mean of the per-batch mean losses.
+    pub fn loss(&self) -> f64 {
+        self.batch_losses.iter().sum::<f64>() / self.batch_losses.len().max(1) as f64
+    }
+}
+
+/// Softmax (multiclass) or sigmoid (multi-label) of logits, in float32 as torch computes them.
+pub fn probabilities(task: Task, logits: &Tensor) -> Tensor {
+    let l = logits.to_kind(Kind::Float);
+    match task {
+        Task::Multiclass => l.softmax(1, Kind::Float),
+        Task::Multilabel => l.sigmoid(),
+    }
+}
+
+/// Metrics of logits (or kNN scores, which the reference also passes through the activation).
+pub fn metrics_of(info: &DatasetInfo, logits: &Tensor, labels: &Tensor) -> Result<Metrics> {
+    let probs: Vec<f64> = Vec::<f32>::try_from(probabilities(info.task, logits).reshape([-1]))?
+        .into_iter()
+        .map(f64::from)
+        .collect();
+    let n = info.n_classes() as usize;
+    match info.task {
+        Task::Multiclass => {
+            let labels = Vec::<i64>::try_from(labels.to_kind(Kind::Int64).reshape([-1]))?;
+            Metrics::multiclass(&labels, &probs, n)
+        }
+        Task::Multilabel => {
+            let targets = Vec::<f32>::try_from(labels.to_kind(Kind::Float).reshape([-1]))?;
+            Metrics::multilabel(
+                &targets.into_iter().map(f64::from).collect::<Vec<_>>(),
+                &probs,
+                n,
+            )
+        }
+    }
+}
+
+/// How passes run: the task's loss, the device, mixed precision.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Exec {
+    pub task: Task,
+    pub device: Device,
+    pub amp: bool,
+}
+
+/// One no_grad pass of `src` (the batches of `epoch_key`) through the model.
+pub(super) fn run_pass(
+    model: &dyn TrainModel,
+    src: &dyn BatchSource,
+    mut cache: Option<&mut FeatureCache>,
+    exec: Exec,
+    epoch_key: u64,
+    want_embeddings: bool,
+) -> Result<EvalOut> {
+    let Exec { task, device, amp } = exec;
+    let batches = if cache.as_ref().is_some_and(|c| c.is_complete()) {
+        super::model::label_batches(src, epoch_key, task)
+    } else {
+        src.epoch(epoch_key)
+    };
+    let (mut logits, mut labels, mut indices, mut losses, mut embs) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    tch::no_grad(|| -> Result<()> {
+        for batch in batches {
+            let batch = batch?;
+            let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
+            let out = super::amp::autocast(amp, || model.head(&f, false)).to_kind(Kind::Float);
+            losses.push(criterion(task, &out, &batch.labels.to_device(device)).double_value(&[]));
+            if want_embeddings {
+                embs.push(
+                    model
+                        .embedding(&f)
+                        .to_kind(Kind::Float)
+                        .to_device(Device::Cpu),
+                );
+            }
+            logits.push(out.to_device(Device::Cpu));
+            labels.push(batch.labels.shallow_clone());
+            indices.extend_from_slice(&batch.indices);
+        }
+        Ok(())
+    })?;
+    if logits.is_empty() {
+        bail!("the split gives no batch");
+    }
+    Ok(EvalOut {
+        logits: Tensor::cat(&logits, 0),
+        labels: Tensor::cat(&labels, 0),
+        indices,
+        batch_losses: losses,
+        embeddings: want_embeddings.then(|| Tensor::cat(&embs, 0)),
+    })
+}
+
+impl Trainer {
+    fn pass(&mut self, split: Split, epoch_key: u64, want_embeddings: bool) -> Result<EvalOut> {
+        let src: &dyn BatchSource = match split {
+            Split::Train => self.sources.train.as_ref(),
+            Split::Val => self.sources.val.as_ref(),
+            Split::Test => self.sources.test.as_ref(),
+            Split::Bank => match &self.sources.bank {
+                Some(b) => b.as_ref(),
+                None => bail!("internal: no kNN bank loader"),
+            },
+        };
+        let cache = Self::cache_mut(&mut self.caches, split);
+        run_pass(
+            self.model.as_ref(),
+            src,
+            cache,
+            Exec {
+                task: self.info.task,
+                device: self.device,
+                amp: self.amp,
+            },
+            epoch_key,
+            want_embeddings,
+        )
+        .with_context(|| format!("{split:?} pass"))
+    }
+
+    /// The kNN bank: embeddings of the train items under the val transforms.
+    fn build_bank(&mut self) -> Result<Option<FeatureBank>> {
+        if !self.params.training_params.knn_eval || self.sources.bank.is_none() {
+            return Ok(None);
+        }
+        let out = self.pass(Split::Bank, 0, true)?;
+        let emb = out.embeddings.expect("asked for embeddings");
+        Ok(Some(FeatureBank::new(
+            &emb,
+            &out.labels,
+            self.info.task,
+            self.info.n_classes(),
+        )))
+    }
+
+    fn knn_metrics(&self, bank: &FeatureBank, out: &EvalOut) -> Result<Metrics> {
+        let emb = out.embeddings.as_ref().expect("asked for embeddings");
+        let scores = bank.predict(emb, self.info.knn_nhood);
+        metrics_of(&self.info, &scores, &out.labels)
+    }
+
+    /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
+    pub(super) fn validate(&mut self) -> Result<()> {
+        let bank = self.build_bank()?;
+        if self.sources.val.is_empty() {
+            // The reference: without validation batches the current model is the best one.
+            if !self.grid_search {
+                self.take_best()?;
+            }
+            self.state.last_val_iters = Some(self.state.iters);
+            return Ok(());
+        }
+        let out = self.pass(Split::Val, self.state.iters, bank.is_some())?;
+        let val_loss = out.loss();
+        let mut values = metrics_of(&self.info, &out.logits, &out.labels)?.reference_values("val");
+        if let Some(bank) = &bank {
+            values.extend(&self.knn_metrics(bank, &out)?.reference_values("knn_val"));
+        }
+        let key = format!("val_{}", self.info.target_metric);
+        let val_target = values
+            .get(&key)
+            .with_context(|| format!("the validation metrics have no {key}"))?;
+        self.state.val_loss = val_loss;
+        self.state.val_target = val_target;
+        self.say(format!(
+            "{}  val_loss {:.5}",
+            format_values(&values),
+            val_loss
+        ));
+        if self.grid_search {
+            return Ok(());
+        }
+        let mut logged = values.clone();
+        logged.push("val_loss", round_half_even(val_loss, 5));
+        self.outputs.scalars(&logged, self.state.iters)?;
+        let save_best = self.params.training_params.save_best_model;
+        if val_target > self.state.best_val_target {
+            self.state.best_val_target = val_target;
+            if save_best {
+                self.take_best()?;
+            }
+        }
+        if val_loss <= self.state.best_val_loss {
+            self.state.best_val_loss = val_loss;
+        }
+        if !save_best {
+            self.take_best()?;
+        }
+        let spe = self.steps_per_epoch() as f64;
+        let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
+        self.outputs.history_row(crate::report::HistoryRow {
+            epoch: self.state.iters as f64 / spe,
+            iteration: self.state.iters,
+            train_loss,
+            val_loss: Some(val_loss),
+            lr: self.opt.lr(),
+            metrics: values,
+            seconds: self.state.seconds_before + self.started.elapsed().as_secs_f64(),
+        })?;
+        self.state.loss_sum = 0.0;
+        self.state.loss_count = 0;
+        self.state.last_val_iters = Some(self.state.iters);
+        Ok(())
+    }
+
+    /// Evaluate the model as it is now on the test split and write the run's results
+    /// (`metrics_results.json`, predictions, plots). Returns the reference's test dict.
+    pub fn test(&mut self) -> Result<MetricValues> {
+        let bank = self.build_bank()?;
+        let out = self.pass(Split::Test, 0, bank.is_some())?;
+        let metrics = metrics_of(&self.info, &out.logits, &out.labels)?;
+        let knn = match &bank {
+            Some(b) => Some(self.knn_metrics(b, &out)?),
+            None => None,
+        };
+        let values = crate::report::test_results(Some(&metrics), knn.as_ref(), Some(out.loss()));
+        let probs = probabilities(self.info.task, &out.logits);
+        self.outputs.test_outputs(
+            &values,
+            knn.is_some(),
+            &out,
+            &probs,
+            self.sources.test.items(),
+        )?;
+        println!(
+            "\n---------- {} evaluated on the test set ----------",
+            self.params.training_params.model_name
+        );
+        println!("{}", format_table(&values));
+        Ok(values)
+    }
+
+    pub(super) fn say(&self, msg: String) {
+        match &self.progress {
+            Some(p) => p.println(msg),
+            None => println!("{msg}"),
+        }
+    }
+}
+
+/// `key value` pairs on one line.
+pub fn format_values(values: &MetricValues) -> String {
+    values
+        .iter()
+        .map(|(k, v)| format!("{k} {v}"))
+        .collect::<Vec<_>>()
+        .join("  ")
+}
+
+/// A two-row table of the test dict (the reference prints it with tabulate).
+pub fn format_table(values: &MetricValues) -> String {
+    let cells: Vec<(String, String)> = values
+        .iter()
+        .map(|(k, v)| (k.to_string(), format!("{v}")))
+        .collect();
+    let widths: Vec<usize> = cells.iter().map(|(k, v)| k.len().max(v.len())).collect();
+    let line = |f: &dyn Fn(usize) -> String| -> String {
+        let parts: Vec<String> = (0..cells.len())
+            .map(|i| format!(" {:>w$} ", f(i), w = widths[i]))
+            .collect();
+        format!("|{}|", parts.join("|"))
+    };
+    let rule = format!(
+        "+{}+",
+        widths
+            .iter()
+            .map(|w| "-".repeat(w + 2))
+            .collect::<Vec<_>>()
+            .join("+")
+    );
+    [
+        rule.clone(),
+        line(&|i| cells[i].0.clone()),
+        rule.clone(),
+        line(&|i| cells[i].1.clone()),
+        rule,
+    ]
+    .join("\n")
+}

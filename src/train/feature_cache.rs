@@ -1,0 +1,173 @@
+//! Trunk features of a frozen trunk, kept per item so each image goes through the trunk once
+//! per run: val/test (and the kNN bank) always, train when its transforms have no randomness.
+//! Only what the head reads is kept (the pooled embedding for the linear head, the tokens too
+//! for the attention head), on the training device, within a memory budget.
+
+use crate::models::Features;
+use tch::{Device, Kind, Tensor};
+
+/// Default budget for one cache, in bytes (`MEDFM_FEATURE_CACHE_GB` overrides).
+const DEFAULT_BUDGET_GB: f64 = 4.0;
+
+pub fn budget_bytes() -> u64 {
+    let gb = std::env::var("MEDFM_FEATURE_CACHE_GB")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+        .unwrap_or(DEFAULT_BUDGET_GB);
+    (gb * (1u64 << 30) as f64) as u64
+}
+
+pub struct FeatureCache {
+    n_items: usize,
+    with_tokens: bool,
+    device: Device,
+    pooled: Option<Tensor>,
+    tokens: Option<Tensor>,
+    have: Vec<bool>,
+    filled: usize,
+    /// Set when the first batch showed the cache would not fit the budget.
+    disabled: bool,
+    budget: u64,
+}
+
+impl FeatureCache {
+    pub fn new(n_items: usize, with_tokens: bool, device: Device, budget: u64) -> FeatureCache {
+        FeatureCache {
+            n_items,
+            with_tokens,
+            device,
+            pooled: None,
+            tokens: None,
+            have: vec![false; n_items],
+            filled: 0,
+            disabled: false,
+            budget,
+        }
+    }
+
+    pub fn is_complete(&self) -> bool {
+        self.filled == self.n_items
+    }
+
+    pub fn is_disabled(&self) -> bool {
+        self.disabled
+    }
+
+    /// The cached features of `indices`, if all of them are cached.
+    pub fn get(&self, indices: &[usize]) -> Option<Features> {
+        if self.disabled || indices.is_empty() || !indices.iter().all(|&i| self.have[i]) {
+            return None;
+        }
+        let idx = index_tensor(indices, self.device);
+        let pooled = self.pooled.as_ref()?.index_select(0, &idx);
+        let tokens = match &self.tokens {
+            Some(t) => t.index_select(0, &idx),
+            None => Tensor::new(),
+        };
+        Some(Features { pooled, tokens })
+    }
+
+    /// Store the features of `indices`. Returns false (and stays off) when the cache would
+    /// exceed its budget.
+    pub fn put(&mut self, indices: &[usize], f: &Features) -> bool {
+        if self.disabled {
+            return false;
+        }
+        if self.pooled.is_none() {
+            let per_item = |t: &Tensor| (t.numel() / t.size()[0].max(1) as usize) as u64 * 4;
+            let mut bytes = per_item(&f.pooled);
+            if self.with_tokens {
+                bytes += per_item(&f.tokens);
+            }
+            if bytes * self.n_items as u64 > self.budget {
+                println!(
+                    "Notice: the frozen-trunk feature cache would need {:.1} GiB for {} images (budget {:.1} GiB, \
+                     MEDFM_FEATURE_CACHE_GB); computing features every time instead",
+                    (bytes * self.n_items as u64) as f64 / (1u64 << 30) as f64,
+                    self.n_items,
+                    self.budget as f64 / (1u64 << 30) as f64
+                );
+                self.disabled = true;
+                return false;
+            }
+            let alloc = |t: &Tensor| {
+                let mut shape = t.size();
+                shape[0] = self.n_items as i64;
+                Tensor::zeros(shape.as_slice(), (Kind::Float, self.device))
+            };
+            self.pooled = Some(alloc(&f.pooled));
+            if self.with_tokens {
+                self.tokens = Some(alloc(&f.tokens));
+            }
+        }
+        let idx = index_tensor(indices, self.device);
+        tch::no_grad(|| {
+            if let Some(p) = &mut self.pooled {
+                let _ = p.index_copy_(
+                    0,
+                    &idx,
+                    &f.pooled
+                        .detach()
+                        .to_kind(Kind::Float)
+                        .to_device(self.device),
+                );
+            }
+            if let Some(t) = &mut self.tokens {
+                let _ = t.index_copy_(
+                    0,
+                    &idx,
+                    &f.tokens
+                        .detach()
+                        .to_kind(Kind::Float)
+                        .to_device(self.device),
+                );
+            }
+        });
+        for &i in indices {
+            if !self.have[i] {
+                self.have[i] = true;
+                self.filled += 1;
+            }
+        }
+        true
+    }
+}
+
+fn index_tensor(indices: &[usize], device: Device) -> Tensor {
+    let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
+    Tensor::from_slice(&v).to_device(device)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn feats(rows: &[f32]) -> Features {
+        let pooled = Tensor::from_slice(rows).view([-1, 1]);
+        let tokens = pooled.unsqueeze(1).repeat([1, 2, 1]);
+        Features { pooled, tokens }
+    }
+
+    #[test]
+    fn returns_features_only_when_every_index_is_cached() {
+        let mut c = FeatureCache::new(4, true, Device::Cpu, 1 << 20);
+        assert!(c.put(&[2, 0], &feats(&[20.0, 0.0])));
+        assert!(c.get(&[0, 1]).is_none());
+        let f = c.get(&[0, 2]).unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(f.pooled.view([-1])).unwrap(),
+            [0.0, 20.0]
+        );
+        assert_eq!(f.tokens.size(), [2, 2, 1]);
+        assert!(!c.is_complete());
+        c.put(&[1, 3], &feats(&[10.0, 30.0]));
+        assert!(c.is_complete());
+    }
+
+    #[test]
+    fn a_cache_over_budget_turns_itself_off() {
+        let mut c = FeatureCache::new(1000, false, Device::Cpu, 100);
+        assert!(!c.put(&[0], &feats(&[1.0])));
+        assert!(c.is_disabled() && c.get(&[0]).is_none());
+    }
+}

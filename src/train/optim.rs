@@ -1,0 +1,415 @@
+//! AdamW, Adam and SGD with torch's update rules (the single-tensor `torch.optim` code path that
+//! CPU runs use), the reference's two parameter groups, `autoscale_lr`, the LARS wrapper of
+//! `torchlars`, and gradient clipping by global L2 norm.
+//!
+//! Each step uses the same ATen operations as torch, in the same order, so the updates match
+//! torch to rounding. Where tch does not expose an operation's scalar argument (`add(alpha=)`,
+//! `addcmul(value=)`, `addcdiv(value=)`) the scalar is folded into one operand first; the last
+//! bit may differ where torch's kernel fuses a multiply-add.
+
+use crate::config::{OptimDefault, OptimizerType};
+use anyhow::{bail, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use tch::{Kind, Tensor};
+
+/// The per-group values torch keeps in `param_group` and schedulers change.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyper {
+    pub lr: f64,
+    pub weight_decay: f64,
+    /// Adam's betas (SGD: unused).
+    pub beta1: f64,
+    pub beta2: f64,
+    /// SGD's momentum (Adam: unused).
+    pub momentum: f64,
+    /// `group["initial_lr"]`, set once by the first scheduler (torch's `setdefault`).
+    pub initial_lr: Option<f64>,
+}
+
+/// The optimizer's settings, resolved from params with torch's defaults.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OptimConfig {
+    pub kind: OptimizerType,
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub eps: f64,
+    pub amsgrad: bool,
+    pub momentum: f64,
+    pub dampening: f64,
+    pub nesterov: bool,
+    pub lars: Option<LarsConfig>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LarsConfig {
+    pub eps: f64,
+    pub trust_coef: f64,
+}
+
+impl OptimConfig {
+    /// `optimization_params.default` with the train batch size: applies `autoscale_lr`
+    /// (lr * batch / 256) and activates LARS when the batch reaches `batch_act_thresh`.
+    /// The reference's effective batch multiplies by the number of visible GPUs because it
+    /// trains with DDP; medfm trains on one device, so the effective batch is the batch size.
+    pub fn from_params(o: &OptimDefault, batch_size: i64) -> Result<OptimConfig> {
+        let h = &o.optimizer.params;
+        let kind = o.optimizer.kind;
+        let mut lr = h.lr;
+        if o.optimizer.autoscale_lr {
+            lr = lr * batch_size as f64 / 256.0;
+        }
+        let default_wd = if kind == OptimizerType::AdamW {
+            1e-2
+        } else {
+            0.0
+        };
+        let cfg = OptimConfig {
+            kind,
+            lr,
+            weight_decay: h.weight_decay.unwrap_or(default_wd),
+            betas: h.betas.unwrap_or([0.9, 0.999]),
+            eps: h.eps.unwrap_or(1e-8),
+            amsgrad: h.amsgrad.unwrap_or(false),
+            momentum: h.momentum.unwrap_or(0.0),
+            dampening: h.dampening.unwrap_or(0.0),
+            nesterov: h.nesterov.unwrap_or(false),
+            lars: (o.LARS_params.enabled && batch_size >= o.LARS_params.batch_act_thresh)
+                .then_some(LarsConfig {
+                    eps: o.LARS_params.eps,
+                    trust_coef: o.LARS_params.trust_coef,
+                }),
+        };
+        if cfg.kind == OptimizerType::SGD
+            && cfg.nesterov
+            && (cfg.momentum <= 0.0 || cfg.dampening != 0.0)
+        {
+            bail!(
+                "optimization_params.default.optimizer.params: SGD with nesterov needs momentum > 0 \
+                 and dampening 0 (as torch requires), got momentum {} and dampening {}",
+                cfg.momentum,
+                cfg.dampening
+            );
+        }
+        Ok(cfg)
+    }
+
+    /// True when the optimizer has `betas` (OneCycleLR then cycles beta1 instead of momentum).
+    pub fn uses_betas(&self) -> bool {
+        self.kind != OptimizerType::SGD
+    }
+}
+
+/// One parameter group: its tensors (by var-store name) and its hyper-parameters.
+pub struct Group {
+    pub params: Vec<(String, Tensor)>,
+    pub hyper: Hyper,
+}
+
+/// Per-parameter state, created on the parameter's first step (as torch does lazily).
+#[derive(Default)]
+pub struct ParamState {
+    /// torch keeps the step count as a float32 tensor; counts stay exact below 2^24.
+    pub step: f64,
+    pub exp_avg: Option<Tensor>,
+    pub exp_avg_sq: Option<Tensor>,
+    pub max_exp_avg_sq: Option<Tensor>,
+    pub momentum_buffer: Option<Tensor>,
+}
+
+pub struct Optimizer {
+    pub cfg: OptimConfig,
+    pub groups: Vec<Group>,
+    pub state: BTreeMap<String, ParamState>,
+}
+
+/// The reference's parameter groups (from DINO's `get_params_groups`): group 0 holds the
+/// weights and gets `weight_decay`; group 1 holds biases and every 1-D parameter, with weight
+/// decay 0. `trainable` must already exclude frozen parameters.
+pub fn param_groups(trainable: Vec<(String, Tensor)>) -> [Vec<(String, Tensor)>; 2] {
+    let (not_regularized, regularized): (Vec<_>, Vec<_>) = trainable
+        .into_iter()
+        .partition(|(name, t)| name.ends_with(".bias") || t.dim() == 1);
+    [regularized, not_regularized]
+}
+
+impl Optimizer {
+    pub fn new(cfg: OptimConfig, trainable: Vec<(String, Tensor)>) -> Optimizer {
+        let [regularized, not_regularized] = param_groups(trainable);
+        let hyper = |weight_decay| Hyper {
+            lr: cfg.lr,
+            weight_decay,
+            beta1: cfg.betas[0],
+            beta2: cfg.betas[1],
+            momentum: cfg.momentum,
+            initial_lr: None,
+        };
+        let groups = vec![
+            Group {
+                params: regularized,
+                hyper: hyper(cfg.weight_decay),
+            },
+            Group {
+                params: not_regularized,
+                hyper: hyper(0.0),
+            },
+        ];
+        Optimizer {
+            cfg,
+            groups,
+            state: BTreeMap::new(),
+        }
+    }
+
+    pub fn hypers(&self) -> Vec<Hyper> {
+        self.groups.iter().map(|g| g.hyper.clone()).collect()
+    }
+
+    pub fn set_hypers(&mut self, hypers: &[Hyper]) {
+        for (g, h) in self.groups.iter_mut().zip(hypers) {
+            g.hyper = h.clone();
+        }
+    }
+
+    /// The learning rate of the first group (what the reference logs).
+    pub fn lr(&self) -> f64 {
+        self.groups[0].hyper.lr
+    }
+
+    /// Every trainable tensor, group 0 first.
+    pub fn params(&self) -> impl Iterator<Item = &(String, Tensor)> {
+        self.groups.iter().flat_map(|g| g.params.iter())
+    }
+
+    /// Zero the gradients (torch's `set_to_none` is not reachable through tch; a zeroed
+    /// gradient is equivalent for parameters that take part in every forward pass, as all of
+    /// medfm's do).
+    pub fn zero_grad(&mut self) {
+        for g in &mut self.groups {
+            for (_, p) in &mut g.params {
+                p.zero_grad();
+            }
+        }
+    }
+
+    /// The gradients that exist (parameters that have not been used have none).
+    pub fn grads(&self) -> Vec<Tensor> {
+        self.params()
+            .map(|(_, p)| p.grad())
+            .filter(|g| g.defined())
+            .collect()
+    }
+
+    /// One optimisation step (`optimizer.step()`, or LARS's when active).
+    pub fn step(&mut self) {
+        tch::no_grad(|| {
+            let cfg = self.cfg.clone();
+            for gi in 0..self.groups.len() {
+                let mut hyper = self.groups[gi].hyper.clone();
+                if let Some(lars) = cfg.lars {
+                    // torchlars hides the group's weight decay from the wrapped optimizer and
+                    // folds it, scaled by the trust ratio, into the gradient instead.
+                    for (_, p) in &self.groups[gi].params {
+                        lars_adapt(p, hyper.weight_decay, lars);
+                    }
+                    hyper.weight_decay = 0.0;
+                }
+                for pi in 0..self.groups[gi].params.len() {
+                    let (name, p) = &self.groups[gi].params[pi];
+                    let grad = p.grad();
+                    if !grad.defined() {
+                        continue;
+                    }
+                    let state = self.state.entry(name.clone()).or_default();
+                    let mut p = p.shallow_clone();
+                    match cfg.kind {
+                        OptimizerType::Adam | OptimizerType::AdamW => adam_step(
+                            &mut p,
+                            &grad,
+                            state,
+                            &hyper,
+                            &cfg,
+                            cfg.kind == OptimizerType::AdamW,
+                        ),
+                        OptimizerType::SGD => sgd_step(&mut p, &grad, state, &hyper, &cfg),
+                    }
+                }
+            }
+        })
+    }
+}
+
+/// `grad + alpha * other`, torch's `grad.add(other, alpha=alpha)`. torch's kernel computes a
+/// fused multiply-add; `addcmul` with a 0-dim multiplier compiles to the same instruction.
+fn add_scaled(grad: &Tensor, other: &Tensor, alpha: f64) -> Tensor {
+    grad.addcmul(other, &scalar_like(other, alpha))
+}
+
+/// In-place `t += alpha * other` (torch's `t.add_(other, alpha=alpha)`).
+fn add_scaled_(t: &mut Tensor, other: &Tensor, alpha: f64) {
+    let _ = t.addcmul_(other, &scalar_like(other, alpha));
+}
+
+/// A 0-dim tensor holding `v` in `like`'s dtype and device (torch casts a Python scalar so).
+fn scalar_like(like: &Tensor, v: f64) -> Tensor {
+    Tensor::from(v)
+        .to_kind(like.kind())
+        .to_device(like.device())
+}
+
+/// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false.
+fn adam_step(
+    p: &mut Tensor,
+    grad: &Tensor,
+    st: &mut ParamState,
+    h: &Hyper,
+    cfg: &OptimConfig,
+    decoupled: bool,
+) {
+    if st.exp_avg.is_none() {
+        st.exp_avg = Some(p.zeros_like());
+        st.exp_avg_sq = Some(p.zeros_like());
+        if cfg.amsgrad {
+            st.max_exp_avg_sq = Some(p.zeros_like());
+        }
+    }
+    st.step += 1.0;
+    let (lr, beta1, beta2, wd) = (h.lr, h.beta1, h.beta2, h.weight_decay);
+    let mut grad = grad.shallow_clone();
+    if wd != 0.0 {
+        if decoupled {
+            let _ = p.g_mul_scalar_(1.0 - lr * wd);
+        } else {
+            grad = add_scaled(&grad, p, wd);
+        }
+    }
+    let exp_avg = st.exp_avg.as_mut().expect("initialised above");
+    let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
+    let exp_avg_sq = st.exp_avg_sq.as_mut().expect("initialised above");
+    let _ = exp_avg_sq.g_mul_scalar_(beta2);
+    let _ = exp_avg_sq.addcmul_(&(&grad * (1.0 - beta2)), &grad);
+
+    let bias_correction1 = 1.0 - beta1.powf(st.step);
+    let bias_correction2 = 1.0 - beta2.powf(st.step);
+    let step_size = lr / bias_correction1;
+    let bias_correction2_sqrt = bias_correction2.powf(0.5);
+    let mut denom = if cfg.amsgrad {
+        let max_sq = st
+            .max_exp_avg_sq
+            .as_mut()
+            .expect("amsgrad state initialised above");
+        let m = max_sq.maximum(exp_avg_sq);
+        max_sq.copy_(&m);
+        max_sq.sqrt() / bias_correction2_sqrt
+    } else {
+        exp_avg_sq.sqrt() / bias_correction2_sqrt
+    };
+    let _ = denom.g_add_scalar_(cfg.eps);
+    // param.addcdiv_(exp_avg, denom, value=-step_size) = param + (-step_size * exp_avg) / denom
+    let mut update = &*exp_avg * (-step_size);
+    let _ = update.g_div_(&denom);
+    let _ = p.g_add_(&update);
+}
+
+/// torch `_single_tensor_sgd`.
+fn sgd_step(p: &mut Tensor, grad: &Tensor, st: &mut ParamState, h: &Hyper, cfg: &OptimConfig) {
+    st.step += 1.0;
+    let mut grad = grad.shallow_clone();
+    if h.weight_decay != 0.0 {
+        grad = add_scaled(&grad, p, h.weight_decay);
+    }
+    if h.momentum != 0.0 {
+        let buf = match st.momentum_buffer.as_mut() {
+            None => {
+                st.momentum_buffer = Some(grad.detach().copy());
+                st.momentum_buffer
+                    .as_ref()
+                    .expect("just set")
+                    .shallow_clone()
+            }
+            Some(buf) => {
+                let _ = buf.g_mul_scalar_(h.momentum);
+                add_scaled_(buf, &grad, 1.0 - cfg.dampening);
+                buf.shallow_clone()
+            }
+        };
+        grad = if cfg.nesterov {
+            add_scaled(&grad, &buf, h.momentum)
+        } else {
+            buf
+        };
+    }
+    add_scaled_(p, &grad, -h.lr);
+}
+
+/// torchlars: `adaptive = trust * |p| / (|g| + wd |p| + eps)` (1 when either norm is 0),
+/// computed in the parameter's precision; then `g = (g + wd p) * adaptive`.
+fn lars_adapt(p: &Tensor, weight_decay: f64, lars: LarsConfig) {
+    let mut grad = p.grad();
+    if !grad.defined() {
+        return;
+    }
+    let param_norm = p.norm().double_value(&[]) as f32;
+    let grad_norm = grad.norm().double_value(&[]) as f32;
+    let adaptive = if param_norm > 0.0 && grad_norm > 0.0 {
+        let divisor = grad_norm + weight_decay as f32 * param_norm + lars.eps as f32;
+        param_norm / divisor * lars.trust_coef as f32
+    } else {
+        1.0
+    };
+    if weight_decay != 0.0 {
+        add_scaled_(&mut grad, p, weight_decay);
+    }
+    let _ = grad.g_mul_scalar_(adaptive as f64);
+}
+
+/// `torch.nn.utils.clip_grad_norm_(params, max_norm)`: scale all gradients by
+/// `min(1, max_norm / (total_norm + 1e-6))`. Returns the total norm before clipping.
+pub fn clip_grad_norm(grads: &[Tensor], max_norm: f64) -> f64 {
+    if grads.is_empty() {
+        return 0.0;
+    }
+    tch::no_grad(|| {
+        let norms: Vec<Tensor> = grads.iter().map(|g| g.norm()).collect();
+        let total = Tensor::stack(&norms, 0).norm();
+        // Python's `max_norm / t` is `t.reciprocal() * max_norm`.
+        let coef = (&total + 1e-6).reciprocal() * max_norm;
+        let coef = coef.clamp_max(1.0).to_kind(grads[0].kind());
+        for g in grads {
+            let _ = g.shallow_clone().g_mul_(&coef);
+        }
+        total.to_kind(Kind::Double).double_value(&[])
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_split_biases_and_vectors_from_weights() {
+        let t = |shape: &[i64]| Tensor::zeros(shape, (Kind::Float, tch::Device::Cpu));
+        let [reg, noreg] = param_groups(vec![
+            ("fc.weight".into(), t(&[3, 4])),
+            ("fc.bias".into(), t(&[3])),
+            ("norm.weight".into(), t(&[4])),
+            ("pos_embed".into(), t(&[1, 5, 4])),
+        ]);
+        let names = |v: &[(String, Tensor)]| v.iter().map(|(n, _)| n.clone()).collect::<Vec<_>>();
+        assert_eq!(names(&reg), ["fc.weight", "pos_embed"]);
+        assert_eq!(names(&noreg), ["fc.bias", "norm.weight"]);
+    }
+
+    #[test]
+    fn clipping_scales_to_the_max_norm() {
+        let g1 = Tensor::from_slice(&[3.0f32, 0.0]);
+        let g2 = Tensor::from_slice(&[0.0f32, 4.0]);
+        let total = clip_grad_norm(&[g1.shallow_clone(), g2.shallow_clone()], 1.0);
+        assert!((total - 5.0).abs() < 1e-6);
+        let n = (g1.square().sum(Kind::Float) + g2.square().sum(Kind::Float))
+            .sqrt()
+            .double_value(&[]);
+        assert!((n - 1.0).abs() < 1e-5, "clipped norm {n}");
+    }
+}

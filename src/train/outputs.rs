@@ -1,0 +1,161 @@
+//! The run's outputs, through the report writers: TensorBoard scalars (when
+//! `use_tensorboard`), `history.csv` (one row per validation, kept in step with checkpoints on
+//! resume), and after the test pass `metrics_results.json`, `predictions.csv` and the plots.
+
+use super::evaluate::EvalOut;
+use crate::config::Params;
+use crate::data::{DatasetInfo, Item, Task};
+use crate::metrics::{argmax_rows, confusion_matrix, MetricValues};
+use crate::report::{self, plots, EventWriter, History, HistoryRow, RunOutputs, Truth};
+use anyhow::{Context, Result};
+use tch::{Kind, Tensor};
+
+pub struct Outputs {
+    run: RunOutputs,
+    history: History,
+    use_tensorboard: bool,
+    events: Option<EventWriter>,
+    info: DatasetInfo,
+}
+
+impl Outputs {
+    pub fn new(params: &Params, info: &DatasetInfo) -> Result<Outputs> {
+        let tp = &params.training_params;
+        let run = RunOutputs::new(&tp.save_dir, &tp.model_name);
+        let history = History::open(run.history())
+            .with_context(|| format!("cannot read {}", run.history().display()))?;
+        Ok(Outputs {
+            run,
+            history,
+            use_tensorboard: tp.use_tensorboard,
+            events: None,
+            info: info.clone(),
+        })
+    }
+
+    pub fn run(&self) -> &RunOutputs {
+        &self.run
+    }
+
+    /// Keep only the history rows up to `iters` (a fresh run: none; a resumed one: those
+    /// its checkpoint had seen) and rewrite the file.
+    pub fn start_at(&mut self, iters: u64) -> Result<()> {
+        let before = self.history.rows().len();
+        if iters == 0 {
+            self.history = History::new(self.run.history());
+        } else {
+            self.history.truncate_after(iters);
+        }
+        if before > 0 || !self.history.rows().is_empty() {
+            self.history.save()?;
+        }
+        Ok(())
+    }
+
+    pub fn logs_scalars(&self) -> bool {
+        self.use_tensorboard
+    }
+
+    pub fn scalars(&mut self, values: &MetricValues, step: u64) -> Result<()> {
+        if !self.use_tensorboard {
+            return Ok(());
+        }
+        if self.events.is_none() {
+            self.events = Some(EventWriter::create(&self.run.tensorboard_dir())?);
+        }
+        self.events
+            .as_mut()
+            .expect("created above")
+            .add_scalars(values, step)
+    }
+
+    pub fn history_row(&mut self, row: HistoryRow) -> Result<()> {
+        self.history.push(row)
+    }
+
+    /// Everything written after the test pass. `out` is in loader order; rows are written in
+    /// item order.
+    pub fn test_outputs(
+        &self,
+        values: &MetricValues,
+        has_knn: bool,
+        out: &EvalOut,
+        probs: &Tensor,
+        items: &[Item],
+    ) -> Result<()> {
+        let model_name = &self.run.model_name;
+        for path in report::write_metrics_results(&self.run.save_dir, model_name, values, has_knn)?
+        {
+            println!("Test metrics written to {}", path.display());
+        }
+        let n = self.info.n_classes() as usize;
+        let mut order: Vec<usize> = (0..out.indices.len()).collect();
+        order.sort_by_key(|&r| out.indices[r]);
+        let rows = Tensor::from_slice(&order.iter().map(|&r| r as i64).collect::<Vec<_>>());
+        let probs32 = Vec::<f32>::try_from(
+            probs
+                .to_kind(Kind::Float)
+                .index_select(0, &rows)
+                .reshape([-1]),
+        )?;
+        let probs64: Vec<f64> = probs32.iter().map(|&p| f64::from(p)).collect();
+        let labels = out.labels.index_select(0, &rows);
+        let paths: Vec<&std::path::Path> = order
+            .iter()
+            .map(|&r| items[out.indices[r]].path.as_path())
+            .collect();
+        let names = &self.info.label_names;
+        let title = format!("{model_name} (test)");
+        match self.info.task {
+            Task::Multiclass => {
+                let y = Vec::<i64>::try_from(labels.to_kind(Kind::Int64).reshape([-1]))?;
+                report::write_predictions(
+                    &self.run.predictions(),
+                    &paths,
+                    Truth::Multiclass(&y),
+                    &probs32,
+                    n,
+                )?;
+                let truth: Vec<usize> = y.iter().map(|&c| c as usize).collect();
+                let cm = confusion_matrix(&truth, &argmax_rows(&probs64, n), n);
+                plots::plot_confusion_matrix(&cm, names, &title, &self.run.confusion_png())?;
+                plots::plot_roc(
+                    &plots::roc_per_class(&y, &probs64, names)?,
+                    &title,
+                    &self.run.roc_png(),
+                )?;
+            }
+            Task::Multilabel => {
+                let t: Vec<f64> = Vec::<f32>::try_from(labels.to_kind(Kind::Float).reshape([-1]))?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect();
+                report::write_predictions(
+                    &self.run.predictions(),
+                    &paths,
+                    Truth::Multilabel(&t),
+                    &probs32,
+                    n,
+                )?;
+                plots::plot_roc(
+                    &plots::roc_per_label(&t, &probs64, names)?,
+                    &title,
+                    &self.run.roc_png(),
+                )?;
+            }
+        }
+        if !self.history.rows().is_empty() {
+            plots::plot_curves(
+                &self.history,
+                self.info.target_metric,
+                model_name,
+                &self.run.curves_png(),
+            )?;
+        }
+        println!(
+            "Predictions and plots written to {}",
+            self.run.results_dir().display()
+        );
+        Ok(())
+    }
+}

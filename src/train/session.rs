@@ -1,0 +1,360 @@
+//! Saving and restoring a run: the best model (what `--test` evaluates) and the session (what
+//! `restore_session` resumes from). Frozen parameters are not stored: they are rebuilt from the
+//! weights file or the seed, and a fingerprint of them guards against a changed weights file.
+
+use super::amp::ScalerState;
+use super::checkpoint::{self, CkptKind};
+use super::json_f64;
+use super::model::TrainModel;
+use super::optim::{Hyper, ParamState};
+use super::schedule::Mixer;
+use super::trainer::{Progressions, Trainer};
+use crate::config::{Params, TransferLearningParams};
+use anyhow::{bail, Context, Result};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use tch::Tensor;
+
+/// Which run a checkpoint belongs to, for error messages.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunId {
+    pub model_name: String,
+    pub dataset: String,
+    pub backbone: String,
+    pub head: String,
+}
+
+impl RunId {
+    pub fn of(p: &Params) -> RunId {
+        RunId {
+            model_name: p.training_params.model_name.clone(),
+            dataset: p.dataset_params.dataset.to_string(),
+            backbone: p.foundation_params.backbone_type.clone(),
+            head: p.model_params.backbone_type.as_str().to_string(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ModelState {
+    pub run: RunId,
+    /// Iteration the model was taken at (None: the initial model).
+    pub iters: Option<u64>,
+    pub val_target: f64,
+    pub frozen_fingerprint: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct SessionState {
+    pub run: RunId,
+    pub seed: u64,
+    pub steps_per_epoch: u64,
+    pub iters: u64,
+    #[serde(with = "json_f64")]
+    pub val_loss: f64,
+    #[serde(with = "json_f64")]
+    pub best_val_loss: f64,
+    pub val_target: f64,
+    pub best_val_target: f64,
+    pub best_iters: Option<u64>,
+    pub last_val_iters: Option<u64>,
+    pub loss_sum: f64,
+    pub loss_count: u64,
+    pub seconds: f64,
+    pub hypers: Vec<Hyper>,
+    /// Optimizer step count per parameter (the tensors are under `optim/<name>/...`).
+    pub steps: BTreeMap<String, f64>,
+    pub scheduler: Mixer,
+    pub scaler: Option<ScalerState>,
+    pub frozen_fingerprint: f64,
+}
+
+/// A number that changes when any frozen (non-trainable) variable changes: the root of the
+/// sum of their squared norms, accumulated in f64 over the sorted names.
+pub fn frozen_fingerprint(model: &dyn TrainModel) -> f64 {
+    let trainable: HashSet<String> = model.trainable().into_iter().map(|(n, _)| n).collect();
+    let mut vars: Vec<(String, Tensor)> = model
+        .var_store()
+        .variables()
+        .into_iter()
+        .filter(|(n, _)| !trainable.contains(n))
+        .collect();
+    vars.sort_by(|a, b| a.0.cmp(&b.0));
+    tch::no_grad(|| {
+        vars.iter()
+            .map(|(_, t)| t.norm().double_value(&[]).powi(2))
+            .sum::<f64>()
+            .sqrt()
+    })
+}
+
+fn check_fingerprint(saved: f64, now: f64, path: &Path) -> Result<()> {
+    if (saved - now).abs() > 1e-5 * saved.abs().max(1.0) {
+        bail!(
+            "{}: the frozen part of the model differs from the one this checkpoint was trained with \
+             (fingerprint {saved} vs {now}): the trunk weights file changed, or a randomly initialised \
+             trunk was built with another seed",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+const OPTIM_FIELDS: [&str; 4] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"];
+
+impl Trainer {
+    fn model_state(&self) -> ModelState {
+        ModelState {
+            run: RunId::of(&self.params),
+            iters: self.state.best_iters,
+            val_target: self.state.best_val_target,
+            frozen_fingerprint: self.fingerprint,
+        }
+    }
+
+    /// Write the best model (`<model_name>.best.safetensors`).
+    pub(super) fn save_best(&self) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .best
+            .iter()
+            .map(|(n, t)| (format!("model/{n}"), t.shallow_clone()))
+            .collect();
+        checkpoint::save(
+            &self.files.best(),
+            CkptKind::Model,
+            &tensors,
+            &self.model_state(),
+        )
+    }
+
+    /// Write the session (`<model_name>.last.safetensors`).
+    pub(super) fn save_session(&self) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = vec![];
+        for (n, t) in self.model.trainable() {
+            tensors.push((format!("model/{n}"), t));
+        }
+        for (n, t) in &self.best {
+            tensors.push((format!("best/{n}"), t.shallow_clone()));
+        }
+        let mut steps = BTreeMap::new();
+        for (name, st) in &self.opt.state {
+            steps.insert(name.clone(), st.step);
+            let fields = [
+                &st.exp_avg,
+                &st.exp_avg_sq,
+                &st.max_exp_avg_sq,
+                &st.momentum_buffer,
+            ];
+            for (field, t) in OPTIM_FIELDS.iter().zip(fields) {
+                if let Some(t) = t {
+                    tensors.push((format!("optim/{name}/{field}"), t.shallow_clone()));
+                }
+            }
+        }
+        let s = &self.state;
+        let state = SessionState {
+            run: RunId::of(&self.params),
+            seed: self.params.training_params.seed,
+            steps_per_epoch: self.steps_per_epoch(),
+            iters: s.iters,
+            val_loss: s.val_loss,
+            best_val_loss: s.best_val_loss,
+            val_target: s.val_target,
+            best_val_target: s.best_val_target,
+            best_iters: s.best_iters,
+            last_val_iters: s.last_val_iters,
+            loss_sum: s.loss_sum,
+            loss_count: s.loss_count,
+            seconds: s.seconds_before + self.started.elapsed().as_secs_f64(),
+            hypers: self.opt.hypers(),
+            steps,
+            scheduler: self.mixer.clone(),
+            scaler: self.scaler.as_ref().map(|s| s.state()),
+            frozen_fingerprint: self.fingerprint,
+        };
+        checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)
+    }
+
+    /// `restore_session`: resume from `path` (default: this run's last session). A session
+    /// restores everything unless `only_model`; then (or from a model file) only the model's
+    /// parameters are loaded and training starts afresh from them, like the reference's
+    /// `restore_only_model`. A missing file starts a fresh run, as in the reference.
+    pub fn restore(&mut self, path: Option<&Path>, only_model: bool) -> Result<()> {
+        let path: PathBuf = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.files.last());
+        if !path.exists() {
+            println!(
+                "=> no checkpoint found at '{}'; starting a fresh run",
+                path.display()
+            );
+            return self.outputs.start_at(0);
+        }
+        println!("Loading model from {}", path.display());
+        let ck = checkpoint::load(&path)?;
+        let trainable = self.model.trainable();
+        if ck.kind == CkptKind::Model || only_model {
+            let prefix = if ck.kind == CkptKind::Model {
+                "model/"
+            } else {
+                "best/"
+            };
+            let fp = match ck.kind {
+                CkptKind::Model => ck.state::<ModelState>()?.frozen_fingerprint,
+                CkptKind::Session => ck.state::<SessionState>()?.frozen_fingerprint,
+            };
+            check_fingerprint(fp, self.fingerprint, &path)?;
+            checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
+            self.best = checkpoint::cpu_copy(&trainable);
+            return self.outputs.start_at(0);
+        }
+        let st: SessionState = ck.state()?;
+        check_fingerprint(st.frozen_fingerprint, self.fingerprint, &path)?;
+        if st.steps_per_epoch != self.steps_per_epoch() {
+            bail!(
+                "{}: the session was trained with {} iterations per epoch, this run has {} (the data or \
+                 batch size changed); it cannot be resumed exactly",
+                path.display(),
+                st.steps_per_epoch,
+                self.steps_per_epoch()
+            );
+        }
+        let what = path.display().to_string();
+        checkpoint::copy_into(&trainable, &ck.group("model/"), &what)?;
+        let names: Vec<(String, Tensor)> = trainable
+            .iter()
+            .map(|(n, t)| (n.clone(), t.zeros_like()))
+            .collect();
+        let best = ck.group("best/");
+        checkpoint::copy_into(&names, &best, &what)?;
+        self.best = names;
+        self.opt.set_hypers(&st.hypers);
+        self.opt.state.clear();
+        let optim = ck.group("optim/");
+        for (name, step) in &st.steps {
+            let field = |f: &str| {
+                optim
+                    .iter()
+                    .find(|(n, _)| *n == format!("{name}/{f}"))
+                    .map(|(_, t)| t.to_device(self.device))
+            };
+            self.opt.state.insert(
+                name.clone(),
+                ParamState {
+                    step: *step,
+                    exp_avg: field("exp_avg"),
+                    exp_avg_sq: field("exp_avg_sq"),
+                    max_exp_avg_sq: field("max_exp_avg_sq"),
+                    momentum_buffer: field("momentum_buffer"),
+                },
+            );
+        }
+        self.mixer = st.scheduler;
+        if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
+            scaler.load_state(s);
+        }
+        self.state = Progressions {
+            iters: st.iters,
+            val_loss: st.val_loss,
+            best_val_loss: st.best_val_loss,
+            val_target: st.val_target,
+            best_val_target: st.best_val_target,
+            best_iters: st.best_iters,
+            last_val_iters: st.last_val_iters,
+            loss_sum: st.loss_sum,
+            loss_count: st.loss_count,
+            seconds_before: st.seconds,
+        };
+        println!(
+            "=> loaded checkpoint '{}' (iteration {})",
+            path.display(),
+            st.iters
+        );
+        self.outputs.start_at(st.iters)
+    }
+
+    /// Load the best model into the model, from `path` (a model or session file) or from the
+    /// in-memory best of this run.
+    pub fn load_best(&mut self, path: Option<&Path>) -> Result<()> {
+        let trainable = self.model.trainable();
+        let Some(path) = path else {
+            if self.state.best_iters.is_none() {
+                println!(
+                    "Notice: no validation improved on the initial best {} of 0; testing the initial model, \
+                     as the reference does",
+                    self.info.target_metric
+                );
+            }
+            return checkpoint::copy_into(&trainable, &self.best, "the best model");
+        };
+        let ck = checkpoint::load(path)?;
+        let (prefix, fp) = match ck.kind {
+            CkptKind::Model => ("model/", ck.state::<ModelState>()?.frozen_fingerprint),
+            CkptKind::Session => ("best/", ck.state::<SessionState>()?.frozen_fingerprint),
+        };
+        check_fingerprint(fp, self.fingerprint, path)?;
+        checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
+        println!("Loaded the model to evaluate from {}", path.display());
+        Ok(())
+    }
+}
+
+/// `transfer_learning_params`: start from another run's best model. Every trainable tensor
+/// whose name and shape match is copied; the others (e.g. a head for another class count)
+/// keep their initialisation and are listed.
+pub fn load_pretrained(
+    model: &dyn TrainModel,
+    tl: &TransferLearningParams,
+    save_dir: &str,
+) -> Result<()> {
+    if !tl.use_pretrained {
+        return Ok(());
+    }
+    let dir = if tl.pretrained_path.is_empty() {
+        Path::new(save_dir).join("checkpoints")
+    } else {
+        PathBuf::from(&tl.pretrained_path)
+    };
+    let candidates = [
+        dir.join(&tl.pretrained_model_name),
+        dir.join(format!("{}.best.safetensors", tl.pretrained_model_name)),
+    ];
+    let path = candidates.iter().find(|p| p.is_file()).with_context(|| {
+        format!(
+            "transfer_learning_params: model \"{}\" is not present in \"{}\" (looked for {} and {})",
+            tl.pretrained_model_name,
+            dir.display(),
+            candidates[0].display(),
+            candidates[1].display()
+        )
+    })?;
+    println!("Loading pretrained model: {}", path.display());
+    let ck = checkpoint::load(path)?;
+    let src = ck.group(if ck.kind == CkptKind::Model {
+        "model/"
+    } else {
+        "best/"
+    });
+    let mut skipped = vec![];
+    tch::no_grad(|| {
+        for (name, var) in model.trainable() {
+            match src.iter().find(|(n, _)| *n == name) {
+                Some((_, t)) if t.size() == var.size() => {
+                    var.shallow_clone().copy_(t);
+                }
+                Some((_, t)) => {
+                    skipped.push(format!("{name} (shape {:?} vs {:?})", t.size(), var.size()))
+                }
+                None => skipped.push(format!("{name} (absent)")),
+            }
+        }
+    });
+    if !skipped.is_empty() {
+        println!(
+            "Unmatched pretrained tensors (kept their initialisation): {}",
+            skipped.join(", ")
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,470 @@
+//! The training loop with the reference's semantics (`defaults/trainer.py`): one optimizer step
+//! per batch, the scheduler mixer stepped after it, validation every
+//! `int(val_every * steps_per_epoch)` iterations (and once more after the last epoch), the best
+//! model kept on the dataset's target metric, checkpoints at every validation and epoch end.
+
+use super::amp::{self, GradScaler, StepOutcome};
+use super::checkpoint::RunFiles;
+use super::feature_cache::{self, FeatureCache};
+use super::model::{label_batches, BatchSource, TrainModel};
+use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
+use super::outputs::Outputs;
+use super::progress::{IterStats, Progress};
+use super::schedule::{Mixer, RunShape};
+use crate::config::Params;
+use crate::data::{Batch, DatasetInfo, Task};
+use crate::models::Features;
+use anyhow::{bail, Context, Result};
+use tch::{Device, Kind, Reduction, Tensor};
+
+/// The four loaders of a run (the kNN bank reads the train items with the val transforms).
+pub struct Sources {
+    pub train: Box<dyn BatchSource>,
+    pub val: Box<dyn BatchSource>,
+    pub test: Box<dyn BatchSource>,
+    pub bank: Option<Box<dyn BatchSource>>,
+}
+
+/// Which loader a feature cache belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Split {
+    Train,
+    Val,
+    Test,
+    Bank,
+}
+
+/// Counters and results that a resumed run must get back exactly.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progressions {
+    pub iters: u64,
+    pub val_loss: f64,
+    pub best_val_loss: f64,
+    pub val_target: f64,
+    pub best_val_target: f64,
+    /// Iteration at which the best model was taken (None: the initial model).
+    pub best_iters: Option<u64>,
+    pub last_val_iters: Option<u64>,
+    /// Training loss since the last history row (sum, count).
+    pub loss_sum: f64,
+    pub loss_count: u64,
+    /// Wall-clock seconds of earlier sessions of this run.
+    pub seconds_before: f64,
+}
+
+impl Default for Progressions {
+    fn default() -> Self {
+        // The reference's BaseTrainer: val_loss = best_val_loss = inf, targets 0.
+        Progressions {
+            iters: 0,
+            val_loss: f64::INFINITY,
+            best_val_loss: f64::INFINITY,
+            val_target: 0.0,
+            best_val_target: 0.0,
+            best_iters: None,
+            last_val_iters: None,
+            loss_sum: 0.0,
+            loss_count: 0,
+            seconds_before: 0.0,
+        }
+    }
+}
+
+pub struct Trainer {
+    pub(super) params: Params,
+    pub(super) info: DatasetInfo,
+    pub(super) device: Device,
+    pub(super) model: Box<dyn TrainModel>,
+    /// Shared so an epoch's batch iterator can live while the trainer validates.
+    pub(super) sources: std::rc::Rc<Sources>,
+    pub(super) opt: Optimizer,
+    pub(super) mixer: Mixer,
+    pub(super) scaler: Option<GradScaler>,
+    pub(super) amp: bool,
+    pub(super) files: RunFiles,
+    pub(super) outputs: Outputs,
+    pub(super) state: Progressions,
+    /// CPU copies of the best model's trainable parameters (the reference's `best_model`).
+    pub(super) best: Vec<(String, Tensor)>,
+    pub(super) caches: Vec<(Split, FeatureCache)>,
+    pub(super) started: std::time::Instant,
+    /// Train predictions since the last log (for the logged train metrics).
+    pub(super) train_logits: Vec<Tensor>,
+    pub(super) train_labels: Vec<Tensor>,
+    pub(super) progress: Option<Progress>,
+    /// `session::frozen_fingerprint` of the model (frozen parameters never change).
+    pub(super) fingerprint: f64,
+    /// The lr finder trains without validation, checkpoints or best-model tracking.
+    pub(super) grid_search: bool,
+}
+
+/// A per-iteration seed, so any randomness in the forward pass (dropout, drop-path) is a
+/// function of (seed, iteration) and a resumed run draws the same numbers.
+fn iteration_seed(seed: u64, iters: u64) -> i64 {
+    let mut z = seed ^ iters.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    ((z ^ (z >> 31)) >> 1) as i64
+}
+
+/// The reference's criterion: cross-entropy (multiclass) or BCE-with-logits (multi-label).
+pub fn criterion(task: Task, logits: &Tensor, labels: &Tensor) -> Tensor {
+    let logits = logits.to_kind(Kind::Float);
+    match task {
+        Task::Multiclass => logits.cross_entropy_for_logits(labels),
+        Task::Multilabel => logits.binary_cross_entropy_with_logits::<Tensor>(
+            &labels.to_kind(Kind::Float),
+            None,
+            None,
+            Reduction::Mean,
+        ),
+    }
+}
+
+/// Trunk features of a batch: from the cache when every item is there, else computed (and
+/// stored when a cache is given).
+pub(super) fn batch_features(
+    model: &dyn TrainModel,
+    cache: Option<&mut FeatureCache>,
+    batch: &Batch,
+    device: Device,
+    amp: bool,
+) -> Features {
+    if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
+        return f;
+    }
+    let images = batch.images.to_device(device);
+    let f = amp::autocast(amp, || model.features(&images));
+    if let Some(c) = cache {
+        c.put(&batch.indices, &f);
+    }
+    f
+}
+
+impl Trainer {
+    /// Set up optimizer, schedules and caches for `model` on `sources`. Nothing is read from
+    /// disk here; `restore` does that.
+    pub fn new(
+        params: Params,
+        info: DatasetInfo,
+        device: Device,
+        model: Box<dyn TrainModel>,
+        sources: Sources,
+    ) -> Result<Trainer> {
+        let tp = &params.training_params;
+        let steps_per_epoch = sources.train.len() as i64;
+        let cfg = OptimConfig::from_params(
+            &params.optimization_params.default,
+            params.dataloader_params.trainloader.batch_size,
+        )?;
+        println!(
+            "LARS optimizer: {}",
+            if cfg.lars.is_some() {
+                "active"
+            } else {
+                "inactive"
+            }
+        );
+        let shape = RunShape {
+            lr: cfg.lr,
+            steps_per_epoch: steps_per_epoch.max(1),
+            epochs: tp.epochs,
+            uses_betas: cfg.uses_betas(),
+        };
+        let mut opt = Optimizer::new(cfg, model.trainable());
+        let mut hypers = opt.hypers();
+        let mixer = Mixer::new(
+            &mut hypers,
+            &params.optimization_params.default.scheduler,
+            &shape,
+        )
+        .context("optimization_params.default.scheduler")?;
+        opt.set_hypers(&hypers);
+        let amp = tp.use_mixed_precision && device.is_cuda();
+        if tp.use_mixed_precision && !amp {
+            println!("Notice: use_mixed_precision needs CUDA; training in float32 on the CPU");
+        }
+        let caches = Self::make_caches(&params, model.as_ref(), &sources, device);
+        let files = RunFiles::new(&tp.save_dir, &tp.model_name);
+        let outputs = Outputs::new(&params, &info)?;
+        let best = super::checkpoint::cpu_copy(&model.trainable());
+        let fingerprint = super::session::frozen_fingerprint(model.as_ref());
+        Ok(Trainer {
+            fingerprint,
+            grid_search: false,
+            scaler: amp.then(|| GradScaler::new(device)),
+            params,
+            info,
+            device,
+            model,
+            sources: std::rc::Rc::new(sources),
+            opt,
+            mixer,
+            amp,
+            files,
+            outputs,
+            state: Progressions::default(),
+            best,
+            caches,
+            started: std::time::Instant::now(),
+            train_logits: vec![],
+            train_labels: vec![],
+            progress: None,
+        })
+    }
+
+    fn make_caches(
+        params: &Params,
+        model: &dyn TrainModel,
+        s: &Sources,
+        device: Device,
+    ) -> Vec<(Split, FeatureCache)> {
+        if !params.training_params.feature_cache || !model.trunk_frozen() {
+            return vec![];
+        }
+        let budget = feature_cache::budget_bytes();
+        let mut caches = vec![];
+        let mut add = |split, src: &dyn BatchSource| {
+            caches.push((
+                split,
+                FeatureCache::new(src.items().len(), model.head_reads_tokens(), device, budget),
+            ));
+        };
+        if s.train.is_deterministic() {
+            add(Split::Train, s.train.as_ref());
+        }
+        add(Split::Val, s.val.as_ref());
+        add(Split::Test, s.test.as_ref());
+        if let Some(b) = &s.bank {
+            add(Split::Bank, b.as_ref());
+        }
+        caches
+    }
+
+    pub(super) fn cache_mut(
+        caches: &mut [(Split, FeatureCache)],
+        split: Split,
+    ) -> Option<&mut FeatureCache> {
+        caches.iter_mut().find(|(s, _)| *s == split).map(|(_, c)| c)
+    }
+
+    /// A fresh run (no restore): clears an old history of the same run name.
+    pub fn start_fresh(&mut self) -> Result<()> {
+        self.outputs.start_at(0)
+    }
+
+    pub fn files(&self) -> &RunFiles {
+        &self.files
+    }
+
+    pub fn progressions(&self) -> &Progressions {
+        &self.state
+    }
+
+    pub fn steps_per_epoch(&self) -> u64 {
+        self.sources.train.len() as u64
+    }
+
+    /// The reference's `int(val_every * epoch_steps)` (at least 1).
+    fn val_interval(&self) -> u64 {
+        let v = (self.params.training_params.val_every * self.steps_per_epoch() as f64) as u64;
+        if v == 0 {
+            println!(
+                "Notice: val_every {} x {} steps per epoch is less than one iteration; validating every iteration",
+                self.params.training_params.val_every,
+                self.steps_per_epoch()
+            );
+        }
+        v.max(1)
+    }
+
+    /// Train for the configured epochs (continuing from a restored session), then validate
+    /// the final model once more, as the reference does.
+    pub fn train(&mut self) -> Result<()> {
+        let epochs = self.params.training_params.epochs as u64;
+        let val_every = self.val_interval();
+        self.run_epochs(epochs, Some(val_every))?;
+        println!(" ==> Training done");
+        if self.state.last_val_iters != Some(self.state.iters) {
+            self.validate()?;
+        }
+        self.save_session()
+    }
+
+    /// The epochs from the current iteration up to `epochs`; validation (and checkpoints)
+    /// every `val_every` iterations when given.
+    pub(super) fn run_epochs(&mut self, epochs: u64, val_every: Option<u64>) -> Result<()> {
+        let spe = self.steps_per_epoch();
+        if spe == 0 {
+            bail!(
+                "the train split gives no batch (it has {} items; batch_size {}, drop_last {})",
+                self.sources.train.items().len(),
+                self.params.dataloader_params.trainloader.batch_size,
+                self.params.dataloader_params.trainloader.drop_last
+            );
+        }
+        println!("Start training with learning rate: {}", self.opt.lr());
+        let first_epoch = self.state.iters / spe + 1;
+        let mut skip = self.state.iters % spe;
+        self.progress = Some(Progress::new(
+            epochs,
+            spe,
+            self.state.iters,
+            self.params.training_params.log_every as u64,
+        ));
+        for epoch in first_epoch..=epochs {
+            if let Some(p) = &mut self.progress {
+                p.start_epoch(epoch, skip);
+            }
+            let sources = self.sources.clone();
+            let cached =
+                Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
+            let mut batches = if cached {
+                label_batches(sources.train.as_ref(), epoch, self.info.task)
+            } else {
+                sources.train.epoch(epoch)
+            };
+            for _ in 0..skip {
+                // Resume mid-epoch: the epoch's batches are a function of (seed, epoch), so
+                // replaying the order and dropping the done ones lands on the same batch.
+                batches.next().transpose()?;
+            }
+            let mut in_epoch = skip;
+            while let Some(batch) = batches.next().transpose()? {
+                in_epoch += 1;
+                self.state.iters += 1;
+                let (loss, n) = self.global_step(&batch)?;
+                if let Some(p) = &mut self.progress {
+                    p.iteration(IterStats {
+                        iters: self.state.iters,
+                        in_epoch,
+                        loss,
+                        lr: self.opt.lr(),
+                        images: n,
+                    });
+                }
+                if val_every.is_some_and(|v| self.state.iters.is_multiple_of(v)) {
+                    self.validate()?;
+                    self.save_session()?;
+                }
+            }
+            drop(batches);
+            skip = 0;
+            if !self.grid_search {
+                if !self.params.training_params.save_best_model {
+                    self.take_best()?;
+                }
+                self.save_session()?;
+            }
+            if let Some(p) = &mut self.progress {
+                p.end_epoch(self.state.iters);
+            }
+        }
+        if let Some(p) = self.progress.take() {
+            p.finish();
+        }
+        Ok(())
+    }
+
+    /// One forward/backward/update (the reference's `global_step`). Returns the loss and the
+    /// batch size.
+    fn global_step(&mut self, batch: &Batch) -> Result<(f64, u64)> {
+        let task = self.info.task;
+        self.opt.zero_grad();
+        tch::manual_seed(iteration_seed(
+            self.params.training_params.seed,
+            self.state.iters,
+        ));
+        let labels = batch.labels.to_device(self.device);
+        let cache = Self::cache_mut(&mut self.caches, Split::Train);
+        let logits = if self.model.trunk_frozen() {
+            let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp);
+            amp::autocast(self.amp, || self.model.head(&f, true))
+        } else {
+            let images = batch.images.to_device(self.device);
+            amp::autocast(self.amp, || {
+                self.model.head(&self.model.features(&images), true)
+            })
+        };
+        let loss = criterion(task, &logits, &labels);
+        let loss_value = loss.double_value(&[]);
+        if !loss_value.is_finite() {
+            bail!(
+                "training diverged: the loss is {loss_value} at iteration {} (epoch {}, lr {:.3e}). Nothing was \
+                 saved after the last good state; the last checkpoint is {} (restore_session resumes from it). \
+                 Try a lower learning rate or grad_clipping.",
+                self.state.iters,
+                (self.state.iters - 1) / self.steps_per_epoch() + 1,
+                self.opt.lr(),
+                self.files.last().display()
+            );
+        }
+        let clip = self.params.training_params.grad_clipping;
+        match &mut self.scaler {
+            Some(scaler) => {
+                scaler.scale(&loss).backward();
+                if clip > 0.0 {
+                    scaler.unscale(&self.opt);
+                    clip_grad_norm(&self.opt.grads(), clip);
+                }
+                if scaler.step(&mut self.opt) == StepOutcome::Skipped {
+                    println!(
+                        "Notice: iteration {}: inf/NaN gradients; step skipped, loss scale reduced",
+                        self.state.iters
+                    );
+                }
+                scaler.update();
+            }
+            None => {
+                loss.backward();
+                if clip > 0.0 {
+                    clip_grad_norm(&self.opt.grads(), clip);
+                }
+                self.opt.step();
+            }
+        }
+        self.train_logits
+            .push(logits.detach().to_kind(Kind::Float).to_device(Device::Cpu));
+        self.train_labels.push(batch.labels.shallow_clone());
+        let mut hypers = self.opt.hypers();
+        self.mixer
+            .step(&mut hypers, self.state.val_target, self.state.val_loss)?;
+        self.opt.set_hypers(&hypers);
+        self.state.loss_sum += loss_value;
+        self.state.loss_count += 1;
+        let log_every = self.params.training_params.log_every as u64;
+        if !self.grid_search
+            && (self.state.iters.is_multiple_of(log_every) || self.state.iters == 1)
+        {
+            self.log_train(loss_value)?;
+        }
+        Ok((loss_value, batch.indices.len() as u64))
+    }
+
+    /// The reference's periodic training log (TensorBoard): the iteration's loss, the lr and
+    /// the metrics of the predictions since the previous log.
+    fn log_train(&mut self, loss: f64) -> Result<()> {
+        let logits = std::mem::take(&mut self.train_logits);
+        let labels = std::mem::take(&mut self.train_labels);
+        if !self.outputs.logs_scalars() {
+            return Ok(());
+        }
+        let mut values = crate::metrics::MetricValues::default();
+        values.push("train_loss", loss);
+        values.push("learning_rate", self.opt.lr());
+        let metrics = super::evaluate::metrics_of(
+            &self.info,
+            &Tensor::cat(&logits, 0),
+            &Tensor::cat(&labels, 0),
+        )?;
+        values.extend(&metrics.reference_values("train"));
+        self.outputs.scalars(&values, self.state.iters)
+    }
+
+    /// The reference's `best_model = model_to_CPU_state(model)`.
+    pub(super) fn take_best(&mut self) -> Result<()> {
+        self.best = super::checkpoint::cpu_copy(&self.model.trainable());
+        self.state.best_iters = Some(self.state.iters);
+        self.save_best()
+    }
+}

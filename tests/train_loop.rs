@@ -1,0 +1,304 @@
+//! The training engine end to end on a tiny model and in-memory data: outputs, resume after a
+//! crash, divergence, the frozen-trunk cache, kNN, `--test` and the lr finder.
+
+mod common;
+
+use common::tiny::{self, Mem};
+use medfm::report::read_metrics_results;
+use medfm::train::{BatchSource, Trainer};
+use std::path::Path;
+
+fn metrics(dir: &Path) -> Vec<(String, f64)> {
+    let m = read_metrics_results(&dir.join("results/tiny/metrics_results.json")).unwrap();
+    m.iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn full_run(t: &mut Trainer) -> medfm::metrics::MetricValues {
+    t.start_fresh().unwrap();
+    t.train().unwrap();
+    t.load_best(None).unwrap();
+    t.test().unwrap()
+}
+
+fn history_losses(dir: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("results/tiny/history.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "train_loss").unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
+}
+
+#[test]
+fn a_run_writes_every_output_and_lowers_the_loss() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+    let values = full_run(&mut t);
+    let keys: Vec<&str> = values.keys().collect();
+    assert_eq!(
+        keys,
+        [
+            "test_accuracy",
+            "test_precision",
+            "test_recall",
+            "test_f1",
+            "test_cohen_kappa",
+            "test_quadratic_kappa",
+            "test_roc_auc",
+            "test_loss"
+        ]
+    );
+    for f in [
+        "results/tiny/metrics_results.json",
+        "results/tiny/history.csv",
+        "results/tiny/predictions.csv",
+        "results/tiny/curves.png",
+        "results/tiny/confusion_matrix.png",
+        "results/tiny/roc.png",
+        "checkpoints/tiny.best.safetensors",
+        "checkpoints/tiny.last.safetensors",
+    ] {
+        assert!(dir.path().join(f).is_file(), "{f} missing");
+    }
+    let tb = std::fs::read_dir(dir.path().join("tensorboard/tiny"))
+        .unwrap()
+        .count();
+    assert_eq!(tb, 1, "one TensorBoard event file");
+    let losses = history_losses(dir.path());
+    assert_eq!(losses.len(), 3, "one history row per epoch");
+    assert!(
+        losses[2] < losses[0],
+        "train loss should go down: {losses:?}"
+    );
+    let preds = std::fs::read_to_string(dir.path().join("results/tiny/predictions.csv")).unwrap();
+    assert_eq!(preds.lines().count(), 17, "header + 16 test items");
+    assert!(values.get("test_accuracy").unwrap() > 0.5, "{values:?}");
+}
+
+#[test]
+fn a_crashed_run_resumes_to_the_same_metrics() {
+    let full = tempfile::tempdir().unwrap();
+    let edit = |v: &mut serde_json::Value| {
+        v["training_params"]["val_every"] = 0.5.into();
+        v["optimization_params"]["default"]["scheduler"]["type"] =
+            serde_json::json!(["LinearWarmup", "CosineAnnealingLR"]);
+    };
+    let p = tiny::params(full.path(), edit);
+    full_run(&mut tiny::trainer(
+        &p,
+        3,
+        false,
+        false,
+        tiny::sources(3, false, false),
+    ));
+
+    // Crash in the middle of epoch 2 (6 batches per epoch; checkpoints every 3).
+    let crashed = tempfile::tempdir().unwrap();
+    let p = tiny::params(crashed.path(), edit);
+    let mut sources = tiny::sources(3, false, false);
+    let mut train = Mem::new(48, 3, false, 8, true, true, 1);
+    train.fail_at = Some(10);
+    sources.train = Box::new(train);
+    let mut t = tiny::trainer(&p, 3, false, false, sources);
+    t.start_fresh().unwrap();
+    let err = t.train().unwrap_err().to_string();
+    assert!(err.contains("simulated crash"), "{err}");
+    drop(t);
+
+    let p = tiny::params(crashed.path(), |v| {
+        edit(v);
+        v["training_params"]["restore_session"] = true.into();
+    });
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    t.restore(None, false).unwrap();
+    assert_eq!(
+        t.progressions().iters,
+        9,
+        "resumes at the last checkpoint (iteration 9)"
+    );
+    t.train().unwrap();
+    t.load_best(None).unwrap();
+    t.test().unwrap();
+    assert_eq!(metrics(crashed.path()), metrics(full.path()));
+    let a = std::fs::read_to_string(full.path().join("results/tiny/predictions.csv")).unwrap();
+    let b = std::fs::read_to_string(crashed.path().join("results/tiny/predictions.csv")).unwrap();
+    assert_eq!(a, b, "identical test predictions");
+    assert_eq!(history_losses(crashed.path()), history_losses(full.path()));
+    // The final parameters and optimizer state are identical too.
+    let last = |d: &Path| {
+        medfm::train::checkpoint::load(&d.join("checkpoints/tiny.last.safetensors")).unwrap()
+    };
+    let (a, b) = (last(full.path()), last(crashed.path()));
+    assert_eq!(a.tensors.len(), b.tensors.len());
+    for ((na, ta), (nb, tb)) in a.tensors.iter().zip(&b.tensors) {
+        assert_eq!(na, nb);
+        assert!(ta.equal(tb), "{na} differs after resume");
+    }
+}
+
+#[test]
+fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let mut sources = tiny::sources(3, false, false);
+    let mut train = Mem::new(48, 3, false, 8, true, true, 1);
+    train.nan_at = Some(8);
+    sources.train = Box::new(train);
+    let mut t = tiny::trainer(&p, 3, false, false, sources);
+    t.start_fresh().unwrap();
+    let err = t.train().unwrap_err().to_string();
+    assert!(
+        err.contains("training diverged") && err.contains("iteration 9"),
+        "{err}"
+    );
+    let ck = medfm::train::checkpoint::load(&t.files().last()).unwrap();
+    let state: medfm::train::session::SessionState = ck.state().unwrap();
+    assert_eq!(state.iters, 6, "the last checkpoint is the end of epoch 1");
+    assert!(ck
+        .tensors
+        .iter()
+        .all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
+}
+
+#[test]
+fn the_feature_cache_does_not_change_results() {
+    let mut results = vec![];
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| {
+            v["training_params"]["feature_cache"] = cache.into();
+            v["training_params"]["knn_eval"] = true.into();
+        });
+        full_run(&mut tiny::trainer(
+            &p,
+            3,
+            false,
+            true,
+            tiny::sources(3, false, true),
+        ));
+        results.push((metrics(dir.path()), history_losses(dir.path())));
+    }
+    assert_eq!(results[0], results[1]);
+    assert!(
+        results[0].0.iter().any(|(k, _)| k == "knn_val_roc_auc"),
+        "{:?}",
+        results[0].0
+    );
+}
+
+#[test]
+fn multilabel_runs_with_knn_and_writes_the_knn_copy() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["knn_eval"] = true.into();
+        v["optimization_params"]["default"]["optimizer"] =
+            serde_json::json!({"type": "SGD", "params": {"lr": 0.5, "momentum": 0.9}});
+    });
+    let values = full_run(&mut tiny::trainer(
+        &p,
+        4,
+        true,
+        true,
+        tiny::sources(4, true, true),
+    ));
+    for k in ["test_mAP", "test_roc_auc", "knn_val_mAP", "test_loss"] {
+        assert!(values.get(k).is_some(), "{k} missing from {values:?}");
+    }
+    assert!(dir
+        .path()
+        .join("results/tiny-knn/metrics_results.json")
+        .is_file());
+    assert!(!dir
+        .path()
+        .join("results/tiny/confusion_matrix.png")
+        .exists());
+}
+
+#[test]
+fn test_only_evaluates_the_saved_best_model() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let trained = full_run(&mut tiny::trainer(
+        &p,
+        3,
+        false,
+        true,
+        tiny::sources(3, false, false),
+    ));
+    // A new process: a fresh model, then --test with the saved checkpoint.
+    let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+    let best = t.files().best();
+    t.load_best(Some(&best)).unwrap();
+    assert_eq!(t.test().unwrap(), trained);
+    // A session file works too (its best model is evaluated).
+    let last = t.files().last();
+    t.load_best(Some(&last)).unwrap();
+    assert_eq!(t.test().unwrap(), trained);
+}
+
+#[test]
+fn a_checkpoint_of_another_trunk_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    full_run(&mut tiny::trainer(
+        &p,
+        3,
+        false,
+        true,
+        tiny::sources(3, false, false),
+    ));
+    let p2 = tiny::params(dir.path(), |v| v["training_params"]["seed"] = 7.into());
+    let mut t = tiny::trainer(&p2, 3, false, true, tiny::sources(3, false, false));
+    let best = t.files().best();
+    let err = t.load_best(Some(&best)).unwrap_err().to_string();
+    assert!(err.contains("frozen part of the model differs"), "{err}");
+}
+
+#[test]
+fn without_save_best_model_the_last_model_is_tested() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["save_best_model"] = false.into()
+    });
+    let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+    full_run(&mut t);
+    assert_eq!(t.progressions().best_iters, Some(18));
+}
+
+#[test]
+fn the_lr_finder_tries_each_learning_rate_from_the_same_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["lr_finder"]["grid_search_params"] =
+            serde_json::json!({"min_pow": -3, "max_pow": -1, "resolution": 3, "n_epochs": 1});
+    });
+    let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+    let points = t.lr_grid_search().unwrap();
+    assert_eq!(
+        points.iter().map(|p| p.lr).collect::<Vec<_>>(),
+        [1e-3, 1e-2, 1e-1]
+    );
+    let text = std::fs::read_to_string(
+        dir.path()
+            .join("grid_search_results/tiny_grid_search_out.txt"),
+    )
+    .unwrap();
+    assert_eq!(text.lines().count(), 4);
+    assert!(dir
+        .path()
+        .join("grid_search_results/tiny_grid_search_out.png")
+        .is_file());
+    // Same start and data: rerunning a point gives the same result.
+    let again = t.lr_grid_search().unwrap();
+    assert_eq!(points, again);
+}
+
+#[test]
+fn sources_are_deterministic_per_epoch() {
+    let m = Mem::new(20, 2, false, 4, true, true, 5);
+    let a: Vec<Vec<usize>> = m.epoch(3).map(|b| b.unwrap().indices).collect();
+    let b: Vec<Vec<usize>> = m.epoch(3).map(|b| b.unwrap().indices).collect();
+    assert_eq!(a, b);
+}
