@@ -105,7 +105,7 @@ fn main() -> Result<()> {
                 let secs = start.elapsed().as_secs_f64();
                 let (hits, misses) = loader.cache_stats().unwrap_or((0, 0));
                 println!(
-                    "epoch {epoch}: {images} images in {secs:.2} s = {:.1} images/s (cache hits {hits}, misses {misses})",
+                    "epoch {epoch}: {images} images in {secs:.2} s = {:.1} images/s (cache so far: {hits} hits, {misses} misses)",
                     images as f64 / secs
                 );
             }

@@ -60,7 +60,11 @@ impl ResizeCache {
     pub fn open(dir: &Path) -> Result<ResizeCache> {
         let dir = dir.join("resize-v1");
         std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create the resize cache folder {}", dir.display()))?;
+            .with_context(|| format!(
+                "cannot create the resize cache folder {} (set dataset_params.cache_dir elsewhere, or \
+                 dataset_params.use_cache to false)",
+                dir.display()
+            ))?;
         Ok(ResizeCache {
             dir,
             hits: AtomicU64::new(0),
