@@ -33,6 +33,7 @@ enum Cmd {
 }
 
 fn main() {
+    medfm::device::use_passive_openmp_threads();
     let cli = Cli::parse();
     if cli.version {
         println!(

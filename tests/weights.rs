@@ -382,6 +382,9 @@ fn bench_load() {
             best = best.min(start.elapsed().as_secs_f64());
             n = sd.values().map(|t| t.numel()).sum::<usize>();
         }
-        println!("rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)", n as f64 / 1e6);
+        println!(
+            "rust medfm::weights::load                {name:<17} {best:.3} s ({:.1}M params)",
+            n as f64 / 1e6
+        );
     }
 }

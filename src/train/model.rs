@@ -106,7 +106,12 @@ pub fn label_batches<'a>(
 ) -> Box<dyn Iterator<Item = Result<Batch>> + 'a> {
     match src.plan(epoch) {
         Some(plan) => Box::new(plan.into_iter().map(move |indices| {
-            Ok(Batch { images: Tensor::new(), labels: labels_of(src.items(), &indices, task), indices, views: vec![] })
+            Ok(Batch {
+                images: Tensor::new(),
+                labels: labels_of(src.items(), &indices, task),
+                indices,
+                views: vec![],
+            })
         })),
         None => src.epoch(epoch),
     }
@@ -134,7 +139,9 @@ pub fn labels_of(items: &[Item], indices: &[usize], task: Task) -> Tensor {
                     Label::Class(_) => unreachable!("a multi-label dataset has label vectors"),
                 })
                 .collect();
-            Tensor::from_slice(&rows).view([indices.len() as i64, -1]).to_kind(Kind::Float)
+            Tensor::from_slice(&rows)
+                .view([indices.len() as i64, -1])
+                .to_kind(Kind::Float)
         }
     }
 }

@@ -235,10 +235,24 @@ impl Trainer {
         }
         add(Split::Val, s.val.as_ref());
         add(Split::Test, s.test.as_ref());
-        if let Some(b) = &s.bank {
+        // The kNN bank reads the train items with the val transforms: when those are the
+        // train transforms and deterministic, its features are the train cache's.
+        let d = &params.dataset_params;
+        let shared = s.train.is_deterministic() && d.train_transforms == d.val_transforms;
+        if let (Some(b), false) = (&s.bank, shared) {
             add(Split::Bank, b.as_ref());
         }
         caches
+    }
+
+    /// The cache that holds `split`'s features (the bank may share the train cache).
+    pub(super) fn cache_split(&self, split: Split) -> Split {
+        let has_own = self.caches.iter().any(|(s, _)| *s == split);
+        if split == Split::Bank && !has_own {
+            Split::Train
+        } else {
+            split
+        }
     }
 
     pub(super) fn cache_mut(
@@ -317,7 +331,8 @@ impl Trainer {
                 p.start_epoch(epoch, skip);
             }
             let sources = self.sources.clone();
-            let cached = Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
+            let cached =
+                Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
             let mut batches = if cached {
                 label_batches(sources.train.as_ref(), epoch, self.info.task)
             } else {

@@ -221,7 +221,11 @@ impl BatchSource for Mem {
     }
     fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
         let order = self.order(epoch);
-        Some((0..self.len()).map(|b| order[b * self.batch..((b + 1) * self.batch).min(order.len())].to_vec()).collect())
+        Some(
+            (0..self.len())
+                .map(|b| order[b * self.batch..((b + 1) * self.batch).min(order.len())].to_vec())
+                .collect(),
+        )
     }
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         let order = self.order(epoch);
