@@ -180,6 +180,12 @@ impl Trainer {
         )
         .context("optimization_params.default.scheduler")?;
         opt.set_hypers(&hypers);
+        if tp.log_embeddings {
+            println!(
+                "Notice: log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
+                 disabled too. Ignoring it."
+            );
+        }
         let amp = tp.use_mixed_precision && device.is_cuda();
         if tp.use_mixed_precision && !amp {
             println!("Notice: use_mixed_precision needs CUDA; training in float32 on the CPU");
