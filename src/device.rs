@@ -58,3 +58,27 @@ pub fn runtime_summary() -> String {
     }
     s
 }
+
+/// libtorch's OpenMP threads spin while they wait for work (libgomp's default), which steals
+/// the CPU from the loader's decode threads and, on a shared machine, from everyone else: a
+/// tiny CPU run measured 27 s spinning vs 3.6 s with passive waiting on the 2-core dev box.
+/// libgomp reads `OMP_WAIT_POLICY` only when it is loaded, before `main`, so unless the user
+/// set it, re-execute this binary once with `OMP_WAIT_POLICY=PASSIVE` (same pid, same args).
+pub fn use_passive_openmp_threads() {
+    #[cfg(unix)]
+    {
+        use std::os::unix::process::CommandExt;
+        if std::env::var_os("OMP_WAIT_POLICY").is_some() {
+            return;
+        }
+        let Ok(exe) = std::env::current_exe() else {
+            return;
+        };
+        let err = std::process::Command::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("OMP_WAIT_POLICY", "PASSIVE")
+            .exec();
+        // exec only returns on failure; carry on with the default policy then.
+        eprintln!("note: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
+    }
+}

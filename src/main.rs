@@ -30,9 +30,12 @@ enum Cmd {
     Synth(commands::synth::Args),
     /// One table and figure of every run's test metrics.
     Report(commands::report::Args),
+    /// The reference's learning-rate grid search (lr_finder.grid_search_params).
+    LrFinder(commands::lr_finder::Args),
 }
 
 fn main() {
+    medfm::device::use_passive_openmp_threads();
     let cli = Cli::parse();
     if cli.version {
         println!(
@@ -49,6 +52,7 @@ fn main() {
         Some(Cmd::Backbones(a)) => commands::backbones::run(a),
         Some(Cmd::Synth(a)) => commands::synth::run(a),
         Some(Cmd::Report(a)) => commands::report::run(a),
+        Some(Cmd::LrFinder(a)) => commands::lr_finder::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

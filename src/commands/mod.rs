@@ -3,6 +3,7 @@
 pub mod backbones;
 pub mod features;
 pub mod inspect;
+pub mod lr_finder;
 pub mod report;
 pub mod synth;
 pub mod train;

@@ -130,7 +130,8 @@ impl Trainer {
                 None => bail!("internal: no kNN bank loader"),
             },
         };
-        let cache = Self::cache_mut(&mut self.caches, split);
+        let cache_split = self.cache_split(split);
+        let cache = Self::cache_mut(&mut self.caches, cache_split);
         run_pass(
             self.model.as_ref(),
             src,

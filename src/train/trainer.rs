@@ -180,6 +180,12 @@ impl Trainer {
         )
         .context("optimization_params.default.scheduler")?;
         opt.set_hypers(&hypers);
+        if tp.log_embeddings {
+            println!(
+                "Notice: log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
+                 disabled too. Ignoring it."
+            );
+        }
         let amp = tp.use_mixed_precision && device.is_cuda();
         if tp.use_mixed_precision && !amp {
             println!("Notice: use_mixed_precision needs CUDA; training in float32 on the CPU");
@@ -235,10 +241,24 @@ impl Trainer {
         }
         add(Split::Val, s.val.as_ref());
         add(Split::Test, s.test.as_ref());
-        if let Some(b) = &s.bank {
+        // The kNN bank reads the train items with the val transforms: when those are the
+        // train transforms and deterministic, its features are the train cache's.
+        let d = &params.dataset_params;
+        let shared = s.train.is_deterministic() && d.train_transforms == d.val_transforms;
+        if let (Some(b), false) = (&s.bank, shared) {
             add(Split::Bank, b.as_ref());
         }
         caches
+    }
+
+    /// The cache that holds `split`'s features (the bank may share the train cache).
+    pub(super) fn cache_split(&self, split: Split) -> Split {
+        let has_own = self.caches.iter().any(|(s, _)| *s == split);
+        if split == Split::Bank && !has_own {
+            Split::Train
+        } else {
+            split
+        }
     }
 
     pub(super) fn cache_mut(

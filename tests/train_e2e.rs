@@ -1,0 +1,274 @@
+//! The `medfm` binary end to end on `medfm synth` data: a tiny DINOv2 run (28 px, random
+//! weights) per dataset, `--test` on the saved model, and a run killed with SIGKILL in the
+//! middle of an epoch and resumed with `restore_session`.
+
+use medfm::report::read_metrics_results;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+
+fn synth(dir: &Path, dataset: &str, n: usize) -> PathBuf {
+    let data = dir.join("data");
+    let out = Command::new(BIN)
+        .args(["synth", "--dataset", dataset, "--out"])
+        .arg(&data)
+        .args(["--n", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "synth: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    data
+}
+
+/// configs/demo.json shrunk to a run of a few seconds.
+fn tiny_params(dir: &Path, dataset: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
+    for k in ["train_transforms", "val_transforms", "test_transforms"] {
+        v["dataset_params"][k] = t.clone();
+    }
+    v["dataset_params"]["train_transforms"]["HorizontalFlip"] =
+        serde_json::json!({"apply": true, "p": 0.5});
+    v["dataset_params"]["dataset"] = dataset.into();
+    v["dataset_params"]["data_location"] = dir.join("data").display().to_string().into();
+    v["foundation_params"]["img_size"] = 28.into();
+    v["foundation_params"]["pretrained"] = false.into();
+    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
+    for l in ["trainloader", "valloader", "testloader"] {
+        v["dataloader_params"][l]["batch_size"] = 8.into();
+    }
+    v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.01.into();
+    let tp = &mut v["training_params"];
+    tp["epochs"] = 3.into();
+    tp["val_every"] = 1.into();
+    tp["model_name"] = "tiny".into();
+    tp["save_dir"] = dir.join("run").display().to_string().into();
+    v["system_params"]["use_GPU"] = false.into();
+    edit(&mut v);
+    let path = dir.join("params.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+fn medfm(params: &Path, extra: &[&str]) -> std::process::Output {
+    Command::new(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
+fn check(out: &std::process::Output) {
+    assert!(
+        out.status.success(),
+        "medfm failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn column(csv: &Path, name: &str) -> Vec<f64> {
+    let text = std::fs::read_to_string(csv).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header
+        .iter()
+        .position(|h| *h == name)
+        .unwrap_or_else(|| panic!("no {name} in {header:?}"));
+    lines
+        .map(|l| l.split(',').nth(col).unwrap().parse().unwrap())
+        .collect()
+}
+
+fn run_dataset(dataset: &str, keys: &[&str]) {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), dataset, 64);
+    let params = tiny_params(dir.path(), dataset, |_| {});
+    check(&medfm(&params, &[]));
+    let run = dir.path().join("run");
+    let res = run.join("results/tiny");
+    for f in [
+        "metrics_results.json",
+        "history.csv",
+        "predictions.csv",
+        "curves.png",
+        "roc.png",
+    ] {
+        assert!(res.join(f).is_file(), "{dataset}: {f} missing");
+    }
+    assert!(
+        run.join("results/tiny-knn/metrics_results.json").is_file(),
+        "{dataset}: the kNN copy"
+    );
+    assert!(run.join("checkpoints/tiny.best.safetensors").is_file());
+    assert!(run.join("configs/tiny/params.json").is_file());
+    assert!(
+        std::fs::read_dir(run.join("tensorboard/tiny"))
+            .unwrap()
+            .count()
+            >= 1
+    );
+    let metrics = read_metrics_results(&res.join("metrics_results.json")).unwrap();
+    let got: Vec<&str> = metrics.keys().collect();
+    assert_eq!(got, keys, "{dataset}: metric keys");
+    let loss = column(&res.join("history.csv"), "train_loss");
+    assert_eq!(loss.len(), 3, "{dataset}: one history row per epoch");
+    assert!(
+        loss[2] < loss[0],
+        "{dataset}: the training loss should go down: {loss:?}"
+    );
+
+    // --test evaluates the saved best model and writes the same metrics.
+    let before = std::fs::read_to_string(res.join("metrics_results.json")).unwrap();
+    std::fs::remove_file(res.join("metrics_results.json")).unwrap();
+    check(&medfm(&params, &["--test"]));
+    assert_eq!(
+        std::fs::read_to_string(res.join("metrics_results.json")).unwrap(),
+        before,
+        "{dataset}: --test"
+    );
+}
+
+fn multiclass_keys() -> Vec<&'static str> {
+    let mut k = vec![];
+    for p in ["test", "knn_val"] {
+        for m in [
+            "accuracy",
+            "precision",
+            "recall",
+            "f1",
+            "cohen_kappa",
+            "quadratic_kappa",
+            "roc_auc",
+        ] {
+            k.push(Box::leak(format!("{p}_{m}").into_boxed_str()) as &str);
+        }
+    }
+    k.push("test_loss");
+    k
+}
+
+#[test]
+fn aptos_run() {
+    run_dataset("APTOS2019", &multiclass_keys());
+}
+
+#[test]
+fn isic_run() {
+    run_dataset("ISIC2019", &multiclass_keys());
+}
+
+#[test]
+fn ddsm_run() {
+    run_dataset("DDSM", &multiclass_keys());
+}
+
+#[test]
+fn chexpert_run() {
+    let mut k = vec![];
+    for p in ["test", "knn_val"] {
+        for m in ["accuracy", "mAP", "precision", "recall", "f1", "roc_auc"] {
+            k.push(format!("{p}_{m}"));
+        }
+    }
+    k.push("test_loss".into());
+    run_dataset(
+        "CheXpert",
+        &k.iter().map(String::as_str).collect::<Vec<_>>(),
+    );
+}
+
+/// The iteration of the run's last session checkpoint, if there is one.
+fn session_iters(run: &Path) -> Option<u64> {
+    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
+    let st: medfm::train::session::SessionState = ck.state().ok()?;
+    Some(st.iters)
+}
+
+#[test]
+fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
+    // The last DINOv2 block is trained too, so the session carries trunk and optimizer
+    // state; validation (and a checkpoint) every 2 of the 7 iterations per epoch.
+    let edit = |v: &mut serde_json::Value| {
+        v["foundation_params"]["partial"]["unfreeze_cutoff"] = 11.into();
+        v["foundation_params"]["freeze_backbone"] = true.into();
+        v["training_params"]["val_every"] = 0.34.into();
+        v["training_params"]["knn_eval"] = false.into();
+    };
+    let full = tempfile::tempdir().unwrap();
+    synth(full.path(), "DDSM", 80);
+    check(&medfm(&tiny_params(full.path(), "DDSM", edit), &[]));
+
+    let killed = tempfile::tempdir().unwrap();
+    synth(killed.path(), "DDSM", 80);
+    let params = tiny_params(killed.path(), "DDSM", edit);
+    let run = killed.path().join("run");
+    let mut child = Command::new(BIN)
+        .arg("--params_path")
+        .arg(&params)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let train_list = killed
+        .path()
+        .join("data/DDSM/ddsm_raw_image_lists/train.txt");
+    let spe = std::fs::read_to_string(train_list).unwrap().lines().count() as u64 / 8;
+    let mut at = None;
+    while started.elapsed() < Duration::from_secs(300) {
+        if let Some(i) = session_iters(&run).filter(|i| *i > spe && i % spe != 0) {
+            at = Some(i);
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // SIGKILL: no chance to clean up or write anything more.
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let at =
+        at.expect("the run should have checkpointed in the middle of epoch 2 before finishing");
+    assert!(!status.success(), "the run was killed");
+    assert!(!run.join("results/tiny/metrics_results.json").exists());
+
+    let resumed = medfm(&params, &["--set", "training_params.restore_session=true"]);
+    check(&resumed);
+    let log = String::from_utf8_lossy(&resumed.stdout);
+    assert!(log.contains("loaded checkpoint"), "{log}");
+    assert_eq!(session_iters(&run), Some(3 * spe));
+    // Item paths differ by the temporary folder only.
+    let read = |d: &Path, f: &str| {
+        let text = std::fs::read_to_string(d.join("run/results/tiny").join(f)).unwrap();
+        text.replace(&d.display().to_string(), "")
+    };
+    assert_eq!(
+        read(killed.path(), "metrics_results.json"),
+        read(full.path(), "metrics_results.json"),
+        "killed at iteration >= {at}"
+    );
+    assert_eq!(
+        read(killed.path(), "predictions.csv"),
+        read(full.path(), "predictions.csv")
+    );
+    let strip = |s: String| {
+        s.lines()
+            .map(|l| l.rsplit_once(',').unwrap().0.to_string())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        strip(read(killed.path(), "history.csv")),
+        strip(read(full.path(), "history.csv")),
+        "history (without timings)"
+    );
+}
