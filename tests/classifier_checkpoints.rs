@@ -51,6 +51,15 @@ const SMALL_DINOV2_518: Dinov2Config = Dinov2Config {
     pos_grid: 37,
     ..SMALL_DINOV2
 };
+/// The attention-head fixture's DeiT (scripts/gen_parity_heads.py): a 14x14 stored grid.
+const SMALL_DEIT: VitConfig = VitConfig {
+    patch: 16,
+    dim: 32,
+    depth: 2,
+    heads: 4,
+    mlp_hidden: 128,
+    eps: 1e-6,
+};
 const SMALL_TOWER: TowerConfig = TowerConfig {
     patch: 8,
     width: 32,
@@ -107,15 +116,23 @@ struct Run<'a> {
     img_size: i64,
     in_chans: i64,
     extra: &'a [&'a str],
+    /// A DeiT-B checkpoint fixture for the attention head, placed under the given file name.
+    deit: Option<(&'a str, &'a str)>,
 }
 
 impl Run<'_> {
-    /// Resolve the spec with `$MEDFM_WEIGHTS` pointing at a folder that holds only the fixture
-    /// (under `file_name`), check the lookup found it, and build the classifier.
+    /// Resolve the spec with `$MEDFM_WEIGHTS` pointing at a folder that holds only the
+    /// fixtures (under the file names a user would give them), check the lookup found them, and
+    /// build the classifier.
     fn build(&self, row: &BackboneSpec) -> ClassifierModel {
         let dir = tempfile::tempdir().unwrap();
         let placed = dir.path().join(self.file_name);
         std::fs::copy(fixture(self.fixture), &placed).unwrap();
+        let placed_deit = self.deit.map(|(from, name)| {
+            let to = dir.path().join(name);
+            std::fs::copy(fixture(from), &to).unwrap();
+            to
+        });
         let mut sets = vec![
             format!("foundation_params.backbone_type=\"{}\"", self.backbone),
             format!("foundation_params.img_size={}", self.img_size),
@@ -132,7 +149,13 @@ impl Run<'_> {
             spec.unwrap()
         };
         assert_eq!(spec.trunk_weights.as_deref(), Some(placed.as_path()));
-        let inner = Classifier::with_parts(&spec, row, medfm::models::heads::DEIT_BASE).unwrap();
+        assert_eq!(spec.head_weights, placed_deit);
+        let deit = if self.deit.is_some() {
+            SMALL_DEIT
+        } else {
+            medfm::models::heads::DEIT_BASE
+        };
+        let inner = Classifier::with_parts(&spec, row, deit).unwrap();
         ClassifierModel {
             inner,
             head: p.model_params.backbone_type,
@@ -170,6 +193,7 @@ fn mae_official_model_dict_pth_from_the_weights_folder() {
         img_size: 48,
         in_chans: 3,
         extra: &[],
+        deit: None,
     };
     let model = run.build(&small_row("vit_base_patch16", 32, 32, build_mae));
     assert!(model.trunk_frozen() && model.head == HeadType::Linear);
@@ -190,6 +214,7 @@ fn mae_timm_safetensors_under_the_alternative_file_name() {
         img_size: 48,
         in_chans: 3,
         extra: &[],
+        deit: None,
     };
     let model = run.build(&small_row("vit_large_patch16", 32, 32, build_mae));
     assert_features(
@@ -209,6 +234,7 @@ fn dinov2_official_pretrain_pth_interpolated_from_518_to_224() {
         img_size: 224,
         in_chans: 3,
         extra: &[],
+        deit: None,
     };
     let model = run.build(&small_row("dinov2_vits14", 32, 32, build_dinov2_518));
     // The checkpoint's 37x37 grid is kept (resized on every forward, as the official code).
@@ -231,6 +257,7 @@ fn clip_open_clip_visual_layout_safetensors() {
         img_size: 32,
         in_chans: 3,
         extra: &[],
+        deit: None,
     };
     let model = run.build(&small_row("clip_vitb16", 24, 32, build_clip));
     assert_features(
@@ -250,6 +277,7 @@ fn coca_open_clip_pytorch_model_bin() {
         img_size: 32,
         in_chans: 3,
         extra: &[],
+        deit: None,
     };
     let model = run.build(&small_row("coca_ViT-B-32", 24, 24, build_coca));
     assert_features(
@@ -279,6 +307,7 @@ fn gray_cases() -> Vec<(
                 img_size: 32,
                 in_chans: 1,
                 extra: &[],
+                deit: None,
             },
             "patch_embed.proj.weight",
             "parity/mae_small_io.safetensors",
@@ -293,6 +322,7 @@ fn gray_cases() -> Vec<(
                 img_size: 56,
                 in_chans: 1,
                 extra: &[],
+                deit: None,
             },
             "patch_embed.proj.weight",
             "parity/dinov2_small_io.safetensors",
@@ -307,6 +337,7 @@ fn gray_cases() -> Vec<(
                 img_size: 32,
                 in_chans: 1,
                 extra: &[],
+                deit: None,
             },
             "conv1.weight",
             "parity/clip_small_io.safetensors",
@@ -353,5 +384,53 @@ fn one_channel_sum_option_sums_the_rgb_kernel() {
         );
         let f = model.features(&x);
         assert_eq!(f.pooled.size()[0], 2);
+    }
+}
+
+/// The attention head's DeiT-B found next to the trunk's checkpoint, in timm's layout (flat
+/// safetensors with the ImageNet classifier, which is dropped) or the official `{'model': ...}`.
+#[test]
+fn attention_head_deit_in_timm_and_official_layouts() {
+    let deit_values = read_st("parity/deit_small.safetensors");
+    for (from, name) in [
+        (
+            "parity/deit_small.safetensors",
+            "deit_base_patch16_224.safetensors",
+        ),
+        (
+            "parity/deit_small.pth",
+            "deit_base_patch16_224-b5f2ef4d.pth",
+        ),
+    ] {
+        let run = Run {
+            backbone: "vit_base_patch16",
+            fixture: "parity/mae_small.pth",
+            file_name: "mae_pretrain_vit_base.pth",
+            img_size: 48,
+            in_chans: 3,
+            extra: &[
+                "model_params.backbone_type=\"deit_base\"",
+                "model_params.pretrained=true",
+            ],
+            deit: Some((from, name)),
+        };
+        let model = run.build(&small_row("vit_base_patch16", 32, 32, build_mae));
+        assert!(model.head_reads_tokens());
+        let vars = model.var_store().variables();
+        for (key, value) in &deit_values {
+            let var = format!("head.deit.{key}");
+            if key.starts_with("head.") || key.starts_with("patch_embed.") {
+                assert!(!vars.contains_key(&var), "{var} should not exist");
+            } else {
+                assert_eq!(max_abs(&vars[&var], value), 0.0, "{name}: {var}");
+            }
+        }
+        // The trunk still equals the reference; the head takes its 6x6 tokens.
+        assert_features(
+            &model,
+            "parity/mae_small_io.safetensors",
+            "rgb48",
+            &format!("MAE + DeiT head from {name}"),
+        );
     }
 }
