@@ -434,3 +434,34 @@ fn attention_head_deit_in_timm_and_official_layouts() {
         );
     }
 }
+
+/// `foundation_params.weights_key` reaches the reader: `model` selects the state dict of an
+/// MAE checkpoint; a key the file does not have is an error listing what it has.
+#[test]
+fn weights_key_selects_the_nested_state_dict() {
+    let mae = fixture("parity/mae_small.pth");
+    let row = small_row("vit_base_patch16", 32, 32, build_mae);
+    let build = |key: &str| {
+        let p = params(&[
+            "foundation_params.backbone_type=\"vit_base_patch16\"".into(),
+            "foundation_params.img_size=48".into(),
+            "model_params.backbone_type=\"none\"".into(),
+            format!("foundation_params.weights=\"{}\"", mae.display()),
+            format!("foundation_params.weights_key=\"{key}\""),
+        ]);
+        let spec = ClassifierSpec::from_params(&p, 4, 3, Device::Cpu).unwrap();
+        assert_eq!(spec.weights_key.as_deref(), Some(key));
+        Classifier::with_parts(&spec, &row, medfm::models::heads::DEIT_BASE)
+    };
+    let c = build("model").unwrap();
+    let io = read_st("parity/mae_small_io.safetensors");
+    let f = c.features(&io["pixels_rgb48"]);
+    assert_eq!(max_abs(&f.pooled, &io["pooled_rgb48"]), 0.0);
+    let err = format!("{:#}", build("model_ema").err().unwrap());
+    assert!(
+        err.contains(&mae.display().to_string())
+            && err.contains("model_ema")
+            && err.contains("`model`"),
+        "{err}"
+    );
+}
