@@ -122,6 +122,40 @@ pub struct Optimizer {
     pub cfg: OptimConfig,
     pub groups: Vec<Group>,
     pub state: BTreeMap<String, ParamState>,
+    scratch: Scratch,
+}
+
+/// Two flat buffers as large as the largest parameter, for Adam's per-parameter temporaries:
+/// reusing them keeps a step free of allocations (and of the page faults that fresh
+/// parameter-sized allocations cost).
+#[derive(Default)]
+struct Scratch {
+    bufs: [Option<Tensor>; 2],
+}
+
+impl Scratch {
+    fn ensure(&mut self, numel: i64, like: &Tensor) {
+        for b in &mut self.bufs {
+            let fits = b.as_ref().is_some_and(|t| {
+                t.numel() as i64 >= numel && t.kind() == like.kind() && t.device() == like.device()
+            });
+            if !fits {
+                *b = Some(Tensor::empty([numel], (like.kind(), like.device())));
+            }
+        }
+    }
+
+    /// Two tensors shaped like `like`, views of the buffers.
+    fn pair(&self, like: &Tensor) -> (Tensor, Tensor) {
+        let n = like.numel() as i64;
+        let view = |b: &Option<Tensor>| {
+            b.as_ref()
+                .expect("ensured before the step")
+                .narrow(0, 0, n)
+                .view(like.size().as_slice())
+        };
+        (view(&self.bufs[0]), view(&self.bufs[1]))
+    }
 }
 
 /// The reference's parameter groups (from DINO's `get_params_groups`): group 0 holds the
@@ -159,6 +193,7 @@ impl Optimizer {
             cfg,
             groups,
             state: BTreeMap::new(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -205,6 +240,12 @@ impl Optimizer {
     pub fn step(&mut self) {
         tch::no_grad(|| {
             let cfg = self.cfg.clone();
+            if cfg.kind != OptimizerType::SGD {
+                if let Some((_, largest)) = self.params().max_by_key(|(_, p)| p.numel()) {
+                    let largest = largest.shallow_clone();
+                    self.scratch.ensure(largest.numel() as i64, &largest);
+                }
+            }
             for gi in 0..self.groups.len() {
                 let mut hyper = self.groups[gi].hyper.clone();
                 if let Some(lars) = cfg.lars {
@@ -231,6 +272,7 @@ impl Optimizer {
                             &hyper,
                             &cfg,
                             cfg.kind == OptimizerType::AdamW,
+                            &self.scratch,
                         ),
                         OptimizerType::SGD => sgd_step(&mut p, &grad, state, &hyper, &cfg),
                     }
@@ -258,7 +300,9 @@ fn scalar_like(like: &Tensor, v: f64) -> Tensor {
         .to_device(like.device())
 }
 
-/// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false.
+/// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false. The
+/// temporaries torch allocates (and two that stand in for `addcmul`/`addcdiv`'s scalar
+/// arguments) live in the scratch buffers.
 fn adam_step(
     p: &mut Tensor,
     grad: &Tensor,
@@ -266,6 +310,7 @@ fn adam_step(
     h: &Hyper,
     cfg: &OptimConfig,
     decoupled: bool,
+    scratch: &Scratch,
 ) {
     if st.exp_avg.is_none() {
         st.exp_avg = Some(p.zeros_like());
@@ -284,32 +329,37 @@ fn adam_step(
             grad = add_scaled(&grad, p, wd);
         }
     }
+    let (mut t1, mut t2) = scratch.pair(p);
     let exp_avg = st.exp_avg.as_mut().expect("initialised above");
     let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
     let exp_avg_sq = st.exp_avg_sq.as_mut().expect("initialised above");
     let _ = exp_avg_sq.g_mul_scalar_(beta2);
-    let _ = exp_avg_sq.addcmul_(&(&grad * (1.0 - beta2)), &grad);
+    // exp_avg_sq.addcmul_(grad, grad, value=1-beta2)
+    let _ = grad.mul_scalar_out(&t1, 1.0 - beta2);
+    let _ = exp_avg_sq.addcmul_(&t1, &grad);
 
     let bias_correction1 = 1.0 - beta1.powf(st.step);
     let bias_correction2 = 1.0 - beta2.powf(st.step);
     let step_size = lr / bias_correction1;
     let bias_correction2_sqrt = bias_correction2.powf(0.5);
-    let mut denom = if cfg.amsgrad {
+    // denom = v.sqrt() / bias_correction2_sqrt + eps, with v = max(v_max, v) under amsgrad
+    let v = if cfg.amsgrad {
         let max_sq = st
             .max_exp_avg_sq
             .as_mut()
             .expect("amsgrad state initialised above");
-        let m = max_sq.maximum(exp_avg_sq);
-        max_sq.copy_(&m);
-        max_sq.sqrt() / bias_correction2_sqrt
+        let _ = max_sq.maximum_out(max_sq, exp_avg_sq);
+        &*max_sq
     } else {
-        exp_avg_sq.sqrt() / bias_correction2_sqrt
+        &*exp_avg_sq
     };
-    let _ = denom.g_add_scalar_(cfg.eps);
+    let _ = v.sqrt_out(&t1);
+    let _ = t1.g_div_scalar_(bias_correction2_sqrt);
+    let _ = t1.g_add_scalar_(cfg.eps);
     // param.addcdiv_(exp_avg, denom, value=-step_size) = param + (-step_size * exp_avg) / denom
-    let mut update = &*exp_avg * (-step_size);
-    let _ = update.g_div_(&denom);
-    let _ = p.g_add_(&update);
+    let _ = exp_avg.mul_scalar_out(&t2, -step_size);
+    let _ = t2.g_div_(&t1);
+    let _ = p.g_add_(&t2);
 }
 
 /// torch `_single_tensor_sgd`.
