@@ -122,38 +122,28 @@ pub struct Optimizer {
     pub cfg: OptimConfig,
     pub groups: Vec<Group>,
     pub state: BTreeMap<String, ParamState>,
-    scratch: Scratch,
 }
 
 /// Two flat buffers as large as the largest parameter, for Adam's per-parameter temporaries:
-/// reusing them keeps a step free of allocations (and of the page faults that fresh
-/// parameter-sized allocations cost).
-#[derive(Default)]
+/// one allocation per step instead of two per parameter (each a fresh parameter-sized block
+/// and its page faults). They live only during `step`, when the activations are already
+/// freed, so they do not raise the peak memory.
 struct Scratch {
-    bufs: [Option<Tensor>; 2],
+    bufs: [Tensor; 2],
 }
 
 impl Scratch {
-    fn ensure(&mut self, numel: i64, like: &Tensor) {
-        for b in &mut self.bufs {
-            let fits = b.as_ref().is_some_and(|t| {
-                t.numel() as i64 >= numel && t.kind() == like.kind() && t.device() == like.device()
-            });
-            if !fits {
-                *b = Some(Tensor::empty([numel], (like.kind(), like.device())));
-            }
+    fn new(numel: i64, like: &Tensor) -> Scratch {
+        let buf = || Tensor::empty([numel], (like.kind(), like.device()));
+        Scratch {
+            bufs: [buf(), buf()],
         }
     }
 
     /// Two tensors shaped like `like`, views of the buffers.
     fn pair(&self, like: &Tensor) -> (Tensor, Tensor) {
         let n = like.numel() as i64;
-        let view = |b: &Option<Tensor>| {
-            b.as_ref()
-                .expect("ensured before the step")
-                .narrow(0, 0, n)
-                .view(like.size().as_slice())
-        };
+        let view = |b: &Tensor| b.narrow(0, 0, n).view(like.size().as_slice());
         (view(&self.bufs[0]), view(&self.bufs[1]))
     }
 }
@@ -193,7 +183,6 @@ impl Optimizer {
             cfg,
             groups,
             state: BTreeMap::new(),
-            scratch: Scratch::default(),
         }
     }
 
@@ -240,12 +229,13 @@ impl Optimizer {
     pub fn step(&mut self) {
         tch::no_grad(|| {
             let cfg = self.cfg.clone();
-            if cfg.kind != OptimizerType::SGD {
-                if let Some((_, largest)) = self.params().max_by_key(|(_, p)| p.numel()) {
-                    let largest = largest.shallow_clone();
-                    self.scratch.ensure(largest.numel() as i64, &largest);
-                }
-            }
+            let scratch = match cfg.kind {
+                OptimizerType::SGD => None,
+                OptimizerType::Adam | OptimizerType::AdamW => self
+                    .params()
+                    .max_by_key(|(_, p)| p.numel())
+                    .map(|(_, p)| Scratch::new(p.numel() as i64, p)),
+            };
             for gi in 0..self.groups.len() {
                 let mut hyper = self.groups[gi].hyper.clone();
                 if let Some(lars) = cfg.lars {
@@ -264,17 +254,18 @@ impl Optimizer {
                     }
                     let state = self.state.entry(name.clone()).or_default();
                     let mut p = p.shallow_clone();
-                    match cfg.kind {
-                        OptimizerType::Adam | OptimizerType::AdamW => adam_step(
+                    // `scratch` is Some exactly for Adam(W) (there is a parameter here).
+                    match &scratch {
+                        Some(scratch) => adam_step(
                             &mut p,
                             &grad,
                             state,
                             &hyper,
                             &cfg,
                             cfg.kind == OptimizerType::AdamW,
-                            &self.scratch,
+                            scratch,
                         ),
-                        OptimizerType::SGD => sgd_step(&mut p, &grad, state, &hyper, &cfg),
+                        None => sgd_step(&mut p, &grad, state, &hyper, &cfg),
                     }
                 }
             }
