@@ -124,6 +124,30 @@ pub struct Optimizer {
     pub state: BTreeMap<String, ParamState>,
 }
 
+/// Two flat buffers as large as the largest parameter, for Adam's per-parameter temporaries:
+/// one allocation per step instead of two per parameter (each a fresh parameter-sized block
+/// and its page faults). They live only during `step`, when the activations are already
+/// freed, so they do not raise the peak memory.
+struct Scratch {
+    bufs: [Tensor; 2],
+}
+
+impl Scratch {
+    fn new(numel: i64, like: &Tensor) -> Scratch {
+        let buf = || Tensor::empty([numel], (like.kind(), like.device()));
+        Scratch {
+            bufs: [buf(), buf()],
+        }
+    }
+
+    /// Two tensors shaped like `like`, views of the buffers.
+    fn pair(&self, like: &Tensor) -> (Tensor, Tensor) {
+        let n = like.numel() as i64;
+        let view = |b: &Tensor| b.narrow(0, 0, n).view(like.size().as_slice());
+        (view(&self.bufs[0]), view(&self.bufs[1]))
+    }
+}
+
 /// The reference's parameter groups (from DINO's `get_params_groups`): group 0 holds the
 /// weights and gets `weight_decay`; group 1 holds biases and every 1-D parameter, with weight
 /// decay 0. `trainable` must already exclude frozen parameters.
@@ -205,6 +229,13 @@ impl Optimizer {
     pub fn step(&mut self) {
         tch::no_grad(|| {
             let cfg = self.cfg.clone();
+            let scratch = match cfg.kind {
+                OptimizerType::SGD => None,
+                OptimizerType::Adam | OptimizerType::AdamW => self
+                    .params()
+                    .max_by_key(|(_, p)| p.numel())
+                    .map(|(_, p)| Scratch::new(p.numel() as i64, p)),
+            };
             for gi in 0..self.groups.len() {
                 let mut hyper = self.groups[gi].hyper.clone();
                 if let Some(lars) = cfg.lars {
@@ -223,16 +254,18 @@ impl Optimizer {
                     }
                     let state = self.state.entry(name.clone()).or_default();
                     let mut p = p.shallow_clone();
-                    match cfg.kind {
-                        OptimizerType::Adam | OptimizerType::AdamW => adam_step(
+                    // `scratch` is Some exactly for Adam(W) (there is a parameter here).
+                    match &scratch {
+                        Some(scratch) => adam_step(
                             &mut p,
                             &grad,
                             state,
                             &hyper,
                             &cfg,
                             cfg.kind == OptimizerType::AdamW,
+                            scratch,
                         ),
-                        OptimizerType::SGD => sgd_step(&mut p, &grad, state, &hyper, &cfg),
+                        None => sgd_step(&mut p, &grad, state, &hyper, &cfg),
                     }
                 }
             }
@@ -258,7 +291,9 @@ fn scalar_like(like: &Tensor, v: f64) -> Tensor {
         .to_device(like.device())
 }
 
-/// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false.
+/// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false. The
+/// temporaries torch allocates (and two that stand in for `addcmul`/`addcdiv`'s scalar
+/// arguments) live in the scratch buffers.
 fn adam_step(
     p: &mut Tensor,
     grad: &Tensor,
@@ -266,6 +301,7 @@ fn adam_step(
     h: &Hyper,
     cfg: &OptimConfig,
     decoupled: bool,
+    scratch: &Scratch,
 ) {
     if st.exp_avg.is_none() {
         st.exp_avg = Some(p.zeros_like());
@@ -284,32 +320,37 @@ fn adam_step(
             grad = add_scaled(&grad, p, wd);
         }
     }
+    let (mut t1, mut t2) = scratch.pair(p);
     let exp_avg = st.exp_avg.as_mut().expect("initialised above");
     let _ = exp_avg.lerp_(&grad, 1.0 - beta1);
     let exp_avg_sq = st.exp_avg_sq.as_mut().expect("initialised above");
     let _ = exp_avg_sq.g_mul_scalar_(beta2);
-    let _ = exp_avg_sq.addcmul_(&(&grad * (1.0 - beta2)), &grad);
+    // exp_avg_sq.addcmul_(grad, grad, value=1-beta2)
+    let _ = grad.mul_scalar_out(&t1, 1.0 - beta2);
+    let _ = exp_avg_sq.addcmul_(&t1, &grad);
 
     let bias_correction1 = 1.0 - beta1.powf(st.step);
     let bias_correction2 = 1.0 - beta2.powf(st.step);
     let step_size = lr / bias_correction1;
     let bias_correction2_sqrt = bias_correction2.powf(0.5);
-    let mut denom = if cfg.amsgrad {
+    // denom = v.sqrt() / bias_correction2_sqrt + eps, with v = max(v_max, v) under amsgrad
+    let v = if cfg.amsgrad {
         let max_sq = st
             .max_exp_avg_sq
             .as_mut()
             .expect("amsgrad state initialised above");
-        let m = max_sq.maximum(exp_avg_sq);
-        max_sq.copy_(&m);
-        max_sq.sqrt() / bias_correction2_sqrt
+        let _ = max_sq.maximum_out(max_sq, exp_avg_sq);
+        &*max_sq
     } else {
-        exp_avg_sq.sqrt() / bias_correction2_sqrt
+        &*exp_avg_sq
     };
-    let _ = denom.g_add_scalar_(cfg.eps);
+    let _ = v.sqrt_out(&t1);
+    let _ = t1.g_div_scalar_(bias_correction2_sqrt);
+    let _ = t1.g_add_scalar_(cfg.eps);
     // param.addcdiv_(exp_avg, denom, value=-step_size) = param + (-step_size * exp_avg) / denom
-    let mut update = &*exp_avg * (-step_size);
-    let _ = update.g_div_(&denom);
-    let _ = p.g_add_(&update);
+    let _ = exp_avg.mul_scalar_out(&t2, -step_size);
+    let _ = t2.g_div_(&t1);
+    let _ = p.g_add_(&t2);
 }
 
 /// torch `_single_tensor_sgd`.

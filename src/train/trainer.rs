@@ -386,6 +386,13 @@ impl Trainer {
         Ok(())
     }
 
+    /// One training iteration on `batch` outside the epoch loop (benchmarks): the iteration
+    /// counter advances as in training. Returns the loss.
+    pub fn train_step(&mut self, batch: &Batch) -> Result<f64> {
+        self.state.iters += 1;
+        Ok(self.global_step(batch)?.0)
+    }
+
     /// One forward/backward/update (the reference's `global_step`). Returns the loss and the
     /// batch size.
     fn global_step(&mut self, batch: &Batch) -> Result<(f64, u64)> {
