@@ -7,6 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 const MEDFM: &str = env!("CARGO_BIN_EXE_medfm");
+/// The run the wrapper kills, and its epoch count.
+const KILLED: &str = "tiny_dinov2_s";
+const KILLED_EPOCHS: i64 = 5;
 
 /// Wraps the real medfm. For the run named by KILL_RUN, on its first attempt (no
 /// restore_session), it starts medfm in the background and SIGKILLs it as soon as the run's
@@ -93,8 +96,16 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
     let mut configs = Vec::new();
     for (backbone, size, name) in runs {
         let path = d.join(format!("{name}.json"));
-        let text =
-            serde_json::to_string_pretty(&tiny_config(&base, backbone, size, name, &data)).unwrap();
+        let mut config = tiny_config(&base, backbone, size, name, &data);
+        if name == KILLED {
+            // The killer must land between the first checkpoint and the end of the run. With a
+            // frozen trunk every epoch after the first is served from the feature cache in
+            // milliseconds, so a loaded machine could let the run finish first: train the trunk
+            // and run more epochs to keep that window wide.
+            config["foundation_params"]["freeze_backbone"] = json!(false);
+            config["training_params"]["epochs"] = json!(KILLED_EPOCHS);
+        }
+        let text = serde_json::to_string_pretty(&config).unwrap();
         std::fs::write(&path, text).unwrap();
         configs.push(path);
     }
@@ -112,7 +123,7 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
             .arg(medfm)
             .args(&configs)
             .env("REAL_MEDFM", MEDFM)
-            .env("KILL_RUN", "tiny_dinov2_s")
+            .env("KILL_RUN", KILLED)
             .output()
             .unwrap();
         let mut text = format!(
@@ -140,10 +151,10 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         "{first}"
     );
     assert!(save
-        .join("checkpoints/tiny_dinov2_s.last.safetensors")
+        .join(format!("checkpoints/{KILLED}.last.safetensors"))
         .is_file());
     assert!(!save
-        .join("results/tiny_dinov2_s/metrics_results.json")
+        .join(format!("results/{KILLED}/metrics_results.json"))
         .exists());
 
     let second = sweep(Path::new(MEDFM));
@@ -151,7 +162,7 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         second.contains("sweep summary: 1 done, 0 failed, 2 skipped"),
         "{second}"
     );
-    let log = std::fs::read_to_string(save.join("sweep/logs/tiny_dinov2_s.log")).unwrap();
+    let log = std::fs::read_to_string(save.join(format!("sweep/logs/{KILLED}.log"))).unwrap();
     assert!(
         log.contains("exit code 137") && log.contains("restore_session=true"),
         "{log}"
@@ -162,7 +173,7 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         .expect("a resume attempt in the log")..];
     assert!(resumed.contains("Loading model from"), "{resumed}");
     assert!(
-        !resumed.contains("epoch 1/3 iter 1/"),
+        !resumed.contains(&format!("epoch 1/{KILLED_EPOCHS} iter 1/")),
         "the resumed run restarted at epoch 1:\n{resumed}"
     );
 
