@@ -9,6 +9,12 @@ then one medfm forward (`bench_backbone --serve`, a persistent process), so on a
 fluctuating machine both see the same load. Reported: the median time per image of each, the
 median of the per-iteration speed-ups reference/medfm (target >= 3), and all raw times as JSON.
 
+A third column times the reference with its sequential loop replaced by one vectorised
+`y_t = C_t . deltaB_u_t` (wrong numbers, same shapes): everything the reference does besides the
+recurrence itself (projections, convs, norms, MLPs, cross-scan/merge, the scan's einsum set-up).
+medfm's full forward at or below that time means medfm's work outside the recurrence is no
+slower than the reference's.
+
 Run through scripts/bench_vmamba.sh (which builds the Rust side and takes the heavy lock).
 """
 import argparse
@@ -24,14 +30,40 @@ import torch
 from gen_parity_vmamba import FULL, features, import_reference
 
 
+def without_loop(csms6s):
+    """`csms6s.selective_scan_torch` minus its per-step loop (a timing stand-in only)."""
+    full = csms6s.selective_scan_torch
+
+    def scan(u, delta, A, B, C, D=None, delta_bias=None, delta_softplus=True, oflex=True, *args, **kwargs):
+        Batch, K, N, L = B.shape
+        KCdim = u.shape[1]
+        if delta_bias is not None:
+            delta = delta + delta_bias[..., None]
+        if delta_softplus:
+            delta = torch.nn.functional.softplus(delta)
+        u, delta, A, B, C = u.float(), delta.float(), A.float(), B.float(), C.float()
+        B = B.view(Batch, K, 1, N, L).repeat(1, 1, KCdim // K, 1, 1).view(Batch, KCdim, N, L)
+        C = C.view(Batch, K, 1, N, L).repeat(1, 1, KCdim // K, 1, 1).view(Batch, KCdim, N, L)
+        deltaA = torch.exp(torch.einsum("bdl,dn->bdln", delta, A))
+        deltaB_u = torch.einsum("bdl,bdnl,bdl->bdln", delta, B, u)
+        y = torch.einsum("bdln,bdnl->bdl", deltaB_u * deltaA, C)
+        return y if D is None else y + u * D.unsqueeze(-1)
+
+    return full, scan
+
+
 def bench(vm, name, args):
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     model = getattr(vm, FULL[name])().eval()
     x = torch.randn(args.batch, 3, 224, 224)
+    # The medfm binary waits passively for OpenMP work unless the user says otherwise
+    # (device::use_passive_openmp_threads); time it as users run it.
+    env = {**os.environ}
+    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     rust = subprocess.Popen(
         [args.bin, name, "--batch", str(args.batch), "--threads", str(args.threads), "--serve"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
     )
     if rust.stdout.readline().strip() != "ready":
         sys.exit(f"bench_backbone {name} did not start")
@@ -41,27 +73,39 @@ def bench(vm, name, args):
         rust.stdin.flush()
         return float(rust.stdout.readline())
 
-    def reference_forward():
-        t = time.perf_counter()
-        features(model, x)
-        return (time.perf_counter() - t) * 1e3
+    import csms6s
 
-    ref, ours = [], []
+    full_scan, no_loop_scan = without_loop(csms6s)
+
+    def reference_forward(scan):
+        csms6s.selective_scan_torch = scan
+        try:
+            t = time.perf_counter()
+            features(model, x)
+            return (time.perf_counter() - t) * 1e3
+        finally:
+            csms6s.selective_scan_torch = full_scan
+
+    ref, ours, rest = [], [], []
     for i in range(args.warmup + args.iters):
-        r, m = reference_forward(), medfm_forward()
-        print(f"  {name} iteration {i}: reference {r:.0f} ms, medfm {m:.0f} ms", file=sys.stderr)
+        r, m, n = reference_forward(full_scan), medfm_forward(), reference_forward(no_loop_scan)
+        print(f"  {name} iteration {i}: reference {r:.0f} ms, medfm {m:.0f} ms, "
+              f"reference without its loop {n:.0f} ms", file=sys.stderr)
         if i >= args.warmup:
             ref.append(r)
             ours.append(m)
+            rest.append(n)
     rust.stdin.close()
     rust.wait()
     return {
         "backbone": name, "batch": args.batch, "size": 224, "threads": args.threads,
         "reference_ms_per_image": statistics.median(ref) / args.batch,
         "medfm_ms_per_image": statistics.median(ours) / args.batch,
+        "reference_without_loop_ms_per_image": statistics.median(rest) / args.batch,
         "speedup": statistics.median(r / m for m, r in zip(ours, ref)),
         "reference_ms_per_batch": [round(t, 1) for t in ref],
         "medfm_ms_per_batch": [round(t, 1) for t in ours],
+        "reference_without_loop_ms_per_batch": [round(t, 1) for t in rest],
     }
 
 
@@ -87,10 +131,12 @@ def main():
             row = bench(vm, name, argparse.Namespace(**{**vars(args), "threads": threads}))
             print(json.dumps(row), file=sys.stderr)
             rows.append(row)
-    print(f"{'backbone':<10} {'threads':>7} {'reference ms/img':>17} {'medfm ms/img':>13} {'speed-up':>9}")
+    print(f"{'backbone':<10} {'threads':>7} {'reference ms/img':>17} {'medfm ms/img':>13} {'speed-up':>9} "
+          f"{'reference w/o loop ms/img':>26}")
     for r in rows:
         print(f"{r['backbone']:<10} {r['threads']:>7} {r['reference_ms_per_image']:>17.0f} "
-              f"{r['medfm_ms_per_image']:>13.0f} {r['speedup']:>9.2f}")
+              f"{r['medfm_ms_per_image']:>13.0f} {r['speedup']:>9.2f} "
+              f"{r['reference_without_loop_ms_per_image']:>26.0f}")
 
 
 if __name__ == "__main__":
