@@ -130,7 +130,7 @@ class Check:
     # -------------------------------------------------------------------------------- 3. train
     def train(self):
         q = self.args.quick
-        size, n, batch, epochs = (112, 48, 8, 1) if q else (224, 384, 32, 2)
+        size, n, batch, epochs = (56, 48, 8, 1) if q else (224, 384, 32, 2)
         data = os.path.join(self.work, "data")
         self.run("synth", [self.medfm, "synth", "--dataset", "APTOS2019", "--out", data, "--n", str(n)])
         rows = []
@@ -152,7 +152,7 @@ class Check:
     # -------------------------------------------------------------------------------- 4. bench
     def bench(self):
         q = self.args.quick
-        size, batch, iters, warmup = (112, 2, 2, 1) if q else (224, 32, 10, 3)
+        size, batch, iters, warmup = (56, 2, 2, 1) if q else (224, 32, 10, 3)
         peak = peak_tflops(getattr(self, "gpu_name", None))
         flops = train_step_flops(size, batch)
         rows = []
@@ -207,16 +207,18 @@ def train_result(text, params, amp, device):
     metrics = json.load(open(os.path.join(results, "metrics_results.json")))
     state = json.loads(read_safetensors_metadata(
         os.path.join(tp["save_dir"], "checkpoints", f"{tp['model_name']}.last.safetensors"))["state"])
-    skipped = len(re.findall(r"inf/NaN gradients; step skipped", text))
+    skipped = [int(i) for i in re.findall(r"iteration (\d+): inf/NaN gradients; step skipped", text)]
     finite = bool(history[1:]) and all(math.isfinite(v) for vs in losses.values() for v in vs)
     row = {"mixed_precision": amp, "iterations": state["iters"], "history": losses, "test_metrics": metrics,
-           "finite_losses": finite, "scaler": state.get("scaler"), "skipped_steps": skipped}
+           "finite_losses": finite, "scaler": state.get("scaler"), "skipped_steps": len(skipped),
+           "skipped_iterations": skipped}
     if amp and device != "cpu":
         s = row["scaler"]
         # Fewer than 2000 steps: the scale only backs off (x0.5 per skipped step), and the growth
-        # tracker counts the good steps since the last skip.
-        row["loss_scaling_ok"] = (s is not None and s["scale"] == INIT_SCALE * 0.5 ** skipped
-                                  and 0 <= s["growth_tracker"] <= state["iters"] - skipped)
+        # tracker counts the good steps since the last skipped one.
+        row["loss_scaling_ok"] = (state["iters"] < 2000 and s is not None
+                                  and s["scale"] == INIT_SCALE * 0.5 ** len(skipped)
+                                  and s["growth_tracker"] == state["iters"] - max(skipped, default=0))
     else:
         row["loss_scaling_ok"] = row["scaler"] is None  # fp32, or no CUDA: no scaler
     row["ok"] = finite and row["loss_scaling_ok"]

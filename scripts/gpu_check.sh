@@ -24,7 +24,11 @@ done
 export MEDFM_BIN=${MEDFM_BIN:-$PWD/$pack/bin/medfm}
 export MEDFM_BENCH_BIN=${MEDFM_BENCH_BIN:-$PWD/$pack/bin/bench_train_step}
 export MEDFM_GPU_PYTHONPATH=${MEDFM_GPU_PYTHONPATH:-$PWD/$pack/py}
-torch_lib=$("$py" -c 'import os, torch; print(os.path.join(os.path.dirname(torch.__file__), "lib"))')
-export LD_LIBRARY_PATH="$torch_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+# torch/lib, then the pip CUDA libraries beside it (site-packages/nvidia/*/lib), which python's
+# `import torch` preloads; libraries that CUDA/cuDNN open at run time are found there too.
+libs=$("$py" -c 'import glob, os, torch
+lib = os.path.join(os.path.dirname(torch.__file__), "lib")
+print(":".join([lib, *sorted(glob.glob(os.path.join(lib, "..", "..", "nvidia", "*", "lib")))]))')
+export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMP_WAIT_POLICY=PASSIVE
 exec "$py" scripts/gpu_check.py "$@"
