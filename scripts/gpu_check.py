@@ -59,6 +59,11 @@ class Check:
         self.results = {"device": args.device, "quick": args.quick, "medfm": self.medfm,
                         "torch": torch.__version__, "started_utc": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
                         "checks": {}}
+        # What torch sees (a cross-check of `medfm --version`; names the GPU for the MFU peak).
+        self.gpu_name = None
+        if args.device != "cpu" and torch.cuda.is_available():
+            self.gpu_name = torch.cuda.get_device_name(torch.device(args.device))
+            self.results["torch_gpu"] = self.gpu_name
 
     def run(self, name, cmd, env=None):
         """Run `cmd`, logging its output to logs/<name>.log; return its stdout+stderr."""
@@ -85,13 +90,14 @@ class Check:
     # ------------------------------------------------------------------------------ 1. version
     def version(self):
         text = self.run("version", [self.medfm, "--version"]).strip()
-        names = re.findall(r"cuda:\d+: ([^;]+)", text)
+        names = re.findall(r"cuda:\d+: ([^;)]+)", text)
         result = {"output": text, "cuda_available": "CUDA available: yes" in text, "gpus": names}
         if self.args.device == "cpu":
             result["ok"] = None  # nothing to require without a GPU
         else:
             result["ok"] = result["cuda_available"] and bool(names)
-        self.gpu_name = names[0] if names else None
+        if names:
+            self.gpu_name = names[0]
         return result
 
     # ----------------------------------------------------------------------------- 2. features
@@ -153,7 +159,7 @@ class Check:
     def bench(self):
         q = self.args.quick
         size, batch, iters, warmup = (56, 2, 2, 1) if q else (224, 32, 10, 3)
-        peak = peak_tflops(getattr(self, "gpu_name", None))
+        peak = peak_tflops(self.gpu_name)
         flops = train_step_flops(size, batch)
         rows = []
         for amp in [True, False]:
@@ -330,6 +336,10 @@ def verdict(ok):
     return {True: "PASS", False: "FAIL", None: "n/a"}[ok]
 
 
+def na(value):
+    return "n/a" if value is None else value
+
+
 def summary(r):
     c = r["checks"]
     lines = [f"# medfm GPU check: {verdict(r['ok'])}", "",
@@ -369,9 +379,9 @@ def summary(r):
                 mfu = row.get(f"{side}_mfu")
                 lines.append(f"| {row['amp']} | {side} | {row[f'{side}_ms']} | {row[f'{side}_images_per_s']} | "
                              f"{f'{mfu:.1%}' if mfu is not None else 'n/a'} | "
-                             f"{row.get(f'{side}_gpu_smi_process_mib', 'n/a')} | "
-                             f"{row.get(f'{side}_gpu_device_rise_mib', 'n/a')} | "
-                             f"{row.get(f'{side}_max_memory_allocated_mib', 'n/a')} |")
+                             f"{na(row.get(f'{side}_gpu_smi_process_mib'))} | "
+                             f"{na(row.get(f'{side}_gpu_device_rise_mib'))} | "
+                             f"{na(row.get(f'{side}_max_memory_allocated_mib'))} |")
         lines += [b.get("error", ""), ""]
     return "\n".join(lines) + "\n"
 
