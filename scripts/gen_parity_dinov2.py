@@ -16,6 +16,9 @@ random weights are saved in the official layout (flat state dict, `.pth` and `.s
 and in timm's layout; inputs at the native 56 px and at 70 px, 42 px and 56x70 px exercise the
 official position-embedding interpolation (bicubic, 0.1 offset scale factor, no antialias).
 
+A second small model keeps the published 37x37 grid (518 px) and is read at 224 px, the size of
+a training run.
+
 Usage: .venv/bin/python scripts/gen_parity_dinov2.py [--dinov2-repo DIR]
 """
 import argparse
@@ -129,6 +132,17 @@ def main():
         record(tag, x, *timm_features(model, x))
 
     save_tensors(os.path.join(FIXTURES, "dinov2_small_io.safetensors"), io)
+
+    # The published grid: a 37x37 position embedding (518 px), as every dinov2_vit*14_pretrain.pth
+    # stores it, saved as the official flat `.pth`; a 224 px input (16x16 patches) goes through
+    # the official interpolation from 518 px, as in a training run.
+    model = vits.DinoVisionTransformer(ffn_layer="mlp", **dict(SMALL, img_size=518, depth=2))
+    randomize(model, seed=8)
+    save_torch(os.path.join(FIXTURES, "dinov2_small518.pth"), model.state_dict())
+    x = torch.randn(1, 3, 224, 224, generator=torch.Generator().manual_seed(9))
+    pooled, tokens = features(model, x)
+    save_tensors(os.path.join(FIXTURES, "dinov2_small518_io.safetensors"),
+                 {"pixels": x, "pooled": pooled, "tokens": tokens})
 
 
 if __name__ == "__main__":

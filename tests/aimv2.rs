@@ -207,6 +207,21 @@ fn other_image_sizes_are_refused_naming_224() {
 }
 
 #[test]
+fn check_input_refuses_other_sizes_and_channel_counts() {
+    let cfg = tiny_config(3);
+    let vs = nn::VarStore::new(Device::Cpu);
+    let model = Aimv2::new(&vs.root(), &cfg).unwrap();
+    let pixels = |c: i64, side: i64| Tensor::zeros([1, c, side, side], (Kind::Float, Device::Cpu));
+    let side = cfg.img_size;
+    assert!(model.check_input(&pixels(3, side)).is_ok());
+    let other = side + cfg.patch_size;
+    let msg = format!("{:#}", model.check_input(&pixels(3, other)).unwrap_err());
+    assert!(msg.contains(&format!("{side}x{side}")), "{msg}");
+    let msg = format!("{:#}", model.check_input(&pixels(1, side)).unwrap_err());
+    assert!(msg.contains("3 input channel"), "{msg}");
+}
+
+#[test]
 fn blocks_name_the_trunk_blocks_in_order() {
     let cfg = tiny_config(3);
     let vs = nn::VarStore::new(Device::Cpu);
@@ -287,20 +302,6 @@ fn mismatched_checkpoints_name_the_tensors() {
     let missing = fixture("parity/does_not_exist.safetensors");
     let msg = format!("{:#}", checkpoint::load(&vs, "", &missing, &o).unwrap_err());
     assert!(msg.contains("does_not_exist.safetensors"), "{msg}");
-}
-
-#[test]
-fn adapt_input_conv_follows_the_reference_and_timm() {
-    let w = Tensor::arange(2 * 3 * 2 * 2, (Kind::Float, Device::Cpu)).reshape([2, 3, 2, 2]);
-    let first = checkpoint::adapt_input_conv(&w, 1, GrayInit::First).unwrap();
-    assert!(max_abs(&first, &w.narrow(1, 0, 1)) == 0.0);
-    let sum = checkpoint::adapt_input_conv(&w, 1, GrayInit::Sum).unwrap();
-    assert!(max_abs(&sum, &w.sum_dim_intlist(1, true, None)) == 0.0);
-    // Reference: w.repeat(1, 4, 1, 1)[:, :C]
-    let five = checkpoint::adapt_input_conv(&w, 5, GrayInit::First).unwrap();
-    assert!(max_abs(&five, &w.repeat([1, 4, 1, 1]).narrow(1, 0, 5)) == 0.0);
-    let bad = Tensor::zeros([2, 2, 2, 2], (Kind::Float, Device::Cpu));
-    assert!(checkpoint::adapt_input_conv(&bad, 1, GrayInit::First).is_err());
 }
 
 /// Full-size random-weight parity against ml-aim. Generate the reference first (several GiB):

@@ -31,6 +31,7 @@ fn backbones_json_lists_every_registry_row() {
     let dino = rows.iter().find(|r| r["name"] == "dinov2_vitg14").unwrap();
     assert_eq!(dino["family"], "DINOv2");
     assert_eq!(dino["param_count"], 1_136_480_768i64);
+    assert_eq!(dino["embed_dim"], 1536);
     assert_eq!(dino["pooled_dim"], 1536);
     assert_eq!(dino["tokens_224"], 256);
     assert!(dino["sources"][0]
@@ -39,9 +40,31 @@ fn backbones_json_lists_every_registry_row() {
         .contains("dinov2_vitg14_pretrain.pth"));
     let clip = rows.iter().find(|r| r["name"] == "clip_vitb16").unwrap();
     assert_eq!(
-        (clip["pooled_dim"].as_i64(), clip["token_dim"].as_i64()),
-        (Some(512), Some(768))
+        (
+            clip["embed_dim"].as_i64(),
+            clip["pooled_dim"].as_i64(),
+            clip["token_dim"].as_i64()
+        ),
+        (Some(512), Some(512), Some(768))
     );
+    // Every row states what the contract lists: family, parameter count, embed dim, tokens at
+    // 224 and where the weights are published.
+    for r in &rows {
+        for key in [
+            "family",
+            "param_count",
+            "embed_dim",
+            "tokens_224",
+            "sources",
+        ] {
+            assert!(!r[key].is_null(), "{}: no {key}", r["name"]);
+        }
+        assert!(
+            !r["sources"].as_array().unwrap().is_empty(),
+            "{}",
+            r["name"]
+        );
+    }
 }
 
 #[test]
@@ -56,6 +79,11 @@ fn backbones_table_has_a_line_per_name() {
         );
     }
     assert!(text.contains("85,798,656") && text.contains("mae_pretrain_vit_base.pth"));
+    let header = text.lines().next().unwrap();
+    for column in ["family", "parameters", "embed_dim", "tokens@224"] {
+        assert!(header.contains(column), "{header}");
+    }
+    assert!(text.contains("dl.fbaipublicfiles.com/dinov2/dinov2_vitg14/dinov2_vitg14_pretrain.pth"));
 }
 
 #[test]
@@ -88,7 +116,7 @@ fn features_writes_pooled_and_tokens() {
 }
 
 #[test]
-fn features_one_channel_input_needs_in_chans() {
+fn features_one_channel_input_builds_a_one_channel_trunk() {
     let dir = tempfile::tempdir().unwrap();
     let input = dir.path().join("in.safetensors");
     let output = dir.path().join("out.safetensors");
@@ -102,24 +130,81 @@ fn features_one_channel_input_needs_in_chans() {
         "--output",
         output.to_str().unwrap(),
     ];
-    let out = medfm(&args);
+    // --in-chans, when given, must agree with the input.
+    let mut three = args.to_vec();
+    three.extend(["--in-chans", "3"]);
+    let out = medfm(&three);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("--in-chans 1"), "{err}");
+    assert!(err.contains("1 channel(s) but --in-chans is 3"), "{err}");
     assert!(!output.exists(), "no output on failure");
-    let mut with_chans = args.to_vec();
-    with_chans.extend(["--in-chans", "1"]);
-    let out = medfm(&with_chans);
+    for extra in [&[][..], &["--in-chans", "1"][..]] {
+        let mut a = args.to_vec();
+        a.extend_from_slice(extra);
+        let out = medfm(&a);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let got: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&output)
+            .unwrap()
+            .into_iter()
+            .collect();
+        assert_eq!(got["tokens"].size(), vec![1, 4, 384]);
+        assert_eq!(got["pooled"].size(), vec![1, 384]);
+    }
+}
+
+/// A checkpoint of another shape is refused with every mismatching tensor named; a truncated
+/// one names the file. Neither leaves an output file.
+#[test]
+fn features_checkpoints_that_do_not_fit_are_clear_errors() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.safetensors");
+    let output = dir.path().join("out.safetensors");
+    write_pixels(&input, "pixels", &[1, 3, 28, 28]);
+    let small =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/parity/dinov2_small.pth");
+    let truncated = dir.path().join("truncated.pth");
+    let bytes = std::fs::read(&small).unwrap();
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let run = |weights: &Path| {
+        let out = medfm(&[
+            "features",
+            "--backbone",
+            "dinov2_vits14",
+            "--weights",
+            weights.to_str().unwrap(),
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            output.to_str().unwrap(),
+        ]);
+        assert!(!out.status.success());
+        assert!(!output.exists(), "no output on failure");
+        String::from_utf8_lossy(&out.stderr).to_string()
+    };
+    let err = run(&small);
+    assert!(err.contains(&small.display().to_string()), "{err}");
     assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+        err.contains("cls_token: checkpoint [1, 1, 32], model [1, 1, 384]"),
+        "{err}"
     );
-    let got: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&output)
-        .unwrap()
-        .into_iter()
-        .collect();
-    assert_eq!(got["tokens"].size(), vec![1, 4, 384]);
+    // Grouped, not one line per key.
+    assert!(
+        err.contains("missing from the checkpoint (126 keys)")
+            && err.contains("blocks.{3..11}.attn.qkv.weight (9 keys)"),
+        "{err}"
+    );
+    assert!(
+        err.contains(
+            "blocks.{0..2}.attn.qkv.weight (3 keys): checkpoint [96, 32], model [1152, 384]"
+        ),
+        "{err}"
+    );
+    let err = run(&truncated);
+    assert!(err.contains(&truncated.display().to_string()), "{err}");
 }
 
 #[test]

@@ -268,3 +268,103 @@ fn inspect_fails_on_a_bad_params_file() {
     assert!(!o.status.success());
     assert!(text(&o).contains("Resize.height"), "{}", text(&o));
 }
+
+#[test]
+fn training_refuses_to_start_on_unreadable_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth::generate(
+        &SynthSpec {
+            dataset: DatasetName::DDSM,
+            n: 20,
+            seed: 1,
+            size: None,
+        },
+        &data,
+    )
+    .unwrap();
+    let params = params_file(dir.path(), "DDSM", &data);
+    let list = std::fs::read_to_string(data.join("DDSM/ddsm_raw_image_lists/test.txt")).unwrap();
+    let victim = data
+        .join("DDSM/ddsm_raw")
+        .join(list.lines().next().unwrap());
+    std::fs::write(&victim, b"not an image").unwrap();
+    let o = medfm(&["--params_path", params.to_str().unwrap()]);
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains("1 of 20 images cannot be read") && t.contains("test.txt line 1"),
+        "{t}"
+    );
+    assert!(t.contains("skip_unreadable"), "{t}");
+}
+
+/// configs/demo.json shrunk to one epoch on 28 px images (random weights, CPU).
+fn tiny_train_params(dir: &Path, dataset: &str, data: &Path, skip_unreadable: bool) -> PathBuf {
+    let demo = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/demo.json");
+    let mut v: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo).unwrap()).unwrap();
+    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
+    let d = &mut v["dataset_params"];
+    for k in ["train_transforms", "val_transforms", "test_transforms"] {
+        d[k] = t.clone();
+    }
+    d["dataset"] = dataset.into();
+    d["data_location"] = data.to_str().unwrap().into();
+    d["skip_unreadable"] = skip_unreadable.into();
+    v["foundation_params"]["img_size"] = 28.into();
+    v["foundation_params"]["pretrained"] = false.into();
+    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
+    v["training_params"]["epochs"] = 1.into();
+    for l in ["trainloader", "valloader", "testloader"] {
+        v["dataloader_params"][l]["batch_size"] = 8.into();
+    }
+    v["training_params"]["save_dir"] = dir.join("run").to_str().unwrap().into();
+    v["system_params"]["use_GPU"] = false.into();
+    let path = dir.join("tiny.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+#[test]
+fn skip_unreadable_trains_without_the_listed_images() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    synth::generate(
+        &SynthSpec {
+            dataset: DatasetName::APTOS2019,
+            n: 30,
+            seed: 2,
+            size: None,
+        },
+        &data,
+    )
+    .unwrap();
+    let csv = std::fs::read_to_string(data.join("APTOS2019/train_1.csv")).unwrap();
+    let id = csv.lines().nth(1).unwrap().split(',').next().unwrap();
+    std::fs::write(
+        data.join(format!("APTOS2019/train_images/train_images/{id}.png")),
+        b"",
+    )
+    .unwrap();
+    let refused = medfm(&[
+        "--params_path",
+        tiny_train_params(dir.path(), "APTOS2019", &data, false)
+            .to_str()
+            .unwrap(),
+    ]);
+    assert!(!refused.status.success(), "{}", text(&refused));
+    let o = medfm(&[
+        "--params_path",
+        tiny_train_params(dir.path(), "APTOS2019", &data, true)
+            .to_str()
+            .unwrap(),
+    ]);
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    assert!(
+        t.contains("Skipping 1 of 30 images, which cannot be read")
+            && t.contains(&format!("{id}.png")),
+        "{t}"
+    );
+}

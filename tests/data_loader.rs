@@ -400,6 +400,31 @@ fn ensure_readable_refuses_or_skips_unreadable_images() {
     assert!(!walk(&dir.path().join("out/cache")).is_empty());
 }
 
+#[test]
+fn ensure_readable_on_a_warm_cache_reads_entry_headers_only() {
+    let (_dir, p, mut s) = setup(DatasetName::DDSM, 20);
+    assert!(s.ensure_readable(&p).unwrap().is_empty());
+    // Same length and modification time, other bytes: the valid entry vouches for the file,
+    // so the pass does not open (decode) it.
+    let victim = s.train[0].path.clone();
+    let meta = std::fs::metadata(&victim).unwrap();
+    std::fs::write(&victim, vec![0u8; meta.len() as usize]).unwrap();
+    let set_mtime = |t: std::time::SystemTime| {
+        std::fs::File::options()
+            .write(true)
+            .open(&victim)
+            .unwrap()
+            .set_modified(t)
+            .unwrap()
+    };
+    set_mtime(meta.modified().unwrap());
+    assert!(s.ensure_readable(&p).unwrap().is_empty());
+    // A changed stamp invalidates the entry: the file is decoded and found unreadable.
+    set_mtime(meta.modified().unwrap() + std::time::Duration::from_secs(5));
+    let err = s.ensure_readable(&p).unwrap_err().to_string();
+    assert!(err.contains(&victim.display().to_string()), "{err}");
+}
+
 fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
     let mut out = Vec::new();
     if let Ok(rd) = std::fs::read_dir(dir) {

@@ -200,6 +200,64 @@ fn prefixes_are_stripped() {
     assert!(sd.contains_key("text.token_embedding.weight") && sd.contains_key("fc1.weight"));
 }
 
+/// SAM 2's `image_encoder.` prefix (the other parts of the model keep their names), and two
+/// keys that would collide after stripping are an error naming both.
+#[test]
+fn image_encoder_prefix_and_collisions() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("sam.safetensors");
+    let f = (Kind::Float, Device::Cpu);
+    let w = Tensor::arange(6, f).view([2, 3]);
+    let b = Tensor::ones([4], (Kind::BFloat16, Device::Cpu));
+    Tensor::write_safetensors(
+        &[
+            ("image_encoder.trunk.patch_embed.proj.weight", &w),
+            ("image_encoder.neck.convs.0.conv.bias", &b),
+            ("sam_mask_decoder.iou_token.weight", &w),
+        ],
+        &path,
+    )
+    .unwrap();
+    let strip = LoadOptions {
+        strip_prefixes: vec!["image_encoder.".into()],
+        ..opts()
+    };
+    let sd = load(&path, &strip).unwrap();
+    let keys: Vec<&str> = sd.keys().map(String::as_str).collect();
+    assert_eq!(
+        keys,
+        [
+            "neck.convs.0.conv.bias",
+            "sam_mask_decoder.iou_token.weight",
+            "trunk.patch_embed.proj.weight"
+        ]
+    );
+    assert_eq!(sd["trunk.patch_embed.proj.weight"].kind(), Kind::Float);
+    assert_eq!(
+        sd["neck.convs.0.conv.bias"].kind(),
+        Kind::Float,
+        "bf16 -> f32"
+    );
+    assert_eq!(
+        (&sd["trunk.patch_embed.proj.weight"] - &w)
+            .abs()
+            .max()
+            .double_value(&[]),
+        0.0
+    );
+
+    Tensor::write_safetensors(&[("module.fc.weight", &w), ("fc.weight", &w)], &path).unwrap();
+    let module = LoadOptions {
+        strip_prefixes: vec!["module.".into()],
+        ..opts()
+    };
+    let err = format!("{:#}", load(&path, &module).unwrap_err());
+    assert!(
+        err.contains("`fc.weight` and `module.fc.weight` both become `fc.weight`"),
+        "{err}"
+    );
+}
+
 #[test]
 fn safetensors_values() {
     for kind in [Kind::Float, Kind::Half] {

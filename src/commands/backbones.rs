@@ -1,5 +1,9 @@
 //! `medfm backbones [--json]`: every supported name with family, trunk parameter count, embed
 //! dim, tokens at 224 and weight sources, straight from the registry.
+//!
+//! JSON: one object per name with `name`, `family`, `param_count`, `embed_dim` (= `pooled_dim`,
+//! the width the linear head reads), `pooled_dim`, `token_dim` (the attention head's input),
+//! `tokens_224`, `default_file` and `sources`.
 
 use crate::models::classifier::weights_dir;
 use crate::models::registry::{BackboneSpec, BACKBONES};
@@ -40,6 +44,9 @@ pub fn as_json() -> serde_json::Value {
                 "name": b.name,
                 "family": b.family.as_str(),
                 "param_count": known(b.param_count),
+                // The reference's `embed_dim`: the width of the pooled embedding the linear
+                // head reads (CLIP's 512 after the projection; its tokens are 768 wide).
+                "embed_dim": b.pooled_dim,
                 "pooled_dim": b.pooled_dim,
                 "token_dim": b.token_dim,
                 "tokens_224": known(b.tokens_224),
@@ -72,8 +79,8 @@ pub fn as_table() -> String {
         "name",
         "family",
         "parameters",
-        "pooled",
-        "tokens",
+        "embed_dim",
+        "token_dim",
         "tokens@224",
         "file",
     ];

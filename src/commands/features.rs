@@ -3,7 +3,8 @@
 //!
 //! IN holds "pixels" f32 [B, C, H, W] (already normalised); OUT gets "pooled" f32 [B, D] and
 //! "tokens" f32 [B, N, D'] (REFERENCE.md section 5). The trunk is built for the input's size
-//! (H = W; DINOv2 also takes H != W) and randomly initialised without `--weights`. OUT is
+//! (H = W; DINOv2 also takes H != W) and channels (C = 1: the first convolution from the RGB
+//! kernel's first channel, as in training), and randomly initialised without `--weights`. OUT is
 //! written atomically: a failed run leaves no file.
 
 use crate::config::GrayInit;
@@ -30,8 +31,10 @@ pub struct Args {
     /// safetensors to write: "pooled" f32 [B, D], "tokens" f32 [B, N, D].
     #[arg(long)]
     pub output: PathBuf,
-    #[arg(long = "in-chans", default_value_t = 3)]
-    pub in_chans: i64,
+    /// Input channels the trunk is built for (1: grayscale first convolution); default: the
+    /// channel count of "pixels".
+    #[arg(long = "in-chans")]
+    pub in_chans: Option<i64>,
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -43,7 +46,7 @@ pub fn run(args: &Args) -> Result<()> {
     let size = pixels.size();
     let opts = BuildOptions {
         img_size: size[2],
-        in_chans: args.in_chans,
+        in_chans: size[1],
         gray_init: GrayInit::default(),
         drop_cutoff: vec![],
         weights_key: None,
@@ -93,8 +96,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
     Ok(Device::Cuda(idx))
 }
 
-/// The "pixels" tensor of a safetensors file, checked: f32, [B, C, H, W], C = `in_chans`.
-fn read_pixels(path: &Path, in_chans: i64) -> Result<Tensor> {
+/// The "pixels" tensor of a safetensors file, checked: f32, [B, C, H, W], C = `in_chans` when
+/// given.
+fn read_pixels(path: &Path, in_chans: Option<i64>) -> Result<Tensor> {
     let tensors = Tensor::read_safetensors(path)
         .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
@@ -123,11 +127,10 @@ fn read_pixels(path: &Path, in_chans: i64) -> Result<Tensor> {
             path.display()
         );
     }
-    if size[1] != in_chans {
+    if let Some(c) = in_chans.filter(|&c| c != size[1]) {
         bail!(
-            "{}: \"pixels\" has {} channel(s) but --in-chans is {in_chans} (pass --in-chans {})",
+            "{}: \"pixels\" has {} channel(s) but --in-chans is {c}",
             path.display(),
-            size[1],
             size[1]
         );
     }

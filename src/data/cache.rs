@@ -103,6 +103,20 @@ impl ResizeCache {
         self.dir.join(&h[..2]).join(format!("{h}.u8"))
     }
 
+    /// Whether a valid entry for `source` at `size` exists, reading only its header (a few
+    /// hundred bytes): the source is unchanged since the entry was made from it, so it was
+    /// readable. The pixels' CRC is checked when the entry is read.
+    pub fn contains(&self, source: &Path, size: (usize, usize), channels: usize) -> bool {
+        let Ok(stamp) = stamp(source) else {
+            return false;
+        };
+        let key = Self::key(source, size, channels);
+        let mut header = vec![0u8; header_len(&key)];
+        let read = std::fs::File::open(self.entry_path(&key))
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut header));
+        read.is_ok() && parse_header(&header, &key, stamp, size, channels).is_some()
+    }
+
     /// The resized image of `source` at `size` (height, width): from the cache when a valid
     /// entry exists, else `make()` (decode + resize), stored for next time.
     pub fn get_or_insert(
@@ -130,15 +144,21 @@ impl ResizeCache {
     }
 }
 
-fn read_entry(
-    entry: &Path,
+/// Bytes before the pixels: magic, key length, key, stamp (8 + 16), width, height,
+/// channels, CRC.
+fn header_len(key: &str) -> usize {
+    8 + 4 + key.len() + 24 + 12 + 4
+}
+
+/// Check an entry's header against what is expected; the pixels' CRC.
+fn parse_header(
+    bytes: &[u8],
     key: &str,
     stamp: Stamp,
     size: (usize, usize),
     channels: usize,
-) -> Option<Image> {
-    let bytes = std::fs::read(entry).ok()?;
-    let mut r = Reader { b: &bytes, at: 0 };
+) -> Option<u32> {
+    let mut r = Reader { b: bytes, at: 0 };
     if r.take(8)? != MAGIC {
         return None;
     }
@@ -155,11 +175,24 @@ fn read_entry(
     if found != stamp || (h, w) != size || c != channels {
         return None;
     }
-    let pixels = r.take(w * h * c)?;
-    if r.at != bytes.len() || crc32fast::hash(pixels) != crc {
+    Some(crc)
+}
+
+fn read_entry(
+    entry: &Path,
+    key: &str,
+    stamp: Stamp,
+    size: (usize, usize),
+    channels: usize,
+) -> Option<Image> {
+    let bytes = std::fs::read(entry).ok()?;
+    let crc = parse_header(&bytes, key, stamp, size, channels)?;
+    let (h, w) = size;
+    let pixels = bytes.get(header_len(key)..)?;
+    if pixels.len() != w * h * channels || crc32fast::hash(pixels) != crc {
         return None;
     }
-    Some(Image::new(w, h, c, pixels.to_vec()))
+    Some(Image::new(w, h, channels, pixels.to_vec()))
 }
 
 fn write_entry(entry: &Path, key: &str, stamp: Stamp, img: &Image) -> Result<()> {

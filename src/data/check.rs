@@ -129,7 +129,8 @@ impl Splits {
 
     /// The trainer's gate: decode every image before training, through the resize cache when
     /// the split's transforms start with a Resize (so this pass also fills the cache and the
-    /// first epoch reads from it). Unreadable images stop the run with the full list, unless
+    /// first epoch reads from it; once filled, an image costs a header read). Unreadable
+    /// images stop the run with the full list, unless
     /// `dataset_params.skip_unreadable`, in which case they are listed and dropped.
     pub fn ensure_readable(&mut self, params: &Params) -> Result<Vec<Problem>> {
         let cache_dir = super::cache_dir(params);
@@ -155,7 +156,7 @@ impl Splits {
                 seed: 0,
             };
             let errors = par_map(items.len(), 0, |i| {
-                let e = source.resized(&items[i]).err();
+                let e = source.check(&items[i]).err();
                 bar.inc(1);
                 e
             });
@@ -178,7 +179,7 @@ impl Splits {
             );
         }
         println!(
-            "Skipping {} unreadable images (dataset_params.skip_unreadable):\n{list}",
+            "Skipping {} of {total} images, which cannot be read (dataset_params.skip_unreadable):\n{list}",
             problems.len()
         );
         self.drop_items(&problems);

@@ -160,4 +160,35 @@ mod tests {
         assert_eq!(scale16(129), 1);
         assert_eq!(scale16(32767), 127);
     }
+
+    fn png(img: DynamicImage) -> Vec<u8> {
+        let mut out = std::io::Cursor::new(Vec::new());
+        img.write_to(&mut out, image::ImageFormat::Png).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn sixteen_bit_pngs_decode() {
+        // 16-bit RGB as Pillow 13 reads it: the high byte (`Image.open(p).convert('RGB')` gives
+        // (18, 255, 0), (128, 127, 255); `.convert('L')` gives 155, 142).
+        let rgb = image::ImageBuffer::<image::Rgb<u16>, _>::from_raw(
+            2,
+            1,
+            vec![0x1234, 0xFF01, 0x00FF, 0x8000, 0x7FFF, 0xFFFF],
+        )
+        .unwrap();
+        let bytes = png(DynamicImage::ImageRgb16(rgb));
+        assert_eq!(decode(&bytes, 3).unwrap().data, [18, 255, 0, 128, 127, 255]);
+        assert_eq!(decode(&bytes, 1).unwrap().data, [155, 142]);
+        // 16-bit gray (DDSM): scaled to the full 8-bit range (PIL would clip: 0, 255, 255, 255).
+        let gray =
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(4, 1, vec![0, 257, 32767, 65535])
+                .unwrap();
+        let bytes = png(DynamicImage::ImageLuma16(gray));
+        let l = decode(&bytes, 1).unwrap();
+        assert_eq!((l.width, l.height, l.channels), (4, 1, 1));
+        assert_eq!(l.data, [0, 1, 127, 255]);
+        let rgb = decode(&bytes, 3).unwrap();
+        assert_eq!(rgb.data, [0, 0, 0, 1, 1, 1, 127, 127, 127, 255, 255, 255]);
+    }
 }

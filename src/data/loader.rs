@@ -40,6 +40,17 @@ impl Source {
             .with_context(|| format!("image {} ({})", item.path.display(), item.origin))
     }
 
+    /// Whether `item` can be read: a valid resize-cache entry says so without decoding (it was
+    /// made from the unchanged file); otherwise decode it (filling the cache).
+    pub fn check(&self, item: &Item) -> Result<()> {
+        if let (Some(cache), Some(size)) = (&self.cache, self.pipeline.resize) {
+            if cache.contains(&item.path, size, self.channels) {
+                return Ok(());
+            }
+        }
+        self.resized(item).map(drop)
+    }
+
     /// `base_image` without naming the item in the error.
     pub fn resized(&self, item: &Item) -> Result<image::Image> {
         let decode = || -> Result<image::Image> {

@@ -12,10 +12,11 @@ pub mod checkpoint;
 
 pub use checkpoint::load;
 
+use super::layers::{self, Attention, Fill, Linear, LinearInit};
 use super::registry::BuildOptions;
 use super::{Backbone, Features};
-use anyhow::{bail, Context, Result};
-use tch::nn::{self, Init};
+use anyhow::{bail, Result};
+use tch::nn;
 use tch::Tensor;
 
 /// Hyper-parameters of one AIMv2 trunk.
@@ -139,11 +140,9 @@ struct RmsNorm {
 }
 
 impl RmsNorm {
-    fn new(p: nn::Path, dim: i64, eps: f64) -> Result<Self> {
-        Ok(RmsNorm {
-            weight: p.f_var("weight", &[dim], Init::Const(1.0))?,
-            eps,
-        })
+    fn new(p: nn::Path, dim: i64, eps: f64) -> Self {
+        let weight = layers::param(&p, "weight", &[dim], Fill::Ones);
+        RmsNorm { weight, eps }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -152,72 +151,32 @@ impl RmsNorm {
     }
 }
 
-/// A bias-free `nn.Linear` weight with torch's default initialisation.
-fn linear_weight(p: &nn::Path, name: &str, out_dim: i64, in_dim: i64) -> Result<Tensor> {
-    let bound = 1.0 / (in_dim as f64).sqrt(); // kaiming_uniform(a=sqrt(5))
-    Ok(p.f_var(
-        name,
-        &[out_dim, in_dim],
-        Init::Uniform {
-            lo: -bound,
-            up: bound,
-        },
-    )?)
-}
-
-/// Multi-head self-attention with one packed, bias-free qkv projection.
-#[derive(Debug)]
-struct Attention {
-    qkv: Tensor,
-    proj: Tensor,
-    num_heads: i64,
-}
-
-impl Attention {
-    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
-        let d = cfg.embed_dim;
-        Ok(Attention {
-            qkv: linear_weight(&(&p / "qkv"), "weight", 3 * d, d)?,
-            proj: linear_weight(&(&p / "proj"), "weight", d, d)?,
-            num_heads: cfg.num_heads,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("AIMv2 attention input is [B, N, C]");
-        let qkv = x
-            .linear::<Tensor>(&self.qkv, None)
-            .reshape([b, n, 3, self.num_heads, c / self.num_heads])
-            .permute([2, 0, 3, 1, 4]);
-        let (q, k, v) = (qkv.get(0), qkv.get(1), qkv.get(2));
-        Tensor::scaled_dot_product_attention(&q, &k, &v, None::<Tensor>, 0.0, false, None, false)
-            .transpose(1, 2)
-            .reshape([b, n, c])
-            .linear::<Tensor>(&self.proj, None)
-    }
+/// A bias-free `nn.Linear` with torch's default initialisation.
+fn linear(p: nn::Path, in_dim: i64, out_dim: i64) -> Linear {
+    Linear::new(&p, in_dim, out_dim, false, LinearInit::Torch)
 }
 
 /// `fc2(silu(fc1 x) * fc3 x)`, bias-free.
 #[derive(Debug)]
 struct SwiGlu {
-    fc1: Tensor,
-    fc2: Tensor,
-    fc3: Tensor,
+    fc1: Linear,
+    fc2: Linear,
+    fc3: Linear,
 }
 
 impl SwiGlu {
-    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
+    fn new(p: nn::Path, cfg: &Aimv2Config) -> Self {
         let (d, h) = (cfg.embed_dim, cfg.mlp_hidden);
-        Ok(SwiGlu {
-            fc1: linear_weight(&(&p / "fc1"), "weight", h, d)?,
-            fc2: linear_weight(&(&p / "fc2"), "weight", d, h)?,
-            fc3: linear_weight(&(&p / "fc3"), "weight", h, d)?,
-        })
+        SwiGlu {
+            fc1: linear(&p / "fc1", d, h),
+            fc2: linear(&p / "fc2", h, d),
+            fc3: linear(&p / "fc3", d, h),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
-        let gate = x.linear::<Tensor>(&self.fc1, None).silu();
-        (gate * x.linear::<Tensor>(&self.fc3, None)).linear::<Tensor>(&self.fc2, None)
+        let gate = self.fc1.forward(x).silu();
+        self.fc2.forward(&(gate * self.fc3.forward(x)))
     }
 }
 
@@ -231,13 +190,20 @@ struct Block {
 }
 
 impl Block {
-    fn new(p: nn::Path, cfg: &Aimv2Config) -> Result<Self> {
-        Ok(Block {
-            attn: Attention::new(&p / "attn", cfg)?,
-            norm_1: RmsNorm::new(&p / "norm_1", cfg.embed_dim, cfg.eps)?,
-            mlp: SwiGlu::new(&p / "mlp", cfg)?,
-            norm_2: RmsNorm::new(&p / "norm_2", cfg.embed_dim, cfg.eps)?,
-        })
+    fn new(p: nn::Path, cfg: &Aimv2Config) -> Self {
+        let d = cfg.embed_dim;
+        // ml-aim's attention: packed q/k/v rows, no biases, scale 1/sqrt(head_dim).
+        let attn = Attention {
+            qkv: linear(&p / "attn" / "qkv", d, 3 * d),
+            proj: linear(&p / "attn" / "proj", d, d),
+            heads: cfg.num_heads,
+        };
+        Block {
+            attn,
+            norm_1: RmsNorm::new(&p / "norm_1", d, cfg.eps),
+            mlp: SwiGlu::new(&p / "mlp", cfg),
+            norm_2: RmsNorm::new(&p / "norm_2", d, cfg.eps),
+        }
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
@@ -271,38 +237,25 @@ impl Aimv2 {
         let fan_in = cfg.in_chans * ps * ps;
         let xavier = (6.0 / (fan_in + d) as f64).sqrt();
         let bias_bound = 1.0 / (fan_in as f64).sqrt();
-        let pos_embed = pre.f_var(
+        let pos_embed = layers::param(
+            &pre,
             "pos_embed",
             &[1, cfg.num_tokens(), d],
-            Init::Randn {
-                mean: 0.0,
-                stdev: 0.02,
-            },
-        )?;
-        let proj_weight = proj.f_var(
+            Fill::Normal(0.02),
+        );
+        let proj_weight = layers::param(
+            &proj,
             "weight",
             &[d, cfg.in_chans, ps, ps],
-            Init::Uniform {
-                lo: -xavier,
-                up: xavier,
-            },
-        )?;
-        let proj_bias = proj.f_var(
-            "bias",
-            &[d],
-            Init::Uniform {
-                lo: -bias_bound,
-                up: bias_bound,
-            },
-        )?;
-        let patch_norm = RmsNorm::new(&patchifier / "norm", d, cfg.eps)?;
+            Fill::Uniform(xavier),
+        );
+        let proj_bias = layers::param(&proj, "bias", &[d], Fill::Uniform(bias_bound));
+        let patch_norm = RmsNorm::new(&patchifier / "norm", d, cfg.eps);
         let trunk = p / "trunk";
         let blocks = (0..cfg.depth)
-            .map(|i| {
-                Block::new(&trunk / "blocks" / i, cfg).with_context(|| format!("AIMv2 block {i}"))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let post_trunk_norm = RmsNorm::new(&trunk / "post_trunk_norm", d, cfg.eps)?;
+            .map(|i| Block::new(&trunk / "blocks" / i, cfg))
+            .collect();
+        let post_trunk_norm = RmsNorm::new(&trunk / "post_trunk_norm", d, cfg.eps);
         Ok(Aimv2 {
             cfg: cfg.clone(),
             proj_weight,
@@ -318,22 +271,10 @@ impl Aimv2 {
         &self.cfg
     }
 
-    /// `post_trunk_norm(trunk(preprocessor(x)))`: [B, grid*grid, D].
+    /// `post_trunk_norm(trunk(preprocessor(x)))`: [B, grid*grid, D]. `x` must have passed
+    /// [`Backbone::check_input`].
     pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
-        let size = x.size();
         let ps = self.cfg.patch_size;
-        // Callers build the trunk for the run's image size (a different size fails in `build`),
-        // so a mismatch here is a programming error, not bad user input.
-        assert!(
-            size.len() == 4
-                && size[1] == self.cfg.in_chans
-                && size[2] == self.cfg.img_size
-                && size[3] == self.cfg.img_size,
-            "AIMv2 expects [B, {}, {}, {}] input, got {size:?}",
-            self.cfg.in_chans,
-            self.cfg.img_size,
-            self.cfg.img_size
-        );
         let x = x
             .conv2d(
                 &self.proj_weight,
@@ -365,6 +306,16 @@ impl Backbone for Aimv2 {
         (0..self.cfg.depth)
             .map(|i| format!("trunk.blocks.{i}"))
             .collect()
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let side = self.cfg.img_size;
+        layers::check_input(
+            x,
+            self.cfg.in_chans,
+            self.cfg.patch_size,
+            Some((side, side)),
+        )
     }
 }
 

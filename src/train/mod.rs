@@ -84,7 +84,12 @@ pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
     let tp = &params.training_params;
     // Initialisation (random trunks and heads) is a function of the seed.
     tch::manual_seed(tp.seed as i64);
-    let splits = Splits::build(params)?;
+    let mut splits = Splits::build(params)?;
+    if !opts.test_only {
+        // Never train on data that cannot be read (unless skip_unreadable); this pass also
+        // fills the resize cache for the first epoch.
+        splits.ensure_readable(params)?;
+    }
     let info = splits.info.clone();
     println!("The default metric has been set to: {}", info.target_metric);
     let sources = build_sources(params, splits)?;

@@ -9,9 +9,9 @@
 //!   and the text tower do not feed medfm's features and are skipped.
 //!
 //! A 1-channel (or other non-RGB) run derives its patch kernel from the RGB one
-//! ([`adapt_input_conv`]).
+//! ([`layers::adapt_input_conv`]).
 
-use crate::config::GrayInit;
+use crate::models::layers;
 use crate::models::registry::BuildOptions;
 use crate::weights::{self, LoadOptions, StateDict};
 use anyhow::{bail, Context, Result};
@@ -40,12 +40,13 @@ pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -
 pub fn prepare(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
     let mut sd = to_official_layout(sd)?;
     if let Some(w) = sd.get(PATCH_KERNEL) {
-        let adapted = adapt_input_conv(w, opts.in_chans, opts.gray_init).with_context(|| {
-            format!(
-                "adapting {PATCH_KERNEL} to {} input channels",
-                opts.in_chans
-            )
-        })?;
+        let adapted =
+            layers::adapt_input_conv(w, opts.in_chans, opts.gray_init).with_context(|| {
+                format!(
+                    "adapting {PATCH_KERNEL} to {} input channels",
+                    opts.in_chans
+                )
+            })?;
         sd.insert(PATCH_KERNEL.to_string(), adapted);
     }
     Ok(sd)
@@ -176,31 +177,4 @@ fn from_hf_native(sd: StateDict) -> Result<StateDict> {
         }
     }
     Ok(out)
-}
-
-/// The patch kernel [D, 3, p, p] for `in_chans` input channels. `First` is the reference's
-/// rule (`w.repeat(1, 4, 1, 1)[:, :C]`, i.e. channel 0 for grayscale); `Sum` is timm's
-/// (`w.sum(1)` for one channel, else cycled RGB scaled by 3/C). A kernel that already has
-/// `in_chans` channels is kept.
-pub fn adapt_input_conv(w: &Tensor, in_chans: i64, how: GrayInit) -> Result<Tensor> {
-    let size = w.size();
-    if size.len() != 4 {
-        bail!("expected a 4-d convolution kernel, got shape {size:?}");
-    }
-    let have = size[1];
-    if have == in_chans {
-        return Ok(w.shallow_clone());
-    }
-    if have != 3 {
-        bail!("cannot derive a {in_chans}-channel kernel from a {have}-channel one (need RGB, shape {size:?})");
-    }
-    let cycled = || {
-        let reps = (in_chans + 2) / 3;
-        w.repeat([1, reps, 1, 1]).narrow(1, 0, in_chans)
-    };
-    Ok(match how {
-        GrayInit::First => cycled(),
-        GrayInit::Sum if in_chans == 1 => w.sum_dim_intlist(1, true, None),
-        GrayInit::Sum => cycled() * (3.0 / in_chans as f64),
-    })
 }

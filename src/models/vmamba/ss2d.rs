@@ -172,7 +172,12 @@ impl Ss2d {
         let mut y = &u * ds.sum_dim_intlist(0, false, None::<Kind>);
         for k in 0..K {
             let state = from_scan_order(&states.get(k), k, h, w); // [B, H, W, D]
-            y = y.addcmul(&state, &c_out.select(3, k).unsqueeze(-1));
+            let c_k = c_out.select(3, k).unsqueeze(-1);
+            y = if in_place {
+                y.addcmul_(&state, &c_k)
+            } else {
+                y.addcmul(&state, &c_k)
+            };
         }
         y
     }
