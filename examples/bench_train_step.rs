@@ -3,11 +3,15 @@
 //! compares it with PyTorch eager in the same run (scripts/bench_train.py).
 //!
 //! `cargo run --release --example bench_train_step -- --backbone dinov2_vitb14 --head none
-//! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] --serve`
+//! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] [--device cpu|cuda[:N]]
+//! [--amp] --serve`
 //!
 //! The model has random weights (the step time does not depend on them). The frozen-trunk
-//! feature cache is off, so the trunk runs every step as in PyTorch. With `--serve` it prints
-//! `ready`, then runs one timed step per line read from stdin and answers with its time in ms.
+//! feature cache is off, so the trunk runs every step as in PyTorch. The batch is held on the
+//! CPU and copied to the device each step, as the training loop does. `--amp` turns on
+//! `use_mixed_precision` (autocast float16 + loss scaling; CUDA only). With `--serve` it prints
+//! `ready`, then runs one timed step per line read from stdin and answers with its time in ms;
+//! on CUDA the device is synchronised before the clock is read at both ends.
 
 use anyhow::{bail, Context, Result};
 use medfm::data::{Batch, DatasetInfo, Item, Label};
@@ -25,6 +29,8 @@ struct Args {
     size: i64,
     classes: i64,
     threads: Option<i32>,
+    device: Device,
+    amp: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -36,6 +42,8 @@ fn parse() -> Result<Args> {
         size: 224,
         classes: 5,
         threads: None,
+        device: Device::Cpu,
+        amp: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -48,6 +56,8 @@ fn parse() -> Result<Args> {
             "--size" => a.size = v()?.parse()?,
             "--classes" => a.classes = v()?.parse()?,
             "--threads" => a.threads = Some(v()?.parse()?),
+            "--device" => a.device = medfm::commands::features::parse_device(&v()?)?,
+            "--amp" => a.amp = true,
             "--serve" => {}
             other => bail!("unknown option {other}"),
         }
@@ -109,12 +119,13 @@ fn main() -> Result<()> {
         .display()
         .to_string()
         .into();
-    v["system_params"]["use_GPU"] = false.into();
+    v["training_params"]["use_mixed_precision"] = a.amp.into();
+    v["system_params"]["use_GPU"] = a.device.is_cuda().into();
     let params = medfm::config::from_value(v).map_err(anyhow::Error::msg)?;
     let mut info = DatasetInfo::new(medfm::config::DatasetName::APTOS2019, None)?;
     info.label_names.truncate(a.classes as usize);
     tch::manual_seed(0);
-    let spec = ClassifierSpec::from_params(&params, a.classes, 3, Device::Cpu)?;
+    let spec = ClassifierSpec::from_params(&params, a.classes, 3, a.device)?;
     let model = ClassifierModel {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
@@ -139,16 +150,26 @@ fn main() -> Result<()> {
         test: Box::new(source()),
         bank: None,
     };
-    let mut trainer = Trainer::new(params, info, Device::Cpu, Box::new(model), sources)?;
+    let mut trainer = Trainer::new(params, info, a.device, Box::new(model), sources)?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "ready")?;
     out.flush()?;
     for line in std::io::stdin().lock().lines() {
         line?;
+        synchronize(a.device);
         let start = Instant::now();
         trainer.train_step(&batch)?;
+        synchronize(a.device);
         writeln!(out, "{:.3}", start.elapsed().as_secs_f64() * 1e3)?;
         out.flush()?;
     }
     Ok(())
+}
+
+/// Wait for the device's queued work, so the clock measures the step's work (CUDA runs
+/// asynchronously); nothing to wait for on the CPU.
+fn synchronize(device: Device) {
+    if let Device::Cuda(i) = device {
+        tch::Cuda::synchronize(i as i64);
+    }
 }

@@ -47,6 +47,9 @@ pub fn runtime_summary() -> String {
     );
     if cuda {
         s.push_str(&format!("; CUDA devices: {}", tch::Cuda::device_count()));
+        for (i, name) in cuda_device_names().iter().enumerate() {
+            s.push_str(&format!("; cuda:{i}: {name}"));
+        }
         s.push_str(&format!(
             "; cuDNN: {}",
             if tch::Cuda::cudnn_is_available() {
@@ -57,6 +60,66 @@ pub fn runtime_summary() -> String {
         ));
     }
     s
+}
+
+/// The CUDA devices' names, in CUDA's order, from the driver API (`cuDeviceGetName` of
+/// libcuda, loaded at run time: neither tch nor torch-sys exposes the name). Empty when the
+/// driver library is absent or a call fails.
+pub fn cuda_device_names() -> Vec<String> {
+    #[cfg(target_os = "linux")]
+    {
+        driver::device_names().unwrap_or_default()
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        Vec::new()
+    }
+}
+
+#[cfg(target_os = "linux")]
+mod driver {
+    use std::ffi::{c_char, c_int, c_uint, c_void, CStr};
+
+    type Init = unsafe extern "C" fn(c_uint) -> c_int;
+    type GetCount = unsafe extern "C" fn(*mut c_int) -> c_int;
+    type Get = unsafe extern "C" fn(*mut c_int, c_int) -> c_int;
+    type GetName = unsafe extern "C" fn(*mut c_char, c_int, c_int) -> c_int;
+
+    fn symbol(lib: *mut c_void, name: &CStr) -> Option<*mut c_void> {
+        // SAFETY: `lib` is a live handle from dlopen and `name` is NUL-terminated.
+        let f = unsafe { libc::dlsym(lib, name.as_ptr()) };
+        (!f.is_null()).then_some(f)
+    }
+
+    pub(super) fn device_names() -> Option<Vec<String>> {
+        // SAFETY: dlopen of the driver library, which stays loaded for the process (never
+        // closed); the symbols are the CUDA driver API's, called with their C signatures
+        // (CUresult = int, CUdevice = int), 0 = CUDA_SUCCESS.
+        unsafe {
+            let lib = libc::dlopen(c"libcuda.so.1".as_ptr(), libc::RTLD_NOW | libc::RTLD_LOCAL);
+            if lib.is_null() {
+                return None;
+            }
+            let init: Init = std::mem::transmute(symbol(lib, c"cuInit")?);
+            let count: GetCount = std::mem::transmute(symbol(lib, c"cuDeviceGetCount")?);
+            let get: Get = std::mem::transmute(symbol(lib, c"cuDeviceGet")?);
+            let get_name: GetName = std::mem::transmute(symbol(lib, c"cuDeviceGetName")?);
+            let mut n: c_int = 0;
+            if init(0) != 0 || count(&mut n) != 0 {
+                return None;
+            }
+            let mut names = Vec::new();
+            for i in 0..n {
+                let (mut dev, mut buf) = (0, [0 as c_char; 256]);
+                if get(&mut dev, i) != 0 || get_name(buf.as_mut_ptr(), buf.len() as c_int, dev) != 0
+                {
+                    return None;
+                }
+                names.push(CStr::from_ptr(buf.as_ptr()).to_string_lossy().into_owned());
+            }
+            Some(names)
+        }
+    }
 }
 
 /// libtorch's OpenMP threads spin while they wait for work (libgomp's default), which steals
@@ -80,5 +143,22 @@ pub fn use_passive_openmp_threads() {
             .exec();
         // exec only returns on failure; carry on with the default policy then.
         eprintln!("note: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn summary_names_every_cuda_device_or_says_none_is_available() {
+        let s = runtime_summary();
+        if tch::Cuda::is_available() {
+            let n = tch::Cuda::device_count() as usize;
+            assert_eq!(cuda_device_names().len(), n, "{s}");
+            assert!(s.contains(&format!("cuda:{}: ", n - 1)), "{s}");
+        } else {
+            assert!(s.ends_with("CUDA available: no"), "{s}");
+        }
     }
 }
