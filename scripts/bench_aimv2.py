@@ -14,13 +14,12 @@ Run through scripts/bench_aimv2.sh (which builds the Rust side and takes the hea
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 import torch
+
+from bench_common import MedfmServer, interleave, per_image, ratio, rounded, time_ms
 
 FNS = {"aimv2-large-patch14-224": "aimv2_large", "aimv2-huge-patch14-224": "aimv2_huge"}
 
@@ -30,45 +29,26 @@ def bench(models, name, args):
     model = getattr(models, FNS[name])().eval()
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, 224, 224)
-    rust = subprocess.Popen(
-        [args.bin, name, "--batch", str(args.batch), "--threads", str(args.threads), "--serve"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    if rust.stdout.readline().strip() != "ready":
-        sys.exit(f"bench_backbone {name} did not start")
-
-    def medfm_forward():
-        rust.stdin.write("run\n")
-        rust.stdin.flush()
-        return float(rust.stdout.readline())
-
-    def reference_forward():
-        t = time.perf_counter()
-        model(x).mean(dim=1)  # tokens = post_trunk_norm(x), pooled = their mean (as medfm)
-        return (time.perf_counter() - t) * 1e3
-
-    ref, ours = [], []
+    medfm = MedfmServer(args.bin, name, args.batch, args.threads)
     with torch.no_grad():
-        for i in range(args.warmup + args.iters):
-            r, m = reference_forward(), medfm_forward()
-            print(f"  {name} iteration {i}: ml-aim {r:.0f} ms, medfm {m:.0f} ms", file=sys.stderr)
-            if i >= args.warmup:
-                ref.append(r)
-                ours.append(m)
-    rust.stdin.close()
-    rust.wait()
+        # tokens = post_trunk_norm(x), pooled = their mean (as medfm)
+        t = interleave(
+            {"ml-aim": lambda: time_ms(lambda: model(x).mean(dim=1)), "medfm": medfm.forward_ms},
+            args.warmup,
+            args.iters,
+            label=name,
+        )
+    medfm.close()
     return {
         "backbone": name,
         "batch": args.batch,
         "size": 224,
         "threads": args.threads,
-        "ml_aim_ms_per_image": statistics.median(ref) / args.batch,
-        "medfm_ms_per_image": statistics.median(ours) / args.batch,
-        "ratio": statistics.median(m / r for m, r in zip(ours, ref)),
-        "ml_aim_ms_per_batch": [round(t, 1) for t in ref],
-        "medfm_ms_per_batch": [round(t, 1) for t in ours],
+        "ml_aim_ms_per_image": per_image(t["ml-aim"], args.batch),
+        "medfm_ms_per_image": per_image(t["medfm"], args.batch),
+        "ratio": ratio(t["medfm"], t["ml-aim"]),
+        "ml_aim_ms_per_batch": rounded(t["ml-aim"]),
+        "medfm_ms_per_batch": rounded(t["medfm"]),
     }
 
 

@@ -13,14 +13,12 @@ Run through scripts/bench_vit.sh (which builds the Rust side and takes the heavy
 import argparse
 import json
 import os
-import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from bench_common import MedfmServer, interleave, per_image, ratio, rounded, time_ms  # noqa: E402
 from gen_parity_full_vit import reference  # noqa: E402  (the reference builders)
 
 
@@ -29,39 +27,19 @@ def bench(name, args):
     _, run = reference(name)
     torch.manual_seed(0)
     x = torch.randn(args.batch, 3, args.size, args.size)
-    rust = subprocess.Popen(
-        [args.bin, name, "--batch", str(args.batch), "--size", str(args.size), "--threads", str(args.threads), "--serve"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
-    if rust.stdout.readline().strip() != "ready":
-        sys.exit(f"bench_backbone {name} did not start")
-
-    def medfm_forward():
-        rust.stdin.write("run\n")
-        rust.stdin.flush()
-        return float(rust.stdout.readline())
-
-    def reference_forward():
-        t = time.perf_counter()
-        run(x)
-        return (time.perf_counter() - t) * 1e3
-
-    ref, ours = [], []
+    medfm = MedfmServer(args.bin, name, args.batch, args.threads, size=args.size)
     with torch.no_grad():
-        for i in range(args.warmup + args.iters):
-            r, m = reference_forward(), medfm_forward()
-            if i >= args.warmup:
-                ref.append(r)
-                ours.append(m)
-    rust.stdin.close()
-    rust.wait()
+        t = interleave(
+            {"reference": lambda: time_ms(lambda: run(x)), "medfm": medfm.forward_ms}, args.warmup, args.iters
+        )
+    medfm.close()
     return {
         "backbone": name, "batch": args.batch, "size": args.size, "threads": args.threads,
-        "reference_ms_per_image": statistics.median(ref) / args.batch,
-        "medfm_ms_per_image": statistics.median(ours) / args.batch,
-        "ratio": statistics.median(m / r for m, r in zip(ours, ref)),
-        "reference_ms_per_batch": [round(t, 1) for t in ref],
-        "medfm_ms_per_batch": [round(t, 1) for t in ours],
+        "reference_ms_per_image": per_image(t["reference"], args.batch),
+        "medfm_ms_per_image": per_image(t["medfm"], args.batch),
+        "ratio": ratio(t["medfm"], t["reference"]),
+        "reference_ms_per_batch": rounded(t["reference"]),
+        "medfm_ms_per_batch": rounded(t["medfm"]),
     }
 
 

@@ -21,12 +21,11 @@ import argparse
 import json
 import os
 import statistics
-import subprocess
 import sys
-import time
 
 import torch
 
+from bench_common import MedfmServer, interleave, per_image, rounded, time_ms
 from gen_parity_vmamba import FULL, features, import_reference
 
 
@@ -57,21 +56,7 @@ def bench(vm, name, args):
     torch.manual_seed(0)
     model = getattr(vm, FULL[name])().eval()
     x = torch.randn(args.batch, 3, 224, 224)
-    # The medfm binary waits passively for OpenMP work unless the user says otherwise
-    # (device::use_passive_openmp_threads); time it as users run it.
-    env = {**os.environ}
-    env.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-    rust = subprocess.Popen(
-        [args.bin, name, "--batch", str(args.batch), "--threads", str(args.threads), "--serve"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env,
-    )
-    if rust.stdout.readline().strip() != "ready":
-        sys.exit(f"bench_backbone {name} did not start")
-
-    def medfm_forward():
-        rust.stdin.write("run\n")
-        rust.stdin.flush()
-        return float(rust.stdout.readline())
+    medfm = MedfmServer(args.bin, name, args.batch, args.threads)
 
     import csms6s
 
@@ -80,32 +65,31 @@ def bench(vm, name, args):
     def reference_forward(scan):
         csms6s.selective_scan_torch = scan
         try:
-            t = time.perf_counter()
-            features(model, x)
-            return (time.perf_counter() - t) * 1e3
+            return time_ms(lambda: features(model, x))
         finally:
             csms6s.selective_scan_torch = full_scan
 
-    ref, ours, rest = [], [], []
-    for i in range(args.warmup + args.iters):
-        r, m, n = reference_forward(full_scan), medfm_forward(), reference_forward(no_loop_scan)
-        print(f"  {name} iteration {i}: reference {r:.0f} ms, medfm {m:.0f} ms, "
-              f"reference without its loop {n:.0f} ms", file=sys.stderr)
-        if i >= args.warmup:
-            ref.append(r)
-            ours.append(m)
-            rest.append(n)
-    rust.stdin.close()
-    rust.wait()
+    t = interleave(
+        {
+            "reference": lambda: reference_forward(full_scan),
+            "medfm": medfm.forward_ms,
+            "reference without its loop": lambda: reference_forward(no_loop_scan),
+        },
+        args.warmup,
+        args.iters,
+        label=name,
+    )
+    medfm.close()
+    ref, ours, rest = t["reference"], t["medfm"], t["reference without its loop"]
     return {
         "backbone": name, "batch": args.batch, "size": 224, "threads": args.threads,
-        "reference_ms_per_image": statistics.median(ref) / args.batch,
-        "medfm_ms_per_image": statistics.median(ours) / args.batch,
-        "reference_without_loop_ms_per_image": statistics.median(rest) / args.batch,
+        "reference_ms_per_image": per_image(ref, args.batch),
+        "medfm_ms_per_image": per_image(ours, args.batch),
+        "reference_without_loop_ms_per_image": per_image(rest, args.batch),
         "speedup": statistics.median(r / m for m, r in zip(ours, ref)),
-        "reference_ms_per_batch": [round(t, 1) for t in ref],
-        "medfm_ms_per_batch": [round(t, 1) for t in ours],
-        "reference_without_loop_ms_per_batch": [round(t, 1) for t in rest],
+        "reference_ms_per_batch": rounded(ref),
+        "medfm_ms_per_batch": rounded(ours),
+        "reference_without_loop_ms_per_batch": rounded(rest),
     }
 
 
