@@ -2,9 +2,7 @@
 //! --check-images`), so a run never starts on data it cannot read, unless the user asks to
 //! skip unreadable images (then they are listed and dropped).
 
-use super::cache::ResizeCache;
 use super::loader::Source;
-use super::transforms::Pipeline;
 use super::{image, Item, Splits};
 use crate::config::{Params, Transforms};
 use anyhow::{bail, Result};
@@ -142,19 +140,7 @@ impl Splits {
         let bar = progress(total, "reading images");
         let mut problems = Vec::new();
         for ((split, items), t) in self.named().into_iter().zip(transforms) {
-            let pipeline = Pipeline::new(t, &self.info)?;
-            let cache = match (&cache_dir, pipeline.resize) {
-                (Some(dir), Some(_)) => Some(ResizeCache::open(dir)?),
-                _ => None,
-            };
-            let source = Source {
-                pipeline,
-                cache,
-                channels: self.info.channels as usize,
-                task: self.info.task,
-                n_classes: self.info.n_classes() as usize,
-                seed: 0,
-            };
+            let source = Source::new(t, &self.info, 0, cache_dir.as_ref())?;
             let errors = par_map(items.len(), 0, |i| {
                 let e = source.check(&items[i]).err();
                 bar.inc(1);

@@ -33,6 +33,29 @@ pub(super) struct Source {
 }
 
 impl Source {
+    /// The pipeline for `transforms`, with the resize cache under `cache_dir` when the
+    /// pipeline has a leading Resize to cache.
+    pub fn new(
+        transforms: &Transforms,
+        info: &DatasetInfo,
+        seed: u64,
+        cache_dir: Option<&PathBuf>,
+    ) -> Result<Source> {
+        let pipeline = Pipeline::new(transforms, info)?;
+        let cache = match (cache_dir, pipeline.resize) {
+            (Some(dir), Some(_)) => Some(ResizeCache::open(dir)?),
+            _ => None,
+        };
+        Ok(Source {
+            pipeline,
+            cache,
+            channels: info.channels as usize,
+            task: info.task,
+            n_classes: info.n_classes() as usize,
+            seed,
+        })
+    }
+
     /// The image after the leading Resize: from the cache, or decoded (and cached); the
     /// error names the file and where it was listed.
     pub fn base_image(&self, item: &Item) -> Result<image::Image> {
@@ -170,19 +193,7 @@ impl Loader {
         if loader.batch_size < 1 {
             bail!("batch_size must be >= 1, got {}", loader.batch_size);
         }
-        let pipeline = Pipeline::new(transforms, info)?;
-        let cache = match (&cache_dir, pipeline.resize) {
-            (Some(dir), Some(_)) => Some(ResizeCache::open(dir)?),
-            _ => None,
-        };
-        let source = Source {
-            pipeline,
-            cache,
-            channels: info.channels as usize,
-            task: info.task,
-            n_classes: info.n_classes() as usize,
-            seed,
-        };
+        let source = Source::new(transforms, info, seed, cache_dir.as_ref())?;
         Ok(Loader {
             items: Arc::new(items),
             source: Arc::new(source),
