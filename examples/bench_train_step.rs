@@ -100,6 +100,8 @@ impl Fixed {
 
 fn main() -> Result<()> {
     let a = parse()?;
+    // The medfm binary's allocator setting (the script gives both sides passive OpenMP waiting).
+    medfm::device::keep_tensors_in_heap();
     if let Some(t) = a.threads {
         tch::set_num_threads(t);
     }

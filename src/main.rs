@@ -36,6 +36,7 @@ enum Cmd {
 
 fn main() {
     medfm::device::use_passive_openmp_threads();
+    medfm::device::keep_tensors_in_heap();
     let cli = Cli::parse();
     if cli.version {
         println!(
