@@ -2,7 +2,7 @@
 
 use crate::config::SystemParams;
 use anyhow::{bail, Result};
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// The libtorch version medfm was built against (read from the wheel by build.rs).
 pub const LIBTORCH_VERSION: &str = env!("MEDFM_LIBTORCH_VERSION");
@@ -36,6 +36,26 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         );
     }
     Ok(Device::Cuda(idx))
+}
+
+/// `t.to(device, non_blocking=True)` as the reference writes it: the copy runs
+/// asynchronously when `t` sits in pinned (page-locked) memory, which the loader gives when
+/// `pin_memory` is set and training runs on a GPU; otherwise it is an ordinary copy.
+pub fn upload(t: &Tensor, device: Device) -> Tensor {
+    if t.device() == device {
+        return t.shallow_clone();
+    }
+    let pinned = device.is_cuda() && t.f_is_pinned(device).unwrap_or(false);
+    t.to_device_(device, t.kind(), pinned, false)
+}
+
+/// `pin_memory()` for a batch tensor bound to `device` (a CUDA device; on the CPU, and if
+/// pinning fails, the tensor is returned as it is and copies are simply synchronous).
+pub fn pin(t: Tensor, device: Device) -> Tensor {
+    if !device.is_cuda() {
+        return t;
+    }
+    t.f_pin_memory(device).unwrap_or(t)
 }
 
 /// One line for `--version`: libtorch version and CUDA availability.

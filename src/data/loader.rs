@@ -17,7 +17,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 const SHUFFLE_STREAM: u64 = 0x5348_5546; // "SHUF"
 const AUGMENT_STREAM: u64 = 0x4155_4745; // "AUGE"
@@ -178,6 +178,8 @@ pub struct Loader {
     drop_last: bool,
     workers: usize,
     prefetch: usize,
+    /// The CUDA device batches are pinned for (`pin_memory`), if any.
+    pin: Option<Device>,
 }
 
 impl Loader {
@@ -202,7 +204,16 @@ impl Loader {
             drop_last: loader.drop_last,
             workers: loader.num_workers.max(0) as usize,
             prefetch: loader.prefetch_factor.unwrap_or(2).max(1) as usize,
+            pin: None,
         })
+    }
+
+    /// `pin_memory`: batches are built in pinned memory for `device` (when it is a CUDA
+    /// device), so the trainer's uploads run asynchronously. Pinning happens in the worker
+    /// threads, off the training loop.
+    pub fn pinned_for(mut self, device: Option<Device>) -> Loader {
+        self.pin = device.filter(|d| d.is_cuda());
+        self
     }
 
     /// Batches per epoch (honouring drop_last).
@@ -254,11 +265,11 @@ impl Loader {
     pub fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
         let batches = self.batch_indices(epoch);
         if self.workers == 0 {
-            let (items, source) = (self.items.clone(), self.source.clone());
+            let (items, source, pin) = (self.items.clone(), self.source.clone(), self.pin);
             return Box::new(
                 batches
                     .into_iter()
-                    .map(move |b| source.batch(&items, &b, epoch)),
+                    .map(move |b| source.batch(&items, &b, epoch).map(|b| b.pinned(pin))),
             );
         }
         Box::new(Prefetch::start(
@@ -266,8 +277,8 @@ impl Loader {
             self.source.clone(),
             batches,
             epoch,
-            self.workers,
-            self.prefetch * self.workers,
+            (self.workers, self.prefetch * self.workers),
+            self.pin,
         ))
     }
 }
@@ -297,8 +308,8 @@ impl Prefetch {
         source: Arc<Source>,
         batches: Vec<Vec<usize>>,
         epoch: u64,
-        workers: usize,
-        window: usize,
+        (workers, window): (usize, usize),
+        pin: Option<Device>,
     ) -> Prefetch {
         let n = batches.len();
         let batches = Arc::new(batches);
@@ -337,7 +348,9 @@ impl Prefetch {
                         g.claim += 1;
                         g.claim - 1
                     };
-                    let result = source.batch(&items, &batches[k], epoch);
+                    let result = source
+                        .batch(&items, &batches[k], epoch)
+                        .map(|b| b.pinned(pin));
                     if tx.send((k, result)).is_err() {
                         return;
                     }

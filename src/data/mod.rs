@@ -32,7 +32,7 @@ pub use loader::Loader;
 use crate::config::{DatasetName, Params};
 use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Task {
@@ -178,4 +178,21 @@ pub struct Batch {
     /// With MultiCrop: every view, [B, C, size_k, size_k] each, in the crop order of the
     /// params; empty otherwise.
     pub views: Vec<Tensor>,
+}
+
+impl Batch {
+    /// The batch in pinned memory for `device` (see [`crate::device::pin`]); unchanged for
+    /// `None`.
+    pub fn pinned(self, device: Option<Device>) -> Batch {
+        let Some(device) = device else {
+            return self;
+        };
+        let pin = |t: Tensor| crate::device::pin(t, device);
+        Batch {
+            images: pin(self.images),
+            labels: pin(self.labels),
+            indices: self.indices,
+            views: self.views.into_iter().map(pin).collect(),
+        }
+    }
 }

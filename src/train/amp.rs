@@ -150,7 +150,8 @@ mod tests {
         let mut scaler = GradScaler::new(Device::Cpu);
         // loss = sum(p * [inf, 1]) makes the first gradient infinite.
         let g = Tensor::from_slice(&[f32::INFINITY, 1.0]);
-        scaler.scale(&(&p * &g).sum(Kind::Float)).backward();
+        opt.backward(&scaler.scale(&(&p * &g).sum(Kind::Float)))
+            .unwrap();
         assert_eq!(scaler.step(&mut opt), StepOutcome::Skipped);
         scaler.update();
         assert_eq!(Vec::<f32>::try_from(p.detach()).unwrap(), [1.0, 2.0]);
@@ -171,9 +172,10 @@ mod tests {
         scaler.growth_interval = 2;
         for step in 0..2 {
             opt.zero_grad();
-            scaler
-                .scale(&(&p * Tensor::from_slice(&[1.0f32, -1.0])).sum(Kind::Float))
-                .backward();
+            opt.backward(
+                &scaler.scale(&(&p * Tensor::from_slice(&[1.0f32, -1.0])).sum(Kind::Float)),
+            )
+            .unwrap();
             assert_eq!(scaler.step(&mut opt), StepOutcome::Stepped);
             scaler.update();
             let want = [1.0 - 0.1 * (step + 1) as f32, 2.0 + 0.1 * (step + 1) as f32];

@@ -92,16 +92,14 @@ pub(super) fn run_pass(
             let batch = batch?;
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
             let out = super::amp::autocast(amp, || model.head(&f, false)).to_kind(Kind::Float);
-            losses.push(criterion(task, &out, &batch.labels.to_device(device)).double_value(&[]));
+            // Losses, logits and embeddings stay on the device until the pass ends: one
+            // copy to the CPU per pass instead of a synchronisation per batch.
+            let labels_on_device = crate::device::upload(&batch.labels, device);
+            losses.push(criterion(task, &out, &labels_on_device));
             if want_embeddings {
-                embs.push(
-                    model
-                        .embedding(&f)
-                        .to_kind(Kind::Float)
-                        .to_device(Device::Cpu),
-                );
+                embs.push(model.embedding(&f).to_kind(Kind::Float));
             }
-            logits.push(out.to_device(Device::Cpu));
+            logits.push(out);
             labels.push(batch.labels.shallow_clone());
             indices.extend_from_slice(&batch.indices);
         }
@@ -110,12 +108,18 @@ pub(super) fn run_pass(
     if logits.is_empty() {
         bail!("the split gives no batch");
     }
+    let batch_losses = Vec::<f64>::try_from(
+        Tensor::stack(&losses, 0)
+            .to_kind(Kind::Double)
+            .to_device(Device::Cpu),
+    )
+    .context("reading the batch losses")?;
     Ok(EvalOut {
-        logits: Tensor::cat(&logits, 0),
+        logits: Tensor::cat(&logits, 0).to_device(Device::Cpu),
         labels: Tensor::cat(&labels, 0),
         indices,
-        batch_losses: losses,
-        embeddings: want_embeddings.then(|| Tensor::cat(&embs, 0)),
+        batch_losses,
+        embeddings: want_embeddings.then(|| Tensor::cat(&embs, 0).to_device(Device::Cpu)),
     })
 }
 

@@ -40,14 +40,18 @@ pub struct RunOptions {
     pub lr_grid_search: bool,
 }
 
-/// The loaders of a run, as the reference's `init_dataloaders` builds them.
-pub fn build_sources(params: &Params, splits: Splits) -> Result<Sources> {
+/// The loaders of a run, as the reference's `init_dataloaders` builds them. With
+/// `pin_memory` and a CUDA `device`, batches come in pinned memory (asynchronous uploads).
+pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<Sources> {
     let d = &params.dataset_params;
     let dl = &params.dataloader_params;
     let seed = params.training_params.seed;
     let cache = crate::data::cache_dir(params);
     let info = splits.info.clone();
-    let loader = |items, t, l: &LoaderParams| Loader::new(items, t, l, &info, seed, cache.clone());
+    let loader = |items, t, l: &LoaderParams| {
+        Loader::new(items, t, l, &info, seed, cache.clone())
+            .map(|loader| loader.pinned_for(l.pin_memory.then_some(device)))
+    };
     let bank = if params.training_params.knn_eval {
         // The bank reads the train items with the val transforms, in order.
         let l = LoaderParams {
@@ -92,7 +96,7 @@ pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
     }
     let info = splits.info.clone();
     println!("The default metric has been set to: {}", info.target_metric);
-    let sources = build_sources(params, splits)?;
+    let sources = build_sources(params, splits, device)?;
     let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
     let model = ClassifierModel {
         inner: Classifier::new(&spec)?,

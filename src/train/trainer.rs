@@ -133,7 +133,7 @@ pub(super) fn batch_features(
     if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
         return f;
     }
-    let images = batch.images.to_device(device);
+    let images = crate::device::upload(&batch.images, device);
     let f = amp::autocast(amp, || model.features(&images));
     if let Some(c) = cache {
         c.put(&batch.indices, &f);
@@ -395,6 +395,10 @@ impl Trainer {
 
     /// One forward/backward/update (the reference's `global_step`). Returns the loss and the
     /// batch size.
+    ///
+    /// On a GPU everything up to the update is queued without waiting; the step waits for
+    /// the device once, when it reads the loss at the end (the reference waits once too, when
+    /// it copies the predictions to the CPU).
     fn global_step(&mut self, batch: &Batch) -> Result<(f64, u64)> {
         let task = self.info.task;
         self.opt.zero_grad();
@@ -402,18 +406,44 @@ impl Trainer {
             self.params.training_params.seed,
             self.state.iters,
         ));
-        let labels = batch.labels.to_device(self.device);
+        let labels = crate::device::upload(&batch.labels, self.device);
         let cache = Self::cache_mut(&mut self.caches, Split::Train);
         let logits = if self.model.trunk_frozen() {
             let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp);
             amp::autocast(self.amp, || self.model.head(&f, true))
         } else {
-            let images = batch.images.to_device(self.device);
+            let images = crate::device::upload(&batch.images, self.device);
             amp::autocast(self.amp, || {
                 self.model.head(&self.model.features(&images), true)
             })
         };
         let loss = criterion(task, &logits, &labels);
+        let clip = self.params.training_params.grad_clipping;
+        match &mut self.scaler {
+            Some(scaler) => {
+                self.opt.backward(&scaler.scale(&loss))?;
+                if clip > 0.0 {
+                    scaler.unscale(&self.opt);
+                    let _ = clip_grad_norm(&self.opt.grads(), clip);
+                }
+                if scaler.step(&mut self.opt) == StepOutcome::Skipped {
+                    println!(
+                        "Notice: iteration {}: inf/NaN gradients; step skipped, loss scale reduced",
+                        self.state.iters
+                    );
+                }
+                scaler.update();
+            }
+            None => {
+                self.opt.backward(&loss)?;
+                if clip > 0.0 {
+                    let _ = clip_grad_norm(&self.opt.grads(), clip);
+                }
+                self.opt.step();
+            }
+        }
+        // A non-finite loss has just updated the parameters in memory only: the run stops
+        // here, before any validation or checkpoint could see them.
         let loss_value = loss.double_value(&[]);
         if !loss_value.is_finite() {
             bail!(
@@ -426,33 +456,11 @@ impl Trainer {
                 self.files.last().display()
             );
         }
-        let clip = self.params.training_params.grad_clipping;
-        match &mut self.scaler {
-            Some(scaler) => {
-                scaler.scale(&loss).backward();
-                if clip > 0.0 {
-                    scaler.unscale(&self.opt);
-                    clip_grad_norm(&self.opt.grads(), clip);
-                }
-                if scaler.step(&mut self.opt) == StepOutcome::Skipped {
-                    println!(
-                        "Notice: iteration {}: inf/NaN gradients; step skipped, loss scale reduced",
-                        self.state.iters
-                    );
-                }
-                scaler.update();
-            }
-            None => {
-                loss.backward();
-                if clip > 0.0 {
-                    clip_grad_norm(&self.opt.grads(), clip);
-                }
-                self.opt.step();
-            }
+        if !self.grid_search {
+            // Kept on the device until the next log, which copies them to the CPU at once.
+            self.train_logits.push(logits.detach().to_kind(Kind::Float));
+            self.train_labels.push(batch.labels.shallow_clone());
         }
-        self.train_logits
-            .push(logits.detach().to_kind(Kind::Float).to_device(Device::Cpu));
-        self.train_labels.push(batch.labels.shallow_clone());
         let mut hypers = self.opt.hypers();
         self.mixer
             .step(&mut hypers, self.state.val_target, self.state.val_loss)?;
@@ -481,7 +489,7 @@ impl Trainer {
         values.push("learning_rate", self.opt.lr());
         let metrics = super::evaluate::metrics_of(
             &self.info,
-            &Tensor::cat(&logits, 0),
+            &Tensor::cat(&logits, 0).to_device(Device::Cpu),
             &Tensor::cat(&labels, 0),
         )?;
         values.extend(&metrics.reference_values("train"));
