@@ -4,7 +4,7 @@
 //!
 //! `cargo run --release --example bench_train_step -- --backbone dinov2_vitb14 --head none
 //! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] [--device cpu|cuda[:N]]
-//! [--amp] --serve`
+//! [--amp] [--foreach true|false] --serve`
 //!
 //! The model has random weights (the step time does not depend on them). The frozen-trunk
 //! feature cache is off, so the trunk runs every step as in PyTorch. The batch is held on the
@@ -31,6 +31,8 @@ struct Args {
     threads: Option<i32>,
     device: Device,
     amp: bool,
+    /// The optimizer's `foreach` (None: torch's default, on for GPU parameters).
+    foreach: Option<bool>,
 }
 
 fn parse() -> Result<Args> {
@@ -44,6 +46,7 @@ fn parse() -> Result<Args> {
         threads: None,
         device: Device::Cpu,
         amp: false,
+        foreach: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -58,6 +61,7 @@ fn parse() -> Result<Args> {
             "--threads" => a.threads = Some(v()?.parse()?),
             "--device" => a.device = medfm::commands::features::parse_device(&v()?)?,
             "--amp" => a.amp = true,
+            "--foreach" => a.foreach = Some(v()?.parse()?),
             "--serve" => {}
             other => bail!("unknown option {other}"),
         }
@@ -122,6 +126,9 @@ fn main() -> Result<()> {
         .to_string()
         .into();
     v["training_params"]["use_mixed_precision"] = a.amp.into();
+    if let Some(f) = a.foreach {
+        v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = f.into();
+    }
     v["system_params"]["use_GPU"] = a.device.is_cuda().into();
     let params = medfm::config::from_value(v).map_err(anyhow::Error::msg)?;
     let mut info = DatasetInfo::new(medfm::config::DatasetName::APTOS2019, None)?;

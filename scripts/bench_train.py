@@ -307,8 +307,9 @@ def bench_step(args):
                  "--device", args.device, *(["--amp"] if args.amp else [])]
         # One after the other, each with a first (untimed) step, so the device's memory rise
         # belongs to one server.
-        medfm = started_with_first_step([exe, *rust_args(config), "--classes", str(N_CLASSES), *shape, "--serve"],
-                                        env, gpu)
+        foreach = [] if args.medfm_foreach == "default" else ["--foreach", args.medfm_foreach]
+        medfm = started_with_first_step([exe, *rust_args(config), "--classes", str(N_CLASSES), *shape, *foreach,
+                                         "--serve"], env, gpu)
         torch_side = started_with_first_step(
             [sys.executable, os.path.abspath(__file__), "torch-worker", "--config", config, *shape], env, gpu)
         pids = {medfm.proc.pid, torch_side.proc.pid}
@@ -326,7 +327,7 @@ def bench_step(args):
                 t_rust.append(b)
         row = {
             "config": config, "batch": args.batch, "size": args.size, "threads": args.threads,
-            "device": args.device, "amp": args.amp,
+            "device": args.device, "amp": args.amp, "medfm_foreach": args.medfm_foreach,
             "trainable_params": int(torch_side.ready[0]),
             "pytorch_ms": round(statistics.median(t_torch), 1), "medfm_ms": round(statistics.median(t_rust), 1),
             "ratio": round(statistics.median(t_rust) / statistics.median(t_torch), 3),
@@ -519,6 +520,9 @@ def main():
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
     parsers["step"].add_argument("--json", help="also write the rows to this JSON file")
+    parsers["step"].add_argument("--medfm-foreach", default="default", choices=["default", "true", "false"],
+                                 help="medfm's optimizer implementation (default: multi-tensor on a GPU, as "
+                                      "torch's foreach; PyTorch keeps its default)")
     parsers["all"].set_defaults(device="cpu", amp=False)
     for name in ["all", "step"]:
         p = parsers[name]

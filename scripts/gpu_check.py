@@ -162,13 +162,16 @@ class Check:
         peak = peak_tflops(self.gpu_name)
         flops = train_step_flops(size, batch)
         rows = []
-        for amp in [True, False]:
-            out = os.path.join(self.work, f"bench_{'amp' if amp else 'fp32'}.json")
+        # medfm's default optimizer on a GPU steps each parameter group as one tensor (torch's
+        # foreach); the last run times the per-parameter loop too, to show what that saves.
+        for amp, foreach in [(True, "default"), (False, "default"), (False, "false")]:
+            name = f"bench_{'amp' if amp else 'fp32'}" + ("" if foreach == "default" else f"_foreach_{foreach}")
+            out = os.path.join(self.work, f"{name}.json")
             cmd = [sys.executable, os.path.join(HERE, "bench_train.py"), "step", "--configs", "deit_last4",
                    "--device", self.args.device, "--batch", str(batch), "--size", str(size), "--iters", str(iters),
                    "--warmup", str(warmup), "--threads", str(self.args.threads), "--json", out,
-                   *(["--amp"] if amp else [])]
-            self.run(f"bench_{'amp' if amp else 'fp32'}", cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                   "--medfm-foreach", foreach, *(["--amp"] if amp else [])]
+            self.run(name, cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
             for r in json.load(open(out)):
                 for side in ["pytorch", "medfm"]:
                     seconds = r[f"{side}_ms"] / 1e3
@@ -372,12 +375,13 @@ def summary(r):
         lines += [f"## 4. training step, medfm vs PyTorch ({b.get('config', '')}): {verdict(b.get('ok'))}", "",
                   f"model FLOPs per step: {b.get('model_tflop_per_step')} TFLOP; peak used for MFU: "
                   f"{b.get('peak_tflops')} TFLOP/s (dense fp16/bf16)", ""]
-        lines += ["| amp | side | ms/step | images/s | MFU | GPU MiB (nvidia-smi per process) | "
+        lines += ["| amp | side (medfm's foreach) | ms/step | images/s | MFU | GPU MiB (nvidia-smi per process) | "
                   "GPU MiB (device rise at start) | allocator peak MiB |", "|---|---|---|---|---|---|---|---|"]
         for row in b.get("rows", []):
             for side in ["pytorch", "medfm"]:
                 mfu = row.get(f"{side}_mfu")
-                lines.append(f"| {row['amp']} | {side} | {row[f'{side}_ms']} | {row[f'{side}_images_per_s']} | "
+                label = f"medfm ({row.get('medfm_foreach', 'default')})" if side == "medfm" else side
+                lines.append(f"| {row['amp']} | {label} | {row[f'{side}_ms']} | {row[f'{side}_images_per_s']} | "
                              f"{f'{mfu:.1%}' if mfu is not None else 'n/a'} | "
                              f"{na(row.get(f'{side}_gpu_smi_process_mib'))} | "
                              f"{na(row.get(f'{side}_gpu_device_rise_mib'))} | "

@@ -61,67 +61,72 @@ fn optimizer_steps_match_torch() {
             .iter()
             .map(shape)
             .collect();
-        let params: Vec<(String, Tensor)> = names
-            .iter()
-            .zip(&shapes)
-            .zip(case["initial"].as_array().unwrap())
-            .map(|((n, s), init)| {
-                (
-                    n.clone(),
-                    Tensor::from_slice(&floats(init))
-                        .reshape(s.as_slice())
-                        .set_requires_grad(true),
-                )
-            })
-            .collect();
-        let mut opt = Optimizer::new(
-            optim_config(case),
-            params
-                .iter()
-                .map(|(n, t)| (n.clone(), t.shallow_clone()))
-                .collect(),
-        );
-        for (s, (grads, after)) in case["grads"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .zip(case["after"].as_array().unwrap())
-            .enumerate()
-        {
-            if let Some(per_step) = case["per_step"].as_array() {
-                let mut h = opt.hypers();
-                for g in &mut h {
-                    g.lr = per_step[s]["lr"].as_f64().unwrap();
-                    g.beta1 = per_step[s]["beta1"].as_f64().unwrap();
-                }
-                opt.set_hypers(&h);
-            }
-            opt.zero_grad();
-            // d/dp sum(p * G) = G exactly: this sets each gradient to the fixture's.
-            let loss = params
+        for multi_tensor in [false, true] {
+            let params: Vec<(String, Tensor)> = names
                 .iter()
                 .zip(&shapes)
-                .zip(grads.as_array().unwrap())
-                .map(|(((_, p), s), g)| {
-                    (p * Tensor::from_slice(&floats(g)).reshape(s.as_slice())).sum(Kind::Float)
+                .zip(case["initial"].as_array().unwrap())
+                .map(|((n, s), init)| {
+                    (
+                        n.clone(),
+                        Tensor::from_slice(&floats(init))
+                            .reshape(s.as_slice())
+                            .set_requires_grad(true),
+                    )
                 })
-                .fold(
-                    Tensor::zeros([], (Kind::Float, tch::Device::Cpu)),
-                    |a, b| a + b,
-                );
-            opt.backward(&loss).unwrap();
-            if let Some(max_norm) = case["clip"].as_f64() {
-                let _ = clip_grad_norm(&opt.grads(), max_norm);
-            }
-            opt.step();
-            for ((n, p), want) in params.iter().zip(after.as_array().unwrap()) {
-                let got = Vec::<f32>::try_from(p.detach().reshape([-1])).unwrap();
-                for (a, b) in got.iter().zip(floats(want)) {
-                    let tol = 1e-6 * (1.0 + b.abs());
-                    assert!(
-                        (a - b).abs() <= tol,
-                        "{name} step {s} {n}: medfm {a} vs torch {b}"
+                .collect();
+            let mut opt = Optimizer::new(
+                optim_config(case),
+                params
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.shallow_clone()))
+                    .collect(),
+            );
+            // Both step implementations: parameter by parameter (CPU default) and one flat
+            // buffer per group (the GPU default).
+            opt.set_multi_tensor(multi_tensor);
+            for (s, (grads, after)) in case["grads"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .zip(case["after"].as_array().unwrap())
+                .enumerate()
+            {
+                if let Some(per_step) = case["per_step"].as_array() {
+                    let mut h = opt.hypers();
+                    for g in &mut h {
+                        g.lr = per_step[s]["lr"].as_f64().unwrap();
+                        g.beta1 = per_step[s]["beta1"].as_f64().unwrap();
+                    }
+                    opt.set_hypers(&h);
+                }
+                opt.zero_grad();
+                // d/dp sum(p * G) = G exactly: this sets each gradient to the fixture's.
+                let loss = params
+                    .iter()
+                    .zip(&shapes)
+                    .zip(grads.as_array().unwrap())
+                    .map(|(((_, p), s), g)| {
+                        (p * Tensor::from_slice(&floats(g)).reshape(s.as_slice())).sum(Kind::Float)
+                    })
+                    .fold(
+                        Tensor::zeros([], (Kind::Float, tch::Device::Cpu)),
+                        |a, b| a + b,
                     );
+                opt.backward(&loss).unwrap();
+                if let Some(max_norm) = case["clip"].as_f64() {
+                    let _ = clip_grad_norm(&opt.grads(), max_norm);
+                }
+                opt.step();
+                for ((n, p), want) in params.iter().zip(after.as_array().unwrap()) {
+                    let got = Vec::<f32>::try_from(p.detach().reshape([-1])).unwrap();
+                    for (a, b) in got.iter().zip(floats(want)) {
+                        let tol = 1e-6 * (1.0 + b.abs());
+                        assert!(
+                            (a - b).abs() <= tol,
+                            "{name} (multi-tensor {multi_tensor}) step {s} {n}: medfm {a} vs torch {b}"
+                        );
+                    }
                 }
             }
         }

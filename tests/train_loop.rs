@@ -79,11 +79,25 @@ fn a_run_writes_every_output_and_lowers_the_loss() {
 
 #[test]
 fn a_crashed_run_resumes_to_the_same_metrics() {
+    crash_and_resume(None);
+}
+
+/// The multi-tensor optimizer (parameters and state as views of flat buffers) saves and
+/// resumes exactly too.
+#[test]
+fn a_crashed_run_resumes_to_the_same_metrics_with_foreach() {
+    crash_and_resume(Some(true));
+}
+
+fn crash_and_resume(foreach: Option<bool>) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
         v["training_params"]["val_every"] = 0.5.into();
         v["optimization_params"]["default"]["scheduler"]["type"] =
             serde_json::json!(["LinearWarmup", "CosineAnnealingLR"]);
+        if let Some(f) = foreach {
+            v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = f.into();
+        }
     };
     let p = tiny::params(full.path(), edit);
     full_run(&mut tiny::trainer(

@@ -476,6 +476,9 @@ pub struct OptimizerHyper {
     pub dampening: Option<f64>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nesterov: Option<bool>,
+    /// torch's `foreach`: step each parameter group as one tensor (default: on a GPU).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub foreach: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

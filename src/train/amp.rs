@@ -139,6 +139,7 @@ mod tests {
             dampening: 0.0,
             nesterov: false,
             lars: None,
+            foreach: None,
         };
         Optimizer::new(cfg, params)
     }
