@@ -57,6 +57,8 @@ fn parse() -> Result<Args> {
 
 fn main() -> Result<()> {
     let args = parse()?;
+    // The medfm binary's allocator setting, so the forward times are the binary's.
+    medfm::device::keep_tensors_in_heap();
     if let Some(t) = args.threads {
         tch::set_num_threads(t);
     }

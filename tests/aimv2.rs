@@ -6,23 +6,14 @@ use medfm::models::aimv2::{checkpoint, Aimv2, Aimv2Config};
 use medfm::models::registry::{self, BuildOptions};
 use medfm::models::Backbone;
 use medfm::weights::StateDict;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
 const TOL: f64 = 1e-4;
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+mod common;
 
-fn read_st(path: &Path) -> StateDict {
-    Tensor::read_safetensors(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
+use common::{fixture, read_st_at as read_st, ReferenceKeys};
 
 fn tiny_config(in_chans: i64) -> Aimv2Config {
     let meta: serde_json::Value =
@@ -150,29 +141,13 @@ fn full_size_keys_shapes_and_counts_equal_the_reference() {
         ("aimv2-large-patch14-224", Aimv2Config::large()),
         ("aimv2-huge-patch14-224", Aimv2Config::huge()),
     ] {
-        let path = fixture(&format!("keys/{name}.json"));
-        let doc: serde_json::Value =
-            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-        let reference: Vec<(String, Vec<i64>)> = doc["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|kv| {
-                let shape = kv[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_i64().unwrap())
-                    .collect();
-                (kv[0].as_str().unwrap().to_string(), shape)
-            })
-            .collect();
+        let reference = ReferenceKeys::read(name);
         assert_eq!(
             cfg.param_shapes(),
-            reference,
+            reference.keys,
             "{name}: key/shape list (in state-dict order)"
         );
-        let count = doc["param_count"].as_i64().unwrap();
+        let count = reference.param_count;
         assert_eq!(cfg.param_count(), count, "{name}");
         let spec = registry::get(name).unwrap();
         assert_eq!(spec.param_count, count, "{name}: registry parameter count");

@@ -401,6 +401,30 @@ fn ensure_readable_refuses_or_skips_unreadable_images() {
 }
 
 #[test]
+fn with_the_empty_val_fallback_a_bad_test_image_is_listed_and_dropped_once() {
+    let (_dir, mut p, _) = setup(DatasetName::APTOS2019, 20);
+    let mut s = Splits::build(&p).unwrap();
+    // What Splits::build does when the val split is empty.
+    s.val = s.test.clone();
+    let bad = s.test[0].clone();
+    std::fs::write(&bad.path, b"not a png").unwrap();
+    let distinct = s.train.len() + s.test.len();
+    let err = s.ensure_readable(&p).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!("1 of {distinct} images cannot be read")),
+        "{err}"
+    );
+    assert_eq!(err.matches(&bad.origin).count(), 1, "{err}");
+    p.dataset_params.skip_unreadable = true;
+    let problems = s.ensure_readable(&p).unwrap();
+    assert_eq!(problems.len(), 1);
+    for split in [&s.val, &s.test] {
+        assert!(split.iter().all(|it| it.path != bad.path));
+    }
+    assert_eq!(s.val.len(), s.test.len());
+}
+
+#[test]
 fn ensure_readable_on_a_warm_cache_reads_entry_headers_only() {
     let (_dir, p, mut s) = setup(DatasetName::DDSM, 20);
     assert!(s.ensure_readable(&p).unwrap().is_empty());

@@ -16,24 +16,8 @@ type Shapes = BTreeMap<String, Vec<i64>>;
 
 /// The reference's key/shape list and parameter count.
 fn reference(name: &str) -> (Shapes, i64) {
-    let path = common::fixture(&format!("keys/{name}.json"));
-    let doc: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
-    let keys = doc["keys"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| {
-            let shape = e[1]
-                .as_array()
-                .unwrap()
-                .iter()
-                .map(|d| d.as_i64().unwrap())
-                .collect();
-            (e[0].as_str().unwrap().to_string(), shape)
-        })
-        .collect();
-    (keys, doc["param_count"].as_i64().unwrap())
+    let r = common::ReferenceKeys::read(name);
+    (r.by_name(), r.param_count)
 }
 
 /// Variable shapes under `prefix`, prefix removed.

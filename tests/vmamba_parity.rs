@@ -6,21 +6,13 @@ use medfm::models::registry::{self, BuildOptions};
 use medfm::models::vmamba::{self, linear_recurrence, Vmamba, VmambaConfig};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
+
 use tch::{nn, Device, Tensor};
 
-fn fixture(rel: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(rel)
-}
+mod common;
 
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .into_iter()
-        .collect()
-}
+use common::{fixture, read_st_at as read};
 
 fn options(in_chans: i64, weights_key: Option<&str>) -> BuildOptions {
     BuildOptions {
@@ -157,23 +149,8 @@ fn long_scan_with_extreme_decay_matches_the_reference() {
 #[test]
 fn full_size_keys_shapes_and_counts_match_the_reference() {
     for name in ["vmamba_s", "vmamba_b"] {
-        let path = fixture(&format!("keys/{name}.json"));
-        let text = std::fs::read_to_string(&path).unwrap();
-        let doc: serde_json::Value = serde_json::from_str(&text).unwrap();
-        let want: BTreeMap<String, Vec<i64>> = doc["tensors"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let shape = e[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_i64().unwrap())
-                    .collect();
-                (e[0].as_str().unwrap().to_string(), shape)
-            })
-            .collect();
+        let reference = common::ReferenceKeys::read(name);
+        let want = reference.by_name();
         let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let _trunk = (spec.build)(&vs.root(), &options(3, None)).unwrap();
@@ -184,11 +161,7 @@ fn full_size_keys_shapes_and_counts_match_the_reference() {
             .collect();
         assert_eq!(got, want, "{name}: key/shape list");
         let count: i64 = got.values().map(|s| s.iter().product::<i64>()).sum();
-        assert_eq!(
-            count,
-            doc["param_count"].as_i64().unwrap(),
-            "{name}: parameter count"
-        );
+        assert_eq!(count, reference.param_count, "{name}: parameter count");
         assert_eq!(count, spec.param_count, "{name}: registry parameter count");
     }
 }

@@ -133,9 +133,11 @@ impl FeatureCache {
     }
 }
 
+/// The batch's item positions on `device`; on a GPU uploaded from pinned memory without
+/// waiting (a plain copy would synchronise the device at every cached batch).
 fn index_tensor(indices: &[usize], device: Device) -> Tensor {
     let v: Vec<i64> = indices.iter().map(|&i| i as i64).collect();
-    Tensor::from_slice(&v).to_device(device)
+    crate::device::upload(&crate::device::pin(Tensor::from_slice(&v), device), device)
 }
 
 #[cfg(test)]

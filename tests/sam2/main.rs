@@ -12,16 +12,14 @@ use medfm::config::GrayInit;
 use medfm::models::hiera::HieraConfig;
 use medfm::models::registry::BuildOptions;
 use medfm::models::sam2::Sam2Config;
-use std::path::{Path, PathBuf};
 
 /// Var-store prefix of the encoder in the parity tests.
 const PREFIX: &str = "backbone";
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures")
-        .join(name)
-}
+#[path = "../common/mod.rs"]
+mod common;
+
+use common::fixture;
 
 fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
     BuildOptions {

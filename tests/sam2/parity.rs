@@ -2,6 +2,7 @@
 //! and 1024 px and in grayscale through the real checkpoint loader, the full-size key/shape
 //! lists and parameter counts, and the `#[ignore]`d full-size random-weight parity.
 
+use super::common::read_st_at as read;
 use super::{fixture, opts, tiny_config, PREFIX};
 use medfm::models::layers::without_random_init;
 use medfm::models::registry::{self, BuildOptions};
@@ -19,13 +20,6 @@ fn pattern_input(shape: &[i64]) -> Tensor {
     let i = Tensor::arange(n, (Kind::Int64, Device::Cpu));
     let h = (i * 1_103_515_245i64 + 12_345i64).remainder(1i64 << 31);
     (h.remainder(2001).to_kind(Kind::Float) / 1000.0 - 1.0).reshape(shape)
-}
-
-fn read(path: &Path) -> BTreeMap<String, Tensor> {
-    Tensor::read_safetensors(path)
-        .unwrap_or_else(|e| panic!("reading {}: {e}", path.display()))
-        .into_iter()
-        .collect()
 }
 
 /// Loads an official-layout checkpoint (`{'model': {'image_encoder.*': ..., other SAM parts}}`
@@ -150,24 +144,8 @@ fn tiny_blocks_name_every_hiera_block() {
 #[test]
 fn full_size_keys_shapes_and_parameter_counts() {
     for name in ["sam2_b", "sam2_l"] {
-        let doc: serde_json::Value = serde_json::from_str(
-            &std::fs::read_to_string(fixture(&format!("keys/{name}.json"))).unwrap(),
-        )
-        .unwrap();
-        let want: BTreeMap<String, Vec<i64>> = doc["keys"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|e| {
-                let shape = e[1]
-                    .as_array()
-                    .unwrap()
-                    .iter()
-                    .map(|d| d.as_i64().unwrap())
-                    .collect();
-                (e[0].as_str().unwrap().to_string(), shape)
-            })
-            .collect();
+        let reference = super::common::ReferenceKeys::read(name);
+        let want = reference.by_name();
         let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         // Shapes only: skip the random fill (gigabytes of page faults for sam2_l).
@@ -180,7 +158,7 @@ fn full_size_keys_shapes_and_parameter_counts() {
             .collect();
         assert_eq!(have, want, "{name}: keys/shapes differ from the reference");
         let count: i64 = have.values().map(|s| s.iter().product::<i64>()).sum();
-        assert_eq!(count, doc["param_count"].as_i64().unwrap(), "{name}");
+        assert_eq!(count, reference.param_count, "{name}");
         assert_eq!(count, spec.param_count, "{name}: registry param_count");
         let depth = if name == "sam2_b" { 24 } else { 48 };
         assert_eq!(backbone.blocks().len(), depth, "{name}");
