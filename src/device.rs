@@ -38,24 +38,25 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
     Ok(Device::Cuda(idx))
 }
 
-/// `t.to(device, non_blocking=True)` as the reference writes it: the copy runs
-/// asynchronously when `t` sits in pinned (page-locked) memory, which the loader gives when
-/// `pin_memory` is set and training runs on a GPU; otherwise it is an ordinary copy.
+/// `t.to(device, non_blocking=True)`, as the reference writes it: from pinned memory (what the
+/// loader gives with `pin_memory` on a GPU) the copy runs while the host goes on; from
+/// ordinary memory CUDA stages it first, so the source may be dropped as soon as this returns.
 pub fn upload(t: &Tensor, device: Device) -> Tensor {
     if t.device() == device {
         return t.shallow_clone();
     }
-    let pinned = device.is_cuda() && t.f_is_pinned(device).unwrap_or(false);
-    t.to_device_(device, t.kind(), pinned, false)
+    t.to_device_(device, t.kind(), device.is_cuda(), false)
 }
 
-/// `pin_memory()` for a batch tensor bound to `device` (a CUDA device; on the CPU, and if
-/// pinning fails, the tensor is returned as it is and copies are simply synchronous).
+/// `pin_memory()` for a batch tensor bound for `device` (a CUDA device; on the CPU, and if
+/// pinning fails, the tensor is returned as it is and its copies are simply synchronous).
+/// Calls ATen's `_pin_memory` directly: tch passes a device to `pin_memory`, whose device
+/// argument torch deprecates with a warning at every call.
 pub fn pin(t: Tensor, device: Device) -> Tensor {
     if !device.is_cuda() {
         return t;
     }
-    t.f_pin_memory(device).unwrap_or(t)
+    t.f_internal_pin_memory(device).unwrap_or(t)
 }
 
 /// One line for `--version`: libtorch version and CUDA availability.
