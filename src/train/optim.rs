@@ -1,6 +1,7 @@
 //! AdamW, Adam and SGD with torch's update rules (the single-tensor `torch.optim` code path that
 //! CPU runs use), the reference's two parameter groups, `autoscale_lr`, the LARS wrapper of
-//! `torchlars`, and gradient clipping by global L2 norm.
+//! `torchlars`, and gradient clipping by global L2 norm. With `foreach` (the default on a GPU)
+//! each group steps as one flat tensor, see `flat`.
 //!
 //! Each step uses the same ATen operations as torch, in the same order, so the updates match
 //! torch to rounding. Where tch does not expose an operation's scalar argument (`add(alpha=)`,
