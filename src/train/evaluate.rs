@@ -92,12 +92,19 @@ pub(super) fn run_pass(
             let batch = batch?;
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
             let out = super::amp::autocast(amp, || model.head(&f, false)).to_kind(Kind::Float);
-            // Losses, logits and embeddings stay on the device until the pass ends: one
-            // copy to the CPU per pass instead of a synchronisation per batch.
+            // Losses and logits (a few numbers per image) stay on the device until the pass
+            // ends: one copy to the CPU per pass instead of a synchronisation per batch. The
+            // embeddings (for the kNN bank, up to thousands per image) go to the CPU per
+            // batch, so the device holds one batch of them.
             let labels_on_device = crate::device::upload(&batch.labels, device);
             losses.push(criterion(task, &out, &labels_on_device));
             if want_embeddings {
-                embs.push(model.embedding(&f).to_kind(Kind::Float));
+                embs.push(
+                    model
+                        .embedding(&f)
+                        .to_kind(Kind::Float)
+                        .to_device(Device::Cpu),
+                );
             }
             logits.push(out);
             labels.push(batch.labels.shallow_clone());
@@ -119,7 +126,7 @@ pub(super) fn run_pass(
         labels: Tensor::cat(&labels, 0),
         indices,
         batch_losses,
-        embeddings: want_embeddings.then(|| Tensor::cat(&embs, 0).to_device(Device::Cpu)),
+        embeddings: want_embeddings.then(|| Tensor::cat(&embs, 0)),
     })
 }
 
