@@ -95,6 +95,31 @@ fn medfm_keys_are_optional_and_accepted() {
 }
 
 #[test]
+fn optimizer_foreach_is_torchs_keyword() {
+    let mut v = reference_value();
+    v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = json!(true);
+    let p = parse(&v).unwrap();
+    let o = &p.optimization_params.default;
+    assert_eq!(o.optimizer.params.foreach, Some(true));
+    let cfg = medfm::train::optim::OptimConfig::from_params(o, 32).unwrap();
+    assert_eq!(cfg.foreach, Some(true));
+    // Absent: torch's default (decided by the parameters' device), and absent when resolved.
+    let p = parse(&reference_value()).unwrap();
+    assert_eq!(p.optimization_params.default.optimizer.params.foreach, None);
+    let text = serde_json::to_string(&p).unwrap();
+    assert!(!text.contains("foreach"), "{text}");
+}
+
+#[test]
+fn malformed_optimizer_foreach() {
+    assert_names(
+        "optimization_params.default.optimizer.params.foreach",
+        "expected true or false",
+        |v| v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = json!("yes"),
+    );
+}
+
+#[test]
 fn every_cli_override_is_applied() {
     let mut p = parse(&reference_value()).unwrap();
     let cli = CliOverrides {
