@@ -128,20 +128,7 @@ mod tests {
     use crate::train::optim::OptimConfig;
 
     fn sgd(params: Vec<(String, Tensor)>) -> Optimizer {
-        let cfg = OptimConfig {
-            kind: OptimizerType::SGD,
-            lr: 0.1,
-            weight_decay: 0.0,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            amsgrad: false,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            lars: None,
-            foreach: None,
-        };
-        Optimizer::new(cfg, params)
+        Optimizer::new(OptimConfig::torch_defaults(OptimizerType::SGD, 0.1), params)
     }
 
     #[test]

@@ -55,6 +55,27 @@ pub struct LarsConfig {
 }
 
 impl OptimConfig {
+    /// torch's defaults for `kind` at learning rate `lr` (what an empty `params` gives).
+    pub fn torch_defaults(kind: OptimizerType, lr: f64) -> OptimConfig {
+        OptimConfig {
+            kind,
+            lr,
+            weight_decay: if kind == OptimizerType::AdamW {
+                1e-2
+            } else {
+                0.0
+            },
+            betas: [0.9, 0.999],
+            eps: 1e-8,
+            amsgrad: false,
+            momentum: 0.0,
+            dampening: 0.0,
+            nesterov: false,
+            lars: None,
+            foreach: None,
+        }
+    }
+
     /// `optimization_params.default` with the train batch size: applies `autoscale_lr`
     /// (lr * batch / 256) and activates LARS when the batch reaches `batch_act_thresh`.
     /// The reference's effective batch multiplies by the number of visible GPUs because it
@@ -66,27 +87,22 @@ impl OptimConfig {
         if o.optimizer.autoscale_lr {
             lr = lr * batch_size as f64 / 256.0;
         }
-        let default_wd = if kind == OptimizerType::AdamW {
-            1e-2
-        } else {
-            0.0
-        };
+        let d = OptimConfig::torch_defaults(kind, lr);
         let cfg = OptimConfig {
-            kind,
-            lr,
-            weight_decay: h.weight_decay.unwrap_or(default_wd),
-            betas: h.betas.unwrap_or([0.9, 0.999]),
-            eps: h.eps.unwrap_or(1e-8),
-            amsgrad: h.amsgrad.unwrap_or(false),
-            momentum: h.momentum.unwrap_or(0.0),
-            dampening: h.dampening.unwrap_or(0.0),
-            nesterov: h.nesterov.unwrap_or(false),
+            weight_decay: h.weight_decay.unwrap_or(d.weight_decay),
+            betas: h.betas.unwrap_or(d.betas),
+            eps: h.eps.unwrap_or(d.eps),
+            amsgrad: h.amsgrad.unwrap_or(d.amsgrad),
+            momentum: h.momentum.unwrap_or(d.momentum),
+            dampening: h.dampening.unwrap_or(d.dampening),
+            nesterov: h.nesterov.unwrap_or(d.nesterov),
             lars: (o.LARS_params.enabled && batch_size >= o.LARS_params.batch_act_thresh)
                 .then_some(LarsConfig {
                     eps: o.LARS_params.eps,
                     trust_coef: o.LARS_params.trust_coef,
                 }),
             foreach: h.foreach,
+            ..d
         };
         if cfg.kind == OptimizerType::SGD
             && cfg.nesterov
@@ -605,17 +621,8 @@ mod tests {
 
     fn sgd_with_decay(params: Vec<(String, Tensor)>) -> Optimizer {
         let cfg = OptimConfig {
-            kind: OptimizerType::SGD,
-            lr: 0.5,
             weight_decay: 0.1,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
-            amsgrad: false,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            lars: None,
-            foreach: None,
+            ..OptimConfig::torch_defaults(OptimizerType::SGD, 0.5)
         };
         Optimizer::new(cfg, params)
     }
@@ -693,17 +700,9 @@ mod tests {
 
     fn adamw_amsgrad() -> OptimConfig {
         OptimConfig {
-            kind: OptimizerType::AdamW,
-            lr: 0.01,
             weight_decay: 0.05,
-            betas: [0.9, 0.999],
-            eps: 1e-8,
             amsgrad: true,
-            momentum: 0.0,
-            dampening: 0.0,
-            nesterov: false,
-            lars: None,
-            foreach: None,
+            ..OptimConfig::torch_defaults(OptimizerType::AdamW, 0.01)
         }
     }
 
