@@ -275,15 +275,7 @@ impl Aimv2 {
     /// [`Backbone::check_input`].
     pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
         let ps = self.cfg.patch_size;
-        let x = x
-            .conv2d(
-                &self.proj_weight,
-                Some(&self.proj_bias),
-                [ps, ps],
-                [0, 0],
-                [1, 1],
-                1,
-            )
+        let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1)
             .flatten(2, -1)
             .transpose(1, 2);
         let mut x = self.patch_norm.forward(&x) + &self.pos_embed;

@@ -214,7 +214,7 @@ impl Conv2d {
 
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let (s, p) = (self.stride, self.padding);
-        x.conv2d(&self.weight, Some(&self.bias), [s, s], [p, p], [1, 1], 1)
+        super::layers::conv2d(x, &self.weight, Some(&self.bias), s, p, 1)
     }
 }
 

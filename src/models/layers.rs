@@ -228,6 +228,36 @@ impl Attention {
     }
 }
 
+/// `F.conv2d(x, weight, bias, stride, padding, groups=groups)` with cuDNN's TF32 off, so a
+/// float32 convolution on a GPU computes in float32, as on the CPU. cuDNN's default (TF32:
+/// operands rounded to 10 mantissa bits) moves DINOv2-B/14's features by 1.3e-3 through the
+/// patch embedding alone (scripts/sim_tf32_conv.py simulates it on the CPU), while `medfm
+/// features` on a GPU must equal the CPU's to 1e-3. Under autocast the convolution runs in float16 either way. The other
+/// flags are libtorch's defaults, which medfm does not change (`at::convolution` reads them).
+pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+) -> Tensor {
+    x.internal_convolution(
+        weight,
+        bias,
+        [stride, stride],
+        [padding, padding],
+        [1, 1],
+        false,
+        [0, 0],
+        groups,
+        false,
+        false,
+        true,
+        false,
+    )
+}
+
 /// Split [B, N, H*Dh] into heads: [B, H, N, Dh].
 pub fn split_heads(x: &Tensor, heads: i64) -> Tensor {
     let (b, n, c) = x.size3().expect("expected [B, N, C]");
@@ -424,14 +454,7 @@ impl PatchEmbed {
 
     /// [B, C, H, W] -> ([B, h*w, D], (h, w)).
     pub fn forward(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
-        let y = x.conv2d(
-            &self.weight,
-            self.bias.as_ref(),
-            [self.patch, self.patch],
-            [0, 0],
-            [1, 1],
-            1,
-        );
+        let y = conv2d(x, &self.weight, self.bias.as_ref(), self.patch, 0, 1);
         let (_, _, h, w) = y.size4().expect("conv output is 4-D");
         (y.flatten(2, 3).transpose(1, 2), (h, w))
     }

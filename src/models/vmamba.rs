@@ -159,14 +159,7 @@ impl Conv {
 
     /// 3x3, padding 1. `x`: `[B, C, H, W]` in any memory format.
     fn forward(&self, x: &Tensor) -> Tensor {
-        x.conv2d(
-            &self.weight,
-            Some(&self.bias),
-            [self.stride; 2],
-            [1, 1],
-            [1, 1],
-            1,
-        )
+        super::layers::conv2d(x, &self.weight, Some(&self.bias), self.stride, 1, 1)
     }
 }
 

@@ -96,19 +96,17 @@ impl Ss2d {
     /// `x`: `[B, H, W, C]` -> `[B, H, W, C]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
         let u = x.linear(&self.in_proj, None::<Tensor>);
-        let u = u
-            .permute([0, 3, 1, 2])
-            .conv2d(
-                &self.conv,
-                None::<Tensor>,
-                [1, 1],
-                [1, 1],
-                [1, 1],
-                self.d_inner,
-            )
-            .silu()
-            .permute([0, 2, 3, 1])
-            .contiguous();
+        let u = crate::models::layers::conv2d(
+            &u.permute([0, 3, 1, 2]),
+            &self.conv,
+            None,
+            1,
+            1,
+            self.d_inner,
+        )
+        .silu()
+        .permute([0, 2, 3, 1])
+        .contiguous();
         let y = self.selective_scan_2d(&u);
         // out_norm runs in fp32 like the reference (its scan output is fp32), then back.
         let y = self.out_norm.forward(&y).to_kind(x.kind());
