@@ -271,6 +271,43 @@ fn a_checkpoint_of_another_trunk_is_refused() {
 }
 
 #[test]
+fn a_session_with_misshapen_optimizer_state_is_refused() {
+    use medfm::train::checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    full_run(&mut t);
+    let last = t.files().last();
+    drop(t);
+    let ck = checkpoint::load(&last).unwrap();
+    let state: serde_json::Value = ck.state().unwrap();
+    let mut victim = String::new();
+    let tensors: Vec<(String, tch::Tensor)> = ck
+        .tensors
+        .iter()
+        .map(|(n, t)| {
+            if victim.is_empty() && n.starts_with("optim/") && n.ends_with("/exp_avg") {
+                victim = n.clone();
+                (n.clone(), t.reshape([-1]).narrow(0, 0, 1))
+            } else {
+                (n.clone(), t.shallow_clone())
+            }
+        })
+        .collect();
+    assert!(!victim.is_empty(), "the session has Adam state");
+    checkpoint::save(&last, ck.kind, &tensors, &state).unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["restore_session"] = true.into()
+    });
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    let err = t.restore(None, false).unwrap_err().to_string();
+    assert!(
+        err.contains(&victim) && err.contains("has shape [1]"),
+        "{err}"
+    );
+}
+
+#[test]
 fn without_save_best_model_the_last_model_is_tested() {
     let dir = tempfile::tempdir().unwrap();
     let p = tiny::params(dir.path(), |v| {

@@ -233,22 +233,32 @@ impl Trainer {
         self.opt.state.clear();
         let optim = ck.group("optim/");
         for (name, step) in &st.steps {
-            let field = |f: &str| {
-                optim
-                    .iter()
-                    .find(|(n, _)| *n == format!("{name}/{f}"))
-                    .map(|(_, t)| t.to_device(self.device))
+            let Some((_, param)) = trainable.iter().find(|(n, _)| n == name) else {
+                bail!(
+                    "{what}: optimizer state for {name}, which is not a trainable parameter of this model"
+                );
             };
-            self.opt.state.insert(
-                name.clone(),
-                ParamState {
-                    step: *step,
-                    exp_avg: field("exp_avg"),
-                    exp_avg_sq: field("exp_avg_sq"),
-                    max_exp_avg_sq: field("max_exp_avg_sq"),
-                    momentum_buffer: field("momentum_buffer"),
-                },
-            );
+            let field = |f: &str| -> Result<Option<Tensor>> {
+                let Some((_, t)) = optim.iter().find(|(n, _)| *n == format!("{name}/{f}")) else {
+                    return Ok(None);
+                };
+                if t.size() != param.size() {
+                    bail!(
+                        "{what}: optim/{name}/{f} has shape {:?}, the parameter has {:?}",
+                        t.size(),
+                        param.size()
+                    );
+                }
+                Ok(Some(t.to_device(self.device)))
+            };
+            let state = ParamState {
+                step: *step,
+                exp_avg: field("exp_avg")?,
+                exp_avg_sq: field("exp_avg_sq")?,
+                max_exp_avg_sq: field("max_exp_avg_sq")?,
+                momentum_buffer: field("momentum_buffer")?,
+            };
+            self.opt.state.insert(name.clone(), state);
         }
         self.mixer = st.scheduler;
         if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
