@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::{trainable_names, SMALL_DEIT, SMALL_MAE, TINY_DEIT};
+
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::registry::{BackboneSpec, BuildOptions, Family};
@@ -28,14 +30,6 @@ const TINY: VitConfig = VitConfig {
     depth: 4,
     heads: 4,
     mlp_hidden: 64,
-    eps: 1e-6,
-};
-const TINY_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 24,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 48,
     eps: 1e-6,
 };
 
@@ -68,23 +62,10 @@ fn classifier(sets: &[&str]) -> Classifier {
     Classifier::with_parts(&spec, &TINY_ROW, TINY_DEIT).unwrap()
 }
 
-fn trainable_names(c: &Classifier) -> BTreeSet<String> {
-    c.trainable().into_iter().map(|(n, _)| n).collect()
-}
-
 /// The variables that, after one backward pass, hold a non-zero gradient.
 fn names_with_gradient(c: &Classifier) -> BTreeSet<String> {
     let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
-    c.forward(&x, true).sum(Kind::Float).backward();
-    c.var_store()
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| {
-            let g = t.grad();
-            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0
-        })
-        .map(|(n, _)| n)
-        .collect()
+    common::names_with_gradient(c, &x)
 }
 
 fn block_vars(block: &str) -> Vec<String> {
@@ -304,24 +285,6 @@ fn missing_checkpoints_are_errors_that_name_file_and_source() {
     );
     std::env::remove_var("MEDFM_WEIGHTS");
 }
-
-/// The MAE parity fixture's shape (scripts/gen_parity_mae.py) and the head fixture's DeiT.
-const SMALL_MAE: VitConfig = VitConfig {
-    patch: 8,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
-};
-const SMALL_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
-};
 
 fn build_small_mae(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
     Ok(Box::new(Mae::new(p, SMALL_MAE, opts)?))

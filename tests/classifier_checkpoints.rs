@@ -10,7 +10,7 @@
 
 mod common;
 
-use common::{fixture, max_abs, read_st};
+use common::{fixture, max_abs, read_st, SMALL_DEIT, SMALL_MAE};
 use medfm::config::{self, HeadType, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::clip::{Clip, TowerConfig};
@@ -18,7 +18,7 @@ use medfm::models::coca::{Coca, CocaConfig};
 use medfm::models::dinov2::{Dinov2, Dinov2Config};
 use medfm::models::layers::FfnKind;
 use medfm::models::registry::{self, BackboneSpec, BuildFn, BuildOptions};
-use medfm::models::vit::{Mae, VitConfig};
+use medfm::models::vit::Mae;
 use medfm::models::Backbone;
 use medfm::train::{ClassifierModel, TrainModel};
 use std::path::{Path, PathBuf};
@@ -28,14 +28,6 @@ use tch::{Device, Kind, Tensor};
 /// `$MEDFM_WEIGHTS` is process-wide: every test of this file that resolves weights holds this.
 static WEIGHTS_ENV: Mutex<()> = Mutex::new(());
 
-const SMALL_MAE: VitConfig = VitConfig {
-    patch: 8,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
-};
 /// dinov2_small.pth: a 4x4 stored grid (56 px).
 const SMALL_DINOV2: Dinov2Config = Dinov2Config {
     dim: 32,
@@ -50,15 +42,6 @@ const SMALL_DINOV2_518: Dinov2Config = Dinov2Config {
     depth: 2,
     pos_grid: 37,
     ..SMALL_DINOV2
-};
-/// The attention-head fixture's DeiT (scripts/gen_parity_heads.py): a 14x14 stored grid.
-const SMALL_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
 };
 const SMALL_TOWER: TowerConfig = TowerConfig {
     patch: 8,

@@ -3,6 +3,9 @@
 //! open_clip's CLIP and CoCa towers; both heads. After one backward pass the trainable
 //! parameters, and only they, hold a gradient.
 
+mod common;
+
+use common::trainable_names as trainable;
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::clip::{Clip, TowerConfig};
@@ -94,22 +97,9 @@ fn params(sets: &[String]) -> Params {
     config::parse_with_sets(&text, &path, sets).unwrap()
 }
 
-fn trainable(c: &Classifier) -> BTreeSet<String> {
-    c.trainable().into_iter().map(|(n, _)| n).collect()
-}
-
 fn with_gradient(c: &Classifier) -> BTreeSet<String> {
     let x = Tensor::randn([2, 3, SIDE, SIDE], (Kind::Float, Device::Cpu));
-    c.forward(&x, true).sum(Kind::Float).backward();
-    c.var_store()
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| {
-            let g = t.grad();
-            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0
-        })
-        .map(|(n, _)| n)
-        .collect()
+    common::names_with_gradient(c, &x)
 }
 
 fn all_vars(c: &Classifier, prefix: &str) -> BTreeSet<String> {

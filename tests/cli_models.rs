@@ -1,5 +1,8 @@
 //! `medfm features` and `medfm backbones` as a user runs them.
 
+mod common;
+
+use common::read_st_at;
 use medfm::models::registry;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -12,6 +15,17 @@ fn medfm(args: &[&str]) -> Output {
         .expect("medfm runs")
 }
 
+/// `medfm args`, which must succeed (its stderr is the failure message).
+fn medfm_ok(args: &[&str]) -> Output {
+    let out = medfm(args);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 fn write_pixels(path: &Path, name: &str, shape: &[i64]) {
     let x = Tensor::randn(shape, (Kind::Float, Device::Cpu));
     Tensor::write_safetensors(&[(name, &x)], path).unwrap();
@@ -19,12 +33,7 @@ fn write_pixels(path: &Path, name: &str, shape: &[i64]) {
 
 #[test]
 fn backbones_json_lists_every_registry_row() {
-    let out = medfm(&["backbones", "--json"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = medfm_ok(&["backbones", "--json"]);
     let rows: Vec<serde_json::Value> = serde_json::from_slice(&out.stdout).unwrap();
     let names: Vec<&str> = rows.iter().map(|r| r["name"].as_str().unwrap()).collect();
     assert_eq!(names, registry::names());
@@ -92,7 +101,7 @@ fn features_writes_pooled_and_tokens() {
     let input = dir.path().join("in.safetensors");
     let output = dir.path().join("out.safetensors");
     write_pixels(&input, "pixels", &[3, 3, 28, 42]);
-    let out = medfm(&[
+    medfm_ok(&[
         "features",
         "--backbone",
         "dinov2_vits14",
@@ -101,15 +110,7 @@ fn features_writes_pooled_and_tokens() {
         "--output",
         output.to_str().unwrap(),
     ]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let got: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&output)
-        .unwrap()
-        .into_iter()
-        .collect();
+    let got = read_st_at(&output);
     assert_eq!(got["pooled"].size(), vec![3, 384]);
     assert_eq!(got["tokens"].size(), vec![3, 6, 384]);
     assert_eq!(got["tokens"].kind(), Kind::Float);
@@ -141,16 +142,8 @@ fn features_one_channel_input_builds_a_one_channel_trunk() {
     for extra in [&[][..], &["--in-chans", "1"][..]] {
         let mut a = args.to_vec();
         a.extend_from_slice(extra);
-        let out = medfm(&a);
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let got: std::collections::HashMap<String, Tensor> = Tensor::read_safetensors(&output)
-            .unwrap()
-            .into_iter()
-            .collect();
+        medfm_ok(&a);
+        let got = read_st_at(&output);
         assert_eq!(got["tokens"].size(), vec![1, 4, 384]);
         assert_eq!(got["pooled"].size(), vec![1, 384]);
     }

@@ -4,16 +4,18 @@
 //! (frozen trunk, partial unfreezing, unfrozen trunk; DeiT transformer frozen or not) exactly the
 //! intended parameters are trainable, and no frozen one receives a gradient.
 
+mod common;
+
+use common::TINY_DEIT;
+
 use medfm::config::{self, Params};
 use medfm::models::aimv2::{self, Aimv2, Aimv2Config};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::clip::TowerConfig;
 use medfm::models::coca::{Coca, CocaConfig};
 use medfm::models::heads::DEIT_PATH;
-use medfm::models::hiera::HieraConfig;
 use medfm::models::registry::{self, BackboneSpec, BuildOptions};
-use medfm::models::sam2::{Sam2Config, Sam2ImageEncoder};
-use medfm::models::vit::VitConfig;
+use medfm::models::sam2::Sam2ImageEncoder;
 use medfm::models::vmamba::{Vmamba, VmambaConfig};
 use medfm::models::Backbone;
 use std::collections::BTreeSet;
@@ -31,15 +33,6 @@ const NAMES: [&str; 8] = [
     "vmamba_s",
     "vmamba_b",
 ];
-
-const TINY_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 24,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 48,
-    eps: 1e-6,
-};
 
 fn build_aimv2(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
     let base = Aimv2Config {
@@ -73,20 +66,7 @@ fn build_coca(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backb
 
 /// The SAM2 parity fixture's tiny Hiera (q-pooling, windows, a global block, the neck).
 fn build_sam2(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    let cfg = Sam2Config {
-        trunk: HieraConfig {
-            embed_dim: 8,
-            num_heads: 1,
-            stages: vec![1, 2, 3, 2],
-            global_att_blocks: vec![4],
-            window_spec: vec![8, 4, 6, 3],
-            bkg_spatial_size: [7, 7],
-            q_pool: 3,
-        },
-        d_model: 32,
-        fpn_top_down_levels: vec![2, 3],
-        scalp: 1,
-    };
+    let cfg = common::sam2_tiny_config();
     Ok(Box::new(Sam2ImageEncoder::new(
         p,
         &cfg,
@@ -198,16 +178,7 @@ fn under<'a>(names: &'a BTreeSet<String>, prefix: &'a str) -> impl Iterator<Item
 /// The variables holding a non-zero gradient after one backward pass.
 fn with_gradient(c: &Classifier, img_size: i64) -> BTreeSet<String> {
     let x = Tensor::randn([2, 3, img_size, img_size], (Kind::Float, Device::Cpu));
-    c.forward(&x, true).sum(Kind::Float).backward();
-    c.var_store()
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| {
-            let g = t.grad();
-            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0
-        })
-        .map(|(n, _)| n)
-        .collect()
+    common::names_with_gradient(c, &x)
 }
 
 /// Every head x freezing combination for one family.

@@ -3,21 +3,11 @@
 
 mod common;
 
-use common::{fixture, max_abs, read_st};
+use common::{fixture, max_abs, read_st, SMALL_DEIT};
 use medfm::models::heads::{self, AttentionHead};
-use medfm::models::vit::VitConfig;
 use medfm::models::Features;
 use medfm::weights::{self, StateDict};
 use tch::{nn, Device, Kind, Tensor};
-
-const SMALL_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
-};
 
 #[test]
 fn attention_head_matches_reference_for_every_grid() {

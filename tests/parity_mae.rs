@@ -4,21 +4,12 @@
 
 mod common;
 
-use common::{fixture, max_abs, read_st};
+use common::{fixture, max_abs, read_st, SMALL_MAE as SMALL};
 use medfm::config::GrayInit;
 use medfm::models::registry::BuildOptions;
-use medfm::models::vit::{self, Mae, VitConfig};
+use medfm::models::vit::{self, Mae};
 use medfm::models::Backbone;
 use tch::{nn, Device};
-
-const SMALL: VitConfig = VitConfig {
-    patch: 8,
-    dim: 32,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 128,
-    eps: 1e-6,
-};
 
 fn check(weights: &str, tag: &str, img_size: i64, in_chans: i64) {
     let io = read_st("parity/mae_small_io.safetensors");

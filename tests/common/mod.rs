@@ -1,9 +1,14 @@
 //! Helpers shared by the model tests: fixture paths, tensor files, comparisons.
 #![allow(dead_code)]
 
+use medfm::models::classifier::Classifier;
+use medfm::models::hiera::HieraConfig;
+use medfm::models::sam2::Sam2Config;
+use medfm::models::vit::VitConfig;
 use medfm::weights::StateDict;
+use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use tch::Tensor;
+use tch::{Kind, Tensor};
 
 pub fn fixture(name: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -73,6 +78,69 @@ impl ReferenceKeys {
 pub fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.size(), b.size(), "shape mismatch");
     (a - b).abs().max().double_value(&[])
+}
+
+/// The MAE parity fixture's trunk (scripts/gen_parity_mae.py).
+pub const SMALL_MAE: VitConfig = VitConfig {
+    patch: 8,
+    dim: 32,
+    depth: 2,
+    heads: 4,
+    mlp_hidden: 128,
+    eps: 1e-6,
+};
+
+/// The attention-head fixture's DeiT (scripts/gen_parity_heads.py): a 14x14 stored grid.
+pub const SMALL_DEIT: VitConfig = VitConfig {
+    patch: 16,
+    ..SMALL_MAE
+};
+
+/// A small DeiT head for the freezing tests (its shapes only matter for speed).
+pub const TINY_DEIT: VitConfig = VitConfig {
+    patch: 16,
+    dim: 24,
+    depth: 2,
+    heads: 4,
+    mlp_hidden: 48,
+    eps: 1e-6,
+};
+
+/// scripts/gen_parity_sam2.py's `sam2_tiny`: q-pooling, windows, a global block, the neck.
+pub fn sam2_tiny_config() -> Sam2Config {
+    Sam2Config {
+        trunk: HieraConfig {
+            embed_dim: 8,
+            num_heads: 1,
+            stages: vec![1, 2, 3, 2],
+            global_att_blocks: vec![4],
+            window_spec: vec![8, 4, 6, 3],
+            bkg_spatial_size: [7, 7],
+            q_pool: 3,
+        },
+        d_model: 32,
+        fpn_top_down_levels: vec![2, 3],
+        scalp: 1,
+    }
+}
+
+/// The names of the classifier's trainable parameters.
+pub fn trainable_names(c: &Classifier) -> BTreeSet<String> {
+    c.trainable().into_iter().map(|(n, _)| n).collect()
+}
+
+/// The variables holding a non-zero gradient after one training-mode backward pass of `x`.
+pub fn names_with_gradient(c: &Classifier, x: &Tensor) -> BTreeSet<String> {
+    c.forward(x, true).sum(Kind::Float).backward();
+    c.var_store()
+        .variables()
+        .into_iter()
+        .filter(|(_, t)| {
+            let g = t.grad();
+            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0
+        })
+        .map(|(n, _)| n)
+        .collect()
 }
 
 pub mod tiny;

@@ -2,12 +2,12 @@
 //! reference's freezing semantics (partial unfreezing re-enables Hiera blocks only; the neck
 //! stays frozen, as `self.blocks = backbone.trunk.blocks` makes it in the reference).
 
+use super::common::{trainable_names as trainable, TINY_DEIT};
 use super::{fixture, tiny_config};
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::registry::{BackboneSpec, BuildOptions, Family};
 use medfm::models::sam2::{self, Sam2ImageEncoder};
-use medfm::models::vit::VitConfig;
 use medfm::models::Backbone;
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -15,15 +15,6 @@ use tch::{Device, Kind, Tensor};
 
 /// 64 px: a 16x16 patch grid, 4x4 `vision_features` (16 tokens, a square grid for the DeiT head).
 const SIZE: i64 = 64;
-
-const TINY_DEIT: VitConfig = VitConfig {
-    patch: 16,
-    dim: 24,
-    depth: 2,
-    heads: 4,
-    mlp_hidden: 48,
-    eps: 1e-6,
-};
 
 fn build_tiny(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
     Ok(Box::new(Sam2ImageEncoder::new(
@@ -66,24 +57,11 @@ fn classifier(sets: &[&str], in_chans: i64) -> Classifier {
     Classifier::with_parts(&spec, &TINY_ROW, TINY_DEIT).unwrap()
 }
 
-fn trainable(c: &Classifier) -> BTreeSet<String> {
-    c.trainable().into_iter().map(|(n, _)| n).collect()
-}
-
 /// The variables holding a non-zero gradient after one backward pass.
 fn with_gradient(c: &Classifier, in_chans: i64) -> BTreeSet<String> {
     tch::manual_seed(0);
     let x = Tensor::randn([2, in_chans, SIZE, SIZE], (Kind::Float, Device::Cpu));
-    c.forward(&x, true).sum(Kind::Float).backward();
-    c.var_store()
-        .variables()
-        .into_iter()
-        .filter(|(_, t)| {
-            let g = t.grad();
-            g.defined() && g.abs().sum(Kind::Float).double_value(&[]) > 0.0
-        })
-        .map(|(n, _)| n)
-        .collect()
+    super::common::names_with_gradient(c, &x)
 }
 
 fn all_vars(c: &Classifier) -> BTreeSet<String> {

@@ -9,9 +9,7 @@ mod classifier;
 mod parity;
 
 use medfm::config::GrayInit;
-use medfm::models::hiera::HieraConfig;
 use medfm::models::registry::BuildOptions;
-use medfm::models::sam2::Sam2Config;
 
 /// Var-store prefix of the encoder in the parity tests.
 const PREFIX: &str = "backbone";
@@ -19,7 +17,7 @@ const PREFIX: &str = "backbone";
 #[path = "../common/mod.rs"]
 mod common;
 
-use common::fixture;
+use common::{fixture, sam2_tiny_config as tiny_config};
 
 fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
     BuildOptions {
@@ -28,23 +26,5 @@ fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
         gray_init: GrayInit::First,
         drop_cutoff: vec![],
         weights_key: None,
-    }
-}
-
-/// Mirrors the generator's `sam2_tiny`.
-fn tiny_config() -> Sam2Config {
-    Sam2Config {
-        trunk: HieraConfig {
-            embed_dim: 8,
-            num_heads: 1,
-            stages: vec![1, 2, 3, 2],
-            global_att_blocks: vec![4],
-            window_spec: vec![8, 4, 6, 3],
-            bkg_spatial_size: [7, 7],
-            q_pool: 3,
-        },
-        d_model: 32,
-        fpn_top_down_levels: vec![2, 3],
-        scalp: 1,
     }
 }
