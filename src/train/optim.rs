@@ -385,33 +385,28 @@ impl Optimizer {
     /// Step group `gi` as one tensor, when its gradient was flattened and its parameters
     /// share one step count and one set of state fields. Returns whether it did.
     fn flat_step(&mut self, gi: usize) -> bool {
-        let Some(grad) = self.flat_grads[gi].as_ref().map(|g| g.shallow_clone()) else {
+        let Some(grad) = &self.flat_grads[gi] else {
             return false;
         };
-        let names: Vec<String> = self.groups[gi]
-            .params
-            .iter()
-            .map(|(n, _)| n.clone())
-            .collect();
-        let (cfg, hyper) = (self.cfg.clone(), self.groups[gi].hyper.clone());
+        let (params, hyper) = (&self.groups[gi].params, &self.groups[gi].hyper);
         let Some(group) = self.flat[gi].as_mut() else {
             return false;
         };
-        if !group.holds(&self.groups[gi].params) || !group.gather_state(&names, &self.state) {
+        if !group.holds(params) || !group.gather_state(params, &self.state) {
             return false;
         }
-        let mut p = group.param();
+        let (mut p, cfg) = (group.param(), &self.cfg);
         let mut state = std::mem::take(&mut group.state);
         match cfg.kind {
-            OptimizerType::SGD => sgd_step(&mut p, &grad, &mut state, &hyper, &cfg),
+            OptimizerType::SGD => sgd_step(&mut p, grad, &mut state, hyper, cfg),
             OptimizerType::Adam | OptimizerType::AdamW => {
                 let scratch = Scratch::new(p.numel() as i64, &p);
                 let decoupled = cfg.kind == OptimizerType::AdamW;
-                adam_step(&mut p, &grad, &mut state, &hyper, &cfg, decoupled, &scratch)
+                adam_step(&mut p, grad, &mut state, hyper, cfg, decoupled, &scratch)
             }
         }
         group.state = state;
-        group.scatter_state(&names, &mut self.state);
+        group.scatter_state(params, &mut self.state);
         true
     }
 }

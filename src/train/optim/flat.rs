@@ -100,10 +100,10 @@ impl FlatGroup {
     /// of steps, or have different state fields (a parameter that missed steps).
     pub fn gather_state(
         &mut self,
-        names: &[String],
+        params: &[(String, Tensor)],
         states: &BTreeMap<String, ParamState>,
     ) -> bool {
-        let per: Vec<Option<&ParamState>> = names.iter().map(|n| states.get(n)).collect();
+        let per: Vec<Option<&ParamState>> = params.iter().map(|(n, _)| states.get(n)).collect();
         let step = |s: &Option<&ParamState>| s.map_or(0.0, |s| s.step);
         let first_step = step(&per[0]);
         if per.iter().any(|s| step(s) != first_step) {
@@ -161,19 +161,27 @@ impl FlatGroup {
     }
 
     /// After a step: each parameter's state is its view of the flat state.
-    pub fn scatter_state(&self, names: &[String], states: &mut BTreeMap<String, ParamState>) {
+    pub fn scatter_state(
+        &self,
+        params: &[(String, Tensor)],
+        states: &mut BTreeMap<String, ParamState>,
+    ) {
         let view = |t: &Option<Tensor>, i| t.as_ref().map(|t| self.view(t, i));
-        for (i, name) in names.iter().enumerate() {
-            states.insert(
-                name.clone(),
-                ParamState {
-                    step: self.state.step,
-                    exp_avg: view(&self.state.exp_avg, i),
-                    exp_avg_sq: view(&self.state.exp_avg_sq, i),
-                    max_exp_avg_sq: view(&self.state.max_exp_avg_sq, i),
-                    momentum_buffer: view(&self.state.momentum_buffer, i),
-                },
-            );
+        for (i, (name, _)) in params.iter().enumerate() {
+            let state = ParamState {
+                step: self.state.step,
+                exp_avg: view(&self.state.exp_avg, i),
+                exp_avg_sq: view(&self.state.exp_avg_sq, i),
+                max_exp_avg_sq: view(&self.state.max_exp_avg_sq, i),
+                momentum_buffer: view(&self.state.momentum_buffer, i),
+            };
+            // In place once the entry exists: no name copy per parameter and step.
+            match states.get_mut(name) {
+                Some(old) => *old = state,
+                None => {
+                    states.insert(name.clone(), state);
+                }
+            }
         }
     }
 }
