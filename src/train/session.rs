@@ -14,7 +14,7 @@ use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
-use tch::Tensor;
+use tch::{Device, Tensor};
 
 /// Which run a checkpoint belongs to, for error messages.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -222,9 +222,10 @@ impl Trainer {
         }
         let what = path.display().to_string();
         checkpoint::copy_into(&trainable, &ck.group("model/"), &what)?;
+        // The best model is kept on the CPU, as during training (`cpu_copy`), not on the GPU.
         let names: Vec<(String, Tensor)> = trainable
             .iter()
-            .map(|(n, t)| (n.clone(), t.zeros_like()))
+            .map(|(n, t)| (n.clone(), Tensor::zeros(t.size(), (t.kind(), Device::Cpu))))
             .collect();
         let best = ck.group("best/");
         checkpoint::copy_into(&names, &best, &what)?;
