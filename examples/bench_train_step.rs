@@ -109,6 +109,9 @@ fn main() -> Result<()> {
     if let Some(t) = a.threads {
         tch::set_num_threads(t);
     }
+    if a.device.is_cuda() {
+        medfm::device::cudnn_autotune(); // as the binary's training runs (device::select)
+    }
     let text = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json"))?;
     let mut v: serde_json::Value = serde_json::from_str(&text)?;
     v["foundation_params"]["backbone_type"] = a.backbone.clone().into();

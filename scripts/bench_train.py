@@ -182,6 +182,7 @@ def torch_worker(args):
     torch.manual_seed(0)
     device = torch.device(args.device)
     cuda = device.type == "cuda"
+    torch.backends.cudnn.benchmark = cuda  # as the reference's get_device_type (and medfm)
     amp = args.amp and cuda
     model = torch_model(args.config, vits, deit).to(device)
     opt = torch.optim.AdamW(param_groups(model), lr=1e-3, weight_decay=1e-4)

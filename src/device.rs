@@ -35,7 +35,16 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
              (scripts/sweep.sh) to use several."
         );
     }
+    cudnn_autotune();
     Ok(Device::Cuda(idx))
+}
+
+/// `torch.backends.cudnn.benchmark = True`, which the reference's `get_device_type` sets for
+/// every run: cuDNN times its algorithms for each new convolution shape and keeps the fastest
+/// (the shapes of a training run are fixed, so it is tuned once). Only the training paths set
+/// it; `medfm features` keeps cuDNN's default choice, as a plain timm forward does.
+pub fn cudnn_autotune() {
+    tch::Cuda::cudnn_set_benchmark(true);
 }
 
 /// `t.to(device, non_blocking=True)`, as the reference writes it: from pinned memory (what the
