@@ -58,7 +58,7 @@ pub struct Args {
     #[arg(long = "use_mixed_precision", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub use_mixed_precision: Option<u8>,
     /// Override any params key: --set training_params.epochs=3 (value parsed as JSON, else a
-    /// string). Repeatable; validated like the file.
+    /// string). Repeatable; validated like the file; applied to the file before the flags above.
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
     pub set: Vec<String>,
 }
