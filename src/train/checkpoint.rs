@@ -161,7 +161,11 @@ pub fn save(
             &Some(meta),
             tmp,
         )
-        .map_err(|e| anyhow!("{e:?}"))
+        .map_err(|e| match e {
+            // The OS's words ("No space left on device"), not the enum's debug form.
+            safetensors::SafeTensorError::IoError(io) => anyhow::Error::new(io),
+            e => anyhow!("{e:?}"),
+        })
     })
     .with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
@@ -285,6 +289,25 @@ mod tests {
         assert!(m[0].1.equal(&a));
         // No temporary file is left behind.
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_failed_write_names_the_file_and_the_system_error_and_keeps_the_old_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        let tensors = [("a".to_string(), Tensor::from_slice(&[1.0f32]))];
+        save(&path, CkptKind::Model, &tensors, &serde_json::json!({})).unwrap();
+        // The temporary file's name taken by a directory: the write fails inside safetensors.
+        let tmp = dir
+            .path()
+            .join(format!(".x.safetensors.tmp{}", std::process::id()));
+        std::fs::create_dir(&tmp).unwrap();
+        let err = save(&path, CkptKind::Session, &tensors, &serde_json::json!({})).unwrap_err();
+        let msg = format!("{err:#}");
+        assert!(msg.starts_with("cannot write checkpoint "), "{msg}");
+        assert!(msg.contains("x.safetensors: Is a directory"), "{msg}");
+        assert!(!msg.contains("IoError"), "{msg}");
+        assert_eq!(load(&path).unwrap().kind, CkptKind::Model);
     }
 
     #[test]
