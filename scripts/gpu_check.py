@@ -14,9 +14,10 @@
               on the same device in the same run (scripts/bench_train.py step): ms/step,
               images/s, GPU memory, and model FLOP utilisation.
 
-Results go to OUT (default $OUT, else gpu_check_results/): results.json, summary.md, logs/ and
-the training runs' history.csv and metrics_results.json; results.json and summary.md are
-rewritten after every check, so a run cut short keeps what it did. The bulky work (random
+Results go to OUT (default $OUT, else gpu_check_results/), three files: results.json,
+summary.md and details.tar.gz (logs/<step>.log of every command, and the training runs'
+history.csv and metrics_results.json). All three are rewritten after every check, so a run cut
+short keeps what it did; three files, because the device tool brings back at most 8. The bulky work (random
 weights, data, checkpoints) is in a temporary folder, removed at the end unless --keep-work. Needs only python3 with
 torch: safetensors files are read and written here, with the standard library.
 
@@ -32,6 +33,7 @@ import shutil
 import struct
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 import traceback
@@ -53,7 +55,10 @@ class Check:
         self.out = args.out
         # Weights, data, checkpoints (GBs): outside OUT, which keeps only the small results.
         self.work = tempfile.mkdtemp(prefix="medfm_gpu_check_")
-        self.logs = os.path.join(self.out, "logs")
+        os.makedirs(self.out, exist_ok=True)
+        # Logs and copies of small results, packed into OUT/details.tar.gz at every save.
+        self.details = os.path.join(self.work, "details")
+        self.logs = os.path.join(self.details, "logs")
         os.makedirs(self.logs, exist_ok=True)
         self.medfm = os.environ.get("MEDFM_BIN") or os.path.join(ROOT, "target", "release", "medfm")
         self.results = {"device": args.device, "quick": args.quick, "medfm": self.medfm,
@@ -66,14 +71,27 @@ class Check:
             self.results["torch_gpu"] = self.gpu_name
 
     def run(self, name, cmd, env=None):
-        """Run `cmd`, logging its output to logs/<name>.log; return its stdout+stderr."""
+        """Run `cmd`, writing its output (stderr merged into stdout) to logs/<name>.log and
+        echoing it to this script's stdout as it comes (a run stopped by a time limit still
+        shows how far the command got); return the output."""
         start = time.time()
-        proc = subprocess.run(cmd, capture_output=True, text=True, env=env)
-        text = proc.stdout + proc.stderr
-        with open(os.path.join(self.logs, f"{name}.log"), "w") as f:
-            f.write(f"$ {' '.join(cmd)}\n{text}\n[exit {proc.returncode}, {time.time() - start:.1f} s]\n")
-        if proc.returncode != 0:
-            raise RuntimeError(f"{' '.join(cmd[:3])}... exited with {proc.returncode} (logs/{name}.log): "
+        log_path = os.path.join(self.logs, f"{name}.log")
+        lines = []
+        with open(log_path, "w") as log:
+            log.write(f"$ {' '.join(cmd)}\n")
+            proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                                    env=env, bufsize=1)
+            for line in proc.stdout:
+                lines.append(line)
+                log.write(line)
+                print(f"  [{name}] {line}", end="", flush=True)
+            returncode = proc.wait()
+            log.write(f"\n[exit {returncode}, {time.time() - start:.1f} s]\n")
+        self.pack()
+        text = "".join(lines)
+        if returncode != 0:
+            raise RuntimeError(f"{' '.join(cmd[:3])}... exited with {returncode} "
+                               f"(details.tar.gz: logs/{name}.log): "
                                f"{text.strip().splitlines()[-1] if text.strip() else ''}")
         return text
 
@@ -86,6 +104,15 @@ class Check:
         self.results["ok"] = all(c.get("ok") is not False for c in checks)
         write_atomic(os.path.join(self.out, "results.json"), json.dumps(self.results, indent=1) + "\n")
         write_atomic(os.path.join(self.out, "summary.md"), summary(self.results))
+        self.pack()
+
+    def pack(self):
+        """OUT/details.tar.gz from the details folder, after every command: when a time limit
+        stops the run, the logs of the commands that finished come back."""
+        tmp = os.path.join(self.out, f"details.tar.gz.tmp{os.getpid()}")
+        with tarfile.open(tmp, "w:gz") as tar:
+            tar.add(self.details, arcname=".")
+        os.replace(tmp, os.path.join(self.out, "details.tar.gz"))
 
     # ------------------------------------------------------------------------------ 1. version
     def version(self):
@@ -150,8 +177,8 @@ class Check:
             rows.append(train_result(text, params, amp, self.args.device))
             results = os.path.join(self.work, name, "results", name)
             for f in ["history.csv", "metrics_results.json"]:
-                os.makedirs(os.path.join(self.out, name), exist_ok=True)
-                shutil.copy(os.path.join(results, f), os.path.join(self.out, name, f))
+                os.makedirs(os.path.join(self.details, name), exist_ok=True)
+                shutil.copy(os.path.join(results, f), os.path.join(self.details, name, f))
             self.record("train", {"rows": rows, "ok": all(r["ok"] for r in rows)})
         return self.results["checks"]["train"]
 

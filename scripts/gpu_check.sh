@@ -3,7 +3,8 @@
 # machine, from the repository root of the working tree sent there with .gpu_pack/ (made here by
 # scripts/gpu_check_pack.sh):
 #   bash scripts/gpu_check.sh [--out DIR] [--quick] [--only version,features,train,bench]
-# Results: DIR (default $OUT, else gpu_check_results/): results.json, summary.md, logs/.
+# Results: DIR (default $OUT, else gpu_check_results/): results.json, summary.md, details.tar.gz
+# (every command's log, the training runs' history and metrics).
 # Needs python3 with torch (the GPU image's torch 2.11.0+cu130); nothing else is installed
 # there: the medfm binaries and the PyTorch reference code come from the pack, and the binaries
 # load that torch's libtorch (LD_LIBRARY_PATH; their rpath names this machine's venv).
