@@ -446,13 +446,7 @@ fn adam_step_chunked(
     chunk: i64,
 ) {
     // The state must exist as whole flat tensors before the chunks take views of it.
-    if st.exp_avg.is_none() {
-        st.exp_avg = Some(p.zeros_like());
-        st.exp_avg_sq = Some(p.zeros_like());
-        if cfg.amsgrad {
-            st.max_exp_avg_sq = Some(p.zeros_like());
-        }
-    }
+    init_adam_state(st, p, cfg);
     let numel = p.numel() as i64;
     let scratch = Scratch::new(chunk.min(numel), p);
     let mut start = 0;
@@ -480,6 +474,17 @@ fn adam_step_chunked(
     st.step += 1.0;
 }
 
+/// Adam's state on its first step: zeros like the parameter (torch's lazy initialisation).
+fn init_adam_state(st: &mut ParamState, p: &Tensor, cfg: &OptimConfig) {
+    if st.exp_avg.is_none() {
+        st.exp_avg = Some(p.zeros_like());
+        st.exp_avg_sq = Some(p.zeros_like());
+        if cfg.amsgrad {
+            st.max_exp_avg_sq = Some(p.zeros_like());
+        }
+    }
+}
+
 /// torch `_single_tensor_adam` (decoupled weight decay for AdamW), capturable = false. The
 /// temporaries torch allocates (and two that stand in for `addcmul`/`addcdiv`'s scalar
 /// arguments) live in the scratch buffers.
@@ -492,13 +497,7 @@ fn adam_step(
     decoupled: bool,
     scratch: &Scratch,
 ) {
-    if st.exp_avg.is_none() {
-        st.exp_avg = Some(p.zeros_like());
-        st.exp_avg_sq = Some(p.zeros_like());
-        if cfg.amsgrad {
-            st.max_exp_avg_sq = Some(p.zeros_like());
-        }
-    }
+    init_adam_state(st, p, cfg);
     st.step += 1.0;
     let (lr, beta1, beta2, wd) = (h.lr, h.beta1, h.beta2, h.weight_decay);
     let mut grad = grad.shallow_clone();
