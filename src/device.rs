@@ -2,6 +2,7 @@
 
 use crate::config::SystemParams;
 use anyhow::{bail, Result};
+use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Tensor};
 
 /// The libtorch version medfm was built against (read from the wheel by build.rs).
@@ -39,12 +40,23 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
     Ok(Device::Cuda(idx))
 }
 
+/// Whether cuDNN's autotuner is on. medfm's convolutions call ATen's `_convolution`, which
+/// takes the flag as an argument (`models::layers::conv2d`), and torch-sys has no getter for
+/// the global one, so the setter below records it here too.
+static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
+
 /// `torch.backends.cudnn.benchmark = True`, which the reference's `get_device_type` sets for
 /// every run: cuDNN times its algorithms for each new convolution shape and keeps the fastest
 /// (the shapes of a training run are fixed, so it is tuned once). Only the training paths set
 /// it; `medfm features` keeps cuDNN's default choice, as a plain timm forward does.
 pub fn cudnn_autotune() {
     tch::Cuda::cudnn_set_benchmark(true);
+    CUDNN_BENCHMARK.store(true, Ordering::Relaxed);
+}
+
+/// Whether [`cudnn_autotune`] was called (torch's `torch.backends.cudnn.benchmark`).
+pub fn cudnn_benchmark() -> bool {
+    CUDNN_BENCHMARK.load(Ordering::Relaxed)
 }
 
 /// `t.to(device, non_blocking=True)`, as the reference writes it: from pinned memory (what the
@@ -202,6 +214,17 @@ pub fn keep_tensors_in_heap() {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_autotuner_switch_reaches_the_convolutions_and_changes_nothing_on_the_cpu() {
+        let x = Tensor::randn([1, 2, 9, 9], (tch::Kind::Float, Device::Cpu));
+        let w = Tensor::randn([4, 2, 3, 3], (tch::Kind::Float, Device::Cpu));
+        let before = crate::models::layers::conv2d(&x, &w, None, 2, 1, 1);
+        cudnn_autotune();
+        assert!(cudnn_benchmark());
+        let after = crate::models::layers::conv2d(&x, &w, None, 2, 1, 1);
+        assert!(after.equal(&before));
+    }
 
     #[test]
     fn summary_names_every_cuda_device_or_says_none_is_available() {

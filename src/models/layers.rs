@@ -232,8 +232,10 @@ impl Attention {
 /// float32 convolution on a GPU computes in float32, as on the CPU. cuDNN's default (TF32:
 /// operands rounded to 10 mantissa bits) moves DINOv2-B/14's features by 1.3e-3 through the
 /// patch embedding alone (scripts/sim_tf32_conv.py simulates it on the CPU), while `medfm
-/// features` on a GPU must equal the CPU's to 1e-3. Under autocast the convolution runs in float16 either way. The other
-/// flags are libtorch's defaults, which medfm does not change (`at::convolution` reads them).
+/// features` on a GPU must equal the CPU's to 1e-3. Under autocast the convolution runs in
+/// float16 either way. The other flags are what `at::convolution` reads from the global
+/// context: cuDNN's autotuner as training sets it (`device::cudnn_autotune`), and libtorch's
+/// defaults for determinism (off) and cuDNN itself (on), which medfm does not change.
 pub fn conv2d(
     x: &Tensor,
     weight: &Tensor,
@@ -251,7 +253,7 @@ pub fn conv2d(
         false,
         [0, 0],
         groups,
-        false,
+        crate::device::cudnn_benchmark(),
         false,
         true,
         false,
