@@ -79,19 +79,56 @@ fn a_run_writes_every_output_and_lowers_the_loss() {
 
 #[test]
 fn a_crashed_run_resumes_to_the_same_metrics() {
-    crash_and_resume(None);
+    crash_and_resume(None, false);
 }
 
 /// The multi-tensor optimizer (parameters and state as views of flat buffers) saves and
 /// resumes exactly too.
 #[test]
 fn a_crashed_run_resumes_to_the_same_metrics_with_foreach() {
-    crash_and_resume(Some(true));
+    crash_and_resume(Some(true), false);
 }
 
-fn crash_and_resume(foreach: Option<bool>) {
+/// Mixed precision (autocast and the loss scaler, bfloat16 on the CPU: the product uses it on
+/// GPUs only) trains, checkpoints the scaler and resumes exactly.
+#[test]
+fn a_crashed_mixed_precision_run_resumes_to_the_same_metrics() {
+    crash_and_resume(None, true);
+}
+
+/// The scaler's saved state, checked against torch's rule: under 2000 steps the scale only
+/// backs off (x0.5 per skipped step) and the growth tracker counts the steps since the last
+/// skipped one; medfm reports no skipped step here, so it counts them all.
+fn assert_scaler_untouched_by_overflow(dir: &Path) {
+    let ck =
+        medfm::train::checkpoint::load(&dir.join("checkpoints/tiny.last.safetensors")).unwrap();
+    let state: medfm::train::session::SessionState = ck.state().unwrap();
+    let scaler = state
+        .scaler
+        .expect("a mixed-precision session saves its scaler");
+    assert_eq!(scaler.scale, 65536.0);
+    assert_eq!(scaler.growth_tracker as u64, state.iters);
+}
+
+/// Build a tiny trainer, in mixed precision when `amp`.
+fn trainer_with(
+    p: &medfm::config::Params,
+    frozen: bool,
+    sources: medfm::train::Sources,
+    amp: bool,
+) -> Trainer {
+    let n_classes = 3;
+    let mut t = tiny::trainer(p, n_classes, false, frozen, sources);
+    if amp {
+        t.mixed_precision_on_cpu();
+    }
+    t
+}
+
+fn crash_and_resume(foreach: Option<bool>, amp: bool) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
+        v["training_params"]["use_mixed_precision"] = amp.into();
         v["training_params"]["val_every"] = 0.5.into();
         v["optimization_params"]["default"]["scheduler"]["type"] =
             serde_json::json!(["LinearWarmup", "CosineAnnealingLR"]);
@@ -100,12 +137,11 @@ fn crash_and_resume(foreach: Option<bool>) {
         }
     };
     let p = tiny::params(full.path(), edit);
-    full_run(&mut tiny::trainer(
+    full_run(&mut trainer_with(
         &p,
-        3,
-        false,
         false,
         tiny::sources(3, false, false),
+        amp,
     ));
 
     // Crash in the middle of epoch 2 (6 batches per epoch; checkpoints every 3).
@@ -115,7 +151,7 @@ fn crash_and_resume(foreach: Option<bool>) {
     let mut train = Mem::new(48, 3, false, 8, true, true, 1);
     train.fail_at = Some(10);
     sources.train = Box::new(train);
-    let mut t = tiny::trainer(&p, 3, false, false, sources);
+    let mut t = trainer_with(&p, false, sources, amp);
     t.start_fresh().unwrap();
     let err = t.train().unwrap_err().to_string();
     assert!(err.contains("simulated crash"), "{err}");
@@ -125,7 +161,7 @@ fn crash_and_resume(foreach: Option<bool>) {
         edit(v);
         v["training_params"]["restore_session"] = true.into();
     });
-    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    let mut t = trainer_with(&p, false, tiny::sources(3, false, false), amp);
     t.restore(None, false).unwrap();
     assert_eq!(
         t.progressions().iters,
@@ -149,6 +185,51 @@ fn crash_and_resume(foreach: Option<bool>) {
     for ((na, ta), (nb, tb)) in a.tensors.iter().zip(&b.tensors) {
         assert_eq!(na, nb);
         assert!(ta.equal(tb), "{na} differs after resume");
+    }
+    if amp {
+        assert_scaler_untouched_by_overflow(full.path());
+        assert_scaler_untouched_by_overflow(crashed.path());
+        let losses = history_losses(full.path());
+        assert!(
+            losses[2] < losses[0],
+            "train loss should go down: {losses:?}"
+        );
+    }
+}
+
+/// The frozen trunk in mixed precision: features cached (computed under autocast, stored in
+/// float32), the head trained on them, kNN evaluation on the cached bank.
+#[test]
+fn mixed_precision_with_the_feature_cache_and_knn() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["use_mixed_precision"] = true.into();
+        v["training_params"]["knn_eval"] = true.into();
+    });
+    let mut t = trainer_with(&p, true, tiny::sources(3, false, true), true);
+    let values = full_run(&mut t);
+    for k in ["test_roc_auc", "knn_val_roc_auc", "test_loss"] {
+        let v = values
+            .get(k)
+            .unwrap_or_else(|| panic!("{k} missing from {values:?}"));
+        assert!(v.is_finite(), "{k} = {v}");
+    }
+    assert_scaler_untouched_by_overflow(dir.path());
+    // Autocast is really on: the float32 run's losses differ, by bfloat16 rounding only.
+    let fp32 = tempfile::tempdir().unwrap();
+    let p = tiny::params(fp32.path(), |v| {
+        v["training_params"]["knn_eval"] = true.into();
+    });
+    full_run(&mut trainer_with(
+        &p,
+        true,
+        tiny::sources(3, false, true),
+        false,
+    ));
+    let (mixed, full) = (history_losses(dir.path()), history_losses(fp32.path()));
+    assert_ne!(mixed, full);
+    for (m, f) in mixed.iter().zip(&full) {
+        assert!((m - f).abs() < 0.02 * f.abs(), "{mixed:?} vs {full:?}");
     }
 }
 

@@ -6,20 +6,26 @@ use super::optim::Optimizer;
 use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
-/// Run `f` under CUDA autocast (float16, torch's default for CUDA) when `enabled`.
-pub fn autocast<T>(enabled: bool, f: impl FnOnce() -> T) -> T {
-    if enabled {
-        with_autocast(DeviceType::Cuda, f)
-    } else {
-        f()
+/// Run `f` under autocast for `device` when `enabled`: float16 on CUDA (torch's default
+/// there, as `torch.cuda.amp.autocast` in the reference), bfloat16 on the CPU. medfm trains in
+/// float32 on the CPU, as the reference does (its CUDA autocast is a no-op there); the CPU
+/// branch lets the tests run the mixed-precision path (`Trainer::mixed_precision_on_cpu`).
+pub fn autocast<T>(enabled: bool, device: Device, f: impl FnOnce() -> T) -> T {
+    if !enabled {
+        return f();
     }
+    let device_type = if device.is_cuda() {
+        DeviceType::Cuda
+    } else {
+        DeviceType::Cpu
+    };
+    with_autocast(device_type, f)
 }
 
 /// `c10::DeviceType` (an `int8_t` enum): the autocast switch is kept per device type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(i8)]
 enum DeviceType {
-    #[cfg_attr(not(test), allow(dead_code))]
     Cpu = 0,
     Cuda = 1,
 }
@@ -208,7 +214,7 @@ mod tests {
         assert_eq!(kinds, (Kind::BFloat16, Kind::BFloat16));
         assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cpu) });
         // The CUDA switch is independent of the CPU one and is restored too.
-        let cuda_on = autocast(true, || unsafe {
+        let cuda_on = autocast(true, Device::Cuda(0), || unsafe {
             (
                 at_is_autocast_enabled(DeviceType::Cuda),
                 at_is_autocast_enabled(DeviceType::Cpu),
@@ -216,12 +222,25 @@ mod tests {
         });
         assert_eq!(cuda_on, (true, false));
         assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cuda) });
-        assert_eq!(autocast(true, || a.matmul(&a).kind()), Kind::Float);
+        assert_eq!(
+            autocast(true, Device::Cuda(0), || a.matmul(&a).kind()),
+            Kind::Float
+        );
+        assert_eq!(
+            autocast(true, Device::Cpu, || a.matmul(&a).kind()),
+            Kind::BFloat16
+        );
+        assert_eq!(
+            autocast(false, Device::Cpu, || a.matmul(&a).kind()),
+            Kind::Float
+        );
     }
 
     #[test]
     fn autocast_is_switched_off_when_its_region_panics() {
-        let r = std::panic::catch_unwind(|| autocast(true, || panic!("in the region")));
+        let r = std::panic::catch_unwind(|| {
+            autocast(true, Device::Cuda(0), || panic!("in the region"))
+        });
         assert!(r.is_err());
         assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cuda) });
     }

@@ -91,7 +91,8 @@ pub(super) fn run_pass(
         for batch in batches {
             let batch = batch?;
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
-            let out = super::amp::autocast(amp, || model.head(&f, false)).to_kind(Kind::Float);
+            let out =
+                super::amp::autocast(amp, device, || model.head(&f, false)).to_kind(Kind::Float);
             // Losses and logits (a few numbers per image) stay on the device until the pass
             // ends: one copy to the CPU per pass instead of a synchronisation per batch. The
             // embeddings (for the kNN bank, up to thousands per image) go to the CPU per

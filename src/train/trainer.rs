@@ -134,7 +134,7 @@ pub(super) fn batch_features(
         return f;
     }
     let images = crate::device::upload(&batch.images, device);
-    let f = amp::autocast(amp, || model.features(&images));
+    let f = amp::autocast(amp, device, || model.features(&images));
     if let Some(c) = cache {
         c.put(&batch.indices, &f);
     }
@@ -269,6 +269,17 @@ impl Trainer {
     }
 
     /// A fresh run (no restore): clears an old history of the same run name.
+    /// Mixed precision on the CPU (bfloat16 autocast and the loss scaler), for tests: the
+    /// product trains in float32 there, so without this the mixed-precision path would only
+    /// ever run on a GPU. Call before `start_fresh`/`restore`.
+    #[doc(hidden)]
+    pub fn mixed_precision_on_cpu(&mut self) {
+        if !self.device.is_cuda() {
+            self.amp = true;
+            self.scaler = Some(GradScaler::new(self.device));
+        }
+    }
+
     pub fn start_fresh(&mut self) -> Result<()> {
         self.outputs.start_at(0)
     }
@@ -410,10 +421,10 @@ impl Trainer {
         let cache = Self::cache_mut(&mut self.caches, Split::Train);
         let logits = if self.model.trunk_frozen() {
             let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp);
-            amp::autocast(self.amp, || self.model.head(&f, true))
+            amp::autocast(self.amp, self.device, || self.model.head(&f, true))
         } else {
             let images = crate::device::upload(&batch.images, self.device);
-            amp::autocast(self.amp, || {
+            amp::autocast(self.amp, self.device, || {
                 self.model.head(&self.model.features(&images), true)
             })
         };
