@@ -4,6 +4,7 @@
 //! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`.
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
+pub mod autocast;
 pub mod commands;
 pub mod config;
 pub mod data;

@@ -327,3 +327,32 @@ fn the_eight_names_are_registered_and_accepted_by_training_configs() {
         }
     }
 }
+
+/// Each family, trunk and head trained, through one mixed-precision step (bfloat16 autocast
+/// on the CPU, the code path CUDA's float16 takes).
+#[test]
+fn every_family_steps_in_mixed_precision() {
+    for name in [
+        "aimv2-large-patch14-224",
+        "coca_ViT-B-32",
+        "sam2_b",
+        "vmamba_s",
+    ] {
+        let fam = tiny_family(name);
+        for head in ["none", "deit_base"] {
+            let sets = [
+                format!("model_params.backbone_type={head:?}"),
+                "model_params.freeze_backbone=false".to_string(),
+                "foundation_params.freeze_backbone=false".to_string(),
+            ];
+            let p = params(name, fam.img_size, &sets);
+            let spec = ClassifierSpec::from_params(&p, 3, 3, Device::Cpu).unwrap();
+            let c = Classifier::with_parts(&spec, &fam.row, TINY_DEIT).unwrap();
+            let x = Tensor::randn(
+                [2, 3, fam.img_size, fam.img_size],
+                (Kind::Float, Device::Cpu),
+            );
+            common::check_mixed_precision_step(&c, &x, &format!("{name}, head {head}"));
+        }
+    }
+}

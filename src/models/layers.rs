@@ -155,7 +155,9 @@ impl LayerNorm {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.layer_norm(
+        // Float32 under CPU autocast, as CUDA's autocast runs layer_norm.
+        let x32 = crate::autocast::cpu_float32(x);
+        x32.as_ref().unwrap_or(x).layer_norm(
             [self.dim],
             Some(&self.weight),
             Some(&self.bias),
@@ -235,8 +237,26 @@ impl Attention {
 /// features` on a GPU must equal the CPU's to 1e-3. Under autocast the convolution runs in
 /// float16 either way. The other flags are what `at::convolution` reads from the global
 /// context: cuDNN's autotuner as training sets it (`device::cudnn_autotune`), and libtorch's
-/// defaults for determinism (off) and cuDNN itself (on), which medfm does not change.
+/// defaults for determinism (off) and cuDNN itself (on), which medfm does not change. Under
+/// CPU autocast the operands are cast to its dtype here, as CUDA's autocast does for this op
+/// (`autocast::cpu_lower_precision`).
 pub fn conv2d(
+    x: &Tensor,
+    weight: &Tensor,
+    bias: Option<&Tensor>,
+    stride: i64,
+    padding: i64,
+    groups: i64,
+) -> Tensor {
+    if let Some(kind) = crate::autocast::cpu_lower_precision(x) {
+        let bias = bias.map(|b| b.to_kind(kind));
+        let (x, weight) = (x.to_kind(kind), weight.to_kind(kind));
+        return conv2d_exact(&x, &weight, bias.as_ref(), stride, padding, groups);
+    }
+    conv2d_exact(x, weight, bias, stride, padding, groups)
+}
+
+fn conv2d_exact(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,

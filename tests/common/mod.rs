@@ -143,4 +143,49 @@ pub fn names_with_gradient(c: &Classifier, x: &Tensor) -> BTreeSet<String> {
         .collect()
 }
 
+/// One training step's forward and backward under autocast (bfloat16 on the CPU, the same
+/// code path as CUDA's float16): autocast must reach the model (lower-precision logits), the
+/// loss must be finite, and the parameters that get a gradient in float32 must get a finite
+/// float32 one (in-place ops mixing dtypes, or a parameter cast and left behind, would break
+/// one). Some trainable parameters get none by design (DINOv2's final norm under the
+/// attention head, which reads the pre-norm tokens).
+pub fn check_mixed_precision_step(c: &Classifier, x: &Tensor, case: &str) {
+    let trainable = c.trainable();
+    let params: Vec<&Tensor> = trainable.iter().map(|(_, p)| p).collect();
+    let labels = Tensor::from_slice(&[0i64, 1]).to_device(x.device());
+    let grads = |amp: bool| {
+        let logits = medfm::train::amp::autocast(amp, tch::Device::Cpu, || c.forward(x, true));
+        let want = if amp { Kind::BFloat16 } else { Kind::Float };
+        assert_eq!(
+            logits.kind(),
+            want,
+            "{case}: logits dtype (mixed precision {amp})"
+        );
+        let loss = logits
+            .to_kind(Kind::Float)
+            .cross_entropy_for_logits(&labels);
+        let value = loss.double_value(&[]);
+        assert!(
+            value.is_finite(),
+            "{case}: loss {value} (mixed precision {amp})"
+        );
+        Tensor::run_backward(&[loss], &params, false, false)
+    };
+    let (full, mixed) = (grads(false), grads(true));
+    for (((name, _), f), m) in trainable.iter().zip(&full).zip(&mixed) {
+        assert_eq!(m.defined(), f.defined(), "{case}: {name} gradient presence");
+        if m.defined() {
+            assert_eq!(m.kind(), Kind::Float, "{case}: {name} gradient dtype");
+            assert!(
+                bool::try_from(m.isfinite().all()).unwrap(),
+                "{case}: {name} has a non-finite gradient"
+            );
+        }
+    }
+    assert!(
+        mixed.iter().filter(|g| g.defined()).count() > trainable.len() / 2,
+        "{case}: most trainable parameters get a gradient"
+    );
+}
+
 pub mod tiny;
