@@ -3,10 +3,11 @@
 
 use tch::{Device, Kind, Tensor};
 
-/// Run `f` under autocast for `device` when `enabled`: float16 on CUDA (torch's default
-/// there, as `torch.cuda.amp.autocast` in the reference), bfloat16 on the CPU. medfm trains in
-/// float32 on the CPU, as the reference does (its CUDA autocast is a no-op there); the CPU
-/// branch lets the tests run the mixed-precision path (`Trainer::mixed_precision_on_cpu`).
+/// Run `f` under autocast for `device` when `enabled`, in float16 (torch's default on CUDA,
+/// as `torch.cuda.amp.autocast` in the reference). medfm trains in float32 on the CPU, as the
+/// reference does (its CUDA autocast is a no-op there); the CPU branch lets the tests run the
+/// mixed-precision path (`Trainer::mixed_precision_on_cpu`), in float16 too (CPU autocast's
+/// default is bfloat16, whose range would hide the overflows loss scaling deals with).
 pub fn autocast<T>(enabled: bool, device: Device, f: impl FnOnce() -> T) -> T {
     if !enabled {
         return f();
@@ -37,7 +38,19 @@ extern "C" {
     fn at_is_autocast_enabled(device_type: DeviceType) -> bool;
     #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
     fn at_set_autocast_enabled(device_type: DeviceType, enabled: bool);
+    #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
+    fn at_get_autocast_dtype(device_type: DeviceType) -> ScalarType;
+    #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
+    fn at_set_autocast_dtype(device_type: DeviceType, dtype: ScalarType);
 }
+
+/// `c10::ScalarType` (an `int8_t` enum), as the autocast dtype functions pass it; any value
+/// may come back from `get_autocast_dtype`, so this is a plain number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(transparent)]
+struct ScalarType(i8);
+
+const HALF: ScalarType = ScalarType(5);
 
 /// Autocast on for `device_type` while it lives; restores the previous switch on drop (also
 /// when `f` panics) and, leaving the outermost region, clears autocast's cast-weight cache,
@@ -45,12 +58,19 @@ extern "C" {
 struct AutocastGuard {
     device_type: DeviceType,
     previous: bool,
+    /// The CPU's autocast dtype before the region set float16 (restored on drop).
+    previous_cpu_dtype: Option<ScalarType>,
 }
 
 impl AutocastGuard {
     fn enter(device_type: DeviceType) -> AutocastGuard {
         // SAFETY: see the extern block; the switches are thread-local flags.
         let previous = unsafe { at_is_autocast_enabled(device_type) };
+        let previous_cpu_dtype = (device_type == DeviceType::Cpu).then(|| unsafe {
+            let dtype = at_get_autocast_dtype(DeviceType::Cpu);
+            at_set_autocast_dtype(DeviceType::Cpu, HALF);
+            dtype
+        });
         unsafe {
             at_set_autocast_enabled(device_type, true);
             torch_sys::at_autocast_increment_nesting();
@@ -58,6 +78,7 @@ impl AutocastGuard {
         AutocastGuard {
             device_type,
             previous,
+            previous_cpu_dtype,
         }
     }
 }
@@ -70,6 +91,9 @@ impl Drop for AutocastGuard {
                 torch_sys::at_autocast_clear_cache();
             }
             at_set_autocast_enabled(self.device_type, self.previous);
+            if let Some(dtype) = self.previous_cpu_dtype {
+                at_set_autocast_dtype(DeviceType::Cpu, dtype);
+            }
         }
     }
 }
@@ -87,7 +111,7 @@ fn with_autocast<T>(device_type: DeviceType, f: impl FnOnce() -> T) -> T {
 pub fn cpu_lower_precision(x: &Tensor) -> Option<Kind> {
     // SAFETY: see the extern block.
     (x.device() == Device::Cpu && unsafe { at_is_autocast_enabled(DeviceType::Cpu) })
-        .then_some(Kind::BFloat16)
+        .then_some(Kind::Half)
 }
 
 /// `x` in float32 when CPU autocast is on and `x` is a lower-precision CPU tensor: CUDA's
@@ -105,8 +129,9 @@ mod tests {
     fn autocast_switches_on_for_its_region_only_and_restores_the_previous_state() {
         let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
         let on_cpu = || with_autocast(DeviceType::Cpu, || a.matmul(&a).kind());
-        // CPU autocast (bfloat16) stands in for CUDA's: same switches, another device type.
-        assert_eq!(on_cpu(), Kind::BFloat16);
+        // CPU autocast (float16, as CUDA's) stands in for CUDA's: same switches, another
+        // device type.
+        assert_eq!(on_cpu(), Kind::Half);
         assert_eq!(a.matmul(&a).kind(), Kind::Float);
         assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cpu) });
         // Nested regions: the inner exit keeps the outer one on.
@@ -114,7 +139,12 @@ mod tests {
             let inner = on_cpu();
             (inner, a.matmul(&a).kind())
         });
-        assert_eq!(kinds, (Kind::BFloat16, Kind::BFloat16));
+        assert_eq!(kinds, (Kind::Half, Kind::Half));
+        // The CPU's own default dtype is back after the region.
+        assert_eq!(
+            unsafe { at_get_autocast_dtype(DeviceType::Cpu) },
+            ScalarType(15)
+        );
         assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cpu) });
         // The CUDA switch is independent of the CPU one and is restored too.
         let cuda_on = autocast(true, Device::Cuda(0), || unsafe {
@@ -131,7 +161,7 @@ mod tests {
         );
         assert_eq!(
             autocast(true, Device::Cpu, || a.matmul(&a).kind()),
-            Kind::BFloat16
+            Kind::Half
         );
         assert_eq!(
             autocast(false, Device::Cpu, || a.matmul(&a).kind()),
@@ -144,9 +174,9 @@ mod tests {
         let x = Tensor::ones([2, 3], (Kind::Float, Device::Cpu));
         assert_eq!(cpu_lower_precision(&x), None);
         autocast(true, Device::Cpu, || {
-            assert_eq!(cpu_lower_precision(&x), Some(Kind::BFloat16));
+            assert_eq!(cpu_lower_precision(&x), Some(Kind::Half));
             assert!(cpu_float32(&x).is_none(), "already float32");
-            let half = x.to_kind(Kind::BFloat16);
+            let half = x.to_kind(Kind::Half);
             assert_eq!(cpu_float32(&half).map(|t| t.kind()), Some(Kind::Float));
         });
         // CUDA autocast leaves CPU tensors alone.

@@ -297,7 +297,7 @@ fn attention_head_on_a_partly_unfrozen_trunk() {
     assert_eq!(with_gradient(&c), reached);
 }
 
-/// DINOv2 and CLIP, trunk and head trained, through one mixed-precision step (bfloat16
+/// DINOv2 and CLIP, trunk and head trained, through one mixed-precision step (float16
 /// autocast on the CPU, the code path CUDA's float16 takes).
 #[test]
 fn dinov2_and_clip_step_in_mixed_precision() {

@@ -328,7 +328,7 @@ fn the_eight_names_are_registered_and_accepted_by_training_configs() {
     }
 }
 
-/// Each family, trunk and head trained, through one mixed-precision step (bfloat16 autocast
+/// Each family, trunk and head trained, through one mixed-precision step (float16 autocast
 /// on the CPU, the code path CUDA's float16 takes).
 #[test]
 fn every_family_steps_in_mixed_precision() {

@@ -89,7 +89,7 @@ fn a_crashed_run_resumes_to_the_same_metrics_with_foreach() {
     crash_and_resume(Some(true), false);
 }
 
-/// Mixed precision (autocast and the loss scaler, bfloat16 on the CPU: the product uses it on
+/// Mixed precision (autocast and the loss scaler, float16 on the CPU: the product uses it on
 /// GPUs only) trains, checkpoints the scaler and resumes exactly.
 #[test]
 fn a_crashed_mixed_precision_run_resumes_to_the_same_metrics() {
@@ -197,6 +197,42 @@ fn crash_and_resume(foreach: Option<bool>, amp: bool) {
     }
 }
 
+/// Steps whose float16 gradients overflow under the loss scale are not taken and halve the
+/// scale, as torch's GradScaler does; the run goes on to the end. The tiny model without its
+/// `tanh` overflows at the initial scale (2^16) on its first step already; a batch with its
+/// images negated and scaled 300x (confidently wrong logits of a few hundred) overflows again.
+#[test]
+fn mixed_precision_skips_the_step_whose_gradients_overflow() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["use_mixed_precision"] = true.into();
+    });
+    let mut sources = tiny::sources(3, false, false);
+    let mut train = Mem::new(48, 3, false, 8, true, true, 1);
+    train.scale_at = Some((4, -300.0)); // the 5th batch: iteration 5
+    sources.train = Box::new(train);
+    let model = tiny::Tiny::new(3, false, p.training_params.seed).linear();
+    let mut t = tiny::trainer_on(&p, model, 3, false, sources);
+    t.mixed_precision_on_cpu();
+    let values = full_run(&mut t);
+    assert!(values.get("test_loss").unwrap().is_finite(), "{values:?}");
+    assert!(history_losses(dir.path()).iter().all(|l| l.is_finite()));
+    let ck = medfm::train::checkpoint::load(&dir.path().join("checkpoints/tiny.last.safetensors"))
+        .unwrap();
+    let state: medfm::train::session::SessionState = ck.state().unwrap();
+    let scaler = state.scaler.unwrap();
+    assert_eq!(state.iters, 18);
+    assert_eq!(
+        scaler.scale, 16384.0,
+        "steps 1 and 5 skipped: the scale halved twice"
+    );
+    assert_eq!(
+        scaler.growth_tracker,
+        18 - 5,
+        "good steps since iteration 5"
+    );
+}
+
 /// The frozen trunk in mixed precision: features cached (computed under autocast, stored in
 /// float32), the head trained on them, kNN evaluation on the cached bank.
 #[test]
@@ -215,7 +251,7 @@ fn mixed_precision_with_the_feature_cache_and_knn() {
         assert!(v.is_finite(), "{k} = {v}");
     }
     assert_scaler_untouched_by_overflow(dir.path());
-    // Autocast is really on: the float32 run's losses differ, by bfloat16 rounding only.
+    // Autocast is really on: the float32 run's losses differ, by float16 rounding only.
     let fp32 = tempfile::tempdir().unwrap();
     let p = tiny::params(fp32.path(), |v| {
         v["training_params"]["knn_eval"] = true.into();

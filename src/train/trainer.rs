@@ -268,8 +268,7 @@ impl Trainer {
         caches.iter_mut().find(|(s, _)| *s == split).map(|(_, c)| c)
     }
 
-    /// A fresh run (no restore): clears an old history of the same run name.
-    /// Mixed precision on the CPU (bfloat16 autocast and the loss scaler), for tests: the
+    /// Mixed precision on the CPU (float16 autocast and the loss scaler), for tests: the
     /// product trains in float32 there, so without this the mixed-precision path would only
     /// ever run on a GPU. Call before `start_fresh`/`restore`.
     #[doc(hidden)]
@@ -280,6 +279,7 @@ impl Trainer {
         }
     }
 
+    /// A fresh run (no restore): clears an old history of the same run name.
     pub fn start_fresh(&mut self) -> Result<()> {
         self.outputs.start_at(0)
     }

@@ -143,7 +143,7 @@ pub fn names_with_gradient(c: &Classifier, x: &Tensor) -> BTreeSet<String> {
         .collect()
 }
 
-/// One training step's forward and backward under autocast (bfloat16 on the CPU, the same
+/// One training step's forward and backward under autocast (float16 on the CPU too, the same
 /// code path as CUDA's float16): autocast must reach the model (lower-precision logits), the
 /// loss must be finite, and the parameters that get a gradient in float32 must get a finite
 /// float32 one (in-place ops mixing dtypes, or a parameter cast and left behind, would break
@@ -155,7 +155,7 @@ pub fn check_mixed_precision_step(c: &Classifier, x: &Tensor, case: &str) {
     let labels = Tensor::from_slice(&[0i64, 1]).to_device(x.device());
     let grads = |amp: bool| {
         let logits = medfm::train::amp::autocast(amp, tch::Device::Cpu, || c.forward(x, true));
-        let want = if amp { Kind::BFloat16 } else { Kind::Float };
+        let want = if amp { Kind::Half } else { Kind::Float };
         assert_eq!(
             logits.kind(),
             want,

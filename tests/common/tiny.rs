@@ -22,6 +22,8 @@ pub struct Tiny {
     trunk: Tensor,
     fc: nn::Linear,
     frozen: bool,
+    /// `tanh` on the trunk's output (bounded features); off, large inputs give large logits.
+    squash: bool,
 }
 
 impl Tiny {
@@ -55,14 +57,22 @@ impl Tiny {
             trunk,
             fc,
             frozen,
+            squash: true,
         }
+    }
+
+    /// The trunk without its `tanh`: features, logits and gradients grow with the input.
+    pub fn linear(mut self) -> Tiny {
+        self.squash = false;
+        self
     }
 }
 
 impl TrainModel for Tiny {
     fn features(&self, x: &Tensor) -> Features {
         let f = || {
-            let pooled = x.flatten(1, -1).mm(&self.trunk).tanh();
+            let pooled = x.flatten(1, -1).mm(&self.trunk);
+            let pooled = if self.squash { pooled.tanh() } else { pooled };
             Features {
                 tokens: pooled.unsqueeze(1),
                 pooled,
@@ -126,6 +136,8 @@ pub struct Mem {
     pub fail_at: Option<usize>,
     /// Images of this batch number become NaN.
     pub nan_at: Option<usize>,
+    /// Images of this batch number are multiplied by this factor.
+    pub scale_at: Option<(usize, f64)>,
     served: Cell<usize>,
 }
 
@@ -187,6 +199,7 @@ impl Mem {
             seed,
             fail_at: None,
             nan_at: None,
+            scale_at: None,
             served: Cell::new(0),
         }
     }
@@ -242,6 +255,11 @@ impl BatchSource for Mem {
             let mut images = self.images.index_select(0, &t);
             if self.nan_at == Some(k) {
                 images *= f64::NAN;
+            }
+            if let Some((at, factor)) = self.scale_at {
+                if at == k {
+                    images *= factor;
+                }
             }
             Ok(Batch {
                 images,
@@ -321,6 +339,17 @@ pub fn trainer(
     sources: Sources,
 ) -> Trainer {
     let model = Tiny::new(n_classes, frozen, params.training_params.seed);
+    trainer_on(params, model, n_classes, multilabel, sources)
+}
+
+/// A trainer on the given tiny model.
+pub fn trainer_on(
+    params: &Params,
+    model: Tiny,
+    n_classes: i64,
+    multilabel: bool,
+    sources: Sources,
+) -> Trainer {
     Trainer::new(
         params.clone(),
         info(n_classes, multilabel),
