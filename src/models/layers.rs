@@ -251,12 +251,13 @@ pub fn conv2d(
     if let Some(kind) = crate::autocast::cpu_lower_precision(x) {
         let bias = bias.map(|b| b.to_kind(kind));
         let (x, weight) = (x.to_kind(kind), weight.to_kind(kind));
-        return conv2d_exact(&x, &weight, bias.as_ref(), stride, padding, groups);
+        return aten_convolution(&x, &weight, bias.as_ref(), stride, padding, groups);
     }
-    conv2d_exact(x, weight, bias, stride, padding, groups)
+    aten_convolution(x, weight, bias, stride, padding, groups)
 }
 
-fn conv2d_exact(
+/// ATen's `_convolution` with the flags `conv2d` documents.
+fn aten_convolution(
     x: &Tensor,
     weight: &Tensor,
     bias: Option<&Tensor>,
