@@ -248,23 +248,12 @@ pub fn conv2d(
     padding: i64,
     groups: i64,
 ) -> Tensor {
-    if let Some(kind) = crate::autocast::cpu_lower_precision(x) {
-        let bias = bias.map(|b| b.to_kind(kind));
-        let (x, weight) = (x.to_kind(kind), weight.to_kind(kind));
-        return aten_convolution(&x, &weight, bias.as_ref(), stride, padding, groups);
-    }
-    aten_convolution(x, weight, bias, stride, padding, groups)
-}
-
-/// ATen's `_convolution` with the flags `conv2d` documents.
-fn aten_convolution(
-    x: &Tensor,
-    weight: &Tensor,
-    bias: Option<&Tensor>,
-    stride: i64,
-    padding: i64,
-    groups: i64,
-) -> Tensor {
+    let cast = crate::autocast::cpu_lower_precision(x)
+        .map(|k| (x.to_kind(k), weight.to_kind(k), bias.map(|b| b.to_kind(k))));
+    let (x, weight, bias) = match &cast {
+        Some((x, w, b)) => (x, w, b.as_ref()),
+        None => (x, weight, bias),
+    };
     x.internal_convolution(
         weight,
         bias,
