@@ -292,11 +292,8 @@ impl Optimizer {
         let grads = Tensor::f_run_backward(&[loss], &params, false, false)
             .context("the backward pass failed")?;
         let mut grads = owned_gradients(grads, &params);
-        let mut first = 0;
         for gi in 0..self.groups.len() {
-            let n = self.groups[gi].params.len();
-            let part = first..first + n;
-            first += n;
+            let part = group_range(&self.groups, gi);
             if !grads[part.clone()].iter().all(|g| g.defined()) {
                 continue;
             }
@@ -316,21 +313,18 @@ impl Optimizer {
     /// steps as one gives its flat gradient, so unscaling and clipping take one launch each.
     pub fn grads(&self) -> Vec<Tensor> {
         let mut out = vec![];
-        let mut first = 0;
-        for (gi, group) in self.groups.iter().enumerate() {
-            let n = group.params.len();
+        for gi in 0..self.groups.len() {
             match &self.flat_grads[gi] {
                 Some(flat) => out.push(flat.shallow_clone()),
                 None => out.extend(
                     self.grads
+                        .get(group_range(&self.groups, gi))
+                        .unwrap_or_default()
                         .iter()
-                        .skip(first)
-                        .take(n)
                         .filter(|g| g.defined())
                         .map(|g| g.shallow_clone()),
                 ),
             }
-            first += n;
         }
         out
     }
@@ -345,8 +339,7 @@ impl Optimizer {
                     continue;
                 }
                 let mut hyper = self.groups[gi].hyper.clone();
-                // The flat `params()` index of this group's first parameter.
-                let first: usize = self.groups[..gi].iter().map(|g| g.params.len()).sum();
+                let first = group_range(&self.groups, gi).start;
                 let grad_of = |pi: usize| self.grads.get(first + pi).filter(|g| g.defined());
                 if let Some(lars) = cfg.lars {
                     // torchlars hides the group's weight decay from the wrapped optimizer and
@@ -408,6 +401,12 @@ impl Optimizer {
         group.scatter_state(params, &mut self.state);
         true
     }
+}
+
+/// Where group `gi`'s parameters sit in `Optimizer::params()` order (and so in its gradients).
+fn group_range(groups: &[Group], gi: usize) -> std::ops::Range<usize> {
+    let first: usize = groups[..gi].iter().map(|g| g.params.len()).sum();
+    first..first + groups[gi].params.len()
 }
 
 /// `grad + alpha * other`, torch's `grad.add(other, alpha=alpha)`. torch's kernel computes a
