@@ -14,12 +14,13 @@
               on the same device in the same run (scripts/bench_train.py step): ms/step,
               images/s, GPU memory, and model FLOP utilisation.
 
-Results go to OUT (default $OUT, else gpu_check_results/), three files: results.json,
-summary.md and details.tar.gz (logs/<step>.log of every command, and the training runs'
-history.csv and metrics_results.json). All three are rewritten after every check, so a run cut
-short keeps what it did; three files, because the device tool brings back at most 8. The bulky work (random
-weights, data, checkpoints) is in a temporary folder, removed at the end unless --keep-work. Needs only python3 with
-torch: safetensors files are read and written here, with the standard library.
+Results go to OUT (default $OUT, else gpu_check_results/), three files, because the device
+tool brings back at most 8: results.json, summary.md and details.tar.gz (logs/<step>.log of
+every command, and the training runs' history.csv and metrics_results.json). They are
+rewritten after every check (the archive after every command), so a run cut short keeps what
+it did. The bulky work (random weights, data, checkpoints) is in a temporary folder, removed at
+the end unless --keep-work. Needs only python3 with torch: safetensors files are read and
+written here, with the standard library.
 
 MEDFM_GPU_CHECK_DEVICE=cpu runs everything on the CPU (the device run repeats the CPU one), to
 test the script without a GPU; `--quick` uses small sizes.
