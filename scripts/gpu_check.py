@@ -6,8 +6,8 @@
               dinov2_vitb14 and sam2_b, from the same random weights (written once, passed with
               --weights: without them each device would draw its own random init);
 3. train    - a short run on `medfm synth` APTOS2019 data: dinov2_vitb14 with its last 4 blocks
-              trained (partial.unfreeze_cutoff 8) + the deit_base head, mixed precision on and
-              off: finishes, finite losses (history.csv, metrics_results.json), and the loss
+              trained (partial.unfreeze_cutoff 8) + the deit_base head, mixed precision on
+              (with pin_memory) and off: finishes, finite losses (history.csv, metrics_results.json), and the loss
               scaler's state (the session checkpoint's `scaler`: scale, growth tracker) agrees
               with the steps it skipped (medfm's "step skipped" notices);
 4. bench    - that training step, medfm vs the same model in PyTorch (the reference's modules)
@@ -218,7 +218,8 @@ def train_params(data, save_dir, name, size, batch, epochs, amp, device):
     p["dataset_params"].update({"data_location": data, "train_transforms": t, "val_transforms": t,
                                 "test_transforms": t})
     for loader in ["trainloader", "valloader", "testloader"]:
-        p["dataloader_params"][loader].update({"batch_size": batch, "num_workers": 4})
+        # The mixed-precision run also takes the pinned-memory upload path.
+        p["dataloader_params"][loader].update({"batch_size": batch, "num_workers": 4, "pin_memory": amp})
     p["foundation_params"].update({"backbone_type": "dinov2_vitb14", "img_size": size, "pretrained": False,
                                    "freeze_backbone": True})
     p["foundation_params"]["partial"]["unfreeze_cutoff"] = 8  # blocks 8..11 (the last 4) train
