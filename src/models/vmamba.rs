@@ -109,11 +109,19 @@ impl LayerNorm {
         })
     }
 
-    /// Normalises over the last dim of `x` in `x`'s dtype (SS2D's fp32 scan output meets
-    /// these weights even when the trunk runs in half precision).
+    /// Normalises over the last dim of `x`. The weights go up to float32 for a float32 input
+    /// (SS2D's scan output meets them even when the trunk runs in half precision) but never
+    /// down: under autocast `layer_norm` runs in float32 with the float32 weights, as in torch
+    /// (float32 under CPU autocast too, as CUDA's runs it).
     pub(crate) fn forward(&self, x: &Tensor) -> Tensor {
         let dim = *self.weight.size().first().unwrap_or(&0);
-        let (w, b) = (self.weight.to_kind(x.kind()), self.bias.to_kind(x.kind()));
+        let x32 = crate::autocast::cpu_float32(x);
+        let x = x32.as_ref().unwrap_or(x);
+        let up = |w: &Tensor| match x.kind() {
+            Kind::Float => w.to_kind(Kind::Float),
+            _ => w.shallow_clone(),
+        };
+        let (w, b) = (up(&self.weight), up(&self.bias));
         x.layer_norm([dim], Some(&w), Some(&b), LN_EPS, true)
     }
 }
@@ -559,7 +567,46 @@ mod tests {
         }
     }
 
-    /// A half-precision trunk (as a frozen trunk runs on CUDA) keeps its SSM core in fp32 and
+    /// Under autocast a float16 input is normalised in float32 with the float32 weights, not
+    /// with weights rounded to float16 (these differ from 1 by less than float16's epsilon).
+    #[test]
+    fn layer_norm_keeps_float32_weights_under_autocast() {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let norm = LayerNorm::new(&vs.root(), 8).unwrap();
+        tch::no_grad(|| {
+            let _ = norm.weight.shallow_clone().fill_(1.0 + 1e-4);
+        });
+        let x = Tensor::randn([2, 8], (Kind::Float, Device::Cpu)).to_kind(Kind::Half);
+        let plain = norm.forward(&x.to_kind(Kind::Float));
+        let mixed = crate::autocast::autocast(true, Device::Cpu, || norm.forward(&x));
+        assert_eq!(mixed.kind(), Kind::Float);
+        assert_eq!((mixed - plain).abs().max().double_value(&[]), 0.0);
+    }
+
+    /// Under autocast the forward without autograd (which reuses the scan's buffers in place,
+    /// and autocast does not cast in-place ops) equals the one with autograd. CPU autocast
+    /// leaves `softplus` in float16 where CUDA's runs it in float32, so this cannot show the
+    /// float16 scan that `selective_scan_2d`'s cast to float32 prevents on CUDA.
+    #[test]
+    fn forward_without_autograd_equals_the_autograd_one_under_autocast() {
+        tch::manual_seed(3);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Vmamba::new(&vs.root(), &VmambaConfig::tiny(8, &[1, 1, 1, 1])).unwrap();
+        let x = Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let run = || crate::autocast::autocast(true, Device::Cpu, || model.forward(&x, false));
+        let frozen = tch::no_grad(run).pooled;
+        let trained = run().pooled.detach();
+        let err = (frozen.to_kind(Kind::Float) - trained.to_kind(Kind::Float))
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(
+            err <= 1e-5,
+            "no-grad vs autograd forward under autocast: {err}"
+        );
+    }
+
+    /// A trunk cast to bfloat16 keeps its SSM core in fp32 and
     /// returns features of its own dtype, close to the fp32 ones.
     #[test]
     fn reduced_precision_trunk_runs() {

@@ -138,7 +138,12 @@ impl Ss2d {
         let dt_in = x_seq.narrow(3, 0, r).reshape([K, l * b, r]);
         let dt_w = self.dt_projs_weight.to_kind(Kind::Float).transpose(1, 2); // [K, R, D]
         let dt_bias = self.dt_projs_bias.to_kind(Kind::Float).unsqueeze(1); // [K, 1, D]
-        let delta = dt_bias.baddbmm(&dt_in, &dt_w, 1.0, 1.0);
+
+        // Float32 from here on: under autocast `baddbmm` gives float16, and the in-place path
+        // below would keep it (autocast does not cast `softplus_out` or in-place products).
+        let delta = dt_bias
+            .baddbmm(&dt_in, &dt_w, 1.0, 1.0)
+            .to_kind(Kind::Float);
         // Without autograd, reuse buffers in place (these tensors are large at stage 1).
         let in_place = !delta.requires_grad();
         let delta = if in_place {
