@@ -272,3 +272,46 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
         "history (without timings)"
     );
 }
+
+fn failure(out: &std::process::Output) -> String {
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected an error, not a crash or success:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Images the trunk cannot take are an error that names the setting, before anything trains
+/// (a fixed transform size), or at the first batch (no Resize: synth's APTOS images are
+/// 64x48, and DINOv2 takes multiples of its patch, 14); never a crash in the forward pass.
+#[test]
+fn images_the_trunk_does_not_take_are_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), "APTOS2019", 16);
+    let params = tiny_params(dir.path(), "APTOS2019", |v| {
+        v["dataset_params"]["val_transforms"]["Resize"]["height"] = 30.into();
+    });
+    let err = failure(&medfm(&params, &[]));
+    assert!(
+        err.contains("dataset_params.val_transforms give 30x28 images")
+            && err.contains("not multiples of the patch size 14"),
+        "{err}"
+    );
+    assert!(!dir.path().join("run/checkpoints").exists(), "{err}");
+
+    let params = tiny_params(dir.path(), "APTOS2019", |v| {
+        let t = serde_json::json!({"Normalize": true});
+        for k in ["train_transforms", "val_transforms", "test_transforms"] {
+            v["dataset_params"][k] = t.clone();
+        }
+    });
+    let err = failure(&medfm(&params, &[]));
+    assert!(
+        err.contains("a batch's images do not fit the trunk")
+            && err.contains("input sides 48x64 are not multiples of the patch size 14"),
+        "{err}"
+    );
+}

@@ -90,7 +90,7 @@ pub(super) fn run_pass(
     tch::no_grad(|| -> Result<()> {
         for batch in batches {
             let batch = batch?;
-            let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp);
+            let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp)?;
             let out =
                 super::amp::autocast(amp, device, || model.head(&f, false)).to_kind(Kind::Float);
             // Losses and logits (a few numbers per image) stay on the device until the pass

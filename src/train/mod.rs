@@ -23,11 +23,12 @@ pub use model::{BatchSource, ClassifierModel, TrainModel};
 pub use trainer::{Sources, Trainer};
 
 use crate::config::{LoaderParams, Params};
-use crate::data::{Loader, Splits};
+use crate::data::transforms::Pipeline;
+use crate::data::{DatasetInfo, Loader, Splits};
 use crate::models::classifier::{Classifier, ClassifierSpec};
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use tch::Device;
+use tch::{Device, Kind, Tensor};
 
 /// What the command line asks for beyond the params file.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +84,36 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
     })
 }
 
+/// Each split's transform output against what the trunk takes, before anything is trained or
+/// evaluated: a mismatch would otherwise fail inside the first forward pass.
+fn check_input_sizes(model: &Classifier, params: &Params, info: &DatasetInfo) -> Result<()> {
+    let d = &params.dataset_params;
+    let f = &params.foundation_params;
+    for (split, t) in [
+        ("train", &d.train_transforms),
+        ("val", &d.val_transforms),
+        ("test", &d.test_transforms),
+    ] {
+        let pipeline = Pipeline::new(t, info)?;
+        // Without a fixed size (no Resize or crop) or with MultiCrop's own view sizes, each
+        // batch is checked as it comes (`trainer::upload_images`).
+        let (Some((h, w)), true) = (pipeline.output_size(), pipeline.views.is_empty()) else {
+            continue;
+        };
+        let shape = [1, info.channels, h as i64, w as i64];
+        model
+            .check_input(&Tensor::empty(shape, (Kind::Float, Device::Cpu)))
+            .with_context(|| {
+                format!(
+                    "dataset_params.{split}_transforms give {h}x{w} images, which \
+                     foundation_params.backbone_type \"{}\" with img_size {} does not take",
+                    f.backbone_type, f.img_size
+                )
+            })?;
+    }
+    Ok(())
+}
+
 /// Train and test (or only test) the run that `params` describes.
 pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
     let tp = &params.training_params;
@@ -102,6 +133,7 @@ pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
     };
+    check_input_sizes(&model.inner, params, &info)?;
     if !opts.test_only {
         session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
     }

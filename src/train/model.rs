@@ -22,6 +22,10 @@ pub trait TrainModel {
     /// Trainable parameters by var-store name, in a stable order.
     fn trainable(&self) -> Vec<(String, Tensor)>;
     fn var_store(&self) -> &nn::VarStore;
+    /// Whether the trunk takes images of `x`'s shape (an error that says what it takes).
+    fn check_input(&self, _x: &Tensor) -> Result<()> {
+        Ok(())
+    }
 }
 
 /// The real classifier, with the head type the engine needs to know.
@@ -57,6 +61,9 @@ impl TrainModel for ClassifierModel {
     }
     fn var_store(&self) -> &nn::VarStore {
         self.inner.var_store()
+    }
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        self.inner.check_input(x)
     }
 }
 

@@ -129,16 +129,26 @@ pub(super) fn batch_features(
     batch: &Batch,
     device: Device,
     amp: bool,
-) -> Features {
+) -> Result<Features> {
     if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
-        return f;
+        return Ok(f);
     }
-    let images = crate::device::upload(&batch.images, device);
+    let images = upload_images(model, batch, device)?;
     let f = amp::autocast(amp, device, || model.features(&images));
     if let Some(c) = cache {
         c.put(&batch.indices, &f);
     }
-    f
+    Ok(f)
+}
+
+/// A batch's images on `device`, once the trunk has accepted their shape (`train::run` checks
+/// the transforms' output sizes up front; this catches what those do not fix, e.g. a dataset
+/// of same-sized images without Resize).
+fn upload_images(model: &dyn TrainModel, batch: &Batch, device: Device) -> Result<Tensor> {
+    model.check_input(&batch.images).context(
+        "a batch's images do not fit the trunk (foundation_params.backbone_type and img_size)",
+    )?;
+    Ok(crate::device::upload(&batch.images, device))
 }
 
 impl Trainer {
@@ -420,10 +430,10 @@ impl Trainer {
         let labels = crate::device::upload(&batch.labels, self.device);
         let cache = Self::cache_mut(&mut self.caches, Split::Train);
         let logits = if self.model.trunk_frozen() {
-            let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp);
+            let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp)?;
             amp::autocast(self.amp, self.device, || self.model.head(&f, true))
         } else {
-            let images = crate::device::upload(&batch.images, self.device);
+            let images = upload_images(self.model.as_ref(), batch, self.device)?;
             amp::autocast(self.amp, self.device, || {
                 self.model.head(&self.model.features(&images), true)
             })
