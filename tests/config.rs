@@ -340,6 +340,38 @@ fn malformed_batch_size_zero() {
     );
 }
 
+/// Sizes and paddings are bounded: 100000 px would abort on allocation, and a padding near
+/// i64::MAX overflowed the crop arithmetic into a hang.
+#[test]
+fn malformed_sizes_beyond_the_largest_side() {
+    for (path, edit) in [
+        (
+            "dataset_params.train_transforms.Resize.height",
+            (|v: &mut Value| {
+                v["dataset_params"]["train_transforms"]["Resize"] =
+                    json!({"apply": true, "height": 100000, "width": 224})
+            }) as fn(&mut Value),
+        ),
+        ("dataset_params.val_transforms.CenterCrop.width", |v| {
+            v["dataset_params"]["val_transforms"]["CenterCrop"] =
+                json!({"apply": true, "height": 224, "width": 4611686018427387904i64})
+        }),
+        ("dataset_params.train_transforms.RandomCrop.padding", |v| {
+            v["dataset_params"]["train_transforms"]["RandomCrop"] =
+                json!({"apply": true, "height": 224, "width": 224, "padding": 100000})
+        }),
+        ("foundation_params.img_size", |v| {
+            v["foundation_params"]["img_size"] = json!(1400014)
+        }),
+    ] {
+        assert_names(path, "16384", edit);
+    }
+    // The largest side itself is accepted.
+    let mut v = reference_value();
+    v["foundation_params"]["img_size"] = json!(16384);
+    parse(&v).unwrap();
+}
+
 #[test]
 fn malformed_probability_out_of_range() {
     assert_names(

@@ -4,6 +4,10 @@ use super::errors::did_you_mean;
 use super::schema::*;
 use anyhow::{bail, Result};
 
+/// The largest image side (and crop padding) a transform or a model may ask for: 16384 px, 4x
+/// the side of the largest mammograms, 805 MB per float32 RGB image.
+pub const MAX_SIDE: i64 = 16384;
+
 /// Collects problems so one run reports all of them, not just the first.
 struct Problems(Vec<String>);
 
@@ -23,6 +27,14 @@ impl Problems {
     fn positive_i(&mut self, v: i64, path: &str) {
         self.check(v >= 1, path, || {
             format!("must be a positive integer, got {v}")
+        });
+    }
+
+    /// A side length in pixels. The bound keeps a typo (an extra digit or two) from becoming
+    /// an allocation that aborts the process or an arithmetic overflow in a transform.
+    fn side(&mut self, v: i64, path: &str) {
+        self.check((1..=MAX_SIDE).contains(&v), path, || {
+            format!("must be a side length in pixels, 1 to {MAX_SIDE}, got {v}")
         });
     }
 
@@ -110,8 +122,8 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
     let path = |k: &str| format!("{at}.{k}");
     for (k, s) in [("Resize", &t.Resize), ("CenterCrop", &t.CenterCrop)] {
         if let Some(s) = s {
-            e.positive_i(s.height, &path(&format!("{k}.height")));
-            e.positive_i(s.width, &path(&format!("{k}.width")));
+            e.side(s.height, &path(&format!("{k}.height")));
+            e.side(s.width, &path(&format!("{k}.width")));
         }
     }
     for (k, f) in [
@@ -133,11 +145,13 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         });
     }
     if let Some(c) = &t.RandomCrop {
-        e.positive_i(c.height, &path("RandomCrop.height"));
-        e.positive_i(c.width, &path("RandomCrop.width"));
-        e.check(c.padding >= 0, &path("RandomCrop.padding"), || {
-            format!("must be >= 0, got {}", c.padding)
-        });
+        e.side(c.height, &path("RandomCrop.height"));
+        e.side(c.width, &path("RandomCrop.width"));
+        e.check(
+            (0..=MAX_SIDE).contains(&c.padding),
+            &path("RandomCrop.padding"),
+            || format!("must be 0 to {MAX_SIDE} pixels, got {}", c.padding),
+        );
         e.prob(c.p, &path("RandomCrop.p"));
     }
     if let Some(c) = &t.ColorJitter {
@@ -210,7 +224,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         e.prob(s.p, &path("RandomSolarize.p"));
     }
     if let Some(r) = &t.RandomResizedCrop {
-        e.positive_i(r.size, &path("RandomResizedCrop.size"));
+        e.side(r.size, &path("RandomResizedCrop.size"));
         e.range(r.scale, &path("RandomResizedCrop.scale"), f64::MIN_POSITIVE);
         e.range(r.ratio, &path("RandomResizedCrop.ratio"), f64::MIN_POSITIVE);
     }
@@ -236,7 +250,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
             );
         }
         for (i, s) in m.sizes.iter().enumerate() {
-            e.positive_i(*s, &path(&format!("MultiCrop.sizes[{i}]")));
+            e.side(*s, &path(&format!("MultiCrop.sizes[{i}]")));
         }
         for (i, s) in m.n_crops.iter().enumerate() {
             e.check(*s >= 0, &path(&format!("MultiCrop.n_crops[{i}]")), || {
@@ -261,7 +275,7 @@ fn model(e: &mut Problems, p: &Params) {
             )
         },
     );
-    e.positive_i(f.img_size, "foundation_params.img_size");
+    e.side(f.img_size, "foundation_params.img_size");
     e.check(
         f.partial.unfreeze_cutoff >= -1,
         "foundation_params.partial.unfreeze_cutoff",
@@ -282,7 +296,7 @@ fn model(e: &mut Problems, p: &Params) {
     let tp = &p.model_params.transformers_params;
     e.positive_i(tp.patch_size, "model_params.transformers_params.patch_size");
     for (i, s) in tp.img_size.iter().enumerate() {
-        e.positive_i(
+        e.side(
             *s,
             &format!("model_params.transformers_params.img_size[{i}]"),
         );
