@@ -424,6 +424,129 @@ fn a_session_with_misshapen_optimizer_state_is_refused() {
     );
 }
 
+/// Rewrite the last session of a finished 3-epoch run in `dir` (scheduler
+/// `["LinearWarmup", schedule]`), then try to resume it with `epochs`: the error, if any.
+fn resume_edited_session(
+    schedule: &str,
+    epochs: i64,
+    edit_state: impl FnOnce(&mut serde_json::Value),
+    mut edit_tensor: impl FnMut(&str, &tch::Tensor) -> Option<tch::Tensor>,
+) -> Option<String> {
+    use medfm::train::checkpoint;
+    let dir = tempfile::tempdir().unwrap();
+    let with = |epochs: i64, restore: bool| {
+        tiny::params(dir.path(), |v| {
+            v["optimization_params"]["default"]["scheduler"]["type"] =
+                serde_json::json!(["LinearWarmup", schedule]);
+            v["training_params"]["epochs"] = epochs.into();
+            v["training_params"]["restore_session"] = restore.into();
+        })
+    };
+    let mut t = tiny::trainer(
+        &with(3, false),
+        3,
+        false,
+        false,
+        tiny::sources(3, false, false),
+    );
+    full_run(&mut t);
+    let last = t.files().last();
+    drop(t);
+    let ck = checkpoint::load(&last).unwrap();
+    let mut state: serde_json::Value = ck.state().unwrap();
+    edit_state(&mut state);
+    let tensors: Vec<(String, tch::Tensor)> = ck
+        .tensors
+        .iter()
+        .map(|(n, t)| (n.clone(), edit_tensor(n, t).unwrap_or(t.shallow_clone())))
+        .collect();
+    checkpoint::save(&last, ck.kind, &tensors, &state).unwrap();
+    let mut t = tiny::trainer(
+        &with(epochs, true),
+        3,
+        false,
+        false,
+        tiny::sources(3, false, false),
+    );
+    t.restore(None, false).err().map(|e| format!("{e:#}"))
+}
+
+/// A session file edited (or written by another tool) into states the schedules and the
+/// optimizer cannot step from is refused when it is loaded, naming the file and the field;
+/// these panicked in the first step (a remainder by zero, a dtype mismatch in Adam's lerp).
+#[test]
+fn a_session_with_impossible_state_is_refused() {
+    let none = |_: &str, _: &tch::Tensor| None;
+    let cosine = "CosineAnnealingLR";
+    let err = resume_edited_session(
+        cosine,
+        3,
+        |s| s["scheduler"]["steps_per_epoch"] = 0.into(),
+        none,
+    );
+    let err = err.expect("steps_per_epoch 0 is refused");
+    assert!(
+        err.contains("tiny.last.safetensors: the session cannot be resumed")
+            && err.contains("scheduler.steps_per_epoch is 0, this run has 6"),
+        "{err}"
+    );
+    let err = resume_edited_session(
+        cosine,
+        3,
+        |s| s["scheduler"]["schedulers"][1]["CosineAnnealingLR"]["t_max"] = 0.into(),
+        none,
+    );
+    let err = err.expect("T_max 0 is refused");
+    assert!(err.contains("CosineAnnealingLR has T_max 0"), "{err}");
+    let err = resume_edited_session(
+        cosine,
+        3,
+        |_| {},
+        |n, t| n.ends_with("/exp_avg").then(|| t.to_kind(tch::Kind::Int64)),
+    );
+    let err = err.expect("integer Adam state is refused");
+    assert!(
+        err.contains("/exp_avg has shape") && err.contains("dtype Int64"),
+        "{err}"
+    );
+}
+
+/// OneCycleLR's length is fixed when it is built: a session resumed with more epochs is
+/// refused up front (it failed after the first extra epoch's steps). CosineAnnealingLR keeps
+/// the session's T_max, as torch's load_state_dict does, with a notice.
+#[test]
+fn a_schedule_that_cannot_reach_the_new_end_is_refused_at_resume() {
+    let none = |_: &str, _: &tch::Tensor| None;
+    let err = resume_edited_session("OneCycleLR", 5, |_| {}, none).expect("refused");
+    assert!(
+        err.contains("OneCycleLR: the session's schedule has 18 steps (3 epochs), this run's has 30 (5 epochs)")
+            && err.contains("training_params.epochs = 3"),
+        "{err}"
+    );
+    assert_eq!(resume_edited_session("OneCycleLR", 3, |_| {}, none), None);
+    assert_eq!(
+        resume_edited_session("CosineAnnealingLR", 5, |_| {}, none),
+        None
+    );
+}
+
+/// `--checkpoint` names a file: a typo is an error, not a fresh run over this run's outputs.
+#[test]
+fn a_missing_explicit_checkpoint_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    let typo = dir.path().join("checkpoints/tiny.lats.safetensors");
+    let err = t.restore(Some(&typo), false).unwrap_err().to_string();
+    assert!(
+        err.contains("tiny.lats.safetensors: no such file")
+            && err.contains("tiny.last.safetensors"),
+        "{err}"
+    );
+    // Without --checkpoint a missing last session starts a fresh run, as in the reference.
+    t.restore(None, false).unwrap();
+}
+
 #[test]
 fn without_save_best_model_the_last_model_is_tested() {
     let dir = tempfile::tempdir().unwrap();

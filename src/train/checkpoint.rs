@@ -233,34 +233,66 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
     })
 }
 
-/// Copy `src` (by name) into the variables `dst`, checking that every variable is present
-/// with the same shape. `what` names the source in errors.
+/// Copy `src` (by name) into the variables `dst`, checking first that `src` holds exactly
+/// those tensors, each with its variable's shape and dtype (nothing is copied otherwise).
+/// `what` names the source in errors.
 pub fn copy_into(dst: &[(String, Tensor)], src: &[(String, Tensor)], what: &str) -> Result<()> {
     let by_name: HashMap<&str, &Tensor> = src.iter().map(|(n, t)| (n.as_str(), t)).collect();
+    let mut pairs = Vec::with_capacity(dst.len());
+    for (name, var) in dst {
+        let t = by_name.get(name.as_str()).ok_or_else(|| {
+            anyhow!(
+                "{what} has no tensor {name} (was it saved by a different model configuration?)"
+            )
+        })?;
+        if t.size() != var.size() {
+            bail!(
+                "{what}: tensor {name} has shape {:?}, the model expects {:?}",
+                t.size(),
+                var.size()
+            );
+        }
+        // copy_ would convert silently (e.g. a bool or integer tensor into float weights).
+        if t.kind() != var.kind() {
+            bail!(
+                "{what}: tensor {name} has dtype {:?}, the model expects {:?}",
+                t.kind(),
+                var.kind()
+            );
+        }
+        pairs.push((var, *t));
+    }
+    if src.len() != dst.len() {
+        let known: std::collections::HashSet<&str> = dst.iter().map(|(n, _)| n.as_str()).collect();
+        let extra: Vec<&str> = src
+            .iter()
+            .map(|(n, _)| n.as_str())
+            .filter(|n| !known.contains(n))
+            .collect();
+        bail!(
+            "{what} holds {} tensor(s) this model does not have (was it saved by a different model \
+             configuration?): {}{}",
+            extra.len(),
+            extra.iter().take(5).copied().collect::<Vec<_>>().join(", "),
+            if extra.len() > 5 { ", ..." } else { "" }
+        );
+    }
     tch::no_grad(|| {
-        for (name, var) in dst {
-            let t = by_name
-                .get(name.as_str())
-                .ok_or_else(|| anyhow!("{what} has no tensor {name} (was it saved by a different model configuration?)"))?;
-            if t.size() != var.size() {
-                bail!(
-                    "{what}: tensor {name} has shape {:?}, the model expects {:?}",
-                    t.size(),
-                    var.size()
-                );
-            }
+        for (var, t) in pairs {
             var.shallow_clone().copy_(t);
         }
-        Ok(())
-    })
+    });
+    Ok(())
 }
 
 /// Detached CPU copies (the reference's `model_to_CPU_state`).
 pub fn cpu_copy(tensors: &[(String, Tensor)]) -> Vec<(String, Tensor)> {
-    tensors
-        .iter()
-        .map(|(n, t)| (n.clone(), t.detach().to_device(Device::Cpu).copy()))
-        .collect()
+    let copy = |t: &Tensor| match t.device() {
+        Device::Cpu => t.detach().copy(),
+        // The transfer is already a copy.
+        _ => t.detach().to_device(Device::Cpu),
+    };
+    tensors.iter().map(|(n, t)| (n.clone(), copy(t))).collect()
 }
 
 #[cfg(test)]
@@ -321,5 +353,40 @@ mod tests {
         .unwrap();
         let err = load(&path).err().unwrap().to_string();
         assert!(err.contains("is not a medfm checkpoint"), "{err}");
+    }
+
+    /// A checkpoint's tensors must be exactly the model's, with their shapes and dtypes:
+    /// `copy_` would convert a bool or integer tensor silently, and extra tensors mean another
+    /// model configuration. Nothing is copied when a check fails.
+    #[test]
+    fn copy_into_checks_names_shapes_and_dtypes_before_copying() {
+        let var = |v: f32| ("w".to_string(), Tensor::from_slice(&[v, v]));
+        let dst = [var(0.0), ("b".to_string(), Tensor::from_slice(&[0.0f32]))];
+        let good = || vec![var(1.0), ("b".to_string(), Tensor::from_slice(&[2.0f32]))];
+        let err = |src: Vec<(String, Tensor)>| {
+            let e = copy_into(&dst, &src, "x.safetensors")
+                .unwrap_err()
+                .to_string();
+            assert_eq!(
+                dst[0].1.double_value(&[0]),
+                0.0,
+                "copied before failing: {e}"
+            );
+            e
+        };
+        let mut wrong_kind = good();
+        wrong_kind[1].1 = Tensor::from_slice(&[true]);
+        assert!(err(wrong_kind).contains("tensor b has dtype Bool, the model expects Float"));
+        let mut extra = good();
+        extra.push(("model/foo".into(), Tensor::from_slice(&[1.0f32])));
+        let e = err(extra);
+        assert!(
+            e.contains("holds 1 tensor(s) this model does not have") && e.contains("model/foo"),
+            "{e}"
+        );
+        let e = err(vec![var(1.0)]);
+        assert!(e.contains("x.safetensors has no tensor b"), "{e}");
+        copy_into(&dst, &good(), "x.safetensors").unwrap();
+        assert_eq!(dst[1].1.double_value(&[0]), 2.0);
     }
 }

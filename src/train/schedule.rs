@@ -390,6 +390,19 @@ pub enum Scheduler {
     CosineAnnealingLR(Cosine),
 }
 
+impl Scheduler {
+    /// The scheduler's name in params.json.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Scheduler::LinearWarmup(_) => "LinearWarmup",
+            Scheduler::OneCycleLR(_) => "OneCycleLR",
+            Scheduler::MultiStepLR(_) => "MultiStepLR",
+            Scheduler::ReduceLROnPlateau(_) => "ReduceLROnPlateau",
+            Scheduler::CosineAnnealingLR(_) => "CosineAnnealingLR",
+        }
+    }
+}
+
 /// The reference's `MixedLRScheduler`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Mixer {
@@ -463,6 +476,88 @@ impl Mixer {
             warmup_iters,
             iter: 0,
         })
+    }
+
+    /// Whether this restored schedule can continue `fresh`'s run (the one the params describe
+    /// now). A session file edited or written by another tool must not panic in `step`, and a
+    /// schedule that cannot reach the run's end (OneCycleLR's fixed length, after `epochs`
+    /// grew) must fail here, not epochs later. Returns notices for what is kept as is.
+    pub fn check_resumable(&self, fresh: &Mixer) -> Result<Vec<String>> {
+        if self.steps_per_epoch < 1 || self.steps_per_epoch != fresh.steps_per_epoch {
+            bail!(
+                "scheduler.steps_per_epoch is {}, this run has {}",
+                self.steps_per_epoch,
+                fresh.steps_per_epoch
+            );
+        }
+        if self.iter < 0 || self.warmup_iters < 0 {
+            bail!(
+                "scheduler.iter ({}) and scheduler.warmup_iters ({}) must be >= 0",
+                self.iter,
+                self.warmup_iters
+            );
+        }
+        let kinds =
+            |m: &Mixer| -> Vec<&'static str> { m.schedulers.iter().map(Scheduler::name).collect() };
+        if kinds(self) != kinds(fresh) {
+            bail!(
+                "the session's schedulers are {:?}, the params list {:?} (optimization_params.default.scheduler.type)",
+                kinds(self),
+                kinds(fresh)
+            );
+        }
+        let mut notices = vec![];
+        for (old, new) in self.schedulers.iter().zip(&fresh.schedulers) {
+            match (old, new) {
+                (Scheduler::OneCycleLR(o), Scheduler::OneCycleLR(n)) => {
+                    if o.total_steps < 1 || !(0..=o.total_steps).contains(&o.last_epoch) {
+                        bail!(
+                            "OneCycleLR has stepped {} of its {} steps",
+                            o.last_epoch,
+                            o.total_steps
+                        );
+                    }
+                    if o.total_steps != n.total_steps {
+                        let spe = self.steps_per_epoch;
+                        bail!(
+                            "OneCycleLR: the session's schedule has {} steps ({} epochs), this run's has {} \
+                             ({} epochs). A one-cycle schedule cannot be stretched: resume with \
+                             training_params.epochs = {}, or start a fresh run",
+                            o.total_steps,
+                            o.total_steps / spe,
+                            n.total_steps,
+                            n.total_steps / spe,
+                            o.total_steps / spe
+                        );
+                    }
+                }
+                (Scheduler::CosineAnnealingLR(o), Scheduler::CosineAnnealingLR(n)) => {
+                    if o.t_max < 1 || o.base_lrs.len() != n.base_lrs.len() {
+                        bail!(
+                            "CosineAnnealingLR has T_max {} and {} base lr(s); expected T_max >= 1 and {}",
+                            o.t_max,
+                            o.base_lrs.len(),
+                            n.base_lrs.len()
+                        );
+                    }
+                    if o.t_max != n.t_max {
+                        notices.push(format!(
+                            "CosineAnnealingLR keeps the session's T_max of {} iterations (this run's \
+                             epochs would give {}), as the reference's load_state_dict does",
+                            o.t_max, n.t_max
+                        ));
+                    }
+                }
+                (Scheduler::LinearWarmup(o), _) if o.warmup_iters < 0 => {
+                    bail!(
+                        "LinearWarmup.warmup_iters must be >= 0, got {}",
+                        o.warmup_iters
+                    )
+                }
+                _ => {}
+            }
+        }
+        Ok(notices)
     }
 
     /// One training iteration. `val_target`/`val_loss` are the latest validation results

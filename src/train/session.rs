@@ -179,8 +179,18 @@ impl Trainer {
     /// `restore_session`: resume from `path` (default: this run's last session). A session
     /// restores everything unless `only_model`; then (or from a model file) only the model's
     /// parameters are loaded and training starts afresh from them, like the reference's
-    /// `restore_only_model`. A missing file starts a fresh run, as in the reference.
+    /// `restore_only_model`. A missing last session starts a fresh run, as in the reference;
+    /// a missing `path` (given with `--checkpoint`) is an error: a typo must not start a
+    /// fresh run that overwrites this run's outputs.
     pub fn restore(&mut self, path: Option<&Path>, only_model: bool) -> Result<()> {
+        if let Some(p) = path.filter(|p| !p.exists()) {
+            bail!(
+                "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
+                 this run's last session, {})",
+                p.display(),
+                self.files.last().display()
+            );
+        }
         let path: PathBuf = path
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.files.last());
@@ -221,6 +231,20 @@ impl Trainer {
             );
         }
         let what = path.display().to_string();
+        if st.hypers.len() != self.opt.groups.len() {
+            bail!(
+                "{what}: the session has hyperparameters for {} parameter group(s), the optimizer has {}",
+                st.hypers.len(),
+                self.opt.groups.len()
+            );
+        }
+        for notice in st
+            .scheduler
+            .check_resumable(&self.mixer)
+            .with_context(|| format!("{what}: the session cannot be resumed"))?
+        {
+            println!("Notice: {notice}");
+        }
         checkpoint::copy_into(&trainable, &ck.group("model/"), &what)?;
         // The best model is kept on the CPU, as during training (`cpu_copy`), not on the GPU.
         let names: Vec<(String, Tensor)> = trainable
@@ -243,11 +267,14 @@ impl Trainer {
                 let Some((_, t)) = optim.iter().find(|(n, _)| *n == format!("{name}/{f}")) else {
                     return Ok(None);
                 };
-                if t.size() != param.size() {
+                if t.size() != param.size() || t.kind() != param.kind() {
                     bail!(
-                        "{what}: optim/{name}/{f} has shape {:?}, the parameter has {:?}",
+                        "{what}: optim/{name}/{f} has shape {:?} and dtype {:?}, the parameter has \
+                         {:?} and {:?}",
                         t.size(),
-                        param.size()
+                        t.kind(),
+                        param.size(),
+                        param.kind()
                     );
                 }
                 Ok(Some(t.to_device(self.device)))
