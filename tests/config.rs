@@ -527,6 +527,22 @@ fn malformed_model_name_with_slash() {
 }
 
 #[test]
+fn malformed_model_name_for_the_knn_copy() {
+    assert_names(
+        "training_params.model_name",
+        "\"-run_\" at most once",
+        |v| {
+            v["training_params"]["model_name"] = json!("a-run_1-run_2");
+            v["training_params"]["knn_eval"] = json!(true);
+        },
+    );
+    let mut v = reference_value();
+    v["training_params"]["model_name"] = json!("a-run_1-run_2");
+    v["training_params"]["knn_eval"] = json!(false);
+    parse(&v).unwrap();
+}
+
+#[test]
 fn malformed_unfreeze_cutoff() {
     assert_names("foundation_params.partial.unfreeze_cutoff", "-1", |v| {
         v["foundation_params"]["partial"]["unfreeze_cutoff"] = json!(-3)

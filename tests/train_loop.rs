@@ -293,6 +293,25 @@ fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoint() {
         .all(|(_, t)| t.isfinite().all().int64_value(&[]) == 1));
 }
 
+/// Weights that still give a finite loss can overflow on the next forward pass: non-finite
+/// validation outputs stop the run with the divergence error, not a metrics error.
+#[test]
+fn non_finite_validation_outputs_stop_the_run_as_a_divergence() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let mut sources = tiny::sources(3, false, false);
+    let mut val = Mem::new(16, 3, false, 8, false, false, 2);
+    val.nan_at = Some(0);
+    sources.val = Box::new(val);
+    let mut t = tiny::trainer(&p, 3, false, false, sources);
+    t.start_fresh().unwrap();
+    let err = t.train().unwrap_err().to_string();
+    assert!(
+        err.contains("training diverged: the model's outputs on the validation split are not finite at iteration 6 (epoch 1"),
+        "{err}"
+    );
+}
+
 #[test]
 fn the_feature_cache_does_not_change_results() {
     let mut results = vec![];

@@ -449,6 +449,19 @@ fn training(e: &mut Problems, t: &TrainingParams) {
             )
         },
     );
+    // The kNN results go to `<base>-knn-run_<i>` (`report::knn_model_name`), which needs
+    // at most one "-run_"; checked here, not after training.
+    e.check(
+        !t.knn_eval || t.model_name.matches("-run_").count() <= 1,
+        &format!("{at}.model_name"),
+        || {
+            format!(
+                "with knn_eval, must contain \"-run_\" at most once (the kNN results go to \
+                 <base>-knn-run_<i>), got \"{}\"",
+                t.model_name
+            )
+        },
+    );
     e.check(t.epochs >= 0, &format!("{at}.epochs"), || {
         format!("must be >= 0, got {}", t.epochs)
     });

@@ -192,6 +192,10 @@ impl Trainer {
             return Ok(());
         }
         let out = self.pass(Split::Val, self.state.iters, bank.is_some())?;
+        // A finite loss can still leave weights that overflow on the next forward pass.
+        if !bool::try_from(out.logits.isfinite().all())? {
+            return Err(self.diverged("the model's outputs on the validation split are not finite"));
+        }
         let val_loss = out.loss();
         let mut values = metrics_of(&self.info, &out.logits, &out.labels)?.reference_values("val");
         if let Some(bank) = &bank {

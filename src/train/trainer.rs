@@ -467,15 +467,7 @@ impl Trainer {
         // here, before any validation or checkpoint could see them.
         let loss_value = loss.double_value(&[]);
         if !loss_value.is_finite() {
-            bail!(
-                "training diverged: the loss is {loss_value} at iteration {} (epoch {}, lr {:.3e}). Nothing was \
-                 saved after the last good state; the last checkpoint is {} (restore_session resumes from it). \
-                 Try a lower learning rate or grad_clipping.",
-                self.state.iters,
-                (self.state.iters - 1) / self.steps_per_epoch() + 1,
-                self.opt.lr(),
-                self.files.last().display()
-            );
+            return Err(self.diverged(&format!("the loss is {loss_value}")));
         }
         if !self.grid_search {
             // Kept on the device until the next log, which copies them to the CPU at once.
@@ -495,6 +487,20 @@ impl Trainer {
             self.log_train(loss_value)?;
         }
         Ok((loss_value, batch.indices.len() as u64))
+    }
+
+    /// The error that stops a run whose numbers stopped being finite (`what`), at the current
+    /// iteration.
+    pub(super) fn diverged(&self, what: &str) -> anyhow::Error {
+        anyhow::anyhow!(
+            "training diverged: {what} at iteration {} (epoch {}, lr {:.3e}). Nothing was saved after \
+             the last good state; the last checkpoint is {} (restore_session resumes from it). Try a \
+             lower learning rate or grad_clipping.",
+            self.state.iters,
+            (self.state.iters.max(1) - 1) / self.steps_per_epoch().max(1) + 1,
+            self.opt.lr(),
+            self.files.last().display()
+        )
     }
 
     /// The reference's periodic training log (TensorBoard): the iteration's loss, the lr and
