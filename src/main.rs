@@ -6,7 +6,9 @@ use medfm::commands;
     name = "medfm",
     about = "Fine-tune natural-image foundation models on medical image classification",
     disable_version_flag = true,
-    args_conflicts_with_subcommands = true
+    args_conflicts_with_subcommands = true,
+    // `--lr -1` reaches validation (which names the setting) instead of parsing as a flag.
+    allow_negative_numbers = true
 )]
 struct Cli {
     /// Print the version, the libtorch version and whether CUDA is available.

@@ -130,6 +130,25 @@ fn bad_config_exits_nonzero_names_path_and_writes_nothing() {
     );
 }
 
+/// A negative number is a flag's value, validated like the file's (clap took `-1` for an
+/// unknown flag).
+#[test]
+fn negative_flag_values_reach_validation() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flag, path) in [
+        ("--lr", "optimization_params.default.optimizer.params.lr"),
+        ("--val_every", "training_params.val_every"),
+    ] {
+        let o = medfm(dir.path(), &["--params_path", REFERENCE, flag, "-1"]);
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{err}");
+        assert!(
+            err.contains(path) && err.contains("got -1"),
+            "{flag}: {err}"
+        );
+    }
+}
+
 #[test]
 fn missing_params_file_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
