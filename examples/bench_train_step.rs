@@ -110,7 +110,7 @@ fn main() -> Result<()> {
         tch::set_num_threads(t);
     }
     if a.device.is_cuda() {
-        medfm::device::cudnn_autotune(); // as the binary's training runs (device::select)
+        medfm::device::cudnn_training_defaults(); // as the binary's training runs (device::select)
     }
     // Compiled in: the benchmark runs wherever its binary is sent (gpu_check's pack).
     let mut v: serde_json::Value = serde_json::from_str(include_str!("../configs/demo.json"))?;

@@ -4,9 +4,9 @@ On Ampere and later GPUs, cuDNN computes float32 convolutions in TF32 by default
 rounded to 10 mantissa bits, float32 accumulation). This runs the official DINOv2 ViT-B/14 at
 224 px on the random weights of scripts/gpu_check.py's `features` check twice: as is, and with
 the patch embedding's input and weight rounded to TF32 (round to nearest), and prints the
-largest difference of the normalised class and patch tokens. medfm turns TF32 off in its
-convolutions (`models::layers::conv2d`) because this difference exceeds the 1e-3 that
-`medfm features` on a GPU must keep from the CPU.
+largest difference of the normalised class and patch tokens. `medfm features` turns TF32 off in
+its convolutions (`models::layers::conv2d`; training keeps torch's default, TF32, as the
+reference) because this difference exceeds the 1e-3 that its GPU output must keep from the CPU.
 
     .venv/bin/python scripts/sim_tf32_conv.py [--batch 2] [--seed 0]
 

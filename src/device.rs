@@ -36,27 +36,44 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
              (scripts/sweep.sh) to use several."
         );
     }
-    cudnn_autotune();
+    cudnn_training_defaults();
     Ok(Device::Cuda(idx))
 }
 
-/// Whether cuDNN's autotuner is on. medfm's convolutions call ATen's `_convolution`, which
-/// takes the flag as an argument (`models::layers::conv2d`), and torch-sys has no getter for
-/// the global one, so the setter below records it here too.
+/// Whether cuDNN's autotuner is on, and whether float32 convolutions may use TF32. medfm's
+/// convolutions call ATen's `_convolution`, which takes both flags as arguments
+/// (`models::layers::conv2d`) instead of reading the global context, so they are kept here.
 static CUDNN_BENCHMARK: AtomicBool = AtomicBool::new(false);
+static CONV_TF32: AtomicBool = AtomicBool::new(false);
 
-/// `torch.backends.cudnn.benchmark = True`, which the reference's `get_device_type` sets for
-/// every run: cuDNN times its algorithms for each new convolution shape and keeps the fastest
-/// (the shapes of a training run are fixed, so it is tuned once). Only the training paths set
-/// it; `medfm features` keeps cuDNN's default choice, as a plain timm forward does.
-pub fn cudnn_autotune() {
+/// The cuDNN settings the reference trains and evaluates with:
+/// - `torch.backends.cudnn.benchmark = True`, which its `get_device_type` sets: cuDNN times its
+///   algorithms for each new convolution shape and keeps the fastest (a run's shapes are fixed,
+///   so it is tuned once);
+/// - TF32 for float32 convolutions on Ampere and later GPUs, torch's default
+///   (`torch.backends.cudnn.allow_tf32`), which the reference leaves on. Matmuls stay float32,
+///   also torch's default.
+///
+/// Only the training paths call this. `medfm features` keeps float32 convolutions, because its
+/// GPU output must equal the CPU's to 1e-3 and TF32 moves DINOv2-B/14's features by 1.3e-3
+/// through the patch embedding alone (scripts/sim_tf32_conv.py), and cuDNN's default algorithm
+/// choice, as a plain timm forward does.
+pub fn cudnn_training_defaults() {
     tch::Cuda::cudnn_set_benchmark(true);
     CUDNN_BENCHMARK.store(true, Ordering::Relaxed);
+    CONV_TF32.store(true, Ordering::Relaxed);
 }
 
-/// Whether [`cudnn_autotune`] was called (torch's `torch.backends.cudnn.benchmark`).
+/// Whether [`cudnn_training_defaults`] turned the autotuner on
+/// (`torch.backends.cudnn.benchmark`).
 pub fn cudnn_benchmark() -> bool {
     CUDNN_BENCHMARK.load(Ordering::Relaxed)
+}
+
+/// Whether float32 convolutions may use TF32 (`torch.backends.cudnn.allow_tf32`); the
+/// backward convolutions read libtorch's global flag, which is on by default.
+pub fn conv_tf32() -> bool {
+    CONV_TF32.load(Ordering::Relaxed)
 }
 
 /// `t.to(device, non_blocking=True)`, as the reference writes it: from pinned memory (what the
@@ -216,12 +233,12 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_autotuner_switch_reaches_the_convolutions_and_changes_nothing_on_the_cpu() {
+    fn the_training_switches_reach_the_convolutions_and_change_nothing_on_the_cpu() {
         let x = Tensor::randn([1, 2, 9, 9], (tch::Kind::Float, Device::Cpu));
         let w = Tensor::randn([4, 2, 3, 3], (tch::Kind::Float, Device::Cpu));
         let before = crate::models::layers::conv2d(&x, &w, None, 2, 1, 1);
-        cudnn_autotune();
-        assert!(cudnn_benchmark());
+        cudnn_training_defaults();
+        assert!(cudnn_benchmark() && conv_tf32());
         let after = crate::models::layers::conv2d(&x, &w, None, 2, 1, 1);
         assert!(after.equal(&before));
     }

@@ -230,15 +230,13 @@ impl Attention {
     }
 }
 
-/// `F.conv2d(x, weight, bias, stride, padding, groups=groups)` with cuDNN's TF32 off, so a
-/// float32 convolution on a GPU computes in float32, as on the CPU. cuDNN's default (TF32:
-/// operands rounded to 10 mantissa bits) moves DINOv2-B/14's features by 1.3e-3 through the
-/// patch embedding alone (scripts/sim_tf32_conv.py simulates it on the CPU), while `medfm
-/// features` on a GPU must equal the CPU's to 1e-3. Under autocast the convolution runs in
-/// float16 either way. The other flags are what `at::convolution` reads from the global
-/// context: cuDNN's autotuner as training sets it (`device::cudnn_autotune`), and libtorch's
-/// defaults for determinism (off) and cuDNN itself (on), which medfm does not change. Under
-/// CPU autocast the operands are cast to its dtype here, as CUDA's autocast does for this op
+/// `F.conv2d(x, weight, bias, stride, padding, groups=groups)`. The flags are what
+/// `at::convolution` reads from the global context: cuDNN's autotuner and TF32 as training
+/// sets them (`device::cudnn_training_defaults`: on, as in the reference; off for `medfm
+/// features`, so a float32 convolution on a GPU computes in float32, as on the CPU), and
+/// libtorch's defaults for determinism (off) and cuDNN itself (on), which medfm does not
+/// change. Under autocast the convolution runs in float16 either way. Under CPU autocast the
+/// operands are cast to its dtype here, as CUDA's autocast does for this op
 /// (`autocast::cpu_lower_precision`).
 pub fn conv2d(
     x: &Tensor,
@@ -266,7 +264,7 @@ pub fn conv2d(
         crate::device::cudnn_benchmark(),
         false,
         true,
-        false,
+        crate::device::conv_tf32(),
     )
 }
 
