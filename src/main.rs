@@ -38,6 +38,7 @@ enum Cmd {
 
 fn main() {
     medfm::device::use_passive_openmp_threads();
+    medfm::device::number_gpus_by_pci_bus();
     medfm::device::keep_tensors_in_heap();
     let cli = Cli::parse();
     if cli.version {
