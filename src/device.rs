@@ -94,7 +94,22 @@ pub fn pin(t: Tensor, device: Device) -> Tensor {
     if !device.is_cuda() {
         return t;
     }
-    t.f_internal_pin_memory(device).unwrap_or(t)
+    match t.f_internal_pin_memory(device) {
+        Ok(pinned) => pinned,
+        Err(e) => {
+            // Once per process: the run goes on, only its uploads stop overlapping compute.
+            static TOLD: std::sync::Once = std::sync::Once::new();
+            TOLD.call_once(|| {
+                let e = e.to_string();
+                let why = e.lines().next().unwrap_or_default();
+                println!(
+                    "Notice: pin_memory: pinning a batch failed ({why}); batches are copied from \
+                     ordinary memory"
+                )
+            });
+            t
+        }
+    }
 }
 
 /// One line for `--version`: libtorch version and CUDA availability.
