@@ -559,6 +559,26 @@ fn malformed_sgd_key_on_adamw() {
 }
 
 #[test]
+fn malformed_lr_finder_resolution_too_large() {
+    assert_names(
+        "lr_finder.grid_search_params.resolution",
+        "at most 10000",
+        |v| v["lr_finder"]["grid_search_params"]["resolution"] = json!(100_000_000_000i64),
+    );
+}
+
+#[test]
+fn malformed_lr_finder_power_out_of_range() {
+    // 10^400 is inf.
+    assert_names("lr_finder.grid_search_params.max_pow", "[-30, 30]", |v| {
+        v["lr_finder"]["grid_search_params"]["max_pow"] = json!(400)
+    });
+    assert_names("lr_finder.grid_search_params.min_pow", "[-30, 30]", |v| {
+        v["lr_finder"]["grid_search_params"]["min_pow"] = json!(-400)
+    });
+}
+
+#[test]
 fn several_problems_are_reported_together() {
     let e = error_after(|v| {
         v["training_params"]["epochs"] = json!(-1);

@@ -603,6 +603,33 @@ fn the_lr_finder_tries_each_learning_rate_from_the_same_start() {
     // Same start and data: rerunning a point gives the same result.
     let again = t.lr_grid_search().unwrap();
     assert_eq!(points, again);
+    // The log is rewritten atomically: no temporary file is left beside it.
+    let names: Vec<String> = std::fs::read_dir(dir.path().join("grid_search_results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+/// Output paths taken by a file or a folder: errors name the path, before any training.
+#[test]
+fn the_lr_finder_names_the_output_path_it_cannot_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    let results = dir.path().join("grid_search_results");
+    std::fs::write(&results, "a file where the folder goes").unwrap();
+    let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+    let err = format!("{:#}", t.lr_grid_search().unwrap_err());
+    assert!(err.contains(&results.display().to_string()), "{err}");
+
+    std::fs::remove_file(&results).unwrap();
+    let txt = results.join("tiny_grid_search_out.txt");
+    std::fs::create_dir_all(&txt).unwrap();
+    let err = format!("{:#}", t.lr_grid_search().unwrap_err());
+    assert!(
+        err.contains(&txt.display().to_string()) && err.contains("Is a directory"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -81,6 +81,28 @@ pub fn validate(p: &Params) -> Result<()> {
     );
     e.positive_i(g.resolution, "lr_finder.grid_search_params.resolution");
     e.positive_i(g.n_epochs, "lr_finder.grid_search_params.n_epochs");
+    // Each point is a full training run, so more points than this is a typo (and the lr list
+    // is allocated up front); the lr is 10^pow, and beyond 10^±30 it is no learning rate
+    // anyone means (10^400 is inf).
+    const MAX_GRID_POINTS: i64 = 10_000;
+    const MAX_LR_POW: f64 = 30.0;
+    e.check(
+        g.resolution <= MAX_GRID_POINTS,
+        "lr_finder.grid_search_params.resolution",
+        || {
+            format!(
+                "must be at most {MAX_GRID_POINTS} grid points, got {}",
+                g.resolution
+            )
+        },
+    );
+    for (k, v) in [("min_pow", g.min_pow), ("max_pow", g.max_pow)] {
+        e.check(
+            (-MAX_LR_POW..=MAX_LR_POW).contains(&v),
+            &format!("lr_finder.grid_search_params.{k}"),
+            || format!("must be in [-{MAX_LR_POW}, {MAX_LR_POW}] (the lr is 10^{k}), got {v}"),
+        );
+    }
     let t = &p.transfer_learning_params;
     e.check(
         !t.use_pretrained || !t.pretrained_path.is_empty(),

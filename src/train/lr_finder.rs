@@ -12,9 +12,8 @@ use super::schedule::Mixer;
 use super::trainer::{Progressions, Trainer};
 use crate::report::plots::{bold, color, font, padded_range, plot_err, render_png};
 use crate::report::results::py_float_repr;
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
-use std::io::Write;
 use std::path::PathBuf;
 
 /// One grid point's result.
@@ -82,12 +81,15 @@ impl Trainer {
         }
         let tp = &self.params.training_params;
         let dir = PathBuf::from(&tp.save_dir).join("grid_search_results");
-        std::fs::create_dir_all(&dir)?;
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
         let name = tp.model_name.clone();
         let txt = dir.join(format!("{name}_grid_search_out.txt"));
         let metric = self.info.target_metric;
-        let mut file = std::fs::File::create(&txt)?;
-        writeln!(file, "learning rate \t val_loss \t val_{metric}")?;
+        // A progress log, as in the reference, but rewritten whole after each point so a
+        // reader (or a crash) never sees a torn line.
+        let mut log = format!("learning rate \t val_loss \t val_{metric}\n");
+        crate::util::write_atomic(&txt, log.as_bytes())?;
 
         self.grid_search = true;
         self.mixer = Mixer::none(self.steps_per_epoch() as i64);
@@ -115,13 +117,13 @@ impl Trainer {
                 val_loss: self.state.val_loss,
                 val_target: self.state.val_target,
             };
-            writeln!(
-                file,
-                "{} \t {} \t {}",
+            log.push_str(&format!(
+                "{} \t {} \t {}\n",
                 py_float_repr(p.lr),
                 py_float_repr(p.val_loss),
                 py_float_repr(p.val_target)
-            )?;
+            ));
+            crate::util::write_atomic(&txt, log.as_bytes())?;
             points.push(p);
             // The reference's reset(): model and optimizer back to their initial states.
             super::checkpoint::copy_into(
@@ -132,7 +134,6 @@ impl Trainer {
             self.opt.state.clear();
             self.opt.set_hypers(&initial_hypers);
         }
-        file.sync_all()?;
         self.grid_search = false;
         let best_t = points
             .iter()
