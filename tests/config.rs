@@ -482,6 +482,26 @@ fn malformed_reversed_scale_range() {
 }
 
 #[test]
+fn malformed_zero_scale_says_positive() {
+    // Strictly positive bounds read "0 < low", not f64::MIN_POSITIVE's 300 digits.
+    for (t, k) in [
+        ("RandomResizedCrop", "scale"),
+        ("RandomResizedCrop", "ratio"),
+        ("RandomAffine", "scale"),
+        ("RandomErasing", "ratio"),
+    ] {
+        let e = error_after(|v| v["dataset_params"]["train_transforms"][t][k] = json!([0.0, 0.5]));
+        assert!(
+            e.contains(&format!(
+                "{t}.{k}: must be [low, high] with 0 < low <= high"
+            )),
+            "{e}"
+        );
+        assert!(e.len() < 400, "{e}");
+    }
+}
+
+#[test]
 fn malformed_gpu_list() {
     assert_names("system_params.which_GPUs", "GPU indices", |v| {
         v["system_params"]["which_GPUs"] = json!("gpu0")

@@ -38,13 +38,20 @@ impl Problems {
         });
     }
 
+    /// `min` = `f64::MIN_POSITIVE` means "strictly positive".
     fn range(&mut self, r: [f64; 2], path: &str, min: f64) {
         self.check(
             r[0] >= min && r[0] <= r[1] && r[1].is_finite(),
             path,
             || {
+                // Not "0.000…2225 <= low": MIN_POSITIVE printed in full is 300 digits.
+                let low = if min == f64::MIN_POSITIVE {
+                    "0 < low".to_string()
+                } else {
+                    format!("{min} <= low")
+                };
                 format!(
-                    "must be [low, high] with {min} <= low <= high, got [{}, {}]",
+                    "must be [low, high] with {low} <= high, got [{}, {}]",
                     r[0], r[1]
                 )
             },
