@@ -579,6 +579,13 @@ fn malformed_sgd_key_on_adamw() {
 }
 
 #[test]
+fn malformed_empty_cache_dir() {
+    assert_names("dataset_params.cache_dir", "use_cache: false", |v| {
+        v["dataset_params"]["cache_dir"] = json!("")
+    });
+}
+
+#[test]
 fn malformed_lr_finder_resolution_too_large() {
     assert_names(
         "lr_finder.grid_search_params.resolution",

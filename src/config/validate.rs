@@ -129,6 +129,15 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
         "dataset_params.data_location",
         || "must not be empty (use \"./\" for the current directory)".into(),
     );
+    // "" would put the cache in the working directory, which nobody means by it.
+    e.check(
+        d.cache_dir.as_deref() != Some(""),
+        "dataset_params.cache_dir",
+        || {
+            "must not be empty (leave it out for <save_dir>/cache, or set use_cache: false for no cache)"
+                .into()
+        },
+    );
     match (d.dataset, d.num_classes) {
         (DatasetName::DDSM, Some(n)) => e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
             format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
