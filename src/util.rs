@@ -27,3 +27,28 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     }
     result.with_context(|| format!("cannot write {}", path.display()))
 }
+
+/// "file:line:col: not valid JSON: <what>" for a serde_json parse error of `path`'s text.
+pub fn json_syntax_error(path: &Path, e: &serde_json::Error) -> anyhow::Error {
+    let msg = e.to_string();
+    // serde_json appends " at line L column C"; the position goes in front instead.
+    let what = msg.rfind(" at line ").map_or(msg.as_str(), |i| &msg[..i]);
+    anyhow::anyhow!(
+        "{}:{}:{}: not valid JSON: {what}",
+        path.display(),
+        e.line(),
+        e.column()
+    )
+}
+
+/// "an array", "a string", ...: what a JSON value is, for messages.
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    match v {
+        serde_json::Value::Object(_) => "an object",
+        serde_json::Value::Array(_) => "an array",
+        serde_json::Value::String(_) => "a string",
+        serde_json::Value::Number(_) => "a number",
+        serde_json::Value::Bool(_) => "a boolean",
+        serde_json::Value::Null => "null",
+    }
+}

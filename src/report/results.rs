@@ -72,13 +72,22 @@ pub fn write_metrics_results(
 pub fn read_metrics_results(path: &Path) -> Result<MetricValues> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    // The reference writes Python's bare NaN/Infinity; make it standard JSON first.
+    // The reference writes Python's bare NaN/Infinity; make it standard JSON first, keeping
+    // every column in place so a syntax error's position is the file's.
     let text = text
-        .replace(": -Infinity", ": null")
-        .replace(": Infinity", ": null")
-        .replace(": NaN", ": null");
-    let map: serde_json::Map<String, serde_json::Value> = serde_json::from_str(&text)
-        .with_context(|| format!("{}: not a JSON object", path.display()))?;
+        .replace(": -Infinity", ":      null")
+        .replace(": Infinity", ":     null")
+        .replace(": NaN", ":null");
+    let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
+    let value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| crate::util::json_syntax_error(path, &e))?;
+    let serde_json::Value::Object(map) = value else {
+        bail!(
+            "{}: not a JSON object of metric names and values (found {})",
+            path.display(),
+            crate::util::json_kind(&value)
+        );
+    };
     let mut out = MetricValues::default();
     for (key, value) in map {
         let v = match &value {
@@ -203,6 +212,25 @@ mod tests {
         assert_eq!(back.get("test_loss"), Some(0.12346));
         assert_eq!(back.keys().last(), Some("test_loss"));
         assert!(back.get("knn_val_accuracy").is_some());
+    }
+
+    #[test]
+    fn unreadable_numbers_are_syntax_errors_with_a_position() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("m.json");
+        // The NaN before it is rewritten in place: the column is still the file's.
+        std::fs::write(&p, r#"{"test_kappa": NaN, "test_accuracy": 1e999}"#).unwrap();
+        let e = format!("{:#}", read_metrics_results(&p).unwrap_err());
+        assert_eq!(
+            e,
+            format!("{}:1:42: not valid JSON: number out of range", p.display())
+        );
+        std::fs::write(&p, "[1]").unwrap();
+        let e = format!("{:#}", read_metrics_results(&p).unwrap_err());
+        assert!(
+            e.contains("not a JSON object") && e.contains("an array"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -85,6 +85,10 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
             Err(e) => RunState::Failed(format!("{e:#}")),
         };
     }
+    if metrics.exists() {
+        // A folder (or other non-file) in its place: broken, not "missing".
+        return RunState::Failed(format!("{} is not a file", metrics.display()));
+    }
     let status = std::fs::read_to_string(status_file(save_dir, model_name)).unwrap_or_default();
     let status = status.trim();
     if let Some(code) = status.strip_prefix("failed") {
@@ -112,19 +116,26 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     for id in planned {
         add(&mut ids, id.clone());
     }
+    // Runs whose resolved params exist but cannot be used, and why.
+    let mut bad_params: BTreeMap<String, String> = BTreeMap::new();
     for name in subdirs(&save_dir.join("configs"))? {
         let file = save_dir.join("configs").join(&name).join("params.json");
         match crate::config::load(&file, &[], &Default::default()) {
             Ok(p) if p.training_params.model_name == name => {
                 add(&mut ids, RunId::from_params(&p, Some(file)))
             }
-            _ => add(
-                &mut ids,
-                RunId {
-                    config: Some(file),
-                    ..unknown(name)
-                },
-            ),
+            result => {
+                if let (Err(e), true) = (result, file.exists()) {
+                    bad_params.insert(name.clone(), format!("{e:#}"));
+                }
+                add(
+                    &mut ids,
+                    RunId {
+                        config: Some(file),
+                        ..unknown(name)
+                    },
+                )
+            }
         }
     }
     let results = subdirs(&save_dir.join("results"))?;
@@ -137,7 +148,15 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     let mut runs: Vec<(RunId, RunState)> = ids
         .into_values()
         .map(|id| {
-            let state = run_state(save_dir, &id.model_name);
+            let state = match (
+                run_state(save_dir, &id.model_name),
+                bad_params.get(&id.model_name),
+            ) {
+                // Its test metrics are there: the run finished whatever its params file says.
+                (RunState::Done(v), _) => RunState::Done(v),
+                (_, Some(why)) => RunState::Failed(why.clone()),
+                (state, None) => state,
+            };
             (id, state)
         })
         .collect();
@@ -316,6 +335,37 @@ mod tests {
         b2.head = Some(HeadType::DeitBase);
         record_plan(dir.path(), &[b2.clone()]).unwrap();
         assert_eq!(read_plan(dir.path()).unwrap(), vec![id("a"), b2]);
+    }
+
+    #[test]
+    fn broken_files_are_failures_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        // metrics_results.json that is a folder.
+        let metrics = crate::report::results::metrics_results_path(d, "a");
+        std::fs::create_dir_all(&metrics).unwrap();
+        let RunState::Failed(why) = run_state(d, "a") else {
+            panic!("{:?}", run_state(d, "a"))
+        };
+        assert_eq!(why, format!("{} is not a file", metrics.display()));
+        // Resolved params that are not valid JSON.
+        let params = d.join("configs/b/params.json");
+        std::fs::create_dir_all(params.parent().unwrap()).unwrap();
+        std::fs::write(&params, "{").unwrap();
+        let runs = collect_runs(d, &[]).unwrap();
+        let (_, state) = runs.iter().find(|(id, _)| id.model_name == "b").unwrap();
+        let RunState::Failed(why) = state else {
+            panic!("{state:?}")
+        };
+        assert!(
+            why.contains(&params.display().to_string()) && why.contains("not valid JSON"),
+            "{why}"
+        );
+        // A folder without params.json is only a started run, as before.
+        std::fs::create_dir_all(d.join("configs/c")).unwrap();
+        let runs = collect_runs(d, &[]).unwrap();
+        let (_, state) = runs.iter().find(|(id, _)| id.model_name == "c").unwrap();
+        assert_eq!(*state, RunState::Missing);
     }
 
     #[test]
