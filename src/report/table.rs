@@ -72,11 +72,42 @@ fn metric_columns<'a>(rows: impl Iterator<Item = &'a Row>) -> Vec<String> {
 }
 
 fn fmt_value(v: Option<f64>) -> String {
-    match v {
-        Some(x) if x.is_nan() => "NaN".into(),
-        Some(x) => format!("{x}"),
-        None => String::new(),
+    v.map(fmt_number).unwrap_or_default()
+}
+
+/// A metric as the table shows it: the shortest form of what the run wrote (the reference
+/// rounds metrics to 3 decimals and the loss to 5), but never hundreds of digits: 6
+/// significant digits when that form is long, 4 in scientific notation when huge or tiny.
+fn fmt_number(x: f64) -> String {
+    let trim = |s: &str| -> String {
+        if s.contains('.') {
+            s.trim_end_matches('0').trim_end_matches('.').to_string()
+        } else {
+            s.to_string()
+        }
+    };
+    if x.is_nan() {
+        return "NaN".into();
     }
+    if x.is_infinite() {
+        return format!("{x}");
+    }
+    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
+        let shortest = format!("{x}");
+        if shortest.len() <= 10 {
+            return shortest;
+        }
+        let decimals = (5 - x.abs().log10().floor() as i32).max(0) as usize;
+        return trim(&format!("{x:.decimals$}"));
+    }
+    let sci = format!("{x:.3e}");
+    let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
+    format!("{}e{exp}", trim(mantissa))
+}
+
+/// A markdown table cell: `|` would end the cell and a line break the row.
+fn md_cell(s: &str) -> String {
+    s.replace('|', "\\|").replace(['\n', '\r', '\t'], " ")
 }
 
 /// "86.6M" style.
@@ -170,11 +201,11 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
             (Some(d), Some(t)) => md.push_str(&format!("\n## {d} (target metric: {t})\n\n")),
             _ => md.push_str("\n## Other runs (no resolved params)\n\n"),
         }
-        let mut header = vec!["backbone", "family", "head", "trunk params", "status"];
-        let target_col = target_key.clone().unwrap_or_else(|| "target".into());
-        header.push(&target_col);
-        let col_refs: Vec<&str> = cols.iter().map(|c| c.as_str()).collect();
-        header.extend(col_refs);
+        let mut header: Vec<String> = ["backbone", "family", "head", "trunk params", "status"]
+            .map(String::from)
+            .into();
+        header.push(target_key.clone().unwrap_or_else(|| "target".into()));
+        header.extend(cols.iter().map(|c| md_cell(c)));
         md.push_str(&format!("| {} |\n", header.join(" | ")));
         md.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
         for r in group {
@@ -183,17 +214,15 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
                 _ => None,
             };
             let target = match r.target {
-                Some(v) if v == best => format!("**{v}**"),
+                Some(v) if v == best => format!("**{}**", fmt_number(v)),
                 v => fmt_value(v),
             };
             let mut cells = vec![
-                r.id.backbone
-                    .clone()
-                    .unwrap_or_else(|| r.id.model_name.clone()),
+                md_cell(r.id.backbone.as_deref().unwrap_or(&r.id.model_name)),
                 r.family.unwrap_or("?").to_string(),
                 head_name(&r.id).to_string(),
                 fmt_params(r.params),
-                r.status().replace('|', "/"),
+                md_cell(&r.status()),
                 target,
             ];
             cells.extend(cols.iter().map(|c| fmt_value(m.and_then(|m| m.get(c)))));
@@ -249,5 +278,39 @@ mod tests {
             lines[1]
         );
         assert!(lines[3].contains(",missing,roc_auc,,,"), "{}", lines[3]);
+    }
+
+    #[test]
+    fn numbers_are_compact() {
+        for (x, want) in [
+            (0.912, "0.912"),
+            (0.8, "0.8"),
+            (0.12346, "0.12346"),
+            (12.34567, "12.34567"),
+            (0.0, "0"),
+            (0.1 + 0.2, "0.3"),
+            (1e300, "1e300"),
+            (-1.23456e-300, "-1.235e-300"),
+            (2.5e-5, "2.5e-5"),
+            (f64::NAN, "NaN"),
+            (f64::INFINITY, "inf"),
+        ] {
+            assert_eq!(fmt_number(x), want, "{x}");
+        }
+    }
+
+    #[test]
+    fn markdown_cells_are_escaped() {
+        let mut m = MetricValues::default();
+        m.push("test_roc_auc", 0.5);
+        m.push("test_a|b\tc\nd", 1e300);
+        let rows = vec![row("dinov2_vitb14", HeadType::Linear, RunState::Done(m))];
+        let md = to_markdown(&rows, "out");
+        let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
+        assert_eq!(table.len(), 3, "{md}");
+        assert!(table[0].ends_with("| test_a\\|b c d |"), "{md}");
+        assert!(table[2].ends_with("| **0.5** | 1e300 |"), "{md}");
+        let unescaped_pipes = |l: &str| l.matches('|').count() - l.matches("\\|").count();
+        assert_eq!(unescaped_pipes(table[0]), unescaped_pipes(table[2]));
     }
 }
