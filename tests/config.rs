@@ -626,3 +626,111 @@ fn json_syntax_error_names_file_line_and_column() {
     assert!(e.starts_with("broken.json:2:"), "{e}");
     assert!(e.contains("not valid JSON"), "{e}");
 }
+
+#[test]
+fn a_byte_order_mark_is_ignored() {
+    let text = format!("\u{feff}{REFERENCE}");
+    config::parse_with_sets(&text, Path::new("bom.json"), &[]).unwrap();
+}
+
+#[test]
+fn set_type_errors_name_the_set_not_the_file() {
+    let e = config::parse_with_sets(
+        REFERENCE,
+        Path::new("base.json"),
+        &["training_params.epochs=1e400".to_string()],
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.starts_with("--set training_params.epochs=1e400: training_params.epochs: wrong type"),
+        "{e}"
+    );
+    assert!(e.contains("not a finite JSON number"), "{e}");
+    assert!(!e.contains("base.json"), "{e}");
+    // A problem the file itself has still names the file.
+    let mut v = reference_value();
+    v["training_params"]["epochs"] = json!("three");
+    let e = config::parse_with_sets(
+        &v.to_string(),
+        Path::new("base.json"),
+        &["training_params.seed=1".to_string()],
+    )
+    .unwrap_err();
+    assert!(
+        format!("{e:#}").starts_with("base.json: training_params.epochs"),
+        "{e:#}"
+    );
+}
+
+#[test]
+fn rust_type_names_do_not_leak_into_messages() {
+    let e = config::parse_with_sets(
+        REFERENCE,
+        Path::new("base.json"),
+        &["training_params=5".to_string()],
+    )
+    .unwrap_err();
+    let e = format!("{e:#}");
+    assert!(
+        e.starts_with("--set training_params=5: training_params: wrong type")
+            && e.contains("expected a JSON object"),
+        "{e}"
+    );
+    assert!(!e.contains("struct"), "{e}");
+    let e = config::parse_with_sets("[5]", Path::new("base.json"), &[]).unwrap_err();
+    assert_eq!(
+        format!("{e:#}"),
+        "base.json: (top level): wrong type: an array; expected a JSON object"
+    );
+    let e = error_after(|v| v["training_params"] = json!([]));
+    assert!(
+        e.contains("training_params: wrong type: an array; expected a JSON object"),
+        "{e}"
+    );
+}
+
+/// `config::load` of the reference file with `sets` and `cli`; its error text.
+fn load_error(sets: &[&str], cli: &CliOverrides, edit: impl FnOnce(&mut Value)) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("base.json");
+    let mut v = reference_value();
+    edit(&mut v);
+    std::fs::write(&file, v.to_string()).unwrap();
+    let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
+    let e = config::load(&file, &sets, cli).unwrap_err();
+    format!("{e:#}")
+}
+
+#[test]
+fn value_errors_from_overrides_name_the_override() {
+    let lr = CliOverrides {
+        lr: Some(f64::NAN),
+        ..Default::default()
+    };
+    let e = load_error(&[], &lr, |_| {});
+    assert_eq!(
+        e,
+        "--lr: optimization_params.default.optimizer.params.lr: must be a positive number, got NaN"
+    );
+    let none = CliOverrides::default();
+    let e = load_error(&["training_params.epochs=-1"], &none, |_| {});
+    assert_eq!(
+        e,
+        "--set training_params.epochs=-1: training_params.epochs: must be >= 0, got -1"
+    );
+    // One problem from the file, one from an override: the file is named, the override too.
+    let e = load_error(&["training_params.epochs=-1"], &none, |v| {
+        v["training_params"]["val_every"] = json!(0)
+    });
+    assert!(e.starts_with("invalid params file "), "{e}");
+    assert!(e.contains("base.json: 2 problems:\n"), "{e}");
+    assert!(
+        e.contains("\n  --set training_params.epochs=-1: training_params.epochs: must be >= 0"),
+        "{e}"
+    );
+    assert!(
+        e.contains("\n  training_params.val_every: must be > 0"),
+        "{e}"
+    );
+}

@@ -43,6 +43,11 @@ pub fn describe_serde_error(path: &str, msg: &str) -> String {
         );
     }
     if let Some(rest) = msg.strip_prefix("invalid length ") {
+        // serde also reads a struct from an array, by position; to a params author that is
+        // an array where a section (an object) belongs.
+        if rest.contains(", expected struct ") {
+            return format!("{path}: wrong type: an array; expected a JSON object");
+        }
         return format!("{path}: wrong number of elements: {rest}");
     }
     if let Some(rest) = msg.strip_prefix("invalid value: ") {
@@ -53,15 +58,28 @@ pub fn describe_serde_error(path: &str, msg: &str) -> String {
 
 /// Rust type names in serde's messages, in words a params.json author knows.
 fn friendly_types(msg: &str) -> String {
-    [
+    let msg = [
         ("expected i64", "expected an integer"),
         ("expected u64", "expected a non-negative integer"),
         ("expected u8", "expected a small non-negative integer"),
         ("expected f64", "expected a number"),
         ("expected a boolean", "expected true or false"),
+        // A unit enum (dataset, optimizer, ...) given as a number or array.
+        ("expected string or map", "expected a string"),
     ]
     .iter()
-    .fold(msg.to_string(), |m, (from, to)| m.replace(from, to))
+    .fold(msg.to_string(), |m, (from, to)| m.replace(from, to));
+    // "expected struct TrainingParams": the path already names the section.
+    match msg.find("expected struct ") {
+        Some(i) => {
+            let rest = &msg[i + "expected struct ".len()..];
+            let end = rest
+                .find(|c: char| !c.is_alphanumeric() && c != '_')
+                .unwrap_or(rest.len());
+            format!("{}expected a JSON object{}", &msg[..i], &rest[end..])
+        }
+        None => msg,
+    }
 }
 
 /// `unknown field `x`, expected one of `a`, `b`` -> ("x", ["a", "b"]).
@@ -118,6 +136,28 @@ mod tests {
         );
         assert!(m.starts_with("optimization_params.default.optimizer.params.lrr: unknown key"));
         assert!(m.contains("did you mean \"lr\"?"), "{m}");
+    }
+
+    #[test]
+    fn rust_type_names_do_not_leak() {
+        let m = describe_serde_error(
+            "training_params",
+            "invalid type: integer `5`, expected struct TrainingParams",
+        );
+        assert_eq!(
+            m,
+            "training_params: wrong type: integer `5`; expected a JSON object"
+        );
+        let m = describe_serde_error(
+            "lr_finder",
+            "invalid length 0, expected struct LrFinder with 2 elements",
+        );
+        assert_eq!(m, "lr_finder: wrong type: an array; expected a JSON object");
+        let m = describe_serde_error(
+            "dataset_params.dataset",
+            "invalid type: integer `5`, expected string or map",
+        );
+        assert!(m.ends_with("expected a string"), "{m}");
     }
 
     #[test]

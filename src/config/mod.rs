@@ -26,34 +26,130 @@ pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> 
     let mut params = parse_with_sets(&text, path, sets)?;
     cli.apply(&mut params)?;
     update_warmup(&mut params);
-    validate(&params).with_context(|| format!("invalid params file {}", path.display()))?;
+    if let Err(e) = validate(&params) {
+        // Flags are applied after the `--set`s, so they win; a later `--set` wins over an
+        // earlier one.
+        let mut origins: Vec<(String, String)> = cli
+            .origins()
+            .into_iter()
+            .map(|(flag, key)| (key.to_string(), flag.to_string()))
+            .collect();
+        for set in sets.iter().rev() {
+            if let Ok((key, _)) = parse_set(set) {
+                origins.push((key, format!("--set {set}")));
+            }
+        }
+        return Err(blame_problems(&e.to_string(), &origins, path));
+    }
     Ok(params)
+}
+
+/// `validate`'s message ("path: what", or "N problems:" then one indented "path: what" per
+/// line) with each problem on a path an override set prefixed by that override, so the user
+/// is not sent to the file for a value given on the command line. The file is named only when
+/// some problem comes from it.
+fn blame_problems(msg: &str, origins: &[(String, String)], file: &Path) -> anyhow::Error {
+    let (header, problems): (Option<&str>, Vec<&str>) = match msg.split_once(" problems:\n") {
+        Some((n, rest)) if n.parse::<usize>().is_ok() => (
+            Some(&msg[..n.len() + " problems:".len()]),
+            rest.lines().map(str::trim_start).collect(),
+        ),
+        _ => (None, vec![msg]),
+    };
+    let mut from_file = false;
+    let lines: Vec<String> = problems
+        .iter()
+        .map(|problem| {
+            let at = problem.split(": ").next().unwrap_or("");
+            match origins.iter().find(|(key, _)| covers(key, at)) {
+                Some((_, origin)) => format!("{origin}: {problem}"),
+                None => {
+                    from_file = true;
+                    problem.to_string()
+                }
+            }
+        })
+        .collect();
+    let body = match header {
+        Some(h) => format!("{h}\n  {}", lines.join("\n  ")),
+        None => lines.join(""),
+    };
+    let err = anyhow::anyhow!("{body}");
+    if from_file {
+        err.context(format!("invalid params file {}", file.display()))
+    } else {
+        err
+    }
+}
+
+/// Whether an override of `key` decides the value at JSON path `at` (the key itself, inside
+/// it, or a problem reported on a section that contains the key).
+fn covers(key: &str, at: &str) -> bool {
+    let within = |outer: &str, inner: &str| {
+        inner == outer
+            || inner
+                .strip_prefix(outer)
+                .is_some_and(|rest| rest.starts_with(['.', '[']))
+    };
+    !at.is_empty() && (within(key, at) || within(at, key))
 }
 
 /// Parse params text (with `--set` overrides applied to the raw JSON first).
 pub fn parse_with_sets(text: &str, path: &Path, sets: &[String]) -> Result<Params> {
-    let mut value: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-        anyhow::anyhow!(
-            "{}:{}:{}: not valid JSON: {}",
-            path.display(),
-            e.line(),
-            e.column(),
-            strip_position(&e.to_string())
-        )
-    })?;
+    // Editors on Windows save a byte-order mark that JSON parsers reject.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
+    let mut value: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| crate::util::json_syntax_error(path, &e))?;
+    let mut parsed = Vec::with_capacity(sets.len());
     for set in sets {
         let (key, val) = parse_set(set)?;
         apply_set(&mut value, &key, val).with_context(|| format!("--set {set}"))?;
         println!("Set {key} to: {}", value_at(&value, &key));
+        parsed.push((key, set));
     }
-    from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+    from_value_at(value).map_err(|(at, msg)| {
+        // The last `--set` of a key is the one in effect.
+        match parsed.iter().rev().find(|(key, _)| covers(key, &at)) {
+            Some((_, set)) => anyhow::anyhow!("--set {set}: {msg}{}", set_value_hint(set)),
+            None => anyhow::anyhow!("{}: {msg}", path.display()),
+        }
+    })
+}
+
+/// Why a `--set` value that looks like a number is a string: JSON has no NaN or infinity and
+/// 1e400 overflows, so `parse_set` kept the text.
+fn set_value_hint(set: &str) -> String {
+    let raw = set.split_once('=').map_or("", |(_, v)| v);
+    match raw.trim().parse::<f64>() {
+        Ok(x) if !x.is_finite() && serde_json::from_str::<serde_json::Value>(raw).is_err() => {
+            format!(" (\"{raw}\" is not a finite JSON number, so it was read as a string)")
+        }
+        _ => String::new(),
+    }
 }
 
 /// Typed deserialisation with JSON-path error messages.
 pub fn from_value(value: serde_json::Value) -> Result<Params, String> {
+    from_value_at(value).map_err(|(_, msg)| msg)
+}
+
+/// [`from_value`] that also returns the JSON path of the error.
+fn from_value_at(value: serde_json::Value) -> Result<Params, (String, String)> {
+    if !value.is_object() {
+        // serde would read an array positionally, section by section, and then name a Rust
+        // type in its error.
+        return Err((
+            String::new(),
+            format!(
+                "(top level): wrong type: {}; expected a JSON object",
+                crate::util::json_kind(&value)
+            ),
+        ));
+    }
     serde_path_to_error::deserialize(value).map_err(|e| {
         let path = e.path().to_string();
-        describe_serde_error(&path, &e.into_inner().to_string())
+        let msg = describe_serde_error(&path, &e.into_inner().to_string());
+        (path, msg)
     })
 }
 
@@ -78,11 +174,4 @@ fn value_at(value: &serde_json::Value, key: &str) -> String {
         }
     }
     v.to_string()
-}
-
-fn strip_position(msg: &str) -> String {
-    match msg.rfind(" at line ") {
-        Some(i) => msg[..i].to_string(),
-        None => msg.to_string(),
-    }
 }

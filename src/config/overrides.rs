@@ -83,6 +83,58 @@ impl CliOverrides {
         }
         Ok(())
     }
+
+    /// (flag, JSON path) of every flag given that sets a params value, so a value check that
+    /// fails on that path can name the flag rather than the params file.
+    pub fn origins(&self) -> Vec<(&'static str, &'static str)> {
+        let mut out = vec![];
+        let mut add = |given: bool, flag, paths: &[&'static str]| {
+            if given {
+                out.extend(paths.iter().map(|p| (flag, *p)));
+            }
+        };
+        add(self.gpu.is_some(), "--gpu", &["system_params.which_GPUs"]);
+        add(
+            self.model_name.is_some(),
+            "--model_name",
+            &["training_params.model_name"],
+        );
+        add(
+            self.data_location.is_some(),
+            "--data_location",
+            &["dataset_params.data_location"],
+        );
+        add(
+            self.save_dir.is_some(),
+            "--save_dir",
+            &["training_params.save_dir"],
+        );
+        add(
+            self.batch_size.is_some(),
+            "--batch_size",
+            &[
+                "dataloader_params.trainloader.batch_size",
+                "dataloader_params.valloader.batch_size",
+                "dataloader_params.testloader.batch_size",
+            ],
+        );
+        add(
+            self.patch_size.is_some(),
+            "--patch_size",
+            &["model_params.transformers_params.patch_size"],
+        );
+        add(
+            self.val_every.is_some(),
+            "--val_every",
+            &["training_params.val_every"],
+        );
+        add(
+            self.lr.is_some(),
+            "--lr",
+            &["optimization_params.default.optimizer.params.lr"],
+        );
+        out
+    }
 }
 
 /// The reference's `update_warmup`: DDSM and APTOS2019 warm up for 5 epochs, ISIC2019 and
