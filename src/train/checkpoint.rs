@@ -206,7 +206,24 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             path.display()
         )
     };
-    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|_| not_ours())?;
+    let truncated = |what: &str| {
+        anyhow!(
+            "{} is truncated or corrupt: {what} (the file has {} bytes)",
+            path.display(),
+            bytes.len()
+        )
+    };
+    let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| match e {
+        // The length prefix and the start of a JSON header are there: a cut-off safetensors
+        // file, not a foreign one.
+        safetensors::SafeTensorError::InvalidHeaderLength if bytes.get(8) == Some(&b'{') => {
+            truncated("it ends inside its header")
+        }
+        safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+            truncated("its size does not match the tensors its header lists")
+        }
+        _ => not_ours(),
+    })?;
     let meta = header.metadata().as_ref().ok_or_else(not_ours)?;
     if meta.get("format").map(String::as_str) != Some(FORMAT) {
         return Err(not_ours());
@@ -388,5 +405,29 @@ mod tests {
         assert!(e.contains("x.safetensors has no tensor b"), "{e}");
         copy_into(&dst, &good(), "x.safetensors").unwrap();
         assert_eq!(dst[1].1.double_value(&[0]), 2.0);
+    }
+
+    #[test]
+    fn truncated_checkpoints_are_called_truncated() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x.safetensors");
+        let tensors = [(
+            "a".to_string(),
+            Tensor::zeros([64], (Kind::Float, Device::Cpu)),
+        )];
+        save(&path, CkptKind::Model, &tensors, &serde_json::json!({})).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        for (len, what) in [
+            (bytes.len() - 10, "does not match the tensors"),
+            (20, "ends inside its header"),
+        ] {
+            std::fs::write(&path, &bytes[..len]).unwrap();
+            let err = load(&path).err().unwrap().to_string();
+            assert!(
+                err.starts_with(&format!("{} is truncated or corrupt", path.display()))
+                    && err.contains(what),
+                "{err}"
+            );
+        }
     }
 }
