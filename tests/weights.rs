@@ -429,9 +429,10 @@ fn assign_reports_grouped_keys_and_changes_nothing() {
     blocks.5.norm1.weight
   unexpected in the checkpoint (24 keys; not in the model):
     blocks.{0..23}.ls1.gamma (24 keys)
-  shape mismatches (2):
-    cls_token: checkpoint dtype Int64, model dtype Float
-    pos_embed: checkpoint [1, 10, 2], model [1, 5, 2]";
+  shape mismatches (1):
+    pos_embed: checkpoint [1, 10, 2], model [1, 5, 2]
+  dtype mismatches (1):
+    cls_token: checkpoint dtype Int64, model dtype Float";
     assert_eq!(err, want);
     for (name, v) in vs.variables() {
         assert_eq!(

@@ -17,7 +17,8 @@ fn is_floating(k: Kind) -> bool {
 
 /// Copy `sd` into the variables of `vs` whose names start with `prefix` (e.g. "trunk."),
 /// matching `prefix + key`. Keys of `sd` starting with any of `ignore` are skipped. Errors list
-/// missing and unexpected keys grouped (not thousands of lines) and name every shape mismatch.
+/// missing and unexpected keys grouped (not thousands of lines) and name every shape and dtype
+/// mismatch.
 pub fn assign(vs: &nn::VarStore, prefix: &str, sd: &StateDict, ignore: &[&str]) -> Result<()> {
     let vars: BTreeMap<String, Tensor> = vs
         .variables()
@@ -41,6 +42,7 @@ pub fn assign(vs: &nn::VarStore, prefix: &str, sd: &StateDict, ignore: &[&str]) 
         .filter(|k| !vars.contains_key(*k))
         .collect();
     let mut mismatched: Vec<(String, String)> = vec![];
+    let mut wrong_dtype: Vec<(String, String)> = vec![];
     for (key, var) in &vars {
         let Some(src) = wanted.get(key.as_str()) else {
             continue;
@@ -54,13 +56,24 @@ pub fn assign(vs: &nn::VarStore, prefix: &str, sd: &StateDict, ignore: &[&str]) 
                 src.kind(),
                 var.kind()
             );
-            mismatched.push((key.clone(), what));
+            wrong_dtype.push((key.clone(), what));
         }
     }
-    if !missing.is_empty() || !unexpected.is_empty() || !mismatched.is_empty() {
+    if !missing.is_empty()
+        || !unexpected.is_empty()
+        || !mismatched.is_empty()
+        || !wrong_dtype.is_empty()
+    {
         bail!(
             "{}",
-            report(prefix, vars.len(), &missing, &unexpected, &mismatched)
+            report(
+                prefix,
+                vars.len(),
+                &missing,
+                &unexpected,
+                &mismatched,
+                &wrong_dtype
+            )
         );
     }
 
@@ -80,6 +93,7 @@ fn report(
     missing: &[&str],
     unexpected: &[&str],
     mismatched: &[(String, String)],
+    wrong_dtype: &[(String, String)],
 ) -> String {
     let within = if prefix.is_empty() {
         String::new()
@@ -112,11 +126,18 @@ fn report(
             let _ = write!(s, "\n    {line}");
         }
     }
-    if !mismatched.is_empty() {
-        let _ = write!(s, "\n  shape mismatches ({}):", mismatched.len());
+    for (heading, list) in [
+        ("shape mismatches", mismatched),
+        // Integer data where the model has floats (or the reverse): not converted.
+        ("dtype mismatches", wrong_dtype),
+    ] {
+        if list.is_empty() {
+            continue;
+        }
+        let _ = write!(s, "\n  {heading} ({}):", list.len());
         // Group tensors with the same mismatch so a wrong config does not print hundreds of lines.
         let mut by_what: Vec<(&str, Vec<&str>)> = vec![];
-        for (key, what) in mismatched {
+        for (key, what) in list {
             match by_what.iter_mut().find(|(w, _)| w == what) {
                 Some((_, keys)) => keys.push(key),
                 None => by_what.push((what, vec![key])),
