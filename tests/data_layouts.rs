@@ -180,6 +180,23 @@ fn isic_bad_labels_name_the_line() {
             "ISIC_1,0.0,x,0.0,0.0,0.0,0.0,0.0,0.0,1.0",
             "line 2: column NV holds \"x\"",
         ),
+        // Numbers other than 0 and 1 are not one-hot labels, not a positive diagnosis.
+        (
+            "ISIC_1,nan,1.0,0.0,0.0,0.0,0.0,0.0,0.0,0.0",
+            "line 2: column MEL holds \"nan\", expected 0 or 1",
+        ),
+        (
+            "ISIC_1,0.0,1.0,inf,0.0,0.0,0.0,0.0,0.0,0.0",
+            "line 2: column BCC holds \"inf\", expected 0 or 1",
+        ),
+        (
+            "ISIC_1,0.0,1.0,0.0,0.5,0.0,0.0,0.0,0.0,0.0",
+            "line 2: column AK holds \"0.5\", expected 0 or 1",
+        ),
+        (
+            "ISIC_1,0.0,1,0.0,0.0,-1,0.0,0.0,0.0,0.0",
+            "line 2: column BKL holds \"-1\", expected 0 or 1",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         isic_root(dir.path(), &[row]);

@@ -50,15 +50,18 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
         }
         let mut hot = Vec::new();
         for (k, &c) in label_cols.iter().chain(&extra).enumerate() {
-            let Ok(v) = row[c].trim().parse::<f64>() else {
+            // The challenge CSV writes 0.0 and 1.0; anything else (0.5, -1, nan, inf) is not a
+            // one-hot label, and counting it as 1 would train on a wrong class.
+            let v = row[c].trim().parse::<f64>().ok();
+            if v != Some(0.0) && v != Some(1.0) {
                 bail!(
                     "{}: column {} holds \"{}\", expected 0 or 1",
                     csv.origin(*line),
                     csv.header[c],
                     row[c]
                 );
-            };
-            if v != 0.0 {
+            }
+            if v == Some(1.0) {
                 hot.push(k);
             }
         }
