@@ -61,6 +61,28 @@ fn files(dir: &Path) -> Vec<PathBuf> {
 }
 
 #[test]
+fn synth_errors_name_the_path() {
+    let dir = tempfile::tempdir().unwrap();
+    // A file where generate's temporary dataset folder goes.
+    let tmp = dir
+        .path()
+        .join(format!(".APTOS2019.synth-{}", std::process::id()));
+    std::fs::write(&tmp, "in the way").unwrap();
+    let spec = SynthSpec {
+        dataset: DatasetName::APTOS2019,
+        n: 2,
+        seed: 0,
+        size: None,
+    };
+    let e = format!("{:#}", synth::generate(&spec, dir.path()).unwrap_err());
+    assert!(
+        e.starts_with(&format!("cannot create directory {}", tmp.display())),
+        "{e}"
+    );
+    assert!(!dir.path().join("APTOS2019").exists());
+}
+
+#[test]
 fn synth_writes_each_real_layout_deterministically() {
     // In-process for the four layouts (each medfm start loads libtorch, which is slow).
     let dir = tempfile::tempdir().unwrap();

@@ -99,9 +99,14 @@ fn balanced_classes(n: usize, of: usize, rng: &mut Rng) -> Vec<usize> {
 
 fn write_text(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
+        create_dir(dir)?;
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
+}
+
+fn create_dir(dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .with_context(|| format!("cannot create directory {}", dir.display()))
 }
 
 fn aptos(spec: &SynthSpec, root: &Path) -> Result<()> {
@@ -116,7 +121,7 @@ fn aptos(spec: &SynthSpec, root: &Path) -> Result<()> {
     }
     write_text(&root.join("train_1.csv"), &csv)?;
     let dir = root.join("train_images").join("train_images");
-    std::fs::create_dir_all(&dir)?;
+    create_dir(&dir)?;
     write_images(
         spec,
         |i| {
@@ -164,7 +169,7 @@ fn isic(spec: &SynthSpec, root: &Path) -> Result<()> {
     let dir = root
         .join("ISIC_2019_Training_Input")
         .join("ISIC_2019_Training_Input");
-    std::fs::create_dir_all(&dir)?;
+    create_dir(&dir)?;
     write_images(
         spec,
         |i| {
@@ -271,7 +276,7 @@ fn ddsm(spec: &SynthSpec, root: &Path) -> Result<()> {
         write_text(&lists.join(file), &text)?;
     }
     let dir = root.join("ddsm_raw");
-    std::fs::create_dir_all(&dir)?;
+    create_dir(&dir)?;
     write_images(
         spec,
         |i| {
@@ -307,42 +312,53 @@ fn write_images(
         let rgb = matches!(format, Format::Png8Rgb | Format::JpegRgb);
         let pixels = draw(w, h, rgb, &signal, &mut rng);
         if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir)?;
+            create_dir(dir)?;
         }
-        let (wu, hu) = (w as u32, h as u32);
-        let q8 = |v: &f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
-        match format {
-            Format::Png8Rgb => image::RgbImage::from_raw(wu, hu, pixels.iter().map(q8).collect())
-                .context("pixel buffer")?
-                .save(&path)?,
-            Format::Png16Gray => {
-                let data: Vec<u16> = pixels
-                    .iter()
-                    .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
-                    .collect();
-                image::ImageBuffer::<image::Luma<u16>, _>::from_raw(wu, hu, data)
-                    .context("pixel buffer")?
-                    .save(&path)?
-            }
-            Format::JpegRgb | Format::JpegGray => {
-                let data: Vec<u8> = pixels.iter().map(q8).collect();
-                let file = std::fs::File::create(&path)?;
-                let mut enc = image::codecs::jpeg::JpegEncoder::new_with_quality(
-                    std::io::BufWriter::new(file),
-                    92,
-                );
-                let color = if rgb {
-                    image::ExtendedColorType::Rgb8
-                } else {
-                    image::ExtendedColorType::L8
-                };
-                enc.encode(&data, wu, hu, color)?;
-            }
-        }
-        Ok(())
+        write_image(&path, format, rgb, (w, h), &pixels)
+            .with_context(|| format!("cannot write synthetic image {}", path.display()))
     });
-    for (i, r) in results.into_iter().enumerate() {
-        r.with_context(|| format!("cannot write synthetic image {i}"))?;
+    for r in results {
+        r?;
+    }
+    Ok(())
+}
+
+/// Encode `pixels` (values in [0, 1], HWC) to `path` in `format`.
+fn write_image(
+    path: &Path,
+    format: Format,
+    rgb: bool,
+    (w, h): (usize, usize),
+    pixels: &[f32],
+) -> Result<()> {
+    let (wu, hu) = (w as u32, h as u32);
+    let q8 = |v: &f32| (v.clamp(0.0, 1.0) * 255.0).round() as u8;
+    match format {
+        Format::Png8Rgb => image::RgbImage::from_raw(wu, hu, pixels.iter().map(q8).collect())
+            .context("pixel buffer")?
+            .save(path)?,
+        Format::Png16Gray => {
+            let data: Vec<u16> = pixels
+                .iter()
+                .map(|v| (v.clamp(0.0, 1.0) * 65535.0).round() as u16)
+                .collect();
+            image::ImageBuffer::<image::Luma<u16>, _>::from_raw(wu, hu, data)
+                .context("pixel buffer")?
+                .save(path)?
+        }
+        Format::JpegRgb | Format::JpegGray => {
+            let data: Vec<u8> = pixels.iter().map(q8).collect();
+            let mut out = std::io::BufWriter::new(std::fs::File::create(path)?);
+            let color = if rgb {
+                image::ExtendedColorType::Rgb8
+            } else {
+                image::ExtendedColorType::L8
+            };
+            image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 92)
+                .encode(&data, wu, hu, color)?;
+            // Dropping a BufWriter ignores a failed final write (e.g. a full disk).
+            std::io::Write::flush(&mut out)?;
+        }
     }
     Ok(())
 }
