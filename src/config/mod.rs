@@ -26,7 +26,8 @@ pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> 
     let mut params = parse_with_sets(&text, path, sets)?;
     cli.apply(&mut params)?;
     update_warmup(&mut params);
-    if let Err(e) = validate(&params) {
+    let problems = validate::problems(&params);
+    if !problems.is_empty() {
         // Flags are applied after the `--set`s, so they win; a later `--set` wins over an
         // earlier one.
         let mut origins: Vec<(String, String)> = cli
@@ -39,40 +40,35 @@ pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> 
                 origins.push((key, format!("--set {set}")));
             }
         }
-        return Err(blame_problems(&e.to_string(), &origins, path));
+        return Err(blame_problems(&problems, &origins, path));
     }
     Ok(params)
 }
 
-/// `validate`'s message ("path: what", or "N problems:" then one indented "path: what" per
-/// line) with each problem on a path an override set prefixed by that override, so the user
-/// is not sent to the file for a value given on the command line. The file is named only when
-/// some problem comes from it.
-fn blame_problems(msg: &str, origins: &[(String, String)], file: &Path) -> anyhow::Error {
-    let (header, problems): (Option<&str>, Vec<&str>) = match msg.split_once(" problems:\n") {
-        Some((n, rest)) if n.parse::<usize>().is_ok() => (
-            Some(&msg[..n.len() + " problems:".len()]),
-            rest.lines().map(str::trim_start).collect(),
-        ),
-        _ => (None, vec![msg]),
-    };
+/// `validate`'s message with each problem on a path an override set prefixed by that
+/// override, so the user is not sent to the file for a value given on the command line. The
+/// file is named only when some problem comes from it.
+fn blame_problems(
+    problems: &[validate::Problem],
+    origins: &[(String, String)],
+    file: &Path,
+) -> anyhow::Error {
     let mut from_file = false;
     let lines: Vec<String> = problems
         .iter()
-        .map(|problem| {
-            let at = problem.split(": ").next().unwrap_or("");
-            match origins.iter().find(|(key, _)| covers(key, at)) {
+        .map(
+            |problem| match origins.iter().find(|(key, _)| covers(key, &problem.path)) {
                 Some((_, origin)) => format!("{origin}: {problem}"),
                 None => {
                     from_file = true;
                     problem.to_string()
                 }
-            }
-        })
+            },
+        )
         .collect();
-    let body = match header {
-        Some(h) => format!("{h}\n  {}", lines.join("\n  ")),
-        None => lines.join(""),
+    let body = match lines.as_slice() {
+        [one] => one.clone(),
+        all => validate::list(all),
     };
     let err = anyhow::anyhow!("{body}");
     if from_file {

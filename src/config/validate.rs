@@ -8,13 +8,29 @@ use anyhow::{bail, Result};
 /// the side of the largest mammograms, 805 MB per float32 RGB image.
 pub const MAX_SIDE: i64 = 16384;
 
+/// A value the types accept but the run cannot use: its JSON path and what was expected.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub path: String,
+    pub what: String,
+}
+
+impl std::fmt::Display for Problem {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.path, self.what)
+    }
+}
+
 /// Collects problems so one run reports all of them, not just the first.
-struct Problems(Vec<String>);
+struct Problems(Vec<Problem>);
 
 impl Problems {
     fn check(&mut self, ok: bool, path: &str, what: impl FnOnce() -> String) {
         if !ok {
-            self.0.push(format!("{path}: {}", what()));
+            self.0.push(Problem {
+                path: path.to_string(),
+                what: what(),
+            });
         }
     }
 
@@ -59,7 +75,23 @@ impl Problems {
     }
 }
 
+/// Every problem of `p`, one message: the problem, or "N problems:" and one per line.
 pub fn validate(p: &Params) -> Result<()> {
+    match problems(p).as_slice() {
+        [] => Ok(()),
+        [one] => bail!("{one}"),
+        all => bail!("{}", list(all)),
+    }
+}
+
+/// "N problems:" and one indented line per problem.
+pub fn list<T: std::fmt::Display>(all: &[T]) -> String {
+    let lines: Vec<String> = all.iter().map(|p| p.to_string()).collect();
+    format!("{} problems:\n  {}", lines.len(), lines.join("\n  "))
+}
+
+/// Every problem of `p`, in the order of the file's sections.
+pub fn problems(p: &Params) -> Vec<Problem> {
     let mut e = Problems(Vec::new());
     dataset(&mut e, &p.dataset_params);
     for (name, l) in [
@@ -116,11 +148,7 @@ pub fn validate(p: &Params) -> Result<()> {
         "transfer_learning_params.pretrained_path",
         || "must name a checkpoint when use_pretrained is true".into(),
     );
-    match e.0.len() {
-        0 => Ok(()),
-        1 => bail!("{}", e.0[0]),
-        n => bail!("{n} problems:\n  {}", e.0.join("\n  ")),
-    }
+    e.0
 }
 
 fn dataset(e: &mut Problems, d: &DatasetParams) {
@@ -139,12 +167,14 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
         },
     );
     match (d.dataset, d.num_classes) {
-        (DatasetName::DDSM, Some(n)) => e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
-            format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
+        (DatasetName::DDSM, Some(n)) => {
+            e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
+                format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
+            })
+        }
+        (ds, Some(_)) => e.check(false, "dataset_params.num_classes", || {
+            format!("only DDSM has a class-count option; {ds} has a fixed label set")
         }),
-        (ds, Some(_)) => e.0.push(format!(
-            "dataset_params.num_classes: only DDSM has a class-count option; {ds} has a fixed label set"
-        )),
         _ => {}
     }
     for (split, t) in [
