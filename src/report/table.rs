@@ -105,6 +105,17 @@ fn fmt_number(x: f64) -> String {
     format!("{}e{exp}", trim(mantissa))
 }
 
+/// A metric in the CSV, which is data for further analysis: every digit of the shortest form
+/// that reads back to the same number, in scientific notation when that would be long.
+fn csv_value(v: Option<f64>) -> String {
+    match v {
+        Some(x) if x.is_nan() => "NaN".into(),
+        Some(x) if x == 0.0 || (1e-4..1e16).contains(&x.abs()) => format!("{x}"),
+        Some(x) => format!("{x:e}"),
+        None => String::new(),
+    }
+}
+
 /// A markdown table cell: `|` would end the cell and a line break the row.
 fn md_cell(s: &str) -> String {
     s.replace('|', "\\|").replace(['\n', '\r', '\t'], " ")
@@ -153,13 +164,13 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
             r.params.map(|n| n.to_string()).unwrap_or_default(),
             r.status(),
             r.id.dataset.map_or("", target_metric).to_string(),
-            fmt_value(r.target),
+            csv_value(r.target),
         ];
         let m = match &r.state {
             RunState::Done(m) => Some(m),
             _ => None,
         };
-        rec.extend(cols.iter().map(|c| fmt_value(m.and_then(|m| m.get(c)))));
+        rec.extend(cols.iter().map(|c| csv_value(m.and_then(|m| m.get(c)))));
         w.write_record(&rec)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
@@ -297,6 +308,22 @@ mod tests {
         ] {
             assert_eq!(fmt_number(x), want, "{x}");
         }
+    }
+
+    #[test]
+    fn csv_numbers_keep_every_digit() {
+        for (x, want) in [
+            (0.912, "0.912"),
+            (0.1 + 0.2, "0.30000000000000004"),
+            (1e300, "1e300"),
+            (-1.23456e-300, "-1.23456e-300"),
+            (0.0, "0"),
+        ] {
+            assert_eq!(csv_value(Some(x)), want, "{x}");
+            assert_eq!(csv_value(Some(x)).parse::<f64>().unwrap(), x);
+        }
+        assert_eq!(csv_value(Some(f64::NAN)), "NaN");
+        assert_eq!(csv_value(None), "");
     }
 
     #[test]
