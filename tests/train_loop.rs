@@ -632,6 +632,33 @@ fn the_lr_finder_names_the_output_path_it_cannot_write() {
     );
 }
 
+/// A learning rate that diverges is recorded (nan) and the search goes on; the best lr and
+/// the plot come from the others.
+#[test]
+fn the_lr_finder_records_a_diverged_learning_rate_and_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["lr_finder"]["grid_search_params"] =
+            serde_json::json!({"min_pow": -3, "max_pow": -1, "resolution": 3, "n_epochs": 1});
+    });
+    let mut sources = tiny::sources(3, false, false);
+    let mut train = Mem::new(48, 3, false, 8, true, true, 1);
+    train.nan_at = Some(8); // the third batch of the second lr (6 batches per epoch)
+    sources.train = Box::new(train);
+    let mut t = tiny::trainer(&p, 3, false, false, sources);
+    let points = t.lr_grid_search().unwrap();
+    assert_eq!(points.len(), 3);
+    assert!(
+        points[1].val_loss.is_nan() && points[1].val_target.is_nan(),
+        "{points:?}"
+    );
+    assert!(points[0].val_loss.is_finite() && points[2].val_loss.is_finite());
+    let dir = dir.path().join("grid_search_results");
+    let text = std::fs::read_to_string(dir.join("tiny_grid_search_out.txt")).unwrap();
+    assert_eq!(text.lines().nth(2), Some("0.01 \t nan \t nan"), "{text}");
+    assert!(dir.join("tiny_grid_search_out.png").is_file());
+}
+
 #[test]
 fn sources_are_deterministic_per_epoch() {
     let m = Mem::new(20, 2, false, 4, true, true, 5);

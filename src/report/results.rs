@@ -123,6 +123,12 @@ pub fn to_python_json(values: &MetricValues) -> String {
 /// Python's `repr(float)` for finite values: the shortest round-tripping digits, in fixed
 /// notation for exponents -5 < e < 16 (with a trailing ".0" for integers), else as `1.5e-05`.
 pub fn py_float_repr(x: f64) -> String {
+    if x.is_nan() {
+        return "nan".into();
+    }
+    if x.is_infinite() {
+        return if x > 0.0 { "inf" } else { "-inf" }.into();
+    }
     // Rust's `{:e}` gives the same shortest digits, as "d.ddde<exp>".
     let sci = format!("{x:e}");
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));

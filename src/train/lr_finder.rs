@@ -110,12 +110,28 @@ impl Trainer {
             hypers[0].lr = *lr;
             self.opt.set_hypers(&hypers);
             self.state = Progressions::default();
-            self.run_epochs(g.n_epochs as u64, val_every)?;
-            self.validate()?;
-            let p = GridPoint {
-                lr: *lr,
-                val_loss: self.state.val_loss,
-                val_target: self.state.val_target,
+            let outcome = self
+                .run_epochs(g.n_epochs as u64, val_every)
+                .and_then(|()| self.validate());
+            let p = match outcome {
+                Ok(()) => GridPoint {
+                    lr: *lr,
+                    val_loss: self.state.val_loss,
+                    val_target: self.state.val_target,
+                },
+                // A learning rate too high to train with is a result of the search, not a
+                // reason to stop it (the reference stopped, in sklearn, on NaN outputs).
+                Err(e) if super::trainer::is_divergence(&e) => {
+                    println!(
+                        "Notice: lr {lr:.3e} diverged; recorded with val_loss and val_{metric} nan"
+                    );
+                    GridPoint {
+                        lr: *lr,
+                        val_loss: f64::NAN,
+                        val_target: f64::NAN,
+                    }
+                }
+                Err(e) => return Err(e),
             };
             log.push_str(&format!(
                 "{} \t {} \t {}\n",
@@ -135,14 +151,19 @@ impl Trainer {
             self.opt.set_hypers(&initial_hypers);
         }
         self.grid_search = false;
-        let best_t = points
+        let trained: Vec<GridPoint> = points
+            .iter()
+            .copied()
+            .filter(|p| !p.val_loss.is_nan())
+            .collect();
+        let best_t = trained
             .iter()
             .copied()
             .fold(None, |b: Option<GridPoint>, p| match b {
                 Some(b) if b.val_target >= p.val_target => Some(b),
                 _ => Some(p),
             });
-        let best_l = points
+        let best_l = trained
             .iter()
             .copied()
             .fold(None, |b: Option<GridPoint>, p| match b {
@@ -156,12 +177,14 @@ impl Trainer {
             );
             println!("The best val_loss is {} for lr = {}", l.val_loss, l.lr);
             plot(
-                &points,
+                &trained,
                 t,
                 l,
                 metric,
                 &dir.join(format!("{name}_grid_search_out.png")),
             )?;
+        } else {
+            println!("Notice: every learning rate diverged; no plot");
         }
         println!("Grid search results written to {}", txt.display());
         Ok(points)

@@ -151,6 +151,24 @@ fn upload_images(model: &dyn TrainModel, batch: &Batch, device: Device) -> Resul
     Ok(crate::device::upload(&batch.images, device))
 }
 
+/// A run whose loss or outputs stopped being finite (its message says where). A type of its
+/// own, so the lr finder can tell a diverged learning rate from a failure.
+#[derive(Debug)]
+pub struct Diverged(String);
+
+impl std::fmt::Display for Diverged {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for Diverged {}
+
+/// Whether `e` (or an error it wraps) is a divergence.
+pub fn is_divergence(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.is::<Diverged>())
+}
+
 impl Trainer {
     /// Set up optimizer, schedules and caches for `model` on `sources`. Nothing is read from
     /// disk here; `restore` does that.
@@ -492,7 +510,7 @@ impl Trainer {
     /// The error that stops a run whose numbers stopped being finite (`what`), at the current
     /// iteration.
     pub(super) fn diverged(&self, what: &str) -> anyhow::Error {
-        anyhow::anyhow!(
+        anyhow::Error::new(Diverged(format!(
             "training diverged: {what} at iteration {} (epoch {}, lr {:.3e}). Nothing was saved after \
              the last good state; the last checkpoint is {} (restore_session resumes from it). Try a \
              lower learning rate or grad_clipping.",
@@ -500,7 +518,7 @@ impl Trainer {
             (self.state.iters.max(1) - 1) / self.steps_per_epoch().max(1) + 1,
             self.opt.lr(),
             self.files.last().display()
-        )
+        )))
     }
 
     /// The reference's periodic training log (TensorBoard): the iteration's loss, the lr and
