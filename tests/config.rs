@@ -562,6 +562,24 @@ fn malformed_model_name_for_the_knn_copy() {
     parse(&v).unwrap();
 }
 
+/// serde reads a struct from an array positionally: `"lr_finder": []` would have meant the
+/// defaults, silently.
+#[test]
+fn malformed_array_for_a_section() {
+    assert_names(
+        "lr_finder",
+        "wrong type: an array; expected a JSON object",
+        |v| {
+            v["lr_finder"] = json!([]);
+        },
+    );
+    assert_names(
+        "dataset_params.train_transforms",
+        "wrong type: an array; expected a JSON object",
+        |v| v["dataset_params"]["train_transforms"] = json!([]),
+    );
+}
+
 #[test]
 fn malformed_unfreeze_cutoff() {
     assert_names("foundation_params.partial.unfreeze_cutoff", "-1", |v| {

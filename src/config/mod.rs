@@ -142,11 +142,46 @@ fn from_value_at(value: serde_json::Value) -> Result<Params, (String, String)> {
             ),
         ));
     }
-    serde_path_to_error::deserialize(value).map_err(|e| {
+    let params: Params = serde_path_to_error::deserialize(&value).map_err(|e| {
         let path = e.path().to_string();
         let msg = describe_serde_error(&path, &e.into_inner().to_string());
         (path, msg)
-    })
+    })?;
+    // serde also reads a section given as an array, field by field in declaration order, so
+    // `"lr_finder": []` would quietly mean the defaults. A section the typed params hold as an
+    // object must have been one in the file.
+    let typed = serde_json::to_value(&params).map_err(|e| {
+        (
+            String::new(),
+            format!("internal: params do not serialise: {e}"),
+        )
+    })?;
+    if let Some(at) = array_for_object(&value, &typed, "") {
+        let msg = format!("{at}: wrong type: an array; expected a JSON object");
+        return Err((at, msg));
+    }
+    Ok(params)
+}
+
+/// The first JSON path where `given` has an array and `typed` (what it was read as) an object.
+fn array_for_object(
+    given: &serde_json::Value,
+    typed: &serde_json::Value,
+    at: &str,
+) -> Option<String> {
+    use serde_json::Value::{Array, Object};
+    match (given, typed) {
+        (Array(_), Object(_)) => Some(at.to_string()),
+        (Object(g), Object(t)) => t.iter().find_map(|(key, tv)| {
+            let path = if at.is_empty() {
+                key.clone()
+            } else {
+                format!("{at}.{key}")
+            };
+            g.get(key).and_then(|gv| array_for_object(gv, tv, &path))
+        }),
+        _ => None,
+    }
 }
 
 /// The params medfm actually ran with, written atomically to
