@@ -56,6 +56,26 @@ fn aptos_accepts_nested_flat_and_windows_named_folders() {
     }
 }
 
+/// An image listed twice is kept as listed (the reference's split depends on the row count),
+/// and reported with both rows.
+#[test]
+fn images_listed_twice_are_reported_with_both_origins() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("APTOS2019");
+    let csv = aptos_csv(20) + "img003,3\n";
+    write(&root.join("train_1.csv"), &csv);
+    std::fs::create_dir_all(root.join("train_images")).unwrap();
+    let s = build(DatasetName::APTOS2019, dir.path(), &[]).unwrap();
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), 21);
+    let dups = s.duplicates();
+    assert_eq!(dups.len(), 1, "{dups:?}");
+    let (path, a, b) = &dups[0];
+    assert!(path.ends_with("img003.png"), "{path:?}");
+    let mut origins = [a.as_str(), b.as_str()];
+    origins.sort();
+    assert_eq!(origins, ["train_1.csv line 22", "train_1.csv line 5"]);
+}
+
 #[test]
 fn aptos_bad_input_names_file_and_line() {
     let dir = tempfile::tempdir().unwrap();

@@ -125,12 +125,44 @@ impl Splits {
                 );
             }
         }
+        let dups = splits.duplicates();
+        if let Some((path, first, again)) = dups.first() {
+            // Kept as listed: the reference reads lists as they are, and dropping rows would
+            // change its Random(42) split. But the same image may then sit in two splits.
+            println!(
+                "Warning: {} image(s) of {} are listed more than once, e.g. {} ({first}; again {again}); \
+                 they are used as listed, as the reference does, so an image can be in two splits",
+                dups.len(),
+                root.display(),
+                path.display()
+            );
+        }
         if splits.val.is_empty() {
             // The reference's `init_dataloaders`: an empty val set falls back to the test set.
             println!("Warning: the val split of {} is empty; using the test split as validation set (as the reference does)", root.display());
             splits.val = splits.test.clone();
         }
         Ok(splits)
+    }
+
+    /// Images listed more than once across the splits: each path with the origin of its first
+    /// listing and of a repeat, in listing order.
+    pub fn duplicates(&self) -> Vec<(PathBuf, String, String)> {
+        let mut first: std::collections::HashMap<&Path, &str> = std::collections::HashMap::new();
+        let mut reported = std::collections::HashSet::new();
+        let mut out = vec![];
+        for it in self.train.iter().chain(&self.val).chain(&self.test) {
+            match first.get(it.path.as_path()) {
+                Some(origin) if reported.insert(it.path.as_path()) => {
+                    out.push((it.path.clone(), origin.to_string(), it.origin.clone()))
+                }
+                Some(_) => {}
+                None => {
+                    first.insert(&it.path, &it.origin);
+                }
+            }
+        }
+        out
     }
 
     /// Class counts per split: images per class (multiclass) or positives per label.
