@@ -7,6 +7,18 @@ use std::path::Path;
 /// Write a file so that readers see either the old content or the new one, never a torn file:
 /// write a temporary sibling, flush it to disk, then rename over the target.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |tmp| {
+        let mut f = std::fs::File::create(tmp)?;
+        f.write_all(bytes)?;
+        Ok(())
+    })
+    .with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// [`write_atomic`] with the content written by `write` to the temporary path it is given.
+/// Temporary siblings of `path` left by a process that no longer exists (killed while it
+/// wrote, e.g. a multi-GB checkpoint) are removed first.
+pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -14,18 +26,44 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("out");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
+    let prefix = format!(".{name}.tmp");
+    remove_orphaned_temporaries(dir, &prefix);
+    let tmp = dir.join(format!("{prefix}{}", std::process::id()));
     let result = (|| -> Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        write(&tmp)?;
+        std::fs::File::open(&tmp)?.sync_all()?;
         std::fs::rename(&tmp, path)?;
         Ok(())
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
-    result.with_context(|| format!("cannot write {}", path.display()))
+    result
+}
+
+/// Remove `dir/<prefix><pid>` files whose process is gone (Linux: no `/proc/<pid>`). Best
+/// effort: a file that cannot be read or removed stays, and nothing happens without `/proc`.
+fn remove_orphaned_temporaries(dir: &Path, prefix: &str) {
+    let proc = Path::new("/proc");
+    if !proc.join("self").exists() {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let file_name = entry.file_name();
+        let Some(pid) = file_name
+            .to_str()
+            .and_then(|n| n.strip_prefix(prefix))
+            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+        else {
+            continue;
+        };
+        if !proc.join(pid).exists() {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 /// "file:line:col: not valid JSON: <what>" for a serde_json parse error of `path`'s text.
@@ -50,5 +88,37 @@ pub fn json_kind(v: &serde_json::Value) -> &'static str {
         serde_json::Value::Number(_) => "a number",
         serde_json::Value::Bool(_) => "a boolean",
         serde_json::Value::Null => "null",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temporary file of a killed writer goes at the next write of the same file; one of a
+    /// live process (pid 1) and those of other files stay.
+    #[test]
+    fn orphaned_temporaries_are_removed_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        // 4294967295 is beyond any Linux pid.
+        for f in [
+            ".x.json.tmp4294967295",
+            ".y.json.tmp4294967295",
+            ".x.json.tmp1",
+        ] {
+            std::fs::write(at(f), "torn").unwrap();
+        }
+        write_atomic(&at("x.json"), b"{}").unwrap();
+        assert_eq!(std::fs::read(at("x.json")).unwrap(), b"{}");
+        if Path::new("/proc/self").exists() {
+            assert!(
+                !at(".x.json.tmp4294967295").exists(),
+                "the orphan is removed"
+            );
+        }
+        assert!(at(".y.json.tmp4294967295").exists() && at(".x.json.tmp1").exists());
+        let own = format!(".x.json.tmp{}", std::process::id());
+        assert!(!at(&own).exists(), "this write's temporary was renamed");
     }
 }

@@ -155,7 +155,7 @@ pub fn save(
         ("kind".to_string(), kind.as_str().to_string()),
         ("state".to_string(), serde_json::to_string(state)?),
     ]);
-    write_atomic_with(path, |tmp| {
+    crate::util::write_atomic_with(path, |tmp| {
         safetensors::tensor::serialize_to_file(
             entries.iter().map(|(n, e)| (n.as_str(), e)),
             &Some(meta),
@@ -168,31 +168,6 @@ pub fn save(
         })
     })
     .with_context(|| format!("cannot write checkpoint {}", path.display()))
-}
-
-/// Create the file through a temporary sibling, sync it, then rename it over `path`.
-fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    let dir = path
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("cannot create directory {}", dir.display()))?;
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("checkpoint");
-    let tmp = dir.join(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> Result<()> {
-        write(&tmp)?;
-        std::fs::File::open(&tmp)?.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        Ok(())
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// Read a checkpoint written by [`save`]; tensors land on the CPU.
