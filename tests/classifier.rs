@@ -47,6 +47,7 @@ static TINY_ROW: BackboneSpec = BackboneSpec {
     param_count: 0,
     tokens_224: 0,
     build: build_tiny,
+    input: |o| vit::mae_input(&TINY, o),
     load: vit::load_mae,
 };
 
@@ -293,6 +294,7 @@ fn build_small_mae(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box
 static SMALL_ROW: BackboneSpec = BackboneSpec {
     name: "small_mae",
     build: build_small_mae,
+    input: |o| vit::mae_input(&SMALL_MAE, o),
     ..TINY_ROW
 };
 

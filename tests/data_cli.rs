@@ -238,6 +238,42 @@ fn inspect_reports_counts_and_writes_val_ids() {
     );
 }
 
+/// Transforms whose output the trunk does not take are found by `inspect`, from the trunk's
+/// config (nothing is built), with the split and the reason.
+#[test]
+fn inspect_checks_the_transform_sizes_against_the_trunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    assert!(synth("APTOS2019", &data, "30", "1").status.success());
+    let params = params_file(dir.path(), "APTOS2019", &data);
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--set",
+        "dataset_params.val_transforms.CenterCrop.height=112",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("val_transforms give 112x224 images, which foundation_params.backbone_type \"vit_huge_patch14\" with img_size 224 does not take: this trunk was built for 224x224 inputs"),
+        "{t}"
+    );
+    // Options the trunk cannot be built with are a config error.
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--set",
+        "foundation_params.backbone_type=aimv2-large-patch14-224",
+        "--set",
+        "foundation_params.img_size=112",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("takes 224x224 input only"), "{t}");
+}
+
 #[test]
 fn inspect_fails_on_unreadable_or_missing_images() {
     let dir = tempfile::tempdir().unwrap();

@@ -140,6 +140,8 @@ fn tiny_family(name: &str) -> TinyFamily {
             param_count: 0,
             tokens_224: 0,
             build,
+            // Only `inspect` reads `input`, and it looks rows up by name; these tests do not.
+            input: real.input,
             load: real.load,
         },
         img_size,

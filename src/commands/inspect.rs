@@ -8,7 +8,8 @@
 use crate::config::{self, CliOverrides};
 use crate::data::transforms::Pipeline;
 use crate::data::{image, rng::Rng, Problem, Splits, Task};
-use anyhow::{bail, Result};
+use crate::models::InputRule;
+use anyhow::{bail, Context, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
@@ -63,7 +64,17 @@ pub fn run(args: &Args) -> Result<()> {
         None => println!("Image sizes: no readable image header"),
     }
     let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
-    problems.extend(check_transforms(&splits, &params, many_sizes));
+    // The trunk's input rule comes from its config: nothing is built.
+    let f = &params.foundation_params;
+    let trunk =
+        crate::models::classifier::trunk_input_rule(&params, info.channels).with_context(|| {
+            format!(
+                "foundation_params: backbone_type \"{}\" with img_size {} cannot be built for {} \
+                 channel(s)",
+                f.backbone_type, f.img_size, info.channels
+            )
+        })?;
+    problems.extend(check_transforms(&splits, &params, many_sizes, &trunk));
 
     if args.check_images {
         println!("Decoding all {total} images...");
@@ -167,12 +178,13 @@ fn size_range(sizes: &[(usize, usize)]) -> Option<((usize, usize), (usize, usize
     Some(((w0, w1), (h0, h1)))
 }
 
-/// Run each split's transforms on its first image; flag transforms that fail or that leave
-/// images of several sizes unbatchable.
+/// Run each split's transforms on its first image; flag transforms that fail, that leave
+/// images of several sizes unbatchable, or that give images the trunk does not take.
 fn check_transforms(
     splits: &Splits,
     params: &crate::config::Params,
     many_sizes: bool,
+    trunk: &InputRule,
 ) -> Vec<Problem> {
     let d = &params.dataset_params;
     let mut out = Vec::new();
@@ -208,6 +220,17 @@ fn check_transforms(
             .and_then(|img| pipeline.apply(pipeline.resize(img), &mut Rng::seeded(&[0])));
         match result {
             Ok(views) => {
+                for v in &views {
+                    let (c, h, w) = (v.channels as i64, v.height as i64, v.width as i64);
+                    if let Err(e) = trunk.check_image(c, h, w) {
+                        let f = &params.foundation_params;
+                        out.push(problem(format!(
+                            "{split}_transforms give {h}x{w} images, which foundation_params.backbone_type \
+                             \"{}\" with img_size {} does not take: {e:#}",
+                            f.backbone_type, f.img_size
+                        )));
+                    }
+                }
                 let s: Vec<String> = views
                     .iter()
                     .map(|v| format!("{}x{}x{}", v.channels, v.height, v.width))

@@ -14,6 +14,7 @@ pub use checkpoint::load;
 
 use super::layers::{self, Attention, Fill, Linear, LinearInit};
 use super::registry::BuildOptions;
+use super::InputRule;
 use super::{Backbone, Features};
 use anyhow::{bail, Result};
 use tch::nn;
@@ -300,15 +301,22 @@ impl Backbone for Aimv2 {
             .collect()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        let side = self.cfg.img_size;
-        layers::check_input(
-            x,
-            self.cfg.in_chans,
-            self.cfg.patch_size,
-            Some((side, side)),
-        )
+    fn input_rule(&self) -> InputRule {
+        input_rule(&self.cfg)
     }
+}
+
+fn input_rule(cfg: &Aimv2Config) -> InputRule {
+    InputRule::Patches {
+        channels: cfg.in_chans,
+        patch: cfg.patch_size,
+        exact: Some(cfg.img_size),
+    }
+}
+
+/// Registry `input` of the AIMv2 rows: `config_for_run`'s checks, then the rule.
+pub fn input(name: &str, base: Aimv2Config, opts: &BuildOptions) -> Result<InputRule> {
+    Ok(input_rule(&config_for_run(name, base, opts)?))
 }
 
 /// The named configuration adapted to the run: checks the image size (the position embedding

@@ -90,6 +90,20 @@ pub fn candidate_files(row: &BackboneSpec) -> Vec<String> {
     names
 }
 
+/// What the trunk `params` describe takes, for `in_chans`-channel data, without building it
+/// (the registry row's `input`): `inspect` checks the transforms with it.
+pub fn trunk_input_rule(params: &Params, in_chans: i64) -> Result<crate::models::InputRule> {
+    let f = &params.foundation_params;
+    let row = registry::get(&f.backbone_type).context("foundation_params.backbone_type")?;
+    (row.input)(&BuildOptions {
+        img_size: f.img_size,
+        in_chans,
+        gray_init: f.gray_init.unwrap_or_default(),
+        drop_cutoff: f.partial.drop_cutoff.clone(),
+        weights_key: f.weights_key.clone(),
+    })
+}
+
 impl ClassifierSpec {
     /// Resolve weight paths (`foundation_params.weights`, else `$MEDFM_WEIGHTS` or `weights/`
     /// + the backbone's file name); a missing file is an error naming it and its source.

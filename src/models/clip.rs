@@ -19,6 +19,7 @@ use super::layers::{
 };
 use super::registry::BuildOptions;
 use super::vit::{adapt_conv_key, check_options, read_checkpoint, square_side, var_shape};
+use super::InputRule;
 use super::{Backbone, Features};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, Context, Result};
@@ -144,14 +145,19 @@ impl VisionTower {
             .collect()
     }
 
-    pub fn check_input(&self, x: &Tensor) -> Result<()> {
-        layers::check_input(
-            x,
-            self.in_chans,
-            self.cfg.patch,
-            Some((self.img_size, self.img_size)),
-        )
+    pub fn input_rule(&self) -> InputRule {
+        super::vit::patch_grid(self.in_chans, self.cfg.patch, self.img_size)
     }
+}
+
+/// Registry `input` of the CLIP and CoCa rows (their vision towers are built for `img_size`).
+pub fn tower_input(cfg: &TowerConfig, opts: &BuildOptions) -> Result<InputRule> {
+    super::vit::check_options("open_clip", cfg.patch, opts)?;
+    Ok(super::vit::patch_grid(
+        opts.in_chans,
+        cfg.patch,
+        opts.img_size,
+    ))
 }
 
 /// CLIP's vision tower with `ln_post` and the projection.
@@ -187,8 +193,8 @@ impl Backbone for Clip {
         self.tower.block_names()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        self.tower.check_input(x)
+    fn input_rule(&self) -> InputRule {
+        self.tower.input_rule()
     }
 }
 

@@ -13,6 +13,7 @@
 use super::clip::{TowerConfig, VisionTower};
 use super::layers::{self, merge_heads, split_heads, Fill, LayerNorm, Linear, LinearInit};
 use super::registry::BuildOptions;
+use super::InputRule;
 use super::{Backbone, Features};
 use anyhow::Result;
 use tch::{nn, Tensor};
@@ -178,8 +179,8 @@ impl Backbone for Coca {
         self.tower.block_names()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        self.tower.check_input(x)
+    fn input_rule(&self) -> InputRule {
+        self.tower.input_rule()
     }
 }
 

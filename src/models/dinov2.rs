@@ -15,6 +15,7 @@
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
 use super::registry::BuildOptions;
 use super::vit::{adapt_conv_key, read_checkpoint, var_shape};
+use super::InputRule;
 use super::{Backbone, Features};
 use crate::weights;
 use anyhow::{bail, Context, Result};
@@ -169,9 +170,23 @@ impl Backbone for Dinov2 {
             .collect()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        layers::check_input(x, self.in_chans, self.cfg.patch, None)
+    fn input_rule(&self) -> InputRule {
+        input_rule(&self.cfg, self.in_chans)
     }
+}
+
+/// Any multiple of the patch: the position grid is resized on every forward pass.
+fn input_rule(cfg: &Dinov2Config, in_chans: i64) -> InputRule {
+    InputRule::Patches {
+        channels: in_chans,
+        patch: cfg.patch,
+        exact: None,
+    }
+}
+
+/// Registry `input` of the DINOv2 rows.
+pub fn input(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<InputRule> {
+    Ok(input_rule(cfg, opts.in_chans))
 }
 
 macro_rules! dinov2_builder {

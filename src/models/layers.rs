@@ -470,39 +470,6 @@ impl PatchEmbed {
     }
 }
 
-/// Check an input image batch against a patch size: 4-D, `channels` channels, sides multiples
-/// of the patch (`exact` = the sides the trunk was built for).
-pub fn check_input(x: &Tensor, channels: i64, patch: i64, exact: Option<(i64, i64)>) -> Result<()> {
-    let size = x.size();
-    if size.len() != 4 {
-        bail!("expected pixels [B, C, H, W], got shape {size:?}");
-    }
-    if size[1] != channels {
-        bail!(
-            "expected {channels} input channel(s), got {} (shape {size:?})",
-            size[1]
-        );
-    }
-    if let Some((h, w)) = exact {
-        if (size[2], size[3]) != (h, w) {
-            bail!(
-                "this trunk was built for {h}x{w} inputs (its position embedding has that grid), got \
-                 {}x{}",
-                size[2],
-                size[3]
-            );
-        }
-    }
-    if size[2] % patch != 0 || size[3] % patch != 0 {
-        bail!(
-            "input sides {}x{} are not multiples of the patch size {patch}",
-            size[2],
-            size[3]
-        );
-    }
-    Ok(())
-}
-
 /// How a grid of position embeddings is resized; each variant is one way the reference code
 /// calls `F.interpolate(mode="bicubic", align_corners=False)`.
 #[derive(Debug, Clone, Copy)]

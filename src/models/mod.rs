@@ -38,10 +38,80 @@ pub trait Backbone: Send {
     /// unfreezing (`unfreeze_cutoff = k`) makes blocks k.. trainable, the rest stays frozen.
     fn blocks(&self) -> Vec<String>;
 
+    /// The inputs this trunk takes; the registry's `input` gives the same rule before the
+    /// trunk is built.
+    fn input_rule(&self) -> InputRule;
+
     /// Whether `x` is an input this trunk can take (channels, sides), with an error that says
     /// what was expected. `forward` assumes a checked input.
     fn check_input(&self, x: &Tensor) -> anyhow::Result<()> {
-        let _ = x;
+        self.input_rule().check(x)
+    }
+}
+
+/// What a trunk takes, known from its config alone: the built trunk checks its inputs with it,
+/// and `inspect` checks the transforms' output sizes with it before anything is built.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum InputRule {
+    /// Sides that are multiples of the patch, and exactly `exact` px when the learned position
+    /// embedding has a fixed grid.
+    Patches {
+        channels: i64,
+        patch: i64,
+        exact: Option<i64>,
+    },
+    /// SAM2.1's Hiera: sides that are multiples of `unit` (see `sam2::size_unit`).
+    Hiera { channels: i64, unit: i64 },
+    /// Any size (VMamba's strided convolutions take every side).
+    Any { channels: i64 },
+}
+
+impl InputRule {
+    /// `x` must be [B, C, H, W] with an image this rule takes.
+    pub fn check(&self, x: &Tensor) -> anyhow::Result<()> {
+        let size = x.size();
+        if size.len() != 4 {
+            anyhow::bail!("expected pixels [B, C, H, W], got shape {size:?}");
+        }
+        self.check_image(size[1], size[2], size[3])
+    }
+
+    /// Whether a `c`-channel `h`x`w` image is an input this rule takes.
+    pub fn check_image(&self, c: i64, h: i64, w: i64) -> anyhow::Result<()> {
+        let (InputRule::Patches { channels, .. }
+        | InputRule::Hiera { channels, .. }
+        | InputRule::Any { channels }) = *self;
+        if c != channels {
+            anyhow::bail!("expected {channels} input channel(s), got {c} ({h}x{w} images)");
+        }
+        match *self {
+            InputRule::Patches { patch, exact, .. } => {
+                if let Some(side) = exact.filter(|&s| (h, w) != (s, s)) {
+                    anyhow::bail!(
+                        "this trunk was built for {side}x{side} inputs (its position embedding has \
+                         that grid), got {h}x{w}"
+                    );
+                }
+                if h % patch != 0 || w % patch != 0 {
+                    anyhow::bail!(
+                        "input sides {h}x{w} are not multiples of the patch size {patch}"
+                    );
+                }
+            }
+            InputRule::Hiera { unit, .. } => {
+                for side in [h, w] {
+                    if side <= 0 || side % unit != 0 {
+                        let lower = (side / unit).max(1) * unit;
+                        anyhow::bail!(
+                            "SAM2.1 Hiera needs input sides that are multiples of {unit} (got \
+                             {side}); use e.g. {lower} or {}",
+                            lower + unit
+                        );
+                    }
+                }
+            }
+            InputRule::Any { .. } => {}
+        }
         Ok(())
     }
 }

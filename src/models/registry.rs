@@ -48,6 +48,9 @@ pub struct BuildOptions {
 /// Build the trunk's variables under `path` (randomly initialised as the reference does).
 pub type BuildFn = fn(&tch::nn::Path, &BuildOptions) -> Result<Box<dyn Backbone>>;
 
+/// What a trunk built with the options would take, without building it.
+pub type InputFn = fn(&BuildOptions) -> Result<super::InputRule>;
+
 /// Read an official checkpoint (any of the family's published layouts) into the variables
 /// under `prefix` of `vs`, adapting it to `opts` (e.g. a 1-channel first convolution).
 pub type LoadFn = fn(&tch::nn::VarStore, &str, &std::path::Path, &BuildOptions) -> Result<()>;
@@ -68,6 +71,9 @@ pub struct BackboneSpec {
     /// Number of tokens (`Features::tokens` length) at 224 px.
     pub tokens_224: i64,
     pub build: BuildFn,
+    /// The inputs the trunk built with these options takes (`Backbone::input_rule`), or the
+    /// error its build would give for the options; nothing is allocated.
+    pub input: InputFn,
     pub load: LoadFn,
 }
 
@@ -85,6 +91,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 85_798_656,
         tokens_224: 196,
         build: vit::build_mae_base,
+        input: |o| vit::mae_input(&vit::MAE_BASE, o),
         load: vit::load_mae,
     },
     BackboneSpec {
@@ -100,6 +107,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 303_301_632,
         tokens_224: 196,
         build: vit::build_mae_large,
+        input: |o| vit::mae_input(&vit::MAE_LARGE, o),
         load: vit::load_mae,
     },
     BackboneSpec {
@@ -115,6 +123,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 630_764_800,
         tokens_224: 256,
         build: vit::build_mae_huge,
+        input: |o| vit::mae_input(&vit::MAE_HUGE, o),
         load: vit::load_mae,
     },
     BackboneSpec {
@@ -130,6 +139,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 22_056_576,
         tokens_224: 256,
         build: dinov2::build_vits14,
+        input: |o| dinov2::input(&dinov2::VITS14, o),
         load: dinov2::load_dinov2,
     },
     BackboneSpec {
@@ -145,6 +155,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 86_580_480,
         tokens_224: 256,
         build: dinov2::build_vitb14,
+        input: |o| dinov2::input(&dinov2::VITB14, o),
         load: dinov2::load_dinov2,
     },
     BackboneSpec {
@@ -160,6 +171,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 304_368_640,
         tokens_224: 256,
         build: dinov2::build_vitl14,
+        input: |o| dinov2::input(&dinov2::VITL14, o),
         load: dinov2::load_dinov2,
     },
     BackboneSpec {
@@ -175,6 +187,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 1_136_480_768,
         tokens_224: 256,
         build: dinov2::build_vitg14,
+        input: |o| dinov2::input(&dinov2::VITG14, o),
         load: dinov2::load_dinov2,
     },
     BackboneSpec {
@@ -189,6 +202,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 86_192_640,
         tokens_224: 196,
         build: clip::build_clip_vitb16,
+        input: |o| clip::tower_input(&clip::VIT_B16, o),
         load: clip::load_open_clip,
     },
     BackboneSpec {
@@ -203,6 +217,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 89_164_032,
         tokens_224: 256,
         build: coca::build_coca_b32,
+        input: |o| clip::tower_input(&coca::COCA_B32.tower, o),
         load: clip::load_open_clip,
     },
     BackboneSpec {
@@ -217,6 +232,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 306_724_864,
         tokens_224: 256,
         build: coca::build_coca_l14,
+        input: |o| clip::tower_input(&coca::COCA_L14.tower, o),
         load: clip::load_open_clip,
     },
     BackboneSpec {
@@ -229,6 +245,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 309_197_824,
         tokens_224: 256,
         build: super::aimv2::build_large,
+        input: |o| super::aimv2::input("aimv2-large-patch14-224", super::aimv2::Aimv2Config::large(), o),
         load: super::aimv2::load,
     },
     BackboneSpec {
@@ -241,6 +258,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 680_851_968,
         tokens_224: 256,
         build: super::aimv2::build_huge,
+        input: |o| super::aimv2::input("aimv2-huge-patch14-224", super::aimv2::Aimv2Config::huge(), o),
         load: super::aimv2::load,
     },
     BackboneSpec {
@@ -258,6 +276,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         // vision_features at stride 16: 14 x 14.
         tokens_224: 196,
         build: super::sam2::build_base_plus,
+        input: |o| super::sam2::input(&super::sam2::Sam2Config::base_plus(), o),
         load: super::sam2::load,
     },
     BackboneSpec {
@@ -273,6 +292,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 212_703_280,
         tokens_224: 196,
         build: super::sam2::build_large,
+        input: |o| super::sam2::input(&super::sam2::Sam2Config::large(), o),
         load: super::sam2::load,
     },
     BackboneSpec {
@@ -287,6 +307,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 49_378_752,
         tokens_224: 49,
         build: super::vmamba::build_small,
+        input: super::vmamba::input,
         load: super::vmamba::load,
     },
     BackboneSpec {
@@ -301,6 +322,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 87_532_800,
         tokens_224: 49,
         build: super::vmamba::build_base,
+        input: super::vmamba::input,
         load: super::vmamba::load,
     },
 ];
@@ -322,5 +344,80 @@ pub fn get(name: &str) -> Result<&'static BackboneSpec> {
                 names.join(", ")
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::models::InputRule;
+    use tch::{nn, Device};
+
+    fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
+        BuildOptions {
+            img_size,
+            in_chans,
+            gray_init: GrayInit::First,
+            drop_cutoff: vec![],
+            weights_key: None,
+        }
+    }
+
+    /// A row's `input` is the rule of the trunk its `build` makes (randomly initialised).
+    fn input_equals_the_built_trunks(names: &[&str]) {
+        for name in names {
+            let row = get(name).unwrap();
+            for o in [opts(224, 3), opts(224, 1)] {
+                let vs = nn::VarStore::new(Device::Cpu);
+                let trunk = (row.build)(&vs.root(), &o).unwrap();
+                assert_eq!((row.input)(&o).unwrap(), trunk.input_rule(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn input_rules_equal_the_built_trunks_for_one_row_per_family() {
+        input_equals_the_built_trunks(&[
+            "vit_base_patch16",
+            "dinov2_vits14",
+            "clip_vitb16",
+            "coca_ViT-B-32",
+            "sam2_b",
+            "vmamba_s",
+        ]);
+    }
+
+    /// Every row (builds every full-size trunk: about a minute and 5 GB on 2 cores).
+    #[test]
+    #[ignore]
+    fn input_rules_equal_the_built_trunks_for_every_row() {
+        input_equals_the_built_trunks(&names());
+    }
+
+    /// What `inspect` learns without building anything.
+    #[test]
+    fn input_rules_say_what_each_family_takes() {
+        let rule = |name: &str, o: BuildOptions| (get(name).unwrap().input)(&o);
+        let check = |name: &str, o: BuildOptions, (c, h, w): (i64, i64, i64)| {
+            rule(name, o).and_then(|r| r.check_image(c, h, w))
+        };
+        let err = |r: anyhow::Result<()>| format!("{:#}", r.unwrap_err());
+        assert!(check("dinov2_vitb14", opts(224, 3), (3, 518, 266)).is_ok());
+        assert!(err(check("dinov2_vitb14", opts(224, 3), (3, 30, 28)))
+            .contains("not multiples of the patch size 14"));
+        assert!(err(check("vit_base_patch16", opts(224, 3), (3, 112, 112)))
+            .contains("built for 224x224 inputs"));
+        assert!(err(check("vit_base_patch16", opts(224, 1), (3, 224, 224)))
+            .contains("expected 1 input channel(s), got 3"));
+        assert!(
+            err(rule("aimv2-large-patch14-224", opts(112, 3)).map(|_| ()))
+                .contains("takes 224x224 input only")
+        );
+        assert!(err(rule("sam2_b", opts(100, 3)).map(|_| ())).contains("multiples of"));
+        assert_eq!(
+            rule("vmamba_b", opts(224, 1)).unwrap(),
+            InputRule::Any { channels: 1 }
+        );
+        assert!(check("vmamba_b", opts(224, 1), (1, 50, 37)).is_ok());
     }
 }

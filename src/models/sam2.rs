@@ -11,6 +11,7 @@
 use super::hiera::{Conv2d, Hiera, HieraConfig};
 use super::layers::adapt_input_conv;
 use super::registry::BuildOptions;
+use super::InputRule;
 use super::{Backbone, Features};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, ensure, Context, Result};
@@ -122,13 +123,12 @@ impl Sam2ImageEncoder {
     /// Builds the encoder under `p` (`trunk.*`, `neck.*`) for square inputs of `img_size`.
     pub fn new(p: &nn::Path, cfg: &Sam2Config, img_size: i64, in_chans: i64) -> Result<Self> {
         cfg.trunk.check()?;
-        // The patch grid (img/4) must tile the window embedding and survive every 2x pooling;
-        // the reference fails on other sizes (its window-embedding tile would not cover the grid).
-        let size_unit = lcm(
-            cfg.trunk.total_stride(),
-            cfg.trunk.patch_stride() * cfg.trunk.window_spec[0],
-        );
-        check_side(img_size, size_unit)?;
+        let size_unit = size_unit(cfg);
+        InputRule::Hiera {
+            channels: in_chans,
+            unit: size_unit,
+        }
+        .check_image(in_chans, img_size, img_size)?;
         let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
         let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
         Ok(Sam2ImageEncoder {
@@ -160,28 +160,33 @@ impl Backbone for Sam2ImageEncoder {
             .collect()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        let size = x.size();
-        ensure!(
-            size.len() == 4 && size[1] == self.in_chans,
-            "expected pixels [B, {}, H, W], got shape {size:?}",
-            self.in_chans
-        );
-        check_side(size[2], self.size_unit)?;
-        check_side(size[3], self.size_unit)
+    fn input_rule(&self) -> InputRule {
+        InputRule::Hiera {
+            channels: self.in_chans,
+            unit: self.size_unit,
+        }
     }
 }
 
-fn check_side(side: i64, unit: i64) -> Result<()> {
-    if side <= 0 || side % unit != 0 {
-        let lower = (side / unit).max(1) * unit;
-        bail!(
-            "SAM2.1 Hiera needs input sides that are multiples of {unit} (got {side}); use e.g. \
-             {lower} or {}",
-            lower + unit
-        );
-    }
-    Ok(())
+/// What input sides must be multiples of: the patch grid (img/4) must tile the window
+/// embedding and survive every 2x pooling; the reference fails on other sizes (its
+/// window-embedding tile would not cover the grid).
+pub fn size_unit(cfg: &Sam2Config) -> i64 {
+    lcm(
+        cfg.trunk.total_stride(),
+        cfg.trunk.patch_stride() * cfg.trunk.window_spec[0],
+    )
+}
+
+/// Registry `input` of the SAM2.1 rows: the image encoder's size check, then the rule.
+pub fn input(cfg: &Sam2Config, opts: &BuildOptions) -> Result<InputRule> {
+    cfg.trunk.check()?;
+    let rule = InputRule::Hiera {
+        channels: opts.in_chans,
+        unit: size_unit(cfg),
+    };
+    rule.check_image(opts.in_chans, opts.img_size, opts.img_size)?;
+    Ok(rule)
 }
 
 fn lcm(a: i64, b: i64) -> i64 {

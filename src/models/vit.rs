@@ -12,6 +12,7 @@
 
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
 use super::registry::BuildOptions;
+use super::InputRule;
 use super::{Backbone, Features};
 use crate::weights::{self, StateDict};
 use anyhow::{bail, Context, Result};
@@ -162,14 +163,25 @@ impl Backbone for Mae {
         self.vit.block_names()
     }
 
-    fn check_input(&self, x: &Tensor) -> Result<()> {
-        layers::check_input(
-            x,
-            self.in_chans,
-            self.vit.cfg.patch,
-            Some((self.img_size, self.img_size)),
-        )
+    fn input_rule(&self) -> InputRule {
+        patch_grid(self.in_chans, self.vit.cfg.patch, self.img_size)
     }
+}
+
+/// The input rule of a trunk whose position embedding is built for `img_size` (MAE, CLIP,
+/// CoCa): exactly that size, in patches.
+pub(crate) fn patch_grid(in_chans: i64, patch: i64, img_size: i64) -> InputRule {
+    InputRule::Patches {
+        channels: in_chans,
+        patch,
+        exact: Some(img_size),
+    }
+}
+
+/// Registry `input` of the MAE rows: the build's option checks, then the rule.
+pub fn mae_input(cfg: &VitConfig, opts: &BuildOptions) -> Result<InputRule> {
+    check_options("MAE", cfg.patch, opts)?;
+    Ok(patch_grid(opts.in_chans, cfg.patch, opts.img_size))
 }
 
 /// Options every ViT-family build checks: a positive image size that is a multiple of the patch

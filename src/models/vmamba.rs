@@ -14,6 +14,7 @@ mod ss2d;
 pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan, Direction};
 
 use super::registry::BuildOptions;
+use super::InputRule;
 use super::{Backbone, Features};
 use crate::config::GrayInit;
 use crate::weights::{self, LoadOptions, StateDict};
@@ -338,11 +339,24 @@ impl Backbone for Vmamba {
         }
         names
     }
+
+    fn input_rule(&self) -> InputRule {
+        InputRule::Any {
+            channels: self.cfg.in_chans,
+        }
+    }
 }
 
 fn build(p: &nn::Path, opts: &BuildOptions, mut cfg: VmambaConfig) -> Result<Box<dyn Backbone>> {
     cfg.in_chans = opts.in_chans;
     Ok(Box::new(Vmamba::new(p, &cfg)?))
+}
+
+/// Registry `input` of the VMamba rows (`build` sets `in_chans` from the options).
+pub fn input(opts: &BuildOptions) -> Result<InputRule> {
+    Ok(InputRule::Any {
+        channels: opts.in_chans,
+    })
 }
 
 /// Registry `build` for `vmamba_s`.

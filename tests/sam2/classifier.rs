@@ -35,6 +35,7 @@ static TINY_ROW: BackboneSpec = BackboneSpec {
     param_count: 0,
     tokens_224: 196,
     build: build_tiny,
+    input: |o| sam2::input(&tiny_config(), o),
     load: sam2::load,
 };
 
@@ -192,5 +193,5 @@ fn inputs_of_the_wrong_shape_are_errors() {
     );
     let bad_chans = Tensor::zeros([1, 1, SIZE, SIZE], (Kind::Float, Device::Cpu));
     let err = c.check_input(&bad_chans).unwrap_err().to_string();
-    assert!(err.contains("[B, 3, H, W]"), "{err}");
+    assert!(err.contains("expected 3 input channel(s), got 1"), "{err}");
 }
