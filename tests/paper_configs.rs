@@ -1,6 +1,7 @@
 //! configs/paper/: the paper's whole matrix (4 datasets x 14 backbones x 2 heads), each file
-//! loading and validating with medfm's config loader (no data access), unique model names, and
-//! every file equal to base.json except the keys scripts/gen_paper_configs.py sets.
+//! loading and validating with medfm's config loader (no data access) with transform sizes the
+//! trunk takes, unique model names, and every file equal to base.json except the keys
+//! scripts/gen_paper_configs.py sets.
 
 use medfm::config::{self, CliOverrides, HeadType};
 use serde_json::Value;
@@ -70,6 +71,12 @@ fn every_paper_config_loads_and_the_matrix_is_complete() {
         let dataset = p.dataset_params.dataset.as_str().to_string();
         let backbone = p.foundation_params.backbone_type.clone();
         medfm::models::registry::get(&backbone).unwrap();
+        // The trunk takes what the transforms give (what `report --plan` checks for sweeps).
+        let d = &p.dataset_params;
+        let info = medfm::data::DatasetInfo::new(d.dataset, d.num_classes).unwrap();
+        let trunk = medfm::models::classifier::trunk_input_rule(&p, info.channels).unwrap();
+        medfm::train::check_transform_sizes(&p, &info, &trunk)
+            .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
         assert_eq!(
             file.parent().unwrap().file_name().unwrap().to_str(),
             Some(dataset.as_str())

@@ -131,6 +131,15 @@ fn plan_prints_states_for_the_sweep() {
     std::fs::write(runs::last_checkpoint(d, name), b"x").unwrap();
     let bad = d.join("bad.json");
     std::fs::write(&bad, "{").unwrap();
+    // Valid params whose transforms give 224 px images to a trunk built for 448.
+    let mut v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(paper("DDSM/clip_vitb16_linear.json")).unwrap(),
+    )
+    .unwrap();
+    v["foundation_params"]["img_size"] = 448.into();
+    v["training_params"]["model_name"] = "too_big".into();
+    let unfit = d.join("unfit.json");
+    std::fs::write(&unfit, v.to_string()).unwrap();
     let out = Command::new(env!("CARGO_BIN_EXE_medfm"))
         .args(["report", "--save_dir"])
         .arg(d)
@@ -142,6 +151,7 @@ fn plan_prints_states_for_the_sweep() {
             paper("DDSM/clip_vitb16_linear.json"),
         ])
         .arg(&bad)
+        .arg(&unfit)
         .output()
         .unwrap();
     assert!(
@@ -155,10 +165,16 @@ fn plan_prints_states_for_the_sweep() {
         .filter(|l| l.starts_with("plan\t"))
         .map(|l| l.split('\t').collect())
         .collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
+    assert_eq!(lines.len(), 5, "{stdout}");
     assert_eq!(lines[0][1..3], ["done", "SAM2_sam2_b_linear_DDSM"]);
     assert_eq!(lines[1][1..3], ["resume", name]);
     assert_eq!(lines[2][1..3], ["start", "CLIP_clip_vitb16_linear_DDSM"]);
     assert_eq!(lines[3][1], "invalid");
+    assert_eq!(lines[4][1], "invalid");
+    assert!(
+        lines[4][4].contains("dataset_params.train_transforms give 224x224 images")
+            && lines[4][4].contains("built for 448x448 inputs"),
+        "{stdout}"
+    );
     assert_eq!(runs::read_plan(d).unwrap().len(), 3);
 }

@@ -61,10 +61,20 @@ fn load_id(args: &Args, file: &PathBuf) -> Result<RunId> {
     ))
 }
 
+/// What would fail as soon as the run starts, found from the config alone so that a sweep does
+/// not queue the run: the trunk's options and the transforms' output sizes.
+fn check_runnable(args: &Args, file: &std::path::Path) -> Result<()> {
+    let params = config::load(file, &args.set, &CliOverrides::default())?;
+    let d = &params.dataset_params;
+    let info = crate::data::DatasetInfo::new(d.dataset, d.num_classes)?;
+    let trunk = crate::models::classifier::trunk_input_rule(&params, info.channels)?;
+    crate::train::check_transform_sizes(&params, &info, &trunk)
+}
+
 fn plan(args: &Args) -> Result<()> {
     let mut ids = Vec::new();
     for file in &args.configs {
-        match load_id(args, file) {
+        match load_id(args, file).and_then(|id| check_runnable(args, file).map(|()| id)) {
             Ok(id) => {
                 let state = match runs::run_state(&args.save_dir, &id.model_name) {
                     RunState::Done(_) => "done",

@@ -365,6 +365,11 @@ impl Classifier {
         self.trunk.check_input(x)
     }
 
+    /// The images the trunk takes.
+    pub fn input_rule(&self) -> crate::models::InputRule {
+        self.trunk.input_rule()
+    }
+
     /// Logits [B, n_classes]. With `freeze_backbone` the trunk stays in eval mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
         let f = self.trunk_features(x, train && !self.spec.freeze_backbone);

@@ -26,9 +26,10 @@ use crate::config::{LoaderParams, Params};
 use crate::data::transforms::Pipeline;
 use crate::data::{DatasetInfo, Loader, Splits};
 use crate::models::classifier::{Classifier, ClassifierSpec};
+use crate::models::InputRule;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use tch::{Device, Kind, Tensor};
+use tch::Device;
 
 /// What the command line asks for beyond the params file.
 #[derive(Debug, Clone, Default)]
@@ -84,9 +85,10 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
     })
 }
 
-/// Each split's transform output against what the trunk takes, before anything is trained or
-/// evaluated: a mismatch would otherwise fail inside the first forward pass.
-fn check_input_sizes(model: &Classifier, params: &Params, info: &DatasetInfo) -> Result<()> {
+/// Each split's transform output size, where the transforms fix one, against what the trunk
+/// takes: before anything is trained or evaluated (a mismatch would otherwise fail inside the
+/// first forward pass), and in `report --plan`, which sweeps read before they queue runs.
+pub fn check_transform_sizes(params: &Params, info: &DatasetInfo, trunk: &InputRule) -> Result<()> {
     let d = &params.dataset_params;
     let f = &params.foundation_params;
     for (split, t) in [
@@ -100,9 +102,8 @@ fn check_input_sizes(model: &Classifier, params: &Params, info: &DatasetInfo) ->
         let (Some((h, w)), true) = (pipeline.output_size(), pipeline.views.is_empty()) else {
             continue;
         };
-        let shape = [1, info.channels, h as i64, w as i64];
-        model
-            .check_input(&Tensor::empty(shape, (Kind::Float, Device::Cpu)))
+        trunk
+            .check_image(info.channels, h as i64, w as i64)
             .with_context(|| {
                 format!(
                     "dataset_params.{split}_transforms give {h}x{w} images, which \
@@ -133,7 +134,7 @@ pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
     };
-    check_input_sizes(&model.inner, params, &info)?;
+    check_transform_sizes(params, &info, &model.inner.input_rule())?;
     if !opts.test_only {
         session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
     }
