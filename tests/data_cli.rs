@@ -34,7 +34,7 @@ fn synth(dataset: &str, out: &Path, n: &str, seed: &str) -> Output {
     ])
 }
 
-/// The reference params with this dataset and location.
+/// The reference params with this dataset and location, batches of 8.
 fn params_file(dir: &Path, dataset: &str, data_location: &Path) -> PathBuf {
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/reference.json");
     let mut v: serde_json::Value =
@@ -42,6 +42,8 @@ fn params_file(dir: &Path, dataset: &str, data_location: &Path) -> PathBuf {
     v["dataset_params"]["dataset"] = dataset.into();
     v["dataset_params"]["data_location"] = data_location.to_str().unwrap().into();
     v["training_params"]["save_dir"] = dir.join("out").to_str().unwrap().into();
+    // The reference's 64 would leave these small train splits without a batch.
+    v["dataloader_params"]["trainloader"]["batch_size"] = 8.into();
     let path = dir.join(format!("{dataset}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     path
@@ -239,7 +241,8 @@ fn inspect_reports_counts_and_writes_val_ids() {
 }
 
 /// Transforms whose output the trunk does not take are found by `inspect`, from the trunk's
-/// config (nothing is built), with the split and the reason.
+/// config (nothing is built), with the split and the reason; so is what else training would
+/// refuse at its start.
 #[test]
 fn inspect_checks_the_transform_sizes_against_the_trunk() {
     let dir = tempfile::tempdir().unwrap();
@@ -272,6 +275,32 @@ fn inspect_checks_the_transform_sizes_against_the_trunk() {
     let t = text(&o);
     assert_eq!(o.status.code(), Some(1), "{t}");
     assert!(t.contains("takes 224x224 input only"), "{t}");
+    // So are schedules that cannot be built and a train split without a batch.
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--set",
+        "training_params.epochs=0",
+        "--set",
+        "optimization_params.default.scheduler.type=[\"CosineAnnealingLR\"]",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(t.contains("CosineAnnealingLR: T_max"), "{t}");
+    let o = medfm(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--set",
+        "dataloader_params.trainloader.batch_size=64",
+    ]);
+    let t = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{t}");
+    assert!(
+        t.contains("the train split gives no batch (21 images; batch_size 64, drop_last true)"),
+        "{t}"
+    );
 }
 
 #[test]

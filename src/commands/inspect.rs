@@ -9,7 +9,7 @@ use crate::config::{self, CliOverrides};
 use crate::data::transforms::Pipeline;
 use crate::data::{image, rng::Rng, Problem, Splits, Task};
 use crate::models::InputRule;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
@@ -64,17 +64,41 @@ pub fn run(args: &Args) -> Result<()> {
         None => println!("Image sizes: no readable image header"),
     }
     let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
-    // The trunk's input rule comes from its config: nothing is built.
+    // What training would refuse at its start, found without building anything: the trunk
+    // (its input rule comes from its config) and the optimizer's schedules.
+    let mut config_problems = vec![];
     let f = &params.foundation_params;
-    let trunk =
-        crate::models::classifier::trunk_input_rule(&params, info.channels).with_context(|| {
-            format!(
+    let trunk = crate::models::classifier::trunk_input_rule(&params, info.channels)
+        .map_err(|e| {
+            config_problems.push(format!(
                 "foundation_params: backbone_type \"{}\" with img_size {} cannot be built for {} \
-                 channel(s)",
+                 channel(s): {e:#}",
                 f.backbone_type, f.img_size, info.channels
-            )
-        })?;
-    problems.extend(check_transforms(&splits, &params, many_sizes, &trunk));
+            ))
+        })
+        .ok();
+    let l = &params.dataloader_params.trainloader;
+    let n = splits.train.len();
+    let batch = l.batch_size.max(1) as usize;
+    let train_batches = if l.drop_last {
+        n / batch
+    } else {
+        n.div_ceil(batch)
+    };
+    if train_batches == 0 {
+        config_problems.push(format!(
+            "the train split gives no batch ({n} images; batch_size {}, drop_last {})",
+            l.batch_size, l.drop_last
+        ));
+    } else if let Err(e) = crate::train::trainer::check_schedule(&params, train_batches) {
+        config_problems.push(format!("{e:#}"));
+    }
+    problems.extend(check_transforms(
+        &splits,
+        &params,
+        many_sizes,
+        trunk.as_ref(),
+    ));
 
     if args.check_images {
         println!("Decoding all {total} images...");
@@ -92,22 +116,25 @@ pub fn run(args: &Args) -> Result<()> {
             println!("All {total} images decode.");
         }
     }
-    if problems.is_empty() {
+    let all: Vec<String> = config_problems
+        .into_iter()
+        .chain(problems.iter().map(|p| p.to_string()))
+        .collect();
+    if all.is_empty() {
         println!("No problems found.");
         return Ok(());
     }
-    println!(
-        "{} problem{}:",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" }
+    let count = format!(
+        "{} problem{}",
+        all.len(),
+        if all.len() == 1 { "" } else { "s" }
     );
-    for p in &problems {
+    println!("{count}:");
+    for p in &all {
         println!("  {p}");
     }
     bail!(
-        "{} problem{} found in the data of {}",
-        problems.len(),
-        if problems.len() == 1 { "" } else { "s" },
+        "{count} found in the config or data of {}",
         args.params_path.display()
     )
 }
@@ -184,7 +211,7 @@ fn check_transforms(
     splits: &Splits,
     params: &crate::config::Params,
     many_sizes: bool,
-    trunk: &InputRule,
+    trunk: Option<&InputRule>,
 ) -> Vec<Problem> {
     let d = &params.dataset_params;
     let mut out = Vec::new();
@@ -220,9 +247,10 @@ fn check_transforms(
             .and_then(|img| pipeline.apply(pipeline.resize(img), &mut Rng::seeded(&[0])));
         match result {
             Ok(views) => {
-                for v in &views {
+                // Without a rule (the trunk options are already a problem) nothing to check.
+                for (v, t) in views.iter().flat_map(|v| trunk.map(|t| (v, t))) {
                     let (c, h, w) = (v.channels as i64, v.height as i64, v.width as i64);
-                    if let Err(e) = trunk.check_image(c, h, w) {
+                    if let Err(e) = t.check_image(c, h, w) {
                         let f = &params.foundation_params;
                         out.push(problem(format!(
                             "{split}_transforms give {h}x{w} images, which foundation_params.backbone_type \

@@ -151,6 +151,37 @@ fn upload_images(model: &dyn TrainModel, batch: &Batch, device: Device) -> Resul
     Ok(crate::device::upload(&batch.images, device))
 }
 
+fn run_shape(cfg: &OptimConfig, params: &Params, steps_per_epoch: i64) -> RunShape {
+    RunShape {
+        lr: cfg.lr,
+        steps_per_epoch: steps_per_epoch.max(1),
+        epochs: params.training_params.epochs,
+        uses_betas: cfg.uses_betas(),
+    }
+}
+
+fn build_mixer(
+    hypers: &mut [super::optim::Hyper],
+    params: &Params,
+    shape: &RunShape,
+) -> Result<Mixer> {
+    Mixer::new(hypers, &params.optimization_params.default.scheduler, shape)
+        .context("optimization_params.default.scheduler")
+}
+
+/// Whether the optimizer and the schedules of `params` can be built for a training split of
+/// `train_batches` batches per epoch, as `Trainer::new` builds them (no model needed): what
+/// `inspect` checks.
+pub fn check_schedule(params: &Params, train_batches: usize) -> Result<()> {
+    let cfg = OptimConfig::from_params(
+        &params.optimization_params.default,
+        params.dataloader_params.trainloader.batch_size,
+    )?;
+    let shape = run_shape(&cfg, params, train_batches as i64);
+    let mut hypers = Optimizer::new(cfg, vec![]).hypers();
+    build_mixer(&mut hypers, params, &shape).map(|_| ())
+}
+
 /// A run whose loss or outputs stopped being finite (its message says where). A type of its
 /// own, so the lr finder can tell a diverged learning rate from a failure.
 #[derive(Debug)]
@@ -193,20 +224,10 @@ impl Trainer {
                 "inactive"
             }
         );
-        let shape = RunShape {
-            lr: cfg.lr,
-            steps_per_epoch: steps_per_epoch.max(1),
-            epochs: tp.epochs,
-            uses_betas: cfg.uses_betas(),
-        };
+        let shape = run_shape(&cfg, &params, steps_per_epoch);
         let mut opt = Optimizer::new(cfg, model.trainable());
         let mut hypers = opt.hypers();
-        let mixer = Mixer::new(
-            &mut hypers,
-            &params.optimization_params.default.scheduler,
-            &shape,
-        )
-        .context("optimization_params.default.scheduler")?;
+        let mixer = build_mixer(&mut hypers, &params, &shape)?;
         opt.set_hypers(&hypers);
         if tp.log_embeddings {
             println!(
