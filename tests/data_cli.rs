@@ -249,57 +249,40 @@ fn inspect_checks_the_transform_sizes_against_the_trunk() {
     let data = dir.path().join("data");
     assert!(synth("APTOS2019", &data, "30", "1").status.success());
     let params = params_file(dir.path(), "APTOS2019", &data);
-    let o = medfm(&[
-        "inspect",
-        "--params_path",
-        params.to_str().unwrap(),
-        "--set",
-        "dataset_params.val_transforms.CenterCrop.height=112",
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains("val_transforms give 112x224 images, which foundation_params.backbone_type \"vit_huge_patch14\" with img_size 224 does not take: this trunk was built for 224x224 inputs"),
-        "{t}"
+    // inspect with these --set overrides must fail and print `expected`.
+    let fails_with = |sets: &[&str], expected: &str| {
+        let mut args = vec!["inspect", "--params_path", params.to_str().unwrap()];
+        for set in sets {
+            args.extend(["--set", set]);
+        }
+        let o = medfm(&args);
+        let t = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{t}");
+        assert!(t.contains(expected), "{t}");
+    };
+    fails_with(
+        &["dataset_params.val_transforms.CenterCrop.height=112"],
+        "val_transforms give 112x224 images, which foundation_params.backbone_type \"vit_huge_patch14\" with img_size 224 does not take: this trunk was built for 224x224 inputs",
     );
-    // Options the trunk cannot be built with are a config error.
-    let o = medfm(&[
-        "inspect",
-        "--params_path",
-        params.to_str().unwrap(),
-        "--set",
-        "foundation_params.backbone_type=aimv2-large-patch14-224",
-        "--set",
-        "foundation_params.img_size=112",
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("takes 224x224 input only"), "{t}");
+    // Options the trunk cannot be built with are a config problem.
+    fails_with(
+        &[
+            "foundation_params.backbone_type=aimv2-large-patch14-224",
+            "foundation_params.img_size=112",
+        ],
+        "takes 224x224 input only",
+    );
     // So are schedules that cannot be built and a train split without a batch.
-    let o = medfm(&[
-        "inspect",
-        "--params_path",
-        params.to_str().unwrap(),
-        "--set",
-        "training_params.epochs=0",
-        "--set",
-        "optimization_params.default.scheduler.type=[\"CosineAnnealingLR\"]",
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(t.contains("CosineAnnealingLR: T_max"), "{t}");
-    let o = medfm(&[
-        "inspect",
-        "--params_path",
-        params.to_str().unwrap(),
-        "--set",
-        "dataloader_params.trainloader.batch_size=64",
-    ]);
-    let t = text(&o);
-    assert_eq!(o.status.code(), Some(1), "{t}");
-    assert!(
-        t.contains("the train split gives no batch (21 images; batch_size 64, drop_last true)"),
-        "{t}"
+    fails_with(
+        &[
+            "training_params.epochs=0",
+            "optimization_params.default.scheduler.type=[\"CosineAnnealingLR\"]",
+        ],
+        "CosineAnnealingLR: T_max",
+    );
+    fails_with(
+        &["dataloader_params.trainloader.batch_size=64"],
+        "the train split gives no batch (21 images; batch_size 64, drop_last true)",
     );
 }
 
