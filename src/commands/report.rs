@@ -49,32 +49,38 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn load_id(args: &Args, file: &PathBuf) -> Result<RunId> {
+fn load_id(args: &Args, file: &std::path::Path) -> Result<RunId> {
+    load_params(args, file).and_then(|params| run_id(&params, file))
+}
+
+/// `file` with the `--set`s and this report's save_dir applied, validated.
+fn load_params(args: &Args, file: &std::path::Path) -> Result<config::Params> {
     let cli = CliOverrides {
         save_dir: Some(args.save_dir.display().to_string()),
         ..Default::default()
     };
-    let params = config::load(file, &args.set, &cli)?;
-    Ok(RunId::from_params(
-        &params,
-        Some(std::path::absolute(file)?),
-    ))
+    config::load(file, &args.set, &cli)
+}
+
+fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {
+    Ok(RunId::from_params(params, Some(std::path::absolute(file)?)))
 }
 
 /// What would fail as soon as the run starts, found from the config alone so that a sweep does
 /// not queue the run: the trunk's options and the transforms' output sizes.
-fn check_runnable(args: &Args, file: &std::path::Path) -> Result<()> {
-    let params = config::load(file, &args.set, &CliOverrides::default())?;
+fn check_runnable(params: &config::Params) -> Result<()> {
     let d = &params.dataset_params;
     let info = crate::data::DatasetInfo::new(d.dataset, d.num_classes)?;
-    let trunk = crate::models::classifier::trunk_input_rule(&params, info.channels)?;
-    crate::train::check_transform_sizes(&params, &info, &trunk)
+    let trunk = crate::models::classifier::trunk_input_rule(params, info.channels)?;
+    crate::train::check_transform_sizes(params, &info, &trunk)
 }
 
 fn plan(args: &Args) -> Result<()> {
     let mut ids = Vec::new();
     for file in &args.configs {
-        match load_id(args, file).and_then(|id| check_runnable(args, file).map(|()| id)) {
+        let planned = load_params(args, file)
+            .and_then(|params| check_runnable(&params).and_then(|()| run_id(&params, file)));
+        match planned {
             Ok(id) => {
                 let state = match runs::run_state(&args.save_dir, &id.model_name) {
                     RunState::Done(_) => "done",
