@@ -79,12 +79,8 @@ pub fn run(args: &Args) -> Result<()> {
         .ok();
     let l = &params.dataloader_params.trainloader;
     let n = splits.train.len();
-    let batch = l.batch_size.max(1) as usize;
-    let train_batches = if l.drop_last {
-        n / batch
-    } else {
-        n.div_ceil(batch)
-    };
+    let train_batches =
+        crate::data::loader::batches_per_epoch(n, l.batch_size as usize, l.drop_last);
     if train_batches == 0 {
         config_problems.push(format!(
             "the train split gives no batch ({n} images; batch_size {}, drop_last {})",
@@ -250,13 +246,8 @@ fn check_transforms(
                 // Without a rule (the trunk options are already a problem) nothing to check.
                 for (v, t) in views.iter().flat_map(|v| trunk.map(|t| (v, t))) {
                     let (c, h, w) = (v.channels as i64, v.height as i64, v.width as i64);
-                    if let Err(e) = t.check_image(c, h, w) {
-                        let f = &params.foundation_params;
-                        out.push(problem(format!(
-                            "{split}_transforms give {h}x{w} images, which foundation_params.backbone_type \
-                             \"{}\" with img_size {} does not take: {e:#}",
-                            f.backbone_type, f.img_size
-                        )));
+                    if let Err(e) = crate::train::check_split_images(params, split, t, c, h, w) {
+                        out.push(problem(format!("{e:#}")));
                     }
                 }
                 let s: Vec<String> = views

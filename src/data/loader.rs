@@ -182,6 +182,15 @@ pub struct Loader {
     pin: Option<Device>,
 }
 
+/// Batches an epoch of `n` items gives (`drop_last`: the partial last batch is dropped).
+pub fn batches_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize {
+    if drop_last {
+        n / batch_size
+    } else {
+        n.div_ceil(batch_size)
+    }
+}
+
 impl Loader {
     /// `cache_dir`: where the resize cache lives (None: no cache).
     pub fn new(
@@ -218,12 +227,7 @@ impl Loader {
 
     /// Batches per epoch (honouring drop_last).
     pub fn len(&self) -> usize {
-        let n = self.items.len();
-        if self.drop_last {
-            n / self.batch_size
-        } else {
-            n.div_ceil(self.batch_size)
-        }
+        batches_per_epoch(self.items.len(), self.batch_size, self.drop_last)
     }
 
     pub fn is_empty(&self) -> bool {

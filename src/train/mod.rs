@@ -90,7 +90,6 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
 /// first forward pass), and in `report --plan`, which sweeps read before they queue runs.
 pub fn check_transform_sizes(params: &Params, info: &DatasetInfo, trunk: &InputRule) -> Result<()> {
     let d = &params.dataset_params;
-    let f = &params.foundation_params;
     for (split, t) in [
         ("train", &d.train_transforms),
         ("val", &d.val_transforms),
@@ -102,17 +101,29 @@ pub fn check_transform_sizes(params: &Params, info: &DatasetInfo, trunk: &InputR
         let (Some((h, w)), true) = (pipeline.output_size(), pipeline.views.is_empty()) else {
             continue;
         };
-        trunk
-            .check_image(info.channels, h as i64, w as i64)
-            .with_context(|| {
-                format!(
-                    "dataset_params.{split}_transforms give {h}x{w} images, which \
-                     foundation_params.backbone_type \"{}\" with img_size {} does not take",
-                    f.backbone_type, f.img_size
-                )
-            })?;
+        check_split_images(params, split, trunk, info.channels, h as i64, w as i64)?;
     }
     Ok(())
+}
+
+/// Whether the trunk takes the `c`-channel `h`x`w` images of `split`'s transforms; the error
+/// names the transforms and the trunk's settings.
+pub fn check_split_images(
+    params: &Params,
+    split: &str,
+    trunk: &InputRule,
+    c: i64,
+    h: i64,
+    w: i64,
+) -> Result<()> {
+    let f = &params.foundation_params;
+    trunk.check_image(c, h, w).with_context(|| {
+        format!(
+            "dataset_params.{split}_transforms give {h}x{w} images, which \
+             foundation_params.backbone_type \"{}\" with img_size {} does not take",
+            f.backbone_type, f.img_size
+        )
+    })
 }
 
 /// Train and test (or only test) the run that `params` describes.
