@@ -114,29 +114,17 @@ impl FpnNeck {
 pub struct Sam2ImageEncoder {
     trunk: Hiera,
     neck: FpnNeck,
-    in_chans: i64,
-    /// Input sides must be multiples of this (see [`Sam2ImageEncoder::new`]).
-    size_unit: i64,
+    /// Channels and the size unit (see [`size_unit`]).
+    input: InputRule,
 }
 
 impl Sam2ImageEncoder {
     /// Builds the encoder under `p` (`trunk.*`, `neck.*`) for square inputs of `img_size`.
     pub fn new(p: &nn::Path, cfg: &Sam2Config, img_size: i64, in_chans: i64) -> Result<Self> {
-        cfg.trunk.check()?;
-        let size_unit = size_unit(cfg);
-        InputRule::Hiera {
-            channels: in_chans,
-            unit: size_unit,
-        }
-        .check_image(in_chans, img_size, img_size)?;
+        let input = input_rule(cfg, in_chans, img_size)?;
         let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
         let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
-        Ok(Sam2ImageEncoder {
-            trunk,
-            neck,
-            in_chans,
-            size_unit,
-        })
+        Ok(Sam2ImageEncoder { trunk, neck, input })
     }
 
     /// `vision_features`: `[B, d_model, H/16, W/16]`.
@@ -161,10 +149,7 @@ impl Backbone for Sam2ImageEncoder {
     }
 
     fn input_rule(&self) -> InputRule {
-        InputRule::Hiera {
-            channels: self.in_chans,
-            unit: self.size_unit,
-        }
+        self.input
     }
 }
 
@@ -178,14 +163,19 @@ pub fn size_unit(cfg: &Sam2Config) -> i64 {
     )
 }
 
-/// Registry `input` of the SAM2.1 rows: the image encoder's size check, then the rule.
+/// Registry `input` of the SAM2.1 rows.
 pub fn input(cfg: &Sam2Config, opts: &BuildOptions) -> Result<InputRule> {
+    input_rule(cfg, opts.in_chans, opts.img_size)
+}
+
+/// The encoder's rule, once the config and the build size pass its checks.
+fn input_rule(cfg: &Sam2Config, in_chans: i64, img_size: i64) -> Result<InputRule> {
     cfg.trunk.check()?;
     let rule = InputRule::Hiera {
-        channels: opts.in_chans,
+        channels: in_chans,
         unit: size_unit(cfg),
     };
-    rule.check_image(opts.in_chans, opts.img_size, opts.img_size)?;
+    rule.check_image(in_chans, img_size, img_size)?;
     Ok(rule)
 }
 
