@@ -150,9 +150,10 @@ impl VisionTower {
     }
 }
 
-/// Registry `input` of the CLIP and CoCa rows (their vision towers are built for `img_size`).
-pub fn tower_input(cfg: &TowerConfig, opts: &BuildOptions) -> Result<InputRule> {
-    super::vit::check_options("open_clip", cfg.patch, opts)?;
+/// Registry `input` of the CLIP and CoCa rows (their vision towers are built for `img_size`),
+/// with `VisionTower::new`'s option checks for `family`.
+pub fn tower_input(cfg: &TowerConfig, opts: &BuildOptions, family: &str) -> Result<InputRule> {
+    check_options(family, cfg.patch, opts)?;
     Ok(super::vit::patch_grid(
         opts.in_chans,
         cfg.patch,

@@ -202,7 +202,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 86_192_640,
         tokens_224: 196,
         build: clip::build_clip_vitb16,
-        input: |o| clip::tower_input(&clip::VIT_B16, o),
+        input: |o| clip::tower_input(&clip::VIT_B16, o, "CLIP"),
         load: clip::load_open_clip,
     },
     BackboneSpec {
@@ -217,7 +217,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 89_164_032,
         tokens_224: 256,
         build: coca::build_coca_b32,
-        input: |o| clip::tower_input(&coca::COCA_B32.tower, o),
+        input: |o| clip::tower_input(&coca::COCA_B32.tower, o, "CoCa"),
         load: clip::load_open_clip,
     },
     BackboneSpec {
@@ -232,7 +232,7 @@ pub static BACKBONES: &[BackboneSpec] = &[
         param_count: 306_724_864,
         tokens_224: 256,
         build: coca::build_coca_l14,
-        input: |o| clip::tower_input(&coca::COCA_L14.tower, o),
+        input: |o| clip::tower_input(&coca::COCA_L14.tower, o, "CoCa"),
         load: clip::load_open_clip,
     },
     BackboneSpec {
