@@ -315,3 +315,50 @@ fn images_the_trunk_does_not_take_are_a_clear_error() {
         "{err}"
     );
 }
+
+/// A run that stops with an error keeps the reason (`configs/<name>/error.txt`), so `report`
+/// lists it as failed with that reason rather than as interrupted; the next attempt that
+/// starts clears it.
+#[test]
+fn a_failed_run_is_reported_with_its_error() {
+    let dir = tempfile::tempdir().unwrap();
+    synth(dir.path(), "APTOS2019", 16);
+    let run = dir.path().join("run");
+    let report = || {
+        let out = Command::new(BIN)
+            .args(["report", "--save_dir"])
+            .arg(&run)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let params = tiny_params(dir.path(), "APTOS2019", |v| {
+        v["dataset_params"]["val_transforms"]["Resize"]["height"] = 30.into();
+    });
+    failure(&medfm(&params, &[]));
+    let record = run.join("configs/tiny/error.txt");
+    let text = std::fs::read_to_string(&record).unwrap();
+    let first = text.lines().next().unwrap();
+    assert!(
+        first.contains("dataset_params.val_transforms give 30x28 images"),
+        "{text}"
+    );
+    let table = report();
+    let row = table
+        .lines()
+        .find(|l| l.contains("| failed ("))
+        .unwrap_or("");
+    assert!(
+        row.contains("dataset_params.val_transforms give 30x28 images")
+            && row.contains("error.txt"),
+        "{table}"
+    );
+
+    let params = tiny_params(dir.path(), "APTOS2019", |v| {
+        v["training_params"]["epochs"] = 1.into();
+    });
+    check(&medfm(&params, &[]));
+    assert!(!record.exists(), "the successful attempt clears the record");
+    assert!(report().contains("| done |"), "{}", report());
+}

@@ -2,6 +2,7 @@
 //! warm-up rule, resolved params, then train/validate/test (or `--test` only).
 
 use crate::config::{self, CliOverrides};
+use crate::report::runs;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ pub fn run(args: &Args) -> Result<()> {
     let params = config::load(&args.params_path, &args.set, &args.overrides())?;
     let device = crate::device::select(&params.system_params)?;
     let resolved = config::write_resolved(&params)?;
+    let save_dir = std::path::Path::new(&params.training_params.save_dir);
+    let name = &params.training_params.model_name;
+    runs::clear_error(save_dir, name)?;
     println!("Resolved params written to {}", resolved.display());
     println!("Device: {device:?}");
     let opts = crate::train::RunOptions {
@@ -94,5 +98,12 @@ pub fn run(args: &Args) -> Result<()> {
         checkpoint: args.checkpoint.clone(),
         lr_grid_search: false,
     };
-    crate::train::run(&params, device, &opts)
+    let result = crate::train::run(&params, device, &opts);
+    if let Err(e) = &result {
+        // The run's error is what the user needs; a record that cannot be written only warns.
+        if let Err(w) = runs::record_error(save_dir, name, e) {
+            eprintln!("warning: {w:#}");
+        }
+    }
+    result
 }

@@ -76,6 +76,15 @@ impl RunOutputs {
             .join(&self.model_name)
             .join("params.json")
     }
+
+    /// `save_dir/configs/<model_name>/error.txt`: why the run's last attempt stopped with an
+    /// error (see `runs::record_error`).
+    pub fn error_record(&self) -> PathBuf {
+        self.save_dir
+            .join("configs")
+            .join(&self.model_name)
+            .join("error.txt")
+    }
 }
 
 /// What `medfm report` wrote.

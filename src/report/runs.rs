@@ -5,6 +5,7 @@
 //! - `results/<model_name>/metrics_results.json`: the run finished;
 //! - `checkpoints/<model_name>.last.safetensors`: the last training state (resumable);
 //! - `configs/<model_name>/params.json`: the resolved params, written when a run starts;
+//! - `configs/<model_name>/error.txt`: why its last attempt stopped with an error;
 //! - `sweep/status/<model_name>`: written by scripts/sweep.sh: `running`, `done` or
 //!   `failed <exit code>`; `sweep/plan.tsv`: every run a sweep was asked to do.
 
@@ -91,18 +92,64 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     }
     let status = std::fs::read_to_string(status_file(save_dir, model_name)).unwrap_or_default();
     let status = status.trim();
+    let error = read_error(&out.error_record());
     if let Some(code) = status.strip_prefix("failed") {
         let log = save_dir
             .join("sweep")
             .join("logs")
             .join(format!("{model_name}.log"));
-        return RunState::Failed(format!("exit code{code}; log: {}", log.display()));
+        let error = error.map(|e| format!(": {e}")).unwrap_or_default();
+        return RunState::Failed(format!("exit code{code}{error}; log: {}", log.display()));
+    }
+    // A sweep's new attempt is under way; its error record (if any) is the previous one's.
+    if let (Some(error), false) = (error, status == "running") {
+        return RunState::Failed(format!("{error}; see {}", out.error_record().display()));
     }
     let resumable = last_checkpoint(save_dir, model_name).is_file();
     if resumable || status == "running" || out.resolved_params().is_file() {
         return RunState::Incomplete { resumable };
     }
     RunState::Missing
+}
+
+/// Keep why a run stopped with an error, so that `report` and sweeps show it as failed (with
+/// the reason) instead of as interrupted: the error on the first line, then one cause a line.
+/// A killed process writes nothing, so it stays "incomplete".
+pub fn record_error(save_dir: &Path, model_name: &str, error: &anyhow::Error) -> Result<PathBuf> {
+    let file = super::RunOutputs::new(save_dir, model_name).error_record();
+    let summary = format!("{error:#}").replace(['\n', '\r'], " ");
+    // The chain, one cause a line; not `{:?}`, which adds a backtrace when RUST_BACKTRACE is set.
+    let causes: Vec<String> = error.chain().map(|c| format!("- {c}")).collect();
+    let text = format!("{summary}\n\n{}\n", causes.join("\n"));
+    crate::util::write_atomic(&file, text.as_bytes())?;
+    Ok(file)
+}
+
+/// Remove the previous attempt's error record, as a run starts.
+pub fn clear_error(save_dir: &Path, model_name: &str) -> Result<()> {
+    let file = super::RunOutputs::new(save_dir, model_name).error_record();
+    match std::fs::remove_file(&file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            Err(e).with_context(|| format!("cannot remove {}", file.display()))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// The first line of an error record, shortened for a table cell; None without a record.
+fn read_error(file: &Path) -> Option<String> {
+    const MAX_CHARS: usize = 300;
+    let text = std::fs::read_to_string(file).ok()?;
+    let line = text.lines().next().unwrap_or("").trim();
+    let line = if line.is_empty() {
+        "an error (no message)"
+    } else {
+        line
+    };
+    Some(match line.char_indices().nth(MAX_CHARS) {
+        Some((cut, _)) => format!("{}...", &line[..cut]),
+        None => line.to_string(),
+    })
 }
 
 /// Every run known under `save_dir`: the sweep plan, the extra `planned` ones (e.g. from
@@ -325,6 +372,56 @@ mod tests {
         v.push("test_roc_auc", 0.75);
         crate::report::write_metrics_results(d, "a", &v, false).unwrap();
         assert_eq!(run_state(d, "a"), RunState::Done(v));
+    }
+
+    #[test]
+    fn an_error_record_makes_a_run_failed_until_the_next_attempt() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let error = anyhow::anyhow!("img_size 32 is not a multiple of 14").context("building");
+        let file = record_error(d, "a", &error).unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&file).unwrap(),
+            "building: img_size 32 is not a multiple of 14\n\n- building\n\
+             - img_size 32 is not a multiple of 14\n"
+        );
+        let RunState::Failed(why) = run_state(d, "a") else {
+            panic!("{:?}", run_state(d, "a"))
+        };
+        assert_eq!(
+            why,
+            format!(
+                "building: img_size 32 is not a multiple of 14; see {}",
+                file.display()
+            )
+        );
+        // A sweep's status adds the exit code and log; a new attempt under way is incomplete.
+        std::fs::create_dir_all(d.join("sweep/status")).unwrap();
+        std::fs::write(status_file(d, "a"), "failed 1\n").unwrap();
+        let RunState::Failed(why) = run_state(d, "a") else {
+            panic!("{:?}", run_state(d, "a"))
+        };
+        assert!(
+            why.starts_with("exit code 1: building: img_size 32") && why.contains("; log: "),
+            "{why}"
+        );
+        std::fs::write(status_file(d, "a"), "running\n").unwrap();
+        assert_eq!(run_state(d, "a"), RunState::Incomplete { resumable: false });
+        std::fs::remove_file(status_file(d, "a")).unwrap();
+        // Long messages are cut for the table; the file keeps them whole.
+        let long = anyhow::anyhow!("{}", "é".repeat(400));
+        record_error(d, "a", &long).unwrap();
+        let RunState::Failed(why) = run_state(d, "a") else {
+            panic!("{:?}", run_state(d, "a"))
+        };
+        assert!(
+            why.starts_with(&format!("{}...; see ", "é".repeat(300))),
+            "{why}"
+        );
+        clear_error(d, "a").unwrap();
+        clear_error(d, "a").unwrap();
+        assert!(!file.exists());
+        assert_eq!(run_state(d, "a"), RunState::Missing);
     }
 
     #[test]
