@@ -140,6 +140,23 @@ fn plan_prints_states_for_the_sweep() {
     v["training_params"]["model_name"] = "too_big".into();
     let unfit = d.join("unfit.json");
     std::fs::write(&unfit, v.to_string()).unwrap();
+    // Cosine annealing after the reference's warm-up (DDSM: 5 epochs) in a 5-epoch run: no
+    // dataset gives it a step.
+    let cosine = |rel: &str, name: &str, epochs: i64| {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(paper(rel)).unwrap()).unwrap();
+        v["optimization_params"]["default"]["scheduler"]["type"] =
+            serde_json::json!(["LinearWarmup", "CosineAnnealingLR"]);
+        v["training_params"]["epochs"] = epochs.into();
+        v["training_params"]["model_name"] = name.into();
+        let file = d.join(format!("{name}.json"));
+        std::fs::write(&file, v.to_string()).unwrap();
+        file
+    };
+    let no_steps = cosine("DDSM/clip_vitb16_linear.json", "all_warmup", 5);
+    // ISIC2019 warms up for 1000 iterations: 2 epochs are enough on a large split; inspect
+    // checks it against the data.
+    let depends = cosine("ISIC2019/clip_vitb16_linear.json", "long_warmup", 2);
     let out = Command::new(env!("CARGO_BIN_EXE_medfm"))
         .args(["report", "--save_dir"])
         .arg(d)
@@ -152,6 +169,8 @@ fn plan_prints_states_for_the_sweep() {
         ])
         .arg(&bad)
         .arg(&unfit)
+        .arg(&no_steps)
+        .arg(&depends)
         .output()
         .unwrap();
     assert!(
@@ -165,7 +184,7 @@ fn plan_prints_states_for_the_sweep() {
         .filter(|l| l.starts_with("plan\t"))
         .map(|l| l.split('\t').collect())
         .collect();
-    assert_eq!(lines.len(), 5, "{stdout}");
+    assert_eq!(lines.len(), 7, "{stdout}");
     assert_eq!(lines[0][1..3], ["done", "SAM2_sam2_b_linear_DDSM"]);
     assert_eq!(lines[1][1..3], ["resume", name]);
     assert_eq!(lines[2][1..3], ["start", "CLIP_clip_vitb16_linear_DDSM"]);
@@ -176,5 +195,12 @@ fn plan_prints_states_for_the_sweep() {
             && lines[4][4].contains("built for 448x448 inputs"),
         "{stdout}"
     );
-    assert_eq!(runs::read_plan(d).unwrap().len(), 3);
+    assert_eq!(lines[5][1], "invalid");
+    assert!(
+        lines[5][4].contains("cannot be built for any number of training batches")
+            && lines[5][4].contains("CosineAnnealingLR: T_max"),
+        "{stdout}"
+    );
+    assert_eq!(lines[6][1..3], ["start", "long_warmup"]);
+    assert_eq!(runs::read_plan(d).unwrap().len(), 4);
 }

@@ -67,12 +67,29 @@ fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {
 }
 
 /// What would fail as soon as the run starts, found from the config alone so that a sweep does
-/// not queue the run: the trunk's options and the transforms' output sizes.
+/// not queue the run: the trunk's options, the transforms' output sizes, and schedules that no
+/// training split could give enough steps.
 fn check_runnable(params: &config::Params) -> Result<()> {
     let d = &params.dataset_params;
     let info = crate::data::DatasetInfo::new(d.dataset, d.num_classes)?;
     let trunk = crate::models::classifier::trunk_input_rule(params, info.channels)?;
-    crate::train::check_transform_sizes(params, &info, &trunk)
+    crate::train::check_transform_sizes(params, &info, &trunk)?;
+    check_schedule_any_size(params)
+}
+
+/// The plan has no data, so it cannot count the batches per epoch (`inspect` does). A schedule
+/// is refused only when it fails with one batch per epoch and with 2^20 (far more than the
+/// largest dataset gives): each failure of `Mixer::new` that some size avoids (too few steps
+/// for OneCycleLR's phases, a fixed warm-up longer than the run) goes away as the steps grow.
+fn check_schedule_any_size(params: &config::Params) -> Result<()> {
+    use crate::train::trainer::check_schedule;
+    match check_schedule(params, 1) {
+        Err(e) if check_schedule(params, 1 << 20).is_err() => Err(e.context(
+            "the schedules cannot be built for any number of training batches \
+             (numbers shown for one batch per epoch)",
+        )),
+        _ => Ok(()),
+    }
 }
 
 fn plan(args: &Args) -> Result<()> {
