@@ -269,6 +269,39 @@ fn mixed_precision_with_the_feature_cache_and_knn() {
     }
 }
 
+/// The test pass runs in float32 after mixed-precision training, as the reference's `test()`
+/// does (it calls `set_models_precision(False)` before building the kNN bank and evaluating):
+/// the best model of a mixed-precision run, tested by that run, gives exactly what a float32
+/// trainer gives on the same checkpoint. Features cached under autocast (val, train, kNN bank)
+/// must not leak into it either.
+#[test]
+fn the_test_pass_runs_in_float32_after_mixed_precision_training() {
+    for frozen in [true, false] {
+        let edit = |v: &mut serde_json::Value| {
+            v["training_params"]["knn_eval"] = true.into();
+        };
+        let mixed_dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(mixed_dir.path(), edit);
+        let mut t = trainer_with(&p, frozen, tiny::sources(3, false, true), true);
+        let mixed = full_run(&mut t);
+        let fp32_dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(fp32_dir.path(), edit);
+        let mut t = trainer_with(&p, frozen, tiny::sources(3, false, true), false);
+        t.start_fresh().unwrap();
+        let best = mixed_dir.path().join("checkpoints/tiny.best.safetensors");
+        t.load_best(Some(&best)).unwrap();
+        let full = t.test().unwrap();
+        assert_eq!(mixed, full, "frozen trunk: {frozen}");
+        let preds =
+            |d: &Path| std::fs::read_to_string(d.join("results/tiny/predictions.csv")).unwrap();
+        assert_eq!(
+            preds(mixed_dir.path()),
+            preds(fp32_dir.path()),
+            "frozen trunk: {frozen}"
+        );
+    }
+}
+
 #[test]
 fn a_diverging_run_stops_with_a_clear_error_and_keeps_its_checkpoint() {
     let dir = tempfile::tempdir().unwrap();

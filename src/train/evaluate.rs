@@ -132,7 +132,16 @@ pub(super) fn run_pass(
 }
 
 impl Trainer {
-    fn pass(&mut self, split: Split, epoch_key: u64, want_embeddings: bool) -> Result<EvalOut> {
+    /// One pass over `split`, under autocast when `amp`. The feature caches hold features
+    /// computed at the training precision (`self.amp`): a pass at another precision (the
+    /// float32 test after mixed-precision training) neither reads nor fills them.
+    fn pass(
+        &mut self,
+        split: Split,
+        epoch_key: u64,
+        want_embeddings: bool,
+        amp: bool,
+    ) -> Result<EvalOut> {
         let src: &dyn BatchSource = match split {
             Split::Train => self.sources.train.as_ref(),
             Split::Val => self.sources.val.as_ref(),
@@ -143,7 +152,11 @@ impl Trainer {
             },
         };
         let cache_split = self.cache_split(split);
-        let cache = Self::cache_mut(&mut self.caches, cache_split);
+        let cache = if amp == self.amp {
+            Self::cache_mut(&mut self.caches, cache_split)
+        } else {
+            None
+        };
         run_pass(
             self.model.as_ref(),
             src,
@@ -151,7 +164,7 @@ impl Trainer {
             Exec {
                 task: self.info.task,
                 device: self.device,
-                amp: self.amp,
+                amp,
             },
             epoch_key,
             want_embeddings,
@@ -159,12 +172,13 @@ impl Trainer {
         .with_context(|| format!("{split:?} pass"))
     }
 
-    /// The kNN bank: embeddings of the train items under the val transforms.
-    fn build_bank(&mut self) -> Result<Option<FeatureBank>> {
+    /// The kNN bank: embeddings of the train items under the val transforms (under autocast
+    /// when `amp`).
+    fn build_bank(&mut self, amp: bool) -> Result<Option<FeatureBank>> {
         if !self.params.training_params.knn_eval || self.sources.bank.is_none() {
             return Ok(None);
         }
-        let out = self.pass(Split::Bank, 0, true)?;
+        let out = self.pass(Split::Bank, 0, true, amp)?;
         let emb = out.embeddings.expect("asked for embeddings");
         Ok(Some(FeatureBank::new(
             &emb,
@@ -182,7 +196,7 @@ impl Trainer {
 
     /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
     pub(super) fn validate(&mut self) -> Result<()> {
-        let bank = self.build_bank()?;
+        let bank = self.build_bank(self.amp)?;
         if self.sources.val.is_empty() {
             // The reference: without validation batches the current model is the best one.
             if !self.grid_search {
@@ -191,7 +205,7 @@ impl Trainer {
             self.state.last_val_iters = Some(self.state.iters);
             return Ok(());
         }
-        let out = self.pass(Split::Val, self.state.iters, bank.is_some())?;
+        let out = self.pass(Split::Val, self.state.iters, bank.is_some(), self.amp)?;
         // A finite loss can still leave weights that overflow on the next forward pass.
         if !bool::try_from(out.logits.isfinite().all())? {
             return Err(self.diverged("the model's outputs on the validation split are not finite"));
@@ -250,9 +264,13 @@ impl Trainer {
 
     /// Evaluate the model as it is now on the test split and write the run's results
     /// (`metrics_results.json`, predictions, plots). Returns the reference's test dict.
+    ///
+    /// In float32 whatever `use_mixed_precision` says: the reference's `test()` turns the
+    /// model's mixed precision off (`set_models_precision(False)`) before it builds the kNN
+    /// bank and runs the test split, and only validation runs under autocast.
     pub fn test(&mut self) -> Result<MetricValues> {
-        let bank = self.build_bank()?;
-        let out = self.pass(Split::Test, 0, bank.is_some())?;
+        let bank = self.build_bank(false)?;
+        let out = self.pass(Split::Test, 0, bank.is_some(), false)?;
         let metrics = metrics_of(&self.info, &out.logits, &out.labels)?;
         let knn = match &bank {
             Some(b) => Some(self.knn_metrics(b, &out)?),
