@@ -45,6 +45,14 @@ fn attention_head_matches_reference_for_every_grid() {
         let e = max_abs(&logits, &io[&format!("logits_{n}")]);
         println!("attention head small, {n} tokens: max abs logits {e:.2e}");
         assert!(e <= 1e-4, "{n} tokens: {e}");
+        // The kNN embedding is what the reference's DeiT returns and its fc reads: the class
+        // token after the final norm; the fc of the fixture maps it to the reference's logits.
+        let (same, emb) = tch::no_grad(|| head.forward_with_embedding(&f));
+        assert_eq!(max_abs(&same, &logits), 0.0);
+        assert_eq!(emb.size(), [2, SMALL_DEIT.dim]);
+        let fc = emb.linear(&rest["fc.weight"], Some(&rest["fc.bias"]));
+        let e = max_abs(&fc, &io[&format!("logits_{n}")]);
+        assert!(e <= 1e-4, "{n} tokens, fc(embedding): {e}");
     }
 }
 

@@ -395,6 +395,13 @@ impl Classifier {
         self.head.forward(f)
     }
 
+    /// The logits and the embedding the head's final `fc` reads: the pooled trunk embedding
+    /// (linear head) or DeiT's normed class token (attention head).
+    pub fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor) {
+        let _ = train;
+        self.head.forward_with_embedding(f)
+    }
+
     /// True when no trunk parameter is trainable (its features can be cached).
     pub fn trunk_frozen(&self) -> bool {
         self.trunk_frozen

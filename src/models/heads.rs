@@ -45,6 +45,11 @@ impl LinearHead {
     pub fn forward(&self, f: &Features) -> Tensor {
         self.fc.forward(&f.pooled)
     }
+
+    /// The logits and the embedding `fc` reads: the trunk's pooled embedding.
+    pub fn forward_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
+        (self.forward(f), f.pooled.shallow_clone())
+    }
 }
 
 /// Projector + DeiT-B + classifier over the trunk's tokens.
@@ -94,11 +99,17 @@ impl AttentionHead {
     }
 
     pub fn forward(&self, f: &Features) -> Tensor {
+        self.forward_with_embedding(f).0
+    }
+
+    /// The logits and the embedding `fc` reads: DeiT's class token after its final norm, what
+    /// the reference's DeiT returns as its embedding (`forward_features`).
+    pub fn forward_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
         let x = self.proj_norm.forward(&self.proj_fc.forward(&f.tokens));
         // Classifier::new checked with `grid_for_tokens` that the token count fills a grid.
         let pos = self.position_embedding(x.size()[1]);
-        let y = self.deit.encode(&x, &pos);
-        self.fc.forward(&y.select(1, 0))
+        let cls = self.deit.encode(&x, &pos).select(1, 0);
+        (self.fc.forward(&cls), cls)
     }
 
     /// The side of the stored position grid.
@@ -182,6 +193,15 @@ impl Head {
         match self {
             Head::Linear(h) => h.forward(f),
             Head::Attention(h) => h.forward(f),
+        }
+    }
+
+    /// The logits and the embedding the final `fc` reads (the reference's
+    /// `return_embedding=True`, which its kNN evaluation uses).
+    pub fn forward_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
+        match self {
+            Head::Linear(h) => h.forward_with_embedding(f),
+            Head::Attention(h) => h.forward_with_embedding(f),
         }
     }
 }

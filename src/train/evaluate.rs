@@ -91,21 +91,23 @@ pub(super) fn run_pass(
         for batch in batches {
             let batch = batch?;
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp)?;
-            let out =
-                super::amp::autocast(amp, device, || model.head(&f, false)).to_kind(Kind::Float);
+            let (out, emb) = super::amp::autocast(amp, device, || {
+                if want_embeddings {
+                    let (out, emb) = model.head_with_embedding(&f, false);
+                    (out, Some(emb))
+                } else {
+                    (model.head(&f, false), None)
+                }
+            });
+            let out = out.to_kind(Kind::Float);
             // Losses and logits (a few numbers per image) stay on the device until the pass
             // ends: one copy to the CPU per pass instead of a synchronisation per batch. The
             // embeddings (for the kNN bank, up to thousands per image) go to the CPU per
             // batch, so the device holds one batch of them.
             let labels_on_device = crate::device::upload(&batch.labels, device);
             losses.push(criterion(task, &out, &labels_on_device));
-            if want_embeddings {
-                embs.push(
-                    model
-                        .embedding(&f)
-                        .to_kind(Kind::Float)
-                        .to_device(Device::Cpu),
-                );
+            if let Some(emb) = emb {
+                embs.push(emb.to_kind(Kind::Float).to_device(Device::Cpu));
             }
             logits.push(out);
             labels.push(batch.labels.shallow_clone());

@@ -13,8 +13,9 @@ pub trait TrainModel {
     fn features(&self, x: &Tensor) -> Features;
     /// Logits [B, n_classes] from trunk features.
     fn head(&self, f: &Features, train: bool) -> Tensor;
-    /// The embedding the reference returns with `return_embedding=True` (kNN bank).
-    fn embedding(&self, f: &Features) -> Tensor;
+    /// The logits and the embedding the reference returns with `return_embedding=True` (what
+    /// the kNN evaluation compares): the input of the head's final linear layer.
+    fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor);
     /// Whether the head reads `Features::tokens` (attention head) or only `pooled`.
     fn head_reads_tokens(&self) -> bool;
     /// No trunk parameter is trainable (trunk features of fixed inputs never change).
@@ -41,12 +42,8 @@ impl TrainModel for ClassifierModel {
     fn head(&self, f: &Features, train: bool) -> Tensor {
         self.inner.head(f, train)
     }
-    fn embedding(&self, f: &Features) -> Tensor {
-        // The linear head's input is the trunk's pooled embedding, which is what the
-        // reference's kNN bank holds for it. For the attention head the reference uses the
-        // head's class token; the classifier does not expose it, so the pooled trunk
-        // embedding stands in (documented in the README).
-        f.pooled.shallow_clone()
+    fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor) {
+        self.inner.head_with_embedding(f, train)
     }
     fn head_reads_tokens(&self) -> bool {
         self.head == HeadType::DeitBase
