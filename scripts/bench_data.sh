@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Data loading throughput, medfm vs the reference's torchvision + PIL pipeline, side by side
 # on the same synthetic images at real sizes (APTOS2019: 2000x1500 RGB PNG; DDSM: 1024x1024
-# 16-bit gray PNG), the reference params' train transforms, the same worker count and batch
+# 16-bit gray PNG; ISIC2019: 1024x1024 RGB JPEG), the reference params' train transforms, the same worker count and batch
 # size. medfm's first epoch decodes (cold resize cache); later epochs read the cache.
 #
 # Each side runs ROUNDS times, alternating (medfm with a fresh cache: 3 epochs; Python: 2
@@ -9,7 +9,8 @@
 # several runs is the least disturbed measurement, for both sides alike.
 #
 # Usage: scripts/bench_data.sh [WORKERS] (default 2). Environment: N_IMAGES (default 160),
-# BATCH (default 16), SPLIT (train or val, default train), ROUNDS (default 3),
+# BATCH (default 16), SPLIT (train or val, default train), ROUNDS (default 3), DATASETS
+# (default "APTOS2019 DDSM ISIC2019"),
 # MEDFM_BENCH_DIR (default /tmp/medfm-bench: the images, about 1 GB, are kept for reruns).
 # Heavy: runs under flock /tmp/medfm-heavy.lock.
 set -euo pipefail
@@ -19,6 +20,7 @@ N="${N_IMAGES:-160}"
 BATCH="${BATCH:-16}"
 SPLIT="${SPLIT:-train}"
 ROUNDS="${ROUNDS:-3}"
+DATASETS="${DATASETS:-APTOS2019 DDSM ISIC2019}"
 DIR="${MEDFM_BENCH_DIR:-/tmp/medfm-bench}"
 PY=.venv/bin/python
 
@@ -37,14 +39,18 @@ make_data() { # NAME WIDTH HEIGHT
     echo "$N x $2 x $3" > "$DIR/$1.n"
   fi
 }
-make_data APTOS2019 2000 1500
-make_data DDSM 1024 1024
+declare -A SIZE=([APTOS2019]="2000 1500" [DDSM]="1024 1024" [ISIC2019]="1024 1024")
+for ds in $DATASETS; do
+  [ -n "${SIZE[$ds]:-}" ] || { echo "error: DATASETS: no benchmark size for $ds" >&2; exit 2; }
+  # shellcheck disable=SC2086
+  make_data "$ds" ${SIZE[$ds]}
+done
 
 rate() { awk '{for (i = 1; i <= NF; i++) if ($i == "images/s") print $(i - 1)}'; }
 best() { sort -g | tail -1; }
 
 summary=()
-for ds in APTOS2019 DDSM; do
+for ds in $DATASETS; do
   params="$DIR/$ds.params.json"
   "$PY" - "$ds" "$DIR" "$BATCH" "$params" <<'EOF'
 import json, sys

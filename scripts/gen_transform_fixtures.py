@@ -11,6 +11,7 @@ Deterministic transforms are called with fixed parameters through torchvision.tr
 (the random transforms draw exactly these parameters and then call these functions).
 
 Usage: .venv/bin/python scripts/gen_transform_fixtures.py [out_dir]
+(needs torchvision and Pillow: scripts/setup.sh --ref)
 """
 import json
 import os
@@ -152,6 +153,25 @@ inp = save_input("decode_gray16.png", Image.fromarray(g16))
 scaled = np.round(g16.astype(np.float64) * 255 / 65535).astype(np.uint8)
 add("decode_gray16_l", inp, "L", "decode", {}, Image.fromarray(scaled, "L"))
 add("decode_gray16_rgb", inp, "RGB", "decode", {}, Image.fromarray(np.dstack([scaled] * 3), "RGB"))
+
+# More JPEG flavours (ISIC and CheXpert are JPEG): 4:4:4, 4:2:2 and 4:2:0 chroma, baseline and
+# progressive, odd sizes (partial MCUs); a progressive gray one. medfm must equal PIL exactly.
+odd = test_image(37, 23, 3)
+for sub in [0, 1, 2]:
+    for prog in [False, True]:
+        name = f"rgb_sub{sub}_prog{int(prog)}.jpg"
+        img = Image.fromarray(odd, "RGB")
+        inp = save_input("decode_" + name, img, quality=80, subsampling=sub, progressive=prog)
+        for mode in ["RGB", "L"]:
+            add(f"decode_{name}_{mode.lower()}", inp, mode, "decode_jpeg", {}, load(inp, mode))
+inp = save_input("decode_gray_prog.jpg", Image.fromarray(odd[..., 1], "L"), quality=80,
+                 progressive=True)
+for mode in ["RGB", "L"]:
+    add(f"decode_gray_prog.jpg_{mode.lower()}", inp, mode, "decode_jpeg", {}, load(inp, mode))
+
+# A CMYK JPEG (Adobe, inverted): an input only, for src/data/jpeg.rs's tests (medfm hands CMYK
+# to the `image` crate, whose conversion is not PIL's).
+save_input("decode_cmyk.jpg", Image.fromarray(odd, "RGB").convert("CMYK"), quality=80)
 
 with open(os.path.join(OUT, "manifest.json"), "w") as f:
     json.dump(cases, f, indent=1)

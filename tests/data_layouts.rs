@@ -35,11 +35,13 @@ fn aptos_csv(n: usize) -> String {
 }
 
 #[test]
-fn aptos_accepts_nested_flat_and_windows_named_folders() {
+fn aptos_accepts_nested_flat_windows_named_and_reference_named_folders() {
     for folder in [
         "train_images/train_images",
         "train_images",
         "train_images\\train_images",
+        // The reference's Python string 'train_images\train_images', whose `\t` is a tab.
+        "train_images\train_images",
     ] {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("APTOS2019");
@@ -127,7 +129,10 @@ fn aptos_bad_input_names_file_and_line() {
 
     std::fs::remove_dir_all(root.join("train_images")).unwrap();
     write(&root.join("train_1.csv"), &aptos_csv(10));
-    assert!(err(DatasetName::APTOS2019, loc).contains("image folder not found"));
+    let e = err(DatasetName::APTOS2019, loc);
+    assert!(e.contains("image folder not found"), "{e}");
+    // The reference's tab-escaped name is among the places looked at, its tab shown as `\t`.
+    assert!(e.contains("/train_images\\train_images\""), "{e}");
 }
 
 fn isic_root(dir: &Path, rows: &[&str]) -> std::path::PathBuf {

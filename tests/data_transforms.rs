@@ -134,7 +134,7 @@ fn deterministic_transforms_match_torchvision_within_one_level() {
         let input = dir().join(case["input"].as_str().expect("input"));
         let expected = dir().join(case["output"].as_str().expect("output"));
         // JPEG decoders differ in IDCT and chroma upsampling; allow a little more there.
-        let tolerance = if op == "decode_jpeg" { 3.0 } else { 1.0 };
+        let tolerance = if op == "decode_jpeg" { 0.0 } else { 1.0 };
         let (max, differing, total) = match run(op, &case["args"], &input, channels) {
             Out::Image(got) => {
                 let want = image::load(&expected, channels).expect("expected image");

@@ -15,7 +15,7 @@ use std::time::UNIX_EPOCH;
 
 const MAGIC: &[u8; 8] = b"MEDFMRC1";
 /// Bump when decoding or resizing changes, so old entries are never reused.
-const FORMAT: &str = "pil-bilinear;16bit-scaled;v1";
+const FORMAT: &str = "pil-bilinear;16bit-scaled;jpeg-libjpeg-turbo;v2";
 
 pub struct ResizeCache {
     dir: PathBuf,

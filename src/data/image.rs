@@ -1,6 +1,7 @@
 //! Decoding PNG and JPEG files (8 or 16 bit; gray, gray+alpha, RGB, RGBA, palette) into 8-bit
 //! RGB or gray pixels as PIL's `convert('RGB')` / `convert('L')` produce them.
 //!
+//! JPEG pixels come from libjpeg-turbo's decoder, as PIL's do (`jpeg`), except CMYK/YCCK files.
 //! RGB -> L is PIL's integer formula `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`; alpha is
 //! dropped (PIL does not composite); palettes are expanded by the decoder. Deviation
 //! (REFERENCE.md): PIL clips 16-bit gray at 255 (a mammogram turns white); medfm scales it,
@@ -74,6 +75,12 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
         .context("cannot read the file")?;
     if reader.format().is_none() {
         anyhow::bail!("not a PNG or JPEG file");
+    }
+    if reader.format() == Some(image::ImageFormat::Jpeg) {
+        // PIL's pixels (libjpeg-turbo); CMYK and YCCK files go on to `image`'s decoder.
+        if let Some(decoded) = super::jpeg::decode(bytes).context("cannot decode the image")? {
+            return Ok(convert(decoded, channels));
+        }
     }
     let decoded = reader.decode().context("cannot decode the image")?;
     Ok(convert(decoded, channels))

@@ -91,25 +91,62 @@ pub fn relative_parts(rel: &str) -> Vec<&str> {
 
 /// The folder that holds the images: Kaggle's archives nest it (`train_images/train_images`),
 /// an archive unpacked on Linux from Windows paths may name it literally
-/// `train_images\train_images`, and a hand-made copy may be flat (`train_images`). The first
-/// that exists wins; the error lists where medfm looked.
+/// `train_images\train_images`, and a hand-made copy may be flat (`train_images`). The
+/// reference joins the Python string `'<name>\<name>'`, in which a backslash before `t` (as in
+/// APTOS's `train_images`) is a tab escape: a folder made to satisfy it, `train_images<TAB>
+/// rain_images`, is accepted too. The first that exists wins; the error lists where medfm
+/// looked.
 pub fn image_folder(root: &Path, name: &str) -> Result<PathBuf> {
-    let candidates = [
-        root.join(name).join(name),
-        root.join(format!("{name}\\{name}")),
-        root.join(name),
-    ];
+    let windows = format!("{name}\\{name}");
+    let mut candidates = vec![root.join(name).join(name), root.join(&windows)];
+    let python = python_escapes(&windows);
+    if python != windows {
+        candidates.push(root.join(python));
+    }
+    candidates.push(root.join(name));
     for c in &candidates {
         if c.is_dir() {
             return Ok(c.clone());
         }
     }
+    // Quoted, so that the tab of the reference's name shows as `\t`.
+    let looked: Vec<String> = candidates
+        .iter()
+        .map(|c| format!("{:?}", c.display().to_string()))
+        .collect();
     bail!(
-        "image folder not found; looked for {} (Kaggle's nested layout), {} and {}",
-        candidates[0].display(),
-        candidates[1].display(),
-        candidates[2].display()
+        "image folder not found; looked for {} (Kaggle's nested layout), {}",
+        looked[0],
+        looked[1..].join(", ")
     )
+}
+
+/// `s` as a Python string literal would read it: the single-character escapes that a path can
+/// contain by accident (`\t`, `\n`, `\r`, `\a`, `\b`, `\f`, `\v`) become their control
+/// characters; other backslashes stay (Python keeps `\I`).
+fn python_escapes(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars().peekable();
+    while let Some(c) = chars.next() {
+        let escaped = match (c, chars.peek()) {
+            ('\\', Some('t')) => Some('\t'),
+            ('\\', Some('n')) => Some('\n'),
+            ('\\', Some('r')) => Some('\r'),
+            ('\\', Some('a')) => Some('\u{7}'),
+            ('\\', Some('b')) => Some('\u{8}'),
+            ('\\', Some('f')) => Some('\u{c}'),
+            ('\\', Some('v')) => Some('\u{b}'),
+            _ => None,
+        };
+        match escaped {
+            Some(e) => {
+                chars.next();
+                out.push(e);
+            }
+            None => out.push(c),
+        }
+    }
+    out
 }
 
 /// The reference reads `<stem>.png` instead of the listed file when one exists beside it.

@@ -18,6 +18,7 @@ pub mod ddsm;
 pub mod image;
 pub mod info;
 pub mod isic;
+pub mod jpeg;
 pub mod layout;
 pub mod loader;
 pub mod pyrandom;

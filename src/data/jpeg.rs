@@ -1,0 +1,162 @@
+//! JPEG decoding with libjpeg-turbo's decoder, the library PIL decodes with, at the settings PIL
+//! keeps (libjpeg's defaults: the accurate integer IDCT, "fancy" chroma upsampling), so that
+//! the pixels equal PIL's `Image.open(f).convert('RGB')`. mozjpeg vendors that decoder.
+//!
+//! Like PIL, a file that ends before its image data does is an error; libjpeg alone would only
+//! warn and pad the image with grey.
+
+use anyhow::{anyhow, Result};
+use image::{DynamicImage, GrayImage, RgbImage};
+use mozjpeg::{ColorSpace, Decompress};
+use mozjpeg_sys as ffi;
+use std::os::raw::c_int;
+
+/// The largest decoded image accepted, as the `image` crate's default allocation limit.
+const MAX_BYTES: usize = 512 << 20;
+
+/// Decode a gray, YCbCr or RGB JPEG into 8-bit gray or RGB pixels. `Ok(None)` for other colour
+/// spaces (CMYK, YCCK), which the caller decodes another way.
+pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
+    let run = std::panic::AssertUnwindSafe(|| -> std::io::Result<Option<DynamicImage>> {
+        let d = Decompress::with_err(error_manager()).from_mem(bytes)?;
+        let gray = match d.color_space() {
+            ColorSpace::JCS_GRAYSCALE => true,
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
+            _ => return Ok(None),
+        };
+        let (w, h) = d.size();
+        let channels = if gray { 1 } else { 3 };
+        if w.saturating_mul(h).saturating_mul(channels) > MAX_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the image is too large to decode ({w}x{h})"
+            )));
+        }
+        let mut started = if gray { d.grayscale()? } else { d.rgb()? };
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        // Reads up to the end-of-image marker: a file cut short there is truncated for PIL too.
+        started.finish()?;
+        let (w, h) = (w as u32, h as u32);
+        let image = if gray {
+            GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
+        } else {
+            RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        };
+        image.map(Some).ok_or_else(|| {
+            std::io::Error::other("the decoder returned fewer pixels than the image has")
+        })
+    });
+    match std::panic::catch_unwind(run) {
+        Ok(result) => result.map_err(|e| anyhow!("{e}")),
+        // libjpeg's errors unwind out of the decoder (see `error_exit`) with their message.
+        Err(payload) => Err(match payload.downcast::<String>() {
+            Ok(message) => anyhow!("{message}"),
+            Err(_) => anyhow!("the JPEG decoder failed"),
+        }),
+    }
+}
+
+/// libjpeg's standard error manager, with errors (and the end-of-file warning) unwinding to
+/// `decode` instead of exiting, and other warnings ignored, as PIL ignores them.
+fn error_manager() -> ffi::jpeg_error_mgr {
+    // SAFETY: jpeg_error_mgr is plain data that jpeg_std_error fills in completely.
+    let mut err: ffi::jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    unsafe { ffi::jpeg_std_error(&mut err) };
+    err.error_exit = Some(error_exit);
+    err.emit_message = Some(emit_message);
+    err
+}
+
+extern "C-unwind" fn error_exit(cinfo: &mut ffi::jpeg_common_struct) {
+    let message = format!("JPEG: {}", message(cinfo));
+    // Not panic!: no panic hook output; `decode` catches it. libjpeg is built to unwind.
+    std::panic::resume_unwind(Box::new(message));
+}
+
+extern "C-unwind" fn emit_message(cinfo: &mut ffi::jpeg_common_struct, level: c_int) {
+    // SAFETY: libjpeg calls this with its own, initialised error manager.
+    let code = unsafe { (*cinfo.err).msg_code };
+    if level < 0 && code == ffi::JWRN_JPEG_EOF as c_int {
+        std::panic::resume_unwind(Box::new(
+            "the JPEG file is truncated (it ends before the image data does)".to_string(),
+        ));
+    }
+}
+
+/// libjpeg's text for the current message.
+fn message(cinfo: &mut ffi::jpeg_common_struct) -> String {
+    // SAFETY: libjpeg calls error_exit with its own, initialised error manager.
+    let format = unsafe { (*cinfo.err).format_message };
+    let Some(format) = format else {
+        return format!("error code {}", unsafe { (*cinfo.err).msg_code });
+    };
+    let mut buffer = [0u8; 80];
+    // SAFETY: format_message writes at most JMSG_LENGTH_MAX (80) bytes, NUL-terminated; the
+    // binding declares the buffer `&[u8; 80]`, so it is passed as the mutable buffer it is.
+    let format: unsafe extern "C-unwind" fn(&mut ffi::jpeg_common_struct, &mut [u8; 80]) =
+        unsafe { std::mem::transmute(format) };
+    unsafe { format(cinfo, &mut buffer) };
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fixture(name: &str) -> Vec<u8> {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/data/transforms/"
+        );
+        std::fs::read(format!("{dir}{name}")).unwrap()
+    }
+
+    #[test]
+    fn gray_and_color_files_decode_to_their_own_channels() {
+        let rgb = decode(&fixture("decode_rgb_sub2_prog1.jpg"))
+            .unwrap()
+            .unwrap();
+        assert!(matches!(&rgb, DynamicImage::ImageRgb8(b) if b.dimensions() == (37, 23)));
+        let gray = decode(&fixture("decode_gray_prog.jpg")).unwrap().unwrap();
+        assert!(matches!(&gray, DynamicImage::ImageLuma8(b) if b.dimensions() == (37, 23)));
+    }
+
+    #[test]
+    fn a_file_cut_short_is_an_error_as_in_pil() {
+        for name in ["decode_rgb_sub2_prog0.jpg", "decode_rgb_sub2_prog1.jpg"] {
+            let bytes = fixture(name);
+            // Cut in the image data, and only the end-of-image marker missing: PIL raises
+            // "image file is truncated" for both.
+            for cut in [bytes.len() / 2, bytes.len() - 2] {
+                let err = decode(&bytes[..cut]).unwrap_err().to_string();
+                assert!(err.contains("truncated"), "{name} cut at {cut}: {err}");
+            }
+            // Bytes after the end-of-image marker are ignored, as PIL ignores them.
+            let mut longer = bytes.clone();
+            longer.extend_from_slice(b"trailing bytes");
+            assert!(decode(&longer).unwrap().is_some());
+        }
+    }
+
+    #[test]
+    fn broken_data_is_an_error_with_libjpegs_message() {
+        let mut bytes = fixture("decode_rgb_sub0_prog0.jpg");
+        bytes.truncate(4); // SOI and the start of a marker
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
+        let err = decode(b"\xff\xd8\xff\xc0\x00\x02garbage")
+            .unwrap_err()
+            .to_string();
+        assert!(err.starts_with("JPEG: "), "{err}");
+        let err = decode(b"not a jpeg").unwrap_err().to_string();
+        assert!(err.starts_with("JPEG: "), "{err}");
+    }
+
+    #[test]
+    fn cmyk_files_are_left_to_the_caller() {
+        let bytes = fixture("decode_cmyk.jpg");
+        assert!(decode(&bytes).unwrap().is_none());
+        let img = crate::data::image::decode(&bytes, 3).unwrap();
+        assert_eq!((img.width, img.height, img.channels), (37, 23, 3));
+    }
+}
