@@ -11,10 +11,12 @@ Deterministic transforms are called with fixed parameters through torchvision.tr
 (the random transforms draw exactly these parameters and then call these functions).
 
 Usage: .venv/bin/python scripts/gen_transform_fixtures.py [out_dir]
-(needs torchvision and Pillow: scripts/setup.sh --ref)
+(needs torchvision and Pillow: scripts/setup.sh --ref; and jpegtran)
 """
 import json
 import os
+import shutil
+import subprocess
 import sys
 
 import numpy as np
@@ -168,6 +170,16 @@ inp = save_input("decode_gray_prog.jpg", Image.fromarray(odd[..., 1], "L"), qual
                  progressive=True)
 for mode in ["RGB", "L"]:
     add(f"decode_gray_prog.jpg_{mode.lower()}", inp, mode, "decode_jpeg", {}, load(inp, mode))
+
+# Arithmetic-coded JPEG (PIL's libjpeg-turbo decodes it; Pillow cannot write it): the 4:2:0
+# baseline file above, losslessly recoded by jpegtran (Debian: libjpeg-turbo-progs).
+if shutil.which("jpegtran") is None:
+    sys.exit("jpegtran not found (Debian: apt install libjpeg-turbo-progs)")
+subprocess.run(["jpegtran", "-arithmetic", "-outfile", os.path.join(OUT, "decode_rgb_arith.jpg"),
+                os.path.join(OUT, "decode_rgb_sub2_prog0.jpg")], check=True)
+for mode in ["RGB", "L"]:
+    add(f"decode_rgb_arith.jpg_{mode.lower()}", "decode_rgb_arith.jpg", mode, "decode_jpeg", {},
+        load("decode_rgb_arith.jpg", mode))
 
 # A CMYK JPEG (Adobe, inverted): an input only, for src/data/jpeg.rs's tests (medfm hands CMYK
 # to the `image` crate, whose conversion is not PIL's).
