@@ -153,6 +153,16 @@ mod tests {
     }
 
     #[test]
+    fn huge_images_are_refused_before_decoding() {
+        let mut bytes = fixture("decode_rgb_sub2_prog0.jpg");
+        // The baseline frame header (FFC0): length (2), precision (1), height (2), width (2).
+        let sof = bytes.windows(2).position(|w| w == [0xff, 0xc0]).unwrap();
+        bytes[sof + 5..sof + 9].copy_from_slice(&[0xfd, 0xe8, 0xfd, 0xe8]); // 65000 x 65000
+        let err = decode(&bytes).unwrap_err().to_string();
+        assert!(err.contains("too large to decode (65000x65000)"), "{err}");
+    }
+
+    #[test]
     fn cmyk_files_are_left_to_the_caller() {
         let bytes = fixture("decode_cmyk.jpg");
         assert!(decode(&bytes).unwrap().is_none());
