@@ -181,9 +181,10 @@ for mode in ["RGB", "L"]:
     add(f"decode_rgb_arith.jpg_{mode.lower()}", "decode_rgb_arith.jpg", mode, "decode_jpeg", {},
         load("decode_rgb_arith.jpg", mode))
 
-# A CMYK JPEG (Adobe, inverted): an input only, for src/data/jpeg.rs's tests (medfm hands CMYK
-# to the `image` crate, whose conversion is not PIL's).
-save_input("decode_cmyk.jpg", Image.fromarray(odd, "RGB").convert("CMYK"), quality=80)
+# A CMYK JPEG (Pillow writes Adobe-inverted samples and reads them back as "CMYK;I").
+inp = save_input("decode_cmyk.jpg", Image.fromarray(odd, "RGB").convert("CMYK"), quality=80)
+for mode in ["RGB", "L"]:
+    add(f"decode_cmyk.jpg_{mode.lower()}", inp, mode, "decode_jpeg", {}, load(inp, mode))
 
 with open(os.path.join(OUT, "manifest.json"), "w") as f:
     json.dump(cases, f, indent=1)

@@ -1,7 +1,7 @@
 //! Decoding PNG and JPEG files (8 or 16 bit; gray, gray+alpha, RGB, RGBA, palette) into 8-bit
 //! RGB or gray pixels as PIL's `convert('RGB')` / `convert('L')` produce them.
 //!
-//! JPEG pixels come from libjpeg-turbo's decoder, as PIL's do (`jpeg`), except CMYK/YCCK files.
+//! JPEG pixels come from libjpeg-turbo's decoder, as PIL's do (`jpeg`).
 //! RGB -> L is PIL's integer formula `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`; alpha is
 //! dropped (PIL does not composite); palettes are expanded by the decoder. Deviation
 //! (REFERENCE.md): PIL clips 16-bit gray at 255 (a mammogram turns white); medfm scales it,
@@ -77,7 +77,8 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
         anyhow::bail!("not a PNG or JPEG file");
     }
     if reader.format() == Some(image::ImageFormat::Jpeg) {
-        // PIL's pixels (libjpeg-turbo); CMYK and YCCK files go on to `image`'s decoder.
+        // PIL's pixels (libjpeg-turbo); a colour space libjpeg cannot convert goes on to
+        // `image`'s decoder.
         if let Some(decoded) = super::jpeg::decode(bytes).context("cannot decode the image")? {
             return Ok(convert(decoded, channels));
         }

@@ -14,32 +14,40 @@ use std::os::raw::c_int;
 /// The largest decoded image accepted, as the `image` crate's default allocation limit.
 const MAX_BYTES: usize = 512 << 20;
 
-/// Decode a gray, YCbCr or RGB JPEG into 8-bit gray or RGB pixels. `Ok(None)` for other colour
-/// spaces (CMYK, YCCK), which the caller decodes another way.
+/// Decode a JPEG into 8-bit gray (gray files) or RGB pixels (all others), as PIL's
+/// `convert('RGB')` / `convert('L')` see them. `Ok(None)` for a colour space libjpeg cannot
+/// convert (none that a JPEG file declares), which the caller decodes another way.
 pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
     let run = std::panic::AssertUnwindSafe(|| -> std::io::Result<Option<DynamicImage>> {
         let d = Decompress::with_err(error_manager()).from_mem(bytes)?;
-        let gray = match d.color_space() {
-            ColorSpace::JCS_GRAYSCALE => true,
-            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => false,
+        let (kind, channels) = match d.color_space() {
+            ColorSpace::JCS_GRAYSCALE => (Kind::Gray, 1),
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => (Kind::Rgb, 3),
+            // libjpeg turns YCCK into CMYK, as for PIL.
+            ColorSpace::JCS_CMYK | ColorSpace::JCS_YCCK => (Kind::Cmyk, 4),
             _ => return Ok(None),
         };
         let (w, h) = d.size();
-        let channels = if gray { 1 } else { 3 };
         if w.saturating_mul(h).saturating_mul(channels) > MAX_BYTES {
             return Err(std::io::Error::other(format!(
                 "the image is too large to decode ({w}x{h})"
             )));
         }
-        let mut started = if gray { d.grayscale()? } else { d.rgb()? };
+        let mut started = match kind {
+            Kind::Gray => d.grayscale()?,
+            Kind::Rgb => d.rgb()?,
+            Kind::Cmyk => d.to_colorspace(ColorSpace::JCS_CMYK)?,
+        };
         let pixels: Vec<u8> = started.read_scanlines()?;
         // Reads up to the end-of-image marker: a file cut short there is truncated for PIL too.
         started.finish()?;
         let (w, h) = (w as u32, h as u32);
-        let image = if gray {
-            GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8)
-        } else {
-            RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8)
+        let image = match kind {
+            Kind::Gray => GrayImage::from_raw(w, h, pixels).map(DynamicImage::ImageLuma8),
+            Kind::Rgb => RgbImage::from_raw(w, h, pixels).map(DynamicImage::ImageRgb8),
+            Kind::Cmyk => {
+                RgbImage::from_raw(w, h, cmyk_to_rgb(&pixels)).map(DynamicImage::ImageRgb8)
+            }
         };
         image.map(Some).ok_or_else(|| {
             std::io::Error::other("the decoder returned fewer pixels than the image has")
@@ -53,6 +61,29 @@ pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
             Err(_) => anyhow!("the JPEG decoder failed"),
         }),
     }
+}
+
+enum Kind {
+    Gray,
+    Rgb,
+    Cmyk,
+}
+
+/// PIL's view of a CMYK JPEG in RGB: it reads the samples inverted (rawmode `CMYK;I`, "assume
+/// adobe conventions"), then `convert('RGB')` computes `nk - nk * c / 255` with `nk = 255 - k`
+/// in its rounded fixed point (`MULDIV255`).
+fn cmyk_to_rgb(raw: &[u8]) -> Vec<u8> {
+    let muldiv255 = |a: u32, b: u32| {
+        let t = a * b + 128;
+        ((t >> 8) + t) >> 8
+    };
+    raw.chunks_exact(4)
+        .flat_map(|p| {
+            let [c, m, y, k] = [p[0], p[1], p[2], p[3]].map(|v| 255 - v as u32);
+            let nk = 255 - k;
+            [c, m, y].map(|v| (nk - muldiv255(v, nk)) as u8)
+        })
+        .collect()
 }
 
 /// libjpeg's standard error manager, with errors (and the end-of-file warning) unwinding to
@@ -163,10 +194,12 @@ mod tests {
     }
 
     #[test]
-    fn cmyk_files_are_left_to_the_caller() {
-        let bytes = fixture("decode_cmyk.jpg");
-        assert!(decode(&bytes).unwrap().is_none());
-        let img = crate::data::image::decode(&bytes, 3).unwrap();
-        assert_eq!((img.width, img.height, img.channels), (37, 23, 3));
+    fn cmyk_files_decode_to_rgb() {
+        let rgb = decode(&fixture("decode_cmyk.jpg")).unwrap().unwrap();
+        assert!(matches!(&rgb, DynamicImage::ImageRgb8(b) if b.dimensions() == (37, 23)));
+        // Inverted samples (c, m, y, k) = 255 - raw; then PIL's cmyk2rgb.
+        assert_eq!(cmyk_to_rgb(&[255, 255, 255, 255]), [255, 255, 255]);
+        assert_eq!(cmyk_to_rgb(&[0, 0, 0, 0]), [0, 0, 0]);
+        assert_eq!(cmyk_to_rgb(&[155, 205, 255, 235]), [143, 189, 235]);
     }
 }
