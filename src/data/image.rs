@@ -96,8 +96,12 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
         })?
         .with_guessed_format()
         .context("cannot read the file")?;
-    if reader.format().is_none() {
-        anyhow::bail!("not a PNG or JPEG file");
+    match reader.format() {
+        None => anyhow::bail!("not a PNG or JPEG file"),
+        Some(image::ImageFormat::Jpeg) => {
+            return super::jpeg::dimensions(path).context("cannot read the image header")
+        }
+        Some(_) => {}
     }
     let (w, h) = reader
         .into_dimensions()

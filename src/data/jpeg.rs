@@ -10,6 +10,7 @@ use image::{DynamicImage, GrayImage, RgbImage};
 use mozjpeg::{ColorSpace, Decompress};
 use mozjpeg_sys as ffi;
 use std::os::raw::c_int;
+use std::path::Path;
 
 /// The largest decoded image accepted, as the `image` crate's default allocation limit.
 const MAX_BYTES: usize = 512 << 20;
@@ -53,9 +54,23 @@ pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
             std::io::Error::other("the decoder returned fewer pixels than the image has")
         })
     });
+    catching(run)
+}
+
+/// Width and height from the file's header (libjpeg reads it; the `image` crate's reader
+/// refuses some files PIL opens, such as arithmetic-coded ones).
+pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
+    catching(std::panic::AssertUnwindSafe(|| {
+        Ok(Decompress::with_err(error_manager())
+            .from_path(path)?
+            .size())
+    }))
+}
+
+/// Run libjpeg code, turning its errors (which unwind out of it, see `error_exit`) into ours.
+fn catching<T>(run: impl FnOnce() -> std::io::Result<T> + std::panic::UnwindSafe) -> Result<T> {
     match std::panic::catch_unwind(run) {
         Ok(result) => result.map_err(|e| anyhow!("{e}")),
-        // libjpeg's errors unwind out of the decoder (see `error_exit`) with their message.
         Err(payload) => Err(match payload.downcast::<String>() {
             Ok(message) => anyhow!("{message}"),
             Err(_) => anyhow!("the JPEG decoder failed"),
@@ -181,6 +196,33 @@ mod tests {
         assert!(err.starts_with("JPEG: "), "{err}");
         let err = decode(b"not a jpeg").unwrap_err().to_string();
         assert!(err.starts_with("JPEG: "), "{err}");
+    }
+
+    #[test]
+    fn headers_give_the_size_of_every_kind_of_file() {
+        let dir = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/data/transforms/"
+        );
+        for name in [
+            "decode_rgb_arith.jpg",
+            "decode_cmyk.jpg",
+            "decode_rgb_sub2_prog1.jpg",
+            "decode_gray_prog.jpg",
+        ] {
+            let path = std::path::PathBuf::from(format!("{dir}{name}"));
+            assert_eq!(dimensions(&path).unwrap(), (37, 23), "{name}");
+            assert_eq!(
+                crate::data::image::dimensions(&path).unwrap(),
+                (37, 23),
+                "{name}"
+            );
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let cut = tmp.path().join("cut.jpg");
+        std::fs::write(&cut, &fixture("decode_rgb_sub2_prog0.jpg")[..20]).unwrap();
+        let err = dimensions(&cut).unwrap_err().to_string();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]
