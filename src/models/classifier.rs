@@ -23,7 +23,7 @@ use super::layers;
 use super::registry::{self, BackboneSpec, BuildOptions};
 use super::vit::VitConfig;
 use super::{Backbone, Features};
-use crate::config::{GrayInit, HeadType, Params};
+use crate::config::{FoundationParams, GrayInit, HeadType, Params};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -95,13 +95,19 @@ pub fn candidate_files(row: &BackboneSpec) -> Vec<String> {
 pub fn trunk_input_rule(params: &Params, in_chans: i64) -> Result<crate::models::InputRule> {
     let f = &params.foundation_params;
     let row = registry::get(&f.backbone_type).context("foundation_params.backbone_type")?;
-    (row.input)(&BuildOptions {
+    (row.input)(&trunk_options(f, in_chans))
+}
+
+/// How `foundation_params` build the trunk for `in_chans`-channel data: the one mapping that
+/// both the run (`ClassifierSpec`) and `trunk_input_rule` read, so they cannot disagree.
+fn trunk_options(f: &FoundationParams, in_chans: i64) -> BuildOptions {
+    BuildOptions {
         img_size: f.img_size,
         in_chans,
         gray_init: f.gray_init.unwrap_or_default(),
         drop_cutoff: f.partial.drop_cutoff.clone(),
         weights_key: f.weights_key.clone(),
-    })
+    }
 }
 
 impl ClassifierSpec {
@@ -131,19 +137,20 @@ impl ClassifierSpec {
             HeadType::DeitBase if m.pretrained => resolve_deit_weights(m.weights.as_deref())?,
             _ => None,
         };
+        let trunk = trunk_options(f, in_chans);
         Ok(ClassifierSpec {
             backbone: row.name.to_string(),
             head: m.backbone_type,
             n_classes,
             in_chans,
-            img_size: f.img_size,
+            img_size: trunk.img_size,
             trunk_weights,
-            weights_key: f.weights_key.clone(),
+            weights_key: trunk.weights_key,
             head_weights,
             freeze_backbone: f.freeze_backbone,
             unfreeze_cutoff: f.partial.unfreeze_cutoff,
-            drop_cutoff: f.partial.drop_cutoff.clone(),
-            gray_init: f.gray_init.unwrap_or_default(),
+            drop_cutoff: trunk.drop_cutoff,
+            gray_init: trunk.gray_init,
             device,
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
             head_grid: head_grid(&m.transformers_params)?,
