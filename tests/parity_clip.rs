@@ -4,7 +4,6 @@
 mod common;
 
 use common::{fixture, max_abs, read_st};
-use medfm::config::GrayInit;
 use medfm::models::clip::{self, Clip, TowerConfig};
 use medfm::models::coca::{Coca, CocaConfig};
 use medfm::models::registry::BuildOptions;
@@ -24,16 +23,6 @@ const COCA: CocaConfig = CocaConfig {
     pool_heads: 4,
 };
 
-fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
-    BuildOptions {
-        img_size,
-        in_chans,
-        gray_init: GrayInit::First,
-        drop_cutoff: vec![],
-        weights_key: None,
-    }
-}
-
 fn compare(name: &str, model: &dyn Backbone, tag: &str) {
     let io = read_st("parity/clip_small_io.safetensors");
     let x = &io[&format!("pixels_{tag}")];
@@ -46,7 +35,7 @@ fn compare(name: &str, model: &dyn Backbone, tag: &str) {
 }
 
 fn clip_case(tag: &str, img_size: i64, in_chans: i64) {
-    let o = opts(img_size, in_chans);
+    let o = BuildOptions::new(img_size, in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Clip::new(&(vs.root() / "trunk"), TOWER, &o).unwrap();
     clip::load_open_clip(&vs, "trunk.", &fixture("parity/clip_small.safetensors"), &o).unwrap();
@@ -70,7 +59,7 @@ fn clip_small_one_channel_uses_the_first_rgb_kernel_channel() {
 
 #[test]
 fn coca_small_matches_open_clip() {
-    let o = opts(32, 3);
+    let o = BuildOptions::new(32, 3);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Coca::new(&(vs.root() / "trunk"), COCA, &o).unwrap();
     clip::load_open_clip(&vs, "trunk.", &fixture("parity/coca_small.bin"), &o).unwrap();

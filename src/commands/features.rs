@@ -7,7 +7,6 @@
 //! kernel's first channel, as in training), and randomly initialised without `--weights`. OUT is
 //! written atomically: a failed run leaves no file.
 
-use crate::config::GrayInit;
 use crate::models::classifier::build_trunk;
 use crate::models::registry::{self, BuildOptions};
 use anyhow::{bail, Context, Result};
@@ -44,13 +43,7 @@ pub fn run(args: &Args) -> Result<()> {
     let row = registry::get(&args.backbone)?;
     let pixels = read_pixels(&args.input, args.in_chans)?;
     let size = pixels.size();
-    let opts = BuildOptions {
-        img_size: size[2],
-        in_chans: size[1],
-        gray_init: GrayInit::default(),
-        drop_cutoff: vec![],
-        weights_key: None,
-    };
+    let opts = BuildOptions::new(size[2], size[1]);
     let (_vs, trunk) = build_trunk(row, &opts, args.weights.as_deref(), device)?;
     trunk
         .check_input(&pixels)

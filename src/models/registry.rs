@@ -45,6 +45,20 @@ pub struct BuildOptions {
     pub weights_key: Option<String>,
 }
 
+impl BuildOptions {
+    /// A trunk for `img_size` px, `in_chans`-channel inputs with every other option at its
+    /// default (first-channel gray init, last block's features, the family's checkpoint key).
+    pub fn new(img_size: i64, in_chans: i64) -> BuildOptions {
+        BuildOptions {
+            img_size,
+            in_chans,
+            gray_init: GrayInit::default(),
+            drop_cutoff: vec![],
+            weights_key: None,
+        }
+    }
+}
+
 /// Build the trunk's variables under `path` (randomly initialised as the reference does).
 pub type BuildFn = fn(&tch::nn::Path, &BuildOptions) -> Result<Box<dyn Backbone>>;
 
@@ -353,21 +367,11 @@ mod tests {
     use crate::models::InputRule;
     use tch::{nn, Device};
 
-    fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
-        BuildOptions {
-            img_size,
-            in_chans,
-            gray_init: GrayInit::First,
-            drop_cutoff: vec![],
-            weights_key: None,
-        }
-    }
-
     /// A row's `input` is the rule of the trunk its `build` makes (randomly initialised).
     fn input_equals_the_built_trunks(names: &[&str]) {
         for name in names {
             let row = get(name).unwrap();
-            for o in [opts(224, 3), opts(224, 1)] {
+            for o in [BuildOptions::new(224, 3), BuildOptions::new(224, 1)] {
                 let vs = nn::VarStore::new(Device::Cpu);
                 let trunk = (row.build)(&vs.root(), &o).unwrap();
                 assert_eq!((row.input)(&o).unwrap(), trunk.input_rule(), "{name}");
@@ -402,22 +406,34 @@ mod tests {
             rule(name, o).and_then(|r| r.check_image(c, h, w))
         };
         let err = |r: anyhow::Result<()>| format!("{:#}", r.unwrap_err());
-        assert!(check("dinov2_vitb14", opts(224, 3), (3, 518, 266)).is_ok());
-        assert!(err(check("dinov2_vitb14", opts(224, 3), (3, 30, 28)))
-            .contains("not multiples of the patch size 14"));
-        assert!(err(check("vit_base_patch16", opts(224, 3), (3, 112, 112)))
-            .contains("built for 224x224 inputs"));
-        assert!(err(check("vit_base_patch16", opts(224, 1), (3, 224, 224)))
-            .contains("expected 1 input channel(s), got 3"));
+        assert!(check("dinov2_vitb14", BuildOptions::new(224, 3), (3, 518, 266)).is_ok());
+        assert!(err(check(
+            "dinov2_vitb14",
+            BuildOptions::new(224, 3),
+            (3, 30, 28)
+        ))
+        .contains("not multiples of the patch size 14"));
+        assert!(err(check(
+            "vit_base_patch16",
+            BuildOptions::new(224, 3),
+            (3, 112, 112)
+        ))
+        .contains("built for 224x224 inputs"));
+        assert!(err(check(
+            "vit_base_patch16",
+            BuildOptions::new(224, 1),
+            (3, 224, 224)
+        ))
+        .contains("expected 1 input channel(s), got 3"));
         assert!(
-            err(rule("aimv2-large-patch14-224", opts(112, 3)).map(|_| ()))
+            err(rule("aimv2-large-patch14-224", BuildOptions::new(112, 3)).map(|_| ()))
                 .contains("takes 224x224 input only")
         );
-        assert!(err(rule("sam2_b", opts(100, 3)).map(|_| ())).contains("multiples of"));
+        assert!(err(rule("sam2_b", BuildOptions::new(100, 3)).map(|_| ())).contains("multiples of"));
         assert_eq!(
-            rule("vmamba_b", opts(224, 1)).unwrap(),
+            rule("vmamba_b", BuildOptions::new(224, 1)).unwrap(),
             InputRule::Any { channels: 1 }
         );
-        assert!(check("vmamba_b", opts(224, 1), (1, 50, 37)).is_ok());
+        assert!(check("vmamba_b", BuildOptions::new(224, 1), (1, 50, 37)).is_ok());
     }
 }

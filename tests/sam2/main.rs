@@ -8,9 +8,6 @@
 mod classifier;
 mod parity;
 
-use medfm::config::GrayInit;
-use medfm::models::registry::BuildOptions;
-
 /// Var-store prefix of the encoder in the parity tests.
 const PREFIX: &str = "backbone";
 
@@ -18,13 +15,3 @@ const PREFIX: &str = "backbone";
 mod common;
 
 use common::{fixture, sam2_tiny_config as tiny_config};
-
-fn opts(img_size: i64, in_chans: i64) -> BuildOptions {
-    BuildOptions {
-        img_size,
-        in_chans,
-        gray_init: GrayInit::First,
-        drop_cutoff: vec![],
-        weights_key: None,
-    }
-}

@@ -3,7 +3,7 @@
 //! lists and parameter counts, and the `#[ignore]`d full-size random-weight parity.
 
 use super::common::read_st_at as read;
-use super::{fixture, opts, tiny_config, PREFIX};
+use super::{fixture, tiny_config, PREFIX};
 use medfm::models::layers::without_random_init;
 use medfm::models::registry::{self, BuildOptions};
 use medfm::models::sam2::{self, Sam2Config, Sam2ImageEncoder};
@@ -42,7 +42,7 @@ fn check_tiny(weights: &str, input_shape: &[i64], expected: &str) {
     load(
         &vs,
         &fixture(&format!("parity/{weights}")),
-        &opts(size, in_chans),
+        &BuildOptions::new(size, in_chans),
     )
     .unwrap();
     let feats = tch::no_grad(|| enc.forward(&pattern_input(input_shape), false));
@@ -100,7 +100,12 @@ fn loading_the_wrong_checkpoint_is_a_clear_error() {
     Sam2ImageEncoder::new(&(vs.root() / PREFIX), &tiny_config(), 224, 3).unwrap();
     let err = format!(
         "{:#}",
-        load(&vs, &fixture("weights/plain.pth"), &opts(224, 3)).unwrap_err()
+        load(
+            &vs,
+            &fixture("weights/plain.pth"),
+            &BuildOptions::new(224, 3)
+        )
+        .unwrap_err()
     );
     assert!(
         err.contains("plain.pth") && err.contains("no SAM2.1 image-encoder tensors"),
@@ -114,7 +119,12 @@ fn loading_the_wrong_checkpoint_is_a_clear_error() {
     Sam2ImageEncoder::new(&(vs.root() / PREFIX), &cfg, 224, 3).unwrap();
     let err = format!(
         "{:#}",
-        load(&vs, &fixture("parity/sam2_tiny.pt"), &opts(224, 3)).unwrap_err()
+        load(
+            &vs,
+            &fixture("parity/sam2_tiny.pt"),
+            &BuildOptions::new(224, 3)
+        )
+        .unwrap_err()
     );
     assert!(
         err.contains("trunk.pos_embed") && err.contains("sam2_tiny.pt"),
@@ -150,7 +160,8 @@ fn full_size_keys_shapes_and_parameter_counts() {
         let vs = nn::VarStore::new(Device::Cpu);
         // Shapes only: skip the random fill (gigabytes of page faults for sam2_l).
         let backbone =
-            without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &opts(224, 3))).unwrap();
+            without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(224, 3)))
+                .unwrap();
         let have: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -201,9 +212,11 @@ fn full_size_parity_224_and_1024() {
         for (size, batch) in [(224, 2), (1024, 1)] {
             let spec = registry::get(name).unwrap();
             let vs = nn::VarStore::new(Device::Cpu);
-            let enc = without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &opts(size, 3)))
-                .unwrap();
-            load(&vs, &weights, &opts(size, 3)).unwrap();
+            let enc = without_random_init(|| {
+                (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(size, 3))
+            })
+            .unwrap();
+            load(&vs, &weights, &BuildOptions::new(size, 3)).unwrap();
             let feats =
                 tch::no_grad(|| enc.forward(&pattern_input(&[batch, 3, size, size]), false));
             let want = read(&dir.join(format!("{name}_{size}.safetensors")));
