@@ -5,5 +5,6 @@
 #   scripts/bench_aimv2.sh --ml-aim ML_AIM_CHECKOUT [--names aimv2-large-patch14-224] [--iters 5]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock .venv/bin/python scripts/bench_aimv2.py "$@"

@@ -15,6 +15,7 @@
 # Heavy: runs under flock /tmp/medfm-heavy.lock.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 WORKERS="${1:-2}"
 N="${N_IMAGES:-160}"
 BATCH="${BATCH:-16}"

@@ -4,5 +4,6 @@
 # heavy lock itself. Options are passed to bench_sam2.py, e.g. --names sam2_b --iters 20.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock .venv/bin/python scripts/bench_sam2.py "$@"

@@ -6,5 +6,6 @@
 # VMAMBA_REPO: a checkout or export of github.com/MzeroMiko/VMamba (see gen_parity_vmamba.py).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock env PYTHONPATH=scripts .venv/bin/python -W ignore scripts/bench_vmamba.py "$@"

@@ -9,6 +9,7 @@
 # (e.g. --set training_params.epochs=2).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 bash scripts/setup.sh
 cargo build --release --quiet
 

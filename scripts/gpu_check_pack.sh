@@ -10,6 +10,7 @@
 # mirrors. Then send the working tree with .gpu_pack/ and run `bash scripts/gpu_check.sh` there.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 dinov2=${MEDFM_DINOV2_REPO:-/work/.mirror/facebookresearch+dinov2/repo}
 reference=${MEDFM_REFERENCE_REPO:-/work/.mirror/sajjad-sh33+Medical-Transfer-Learning/repo}
 cargo build --release --quiet --bin medfm --example bench_train_step

@@ -6,6 +6,7 @@
 #   scripts/parity_full_aimv2.sh /path/to/ml-aim-checkout [aimv2-large-patch14-224 aimv2-huge-patch14-224]
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 ml_aim="${1:?usage: $0 ML_AIM_CHECKOUT [NAME...]}"
 shift
 names=("$@")

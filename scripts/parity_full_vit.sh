@@ -11,6 +11,7 @@
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 export MEDFM_VIT_FULL_DIR="${MEDFM_VIT_FULL_DIR:-/tmp/medfm-parity-vit}"
 names=("$@")
 if [ ${#names[@]} -eq 0 ]; then

@@ -10,6 +10,7 @@ if [ -z "${MEDFM_HEAVY_LOCKED:-}" ]; then
   exec env MEDFM_HEAVY_LOCKED=1 flock /tmp/medfm-heavy.lock bash "$0" "$@"
 fi
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 : "${VMAMBA_REPO:?set VMAMBA_REPO to a checkout of MzeroMiko/VMamba}"
 export MEDFM_PARITY_DIR="${MEDFM_PARITY_DIR:-/tmp/medfm-parity}"
 for name in vmamba_s vmamba_b; do

@@ -11,7 +11,8 @@ use medfm::commands;
     allow_negative_numbers = true
 )]
 struct Cli {
-    /// Print the version, the libtorch version and whether CUDA is available.
+    /// Print the version, the libtorch version, whether CUDA is available and how the JPEG
+    /// decoder was built.
     #[arg(short = 'V', long = "version")]
     version: bool,
     #[command(subcommand)]
@@ -47,6 +48,7 @@ fn main() {
             env!("CARGO_PKG_VERSION"),
             medfm::device::runtime_summary()
         );
+        println!("{}", medfm::data::jpeg::decoder_summary());
         return;
     }
     let result = match &cli.cmd {

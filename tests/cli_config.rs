@@ -30,6 +30,7 @@ fn version_reports_libtorch_and_cuda() {
     assert!(o.status.success());
     assert!(out.contains("libtorch 2.11.0"), "{out}");
     assert!(out.contains("CUDA available: "), "{out}");
+    assert!(out.contains("\nJPEG decoder: libjpeg-turbo "), "{out}");
 }
 
 #[test]

@@ -57,6 +57,22 @@ pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
     catching(run)
 }
 
+/// A line for `medfm --version`: whether libjpeg-turbo's SIMD code decodes here. It is built
+/// only when nasm was found at build time (x86); the pixels are the same either way.
+pub fn decoder_summary() -> &'static str {
+    // The decoder's own dispatch: true when SIMD code was built and the CPU has SSE2 or AVX2.
+    extern "C" {
+        fn jsimd_can_idct_islow() -> c_int;
+    }
+    // SAFETY: takes no arguments and only reads the CPU's features (once per thread).
+    if unsafe { jsimd_can_idct_islow() } != 0 {
+        "JPEG decoder: libjpeg-turbo with SIMD"
+    } else {
+        "JPEG decoder: libjpeg-turbo in C, without SIMD (nasm was missing at build time; \
+         scripts/setup.sh fetches it, then `cargo clean -p mozjpeg-sys`)"
+    }
+}
+
 /// Width and height from the file's header (libjpeg reads it; the `image` crate's reader
 /// refuses some files PIL opens, such as arithmetic-coded ones).
 pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
