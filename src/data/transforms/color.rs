@@ -6,7 +6,10 @@
 use crate::data::image::{luma, Image};
 
 /// `Image.blend(degenerate, img, alpha)`: float interpolation, truncated; clipped when
-/// extrapolating (alpha outside [0, 1]).
+/// extrapolating (alpha outside [0, 1]). A clamp to [0, 255] then the truncation is exactly
+/// that: v <= 0 gives 0 and v >= 255 gives 255.
+// `max` then `min`, not `clamp`: `max` sends a NaN to 0, as `as u8` would.
+#[allow(clippy::manual_clamp)]
 pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
     let a = alpha as f32;
     if a == 0.0 {
@@ -15,22 +18,15 @@ pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
     if a == 1.0 {
         return img.clone();
     }
-    let inside = (0.0..=1.0).contains(&a);
     let data = degenerate
         .data
         .iter()
         .zip(&img.data)
         .map(|(&d, &s)| {
             let v = d as i32 as f32 + a * (s as i32 - d as i32) as f32;
-            if inside {
-                v as u8
-            } else if v <= 0.0 {
-                0
-            } else if v >= 255.0 {
-                255
-            } else {
-                v as u8
-            }
+            // SAFETY: the value is in [0, 255] (a NaN becomes 0); unlike the saturating
+            // cast, this cast vectorises.
+            unsafe { v.max(0.0).min(255.0).to_int_unchecked::<i32>() as u8 }
         })
         .collect();
     Image::new(img.width, img.height, img.channels, data)
@@ -94,18 +90,19 @@ pub fn adjust_hue(img: &Image, factor: f64) -> Image {
         return img.clone();
     }
     let shift = ((factor * 255.0) as i32) as u8;
-    let data = img
-        .data
-        .chunks_exact(3)
-        .flat_map(|p| {
-            let [h, s, v] = rgb_to_hsv(p[0], p[1], p[2]);
-            hsv_to_rgb(h.wrapping_add(shift), s, v)
-        })
-        .collect();
+    let mut data = vec![0u8; img.data.len()];
+    for (out, p) in data.chunks_exact_mut(3).zip(img.data.chunks_exact(3)) {
+        let [h, s, v] = rgb_to_hsv(p[0], p[1], p[2]);
+        out.copy_from_slice(&hsv_to_rgb(h.wrapping_add(shift), s, v));
+    }
     Image::new(img.width, img.height, 3, data)
 }
 
-/// PIL's `rgb2hsv_row` (float and double arithmetic as in C).
+/// PIL's `rgb2hsv_row`, with its float and double arithmetic. Hue varies from pixel to pixel,
+/// so the three cases of the hue formula are selected without branches, as one formula:
+/// `(base + a - b) as f32` in double, which is exact before that last rounding, equals C's
+/// `bc - gc` in float for the red case too. Only the two divisions the hue needs are made,
+/// and `fmod(x, 1.0)` is a subtraction: x lies in [5/6, 11/6) here.
 pub fn rgb_to_hsv(r: u8, g: u8, b: u8) -> [u8; 3] {
     let maxc = r.max(g).max(b);
     let minc = r.min(g).min(b);
@@ -114,43 +111,87 @@ pub fn rgb_to_hsv(r: u8, g: u8, b: u8) -> [u8; 3] {
     }
     let cr = (maxc - minc) as f32;
     let s = cr / maxc as f32;
-    let rc = (maxc - r) as f32 / cr;
-    let gc = (maxc - g) as f32 / cr;
-    let bc = (maxc - b) as f32 / cr;
-    let h: f32 = if r == maxc {
-        bc - gc
+    let (base, a, b) = if r == maxc {
+        (0.0, b, g)
     } else if g == maxc {
-        (2.0 + rc as f64 - bc as f64) as f32
+        (2.0, r, b)
     } else {
-        (4.0 + gc as f64 - rc as f64) as f32
+        (4.0, g, r)
     };
-    let h = ((h as f64 / 6.0 + 1.0) % 1.0) as f32;
+    let c = |x: u8| ((maxc - x) as f32 / cr) as f64;
+    let h = (base + c(a) - c(b)) as f32;
+    let x = h as f64 / 6.0 + 1.0;
+    let h = (if x >= 1.0 { x - 1.0 } else { x }) as f32;
     let clip = |v: f64| (v as i32).clamp(0, 255) as u8;
     [clip(h as f64 * 255.0), clip(s as f64 * 255.0), maxc]
 }
 
-/// PIL's `hsv2rgb`.
+/// What PIL's `hsv2rgb` computes from H alone and from S alone: 256 values each.
+struct HsvFactors {
+    /// `floor(h * 6 / 255)` and the fraction above it, in float.
+    sector: [usize; 256],
+    frac: [f32; 256],
+    /// `s / 255` in float.
+    sat: [f32; 256],
+}
+
+impl HsvFactors {
+    const fn new() -> HsvFactors {
+        let mut f = HsvFactors {
+            sector: [0; 256],
+            frac: [0.0; 256],
+            sat: [0.0; 256],
+        };
+        let mut k = 0;
+        while k < 256 {
+            let hf = k as f32 as f64 * 6.0 / 255.0;
+            // hf >= 0, so the truncation is C's floor.
+            let i = hf as i32;
+            f.sector[k] = (i % 6) as usize;
+            f.frac[k] = (hf - i as f32 as f64) as f32;
+            f.sat[k] = (k as f32 as f64 / 255.0) as f32;
+            k += 1;
+        }
+        f
+    }
+}
+
+const HSV: HsvFactors = HsvFactors::new();
+
+/// Per sector, which of [v, p, q, t] are R, G and B.
+const SECTORS: [[usize; 3]; 6] = [
+    [0, 3, 1],
+    [2, 0, 1],
+    [1, 0, 3],
+    [1, 2, 0],
+    [3, 1, 0],
+    [0, 1, 2],
+];
+
+/// PIL's `hsv2rgb`, with the per-H and per-S factors from a table and the sector's channel
+/// order selected by index rather than by branches. Its operands are never negative, so
+/// `round` (half away from zero) is a truncation plus a comparison: exact, and inline.
 pub fn hsv_to_rgb(h: u8, s: u8, v: u8) -> [u8; 3] {
     if s == 0 {
         return [v, v, v];
     }
-    let hf = h as f32 as f64 * 6.0 / 255.0;
-    let i = hf.floor() as i32;
-    let f = (hf - i as f32 as f64) as f32;
-    let fs = (s as f32 as f64 / 255.0) as f32;
+    let f = HSV.frac[h as usize];
+    let fs = HSV.sat[s as usize];
     let vf = v as f32 as f64;
-    let round = |x: f64| (x.round() as i32).clamp(0, 255) as u8;
-    let p = round(vf * (1.0 - fs as f64));
-    let q = round(vf * (1.0 - (fs * f) as f64));
-    let t = round(vf * (1.0 - (fs as f64 * (1.0 - f as f64))));
-    match i % 6 {
-        0 => [v, t, p],
-        1 => [q, v, p],
-        2 => [p, v, t],
-        3 => [p, q, v],
-        4 => [t, p, v],
-        _ => [v, p, q],
-    }
+    let p = round_up_from_half(vf * (1.0 - fs as f64));
+    let q = round_up_from_half(vf * (1.0 - (fs * f) as f64));
+    let t = round_up_from_half(vf * (1.0 - (fs as f64 * (1.0 - f as f64))));
+    let vals = [v, p, q, t];
+    SECTORS[HSV.sector[h as usize]].map(|k| vals[k])
+}
+
+/// C's `(int)round(x)` clamped to 0..=255, for x >= 0: the truncation, plus one when the
+/// fraction is at least one half (the subtraction is exact).
+#[inline]
+fn round_up_from_half(x: f64) -> u8 {
+    let t = x as i32;
+    let r = if x - t as f64 >= 0.5 { t + 1 } else { t };
+    r.clamp(0, 255) as u8
 }
 
 /// torchvision's grayscale keeping the channel count (`RandomGrayscale`).
@@ -284,6 +325,134 @@ fn line_box_blur(out: &mut [u8], inp: &[u8], radius: i64, ww: u32, fw: u32) {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// PIL's `rgb2hsv_row` and `hsv2rgb` as written in C, line for line.
+    fn pil_rgb_to_hsv(r: u8, g: u8, b: u8) -> [u8; 3] {
+        let maxc = r.max(g).max(b);
+        let minc = r.min(g).min(b);
+        if maxc == minc {
+            return [0, 0, maxc];
+        }
+        let cr = (maxc - minc) as f32;
+        let s = cr / maxc as f32;
+        let rc = (maxc - r) as f32 / cr;
+        let gc = (maxc - g) as f32 / cr;
+        let bc = (maxc - b) as f32 / cr;
+        let h: f32 = if r == maxc {
+            bc - gc
+        } else if g == maxc {
+            (2.0 + rc as f64 - bc as f64) as f32
+        } else {
+            (4.0 + gc as f64 - rc as f64) as f32
+        };
+        let h = ((h as f64 / 6.0 + 1.0) % 1.0) as f32;
+        let clip = |v: f64| (v as i32).clamp(0, 255) as u8;
+        [clip(h as f64 * 255.0), clip(s as f64 * 255.0), maxc]
+    }
+
+    fn pil_hsv_to_rgb(h: u8, s: u8, v: u8) -> [u8; 3] {
+        if s == 0 {
+            return [v, v, v];
+        }
+        let hf = h as f32 as f64 * 6.0 / 255.0;
+        let i = hf.floor() as i32;
+        let f = (hf - i as f32 as f64) as f32;
+        let fs = (s as f32 as f64 / 255.0) as f32;
+        let vf = v as f32 as f64;
+        let round = |x: f64| (x.round() as i32).clamp(0, 255) as u8;
+        let p = round(vf * (1.0 - fs as f64));
+        let q = round(vf * (1.0 - (fs * f) as f64));
+        let t = round(vf * (1.0 - (fs as f64 * (1.0 - f as f64))));
+        match i % 6 {
+            0 => [v, t, p],
+            1 => [q, v, p],
+            2 => [p, v, t],
+            3 => [p, q, v],
+            4 => [t, p, v],
+            _ => [v, p, q],
+        }
+    }
+
+    /// Blend.c's per-value code, branches included, against `blend` for every pair of values.
+    #[test]
+    fn blend_equals_pil_for_every_pair_and_alpha() {
+        let d: Vec<u8> = (0..=255u8).flat_map(|d| [d; 256]).collect();
+        let s: Vec<u8> = (0..256 * 256).map(|i| i as u8).collect();
+        let (d, s) = (Image::new(256, 256, 1, d), Image::new(256, 256, 1, s));
+        for alpha in [
+            -1.7,
+            -0.3,
+            0.0,
+            0.2,
+            0.5,
+            0.8,
+            0.99,
+            1.0,
+            1.2,
+            1.9,
+            3.3,
+            1e30,
+            f64::INFINITY,
+            f64::NAN,
+        ] {
+            let a = alpha as f32;
+            let out = blend(&d, &s, alpha);
+            for ((&x, &y), &got) in d.data.iter().zip(&s.data).zip(&out.data) {
+                let v = x as i32 as f32 + a * (y as i32 - x as i32) as f32;
+                let want = if (0.0..=1.0).contains(&a) {
+                    v as u8
+                } else if v <= 0.0 {
+                    0
+                } else if v >= 255.0 {
+                    255
+                } else {
+                    v as u8
+                };
+                assert_eq!(got, want, "blend({x}, {y}, {alpha})");
+            }
+        }
+    }
+
+    /// Every one of the 2^24 inputs, both ways.
+    #[test]
+    fn hsv_conversions_equal_pil_for_every_input() {
+        for a in 0..=255u8 {
+            for b in 0..=255u8 {
+                for c in 0..=255u8 {
+                    assert_eq!(
+                        rgb_to_hsv(a, b, c),
+                        pil_rgb_to_hsv(a, b, c),
+                        "rgb {a} {b} {c}"
+                    );
+                    assert_eq!(
+                        hsv_to_rgb(a, b, c),
+                        pil_hsv_to_rgb(a, b, c),
+                        "hsv {a} {b} {c}"
+                    );
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn rounding_is_half_away_from_zero() {
+        for x in [
+            0.0,
+            0.49999999999999994,
+            0.5,
+            1.5,
+            2.5,
+            254.5,
+            255.49,
+            300.0,
+        ] {
+            assert_eq!(
+                round_up_from_half(x),
+                (x.round() as i32).clamp(0, 255) as u8,
+                "{x}"
+            );
+        }
+    }
 
     #[test]
     fn hsv_round_trip_is_close() {

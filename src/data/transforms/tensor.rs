@@ -17,16 +17,25 @@ pub struct FloatImage {
 pub fn to_tensor(img: &Image, norm: Option<(&[f32], &[f32])>) -> FloatImage {
     let (w, h, c) = (img.width, img.height, img.channels);
     let plane = w * h;
-    let mut data = vec![0f32; c * plane];
+    let mut data = Vec::with_capacity(c * plane);
     for ch in 0..c {
         let (m, s) = match norm {
             Some((mean, std)) => (mean[ch], std[ch]),
             None => (0.0, 1.0),
         };
-        let dst = &mut data[ch * plane..(ch + 1) * plane];
-        for (d, px) in dst.iter_mut().zip(img.data.chunks_exact(c)) {
-            let v = px[ch] as f32 / 255.0;
-            *d = if norm.is_some() { (v - m) / s } else { v };
+        // The value of each of the 256 bytes, computed as above; then one lookup per pixel.
+        let lut: [f32; 256] = std::array::from_fn(|b| {
+            let v = b as f32 / 255.0;
+            if norm.is_some() {
+                (v - m) / s
+            } else {
+                v
+            }
+        });
+        match c {
+            1 => data.extend(img.data.iter().map(|&b| lut[b as usize])),
+            3 => data.extend(img.data.chunks_exact(3).map(|px| lut[px[ch] as usize])),
+            _ => data.extend(img.data.chunks_exact(c).map(|px| lut[px[ch] as usize])),
         }
     }
     FloatImage {
