@@ -40,6 +40,9 @@ fn get<T: std::str::FromStr>(f: &HashMap<String, String>, key: &str) -> Result<T
 }
 
 fn main() -> Result<()> {
+    // The process settings medfm's own main makes, so the loader runs as it does there.
+    medfm::device::use_passive_openmp_threads();
+    medfm::device::keep_tensors_in_heap();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (cmd, rest) = args
         .split_first()

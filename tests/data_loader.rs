@@ -320,19 +320,20 @@ fn the_resize_cache_serves_later_epochs_and_follows_the_source() {
         "the changed file's new content is used"
     );
 
-    // A torn or corrupt entry (crash mid-write, disk error) is detected and rebuilt.
+    // A torn, corrupt or overlong entry (crash mid-write, disk error) is detected and rebuilt.
     let entries: Vec<_> = walk(&cache.join("resize-v1"));
     assert_eq!(entries.len() as u64, n);
     for (k, e) in entries.iter().enumerate() {
-        let bytes = std::fs::read(e).unwrap();
-        if k % 2 == 0 {
-            std::fs::write(e, &bytes[..bytes.len() / 2]).unwrap();
-        } else {
-            let mut b = bytes.clone();
-            let last = b.len() - 1;
-            b[last] ^= 0xff;
-            std::fs::write(e, b).unwrap();
+        let mut b = std::fs::read(e).unwrap();
+        match k % 3 {
+            0 => b.truncate(b.len() / 2),
+            1 => {
+                let last = b.len() - 1;
+                b[last] ^= 0xff;
+            }
+            _ => b.push(0),
         }
+        std::fs::write(e, b).unwrap();
     }
     let repaired = cached(&s, &p, &cache);
     let _ = collect(&repaired, 0);

@@ -9,6 +9,7 @@
 
 use super::image::Image;
 use anyhow::{Context, Result};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::UNIX_EPOCH;
@@ -185,14 +186,19 @@ fn read_entry(
     size: (usize, usize),
     channels: usize,
 ) -> Option<Image> {
-    let bytes = std::fs::read(entry).ok()?;
-    let crc = parse_header(&bytes, key, stamp, size, channels)?;
+    // The header, then the pixels straight into the image's buffer: no second copy.
+    let mut file = std::fs::File::open(entry).ok()?;
+    let mut head = vec![0u8; header_len(key)];
+    file.read_exact(&mut head).ok()?;
+    let crc = parse_header(&head, key, stamp, size, channels)?;
     let (h, w) = size;
-    let pixels = bytes.get(header_len(key)..)?;
-    if pixels.len() != w * h * channels || crc32fast::hash(pixels) != crc {
+    let mut pixels = vec![0u8; w * h * channels];
+    file.read_exact(&mut pixels).ok()?;
+    // An entry with bytes after its pixels is not one this code wrote.
+    if file.read(&mut [0u8; 1]).ok()? != 0 || crc32fast::hash(&pixels) != crc {
         return None;
     }
-    Some(Image::new(w, h, channels, pixels.to_vec()))
+    Some(Image::new(w, h, channels, pixels))
 }
 
 fn write_entry(entry: &Path, key: &str, stamp: Stamp, img: &Image) -> Result<()> {

@@ -106,7 +106,7 @@ impl Source {
         for v in 0..n_views {
             let first = &per_item[0][v];
             let (c, h, w) = (first.channels, first.height, first.width);
-            let mut data = Vec::with_capacity(indices.len() * c * h * w);
+            let mut images = Vec::with_capacity(per_item.len());
             for (k, item_views) in per_item.iter().enumerate() {
                 let img = &item_views[v];
                 if (img.channels, img.height, img.width) != (c, h, w) {
@@ -123,14 +123,9 @@ impl Source {
                         w
                     );
                 }
-                data.extend_from_slice(&img.data);
+                images.push(img);
             }
-            views.push(Tensor::from_slice(&data).view([
-                indices.len() as i64,
-                c as i64,
-                h as i64,
-                w as i64,
-            ]));
+            views.push(stack(&images, (c, h, w)));
         }
         let labels = match self.task {
             Task::Multiclass => {
@@ -411,4 +406,25 @@ impl Drop for Prefetch {
             let _ = t.join();
         }
     }
+}
+
+/// Same-sized CHW images as one `[n, c, h, w]` tensor, written in place: tch's `from_slice`
+/// zeroes a new tensor and copies a staging buffer into it, two more passes over each batch.
+fn stack(images: &[&FloatImage], (c, h, w): (usize, usize, usize)) -> Tensor {
+    let per = c * h * w;
+    let t = Tensor::empty(
+        [images.len() as i64, c as i64, h as i64, w as i64],
+        tch::kind::FLOAT_CPU,
+    );
+    if per == 0 || images.is_empty() {
+        return t;
+    }
+    // SAFETY: `t` is a new contiguous f32 CPU tensor of `images.len() * per` elements that
+    // nothing else refers to yet.
+    let dst =
+        unsafe { std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, images.len() * per) };
+    for (d, img) in dst.chunks_exact_mut(per).zip(images) {
+        d.copy_from_slice(&img.data);
+    }
+    t
 }

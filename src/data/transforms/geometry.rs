@@ -62,17 +62,22 @@ pub fn center_crop(img: &Image, ch: usize, cw: usize) -> Image {
 }
 
 pub fn hflip(img: &Image) -> Image {
-    let c = img.channels;
-    let mut out = img.clone();
+    match img.channels {
+        1 => hflip_pixels::<1>(img),
+        3 => hflip_pixels::<3>(img),
+        c => panic!("hflip: {c} channels"),
+    }
+}
+
+/// With the pixel size known at compile time, each pixel is one small move, not a call.
+fn hflip_pixels<const C: usize>(img: &Image) -> Image {
+    let mut data = Vec::with_capacity(img.data.len());
     for y in 0..img.height {
-        let src = img.row(y);
-        let dst = &mut out.data[y * img.width * c..(y + 1) * img.width * c];
-        for x in 0..img.width {
-            dst[x * c..(x + 1) * c]
-                .copy_from_slice(&src[(img.width - 1 - x) * c..(img.width - x) * c]);
+        for px in img.row(y).chunks_exact(C).rev() {
+            data.extend_from_slice(px);
         }
     }
-    out
+    Image::new(img.width, img.height, C, data)
 }
 
 pub fn vflip(img: &Image) -> Image {
