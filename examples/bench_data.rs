@@ -63,6 +63,8 @@ fn main() -> Result<()> {
             println!("wrote {}", root.display());
         }
         "run" => {
+            // On stderr, so the log says which decoder was measured.
+            eprintln!("{}", medfm::data::jpeg::decoder_summary());
             let params_path: PathBuf = get::<String>(&f, "params")?.into();
             let params = config::load(&params_path, &[], &CliOverrides::default())?;
             let splits = Splits::build(&params)?;

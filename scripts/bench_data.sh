@@ -11,7 +11,8 @@
 # Usage: scripts/bench_data.sh [WORKERS] (default 2). Environment: N_IMAGES (default 160),
 # BATCH (default 16), SPLIT (train or val, default train), ROUNDS (default 3), DATASETS
 # (default "APTOS2019 DDSM ISIC2019"),
-# MEDFM_BENCH_DIR (default /tmp/medfm-bench: the images, about 1 GB, are kept for reruns).
+# MEDFM_BENCH_DIR (default /tmp/medfm-bench: the images, about 1 GB, are kept for reruns),
+# CARGO_TARGET_DIR (another build, e.g. one whose JPEG decoder was built without nasm).
 # Heavy: runs under flock /tmp/medfm-heavy.lock.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -30,7 +31,7 @@ if [ -z "${MEDFM_BENCH_LOCKED:-}" ]; then
 fi
 
 cargo build --release --example bench_data >/dev/null
-BIN=target/release/examples/bench_data
+BIN="${CARGO_TARGET_DIR:-target}/release/examples/bench_data"
 mkdir -p "$DIR"
 # (Re)generate a dataset unless one of the right size is there.
 make_data() { # NAME WIDTH HEIGHT
