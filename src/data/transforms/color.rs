@@ -447,7 +447,7 @@ mod tests {
         }
     }
 
-    /// The AVX2 hue shift against the scalar one, for all 2^24 colours and several shifts.
+    /// The AVX2 hue shift against the scalar one: all 2^24 colours, and all 256 shifts.
     #[cfg(target_arch = "x86_64")]
     #[test]
     fn avx2_hue_shift_equals_the_scalar_one_for_every_colour() {
@@ -459,12 +459,23 @@ mod tests {
         let src: Vec<u8> = (0..(1u32 << 24) + 1)
             .flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8])
             .collect();
-        for shift in [0u8, 1, 25, 128, 230, 255] {
+        // All colours with six shifts, and every 251st colour with each of the 256 shifts.
+        let some: Vec<u8> = src
+            .chunks_exact(3)
+            .step_by(251)
+            .flatten()
+            .copied()
+            .collect();
+        let cases = [0u8, 1, 25, 128, 230, 255]
+            .map(|shift| (&src, shift))
+            .into_iter()
+            .chain((0..=255u8).map(|shift| (&some, shift)));
+        for (src, shift) in cases {
             let mut want = vec![0u8; src.len()];
             let mut got = vec![0u8; src.len()];
-            shift_hue(&src, &mut want, shift);
+            shift_hue(src, &mut want, shift);
             // SAFETY: checked above.
-            unsafe { avx2::shift_hue(&src, &mut got, shift) };
+            unsafe { avx2::shift_hue(src, &mut got, shift) };
             if let Some(i) =
                 (0..src.len() / 3).find(|&i| got[3 * i..3 * i + 3] != want[3 * i..3 * i + 3])
             {
