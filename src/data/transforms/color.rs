@@ -111,10 +111,10 @@ fn shift_hue(src: &[u8], dst: &mut [u8], shift: u8) {
     }
 }
 
-/// PIL's `rgb2hsv_row`, with its float and double arithmetic. Hue varies from pixel to pixel,
-/// so the three cases of the hue formula are selected without branches, as one formula:
-/// `(base + a - b) as f32` in double, which is exact before that last rounding, equals C's
-/// `bc - gc` in float for the red case too. Only the two divisions the hue needs are made,
+/// PIL's `rgb2hsv_row`, with its float and double arithmetic. Its three hue formulas are one,
+/// `(base + a - b) as f32` in double, with the case choosing only the operands (so the AVX2
+/// code can select them per lane): exact before that last rounding, it equals C's `bc - gc`
+/// in float for the red case too. Only the two divisions the hue needs are made,
 /// and `fmod(x, 1.0)` is a subtraction: x lies in [5/6, 11/6) here.
 pub fn rgb_to_hsv(r: u8, g: u8, b: u8) -> [u8; 3] {
     let maxc = r.max(g).max(b);
