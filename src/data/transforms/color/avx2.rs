@@ -16,38 +16,56 @@ pub(super) fn available() -> bool {
 /// The CPU must have AVX2 ([`available`]).
 #[target_feature(enable = "avx2")]
 pub(super) unsafe fn shift_hue(src: &[u8], dst: &mut [u8], shift: u8) {
-    let mut src_px = src.chunks_exact(12);
-    let mut dst_px = dst.chunks_exact_mut(12);
-    for (s, d) in (&mut src_px).zip(&mut dst_px) {
-        let lane = |c: usize| {
-            _mm_setr_epi32(
-                s[c] as i32,
-                s[3 + c] as i32,
-                s[6 + c] as i32,
-                s[9 + c] as i32,
-            )
+    // Channel c of 4 packed RGB pixels, each byte zero-extended to a 32-bit lane.
+    let spread = |c: i8| {
+        let m: [i8; 16] = std::array::from_fn(|k| {
+            if k % 4 == 0 {
+                (k / 4 * 3) as i8 + c
+            } else {
+                -1
+            }
+        });
+        // SAFETY: 16 bytes.
+        unsafe { _mm_loadu_si128(m.as_ptr() as *const __m128i) }
+    };
+    let (red, green, blue) = (spread(0), spread(1), spread(2));
+    // 4 pixels as [r g b 0] lanes -> 12 packed bytes.
+    let pack = _mm_setr_epi8(0, 1, 2, 4, 5, 6, 8, 9, 10, 12, 13, 14, -1, -1, -1, -1);
+    let groups = src.len().min(dst.len()) / 12;
+    for at in (0..groups).map(|i| 12 * i) {
+        let mut buf = [0u8; 16];
+        let px = if at + 16 <= src.len() {
+            // SAFETY: 16 bytes from `at` are inside `src`.
+            _mm_loadu_si128(src.as_ptr().add(at) as *const __m128i)
+        } else {
+            buf[..12].copy_from_slice(&src[at..at + 12]);
+            _mm_loadu_si128(buf.as_ptr() as *const __m128i)
         };
-        let (r, g, b) = shift4(lane(0), lane(1), lane(2), shift);
-        let (r, g, b) = (lanes(r), lanes(g), lanes(b));
-        for k in 0..4 {
-            d[3 * k..3 * k + 3].copy_from_slice(&[r[k] as u8, g[k] as u8, b[k] as u8]);
-        }
+        let (r, g, b) = shift4(
+            _mm_shuffle_epi8(px, red),
+            _mm_shuffle_epi8(px, green),
+            _mm_shuffle_epi8(px, blue),
+            shift,
+        );
+        // Each lane is 0..=255, so the shifts and ors build [r g b 0] bytes.
+        let rgb = _mm_or_si128(
+            r,
+            _mm_or_si128(_mm_slli_epi32::<8>(g), _mm_slli_epi32::<16>(b)),
+        );
+        _mm_storeu_si128(
+            buf.as_mut_ptr() as *mut __m128i,
+            _mm_shuffle_epi8(rgb, pack),
+        );
+        dst[at..at + 12].copy_from_slice(&buf[..12]);
     }
-    for (s, d) in src_px
-        .remainder()
+    let done = 12 * groups;
+    for (s, d) in src[done..]
         .chunks_exact(3)
-        .zip(dst_px.into_remainder().chunks_exact_mut(3))
+        .zip(dst[done..].chunks_exact_mut(3))
     {
         let [h, sat, v] = super::rgb_to_hsv(s[0], s[1], s[2]);
         d.copy_from_slice(&super::hsv_to_rgb(h.wrapping_add(shift), sat, v));
     }
-}
-
-#[target_feature(enable = "avx2")]
-unsafe fn lanes(v: __m128i) -> [i32; 4] {
-    let mut out = [0i32; 4];
-    _mm_storeu_si128(out.as_mut_ptr() as *mut __m128i, v);
-    out
 }
 
 /// `mask ? a : b` per 32-bit lane (mask lanes all ones or all zeros).
