@@ -94,17 +94,22 @@ pub fn adjust_hue(img: &Image, factor: f64) -> Image {
     }
     let shift = ((factor * 255.0) as i32) as u8;
     let mut data = vec![0u8; img.data.len()];
-    #[cfg(target_arch = "x86_64")]
-    if avx2::available() {
-        // SAFETY: the CPU has AVX2.
-        unsafe { avx2::shift_hue(&img.data, &mut data, shift) };
-        return Image::new(img.width, img.height, 3, data);
-    }
     shift_hue(&img.data, &mut data, shift);
     Image::new(img.width, img.height, 3, data)
 }
 
+/// The hue of each RGB pixel of `src` shifted into `dst`: with AVX2 where the CPU has it
+/// (the same bytes).
 fn shift_hue(src: &[u8], dst: &mut [u8], shift: u8) {
+    #[cfg(target_arch = "x86_64")]
+    if avx2::available() {
+        // SAFETY: the CPU has AVX2.
+        return unsafe { avx2::shift_hue(src, dst, shift) };
+    }
+    shift_hue_portable(src, dst, shift)
+}
+
+fn shift_hue_portable(src: &[u8], dst: &mut [u8], shift: u8) {
     for (out, p) in dst.chunks_exact_mut(3).zip(src.chunks_exact(3)) {
         let [h, s, v] = rgb_to_hsv(p[0], p[1], p[2]);
         out.copy_from_slice(&hsv_to_rgb(h.wrapping_add(shift), s, v));
@@ -473,7 +478,7 @@ mod tests {
         for (src, shift) in cases {
             let mut want = vec![0u8; src.len()];
             let mut got = vec![0u8; src.len()];
-            shift_hue(src, &mut want, shift);
+            shift_hue_portable(src, &mut want, shift);
             // SAFETY: checked above.
             unsafe { avx2::shift_hue(src, &mut got, shift) };
             if let Some(i) =

@@ -32,6 +32,7 @@ pub fn to_tensor(img: &Image, norm: Option<(&[f32], &[f32])>) -> FloatImage {
                 v
             }
         });
+        // 1 and 3 channels spelled out, so that the pixel size is a constant.
         match c {
             1 => data.extend(img.data.iter().map(|&b| lut[b as usize])),
             3 => data.extend(img.data.chunks_exact(3).map(|px| lut[px[ch] as usize])),

@@ -58,14 +58,9 @@ pub(super) unsafe fn shift_hue(src: &[u8], dst: &mut [u8], shift: u8) {
         );
         dst[at..at + 12].copy_from_slice(&buf[..12]);
     }
+    // The last 0 to 3 pixels.
     let done = 12 * groups;
-    for (s, d) in src[done..]
-        .chunks_exact(3)
-        .zip(dst[done..].chunks_exact_mut(3))
-    {
-        let [h, sat, v] = super::rgb_to_hsv(s[0], s[1], s[2]);
-        d.copy_from_slice(&super::hsv_to_rgb(h.wrapping_add(shift), sat, v));
-    }
+    super::shift_hue_portable(&src[done..], &mut dst[done..], shift);
 }
 
 /// `mask ? a : b` per 32-bit lane (mask lanes all ones or all zeros).
