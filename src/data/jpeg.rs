@@ -165,12 +165,14 @@ fn message(cinfo: &mut ffi::jpeg_common_struct) -> String {
 mod tests {
     use super::*;
 
+    fn fixture_path(name: &str) -> std::path::PathBuf {
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures/data/transforms")
+            .join(name)
+    }
+
     fn fixture(name: &str) -> Vec<u8> {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/data/transforms/"
-        );
-        std::fs::read(format!("{dir}{name}")).unwrap()
+        std::fs::read(fixture_path(name)).unwrap()
     }
 
     #[test]
@@ -216,17 +218,13 @@ mod tests {
 
     #[test]
     fn headers_give_the_size_of_every_kind_of_file() {
-        let dir = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/fixtures/data/transforms/"
-        );
         for name in [
             "decode_rgb_arith.jpg",
             "decode_cmyk.jpg",
             "decode_rgb_sub2_prog1.jpg",
             "decode_gray_prog.jpg",
         ] {
-            let path = std::path::PathBuf::from(format!("{dir}{name}"));
+            let path = fixture_path(name);
             assert_eq!(dimensions(&path).unwrap(), (37, 23), "{name}");
             assert_eq!(
                 crate::data::image::dimensions(&path).unwrap(),
