@@ -403,9 +403,8 @@ impl Classifier {
     }
 
     /// The logits and the embedding the head's final `fc` reads: the pooled trunk embedding
-    /// (linear head) or DeiT's normed class token (attention head).
-    pub fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor) {
-        let _ = train;
+    /// (linear head) or DeiT's normed class token (attention head). For evaluation.
+    pub fn head_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
         self.head.forward_with_embedding(f)
     }
 

@@ -93,7 +93,7 @@ pub(super) fn run_pass(
             let f = batch_features(model, cache.as_deref_mut(), &batch, device, amp)?;
             let (out, emb) = super::amp::autocast(amp, device, || {
                 if want_embeddings {
-                    let (out, emb) = model.head_with_embedding(&f, false);
+                    let (out, emb) = model.head_with_embedding(&f);
                     (out, Some(emb))
                 } else {
                     (model.head(&f, false), None)

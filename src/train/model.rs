@@ -14,8 +14,9 @@ pub trait TrainModel {
     /// Logits [B, n_classes] from trunk features.
     fn head(&self, f: &Features, train: bool) -> Tensor;
     /// The logits and the embedding the reference returns with `return_embedding=True` (what
-    /// the kNN evaluation compares): the input of the head's final linear layer.
-    fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor);
+    /// the kNN evaluation compares): the input of the head's final linear layer. Evaluation
+    /// only, so it takes no `train` flag.
+    fn head_with_embedding(&self, f: &Features) -> (Tensor, Tensor);
     /// Whether the head reads `Features::tokens` (attention head) or only `pooled`.
     fn head_reads_tokens(&self) -> bool;
     /// No trunk parameter is trainable (trunk features of fixed inputs never change).
@@ -42,8 +43,8 @@ impl TrainModel for ClassifierModel {
     fn head(&self, f: &Features, train: bool) -> Tensor {
         self.inner.head(f, train)
     }
-    fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor) {
-        self.inner.head_with_embedding(f, train)
+    fn head_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
+        self.inner.head_with_embedding(f)
     }
     fn head_reads_tokens(&self) -> bool {
         self.head == HeadType::DeitBase

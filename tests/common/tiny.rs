@@ -87,8 +87,8 @@ impl TrainModel for Tiny {
     fn head(&self, f: &Features, _train: bool) -> Tensor {
         nn::Module::forward(&self.fc, &f.pooled)
     }
-    fn head_with_embedding(&self, f: &Features, train: bool) -> (Tensor, Tensor) {
-        (self.head(f, train), f.pooled.shallow_clone())
+    fn head_with_embedding(&self, f: &Features) -> (Tensor, Tensor) {
+        (self.head(f, false), f.pooled.shallow_clone())
     }
     fn head_reads_tokens(&self) -> bool {
         false
