@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Data loading throughput, medfm vs the reference's torchvision + PIL pipeline, side by side
 # on the same synthetic images at real sizes (APTOS2019: 2000x1500 RGB PNG; DDSM: 1024x1024
-# 16-bit gray PNG; ISIC2019: 1024x1024 RGB JPEG), the reference params' train transforms, the same worker count and batch
-# size. medfm's first epoch decodes (cold resize cache); later epochs read the cache.
+# 16-bit gray PNG; ISIC2019: 1024x1024 RGB JPEG), the reference params' train transforms, the
+# same worker count and batch size. medfm's first epoch decodes (cold resize cache); later
+# epochs read the cache.
 #
 # Each side runs ROUNDS times, alternating (medfm with a fresh cache: 3 epochs; Python: 2
 # epochs), and the best epoch rate of each kind is reported: on a shared machine the best of
