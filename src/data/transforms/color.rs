@@ -9,10 +9,9 @@ use crate::data::image::{luma, Image};
 mod avx2;
 
 /// `Image.blend(degenerate, img, alpha)`: float interpolation, truncated; clipped when
-/// extrapolating (alpha outside [0, 1]). A clamp to [0, 255] then the truncation is exactly
-/// that: v <= 0 gives 0 and v >= 255 gives 255.
-// `max` then `min`, not `clamp`: `max` sends a NaN to 0, as `as u8` would.
-#[allow(clippy::manual_clamp)]
+/// extrapolating (alpha outside [0, 1]). The enhancers below blend with a constant or with
+/// each pixel's gray level through the same per-value code, without building the degenerate
+/// image.
 pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
     let a = alpha as f32;
     if a == 0.0 {
@@ -25,14 +24,54 @@ pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
         .data
         .iter()
         .zip(&img.data)
-        .map(|(&d, &s)| {
-            let v = d as i32 as f32 + a * (s as i32 - d as i32) as f32;
-            // SAFETY: the value is in [0, 255] (a NaN becomes 0); unlike the saturating
-            // cast, this cast vectorises.
-            unsafe { v.max(0.0).min(255.0).to_int_unchecked::<i32>() as u8 }
-        })
+        .map(|(&d, &s)| blend_value(d, s, a))
         .collect();
     Image::new(img.width, img.height, img.channels, data)
+}
+
+/// Blend.c's value, `d + a * (s - d)` in float: a clamp to [0, 255] then the truncation is
+/// exactly its truncation, clipped when extrapolating (v <= 0 gives 0, v >= 255 gives 255).
+// `max` then `min`, not `clamp`: `max` sends a NaN to 0, as `as u8` would.
+#[allow(clippy::manual_clamp)]
+#[inline(always)]
+fn blend_value(d: u8, s: u8, a: f32) -> u8 {
+    let v = d as i32 as f32 + a * (s as i32 - d as i32) as f32;
+    // SAFETY: the value is in [0, 255] (a NaN becomes 0); unlike the saturating cast, this
+    // cast vectorises.
+    unsafe { v.max(0.0).min(255.0).to_int_unchecked::<i32>() as u8 }
+}
+
+/// `blend` with a degenerate image of one value `d` everywhere.
+fn blend_constant(d: u8, img: &Image, alpha: f64) -> Image {
+    let a = alpha as f32;
+    let data = if a == 0.0 {
+        vec![d; img.data.len()]
+    } else if a == 1.0 {
+        img.data.clone()
+    } else {
+        img.data.iter().map(|&s| blend_value(d, s, a)).collect()
+    };
+    Image::new(img.width, img.height, img.channels, data)
+}
+
+/// `blend` of an RGB image with its gray version (`convert('L').convert('RGB')`).
+fn blend_gray(img: &Image, alpha: f64) -> Image {
+    let a = alpha as f32;
+    if a == 1.0 {
+        return img.clone();
+    }
+    let mut data = vec![0u8; img.data.len()];
+    for (out, p) in data.chunks_exact_mut(3).zip(img.data.chunks_exact(3)) {
+        let g = luma(p[0], p[1], p[2]);
+        if a == 0.0 {
+            out.fill(g);
+        } else {
+            for (o, &s) in out.iter_mut().zip(p) {
+                *o = blend_value(g, s, a);
+            }
+        }
+    }
+    Image::new(img.width, img.height, 3, data)
 }
 
 /// `convert('L')` (RGB) or a copy (L).
@@ -58,25 +97,22 @@ fn gray_like(gray: &Image, like: &Image) -> Image {
 }
 
 pub fn adjust_brightness(img: &Image, factor: f64) -> Image {
-    blend(
-        &Image::zeros(img.width, img.height, img.channels),
-        img,
-        factor,
-    )
+    blend_constant(0, img, factor)
 }
 
 /// `ImageEnhance.Contrast`: blend with the mean gray level, `int(mean + 0.5)`.
 pub fn adjust_contrast(img: &Image, factor: f64) -> Image {
-    let gray = to_gray(img);
-    let sum: u64 = gray.data.iter().map(|&v| v as u64).sum();
-    let mean = if gray.data.is_empty() {
-        0.0
+    let sum: u64 = if img.channels == 1 {
+        img.data.iter().map(|&v| v as u64).sum()
     } else {
-        sum as f64 / gray.data.len() as f64
+        img.data
+            .chunks_exact(3)
+            .map(|p| luma(p[0], p[1], p[2]) as u64)
+            .sum()
     };
-    let m = (mean + 0.5) as u8;
-    let degenerate = Image::new(img.width, img.height, img.channels, vec![m; img.data.len()]);
-    blend(&degenerate, img, factor)
+    let n = img.width * img.height;
+    let mean = if n == 0 { 0.0 } else { sum as f64 / n as f64 };
+    blend_constant((mean + 0.5) as u8, img, factor)
 }
 
 /// `ImageEnhance.Color`: blend with the gray version (a no-op on gray images).
@@ -84,7 +120,7 @@ pub fn adjust_saturation(img: &Image, factor: f64) -> Image {
     if img.channels == 1 {
         return img.clone();
     }
-    blend(&gray_like(&to_gray(img), img), img, factor)
+    blend_gray(img, factor)
 }
 
 /// torchvision's PIL `adjust_hue`: shift H of PIL's 8-bit HSV by `int(f * 255)` (wrapping).
@@ -397,22 +433,7 @@ mod tests {
         let d: Vec<u8> = (0..=255u8).flat_map(|d| [d; 256]).collect();
         let s: Vec<u8> = (0..256 * 256).map(|i| i as u8).collect();
         let (d, s) = (Image::new(256, 256, 1, d), Image::new(256, 256, 1, s));
-        for alpha in [
-            -1.7,
-            -0.3,
-            0.0,
-            0.2,
-            0.5,
-            0.8,
-            0.99,
-            1.0,
-            1.2,
-            1.9,
-            3.3,
-            1e30,
-            f64::INFINITY,
-            f64::NAN,
-        ] {
+        for alpha in ALPHAS {
             let a = alpha as f32;
             let out = blend(&d, &s, alpha);
             for ((&x, &y), &got) in d.data.iter().zip(&s.data).zip(&out.data) {
@@ -428,6 +449,51 @@ mod tests {
                 };
                 assert_eq!(got, want, "blend({x}, {y}, {alpha})");
             }
+        }
+    }
+
+    /// The alphas the blend tests try: inside and outside [0, 1], the shortcuts, inf, NaN.
+    const ALPHAS: [f64; 14] = [
+        -1.7,
+        -0.3,
+        0.0,
+        0.2,
+        0.5,
+        0.8,
+        0.99,
+        1.0,
+        1.2,
+        1.9,
+        3.3,
+        1e30,
+        f64::INFINITY,
+        f64::NAN,
+    ];
+
+    /// The enhancers' blends equal `blend` with the degenerate image built: a constant (every
+    /// value with every byte) and the gray version (every 97th colour).
+    #[test]
+    fn blends_with_a_constant_or_gray_equal_blend_with_the_image() {
+        let bytes = Image::new(256, 1, 1, (0..=255).collect());
+        let colours: Vec<u8> = (0..1u32 << 24)
+            .step_by(97)
+            .flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8])
+            .collect();
+        let rgb = Image::new(colours.len() / 3, 1, 3, colours);
+        for alpha in ALPHAS {
+            for d in 0..=255u8 {
+                let degenerate = Image::new(256, 1, 1, vec![d; 256]);
+                assert_eq!(
+                    blend_constant(d, &bytes, alpha),
+                    blend(&degenerate, &bytes, alpha),
+                    "constant {d}, alpha {alpha}"
+                );
+            }
+            assert_eq!(
+                blend_gray(&rgb, alpha),
+                blend(&gray_like(&to_gray(&rgb), &rgb), &rgb, alpha),
+                "gray, alpha {alpha}"
+            );
         }
     }
 
