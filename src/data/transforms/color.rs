@@ -526,7 +526,8 @@ mod tests {
             eprintln!("no AVX2 on this CPU: nothing to compare");
             return;
         }
-        // One extra pixel, so that the 4-pixel loop leaves a remainder.
+        // One extra pixel, so that the 8-pixel loop leaves a remainder and reads its last
+        // group through its buffer.
         let src: Vec<u8> = (0..(1u32 << 24) + 1)
             .flat_map(|c| [(c >> 16) as u8, (c >> 8) as u8, c as u8])
             .collect();
