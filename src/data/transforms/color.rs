@@ -29,8 +29,9 @@ pub fn blend(degenerate: &Image, img: &Image, alpha: f64) -> Image {
     Image::new(img.width, img.height, img.channels, data)
 }
 
-/// Blend.c's value, `d + a * (s - d)` in float: a clamp to [0, 255] then the truncation is
-/// exactly its truncation, clipped when extrapolating (v <= 0 gives 0, v >= 255 gives 255).
+/// Blend.c's value: `d + a * (s - d)` in float, truncated, and clipped to [0, 255] when
+/// extrapolating. Clamping, then truncating, gives exactly that (v <= 0 gives 0, v >= 255
+/// gives 255).
 // `max` then `min`, not `clamp`: `max` sends a NaN to 0, as `as u8` would.
 #[allow(clippy::manual_clamp)]
 #[inline(always)]
