@@ -42,34 +42,22 @@ fn blend_value(d: u8, s: u8, a: f32) -> u8 {
     unsafe { v.max(0.0).min(255.0).to_int_unchecked::<i32>() as u8 }
 }
 
-/// `blend` with a degenerate image of one value `d` everywhere.
+/// `blend` with a degenerate image of one value `d` everywhere. `blend`'s shortcuts for
+/// alpha 0 and 1 are not needed: `blend_value` gives exactly `d` and `s` there.
 fn blend_constant(d: u8, img: &Image, alpha: f64) -> Image {
     let a = alpha as f32;
-    let data = if a == 0.0 {
-        vec![d; img.data.len()]
-    } else if a == 1.0 {
-        img.data.clone()
-    } else {
-        img.data.iter().map(|&s| blend_value(d, s, a)).collect()
-    };
+    let data = img.data.iter().map(|&s| blend_value(d, s, a)).collect();
     Image::new(img.width, img.height, img.channels, data)
 }
 
 /// `blend` of an RGB image with its gray version (`convert('L').convert('RGB')`).
 fn blend_gray(img: &Image, alpha: f64) -> Image {
     let a = alpha as f32;
-    if a == 1.0 {
-        return img.clone();
-    }
     let mut data = vec![0u8; img.data.len()];
     for (out, p) in data.chunks_exact_mut(3).zip(img.data.chunks_exact(3)) {
         let g = luma(p[0], p[1], p[2]);
-        if a == 0.0 {
-            out.fill(g);
-        } else {
-            for (o, &s) in out.iter_mut().zip(p) {
-                *o = blend_value(g, s, a);
-            }
+        for (o, &s) in out.iter_mut().zip(p) {
+            *o = blend_value(g, s, a);
         }
     }
     Image::new(img.width, img.height, 3, data)
@@ -103,16 +91,13 @@ pub fn adjust_brightness(img: &Image, factor: f64) -> Image {
 
 /// `ImageEnhance.Contrast`: blend with the mean gray level, `int(mean + 0.5)`.
 pub fn adjust_contrast(img: &Image, factor: f64) -> Image {
-    let sum: u64 = if img.channels == 1 {
-        img.data.iter().map(|&v| v as u64).sum()
+    let gray = to_gray(img);
+    let sum: u64 = gray.data.iter().map(|&v| v as u64).sum();
+    let mean = if gray.data.is_empty() {
+        0.0
     } else {
-        img.data
-            .chunks_exact(3)
-            .map(|p| luma(p[0], p[1], p[2]) as u64)
-            .sum()
+        sum as f64 / gray.data.len() as f64
     };
-    let n = img.width * img.height;
-    let mean = if n == 0 { 0.0 } else { sum as f64 / n as f64 };
     blend_constant((mean + 0.5) as u8, img, factor)
 }
 

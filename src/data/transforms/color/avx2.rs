@@ -93,12 +93,6 @@ unsafe fn wide(x: __m256) -> [__m256d; 2] {
     ]
 }
 
-/// `f` on both halves of 8 f64 lanes, each giving 4 f32 lanes, put back together.
-#[target_feature(enable = "avx2")]
-unsafe fn halves_ps(x: [__m256d; 2], f: impl Fn(__m256d) -> __m128) -> __m256 {
-    _mm256_set_m128(f(x[1]), f(x[0]))
-}
-
 /// `f` on both halves of 8 f64 lanes, each giving 4 i32 lanes, put back together.
 #[target_feature(enable = "avx2")]
 unsafe fn halves_epi32(x: [__m256d; 2], f: impl Fn(__m256d) -> __m128i) -> __m256i {
@@ -108,7 +102,10 @@ unsafe fn halves_epi32(x: [__m256d; 2], f: impl Fn(__m256d) -> __m128i) -> __m25
 /// `(x as f32) as f64` per lane: a double rounded to float and widened again.
 #[target_feature(enable = "avx2")]
 unsafe fn to_float(x: [__m256d; 2]) -> [__m256d; 2] {
-    wide(halves_ps(x, |h| _mm256_cvtpd_ps(h)))
+    wide(_mm256_set_m128(
+        _mm256_cvtpd_ps(x[1]),
+        _mm256_cvtpd_ps(x[0]),
+    ))
 }
 
 /// `x as i32` per lane (truncation; the values fit).
@@ -211,10 +208,7 @@ unsafe fn shift8(r: __m256i, g: __m256i, b: __m256i, shift: u8) -> (__m256i, __m
     let f = _mm256_i32gather_ps::<4>(HSV.frac.as_ptr(), h);
     let fs = _mm256_i32gather_ps::<4>(HSV.sat.as_ptr(), s8);
     let sector = _mm256_i32gather_epi32::<4>(HSV.sector.as_ptr(), h);
-    let vf = [
-        _mm256_cvtepi32_pd(_mm256_castsi256_si128(v)),
-        _mm256_cvtepi32_pd(_mm256_extracti128_si256::<1>(v)),
-    ];
+    let vf = wide(_mm256_cvtepi32_ps(v));
     let one = splat(1.0);
     let p = round8(each(vf, each(one, wide(fs), sub), mul));
     let q = round8(each(vf, each(one, wide(_mm256_mul_ps(fs, f)), sub), mul));
