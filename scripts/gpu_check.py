@@ -187,6 +187,7 @@ class Check:
     def bench(self):
         q = self.args.quick
         size, batch, iters, warmup = (56, 2, 2, 1) if q else (224, 32, 10, 3)
+        batch = self.args.bench_batch or batch
         peak = peak_tflops(self.gpu_name)
         flops = train_step_flops(size, batch)
         rows = []
@@ -207,6 +208,7 @@ class Check:
                     r[f"{side}_mfu"] = round(flops / seconds / (peak * 1e12), 4) if peak else None
                 rows.append(r)
             self.record("bench", {"config": "dinov2_vitb14 last 4 blocks + deit_base head",
+                                  "batch": batch, "size": size,
                                   "model_tflop_per_step": round(flops / 1e12, 3), "peak_tflops": peak,
                                   "rows": rows, "ok": True})
         return self.results["checks"]["bench"]
@@ -402,8 +404,8 @@ def summary(r):
     if "bench" in c:
         b = c["bench"]
         lines += [f"## 4. training step, medfm vs PyTorch ({b.get('config', '')}): {verdict(b.get('ok'))}", "",
-                  f"model FLOPs per step: {b.get('model_tflop_per_step')} TFLOP; peak used for MFU: "
-                  f"{b.get('peak_tflops')} TFLOP/s (dense fp16/bf16)", ""]
+                  f"batch {b.get('batch')}, {b.get('size')} px; model FLOPs per step: {b.get('model_tflop_per_step')} "
+                  f"TFLOP; peak used for MFU: {b.get('peak_tflops')} TFLOP/s (dense fp16/bf16)", ""]
         lines += ["| amp | side (medfm's foreach) | ms/step | images/s | MFU | GPU MiB (nvidia-smi per process) | "
                   "GPU MiB (device rise at start) | allocator peak MiB |", "|---|---|---|---|---|---|---|---|"]
         for row in b.get("rows", []):
@@ -426,6 +428,7 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small sizes (a CPU test of the script)")
     ap.add_argument("--only", default="version,features,train,bench", help="comma-separated checks")
     ap.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1), help="CPU threads of the bench")
+    ap.add_argument("--bench-batch", type=int, help="batch size of the step benchmark (default 32; 2 with --quick)")
     ap.add_argument("--keep-work", action="store_true", help="keep the work folder (weights, data, runs)")
     args = ap.parse_args()
     check = Check(args)
