@@ -78,6 +78,39 @@ fn a_run_writes_every_output_and_lowers_the_loss() {
 }
 
 #[test]
+fn each_new_state_is_written_to_the_session_once() {
+    // 3 epochs. An epoch that ends with a validation was saved by it, and a run
+    // that ends validated was saved at its last epoch: each such second write of the same
+    // multi-GB session used to double the checkpoint time.
+    for (val_every, save_best, writes) in [
+        (1.0, true, 3),  // a validation (+ save) per epoch
+        (1.0, false, 3), // the same, the last model taken as the best each time
+        (0.5, true, 6),  // two per epoch
+        (2.0, true, 4),  // ends of epochs 1 and 3, validations after 2 and 3
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| {
+            v["training_params"]["val_every"] = val_every.into();
+            v["training_params"]["save_best_model"] = save_best.into();
+        });
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        t.start_fresh().unwrap();
+        t.train().unwrap();
+        let case = format!("val_every {val_every}, save_best_model {save_best}");
+        assert_eq!(t.session_writes(), writes, "{case}");
+        // The file holds the final state all the same.
+        let ck = medfm::train::checkpoint::load(&t.files().last()).unwrap();
+        let saved: medfm::train::session::SessionState = ck.state().unwrap();
+        let now = t.progressions();
+        assert_eq!(saved.iters, 3 * t.steps_per_epoch(), "{case}");
+        assert_eq!(saved.iters, now.iters, "{case}");
+        assert_eq!(saved.last_val_iters, now.last_val_iters, "{case}");
+        assert_eq!(saved.best_iters, now.best_iters, "{case}");
+        assert_eq!(saved.val_loss.to_bits(), now.val_loss.to_bits(), "{case}");
+    }
+}
+
+#[test]
 fn a_crashed_run_resumes_to_the_same_metrics() {
     crash_and_resume(None, false);
 }

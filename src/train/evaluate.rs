@@ -198,6 +198,7 @@ impl Trainer {
 
     /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
     pub(super) fn validate(&mut self) -> Result<()> {
+        self.session_saved_at = None;
         let bank = self.build_bank(self.amp)?;
         if self.sources.val.is_empty() {
             // The reference: without validation batches the current model is the best one.

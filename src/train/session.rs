@@ -128,8 +128,16 @@ impl Trainer {
         )
     }
 
+    /// [`Self::save_session`] unless the file already holds this state.
+    pub(super) fn save_session_if_changed(&mut self) -> Result<()> {
+        if self.session_saved_at == Some(self.state.iters) {
+            return Ok(());
+        }
+        self.save_session()
+    }
+
     /// Write the session (`<model_name>.last.safetensors`).
-    pub(super) fn save_session(&self) -> Result<()> {
+    pub(super) fn save_session(&mut self) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = vec![];
         for (n, t) in self.model.trainable() {
             tensors.push((format!("model/{n}"), t));
@@ -173,7 +181,10 @@ impl Trainer {
             scaler: self.scaler.as_ref().map(|s| s.state()),
             frozen_fingerprint: self.fingerprint,
         };
-        checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)
+        checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
+        self.session_saved_at = Some(s.iters);
+        self.session_writes += 1;
+        Ok(())
     }
 
     /// `restore_session`: resume from `path` (default: this run's last session). A session

@@ -96,6 +96,12 @@ pub struct Trainer {
     pub(super) fingerprint: f64,
     /// The lr finder trains without validation, checkpoints or best-model tracking.
     pub(super) grid_search: bool,
+    /// The iteration whose state the session file holds, until validation changes the state
+    /// again: an epoch that ends with a validation would otherwise write the same
+    /// (multi-GB) session twice.
+    pub(super) session_saved_at: Option<u64>,
+    /// How many times the session file was written (see [`Self::session_writes`]).
+    pub(super) session_writes: u64,
 }
 
 /// A per-iteration seed, so any randomness in the forward pass (dropout, drop-path) is a
@@ -247,6 +253,8 @@ impl Trainer {
         Ok(Trainer {
             fingerprint,
             grid_search: false,
+            session_saved_at: None,
+            session_writes: 0,
             scaler: amp.then(|| GradScaler::new(device)),
             params,
             info,
@@ -341,6 +349,12 @@ impl Trainer {
         &self.state
     }
 
+    /// How many times this trainer wrote its session file: each write is a multi-GB file
+    /// for a large trained part, so the tests keep the count down to one per new state.
+    pub fn session_writes(&self) -> u64 {
+        self.session_writes
+    }
+
     pub fn steps_per_epoch(&self) -> u64 {
         self.sources.train.len() as u64
     }
@@ -368,7 +382,7 @@ impl Trainer {
         if self.state.last_val_iters != Some(self.state.iters) {
             self.validate()?;
         }
-        self.save_session()
+        self.save_session_if_changed()
     }
 
     /// The epochs from the current iteration up to `epochs`; validation (and checkpoints)
@@ -430,7 +444,11 @@ impl Trainer {
             }
             drop(batches);
             skip = 0;
-            if !self.grid_search {
+            if !self.grid_search && self.session_saved_at != Some(self.state.iters) {
+                // The reference's end-of-epoch save (medfm's also when save_best_model is on,
+                // so that a crash loses at most an epoch); nothing new to save if the epoch
+                // ended with a validation, which saved (and, without save_best_model, took
+                // the best model) at this very iteration.
                 if !self.params.training_params.save_best_model {
                     self.take_best()?;
                 }
