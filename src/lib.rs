@@ -12,6 +12,7 @@ pub mod device;
 pub mod metrics;
 pub mod models;
 pub mod report;
+pub mod run_dir;
 pub mod train;
 pub mod util;
 pub mod weights;

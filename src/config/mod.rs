@@ -187,13 +187,25 @@ fn array_for_object(
 /// The params medfm actually ran with, written atomically to
 /// `save_dir/configs/<model_name>/params.json`. Returns the file's path.
 pub fn write_resolved(params: &Params) -> Result<PathBuf> {
-    let dir = Path::new(&params.training_params.save_dir)
-        .join("configs")
-        .join(&params.training_params.model_name);
-    let file = dir.join("params.json");
+    write_params(params, &params.run_dir().resolved_params())
+}
+
+/// `params` as pretty JSON, written atomically to `file`. Returns the file's path.
+pub fn write_params(params: &Params, file: &Path) -> Result<PathBuf> {
+    let file = file.to_path_buf();
     let text = serde_json::to_string_pretty(params)? + "\n";
     crate::util::write_atomic(&file, text.as_bytes())?;
     Ok(file)
+}
+
+impl Params {
+    /// The files of the run these params describe (`save_dir` + `model_name`).
+    pub fn run_dir(&self) -> crate::run_dir::RunDir {
+        crate::run_dir::RunDir::new(
+            &self.training_params.save_dir,
+            &self.training_params.model_name,
+        )
+    }
 }
 
 fn value_at(value: &serde_json::Value, key: &str) -> String {

@@ -196,7 +196,7 @@ pub fn cache_dir(params: &Params) -> Option<PathBuf> {
     }
     Some(match &d.cache_dir {
         Some(dir) => PathBuf::from(dir),
-        None => Path::new(&params.training_params.save_dir).join("cache"),
+        None => crate::run_dir::cache_root(Path::new(&params.training_params.save_dir)),
     })
 }
 

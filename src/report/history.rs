@@ -17,8 +17,9 @@ pub struct HistoryRow {
     pub epoch: f64,
     /// Optimiser steps done.
     pub iteration: u64,
-    /// Mean training loss since the previous row.
-    pub train_loss: f64,
+    /// Mean training loss since the previous row (None when no step ran since it: the
+    /// validation after the last epoch, when the last iteration had just validated).
+    pub train_loss: Option<f64>,
     /// None when there is no validation split.
     pub val_loss: Option<f64>,
     pub lr: f64,
@@ -41,14 +42,6 @@ impl History {
             path: path.into(),
             rows: Vec::new(),
         }
-    }
-
-    /// `history.csv` under `results/<model_name>/`.
-    pub fn path_for(save_dir: &Path, model_name: &str) -> PathBuf {
-        save_dir
-            .join("results")
-            .join(model_name)
-            .join("history.csv")
     }
 
     /// The rows already in `path` (for a resumed run), or an empty history if it does not exist.
@@ -108,7 +101,7 @@ impl History {
             let mut rec = vec![
                 num(r.epoch),
                 r.iteration.to_string(),
-                num(r.train_loss),
+                r.train_loss.map(num).unwrap_or_default(),
                 r.val_loss.map(num).unwrap_or_default(),
                 num(r.lr),
             ];
@@ -177,7 +170,7 @@ fn read_rows(path: &Path) -> Result<Vec<HistoryRow>> {
         rows.push(HistoryRow {
             epoch: required(0)?,
             iteration: required(1)? as u64,
-            train_loss: required(2)?,
+            train_loss: field(2)?,
             val_loss: field(3)?,
             lr: required(4)?,
             metrics,
@@ -198,7 +191,7 @@ mod tests {
         HistoryRow {
             epoch,
             iteration,
-            train_loss: 0.7,
+            train_loss: Some(0.7),
             val_loss: Some(0.6),
             lr: 1e-4,
             metrics,
@@ -209,7 +202,7 @@ mod tests {
     #[test]
     fn writes_reads_and_truncates() {
         let dir = tempfile::tempdir().unwrap();
-        let path = History::path_for(dir.path(), "m");
+        let path = crate::run_dir::RunDir::new(dir.path(), "m").history();
         let mut h = History::new(&path);
         h.push(row(0.5, 10, 0.25)).unwrap();
         h.push(row(1.0, 20, 0.5)).unwrap();

@@ -2,7 +2,8 @@
 //! TensorBoard events, and the cross-run table and figure of `medfm report`.
 //!
 //! Per run, everything lands in `save_dir/results/<model_name>/` (`RunOutputs` names the
-//! files), except TensorBoard events (`save_dir/tensorboard/<model_name>/`).
+//! files, from the run's `RunDir`), except TensorBoard events (`save_dir/tensorboard/<model_name>/`);
+//! an evaluation on other data writes to its own folder inside it.
 
 pub mod figure;
 pub mod history;
@@ -18,72 +19,102 @@ pub use predictions::{write_predictions, Truth};
 pub use results::{read_metrics_results, test_results, write_metrics_results};
 pub use tensorboard::EventWriter;
 
+use crate::run_dir::RunDir;
 use anyhow::Result;
 use std::path::{Path, PathBuf};
 
-/// The output files of one run.
+/// Where one evaluation of a run writes: the run's own results folder, or an evaluation
+/// folder (`RunDir::eval_dir`) for a saved model tested on other data.
 #[derive(Debug, Clone)]
 pub struct RunOutputs {
-    pub save_dir: PathBuf,
-    pub model_name: String,
+    pub run: RunDir,
+    /// `metrics_results.json`, `history.csv`, `predictions.csv` and the plots go here.
+    results: PathBuf,
+    /// The reference's kNN copy of `metrics_results.json` (None: no copy).
+    knn_results: Option<PathBuf>,
 }
 
 impl RunOutputs {
+    /// The run's own outputs, `save_dir/results/<model_name>/` (and the kNN copy in
+    /// `results/<model_name>-knn/`).
     pub fn new(save_dir: impl Into<PathBuf>, model_name: impl Into<String>) -> Self {
+        Self::of(RunDir::new(save_dir, model_name))
+    }
+
+    pub fn of(run: RunDir) -> Self {
         RunOutputs {
-            save_dir: save_dir.into(),
-            model_name: model_name.into(),
+            results: run.results_dir(),
+            knn_results: run.knn_results_dir(),
+            run,
         }
     }
 
-    /// `save_dir/results/<model_name>/`.
-    pub fn results_dir(&self) -> PathBuf {
-        self.save_dir.join("results").join(&self.model_name)
+    /// An evaluation of `run`'s model written to `dir` (the kNN copy in `dir/knn/`).
+    pub fn evaluation(run: RunDir, dir: PathBuf) -> Self {
+        RunOutputs {
+            knn_results: Some(dir.join("knn")),
+            results: dir,
+            run,
+        }
+    }
+
+    pub fn model_name(&self) -> &str {
+        self.run.model_name()
+    }
+
+    pub fn results_dir(&self) -> &Path {
+        &self.results
+    }
+
+    /// Whether these are the run's own results (not an evaluation folder).
+    pub fn is_own(&self) -> bool {
+        self.results == self.run.results_dir()
     }
 
     pub fn metrics_results(&self) -> PathBuf {
-        results::metrics_results_path(&self.save_dir, &self.model_name)
+        self.results.join("metrics_results.json")
+    }
+
+    /// The kNN copy's `metrics_results.json`.
+    pub fn knn_metrics_results(&self) -> Option<PathBuf> {
+        self.knn_results
+            .as_ref()
+            .map(|d| d.join("metrics_results.json"))
     }
 
     pub fn history(&self) -> PathBuf {
-        History::path_for(&self.save_dir, &self.model_name)
+        self.results.join("history.csv")
     }
 
     pub fn predictions(&self) -> PathBuf {
-        predictions::predictions_path(&self.save_dir, &self.model_name)
+        self.results.join("predictions.csv")
     }
 
     pub fn curves_png(&self) -> PathBuf {
-        self.results_dir().join("curves.png")
+        self.results.join("curves.png")
     }
 
     pub fn confusion_png(&self) -> PathBuf {
-        self.results_dir().join("confusion_matrix.png")
+        self.results.join("confusion_matrix.png")
     }
 
     pub fn roc_png(&self) -> PathBuf {
-        self.results_dir().join("roc.png")
+        self.results.join("roc.png")
     }
 
     pub fn tensorboard_dir(&self) -> PathBuf {
-        EventWriter::dir_for(&self.save_dir, &self.model_name)
+        self.run.tensorboard_dir()
     }
 
     /// `save_dir/configs/<model_name>/params.json` (written by `config::write_resolved`).
     pub fn resolved_params(&self) -> PathBuf {
-        self.save_dir
-            .join("configs")
-            .join(&self.model_name)
-            .join("params.json")
+        self.run.resolved_params()
     }
 
     /// `save_dir/configs/<model_name>/error.txt`: why the run's last attempt stopped with an
     /// error (see `runs::record_error`).
     pub fn error_record(&self) -> PathBuf {
-        self.save_dir
-            .join("configs")
-            .join(&self.model_name)
-            .join("error.txt")
+        self.run.error_record()
     }
 }
 
@@ -110,7 +141,7 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
         .into_iter()
         .map(|(id, state)| table::Row::new(id, state))
         .collect();
-    let dir = save_dir.join("report");
+    let dir = crate::run_dir::report_dir(save_dir);
     let files = ReportFiles {
         markdown: dir.join("results.md"),
         csv: dir.join("results.csv"),

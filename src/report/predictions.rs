@@ -3,7 +3,7 @@
 //! (softmax or sigmoid, as the model produced them in f32).
 
 use anyhow::{bail, Context, Result};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The true labels of the test items.
 #[derive(Debug, Clone, Copy)]
@@ -12,13 +12,6 @@ pub enum Truth<'a> {
     Multiclass(&'a [i64]),
     /// 0/1 per item and label, row-major [n, n_labels].
     Multilabel(&'a [f64]),
-}
-
-pub fn predictions_path(save_dir: &Path, model_name: &str) -> PathBuf {
-    save_dir
-        .join("results")
-        .join(model_name)
-        .join("predictions.csv")
 }
 
 /// Write the file atomically. `probs` is row-major [items, n_classes].

@@ -30,37 +30,31 @@ pub fn test_results(
     out
 }
 
-/// Where `metrics_results.json` of a run lives.
-pub fn metrics_results_path(save_dir: &Path, model_name: &str) -> PathBuf {
-    save_dir
-        .join("results")
-        .join(model_name)
-        .join("metrics_results.json")
-}
-
 /// The reference's name for the kNN copy: `<name>-knn`, or `<base>-knn-run_<i>` for a name
 /// `<base>-run_<i>`.
 pub fn knn_model_name(model_name: &str) -> Result<String> {
-    let parts: Vec<&str> = model_name.split("-run_").collect();
-    match parts.as_slice() {
-        [base] => Ok(format!("{base}-knn")),
-        [base, run] => Ok(format!("{base}-knn-run_{run}")),
-        _ => bail!("model name {model_name:?} does not follow the naming convention (at most one \"-run_\")"),
+    match crate::run_dir::knn_model_name(model_name) {
+        Some(name) => Ok(name),
+        None => bail!("model name {model_name:?} does not follow the naming convention (at most one \"-run_\")"),
     }
 }
 
 /// Write `metrics_results.json` atomically (and the kNN copy when `has_knn`, as the reference
 /// does). Returns the files written.
 pub fn write_metrics_results(
-    save_dir: &Path,
-    model_name: &str,
+    out: &super::RunOutputs,
     values: &MetricValues,
     has_knn: bool,
 ) -> Result<Vec<PathBuf>> {
     let text = to_python_json(values);
-    let mut written = vec![metrics_results_path(save_dir, model_name)];
+    let mut written = vec![out.metrics_results()];
     if has_knn {
-        written.push(metrics_results_path(save_dir, &knn_model_name(model_name)?));
+        match out.knn_metrics_results() {
+            Some(p) => written.push(p),
+            None => {
+                knn_model_name(out.model_name())?;
+            }
+        }
     }
     for path in &written {
         crate::util::write_atomic(path, text.as_bytes())?;
@@ -210,7 +204,8 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let m = Metrics::multiclass(&[0, 1, 1], &[0.9, 0.1, 0.2, 0.8, 0.6, 0.4], 2).unwrap();
         let values = test_results(Some(&m), Some(&m), Some(0.123456789));
-        let files = write_metrics_results(dir.path(), "run", &values, true).unwrap();
+        let out = super::super::RunOutputs::new(dir.path(), "run");
+        let files = write_metrics_results(&out, &values, true).unwrap();
         assert_eq!(files.len(), 2);
         assert!(files[1].ends_with("results/run-knn/metrics_results.json"));
         let back = read_metrics_results(&files[0]).unwrap();

@@ -11,6 +11,7 @@
 
 use crate::config::{DatasetName, HeadType, Params};
 use crate::metrics::MetricValues;
+use crate::run_dir::{self, RunDir};
 use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -63,17 +64,17 @@ impl RunState {
     }
 }
 
-/// The last-state checkpoint of a run (named by the training engine's `RunFiles`).
+/// The last-state checkpoint of a run.
 pub fn last_checkpoint(save_dir: &Path, model_name: &str) -> PathBuf {
-    crate::train::checkpoint::RunFiles::new(&save_dir.to_string_lossy(), model_name).last()
+    RunDir::new(save_dir, model_name).last()
 }
 
 pub fn status_file(save_dir: &Path, model_name: &str) -> PathBuf {
-    save_dir.join("sweep").join("status").join(model_name)
+    run_dir::sweep_status(save_dir, model_name)
 }
 
 pub fn plan_file(save_dir: &Path) -> PathBuf {
-    save_dir.join("sweep").join("plan.tsv")
+    run_dir::sweep_plan(save_dir)
 }
 
 /// The state of run `model_name` from its files.
@@ -94,10 +95,7 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     let status = status.trim();
     let error = read_error(&out.error_record());
     if let Some(code) = status.strip_prefix("failed") {
-        let log = save_dir
-            .join("sweep")
-            .join("logs")
-            .join(format!("{model_name}.log"));
+        let log = run_dir::sweep_log(save_dir, model_name);
         let error = error.map(|e| format!(": {e}")).unwrap_or_default();
         return RunState::Failed(format!("exit code{code}{error}; log: {}", log.display()));
     }
@@ -115,8 +113,8 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
 /// Keep why a run stopped with an error, so that `report` and sweeps show it as failed (with
 /// the reason) instead of as interrupted: the error on the first line, then one cause a line.
 /// A killed process writes nothing, so it stays "incomplete".
-pub fn record_error(save_dir: &Path, model_name: &str, error: &anyhow::Error) -> Result<PathBuf> {
-    let file = super::RunOutputs::new(save_dir, model_name).error_record();
+pub fn record_error(run: &RunDir, error: &anyhow::Error) -> Result<PathBuf> {
+    let file = run.error_record();
     let summary = format!("{error:#}").replace(['\n', '\r'], " ");
     // The chain, one cause a line; not `{:?}`, which adds a backtrace when RUST_BACKTRACE is set.
     let causes: Vec<String> = error.chain().map(|c| format!("- {c}")).collect();
@@ -126,8 +124,8 @@ pub fn record_error(save_dir: &Path, model_name: &str, error: &anyhow::Error) ->
 }
 
 /// Remove the previous attempt's error record, as a run starts.
-pub fn clear_error(save_dir: &Path, model_name: &str) -> Result<()> {
-    let file = super::RunOutputs::new(save_dir, model_name).error_record();
+pub fn clear_error(run: &RunDir) -> Result<()> {
+    let file = run.error_record();
     match std::fs::remove_file(&file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
             Err(e).with_context(|| format!("cannot remove {}", file.display()))
@@ -165,8 +163,8 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     }
     // Runs whose resolved params exist but cannot be used, and why.
     let mut bad_params: BTreeMap<String, String> = BTreeMap::new();
-    for name in subdirs(&save_dir.join("configs"))? {
-        let file = save_dir.join("configs").join(&name).join("params.json");
+    for name in subdirs(&run_dir::configs_root(save_dir))? {
+        let file = RunDir::new(save_dir, &name).resolved_params();
         match crate::config::load(&file, &[], &Default::default()) {
             Ok(p) if p.training_params.model_name == name => {
                 add(&mut ids, RunId::from_params(&p, Some(file)))
@@ -185,7 +183,7 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
             }
         }
     }
-    let results = subdirs(&save_dir.join("results"))?;
+    let results = subdirs(&run_dir::results_root(save_dir))?;
     for name in &results {
         let exists = |b: &str| ids.contains_key(b) || results.iter().any(|r| r == b);
         if !ids.contains_key(name) && !is_knn_copy(name, exists) {
@@ -370,7 +368,8 @@ mod tests {
         assert_eq!(run_state(d, "a").label(), "failed");
         let mut v = MetricValues::default();
         v.push("test_roc_auc", 0.75);
-        crate::report::write_metrics_results(d, "a", &v, false).unwrap();
+        crate::report::write_metrics_results(&crate::report::RunOutputs::new(d, "a"), &v, false)
+            .unwrap();
         assert_eq!(run_state(d, "a"), RunState::Done(v));
     }
 
@@ -379,7 +378,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         let error = anyhow::anyhow!("img_size 32 is not a multiple of 14").context("building");
-        let file = record_error(d, "a", &error).unwrap();
+        let file = record_error(&RunDir::new(d, "a"), &error).unwrap();
         assert_eq!(
             std::fs::read_to_string(&file).unwrap(),
             "building: img_size 32 is not a multiple of 14\n\n- building\n\
@@ -410,7 +409,7 @@ mod tests {
         std::fs::remove_file(status_file(d, "a")).unwrap();
         // Long messages are cut for the table; the file keeps them whole.
         let long = anyhow::anyhow!("{}", "é".repeat(400));
-        record_error(d, "a", &long).unwrap();
+        record_error(&RunDir::new(d, "a"), &long).unwrap();
         let RunState::Failed(why) = run_state(d, "a") else {
             panic!("{:?}", run_state(d, "a"))
         };
@@ -418,8 +417,8 @@ mod tests {
             why.starts_with(&format!("{}...; see ", "é".repeat(300))),
             "{why}"
         );
-        clear_error(d, "a").unwrap();
-        clear_error(d, "a").unwrap();
+        clear_error(&RunDir::new(d, "a")).unwrap();
+        clear_error(&RunDir::new(d, "a")).unwrap();
         assert!(!file.exists());
         assert_eq!(run_state(d, "a"), RunState::Missing);
     }
@@ -439,7 +438,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let d = dir.path();
         // metrics_results.json that is a folder.
-        let metrics = crate::report::results::metrics_results_path(d, "a");
+        let metrics = RunDir::new(d, "a").metrics_results();
         std::fs::create_dir_all(&metrics).unwrap();
         let RunState::Failed(why) = run_state(d, "a") else {
             panic!("{:?}", run_state(d, "a"))
@@ -469,8 +468,10 @@ mod tests {
     fn knn_copies_are_not_runs() {
         let dir = tempfile::tempdir().unwrap();
         let v = MetricValues::default();
-        crate::report::write_metrics_results(dir.path(), "x-run_1", &v, true).unwrap();
-        crate::report::write_metrics_results(dir.path(), "lonely-knn", &v, false).unwrap();
+        for (name, knn) in [("x-run_1", true), ("lonely-knn", false)] {
+            let out = crate::report::RunOutputs::new(dir.path(), name);
+            crate::report::write_metrics_results(&out, &v, knn).unwrap();
+        }
         let runs = collect_runs(dir.path(), &[]).unwrap();
         let names: Vec<&str> = runs.iter().map(|(id, _)| id.model_name.as_str()).collect();
         assert_eq!(names, ["lonely-knn", "x-run_1"]);

@@ -18,11 +18,6 @@ pub struct EventWriter {
 }
 
 impl EventWriter {
-    /// The folder TensorBoard should be pointed at for a run: `save_dir/tensorboard/<model_name>`.
-    pub fn dir_for(save_dir: &Path, model_name: &str) -> PathBuf {
-        save_dir.join("tensorboard").join(model_name)
-    }
-
     /// Start a new event file in `dir` (each session of a resumed run gets its own file;
     /// TensorBoard merges them).
     pub fn create(dir: &Path) -> Result<Self> {

@@ -3,7 +3,7 @@
 //! target, so a reader (or a resumed run after a crash) sees the old file or the new one,
 //! never a torn one.
 //!
-//! Under `save_dir/checkpoints/`:
+//! Under `save_dir/checkpoints/` (named by [`crate::run_dir::RunDir`]):
 //! - `<model_name>.best.safetensors` (kind "model"): the best model's trainable parameters,
 //!   what `--test` evaluates and `transfer_learning_params` starts from;
 //! - `<model_name>.last.safetensors` (kind "session"): everything a resumed run needs.
@@ -33,32 +33,6 @@ impl CkptKind {
             CkptKind::Model => "model",
             CkptKind::Session => "session",
         }
-    }
-}
-
-/// The checkpoint files of one run.
-#[derive(Debug, Clone)]
-pub struct RunFiles {
-    pub dir: PathBuf,
-    pub model_name: String,
-}
-
-impl RunFiles {
-    pub fn new(save_dir: &str, model_name: &str) -> RunFiles {
-        RunFiles {
-            dir: Path::new(save_dir).join("checkpoints"),
-            model_name: model_name.to_string(),
-        }
-    }
-
-    pub fn best(&self) -> PathBuf {
-        self.dir
-            .join(format!("{}.best.safetensors", self.model_name))
-    }
-
-    pub fn last(&self) -> PathBuf {
-        self.dir
-            .join(format!("{}.last.safetensors", self.model_name))
     }
 }
 

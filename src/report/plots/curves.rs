@@ -15,7 +15,10 @@ pub fn plot_curves(history: &History, target_metric: &str, title: &str, path: &P
         bail!("no validation rows yet in {}", history.path().display());
     }
     let column = format!("val_{target_metric}");
-    let train: Vec<(f64, f64)> = rows.iter().map(|r| (r.epoch, r.train_loss)).collect();
+    let train: Vec<(f64, f64)> = rows
+        .iter()
+        .filter_map(|r| r.train_loss.map(|v| (r.epoch, v)))
+        .collect();
     let val: Vec<(f64, f64)> = rows
         .iter()
         .filter_map(|r| r.val_loss.map(|v| (r.epoch, v)))
