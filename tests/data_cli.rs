@@ -44,6 +44,8 @@ fn params_file(dir: &Path, dataset: &str, data_location: &Path) -> PathBuf {
     v["training_params"]["save_dir"] = dir.join("out").to_str().unwrap().into();
     // The reference's 64 would leave these small train splits without a batch.
     v["dataloader_params"]["trainloader"]["batch_size"] = 8.into();
+    // These tests are about the data: no weights file is needed.
+    v["foundation_params"]["pretrained"] = false.into();
     let path = dir.join(format!("{dataset}.json"));
     std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
     path

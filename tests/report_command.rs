@@ -4,6 +4,8 @@
 use medfm::config::{self, CliOverrides};
 use medfm::metrics::MetricValues;
 use medfm::report::runs::{self, RunId};
+mod common;
+
 use std::path::Path;
 use std::process::Command;
 
@@ -29,7 +31,12 @@ fn finish(save_dir: &Path, name: &str, target_key: &str, target: f64) {
     m.push("test_accuracy", 0.7);
     m.push(target_key, target);
     m.push("test_loss", 0.61234);
-    medfm::report::write_metrics_results(save_dir, name, &m, false).unwrap();
+    medfm::report::write_metrics_results(
+        &medfm::report::RunOutputs::new(save_dir, name),
+        &m,
+        false,
+    )
+    .unwrap();
 }
 
 #[test]
@@ -158,6 +165,7 @@ fn plan_prints_states_for_the_sweep() {
     // checks it against the data.
     let depends = cosine("ISIC2019/clip_vitb16_linear.json", "long_warmup", 2);
     let out = Command::new(env!("CARGO_BIN_EXE_medfm"))
+        .env("MEDFM_WEIGHTS", common::placeholder_weights(d))
         .args(["report", "--save_dir"])
         .arg(d)
         .arg("--plan")

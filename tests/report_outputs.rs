@@ -73,7 +73,7 @@ fn multiclass_run_outputs() {
             .push(HistoryRow {
                 epoch: t,
                 iteration: 40 * e,
-                train_loss: 1.4 / (1.0 + 0.3 * t),
+                train_loss: Some(1.4 / (1.0 + 0.3 * t)),
                 val_loss: Some(1.3 / (1.0 + 0.2 * t) + 0.01 * t),
                 lr: 1e-4,
                 metrics: m,
@@ -84,7 +84,7 @@ fn multiclass_run_outputs() {
     plot_curves(
         &history,
         "quadratic_kappa",
-        &out.model_name,
+        out.model_name(),
         &out.curves_png(),
     )
     .unwrap();
@@ -113,7 +113,7 @@ fn multiclass_run_outputs() {
 
     let metrics = Metrics::multiclass(&labels, &probs, 5).unwrap();
     let values = medfm::report::test_results(Some(&metrics), None, Some(0.87654321));
-    medfm::report::write_metrics_results(&out.save_dir, &out.model_name, &values, false).unwrap();
+    medfm::report::write_metrics_results(&out, &values, false).unwrap();
     let text = std::fs::read_to_string(out.metrics_results()).unwrap();
     assert!(
         text.starts_with("{\"test_accuracy\": 0.") && text.ends_with(", \"test_loss\": 0.87654}"),

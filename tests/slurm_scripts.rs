@@ -4,6 +4,8 @@
 //! (as Slurm does with --requeue); the training job is the same stand-in as
 //! tests/sweep_script.rs.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -74,6 +76,7 @@ fn submit(bin: &Path, save: &Path) -> (bool, String) {
         .args(["--", "--data_location", "/data"])
         .env("PATH", path)
         .env("REAL_MEDFM", env!("CARGO_BIN_EXE_medfm"))
+        .env("MEDFM_WEIGHTS", common::placeholder_weights(bin))
         .env("FAKE_DIE", "sam2_b")
         .env("SBATCH_LOG", bin.join("sbatch.args"))
         .env("SBATCH_OUT", bin.join("tasks.out"))

@@ -5,6 +5,8 @@
 //! restore_session and restarts the failed one. tests/sweep_e2e.rs does the same with real
 //! training.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -49,7 +51,11 @@ fn sweep(fake: &Path, save: &Path, env: &[(&str, &str)]) -> (bool, String) {
         .arg(root().join("configs/paper/DDSM/sam2_b_linear.json"))
         .arg(root().join("configs/paper/DDSM/sam2_l_linear.json"))
         .arg(root().join("configs/paper/DDSM/clip_vitb16_linear.json"))
-        .env("REAL_MEDFM", env!("CARGO_BIN_EXE_medfm"));
+        .env("REAL_MEDFM", env!("CARGO_BIN_EXE_medfm"))
+        .env(
+            "MEDFM_WEIGHTS",
+            common::placeholder_weights(save.parent().unwrap()),
+        );
     for (k, v) in env {
         cmd.env(k, v);
     }

@@ -5,29 +5,27 @@
 //! images of several sizes with no Resize or crop) is listed, and the command then exits
 //! non-zero.
 
-use crate::config::{self, CliOverrides};
 use crate::data::transforms::Pipeline;
 use crate::data::{image, rng::Rng, Problem, Splits, Task};
 use crate::models::InputRule;
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
-use std::path::PathBuf;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    #[arg(long = "params_path", default_value = "./params.json")]
-    pub params_path: PathBuf,
     /// Decode every image and list the unreadable ones.
     #[arg(long = "check-images")]
     pub check_images: bool,
-    /// Override any params key (as for the main job).
-    #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
-    pub set: Vec<String>,
+    /// The run flags of the main job (`--params_path`, `--data_location`, `--save_dir`,
+    /// `--model_name`, `--set`, `--overwrite`, ...): inspect checks the run they describe.
+    #[command(flatten)]
+    pub run: super::train::Args,
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let params = config::load(&args.params_path, &args.set, &CliOverrides::default())?;
-    println!("Params {}: valid", args.params_path.display());
+    let params = args.run.load_params()?;
+    let params_path = &args.run.params_path;
+    println!("Params {}: valid", params_path.display());
     let splits = Splits::build(&params)?;
     let info = &splits.info;
     let d = &params.dataset_params;
@@ -64,31 +62,11 @@ pub fn run(args: &Args) -> Result<()> {
         None => println!("Image sizes: no readable image header"),
     }
     let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
-    // What training would refuse at its start, found without building anything: the trunk
-    // (its input rule comes from its config) and the optimizer's schedules.
-    let mut config_problems = vec![];
-    let f = &params.foundation_params;
-    let trunk = crate::models::classifier::trunk_input_rule(&params, info.channels)
-        .map_err(|e| {
-            config_problems.push(format!(
-                "foundation_params: backbone_type \"{}\" with img_size {} cannot be built for {} \
-                 channel(s): {e:#}",
-                f.backbone_type, f.img_size, info.channels
-            ))
-        })
-        .ok();
-    let l = &params.dataloader_params.trainloader;
-    let n = splits.train.len();
-    let train_batches =
-        crate::data::loader::batches_per_epoch(n, l.batch_size as usize, l.drop_last);
-    if train_batches == 0 {
-        config_problems.push(format!(
-            "the train split gives no batch ({n} images; batch_size {}, drop_last {})",
-            l.batch_size, l.drop_last
-        ));
-    } else if let Err(e) = crate::train::trainer::check_schedule(&params, train_batches) {
-        config_problems.push(format!("{e:#}"));
-    }
+    // What training would refuse at its start (the run folder, the trunk and its weights,
+    // the transforms' sizes, the schedules), found by the same preflight training runs.
+    let target = crate::train::attempt::decide(&params, &args.run.run_options());
+    let config_problems = crate::train::preflight::problems(&params, &target, Some(&splits));
+    let trunk = crate::models::classifier::trunk_input_rule(&params, info.channels).ok();
     problems.extend(check_transforms(
         &splits,
         &params,
@@ -131,7 +109,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     bail!(
         "{count} found in the config or data of {}",
-        args.params_path.display()
+        params_path.display()
     )
 }
 
@@ -243,7 +221,10 @@ fn check_transforms(
             .and_then(|img| pipeline.apply(pipeline.resize(img), &mut Rng::seeded(&[0])));
         match result {
             Ok(views) => {
-                // Without a rule (the trunk options are already a problem) nothing to check.
+                // Without a rule (the trunk options are already a problem) nothing to check;
+                // a fixed output size was checked by the preflight already.
+                let fixed = pipeline.output_size().is_some() && pipeline.views.is_empty();
+                let trunk = trunk.filter(|_| !fixed);
                 for (v, t) in views.iter().flat_map(|v| trunk.map(|t| (v, t))) {
                     let (c, h, w) = (v.channels as i64, v.height as i64, v.width as i64);
                     if let Err(e) = crate::train::check_split_images(params, split, t, c, h, w) {

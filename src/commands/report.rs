@@ -5,6 +5,7 @@
 
 use crate::config::{self, CliOverrides};
 use crate::report::runs::{self, RunId, RunState};
+use crate::train::{attempt, preflight, RunOptions};
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -66,46 +67,28 @@ fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {
     Ok(RunId::from_params(params, Some(std::path::absolute(file)?)))
 }
 
-/// What would fail as soon as the run starts, found from the config alone so that a sweep does
-/// not queue the run: the trunk's options, the transforms' output sizes, and schedules that no
-/// training split could give enough steps.
-fn check_runnable(params: &config::Params) -> Result<()> {
-    let d = &params.dataset_params;
-    let info = crate::data::DatasetInfo::new(d.dataset, d.num_classes)?;
-    let trunk = crate::models::classifier::trunk_input_rule(params, info.channels)?;
-    crate::train::check_transform_sizes(params, &info, &trunk)?;
-    check_schedule_any_size(params)
-}
-
-/// The plan has no data, so it cannot count the batches per epoch (`inspect` does). A schedule
-/// is refused only when it fails with one batch per epoch and with 2^20 (far more than the
-/// largest dataset gives): each failure of `Mixer::new` that some size avoids (too few steps
-/// for OneCycleLR's phases, a fixed warm-up longer than the run) goes away as the steps grow.
-fn check_schedule_any_size(params: &config::Params) -> Result<()> {
-    use crate::train::trainer::check_schedule;
-    match check_schedule(params, 1) {
-        Err(e) if check_schedule(params, 1 << 20).is_err() => Err(e.context(
-            "the schedules cannot be built for any number of training batches \
-             (numbers shown for one batch per epoch)",
-        )),
-        _ => Ok(()),
-    }
-}
-
 fn plan(args: &Args) -> Result<()> {
     let mut ids = Vec::new();
     for file in &args.configs {
-        let planned = load_params(args, file)
-            .and_then(|params| check_runnable(&params).and_then(|()| run_id(&params, file)));
+        let planned = load_params(args, file).and_then(|params| {
+            let id = run_id(&params, file)?;
+            let state = match runs::run_state(&args.save_dir, &id.model_name) {
+                RunState::Done(_) => return Ok((id, "done")),
+                _ if runs::last_checkpoint(&args.save_dir, &id.model_name).is_file() => "resume",
+                _ => "start",
+            };
+            // What would fail as soon as the run starts, found by the preflight training runs
+            // (without the data, which the plan does not read), in the mode the sweep will use.
+            let mut params = params;
+            params.training_params.restore_session |= state == "resume";
+            let target = attempt::decide(&params, &RunOptions::default());
+            match preflight::problems(&params, &target, None).as_slice() {
+                [] => Ok((id, state)),
+                found => anyhow::bail!("{}", found.join("; ")),
+            }
+        });
         match planned {
-            Ok(id) => {
-                let state = match runs::run_state(&args.save_dir, &id.model_name) {
-                    RunState::Done(_) => "done",
-                    _ if runs::last_checkpoint(&args.save_dir, &id.model_name).is_file() => {
-                        "resume"
-                    }
-                    _ => "start",
-                };
+            Ok((id, state)) => {
                 println!("plan\t{state}\t{}\t{}", id.model_name, file.display());
                 ids.push(id);
             }

@@ -3,6 +3,7 @@
 
 use crate::config::{self, CliOverrides};
 use crate::report::runs;
+use crate::train::RunOptions;
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
@@ -58,6 +59,10 @@ pub struct Args {
     /// 1 or 0: force mixed precision on or off (default: follow the params file).
     #[arg(long = "use_mixed_precision", value_parser = clap::value_parser!(u8).range(0..=1))]
     pub use_mixed_precision: Option<u8>,
+    /// Replace an earlier run of the same name (its checkpoints, results and events) instead
+    /// of refusing; without it a run folder that holds a session or results is only resumed.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Override any params key: --set training_params.epochs=3 (value parsed as JSON, else a
     /// string). Repeatable; validated like the file; applied to the file before the flags above.
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
@@ -81,28 +86,46 @@ impl Args {
     }
 }
 
-pub fn run(args: &Args) -> Result<()> {
-    if args.dist_url.is_some() || args.port.is_some() {
-        eprintln!("warning: --dist_url/--port are for the reference's multi-GPU launcher; medfm ignores them");
+impl Args {
+    /// The params file with `--set` and the flags applied, validated.
+    pub fn load_params(&self) -> Result<config::Params> {
+        if self.dist_url.is_some() || self.port.is_some() {
+            eprintln!("warning: --dist_url/--port are for the reference's multi-GPU launcher; medfm ignores them");
+        }
+        config::load(&self.params_path, &self.set, &self.overrides())
     }
-    let params = config::load(&args.params_path, &args.set, &args.overrides())?;
-    let device = crate::device::select(&params.system_params)?;
-    let resolved = config::write_resolved(&params)?;
-    let save_dir = std::path::Path::new(&params.training_params.save_dir);
-    let name = &params.training_params.model_name;
-    runs::clear_error(save_dir, name)?;
-    println!("Resolved params written to {}", resolved.display());
-    println!("Device: {device:?}");
-    let opts = crate::train::RunOptions {
-        test_only: args.test,
-        checkpoint: args.checkpoint.clone(),
-        lr_grid_search: false,
-    };
-    let result = crate::train::run(&params, device, &opts);
+
+    /// What the command line asks for beyond the params file.
+    pub fn run_options(&self) -> RunOptions {
+        RunOptions {
+            test_only: self.test,
+            checkpoint: self.checkpoint.clone(),
+            lr_grid_search: false,
+            overwrite: self.overwrite,
+        }
+    }
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let params = args.load_params()?;
+    let opts = args.run_options();
+    let run = params.run_dir();
+    // Whether this attempt may record its error in the run folder: a folder without an
+    // earlier run, or one it took over; never over an earlier run's files, never for --test.
+    let was_free = run.earlier_run().is_none();
+    let mut took_over = false;
+    let result = (|| {
+        let target = crate::train::preflight::check(&params, &opts)?;
+        let device = crate::device::select(&params.system_params)?;
+        println!("Device: {device:?}");
+        crate::train::run(&params, device, &opts, &target, &mut took_over)
+    })();
     if let Err(e) = &result {
-        // The run's error is what the user needs; a record that cannot be written only warns.
-        if let Err(w) = runs::record_error(save_dir, name, e) {
-            eprintln!("warning: {w:#}");
+        if took_over || (was_free && !args.test) {
+            // The run's error is what the user needs; a record that cannot be written only warns.
+            if let Err(w) = runs::record_error(&run, e) {
+                eprintln!("warning: {w:#}");
+            }
         }
     }
     result

@@ -110,6 +110,22 @@ fn trunk_options(f: &FoundationParams, in_chans: i64) -> BuildOptions {
     }
 }
 
+/// Whether the weights files `params` name (or the weights folder must hold) are there, as
+/// [`ClassifierSpec::from_params`] resolves them, without building anything or printing.
+pub fn check_weights(params: &Params) -> Result<()> {
+    let f = &params.foundation_params;
+    let row = registry::get(&f.backbone_type).context("foundation_params.backbone_type")?;
+    if f.pretrained {
+        resolve_trunk_weights(row, f.weights.as_deref())?;
+    }
+    let m = &params.model_params;
+    if let (HeadType::DeitBase, true, Some(_)) = (m.backbone_type, m.pretrained, &m.weights) {
+        resolve_deit_weights(m.weights.as_deref())?;
+    }
+    head_grid(&m.transformers_params)?;
+    Ok(())
+}
+
 impl ClassifierSpec {
     /// Resolve weight paths (`foundation_params.weights`, else `$MEDFM_WEIGHTS` or `weights/`
     /// + the backbone's file name); a missing file is an error naming it and its source.

@@ -71,24 +71,7 @@ pub struct Dinov2 {
 
 impl Dinov2 {
     pub fn new(p: &nn::Path, cfg: Dinov2Config, opts: &BuildOptions) -> Result<Dinov2> {
-        if opts.in_chans <= 0 {
-            bail!("DINOv2: in_chans must be positive, got {}", opts.in_chans);
-        }
-        if opts.img_size <= 0 || opts.img_size % cfg.patch != 0 {
-            bail!(
-                "DINOv2: img_size {} is not a positive multiple of the patch size {}",
-                opts.img_size,
-                cfg.patch
-            );
-        }
-        let used_blocks = match opts.drop_cutoff.iter().min() {
-            None => cfg.depth as usize,
-            Some(&c) if c >= 0 && c < cfg.depth => c as usize + 1,
-            Some(&c) => bail!(
-                "partial.drop_cutoff: block {c} does not exist (the model has blocks 0..{})",
-                cfg.depth - 1
-            ),
-        };
+        let used_blocks = check_options(&cfg, opts)?;
         let block_cfg = BlockConfig {
             dim: cfg.dim,
             heads: cfg.heads,
@@ -184,9 +167,33 @@ fn input_rule(cfg: &Dinov2Config, in_chans: i64) -> InputRule {
     }
 }
 
-/// Registry `input` of the DINOv2 rows.
+/// Registry `input` of the DINOv2 rows: the build's option checks, then the rule.
 pub fn input(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<InputRule> {
+    check_options(cfg, opts)?;
     Ok(input_rule(cfg, opts.in_chans))
+}
+
+/// The options `Dinov2::new` accepts (checked before anything is built, so `inspect` and the
+/// run's preflight refuse what the build would): returns the number of blocks that run.
+fn check_options(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<usize> {
+    if opts.in_chans <= 0 {
+        bail!("DINOv2: in_chans must be positive, got {}", opts.in_chans);
+    }
+    if opts.img_size <= 0 || opts.img_size % cfg.patch != 0 {
+        bail!(
+            "DINOv2: img_size {} is not a positive multiple of the patch size {}",
+            opts.img_size,
+            cfg.patch
+        );
+    }
+    match opts.drop_cutoff.iter().min() {
+        None => Ok(cfg.depth as usize),
+        Some(&c) if c >= 0 && c < cfg.depth => Ok(c as usize + 1),
+        Some(&c) => bail!(
+            "partial.drop_cutoff: block {c} does not exist (the model has blocks 0..{})",
+            cfg.depth - 1
+        ),
+    }
 }
 
 macro_rules! dinov2_builder {

@@ -198,6 +198,11 @@ impl Trainer {
 
     /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
     pub(super) fn validate(&mut self) -> Result<()> {
+        self.validate_with_key(self.state.iters)
+    }
+
+    /// [`Self::validate`] with the val loader's shuffle order drawn from `key`.
+    pub(super) fn validate_with_key(&mut self, key: u64) -> Result<()> {
         self.session_saved_at = None;
         let bank = self.build_bank(self.amp)?;
         if self.sources.val.is_empty() {
@@ -208,7 +213,7 @@ impl Trainer {
             self.state.last_val_iters = Some(self.state.iters);
             return Ok(());
         }
-        let out = self.pass(Split::Val, self.state.iters, bank.is_some(), self.amp)?;
+        let out = self.pass(Split::Val, key, bank.is_some(), self.amp)?;
         // A finite loss can still leave weights that overflow on the next forward pass.
         if !bool::try_from(out.logits.isfinite().all())? {
             return Err(self.diverged("the model's outputs on the validation split are not finite"));
@@ -249,7 +254,8 @@ impl Trainer {
             self.take_best()?;
         }
         let spe = self.steps_per_epoch() as f64;
-        let train_loss = self.state.loss_sum / self.state.loss_count.max(1) as f64;
+        let train_loss =
+            (self.state.loss_count > 0).then(|| self.state.loss_sum / self.state.loss_count as f64);
         self.outputs.history_row(crate::report::HistoryRow {
             epoch: self.state.iters as f64 / spe,
             iteration: self.state.iters,

@@ -14,7 +14,6 @@ use crate::report::plots::{bold, color, font, padded_range, plot_err, render_png
 use crate::report::results::py_float_repr;
 use anyhow::{bail, Context, Result};
 use plotters::prelude::*;
-use std::path::PathBuf;
 
 /// One grid point's result.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -80,11 +79,11 @@ impl Trainer {
             bail!("lr_finder.grid_search_params.keep_schedule is not implemented (nor is it in the reference)");
         }
         let tp = &self.params.training_params;
-        let dir = PathBuf::from(&tp.save_dir).join("grid_search_results");
-        std::fs::create_dir_all(&dir)
-            .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        let name = tp.model_name.clone();
-        let txt = dir.join(format!("{name}_grid_search_out.txt"));
+        let txt = self.files.grid_search_log();
+        if let Some(dir) = txt.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
         let metric = self.info.target_metric;
         // A progress log, as in the reference, but rewritten whole after each point so a
         // reader (or a crash) never sees a torn line.
@@ -176,13 +175,7 @@ impl Trainer {
                 t.val_target, t.lr
             );
             println!("The best val_loss is {} for lr = {}", l.val_loss, l.lr);
-            plot(
-                &trained,
-                t,
-                l,
-                metric,
-                &dir.join(format!("{name}_grid_search_out.png")),
-            )?;
+            plot(&trained, t, l, metric, &txt.with_extension("png"))?;
         } else {
             println!("Notice: every learning rate diverged; no plot");
         }

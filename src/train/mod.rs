@@ -5,6 +5,7 @@
 //! best model and write the outputs; or, with `--test`, only the test.
 
 pub mod amp;
+pub mod attempt;
 pub mod checkpoint;
 pub mod evaluate;
 pub mod feature_cache;
@@ -14,6 +15,7 @@ pub mod lr_finder;
 pub mod model;
 pub mod optim;
 pub mod outputs;
+pub mod preflight;
 pub mod progress;
 pub mod schedule;
 pub mod session;
@@ -40,6 +42,8 @@ pub struct RunOptions {
     pub checkpoint: Option<PathBuf>,
     /// Run the lr finder's grid search instead of training.
     pub lr_grid_search: bool,
+    /// Replace an earlier run of the same name (`--overwrite`).
+    pub overwrite: bool,
 }
 
 /// The loaders of a run, as the reference's `init_dataloaders` builds them. With
@@ -126,13 +130,22 @@ pub fn check_split_images(
     })
 }
 
-/// Train and test (or only test) the run that `params` describes.
-pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
+/// Train and test (or only test) the run that `params` describes, as `attempt::decide` allowed
+/// (`target`). `took_over` is set once the run folder is this attempt's (its params written):
+/// from then on an error is the run's and is recorded there.
+pub fn run(
+    params: &Params,
+    device: Device,
+    opts: &RunOptions,
+    target: &attempt::Target,
+    took_over: &mut bool,
+) -> Result<()> {
+    use attempt::Target;
     let tp = &params.training_params;
     // Initialisation (random trunks and heads) is a function of the seed.
     tch::manual_seed(tp.seed as i64);
     let mut splits = Splits::build(params)?;
-    if !opts.test_only {
+    if target.trains() {
         // Never train on data that cannot be read (unless skip_unreadable); this pass also
         // fills the resize cache for the first epoch.
         splits.ensure_readable(params)?;
@@ -146,34 +159,74 @@ pub fn run(params: &Params, device: Device, opts: &RunOptions) -> Result<()> {
         head: params.model_params.backbone_type,
     };
     check_transform_sizes(params, &info, &model.inner.input_rule())?;
-    if !opts.test_only {
+    if target.trains() {
         session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
     }
     let mut trainer = Trainer::new(params.clone(), info, device, Box::new(model), sources)?;
-    if opts.test_only {
-        let path = opts
-            .checkpoint
-            .clone()
-            .unwrap_or_else(|| trainer.files.best());
-        if !path.is_file() {
-            anyhow::bail!(
-                "--test: no checkpoint at {} (train the run first, or pass --checkpoint with a \
-                 .best.safetensors or .last.safetensors file)",
-                path.display()
-            );
+    match target {
+        Target::Test { outputs } => {
+            let path = opts
+                .checkpoint
+                .clone()
+                .unwrap_or_else(|| trainer.files.best());
+            trainer.load_best(Some(&path))?;
+            if !outputs.is_own() {
+                let dir = outputs.results_dir().to_path_buf();
+                crate::config::write_params(params, &dir.join("params.json"))?;
+                println!(
+                    "Evaluating {} on {} (this run's own results are kept): writing to {}",
+                    path.display(),
+                    params.dataset_params.data_location,
+                    dir.display()
+                );
+                trainer.outputs.redirect((**outputs).clone());
+            }
+            trainer.test()?;
+            return Ok(());
         }
-        trainer.load_best(Some(&path))?;
-        trainer.test()?;
-        return Ok(());
-    }
-    if opts.lr_grid_search {
-        trainer.lr_grid_search()?;
-        return Ok(());
-    }
-    if tp.restore_session || opts.checkpoint.is_some() {
-        trainer.restore(opts.checkpoint.as_deref(), tp.restore_only_model)?;
-    } else {
-        trainer.outputs.start_at(0)?;
+        Target::GridSearch => {
+            trainer.lr_grid_search()?;
+            return Ok(());
+        }
+        Target::Resume => {
+            let iters = trainer.load_session(opts.checkpoint.as_deref(), false)?;
+            if trainer.is_finished() && trainer.files.metrics_results().exists() {
+                println!(
+                    "Run \"{}\" is complete (iteration {iters} of {}; results in {}): nothing to \
+                     resume. To train it longer, raise training_params.epochs; to evaluate it \
+                     again, --test; to start over, --overwrite.",
+                    tp.model_name,
+                    trainer.total_iters(),
+                    trainer.files.results_dir().display()
+                );
+                return Ok(());
+            }
+            attempt::take_over(params, target)?;
+            *took_over = true;
+            if let Target::Overwrite(_) = target {
+                // The earlier run's rows are gone with its files.
+                trainer.outputs.forget_history();
+            }
+            trainer.outputs.start_at(iters)?;
+        }
+        Target::Fresh | Target::Overwrite(_) => {
+            // A checkpoint to start from: a model file or, with restore_only_model, a
+            // session's best model (training starts at epoch 1), or another run's session
+            // (continued under this run's name).
+            let from = opts.checkpoint.is_some() || (tp.restore_session && tp.restore_only_model);
+            let iters = if from {
+                trainer.load_session(opts.checkpoint.as_deref(), tp.restore_only_model)?
+            } else {
+                0
+            };
+            attempt::take_over(params, target)?;
+            *took_over = true;
+            if let Target::Overwrite(_) = target {
+                // The earlier run's rows are gone with its files.
+                trainer.outputs.forget_history();
+            }
+            trainer.outputs.start_at(iters)?;
+        }
     }
     trainer.train()?;
     trainer.load_best(None)?;

@@ -21,7 +21,7 @@ pub struct Outputs {
 impl Outputs {
     pub fn new(params: &Params, info: &DatasetInfo) -> Result<Outputs> {
         let tp = &params.training_params;
-        let run = RunOutputs::new(&tp.save_dir, &tp.model_name);
+        let run = RunOutputs::of(params.run_dir());
         let history = History::open(run.history())
             .with_context(|| format!("cannot read {}", run.history().display()))?;
         Ok(Outputs {
@@ -37,6 +37,19 @@ impl Outputs {
         &self.run
     }
 
+    /// Write the test outputs to `run` instead (an evaluation folder): nothing of the run's
+    /// own results (history included) is touched.
+    pub fn redirect(&mut self, run: RunOutputs) {
+        self.history = History::new(run.history());
+        self.use_tensorboard = false;
+        self.run = run;
+    }
+
+    /// Start from an empty history without writing it (the file was removed).
+    pub fn forget_history(&mut self) {
+        self.history = History::new(self.run.history());
+    }
+
     /// Keep only the history rows up to `iters` (a fresh run: none; a resumed one: those
     /// its checkpoint had seen) and rewrite the file.
     pub fn start_at(&mut self, iters: u64) -> Result<()> {
@@ -46,7 +59,8 @@ impl Outputs {
         } else {
             self.history.truncate_after(iters);
         }
-        if before > 0 || !self.history.rows().is_empty() {
+        // Rewritten only when rows were dropped: a resumed run leaves the file as it was.
+        if self.history.rows().len() != before {
             self.history.save()?;
         }
         Ok(())
@@ -83,9 +97,8 @@ impl Outputs {
         probs: &Tensor,
         items: &[Item],
     ) -> Result<()> {
-        let model_name = &self.run.model_name;
-        for path in report::write_metrics_results(&self.run.save_dir, model_name, values, has_knn)?
-        {
+        let model_name = self.run.model_name();
+        for path in report::write_metrics_results(&self.run, values, has_knn)? {
             println!("Test metrics written to {}", path.display());
         }
         let n = self.info.n_classes() as usize;

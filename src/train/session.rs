@@ -68,6 +68,9 @@ pub struct SessionState {
     pub scheduler: Mixer,
     pub scaler: Option<ScalerState>,
     pub frozen_fingerprint: f64,
+    /// The validation after the last epoch has run (sessions written before it existed: false).
+    #[serde(default)]
+    pub final_validation_done: bool,
 }
 
 /// A number that changes when any frozen (non-trainable) variable changes: the root of the
@@ -180,6 +183,7 @@ impl Trainer {
             scheduler: self.mixer.clone(),
             scaler: self.scaler.as_ref().map(|s| s.state()),
             frozen_fingerprint: self.fingerprint,
+            final_validation_done: s.final_validation_done,
         };
         checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
         self.session_saved_at = Some(s.iters);
@@ -187,13 +191,22 @@ impl Trainer {
         Ok(())
     }
 
-    /// `restore_session`: resume from `path` (default: this run's last session). A session
-    /// restores everything unless `only_model`; then (or from a model file) only the model's
-    /// parameters are loaded and training starts afresh from them, like the reference's
-    /// `restore_only_model`. A missing last session starts a fresh run, as in the reference;
-    /// a missing `path` (given with `--checkpoint`) is an error: a typo must not start a
-    /// fresh run that overwrites this run's outputs.
+    /// `restore_session`: resume from `path` (default: this run's last session), then keep
+    /// the history rows up to the session's iteration. See [`Self::load_session`].
     pub fn restore(&mut self, path: Option<&Path>, only_model: bool) -> Result<()> {
+        let iters = self.load_session(path, only_model)?;
+        self.outputs.start_at(iters)
+    }
+
+    /// Load a session (or a model file) into the trainer; writes nothing. Returns the
+    /// iteration the run continues from (0 when it starts afresh).
+    ///
+    /// A session restores everything unless `only_model`; then (or from a model file) only
+    /// the model's parameters are loaded and training starts afresh from them, like the
+    /// reference's `restore_only_model`. A missing last session starts a fresh run, as in the
+    /// reference; a missing `path` (given with `--checkpoint`) is an error: a typo must not
+    /// start a fresh run that overwrites this run's outputs.
+    pub fn load_session(&mut self, path: Option<&Path>, only_model: bool) -> Result<u64> {
         if let Some(p) = path.filter(|p| !p.exists()) {
             bail!(
                 "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
@@ -210,7 +223,7 @@ impl Trainer {
                 "=> no checkpoint found at '{}'; starting a fresh run",
                 path.display()
             );
-            return self.outputs.start_at(0);
+            return Ok(0);
         }
         println!("Loading model from {}", path.display());
         let ck = checkpoint::load(&path)?;
@@ -228,10 +241,11 @@ impl Trainer {
             check_fingerprint(fp, self.fingerprint, &path)?;
             checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
             self.best = checkpoint::cpu_copy(&trainable);
-            return self.outputs.start_at(0);
+            return Ok(0);
         }
         let st: SessionState = ck.state()?;
         check_fingerprint(st.frozen_fingerprint, self.fingerprint, &path)?;
+        self.check_counters(&st, &path)?;
         if st.steps_per_epoch != self.steps_per_epoch() {
             bail!(
                 "{}: the session was trained with {} iterations per epoch, this run has {} (the data or \
@@ -314,13 +328,56 @@ impl Trainer {
             loss_sum: st.loss_sum,
             loss_count: st.loss_count,
             seconds_before: st.seconds,
+            // A finished session resumed with more epochs trains on, and validates again at its
+            // new end.
+            final_validation_done: st.final_validation_done && st.iters == self.total_iters(),
         };
         println!(
             "=> loaded checkpoint '{}' (iteration {})",
             path.display(),
             st.iters
         );
-        self.outputs.start_at(st.iters)
+        Ok(st.iters)
+    }
+
+    /// A session's counters must describe a run this trainer can continue: validations and
+    /// the best model at or before its iteration, no more losses summed than iterations done
+    /// since the last validation, and an iteration within the run's length. An edited or
+    /// foreign session is refused here instead of adding rows that never happened.
+    fn check_counters(&self, st: &SessionState, path: &Path) -> Result<()> {
+        let what = path.display();
+        let total = self.total_iters();
+        if st.iters > total {
+            bail!(
+                "{what}: the session is at iteration {}, past the end of this run ({} epochs x {} \
+                 iterations = {total}); raise training_params.epochs to continue it",
+                st.iters,
+                self.params.training_params.epochs,
+                self.steps_per_epoch()
+            );
+        }
+        for (name, v) in [
+            ("last_val_iters", st.last_val_iters),
+            ("best_iters", st.best_iters),
+        ] {
+            if let Some(v) = v.filter(|&v| v > st.iters) {
+                bail!(
+                    "{what}: the session's {name} ({v}) is after its iteration ({}); the file was \
+                     edited or is corrupt",
+                    st.iters
+                );
+            }
+        }
+        if st.loss_count > st.iters || !st.loss_sum.is_finite() {
+            bail!(
+                "{what}: the session sums {} training losses ({}) in {} iterations; the file was \
+                 edited or is corrupt",
+                st.loss_count,
+                st.loss_sum,
+                st.iters
+            );
+        }
+        Ok(())
     }
 
     /// Load the best model into the model, from `path` (a model or session file) or from the
@@ -361,7 +418,7 @@ pub fn load_pretrained(
         return Ok(());
     }
     let dir = if tl.pretrained_path.is_empty() {
-        Path::new(save_dir).join("checkpoints")
+        crate::run_dir::checkpoints_root(Path::new(save_dir))
     } else {
         PathBuf::from(&tl.pretrained_path)
     };

@@ -4,7 +4,6 @@
 //! model kept on the dataset's target metric, checkpoints at every validation and epoch end.
 
 use super::amp::{self, GradScaler, StepOutcome};
-use super::checkpoint::RunFiles;
 use super::feature_cache::{self, FeatureCache};
 use super::model::{label_batches, BatchSource, TrainModel};
 use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
@@ -14,6 +13,7 @@ use super::schedule::{Mixer, RunShape};
 use crate::config::Params;
 use crate::data::{Batch, DatasetInfo, Task};
 use crate::models::Features;
+use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Reduction, Tensor};
 
@@ -50,6 +50,8 @@ pub struct Progressions {
     pub loss_count: u64,
     /// Wall-clock seconds of earlier sessions of this run.
     pub seconds_before: f64,
+    /// The validation after the last epoch has run (a resumed session does not repeat it).
+    pub final_validation_done: bool,
 }
 
 impl Default for Progressions {
@@ -66,6 +68,7 @@ impl Default for Progressions {
             loss_sum: 0.0,
             loss_count: 0,
             seconds_before: 0.0,
+            final_validation_done: false,
         }
     }
 }
@@ -81,7 +84,7 @@ pub struct Trainer {
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
     pub(super) amp: bool,
-    pub(super) files: RunFiles,
+    pub(super) files: RunDir,
     pub(super) outputs: Outputs,
     pub(super) state: Progressions,
     /// CPU copies of the best model's trainable parameters (the reference's `best_model`).
@@ -103,6 +106,10 @@ pub struct Trainer {
     /// How many times the session file was written (see [`Self::session_writes`]).
     pub(super) session_writes: u64,
 }
+
+/// Marks the val loader key of the validation after the last epoch, so that its shuffle order
+/// differs from that of the in-loop validation at the same iteration.
+const FINAL_VALIDATION: u64 = 1 << 63;
 
 /// A per-iteration seed, so any randomness in the forward pass (dropout, drop-path) is a
 /// function of (seed, iteration) and a resumed run draws the same numbers.
@@ -246,7 +253,7 @@ impl Trainer {
             println!("Notice: use_mixed_precision needs CUDA; training in float32 on the CPU");
         }
         let caches = Self::make_caches(&params, model.as_ref(), &sources, device);
-        let files = RunFiles::new(&tp.save_dir, &tp.model_name);
+        let files = params.run_dir();
         let outputs = Outputs::new(&params, &info)?;
         let best = super::checkpoint::cpu_copy(&model.trainable());
         let fingerprint = super::session::frozen_fingerprint(model.as_ref());
@@ -341,7 +348,7 @@ impl Trainer {
         self.outputs.start_at(0)
     }
 
-    pub fn files(&self) -> &RunFiles {
+    pub fn files(&self) -> &RunDir {
         &self.files
     }
 
@@ -372,15 +379,30 @@ impl Trainer {
         v.max(1)
     }
 
+    /// Iterations of the whole run: `epochs` x steps per epoch.
+    pub fn total_iters(&self) -> u64 {
+        self.params.training_params.epochs as u64 * self.steps_per_epoch()
+    }
+
+    /// Whether training is over: every epoch ran and the final validation with it.
+    pub fn is_finished(&self) -> bool {
+        self.state.iters >= self.total_iters() && self.state.final_validation_done
+    }
+
     /// Train for the configured epochs (continuing from a restored session), then validate
-    /// the final model once more, as the reference does.
+    /// the final model once more, as the reference does (`defaults/trainer.py`, the
+    /// `evaluate()` after the loop), even when the last iteration has just validated: with a
+    /// shuffled val loader that drops its last batch, this pass scores another subset (its
+    /// order is drawn from its own key), so it can change which model is the best.
     pub fn train(&mut self) -> Result<()> {
         let epochs = self.params.training_params.epochs as u64;
         let val_every = self.val_interval();
         self.run_epochs(epochs, Some(val_every))?;
         println!(" ==> Training done");
-        if self.state.last_val_iters != Some(self.state.iters) {
-            self.validate()?;
+        if !self.state.final_validation_done {
+            self.validate_with_key(FINAL_VALIDATION | self.state.iters)?;
+            self.state.final_validation_done = true;
+            self.session_saved_at = None;
         }
         self.save_session_if_changed()
     }

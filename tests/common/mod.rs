@@ -189,3 +189,16 @@ pub fn check_mixed_precision_step(c: &Classifier, x: &Tensor, case: &str) {
 }
 
 pub mod tiny;
+
+/// A weights folder (for `MEDFM_WEIGHTS`) holding an empty file under every backbone's default
+/// checkpoint name: enough for the checks that a run's weights are there (the sweep's plan,
+/// `inspect`), which do not read them.
+pub fn placeholder_weights(dir: &Path) -> PathBuf {
+    let weights = dir.join("placeholder_weights");
+    std::fs::create_dir_all(&weights).unwrap();
+    for name in medfm::models::registry::names() {
+        let row = medfm::models::registry::get(name).unwrap();
+        std::fs::write(weights.join(row.default_file), b"").unwrap();
+    }
+    weights
+}

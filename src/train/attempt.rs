@@ -1,0 +1,255 @@
+//! What one command may do with the run folder it names, decided before anything is written.
+//!
+//! The rule: a run folder that holds a session or results (or a trained model) is written only
+//! by resuming it (`restore_session`, or `--checkpoint` with its own session) or with an
+//! explicit `--overwrite` (the convention of HF Trainer's `overwrite_output_dir`). Any other
+//! training command is refused before it touches a file, naming both ways out. `--test` never
+//! replaces a run's results: it completes a run that has none, and otherwise writes an
+//! evaluation folder of its own (`results/<name>/eval-<dataset>-<hash>/`). A failing command
+//! records its error (`configs/<name>/error.txt`) only where it owns the folder: a new run, or
+//! one it has started to train.
+
+use super::RunOptions;
+use crate::config::Params;
+use crate::report::RunOutputs;
+use crate::run_dir::{EarlierRun, RunDir};
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// What the command does with the run folder.
+#[derive(Debug, Clone)]
+pub enum Target {
+    /// Train a new run: the folder holds no earlier run.
+    Fresh,
+    /// `--overwrite`: the earlier run's outputs are removed once the new run is ready to train.
+    Overwrite(EarlierRun),
+    /// Continue the run from a session (`restore_session`, or `--checkpoint` with a session).
+    Resume,
+    /// `--test`: write the evaluation to `outputs` (the run's own results when it has none).
+    Test { outputs: Box<RunOutputs> },
+    /// The lr finder: writes only its own log and plot.
+    GridSearch,
+}
+
+impl Target {
+    /// Whether the attempt trains the run (and so writes its params and checkpoints).
+    pub fn trains(&self) -> bool {
+        matches!(self, Target::Fresh | Target::Overwrite(_) | Target::Resume)
+    }
+}
+
+/// The flag and key that lead out of a refusal.
+const WAYS_OUT: &str = "To continue that run: --set training_params.restore_session=true; to \
+                        start over and replace it: --overwrite; or give this run another name \
+                        (--model_name)";
+
+/// Decide what the command `opts` may do with the run of `params`, or refuse. Reads the
+/// checkpoint's header when `--checkpoint` is given; writes nothing.
+pub fn decide(params: &Params, opts: &RunOptions) -> Result<Target> {
+    let run = params.run_dir();
+    if opts.lr_grid_search {
+        return Ok(Target::GridSearch);
+    }
+    if opts.test_only {
+        return decide_test(params, opts, &run);
+    }
+    let tp = &params.training_params;
+    let earlier = run.earlier_run();
+    let refuse = |what: &str| -> Result<Target> {
+        let e = earlier.as_ref().expect("refused only with an earlier run");
+        bail!(
+            "run \"{}\" in {} already holds {}; {what}, which would replace it. {WAYS_OUT}.",
+            run.model_name(),
+            run.save_dir().display(),
+            e.describe()
+        )
+    };
+    let fresh_or_overwrite = |what: &str| match &earlier {
+        None => Ok(Target::Fresh),
+        Some(e) if opts.overwrite => Ok(Target::Overwrite(e.clone())),
+        Some(_) => refuse(what),
+    };
+    if let Some(ck) = &opts.checkpoint {
+        if !ck.exists() {
+            bail!(
+                "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
+                 this run's last session, {})",
+                ck.display(),
+                run.last().display()
+            );
+        }
+        if ck.is_dir() {
+            bail!(
+                "--checkpoint {}: is a directory; expected a .last.safetensors (session) or \
+                 .best.safetensors (model) file",
+                ck.display()
+            );
+        }
+        let kind = checkpoint_kind(ck)?;
+        let own_session = same_file(ck, &run.last());
+        return match kind.as_str() {
+            "session" if !tp.restore_only_model && (own_session || earlier.is_none()) => {
+                Ok(Target::Resume)
+            }
+            "session" if !tp.restore_only_model => fresh_or_overwrite(&format!(
+                "--checkpoint {} is another run's session: this run would continue that one",
+                ck.display()
+            )),
+            "session" => fresh_or_overwrite(&format!(
+                "with restore_only_model, --checkpoint {} starts training again at epoch 1 from \
+                 its best model",
+                ck.display()
+            )),
+            _ => fresh_or_overwrite(&format!(
+                "--checkpoint {} is a model file (not a session), so training would start again \
+                 at epoch 1 from its weights (to resume, use the session file {})",
+                ck.display(),
+                run.last().display()
+            )),
+        };
+    }
+    if tp.restore_session {
+        let has_session = run.last().exists();
+        if has_session && !tp.restore_only_model {
+            return Ok(Target::Resume);
+        }
+        if has_session {
+            return fresh_or_overwrite(
+                "with restore_only_model, restore_session starts training again at epoch 1 from \
+                 the session's best model",
+            );
+        }
+        if earlier.is_some() {
+            return fresh_or_overwrite(&format!(
+                "restore_session finds no session to resume ({} is missing), so the run would start \
+                 again at epoch 1",
+                run.last().display()
+            ));
+        }
+        return Ok(Target::Fresh);
+    }
+    fresh_or_overwrite("this command starts it again at epoch 1")
+}
+
+/// `--test`: the checkpoint must exist; the run's own results are written only when it has
+/// none (or with `--overwrite`) and the evaluation is of its own best model on its own data.
+fn decide_test(params: &Params, opts: &RunOptions, run: &RunDir) -> Result<Target> {
+    let ck = opts.checkpoint.clone().unwrap_or_else(|| run.best());
+    if !ck.is_file() {
+        let what = if ck.is_dir() {
+            "is a directory"
+        } else {
+            "no such file"
+        };
+        bail!(
+            "--test: no checkpoint at {} ({what}; train the run first, or pass --checkpoint with a \
+             .best.safetensors or .last.safetensors file)",
+            ck.display()
+        );
+    }
+    let own_model = opts.checkpoint.is_none() || same_file(&ck, &run.best());
+    let same_data = match recorded_params(run)? {
+        Some(recorded) => {
+            serde_json::to_value(&recorded.dataset_params)?
+                == serde_json::to_value(&params.dataset_params)?
+        }
+        // A run trained elsewhere (its folder copied without configs/): its data is unknown.
+        None => true,
+    };
+    let has_results = run.metrics_results().exists();
+    if own_model && same_data && (!has_results || opts.overwrite) {
+        return Ok(Target::Test {
+            outputs: Box::new(RunOutputs::of(run.clone())),
+        });
+    }
+    let d = &params.dataset_params;
+    let location =
+        std::path::absolute(&d.data_location).unwrap_or_else(|_| PathBuf::from(&d.data_location));
+    let mut key = location.display().to_string();
+    if !own_model {
+        let ck = std::path::absolute(&ck).unwrap_or(ck);
+        key.push('\n');
+        key.push_str(&ck.display().to_string());
+    }
+    let dir = run.eval_dir(d.dataset.as_str(), &key);
+    Ok(Target::Test {
+        outputs: Box::new(RunOutputs::evaluation(run.clone(), dir)),
+    })
+}
+
+/// The params the run was trained with (`configs/<name>/params.json`), if readable.
+fn recorded_params(run: &RunDir) -> Result<Option<Params>> {
+    let file = run.resolved_params();
+    let Ok(text) = std::fs::read_to_string(&file) else {
+        return Ok(None);
+    };
+    let value: serde_json::Value = serde_json::from_str(&text)
+        .with_context(|| format!("{}: not valid JSON", file.display()))?;
+    let params =
+        crate::config::from_value(value).map_err(|e| anyhow::anyhow!("{}: {e}", file.display()))?;
+    Ok(Some(params))
+}
+
+/// Whether `a` and `b` name the same file (both exist and are the same inode, or their
+/// absolute paths are equal).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => std::path::absolute(a).ok() == std::path::absolute(b).ok(),
+    }
+}
+
+/// The `kind` a medfm checkpoint's header declares ("model" or "session"), read without
+/// loading its tensors (a session of a large model is gigabytes).
+fn checkpoint_kind(path: &Path) -> Result<String> {
+    use std::io::Read;
+    let not_ours = || {
+        anyhow::anyhow!(
+            "--checkpoint {}: not a medfm checkpoint (expected a .last.safetensors or \
+             .best.safetensors file written by medfm)",
+            path.display()
+        )
+    };
+    let mut f = std::fs::File::open(path)
+        .with_context(|| format!("--checkpoint {}: cannot open", path.display()))?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(|_| not_ours())?;
+    let len = u64::from_le_bytes(len);
+    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
+    if len == 0 || len > 100 << 20 || len + 8 > size {
+        return Err(not_ours());
+    }
+    let mut header = vec![0u8; len as usize];
+    f.read_exact(&mut header).map_err(|_| not_ours())?;
+    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| not_ours())?;
+    let meta = &header["__metadata__"];
+    if meta["format"]
+        .as_str()
+        .is_none_or(|f| !f.starts_with("medfm-checkpoint"))
+    {
+        return Err(not_ours());
+    }
+    meta["kind"]
+        .as_str()
+        .map(str::to_string)
+        .ok_or_else(not_ours)
+}
+
+/// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
+/// write the resolved params and clear an earlier attempt's error record. Called once the run
+/// is ready to train (model built, session restored), so a failure before it writes nothing.
+pub fn take_over(params: &Params, target: &Target) -> Result<()> {
+    let run = params.run_dir();
+    if let Target::Overwrite(earlier) = target {
+        run.remove_outputs()
+            .context("--overwrite: cannot remove the earlier run's outputs")?;
+        println!(
+            "--overwrite: removed the earlier run's outputs ({})",
+            earlier.describe()
+        );
+    }
+    let resolved = crate::config::write_resolved(params)?;
+    println!("Resolved params written to {}", resolved.display());
+    crate::report::runs::clear_error(&run)
+}
