@@ -355,7 +355,7 @@ fn ddsm_lists_labels_and_classes() {
     );
     assert_eq!(two.train[1].path, root.join("ddsm_raw/cases/benign_2.png"));
     assert_eq!(two.train[2].origin, "train.txt line 4");
-    assert_eq!(two.info.label_names, vec!["Normal", "Cancer"]);
+    assert_eq!(two.info.label_names, vec!["Normal", "Abnormal"]);
     let three = build(
         DatasetName::DDSM,
         dir.path(),

@@ -71,7 +71,10 @@ impl DatasetInfo {
             },
             DatasetName::DDSM => {
                 let label_names = match num_classes.unwrap_or(2) {
-                    2 => names(&["Normal", "Cancer"]),
+                    // Class 1 holds benign and cancer images: the reference names it
+                    // "Cancer" (`defaults/datasets.py`, `DDSM.export_labels_as_int`), which
+                    // would read a normal-vs-abnormal result as cancer detection.
+                    2 => names(&["Normal", "Abnormal"]),
                     3 => names(&["Normal", "Benign", "Cancer"]),
                     n => bail!("dataset_params.num_classes: DDSM has 2 or 3 classes, got {n}"),
                 };

@@ -14,9 +14,15 @@ pub struct Csv {
 
 impl Csv {
     pub fn read(path: &Path) -> Result<Csv> {
-        let file =
-            std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(file);
+        let bytes =
+            std::fs::read(path).with_context(|| format!("cannot open {}", path.display()))?;
+        Self::parse(path, &bytes)
+    }
+
+    /// [`Csv::read`] of `bytes`, the contents of `path`.
+    pub fn parse(path: &Path, bytes: &[u8]) -> Result<Csv> {
+        let mut reader = csv::ReaderBuilder::new().flexible(true).from_reader(bytes);
+        let mut lines = LineCounter::default();
         let header: Vec<String> = reader
             .headers()
             .with_context(|| format!("{}: cannot read the header line", path.display()))?
@@ -32,7 +38,12 @@ impl Csv {
         let mut rows = Vec::new();
         for record in reader.records() {
             let record = record.with_context(|| format!("{}: not valid CSV", path.display()))?;
-            let line = record.position().map(|p| p.line()).unwrap_or(0);
+            // From the record's byte offset: the reader's own line count is one short per
+            // CRLF line ending (what Python's csv module writes).
+            let line = record
+                .position()
+                .map(|p| lines.line_at(bytes, p.byte() as usize))
+                .unwrap_or(0);
             let fields: Vec<String> = record.iter().map(|f| f.to_string()).collect();
             if fields.len() == 1 && fields[0].trim().is_empty() {
                 continue; // a blank line, as pandas skips it
@@ -73,6 +84,33 @@ impl Csv {
     /// "train_1.csv line 17": where a row came from, for messages.
     pub fn origin(&self, line: u64) -> String {
         format!("{} line {line}", file_name(&self.path))
+    }
+}
+
+/// 1-based line numbers of increasing byte offsets, counted once through the file.
+#[derive(Default)]
+struct LineCounter {
+    offset: usize,
+    newlines: u64,
+}
+
+impl LineCounter {
+    /// The line a record starting at `offset` is on. The reader reports a record from the
+    /// end of the previous one, which can be the `\n` of a `\r\n` or blank lines before the
+    /// record: a record never starts with a line break, so those are skipped.
+    fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
+        let mut start = offset.min(bytes.len());
+        while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
+            start += 1;
+        }
+        if start >= self.offset {
+            self.newlines += bytes[self.offset..start]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count() as u64;
+            self.offset = start;
+        }
+        self.newlines + 1
     }
 }
 
@@ -204,6 +242,24 @@ mod tests {
         assert_eq!(parse_class("-1", 5), None);
         assert_eq!(parse_class("1.5", 5), None);
         assert_eq!(parse_class("two", 5), None);
+    }
+
+    /// Rows keep the line they start on with either line ending (Python's csv module writes
+    /// CRLF), across blank lines and a quoted field that spans lines.
+    #[test]
+    fn rows_know_their_line_with_lf_and_crlf() {
+        let text = "id,diagnosis\na,1\n\n\"b\nc\",2\nd,x\n";
+        for eol in ["\n", "\r\n"] {
+            let bytes = text.replace('\n', eol);
+            let csv = Csv::parse(Path::new("t.csv"), bytes.as_bytes()).unwrap();
+            let lines: Vec<u64> = csv.rows.iter().map(|(l, _)| *l).collect();
+            assert_eq!(lines, [2, 4, 6], "line ending {eol:?}");
+            assert_eq!(csv.rows[2].1, ["d", "x"]);
+        }
+        let bad = Csv::parse(Path::new("t.csv"), b"id,diagnosis\r\na,1\r\nb\r\n")
+            .err()
+            .unwrap();
+        assert!(bad.to_string().contains("t.csv line 3: 1 fields"), "{bad}");
     }
 
     #[test]
