@@ -370,7 +370,8 @@ fn edit_session(run: &Run, edit: impl FnOnce(&mut serde_json::Value)) {
 #[test]
 fn a_session_with_altered_counters_is_refused() {
     let resume = ["--set", "training_params.restore_session=true"];
-    let cases: [(&str, fn(&mut serde_json::Value)); 3] = [
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 3] = [
         ("past the end of this run", |s| s["iters"] = 600.into()),
         ("last_val_iters (500) is after its iteration", |s| {
             s["last_val_iters"] = 500.into()
