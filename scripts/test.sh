@@ -23,8 +23,8 @@ fi
 # reductions) instead of its AVX2/AVX-512 ones. ONEDNN_MAX_CPU_ISA=AVX2: oneDNN's
 # convolutions without AVX-512. MKL_ENABLE_INSTRUCTIONS=AVX2: MKL's GEMMs without AVX-512 on
 # Intel CPUs. OMP_NUM_THREADS=1: parallel reductions split differently from the run above.
-# The binaries are the ones just built (the variables are read at run time); about 1.5 min on
-# 2 cores.
+# The binaries are the ones just built (the variables are read at run time); about 40 s on
+# 2 cores (2 min when other builds share them).
 guard_tests=(
   aimv2 classifier classifier_checkpoints families_in_classifier optim_parity parity_clip
   parity_dinov2 parity_heads parity_mae sam2 train_e2e train_loop vmamba_parity weights
