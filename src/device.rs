@@ -271,6 +271,7 @@ mod tests {
         cudnn_training_defaults();
         assert!(cudnn_benchmark() && conv_tf32());
         let after = crate::models::layers::conv2d(&x, &w, None, 2, 1, 1);
+        // Bitwise: the same convolution on the same input in this process.
         assert!(after.equal(&before));
     }
 

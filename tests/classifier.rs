@@ -220,6 +220,7 @@ fn trainable_state_round_trips() {
     let fa = a.features(&Tensor::ones([1, 3, 32, 32], (Kind::Float, Device::Cpu)));
     let logits_a = a.head(&fa, false);
     let logits_b = b.head(&fa, false);
+    // Bitwise: b holds copies of a's values and runs the same ops on the same input.
     assert_eq!(common::max_abs(&logits_a, &logits_b), 0.0);
     let bad = vec![(
         "head.fc.weight".to_string(),
@@ -323,7 +324,7 @@ fn checkpoints_named_in_params_are_loaded_into_trunk_and_head() {
         !f.pooled.requires_grad(),
         "a frozen trunk runs under no_grad"
     );
-    // The head's DeiT holds the checkpoint's values.
+    // The head's DeiT holds the checkpoint's values (copies: bitwise).
     let st = common::read_st("parity/deit_small.safetensors");
     let vars = c.var_store().variables();
     assert_eq!(

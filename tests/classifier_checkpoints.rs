@@ -346,6 +346,7 @@ fn one_channel_default_is_the_first_rgb_kernel_channel() {
         let w = &model.var_store().variables()[&format!("trunk.{conv}")];
         let rgb = rgb_kernel(run.fixture, conv);
         assert_eq!(w.size()[1], 1);
+        // A copy of the checkpoint's values: bitwise.
         assert_eq!(max_abs(w, &rgb.narrow(1, 0, 1)), 0.0, "{}", run.backbone);
         // And the whole trunk equals the reference's 1-channel model.
         assert_features(&model, io, tag, &format!("{} 1 channel", run.backbone));
@@ -405,6 +406,7 @@ fn attention_head_deit_in_timm_and_official_layouts() {
             if key.starts_with("head.") || key.starts_with("patch_embed.") {
                 assert!(!vars.contains_key(&var), "{var} should not exist");
             } else {
+                // Loading copies the values: bitwise.
                 assert_eq!(max_abs(&vars[&var], value), 0.0, "{name}: {var}");
             }
         }
@@ -439,7 +441,12 @@ fn weights_key_selects_the_nested_state_dict() {
     let c = build("model").unwrap();
     let io = read_st("parity/mae_small_io.safetensors");
     let f = c.features(&io["pixels_rgb48"]);
-    assert_eq!(max_abs(&f.pooled, &io["pooled_rgb48"]), 0.0);
+    // Not bitwise: the fixture is timm's forward pass on the generator's CPU, and libtorch's
+    // kernels round differently per CPU and kernel path (1.2e-7 on an AVX-512 EPYC, 3.6e-7
+    // under scripts/test.sh's kernel-path guard; see docs/contributing.md). The pooled values
+    // are O(1); a wrong state dict is off by O(1), a wrong LayerNorm eps (1e-5 for 1e-6) by 4e-5.
+    let err = max_abs(&f.pooled, &io["pooled_rgb48"]);
+    assert!(err <= 1e-5, "pooled: max abs error {err:e}");
     let err = format!("{:#}", build("model_ema").err().unwrap());
     assert!(
         err.contains(&mae.display().to_string())

@@ -48,6 +48,7 @@ fn attention_head_matches_reference_for_every_grid() {
         // The kNN embedding is what the reference's DeiT returns and its fc reads: the class
         // token after the final norm; the fc of the fixture maps it to the reference's logits.
         let (same, emb) = tch::no_grad(|| head.forward_with_embedding(&f));
+        // Bitwise: `forward` is this same computation on the same input.
         assert_eq!(max_abs(&same, &logits), 0.0);
         assert_eq!(emb.size(), [2, SMALL_DEIT.dim]);
         let fc = emb.linear(&rest["fc.weight"], Some(&rest["fc.bias"]));

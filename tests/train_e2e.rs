@@ -129,7 +129,8 @@ fn run_dataset(dataset: &str, keys: &[&str]) {
         "{dataset}: the training loss should go down: {loss:?}"
     );
 
-    // --test evaluates the saved best model and writes the same metrics.
+    // --test evaluates the saved best model and writes the same metrics, bitwise: the same
+    // binary on this machine runs the same weights on the same test and kNN-bank batches.
     let before = std::fs::read_to_string(res.join("metrics_results.json")).unwrap();
     std::fs::remove_file(res.join("metrics_results.json")).unwrap();
     check(&medfm(&params, &["--test"]));
@@ -250,7 +251,9 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     let log = String::from_utf8_lossy(&resumed.stdout);
     assert!(log.contains("loaded checkpoint"), "{log}");
     assert_eq!(session_iters(&run), Some(3 * spe));
-    // Item paths differ by the temporary folder only.
+    // Item paths differ by the temporary folder only. Bitwise otherwise: the resumed run
+    // replays the same batches from an exact copy of the session (the partly trained trunk
+    // keeps features from being cached), with the same binary on this machine.
     let read = |d: &Path, f: &str| {
         let text = std::fs::read_to_string(d.join("run/results/tiny").join(f)).unwrap();
         text.replace(&d.display().to_string(), "")

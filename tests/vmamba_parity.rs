@@ -60,6 +60,7 @@ fn weights_key_selects_the_ema_state_dict() {
     let (vs, _) = tiny_loaded(&options(3, None)).unwrap();
     let (vs_ema, _) = tiny_loaded(&options(3, Some("model_ema"))).unwrap();
     let (model, ema) = (&vs.variables()[ds], &vs_ema.variables()[ds]);
+    // Bitwise: the generator wrote `model_ema` as `model * 0.5`, exact in binary floating point.
     assert!(ema.allclose(&(model * 0.5), 0.0, 0.0, false));
     let err = tiny_loaded(&options(3, Some("model_emma"))).err().unwrap();
     assert!(format!("{err:#}").contains("model_emma"), "{err:#}");

@@ -54,7 +54,8 @@ fn is_floating(k: Kind) -> bool {
     matches!(k, Kind::Half | Kind::BFloat16 | Kind::Float | Kind::Double)
 }
 
-/// Same keys; every tensor has the expected shape, the converted kind, and equal values.
+/// Same keys; every tensor has the expected shape, the converted kind, and equal values
+/// (bitwise: loading copies, and a dtype conversion is an IEEE-rounded cast on every CPU).
 fn assert_matches(sd: &StateDict, want: &BTreeMap<String, Tensor>, kind: Kind) {
     assert!(!want.is_empty(), "no expected tensors");
     let got_keys: Vec<&String> = sd.keys().collect();

@@ -594,6 +594,7 @@ mod tests {
         let plain = norm.forward(&x.to_kind(Kind::Float));
         let mixed = crate::autocast::autocast(true, Device::Cpu, || norm.forward(&x));
         assert_eq!(mixed.kind(), Kind::Float);
+        // Bitwise: both run the same float32 kernel on the same values and shapes.
         assert_eq!((mixed - plain).abs().max().double_value(&[]), 0.0);
     }
 
