@@ -14,7 +14,7 @@ const VAL_SIZE: f64 = 0.3;
 pub fn read(data_location: &str) -> Result<SplitItems> {
     let root = layout::dataset_root(data_location, "APTOS2019", EXPECTED)?;
     let csv_path = root.join("train_1.csv");
-    if !csv_path.is_file() {
+    if !csv_path.exists() {
         let hint = if root.join("train.csv").is_file() {
             " The Kaggle download names it train.csv; the reference reads train_1.csv: copy it \
              (cp train.csv train_1.csv)."

@@ -37,6 +37,8 @@ fn stamp(path: &Path) -> Result<Stamp> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => "cannot read the file".to_string(),
     })?;
+    // A FIFO has a size and a time too; the decoding that follows a miss would then wait.
+    super::layout::require_regular_file(path)?;
     let mtime_ns = meta
         .modified()
         .ok()

@@ -18,7 +18,7 @@ pub const EXPECTED: &str = "train.csv (Path, Sex, Age, Frontal/Lateral, AP/PA an
 pub fn read(data_location: &str) -> Result<SplitItems> {
     let root = layout::dataset_root(data_location, "CheXpert", EXPECTED)?;
     let csv_path = root.join("train.csv");
-    if !csv_path.is_file() {
+    if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());
     }
     let csv = Csv::read(&csv_path)?;

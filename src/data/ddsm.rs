@@ -23,6 +23,7 @@ pub fn read(data_location: &str, n_classes: usize) -> Result<SplitItems> {
 }
 
 fn read_list(list: &Path, images: &Path, n_classes: usize) -> Result<Vec<Item>> {
+    layout::require_regular_file(list)?;
     let text = std::fs::read_to_string(list)
         .with_context(|| format!("cannot read {} (expected {EXPECTED})", list.display()))?;
     let file = layout::file_name(list);

@@ -61,6 +61,7 @@ pub fn scale16(v: u16) -> u8 {
 
 /// Decode `path` into 1 (L) or 3 (RGB) channels.
 pub fn load(path: &Path, channels: usize) -> Result<Image> {
+    super::layout::require_regular_file(path)?;
     let bytes = std::fs::read(path).with_context(|| match std::fs::metadata(path) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => "cannot read the file".to_string(),
@@ -89,6 +90,7 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
 
 /// Width and height from the file header, without decoding the pixels.
 pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
+    super::layout::require_regular_file(path)?;
     let reader = image::ImageReader::open(path)
         .with_context(|| match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),

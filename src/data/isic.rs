@@ -15,7 +15,7 @@ const VAL_SIZE: f64 = 0.2;
 pub fn read(data_location: &str) -> Result<SplitItems> {
     let root = layout::dataset_root(data_location, "ISIC2019", EXPECTED)?;
     let csv_path = root.join("ISIC_2019_Training_GroundTruth.csv");
-    if !csv_path.is_file() {
+    if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());
     }
     let csv = Csv::read(&csv_path)?;

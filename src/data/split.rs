@@ -85,6 +85,7 @@ pub fn halve(held: &[usize]) -> (Vec<usize>, Vec<usize>) {
 /// The reference accepts a dict (`train_split`, `val_split`) or a bare list of val ids (train
 /// is then every other id, ascending, as Python's set difference iterates small ints).
 fn read_val_ids(path: &Path, total: usize) -> Result<(Vec<usize>, Vec<usize>)> {
+    super::layout::require_regular_file(path)?;
     let text = std::fs::read_to_string(path).context("cannot read it")?;
     let value: serde_json::Value = serde_json::from_str(&text).context("not valid JSON")?;
     let ids = |v: &serde_json::Value, key: &str| -> Result<Vec<usize>> {

@@ -17,7 +17,11 @@ pub(super) fn read_file(path: &Path, opts: &LoadOptions) -> Result<Vec<(String, 
         _ => anyhow!(e),
     })?;
     if meta.is_dir() {
-        bail!("it is a directory, not a checkpoint file");
+        bail!("it is a directory; expected a checkpoint file");
+    }
+    // Opening a FIFO waits for a writer; a device or socket is no checkpoint either.
+    if !meta.is_file() {
+        bail!("it is not a regular file (a FIFO, device or socket); expected a checkpoint file");
     }
     let src = FileSource::new(File::open(path)?)?;
     let mut prefix = vec![0u8; src.len().min(medfm_ckpt::DETECT_LEN as u64) as usize];
