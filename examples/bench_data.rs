@@ -99,7 +99,7 @@ fn main() -> Result<()> {
                 }
                 std::fs::write(list, text).with_context(|| format!("cannot write {list}"))?;
             }
-            let cache = f.get("cache").map(PathBuf::from);
+            let cache = f.get("cache").map(medfm::data::cache::CacheConfig::new);
             let loader = Loader::new(items.clone(), transforms, &loader, &splits.info, 0, cache)?;
             for epoch in 0..get::<u64>(&f, "epochs")? {
                 let start = Instant::now();

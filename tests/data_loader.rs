@@ -267,7 +267,7 @@ fn cached(s: &Splits, p: &Params, cache: &Path) -> Loader {
         &loader_params(4, 2, false, false),
         &s.info,
         0,
-        Some(cache.to_path_buf()),
+        Some(medfm::data::cache::CacheConfig::new(cache)),
     )
     .unwrap()
 }

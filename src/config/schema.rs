@@ -84,6 +84,12 @@ pub struct DatasetParams {
     /// medfm: `false` disables the resize cache.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub use_cache: bool,
+    /// medfm: the most the resize cache may grow by in one run, in GiB (2^30 bytes, as
+    /// `MEDFM_FEATURE_CACHE_GB`). Absent: only the free disk space limits it (a margin of 5%
+    /// of the disk, at least 1 GiB, stays free). When the new entries would not fit, the run
+    /// stores none, with a warning (entries already there are still read).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_max_gb: Option<f64>,
     /// medfm: drop unreadable images (listed on stdout) instead of refusing to train.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_unreadable: bool,

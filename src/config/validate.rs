@@ -166,6 +166,18 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
                 .into()
         },
     );
+    if let Some(gb) = d.cache_max_gb {
+        e.check(
+            gb > 0.0 && gb.is_finite(),
+            "dataset_params.cache_max_gb",
+            || {
+                format!(
+                "must be a positive number of GiB (leave it out for no limit but the free disk \
+                 space, or set use_cache: false for no cache), got {gb}"
+            )
+            },
+        );
+    }
     match (d.dataset, d.num_classes) {
         (DatasetName::DDSM, Some(n)) => {
             e.check(n == 2 || n == 3, "dataset_params.num_classes", || {

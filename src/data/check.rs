@@ -147,7 +147,7 @@ impl Splits {
                 bar.inc(items.len() as u64);
                 continue;
             }
-            let source = Source::new(t, &self.info, 0, cache_dir.as_ref())?;
+            let source = Source::new(t, &self.info, 0, cache_dir.as_ref(), items)?;
             let errors = par_map(items.len(), 0, |i| {
                 let e = source.check(&items[i]).err();
                 bar.inc(1);

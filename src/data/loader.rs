@@ -6,7 +6,7 @@
 //! caller's thread. Shuffling is a function of (seed, epoch) and each image's augmentation of
 //! (seed, epoch, item position), so the batches do not depend on the number of workers.
 
-use super::cache::ResizeCache;
+use super::cache::{CacheConfig, ResizeCache};
 use super::image;
 use super::rng::Rng;
 use super::transforms::{FloatImage, Pipeline};
@@ -14,7 +14,6 @@ use super::{Batch, DatasetInfo, Item, Label, Task};
 use crate::config::{LoaderParams, Transforms};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::sync::mpsc;
 use std::sync::{Arc, Condvar, Mutex};
 use tch::{Device, Tensor};
@@ -33,17 +32,28 @@ pub(super) struct Source {
 }
 
 impl Source {
-    /// The pipeline for `transforms`, with the resize cache under `cache_dir` when the
-    /// pipeline has a leading Resize to cache.
+    /// The pipeline for `transforms`, with the resize cache `cache` when the pipeline has a
+    /// leading Resize to cache; room for the entries of `items` is reserved in it
+    /// ([`ResizeCache::reserve`]).
     pub fn new(
         transforms: &Transforms,
         info: &DatasetInfo,
         seed: u64,
-        cache_dir: Option<&PathBuf>,
+        cache: Option<&CacheConfig>,
+        items: &[Item],
     ) -> Result<Source> {
         let pipeline = Pipeline::new(transforms, info)?;
-        let cache = match (cache_dir, pipeline.resize) {
-            (Some(dir), Some(_)) => Some(ResizeCache::open(dir)?),
+        let cache = match (cache, pipeline.resize) {
+            (Some(config), Some(size)) => {
+                let mut cache = ResizeCache::open(&config.dir)?;
+                cache.reserve(
+                    items.iter().map(|i| i.path.as_path()),
+                    size,
+                    info.channels as usize,
+                    config.max_bytes,
+                );
+                Some(cache)
+            }
             _ => None,
         };
         Ok(Source {
@@ -187,19 +197,19 @@ pub fn batches_per_epoch(n: usize, batch_size: usize, drop_last: bool) -> usize 
 }
 
 impl Loader {
-    /// `cache_dir`: where the resize cache lives (None: no cache).
+    /// `cache`: where the resize cache lives and how much it may grow (None: no cache).
     pub fn new(
         items: Vec<Item>,
         transforms: &Transforms,
         loader: &LoaderParams,
         info: &DatasetInfo,
         seed: u64,
-        cache_dir: Option<PathBuf>,
+        cache: Option<CacheConfig>,
     ) -> Result<Loader> {
         if loader.batch_size < 1 {
             bail!("batch_size must be >= 1, got {}", loader.batch_size);
         }
-        let source = Source::new(transforms, info, seed, cache_dir.as_ref())?;
+        let source = Source::new(transforms, info, seed, cache.as_ref(), &items)?;
         Ok(Loader {
             items: Arc::new(items),
             source: Arc::new(source),

@@ -187,16 +187,22 @@ impl Splits {
     }
 }
 
-/// Where the resize cache lives: `dataset_params.cache_dir`, else `<save_dir>/cache`; None
-/// when `dataset_params.use_cache` is false.
-pub fn cache_dir(params: &Params) -> Option<PathBuf> {
+/// Where the resize cache lives: `dataset_params.cache_dir`, else `<save_dir>/cache`, with
+/// its limit `dataset_params.cache_max_gb` (GiB); None when `dataset_params.use_cache` is
+/// false.
+pub fn cache_dir(params: &Params) -> Option<cache::CacheConfig> {
     let d = &params.dataset_params;
     if !d.use_cache {
         return None;
     }
-    Some(match &d.cache_dir {
-        Some(dir) => PathBuf::from(dir),
-        None => crate::run_dir::cache_root(Path::new(&params.training_params.save_dir)),
+    Some(cache::CacheConfig {
+        dir: match &d.cache_dir {
+            Some(dir) => PathBuf::from(dir),
+            None => crate::run_dir::cache_root(Path::new(&params.training_params.save_dir)),
+        },
+        max_bytes: d
+            .cache_max_gb
+            .map(|gb| (gb * (1u64 << 30) as f64).min(u64::MAX as f64) as u64),
     })
 }
 
