@@ -445,9 +445,12 @@ fn malformed_duplicate_scheduler() {
 }
 
 #[test]
-fn malformed_negative_epochs() {
-    assert_names("training_params.epochs", ">= 0", |v| {
+fn malformed_non_positive_epochs() {
+    assert_names("training_params.epochs", ">= 1", |v| {
         v["training_params"]["epochs"] = json!(-1)
+    });
+    assert_names("training_params.epochs", ">= 1", |v| {
+        v["training_params"]["epochs"] = json!(0)
     });
 }
 
@@ -735,7 +738,7 @@ fn value_errors_from_overrides_name_the_override() {
     let e = load_error(&["training_params.epochs=-1"], &none, |_| {});
     assert_eq!(
         e,
-        "--set training_params.epochs=-1: training_params.epochs: must be >= 0, got -1"
+        "--set training_params.epochs=-1: training_params.epochs: must be >= 1 (the number of training epochs), got -1"
     );
     // One problem from the file, one from an override: the file is named, the override too.
     let e = load_error(&["training_params.epochs=-1"], &none, |v| {
@@ -744,7 +747,7 @@ fn value_errors_from_overrides_name_the_override() {
     assert!(e.starts_with("invalid params file "), "{e}");
     assert!(e.contains("base.json: 2 problems:\n"), "{e}");
     assert!(
-        e.contains("\n  --set training_params.epochs=-1: training_params.epochs: must be >= 0"),
+        e.contains("\n  --set training_params.epochs=-1: training_params.epochs: must be >= 1"),
         "{e}"
     );
     assert!(

@@ -277,8 +277,9 @@ fn inspect_checks_the_transform_sizes_against_the_trunk() {
     // So are schedules that cannot be built and a train split without a batch.
     fails_with(
         &[
-            "training_params.epochs=0",
-            "optimization_params.default.scheduler.type=[\"CosineAnnealingLR\"]",
+            "training_params.epochs=1",
+            "optimization_params.default.scheduler.type=[\"LinearWarmup\", \"CosineAnnealingLR\"]",
+            "optimization_params.default.scheduler.params.LinearWarmup.warmup_iters=1000",
         ],
         "CosineAnnealingLR: T_max",
     );

@@ -542,8 +542,12 @@ fn training(e: &mut Problems, t: &TrainingParams) {
             )
         },
     );
-    e.check(t.epochs >= 0, &format!("{at}.epochs"), || {
-        format!("must be >= 0, got {}", t.epochs)
+    // 0 would skip training and report the untrained model's metrics as the run's.
+    e.check(t.epochs >= 1, &format!("{at}.epochs"), || {
+        format!(
+            "must be >= 1 (the number of training epochs), got {}",
+            t.epochs
+        )
     });
     e.check(t.val_every > 0.0, &format!("{at}.val_every"), || {
         format!(
