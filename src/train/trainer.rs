@@ -571,14 +571,22 @@ impl Trainer {
     /// The error that stops a run whose numbers stopped being finite (`what`), at the current
     /// iteration.
     pub(super) fn diverged(&self, what: &str) -> anyhow::Error {
+        // Name only a checkpoint that is there: before the first one, there is none to resume.
+        let last = self.files.last();
+        let resume = if last.is_file() {
+            format!(
+                "the last checkpoint is {} (restore_session resumes from it)",
+                last.display()
+            )
+        } else {
+            "no checkpoint was written yet".to_string()
+        };
         anyhow::Error::new(Diverged(format!(
             "training diverged: {what} at iteration {} (epoch {}, lr {:.3e}). Nothing was saved after \
-             the last good state; the last checkpoint is {} (restore_session resumes from it). Try a \
-             lower learning rate or grad_clipping.",
+             the last good state; {resume}. Try a lower learning rate or grad_clipping.",
             self.state.iters,
             (self.state.iters.max(1) - 1) / self.steps_per_epoch().max(1) + 1,
             self.opt.lr(),
-            self.files.last().display()
         )))
     }
 
