@@ -200,6 +200,7 @@ fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<P
     let pretrained_hint = "set `foundation_params.pretrained: false` to start from random weights";
     if let Some(p) = explicit {
         let path = PathBuf::from(p);
+        refuse_directory(&path, "foundation_params.weights")?;
         if !path.is_file() {
             bail!(
                 "foundation_params.weights: {} does not exist; the public {} checkpoint: {} ({pretrained_hint})",
@@ -215,6 +216,12 @@ fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<P
     if let Some(found) = names.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
         return Ok(found);
     }
+    for n in &names {
+        refuse_directory(
+            &dir.join(n),
+            &format!("backbone {}: the weights file", row.name),
+        )?;
+    }
     bail!(
         "backbone {} starts from its pretrained checkpoint, but {} does not exist (also looked for {} \
          in {}). Download the public checkpoint ({}) into {} ($MEDFM_WEIGHTS or weights/), or point \
@@ -228,12 +235,25 @@ fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<P
     )
 }
 
+/// A folder where a checkpoint file is expected is a mistake to name (`is_file` alone would
+/// call it missing); `what` says which setting or default led there.
+fn refuse_directory(path: &Path, what: &str) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "{what}: {} is a directory; expected a checkpoint file (.safetensors, .pth, .pt or .bin)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
 /// The DeiT-B checkpoint: `model_params.weights` (must exist), else the first of
 /// [`DEIT_FILES`] in the weights folder; when none is there the head starts from random weights
 /// with a notice (the reference would start from ImageNet weights).
 fn resolve_deit_weights(explicit: Option<&str>) -> Result<Option<PathBuf>> {
     if let Some(p) = explicit {
         let path = PathBuf::from(p);
+        refuse_directory(&path, "model_params.weights")?;
         if !path.is_file() {
             bail!(
                 "model_params.weights: {} does not exist; the public DeiT-B checkpoint: {DEIT_SOURCES} \
@@ -246,6 +266,9 @@ fn resolve_deit_weights(explicit: Option<&str>) -> Result<Option<PathBuf>> {
     let dir = weights_dir();
     if let Some(found) = DEIT_FILES.iter().map(|n| dir.join(n)).find(|p| p.is_file()) {
         return Ok(Some(found));
+    }
+    for n in DEIT_FILES {
+        refuse_directory(&dir.join(n), "the attention head's DeiT-B weights file")?;
     }
     println!(
         "Notice: model_params.pretrained is true but {} is not there; the attention head's DeiT-B \
