@@ -122,3 +122,42 @@ mod tests {
         assert!(!at(&own).exists(), "this write's temporary was renamed");
     }
 }
+
+/// What a file type is, for messages ("a FIFO", "a directory"); None for a regular file.
+fn not_regular(t: std::fs::FileType) -> Option<&'static str> {
+    if t.is_file() {
+        return None;
+    }
+    if t.is_dir() {
+        return Some("a directory");
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        for (is, what) in [
+            (t.is_fifo(), "a FIFO"),
+            (t.is_socket(), "a socket"),
+            (t.is_block_device(), "a block device"),
+            (t.is_char_device(), "a character device"),
+        ] {
+            if is {
+                return Some(what);
+            }
+        }
+    }
+    Some("neither a file nor a folder")
+}
+
+/// Refuse `path` when it exists but is not a regular file (following symlinks), before
+/// anything opens it: opening a FIFO for reading waits for a writer (a FIFO named `.png` or
+/// `.csv` would hang the run), and a device or socket is no image or list either. A path that
+/// cannot be stat'ed passes: the open that follows reports it in its caller's words.
+pub fn require_regular_file(path: &Path) -> Result<()> {
+    match std::fs::metadata(path) {
+        Ok(meta) => match not_regular(meta.file_type()) {
+            None => Ok(()),
+            Some(what) => anyhow::bail!("{} is not a regular file ({what})", path.display()),
+        },
+        Err(_) => Ok(()),
+    }
+}

@@ -334,6 +334,16 @@ fn a_fifo_in_place_of_an_image_is_refused_not_waited_on() {
     );
     assert!(!out.status.success(), "{}", log(&out));
     assert!(log(&out).contains(&expected), "{}", log(&out));
+
+    // A FIFO given as the params file.
+    let fifo = dir.path().join("params_fifo.json");
+    let c = std::ffi::CString::new(fifo.as_os_str().as_encoded_bytes()).unwrap();
+    // SAFETY: a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0, "mkfifo");
+    let out = medfm_within(&["--params_path".as_ref(), fifo.as_os_str()], limit);
+    let err = failure(&out);
+    let expected = format!("{} is not a regular file (a FIFO)", fifo.display());
+    assert!(err.contains(&expected), "{err}");
 }
 
 /// `epochs` 0 trained nothing and reported the untrained model's metrics as the run's.

@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 /// Read, override and validate a params file. `sets` are `a.b.c=value` strings; `cli` are the
 /// reference's flags. Every change is reported on stdout, as the reference does.
 pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> {
+    crate::util::require_regular_file(path)?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read params file {}", path.display()))?;
     let mut params = parse_with_sets(&text, path, sets)?;
