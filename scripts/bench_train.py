@@ -451,7 +451,8 @@ def bench_e2e(args):
         # ABBA order, so a drift in machine load hits both sides alike.
         for impl in ["medfm", "python"] if rep % 2 == 0 else ["python", "medfm"]:
             if impl == "medfm":
-                cmd = [medfm, "--params_path", params]
+                # --overwrite: each repeat replaces the previous repeat's run.
+                cmd = [medfm, "--params_path", params, "--overwrite"]
                 results = os.path.join(work, "medfm", "results", "e2e", "metrics_results.json")
             else:
                 out_dir = os.path.join(work, "python")

@@ -29,8 +29,10 @@ else
   extra=(--set foundation_params.pretrained=false)
 fi
 
+# --overwrite: each demo replaces the previous demo's run (medfm refuses to start over an
+# earlier run otherwise).
 cargo run --release --quiet -- --params_path configs/demo.json \
-  --data_location "$out/data" --save_dir "$out/run" "${extra[@]}" "$@"
+  --data_location "$out/data" --save_dir "$out/run" --overwrite "${extra[@]}" "$@"
 
 name=demo_dinov2_vits14_APTOS2019
 echo
@@ -42,4 +44,4 @@ for f in "results/$name/metrics_results.json" "results/$name/history.csv" \
          "checkpoints/$name.last.safetensors" "configs/$name/params.json" "tensorboard/$name"; do
   [ -e "$out/run/$f" ] && echo "  $out/run/$f"
 done
-echo "[demo] evaluate the saved model again: ./target/release/medfm --params_path configs/demo.json --save_dir $out/run --data_location $out/data ${extra[*]} --test"
+echo "[demo] evaluate the saved model again (into results/$name/eval-*/): ./target/release/medfm --params_path configs/demo.json --save_dir $out/run --data_location $out/data ${extra[*]} --test"

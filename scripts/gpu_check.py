@@ -174,7 +174,8 @@ class Check:
                                   self.args.device)
             path = os.path.join(self.work, f"{name}.json")
             write_atomic(path, json.dumps(params, indent=1))
-            text = self.run(name, [self.medfm, "--params_path", path])
+            # --overwrite: a check run again in the same work folder replaces its earlier run.
+            text = self.run(name, [self.medfm, "--params_path", path, "--overwrite"])
             rows.append(train_result(text, params, amp, self.args.device))
             results = os.path.join(self.work, name, "results", name)
             for f in ["history.csv", "metrics_results.json"]:
