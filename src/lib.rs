@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod data;
 pub mod device;
+pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod report;

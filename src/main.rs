@@ -42,6 +42,14 @@ fn main() {
     medfm::device::number_gpus_by_pci_bus();
     medfm::device::keep_tensors_in_heap();
     let cli = Cli::parse();
+    // `--debug` is a run flag (the main job, inspect, lr-finder); MEDFM_DEBUG for any command.
+    let debug_flag = match &cli.cmd {
+        None => cli.run.debug,
+        Some(Cmd::Inspect(a)) => a.run.debug,
+        Some(Cmd::LrFinder(a)) => a.run.debug,
+        Some(_) => false,
+    };
+    medfm::messages::set_debug(debug_flag || medfm::messages::debug_from_env());
     if cli.version {
         println!(
             "medfm {} ({})",

@@ -6,7 +6,7 @@
 //! <save_dir>/checkpoints/<name>.best.safetensors the best model (what --test evaluates)
 //! <save_dir>/checkpoints/<name>.last.safetensors the session (what restore_session resumes)
 //! <save_dir>/results/<name>/                    metrics_results.json, history.csv,
-//!                                               predictions.csv, plots
+//!                                               predictions.csv, run_info.json, plots
 //! <save_dir>/results/<name>/eval-<dataset>-<hash>/  an evaluation of the saved model on other
 //!                                               data (or from another checkpoint)
 //! <save_dir>/results/<name>-knn/                the reference's copy for kNN metrics
@@ -121,6 +121,12 @@ impl RunDir {
     /// `save_dir/results/<name>/metrics_results.json`: there when the run finished.
     pub fn metrics_results(&self) -> PathBuf {
         self.results_dir().join("metrics_results.json")
+    }
+
+    /// `save_dir/results/<name>/run_info.json`: versions, device, model, trunk weights (or
+    /// "random"), parameter counts, times and seed of the run (`train::run_info`).
+    pub fn run_info(&self) -> PathBuf {
+        self.results_dir().join("run_info.json")
     }
 
     /// `save_dir/results/<name>/history.csv`.

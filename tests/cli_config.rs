@@ -147,6 +147,105 @@ fn missing_params_file_is_a_clear_error() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("./params.json"), "{err}");
+    // A new user's first command: where to go from here.
+    for hint in [
+        "--params_path",
+        "medfm --help",
+        "scripts/demo.sh",
+        "configs/demo.json",
+        "medfm synth",
+    ] {
+        assert!(err.contains(hint), "no \"{hint}\" in: {err}");
+    }
+}
+
+/// `--backbone_type` is the reference's flag for the HEAD; a trunk name there is pointed at
+/// `--trunk`, which sets foundation_params.backbone_type.
+#[test]
+fn backbone_type_is_the_head_and_trunk_sets_the_trunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medfm(
+        dir.path(),
+        &[
+            "--params_path",
+            REFERENCE,
+            "--backbone_type",
+            "dinov2_vitb14",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    for part in [
+        "unknown head \"dinov2_vitb14\"",
+        "HEAD",
+        "\"none\" = linear head",
+        "\"deit_base\" = attention head",
+        "foundation_params.backbone_type",
+        "use --trunk dinov2_vitb14",
+    ] {
+        assert!(err.contains(part), "no \"{part}\" in: {err}");
+    }
+    let o = medfm(
+        dir.path(),
+        &["--params_path", REFERENCE, "--backbone_type", "deit"],
+    );
+    assert!(
+        text(&o).1.contains("did you mean \"deit_base\"?"),
+        "{:?}",
+        text(&o)
+    );
+
+    // --trunk is echoed like the other flags and reaches the run: here the missing weights
+    // file is DINOv2-B/14's, not the file's MAE ViT-H/14's.
+    let o = medfm(
+        dir.path(),
+        &[
+            "--params_path",
+            REFERENCE,
+            "--trunk",
+            "dinov2_vitb14",
+            "--data_location",
+            dir.path().join("no_data_here").to_str().unwrap(),
+        ],
+    );
+    let (out, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        out.contains("Changed foundation_params.backbone_type (trunk) to: dinov2_vitb14"),
+        "{out}"
+    );
+    assert!(err.contains("dinov2_vitb14_pretrain.pth"), "{err}");
+    assert!(!err.contains("mae_pretrain_vit_huge.pth"), "{err}");
+    // The run name still names the old trunk.
+    assert!(
+        err.contains("still names the trunk vit_huge_patch14") && err.contains("--model_name"),
+        "{err}"
+    );
+    // Validated like the file's value, the flag named.
+    let o = medfm(
+        dir.path(),
+        &["--params_path", REFERENCE, "--trunk", "dinov2_vitb15"],
+    );
+    let (_, err) = text(&o);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("--trunk")
+            && err.contains("foundation_params.backbone_type")
+            && err.contains("did you mean \"dinov2_vitb14\"?"),
+        "{err}"
+    );
+}
+
+#[test]
+fn debug_flag_is_accepted_and_documented() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = medfm(dir.path(), &["--help"]);
+    let (out, _) = text(&o);
+    assert!(
+        out.contains("--debug") && out.contains("debug lines"),
+        "{out}"
+    );
+    assert!(out.contains("--trunk <NAME>"), "{out}");
 }
 
 #[test]
@@ -179,5 +278,22 @@ fn set_with_unknown_key_is_rejected_before_anything_is_written() {
     let (_, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("did you mean \"epochs\""), "{err}");
+    assert!(!save.exists());
+    // A key that is no typo of any gets no suggestion (it was "use_mixed_precision").
+    let o = medfm(
+        dir.path(),
+        &[
+            "--params_path",
+            REFERENCE,
+            "--save_dir",
+            save.to_str().unwrap(),
+            "--set",
+            "training_params.x=1",
+        ],
+    );
+    let (_, err) = text(&o);
+    assert!(!o.status.success());
+    assert!(err.contains("unknown key \"x\""), "{err}");
+    assert!(!err.contains("did you mean"), "{err}");
     assert!(!save.exists());
 }

@@ -101,7 +101,7 @@ fn features_writes_pooled_and_tokens() {
     let input = dir.path().join("in.safetensors");
     let output = dir.path().join("out.safetensors");
     write_pixels(&input, "pixels", &[3, 3, 28, 42]);
-    medfm_ok(&[
+    let out = medfm_ok(&[
         "features",
         "--backbone",
         "dinov2_vits14",
@@ -110,6 +110,14 @@ fn features_writes_pooled_and_tokens() {
         "--output",
         output.to_str().unwrap(),
     ]);
+    // Without --weights the features are those of a random trunk, and it says so (on
+    // stderr, so stdout stays the one summary line).
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Notice: no --weights") && err.contains("random weights"),
+        "{err}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stdout).contains("Notice"));
     let got = read_st_at(&output);
     assert_eq!(got["pooled"].size(), vec![3, 384]);
     assert_eq!(got["tokens"].size(), vec![3, 6, 384]);
@@ -243,4 +251,47 @@ fn features_bad_inputs_are_clear_errors() {
     assert!(err.contains("/nonexistent/dinov2.pth"), "{err}");
     let err = run(&["--backbone", "dinov2_vits14", "--device", "tpu"]);
     assert!(err.contains("--device"), "{err}");
+    assert!(
+        err.contains("cpu") && err.contains("cuda") && err.contains("cuda:N"),
+        "{err}"
+    );
+    // What --input must be, instead of a debug value or the safetensors parser's enum name.
+    std::fs::remove_file(&input).unwrap();
+    let err = run(&["--backbone", "dinov2_vits14"]);
+    assert!(
+        err.contains("--input: cannot read") && err.contains("in.safetensors"),
+        "{err}"
+    );
+    assert!(!err.contains("IoError") && !err.contains("Os {"), "{err}");
+    image::RgbImage::new(4, 4)
+        .save_with_format(&input, image::ImageFormat::Png)
+        .unwrap();
+    let err = run(&["--backbone", "dinov2_vits14"]);
+    assert!(err.contains("in.safetensors is a PNG image"), "{err}");
+    assert!(
+        err.contains("\"pixels\": f32 [B, C, H, W], already normalised"),
+        "{err}"
+    );
+    assert!(!err.contains("HeaderTooLarge"), "{err}");
+    std::fs::write(&input, b"not tensors at all").unwrap();
+    let err = run(&["--backbone", "dinov2_vits14"]);
+    assert!(
+        err.contains("is not a safetensors file") && err.contains("\"pixels\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn features_help_describes_every_option() {
+    let out = medfm_ok(&["features", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    let line = |flag: &str| {
+        help.lines()
+            .find(|l| l.trim_start().starts_with(flag))
+            .unwrap_or_else(|| panic!("no {flag} in {help}"))
+            .to_string()
+    };
+    assert!(line("--backbone").contains("medfm backbones"), "{help}");
+    assert!(line("--device").contains("cpu|cuda|cuda:N"), "{help}");
+    assert!(line("--input").contains("safetensors"), "{help}");
 }

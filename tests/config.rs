@@ -129,12 +129,14 @@ fn every_cli_override_is_applied() {
         data_location: Some("/data".into()),
         save_dir: Some("/out".into()),
         backbone_type: Some("none".into()),
+        trunk: Some("dinov2_vitb14".into()),
         batch_size: Some(8),
         patch_size: Some(14),
         val_every: Some(0.5),
         use_mixed_precision: Some(0),
     };
     cli.apply(&mut p).unwrap();
+    assert_eq!(p.foundation_params.backbone_type, "dinov2_vitb14");
     assert_eq!(p.system_params.which_GPUs, "1");
     assert_eq!(p.optimization_params.default.optimizer.params.lr, 0.5);
     assert_eq!(p.training_params.model_name, "run2");

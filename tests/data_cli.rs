@@ -205,7 +205,13 @@ fn inspect_reports_counts_and_writes_val_ids() {
     ]);
     let t = text(&o);
     assert!(o.status.success(), "{t}");
-    assert!(t.contains("Creating a new train/val split"), "{t}");
+    assert!(
+        t.contains(&format!(
+            "Creating a new train/val split for \"APTOS2019\": {}\n",
+            data.join("APTOS2019/val_ids.json").display()
+        )),
+        "{t}"
+    );
     assert!(
         t.contains("Proliferative DR") && t.contains("images                 21        4        5"),
         "{t}"
@@ -229,17 +235,26 @@ fn inspect_reports_counts_and_writes_val_ids() {
         "{}",
         text(&o)
     );
-    std::fs::write(
-        data.join("APTOS2019/val_ids.json"),
-        "{\"train_split\": [0], \"val_split\": [1]}",
-    )
-    .unwrap();
+    // A hand-written split of other sizes: replaced as the reference does, but kept as a
+    // backup, and the message says which file, why, and where it went.
+    let mine = "{\"train_split\": [0], \"val_split\": [1]}";
+    let json = data.join("APTOS2019/val_ids.json");
+    std::fs::write(&json, mine).unwrap();
     let o = medfm(&["inspect", "--params_path", params.to_str().unwrap()]);
-    assert!(
-        o.status.success() && text(&o).contains("Found updated train/validation size"),
-        "{}",
-        text(&o)
-    );
+    let t = text(&o);
+    assert!(o.status.success(), "{t}");
+    let backup = data.join("APTOS2019/val_ids.json.bak");
+    for part in [
+        "Found updated train/validation size for \"APTOS2019\"".to_string(),
+        format!("{} holds 1 train + 1 held-out ids", json.display()),
+        "30 images with val_size 0.3 need 21 + 9".to_string(),
+        format!("moved to {}", backup.display()),
+    ] {
+        assert!(t.contains(&part), "no \"{part}\" in: {t}");
+    }
+    assert!(!t.contains(" !"), "{t}");
+    assert_eq!(std::fs::read_to_string(&backup).unwrap(), mine);
+    assert_ne!(std::fs::read_to_string(&json).unwrap(), mine);
 }
 
 /// Transforms whose output the trunk does not take are found by `inspect`, from the trunk's

@@ -1,5 +1,5 @@
 //! `medfm features --backbone NAME [--weights W] --input IN --output OUT [--in-chans C]
-//! [--device cpu|cuda]`: the exact tensors that feed the heads, for parity checks.
+//! [--device cpu|cuda|cuda:N]`: the exact tensors that feed the heads, for parity checks.
 //!
 //! IN holds "pixels" f32 [B, C, H, W] (already normalised); OUT gets "pooled" f32 [B, D] and
 //! "tokens" f32 [B, N, D'] (REFERENCE.md section 5). The trunk is built for the input's size
@@ -17,14 +17,21 @@ use tch::{Device, Kind, Tensor};
 /// Images per forward pass (bounds memory for large inputs).
 const CHUNK: i64 = 16;
 
+/// What `--input` must be, for its help and its errors.
+const INPUT_FORMAT: &str = "a safetensors file holding a tensor \"pixels\": f32 [B, C, H, W], \
+     already normalised (the transforms' output; e.g. torch: \
+     safetensors.torch.save_file({\"pixels\": x.float().contiguous()}, \"in.safetensors\"))";
+
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    #[arg(long)]
+    /// The trunk, by its registry name (e.g. dinov2_vitb14); `medfm backbones` lists them.
+    #[arg(long, value_name = "NAME")]
     pub backbone: String,
-    /// Official checkpoint; without it the trunk is randomly initialised.
+    /// Official checkpoint; without it the trunk is randomly initialised (and says so).
     #[arg(long)]
     pub weights: Option<PathBuf>,
-    /// safetensors with "pixels" f32 [B, C, H, W] (already normalised).
+    /// A safetensors file holding "pixels" f32 [B, C, H, W], already normalised (not an
+    /// image file).
     #[arg(long)]
     pub input: PathBuf,
     /// safetensors to write: "pooled" f32 [B, D], "tokens" f32 [B, N, D].
@@ -34,7 +41,8 @@ pub struct Args {
     /// channel count of "pixels".
     #[arg(long = "in-chans")]
     pub in_chans: Option<i64>,
-    #[arg(long, default_value = "cpu")]
+    /// Where the trunk runs: cpu, cuda (the first GPU) or cuda:N.
+    #[arg(long, default_value = "cpu", value_name = "cpu|cuda|cuda:N")]
     pub device: String,
 }
 
@@ -44,6 +52,13 @@ pub fn run(args: &Args) -> Result<()> {
     let pixels = read_pixels(&args.input, args.in_chans)?;
     let size = pixels.size();
     let opts = BuildOptions::new(size[2], size[1]);
+    if args.weights.is_none() {
+        crate::messages::notice(format_args!(
+            "no --weights: the {} trunk is randomly initialised, so these features come from \
+             random weights (pass --weights with its checkpoint for the pretrained features)",
+            row.name
+        ));
+    }
     let (_vs, trunk) = build_trunk(row, &opts, args.weights.as_deref(), device)?;
     trunk
         .check_input(&pixels)
@@ -76,7 +91,9 @@ pub fn parse_device(s: &str) -> Result<Device> {
         "cuda" => 0,
         _ => match s.strip_prefix("cuda:").map(str::parse::<usize>) {
             Some(Ok(i)) => i,
-            _ => bail!("--device: expected cpu, cuda or cuda:N, got \"{s}\""),
+            _ => bail!(
+                "--device: expected cpu, cuda (the first GPU) or cuda:N (N = 0, 1, ...), got \"{s}\""
+            ),
         },
     };
     if !tch::Cuda::is_available() {
@@ -92,8 +109,25 @@ pub fn parse_device(s: &str) -> Result<Device> {
 /// The "pixels" tensor of a safetensors file, checked: f32, [B, C, H, W], C = `in_chans` when
 /// given.
 fn read_pixels(path: &Path, in_chans: Option<i64>) -> Result<Tensor> {
-    let tensors = Tensor::read_safetensors(path)
-        .with_context(|| format!("cannot read {} as safetensors", path.display()))?;
+    let bytes =
+        std::fs::read(path).with_context(|| format!("--input: cannot read {}", path.display()))?;
+    let st = safetensors::SafeTensors::deserialize(&bytes).map_err(|e| {
+        let what = match image::guess_format(&bytes) {
+            Ok(f) => format!("a {} image", format!("{f:?}").to_uppercase()),
+            Err(_) => format!("not a safetensors file ({})", safetensors_problem(&e)),
+        };
+        anyhow::anyhow!(
+            "--input {} is {what}; it must be {INPUT_FORMAT}",
+            path.display()
+        )
+    })?;
+    let mut tensors = Vec::new();
+    for (name, view) in st.tensors() {
+        let t = Tensor::try_from(view)
+            .with_context(|| format!("{}: tensor \"{name}\"", path.display()))?;
+        tensors.push((name, t));
+    }
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
     let names: Vec<&str> = tensors.iter().map(|(n, _)| n.as_str()).collect();
     let Some((_, pixels)) = tensors.iter().find(|(n, _)| n == "pixels") else {
         bail!(
@@ -150,4 +184,22 @@ fn write_safetensors_atomic(path: &Path, tensors: &[(&str, &Tensor)]) -> Result<
         let _ = std::fs::remove_file(&tmp);
     }
     result.with_context(|| format!("cannot write {}", path.display()))
+}
+
+/// Why bytes are not a safetensors file, in words (the enum's name, e.g. "HeaderTooLarge",
+/// says nothing to someone who passed a PNG).
+fn safetensors_problem(e: &safetensors::SafeTensorError) -> String {
+    use safetensors::SafeTensorError as E;
+    match e {
+        E::HeaderTooLarge | E::HeaderTooSmall | E::InvalidHeaderLength => {
+            "it does not start with a safetensors header length".into()
+        }
+        E::InvalidHeader | E::InvalidHeaderStart | E::InvalidHeaderDeserialization => {
+            "its header is not the JSON of a safetensors file".into()
+        }
+        E::MetadataIncompleteBuffer => {
+            "it is truncated or padded: its size does not match the tensors its header lists".into()
+        }
+        other => format!("{other:?}"),
+    }
 }

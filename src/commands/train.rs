@@ -4,7 +4,7 @@
 use crate::config::{self, CliOverrides};
 use crate::report::runs;
 use crate::train::RunOptions;
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
@@ -23,7 +23,8 @@ pub struct Args {
     /// Learning rate (optimization_params.default.optimizer.params.lr).
     #[arg(long)]
     pub lr: Option<f64>,
-    /// Debug mode: verbose logging.
+    /// Also print debug lines on stderr: resolved paths, the device, cache decisions
+    /// (MEDFM_DEBUG=1 does the same for every command).
     #[arg(long)]
     pub debug: bool,
     /// Root folder that holds <DatasetName>/ (dataset_params.data_location).
@@ -44,9 +45,14 @@ pub struct Args {
     /// Output folder (training_params.save_dir).
     #[arg(long = "save_dir")]
     pub save_dir: Option<String>,
-    /// Head type: "none" (linear) or "deit_base" (attention head) (model_params.backbone_type).
-    #[arg(long = "backbone_type")]
+    /// The HEAD, as the reference's flag of this name: "none" (linear head) or "deit_base"
+    /// (attention head) (model_params.backbone_type). The trunk is --trunk.
+    #[arg(long = "backbone_type", value_name = "HEAD")]
     pub backbone_type: Option<String>,
+    /// The trunk (foundation_params.backbone_type), e.g. dinov2_vitb14; `medfm backbones`
+    /// lists them.
+    #[arg(long, value_name = "NAME")]
+    pub trunk: Option<String>,
     /// Batch size of all three loaders.
     #[arg(long = "batch_size")]
     pub batch_size: Option<i64>,
@@ -78,6 +84,7 @@ impl Args {
             data_location: self.data_location.clone(),
             save_dir: self.save_dir.clone(),
             backbone_type: self.backbone_type.clone(),
+            trunk: self.trunk.clone(),
             batch_size: self.batch_size,
             patch_size: self.patch_size,
             val_every: self.val_every,
@@ -92,6 +99,15 @@ impl Args {
         if self.dist_url.is_some() || self.port.is_some() {
             eprintln!("warning: --dist_url/--port are for the reference's multi-GPU launcher; medfm ignores them");
         }
+        if !self.params_path.exists() {
+            bail!("{}", missing_params_file(&self.params_path));
+        }
+        crate::messages::debug(format_args!(
+            "params file: {}",
+            std::path::absolute(&self.params_path)
+                .unwrap_or_else(|_| self.params_path.clone())
+                .display()
+        ));
         config::load(&self.params_path, &self.set, &self.overrides())
     }
 
@@ -106,6 +122,25 @@ impl Args {
     }
 }
 
+/// What a new user who typed `medfm` (or a wrong --params_path) needs: where a params file
+/// comes from and how to try the tool first.
+fn missing_params_file(path: &std::path::Path) -> String {
+    let default = path == std::path::Path::new("./params.json");
+    format!(
+        "cannot read params file {}: it does not exist{}\n\
+         A run is described by a params file: pass one with --params_path FILE (see `medfm --help`).\n\
+         To try medfm first: `bash scripts/demo.sh` (a small synthetic dataset and a short CPU run), \
+         or make a dataset with `medfm synth --dataset APTOS2019 --out demo/data` and run \
+         `medfm --params_path configs/demo.json`. configs/paper/ holds the paper's runs.",
+        path.display(),
+        if default {
+            " (the default when --params_path is not given)"
+        } else {
+            ""
+        }
+    )
+}
+
 pub fn run(args: &Args) -> Result<()> {
     let params = args.load_params()?;
     let opts = args.run_options();
@@ -118,6 +153,12 @@ pub fn run(args: &Args) -> Result<()> {
         let target = crate::train::preflight::check(&params, &opts)?;
         let device = crate::device::select(&params.system_params)?;
         println!("Device: {device:?}");
+        crate::messages::debug(format_args!(
+            "device {device:?} (system_params.use_GPU {}, which_GPUs \"{}\"); {}",
+            params.system_params.use_GPU,
+            params.system_params.which_GPUs,
+            crate::device::runtime_summary()
+        ));
         crate::train::run(&params, device, &opts, &target, &mut took_over)
     })();
     if let Err(e) = &result {

@@ -104,23 +104,30 @@ pub fn did_you_mean<S: AsRef<str>>(name: &str, candidates: &[S]) -> String {
         .unwrap_or_default()
 }
 
-/// The candidate closest to `name` (case-insensitive), if it is plausibly a typo of it.
+/// The candidate closest to `name` (case-insensitive), if it is plausibly a typo of it: at
+/// most max(1, len/3) single-character edits away (insertions, deletions, substitutions and
+/// swaps of neighbours; `len` is `name`'s length), or the start of a candidate and at least
+/// half its length (e.g. "APTOS" for "APTOS2019"). Among several, the fewest edits win, then
+/// the first candidate.
+/// A short name such as "x" matches only a name of one or two characters, so it is never
+/// "corrected" to an unrelated long key.
 pub fn closest<'a, S: AsRef<str>>(name: &str, candidates: &'a [S]) -> Option<&'a str> {
     let lower = name.to_lowercase();
+    let len = lower.chars().count();
+    if len == 0 {
+        return None;
+    }
+    let max_edits = (len / 3).max(1);
     candidates
         .iter()
-        .map(|c| {
+        .filter_map(|c| {
             let c = c.as_ref();
             let cl = c.to_lowercase();
-            let score = if !lower.is_empty() && (cl.contains(&lower) || lower.contains(&cl)) {
-                0.95
-            } else {
-                strsim::jaro_winkler(&lower, &cl)
-            };
-            (score, c)
+            let edits = strsim::osa_distance(&lower, &cl);
+            let prefix = len >= 3 && cl.starts_with(&lower) && 2 * len >= cl.chars().count();
+            (edits <= max_edits || prefix).then_some((edits, c))
         })
-        .filter(|(score, _)| *score >= 0.75)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .min_by_key(|(edits, _)| *edits)
         .map(|(_, c)| c)
 }
 
@@ -158,6 +165,53 @@ mod tests {
             "invalid type: integer `5`, expected string or map",
         );
         assert!(m.ends_with("expected a string"), "{m}");
+    }
+
+    #[test]
+    fn only_close_names_are_suggested() {
+        let training_keys = [
+            "epochs",
+            "model_name",
+            "seed",
+            "val_every",
+            "log_every",
+            "use_mixed_precision",
+            "save_dir",
+        ];
+        // Typos keep their suggestion: a dropped, doubled, swapped or changed character.
+        for (typo, want) in [
+            ("epoch", "epochs"),
+            ("epohcs", "epochs"),
+            ("model_nmae", "model_name"),
+            ("sed", "seed"),
+            ("use_mixed_precison", "use_mixed_precision"),
+            ("Val_Every", "val_every"),
+        ] {
+            assert_eq!(closest(typo, &training_keys), Some(want), "{typo}");
+        }
+        assert_eq!(closest("lrr", &["lr", "weight_decay"]), Some("lr"));
+        assert_eq!(
+            closest("dinov2_vitb16", &["dinov2_vits14", "dinov2_vitb14"]),
+            Some("dinov2_vitb14")
+        );
+        assert_eq!(
+            closest("APTOS", &["ISIC2019", "APTOS2019"]),
+            Some("APTOS2019")
+        );
+        // Unrelated names get none: one letter is no typo of a long key (it used to be
+        // "corrected" to use_mixed_precision, which contains an x), nor a far-off word.
+        for unrelated in [
+            "x",
+            "e",
+            "lr",
+            "batch",
+            "optimizer",
+            "precision_mixed_use",
+            "",
+        ] {
+            assert_eq!(closest(unrelated, &training_keys), None, "{unrelated}");
+        }
+        assert_eq!(did_you_mean("x", &training_keys), "");
     }
 
     #[test]

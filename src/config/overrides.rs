@@ -15,6 +15,9 @@ pub struct CliOverrides {
     /// The head type: "none" or "deit_base" (the reference's `--backbone_type` edits
     /// `model_params.backbone_type`, not the foundation trunk).
     pub backbone_type: Option<String>,
+    /// medfm's `--trunk`: the foundation trunk (`foundation_params.backbone_type`), validated
+    /// like the file's value.
+    pub trunk: Option<String>,
     pub batch_size: Option<i64>,
     pub patch_size: Option<i64>,
     pub val_every: Option<f64>,
@@ -43,13 +46,35 @@ impl CliOverrides {
         }
         if let Some(head) = &self.backbone_type {
             let Some(h) = HeadType::parse(head) else {
-                bail!(
-                    "--backbone_type: unknown head \"{head}\"; expected one of: {}",
-                    HeadType::NAMES.join(", ")
-                );
+                bail!("{}", unknown_head(head));
             };
             p.model_params.backbone_type = h;
             println!("Changed backbone_type to: {head}");
+        }
+        if let Some(trunk) = &self.trunk {
+            // Checked with the rest of the values (validate names the flag, lists the trunks
+            // and suggests the closest).
+            let prev = std::mem::replace(&mut p.foundation_params.backbone_type, trunk.clone());
+            println!("Changed foundation_params.backbone_type (trunk) to: {trunk}");
+            let f = &p.foundation_params;
+            if let Some(w) = f
+                .weights
+                .as_deref()
+                .filter(|_| prev != *trunk && f.pretrained)
+            {
+                crate::messages::notice(format_args!(
+                    "foundation_params.weights is {w}, set for the trunk \"{prev}\"; to start \
+                     {trunk} from its own checkpoint, set it with --set foundation_params.weights=FILE \
+                     or remove it from the params file"
+                ));
+            }
+            let name = &p.training_params.model_name;
+            if self.model_name.is_none() && prev != *trunk && name.contains(prev.as_str()) {
+                crate::messages::notice(format_args!(
+                    "the run name \"{name}\" still names the trunk {prev}; give this run its own \
+                     name with --model_name"
+                ));
+            }
         }
         if let Some(bs) = self.batch_size {
             let loaders = &mut p.dataloader_params;
@@ -79,7 +104,7 @@ impl CliOverrides {
         }
         if let Some(lr) = self.lr {
             p.optimization_params.default.optimizer.params.lr = lr;
-            println!("Changed learning rate to: {lr}");
+            println!("Changed learning rate to: {}", crate::messages::num(lr));
         }
         Ok(())
     }
@@ -110,6 +135,11 @@ impl CliOverrides {
             &["training_params.save_dir"],
         );
         add(
+            self.trunk.is_some(),
+            "--trunk",
+            &["foundation_params.backbone_type"],
+        );
+        add(
             self.batch_size.is_some(),
             "--batch_size",
             &[
@@ -135,6 +165,36 @@ impl CliOverrides {
         );
         out
     }
+}
+
+/// `--backbone_type`'s error: the reference's flag picks the head, which a user who knows
+/// the trunks by name does not expect; point a trunk name at `--trunk`.
+fn unknown_head(value: &str) -> String {
+    let trunks = crate::models::registry::names();
+    // "deit" for "deit_base" is too short a prefix for `closest`, but among two heads it is
+    // no guess.
+    let head_typo = match HeadType::NAMES
+        .iter()
+        .find(|h| value.len() >= 3 && h.starts_with(value))
+    {
+        Some(h) => format!(" (did you mean \"{h}\"?)"),
+        None => super::errors::did_you_mean(value, &HeadType::NAMES),
+    };
+    let trunk = if trunks.contains(&value) {
+        format!(": \"{value}\" is a trunk, so use --trunk {value}")
+    } else if head_typo.is_empty() {
+        match super::errors::closest(value, &trunks) {
+            Some(t) => format!(": to choose the trunk, use --trunk (did you mean --trunk {t}?)"),
+            None => ", set with --trunk NAME (`medfm backbones` lists them)".to_string(),
+        }
+    } else {
+        ", set with --trunk NAME".to_string()
+    };
+    format!(
+        "--backbone_type: unknown head \"{value}\"{head_typo}. This flag (the reference's) picks \
+         the HEAD: \"none\" = linear head, \"deit_base\" = attention head \
+         (model_params.backbone_type). The trunk is foundation_params.backbone_type{trunk}."
+    )
 }
 
 /// The reference's `update_warmup`: DDSM and APTOS2019 warm up for 5 epochs, ISIC2019 and

@@ -5,7 +5,8 @@
 //! held out, the rest are train; the held-out list's first half (`int(len / 2)`) is val, the
 //! rest test. `val_ids.json` (`{"train_split": [...], "val_split": [...]}`, written as Python's
 //! `json.dump` writes it) is reused when present and of the right sizes; otherwise it is
-//! recreated with a notice.
+//! recreated with a notice that says why, after the old file is moved to `val_ids.json.bak`
+//! (the reference overwrites it; a researcher's hand-made split is kept).
 
 use super::pyrandom::PyRandom;
 use anyhow::{Context, Result};
@@ -51,29 +52,72 @@ pub fn validation_ids(
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     let held = held_out_size(total, val_size);
     if json_path.is_file() {
-        match read_val_ids(json_path, total) {
+        let why = match read_val_ids(json_path, total) {
             Ok((train, val)) if train.len() == total - held && val.len() == held => {
+                crate::messages::debug(format_args!(
+                    "reusing the train/val split in {} ({} train + {held} held-out ids)",
+                    json_path.display(),
+                    train.len()
+                ));
                 return Ok((train, val));
             }
-            Ok((train, val)) => println!(
-                "Found updated train/validation size for \"{dataset}\" ! {} holds {} train + {} \
-                 held-out ids; {total} images need {} + {held}. Recreating it.",
+            // The reference's words first ("Found updated train/validation size"), then the
+            // numbers.
+            Ok((train, val)) => format!(
+                "Found updated train/validation size for \"{dataset}\": {} holds {} train + {} \
+                 held-out ids, but {total} images with val_size {val_size} need {} + {held}",
                 json_path.display(),
                 train.len(),
                 val.len(),
                 total - held
             ),
-            Err(e) => println!(
-                "Notice: {} does not fit this dataset ({e:#}). Recreating it.",
+            Err(e) => format!(
+                "{} does not fit this dataset of {total} images ({e:#})",
                 json_path.display()
             ),
-        }
+        };
+        // The reference overwrites the file; a hand-made split is worth keeping, so it is
+        // moved aside first (never over an earlier backup) and the run goes on with the
+        // reference's split, as it would.
+        let backup = backup_path(json_path);
+        std::fs::rename(json_path, &backup).with_context(|| {
+            format!(
+                "{why}; cannot move it aside to {} before writing a new split",
+                backup.display()
+            )
+        })?;
+        crate::messages::notice(format_args!(
+            "{why}. It was moved to {} and a new split (the reference's, seed {SPLIT_SEED}) was \
+             written to {}. To use your own split, give it exactly these sizes.",
+            backup.display(),
+            json_path.display()
+        ));
     } else {
-        println!("Creating a new train/val split for \"{dataset}\" !");
+        println!(
+            "Creating a new train/val split for \"{dataset}\": {}",
+            json_path.display()
+        );
     }
     let (train, val) = fresh_ids(total, val_size);
     write_val_ids(json_path, &train, &val)?;
     Ok((train, val))
+}
+
+/// `val_ids.json.bak`, or `val_ids.json.bak.2`, `.bak.3`, ...: the first name not taken, so
+/// an earlier backup is never overwritten.
+fn backup_path(path: &Path) -> std::path::PathBuf {
+    let name = path.file_name().map_or_else(
+        || "val_ids.json".into(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let first = path.with_file_name(format!("{name}.bak"));
+    if !first.exists() {
+        return first;
+    }
+    (2u32..)
+        .map(|i| path.with_file_name(format!("{name}.bak.{i}")))
+        .find(|p| !p.exists())
+        .expect("some backup name is free")
 }
 
 /// Split held-out ids into val (first half) and test, as the reference does.
@@ -174,6 +218,41 @@ mod tests {
         assert_eq!(held_out_size(3662, 0.3), 1098);
         assert_eq!(held_out_size(25331, 0.2), 5066);
         assert_eq!(held_out_size(2, 0.3), 0);
+    }
+
+    #[test]
+    fn a_split_of_other_sizes_is_kept_as_a_backup() {
+        let dir = tempfile::tempdir().unwrap();
+        let json = dir.path().join("val_ids.json");
+        let mine = "{\"train_split\": [0, 1, 2], \"val_split\": [3]}";
+        std::fs::write(&json, mine).unwrap();
+        let (train, held) = validation_ids(10, 0.2, &json, "APTOS2019").unwrap();
+        assert_eq!((train.len(), held.len()), (8, 2));
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("val_ids.json.bak")).unwrap(),
+            mine
+        );
+        assert_eq!(
+            std::fs::read_to_string(&json).unwrap(),
+            val_ids_json(&train, &held)
+        );
+        // A second replacement keeps the first backup.
+        std::fs::write(&json, "not json").unwrap();
+        validation_ids(10, 0.2, &json, "APTOS2019").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("val_ids.json.bak")).unwrap(),
+            mine
+        );
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("val_ids.json.bak.2")).unwrap(),
+            "not json"
+        );
+        // A file of the right sizes is used as it is.
+        let fitting = "{\"train_split\": [9, 8, 7, 6, 5, 4, 3, 2], \"val_split\": [1, 0]}";
+        std::fs::write(&json, fitting).unwrap();
+        let (train, held) = validation_ids(10, 0.2, &json, "APTOS2019").unwrap();
+        assert_eq!((train, held), (vec![9, 8, 7, 6, 5, 4, 3, 2], vec![1, 0]));
+        assert!(!dir.path().join("val_ids.json.bak.3").exists());
     }
 
     #[test]

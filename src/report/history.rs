@@ -1,5 +1,6 @@
 //! `results/<model_name>/history.csv`: one row per validation (`epoch, iteration, train_loss,
-//! val_loss, lr, <val metrics...>, seconds`). The whole file is rewritten atomically on every
+//! val_loss, lr, <val metrics...>, seconds`). Measured numbers keep every digit; the lr has 10
+//! significant digits (see `lr_num`). The whole file is rewritten atomically on every
 //! row (it is small), so a killed run leaves a complete file; a resumed run reopens it and
 //! drops the rows past its checkpoint.
 
@@ -103,7 +104,7 @@ impl History {
                 r.iteration.to_string(),
                 r.train_loss.map(num).unwrap_or_default(),
                 r.val_loss.map(num).unwrap_or_default(),
-                num(r.lr),
+                lr_num(r.lr),
             ];
             rec.extend(
                 cols.iter()
@@ -117,9 +118,22 @@ impl History {
     }
 }
 
-/// Shortest round-tripping decimal; NaN as "NaN" (pandas reads it).
+/// Shortest round-tripping decimal of a measured number (loss, metric, epoch); NaN as "NaN"
+/// (pandas reads it), a negative zero (a kappa of -0.0) as 0.
 fn num(x: f64) -> String {
+    if x == 0.0 {
+        return "0".into();
+    }
     format!("{x}")
+}
+
+/// The learning rate, to 10 significant digits. It is not measured but computed from the
+/// params (lr x schedule factors), so its last digits are float noise: 0.005 x 1.0001 is
+/// 0.005000500000000001. Ten digits keep every lr a schedule can tell apart (its factors
+/// differ far above 1e-10 relative) and drop that noise; the value read back differs from the
+/// optimizer's by at most 5e-11 relative.
+fn lr_num(x: f64) -> String {
+    crate::messages::sig(x, 10)
 }
 
 fn read_rows(path: &Path) -> Result<Vec<HistoryRow>> {
@@ -218,6 +232,29 @@ mod tests {
         assert_eq!(back.rows(), h.rows());
         back.truncate_after(10);
         assert_eq!(back.rows().len(), 1);
+    }
+
+    #[test]
+    fn lr_noise_and_negative_zero_are_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("history.csv");
+        let mut h = History::new(&path);
+        let mut r = row(0.5, 10, -0.0);
+        // What a warm-up's float arithmetic gives (e.g. in Python, 0.0001 + 0.0049005).
+        r.lr = 0.005000500000000001;
+        assert_ne!(r.lr, 0.0050005);
+        r.train_loss = Some(0.1 + 0.2);
+        h.push(r).unwrap();
+        let text = std::fs::read_to_string(&path).unwrap();
+        // The loss, measured, keeps every digit; the lr loses its noise; kappa-like -0 is 0.
+        assert_eq!(
+            text.lines().nth(1),
+            Some("0.5,10,0.30000000000000004,0.6,0.0050005,0,0.5,12.500")
+        );
+        // Reading and writing again changes nothing (a resumed run rewrites the file).
+        let back = History::open(&path).unwrap();
+        back.save().unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
     }
 
     #[test]

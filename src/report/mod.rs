@@ -139,7 +139,13 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
     );
     let rows: Vec<table::Row> = found
         .into_iter()
-        .map(|(id, state)| table::Row::new(id, state))
+        .map(|(id, state)| {
+            let random_trunk = runs::random_trunk(save_dir, &id.model_name);
+            table::Row {
+                random_trunk,
+                ..table::Row::new(id, state)
+            }
+        })
         .collect();
     let dir = crate::run_dir::report_dir(save_dir);
     let files = ReportFiles {

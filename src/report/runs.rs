@@ -110,6 +110,27 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     RunState::Missing
 }
 
+/// Whether run `model_name` trained from a random trunk: its `run_info.json` says
+/// `"trunk_weights": "random"`, or, without one (a run still under way, or older), its
+/// resolved params say `foundation_params.pretrained: false`. None when neither file says.
+pub fn random_trunk(save_dir: &Path, model_name: &str) -> Option<bool> {
+    let run = RunDir::new(save_dir, model_name);
+    let read = |p: PathBuf| -> Option<serde_json::Value> {
+        serde_json::from_str(&std::fs::read_to_string(p).ok()?).ok()
+    };
+    if let Some(weights) = read(run.run_info()).and_then(|v| {
+        v.get("trunk_weights")
+            .and_then(|w| w.as_str().map(str::to_string))
+    }) {
+        return Some(weights == crate::train::run_info::RANDOM);
+    }
+    let params = read(run.resolved_params())?;
+    params
+        .get("foundation_params")?
+        .get("pretrained")
+        .map_or(Some(false), |p| p.as_bool().map(|pretrained| !pretrained))
+}
+
 /// Keep why a run stopped with an error, so that `report` and sweeps show it as failed (with
 /// the reason) instead of as interrupted: the error on the first line, then one cause a line.
 /// A killed process writes nothing, so it stays "incomplete".
@@ -421,6 +442,27 @@ mod tests {
         clear_error(&RunDir::new(d, "a")).unwrap();
         assert!(!file.exists());
         assert_eq!(run_state(d, "a"), RunState::Missing);
+    }
+
+    #[test]
+    fn random_trunks_are_found_in_run_info_or_params() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let run = RunDir::new(d, "a");
+        assert_eq!(random_trunk(d, "a"), None);
+        let params = run.resolved_params();
+        std::fs::create_dir_all(params.parent().unwrap()).unwrap();
+        std::fs::write(&params, r#"{"foundation_params": {"pretrained": false}}"#).unwrap();
+        assert_eq!(random_trunk(d, "a"), Some(true));
+        // The default of a missing key is true.
+        std::fs::write(&params, r#"{"foundation_params": {}}"#).unwrap();
+        assert_eq!(random_trunk(d, "a"), Some(false));
+        // run_info.json, written at the end of the run, is what the run did.
+        std::fs::create_dir_all(run.results_dir()).unwrap();
+        std::fs::write(run.run_info(), r#"{"trunk_weights": "random"}"#).unwrap();
+        assert_eq!(random_trunk(d, "a"), Some(true));
+        std::fs::write(run.run_info(), r#"{"trunk_weights": "/w/dinov2.pth"}"#).unwrap();
+        assert_eq!(random_trunk(d, "a"), Some(false));
     }
 
     #[test]

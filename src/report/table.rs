@@ -24,6 +24,9 @@ pub struct Row {
     pub params: Option<i64>,
     /// `test_<target metric>` of a finished run.
     pub target: Option<f64>,
+    /// Whether the trunk started from random weights (None: unknown); see
+    /// `runs::random_trunk`.
+    pub random_trunk: Option<bool>,
 }
 
 impl Row {
@@ -39,6 +42,26 @@ impl Row {
             id,
             state,
             target,
+            random_trunk: None,
+        }
+    }
+
+    /// The backbone cell: its name, marked when the trunk was random (its metrics are then
+    /// not those of the pretrained model).
+    fn backbone_cell(&self) -> String {
+        let name = self.id.backbone.as_deref().unwrap_or(&self.id.model_name);
+        match self.random_trunk {
+            Some(true) => format!("{name} (random trunk)"),
+            _ => name.to_string(),
+        }
+    }
+
+    /// The CSV's `trunk_weights`: pretrained, random, or empty when unknown.
+    fn trunk_weights(&self) -> &'static str {
+        match self.random_trunk {
+            Some(true) => "random",
+            Some(false) => "pretrained",
+            None => "",
         }
     }
 
@@ -92,7 +115,11 @@ fn fmt_number(x: f64) -> String {
     if x.is_infinite() {
         return format!("{x}");
     }
-    if x == 0.0 || (1e-4..1e6).contains(&x.abs()) {
+    if x == 0.0 {
+        // Also a negative zero (a kappa of -0.0): "-0" means nothing more than 0.
+        return "0".into();
+    }
+    if (1e-4..1e6).contains(&x.abs()) {
         let shortest = format!("{x}");
         if shortest.len() <= 10 {
             return shortest;
@@ -110,7 +137,10 @@ fn fmt_number(x: f64) -> String {
 fn csv_value(v: Option<f64>) -> String {
     match v {
         Some(x) if x.is_nan() => "NaN".into(),
-        Some(x) if x == 0.0 || (1e-4..1e16).contains(&x.abs()) => format!("{x}"),
+        // Also a negative zero (the pattern compares with ==): it reads back equal to 0, and
+        // "-0" would only puzzle a reader.
+        Some(0.0) => "0".into(),
+        Some(x) if (1e-4..1e16).contains(&x.abs()) => format!("{x}"),
         Some(x) => format!("{x:e}"),
         None => String::new(),
     }
@@ -145,6 +175,7 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
         "head",
         "model_name",
         "trunk_params",
+        "trunk_weights",
         "status",
         "target_metric",
         "target_value",
@@ -162,6 +193,7 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
             head_name(&r.id).to_string(),
             r.id.model_name.clone(),
             r.params.map(|n| n.to_string()).unwrap_or_default(),
+            r.trunk_weights().to_string(),
             r.status(),
             r.id.dataset.map_or("", target_metric).to_string(),
             csv_value(r.target),
@@ -189,6 +221,13 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
         count("incomplete"),
         count("missing")
     );
+    if rows.iter().any(|r| r.random_trunk == Some(true)) {
+        md.push_str(
+            "\nRuns marked \"(random trunk)\" started from random trunk weights \
+             (foundation_params.pretrained false): their metrics are not those of the pretrained \
+             model.\n",
+        );
+    }
     let mut groups: Vec<(Option<DatasetName>, Vec<&Row>)> = Vec::new();
     for r in rows {
         match groups.iter_mut().find(|(d, _)| *d == r.id.dataset) {
@@ -229,7 +268,7 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
                 v => fmt_value(v),
             };
             let mut cells = vec![
-                md_cell(r.id.backbone.as_deref().unwrap_or(&r.id.model_name)),
+                md_cell(&r.backbone_cell()),
                 r.family.unwrap_or("?").to_string(),
                 head_name(&r.id).to_string(),
                 fmt_params(r.params),
@@ -292,6 +331,37 @@ mod tests {
     }
 
     #[test]
+    fn random_trunks_are_marked() {
+        let mut m = MetricValues::default();
+        m.push("test_roc_auc", 0.6);
+        let mut rows = vec![
+            row("dinov2_vitb14", HeadType::Linear, RunState::Done(m.clone())),
+            row("dinov2_vitb14", HeadType::DeitBase, RunState::Done(m)),
+            row("sam2_b", HeadType::Linear, RunState::Missing),
+        ];
+        rows[0].random_trunk = Some(true);
+        rows[1].random_trunk = Some(false);
+        let md = to_markdown(&rows, "out");
+        assert!(
+            md.contains("| dinov2_vitb14 (random trunk) | DINOv2 | linear |"),
+            "{md}"
+        );
+        assert!(
+            md.contains("| dinov2_vitb14 | DINOv2 | deit_base |"),
+            "{md}"
+        );
+        let csv = to_csv(&rows).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(
+            lines[0].contains(",trunk_params,trunk_weights,status,"),
+            "{csv}"
+        );
+        assert!(lines[1].contains(",random,done,"), "{csv}");
+        assert!(lines[2].contains(",pretrained,done,"), "{csv}");
+        assert!(lines[3].contains(",,missing,"), "{csv}");
+    }
+
+    #[test]
     fn numbers_are_compact() {
         for (x, want) in [
             (0.912, "0.912"),
@@ -299,6 +369,7 @@ mod tests {
             (0.12346, "0.12346"),
             (12.34567, "12.34567"),
             (0.0, "0"),
+            (-0.0, "0"),
             (0.1 + 0.2, "0.3"),
             (1e300, "1e300"),
             (-1.23456e-300, "-1.235e-300"),
@@ -318,6 +389,7 @@ mod tests {
             (1e300, "1e300"),
             (-1.23456e-300, "-1.23456e-300"),
             (0.0, "0"),
+            (-0.0, "0"),
         ] {
             assert_eq!(csv_value(Some(x)), want, "{x}");
             assert_eq!(csv_value(Some(x)).parse::<f64>().unwrap(), x);

@@ -310,42 +310,88 @@ impl Trainer {
     }
 }
 
-/// `key value` pairs on one line.
+/// `key value` pairs on one line (a validation's log line).
 pub fn format_values(values: &MetricValues) -> String {
     values
         .iter()
-        .map(|(k, v)| format!("{k} {v}"))
+        .map(|(k, v)| format!("{k} {}", show(v)))
         .collect::<Vec<_>>()
         .join("  ")
 }
 
-/// A two-row table of the test dict (the reference prints it with tabulate).
+/// A metric in a log: as the run rounded it (3 decimals, the loss 5), a negative zero as 0.
+fn show(v: f64) -> String {
+    crate::messages::num(v)
+}
+
+/// The name a test metric has in the printed table. The reference's test dict names the kNN
+/// metrics of the test set `knn_val_*` (metrics_results.json keeps those keys, byte for byte);
+/// the table says what they are.
+fn printed_name(key: &str) -> String {
+    match key.strip_prefix("knn_val_") {
+        Some(rest) => format!("knn_test_{rest}"),
+        None => key.to_string(),
+    }
+}
+
+/// The test dict as rows, one metric a line (name, value), the names aligned: the reference
+/// prints one tabulate row per metric name, about 330 columns for a multiclass run with kNN.
+/// A note follows when the kNN names were changed for the table.
 pub fn format_table(values: &MetricValues) -> String {
-    let cells: Vec<(String, String)> = values
+    let rows: Vec<(String, String)> = values
         .iter()
-        .map(|(k, v)| (k.to_string(), format!("{v}")))
+        .map(|(k, v)| (printed_name(k), show(v)))
         .collect();
-    let widths: Vec<usize> = cells.iter().map(|(k, v)| k.len().max(v.len())).collect();
-    let line = |f: &dyn Fn(usize) -> String| -> String {
-        let parts: Vec<String> = (0..cells.len())
-            .map(|i| format!(" {:>w$} ", f(i), w = widths[i]))
-            .collect();
-        format!("|{}|", parts.join("|"))
-    };
-    let rule = format!(
-        "+{}+",
-        widths
-            .iter()
-            .map(|w| "-".repeat(w + 2))
-            .collect::<Vec<_>>()
-            .join("+")
-    );
-    [
-        rule.clone(),
-        line(&|i| cells[i].0.clone()),
-        rule.clone(),
-        line(&|i| cells[i].1.clone()),
-        rule,
-    ]
-    .join("\n")
+    let name_w = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out: Vec<String> = rows
+        .iter()
+        .map(|(k, v)| format!("  {k:<name_w$}  {v}"))
+        .collect();
+    if values.keys().any(|k| k.starts_with("knn_val_")) {
+        out.push(
+            "  (knn_test_*: kNN on the test set; metrics_results.json keeps the reference's \
+             names, knn_val_*)"
+                .to_string(),
+        );
+    }
+    out.join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_test_table_is_narrow_and_names_knn_as_test() {
+        let mut v = MetricValues::default();
+        for prefix in ["test", "knn_val"] {
+            for m in [
+                "accuracy",
+                "balanced_accuracy",
+                "precision",
+                "recall",
+                "f1",
+                "roc_auc",
+                "quadratic_kappa",
+            ] {
+                v.push(format!("{prefix}_{m}"), 0.5);
+            }
+        }
+        v.push("knn_val_quadratic_kappa", -0.0);
+        v.push("test_loss", 0.61234);
+        let table = format_table(&v);
+        assert!(table.lines().all(|l| l.len() <= 100), "{table}");
+        let lines: Vec<&str> = table.lines().collect();
+        assert_eq!(lines.len(), 16, "{table}");
+        assert_eq!(lines[7], "  knn_test_accuracy           0.5");
+        assert_eq!(lines[14], "  test_loss                   0.61234");
+        assert!(!table.contains("knn_val_accuracy"), "{table}");
+        assert!(lines[15].contains("knn_val_*"), "{table}");
+        assert!(!table.contains("-0"), "{table}");
+        assert!(format_values(&v).contains("knn_val_quadratic_kappa 0  "));
+        // Without kNN metrics there is nothing to explain.
+        let mut plain = MetricValues::default();
+        plain.push("test_accuracy", 0.25);
+        assert_eq!(format_table(&plain), "  test_accuracy  0.25");
+    }
 }

@@ -17,6 +17,7 @@ pub mod optim;
 pub mod outputs;
 pub mod preflight;
 pub mod progress;
+pub mod run_info;
 pub mod schedule;
 pub mod session;
 pub mod trainer;
@@ -31,7 +32,7 @@ use crate::models::classifier::{Classifier, ClassifierSpec};
 use crate::models::InputRule;
 use anyhow::{Context, Result};
 use std::path::PathBuf;
-use tch::Device;
+use tch::{Device, Tensor};
 
 /// What the command line asks for beyond the params file.
 #[derive(Debug, Clone, Default)]
@@ -141,6 +142,7 @@ pub fn run(
     took_over: &mut bool,
 ) -> Result<()> {
     use attempt::Target;
+    let clock = run_info::Clock::start();
     let tp = &params.training_params;
     // Initialisation (random trunks and heads) is a function of the seed.
     tch::manual_seed(tp.seed as i64);
@@ -154,15 +156,40 @@ pub fn run(
     println!("The default metric has been set to: {}", info.target_metric);
     let sources = build_sources(params, splits, device)?;
     let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
+    if !matches!(target, Target::Test { .. }) {
+        say_where_weights_come_from(params, &spec);
+    }
     let model = ClassifierModel {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
     };
+    let numel = |ts: &mut dyn Iterator<Item = Tensor>| ts.map(|t| t.numel() as i64).sum::<i64>();
+    let facts = run_info::ModelFacts::new(
+        &spec,
+        numel(&mut model.inner.trainable().into_iter().map(|(_, t)| t)),
+        numel(&mut model.inner.var_store().variables().into_values()),
+    );
+    crate::messages::debug(format_args!(
+        "parameters: {} trainable of {} (trunk {}, head {})",
+        facts.trainable_parameters,
+        facts.total_parameters,
+        model.inner.trunk_param_count(),
+        model.inner.head_param_count()
+    ));
+    crate::messages::debug(format_args!(
+        "feature cache: {}",
+        match (tp.feature_cache, model.inner.trunk_frozen()) {
+            (true, true) => "on (frozen trunk: features computed once per image and kept)",
+            (true, false) => "off (the trunk trains, so its features change)",
+            (false, _) => "off (training_params.feature_cache is false)",
+        }
+    ));
     check_transform_sizes(params, &info, &model.inner.input_rule())?;
     if target.trains() {
         session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
     }
     let mut trainer = Trainer::new(params.clone(), info, device, Box::new(model), sources)?;
+    let mut resumed_at = None;
     match target {
         Target::Test { outputs } => {
             let path = opts
@@ -190,6 +217,7 @@ pub fn run(
         }
         Target::Resume => {
             let iters = trainer.load_session(opts.checkpoint.as_deref(), false)?;
+            resumed_at = Some(iters);
             if trainer.is_finished() && trainer.files.metrics_results().exists() {
                 println!(
                     "Run \"{}\" is complete (iteration {iters} of {}; results in {}): nothing to \
@@ -231,5 +259,49 @@ pub fn run(
     trainer.train()?;
     trainer.load_best(None)?;
     trainer.test()?;
+    let info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
+    let file = params.run_dir().run_info();
+    info.write(&file)?;
+    println!("Run info written to {}", file.display());
     Ok(())
+}
+
+/// Where the trunk's (and the attention head's) weights come from, before training starts:
+/// a notice when the trunk is random, since its metrics are then not those of the
+/// pretrained model; the resolved paths as debug lines.
+fn say_where_weights_come_from(params: &Params, spec: &ClassifierSpec) {
+    let f = &params.foundation_params;
+    match &spec.trunk_weights {
+        Some(path) => crate::messages::debug(format_args!(
+            "trunk {} starts from {}",
+            spec.backbone,
+            path.display()
+        )),
+        None => crate::messages::notice(format_args!(
+            "foundation_params.pretrained is false: the {} trunk starts from RANDOM weights{}; \
+             its metrics are not those of the pretrained model (recorded as \"trunk_weights\": \
+             \"random\" in results/{}/run_info.json)",
+            spec.backbone,
+            if f.freeze_backbone && f.partial.unfreeze_cutoff < 0 {
+                " and stays frozen, so only the head learns, on random features"
+            } else {
+                ""
+            },
+            params.training_params.model_name
+        )),
+    }
+    if spec.head == crate::config::HeadType::DeitBase {
+        crate::messages::debug(format_args!(
+            "attention head's DeiT-B starts from {}",
+            spec.head_weights
+                .as_deref()
+                .map_or_else(|| "random weights".to_string(), |p| p.display().to_string())
+        ));
+    }
+    match crate::data::cache_dir(params) {
+        Some(dir) => crate::messages::debug(format_args!("resize cache: {}", dir.display())),
+        None => crate::messages::debug(format_args!(
+            "resize cache: off (dataset_params.use_cache is false)"
+        )),
+    }
 }

@@ -419,7 +419,10 @@ impl Trainer {
                 self.params.dataloader_params.trainloader.drop_last
             );
         }
-        println!("Start training with learning rate: {}", self.opt.lr());
+        println!(
+            "Start training with learning rate: {}",
+            crate::messages::num(self.opt.lr())
+        );
         let first_epoch = self.state.iters / spe + 1;
         let mut skip = self.state.iters % spe;
         self.progress = Some(Progress::new(
