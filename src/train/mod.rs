@@ -299,7 +299,7 @@ fn say_where_weights_come_from(params: &Params, spec: &ClassifierSpec) {
         ));
     }
     match crate::data::cache_dir(params) {
-        Some(dir) => crate::messages::debug(format_args!("resize cache: {}", dir.display())),
+        Some(c) => crate::messages::debug(format_args!("resize cache: {}", c.dir.display())),
         None => crate::messages::debug(format_args!(
             "resize cache: off (dataset_params.use_cache is false)"
         )),
