@@ -116,7 +116,7 @@ fn main() -> Result<()> {
             }
         }
         "decode" => {
-            // One file's decode and 256x256 resize times, for the README's breakdown.
+            // One file's decode and 256x256 resize times: where a first epoch's time goes.
             let file: PathBuf = get::<String>(&f, "file")?.into();
             let channels: usize = get(&f, "channels")?;
             for _ in 0..get::<usize>(&f, "repeat")? {

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Issue 7's benchmark in one go: forward time per image at 224 px (batch 8, CPU, fp32) of every
+# The family benchmarks in one go: forward time per image at 224 px (batch 8, CPU, fp32) of every
 # backbone of the other families, medfm vs its reference implementation, each pair interleaved
 # in one run, ratio printed (targets: <= 1.1; VMamba >= 3x faster than the reference's
 # pure-torch scan). It runs the four family scripts one after another (each takes the heavy

@@ -36,7 +36,7 @@ same trunk weights and head initialisation, so their metrics must match. Wall ti
 the process tree (the Python loop's DataLoader workers included, shared pages counted once) and
 peak RSS of the main process, sampled every 50 ms.
 
-`all` runs both and prints the table of numbers, ratios and targets (the README's).
+`all` runs both and prints the table of numbers, ratios and targets (as in docs/performance.md).
 
 Both sides use the same thread count and OMP_WAIT_POLICY=PASSIVE (medfm's binary sets it by
 default; libgomp's spinning default makes both many times slower on a loaded machine).
@@ -482,7 +482,7 @@ def bench_e2e(args):
 
 
 def report(steps, e2e):
-    """The measured table (markdown, as in the README) with the issue's targets."""
+    """The measured table (markdown, as in docs/performance.md) with the targets."""
     load = open("/proc/loadavg").read().split()[:3]
     print(f"\nload average at the end: {' '.join(load)} (nproc {os.cpu_count()})")
     print("| benchmark | PyTorch | medfm | medfm / PyTorch | target |")

@@ -3,7 +3,7 @@
 reference's utils/metrics.py calls it (DefaultClassificationMetrics and
 MultiLabelClassificationMetrics .get_value, unrounded).
 
-Two documented substitutions (medfm's README, section "Metrics"):
+Two documented substitutions (docs/outputs.md, "Metrics"; docs/reference.md, "Deviations"):
 - an ROC-AUC that sklearn cannot compute is 0.5. The reference catches sklearn's exception for
   multiclass; sklearn >= 1.6 returns NaN with a warning instead of raising for a single class,
   so NaN is mapped to 0.5 too;

@@ -106,7 +106,7 @@ def randomise(model, gen):
 
 @torch.no_grad()
 def features(model, pixels):
-    """REFERENCE.md section 5: tokens = classifier.norm(last map) flattened; pooled = mean."""
+    """tokens = classifier.norm(last map) flattened; pooled = mean (docs/reference.md)."""
     x = model.patch_embed(pixels)
     for layer in model.layers:
         x = layer(x)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The CUDA check (issue 8) in one run; start it through scripts/gpu_check.sh.
+"""The CUDA check in one run (docs/gpu.md); start it through scripts/gpu_check.sh.
 
 1. version  - `medfm --version` reports CUDA available and names the GPU;
 2. features - `medfm features` on the device equals its CPU output (fp32, max abs <= 1e-3) for

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The CUDA check of issue 8 in one run (see scripts/gpu_check.py for what it checks). On the GPU
+# The CUDA check in one run (what it checks: docs/gpu.md, scripts/gpu_check.py). On the GPU
 # machine, from the repository root of the working tree sent there with .gpu_pack/ (made here by
 # scripts/gpu_check_pack.sh):
 #   bash scripts/gpu_check.sh [--out DIR] [--quick] [--only version,features,train,bench]

@@ -2,7 +2,7 @@
 
 A fixture is a small model of a family with random weights saved in the official checkpoint
 layout, a random input, and what the reference implementation computes from them: the
-`pooled` and `tokens` tensors medfm's trunks must reproduce (REFERENCE.md section 5).
+`pooled` and `tokens` tensors medfm's trunks must reproduce (docs/reference.md).
 """
 import os
 import subprocess

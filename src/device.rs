@@ -214,7 +214,7 @@ fn gpu_order(current: Option<std::ffi::OsString>) -> Option<&'static str> {
 
 /// libtorch's OpenMP threads spin while they wait for work (libgomp's default), which steals
 /// the CPU from the loader's decode threads and, on a shared machine, from everyone else: a
-/// tiny CPU run measured 27 s spinning vs 3.6 s with passive waiting on the 2-core dev box.
+/// tiny CPU run measured 27 s spinning vs 3.6 s with passive waiting on 2 cores.
 /// libgomp reads `OMP_WAIT_POLICY` only when it is loaded, before `main`, so unless the user
 /// set it, re-execute this binary once with `OMP_WAIT_POLICY=PASSIVE` (same pid, same args).
 pub fn use_passive_openmp_threads() {

@@ -56,7 +56,7 @@ fn backbones_json_lists_every_registry_row() {
         ),
         (Some(512), Some(512), Some(768))
     );
-    // Every row states what the contract lists: family, parameter count, embed dim, tokens at
+    // Every row states what `medfm backbones` lists: family, parameter count, embed dim, tokens at
     // 224 and where the weights are published.
     for r in &rows {
         for key in [

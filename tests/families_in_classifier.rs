@@ -22,7 +22,7 @@ use std::collections::BTreeSet;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
-/// The eight names, two per family.
+/// Eight names, two per family: AIMv2, CoCa, SAM2.1 and VMamba.
 const NAMES: [&str; 8] = [
     "aimv2-large-patch14-224",
     "aimv2-huge-patch14-224",

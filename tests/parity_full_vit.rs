@@ -1,6 +1,6 @@
 //! Full-size random-weight parity of the ViT-family trunks and the attention head against the
 //! reference implementations. The references are generated per name by
-//! scripts/parity_full_vit.sh (which runs this test for each); see the README, "Parity".
+//! scripts/parity_full_vit.sh (which runs this test for each); see docs/parity.md.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! The sweep end to end with real training (issue 6 item 5): three tiny configs on synthetic
+//! The sweep end to end with real training: three tiny configs on synthetic
 //! DDSM data (CPU), one run killed with SIGKILL after its first checkpoint, the sweep rerun
 //! (skips the two finished runs, resumes the killed one), then `medfm report`.
 

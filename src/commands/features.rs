@@ -2,10 +2,10 @@
 //! [--device cpu|cuda|cuda:N]`: the exact tensors that feed the heads, for parity checks.
 //!
 //! IN holds "pixels" f32 [B, C, H, W] (already normalised); OUT gets "pooled" f32 [B, D] and
-//! "tokens" f32 [B, N, D'] (REFERENCE.md section 5). The trunk is built for the input's size
-//! (H = W; DINOv2 also takes H != W) and channels (C = 1: the first convolution from the RGB
-//! kernel's first channel, as in training), and randomly initialised without `--weights`. OUT is
-//! written atomically: a failed run leaves no file.
+//! "tokens" f32 [B, N, D'] (docs/reference.md, What feeds the heads). The trunk is built for
+//! the input's size (H = W; DINOv2 also takes H != W) and channels (C = 1: the first convolution
+//! from the RGB kernel's first channel, as in training), and randomly initialised without
+//! `--weights`. OUT is written atomically: a failed run leaves no file.
 
 use crate::models::classifier::build_trunk;
 use crate::models::registry::{self, BuildOptions};

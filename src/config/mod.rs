@@ -7,11 +7,13 @@
 
 mod errors;
 mod overrides;
+mod params_doc;
 mod schema;
 mod validate;
 
 pub use errors::{closest, describe_serde_error, did_you_mean};
 pub use overrides::{apply_set, parse_set, update_warmup, CliOverrides};
+pub use params_doc::{params_reference, KeyDefault, KeyDoc, PARAMS_DOC};
 pub use schema::*;
 pub use validate::validate;
 

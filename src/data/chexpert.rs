@@ -2,7 +2,7 @@
 //! observations). `Path` starts with `CheXpert-v1.0-small/`, which the dataset root replaces.
 //! Labels are the last 14 columns with blank and -1 read as 0 ("U-Zeros"); a row with no
 //! positive gets `No Finding`. Split: rows sorted by Path; the first `int(0.2 N) + 15` are
-//! held out and halved into val and test; the rest are train. Deviation (REFERENCE.md): the
+//! held out and halved into val and test; the rest are train. Deviation (docs/reference.md): the
 //! bounds are exclusive and move forward to the next patient boundary, so no patient is in
 //! two splits.
 

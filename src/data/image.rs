@@ -4,7 +4,7 @@
 //! JPEG pixels come from libjpeg-turbo's decoder, as PIL's do (`jpeg`).
 //! RGB -> L is PIL's integer formula `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`; alpha is
 //! dropped (PIL does not composite); palettes are expanded by the decoder. Deviation
-//! (REFERENCE.md): PIL clips 16-bit gray at 255 (a mammogram turns white); medfm scales it,
+//! (docs/reference.md): PIL clips 16-bit gray at 255 (a mammogram turns white); medfm scales it,
 //! `round(v * 255 / 65535)`. 16-bit RGB keeps PIL's behaviour: the high byte.
 
 use anyhow::{Context, Result};

@@ -1,4 +1,4 @@
-//! Per-dataset facts, as the reference's dataset classes declare them (REFERENCE.md section 3).
+//! Per-dataset facts, as the reference's dataset classes give them (docs/reference.md, Datasets).
 
 use super::{DatasetInfo, Task};
 use crate::config::DatasetName;

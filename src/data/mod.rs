@@ -1,7 +1,7 @@
 //! The four datasets in their real on-disk layouts, reference-identical splits, images,
 //! torchvision-exact transforms and the batch loader.
 //!
-//! CONTRACT (owned by the data work; the training engine codes against these):
+//! The interface the training engine uses:
 //! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric).
 //! - `Splits::build(&Params) -> Splits` (train/val/test `Item`s; writes/reuses val_ids.json).
 //! - `Splits::ensure_readable(&mut self, &Params)`: decode every image before training (filling
@@ -43,7 +43,7 @@ pub enum Task {
     Multilabel,
 }
 
-/// Per-dataset facts (REFERENCE.md section 3).
+/// Per-dataset facts (docs/reference.md, Datasets).
 #[derive(Debug, Clone)]
 pub struct DatasetInfo {
     pub name: DatasetName,

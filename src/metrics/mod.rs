@@ -1,4 +1,4 @@
-//! Classification metrics with sklearn semantics (REFERENCE.md section 7), in plain Rust over
+//! Classification metrics with sklearn semantics (docs/reference.md, Metrics), in plain Rust over
 //! slices: values equal sklearn's to 1e-9 (tests/metrics_fixtures.rs, fixtures from
 //! scripts/gen_metric_fixtures.py).
 //!

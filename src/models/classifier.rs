@@ -1,6 +1,6 @@
 //! Trunk + head, freezing, and building both from params.
 //!
-//! CONTRACT (owned by the models work; the training engine codes against these):
+//! The interface the training engine uses:
 //! - `ClassifierSpec::from_params(&Params, n_classes, in_chans, device)`
 //! - `Classifier::new(&ClassifierSpec)`; `forward(x, train) -> logits`;
 //!   `features(x) -> Features` (trunk only); `head(&Features, train) -> logits`;

@@ -11,8 +11,8 @@
 //! (bicubic, antialias=True).
 //!
 //! CLIP features: pooled = `ln_post(x)[:, 0] @ proj` (E = 512), tokens = `ln_post(x)[:, 1:]`
-//! (W = 768; REFERENCE.md deviation: the reference feeds the 512-d vector to a 768-wide projector
-//! and crashes).
+//! (W = 768; a deviation, docs/reference.md: the reference feeds the 512-d vector to a 768-wide
+//! projector and crashes).
 
 use super::layers::{
     self, Attention, AttentionNames, Fill, GridResize, LayerNorm, LinearInit, Mlp, PatchEmbed,

@@ -1,8 +1,9 @@
 //! Foundation-model trunks (one file per family), the heads, and the classifier that joins them.
 //!
 //! Every trunk implements [`Backbone`]: it maps normalised pixels to the two tensors that feed
-//! the heads (REFERENCE.md section 5). Variables live in a `tch::nn::VarStore` under names that
-//! match the official checkpoints after the family's key remapping, so loading is a checked copy.
+//! the heads (docs/reference.md, What feeds the heads). Variables live in a `tch::nn::VarStore`
+//! under names that match the official checkpoints after the family's key remapping, so loading
+//! is a checked copy.
 
 pub mod aimv2;
 pub mod classifier;

@@ -2,8 +2,8 @@
 //! and the FPN neck's `vision_features`, as the reference builds them (`build_sam2` with
 //! `sam2.1_hiera_{b+,l}.yaml`, then `model.image_encoder`).
 //!
-//! Features (REFERENCE.md section 5): `tokens` = `vision_features` (stride 16, 256 channels)
-//! as `[B, h*w, 256]`, `pooled` = their mean. Variables are named as the checkpoint's
+//! Features (docs/reference.md, What feeds the heads): `tokens` = `vision_features` (stride 16,
+//! 256 channels) as `[B, h*w, 256]`, `pooled` = their mean. Variables are named as the checkpoint's
 //! `image_encoder.*` keys (`trunk.*`, `neck.convs.{0..3}.conv.*`); all four neck convs are held so
 //! the published file loads strictly and the parameter count equals the reference's, but only
 //! the levels that feed `vision_features` are computed.

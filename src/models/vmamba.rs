@@ -5,8 +5,9 @@
 //! normalises over channels at each pixel; medfm keeps activations channel-last (`[B, H, W, C]`),
 //! where that is a plain `layer_norm` and the 1x1 "Linear2d" layers are plain matmuls.
 //!
-//! Features (REFERENCE.md section 5): tokens = the last stage map after the classifier's norm,
-//! flattened row-major to `[B, h*w, C]`; pooled = their mean (the reference's avgpool).
+//! Features (docs/reference.md, What feeds the heads): tokens = the last stage map after the
+//! classifier's norm, flattened row-major to `[B, h*w, C]`; pooled = their mean (the reference's
+//! avgpool).
 
 mod scan;
 mod ss2d;

@@ -5,7 +5,7 @@
 //! (crates/ckpt) so it can be fuzzed; this module turns its descriptions into tch tensors
 //! (`read`) and copies them into a `VarStore` (`assign`, with grouped key reports from `keys`).
 //!
-//! CONTRACT (owned by the weights work; other modules code against these signatures):
+//! The interface other modules use:
 //! - `load(path, &LoadOptions) -> StateDict`
 //! - `assign(&VarStore, prefix, &StateDict, ignore) -> Result<()>`
 

@@ -3,7 +3,7 @@
 //!
 //! The default tests use a tiny config that takes every code path (q-pooling, padded windows,
 //! global attention, resized background pos embed, top-down neck); the `#[ignore]`d one runs the
-//! full-size models against reference outputs in /tmp (README, "SAM2.1 (Hiera)").
+//! full-size models against reference outputs in /tmp (docs/parity.md, "Trunks and heads").
 
 mod classifier;
 mod parity;

@@ -195,9 +195,9 @@ fn registry_token_counts() {
 /// Full-size random-weight parity against the reference outputs that
 /// `flock /tmp/medfm-heavy.lock .venv/bin/python scripts/gen_parity_sam2.py full` writes to
 /// /tmp/medfm-parity-sam2 (or $MEDFM_SAM2_FULL_DIR). Run under the same lock:
-/// `flock /tmp/medfm-heavy.lock cargo test --release --test parity_sam2 -- --ignored --nocapture`.
+/// `flock /tmp/medfm-heavy.lock cargo test --release --test sam2 full_size_parity -- --ignored`.
 #[test]
-#[ignore = "full size: needs the reference outputs in /tmp (see the README, SAM2.1 (Hiera))"]
+#[ignore = "full size: needs the reference outputs in /tmp (see docs/parity.md)"]
 fn full_size_parity_224_and_1024() {
     let dir = PathBuf::from(
         std::env::var("MEDFM_SAM2_FULL_DIR").unwrap_or_else(|_| "/tmp/medfm-parity-sam2".into()),

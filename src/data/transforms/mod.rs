@@ -1,5 +1,5 @@
 //! One split's transforms, built from its params (`train_transforms` etc.) and applied in
-//! the reference's order (REFERENCE.md section 4, `BaseSet.get_trans_list`):
+//! the reference's order (docs/reference.md, Transforms; `BaseSet.get_trans_list`):
 //!
 //! Resize -> CenterCrop -> RandomCrop -> RandomResizedCrop -> VerticalFlip -> HorizontalFlip
 //! -> RandomApply(RandomRotation) -> RandomApply(ColorJitter) -> RandomGrayscale ->

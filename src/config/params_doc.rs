@@ -1,0 +1,326 @@
+//! The description of every params.json key, kept next to the schema (`schema.rs`), and the
+//! generator of `docs/params.md` from it.
+//!
+//! `tests/docs_params.rs` checks this table against the schema (every key described, no stale
+//! key, each default and "required" as serde really applies them, each type the JSON kind) and
+//! the generated page against `docs/params.md`. A key added to the schema without a row here
+//! fails that test.
+
+/// What a key is when the file leaves it out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyDefault {
+    /// The file must give it.
+    Required,
+    /// Left out, it is absent (an `Option` that stays `None`); the meaning says what that does.
+    Absent,
+    /// Left out, it takes this value (JSON text).
+    Value(&'static str),
+}
+
+/// One params.json key.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyDoc {
+    /// Dotted JSON path. `<split>_transforms` stands for `train_transforms`, `val_transforms`
+    /// and `test_transforms`; `<loader>` for `trainloader`, `valloader` and `testloader`.
+    pub path: &'static str,
+    /// Starts with the JSON kind: bool, integer, number, string, list, pair or object.
+    pub ty: &'static str,
+    pub default: KeyDefault,
+    pub meaning: &'static str,
+    /// What the reference does with the key: "same", "medfm only", or the difference.
+    pub reference: &'static str,
+}
+
+use KeyDefault::{Absent, Required, Value};
+
+const fn key(
+    path: &'static str,
+    ty: &'static str,
+    default: KeyDefault,
+    meaning: &'static str,
+    reference: &'static str,
+) -> KeyDoc {
+    KeyDoc {
+        path,
+        ty,
+        default,
+        meaning,
+        reference,
+    }
+}
+
+const SAME: &str = "same";
+const OURS: &str = "medfm only";
+const IGNORED: &str = "read by the reference; medfm accepts it and does not use it";
+
+const T: &str = "dataset_params.<split>_transforms";
+
+macro_rules! t {
+    ($rest:literal) => {
+        concat!("dataset_params.<split>_transforms.", $rest)
+    };
+}
+
+/// Every key, in the order of the page (one row a line, as a table).
+#[rustfmt::skip]
+pub const PARAMS_DOC: &[KeyDoc] = &[
+    // dataset_params
+    key("dataset_params", "object", Required, "Which dataset, where it is, and each split's transforms.", SAME),
+    key("dataset_params.dataset", "string: `APTOS2019`, `ISIC2019`, `CheXpert` or `DDSM`", Required, "The dataset, read from `<data_location>/<dataset>/` in its download layout ([datasets](datasets.md)).", SAME),
+    key("dataset_params.data_location", "string (path)", Required, "The folder that holds the dataset's folder. `--data_location` overrides it. Must not be empty (use `./`).", SAME),
+    key(T, "object", Value("{}"), "The transforms of one split, applied in the reference's fixed order ([datasets](datasets.md#images-and-transforms)). Each transform below is off when absent or when its `apply` is false.", SAME),
+    key(t!("Resize"), "object", Absent, "Resize to `height` x `width` (PIL bilinear, antialiased). Always runs first, and its output is what the resize cache keeps.", SAME),
+    key(t!("Resize.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("Resize.height"), "integer (pixels, 1 to 16384)", Required, "Output height.", SAME),
+    key(t!("Resize.width"), "integer (pixels, 1 to 16384)", Required, "Output width.", SAME),
+    key(t!("CenterCrop"), "object", Absent, "Crop the centre `height` x `width` (torchvision `CenterCrop`, zero-padded when the image is smaller).", SAME),
+    key(t!("CenterCrop.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("CenterCrop.height"), "integer (pixels, 1 to 16384)", Required, "Crop height.", SAME),
+    key(t!("CenterCrop.width"), "integer (pixels, 1 to 16384)", Required, "Crop width.", SAME),
+    key(t!("Normalize"), "bool", Absent, "`true`: subtract the dataset's mean and divide by its std per channel ([datasets](datasets.md)); absent or `false`: values stay in [0, 1].", SAME),
+    key(t!("VerticalFlip"), "object", Absent, "Flip upside down with probability `p`.", SAME),
+    key(t!("VerticalFlip.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("VerticalFlip.p"), "number (0 to 1)", Value("0.5"), "Probability of a flip.", SAME),
+    key(t!("HorizontalFlip"), "object", Absent, "Flip left to right with probability `p`.", SAME),
+    key(t!("HorizontalFlip.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("HorizontalFlip.p"), "number (0 to 1)", Value("0.5"), "Probability of a flip.", SAME),
+    key(t!("RandomRotation"), "object", Absent, "With probability `p`, rotate by an angle drawn uniformly from [-angle, angle] (nearest neighbour, no expansion, fill 0).", SAME),
+    key(t!("RandomRotation.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomRotation.angle"), "number (degrees, >= 0)", Required, "Largest rotation.", SAME),
+    key(t!("RandomRotation.p"), "number (0 to 1)", Value("0.5"), "Probability of a rotation.", SAME),
+    key(t!("RandomGrayscale"), "object", Absent, "Convert to gray (kept with the same channel count) with probability `p`.", SAME),
+    key(t!("RandomGrayscale.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomGrayscale.p"), "number (0 to 1)", Value("0.5"), "Probability of the conversion.", SAME),
+    key(t!("RandomCrop"), "object", Absent, "Pad every side with `padding` zero pixels, then crop `height` x `width` at a random position.", SAME),
+    key(t!("RandomCrop.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomCrop.height"), "integer (pixels, 1 to 16384)", Required, "Crop height.", SAME),
+    key(t!("RandomCrop.width"), "integer (pixels, 1 to 16384)", Required, "Crop width.", SAME),
+    key(t!("RandomCrop.padding"), "integer (pixels, 0 to 16384)", Value("0"), "Zero padding added on each side before cropping.", SAME),
+    key(t!("RandomCrop.p"), "number (0 to 1)", Value("0.5"), "Accepted and validated but without effect: torchvision's `RandomCrop` always applies.", SAME),
+    key(t!("ColorJitter"), "object", Absent, "With probability `p`, change brightness, contrast, saturation and hue by random factors, in a random order (torchvision `ColorJitter`).", SAME),
+    key(t!("ColorJitter.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("ColorJitter.brightness"), "number (>= 0)", Value("0"), "Brightness factor drawn from [max(0, 1 - b), 1 + b]; 0 leaves brightness alone.", SAME),
+    key(t!("ColorJitter.contrast"), "number (>= 0)", Value("0"), "Contrast factor drawn from [max(0, 1 - c), 1 + c]; 0 leaves contrast alone.", SAME),
+    key(t!("ColorJitter.saturation"), "number (>= 0)", Value("0"), "Saturation factor drawn from [max(0, 1 - s), 1 + s]; 0 leaves saturation alone.", SAME),
+    key(t!("ColorJitter.hue"), "number (0 to 0.5)", Value("0"), "Hue shift drawn from [-h, h] (fraction of the hue circle); 0 leaves hue alone.", SAME),
+    key(t!("ColorJitter.p"), "number (0 to 1)", Value("1.0"), "Probability that the jitter runs.", SAME),
+    key(t!("RandomPerspective"), "object", Absent, "With probability `p`, a random perspective warp (torchvision `RandomPerspective`, bilinear, fill 0).", SAME),
+    key(t!("RandomPerspective.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomPerspective.distortion_scale"), "number (0 to 1)", Value("0.5"), "How far the corners may move, as a fraction of half the side.", SAME),
+    key(t!("RandomPerspective.p"), "number (0 to 1)", Value("0.5"), "Probability of the warp.", SAME),
+    key(t!("RandomAffine"), "object", Absent, "With probability `p`, a random affine transform (torchvision `RandomAffine`, nearest neighbour, fill 0).", SAME),
+    key(t!("RandomAffine.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomAffine.degrees"), "number (degrees, >= 0)", Required, "Rotation drawn from [-degrees, degrees].", SAME),
+    key(t!("RandomAffine.translate"), "pair of numbers (fractions, 0 to 1)", Absent, "Largest horizontal and vertical shift as a fraction of the width and height; absent: no shift.", SAME),
+    key(t!("RandomAffine.scale"), "pair of numbers (0 < low <= high)", Absent, "Scale factor range; absent: no scaling.", SAME),
+    key(t!("RandomAffine.shear"), "number (degrees)", Absent, "Shear along x drawn from [-shear, shear]; absent: no shear.", SAME),
+    key(t!("RandomAffine.p"), "number (0 to 1)", Value("0.5"), "Probability of the transform.", SAME),
+    key(t!("RandomErasing"), "object", Absent, "With probability `p`, fill a random rectangle of the normalised tensor with `value` (torchvision `RandomErasing`, after Normalize).", SAME),
+    key(t!("RandomErasing.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomErasing.scale"), "pair of numbers (0 <= low <= high <= 1)", Value("[0.02, 0.33]"), "Range of the erased area as a fraction of the image.", SAME),
+    key(t!("RandomErasing.ratio"), "pair of numbers (0 < low <= high)", Value("[0.3, 3.3]"), "Range of the rectangle's aspect ratio.", SAME),
+    key(t!("RandomErasing.value"), "number", Value("0"), "The fill value.", SAME),
+    key(t!("RandomErasing.p"), "number (0 to 1)", Value("0.5"), "Probability of an erasure.", SAME),
+    key(t!("RandomGaussianBlur"), "object", Absent, "With probability `p`, PIL's Gaussian blur with a radius drawn uniformly from [radius_min, radius_max].", SAME),
+    key(t!("RandomGaussianBlur.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomGaussianBlur.radius_min"), "number (>= 0)", Value("0.1"), "Smallest radius (pixels).", SAME),
+    key(t!("RandomGaussianBlur.radius_max"), "number (>= radius_min)", Value("2.0"), "Largest radius (pixels).", SAME),
+    key(t!("RandomGaussianBlur.p"), "number (0 to 1)", Value("0.5"), "Probability of a blur.", SAME),
+    key(t!("RandomSolarize"), "object", Absent, "With probability `p`, invert every pixel value at or above `threshold`.", SAME),
+    key(t!("RandomSolarize.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomSolarize.threshold"), "number (0 to 256, 8-bit value)", Value("128.0"), "Pixels at or above it are inverted.", SAME),
+    key(t!("RandomSolarize.p"), "number (0 to 1)", Value("0.5"), "Probability of solarizing.", SAME),
+    key(t!("RandomResizedCrop"), "object", Absent, "Crop a random area and aspect ratio, resized to `size` x `size` (bilinear). Off when MultiCrop applies.", SAME),
+    key(t!("RandomResizedCrop.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("RandomResizedCrop.size"), "integer (pixels, 1 to 16384)", Required, "Output side.", SAME),
+    key(t!("RandomResizedCrop.scale"), "pair of numbers (0 < low <= high)", Value("[0.08, 1.0]"), "Range of the crop's area as a fraction of the image.", SAME),
+    key(t!("RandomResizedCrop.ratio"), "pair of numbers (0 < low <= high)", Value("[0.75, 1.3333333333333333]"), "Range of the crop's aspect ratio (torchvision's default 3/4 to 4/3).", "the reference has no key; it always uses 3/4 to 4/3"),
+    key(t!("MultiCrop"), "object", Absent, "Several views per image: for each entry i, `n_crops[i]` bicubic random resized crops of side `sizes[i]` and area range `scales[i]`, each followed by the other transforms. Replaces RandomResizedCrop. The views are returned side by side in the batch.", "the reference's collate cannot stack the views and fails"),
+    key(t!("MultiCrop.apply"), "bool", Required, "Whether the transform runs.", SAME),
+    key(t!("MultiCrop.n_crops"), "list of integers (>= 0)", Required, "Crops per entry.", SAME),
+    key(t!("MultiCrop.sizes"), "list of integers (pixels)", Required, "Output side per entry (same length as `n_crops`).", SAME),
+    key(t!("MultiCrop.scales"), "list of pairs of numbers", Required, "Area range per entry (same length as `n_crops`).", SAME),
+    key("dataset_params.num_classes", "integer: 2 or 3", Absent, "DDSM only: 2 classes (Normal vs Abnormal = benign or cancer; the default) or 3 (Normal, Benign, Cancer). An error for the other datasets.", OURS),
+    key("dataset_params.cache_dir", "string (path)", Absent, "Where the resize cache lives; absent: `<save_dir>/cache`. Must not be empty.", OURS),
+    key("dataset_params.use_cache", "bool", Value("true"), "`false` turns the resize cache off (every epoch decodes every image).", OURS),
+    key("dataset_params.skip_unreadable", "bool", Value("false"), "`true`: images that cannot be decoded are listed and dropped; `false`: training refuses to start and lists them.", OURS),
+    // dataloader_params
+    key("dataloader_params", "object", Required, "One loader per split: `trainloader`, `valloader`, `testloader`.", SAME),
+    key("dataloader_params.<loader>", "object", Required, "The loader of one split.", SAME),
+    key("dataloader_params.<loader>.batch_size", "integer (>= 1)", Required, "Images per batch. `--batch_size` sets all three.", SAME),
+    key("dataloader_params.<loader>.num_workers", "integer (>= 0)", Value("0"), "Loader threads; 0 builds the batches on the training thread.", "processes in the reference, threads in medfm"),
+    key("dataloader_params.<loader>.prefetch_factor", "integer (>= 1)", Absent, "Batches each worker prepares ahead; absent: 2.", SAME),
+    key("dataloader_params.<loader>.shuffle", "bool", Value("false"), "Shuffle the split every epoch (seeded by `training_params.seed` and the epoch).", SAME),
+    key("dataloader_params.<loader>.pin_memory", "bool", Value("false"), "On a GPU, build batches in pinned memory so their upload does not wait.", SAME),
+    key("dataloader_params.<loader>.drop_last", "bool", Value("false"), "Drop the last, incomplete batch of an epoch.", SAME),
+    key("dataloader_params.<loader>.persistent_workers", "bool", Value("false"), "No effect: medfm's worker threads live as long as the loader.", IGNORED),
+    // model_params
+    key("model_params", "object", Required, "The classifier head.", SAME),
+    key("model_params.backbone_type", "string: `none` or `deit_base`", Required, "The head: `none` = a linear layer on the trunk's pooled embedding; `deit_base` = the attention head (a DeiT-B/16 on the trunk's tokens; [backbones](backbones.md)). `--backbone_type` overrides it.", SAME),
+    key("model_params.cnn_params", "object", Value("{}"), "Settings of the reference's CNN models.", IGNORED),
+    key("model_params.cnn_params.pretrained_type", "string", Value("\"supervised\""), "Settings of the reference's CNN models.", IGNORED),
+    key("model_params.transformers_params", "object", Value("{}"), "Geometry of the attention head's DeiT-B.", SAME),
+    key("model_params.transformers_params.img_size", "list of integers (pixels)", Value("[224]"), "With `patch_size`, gives the side of the DeiT-B's stored position grid (`img_size[0] / patch_size`, 14 for the published weights); the grid is resized to the trunk's token count.", SAME),
+    key("model_params.transformers_params.patch_size", "integer (>= 1)", Value("16"), "See `img_size`. `--patch_size` overrides it.", SAME),
+    key("model_params.transformers_params.pretrained_type", "string", Value("\"supervised\""), "Kind of the DeiT-B weights.", IGNORED),
+    key("model_params.transformers_params.is_memory_efficient", "bool", Value("false"), "A reference option of its transformer modules; medfm's attention is always `scaled_dot_product_attention`.", IGNORED),
+    key("model_params.pretrained", "bool", Value("true"), "The attention head's DeiT-B starts from the ImageNet weights (`model_params.weights`, else `<weights>/deit_base_patch16_224.pth`); when no file is there, from random weights with a notice.", SAME),
+    key("model_params.freeze_backbone", "bool", Value("false"), "Freeze the attention head's DeiT-B (its input projection and classifier stay trainable).", SAME),
+    key("model_params.weights", "string (path)", Absent, "The DeiT-B checkpoint; absent: `<weights>/deit_base_patch16_224.pth` (also `deit_base_patch16_224-b5f2ef4d.pth` or `.safetensors`). A path that does not exist is an error.", OURS),
+    // foundation_params
+    key("foundation_params", "object", Required, "The trunk (the foundation model).", SAME),
+    key("foundation_params.backbone_type", "string (a backbone name)", Required, "One of the 16 names of `medfm backbones` ([backbones](backbones.md)).", SAME),
+    key("foundation_params.img_size", "integer (pixels, 1 to 16384)", Value("224"), "The input side the trunk is built for (MAE, CLIP and CoCa build their position embedding for it; AIMv2 takes only 224). The transforms must produce what the trunk takes.", SAME),
+    key("foundation_params.pretrained", "bool", Value("true"), "`true`: load the published weights (a missing file is an error naming where they are published); `false`: random initialisation as the reference implementations do it.", SAME),
+    key("foundation_params.freeze_backbone", "bool", Value("true"), "Freeze the whole trunk and keep it in eval mode (its features are computed without gradients, and cached when possible).", SAME),
+    key("foundation_params.partial", "object", Value("{}"), "Partial unfreezing and early exit.", SAME),
+    key("foundation_params.partial.unfreeze_cutoff", "integer (>= -1)", Value("-1"), "`k >= 0`: blocks k..last become trainable again (on a frozen trunk); -1: none. A k past the last block is an error.", SAME),
+    key("foundation_params.partial.drop_cutoff", "list of integers (>= 0)", Value("[]"), "DINOv2 only: stop the forward pass after block `min(drop_cutoff)`; empty: run every block. An error for the other families.", SAME),
+    key("foundation_params.weights", "string (path)", Absent, "The trunk checkpoint; absent: the registry's file name in the weights folder (`$MEDFM_WEIGHTS`, default `weights/`).", OURS),
+    key("foundation_params.weights_key", "string", Absent, "Which nested state dict to read (`model`, `model_ema`, `state_dict`, ...); absent: found automatically.", OURS),
+    key("foundation_params.gray_init", "string: `first` or `sum`", Absent, "For 1-channel datasets, how the first convolution is made from the RGB kernel: `first` (the reference: its first input channel; also what absent means) or `sum` (timm: the sum over RGB).", OURS),
+    // optimization_params
+    key("optimization_params", "object", Required, "Optimizer and schedules.", SAME),
+    key("optimization_params.default", "object", Required, "The settings of every parameter group.", SAME),
+    key("optimization_params.default.optimizer", "object", Required, "The optimizer.", SAME),
+    key("optimization_params.default.optimizer.type", "string: `AdamW`, `Adam` or `SGD`", Required, "torch's update rule of that name.", SAME),
+    key("optimization_params.default.optimizer.autoscale_lr", "bool", Value("false"), "Multiply the lr by `batch_size / 256`.", "the reference also multiplies the batch by its GPU count; medfm trains on one device"),
+    key("optimization_params.default.optimizer.params", "object", Required, "The optimizer's keyword arguments; absent ones take torch's defaults.", SAME),
+    key("optimization_params.default.optimizer.params.lr", "number (> 0)", Required, "Learning rate (the peak of warm-up and one-cycle schedules). `--lr` overrides it.", SAME),
+    key("optimization_params.default.optimizer.params.weight_decay", "number (>= 0)", Absent, "Weight decay of the weights group (biases and 1-D parameters get none); absent: torch's default, 0.01 for AdamW, 0 for Adam and SGD.", SAME),
+    key("optimization_params.default.optimizer.params.betas", "pair of numbers (0 to 1)", Absent, "Adam and AdamW only; absent: [0.9, 0.999].", SAME),
+    key("optimization_params.default.optimizer.params.eps", "number", Absent, "Adam and AdamW; absent: 1e-8.", SAME),
+    key("optimization_params.default.optimizer.params.amsgrad", "bool", Absent, "Adam and AdamW only; absent: false.", SAME),
+    key("optimization_params.default.optimizer.params.momentum", "number (>= 0)", Absent, "SGD only; absent: 0.", SAME),
+    key("optimization_params.default.optimizer.params.dampening", "number", Absent, "SGD only; absent: 0.", SAME),
+    key("optimization_params.default.optimizer.params.nesterov", "bool", Absent, "SGD only; absent: false.", SAME),
+    key("optimization_params.default.optimizer.params.foreach", "bool", Absent, "torch's `foreach`: `true` steps each parameter group as one flat tensor, `false` parameter by parameter; absent: flat on a GPU, per parameter on the CPU. Same results either way.", "torch's own switch; the reference leaves it to torch's default"),
+    key("optimization_params.default.LARS_params", "object", Value("{}"), "The LARS wrapper (`torchlars`).", SAME),
+    key("optimization_params.default.LARS_params.use", "bool", Value("false"), "Wrap the optimizer in LARS once the train batch size reaches `batch_act_thresh`.", SAME),
+    key("optimization_params.default.LARS_params.batch_act_thresh", "integer (>= 1)", Value("256"), "Smallest batch size at which LARS applies.", SAME),
+    key("optimization_params.default.LARS_params.eps", "number", Value("1e-8"), "LARS's epsilon.", SAME),
+    key("optimization_params.default.LARS_params.trust_coef", "number (> 0)", Value("0.001"), "LARS's trust coefficient.", SAME),
+    key("optimization_params.default.scheduler", "object", Value("{}"), "Learning-rate schedules.", SAME),
+    key("optimization_params.default.scheduler.type", "list of strings: `LinearWarmup`, `OneCycleLR`, `MultiStepLR`, `ReduceLROnPlateau`, `CosineAnnealingLR`", Value("[]"), "The schedules, each at most once; all act on the same learning rates in list order (the reference's mixer). Empty: a constant lr. Timing of each: [training](training.md#schedulers).", SAME),
+    key("optimization_params.default.scheduler.params", "object", Value("{}"), "The settings of each schedule; only those listed in `type` are used.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau", "object", Value("{}"), "torch's `ReduceLROnPlateau`, stepped once per epoch on the latest validation.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.mode", "string: `min` or `max`", Value("\"min\""), "`max`: watch the dataset's target metric; `min`: watch the validation loss.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.factor", "number (0 to 1, exclusive)", Value("0.1"), "The lr is multiplied by it on a plateau.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.patience", "integer (>= 0)", Value("10"), "Epochs without improvement before a reduction.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.verbose", "bool", Value("false"), "Print each reduction.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.threshold", "number", Value("1e-4"), "Relative change that counts as an improvement.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.cooldown", "integer", Value("0"), "Epochs to wait after a reduction before counting again.", SAME),
+    key("optimization_params.default.scheduler.params.ReduceLROnPlateau.min_lr", "number", Value("0.0"), "The lr never goes below it.", SAME),
+    key("optimization_params.default.scheduler.params.OneCycleLR", "object", Value("{}"), "torch's `OneCycleLR` over the whole run, stepped every iteration; it also cycles Adam's beta1 (SGD's momentum) between 0.85 and 0.95.", SAME),
+    key("optimization_params.default.scheduler.params.OneCycleLR.anneal_strategy", "string: `cos` or `linear`", Value("\"cos\""), "Shape of both phases.", SAME),
+    key("optimization_params.default.scheduler.params.OneCycleLR.final_div_factor", "number (> 0)", Value("10000.0"), "Final lr = initial lr / final_div_factor.", SAME),
+    key("optimization_params.default.scheduler.params.OneCycleLR.div_factor", "number (> 0)", Absent, "Initial lr = lr / div_factor; absent: the reference's choice, lr / 1e-8 (1 when LinearWarmup is also listed).", SAME),
+    key("optimization_params.default.scheduler.params.OneCycleLR.pct_start", "number (0 to 1, exclusive)", Value("0.3"), "Fraction of the run spent increasing the lr.", SAME),
+    key("optimization_params.default.scheduler.params.MultiStepLR", "object", Value("{}"), "torch's `MultiStepLR`, stepped once per epoch.", SAME),
+    key("optimization_params.default.scheduler.params.MultiStepLR.milestones", "list of integers (increasing epochs > 0)", Value("[]"), "Epochs at which the lr is multiplied by `gamma`.", SAME),
+    key("optimization_params.default.scheduler.params.MultiStepLR.gamma", "number (> 0)", Value("0.1"), "The factor.", SAME),
+    key("optimization_params.default.scheduler.params.CosineAnnealingLR", "object", Value("{}"), "torch's `CosineAnnealingLR` from the lr down to `eta_min` over the iterations after the warm-up, stepped every iteration.", SAME),
+    key("optimization_params.default.scheduler.params.CosineAnnealingLR.eta_min", "number (>= 0)", Value("0.0"), "The final lr.", SAME),
+    key("optimization_params.default.scheduler.params.LinearWarmup", "object", Value("{}"), "The reference's linear warm-up from 1e-8 to the lr, then held.", SAME),
+    key("optimization_params.default.scheduler.params.LinearWarmup.warmup_epochs", "integer (>= 0)", Value("0"), "Warm-up length in epochs; wins over `warmup_iters`. Replaced when the file is loaded by the per-dataset rule: 5 for DDSM and APTOS2019, else 0.", SAME),
+    key("optimization_params.default.scheduler.params.LinearWarmup.warmup_iters", "integer (>= 0)", Value("0"), "Warm-up length in iterations. Replaced when the file is loaded by the per-dataset rule: 1000 for ISIC2019 and CheXpert, else 0.", SAME),
+    // training_params
+    key("training_params", "object", Required, "The run.", SAME),
+    key("training_params.model_name", "string (a folder name)", Required, "The run's name: its folders under `save_dir` are named after it. `--model_name` overrides it. With `knn_eval`, it may contain `-run_` at most once.", SAME),
+    key("training_params.epochs", "integer (>= 0)", Required, "Training epochs.", SAME),
+    key("training_params.val_every", "number (> 0, epochs)", Value("1.0"), "Validate every `int(val_every * steps_per_epoch)` iterations (so `0.5` validates twice per epoch), and once more after the last epoch. `--val_every` overrides it.", SAME),
+    key("training_params.log_every", "integer (>= 1)", Value("1"), "Every this many iterations, log the training loss, lr and training metrics (TensorBoard), and print a progress line when stdout is not a terminal.", SAME),
+    key("training_params.save_best_model", "bool", Value("true"), "`true`: test the model with the best validation target metric; `false`: test the last one.", SAME),
+    key("training_params.log_embeddings", "bool", Value("false"), "UMAP plots of embeddings: not supported; `true` prints a notice and is ignored.", "the reference's UMAP import is disabled too"),
+    key("training_params.knn_eval", "bool", Value("false"), "Also classify validation and test images by a k-nearest-neighbour vote over the train embeddings; metrics with the `knn_` prefix, and a copy of the test metrics in `results/<model_name>-knn/`.", SAME),
+    key("training_params.grad_clipping", "number (>= 0)", Value("0.0"), "Clip the global L2 norm of the gradients to this; 0: no clipping.", SAME),
+    key("training_params.restore_session", "bool", Value("false"), "Resume from `<save_dir>/checkpoints/<model_name>.last.safetensors` (model, optimizer, schedules, loss scaler, position in the epoch). No file there and no earlier run: start fresh.", SAME),
+    key("training_params.restore_only_model", "bool", Value("false"), "With `restore_session` or `--checkpoint`: load only the model's parameters and start training afresh from them.", SAME),
+    key("training_params.use_tensorboard", "bool", Value("false"), "Write TensorBoard events to `<save_dir>/tensorboard/<model_name>/`.", SAME),
+    key("training_params.use_mixed_precision", "bool", Value("false"), "On CUDA: float16 autocast with dynamic loss scaling; the test pass runs in float32. On the CPU: a notice, then float32. `--use_mixed_precision 0|1` overrides it.", "the reference's attention head runs its trunk and DeiT in float32 even so; medfm runs the whole forward pass under autocast"),
+    key("training_params.save_dir", "string (path)", Required, "Where the run writes everything ([outputs](outputs.md)). `--save_dir` overrides it.", SAME),
+    key("training_params.seed", "integer (>= 0)", Value("42"), "Seed of shuffling, augmentation and random initialisation. (The APTOS2019/ISIC2019 split always uses the reference's seed 42.)", OURS),
+    key("training_params.feature_cache", "bool", Value("true"), "With a frozen trunk, compute each image's trunk features once per run (val, test and kNN bank always; train when its transforms are not random). Results are the same either way.", OURS),
+    // system_params
+    key("system_params", "object", Value("{}"), "The device.", SAME),
+    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep.sh`).", "the reference uses several GPUs"),
+    key("system_params.which_GPUs", "string (GPU indices, e.g. `\"0\"` or `\"0,1\"`)", Value("\"0\""), "medfm uses the first index listed, numbered in PCI bus order as nvidia-smi numbers them. `--gpu` overrides it.", "the reference hides the other GPUs with CUDA_VISIBLE_DEVICES; medfm does not"),
+    key("system_params.use_GPU", "bool", Value("true"), "Use CUDA when available (else the CPU, with a notice); `false`: always the CPU.", SAME),
+    // log_params
+    key("log_params", "object", Value("{}"), "The reference's experiment-logging names.", IGNORED),
+    key("log_params.project_name", "string", Value("\"medical_foundation\""), "Project name of the reference's logger.", IGNORED),
+    key("log_params.run_name", "string", Value("\"DEFINED_BY_MODEL_NAME\""), "Run name of the reference's logger.", IGNORED),
+    // lr_finder
+    key("lr_finder", "object", Value("{}"), "The learning-rate search of `medfm lr-finder`.", SAME),
+    key("lr_finder.type", "string: `grid_search`", Value("\"grid_search\""), "The only search there is.", SAME),
+    key("lr_finder.grid_search_params", "object", Value("{}"), "The grid.", SAME),
+    key("lr_finder.grid_search_params.min_pow", "number (-30 to 30, <= max_pow)", Value("-5.0"), "Smallest lr, as a power of ten.", SAME),
+    key("lr_finder.grid_search_params.max_pow", "number (-30 to 30)", Value("-2.0"), "Largest lr, as a power of ten.", SAME),
+    key("lr_finder.grid_search_params.resolution", "integer (1 to 10000)", Value("25"), "Number of learning rates tried (`10^linspace(min_pow, max_pow, resolution)`).", SAME),
+    key("lr_finder.grid_search_params.n_epochs", "integer (>= 1)", Value("5"), "Epochs trained at each lr, each from the same initial state.", SAME),
+    key("lr_finder.grid_search_params.random_lr", "bool", Value("false"), "Draw the exponents uniformly at random instead of a grid.", "the reference's branch fails with a NameError"),
+    key("lr_finder.grid_search_params.keep_schedule", "bool", Value("false"), "Not implemented: `true` is an error.", "not implemented there either"),
+    key("lr_finder.grid_search_params.report_intermediate_steps", "bool", Value("false"), "Also validate at the end of every epoch of each point, not only after its last.", SAME),
+    // transfer_learning_params
+    key("transfer_learning_params", "object", Value("{}"), "Start from another run's trained model.", SAME),
+    key("transfer_learning_params.use_pretrained", "bool", Value("false"), "Copy every trainable tensor of `pretrained_model_name` whose name and shape match; the others (e.g. a head for another class count) keep their initialisation and are listed.", SAME),
+    key("transfer_learning_params.pretrained_model_name", "string", Value("\"\""), "The other run's name: the file `<pretrained_path>/<name>` or `<pretrained_path>/<name>.best.safetensors`.", SAME),
+    key("transfer_learning_params.pretrained_path", "string (path)", Value("\"\""), "The folder of that checkpoint (typically another run's `<save_dir>/checkpoints`); required when `use_pretrained` is true.", SAME),
+];
+
+/// Where a key's row goes: the section of its first path segment.
+fn section(path: &str) -> &str {
+    path.split('.').next().unwrap_or(path)
+}
+
+fn cell(text: &str) -> String {
+    text.replace('|', "\\|")
+}
+
+/// `docs/params.md`, generated from [`PARAMS_DOC`].
+pub fn params_reference() -> String {
+    let mut out = String::from(
+        "# params.json reference\n\n\
+         <!-- Generated from src/config/params_doc.rs by tests/docs_params.rs; do not edit. \
+         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test docs_params -->\n\n\
+         Every key of a params file, as medfm reads it. Keys are the reference's, spelled as in \
+         its `params.json` (`configs/reference.json` is that file); keys marked \"medfm only\" \
+         are optional additions. An unknown key is an error that names its JSON path and the \
+         closest valid key, so a typo never falls back to a default.\n\n\
+         How a file becomes the run's parameters: the JSON is read, each `--set a.b.c=VALUE` is \
+         applied to it (VALUE is parsed as JSON, else taken as a string), the typed keys below \
+         are read, the reference's flags (`--lr`, `--data_location`, `--save_dir`, \
+         `--model_name`, `--batch_size`, `--backbone_type`, `--patch_size`, `--val_every`, \
+         `--use_mixed_precision`, `--gpu`) are applied, the per-dataset warm-up rule replaces \
+         `LinearWarmup`'s lengths, and the values are validated. The result is written to \
+         `<save_dir>/configs/<model_name>/params.json`.\n\n\
+         `<split>_transforms` stands for `train_transforms`, `val_transforms` and \
+         `test_transforms`; `<loader>` for `trainloader`, `valloader` and `testloader`. \
+         \"required\": the file must give the key; \"absent\": left out, the key has no value \
+         and the meaning says what that does.\n",
+    );
+    let mut current = "";
+    for k in PARAMS_DOC {
+        let s = section(k.path);
+        if s != current {
+            current = s;
+            out.push_str(&format!(
+                "\n## {s}\n\n| key | type | default | meaning | reference |\n|---|---|---|---|---|\n"
+            ));
+        }
+        let default = match k.default {
+            Required => "required".to_string(),
+            Absent => "absent".to_string(),
+            Value(v) => format!("`{v}`"),
+        };
+        out.push_str(&format!(
+            "| `{}` | {} | {} | {} | {} |\n",
+            k.path,
+            cell(k.ty),
+            cell(&default),
+            cell(k.meaning),
+            cell(k.reference)
+        ));
+    }
+    out
+}
