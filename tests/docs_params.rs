@@ -122,6 +122,7 @@ fn full_params() -> Params {
             num_classes: Some(3),
             cache_dir: Some("cache".into()),
             use_cache: false,
+            cache_max_gb: Some(2.5),
             skip_unreadable: true,
         },
         dataloader_params: DataloaderParams {

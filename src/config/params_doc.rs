@@ -143,6 +143,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("dataset_params.num_classes", "integer: 2 or 3", Absent, "DDSM only: 2 classes (Normal vs Abnormal = benign or cancer; the default) or 3 (Normal, Benign, Cancer). An error for the other datasets.", OURS),
     key("dataset_params.cache_dir", "string (path)", Absent, "Where the resize cache lives; absent: `<save_dir>/cache`. Must not be empty.", OURS),
     key("dataset_params.use_cache", "bool", Value("true"), "`false` turns the resize cache off (every epoch decodes every image).", OURS),
+    key("dataset_params.cache_max_gb", "number (GiB)", Absent, "The most the resize cache may add in one run, in GiB; absent: only the free disk space (less max(1 GiB, 5%)) limits it. When the new entries would not fit, the run stores none and warns once with the estimate (entries already there are still read). Must be positive.", OURS),
     key("dataset_params.skip_unreadable", "bool", Value("false"), "`true`: images that cannot be decoded are listed and dropped; `false`: training refuses to start and lists them.", OURS),
     // dataloader_params
     key("dataloader_params", "object", Required, "One loader per split: `trainloader`, `valloader`, `testloader`.", SAME),
