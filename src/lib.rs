@@ -8,6 +8,7 @@ pub mod autocast;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod metrics;
 pub mod models;

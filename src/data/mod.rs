@@ -35,15 +35,9 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// One class per image; softmax + cross-entropy.
-    Multiclass,
-    /// Several labels per image; sigmoid + BCE-with-logits.
-    Multilabel,
-}
+pub use crate::datasets::{TargetMetric, Task};
 
-/// Per-dataset facts (REFERENCE.md section 3).
+/// Per-dataset facts for one run (the row of `crate::datasets::DATASETS` with its label set).
 #[derive(Debug, Clone)]
 pub struct DatasetInfo {
     pub name: DatasetName,
@@ -54,8 +48,8 @@ pub struct DatasetInfo {
     pub channels: i64,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
-    /// The metric that picks the best model: "quadratic_kappa", "recall" or "roc_auc".
-    pub target_metric: &'static str,
+    /// The metric that picks the best model.
+    pub target_metric: TargetMetric,
     /// Neighbourhood size of the kNN evaluation.
     pub knn_nhood: i64,
 }

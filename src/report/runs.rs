@@ -243,9 +243,8 @@ fn is_knn_copy(name: &str, base_exists: impl Fn(&str) -> bool) -> bool {
 }
 
 fn sort_key(id: &RunId) -> (usize, usize, String, usize, String) {
-    let dataset = id.dataset.map_or(usize::MAX, |d| {
-        DatasetName::ALL.iter().position(|x| *x == d).unwrap_or(0)
-    });
+    // Table order: the row index of the dataset.
+    let dataset = id.dataset.map_or(usize::MAX, |d| d as usize);
     let names = crate::models::registry::names();
     let backbone = id.backbone.as_deref().unwrap_or("");
     let pos = names

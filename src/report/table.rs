@@ -4,14 +4,12 @@
 
 use super::runs::{RunId, RunState};
 use crate::config::DatasetName;
-use crate::data::DatasetInfo;
 use crate::models::registry;
 
-/// The metric that picks the best model and that the paper reports, per dataset (the data
-/// module's `DatasetInfo` is the one source of these facts).
+/// The metric that picks the best model and that the paper reports, per dataset (from its
+/// row of `crate::datasets::DATASETS`).
 pub fn target_metric(dataset: DatasetName) -> &'static str {
-    // Only a DDSM class count other than 2 or 3 is an error, and None means the default 2.
-    DatasetInfo::new(dataset, None).map_or("roc_auc", |info| info.target_metric)
+    dataset.facts().target_metric.as_str()
 }
 
 /// One run with what the table shows about it.
