@@ -22,6 +22,7 @@ pub mod jpeg;
 pub mod layout;
 pub mod loader;
 pub mod pyrandom;
+pub mod registry;
 pub mod rng;
 pub mod split;
 pub mod synth;
@@ -98,19 +99,15 @@ impl Splits {
         let d = &params.dataset_params;
         let info = DatasetInfo::new(d.dataset, d.num_classes)?;
         let loc = d.data_location.as_str();
-        let s = match d.dataset {
-            DatasetName::APTOS2019 => aptos::read(loc)?,
-            DatasetName::ISIC2019 => isic::read(loc)?,
-            DatasetName::CheXpert => chexpert::read(loc)?,
-            DatasetName::DDSM => ddsm::read(loc, info.label_names.len())?,
-        };
+        let spec = registry::spec(d.dataset);
+        let root = layout::dataset_root(loc, d.dataset.as_str(), spec.layout)?;
+        let s = (spec.read)(&root, &info)?;
         let mut splits = Splits {
             info,
             train: s.train,
             val: s.val,
             test: s.test,
         };
-        let root = Path::new(loc).join(d.dataset.as_str());
         for (name, items) in [("train", &splits.train), ("test", &splits.test)] {
             if items.is_empty() {
                 bail!(
