@@ -41,7 +41,8 @@ pub struct DatasetParams {
     pub val_transforms: Transforms,
     #[serde(default)]
     pub test_transforms: Transforms,
-    /// medfm: DDSM's class count (2: normal vs benign+cancer, the reference default; or 3).
+    /// medfm: the class count, for a dataset with several label sets (its row of
+    /// `crate::datasets::DATASETS`; absent: the first, the reference default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_classes: Option<i64>,
     /// medfm: where the resize cache lives (default `<save_dir>/cache`).

@@ -345,8 +345,8 @@ mod tests {
     fn id(name: &str) -> RunId {
         RunId {
             model_name: name.into(),
-            dataset: Some(DatasetName::DDSM),
-            backbone: Some("dinov2_vitb14".into()),
+            dataset: DatasetName::all().last(),
+            backbone: Some(crate::models::registry::names()[0].into()),
             head: Some(HeadType::Linear),
             config: Some("c.json".into()),
         }
