@@ -88,7 +88,8 @@ pub struct DatasetFacts {
     pub warmup: Warmup,
 }
 
-/// CheXpert's 14 observations, in the column order of `train.csv` (the last 14 columns).
+/// CheXpert's 14 observations, in the column order of `train.csv` (the last 14 columns): its
+/// labels, and the columns its reader requires.
 pub const CHEXPERT_LABELS: [&str; 14] = [
     "No Finding",
     "Enlarged Cardiomediastinum",
@@ -105,9 +106,6 @@ pub const CHEXPERT_LABELS: [&str; 14] = [
     "Fracture",
     "Support Devices",
 ];
-
-/// ISIC 2019's diagnosis columns after `image`, in file order (an optional `UNK` may follow).
-pub const ISIC_COLUMNS: [&str; 8] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"];
 
 /// One row per dataset, in [`DatasetName`] order. Warm-up: the reference's `update_warmup`
 /// (5 epochs for the small single-label sets, 1000 iterations for the large ones).

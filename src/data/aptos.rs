@@ -26,7 +26,9 @@ pub const EXPECTED: &str =
     "train_1.csv (id_code, diagnosis) and train_images/train_images/<id_code>.png";
 const VAL_SIZE: f64 = 0.3;
 
-fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
+fn read(root: &Path, info: &DatasetInfo) -> Result<SplitItems> {
+    // The grades 0..n of the label set (0-4).
+    let n_classes = info.label_names.len();
     let csv_path = root.join("train_1.csv");
     if !csv_path.exists() {
         let hint = if root.join("train.csv").is_file() {
@@ -53,11 +55,12 @@ fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
         if id.is_empty() {
             bail!("{}: empty id_code", csv.origin(*line));
         }
-        let Some(class) = layout::parse_class(&row[label_col], 5) else {
+        let Some(class) = layout::parse_class(&row[label_col], n_classes) else {
             bail!(
-                "{}: diagnosis \"{}\" is not a class 0-4",
+                "{}: diagnosis \"{}\" is not a class 0-{}",
                 csv.origin(*line),
-                row[label_col]
+                row[label_col],
+                n_classes - 1
             );
         };
         items.push(Item {

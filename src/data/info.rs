@@ -5,8 +5,6 @@ use super::DatasetInfo;
 use crate::config::DatasetName;
 use anyhow::{anyhow, Result};
 
-pub use crate::datasets::{CHEXPERT_LABELS, ISIC_COLUMNS};
-
 impl DatasetInfo {
     /// The facts for `name`; `num_classes` picks one of its label sets (None: the default).
     pub fn new(name: DatasetName, num_classes: Option<i64>) -> Result<DatasetInfo> {

@@ -12,7 +12,6 @@ use super::synth::{
 };
 use super::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetName;
-use crate::datasets::ISIC_COLUMNS;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::Path;
@@ -28,6 +27,10 @@ pub const SPEC: DatasetSpec = DatasetSpec {
 pub const EXPECTED: &str = "ISIC_2019_Training_GroundTruth.csv and \
      ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg";
 const VAL_SIZE: f64 = 0.2;
+
+/// The diagnosis columns after `image`, in file order (an optional `UNK` may follow); they
+/// are the classes of the dataset's label set, in order.
+pub const ISIC_COLUMNS: [&str; 8] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"];
 
 fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
     let csv_path = root.join("ISIC_2019_Training_GroundTruth.csv");

@@ -2,7 +2,9 @@
 //! torchvision-exact transforms and the batch loader.
 //!
 //! CONTRACT (owned by the data work; the training engine codes against these):
-//! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric).
+//! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric), from
+//!   the dataset's row of `crate::datasets::DATASETS`.
+//! - `registry`: each dataset's reader, synthetic writer and layout, keyed by name.
 //! - `Splits::build(&Params) -> Splits` (train/val/test `Item`s; writes/reuses val_ids.json).
 //! - `Splits::ensure_readable(&mut self, &Params)`: decode every image before training (filling
 //!   the resize cache); error listing the unreadable ones unless `skip_unreadable` (then they

@@ -260,7 +260,7 @@ mod tests {
     }
 
     fn last_backbone() -> &'static str {
-        *registry::names().last().unwrap()
+        registry::names().into_iter().last().unwrap()
     }
 
     fn row(backbone: &str, head: HeadType, state: RunState) -> Row {
