@@ -289,6 +289,22 @@ mod tests {
         }
     }
 
+    /// The messages `config::validate` gave before they came from the table.
+    #[test]
+    fn class_count_messages_name_the_choices() {
+        let ddsm = DatasetName::DDSM.facts();
+        assert_eq!(ddsm.labels(Some(3)).unwrap().len(), 3);
+        assert_eq!(ddsm.labels(None).unwrap(), ["Normal", "Abnormal"]);
+        assert_eq!(
+            ddsm.labels(Some(4)).unwrap_err(),
+            "DDSM has 2 (normal vs benign+cancer) or 3 classes, got 4"
+        );
+        assert_eq!(
+            DatasetName::APTOS2019.facts().labels(Some(5)).unwrap_err(),
+            "only DDSM has a class-count option; APTOS2019 has a fixed label set"
+        );
+    }
+
     #[test]
     fn rows_are_consistent() {
         for f in DATASETS {
