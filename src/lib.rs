@@ -1,13 +1,15 @@
 //! medfm: fine-tune natural-image foundation models on medical image classification.
 //!
 //! Data flow: `config` (params.json) -> `data` (items, splits, batches) -> `models` (trunk +
-//! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`.
+//! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`. `datasets`
+//! is the leaf table of per-dataset facts that `config` and `data` both read.
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
 pub mod autocast;
 pub mod commands;
 pub mod config;
 pub mod data;
+pub mod datasets;
 pub mod device;
 pub mod messages;
 pub mod metrics;

@@ -316,15 +316,12 @@ mod tests {
             Path::new("/s/results/m-knn-run_2")
         );
         assert_eq!(RunDir::new("/s", "a-run_1-run_2").knn_results_dir(), None);
-        let e = r.eval_dir("APTOS2019", "/data/other");
+        let e = r.eval_dir("SETX", "/data/other");
         assert!(e.starts_with("/s/results/m-run_2"));
         let name = e.file_name().unwrap().to_str().unwrap().to_string();
-        assert!(
-            name.starts_with("eval-APTOS2019-") && name.len() == 23,
-            "{name}"
-        );
-        assert_ne!(e, r.eval_dir("APTOS2019", "/data/other2"));
-        assert_eq!(e, r.eval_dir("APTOS2019", "/data/other"));
+        assert!(name.starts_with("eval-SETX-") && name.len() == 18, "{name}");
+        assert_ne!(e, r.eval_dir("SETX", "/data/other2"));
+        assert_eq!(e, r.eval_dir("SETX", "/data/other"));
     }
 
     #[test]

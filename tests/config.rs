@@ -200,13 +200,19 @@ fn bad_override_values_are_rejected() {
 }
 
 #[test]
-fn warmup_rule_for_all_four_datasets() {
-    for (ds, epochs, iters) in [
+fn warmup_rule_for_every_dataset() {
+    // The reference's `update_warmup`, spelled out independently of the table it checks.
+    let reference = [
         ("DDSM", 5, 0),
         ("APTOS2019", 5, 0),
         ("ISIC2019", 0, 1000),
         ("CheXpert", 0, 1000),
-    ] {
+    ];
+    for ds in DatasetName::names() {
+        let (_, epochs, iters) = *reference
+            .iter()
+            .find(|r| r.0 == ds)
+            .unwrap_or_else(|| panic!("no expected warm-up for {ds}: add the rule above"));
         let mut v = reference_value();
         v["dataset_params"]["dataset"] = json!(ds);
         // Start from values the rule must overwrite.
@@ -396,7 +402,7 @@ fn malformed_negative_probability() {
 fn malformed_unknown_dataset_lists_valid_ones() {
     assert_names(
         "dataset_params.dataset",
-        "APTOS2019, ISIC2019, CheXpert, DDSM",
+        &DatasetName::names().join(", "),
         |v| v["dataset_params"]["dataset"] = json!("MIMIC"),
     );
 }

@@ -102,21 +102,18 @@ fn synth_writes_each_real_layout_deterministically() {
         )
         .unwrap()
     };
-    for (ds, marker) in [
-        (
-            DatasetName::APTOS2019,
-            "APTOS2019/train_images/train_images",
-        ),
-        (
-            DatasetName::ISIC2019,
-            "ISIC2019/ISIC_2019_Training_Input/ISIC_2019_Training_Input",
-        ),
-        (
-            DatasetName::CheXpert,
-            "CheXpert/train/patient00001/study1/view1_frontal.jpg",
-        ),
-        (DatasetName::DDSM, "DDSM/ddsm_raw_image_lists/val.txt"),
-    ] {
+    // A path each layout must have; every dataset of the table needs one.
+    let markers = [
+        "APTOS2019/train_images/train_images",
+        "ISIC2019/ISIC_2019_Training_Input/ISIC_2019_Training_Input",
+        "CheXpert/train/patient00001/study1/view1_frontal.jpg",
+        "DDSM/ddsm_raw_image_lists/val.txt",
+    ];
+    for ds in DatasetName::all() {
+        let marker = *markers
+            .iter()
+            .find(|m| m.split('/').next() == Some(ds.as_str()))
+            .unwrap_or_else(|| panic!("no layout marker for {ds}: add one above"));
         let (a, b, c) = (
             dir.path().join("a"),
             dir.path().join("b"),

@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    /// APTOS2019, ISIC2019, CheXpert or DDSM.
+    /// The dataset, spelled as dataset_params.dataset spells it (an unknown name lists them).
     #[arg(long)]
     pub dataset: String,
     /// Root folder; the dataset goes to OUT/<DatasetName>/ (use OUT as data_location).
@@ -24,7 +24,7 @@ pub struct Args {
 
 pub fn run(args: &Args) -> Result<()> {
     let Some(dataset) = DatasetName::parse(&args.dataset) else {
-        let names: Vec<&str> = DatasetName::ALL.iter().map(|d| d.as_str()).collect();
+        let names = DatasetName::names();
         bail!(
             "unknown dataset \"{}\"{}; expected one of: {}",
             args.dataset,

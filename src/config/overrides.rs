@@ -1,6 +1,6 @@
 //! The reference's CLI overrides (`update_params_from_args`), `--set`, and `update_warmup`.
 
-use super::schema::{DatasetName, HeadType, Params};
+use super::schema::{HeadType, Params};
 use anyhow::{bail, Result};
 use serde_json::Value;
 
@@ -197,21 +197,13 @@ fn unknown_head(value: &str) -> String {
     )
 }
 
-/// The reference's `update_warmup`: DDSM and APTOS2019 warm up for 5 epochs, ISIC2019 and
-/// CheXpert for 1000 iterations; the other setting is zeroed.
+/// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
+/// other setting zeroed) from its row of `crate::datasets::DATASETS`.
 pub fn update_warmup(p: &mut Params) {
     let w = &mut p.optimization_params.default.scheduler.params.LinearWarmup;
-    let ds = p.dataset_params.dataset;
-    w.warmup_epochs = if matches!(ds, DatasetName::DDSM | DatasetName::APTOS2019) {
-        5
-    } else {
-        0
-    };
-    w.warmup_iters = if matches!(ds, DatasetName::ISIC2019 | DatasetName::CheXpert) {
-        1000
-    } else {
-        0
-    };
+    let rule = p.dataset_params.dataset.facts().warmup;
+    w.warmup_epochs = rule.epochs;
+    w.warmup_iters = rule.iters;
 }
 
 /// `a.b.c=value` -> ("a.b.c", value). The value is JSON when it parses as JSON, else a string.

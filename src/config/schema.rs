@@ -27,42 +27,8 @@ pub struct Params {
     pub transfer_learning_params: TransferLearningParams,
 }
 
-/// The four datasets of the paper, spelled as the reference spells them.
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub enum DatasetName {
-    APTOS2019,
-    ISIC2019,
-    CheXpert,
-    DDSM,
-}
-
-impl DatasetName {
-    pub const ALL: [DatasetName; 4] = [
-        DatasetName::APTOS2019,
-        DatasetName::ISIC2019,
-        DatasetName::CheXpert,
-        DatasetName::DDSM,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            DatasetName::APTOS2019 => "APTOS2019",
-            DatasetName::ISIC2019 => "ISIC2019",
-            DatasetName::CheXpert => "CheXpert",
-            DatasetName::DDSM => "DDSM",
-        }
-    }
-
-    pub fn parse(s: &str) -> Option<DatasetName> {
-        Self::ALL.into_iter().find(|d| d.as_str() == s)
-    }
-}
-
-impl std::fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+/// The dataset names and their facts live in the leaf module `crate::datasets`.
+pub use crate::datasets::DatasetName;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -75,7 +41,8 @@ pub struct DatasetParams {
     pub val_transforms: Transforms,
     #[serde(default)]
     pub test_transforms: Transforms,
-    /// medfm: DDSM's class count (2: normal vs benign+cancer, the reference default; or 3).
+    /// medfm: the class count, for a dataset with several label sets (its row of
+    /// `crate::datasets::DATASETS`; absent: the first, the reference default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_classes: Option<i64>,
     /// medfm: where the resize cache lives (default `<save_dir>/cache`).

@@ -178,16 +178,8 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
             },
         );
     }
-    match (d.dataset, d.num_classes) {
-        (DatasetName::DDSM, Some(n)) => {
-            e.check(n == 2 || n == 3, "dataset_params.num_classes", || {
-                format!("DDSM has 2 (normal vs benign+cancer) or 3 classes, got {n}")
-            })
-        }
-        (ds, Some(_)) => e.check(false, "dataset_params.num_classes", || {
-            format!("only DDSM has a class-count option; {ds} has a fixed label set")
-        }),
-        _ => {}
+    if let Err(msg) = d.dataset.facts().labels(d.num_classes) {
+        e.check(false, "dataset_params.num_classes", || msg);
     }
     for (split, t) in [
         ("train_transforms", &d.train_transforms),

@@ -2,17 +2,33 @@
 //! `train_images/train_images/<id_code>.png`; split 70/15/15 through `val_ids.json`.
 
 use super::layout::{self, Csv};
-use super::split;
-use super::{Item, Label, SplitItems};
+use super::registry::DatasetSpec;
+use super::rng::Rng;
+use super::split::split_rows;
+use super::synth::{
+    balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
+};
+use super::{DatasetInfo, Item, Label, SplitItems};
+use crate::config::DatasetName;
 use anyhow::{bail, Result};
+use std::fmt::Write as _;
 use std::path::Path;
+
+pub const SPEC: DatasetSpec = DatasetSpec {
+    name: DatasetName::APTOS2019,
+    layout: EXPECTED,
+    read,
+    synth: write_synth,
+    synth_size: (64, 48),
+};
 
 pub const EXPECTED: &str =
     "train_1.csv (id_code, diagnosis) and train_images/train_images/<id_code>.png";
 const VAL_SIZE: f64 = 0.3;
 
-pub fn read(data_location: &str) -> Result<SplitItems> {
-    let root = layout::dataset_root(data_location, "APTOS2019", EXPECTED)?;
+fn read(root: &Path, info: &DatasetInfo) -> Result<SplitItems> {
+    // The grades 0..n of the label set (0-4).
+    let n_classes = info.label_names.len();
     let csv_path = root.join("train_1.csv");
     if !csv_path.exists() {
         let hint = if root.join("train.csv").is_file() {
@@ -32,18 +48,19 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
             csv_path.display()
         );
     }
-    let images = layout::image_folder(&root, "train_images")?;
+    let images = layout::image_folder(root, "train_images")?;
     let mut items = Vec::with_capacity(csv.rows.len());
     for (line, row) in &csv.rows {
         let id = row[id_col].trim();
         if id.is_empty() {
             bail!("{}: empty id_code", csv.origin(*line));
         }
-        let Some(class) = layout::parse_class(&row[label_col], 5) else {
+        let Some(class) = layout::parse_class(&row[label_col], n_classes) else {
             bail!(
-                "{}: diagnosis \"{}\" is not a class 0-4",
+                "{}: diagnosis \"{}\" is not a class 0-{}",
                 csv.origin(*line),
-                row[label_col]
+                row[label_col],
+                n_classes - 1
             );
         };
         items.push(Item {
@@ -52,22 +69,39 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
             origin: csv.origin(*line),
         });
     }
-    split_rows(items, &root.join("val_ids.json"), "APTOS2019", VAL_SIZE)
+    split_rows(
+        items,
+        &root.join("val_ids.json"),
+        SPEC.name.as_str(),
+        VAL_SIZE,
+    )
 }
 
-/// The reference's shuffled split of CSV rows (shared with ISIC2019).
-pub(super) fn split_rows(
-    items: Vec<Item>,
-    json: &Path,
-    dataset: &str,
-    val_size: f64,
-) -> Result<SplitItems> {
-    let (train_ids, held) = split::validation_ids(items.len(), val_size, json, dataset)?;
-    let (val_ids, test_ids) = split::halve(&held);
-    let pick = |ids: &[usize]| ids.iter().map(|&i| items[i].clone()).collect::<Vec<_>>();
-    Ok(SplitItems {
-        train: pick(&train_ids),
-        val: pick(&val_ids),
-        test: pick(&test_ids),
-    })
+/// The synthetic writer: the real layout under `root`, `spec.n` images.
+fn write_synth(spec: &SynthSpec, root: &Path) -> Result<()> {
+    let mut rng = Rng::seeded(&[spec.seed, 1]);
+    let classes = balanced_classes(spec.n, 5, &mut rng);
+    let ids: Vec<String> = (0..spec.n)
+        .map(|_| format!("{:012x}", rng.next_u64() >> 16))
+        .collect();
+    let mut csv = String::from("id_code,diagnosis\n");
+    for (id, k) in ids.iter().zip(&classes) {
+        writeln!(csv, "{id},{k}")?;
+    }
+    write_text(&root.join("train_1.csv"), &csv)?;
+    let dir = root.join("train_images").join("train_images");
+    create_dir(&dir)?;
+    write_images(
+        spec,
+        |i| {
+            (
+                dir.join(format!("{}.png", ids[i])),
+                Signal::Class {
+                    k: classes[i],
+                    of: 5,
+                },
+            )
+        },
+        Format::Png8Rgb,
+    )
 }

@@ -6,17 +6,29 @@
 //! bounds are exclusive and move forward to the next patient boundary, so no patient is in
 //! two splits.
 
-use super::info::CHEXPERT_LABELS;
 use super::layout::{self, Csv};
-use super::{Item, Label, SplitItems};
+use super::registry::DatasetSpec;
+use super::rng::Rng;
+use super::synth::{write_images, write_text, Format, Signal, SynthSpec};
+use super::{DatasetInfo, Item, Label, SplitItems};
+use crate::config::DatasetName;
+use crate::datasets::CHEXPERT_LABELS;
 use anyhow::{bail, Result};
-use std::path::PathBuf;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+
+pub const SPEC: DatasetSpec = DatasetSpec {
+    name: DatasetName::CheXpert,
+    layout: EXPECTED,
+    read,
+    synth: write_synth,
+    synth_size: (56, 64),
+};
 
 pub const EXPECTED: &str = "train.csv (Path, Sex, Age, Frontal/Lateral, AP/PA and the 14 \
      observations) and the images under train/patientNNNNN/studyN/";
 
-pub fn read(data_location: &str) -> Result<SplitItems> {
-    let root = layout::dataset_root(data_location, "CheXpert", EXPECTED)?;
+fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
     let csv_path = root.join("train.csv");
     if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());
@@ -72,7 +84,7 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
             sort_key: rel.to_string(),
             patient: patient_of(rel),
             item: Item {
-                path: layout::prefer_png(image_path(&root, rel)),
+                path: layout::prefer_png(image_path(root, rel)),
                 label: Label::Multi(labels),
                 origin: csv.origin(*line),
             },
@@ -141,6 +153,73 @@ fn patient_bound(rows: &[Row], mut bound: usize) -> usize {
         bound += 1;
     }
     bound
+}
+
+/// The synthetic writer: the real layout under `root`, `spec.n` images.
+fn write_synth(spec: &SynthSpec, root: &Path) -> Result<()> {
+    let mut rng = Rng::seeded(&[spec.seed, 3]);
+    let mut rows = Vec::with_capacity(spec.n);
+    let (mut patient, mut study, mut view) = (1usize, 1usize, 1usize);
+    for i in 0..spec.n {
+        if i > 0 {
+            // 1-3 views per study, 1-2 studies per patient.
+            if rng.unit() < 0.5 {
+                view += 1;
+            } else if rng.unit() < 0.4 {
+                study += 1;
+                view = 1;
+            } else {
+                patient += 1;
+                study = 1;
+                view = 1;
+            }
+        }
+        // Written values: 1.0 positive; 0.0, -1.0 or blank negative (U-Zeros).
+        let mut on = vec![false; CHEXPERT_LABELS.len()];
+        let mut text = vec![String::new(); CHEXPERT_LABELS.len()];
+        for k in 1..CHEXPERT_LABELS.len() {
+            let u = rng.unit();
+            (on[k], text[k]) = if u < 0.2 {
+                (true, "1.0".into())
+            } else if u < 0.3 {
+                (false, "-1.0".into())
+            } else if u < 0.5 {
+                (false, "0.0".into())
+            } else {
+                (false, String::new())
+            };
+        }
+        if !on.iter().any(|&b| b) {
+            on[0] = true;
+            text[0] = "1.0".into();
+        }
+        let path = format!(
+            "CheXpert-v1.0-small/train/patient{patient:05}/study{study}/view{view}_frontal.jpg"
+        );
+        rows.push((path, on, text));
+    }
+    let mut csv = format!(
+        "Path,Sex,Age,Frontal/Lateral,AP/PA,{}\n",
+        CHEXPERT_LABELS.join(",")
+    );
+    for (path, _, text) in &rows {
+        let sex = if rng.unit() < 0.5 { "Male" } else { "Female" };
+        writeln!(
+            csv,
+            "{path},{sex},{},Frontal,AP,{}",
+            20 + rng.below(70),
+            text.join(",")
+        )?;
+    }
+    write_text(&root.join("train.csv"), &csv)?;
+    write_images(
+        spec,
+        |i| {
+            let rel = rows[i].0.trim_start_matches("CheXpert-v1.0-small/");
+            (root.join(rel), Signal::Labels(rows[i].1.clone()))
+        },
+        Format::JpegGray,
+    )
 }
 
 #[cfg(test)]

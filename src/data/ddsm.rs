@@ -3,15 +3,29 @@
 //! `cancer_` -> 0, 1, 2), and the 2-class mode (default) maps cancer to 1.
 
 use super::layout;
-use super::{Item, Label, SplitItems};
+use super::registry::DatasetSpec;
+use super::rng::Rng;
+use super::synth::{
+    balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
+};
+use super::{DatasetInfo, Item, Label, SplitItems};
+use crate::config::DatasetName;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
+
+pub const SPEC: DatasetSpec = DatasetSpec {
+    name: DatasetName::DDSM,
+    layout: EXPECTED,
+    read,
+    synth: write_synth,
+    synth_size: (48, 64),
+};
 
 pub const EXPECTED: &str = "ddsm_raw_image_lists/{train,val,test}.txt (one path a line, relative \
      to ddsm_raw/, file names starting normal_, benign_ or cancer_) and ddsm_raw/";
 
-pub fn read(data_location: &str, n_classes: usize) -> Result<SplitItems> {
-    let root = layout::dataset_root(data_location, "DDSM", EXPECTED)?;
+fn read(root: &Path, info: &DatasetInfo) -> Result<SplitItems> {
+    let n_classes = info.label_names.len();
     let lists = root.join("ddsm_raw_image_lists");
     let images = root.join("ddsm_raw");
     let read = |name: &str| read_list(&lists.join(name), &images, n_classes);
@@ -63,4 +77,46 @@ fn read_list(list: &Path, images: &Path, n_classes: usize) -> Result<Vec<Item>> 
         bail!("{}: empty split (no image paths listed)", list.display());
     }
     Ok(items)
+}
+
+/// The synthetic writer: the real layout under `root`, `spec.n` images.
+fn write_synth(spec: &SynthSpec, root: &Path) -> Result<()> {
+    let mut rng = Rng::seeded(&[spec.seed, 4]);
+    let classes = balanced_classes(spec.n, 3, &mut rng);
+    let prefix = ["normal", "benign", "cancer"];
+    let names: Vec<String> = classes
+        .iter()
+        .enumerate()
+        .map(|(i, &k)| {
+            let side = if rng.unit() < 0.5 { "LEFT" } else { "RIGHT" };
+            let view = if rng.unit() < 0.5 { "CC" } else { "MLO" };
+            format!("{}_{:05}_{side}_{view}.png", prefix[k], i)
+        })
+        .collect();
+    let n_train = (spec.n * 70 / 100).max(1);
+    let n_val = (spec.n * 15 / 100).max(1).min(spec.n - n_train);
+    let lists = root.join("ddsm_raw_image_lists");
+    for (file, range) in [
+        ("train.txt", 0..n_train),
+        ("val.txt", n_train..n_train + n_val),
+        ("test.txt", n_train + n_val..spec.n),
+    ] {
+        let text: String = names[range].iter().map(|n| format!("{n}\n")).collect();
+        write_text(&lists.join(file), &text)?;
+    }
+    let dir = root.join("ddsm_raw");
+    create_dir(&dir)?;
+    write_images(
+        spec,
+        |i| {
+            (
+                dir.join(&names[i]),
+                Signal::Class {
+                    k: classes[i],
+                    of: 3,
+                },
+            )
+        },
+        Format::Png16Gray,
+    )
 }

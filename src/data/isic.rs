@@ -3,17 +3,36 @@
 //! `ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg`; split 80/10/10 through
 //! `val_ids.json`.
 
-use super::info::ISIC_COLUMNS;
 use super::layout::{self, Csv};
-use super::{aptos, Item, Label, SplitItems};
+use super::registry::DatasetSpec;
+use super::rng::Rng;
+use super::split::split_rows;
+use super::synth::{
+    balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
+};
+use super::{DatasetInfo, Item, Label, SplitItems};
+use crate::config::DatasetName;
 use anyhow::{bail, Result};
+use std::fmt::Write as _;
+use std::path::Path;
+
+pub const SPEC: DatasetSpec = DatasetSpec {
+    name: DatasetName::ISIC2019,
+    layout: EXPECTED,
+    read,
+    synth: write_synth,
+    synth_size: (64, 64),
+};
 
 pub const EXPECTED: &str = "ISIC_2019_Training_GroundTruth.csv and \
      ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg";
 const VAL_SIZE: f64 = 0.2;
 
-pub fn read(data_location: &str) -> Result<SplitItems> {
-    let root = layout::dataset_root(data_location, "ISIC2019", EXPECTED)?;
+/// The diagnosis columns after `image`, in file order (an optional `UNK` may follow); they
+/// are the classes of the dataset's label set, in order.
+pub const ISIC_COLUMNS: [&str; 8] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"];
+
+fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
     let csv_path = root.join("ISIC_2019_Training_GroundTruth.csv");
     if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());
@@ -41,7 +60,7 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
             csv_path.display()
         );
     }
-    let images = layout::image_folder(&root, "ISIC_2019_Training_Input")?;
+    let images = layout::image_folder(root, "ISIC_2019_Training_Input")?;
     let mut items = Vec::with_capacity(csv.rows.len());
     for (line, row) in &csv.rows {
         let name = row[image_col].trim();
@@ -81,5 +100,59 @@ pub fn read(data_location: &str) -> Result<SplitItems> {
             origin: csv.origin(*line),
         });
     }
-    aptos::split_rows(items, &root.join("val_ids.json"), "ISIC2019", VAL_SIZE)
+    split_rows(
+        items,
+        &root.join("val_ids.json"),
+        SPEC.name.as_str(),
+        VAL_SIZE,
+    )
+}
+
+/// The synthetic writer: the real layout under `root`, `spec.n` images.
+fn write_synth(spec: &SynthSpec, root: &Path) -> Result<()> {
+    let mut rng = Rng::seeded(&[spec.seed, 2]);
+    let classes = balanced_classes(spec.n, 8, &mut rng);
+    let mut gt = format!("image,{},UNK\n", ISIC_COLUMNS.join(","));
+    let mut meta = String::from("image,age_approx,anatom_site_general,lesion_id,sex\n");
+    let sites = [
+        "anterior torso",
+        "lower extremity",
+        "head/neck",
+        "upper extremity",
+        "posterior torso",
+    ];
+    for (i, k) in classes.iter().enumerate() {
+        let name = format!("ISIC_{:07}", i);
+        let hot: Vec<&str> = (0..9)
+            .map(|c| if c == *k { "1.0" } else { "0.0" })
+            .collect();
+        writeln!(gt, "{name},{}", hot.join(","))?;
+        let age = 20 + 5 * rng.below(13);
+        let site = sites[rng.below(sites.len() as u64) as usize];
+        let sex = if rng.unit() < 0.5 { "male" } else { "female" };
+        writeln!(
+            meta,
+            "{name},{age}.0,{site},BCN_{:07},{sex}",
+            rng.below(10_000_000)
+        )?;
+    }
+    write_text(&root.join("ISIC_2019_Training_GroundTruth.csv"), &gt)?;
+    write_text(&root.join("ISIC_2019_Training_Metadata.csv"), &meta)?;
+    let dir = root
+        .join("ISIC_2019_Training_Input")
+        .join("ISIC_2019_Training_Input");
+    create_dir(&dir)?;
+    write_images(
+        spec,
+        |i| {
+            (
+                dir.join(format!("ISIC_{:07}.jpg", i)),
+                Signal::Class {
+                    k: classes[i],
+                    of: 8,
+                },
+            )
+        },
+        Format::JpegRgb,
+    )
 }

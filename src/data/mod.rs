@@ -2,7 +2,9 @@
 //! torchvision-exact transforms and the batch loader.
 //!
 //! The interface the training engine uses:
-//! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric).
+//! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric), from
+//!   the dataset's row of `crate::datasets::DATASETS`.
+//! - `registry`: each dataset's reader, synthetic writer and layout, keyed by name.
 //! - `Splits::build(&Params) -> Splits` (train/val/test `Item`s; writes/reuses val_ids.json).
 //! - `Splits::ensure_readable(&mut self, &Params)`: decode every image before training (filling
 //!   the resize cache); error listing the unreadable ones unless `skip_unreadable` (then they
@@ -22,6 +24,7 @@ pub mod jpeg;
 pub mod layout;
 pub mod loader;
 pub mod pyrandom;
+pub mod registry;
 pub mod rng;
 pub mod split;
 pub mod synth;
@@ -35,15 +38,9 @@ use anyhow::{bail, Result};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Task {
-    /// One class per image; softmax + cross-entropy.
-    Multiclass,
-    /// Several labels per image; sigmoid + BCE-with-logits.
-    Multilabel,
-}
+pub use crate::datasets::{TargetMetric, Task};
 
-/// Per-dataset facts (docs/reference.md, Datasets).
+/// Per-dataset facts for one run (the row of `crate::datasets::DATASETS` with its label set).
 #[derive(Debug, Clone)]
 pub struct DatasetInfo {
     pub name: DatasetName,
@@ -54,8 +51,8 @@ pub struct DatasetInfo {
     pub channels: i64,
     pub mean: Vec<f64>,
     pub std: Vec<f64>,
-    /// The metric that picks the best model: "quadratic_kappa", "recall" or "roc_auc".
-    pub target_metric: &'static str,
+    /// The metric that picks the best model.
+    pub target_metric: TargetMetric,
     /// Neighbourhood size of the kNN evaluation.
     pub knn_nhood: i64,
 }
@@ -104,19 +101,15 @@ impl Splits {
         let d = &params.dataset_params;
         let info = DatasetInfo::new(d.dataset, d.num_classes)?;
         let loc = d.data_location.as_str();
-        let s = match d.dataset {
-            DatasetName::APTOS2019 => aptos::read(loc)?,
-            DatasetName::ISIC2019 => isic::read(loc)?,
-            DatasetName::CheXpert => chexpert::read(loc)?,
-            DatasetName::DDSM => ddsm::read(loc, info.label_names.len())?,
-        };
+        let spec = registry::spec(d.dataset);
+        let root = layout::dataset_root(loc, d.dataset.as_str(), spec.layout)?;
+        let s = (spec.read)(&root, &info)?;
         let mut splits = Splits {
             info,
             train: s.train,
             val: s.val,
             test: s.test,
         };
-        let root = Path::new(loc).join(d.dataset.as_str());
         for (name, items) in [("train", &splits.train), ("test", &splits.test)] {
             if items.is_empty() {
                 bail!(

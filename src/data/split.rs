@@ -197,6 +197,23 @@ fn write_val_ids(path: &Path, train: &[usize], val: &[usize]) -> Result<()> {
     crate::util::write_atomic(path, val_ids_json(train, val).as_bytes())
 }
 
+/// The reference's shuffled split of CSV rows, through `json` (`val_ids.json`).
+pub(super) fn split_rows(
+    items: Vec<super::Item>,
+    json: &Path,
+    dataset: &str,
+    val_size: f64,
+) -> Result<super::SplitItems> {
+    let (train_ids, held) = validation_ids(items.len(), val_size, json, dataset)?;
+    let (val_ids, test_ids) = halve(&held);
+    let pick = |ids: &[usize]| ids.iter().map(|&i| items[i].clone()).collect::<Vec<_>>();
+    Ok(super::SplitItems {
+        train: pick(&train_ids),
+        val: pick(&val_ids),
+        test: pick(&test_ids),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1,25 +1,18 @@
 //! Synthetic datasets in the real on-disk layouts (`medfm synth`), with a class signal a
 //! model can learn, deterministic for a seed.
 //!
-//! - APTOS2019: `train_1.csv` + `train_images/train_images/<id>.png` (RGB PNG).
-//! - ISIC2019: `ISIC_2019_Training_GroundTruth.csv` (one-hot, with UNK), the metadata CSV and
-//!   `ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg` (RGB JPEG).
-//! - CheXpert: `train.csv` with `CheXpert-v1.0-small/train/patientNNNNN/studyN/viewN_frontal.jpg`
-//!   paths, 1.0 / 0.0 / -1.0 / blank labels (gray JPEG).
-//! - DDSM: `ddsm_raw_image_lists/{train,val,test}.txt` (70/15/15) + `ddsm_raw/<class>_....png`
-//!   (16-bit gray PNG).
+//! Each dataset's writer lives beside its reader (`data/<dataset>.rs`, the `synth` of its
+//! `data::registry` row); this module holds what they share and `generate`, which runs one.
 //!
 //! The signal: for a class k of K, a central disc whose brightness grows with k (tinted like a
-//! fundus or skin photo for RGB); for CheXpert's 14 labels, one cell of a 4x4 grid per label,
+//! fundus or skin photo for RGB); for a multi-label set, one cell of a 4x4 grid per label,
 //! bright when the label is positive. Everything is written to a temporary folder that is
 //! renamed into place at the end, so a failure never leaves half a dataset.
 
-use super::info::{CHEXPERT_LABELS, ISIC_COLUMNS};
 use super::rng::Rng;
 use crate::config::DatasetName;
 use anyhow::{bail, Context, Result};
 use std::f64::consts::TAU;
-use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 /// What to generate.
@@ -34,17 +27,13 @@ pub struct SynthSpec {
 
 impl SynthSpec {
     fn size(&self) -> (usize, usize) {
-        self.size.unwrap_or(match self.dataset {
-            DatasetName::APTOS2019 => (64, 48),
-            DatasetName::ISIC2019 => (64, 64),
-            DatasetName::CheXpert => (56, 64),
-            DatasetName::DDSM => (48, 64),
-        })
+        self.size
+            .unwrap_or(super::registry::spec(self.dataset).synth_size)
     }
 }
 
 /// What an image shows.
-enum Signal {
+pub(super) enum Signal {
     Class { k: usize, of: usize },
     Labels(Vec<bool>),
 }
@@ -72,12 +61,7 @@ pub fn generate(spec: &SynthSpec, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let tmp = out.join(format!(".{}.synth-{}", spec.dataset, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = match spec.dataset {
-        DatasetName::APTOS2019 => aptos(spec, &tmp),
-        DatasetName::ISIC2019 => isic(spec, &tmp),
-        DatasetName::CheXpert => chexpert(spec, &tmp),
-        DatasetName::DDSM => ddsm(spec, &tmp),
-    };
+    let written = (super::registry::spec(spec.dataset).synth)(spec, &tmp);
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -91,216 +75,33 @@ pub fn generate(spec: &SynthSpec, out: &Path) -> Result<PathBuf> {
 }
 
 /// Class labels 0..of in equal shares, shuffled.
-fn balanced_classes(n: usize, of: usize, rng: &mut Rng) -> Vec<usize> {
+pub(super) fn balanced_classes(n: usize, of: usize, rng: &mut Rng) -> Vec<usize> {
     let mut v: Vec<usize> = (0..n).map(|i| i % of).collect();
     rng.shuffle(&mut v);
     v
 }
 
-fn write_text(path: &Path, text: &str) -> Result<()> {
+pub(super) fn write_text(path: &Path, text: &str) -> Result<()> {
     if let Some(dir) = path.parent() {
         create_dir(dir)?;
     }
     std::fs::write(path, text).with_context(|| format!("cannot write {}", path.display()))
 }
 
-fn create_dir(dir: &Path) -> Result<()> {
+pub(super) fn create_dir(dir: &Path) -> Result<()> {
     std::fs::create_dir_all(dir)
         .with_context(|| format!("cannot create directory {}", dir.display()))
 }
 
-fn aptos(spec: &SynthSpec, root: &Path) -> Result<()> {
-    let mut rng = Rng::seeded(&[spec.seed, 1]);
-    let classes = balanced_classes(spec.n, 5, &mut rng);
-    let ids: Vec<String> = (0..spec.n)
-        .map(|_| format!("{:012x}", rng.next_u64() >> 16))
-        .collect();
-    let mut csv = String::from("id_code,diagnosis\n");
-    for (id, k) in ids.iter().zip(&classes) {
-        writeln!(csv, "{id},{k}")?;
-    }
-    write_text(&root.join("train_1.csv"), &csv)?;
-    let dir = root.join("train_images").join("train_images");
-    create_dir(&dir)?;
-    write_images(
-        spec,
-        |i| {
-            (
-                dir.join(format!("{}.png", ids[i])),
-                Signal::Class {
-                    k: classes[i],
-                    of: 5,
-                },
-            )
-        },
-        Format::Png8Rgb,
-    )
-}
-
-fn isic(spec: &SynthSpec, root: &Path) -> Result<()> {
-    let mut rng = Rng::seeded(&[spec.seed, 2]);
-    let classes = balanced_classes(spec.n, 8, &mut rng);
-    let mut gt = format!("image,{},UNK\n", ISIC_COLUMNS.join(","));
-    let mut meta = String::from("image,age_approx,anatom_site_general,lesion_id,sex\n");
-    let sites = [
-        "anterior torso",
-        "lower extremity",
-        "head/neck",
-        "upper extremity",
-        "posterior torso",
-    ];
-    for (i, k) in classes.iter().enumerate() {
-        let name = format!("ISIC_{:07}", i);
-        let hot: Vec<&str> = (0..9)
-            .map(|c| if c == *k { "1.0" } else { "0.0" })
-            .collect();
-        writeln!(gt, "{name},{}", hot.join(","))?;
-        let age = 20 + 5 * rng.below(13);
-        let site = sites[rng.below(sites.len() as u64) as usize];
-        let sex = if rng.unit() < 0.5 { "male" } else { "female" };
-        writeln!(
-            meta,
-            "{name},{age}.0,{site},BCN_{:07},{sex}",
-            rng.below(10_000_000)
-        )?;
-    }
-    write_text(&root.join("ISIC_2019_Training_GroundTruth.csv"), &gt)?;
-    write_text(&root.join("ISIC_2019_Training_Metadata.csv"), &meta)?;
-    let dir = root
-        .join("ISIC_2019_Training_Input")
-        .join("ISIC_2019_Training_Input");
-    create_dir(&dir)?;
-    write_images(
-        spec,
-        |i| {
-            (
-                dir.join(format!("ISIC_{:07}.jpg", i)),
-                Signal::Class {
-                    k: classes[i],
-                    of: 8,
-                },
-            )
-        },
-        Format::JpegRgb,
-    )
-}
-
-fn chexpert(spec: &SynthSpec, root: &Path) -> Result<()> {
-    let mut rng = Rng::seeded(&[spec.seed, 3]);
-    let mut rows = Vec::with_capacity(spec.n);
-    let (mut patient, mut study, mut view) = (1usize, 1usize, 1usize);
-    for i in 0..spec.n {
-        if i > 0 {
-            // 1-3 views per study, 1-2 studies per patient.
-            if rng.unit() < 0.5 {
-                view += 1;
-            } else if rng.unit() < 0.4 {
-                study += 1;
-                view = 1;
-            } else {
-                patient += 1;
-                study = 1;
-                view = 1;
-            }
-        }
-        // Written values: 1.0 positive; 0.0, -1.0 or blank negative (U-Zeros).
-        let mut on = vec![false; CHEXPERT_LABELS.len()];
-        let mut text = vec![String::new(); CHEXPERT_LABELS.len()];
-        for k in 1..CHEXPERT_LABELS.len() {
-            let u = rng.unit();
-            (on[k], text[k]) = if u < 0.2 {
-                (true, "1.0".into())
-            } else if u < 0.3 {
-                (false, "-1.0".into())
-            } else if u < 0.5 {
-                (false, "0.0".into())
-            } else {
-                (false, String::new())
-            };
-        }
-        if !on.iter().any(|&b| b) {
-            on[0] = true;
-            text[0] = "1.0".into();
-        }
-        let path = format!(
-            "CheXpert-v1.0-small/train/patient{patient:05}/study{study}/view{view}_frontal.jpg"
-        );
-        rows.push((path, on, text));
-    }
-    let mut csv = format!(
-        "Path,Sex,Age,Frontal/Lateral,AP/PA,{}\n",
-        CHEXPERT_LABELS.join(",")
-    );
-    for (path, _, text) in &rows {
-        let sex = if rng.unit() < 0.5 { "Male" } else { "Female" };
-        writeln!(
-            csv,
-            "{path},{sex},{},Frontal,AP,{}",
-            20 + rng.below(70),
-            text.join(",")
-        )?;
-    }
-    write_text(&root.join("train.csv"), &csv)?;
-    write_images(
-        spec,
-        |i| {
-            let rel = rows[i].0.trim_start_matches("CheXpert-v1.0-small/");
-            (root.join(rel), Signal::Labels(rows[i].1.clone()))
-        },
-        Format::JpegGray,
-    )
-}
-
-fn ddsm(spec: &SynthSpec, root: &Path) -> Result<()> {
-    let mut rng = Rng::seeded(&[spec.seed, 4]);
-    let classes = balanced_classes(spec.n, 3, &mut rng);
-    let prefix = ["normal", "benign", "cancer"];
-    let names: Vec<String> = classes
-        .iter()
-        .enumerate()
-        .map(|(i, &k)| {
-            let side = if rng.unit() < 0.5 { "LEFT" } else { "RIGHT" };
-            let view = if rng.unit() < 0.5 { "CC" } else { "MLO" };
-            format!("{}_{:05}_{side}_{view}.png", prefix[k], i)
-        })
-        .collect();
-    let n_train = (spec.n * 70 / 100).max(1);
-    let n_val = (spec.n * 15 / 100).max(1).min(spec.n - n_train);
-    let lists = root.join("ddsm_raw_image_lists");
-    for (file, range) in [
-        ("train.txt", 0..n_train),
-        ("val.txt", n_train..n_train + n_val),
-        ("test.txt", n_train + n_val..spec.n),
-    ] {
-        let text: String = names[range].iter().map(|n| format!("{n}\n")).collect();
-        write_text(&lists.join(file), &text)?;
-    }
-    let dir = root.join("ddsm_raw");
-    create_dir(&dir)?;
-    write_images(
-        spec,
-        |i| {
-            (
-                dir.join(&names[i]),
-                Signal::Class {
-                    k: classes[i],
-                    of: 3,
-                },
-            )
-        },
-        Format::Png16Gray,
-    )
-}
-
 #[derive(Clone, Copy)]
-enum Format {
+pub(super) enum Format {
     Png8Rgb,
     JpegRgb,
     JpegGray,
     Png16Gray,
 }
 
-fn write_images(
+pub(super) fn write_images(
     spec: &SynthSpec,
     what: impl Fn(usize) -> (PathBuf, Signal) + Sync,
     format: Format,

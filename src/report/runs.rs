@@ -264,9 +264,8 @@ fn is_knn_copy(name: &str, base_exists: impl Fn(&str) -> bool) -> bool {
 }
 
 fn sort_key(id: &RunId) -> (usize, usize, String, usize, String) {
-    let dataset = id.dataset.map_or(usize::MAX, |d| {
-        DatasetName::ALL.iter().position(|x| *x == d).unwrap_or(0)
-    });
+    // Table order: the row index of the dataset.
+    let dataset = id.dataset.map_or(usize::MAX, |d| d as usize);
     let names = crate::models::registry::names();
     let backbone = id.backbone.as_deref().unwrap_or("");
     let pos = names
@@ -367,8 +366,8 @@ mod tests {
     fn id(name: &str) -> RunId {
         RunId {
             model_name: name.into(),
-            dataset: Some(DatasetName::DDSM),
-            backbone: Some("dinov2_vitb14".into()),
+            dataset: DatasetName::all().last(),
+            backbone: Some(crate::models::registry::names()[0].into()),
             head: Some(HeadType::Linear),
             config: Some("c.json".into()),
         }

@@ -4,14 +4,12 @@
 
 use super::runs::{RunId, RunState};
 use crate::config::DatasetName;
-use crate::data::DatasetInfo;
 use crate::models::registry;
 
-/// The metric that picks the best model and that the paper reports, per dataset (the data
-/// module's `DatasetInfo` is the one source of these facts).
+/// The metric that picks the best model and that the paper reports, per dataset (from its
+/// row of `crate::datasets::DATASETS`).
 pub fn target_metric(dataset: DatasetName) -> &'static str {
-    // Only a DDSM class count other than 2 or 3 is an error, and None means the default 2.
-    DatasetInfo::new(dataset, None).map_or("roc_auc", |info| info.target_metric)
+    dataset.facts().target_metric.as_str()
 }
 
 /// One run with what the table shows about it.
@@ -288,10 +286,26 @@ mod tests {
     use crate::config::HeadType;
     use crate::metrics::MetricValues;
 
+    /// A dataset whose target metric is ROC AUC (the rows below report it).
+    fn roc_auc_dataset() -> DatasetName {
+        DatasetName::all()
+            .find(|d| d.facts().target_metric == crate::datasets::TargetMetric::RocAuc)
+            .unwrap()
+    }
+
+    // Registry order sorts the table, so the first and last backbones keep their rows' order.
+    fn first_backbone() -> &'static str {
+        registry::names()[0]
+    }
+
+    fn last_backbone() -> &'static str {
+        registry::names().into_iter().last().unwrap()
+    }
+
     fn row(backbone: &str, head: HeadType, state: RunState) -> Row {
         let id = RunId {
             model_name: format!("{backbone}_{}", head.as_str()),
-            dataset: Some(DatasetName::DDSM),
+            dataset: Some(roc_auc_dataset()),
             backbone: Some(backbone.into()),
             head: Some(head),
             config: None,
@@ -305,17 +319,18 @@ mod tests {
         m.push("test_accuracy", 0.8);
         m.push("test_roc_auc", 0.912);
         let rows = vec![
-            row("dinov2_vitb14", HeadType::Linear, RunState::Done(m)),
+            row(first_backbone(), HeadType::Linear, RunState::Done(m)),
             row(
-                "dinov2_vitb14",
+                first_backbone(),
                 HeadType::DeitBase,
                 RunState::Failed("exit code 1".into()),
             ),
-            row("sam2_b", HeadType::Linear, RunState::Missing),
+            row(last_backbone(), HeadType::Linear, RunState::Missing),
         ];
         let md = to_markdown(&rows, "out");
         assert!(md.contains("3 runs: 1 done, 1 failed, 0 incomplete, 1 missing"));
-        assert!(md.contains("## DDSM (target metric: roc_auc)"));
+        let section = format!("## {} (target metric: roc_auc)", roc_auc_dataset());
+        assert!(md.contains(&section), "{md}");
         assert!(md.contains("| **0.912** | 0.8 |"), "{md}");
         assert!(md.contains("failed (exit code 1)") && md.contains("| missing |"));
         let csv = to_csv(&rows).unwrap();
@@ -403,7 +418,7 @@ mod tests {
         let mut m = MetricValues::default();
         m.push("test_roc_auc", 0.5);
         m.push("test_a|b\tc\nd", 1e300);
-        let rows = vec![row("dinov2_vitb14", HeadType::Linear, RunState::Done(m))];
+        let rows = vec![row(first_backbone(), HeadType::Linear, RunState::Done(m))];
         let md = to_markdown(&rows, "out");
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 3, "{md}");

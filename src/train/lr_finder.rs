@@ -84,7 +84,7 @@ impl Trainer {
             std::fs::create_dir_all(dir)
                 .with_context(|| format!("cannot create directory {}", dir.display()))?;
         }
-        let metric = self.info.target_metric;
+        let metric = self.info.target_metric.as_str();
         // A progress log, as in the reference, but rewritten whole after each point so a
         // reader (or a crash) never sees a torn line.
         let mut log = format!("learning rate \t val_loss \t val_{metric}\n");

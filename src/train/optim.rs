@@ -431,10 +431,10 @@ fn scalar_like(like: &Tensor, v: f64) -> Tensor {
 const FLAT_CHUNK: i64 = 1 << 24;
 
 /// `adam_step` over a flat group `chunk` elements at a time, with scratch buffers of one
-/// chunk: a group of a fully unfrozen large trunk (DINOv2-g: 1.1e9 parameters) would
-/// otherwise need two group-sized temporaries (8.8 GB) where torch's foreach Adam needs one;
-/// this needs 2 x 64 MiB, for about a dozen more launches per 16M parameters. Each element
-/// sees the same arithmetic as in one call over the whole group.
+/// chunk: a group of a fully unfrozen large trunk (the largest in the registry has 1.1e9
+/// parameters) would otherwise need two group-sized temporaries (8.8 GB) where torch's foreach
+/// Adam needs one; this needs 2 x 64 MiB, for about a dozen more launches per 16M parameters.
+/// Each element sees the same arithmetic as in one call over the whole group.
 fn adam_step_chunked(
     p: &mut Tensor,
     grad: &Tensor,

@@ -160,7 +160,7 @@ impl Outputs {
         if !self.history.rows().is_empty() {
             plots::plot_curves(
                 &self.history,
-                self.info.target_metric,
+                self.info.target_metric.as_str(),
                 model_name,
                 &self.run.curves_png(),
             )?;

@@ -309,7 +309,7 @@ pub fn info(n_classes: i64, multilabel: bool) -> DatasetInfo {
         channels: C,
         mean: vec![0.5],
         std: vec![0.25],
-        target_metric: "roc_auc",
+        target_metric: medfm::data::TargetMetric::RocAuc,
         knn_nhood: 5,
     }
 }

@@ -68,7 +68,7 @@ pub fn plot_roc(curves: &[RocSeries], title: &str, path: &Path) -> Result<()> {
     if curves.is_empty() {
         bail!("no ROC curves to draw");
     }
-    // Legend entries are ~20 px each; grow the canvas for many labels (CheXpert has 14).
+    // Legend entries are ~20 px each; grow the canvas for many labels (a multi-label set may have 14).
     let height = (760 + curves.len().saturating_sub(8) as u32 * 20).min(1100);
     render_png(path, (980, height), |root| {
         let mut chart = ChartBuilder::on(root)

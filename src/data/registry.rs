@@ -1,0 +1,57 @@
+//! What each dataset does, keyed by name: its reader, its synthetic writer and the layout
+//! its folder must have. One [`DatasetSpec`] per dataset, defined as `SPEC` in the dataset's
+//! own file (`data/<dataset>.rs`) and listed here in [`DatasetName`] order.
+//!
+//! The plain facts of a dataset (labels, task, channels, mean/std, target metric, warm-up) are
+//! its row of `crate::datasets::DATASETS`, a leaf module that `config` reads too; this table
+//! holds what needs `data` (readers and writers), so `config` never depends on `data`.
+
+use super::synth::SynthSpec;
+use super::{DatasetInfo, SplitItems};
+use crate::config::DatasetName;
+use anyhow::Result;
+use std::path::Path;
+
+/// A dataset's behaviour.
+pub struct DatasetSpec {
+    pub name: DatasetName,
+    /// What the dataset folder must hold, for the messages that say what is missing.
+    pub layout: &'static str,
+    /// The train/val/test items from the dataset folder (`<data_location>/<name>`, which
+    /// exists), split as the reference splits them; `info` carries the chosen label set.
+    pub read: fn(root: &Path, info: &DatasetInfo) -> Result<SplitItems>,
+    /// Writes a synthetic dataset in the real layout into `root` (a fresh folder).
+    pub synth: fn(spec: &SynthSpec, root: &Path) -> Result<()>,
+    /// The default (width, height) of synthetic images.
+    pub synth_size: (usize, usize),
+}
+
+/// One row per dataset, in [`DatasetName`] order.
+pub static READERS: &[DatasetSpec] = &[
+    super::aptos::SPEC,
+    super::isic::SPEC,
+    super::chexpert::SPEC,
+    super::ddsm::SPEC,
+];
+
+// Row i belongs to the i-th name and every name has a row, so `spec()` is an index that
+// cannot miss.
+const _: () = {
+    assert!(
+        READERS.len() == crate::datasets::DATASETS.len(),
+        "data::registry::READERS needs one row per dataset"
+    );
+    let mut i = 0;
+    while i < READERS.len() {
+        assert!(
+            READERS[i].name as usize == i,
+            "data::registry::READERS is out of DatasetName order"
+        );
+        i += 1;
+    }
+};
+
+/// The row of `name`.
+pub fn spec(name: DatasetName) -> &'static DatasetSpec {
+    &READERS[name as usize]
+}
