@@ -160,7 +160,7 @@ fn full_size_keys_shapes_and_parameter_counts() {
         let vs = nn::VarStore::new(Device::Cpu);
         // Shapes only: skip the random fill (gigabytes of page faults for sam2_l).
         let backbone =
-            without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(224, 3)))
+            without_random_init(|| spec.build(&(vs.root() / PREFIX), &BuildOptions::new(224, 3)))
                 .unwrap();
         let have: BTreeMap<String, Vec<i64>> = vs
             .variables()
@@ -185,7 +185,7 @@ fn registry_token_counts() {
     ] {
         let side = 224 / cfg.feature_stride();
         assert_eq!(
-            registry::get(name).unwrap().tokens_224,
+            registry::get(name).unwrap().tokens_224(),
             side * side,
             "{name}"
         );
@@ -213,7 +213,7 @@ fn full_size_parity_224_and_1024() {
             let spec = registry::get(name).unwrap();
             let vs = nn::VarStore::new(Device::Cpu);
             let enc = without_random_init(|| {
-                (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(size, 3))
+                spec.build(&(vs.root() / PREFIX), &BuildOptions::new(size, 3))
             })
             .unwrap();
             load(&vs, &weights, &BuildOptions::new(size, 3)).unwrap();
