@@ -3,7 +3,7 @@
 
 use medfm::config::GrayInit;
 use medfm::models::aimv2::{checkpoint, Aimv2, Aimv2Config};
-use medfm::models::registry::{self, BuildOptions};
+use medfm::models::registry::{self, BuildOptions, Family};
 use medfm::models::Backbone;
 use medfm::weights::StateDict;
 use std::path::Path;
@@ -168,14 +168,16 @@ fn full_size_keys_shapes_and_counts_equal_the_reference() {
 #[test]
 fn other_image_sizes_are_refused_naming_224() {
     let vs = nn::VarStore::new(Device::Cpu);
-    for name in ["aimv2-large-patch14-224", "aimv2-huge-patch14-224"] {
-        let spec = registry::get(name).unwrap();
+    for spec in registry::family_rows(Family::Aimv2) {
         let err = spec
             .build(&vs.root(), &opts(448, 3, GrayInit::First))
             .err()
             .expect("448 px must fail");
         let msg = format!("{err:#}");
-        assert!(msg.contains("224x224") && msg.contains("448"), "{msg}");
+        assert!(
+            msg.contains(spec.name) && msg.contains("224x224") && msg.contains("448"),
+            "{msg}"
+        );
     }
     assert!(
         vs.variables().is_empty(),
@@ -291,7 +293,8 @@ fn mismatched_checkpoints_name_the_tensors() {
 fn aimv2_full_size_parity() {
     let root = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
     let mut ran = 0;
-    for name in ["aimv2-large-patch14-224", "aimv2-huge-patch14-224"] {
+    for spec in registry::family_rows(Family::Aimv2) {
+        let name = spec.name;
         let dir = Path::new(&root).join(name);
         if !dir.join("io.safetensors").exists() {
             eprintln!(
@@ -300,7 +303,6 @@ fn aimv2_full_size_parity() {
             );
             continue;
         }
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let o = opts(224, 3, GrayInit::First);
         let model = spec.build(&vs.root(), &o).unwrap();

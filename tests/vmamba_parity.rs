@@ -2,7 +2,7 @@
 //! fixtures from scripts/gen_parity_vmamba.py.
 
 use medfm::config::GrayInit;
-use medfm::models::registry::{self, BuildOptions};
+use medfm::models::registry::{self, BuildOptions, Family};
 use medfm::models::vmamba::{self, linear_recurrence, Vmamba, VmambaConfig};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
@@ -149,10 +149,10 @@ fn long_scan_with_extreme_decay_matches_the_reference() {
 /// Full-size key/shape lists and parameter counts equal the reference's (committed JSON).
 #[test]
 fn full_size_keys_shapes_and_counts_match_the_reference() {
-    for name in ["vmamba_s", "vmamba_b"] {
+    for spec in registry::family_rows(Family::Vmamba) {
+        let name = spec.name;
         let reference = common::ReferenceKeys::read(name);
         let want = reference.by_name();
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let _trunk = spec.build(&vs.root(), &options(3, None)).unwrap();
         let got: BTreeMap<String, Vec<i64>> = vs
@@ -200,7 +200,8 @@ fn grayscale_trunk_builds_with_one_input_channel() {
 #[ignore = "full-size: run scripts/parity_vmamba_full.sh"]
 fn full_size_random_weights_match_the_reference() {
     let dir = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
-    for name in ["vmamba_s", "vmamba_b"] {
+    for spec in registry::family_rows(Family::Vmamba) {
+        let name = spec.name;
         let ckpt = Path::new(&dir).join(format!("{name}.pth"));
         let io_path = Path::new(&dir).join(format!("{name}_io.safetensors"));
         assert!(
@@ -209,7 +210,6 @@ fn full_size_random_weights_match_the_reference() {
             ckpt.display(),
             io_path.display()
         );
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let opts = options(3, None);
         let trunk = spec.build(&(vs.root() / "trunk"), &opts).unwrap();

@@ -473,6 +473,11 @@ pub fn rows() -> &'static [BackboneSpec] {
     &ROWS
 }
 
+/// The rows of `family`, in table order.
+pub fn family_rows(family: Family) -> impl Iterator<Item = &'static BackboneSpec> {
+    rows().iter().filter(move |r| r.family() == family)
+}
+
 /// Every supported backbone name, in table order.
 pub fn names() -> Vec<&'static str> {
     rows().iter().map(|b| b.name).collect()
