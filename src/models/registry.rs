@@ -568,7 +568,7 @@ mod tests {
         rows_describe_the_built_trunks(first_row_per_family());
     }
 
-    /// Every row (builds and runs every full-size trunk: minutes on 2 cores).
+    /// Every row (builds and runs every full-size trunk: about 20 s and 1.6 GB on 2 cores).
     #[test]
     #[ignore]
     fn rows_describe_the_built_trunks_for_every_row() {
