@@ -71,7 +71,7 @@ fn main() -> Result<()> {
         drop_cutoff: vec![],
         weights_key: None,
     };
-    let backbone = (spec.build)(&(vs.root() / "backbone"), &opts)?;
+    let backbone = spec.build(&(vs.root() / "backbone"), &opts)?;
     tch::manual_seed(0);
     let x = Tensor::randn(
         [args.batch, 3, args.size, args.size],

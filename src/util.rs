@@ -91,38 +91,6 @@ pub fn json_kind(v: &serde_json::Value) -> &'static str {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// A temporary file of a killed writer goes at the next write of the same file; one of a
-    /// live process (pid 1) and those of other files stay.
-    #[test]
-    fn orphaned_temporaries_are_removed_at_the_next_write() {
-        let dir = tempfile::tempdir().unwrap();
-        let at = |name: &str| dir.path().join(name);
-        // 4294967295 is beyond any Linux pid.
-        for f in [
-            ".x.json.tmp4294967295",
-            ".y.json.tmp4294967295",
-            ".x.json.tmp1",
-        ] {
-            std::fs::write(at(f), "torn").unwrap();
-        }
-        write_atomic(&at("x.json"), b"{}").unwrap();
-        assert_eq!(std::fs::read(at("x.json")).unwrap(), b"{}");
-        if Path::new("/proc/self").exists() {
-            assert!(
-                !at(".x.json.tmp4294967295").exists(),
-                "the orphan is removed"
-            );
-        }
-        assert!(at(".y.json.tmp4294967295").exists() && at(".x.json.tmp1").exists());
-        let own = format!(".x.json.tmp{}", std::process::id());
-        assert!(!at(&own).exists(), "this write's temporary was renamed");
-    }
-}
-
 /// What a file type is, for messages ("a FIFO", "a directory"); None for a regular file.
 fn not_regular(t: std::fs::FileType) -> Option<&'static str> {
     if t.is_file() {
@@ -159,5 +127,37 @@ pub fn require_regular_file(path: &Path) -> Result<()> {
             Some(what) => anyhow::bail!("{} is not a regular file ({what})", path.display()),
         },
         Err(_) => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A temporary file of a killed writer goes at the next write of the same file; one of a
+    /// live process (pid 1) and those of other files stay.
+    #[test]
+    fn orphaned_temporaries_are_removed_at_the_next_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let at = |name: &str| dir.path().join(name);
+        // 4294967295 is beyond any Linux pid.
+        for f in [
+            ".x.json.tmp4294967295",
+            ".y.json.tmp4294967295",
+            ".x.json.tmp1",
+        ] {
+            std::fs::write(at(f), "torn").unwrap();
+        }
+        write_atomic(&at("x.json"), b"{}").unwrap();
+        assert_eq!(std::fs::read(at("x.json")).unwrap(), b"{}");
+        if Path::new("/proc/self").exists() {
+            assert!(
+                !at(".x.json.tmp4294967295").exists(),
+                "the orphan is removed"
+            );
+        }
+        assert!(at(".y.json.tmp4294967295").exists() && at(".x.json.tmp1").exists());
+        let own = format!(".x.json.tmp{}", std::process::id());
+        assert!(!at(&own).exists(), "this write's temporary was renamed");
     }
 }

@@ -3,7 +3,7 @@
 
 use medfm::config::GrayInit;
 use medfm::models::aimv2::{checkpoint, Aimv2, Aimv2Config};
-use medfm::models::registry::{self, BuildOptions};
+use medfm::models::registry::{self, BuildOptions, Family};
 use medfm::models::Backbone;
 use medfm::weights::StateDict;
 use std::path::Path;
@@ -57,9 +57,10 @@ fn tiny_trunk(weights_file: &str, in_chans: i64, gray: GrayInit) -> (nn::VarStor
     let cfg = tiny_config(in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Aimv2::new(&(vs.root() / "backbone"), &cfg).unwrap();
-    let load = registry::get("aimv2-large-patch14-224").unwrap().load;
+    let row = registry::get("aimv2-large-patch14-224").unwrap();
     let o = opts(cfg.img_size, in_chans, gray);
-    load(&vs, "backbone.", &fixture(weights_file), &o).unwrap();
+    row.load(&vs, "backbone.", &fixture(weights_file), &o)
+        .unwrap();
     (vs, model)
 }
 
@@ -152,12 +153,12 @@ fn full_size_keys_shapes_and_counts_equal_the_reference() {
         let spec = registry::get(name).unwrap();
         assert_eq!(spec.param_count, count, "{name}: registry parameter count");
         assert_eq!(
-            spec.tokens_224,
+            spec.tokens_224(),
             cfg.num_tokens(),
             "{name}: registry token count"
         );
         assert_eq!(
-            (spec.pooled_dim, spec.token_dim),
+            (spec.pooled_dim(), spec.token_dim()),
             (cfg.embed_dim, cfg.embed_dim),
             "{name}"
         );
@@ -167,13 +168,16 @@ fn full_size_keys_shapes_and_counts_equal_the_reference() {
 #[test]
 fn other_image_sizes_are_refused_naming_224() {
     let vs = nn::VarStore::new(Device::Cpu);
-    for name in ["aimv2-large-patch14-224", "aimv2-huge-patch14-224"] {
-        let spec = registry::get(name).unwrap();
-        let err = (spec.build)(&vs.root(), &opts(448, 3, GrayInit::First))
+    for spec in registry::family_rows(Family::Aimv2) {
+        let err = spec
+            .build(&vs.root(), &opts(448, 3, GrayInit::First))
             .err()
             .expect("448 px must fail");
         let msg = format!("{err:#}");
-        assert!(msg.contains("224x224") && msg.contains("448"), "{msg}");
+        assert!(
+            msg.contains(spec.name) && msg.contains("224x224") && msg.contains("448"),
+            "{msg}"
+        );
     }
     assert!(
         vs.variables().is_empty(),
@@ -289,7 +293,8 @@ fn mismatched_checkpoints_name_the_tensors() {
 fn aimv2_full_size_parity() {
     let root = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
     let mut ran = 0;
-    for name in ["aimv2-large-patch14-224", "aimv2-huge-patch14-224"] {
+    for spec in registry::family_rows(Family::Aimv2) {
+        let name = spec.name;
         let dir = Path::new(&root).join(name);
         if !dir.join("io.safetensors").exists() {
             eprintln!(
@@ -298,11 +303,11 @@ fn aimv2_full_size_parity() {
             );
             continue;
         }
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let o = opts(224, 3, GrayInit::First);
-        let model = (spec.build)(&vs.root(), &o).unwrap();
-        (spec.load)(&vs, "", &dir.join("model.safetensors"), &o).unwrap();
+        let model = spec.build(&vs.root(), &o).unwrap();
+        spec.load(&vs, "", &dir.join("model.safetensors"), &o)
+            .unwrap();
         let io = read_st(&dir.join("io.safetensors"));
         let f = tch::no_grad(|| model.forward(&io["pixels"], false));
         let (ep, et) = (

@@ -7,9 +7,8 @@ use common::{trainable_names, SMALL_DEIT, SMALL_MAE, TINY_DEIT};
 
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::registry::{BackboneSpec, BuildOptions, Family};
-use medfm::models::vit::{self, Mae, VitConfig};
-use medfm::models::Backbone;
+use medfm::models::registry::{BackboneSpec, FamilyConfig, WeightsSpec};
+use medfm::models::vit::VitConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -33,22 +32,14 @@ const TINY: VitConfig = VitConfig {
     eps: 1e-6,
 };
 
-fn build_tiny(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Mae::new(p, TINY, opts)?))
-}
-
 static TINY_ROW: BackboneSpec = BackboneSpec {
     name: "tiny_mae",
-    family: Family::Mae,
-    pooled_dim: 32,
-    token_dim: 32,
-    sources: &["tests"],
-    default_file: "tiny_mae.pth",
+    config: FamilyConfig::Mae(TINY),
+    weights: WeightsSpec {
+        sources: &["tests"],
+        default_file: "tiny_mae.pth",
+    },
     param_count: 0,
-    tokens_224: 0,
-    build: build_tiny,
-    input: |o| vit::mae_input(&TINY, o),
-    load: vit::load_mae,
 };
 
 /// A random-weight classifier on 32 px inputs (4x4 tokens), 3 classes.
@@ -288,14 +279,9 @@ fn missing_checkpoints_are_errors_that_name_file_and_source() {
     std::env::remove_var("MEDFM_WEIGHTS");
 }
 
-fn build_small_mae(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Mae::new(p, SMALL_MAE, opts)?))
-}
-
 static SMALL_ROW: BackboneSpec = BackboneSpec {
     name: "small_mae",
-    build: build_small_mae,
-    input: |o| vit::mae_input(&SMALL_MAE, o),
+    config: FamilyConfig::Mae(SMALL_MAE),
     ..TINY_ROW
 };
 

@@ -13,13 +13,11 @@ mod common;
 use common::{fixture, max_abs, read_st, SMALL_DEIT, SMALL_MAE};
 use medfm::config::{self, HeadType, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::clip::{Clip, TowerConfig};
-use medfm::models::coca::{Coca, CocaConfig};
-use medfm::models::dinov2::{Dinov2, Dinov2Config};
+use medfm::models::clip::TowerConfig;
+use medfm::models::coca::CocaConfig;
+use medfm::models::dinov2::Dinov2Config;
 use medfm::models::layers::FfnKind;
-use medfm::models::registry::{self, BackboneSpec, BuildFn, BuildOptions};
-use medfm::models::vit::Mae;
-use medfm::models::Backbone;
+use medfm::models::registry::{self, BackboneSpec, FamilyConfig};
 use medfm::train::{ClassifierModel, TrainModel};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
@@ -56,30 +54,12 @@ const SMALL_COCA: CocaConfig = CocaConfig {
     pool_heads: 4,
 };
 
-fn build_mae(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Mae::new(p, SMALL_MAE, o)?))
-}
-fn build_dinov2(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Dinov2::new(p, SMALL_DINOV2, o)?))
-}
-fn build_dinov2_518(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Dinov2::new(p, SMALL_DINOV2_518, o)?))
-}
-fn build_clip(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Clip::new(p, SMALL_TOWER, o)?))
-}
-fn build_coca(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Coca::new(p, SMALL_COCA, o)?))
-}
-
-/// The registry row `name` with a small trunk: name, family, file names and the checkpoint
-/// reader are the real row's.
-fn small_row(name: &str, pooled_dim: i64, token_dim: i64, build: BuildFn) -> BackboneSpec {
+/// The registry row `name` with a small configuration of its family: name, file names and the
+/// checkpoint reader are the real row's.
+fn small_row(name: &str, config: FamilyConfig) -> BackboneSpec {
     BackboneSpec {
-        pooled_dim,
-        token_dim,
-        build,
-        ..*registry::get(name).unwrap()
+        config,
+        ..registry::get(name).unwrap().clone()
     }
 }
 
@@ -178,7 +158,7 @@ fn mae_official_model_dict_pth_from_the_weights_folder() {
         extra: &[],
         deit: None,
     };
-    let model = run.build(&small_row("vit_base_patch16", 32, 32, build_mae));
+    let model = run.build(&small_row("vit_base_patch16", FamilyConfig::Mae(SMALL_MAE)));
     assert!(model.trunk_frozen() && model.head == HeadType::Linear);
     assert_features(
         &model,
@@ -199,7 +179,10 @@ fn mae_timm_safetensors_under_the_alternative_file_name() {
         extra: &[],
         deit: None,
     };
-    let model = run.build(&small_row("vit_large_patch16", 32, 32, build_mae));
+    let model = run.build(&small_row(
+        "vit_large_patch16",
+        FamilyConfig::Mae(SMALL_MAE),
+    ));
     assert_features(
         &model,
         "parity/mae_small_io.safetensors",
@@ -219,7 +202,10 @@ fn dinov2_official_pretrain_pth_interpolated_from_518_to_224() {
         extra: &[],
         deit: None,
     };
-    let model = run.build(&small_row("dinov2_vits14", 32, 32, build_dinov2_518));
+    let model = run.build(&small_row(
+        "dinov2_vits14",
+        FamilyConfig::Dinov2(SMALL_DINOV2_518),
+    ));
     // The checkpoint's 37x37 grid is kept (resized on every forward, as the official code).
     let vars = model.var_store().variables();
     assert_eq!(vars["trunk.pos_embed"].size(), vec![1, 1 + 37 * 37, 32]);
@@ -242,7 +228,7 @@ fn clip_open_clip_visual_layout_safetensors() {
         extra: &[],
         deit: None,
     };
-    let model = run.build(&small_row("clip_vitb16", 24, 32, build_clip));
+    let model = run.build(&small_row("clip_vitb16", FamilyConfig::Clip(SMALL_TOWER)));
     assert_features(
         &model,
         "parity/clip_small_io.safetensors",
@@ -262,7 +248,7 @@ fn coca_open_clip_pytorch_model_bin() {
         extra: &[],
         deit: None,
     };
-    let model = run.build(&small_row("coca_ViT-B-32", 24, 24, build_coca));
+    let model = run.build(&small_row("coca_ViT-B-32", FamilyConfig::Coca(SMALL_COCA)));
     assert_features(
         &model,
         "parity/clip_small_io.safetensors",
@@ -282,7 +268,7 @@ fn gray_cases() -> Vec<(
 )> {
     vec![
         (
-            small_row("vit_base_patch16", 32, 32, build_mae),
+            small_row("vit_base_patch16", FamilyConfig::Mae(SMALL_MAE)),
             Run {
                 backbone: "vit_base_patch16",
                 fixture: "parity/mae_small.pth",
@@ -297,7 +283,7 @@ fn gray_cases() -> Vec<(
             "gray32",
         ),
         (
-            small_row("dinov2_vitb14", 32, 32, build_dinov2),
+            small_row("dinov2_vitb14", FamilyConfig::Dinov2(SMALL_DINOV2)),
             Run {
                 backbone: "dinov2_vitb14",
                 fixture: "parity/dinov2_small.pth",
@@ -312,7 +298,7 @@ fn gray_cases() -> Vec<(
             "gray56",
         ),
         (
-            small_row("clip_vitb16", 24, 32, build_clip),
+            small_row("clip_vitb16", FamilyConfig::Clip(SMALL_TOWER)),
             Run {
                 backbone: "clip_vitb16",
                 fixture: "parity/clip_small.safetensors",
@@ -398,7 +384,7 @@ fn attention_head_deit_in_timm_and_official_layouts() {
             ],
             deit: Some((from, name)),
         };
-        let model = run.build(&small_row("vit_base_patch16", 32, 32, build_mae));
+        let model = run.build(&small_row("vit_base_patch16", FamilyConfig::Mae(SMALL_MAE)));
         assert!(model.head_reads_tokens());
         let vars = model.var_store().variables();
         for (key, value) in &deit_values {
@@ -425,7 +411,7 @@ fn attention_head_deit_in_timm_and_official_layouts() {
 #[test]
 fn weights_key_selects_the_nested_state_dict() {
     let mae = fixture("parity/mae_small.pth");
-    let row = small_row("vit_base_patch16", 32, 32, build_mae);
+    let row = small_row("vit_base_patch16", FamilyConfig::Mae(SMALL_MAE));
     let build = |key: &str| {
         let p = params(&[
             "foundation_params.backbone_type=\"vit_base_patch16\"".into(),

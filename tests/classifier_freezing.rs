@@ -8,13 +8,12 @@ mod common;
 use common::trainable_names as trainable;
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::clip::{Clip, TowerConfig};
-use medfm::models::coca::{Coca, CocaConfig};
-use medfm::models::dinov2::{Dinov2, Dinov2Config};
+use medfm::models::clip::TowerConfig;
+use medfm::models::coca::CocaConfig;
+use medfm::models::dinov2::Dinov2Config;
 use medfm::models::layers::FfnKind;
-use medfm::models::registry::{self, BackboneSpec, BuildFn, BuildOptions};
+use medfm::models::registry::{self, BackboneSpec, FamilyConfig};
 use medfm::models::vit::VitConfig;
-use medfm::models::Backbone;
 use std::collections::BTreeSet;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -50,22 +49,11 @@ const TINY_DEIT: VitConfig = VitConfig {
 /// Input side: a 2x2 patch grid.
 const SIDE: i64 = 28;
 
-fn build_dinov2(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Dinov2::new(p, TINY_DINOV2, o)?))
-}
-fn build_clip(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Clip::new(p, TINY_TOWER, o)?))
-}
-fn build_coca(p: &tch::nn::Path, o: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Coca::new(p, TINY_COCA, o)?))
-}
-
-fn row(name: &str, pooled_dim: i64, token_dim: i64, build: BuildFn) -> BackboneSpec {
+/// The published row with a tiny configuration of its family.
+fn row(name: &str, config: FamilyConfig) -> BackboneSpec {
     BackboneSpec {
-        pooled_dim,
-        token_dim,
-        build,
-        ..*registry::get(name).unwrap()
+        config,
+        ..registry::get(name).unwrap().clone()
     }
 }
 
@@ -73,9 +61,9 @@ fn row(name: &str, pooled_dim: i64, token_dim: i64, build: BuildFn) -> BackboneS
 /// otherwise) from the reference params.json with `sets` applied; the attention head's DeiT stores the 2x2 grid of the trunk's tokens.
 fn classifier(backbone: &str, sets: &[&str]) -> anyhow::Result<Classifier> {
     let r = match backbone {
-        "dinov2_vits14" => row(backbone, 16, 16, build_dinov2),
-        "clip_vitb16" => row(backbone, 8, 16, build_clip),
-        "coca_ViT-B-32" => row(backbone, 8, 8, build_coca),
+        "dinov2_vits14" => row(backbone, FamilyConfig::Dinov2(TINY_DINOV2)),
+        "clip_vitb16" => row(backbone, FamilyConfig::Clip(TINY_TOWER)),
+        "coca_ViT-B-32" => row(backbone, FamilyConfig::Coca(TINY_COCA)),
         _ => unreachable!("no tiny trunk for {backbone}"),
     };
     let mut all = vec![

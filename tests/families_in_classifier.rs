@@ -9,33 +9,20 @@ mod common;
 use common::TINY_DEIT;
 
 use medfm::config::{self, Params};
-use medfm::models::aimv2::{self, Aimv2, Aimv2Config};
+use medfm::models::aimv2::Aimv2Config;
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::clip::TowerConfig;
-use medfm::models::coca::{Coca, CocaConfig};
+use medfm::models::coca::CocaConfig;
 use medfm::models::heads::DEIT_PATH;
-use medfm::models::registry::{self, BackboneSpec, BuildOptions};
-use medfm::models::sam2::Sam2ImageEncoder;
-use medfm::models::vmamba::{Vmamba, VmambaConfig};
-use medfm::models::Backbone;
+use medfm::models::registry::{self, BackboneSpec, BuildOptions, Family, FamilyConfig};
+use medfm::models::vmamba::VmambaConfig;
 use std::collections::BTreeSet;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
 
-/// Eight names, two per family: AIMv2, CoCa, SAM2.1 and VMamba.
-const NAMES: [&str; 8] = [
-    "aimv2-large-patch14-224",
-    "aimv2-huge-patch14-224",
-    "coca_ViT-B-32",
-    "coca_ViT-L-14",
-    "sam2_b",
-    "sam2_l",
-    "vmamba_s",
-    "vmamba_b",
-];
-
-fn build_aimv2(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    let base = Aimv2Config {
+/// The tiny AIMv2 (a 4x4 patch grid at 64 px).
+fn tiny_aimv2() -> Aimv2Config {
+    Aimv2Config {
         img_size: 64,
         patch_size: 16,
         in_chans: 3,
@@ -44,13 +31,11 @@ fn build_aimv2(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Back
         num_heads: 2,
         mlp_hidden: 24,
         eps: 1e-5,
-    };
-    let cfg = aimv2::config_for_run("aimv2_tiny", base, opts)?;
-    Ok(Box::new(Aimv2::new(p, &cfg)?))
+    }
 }
 
-fn build_coca(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    let cfg = CocaConfig {
+fn tiny_coca() -> CocaConfig {
+    CocaConfig {
         tower: TowerConfig {
             patch: 16,
             width: 16,
@@ -60,29 +45,11 @@ fn build_coca(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backb
         },
         n_queries: 16,
         pool_heads: 2,
-    };
-    Ok(Box::new(Coca::new(p, cfg, opts)?))
+    }
 }
 
-/// The SAM2 parity fixture's tiny Hiera (q-pooling, windows, a global block, the neck).
-fn build_sam2(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    let cfg = common::sam2_tiny_config();
-    Ok(Box::new(Sam2ImageEncoder::new(
-        p,
-        &cfg,
-        opts.img_size,
-        opts.in_chans,
-    )?))
-}
-
-fn build_vmamba(p: &nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    let mut cfg = VmambaConfig::tiny(8, &[1, 1, 2, 1]);
-    cfg.in_chans = opts.in_chans;
-    Ok(Box::new(Vmamba::new(p, &cfg)?))
-}
-
-/// A family under test: a tiny registry row (the published row's name and loader, a tiny
-/// build) with the image side that gives a 4x4 token grid, and the block list partial
+/// A family under test: a tiny registry row (the published row's name and weights, a tiny
+/// configuration of its family) with the image side that gives a 4x4 token grid, and the block list partial
 /// unfreezing must see.
 struct TinyFamily {
     row: BackboneSpec,
@@ -92,30 +59,27 @@ struct TinyFamily {
 
 fn tiny_family(name: &str) -> TinyFamily {
     let real = registry::get(name).unwrap();
-    let (build, dim, img_size, blocks): (registry::BuildFn, i64, i64, Vec<String>) = match name {
-        "aimv2-large-patch14-224" => (
-            build_aimv2,
-            16,
+    let (config, img_size, blocks): (FamilyConfig, i64, Vec<String>) = match real.family() {
+        Family::Aimv2 => (
+            FamilyConfig::Aimv2(tiny_aimv2()),
             64,
             (0..3).map(|i| format!("trunk.blocks.{i}")).collect(),
         ),
-        "coca_ViT-B-32" => (
-            build_coca,
-            8,
+        Family::Coca => (
+            FamilyConfig::Coca(tiny_coca()),
             64,
             (0..3)
                 .map(|i| format!("transformer.resblocks.{i}"))
                 .collect(),
         ),
-        "sam2_b" => (
-            build_sam2,
-            32,
+        // The SAM2 parity fixture's tiny Hiera (q-pooling, windows, a global block, the neck).
+        Family::Sam2 => (
+            FamilyConfig::Sam2(common::sam2_tiny_config()),
             64,
             (0..8).map(|i| format!("trunk.blocks.{i}")).collect(),
         ),
-        "vmamba_s" => (
-            build_vmamba,
-            64,
+        Family::Vmamba => (
+            FamilyConfig::Vmamba(VmambaConfig::tiny(8, &[1, 1, 2, 1])),
             128,
             [
                 "0.blocks.0",
@@ -127,22 +91,14 @@ fn tiny_family(name: &str) -> TinyFamily {
             .map(|b| format!("layers.{b}"))
             .to_vec(),
         ),
-        other => panic!("no tiny configuration for {other}"),
+        other => panic!("no tiny configuration for {other:?}"),
     };
     TinyFamily {
+        // The published row's name and checkpoint metadata, a tiny configuration.
         row: BackboneSpec {
-            name: real.name,
-            family: real.family,
-            pooled_dim: dim,
-            token_dim: dim,
-            sources: real.sources,
-            default_file: real.default_file,
+            config,
             param_count: 0,
-            tokens_224: 0,
-            build,
-            // Only `inspect` reads `input`, and it looks rows up by name; these tests do not.
-            input: real.input,
-            load: real.load,
+            ..real.clone()
         },
         img_size,
         blocks,
@@ -197,7 +153,7 @@ fn check_family(name: &str) {
         drop_cutoff: vec![],
         weights_key: None,
     };
-    let trunk = (fam.row.build)(&vs.root(), &opts).unwrap();
+    let trunk = fam.row.build(&vs.root(), &opts).unwrap();
     assert_eq!(trunk.blocks(), fam.blocks, "{name}: block list");
 
     for head in ["none", "deit_base"] {
@@ -305,13 +261,11 @@ fn vmamba_trains_what_each_head_and_freezing_mode_says() {
     check_family("vmamba_s");
 }
 
-/// `medfm backbones` prints the registry (tests/cli_models.rs), so these names are listed; a
-/// training config naming any of them resolves with both heads and each freezing mode.
+/// A training config naming any registered backbone (every row, so every size of these
+/// families) resolves with both heads and each freezing mode.
 #[test]
-fn the_eight_names_are_registered_and_accepted_by_training_configs() {
-    let registered = registry::names();
-    for name in NAMES {
-        assert!(registered.contains(&name), "{name} is not in the registry");
+fn every_registered_name_is_accepted_by_training_configs() {
+    for name in registry::names() {
         for head in ["none", "deit_base"] {
             for (freeze, cutoff) in [(true, -1), (true, 1), (false, -1)] {
                 let sets = [
@@ -334,12 +288,8 @@ fn the_eight_names_are_registered_and_accepted_by_training_configs() {
 /// on the CPU, the code path CUDA's float16 takes).
 #[test]
 fn every_family_steps_in_mixed_precision() {
-    for name in [
-        "aimv2-large-patch14-224",
-        "coca_ViT-B-32",
-        "sam2_b",
-        "vmamba_s",
-    ] {
+    for family in [Family::Aimv2, Family::Coca, Family::Sam2, Family::Vmamba] {
+        let name = registry::family_rows(family).next().unwrap().name;
         let fam = tiny_family(name);
         for head in ["none", "deit_base"] {
             let sets = [

@@ -6,9 +6,13 @@
 mod common;
 
 use medfm::config::GrayInit;
+use medfm::models::clip::TowerConfig;
+use medfm::models::coca::CocaConfig;
+use medfm::models::dinov2::{self, Dinov2Config};
 use medfm::models::heads::{AttentionHead, DEIT_BASE, DEIT_GRID};
-use medfm::models::registry::{self, BuildOptions};
-use medfm::models::{clip, coca, dinov2, layers, vit};
+use medfm::models::layers;
+use medfm::models::registry::{self, BackboneSpec, BuildOptions, Family};
+use medfm::models::vit::VitConfig;
 use std::collections::BTreeMap;
 use tch::{nn, Device};
 
@@ -32,18 +36,19 @@ fn count(shapes: &Shapes) -> i64 {
     shapes.values().map(|s| s.iter().product::<i64>()).sum()
 }
 
-const NAMES: [&str; 10] = [
-    "vit_base_patch16",
-    "vit_large_patch16",
-    "vit_huge_patch14",
-    "dinov2_vits14",
-    "dinov2_vitb14",
-    "dinov2_vitl14",
-    "dinov2_vitg14",
-    "clip_vitb16",
-    "coca_ViT-B-32",
-    "coca_ViT-L-14",
-];
+/// The rows of the ViT families (MAE, DINOv2, CLIP, CoCa), whose reference key lists are in
+/// tests/fixtures/keys/ (AIMv2, SAM2.1 and VMamba have their own tests).
+fn vit_family_rows() -> Vec<&'static BackboneSpec> {
+    registry::rows()
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.family(),
+                Family::Mae | Family::Dinov2 | Family::Clip | Family::Coca
+            )
+        })
+        .collect()
+}
 
 #[test]
 fn full_size_trunks_have_the_reference_keys_shapes_and_parameter_counts() {
@@ -54,11 +59,17 @@ fn full_size_trunks_have_the_reference_keys_shapes_and_parameter_counts() {
         drop_cutoff: vec![],
         weights_key: None,
     };
-    for name in NAMES {
-        let row = registry::get(name).unwrap();
+    let rows = vit_family_rows();
+    assert_eq!(
+        rows.len(),
+        10,
+        "every ViT-family row has a reference key list"
+    );
+    for row in rows {
+        let name = row.name;
         let vs = nn::VarStore::new(Device::Cpu);
         let trunk =
-            layers::without_random_init(|| (row.build)(&(vs.root() / "trunk"), &opts)).unwrap();
+            layers::without_random_init(|| row.build(&(vs.root() / "trunk"), &opts)).unwrap();
         let have = ours(&vs, "trunk.");
         let (want, want_count) = reference(name);
         assert_eq!(have, want, "{name}: keys/shapes differ from the reference");
@@ -78,69 +89,69 @@ fn registry_rows_agree_with_the_model_configs() {
     let expect: [(&str, i64, i64, i64); 10] = [
         (
             "vit_base_patch16",
-            grid(224, vit::MAE_BASE.patch),
-            vit::MAE_BASE.dim,
-            vit::MAE_BASE.dim,
+            grid(224, VitConfig::base().patch),
+            VitConfig::base().dim,
+            VitConfig::base().dim,
         ),
         (
             "vit_large_patch16",
-            grid(224, vit::MAE_LARGE.patch),
-            vit::MAE_LARGE.dim,
-            vit::MAE_LARGE.dim,
+            grid(224, VitConfig::large().patch),
+            VitConfig::large().dim,
+            VitConfig::large().dim,
         ),
         (
             "vit_huge_patch14",
-            grid(224, vit::MAE_HUGE.patch),
-            vit::MAE_HUGE.dim,
-            vit::MAE_HUGE.dim,
+            grid(224, VitConfig::huge().patch),
+            VitConfig::huge().dim,
+            VitConfig::huge().dim,
         ),
         (
             "dinov2_vits14",
             grid(224, dinov2::PATCH),
-            dinov2::VITS14.dim,
-            dinov2::VITS14.dim,
+            Dinov2Config::small().dim,
+            Dinov2Config::small().dim,
         ),
         (
             "dinov2_vitb14",
             grid(224, dinov2::PATCH),
-            dinov2::VITB14.dim,
-            dinov2::VITB14.dim,
+            Dinov2Config::base().dim,
+            Dinov2Config::base().dim,
         ),
         (
             "dinov2_vitl14",
             grid(224, dinov2::PATCH),
-            dinov2::VITL14.dim,
-            dinov2::VITL14.dim,
+            Dinov2Config::large().dim,
+            Dinov2Config::large().dim,
         ),
         (
             "dinov2_vitg14",
             grid(224, dinov2::PATCH),
-            dinov2::VITG14.dim,
-            dinov2::VITG14.dim,
+            Dinov2Config::giant().dim,
+            Dinov2Config::giant().dim,
         ),
         (
             "clip_vitb16",
-            grid(224, clip::VIT_B16.patch),
-            clip::VIT_B16.output_dim,
-            clip::VIT_B16.width,
+            grid(224, TowerConfig::vit_b16().patch),
+            TowerConfig::vit_b16().output_dim,
+            TowerConfig::vit_b16().width,
         ),
         (
             "coca_ViT-B-32",
-            coca::COCA_B32.n_queries,
-            coca::COCA_B32.tower.output_dim,
-            coca::COCA_B32.tower.output_dim,
+            CocaConfig::vit_b32().n_queries,
+            CocaConfig::vit_b32().tower.output_dim,
+            CocaConfig::vit_b32().tower.output_dim,
         ),
         (
             "coca_ViT-L-14",
-            coca::COCA_L14.n_queries,
-            coca::COCA_L14.tower.output_dim,
-            coca::COCA_L14.tower.output_dim,
+            CocaConfig::vit_l14().n_queries,
+            CocaConfig::vit_l14().tower.output_dim,
+            CocaConfig::vit_l14().tower.output_dim,
         ),
     ];
     for (name, tokens, pooled, token_dim) in expect {
         let row = registry::get(name).unwrap();
         assert_eq!(
-            (row.tokens_224, row.pooled_dim, row.token_dim),
+            (row.tokens_224(), row.pooled_dim(), row.token_dim()),
             (tokens, pooled, token_dim),
             "{name}"
         );

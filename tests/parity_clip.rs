@@ -38,7 +38,7 @@ fn clip_case(tag: &str, img_size: i64, in_chans: i64) {
     let o = BuildOptions::new(img_size, in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Clip::new(&(vs.root() / "trunk"), TOWER, &o).unwrap();
-    clip::load_open_clip(&vs, "trunk.", &fixture("parity/clip_small.safetensors"), &o).unwrap();
+    clip::load(&vs, "trunk.", &fixture("parity/clip_small.safetensors"), &o).unwrap();
     compare("CLIP", &model, tag);
 }
 
@@ -62,6 +62,6 @@ fn coca_small_matches_open_clip() {
     let o = BuildOptions::new(32, 3);
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Coca::new(&(vs.root() / "trunk"), COCA, &o).unwrap();
-    clip::load_open_clip(&vs, "trunk.", &fixture("parity/coca_small.bin"), &o).unwrap();
+    clip::load(&vs, "trunk.", &fixture("parity/coca_small.bin"), &o).unwrap();
     compare("CoCa", &model, "coca32");
 }

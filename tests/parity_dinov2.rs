@@ -35,7 +35,7 @@ fn check(weights: &str, ffn: FfnKind, tag: &str, in_chans: i64, drop_cutoff: Vec
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let model = Dinov2::new(&(vs.root() / "trunk"), small(ffn), &opts).unwrap();
-    dinov2::load_dinov2(&vs, "trunk.", &fixture(weights), &opts).unwrap();
+    dinov2::load(&vs, "trunk.", &fixture(weights), &opts).unwrap();
     model.check_input(x).unwrap();
     let f = tch::no_grad(|| model.forward(x, false));
     let ep = max_abs(&f.pooled, &io[&format!("pooled_{tag}")]);

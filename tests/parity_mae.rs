@@ -22,7 +22,7 @@ fn check(weights: &str, tag: &str, img_size: i64, in_chans: i64) {
     };
     let vs = nn::VarStore::new(Device::Cpu);
     let mae = Mae::new(&(vs.root() / "trunk"), SMALL, &opts).unwrap();
-    vit::load_mae(&vs, "trunk.", &fixture(weights), &opts).unwrap();
+    vit::load(&vs, "trunk.", &fixture(weights), &opts).unwrap();
     let x = &io[&format!("pixels_{tag}")];
     mae.check_input(x).unwrap();
     let f = tch::no_grad(|| mae.forward(x, false));

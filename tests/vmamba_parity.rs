@@ -2,7 +2,7 @@
 //! fixtures from scripts/gen_parity_vmamba.py.
 
 use medfm::config::GrayInit;
-use medfm::models::registry::{self, BuildOptions};
+use medfm::models::registry::{self, BuildOptions, Family};
 use medfm::models::vmamba::{self, linear_recurrence, Vmamba, VmambaConfig};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
@@ -149,12 +149,12 @@ fn long_scan_with_extreme_decay_matches_the_reference() {
 /// Full-size key/shape lists and parameter counts equal the reference's (committed JSON).
 #[test]
 fn full_size_keys_shapes_and_counts_match_the_reference() {
-    for name in ["vmamba_s", "vmamba_b"] {
+    for spec in registry::family_rows(Family::Vmamba) {
+        let name = spec.name;
         let reference = common::ReferenceKeys::read(name);
         let want = reference.by_name();
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
-        let _trunk = (spec.build)(&vs.root(), &options(3, None)).unwrap();
+        let _trunk = spec.build(&vs.root(), &options(3, None)).unwrap();
         let got: BTreeMap<String, Vec<i64>> = vs
             .variables()
             .into_iter()
@@ -172,10 +172,10 @@ fn registry_rows_describe_the_trunks() {
     for (name, dim) in [("vmamba_s", 768), ("vmamba_b", 1024)] {
         let spec = registry::get(name).unwrap();
         assert_eq!(
-            (spec.pooled_dim, spec.token_dim, spec.tokens_224),
+            (spec.pooled_dim(), spec.token_dim(), spec.tokens_224()),
             (dim, dim, 49)
         );
-        assert!(spec.default_file.ends_with(".pth"));
+        assert!(spec.weights.default_file.ends_with(".pth"));
     }
 }
 
@@ -184,7 +184,7 @@ fn registry_rows_describe_the_trunks() {
 fn grayscale_trunk_builds_with_one_input_channel() {
     let vs = nn::VarStore::new(Device::Cpu);
     let spec = registry::get("vmamba_s").unwrap();
-    let trunk = (spec.build)(&vs.root(), &options(1, None)).unwrap();
+    let trunk = spec.build(&vs.root(), &options(1, None)).unwrap();
     assert_eq!(
         vs.variables()["patch_embed.0.weight"].size(),
         vec![48, 1, 3, 3]
@@ -200,7 +200,8 @@ fn grayscale_trunk_builds_with_one_input_channel() {
 #[ignore = "full-size: run scripts/parity_vmamba_full.sh"]
 fn full_size_random_weights_match_the_reference() {
     let dir = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
-    for name in ["vmamba_s", "vmamba_b"] {
+    for spec in registry::family_rows(Family::Vmamba) {
+        let name = spec.name;
         let ckpt = Path::new(&dir).join(format!("{name}.pth"));
         let io_path = Path::new(&dir).join(format!("{name}_io.safetensors"));
         assert!(
@@ -209,11 +210,10 @@ fn full_size_random_weights_match_the_reference() {
             ckpt.display(),
             io_path.display()
         );
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         let opts = options(3, None);
-        let trunk = (spec.build)(&(vs.root() / "trunk"), &opts).unwrap();
-        (spec.load)(&vs, "trunk.", &ckpt, &opts).unwrap();
+        let trunk = spec.build(&(vs.root() / "trunk"), &opts).unwrap();
+        spec.load(&vs, "trunk.", &ckpt, &opts).unwrap();
         let io = read(&io_path);
         let f = tch::no_grad(|| trunk.forward(&io["pixels"], false));
         let (dp, dt) = (

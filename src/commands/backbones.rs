@@ -1,12 +1,14 @@
 //! `medfm backbones [--json]`: every supported name with family, trunk parameter count, embed
-//! dim, tokens at 224 and weight sources, straight from the registry.
+//! dim, tokens at 224 and weight sources, straight from the registry rows (widths and token
+//! counts computed from each row's configuration).
 //!
 //! JSON: one object per name with `name`, `family`, `param_count`, `embed_dim` (= `pooled_dim`,
 //! the width the linear head reads), `pooled_dim`, `token_dim` (the attention head's input),
-//! `tokens_224`, `default_file` and `sources`.
+//! `tokens_224`, `default_file`, `sources`, and the checkpoint layout the loader expects:
+//! `strip_prefixes` (removed from every key) and `first_conv` (the kernel adapted to grayscale).
 
 use crate::models::classifier::weights_dir;
-use crate::models::registry::{BackboneSpec, BACKBONES};
+use crate::models::registry::{self, BackboneSpec};
 use anyhow::Result;
 use clap::Args as ClapArgs;
 use serde_json::json;
@@ -37,21 +39,24 @@ fn known(v: i64) -> Option<i64> {
 }
 
 pub fn as_json() -> serde_json::Value {
-    let rows: Vec<serde_json::Value> = BACKBONES
+    let rows: Vec<serde_json::Value> = registry::rows()
         .iter()
         .map(|b| {
+            let checkpoint = b.config.checkpoint();
             json!({
                 "name": b.name,
-                "family": b.family.as_str(),
+                "family": b.family().as_str(),
                 "param_count": known(b.param_count),
                 // The reference's `embed_dim`: the width of the pooled embedding the linear
                 // head reads (CLIP's 512 after the projection; its tokens are 768 wide).
-                "embed_dim": b.pooled_dim,
-                "pooled_dim": b.pooled_dim,
-                "token_dim": b.token_dim,
-                "tokens_224": known(b.tokens_224),
-                "default_file": (!b.default_file.is_empty()).then_some(b.default_file),
-                "sources": b.sources,
+                "embed_dim": b.pooled_dim(),
+                "pooled_dim": b.pooled_dim(),
+                "token_dim": b.token_dim(),
+                "tokens_224": known(b.tokens_224()),
+                "default_file": (!b.weights.default_file.is_empty()).then_some(b.weights.default_file),
+                "sources": b.weights.sources,
+                "strip_prefixes": checkpoint.strip_prefixes,
+                "first_conv": checkpoint.first_conv,
             })
         })
         .collect();
@@ -84,7 +89,7 @@ pub fn as_table() -> String {
         "tokens@224",
         "file",
     ];
-    let cells: Vec<[String; 7]> = BACKBONES.iter().map(row_cells).collect();
+    let cells: Vec<[String; 7]> = registry::rows().iter().map(row_cells).collect();
     let mut widths = header.map(str::len);
     for r in &cells {
         for (w, c) in widths.iter_mut().zip(r) {
@@ -112,8 +117,8 @@ pub fn as_table() -> String {
          foundation_params.weights names any other path. Where the checkpoints are published:\n",
         weights_dir().display()
     ));
-    for b in BACKBONES {
-        out.push_str(&format!("  {}: {}\n", b.name, b.sources.join("; ")));
+    for b in registry::rows() {
+        out.push_str(&format!("  {}: {}\n", b.name, b.weights.sources.join("; ")));
     }
     out
 }
@@ -121,19 +126,19 @@ pub fn as_table() -> String {
 fn row_cells(b: &BackboneSpec) -> [String; 7] {
     [
         b.name.to_string(),
-        b.family.as_str().to_string(),
+        b.family().as_str().to_string(),
         grouped(b.param_count),
-        b.pooled_dim.to_string(),
-        b.token_dim.to_string(),
-        if b.tokens_224 > 0 {
-            b.tokens_224.to_string()
+        b.pooled_dim().to_string(),
+        b.token_dim().to_string(),
+        if b.tokens_224() > 0 {
+            b.tokens_224().to_string()
         } else {
             "?".into()
         },
-        if b.default_file.is_empty() {
+        if b.weights.default_file.is_empty() {
             "?".into()
         } else {
-            b.default_file.to_string()
+            b.weights.default_file.to_string()
         },
     ]
 }

@@ -302,11 +302,11 @@ impl Backbone for Aimv2 {
     }
 
     fn input_rule(&self) -> InputRule {
-        input_rule(&self.cfg)
+        rule(&self.cfg)
     }
 }
 
-fn input_rule(cfg: &Aimv2Config) -> InputRule {
+fn rule(cfg: &Aimv2Config) -> InputRule {
     InputRule::Patches {
         channels: cfg.in_chans,
         patch: cfg.patch_size,
@@ -314,41 +314,42 @@ fn input_rule(cfg: &Aimv2Config) -> InputRule {
     }
 }
 
-/// Registry `input` of the AIMv2 rows: `config_for_run`'s checks, then the rule.
-pub fn input(name: &str, base: Aimv2Config, opts: &BuildOptions) -> Result<InputRule> {
-    Ok(input_rule(&config_for_run(name, base, opts)?))
+/// What the trunk built with `opts` takes (options checked by the registry first).
+pub fn input_rule(cfg: &Aimv2Config, opts: &BuildOptions) -> InputRule {
+    rule(&Aimv2Config {
+        in_chans: opts.in_chans,
+        ..cfg.clone()
+    })
 }
 
-/// The named configuration adapted to the run: checks the image size (the position embedding
-/// exists for 224 px only) and sets the input channels.
-pub fn config_for_run(name: &str, base: Aimv2Config, opts: &BuildOptions) -> Result<Aimv2Config> {
-    if opts.img_size != base.img_size {
+/// The run's image size must be the configuration's: the position embedding exists for that
+/// size only. `name` is the backbone the message names.
+pub fn check_options(name: &str, cfg: &Aimv2Config, opts: &BuildOptions) -> Result<()> {
+    if opts.img_size != cfg.img_size {
         bail!(
             "{name} takes {size}x{size} input only (its learned position embedding covers a {g}x{g} \
              patch grid and, as in the reference, is not interpolated); got {got}x{got}. \
              Use foundation_params.img_size = {size} (and inputs of that size).",
-            size = base.img_size,
-            g = base.grid(),
+            size = cfg.img_size,
+            g = cfg.grid(),
             got = opts.img_size
         );
     }
-    if !opts.drop_cutoff.is_empty() {
-        bail!("{name}: partial.drop_cutoff is a DINOv2 option; AIMv2 always uses its last block");
-    }
+    Ok(())
+}
+
+/// The named configuration adapted to the run: checks the image size and sets the input
+/// channels.
+pub fn config_for_run(name: &str, base: Aimv2Config, opts: &BuildOptions) -> Result<Aimv2Config> {
+    check_options(name, &base, opts)?;
     Ok(Aimv2Config {
         in_chans: opts.in_chans,
         ..base
     })
 }
 
-/// Registry build function for `aimv2-large-patch14-224`.
-pub fn build_large(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    let cfg = config_for_run("aimv2-large-patch14-224", Aimv2Config::large(), opts)?;
-    Ok(Box::new(Aimv2::new(p, &cfg)?))
-}
-
-/// Registry build function for `aimv2-huge-patch14-224`.
-pub fn build_huge(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    let cfg = config_for_run("aimv2-huge-patch14-224", Aimv2Config::huge(), opts)?;
+/// The AIMv2 trunk of `cfg` for the run's channels (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &Aimv2Config, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    let cfg = config_for_run("AIMv2", cfg.clone(), opts)?;
     Ok(Box::new(Aimv2::new(p, &cfg)?))
 }

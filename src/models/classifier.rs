@@ -80,7 +80,7 @@ pub fn weights_dir() -> PathBuf {
 /// File names accepted for a backbone in the weights folder: the row's default file, then
 /// `<name>.{safetensors,pth,pt,bin}`.
 pub fn candidate_files(row: &BackboneSpec) -> Vec<String> {
-    let mut names = vec![row.default_file.to_string()];
+    let mut names = vec![row.weights.default_file.to_string()];
     for ext in ["safetensors", "pth", "pt", "bin"] {
         let n = format!("{}.{ext}", row.name);
         if !names.contains(&n) {
@@ -91,11 +91,11 @@ pub fn candidate_files(row: &BackboneSpec) -> Vec<String> {
 }
 
 /// What the trunk `params` describe takes, for `in_chans`-channel data, without building it
-/// (the registry row's `input`): `inspect` checks the transforms with it.
+/// (the registry row's `input_rule`): `inspect` checks the transforms with it.
 pub fn trunk_input_rule(params: &Params, in_chans: i64) -> Result<crate::models::InputRule> {
     let f = &params.foundation_params;
     let row = registry::get(&f.backbone_type).context("foundation_params.backbone_type")?;
-    (row.input)(&trunk_options(f, in_chans))
+    row.input_rule(&trunk_options(f, in_chans))
 }
 
 /// How `foundation_params` build the trunk for `in_chans`-channel data: the one mapping that
@@ -206,7 +206,7 @@ fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<P
                 "foundation_params.weights: {} does not exist; the public {} checkpoint: {} ({pretrained_hint})",
                 path.display(),
                 row.name,
-                row.sources.join("; ")
+                row.weights.sources.join("; ")
             );
         }
         return Ok(path);
@@ -230,7 +230,7 @@ fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<P
         dir.join(&names[0]).display(),
         names[1..].join(", "),
         dir.display(),
-        row.sources.join("; "),
+        row.weights.sources.join("; "),
         dir.display()
     )
 }
@@ -304,12 +304,14 @@ impl Classifier {
         let root = vs.root();
         let head_path = &root / HEAD.trim_end_matches('.');
         let head = match spec.head {
-            HeadType::Linear => {
-                Head::Linear(LinearHead::new(&head_path, row.pooled_dim, spec.n_classes))
-            }
+            HeadType::Linear => Head::Linear(LinearHead::new(
+                &head_path,
+                row.pooled_dim(),
+                spec.n_classes,
+            )),
             HeadType::DeitBase => Head::Attention(Box::new(AttentionHead::new(
                 &head_path,
-                row.token_dim,
+                row.token_dim(),
                 spec.n_classes,
                 deit,
                 spec.head_grid,
@@ -541,7 +543,7 @@ pub fn build_trunk(
 ) -> Result<(nn::VarStore, Box<dyn Backbone>)> {
     let vs = nn::VarStore::new(device);
     let trunk_path = vs.root() / TRUNK.trim_end_matches('.');
-    let build = || (row.build)(&trunk_path, opts);
+    let build = || row.build(&trunk_path, opts);
     let trunk = if weights.is_some() {
         layers::without_random_init(build)
     } else {
@@ -549,7 +551,8 @@ pub fn build_trunk(
     }
     .with_context(|| format!("building backbone {}", row.name))?;
     if let Some(w) = weights {
-        (row.load)(&vs, TRUNK, w, opts).with_context(|| format!("loading {} weights", row.name))?;
+        row.load(&vs, TRUNK, w, opts)
+            .with_context(|| format!("loading {} weights", row.name))?;
     }
     Ok((vs, trunk))
 }

@@ -17,11 +17,12 @@
 use super::layers::{
     self, Attention, AttentionNames, Fill, GridResize, LayerNorm, LinearInit, Mlp, PatchEmbed,
 };
+use super::load::{load_checkpoint, square_side, var_shape, CheckpointFormat};
 use super::registry::BuildOptions;
-use super::vit::{adapt_conv_key, check_options, read_checkpoint, square_side, var_shape};
+use super::vit::check_options;
 use super::InputRule;
 use super::{Backbone, Features};
-use crate::weights::{self, StateDict};
+use crate::weights::StateDict;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{nn, Tensor};
@@ -40,14 +41,24 @@ pub struct TowerConfig {
     pub output_dim: i64,
 }
 
-/// ViT-B/16: width 768, 12 layers, 12 heads (head width 64), embedding 512.
-pub const VIT_B16: TowerConfig = TowerConfig {
-    patch: 16,
-    width: 768,
-    layers: 12,
-    heads: 12,
-    output_dim: 512,
-};
+impl TowerConfig {
+    /// ViT-B/16 (`clip_vitb16`): width 768, 12 layers, 12 heads (head width 64), embedding 512.
+    pub const fn vit_b16() -> TowerConfig {
+        TowerConfig {
+            patch: 16,
+            width: 768,
+            layers: 12,
+            heads: 12,
+            output_dim: 512,
+        }
+    }
+
+    /// Patch tokens of a square `img_size` input (the class token is dropped from the
+    /// features).
+    pub fn tokens(&self, img_size: i64) -> i64 {
+        (img_size / self.patch).pow(2)
+    }
+}
 
 /// `x + attn(ln_1 x)`, then `x + mlp(ln_2 x)` with torch `nn.MultiheadAttention` names.
 struct ResidualBlock {
@@ -150,15 +161,10 @@ impl VisionTower {
     }
 }
 
-/// Registry `input` of the CLIP and CoCa rows (their vision towers are built for `img_size`),
-/// with `VisionTower::new`'s option checks for `family`.
-pub fn tower_input(cfg: &TowerConfig, opts: &BuildOptions, family: &str) -> Result<InputRule> {
-    check_options(family, cfg.patch, opts)?;
-    Ok(super::vit::patch_grid(
-        opts.in_chans,
-        cfg.patch,
-        opts.img_size,
-    ))
+/// What a CLIP or CoCa trunk built with `opts` takes (its vision tower is built for
+/// `img_size`; options checked by the registry first).
+pub fn input_rule(cfg: &TowerConfig, opts: &BuildOptions) -> InputRule {
+    super::vit::patch_grid(opts.in_chans, cfg.patch, opts.img_size)
 }
 
 /// CLIP's vision tower with `ln_post` and the projection.
@@ -199,33 +205,30 @@ impl Backbone for Clip {
     }
 }
 
-pub fn build_clip_vitb16(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    Ok(Box::new(Clip::new(p, VIT_B16, opts)?))
+/// The CLIP trunk of `cfg` (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &TowerConfig, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Clip::new(p, *cfg, opts)?))
 }
 
-/// Read an open_clip checkpoint (`open_clip_model.safetensors` or `open_clip_pytorch_model.bin`)
-/// into the vision tower under `prefix`; the text tower (and CoCa's decoder) is ignored.
-pub fn load_open_clip(
-    vs: &nn::VarStore,
-    prefix: &str,
-    path: &Path,
-    opts: &BuildOptions,
-) -> Result<()> {
-    let sd = read_checkpoint(path, opts, &["module."])?;
-    let sd = adapt_checkpoint(sd, vs, prefix, opts)
-        .with_context(|| format!("checkpoint {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, &[]).with_context(|| format!("checkpoint {}", path.display()))
+/// open_clip's `open_clip_model.safetensors` / `open_clip_pytorch_model.bin` (CLIP and CoCa):
+/// the vision tower's keys under `visual.`; the text tower (and CoCa's decoder) is dropped by
+/// [`vision_tower`].
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["module."],
+    first_conv: "conv1.weight",
+    ignored: &[],
+};
+
+/// Read an open_clip checkpoint into the vision tower (CLIP's or CoCa's) under `prefix`.
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, |sd| {
+        vision_tower(sd, vs, prefix)
+    })
 }
 
 /// Keep the vision tower's keys (`visual.*`, prefix removed; a state dict that has no `visual.`
-/// keys is taken as the tower itself), resize `positional_embedding` to the model's grid and
-/// adapt `conv1` to the model's input channels.
-pub fn adapt_checkpoint(
-    sd: StateDict,
-    vs: &nn::VarStore,
-    prefix: &str,
-    opts: &BuildOptions,
-) -> Result<StateDict> {
+/// keys is taken as the tower itself) and resize `positional_embedding` to the model's grid.
+pub fn vision_tower(sd: StateDict, vs: &nn::VarStore, prefix: &str) -> Result<StateDict> {
     let has_visual = sd.keys().any(|k| k.starts_with("visual."));
     let mut out: StateDict = if has_visual {
         sd.into_iter()
@@ -242,7 +245,6 @@ pub fn adapt_checkpoint(
             out.insert("positional_embedding".into(), resized);
         }
     }
-    adapt_conv_key(&mut out, "conv1.weight", opts)?;
     Ok(out)
 }
 

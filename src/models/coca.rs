@@ -28,28 +28,43 @@ pub struct CocaConfig {
     pub pool_heads: i64,
 }
 
-pub const COCA_B32: CocaConfig = CocaConfig {
-    tower: TowerConfig {
-        patch: 32,
-        width: 768,
-        layers: 12,
-        heads: 12,
-        output_dim: 512,
-    },
-    n_queries: 256,
-    pool_heads: 8,
-};
-pub const COCA_L14: CocaConfig = CocaConfig {
-    tower: TowerConfig {
-        patch: 14,
-        width: 1024,
-        layers: 24,
-        heads: 16,
-        output_dim: 768,
-    },
-    n_queries: 256,
-    pool_heads: 8,
-};
+impl CocaConfig {
+    /// `coca_ViT-B-32`.
+    pub const fn vit_b32() -> CocaConfig {
+        CocaConfig {
+            tower: TowerConfig {
+                patch: 32,
+                width: 768,
+                layers: 12,
+                heads: 12,
+                output_dim: 512,
+            },
+            n_queries: 256,
+            pool_heads: 8,
+        }
+    }
+
+    /// `coca_ViT-L-14`.
+    pub const fn vit_l14() -> CocaConfig {
+        CocaConfig {
+            tower: TowerConfig {
+                patch: 14,
+                width: 1024,
+                layers: 24,
+                heads: 16,
+                output_dim: 768,
+            },
+            n_queries: 256,
+            pool_heads: 8,
+        }
+    }
+
+    /// Tokens of the features: one per pooler query (the first is the pooled embedding), at
+    /// any input size.
+    pub fn tokens(&self) -> i64 {
+        self.n_queries
+    }
+}
 
 /// Learned queries cross-attending to the tower's tokens.
 struct AttentionalPooler {
@@ -184,10 +199,7 @@ impl Backbone for Coca {
     }
 }
 
-pub fn build_coca_b32(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    Ok(Box::new(Coca::new(p, COCA_B32, opts)?))
-}
-
-pub fn build_coca_l14(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    Ok(Box::new(Coca::new(p, COCA_L14, opts)?))
+/// The CoCa trunk of `cfg` (registry dispatch; loaded by `clip::load`).
+pub fn build(p: &nn::Path, cfg: &CocaConfig, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Coca::new(p, *cfg, opts)?))
 }

@@ -13,12 +13,12 @@
 //! listed block it reaches); later blocks are kept (checkpoints load) but never run.
 
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
+use super::load::{load_checkpoint, var_shape, CheckpointFormat};
 use super::registry::BuildOptions;
-use super::vit::{adapt_conv_key, read_checkpoint, var_shape};
 use super::InputRule;
 use super::{Backbone, Features};
 use crate::weights;
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use std::path::Path;
 use tch::{nn, Tensor};
 
@@ -40,22 +40,44 @@ pub struct Dinov2Config {
     pub patch: i64,
 }
 
-const fn config(dim: i64, depth: i64, heads: i64, ffn: FfnKind) -> Dinov2Config {
-    Dinov2Config {
-        dim,
-        depth,
-        heads,
-        ffn,
-        pos_grid: POS_GRID,
-        patch: PATCH,
+impl Dinov2Config {
+    const fn patch14(dim: i64, depth: i64, heads: i64, ffn: FfnKind) -> Dinov2Config {
+        Dinov2Config {
+            dim,
+            depth,
+            heads,
+            ffn,
+            pos_grid: POS_GRID,
+            patch: PATCH,
+        }
+    }
+
+    /// ViT-S/14 (`dinov2_vits14`).
+    pub const fn small() -> Dinov2Config {
+        Self::patch14(384, 12, 6, FfnKind::Gelu { hidden: 1536 })
+    }
+
+    /// ViT-B/14 (`dinov2_vitb14`).
+    pub const fn base() -> Dinov2Config {
+        Self::patch14(768, 12, 12, FfnKind::Gelu { hidden: 3072 })
+    }
+
+    /// ViT-L/14 (`dinov2_vitl14`).
+    pub const fn large() -> Dinov2Config {
+        Self::patch14(1024, 24, 16, FfnKind::Gelu { hidden: 4096 })
+    }
+
+    /// ViT-g/14 (`dinov2_vitg14`). SwiGLU hidden = (int(4 * 1536 * 2 / 3) + 7) // 8 * 8 = 4096
+    /// (`SwiGLUFFNFused`).
+    pub const fn giant() -> Dinov2Config {
+        Self::patch14(1536, 40, 24, FfnKind::SwiGlu { hidden: 4096 })
+    }
+
+    /// Patch tokens of a square `img_size` input (the cls token is dropped from the features).
+    pub fn tokens(&self, img_size: i64) -> i64 {
+        (img_size / self.patch).pow(2)
     }
 }
-
-pub const VITS14: Dinov2Config = config(384, 12, 6, FfnKind::Gelu { hidden: 1536 });
-pub const VITB14: Dinov2Config = config(768, 12, 12, FfnKind::Gelu { hidden: 3072 });
-pub const VITL14: Dinov2Config = config(1024, 24, 16, FfnKind::Gelu { hidden: 4096 });
-/// SwiGLU hidden = (int(4 * 1536 * 2 / 3) + 7) // 8 * 8 = 4096 (`SwiGLUFFNFused`).
-pub const VITG14: Dinov2Config = config(1536, 40, 24, FfnKind::SwiGlu { hidden: 4096 });
 
 pub struct Dinov2 {
     cfg: Dinov2Config,
@@ -154,12 +176,12 @@ impl Backbone for Dinov2 {
     }
 
     fn input_rule(&self) -> InputRule {
-        input_rule(&self.cfg, self.in_chans)
+        rule(&self.cfg, self.in_chans)
     }
 }
 
 /// Any multiple of the patch: the position grid is resized on every forward pass.
-fn input_rule(cfg: &Dinov2Config, in_chans: i64) -> InputRule {
+fn rule(cfg: &Dinov2Config, in_chans: i64) -> InputRule {
     InputRule::Patches {
         channels: in_chans,
         patch: cfg.patch,
@@ -167,15 +189,14 @@ fn input_rule(cfg: &Dinov2Config, in_chans: i64) -> InputRule {
     }
 }
 
-/// Registry `input` of the DINOv2 rows: the build's option checks, then the rule.
-pub fn input(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<InputRule> {
-    check_options(cfg, opts)?;
-    Ok(input_rule(cfg, opts.in_chans))
+/// What the trunk built with `opts` takes (options checked by the registry first).
+pub fn input_rule(cfg: &Dinov2Config, opts: &BuildOptions) -> InputRule {
+    rule(cfg, opts.in_chans)
 }
 
 /// The options `Dinov2::new` accepts (checked before anything is built, so `inspect` and the
 /// run's preflight refuse what the build would): returns the number of blocks that run.
-fn check_options(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<usize> {
+pub(crate) fn check_options(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<usize> {
     if opts.in_chans <= 0 {
         bail!("DINOv2: in_chans must be positive, got {}", opts.in_chans);
     }
@@ -196,40 +217,31 @@ fn check_options(cfg: &Dinov2Config, opts: &BuildOptions) -> Result<usize> {
     }
 }
 
-macro_rules! dinov2_builder {
-    ($fn_name:ident, $cfg:expr) => {
-        pub fn $fn_name(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-            Ok(Box::new(Dinov2::new(p, $cfg, opts)?))
-        }
-    };
-}
-dinov2_builder!(build_vits14, VITS14);
-dinov2_builder!(build_vitb14, VITB14);
-dinov2_builder!(build_vitl14, VITL14);
-dinov2_builder!(build_vitg14, VITG14);
-
-/// Read a DINOv2 checkpoint into the trunk under `prefix`: the official
-/// `dinov2_vit*14_pretrain.pth` (a flat state dict) or timm's `vit_*_patch14_dinov2.lvd142m`
-/// safetensors (no `mask_token`; SwiGLU as `mlp.fc1`/`mlp.fc2`).
-pub fn load_dinov2(
-    vs: &nn::VarStore,
-    prefix: &str,
-    path: &Path,
-    opts: &BuildOptions,
-) -> Result<()> {
-    let sd = read_checkpoint(path, opts, &["module.", "backbone."])?;
-    let sd = adapt_checkpoint(sd, vs, prefix, opts)
-        .with_context(|| format!("checkpoint {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, &[]).with_context(|| format!("checkpoint {}", path.display()))
+/// The DINOv2 trunk of `cfg` (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &Dinov2Config, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Dinov2::new(p, *cfg, opts)?))
 }
 
-/// Bring either published layout to the official names the model uses, and adapt the first
-/// convolution to the model's input channels.
-pub fn adapt_checkpoint(
+/// The official `dinov2_vit*14_pretrain.pth` (a flat state dict) and timm's
+/// `vit_*_patch14_dinov2.lvd142m` safetensors (no `mask_token`; SwiGLU as `mlp.fc1`/`mlp.fc2`).
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["module.", "backbone."],
+    first_conv: "patch_embed.proj.weight",
+    ignored: &[],
+};
+
+/// Read a DINOv2 checkpoint (either published layout) into the trunk under `prefix`.
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, |sd| {
+        to_official_names(sd, vs, prefix)
+    })
+}
+
+/// Bring either published layout to the official names the model uses.
+pub fn to_official_names(
     sd: weights::StateDict,
     vs: &nn::VarStore,
     prefix: &str,
-    opts: &BuildOptions,
 ) -> Result<weights::StateDict> {
     let swiglu = vs
         .variables()
@@ -251,7 +263,6 @@ pub fn adapt_checkpoint(
             Tensor::zeros(shape, (tch::Kind::Float, tch::Device::Cpu)),
         );
     }
-    adapt_conv_key(&mut out, "patch_embed.proj.weight", opts)?;
     Ok(out)
 }
 

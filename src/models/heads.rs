@@ -13,10 +13,13 @@
 //! (attention head).
 
 use super::layers::{self, GridResize, LayerNorm, Linear, LinearInit};
-pub use super::vit::DEIT_BASE;
-use super::vit::{self, Vit, VitConfig};
+use super::load::var_shape;
+use super::vit::{Vit, VitConfig};
 use super::Features;
 use crate::weights;
+
+/// DeiT-B/16 (the attention head's transformer; its position embedding is a 14x14 grid).
+pub const DEIT_BASE: VitConfig = VitConfig::base();
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{nn, Tensor};
@@ -166,7 +169,7 @@ pub fn load_deit(vs: &nn::VarStore, prefix: &str, path: &Path) -> Result<()> {
     };
     let sd = weights::load(path, &opts)?;
     if let Some(pos) = sd.get("pos_embed") {
-        let want = vit::var_shape(vs, prefix, "pos_embed")?;
+        let want = var_shape(vs, prefix, "pos_embed")?;
         if pos.size() != want {
             bail!(
                 "{}: pos_embed has shape {:?}, but the head was built for {want:?} \

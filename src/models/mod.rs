@@ -13,6 +13,7 @@ pub mod dinov2;
 pub mod heads;
 pub mod hiera;
 pub mod layers;
+pub mod load;
 pub mod registry;
 pub mod sam2;
 pub mod vit;
@@ -39,8 +40,8 @@ pub trait Backbone: Send {
     /// unfreezing (`unfreeze_cutoff = k`) makes blocks k.. trainable, the rest stays frozen.
     fn blocks(&self) -> Vec<String>;
 
-    /// The inputs this trunk takes; the registry's `input` gives the same rule before the
-    /// trunk is built.
+    /// The inputs this trunk takes; the registry row's `input_rule` gives the same rule before
+    /// the trunk is built.
     fn input_rule(&self) -> InputRule;
 
     /// Whether `x` is an input this trunk can take (channels, sides), with an error that says

@@ -9,12 +9,12 @@
 //! the levels that feed `vision_features` are computed.
 
 use super::hiera::{Conv2d, Hiera, HieraConfig};
-use super::layers::adapt_input_conv;
+use super::load::{adapt_first_conv, load_checkpoint, CheckpointFormat};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
-use crate::weights::{self, StateDict};
-use anyhow::{bail, ensure, Context, Result};
+use crate::weights::StateDict;
+use anyhow::{bail, ensure, Result};
 use std::path::Path;
 use tch::nn;
 use tch::Tensor;
@@ -55,6 +55,11 @@ impl Sam2Config {
     /// Stride of `vision_features` relative to the input.
     pub fn feature_stride(&self) -> i64 {
         self.trunk.total_stride() >> self.scalp
+    }
+
+    /// Tokens (`vision_features` cells) of a square `img_size` input.
+    pub fn tokens(&self, img_size: i64) -> i64 {
+        (img_size / self.feature_stride()).pow(2)
     }
 }
 
@@ -121,7 +126,7 @@ pub struct Sam2ImageEncoder {
 impl Sam2ImageEncoder {
     /// Builds the encoder under `p` (`trunk.*`, `neck.*`) for square inputs of `img_size`.
     pub fn new(p: &nn::Path, cfg: &Sam2Config, img_size: i64, in_chans: i64) -> Result<Self> {
-        let input = input_rule(cfg, in_chans, img_size)?;
+        let input = rule(cfg, in_chans, img_size)?;
         let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
         let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
         Ok(Sam2ImageEncoder { trunk, neck, input })
@@ -163,13 +168,13 @@ pub fn size_unit(cfg: &Sam2Config) -> i64 {
     )
 }
 
-/// Registry `input` of the SAM2.1 rows.
-pub fn input(cfg: &Sam2Config, opts: &BuildOptions) -> Result<InputRule> {
-    input_rule(cfg, opts.in_chans, opts.img_size)
+/// What the encoder built with `opts` takes, once the config and the size pass its checks.
+pub fn input_rule(cfg: &Sam2Config, opts: &BuildOptions) -> Result<InputRule> {
+    rule(cfg, opts.in_chans, opts.img_size)
 }
 
 /// The encoder's rule, once the config and the build size pass its checks.
-fn input_rule(cfg: &Sam2Config, in_chans: i64, img_size: i64) -> Result<InputRule> {
+fn rule(cfg: &Sam2Config, in_chans: i64, img_size: i64) -> Result<InputRule> {
     cfg.trunk.check()?;
     let rule = InputRule::Hiera {
         channels: in_chans,
@@ -187,49 +192,44 @@ fn lcm(a: i64, b: i64) -> i64 {
     a / x * b
 }
 
-fn build(p: &nn::Path, cfg: Sam2Config, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+/// The SAM2.1 image encoder of `cfg` (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &Sam2Config, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
     Ok(Box::new(Sam2ImageEncoder::new(
         p,
-        &cfg,
+        cfg,
         opts.img_size,
         opts.in_chans,
     )?))
 }
 
-/// Registry entry: `sam2_b`.
-pub fn build_base_plus(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    build(p, Sam2Config::base_plus(), opts)
-}
-
-/// Registry entry: `sam2_l`.
-pub fn build_large(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    build(p, Sam2Config::large(), opts)
-}
-
 const PATCH_WEIGHT: &str = "trunk.patch_embed.proj.weight";
 
-/// Registry entry for both sizes: reads a SAM2.1 checkpoint (`{'model': {...}}` with
-/// `image_encoder.*` next to the other SAM parts, which are ignored) into the encoder built
-/// under `prefix` of `vs`.
+/// `sam2.1_hiera_*.pt`: `{'model': {...}}` with `image_encoder.*` next to the other SAM parts
+/// (dropped by [`image_encoder_state_dict`]).
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["image_encoder."],
+    first_conv: PATCH_WEIGHT,
+    ignored: &[],
+};
+
+/// Read a SAM2.1 checkpoint into the encoder built under `prefix` of `vs`.
 pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
-    let load_opts = weights::LoadOptions {
-        nested_key: opts.weights_key.clone(),
-        strip_prefixes: vec!["image_encoder.".to_string()],
-        kind: vs.kind(),
-    };
-    let sd = weights::load(path, &load_opts)?;
-    let sd = image_encoder_state_dict(sd, opts)
-        .with_context(|| format!("reading the SAM2.1 image encoder from {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, &[])
-        .with_context(|| format!("loading the SAM2.1 image encoder from {}", path.display()))
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, image_encoder_only)
 }
 
 /// Keeps the image encoder's tensors (`trunk.*`, `neck.*` once `image_encoder.` is stripped)
-/// and adapts the patch convolution to `opts.in_chans`.
+/// and adapts the patch convolution to `opts.in_chans` (what [`load`] copies).
 pub fn image_encoder_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
+    let mut sd = image_encoder_only(sd)?;
+    adapt_first_conv(&mut sd, PATCH_WEIGHT, opts)?;
+    Ok(sd)
+}
+
+/// The image encoder's tensors (`trunk.*`, `neck.*`), or an error when there are none.
+fn image_encoder_only(sd: StateDict) -> Result<StateDict> {
     let total = sd.len();
     let examples: Vec<String> = sd.keys().take(5).cloned().collect();
-    let mut sd: StateDict = sd
+    let sd: StateDict = sd
         .into_iter()
         .filter(|(k, _)| k.starts_with("trunk.") || k.starts_with("neck."))
         .collect();
@@ -239,11 +239,6 @@ pub fn image_encoder_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<St
              its {total} tensors (first keys: {}); expected a sam2.1_hiera_*.pt checkpoint",
             examples.join(", ")
         );
-    }
-    if let Some(w) = sd.remove(PATCH_WEIGHT) {
-        let w = adapt_input_conv(&w, opts.in_chans, opts.gray_init)
-            .with_context(|| format!("adapting image_encoder.{PATCH_WEIGHT}"))?;
-        sd.insert(PATCH_WEIGHT.to_string(), w);
     }
     Ok(sd)
 }

@@ -11,10 +11,11 @@
 //! tokens = normed patch tokens (cls dropped), pooled = their mean.
 
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
+use super::load::{load_checkpoint, resize_cls_pos, var_shape, CheckpointFormat};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
-use crate::weights::{self, StateDict};
+use crate::weights::StateDict;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 use tch::{nn, Tensor};
@@ -31,32 +32,48 @@ pub struct VitConfig {
     pub eps: f64,
 }
 
-pub const MAE_BASE: VitConfig = VitConfig {
-    patch: 16,
-    dim: 768,
-    depth: 12,
-    heads: 12,
-    mlp_hidden: 3072,
-    eps: 1e-6,
-};
-pub const MAE_LARGE: VitConfig = VitConfig {
-    patch: 16,
-    dim: 1024,
-    depth: 24,
-    heads: 16,
-    mlp_hidden: 4096,
-    eps: 1e-6,
-};
-pub const MAE_HUGE: VitConfig = VitConfig {
-    patch: 14,
-    dim: 1280,
-    depth: 32,
-    heads: 16,
-    mlp_hidden: 5120,
-    eps: 1e-6,
-};
-/// DeiT-B/16 (the attention head's transformer; its position embedding is a 14x14 grid).
-pub const DEIT_BASE: VitConfig = MAE_BASE;
+impl VitConfig {
+    /// ViT-B/16 (MAE `vit_base_patch16`; also the attention head's DeiT-B/16).
+    pub const fn base() -> VitConfig {
+        VitConfig {
+            patch: 16,
+            dim: 768,
+            depth: 12,
+            heads: 12,
+            mlp_hidden: 3072,
+            eps: 1e-6,
+        }
+    }
+
+    /// ViT-L/16 (MAE `vit_large_patch16`).
+    pub const fn large() -> VitConfig {
+        VitConfig {
+            patch: 16,
+            dim: 1024,
+            depth: 24,
+            heads: 16,
+            mlp_hidden: 4096,
+            eps: 1e-6,
+        }
+    }
+
+    /// ViT-H/14 (MAE `vit_huge_patch14`).
+    pub const fn huge() -> VitConfig {
+        VitConfig {
+            patch: 14,
+            dim: 1280,
+            depth: 32,
+            heads: 16,
+            mlp_hidden: 5120,
+            eps: 1e-6,
+        }
+    }
+
+    /// Patch tokens of a square `img_size` input (the cls token is dropped from the features).
+    pub fn tokens(&self, img_size: i64) -> i64 {
+        (img_size / self.patch).pow(2)
+    }
+}
 
 /// cls token + learned absolute position embedding + pre-norm blocks + final norm.
 #[derive(Debug)]
@@ -144,6 +161,11 @@ impl Mae {
     }
 }
 
+/// The MAE trunk of `cfg` (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &VitConfig, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    Ok(Box::new(Mae::new(p, *cfg, opts)?))
+}
+
 impl Backbone for Mae {
     fn forward(&self, x: &Tensor, _train: bool) -> Features {
         let embed = self
@@ -178,14 +200,14 @@ pub(crate) fn patch_grid(in_chans: i64, patch: i64, img_size: i64) -> InputRule 
     }
 }
 
-/// Registry `input` of the MAE rows: the build's option checks, then the rule.
-pub fn mae_input(cfg: &VitConfig, opts: &BuildOptions) -> Result<InputRule> {
-    check_options("MAE", cfg.patch, opts)?;
-    Ok(patch_grid(opts.in_chans, cfg.patch, opts.img_size))
+/// What the MAE trunk built with `opts` takes (options checked by the registry first).
+pub fn input_rule(cfg: &VitConfig, opts: &BuildOptions) -> InputRule {
+    patch_grid(opts.in_chans, cfg.patch, opts.img_size)
 }
 
 /// Options every ViT-family build checks: a positive image size that is a multiple of the patch
-/// and a sensible channel count; `drop_cutoff` is DINOv2-only.
+/// and a positive channel count. (`partial.drop_cutoff` is checked against the family by the
+/// registry, `registry::FamilyConfig::check_options`.)
 pub(crate) fn check_options(family: &str, patch: i64, opts: &BuildOptions) -> Result<()> {
     if opts.img_size <= 0 || opts.img_size % patch != 0 {
         bail!(
@@ -196,70 +218,34 @@ pub(crate) fn check_options(family: &str, patch: i64, opts: &BuildOptions) -> Re
     if opts.in_chans <= 0 {
         bail!("{family}: in_chans must be positive, got {}", opts.in_chans);
     }
-    if !opts.drop_cutoff.is_empty() {
-        bail!(
-            "partial.drop_cutoff is only supported by the DINOv2 backbones (the reference takes \
-             {family} features from the last block); remove it or set it to []"
-        );
-    }
     Ok(())
 }
-
-macro_rules! mae_builder {
-    ($fn_name:ident, $cfg:expr) => {
-        pub fn $fn_name(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-            Ok(Box::new(Mae::new(p, $cfg, opts)?))
-        }
-    };
-}
-mae_builder!(build_mae_base, MAE_BASE);
-mae_builder!(build_mae_large, MAE_LARGE);
-mae_builder!(build_mae_huge, MAE_HUGE);
 
 /// Keys of MAE checkpoints that the trunk does not use: the pre-training decoder, the mask
 /// token, a fine-tuning head and its pooled norm.
 pub const MAE_IGNORED: &[&str] = &["decoder", "mask_token", "head.", "fc_norm."];
 
-/// Read an MAE checkpoint (official `mae_pretrain_vit_*.pth` = `{'model': ...}`, or timm's
-/// `vit_*_224.mae` safetensors: same key names) into the trunk under `prefix`.
-pub fn load_mae(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
-    let sd = read_checkpoint(path, opts, &["module."])?;
-    let sd = adapt_timm_vit(sd, vs, prefix, opts, GridResize::Size)
-        .with_context(|| format!("checkpoint {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, MAE_IGNORED)
-        .with_context(|| format!("checkpoint {}", path.display()))
+/// The official `mae_pretrain_vit_*.pth` (`{'model': ...}`) and timm's `vit_*_224.mae`
+/// safetensors: same key names.
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["module."],
+    first_conv: "patch_embed.proj.weight",
+    ignored: MAE_IGNORED,
+};
+
+/// Read an MAE checkpoint into the trunk under `prefix`; its position grid is resized to the
+/// trunk's (MAE's `interpolate_pos_embed`: bicubic by size).
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, |sd| {
+        resize_timm_pos_embed(sd, vs, prefix, GridResize::Size)
+    })
 }
 
-/// `weights::load` with the run's nested-key choice and these prefixes stripped.
-pub(crate) fn read_checkpoint(
-    path: &Path,
-    opts: &BuildOptions,
-    strip: &[&str],
-) -> Result<StateDict> {
-    let load_opts = weights::LoadOptions {
-        nested_key: opts.weights_key.clone(),
-        strip_prefixes: strip.iter().map(|s| s.to_string()).collect(),
-        ..Default::default()
-    };
-    weights::load(path, &load_opts)
-}
-
-/// The shape of variable `prefix + name` in `vs`.
-pub(crate) fn var_shape(vs: &nn::VarStore, prefix: &str, name: &str) -> Result<Vec<i64>> {
-    let full = format!("{prefix}{name}");
-    match vs.variables().get(&full) {
-        Some(t) => Ok(t.size()),
-        None => bail!("internal error: the model has no variable {full}"),
-    }
-}
-
-/// Adapt a timm-layout ViT checkpoint to the model built in `vs`: resize `pos_embed` to the
-/// model's grid (cls position kept) and the patch-embedding kernel to the model's channels.
-pub fn adapt_timm_vit(
+/// Resize a timm-layout ViT checkpoint's `pos_embed` to the model's grid (cls position kept).
+pub fn resize_timm_pos_embed(
     mut sd: StateDict,
     vs: &nn::VarStore,
     prefix: &str,
-    opts: &BuildOptions,
     how: GridResize,
 ) -> Result<StateDict> {
     if let Some(pos) = sd.get("pos_embed") {
@@ -269,38 +255,5 @@ pub fn adapt_timm_vit(
             sd.insert("pos_embed".into(), resized);
         }
     }
-    adapt_conv_key(&mut sd, "patch_embed.proj.weight", opts)?;
     Ok(sd)
-}
-
-/// Replace `sd[key]` (an RGB first-convolution kernel) by its `opts.in_chans` version.
-pub fn adapt_conv_key(sd: &mut StateDict, key: &str, opts: &BuildOptions) -> Result<()> {
-    if let Some(w) = sd.get(key) {
-        let adapted = layers::adapt_input_conv(w, opts.in_chans, opts.gray_init)
-            .with_context(|| format!("tensor {key}"))?;
-        sd.insert(key.to_string(), adapted);
-    }
-    Ok(())
-}
-
-/// [1, 1+n, D] (cls first, square grid) -> [1, 1+new_n, D] with the grid resized by `how`.
-fn resize_cls_pos(pos: &Tensor, new_n: i64, how: GridResize) -> Result<Tensor> {
-    let size = pos.size();
-    if size.len() != 3 || size[0] != 1 {
-        bail!("expected shape [1, 1+N, D], got {size:?}");
-    }
-    let old = square_side(size[1] - 1)?;
-    let new = square_side(new_n)?;
-    let cls = pos.narrow(1, 0, 1);
-    let grid = layers::resize_tokens(&pos.narrow(1, 1, size[1] - 1), (old, old), (new, new), how);
-    Ok(Tensor::cat(&[cls, grid], 1))
-}
-
-/// The side of a square grid of `n` cells.
-pub(crate) fn square_side(n: i64) -> Result<i64> {
-    let s = (n as f64).sqrt().round() as i64;
-    if s * s != n {
-        bail!("{n} position embeddings do not form a square grid");
-    }
-    Ok(s)
 }

@@ -14,12 +14,13 @@ mod ss2d;
 
 pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan, Direction};
 
+use super::layers::{self, Mlp};
+use super::load::{adapt_first_conv, load_checkpoint, CheckpointFormat};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
-use crate::config::GrayInit;
-use crate::weights::{self, LoadOptions, StateDict};
-use anyhow::{bail, Context, Result};
+use crate::weights::StateDict;
+use anyhow::{bail, Result};
 use ss2d::Ss2d;
 use std::path::Path;
 use tch::{nn, Device, Kind, Tensor};
@@ -73,6 +74,14 @@ impl VmambaConfig {
         *self.dims.last().unwrap_or(&0)
     }
 
+    /// Tokens (last-stage cells) of a square `img_size` input: every 3x3, stride 2, padding 1
+    /// convolution (the stem's two, one per downsample) takes a side `n` to `ceil(n / 2)`.
+    pub fn tokens(&self, img_size: i64) -> i64 {
+        let convs = 2 + self.dims.len().saturating_sub(1);
+        let side = (0..convs).fold(img_size, |n, _| (n + 1) / 2);
+        side * side
+    }
+
     fn validate(&self) -> Result<()> {
         if self.dims.is_empty() || self.dims.len() != self.depths.len() {
             bail!(
@@ -97,7 +106,9 @@ impl VmambaConfig {
     }
 }
 
-/// Channel-last LayerNorm (`weight`, `bias`, eps 1e-5).
+/// Channel-last LayerNorm (`weight`, `bias`, eps 1e-5). Not the shared `layers::LayerNorm`:
+/// this one also raises reduced-precision weights to a float32 input's kind (SS2D's scan output
+/// is float32 in a bfloat16 trunk), where the shared one would fail on the mixed kinds.
 pub(crate) struct LayerNorm {
     weight: Tensor,
     bias: Tensor,
@@ -169,7 +180,7 @@ impl Conv {
 
     /// 3x3, padding 1. `x`: `[B, C, H, W]` in any memory format.
     fn forward(&self, x: &Tensor) -> Tensor {
-        super::layers::conv2d(x, &self.weight, Some(&self.bias), self.stride, 1, 1)
+        layers::conv2d(x, &self.weight, Some(&self.bias), self.stride, 1, 1)
     }
 }
 
@@ -181,23 +192,13 @@ fn nchw_to_nhwc(x: &Tensor) -> Tensor {
     x.permute([0, 2, 3, 1]).contiguous()
 }
 
-/// Linear layer with the reference's init (trunc_normal 0.02 weight, zero bias).
-struct Linear {
-    weight: Tensor,
-    bias: Tensor,
-}
-
-impl Linear {
-    fn new(p: &nn::Path, c_in: i64, c_out: i64) -> Result<Linear> {
-        Ok(Linear {
-            weight: p.f_var_copy("weight", &trunc_normal(&[c_out, c_in], p.device()))?,
-            bias: p.f_var("bias", &[c_out], nn::Init::Const(0.0))?,
-        })
-    }
-
-    fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, Some(&self.bias))
-    }
+/// `nn.Linear` with the reference's init (trunc_normal 0.02 weight, zero bias), as the shared
+/// [`layers::Linear`].
+fn linear(p: &nn::Path, c_in: i64, c_out: i64) -> Result<layers::Linear> {
+    Ok(layers::Linear {
+        weight: p.f_var_copy("weight", &trunc_normal(&[c_out, c_in], p.device()))?,
+        bias: Some(p.f_var("bias", &[c_out], nn::Init::Const(0.0))?),
+    })
 }
 
 /// Pre-norm residual block: `x + SS2D(norm(x))`, then `x + MLP(norm2(x))`.
@@ -205,8 +206,8 @@ struct VssBlock {
     norm: LayerNorm,
     op: Ss2d,
     norm2: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    /// `fc2(gelu(fc1 x))`, exact GELU: the shared [`Mlp`].
+    mlp: Mlp,
 }
 
 impl VssBlock {
@@ -218,16 +219,16 @@ impl VssBlock {
             norm: LayerNorm::new(&(p / "norm"), dim)?,
             op: Ss2d::new(&(p / "op"), dim, d_inner, dt_rank)?,
             norm2: LayerNorm::new(&(p / "norm2"), dim)?,
-            fc1: Linear::new(&(p / "mlp" / "fc1"), dim, hidden)?,
-            fc2: Linear::new(&(p / "mlp" / "fc2"), hidden, dim)?,
+            mlp: Mlp {
+                fc1: linear(&(p / "mlp" / "fc1"), dim, hidden)?,
+                fc2: linear(&(p / "mlp" / "fc2"), hidden, dim)?,
+            },
         })
     }
 
     fn forward(&self, x: &Tensor) -> Tensor {
         let x = x + self.op.forward(&self.norm.forward(x));
-        let mlp = self
-            .fc2
-            .forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
+        let mlp = self.mlp.forward(&self.norm2.forward(&x));
         x + mlp
     }
 }
@@ -348,50 +349,51 @@ impl Backbone for Vmamba {
     }
 }
 
-fn build(p: &nn::Path, opts: &BuildOptions, mut cfg: VmambaConfig) -> Result<Box<dyn Backbone>> {
-    cfg.in_chans = opts.in_chans;
+/// The VMamba trunk of `cfg` for the run's channels (registry dispatch).
+pub fn build(p: &nn::Path, cfg: &VmambaConfig, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
+    let cfg = VmambaConfig {
+        in_chans: opts.in_chans,
+        ..cfg.clone()
+    };
     Ok(Box::new(Vmamba::new(p, &cfg)?))
 }
 
-/// Registry `input` of the VMamba rows (`build` sets `in_chans` from the options).
-pub fn input(opts: &BuildOptions) -> Result<InputRule> {
-    Ok(InputRule::Any {
+/// What the trunk built with `opts` takes: any size (its strided convolutions take every side).
+pub fn input_rule(opts: &BuildOptions) -> InputRule {
+    InputRule::Any {
         channels: opts.in_chans,
+    }
+}
+
+const STEM: &str = "patch_embed.0.weight";
+
+/// A release `.pth` (`{'model': ..., 'model_ema'?, 'optimizer', ...}`; the `model` state dict
+/// unless `weights_key` names another), a bare state dict or a safetensors file.
+/// `classifier.head.*` is not part of the trunk.
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["module."],
+    first_conv: STEM,
+    ignored: &["classifier.head."],
+};
+
+/// Read a VMamba checkpoint into the trunk under `prefix`.
+pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, |sd| {
+        Ok(to_current_names(sd))
     })
 }
 
-/// Registry `build` for `vmamba_s`.
-pub fn build_small(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    build(p, opts, VmambaConfig::small())
-}
-
-/// Registry `build` for `vmamba_b`.
-pub fn build_base(p: &nn::Path, opts: &BuildOptions) -> Result<Box<dyn Backbone>> {
-    build(p, opts, VmambaConfig::base())
-}
-
-/// Registry `load`: a release `.pth` (`{'model': ..., 'model_ema'?, 'optimizer', ...}`; the
-/// `model` state dict unless `weights_key` names another), a bare state dict or a safetensors
-/// file, into the trunk under `prefix`. `classifier.head.*` is ignored.
-pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
-    let load_opts = LoadOptions {
-        // None: a flat state dict as is, else the nested `model` (then `state_dict`).
-        nested_key: opts.weights_key.clone(),
-        strip_prefixes: vec!["module.".to_string()],
-        kind: Kind::Float,
-    };
-    let sd = weights::load(path, &load_opts)
-        .with_context(|| format!("reading VMamba checkpoint {}", path.display()))?;
-    let sd = adapt_state_dict(sd, opts)
-        .with_context(|| format!("adapting VMamba checkpoint {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, &["classifier.head."])
-        .with_context(|| format!("loading VMamba checkpoint {}", path.display()))
+/// [`to_current_names`], then the first stem conv adapted to `opts.in_chans` (what [`load`]
+/// copies).
+pub fn adapt_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
+    let mut out = to_current_names(sd);
+    adapt_first_conv(&mut out, STEM, opts)?;
+    Ok(out)
 }
 
 /// Bring a checkpoint's state dict to medfm's variables: the reference loader's renames of
-/// older layouts, 4-D `[out, in, 1, 1]` weights of its Linear2d layers viewed as 2-D, and the
-/// first stem conv adapted to `opts.in_chans`.
-pub fn adapt_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
+/// older layouts, and 4-D `[out, in, 1, 1]` weights of its Linear2d layers viewed as 2-D.
+fn to_current_names(sd: StateDict) -> StateDict {
     let mut out = StateDict::new();
     for (key, t) in sd {
         let key = legacy_name(&key);
@@ -412,14 +414,7 @@ pub fn adapt_state_dict(sd: StateDict, opts: &BuildOptions) -> Result<StateDict>
         };
         out.insert(key, t);
     }
-    let stem = "patch_embed.0.weight";
-    if let Some(w) = out.remove(stem) {
-        out.insert(
-            stem.to_string(),
-            adapt_in_chans(&w, opts.in_chans, opts.gray_init).context(stem)?,
-        );
-    }
-    Ok(out)
+    out
 }
 
 /// The renames of VSSM._load_from_state_dict (checkpoints from older VMamba code).
@@ -439,27 +434,10 @@ fn legacy_name(key: &str) -> String {
         .replace(".self_attention.", ".op.")
 }
 
-/// First stem conv `[O, C_ckpt, k, k]` -> `[O, in_chans, k, k]`: the reference's
-/// `weight.repeat(1, 4, 1, 1)[:, :C]` (so one channel = the first RGB kernel), or for
-/// `GrayInit::Sum` and one channel, the sum over the RGB kernels.
-fn adapt_in_chans(w: &Tensor, in_chans: i64, gray_init: GrayInit) -> Result<Tensor> {
-    let size = w.size();
-    if size.len() != 4 {
-        bail!("expected a 4-D conv kernel, got shape {size:?}");
-    }
-    if size[1] == in_chans {
-        return Ok(w.shallow_clone());
-    }
-    if in_chans == 1 && gray_init == GrayInit::Sum {
-        return Ok(w.sum_dim_intlist(1, true, None::<Kind>));
-    }
-    let reps = (in_chans + size[1] - 1) / size[1];
-    Ok(w.repeat([1, reps, 1, 1]).narrow(1, 0, in_chans))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::GrayInit;
 
     #[test]
     fn full_size_configs_match_the_release_models() {
@@ -496,15 +474,18 @@ mod tests {
     }
 
     #[test]
+    /// The stem goes through the adaptation every family shares.
     fn grayscale_stem_takes_the_first_kernel_or_the_sum() {
         let w = Tensor::arange(2 * 3 * 9, (Kind::Float, Device::Cpu)).view([2, 3, 3, 3]);
-        let first = adapt_in_chans(&w, 1, GrayInit::First).unwrap();
+        let first = layers::adapt_input_conv(&w, 1, GrayInit::First).unwrap();
         assert_eq!(first.size(), vec![2, 1, 3, 3]);
         assert!(first.equal(&w.narrow(1, 0, 1)));
-        let sum = adapt_in_chans(&w, 1, GrayInit::Sum).unwrap();
+        let sum = layers::adapt_input_conv(&w, 1, GrayInit::Sum).unwrap();
         assert!(sum.equal(&w.sum_dim_intlist(1, true, None::<Kind>)));
-        assert!(adapt_in_chans(&w, 3, GrayInit::First).unwrap().equal(&w));
-        assert!(adapt_in_chans(&w.view([2, 27]), 1, GrayInit::First).is_err());
+        assert!(layers::adapt_input_conv(&w, 3, GrayInit::First)
+            .unwrap()
+            .equal(&w));
+        assert!(layers::adapt_input_conv(&w.view([2, 27]), 1, GrayInit::First).is_err());
     }
 
     #[test]

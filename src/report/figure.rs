@@ -82,8 +82,8 @@ fn x_ticks(range: &std::ops::Range<f64>) -> Vec<f64> {
 /// Families in registry order of first appearance among the rows.
 fn families(rows: &[Row]) -> Vec<&'static str> {
     let mut out: Vec<&'static str> = Vec::new();
-    for spec in crate::models::registry::BACKBONES {
-        let name = spec.family.as_str();
+    for spec in crate::models::registry::rows() {
+        let name = spec.family().as_str();
         if !out.contains(&name) && rows.iter().any(|r| r.family == Some(name)) {
             out.push(name);
         }

@@ -35,7 +35,7 @@ impl Row {
             _ => None,
         };
         Row {
-            family: spec.map(|s| s.family.as_str()),
+            family: spec.map(|s| s.family().as_str()),
             params: spec.map(|s| s.param_count).filter(|&n| n > 0),
             id,
             state,

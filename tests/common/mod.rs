@@ -198,7 +198,7 @@ pub fn placeholder_weights(dir: &Path) -> PathBuf {
     std::fs::create_dir_all(&weights).unwrap();
     for name in medfm::models::registry::names() {
         let row = medfm::models::registry::get(name).unwrap();
-        std::fs::write(weights.join(row.default_file), b"").unwrap();
+        std::fs::write(weights.join(row.weights.default_file), b"").unwrap();
     }
     weights
 }

@@ -6,9 +6,7 @@ use super::common::{trainable_names as trainable, TINY_DEIT};
 use super::{fixture, tiny_config};
 use medfm::config::{self, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::registry::{BackboneSpec, BuildOptions, Family};
-use medfm::models::sam2::{self, Sam2ImageEncoder};
-use medfm::models::Backbone;
+use medfm::models::registry::{BackboneSpec, FamilyConfig, WeightsSpec};
 use std::collections::BTreeSet;
 use std::path::Path;
 use tch::{Device, Kind, Tensor};
@@ -16,28 +14,17 @@ use tch::{Device, Kind, Tensor};
 /// 64 px: a 16x16 patch grid, 4x4 `vision_features` (16 tokens, a square grid for the DeiT head).
 const SIZE: i64 = 64;
 
-fn build_tiny(p: &tch::nn::Path, opts: &BuildOptions) -> anyhow::Result<Box<dyn Backbone>> {
-    Ok(Box::new(Sam2ImageEncoder::new(
-        p,
-        &tiny_config(),
-        opts.img_size,
-        opts.in_chans,
-    )?))
+fn tiny_row() -> BackboneSpec {
+    BackboneSpec {
+        name: "sam2_tiny",
+        config: FamilyConfig::Sam2(tiny_config()),
+        weights: WeightsSpec {
+            sources: &["tests/fixtures/parity/sam2_tiny.pt"],
+            default_file: "sam2_tiny.pt",
+        },
+        param_count: 0,
+    }
 }
-
-static TINY_ROW: BackboneSpec = BackboneSpec {
-    name: "sam2_tiny",
-    family: Family::Sam2,
-    pooled_dim: 32,
-    token_dim: 32,
-    sources: &["tests/fixtures/parity/sam2_tiny.pt"],
-    default_file: "sam2_tiny.pt",
-    param_count: 0,
-    tokens_224: 196,
-    build: build_tiny,
-    input: |o| sam2::input(&tiny_config(), o),
-    load: sam2::load,
-};
 
 fn params(sets: &[&str]) -> Params {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/reference.json");
@@ -55,7 +42,7 @@ fn params(sets: &[&str]) -> Params {
 
 fn classifier(sets: &[&str], in_chans: i64) -> Classifier {
     let spec = ClassifierSpec::from_params(&params(sets), 3, in_chans, Device::Cpu).unwrap();
-    Classifier::with_parts(&spec, &TINY_ROW, TINY_DEIT).unwrap()
+    Classifier::with_parts(&spec, &tiny_row(), TINY_DEIT).unwrap()
 }
 
 /// The variables holding a non-zero gradient after one backward pass.
@@ -112,7 +99,7 @@ fn unfreeze_cutoff_past_the_last_block_is_an_error() {
     let spec = ClassifierSpec::from_params(&p, 3, 3, Device::Cpu).unwrap();
     let err = format!(
         "{:#}",
-        Classifier::with_parts(&spec, &TINY_ROW, TINY_DEIT)
+        Classifier::with_parts(&spec, &tiny_row(), TINY_DEIT)
             .err()
             .unwrap()
     );
@@ -167,7 +154,7 @@ fn grayscale_pretrained_trunk_loads_through_the_params() {
         Device::Cpu,
     )
     .unwrap();
-    let c = Classifier::with_parts(&spec, &TINY_ROW, TINY_DEIT).unwrap();
+    let c = Classifier::with_parts(&spec, &tiny_row(), TINY_DEIT).unwrap();
     let vars = c.var_store().variables();
     let w = &vars["trunk.trunk.patch_embed.proj.weight"];
     assert_eq!(w.size(), [8, 1, 7, 7]);

@@ -5,7 +5,7 @@
 use super::common::read_st_at as read;
 use super::{fixture, tiny_config, PREFIX};
 use medfm::models::layers::without_random_init;
-use medfm::models::registry::{self, BuildOptions};
+use medfm::models::registry::{self, BuildOptions, Family};
 use medfm::models::sam2::{self, Sam2Config, Sam2ImageEncoder};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
@@ -153,14 +153,14 @@ fn tiny_blocks_name_every_hiera_block() {
 /// and the parameter count equals the reference's and the registry's.
 #[test]
 fn full_size_keys_shapes_and_parameter_counts() {
-    for name in ["sam2_b", "sam2_l"] {
+    for spec in registry::family_rows(Family::Sam2) {
+        let name = spec.name;
         let reference = super::common::ReferenceKeys::read(name);
         let want = reference.by_name();
-        let spec = registry::get(name).unwrap();
         let vs = nn::VarStore::new(Device::Cpu);
         // Shapes only: skip the random fill (gigabytes of page faults for sam2_l).
         let backbone =
-            without_random_init(|| (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(224, 3)))
+            without_random_init(|| spec.build(&(vs.root() / PREFIX), &BuildOptions::new(224, 3)))
                 .unwrap();
         let have: BTreeMap<String, Vec<i64>> = vs
             .variables()
@@ -185,7 +185,7 @@ fn registry_token_counts() {
     ] {
         let side = 224 / cfg.feature_stride();
         assert_eq!(
-            registry::get(name).unwrap().tokens_224,
+            registry::get(name).unwrap().tokens_224(),
             side * side,
             "{name}"
         );
@@ -202,7 +202,8 @@ fn full_size_parity_224_and_1024() {
     let dir = PathBuf::from(
         std::env::var("MEDFM_SAM2_FULL_DIR").unwrap_or_else(|_| "/tmp/medfm-parity-sam2".into()),
     );
-    for name in ["sam2_b", "sam2_l"] {
+    for spec in registry::family_rows(Family::Sam2) {
+        let name = spec.name;
         let weights = dir.join(format!("{name}.pt"));
         assert!(
             weights.exists(),
@@ -210,10 +211,9 @@ fn full_size_parity_224_and_1024() {
             weights.display()
         );
         for (size, batch) in [(224, 2), (1024, 1)] {
-            let spec = registry::get(name).unwrap();
             let vs = nn::VarStore::new(Device::Cpu);
             let enc = without_random_init(|| {
-                (spec.build)(&(vs.root() / PREFIX), &BuildOptions::new(size, 3))
+                spec.build(&(vs.root() / PREFIX), &BuildOptions::new(size, 3))
             })
             .unwrap();
             load(&vs, &weights, &BuildOptions::new(size, 3)).unwrap();

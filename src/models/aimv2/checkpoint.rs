@@ -9,46 +9,37 @@
 //!   and the text tower do not feed medfm's features and are skipped.
 //!
 //! A 1-channel (or other non-RGB) run derives its patch kernel from the RGB one
-//! ([`layers::adapt_input_conv`]).
+//! ([`crate::models::load::adapt_first_conv`]).
 
-use crate::models::layers;
+use crate::models::load::{adapt_first_conv, load_checkpoint, CheckpointFormat};
 use crate::models::registry::BuildOptions;
-use crate::weights::{self, LoadOptions, StateDict};
+use crate::weights::StateDict;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeMap;
 use std::path::Path;
-use tch::{nn, Kind, Tensor};
+use tch::{nn, Tensor};
 
 const PATCH_KERNEL: &str = "preprocessor.patchifier.proj.weight";
 
-/// Registry load function: read `path`, bring it to the official layout, adapt the patch kernel
-/// to `opts.in_chans`, and copy it into the variables under `prefix`.
+/// Apple's `model.safetensors` or transformers' native layout (optionally inside a full
+/// `Aimv2Model`, whose `vision_model.` prefix is stripped).
+pub const CHECKPOINT: CheckpointFormat = CheckpointFormat {
+    strip_prefixes: &["module.", "vision_model."],
+    first_conv: PATCH_KERNEL,
+    ignored: &[],
+};
+
+/// Read `path` into the variables under `prefix`: brought to the official layout, the patch
+/// kernel adapted to `opts.in_chans`.
 pub fn load(vs: &nn::VarStore, prefix: &str, path: &Path, opts: &BuildOptions) -> Result<()> {
-    let load_opts = LoadOptions {
-        nested_key: opts.weights_key.clone(),
-        strip_prefixes: vec!["module.".into(), "vision_model.".into()],
-        kind: Kind::Float,
-    };
-    let sd = weights::load(path, &load_opts)?;
-    let sd = prepare(sd, opts).with_context(|| format!("AIMv2 checkpoint {}", path.display()))?;
-    weights::assign(vs, prefix, &sd, &[])
-        .with_context(|| format!("loading AIMv2 checkpoint {}", path.display()))
+    load_checkpoint(vs, prefix, path, opts, &CHECKPOINT, to_official_layout)
 }
 
 /// The checkpoint's tensors under the variables' names, with the patch kernel adapted to
-/// `opts.in_chans`.
+/// `opts.in_chans` (what [`load`] copies).
 pub fn prepare(sd: StateDict, opts: &BuildOptions) -> Result<StateDict> {
     let mut sd = to_official_layout(sd)?;
-    if let Some(w) = sd.get(PATCH_KERNEL) {
-        let adapted =
-            layers::adapt_input_conv(w, opts.in_chans, opts.gray_init).with_context(|| {
-                format!(
-                    "adapting {PATCH_KERNEL} to {} input channels",
-                    opts.in_chans
-                )
-            })?;
-        sd.insert(PATCH_KERNEL.to_string(), adapted);
-    }
+    adapt_first_conv(&mut sd, PATCH_KERNEL, opts)?;
     Ok(sd)
 }
 
