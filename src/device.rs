@@ -12,7 +12,7 @@ pub const LIBTORCH_VERSION: &str = env!("MEDFM_LIBTORCH_VERSION");
 /// reference masks the others with CUDA_VISIBLE_DEVICES and then uses cuda:0). Without CUDA,
 /// fall back to the CPU with a one-line notice.
 pub fn select(sys: &SystemParams) -> Result<Device> {
-    if !sys.use_GPU {
+    if !sys.use_gpu {
         return Ok(Device::Cpu);
     }
     if !tch::Cuda::is_available() {
@@ -20,17 +20,17 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         return Ok(Device::Cpu);
     }
     let count = tch::Cuda::device_count() as usize;
-    let first = sys.which_GPUs.split(',').next().unwrap_or("0").trim();
+    let first = sys.which_gpus.split(',').next().unwrap_or("0").trim();
     let idx: usize = first.parse().map_err(|_| {
         anyhow::anyhow!(
             "system_params.which_GPUs: \"{}\" is not a GPU index",
-            sys.which_GPUs
+            sys.which_gpus
         )
     })?;
     if idx >= count {
         bail!("system_params.which_GPUs: GPU {idx} requested but only {count} CUDA device(s) are visible");
     }
-    if sys.use_all_GPUs || sys.which_GPUs.contains(',') {
+    if sys.use_all_gpus || sys.which_gpus.contains(',') {
         println!(
             "Notice: medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
              (scripts/sweep.sh) to use several."

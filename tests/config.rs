@@ -55,18 +55,18 @@ fn reference_params_parse_with_every_value() {
     let o = &p.optimization_params.default;
     assert_eq!(o.optimizer.params.lr, 1e-4);
     assert_eq!(o.optimizer.params.weight_decay, Some(1e-5));
-    assert_eq!(o.LARS_params.batch_act_thresh, 256);
+    assert_eq!(o.lars_params.batch_act_thresh, 256);
     assert_eq!(o.scheduler.types, vec![config::SchedulerType::LinearWarmup]);
-    assert_eq!(o.scheduler.params.MultiStepLR.milestones, vec![8, 12, 14]);
-    assert_eq!(o.scheduler.params.OneCycleLR.final_div_factor, 1e-4);
-    assert_eq!(o.scheduler.params.LinearWarmup.warmup_iters, 1000);
+    assert_eq!(o.scheduler.params.multi_step_lr.milestones, vec![8, 12, 14]);
+    assert_eq!(o.scheduler.params.one_cycle_lr.final_div_factor, 1e-4);
+    assert_eq!(o.scheduler.params.linear_warmup.warmup_iters, 1000);
     let tr = &p.training_params;
     assert_eq!(tr.model_name, "MAE_vit_huge_patch14_DDSM");
     assert_eq!(tr.epochs, 100);
     assert_eq!(tr.grad_clipping, 1.0);
     assert!(tr.use_mixed_precision);
     assert_eq!(tr.save_dir, "results");
-    assert_eq!(p.system_params.which_GPUs, "0");
+    assert_eq!(p.system_params.which_gpus, "0");
     assert_eq!(p.log_params.run_name, "DEFINED_BY_MODEL_NAME");
     assert_eq!(p.lr_finder.grid_search_params.resolution, 25);
     assert!(!p.transfer_learning_params.use_pretrained);
@@ -137,7 +137,7 @@ fn every_cli_override_is_applied() {
     };
     cli.apply(&mut p).unwrap();
     assert_eq!(p.foundation_params.backbone_type, "dinov2_vitb14");
-    assert_eq!(p.system_params.which_GPUs, "1");
+    assert_eq!(p.system_params.which_gpus, "1");
     assert_eq!(p.optimization_params.default.optimizer.params.lr, 0.5);
     assert_eq!(p.training_params.model_name, "run2");
     assert_eq!(p.dataset_params.data_location, "/data");
@@ -220,7 +220,7 @@ fn warmup_rule_for_every_dataset() {
             json!({"warmup_epochs": 17, "warmup_iters": 17});
         let mut p = parse(&v).unwrap();
         config::update_warmup(&mut p);
-        let w = &p.optimization_params.default.scheduler.params.LinearWarmup;
+        let w = &p.optimization_params.default.scheduler.params.linear_warmup;
         assert_eq!((w.warmup_epochs, w.warmup_iters), (epochs, iters), "{ds}");
     }
 }

@@ -175,7 +175,7 @@ fn full_params() -> Params {
                         foreach: Some(true),
                     },
                 },
-                LARS_params: LarsParams {
+                lars_params: LarsParams {
                     enabled: true,
                     batch_act_thresh: 2,
                     eps: 0.5,
@@ -184,7 +184,7 @@ fn full_params() -> Params {
                 scheduler: SchedulerParams {
                     types: vec![SchedulerType::OneCycleLR],
                     params: SchedulerSettings {
-                        ReduceLROnPlateau: PlateauParams {
+                        reduce_lr_on_plateau: PlateauParams {
                             mode: PlateauMode::Max,
                             factor: 0.5,
                             patience: 2,
@@ -193,18 +193,18 @@ fn full_params() -> Params {
                             cooldown: 2,
                             min_lr: 0.5,
                         },
-                        OneCycleLR: OneCycleParams {
+                        one_cycle_lr: OneCycleParams {
                             anneal_strategy: AnnealStrategy::Linear,
                             final_div_factor: 2.0,
                             div_factor: Some(2.0),
                             pct_start: 0.5,
                         },
-                        MultiStepLR: MultiStepParams {
+                        multi_step_lr: MultiStepParams {
                             milestones: vec![2],
                             gamma: 0.5,
                         },
-                        CosineAnnealingLR: CosineParams { eta_min: 0.5 },
-                        LinearWarmup: WarmupParams {
+                        cosine_annealing_lr: CosineParams { eta_min: 0.5 },
+                        linear_warmup: WarmupParams {
                             warmup_epochs: 2,
                             warmup_iters: 2,
                         },
@@ -230,9 +230,9 @@ fn full_params() -> Params {
             feature_cache: false,
         },
         system_params: SystemParams {
-            use_all_GPUs: true,
-            which_GPUs: "1".into(),
-            use_GPU: false,
+            use_all_gpus: true,
+            which_gpus: "1".into(),
+            use_gpu: false,
         },
         log_params: LogParams {
             project_name: "p".into(),

@@ -155,8 +155,8 @@ pub fn run(args: &Args) -> Result<()> {
         println!("Device: {device:?}");
         crate::messages::debug(format_args!(
             "device {device:?} (system_params.use_GPU {}, which_GPUs \"{}\"); {}",
-            params.system_params.use_GPU,
-            params.system_params.which_GPUs,
+            params.system_params.use_gpu,
+            params.system_params.which_gpus,
             crate::device::runtime_summary()
         ));
         crate::train::run(&params, device, &opts, &target, &mut took_over)

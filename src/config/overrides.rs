@@ -29,7 +29,7 @@ impl CliOverrides {
     /// Apply in the reference's order, printing each change as the reference does.
     pub fn apply(&self, p: &mut Params) -> Result<()> {
         if let Some(gpu) = &self.gpu {
-            let prev = std::mem::replace(&mut p.system_params.which_GPUs, gpu.clone());
+            let prev = std::mem::replace(&mut p.system_params.which_gpus, gpu.clone());
             println!("Changed GPU for this run from {prev} to {gpu}");
         }
         if let Some(name) = &self.model_name {
@@ -200,7 +200,7 @@ fn unknown_head(value: &str) -> String {
 /// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
 /// other setting zeroed) from its row of `crate::datasets::DATASETS`.
 pub fn update_warmup(p: &mut Params) {
-    let w = &mut p.optimization_params.default.scheduler.params.LinearWarmup;
+    let w = &mut p.optimization_params.default.scheduler.params.linear_warmup;
     let rule = p.dataset_params.dataset.facts().warmup;
     w.warmup_epochs = rule.epochs;
     w.warmup_iters = rule.iters;

@@ -1,10 +1,9 @@
 //! The typed params.json: every section and key of the reference file, plus optional medfm keys.
 //!
-//! Field names are the reference's JSON keys exactly (hence the non-snake-case names in a few
-//! places). Unknown keys are rejected (`deny_unknown_fields`) so a typo never silently falls back
+//! JSON keys are the reference's exactly; the few that are not snake case (`LinearWarmup`,
+//! `use_GPU`, ...) are Rust fields with a `#[serde(rename)]`. Unknown keys are rejected (`deny_unknown_fields`) so a typo never silently falls back
 //! to a default; `config::load` turns serde's message into one that names the JSON path and the
 //! closest valid key.
-#![allow(non_snake_case)]
 
 use serde::{Deserialize, Serialize};
 
@@ -408,7 +407,8 @@ pub struct OptimizationParams {
 pub struct OptimDefault {
     pub optimizer: OptimizerParams,
     #[serde(default)]
-    pub LARS_params: LarsParams,
+    #[serde(rename = "LARS_params")]
+    pub lars_params: LarsParams,
     #[serde(default)]
     pub scheduler: SchedulerParams,
 }
@@ -500,15 +500,20 @@ pub struct SchedulerParams {
 #[serde(deny_unknown_fields)]
 pub struct SchedulerSettings {
     #[serde(default)]
-    pub ReduceLROnPlateau: PlateauParams,
+    #[serde(rename = "ReduceLROnPlateau")]
+    pub reduce_lr_on_plateau: PlateauParams,
     #[serde(default)]
-    pub OneCycleLR: OneCycleParams,
+    #[serde(rename = "OneCycleLR")]
+    pub one_cycle_lr: OneCycleParams,
     #[serde(default)]
-    pub MultiStepLR: MultiStepParams,
+    #[serde(rename = "MultiStepLR")]
+    pub multi_step_lr: MultiStepParams,
     #[serde(default)]
-    pub CosineAnnealingLR: CosineParams,
+    #[serde(rename = "CosineAnnealingLR")]
+    pub cosine_annealing_lr: CosineParams,
     #[serde(default)]
-    pub LinearWarmup: WarmupParams,
+    #[serde(rename = "LinearWarmup")]
+    pub linear_warmup: WarmupParams,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
@@ -656,19 +661,22 @@ pub struct TrainingParams {
 #[serde(deny_unknown_fields)]
 pub struct SystemParams {
     #[serde(default)]
-    pub use_all_GPUs: bool,
+    #[serde(rename = "use_all_GPUs")]
+    pub use_all_gpus: bool,
     #[serde(default = "gpu_zero")]
-    pub which_GPUs: String,
+    #[serde(rename = "which_GPUs")]
+    pub which_gpus: String,
     #[serde(default = "yes")]
-    pub use_GPU: bool,
+    #[serde(rename = "use_GPU")]
+    pub use_gpu: bool,
 }
 
 impl Default for SystemParams {
     fn default() -> Self {
         SystemParams {
-            use_all_GPUs: false,
-            which_GPUs: "0".into(),
-            use_GPU: true,
+            use_all_gpus: false,
+            which_gpus: "0".into(),
+            use_gpu: true,
         }
     }
 }

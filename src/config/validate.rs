@@ -425,7 +425,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
             || format!("is not a parameter of {kind:?}"),
         );
     }
-    let l = &o.LARS_params;
+    let l = &o.lars_params;
     e.positive_i(
         l.batch_act_thresh,
         &format!("{at}.LARS_params.batch_act_thresh"),
@@ -444,7 +444,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         );
     }
     let sp = &s.params;
-    let w = &sp.LinearWarmup;
+    let w = &sp.linear_warmup;
     e.check(
         w.warmup_epochs >= 0,
         &format!("{at}.scheduler.params.LinearWarmup.warmup_epochs"),
@@ -455,7 +455,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         &format!("{at}.scheduler.params.LinearWarmup.warmup_iters"),
         || format!("must be >= 0, got {}", w.warmup_iters),
     );
-    let pl = &sp.ReduceLROnPlateau;
+    let pl = &sp.reduce_lr_on_plateau;
     e.check(
         pl.factor > 0.0 && pl.factor < 1.0,
         &format!("{at}.scheduler.params.ReduceLROnPlateau.factor"),
@@ -466,7 +466,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         &format!("{at}.scheduler.params.ReduceLROnPlateau.patience"),
         || format!("must be >= 0, got {}", pl.patience),
     );
-    let ms = &sp.MultiStepLR;
+    let ms = &sp.multi_step_lr;
     e.check(
         ms.milestones.windows(2).all(|w| w[0] < w[1]) && ms.milestones.iter().all(|m| *m > 0),
         &format!("{at}.scheduler.params.MultiStepLR.milestones"),
@@ -482,7 +482,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         &format!("{at}.scheduler.params.MultiStepLR.gamma"),
         || format!("must be > 0, got {}", ms.gamma),
     );
-    let oc = &sp.OneCycleLR;
+    let oc = &sp.one_cycle_lr;
     e.check(
         oc.pct_start > 0.0 && oc.pct_start < 1.0,
         &format!("{at}.scheduler.params.OneCycleLR.pct_start"),
@@ -500,9 +500,9 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
         );
     }
     e.check(
-        sp.CosineAnnealingLR.eta_min >= 0.0,
+        sp.cosine_annealing_lr.eta_min >= 0.0,
         &format!("{at}.scheduler.params.CosineAnnealingLR.eta_min"),
-        || format!("must be >= 0, got {}", sp.CosineAnnealingLR.eta_min),
+        || format!("must be >= 0, got {}", sp.cosine_annealing_lr.eta_min),
     );
 }
 
@@ -560,14 +560,14 @@ fn training(e: &mut Problems, t: &TrainingParams) {
 
 fn system(e: &mut Problems, s: &SystemParams) {
     e.check(
-        s.which_GPUs
+        s.which_gpus
             .split(',')
             .all(|g| g.trim().parse::<usize>().is_ok()),
         "system_params.which_GPUs",
         || {
             format!(
                 "must be comma-separated GPU indices like \"0\" or \"0,1\", got \"{}\"",
-                s.which_GPUs
+                s.which_gpus
             )
         },
     );

@@ -16,14 +16,16 @@ use anyhow::{Context, Result};
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-/// What a run is: its name and, when known, its cell of the matrix.
-#[derive(Debug, Clone, PartialEq)]
+/// What a run is: its name and, when known, its cell of the matrix. Checkpoints store it too
+/// (without `config`), so an error can say which run a file belongs to.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RunId {
     pub model_name: String,
     pub dataset: Option<DatasetName>,
     pub backbone: Option<String>,
     pub head: Option<HeadType>,
     /// The params file it came from (sweep plan) or its resolved params.
+    #[serde(skip)]
     pub config: Option<PathBuf>,
 }
 

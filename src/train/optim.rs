@@ -96,10 +96,10 @@ impl OptimConfig {
             momentum: h.momentum.unwrap_or(d.momentum),
             dampening: h.dampening.unwrap_or(d.dampening),
             nesterov: h.nesterov.unwrap_or(d.nesterov),
-            lars: (o.LARS_params.enabled && batch_size >= o.LARS_params.batch_act_thresh)
+            lars: (o.lars_params.enabled && batch_size >= o.lars_params.batch_act_thresh)
                 .then_some(LarsConfig {
-                    eps: o.LARS_params.eps,
-                    trust_coef: o.LARS_params.trust_coef,
+                    eps: o.lars_params.eps,
+                    trust_coef: o.lars_params.trust_coef,
                 }),
             foreach: h.foreach,
             ..d

@@ -431,7 +431,7 @@ impl Mixer {
         let has_warmup = params.types.contains(&SchedulerType::LinearWarmup);
         // The reference reads the warm-up length when it builds CosineAnnealingLR, so it
         // needs LinearWarmup listed first; medfm computes it up front and accepts any order.
-        let w = &sp.LinearWarmup;
+        let w = &sp.linear_warmup;
         let warmup_iters = if has_warmup {
             LinearWarmup::resolve_iters(w.warmup_iters, w.warmup_epochs, spe)
         } else {
@@ -443,30 +443,30 @@ impl Mixer {
                 SchedulerType::LinearWarmup => Scheduler::LinearWarmup(LinearWarmup::new(
                     groups,
                     shape.lr,
-                    sp.LinearWarmup.warmup_iters,
-                    sp.LinearWarmup.warmup_epochs,
+                    sp.linear_warmup.warmup_iters,
+                    sp.linear_warmup.warmup_epochs,
                     spe,
                 )),
                 SchedulerType::OneCycleLR => {
-                    let div = sp.OneCycleLR.div_factor.unwrap_or(if has_warmup {
+                    let div = sp.one_cycle_lr.div_factor.unwrap_or(if has_warmup {
                         1.0
                     } else {
                         shape.lr / 1e-8
                     });
-                    Scheduler::OneCycleLR(OneCycle::new(groups, shape, div, &sp.OneCycleLR)?)
+                    Scheduler::OneCycleLR(OneCycle::new(groups, shape, div, &sp.one_cycle_lr)?)
                 }
                 SchedulerType::MultiStepLR => Scheduler::MultiStepLR(MultiStep::new(
                     groups,
-                    &sp.MultiStepLR.milestones,
-                    sp.MultiStepLR.gamma,
+                    &sp.multi_step_lr.milestones,
+                    sp.multi_step_lr.gamma,
                 )),
                 SchedulerType::ReduceLROnPlateau => {
-                    Scheduler::ReduceLROnPlateau(Plateau::new(&sp.ReduceLROnPlateau))
+                    Scheduler::ReduceLROnPlateau(Plateau::new(&sp.reduce_lr_on_plateau))
                 }
                 SchedulerType::CosineAnnealingLR => Scheduler::CosineAnnealingLR(Cosine::new(
                     groups,
                     spe * shape.epochs - warmup_iters,
-                    sp.CosineAnnealingLR.eta_min,
+                    sp.cosine_annealing_lr.eta_min,
                 )?),
             });
         }

@@ -10,31 +10,12 @@ use super::optim::{Hyper, ParamState};
 use super::schedule::Mixer;
 use super::trainer::{Progressions, Trainer};
 use crate::config::{Params, TransferLearningParams};
+use crate::report::runs::RunId;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
 use tch::{Device, Tensor};
-
-/// Which run a checkpoint belongs to, for error messages.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct RunId {
-    pub model_name: String,
-    pub dataset: String,
-    pub backbone: String,
-    pub head: String,
-}
-
-impl RunId {
-    pub fn of(p: &Params) -> RunId {
-        RunId {
-            model_name: p.training_params.model_name.clone(),
-            dataset: p.dataset_params.dataset.to_string(),
-            backbone: p.foundation_params.backbone_type.clone(),
-            head: p.model_params.backbone_type.as_str().to_string(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ModelState {
@@ -109,7 +90,7 @@ const OPTIM_FIELDS: [&str; 4] = ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "mom
 impl Trainer {
     fn model_state(&self) -> ModelState {
         ModelState {
-            run: RunId::of(&self.params),
+            run: RunId::from_params(&self.params, None),
             iters: self.state.best_iters,
             val_target: self.state.best_val_target,
             frozen_fingerprint: self.fingerprint,
@@ -165,7 +146,7 @@ impl Trainer {
         }
         let s = &self.state;
         let state = SessionState {
-            run: RunId::of(&self.params),
+            run: RunId::from_params(&self.params, None),
             seed: self.params.training_params.seed,
             steps_per_epoch: self.steps_per_epoch(),
             iters: s.iters,
