@@ -5,7 +5,9 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+mod common;
+
+use common::e2e::{self, BIN};
 
 fn medfm(args: &[&str]) -> Output {
     Command::new(BIN).args(args).output().unwrap()
@@ -24,40 +26,10 @@ fn ok(args: &[&str]) -> (String, String) {
 /// configs/demo.json shrunk to a run of about a second on 48 synthetic APTOS2019 images (28 px,
 /// DINOv2-S/14 with random weights, kNN evaluation on), outputs in `root/run`.
 fn tiny_run(root: &Path) -> PathBuf {
-    let data = root.join("data");
-    ok(&[
-        "synth",
-        "--dataset",
-        "APTOS2019",
-        "--out",
-        data.to_str().unwrap(),
-        "--n",
-        "48",
-    ]);
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
-    for k in ["train_transforms", "val_transforms", "test_transforms"] {
-        v["dataset_params"][k] = t.clone();
-    }
-    v["dataset_params"]["data_location"] = data.display().to_string().into();
-    v["foundation_params"]["img_size"] = 28.into();
-    v["foundation_params"]["pretrained"] = false.into();
-    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
-    for l in ["trainloader", "valloader", "testloader"] {
-        v["dataloader_params"][l]["batch_size"] = 8.into();
-    }
-    let tp = &mut v["training_params"];
-    tp["epochs"] = 2.into();
-    tp["val_every"] = 1.into();
-    tp["knn_eval"] = true.into();
-    tp["model_name"] = "tiny".into();
-    tp["save_dir"] = root.join("run").display().to_string().into();
-    v["system_params"]["use_GPU"] = false.into();
-    let file = root.join("params.json");
-    std::fs::write(&file, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    file
+    e2e::synth(&root.join("data"), "APTOS2019", 48);
+    e2e::tiny_params(root, "APTOS2019", |v| {
+        v["training_params"]["knn_eval"] = true.into();
+    })
 }
 
 #[test]

@@ -33,18 +33,18 @@ fn reference_params_parse_with_every_value() {
     assert_eq!(p.dataset_params.dataset, DatasetName::DDSM);
     assert_eq!(p.dataset_params.data_location, "./");
     let t = &p.dataset_params.train_transforms;
-    assert_eq!(t.Resize.as_ref().unwrap().height, 256);
-    assert_eq!(t.CenterCrop.as_ref().unwrap().width, 224);
-    assert_eq!(t.Normalize, Some(true));
-    assert_eq!(t.ColorJitter.as_ref().unwrap().hue, 0.1);
-    assert_eq!(t.ColorJitter.as_ref().unwrap().p, 0.8);
-    assert_eq!(t.RandomAffine.as_ref().unwrap().scale, Some([0.1, 3.3]));
-    assert_eq!(t.RandomResizedCrop.as_ref().unwrap().scale, [0.8, 1.2]);
+    assert_eq!(t.resize.as_ref().unwrap().height, 256);
+    assert_eq!(t.center_crop.as_ref().unwrap().width, 224);
+    assert_eq!(t.normalize, Some(true));
+    assert_eq!(t.color_jitter.as_ref().unwrap().hue, 0.1);
+    assert_eq!(t.color_jitter.as_ref().unwrap().p, 0.8);
+    assert_eq!(t.random_affine.as_ref().unwrap().scale, Some([0.1, 3.3]));
+    assert_eq!(t.random_resized_crop.as_ref().unwrap().scale, [0.8, 1.2]);
     assert_eq!(
-        t.MultiCrop.as_ref().unwrap().scales,
+        t.multi_crop.as_ref().unwrap().scales,
         vec![[0.4, 1.0], [0.05, 0.4]]
     );
-    assert!(p.dataset_params.val_transforms.RandomErasing.is_none());
+    assert!(p.dataset_params.val_transforms.random_erasing.is_none());
     assert_eq!(p.dataloader_params.trainloader.batch_size, 64);
     assert_eq!(p.dataloader_params.trainloader.prefetch_factor, Some(4));
     assert!(!p.dataloader_params.testloader.shuffle);

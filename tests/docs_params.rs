@@ -33,25 +33,25 @@ fn full_params() -> Params {
         })
     };
     let transforms = Transforms {
-        Resize: size(),
-        CenterCrop: size(),
-        Normalize: Some(true),
-        VerticalFlip: flip(),
-        HorizontalFlip: flip(),
-        RandomRotation: Some(RotationT {
+        resize: size(),
+        center_crop: size(),
+        normalize: Some(true),
+        vertical_flip: flip(),
+        horizontal_flip: flip(),
+        random_rotation: Some(RotationT {
             apply: true,
             angle: 10.0,
             p: 0.3,
         }),
-        RandomGrayscale: flip(),
-        RandomCrop: Some(RandomCropT {
+        random_grayscale: flip(),
+        random_crop: Some(RandomCropT {
             apply: true,
             height: 28,
             width: 28,
             padding: 2,
             p: 0.3,
         }),
-        ColorJitter: Some(ColorJitterT {
+        color_jitter: Some(ColorJitterT {
             apply: true,
             brightness: 0.1,
             contrast: 0.1,
@@ -59,12 +59,12 @@ fn full_params() -> Params {
             hue: 0.1,
             p: 0.3,
         }),
-        RandomPerspective: Some(PerspectiveT {
+        random_perspective: Some(PerspectiveT {
             apply: true,
             distortion_scale: 0.3,
             p: 0.3,
         }),
-        RandomAffine: Some(AffineT {
+        random_affine: Some(AffineT {
             apply: true,
             degrees: 5.0,
             translate: Some([0.1, 0.1]),
@@ -72,31 +72,31 @@ fn full_params() -> Params {
             shear: Some(3.0),
             p: 0.3,
         }),
-        RandomErasing: Some(ErasingT {
+        random_erasing: Some(ErasingT {
             apply: true,
             scale: [0.1, 0.2],
             ratio: [0.5, 2.0],
             value: 1.0,
             p: 0.3,
         }),
-        RandomGaussianBlur: Some(BlurT {
+        random_gaussian_blur: Some(BlurT {
             apply: true,
             radius_min: 0.5,
             radius_max: 1.0,
             p: 0.3,
         }),
-        RandomSolarize: Some(SolarizeT {
+        random_solarize: Some(SolarizeT {
             apply: true,
             threshold: 100.0,
             p: 0.3,
         }),
-        RandomResizedCrop: Some(ResizedCropT {
+        random_resized_crop: Some(ResizedCropT {
             apply: true,
             size: 24,
             scale: [0.5, 1.0],
             ratio: [0.5, 2.0],
         }),
-        MultiCrop: Some(MultiCropT {
+        multi_crop: Some(MultiCropT {
             apply: false,
             n_crops: vec![2],
             sizes: vec![24],

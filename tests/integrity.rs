@@ -5,57 +5,27 @@
 //! checkpoint names none, and a weights path that is a folder says so. Where an earlier run
 //! exists, a refused command leaves every one of its files byte-identical.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+mod common;
 
+use common::e2e::{self, BIN};
+
+/// `medfm synth` data in `dir/data`.
 fn synth(dir: &Path, dataset: &str, n: usize) -> PathBuf {
     let data = dir.join("data");
-    let out = Command::new(BIN)
-        .args(["synth", "--dataset", dataset, "--out"])
-        .arg(&data)
-        .args(["--n", &n.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "synth: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::synth(&data, dataset, n);
     data
 }
 
-/// configs/demo.json shrunk to a run of a few seconds (as in tests/train_e2e.rs).
+/// The shared tiny run (`common::e2e::tiny_params`) at lr 0.01.
 fn tiny_params(dir: &Path, dataset: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
-    for k in ["train_transforms", "val_transforms", "test_transforms"] {
-        v["dataset_params"][k] = t.clone();
-    }
-    v["dataset_params"]["dataset"] = dataset.into();
-    v["dataset_params"]["data_location"] = dir.join("data").display().to_string().into();
-    v["foundation_params"]["img_size"] = 28.into();
-    v["foundation_params"]["pretrained"] = false.into();
-    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
-    for l in ["trainloader", "valloader", "testloader"] {
-        v["dataloader_params"][l]["batch_size"] = 8.into();
-    }
-    v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.01.into();
-    let tp = &mut v["training_params"];
-    tp["epochs"] = 2.into();
-    tp["val_every"] = 1.into();
-    tp["model_name"] = "tiny".into();
-    tp["save_dir"] = dir.join("run").display().to_string().into();
-    v["system_params"]["use_GPU"] = false.into();
-    edit(&mut v);
-    let path = dir.join("params.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    path
+    e2e::tiny_params(dir, dataset, |v| {
+        v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.01.into();
+        edit(v)
+    })
 }
 
 fn medfm(params: &Path, extra: &[&str]) -> Output {
@@ -90,29 +60,12 @@ fn failure(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
-/// Every file under `dir` with its bytes.
-fn snapshot(dir: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
-    fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, Vec<u8>>) {
-        for entry in std::fs::read_dir(dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                walk(&path, out);
-            } else {
-                out.insert(path.clone(), std::fs::read(&path).unwrap());
-            }
-        }
-    }
-    let mut out = BTreeMap::new();
-    walk(dir, &mut out);
-    out
-}
-
 /// Every file of `before` is still there, byte for byte, except the run's error record
 /// (`configs/<name>/error.txt`, which `report` reads: each refused command writes its
 /// reason there), the only file that may be new or changed.
-fn assert_unchanged(run: &Path, before: &BTreeMap<PathBuf, Vec<u8>>, what: &str) {
-    let record = run.join("configs/tiny/error.txt");
-    let after = snapshot(run);
+fn assert_unchanged(run: &Path, before: &e2e::Snapshot, what: &str) {
+    let record = PathBuf::from("configs/tiny/error.txt");
+    let after = e2e::snapshot(run);
     for (path, bytes) in before.iter().filter(|(p, _)| **p != record) {
         let now = after.get(path);
         assert!(now.is_some(), "{what}: {} was removed", path.display());
@@ -178,7 +131,7 @@ fn damaged_checkpoints_and_sessions_are_refused() {
     check(&medfm(&params, &["--test"]));
 
     let tensor = flip_a_bit(&best, "model/");
-    let before = snapshot(&run);
+    let before = e2e::snapshot(&run);
     let err = failure(&medfm(&params, &["--test"]));
     assert!(
         err.contains(&format!(
@@ -191,7 +144,7 @@ fn damaged_checkpoints_and_sessions_are_refused() {
     std::fs::write(&best, &best_bytes).unwrap();
 
     let tensor = flip_a_bit(&last, "model/");
-    let before = snapshot(&run);
+    let before = e2e::snapshot(&run);
     let err = failure(&medfm(&params, &[]));
     assert!(
         err.contains(&format!(
@@ -216,7 +169,7 @@ fn damaged_checkpoints_and_sessions_are_refused() {
     assert!(bytes[at].is_ascii_digit(), "{}", bytes[at] as char);
     bytes[at] = if bytes[at] == b'1' { b'2' } else { b'1' };
     std::fs::write(&last, &bytes).unwrap();
-    let before = snapshot(&run);
+    let before = e2e::snapshot(&run);
     let err = failure(&medfm(&params, &[]));
     assert!(
         err.contains(&format!(
@@ -263,9 +216,9 @@ fn a_resize_cache_over_its_limit_is_not_written() {
         assert!(text.contains(expected), "{expected}: {text}");
     }
     assert!(
-        snapshot(&cache).is_empty(),
+        e2e::snapshot(&cache).is_empty(),
         "cache entries written: {:?}",
-        snapshot(&cache).keys()
+        e2e::snapshot(&cache).keys()
     );
     // Without the limit the same run (started over) fills the cache, so the check above can
     // fail.
@@ -276,7 +229,7 @@ fn a_resize_cache_over_its_limit_is_not_written() {
         "{}",
         log(&out)
     );
-    assert!(snapshot(&cache).len() >= 64);
+    assert!(e2e::snapshot(&cache).len() >= 64);
 }
 
 /// `medfm ARGS` with a time limit: a command that hangs is killed and the test fails.

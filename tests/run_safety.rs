@@ -3,11 +3,12 @@
 //! `--overwrite` asked for. A run folder that holds a session or results is written only by
 //! resuming it or with `--overwrite`; `--test` on other data writes its own folder.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+mod common;
+
+use common::e2e::{self, synth, Snapshot, BIN};
 
 /// A finished 2-epoch run of a 28 px DINOv2-S with random weights on 48 synthetic APTOS
 /// images (about a second), in `dir/run`; the params file is `dir/params.json`.
@@ -26,7 +27,7 @@ impl Run {
     fn unfinished() -> Run {
         let dir = tempfile::tempdir().unwrap();
         synth(&dir.path().join("data"), "APTOS2019", 48);
-        write_params(dir.path(), &dir.path().join("params.json"), |_| {});
+        e2e::tiny_params(dir.path(), "APTOS2019", |_| {});
         Run { dir }
     }
 
@@ -90,73 +91,12 @@ impl Run {
     }
 }
 
-fn synth(data: &Path, dataset: &str, n: usize) {
-    let out = Command::new(BIN)
-        .args(["synth", "--dataset", dataset, "--out"])
-        .arg(data)
-        .args(["--n", &n.to_string()])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "synth: {out:?}");
-}
-
-/// configs/demo.json shrunk to a run of about a second, data in `root/data`, outputs in
-/// `root/run`.
-fn write_params(root: &Path, file: &Path, edit: impl FnOnce(&mut serde_json::Value)) {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
-    for k in ["train_transforms", "val_transforms", "test_transforms"] {
-        v["dataset_params"][k] = t.clone();
-    }
-    v["dataset_params"]["dataset"] = "APTOS2019".into();
-    v["dataset_params"]["data_location"] = root.join("data").display().to_string().into();
-    v["foundation_params"]["img_size"] = 28.into();
-    v["foundation_params"]["pretrained"] = false.into();
-    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
-    for l in ["trainloader", "valloader", "testloader"] {
-        v["dataloader_params"][l]["batch_size"] = 8.into();
-    }
-    let tp = &mut v["training_params"];
-    tp["epochs"] = 2.into();
-    tp["val_every"] = 1.into();
-    tp["model_name"] = "tiny".into();
-    tp["save_dir"] = root.join("run").display().to_string().into();
-    v["system_params"]["use_GPU"] = false.into();
-    edit(&mut v);
-    std::fs::write(file, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-}
-
-/// Every file under a folder, by relative path, with its bytes.
-type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
-
 /// The run files under a save_dir: all but the resize cache (shared by every run on the same
 /// images) and `report`'s own table.
 fn snapshot(root: &Path) -> Snapshot {
-    let mut all = snapshot_all(root);
+    let mut all = e2e::snapshot(root);
     all.retain(|p, _| !p.starts_with("cache") && !p.starts_with("report"));
     all
-}
-
-fn snapshot_all(root: &Path) -> Snapshot {
-    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for e in entries {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                walk(root, &p, out);
-            } else {
-                let rel = p.strip_prefix(root).unwrap().to_path_buf();
-                out.insert(rel, std::fs::read(&p).unwrap());
-            }
-        }
-    }
-    let mut out = Snapshot::new();
-    walk(root, root, &mut out);
-    out
 }
 
 /// Every file of `before` is still there with the same bytes; `new_ok` says which new files

@@ -7,54 +7,27 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+mod common;
 
+use common::e2e::{self, BIN};
+
+/// `medfm synth` data in `dir/data`.
 fn synth(dir: &Path, dataset: &str, n: usize) -> PathBuf {
     let data = dir.join("data");
-    let out = Command::new(BIN)
-        .args(["synth", "--dataset", dataset, "--out"])
-        .arg(&data)
-        .args(["--n", &n.to_string()])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "synth: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    e2e::synth(&data, dataset, n);
     data
 }
 
-/// configs/demo.json shrunk to a run of a few seconds.
+/// The shared tiny run (`common::e2e::tiny_params`) for 3 epochs at lr 0.01, with random
+/// horizontal flips in training.
 fn tiny_params(dir: &Path, dataset: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {
-    let text =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
-    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
-    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
-    for k in ["train_transforms", "val_transforms", "test_transforms"] {
-        v["dataset_params"][k] = t.clone();
-    }
-    v["dataset_params"]["train_transforms"]["HorizontalFlip"] =
-        serde_json::json!({"apply": true, "p": 0.5});
-    v["dataset_params"]["dataset"] = dataset.into();
-    v["dataset_params"]["data_location"] = dir.join("data").display().to_string().into();
-    v["foundation_params"]["img_size"] = 28.into();
-    v["foundation_params"]["pretrained"] = false.into();
-    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
-    for l in ["trainloader", "valloader", "testloader"] {
-        v["dataloader_params"][l]["batch_size"] = 8.into();
-    }
-    v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.01.into();
-    let tp = &mut v["training_params"];
-    tp["epochs"] = 3.into();
-    tp["val_every"] = 1.into();
-    tp["model_name"] = "tiny".into();
-    tp["save_dir"] = dir.join("run").display().to_string().into();
-    v["system_params"]["use_GPU"] = false.into();
-    edit(&mut v);
-    let path = dir.join("params.json");
-    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
-    path
+    e2e::tiny_params(dir, dataset, |v| {
+        v["dataset_params"]["train_transforms"]["HorizontalFlip"] =
+            serde_json::json!({"apply": true, "p": 0.5});
+        v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.01.into();
+        v["training_params"]["epochs"] = 3.into();
+        edit(v)
+    })
 }
 
 fn medfm(params: &Path, extra: &[&str]) -> std::process::Output {

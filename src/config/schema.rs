@@ -1,7 +1,8 @@
 //! The typed params.json: every section and key of the reference file, plus optional medfm keys.
 //!
-//! JSON keys are the reference's exactly; the few that are not snake case (`LinearWarmup`,
-//! `use_GPU`, ...) are Rust fields with a `#[serde(rename)]`. Unknown keys are rejected (`deny_unknown_fields`) so a typo never silently falls back
+//! JSON keys are the reference's exactly; those that are not snake case (`LinearWarmup`,
+//! `use_GPU`, the transforms' `Resize`, ...) are snake-case fields with a `#[serde(rename)]`
+//! (or the transforms' `rename_all = "PascalCase"`). Unknown keys are rejected (`deny_unknown_fields`) so a typo never silently falls back
 //! to a default; `config::load` turns serde's message into one that names the JSON path and the
 //! closest valid key.
 
@@ -61,42 +62,43 @@ pub struct DatasetParams {
     pub skip_unreadable: bool,
 }
 
-/// One split's transforms, in the reference's key spelling. Absent keys are off.
+/// One split's transforms; the JSON keys are the reference's spelling (`Resize`,
+/// `RandomGaussianBlur`, ...), the fields' PascalCase. Absent keys are off.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "PascalCase")]
 pub struct Transforms {
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub Resize: Option<SizeT>,
+    pub resize: Option<SizeT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub CenterCrop: Option<SizeT>,
+    pub center_crop: Option<SizeT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub Normalize: Option<bool>,
+    pub normalize: Option<bool>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub VerticalFlip: Option<FlipT>,
+    pub vertical_flip: Option<FlipT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub HorizontalFlip: Option<FlipT>,
+    pub horizontal_flip: Option<FlipT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomRotation: Option<RotationT>,
+    pub random_rotation: Option<RotationT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomGrayscale: Option<FlipT>,
+    pub random_grayscale: Option<FlipT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomCrop: Option<RandomCropT>,
+    pub random_crop: Option<RandomCropT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub ColorJitter: Option<ColorJitterT>,
+    pub color_jitter: Option<ColorJitterT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomPerspective: Option<PerspectiveT>,
+    pub random_perspective: Option<PerspectiveT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomAffine: Option<AffineT>,
+    pub random_affine: Option<AffineT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomErasing: Option<ErasingT>,
+    pub random_erasing: Option<ErasingT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomGaussianBlur: Option<BlurT>,
+    pub random_gaussian_blur: Option<BlurT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomSolarize: Option<SolarizeT>,
+    pub random_solarize: Option<SolarizeT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub RandomResizedCrop: Option<ResizedCropT>,
+    pub random_resized_crop: Option<ResizedCropT>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub MultiCrop: Option<MultiCropT>,
+    pub multi_crop: Option<MultiCropT>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -192,22 +192,22 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
 
 fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
     let path = |k: &str| format!("{at}.{k}");
-    for (k, s) in [("Resize", &t.Resize), ("CenterCrop", &t.CenterCrop)] {
+    for (k, s) in [("Resize", &t.resize), ("CenterCrop", &t.center_crop)] {
         if let Some(s) = s {
             e.side(s.height, &path(&format!("{k}.height")));
             e.side(s.width, &path(&format!("{k}.width")));
         }
     }
     for (k, f) in [
-        ("VerticalFlip", &t.VerticalFlip),
-        ("HorizontalFlip", &t.HorizontalFlip),
-        ("RandomGrayscale", &t.RandomGrayscale),
+        ("VerticalFlip", &t.vertical_flip),
+        ("HorizontalFlip", &t.horizontal_flip),
+        ("RandomGrayscale", &t.random_grayscale),
     ] {
         if let Some(f) = f {
             e.prob(f.p, &path(&format!("{k}.p")));
         }
     }
-    if let Some(r) = &t.RandomRotation {
+    if let Some(r) = &t.random_rotation {
         e.prob(r.p, &path("RandomRotation.p"));
         e.check(r.angle >= 0.0, &path("RandomRotation.angle"), || {
             format!(
@@ -216,7 +216,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
             )
         });
     }
-    if let Some(c) = &t.RandomCrop {
+    if let Some(c) = &t.random_crop {
         e.side(c.height, &path("RandomCrop.height"));
         e.side(c.width, &path("RandomCrop.width"));
         e.check(
@@ -226,7 +226,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         );
         e.prob(c.p, &path("RandomCrop.p"));
     }
-    if let Some(c) = &t.ColorJitter {
+    if let Some(c) = &t.color_jitter {
         for (k, v) in [
             ("brightness", c.brightness),
             ("contrast", c.contrast),
@@ -243,14 +243,14 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         );
         e.prob(c.p, &path("ColorJitter.p"));
     }
-    if let Some(r) = &t.RandomPerspective {
+    if let Some(r) = &t.random_perspective {
         e.prob(
             r.distortion_scale,
             &path("RandomPerspective.distortion_scale"),
         );
         e.prob(r.p, &path("RandomPerspective.p"));
     }
-    if let Some(a) = &t.RandomAffine {
+    if let Some(a) = &t.random_affine {
         e.check(a.degrees >= 0.0, &path("RandomAffine.degrees"), || {
             format!("must be >= 0, got {}", a.degrees)
         });
@@ -266,7 +266,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         }
         e.prob(a.p, &path("RandomAffine.p"));
     }
-    if let Some(r) = &t.RandomErasing {
+    if let Some(r) = &t.random_erasing {
         e.range(r.scale, &path("RandomErasing.scale"), 0.0);
         e.check(r.scale[1] <= 1.0, &path("RandomErasing.scale"), || {
             format!("area fractions must be <= 1, got {:?}", r.scale)
@@ -274,7 +274,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         e.range(r.ratio, &path("RandomErasing.ratio"), f64::MIN_POSITIVE);
         e.prob(r.p, &path("RandomErasing.p"));
     }
-    if let Some(b) = &t.RandomGaussianBlur {
+    if let Some(b) = &t.random_gaussian_blur {
         e.range(
             [b.radius_min, b.radius_max],
             &path("RandomGaussianBlur.radius_min"),
@@ -282,7 +282,7 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         );
         e.prob(b.p, &path("RandomGaussianBlur.p"));
     }
-    if let Some(s) = &t.RandomSolarize {
+    if let Some(s) = &t.random_solarize {
         e.check(
             (0.0..=256.0).contains(&s.threshold),
             &path("RandomSolarize.threshold"),
@@ -295,12 +295,12 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
         );
         e.prob(s.p, &path("RandomSolarize.p"));
     }
-    if let Some(r) = &t.RandomResizedCrop {
+    if let Some(r) = &t.random_resized_crop {
         e.side(r.size, &path("RandomResizedCrop.size"));
         e.range(r.scale, &path("RandomResizedCrop.scale"), f64::MIN_POSITIVE);
         e.range(r.ratio, &path("RandomResizedCrop.ratio"), f64::MIN_POSITIVE);
     }
-    if let Some(m) = &t.MultiCrop {
+    if let Some(m) = &t.multi_crop {
         let n = m.n_crops.len();
         e.check(
             n > 0 && m.sizes.len() == n && m.scales.len() == n,

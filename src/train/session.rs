@@ -9,7 +9,7 @@ use super::model::TrainModel;
 use super::optim::{Hyper, ParamState};
 use super::schedule::Mixer;
 use super::trainer::{Progressions, Trainer};
-use crate::config::{Params, TransferLearningParams};
+use crate::config::TransferLearningParams;
 use crate::report::runs::RunId;
 use anyhow::{bail, Context, Result};
 use serde::{Deserialize, Serialize};

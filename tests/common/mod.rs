@@ -188,6 +188,7 @@ pub fn check_mixed_precision_step(c: &Classifier, x: &Tensor, case: &str) {
     );
 }
 
+pub mod e2e;
 pub mod tiny;
 
 /// A weights folder (for `MEDFM_WEIGHTS`) holding an empty file under every backbone's default

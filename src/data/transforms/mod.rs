@@ -65,20 +65,20 @@ impl Pipeline {
         };
         let on = |apply: bool| apply;
         let mut steps = Vec::new();
-        let resize = match &t.Resize {
+        let resize = match &t.resize {
             Some(r) if on(r.apply) => Some((
                 dim(r.height, "Resize.height")?,
                 dim(r.width, "Resize.width")?,
             )),
             _ => None,
         };
-        if let Some(c) = t.CenterCrop.as_ref().filter(|c| c.apply) {
+        if let Some(c) = t.center_crop.as_ref().filter(|c| c.apply) {
             steps.push(Step::CenterCrop {
                 h: dim(c.height, "CenterCrop.height")?,
                 w: dim(c.width, "CenterCrop.width")?,
             });
         }
-        if let Some(c) = t.RandomCrop.as_ref().filter(|c| c.apply) {
+        if let Some(c) = t.random_crop.as_ref().filter(|c| c.apply) {
             steps.push(Step::RandomCrop {
                 h: dim(c.height, "RandomCrop.height")?,
                 w: dim(c.width, "RandomCrop.width")?,
@@ -86,7 +86,7 @@ impl Pipeline {
             });
         }
         let mut views = Vec::new();
-        if let Some(m) = t.MultiCrop.as_ref().filter(|m| m.apply) {
+        if let Some(m) = t.multi_crop.as_ref().filter(|m| m.apply) {
             for ((&n, &size), &scale) in m.n_crops.iter().zip(&m.sizes).zip(&m.scales) {
                 for _ in 0..n.max(0) {
                     views.push(CropView {
@@ -98,26 +98,26 @@ impl Pipeline {
             if views.is_empty() {
                 bail!("MultiCrop is applied but n_crops makes no crop");
             }
-        } else if let Some(r) = t.RandomResizedCrop.as_ref().filter(|r| r.apply) {
+        } else if let Some(r) = t.random_resized_crop.as_ref().filter(|r| r.apply) {
             steps.push(Step::RandomResizedCrop {
                 size: dim(r.size, "RandomResizedCrop.size")?,
                 scale: r.scale,
                 ratio: r.ratio,
             });
         }
-        if let Some(f) = t.VerticalFlip.as_ref().filter(|f| f.apply) {
+        if let Some(f) = t.vertical_flip.as_ref().filter(|f| f.apply) {
             steps.push(Step::VerticalFlip { p: f.p });
         }
-        if let Some(f) = t.HorizontalFlip.as_ref().filter(|f| f.apply) {
+        if let Some(f) = t.horizontal_flip.as_ref().filter(|f| f.apply) {
             steps.push(Step::HorizontalFlip { p: f.p });
         }
-        if let Some(r) = t.RandomRotation.as_ref().filter(|r| r.apply) {
+        if let Some(r) = t.random_rotation.as_ref().filter(|r| r.apply) {
             steps.push(Step::Rotation {
                 degrees: r.angle,
                 p: r.p,
             });
         }
-        if let Some(c) = t.ColorJitter.as_ref().filter(|c| c.apply) {
+        if let Some(c) = t.color_jitter.as_ref().filter(|c| c.apply) {
             let around_one = |v: f64| {
                 let r = [(1.0 - v).max(0.0), 1.0 + v];
                 (r != [1.0, 1.0]).then_some(r)
@@ -133,16 +133,16 @@ impl Pipeline {
                 p: c.p,
             });
         }
-        if let Some(g) = t.RandomGrayscale.as_ref().filter(|g| g.apply) {
+        if let Some(g) = t.random_grayscale.as_ref().filter(|g| g.apply) {
             steps.push(Step::Grayscale { p: g.p });
         }
-        if let Some(b) = t.RandomGaussianBlur.as_ref().filter(|b| b.apply) {
+        if let Some(b) = t.random_gaussian_blur.as_ref().filter(|b| b.apply) {
             steps.push(Step::GaussianBlur {
                 radius: [b.radius_min, b.radius_max],
                 p: b.p,
             });
         }
-        if let Some(a) = t.RandomAffine.as_ref().filter(|a| a.apply) {
+        if let Some(a) = t.random_affine.as_ref().filter(|a| a.apply) {
             steps.push(Step::Affine {
                 degrees: a.degrees,
                 translate: a.translate,
@@ -151,26 +151,26 @@ impl Pipeline {
                 p: a.p,
             });
         }
-        if let Some(r) = t.RandomPerspective.as_ref().filter(|r| r.apply) {
+        if let Some(r) = t.random_perspective.as_ref().filter(|r| r.apply) {
             steps.push(Step::Perspective {
                 distortion: r.distortion_scale,
                 p: r.p,
             });
         }
-        if let Some(s) = t.RandomSolarize.as_ref().filter(|s| s.apply) {
+        if let Some(s) = t.random_solarize.as_ref().filter(|s| s.apply) {
             steps.push(Step::Solarize {
                 threshold: s.threshold,
                 p: s.p,
             });
         }
-        let normalize = (t.Normalize == Some(true)).then(|| {
+        let normalize = (t.normalize == Some(true)).then(|| {
             (
                 info.mean.iter().map(|&v| v as f32).collect(),
                 info.std.iter().map(|&v| v as f32).collect(),
             )
         });
         let erasing = t
-            .RandomErasing
+            .random_erasing
             .as_ref()
             .filter(|e| e.apply)
             .map(|e| Erasing {
