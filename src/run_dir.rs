@@ -177,29 +177,13 @@ impl RunDir {
             .then_some(found)
     }
 
-    /// Whether any file of this run exists (resolved params, error record, checkpoints,
-    /// results, events): a failing attempt records its error here only when there is none.
-    pub fn is_empty(&self) -> bool {
-        let mut paths = vec![
-            self.resolved_params(),
-            self.error_record(),
-            self.best(),
-            self.last(),
-            self.results_dir(),
-            self.tensorboard_dir(),
-        ];
-        paths.extend(self.knn_results_dir());
-        !paths.iter().any(|p| p.exists())
-    }
-
     /// Remove every output of an earlier run (for `--overwrite`): checkpoints, results
     /// (evaluations included), the kNN copy, TensorBoard events and the error record. The
     /// resolved params are rewritten by the new run.
     pub fn remove_outputs(&self) -> std::io::Result<()> {
-        let mut files = vec![self.best(), self.last(), self.error_record()];
         let mut dirs = vec![self.results_dir(), self.tensorboard_dir()];
         dirs.extend(self.knn_results_dir());
-        for f in files.drain(..) {
+        for f in [self.best(), self.last(), self.error_record()] {
             match std::fs::remove_file(&f) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(std::io::Error::new(
@@ -328,11 +312,9 @@ mod tests {
     fn an_earlier_run_is_a_session_a_model_or_results() {
         let d = tempfile::tempdir().unwrap();
         let r = RunDir::new(d.path(), "x");
-        assert!(r.is_empty());
         assert_eq!(r.earlier_run(), None);
         std::fs::create_dir_all(r.config_dir()).unwrap();
         std::fs::write(r.resolved_params(), "{}").unwrap();
-        assert!(!r.is_empty());
         assert_eq!(r.earlier_run(), None, "params alone are no earlier run");
         std::fs::create_dir_all(r.checkpoints_dir()).unwrap();
         std::fs::write(r.last(), "").unwrap();

@@ -26,7 +26,7 @@ fn ok(args: &[&str]) -> (String, String) {
 /// configs/demo.json shrunk to a run of about a second on 48 synthetic APTOS2019 images (28 px,
 /// DINOv2-S/14 with random weights, kNN evaluation on), outputs in `root/run`.
 fn tiny_run(root: &Path) -> PathBuf {
-    e2e::synth(&root.join("data"), "APTOS2019", 48);
+    e2e::synth_data(root, "APTOS2019", 48);
     e2e::tiny_params(root, "APTOS2019", |v| {
         v["training_params"]["knn_eval"] = true.into();
     })

@@ -11,14 +11,7 @@ use std::time::{Duration, Instant};
 
 mod common;
 
-use common::e2e::{self, BIN};
-
-/// `medfm synth` data in `dir/data`.
-fn synth(dir: &Path, dataset: &str, n: usize) -> PathBuf {
-    let data = dir.join("data");
-    e2e::synth(&data, dataset, n);
-    data
-}
+use common::e2e::{self, synth_data as synth, BIN};
 
 /// The shared tiny run (`common::e2e::tiny_params`) at lr 0.01.
 fn tiny_params(dir: &Path, dataset: &str, edit: impl FnOnce(&mut serde_json::Value)) -> PathBuf {

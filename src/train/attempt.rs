@@ -70,14 +70,7 @@ pub fn decide(params: &Params, opts: &RunOptions) -> Result<Target> {
         Some(_) => refuse(what),
     };
     if let Some(ck) = &opts.checkpoint {
-        if !ck.exists() {
-            bail!(
-                "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
-                 this run's last session, {})",
-                ck.display(),
-                run.last().display()
-            );
-        }
+        super::session::require_checkpoint(ck, &run)?;
         if ck.is_dir() {
             bail!(
                 "--checkpoint {}: is a directory; expected a .last.safetensors (session) or \
@@ -203,7 +196,6 @@ fn same_file(a: &Path, b: &Path) -> bool {
 /// The `kind` a medfm checkpoint's header declares ("model" or "session"), read without
 /// loading its tensors (a session of a large model is gigabytes).
 fn checkpoint_kind(path: &Path) -> Result<String> {
-    use std::io::Read;
     let not_ours = || {
         anyhow::anyhow!(
             "--checkpoint {}: not a medfm checkpoint (expected a .last.safetensors or \
@@ -211,29 +203,24 @@ fn checkpoint_kind(path: &Path) -> Result<String> {
             path.display()
         )
     };
-    let mut f = std::fs::File::open(path)
+    // A FIFO or device would block the open below.
+    crate::util::require_regular_file(path)?;
+    let file = std::fs::File::open(path)
         .with_context(|| format!("--checkpoint {}: cannot open", path.display()))?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(|_| not_ours())?;
-    let len = u64::from_le_bytes(len);
-    let size = f.metadata().map(|m| m.len()).unwrap_or(0);
-    if len == 0 || len > 100 << 20 || len + 8 > size {
+    let header = medfm_ckpt::FileSource::new(file)
+        .and_then(|src| medfm_ckpt::safetensors::parse_header(&src))
+        .map_err(|_| not_ours())?;
+    let meta = |key: &str| {
+        header
+            .metadata
+            .iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    if meta("format").is_none_or(|f| !f.starts_with("medfm-checkpoint")) {
         return Err(not_ours());
     }
-    let mut header = vec![0u8; len as usize];
-    f.read_exact(&mut header).map_err(|_| not_ours())?;
-    let header: serde_json::Value = serde_json::from_slice(&header).map_err(|_| not_ours())?;
-    let meta = &header["__metadata__"];
-    if meta["format"]
-        .as_str()
-        .is_none_or(|f| !f.starts_with("medfm-checkpoint"))
-    {
-        return Err(not_ours());
-    }
-    meta["kind"]
-        .as_str()
-        .map(str::to_string)
-        .ok_or_else(not_ours)
+    meta("kind").map(str::to_string).ok_or_else(not_ours)
 }
 
 /// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then

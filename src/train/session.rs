@@ -188,13 +188,8 @@ impl Trainer {
     /// reference; a missing `path` (given with `--checkpoint`) is an error: a typo must not
     /// start a fresh run that overwrites this run's outputs.
     pub fn load_session(&mut self, path: Option<&Path>, only_model: bool) -> Result<u64> {
-        if let Some(p) = path.filter(|p| !p.exists()) {
-            bail!(
-                "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
-                 this run's last session, {})",
-                p.display(),
-                self.files.last().display()
-            );
+        if let Some(p) = path {
+            require_checkpoint(p, &self.files)?;
         }
         let path: PathBuf = path
             .map(Path::to_path_buf)
@@ -385,6 +380,20 @@ impl Trainer {
         println!("Loaded the model to evaluate from {}", path.display());
         Ok(())
     }
+}
+
+/// A file given with `--checkpoint` must be there: a typo must not start a fresh run over the
+/// run's outputs. `run` names the run whose own session would be resumed without it.
+pub fn require_checkpoint(path: &Path, run: &crate::run_dir::RunDir) -> Result<()> {
+    if !path.exists() {
+        bail!(
+            "--checkpoint {}: no such file (without --checkpoint, restore_session resumes from \
+             this run's last session, {})",
+            path.display(),
+            run.last().display()
+        );
+    }
+    Ok(())
 }
 
 /// `transfer_learning_params`: start from another run's best model. Every trainable tensor

@@ -22,6 +22,13 @@ pub fn synth(data: &Path, dataset: &str, n: usize) {
     );
 }
 
+/// [`synth`] into `root/data`, the folder [`tiny_params`] reads; returns it.
+pub fn synth_data(root: &Path, dataset: &str, n: usize) -> PathBuf {
+    let data = root.join("data");
+    synth(&data, dataset, n);
+    data
+}
+
 /// configs/demo.json shrunk to a run of a few seconds, written to `root/params.json`: 28 px
 /// images and a DINOv2-S/14 with random weights, batch 8, 2 epochs validating after each, run
 /// "tiny" on the CPU, data in `root/data`, outputs in `root/run`; then `edit` makes the test's
