@@ -10,7 +10,7 @@
 #    build. Without nasm the decoder is built in C. `medfm --version` says which was built.
 #
 # Idempotent and quick when already done. `--ref` also installs the Python reference
-# packages (timm, open_clip_torch, sam2, transformers, torchvision, scikit-learn) that the
+# packages (timm, open_clip_torch, sam2, transformers, torchvision, scikit-learn, pydicom) that the
 # fixture generators and benchmark scripts in scripts/ use; medfm itself never needs them.
 set -euo pipefail
 
@@ -18,6 +18,7 @@ TORCH_VERSION=2.11.0
 REF_PACKAGES=(
   "torchvision==0.26.0" "timm==1.0.20" "open_clip_torch==3.3.0" "transformers"
   "scikit-learn" "pillow" "numpy" "safetensors" "sam2==1.1.0" "einops" "tensorboard" "fvcore"
+  "pydicom" "pylibjpeg" "pylibjpeg-libjpeg" "pylibjpeg-openjpeg"
 )
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
