@@ -21,10 +21,17 @@ pub enum DatasetName {
     ISIC2019,
     CheXpert,
     DDSM,
+    /// A folder of class sub-folders (or of `train/val/test` split folders of them): the
+    /// user's own data; labels, task and channels come from the data (`data::image_folder`).
+    ImageFolder,
+    /// A CSV file of image paths and labels (one label column, or several 0/1 columns for
+    /// multi-label data), optionally with a split column (`data::csv_dataset`).
+    CSV,
 }
 
 /// Single-label (softmax) or multi-label (sigmoid) classification.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Task {
     /// One class per image; softmax + cross-entropy.
     Multiclass,
@@ -32,21 +39,72 @@ pub enum Task {
     Multilabel,
 }
 
-/// The metric that picks the best model and that the paper reports.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The metric that picks the best model and that the paper reports. The paper's datasets use
+/// `quadratic_kappa`, `recall` and `roc_auc`; one's own dataset may pick any metric its task
+/// computes (`dataset_params.target_metric`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TargetMetric {
-    QuadraticKappa,
+    Accuracy,
+    Precision,
     Recall,
+    F1,
+    CohenKappa,
+    QuadraticKappa,
     RocAuc,
+    #[serde(rename = "mAP")]
+    MeanAp,
 }
 
 impl TargetMetric {
+    pub const ALL: [TargetMetric; 8] = [
+        TargetMetric::Accuracy,
+        TargetMetric::Precision,
+        TargetMetric::Recall,
+        TargetMetric::F1,
+        TargetMetric::CohenKappa,
+        TargetMetric::QuadraticKappa,
+        TargetMetric::RocAuc,
+        TargetMetric::MeanAp,
+    ];
+
     /// The reference's name, as used in metric keys (`val_<name>`, `test_<name>`).
     pub fn as_str(self) -> &'static str {
         match self {
-            TargetMetric::QuadraticKappa => "quadratic_kappa",
+            TargetMetric::Accuracy => "accuracy",
+            TargetMetric::Precision => "precision",
             TargetMetric::Recall => "recall",
+            TargetMetric::F1 => "f1",
+            TargetMetric::CohenKappa => "cohen_kappa",
+            TargetMetric::QuadraticKappa => "quadratic_kappa",
             TargetMetric::RocAuc => "roc_auc",
+            TargetMetric::MeanAp => "mAP",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<TargetMetric> {
+        Self::ALL.into_iter().find(|m| m.as_str() == s)
+    }
+
+    /// Whether the evaluation of `task` computes this metric (`metrics::Metrics::entries`).
+    pub fn applies_to(self, task: Task) -> bool {
+        match task {
+            Task::Multiclass => self != TargetMetric::MeanAp,
+            Task::Multilabel => !matches!(
+                self,
+                TargetMetric::CohenKappa | TargetMetric::QuadraticKappa
+            ),
+        }
+    }
+
+    /// The default for one's own dataset: ROC-AUC for two classes and for multi-label data
+    /// (threshold-free, as the paper's DDSM and CheXpert), macro recall (balanced accuracy,
+    /// as the paper's ISIC2019) for more classes, where plain accuracy rewards predicting the
+    /// majority class.
+    pub fn default_for(task: Task, n_classes: usize) -> TargetMetric {
+        match task {
+            Task::Multiclass if n_classes > 2 => TargetMetric::Recall,
+            _ => TargetMetric::RocAuc,
         }
     }
 }
@@ -85,7 +143,8 @@ pub struct DatasetFacts {
     pub target_metric: TargetMetric,
     /// Neighbourhood size of the kNN evaluation.
     pub knn_nhood: i64,
-    pub warmup: Warmup,
+    /// None: the params' own warm-up settings are kept (one's own datasets).
+    pub warmup: Option<Warmup>,
 }
 
 /// CheXpert's 14 observations, in the column order of `train.csv` (the last 14 columns): its
@@ -121,10 +180,10 @@ pub static DATASETS: &[DatasetFacts] = &[
         std: &[0.275, 0.150, 0.081],
         target_metric: TargetMetric::QuadraticKappa,
         knn_nhood: 200,
-        warmup: Warmup {
+        warmup: Some(Warmup {
             epochs: 5,
             iters: 0,
-        },
+        }),
     },
     DatasetFacts {
         name: DatasetName::ISIC2019,
@@ -146,10 +205,10 @@ pub static DATASETS: &[DatasetFacts] = &[
         std: &[0.22381877, 0.20363036, 0.21538623],
         target_metric: TargetMetric::Recall,
         knn_nhood: 200,
-        warmup: Warmup {
+        warmup: Some(Warmup {
             epochs: 0,
             iters: 1000,
-        },
+        }),
     },
     DatasetFacts {
         name: DatasetName::CheXpert,
@@ -162,10 +221,10 @@ pub static DATASETS: &[DatasetFacts] = &[
         std: &[0.292],
         target_metric: TargetMetric::RocAuc,
         knn_nhood: 200,
-        warmup: Warmup {
+        warmup: Some(Warmup {
             epochs: 0,
             iters: 1000,
-        },
+        }),
     },
     DatasetFacts {
         name: DatasetName::DDSM,
@@ -181,12 +240,46 @@ pub static DATASETS: &[DatasetFacts] = &[
         std: &[0.267],
         target_metric: TargetMetric::RocAuc,
         knn_nhood: 200,
-        warmup: Warmup {
+        warmup: Some(Warmup {
             epochs: 5,
             iters: 0,
-        },
+        }),
+    },
+    // One's own data: the label set, task, channels, mean/std and target metric come from the
+    // data and `dataset_params` (`data::own`); the values here are the defaults before the
+    // data is read (ImageNet's mean/std, as timm's pretrained configs use).
+    DatasetFacts {
+        name: DatasetName::ImageFolder,
+        id: "ImageFolder",
+        label_variants: &[],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &IMAGENET_MEAN,
+        std: &IMAGENET_STD,
+        target_metric: TargetMetric::Recall,
+        knn_nhood: 200,
+        warmup: None,
+    },
+    DatasetFacts {
+        name: DatasetName::CSV,
+        id: "CSV",
+        label_variants: &[],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &IMAGENET_MEAN,
+        std: &IMAGENET_STD,
+        target_metric: TargetMetric::Recall,
+        knn_nhood: 200,
+        warmup: None,
     },
 ];
+
+/// ImageNet's mean and std (timm's `IMAGENET_DEFAULT_MEAN`/`_STD`), the default normalisation
+/// of one's own RGB data.
+pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
+pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
 // Row i is the facts of the i-th variant, so `facts()` is an index, never a search that could
 // miss.
@@ -221,6 +314,11 @@ impl DatasetName {
         Self::all().find(|d| d.as_str() == s)
     }
 
+    /// One's own data (`ImageFolder`, `CSV`): labels come from the data, not from this table.
+    pub fn is_own(self) -> bool {
+        self.facts().label_variants.is_empty()
+    }
+
     /// Every name, in table order (for messages that list the choices).
     pub fn names() -> Vec<&'static str> {
         Self::all().map(|d| d.as_str()).collect()
@@ -237,6 +335,15 @@ impl DatasetFacts {
     /// The label set for `num_classes` (None: the default, the first variant); an error names
     /// the class counts this dataset has.
     pub fn labels(&self, num_classes: Option<i64>) -> Result<&'static [&'static str], String> {
+        if self.label_variants.is_empty() {
+            return match num_classes {
+                None => Ok(&[]),
+                Some(_) => Err(format!(
+                    "{} takes its classes from the data; leave num_classes out",
+                    self.name
+                )),
+            };
+        }
         let Some(n) = num_classes else {
             return Ok(self.label_variants[0]);
         };
@@ -310,8 +417,13 @@ mod tests {
         for f in DATASETS {
             assert_eq!(f.mean.len() as i64, f.channels, "{}", f.name);
             assert_eq!(f.std.len() as i64, f.channels, "{}", f.name);
-            assert!(!f.label_variants.is_empty(), "{}", f.name);
-            assert_eq!(f.labels(None).unwrap(), f.label_variants[0]);
+            if f.name.is_own() {
+                assert!(f.labels(None).unwrap().is_empty());
+                assert!(f.warmup.is_none());
+            } else {
+                assert_eq!(f.labels(None).unwrap(), f.label_variants[0]);
+                assert!(f.target_metric.applies_to(f.task), "{}", f.name);
+            }
         }
     }
 }

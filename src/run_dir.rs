@@ -97,6 +97,12 @@ impl RunDir {
     }
 
     /// `save_dir/checkpoints/`.
+    /// `configs/<name>/dataset_info.json`: the run's classes, task, channels and
+    /// normalisation (`data::DatasetInfo`), beside its resolved params.
+    pub fn dataset_info(&self) -> PathBuf {
+        self.config_dir().join("dataset_info.json")
+    }
+
     pub fn checkpoints_dir(&self) -> PathBuf {
         checkpoints_root(&self.save_dir)
     }

@@ -133,6 +133,7 @@ fn every_cli_override_is_applied() {
         batch_size: Some(8),
         patch_size: Some(14),
         val_every: Some(0.5),
+        fold: None,
         use_mixed_precision: Some(0),
     };
     cli.apply(&mut p).unwrap();

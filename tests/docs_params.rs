@@ -111,6 +111,7 @@ fn full_params() -> Params {
         pin_memory: true,
         drop_last: true,
         persistent_workers: true,
+        balanced_sampler: true,
     };
     Params {
         dataset_params: DatasetParams {
@@ -124,6 +125,22 @@ fn full_params() -> Params {
             use_cache: false,
             cache_max_gb: Some(2.5),
             skip_unreadable: true,
+            image_column: Some("file".into()),
+            label_column: Some("diagnosis".into()),
+            label_columns: Some(vec!["a".into(), "b".into()]),
+            split_column: Some("fold".into()),
+            uncertain: Some(Uncertain::Zeros),
+            val_fraction: Some(0.2),
+            test_fraction: Some(0.2),
+            split_seed: Some(7),
+            task: Some(TaskKind::Binary),
+            channels: Some(1),
+            mean: Some(vec![0.5]),
+            std: Some(vec![0.25]),
+            target_metric: Some(medfm::datasets::TargetMetric::F1),
+            folds: Some(5),
+            fold: Some(1),
+            train_fraction: Some(0.5),
         },
         dataloader_params: DataloaderParams {
             trainloader: loader.clone(),
@@ -228,6 +245,7 @@ fn full_params() -> Params {
             save_dir: "run".into(),
             seed: 7,
             feature_cache: false,
+            class_weights: Some(ClassWeights::Named("balanced".into())),
         },
         system_params: SystemParams {
             use_all_gpus: true,

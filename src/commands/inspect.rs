@@ -33,9 +33,12 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "Dataset {} at {}: {} images; {}, {} {}, {} channel{}; target metric {}",
         info.name,
-        std::path::Path::new(&d.data_location)
-            .join(info.name.as_str())
-            .display(),
+        if info.name.is_own() {
+            std::path::PathBuf::from(&d.data_location)
+        } else {
+            std::path::Path::new(&d.data_location).join(info.name.as_str())
+        }
+        .display(),
         total,
         match info.task {
             Task::Multiclass => "multiclass",
@@ -51,6 +54,19 @@ pub fn run(args: &Args) -> Result<()> {
         if info.channels == 1 { "" } else { "s" },
         info.target_metric
     );
+    if info.name.is_own() {
+        println!(
+            "{}: {}; mean {:?}, std {:?}",
+            if info.task == Task::Multiclass {
+                "Classes"
+            } else {
+                "Labels"
+            },
+            info.label_names.join(", "),
+            info.mean,
+            info.std
+        );
+    }
     print_counts(&splits);
 
     let (sizes, mut problems) = splits.check_headers(0);

@@ -12,7 +12,8 @@ pub struct Args {
     /// The dataset, spelled as dataset_params.dataset spells it (an unknown name lists them).
     #[arg(long)]
     pub dataset: String,
-    /// Root folder; the dataset goes to OUT/<DatasetName>/ (use OUT as data_location).
+    /// Root folder; the dataset goes to OUT/<DatasetName>/ (use OUT as data_location; for
+    /// ImageFolder, OUT/ImageFolder; for CSV, OUT/CSV/labels.csv).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of images.
@@ -39,11 +40,24 @@ pub fn run(args: &Args) -> Result<()> {
         size: None,
     };
     let root = synth::generate(&spec, &args.out)?;
+    let location = match dataset {
+        DatasetName::CSV => root.join(crate::data::csv_dataset::SYNTH_MULTICLASS),
+        d if d.is_own() => root.clone(),
+        _ => args.out.clone(),
+    };
     println!(
         "Wrote {} synthetic {dataset} images to {} (use --data_location {})",
         args.n,
         root.display(),
-        args.out.display()
+        location.display()
     );
+    if dataset == DatasetName::CSV {
+        println!(
+            "The same images with multi-label targets: --data_location {} with \
+             --set 'dataset_params.label_columns=[\"{}\"]'",
+            root.join(crate::data::csv_dataset::SYNTH_MULTILABEL).display(),
+            crate::data::csv_dataset::SYNTH_LABELS.join("\",\"")
+        );
+    }
     Ok(())
 }

@@ -27,7 +27,8 @@ pub struct Args {
     /// (MEDFM_DEBUG=1 does the same for every command).
     #[arg(long)]
     pub debug: bool,
-    /// Root folder that holds <DatasetName>/ (dataset_params.data_location).
+    /// Root folder that holds <DatasetName>/ (dataset_params.data_location); for one's own
+    /// data, the ImageFolder folder or the CSV file.
     #[arg(long = "data_location")]
     pub data_location: Option<String>,
     /// Accepted for compatibility with the reference's DDP launcher; ignored.
@@ -69,6 +70,10 @@ pub struct Args {
     /// of refusing; without it a run folder that holds a session or results is only resumed.
     #[arg(long)]
     pub overwrite: bool,
+    /// K-fold cross-validation: train on fold I's split (0-based) of dataset_params.folds
+    /// folds; the run is named <model_name>_fold<I>.
+    #[arg(long, value_name = "I")]
+    pub fold: Option<i64>,
     /// Override any params key: --set training_params.epochs=3 (value parsed as JSON, else a
     /// string). Repeatable; validated like the file; applied to the file before the flags above.
     #[arg(long = "set", value_name = "KEY.PATH=VALUE")]
@@ -89,6 +94,7 @@ impl Args {
             patch_size: self.patch_size,
             val_every: self.val_every,
             use_mixed_precision: self.use_mixed_precision,
+            fold: self.fold,
         }
     }
 }

@@ -23,6 +23,9 @@ pub struct CliOverrides {
     pub val_every: Option<f64>,
     /// 0 or 1; absent = follow the params file.
     pub use_mixed_precision: Option<u8>,
+    /// medfm's `--fold i`: `dataset_params.fold`, and `_fold<i>` appended to the run name so
+    /// the folds of one config are separate runs.
+    pub fold: Option<i64>,
 }
 
 impl CliOverrides {
@@ -106,6 +109,18 @@ impl CliOverrides {
             p.optimization_params.default.optimizer.params.lr = lr;
             println!("Changed learning rate to: {}", crate::messages::num(lr));
         }
+        if let Some(fold) = self.fold {
+            if p.dataset_params.folds.is_none() {
+                bail!(
+                    "--fold {fold} needs dataset_params.folds (the number of folds, e.g. \
+                     --set dataset_params.folds=5)"
+                );
+            }
+            p.dataset_params.fold = Some(fold);
+            let name = &mut p.training_params.model_name;
+            name.push_str(&format!("_fold{fold}"));
+            println!("Fold {fold}: model_name for this run is {name}");
+        }
         Ok(())
     }
 
@@ -119,6 +134,7 @@ impl CliOverrides {
             }
         };
         add(self.gpu.is_some(), "--gpu", &["system_params.which_GPUs"]);
+        add(self.fold.is_some(), "--fold", &["dataset_params.fold"]);
         add(
             self.model_name.is_some(),
             "--model_name",
@@ -198,12 +214,14 @@ fn unknown_head(value: &str) -> String {
 }
 
 /// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
-/// other setting zeroed) from its row of `crate::datasets::DATASETS`.
+/// other setting zeroed) from its row of `crate::datasets::DATASETS`. One's own datasets have
+/// no rule: the params' `LinearWarmup` settings are used as written.
 pub fn update_warmup(p: &mut Params) {
     let w = &mut p.optimization_params.default.scheduler.params.linear_warmup;
-    let rule = p.dataset_params.dataset.facts().warmup;
-    w.warmup_epochs = rule.epochs;
-    w.warmup_iters = rule.iters;
+    if let Some(rule) = p.dataset_params.dataset.facts().warmup {
+        w.warmup_epochs = rule.epochs;
+        w.warmup_iters = rule.iters;
+    }
 }
 
 /// `a.b.c=value` -> ("a.b.c", value). The value is JSON when it parses as JSON, else a string.

@@ -60,6 +60,115 @@ pub struct DatasetParams {
     /// medfm: drop unreadable images (listed on stdout) instead of refusing to train.
     #[serde(default, skip_serializing_if = "is_false")]
     pub skip_unreadable: bool,
+    /// medfm, CSV datasets: the column of image paths (default `path`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub image_column: Option<String>,
+    /// medfm, CSV datasets: the column of class names or integers (default `label`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_column: Option<String>,
+    /// medfm, CSV datasets: multi-label data, one 0/1 column per label (empty or -1: unknown).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_columns: Option<Vec<String>>,
+    /// medfm, CSV datasets: the column of `train`/`val`/`test` (default `split`; optional).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_column: Option<String>,
+    /// medfm, multi-label CSV datasets: what an unknown label (empty or -1) means.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uncertain: Option<Uncertain>,
+    /// medfm, own datasets without given splits: the fraction of each class held out for
+    /// validation (default 0.15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub val_fraction: Option<f64>,
+    /// medfm, own datasets without given splits: the fraction of each class held out for
+    /// testing (default 0.15).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub test_fraction: Option<f64>,
+    /// medfm, own datasets: the seed of the stratified split, the folds and the train
+    /// fraction (default 42, the reference's split seed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub split_seed: Option<u64>,
+    /// medfm, own datasets: `multiclass`, `binary` or `multilabel` (default: `multilabel` with
+    /// `label_columns`, else `multiclass`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<TaskKind>,
+    /// medfm, own datasets: 1 (grayscale) or 3 (RGB); default: the first training image's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub channels: Option<i64>,
+    /// medfm, own datasets: the normalisation mean per channel (default ImageNet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mean: Option<Vec<f64>>,
+    /// medfm, own datasets: the normalisation std per channel (default ImageNet's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub std: Option<Vec<f64>>,
+    /// medfm: the metric that picks the best model (default: the dataset's).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub target_metric: Option<crate::datasets::TargetMetric>,
+    /// medfm: K-fold cross-validation: train+val are split into K stratified folds; the test
+    /// split stays fixed. The fold is chosen with `fold` (or `--fold`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folds: Option<i64>,
+    /// medfm: the fold used as validation set (0-based), with `folds`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fold: Option<i64>,
+    /// medfm: train on a stratified subset of the train split (nested: 0.1 is inside 0.25).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub train_fraction: Option<f64>,
+}
+
+/// What an unknown label of a multi-label CSV means.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum Uncertain {
+    /// Left out of the loss and of that label's metrics (a mask).
+    #[default]
+    Ignore,
+    /// Counted as positive ("U-Ones").
+    Ones,
+    /// Counted as negative ("U-Zeros", the reference's CheXpert policy).
+    Zeros,
+}
+
+/// The task of one's own dataset.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskKind {
+    /// One class per image, softmax over the classes.
+    Multiclass,
+    /// Two classes, one per image: trained as two-class softmax (as the paper's DDSM); the
+    /// ROC-AUC is that of the second class.
+    Binary,
+    /// Several labels per image, a sigmoid per label.
+    Multilabel,
+}
+
+impl DatasetParams {
+    pub fn val_fraction(&self) -> f64 {
+        self.val_fraction.unwrap_or(0.15)
+    }
+    pub fn test_fraction(&self) -> f64 {
+        self.test_fraction.unwrap_or(0.15)
+    }
+    pub fn split_seed(&self) -> u64 {
+        self.split_seed.unwrap_or(42)
+    }
+    pub fn image_column(&self) -> &str {
+        self.image_column.as_deref().unwrap_or("path")
+    }
+    pub fn label_column(&self) -> &str {
+        self.label_column.as_deref().unwrap_or("label")
+    }
+    pub fn split_column(&self) -> &str {
+        self.split_column.as_deref().unwrap_or("split")
+    }
+}
+
+/// `training_params.class_weights`: `"balanced"` or one weight per class (multi-label: one
+/// `pos_weight` per label).
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged)]
+pub enum ClassWeights {
+    Named(String),
+    List(Vec<f64>),
 }
 
 /// One split's transforms; the JSON keys are the reference's spelling (`Resize`,
@@ -261,6 +370,10 @@ pub struct LoaderParams {
     pub drop_last: bool,
     #[serde(default)]
     pub persistent_workers: bool,
+    /// medfm, train loader: draw each epoch's images with replacement, weighted by inverse
+    /// class frequency (torch's `WeightedRandomSampler`); the epoch length is unchanged.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub balanced_sampler: bool,
 }
 
 /// The classifier head: "none" = linear head on the pooled embedding, "deit_base" = attention head.
@@ -657,6 +770,11 @@ pub struct TrainingParams {
     /// medfm: cache frozen-trunk features (val/test always, train when deterministic).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub feature_cache: bool,
+    /// medfm: weights of the loss per class: `"balanced"` (sklearn's `compute_class_weight`
+    /// on the train split; multi-label: `pos_weight` = negatives / positives per label) or a
+    /// list, one per class or label.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub class_weights: Option<ClassWeights>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -107,6 +107,11 @@ pub fn problems(p: &Params) -> Vec<Problem> {
         if let Some(pf) = l.prefetch_factor {
             e.positive_i(pf, &format!("{at}.prefetch_factor"));
         }
+        e.check(
+            !l.balanced_sampler || name == "trainloader",
+            &format!("{at}.balanced_sampler"),
+            || "applies to the trainloader only (validation and test see every image once)".into(),
+        );
     }
     model(&mut e, p);
     optimization(&mut e, &p.optimization_params.default);
@@ -181,12 +186,126 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
     if let Err(msg) = d.dataset.facts().labels(d.num_classes) {
         e.check(false, "dataset_params.num_classes", || msg);
     }
+    own_data(e, d);
     for (split, t) in [
         ("train_transforms", &d.train_transforms),
         ("val_transforms", &d.val_transforms),
         ("test_transforms", &d.test_transforms),
     ] {
         transforms(e, &format!("dataset_params.{split}"), t);
+    }
+}
+
+/// The keys of one's own data, the folds and the train fraction.
+fn own_data(e: &mut Problems, d: &DatasetParams) {
+    let own = d.dataset.is_own();
+    let csv_only = [
+        ("image_column", d.image_column.is_some()),
+        ("label_column", d.label_column.is_some()),
+        ("label_columns", d.label_columns.is_some()),
+        ("split_column", d.split_column.is_some()),
+        ("uncertain", d.uncertain.is_some()),
+    ];
+    for (key, set) in csv_only {
+        e.check(
+            !set || d.dataset == DatasetName::CSV,
+            &format!("dataset_params.{key}"),
+            || format!("applies to CSV datasets only (dataset is {})", d.dataset),
+        );
+    }
+    let own_only = [
+        ("val_fraction", d.val_fraction.is_some()),
+        ("test_fraction", d.test_fraction.is_some()),
+        ("task", d.task.is_some()),
+        ("channels", d.channels.is_some()),
+        ("mean", d.mean.is_some()),
+        ("std", d.std.is_some()),
+    ];
+    for (key, set) in own_only {
+        e.check(!set || own, &format!("dataset_params.{key}"), || {
+            format!(
+                "applies to one's own data (ImageFolder, CSV) only; {} has the reference's \
+                 fixed split and facts",
+                d.dataset
+            )
+        });
+    }
+    e.check(
+        d.label_column.is_none() || d.label_columns.is_none(),
+        "dataset_params.label_column",
+        || "give label_column (one class per image) or label_columns (multi-label), not both".into(),
+    );
+    if let Some(cols) = &d.label_columns {
+        e.check(!cols.is_empty(), "dataset_params.label_columns", || {
+            "must name at least one 0/1 column".into()
+        });
+    } else {
+        e.check(d.uncertain.is_none(), "dataset_params.uncertain", || {
+            "applies to multi-label data (label_columns) only".into()
+        });
+    }
+    for (key, v) in [("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)] {
+        if let Some(v) = v {
+            e.check((0.0..1.0).contains(&v), &format!("dataset_params.{key}"), || {
+                format!("must be in [0, 1), got {v}")
+            });
+        }
+    }
+    e.check(
+        d.val_fraction() + d.test_fraction() < 1.0,
+        "dataset_params.val_fraction",
+        || {
+            format!(
+                "val_fraction + test_fraction must be below 1 (train gets the rest), got {} + {}",
+                d.val_fraction(),
+                d.test_fraction()
+            )
+        },
+    );
+    if let Some(c) = d.channels {
+        e.check(c == 1 || c == 3, "dataset_params.channels", || {
+            format!("must be 1 (grayscale) or 3 (RGB), got {c}")
+        });
+    }
+    for (key, v) in [("mean", &d.mean), ("std", &d.std)] {
+        if let Some(v) = v {
+            e.check(
+                (v.len() == 1 || v.len() == 3) && v.iter().all(|x| x.is_finite()),
+                &format!("dataset_params.{key}"),
+                || format!("must be 1 or 3 finite numbers (one per channel), got {v:?}"),
+            );
+        }
+    }
+    if let Some(s) = &d.std {
+        e.check(s.iter().all(|&x| x > 0.0), "dataset_params.std", || {
+            format!("must be positive, got {s:?}")
+        });
+    }
+    if let (Some(m), false) = (d.target_metric, own) {
+        let task = d.dataset.facts().task;
+        e.check(m.applies_to(task), "dataset_params.target_metric", || {
+            format!("{} is not computed for {} ({task:?})", m.as_str(), d.dataset)
+        });
+    }
+    match (d.folds, d.fold) {
+        (Some(k), fold) => {
+            e.check(k >= 2, "dataset_params.folds", || {
+                format!("must be at least 2 (K of K-fold cross-validation), got {k}")
+            });
+            let fold = fold.unwrap_or(0);
+            e.check((0..k.max(1)).contains(&fold), "dataset_params.fold", || {
+                format!("must be in 0..{} (0-based, one of the {k} folds), got {fold}", k - 1)
+            });
+        }
+        (None, Some(_)) => e.check(false, "dataset_params.fold", || {
+            "needs dataset_params.folds (the number of folds)".into()
+        }),
+        (None, None) => {}
+    }
+    if let Some(f) = d.train_fraction {
+        e.check(f > 0.0 && f <= 1.0, "dataset_params.train_fraction", || {
+            format!("must be in (0, 1], got {f}")
+        });
     }
 }
 
@@ -508,6 +627,17 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
 
 fn training(e: &mut Problems, t: &TrainingParams) {
     let at = "training_params";
+    match &t.class_weights {
+        Some(ClassWeights::Named(n)) => e.check(n == "balanced", &format!("{at}.class_weights"), || {
+            format!("must be \"balanced\" or a list of weights, one per class, got \"{n}\"")
+        }),
+        Some(ClassWeights::List(w)) => e.check(
+            !w.is_empty() && w.iter().all(|x| x.is_finite() && *x >= 0.0),
+            &format!("{at}.class_weights"),
+            || format!("must be non-negative finite weights, one per class, got {w:?}"),
+        ),
+        None => {}
+    }
     e.check(
         !t.model_name.is_empty()
             && !t.model_name.contains(['/', '\\'])

@@ -2,7 +2,8 @@
 //! `train_images/train_images/<id_code>.png`; split 70/15/15 through `val_ids.json`.
 
 use super::layout::{self, Csv};
-use super::registry::DatasetSpec;
+use super::registry::{DatasetSpec, Root};
+use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::split::split_rows;
 use super::synth::{
@@ -16,6 +17,7 @@ use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
     name: DatasetName::APTOS2019,
+    root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
@@ -26,7 +28,7 @@ pub const EXPECTED: &str =
     "train_1.csv (id_code, diagnosis) and train_images/train_images/<id_code>.png";
 const VAL_SIZE: f64 = 0.3;
 
-fn read(root: &Path, info: &DatasetInfo) -> Result<SplitItems> {
+fn read(root: &Path, _d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitItems> {
     // The grades 0..n of the label set (0-4).
     let n_classes = info.label_names.len();
     let csv_path = root.join("train_1.csv");

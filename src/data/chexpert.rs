@@ -7,7 +7,8 @@
 //! two splits.
 
 use super::layout::{self, Csv};
-use super::registry::DatasetSpec;
+use super::registry::{DatasetSpec, Root};
+use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::synth::{write_images, write_text, Format, Signal, SynthSpec};
 use super::{DatasetInfo, Item, Label, SplitItems};
@@ -19,6 +20,7 @@ use std::path::{Path, PathBuf};
 
 pub const SPEC: DatasetSpec = DatasetSpec {
     name: DatasetName::CheXpert,
+    root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
@@ -28,7 +30,7 @@ pub const SPEC: DatasetSpec = DatasetSpec {
 pub const EXPECTED: &str = "train.csv (Path, Sex, Age, Frontal/Lateral, AP/PA and the 14 \
      observations) and the images under train/patientNNNNN/studyN/";
 
-fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
+fn read(root: &Path, _d: &DatasetParams, _info: &mut DatasetInfo) -> Result<SplitItems> {
     let csv_path = root.join("train.csv");
     if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());

@@ -3,7 +3,8 @@
 //! `cancer_` -> 0, 1, 2), and the 2-class mode (default) maps cancer to 1.
 
 use super::layout;
-use super::registry::DatasetSpec;
+use super::registry::{DatasetSpec, Root};
+use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
@@ -15,6 +16,7 @@ use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
     name: DatasetName::DDSM,
+    root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
@@ -24,7 +26,7 @@ pub const SPEC: DatasetSpec = DatasetSpec {
 pub const EXPECTED: &str = "ddsm_raw_image_lists/{train,val,test}.txt (one path a line, relative \
      to ddsm_raw/, file names starting normal_, benign_ or cancer_) and ddsm_raw/";
 
-fn read(root: &Path, info: &DatasetInfo) -> Result<SplitItems> {
+fn read(root: &Path, _d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitItems> {
     let n_classes = info.label_names.len();
     let lists = root.join("ddsm_raw_image_lists");
     let images = root.join("ddsm_raw");

@@ -111,6 +111,32 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
     Ok((w as usize, h as usize))
 }
 
+/// 1 when the file's own pixels are gray (L, LA, 16-bit gray; a JPEG of one component), else
+/// 3, from the header. A `.dcm` file counts as gray (its photometric interpretation decides
+/// once DICOM is decoded here).
+pub fn native_channels(path: &Path) -> Result<i64> {
+    if path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
+    {
+        return Ok(1);
+    }
+    super::layout::require_regular_file(path)?;
+    let reader = image::ImageReader::open(path)
+        .context("cannot open the file")?
+        .with_guessed_format()
+        .context("cannot read the file")?;
+    if reader.format().is_none() {
+        anyhow::bail!("not a PNG or JPEG file");
+    }
+    use image::ImageDecoder as _;
+    let colour = reader
+        .into_decoder()
+        .context("cannot read the image header")?
+        .color_type();
+    Ok(if colour.has_color() { 3 } else { 1 })
+}
+
 fn convert(img: DynamicImage, channels: usize) -> Image {
     let (w, h) = (img.width() as usize, img.height() as usize);
     let rgb = channels == 3;

@@ -4,7 +4,8 @@
 //! `val_ids.json`.
 
 use super::layout::{self, Csv};
-use super::registry::DatasetSpec;
+use super::registry::{DatasetSpec, Root};
+use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::split::split_rows;
 use super::synth::{
@@ -18,6 +19,7 @@ use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
     name: DatasetName::ISIC2019,
+    root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
@@ -32,7 +34,7 @@ const VAL_SIZE: f64 = 0.2;
 /// are the classes of the dataset's label set, in order.
 pub const ISIC_COLUMNS: [&str; 8] = ["MEL", "NV", "BCC", "AK", "BKL", "DF", "VASC", "SCC"];
 
-fn read(root: &Path, _info: &DatasetInfo) -> Result<SplitItems> {
+fn read(root: &Path, _d: &DatasetParams, _info: &mut DatasetInfo) -> Result<SplitItems> {
     let csv_path = root.join("ISIC_2019_Training_GroundTruth.csv");
     if !csv_path.exists() {
         bail!("{} not found (expected {EXPECTED})", csv_path.display());

@@ -220,14 +220,44 @@ pub fn parse_class(text: &str, n_classes: usize) -> Option<i64> {
     (0..n_classes as i64).contains(&v).then_some(v)
 }
 
-/// The dataset root, with a message that says what is expected there when it is missing.
-pub fn dataset_root(data_location: &str, name: &str, expected: &str) -> Result<PathBuf> {
-    let root = Path::new(data_location).join(name);
-    if !root.is_dir() {
+/// The dataset root (see `registry::Root`), with a message that says what is expected there
+/// when it is missing.
+pub fn dataset_root(
+    d: &crate::config::DatasetParams,
+    spec: &super::registry::DatasetSpec,
+) -> Result<PathBuf> {
+    use super::registry::Root;
+    let loc = d.data_location.as_str();
+    let (root, want_dir) = match (spec.root, d.dataset) {
+        (Root::Subfolder, name) => (Path::new(loc).join(name.as_str()), true),
+        (Root::Location, crate::config::DatasetName::CSV) => (PathBuf::from(loc), false),
+        (Root::Location, _) => (PathBuf::from(loc), true),
+    };
+    let what = if want_dir { "dataset folder" } else { "dataset file" };
+    let found = if want_dir {
+        root.is_dir()
+    } else {
+        root.is_file()
+    };
+    if !found {
+        let other = if root.exists() {
+            if want_dir {
+                " (it is a file, not a folder)"
+            } else {
+                " (it is not a regular file)"
+            }
+        } else {
+            ""
+        };
         bail!(
-            "dataset folder {} not found (dataset_params.data_location = \"{data_location}\"); \
-             it should hold {expected}",
-            root.display()
+            "{what} {} not found{other} (dataset_params.data_location = \"{loc}\"); {} {}",
+            root.display(),
+            if want_dir {
+                "it should hold"
+            } else {
+                "data_location should be"
+            },
+            spec.layout
         );
     }
     Ok(root)

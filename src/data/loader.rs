@@ -185,6 +185,40 @@ pub struct Loader {
     prefetch: usize,
     /// The CUDA device batches are pinned for (`pin_memory`), if any.
     pin: Option<Device>,
+    /// `balanced_sampler`: the cumulative sampling weights of the items (inverse class
+    /// frequency); each epoch draws `len` items with replacement.
+    sampler: Option<Vec<f64>>,
+}
+
+/// The random stream of the balanced sampler's draws.
+const SAMPLER_STREAM: u64 = 0x5A4D_504C;
+
+/// Cumulative weights 1 / (images of the item's class) over `items` (single-label data).
+fn balanced_weights(items: &[Item], info: &DatasetInfo) -> Result<Vec<f64>> {
+    if info.task == Task::Multilabel {
+        bail!(
+            "dataloader_params.trainloader.balanced_sampler applies to single-label data; for \
+             multi-label data use training_params.class_weights (pos_weight per label)"
+        );
+    }
+    let mut count = vec![0usize; info.label_names.len()];
+    let class = |it: &Item| match it.label {
+        Label::Class(c) => c as usize,
+        Label::Multi(_) => 0,
+    };
+    for it in items {
+        if let Some(k) = count.get_mut(class(it)) {
+            *k += 1;
+        }
+    }
+    let mut acc = 0.0;
+    Ok(items
+        .iter()
+        .map(|it| {
+            acc += 1.0 / count.get(class(it)).copied().unwrap_or(1).max(1) as f64;
+            acc
+        })
+        .collect())
 }
 
 /// Batches an epoch of `n` items gives (`drop_last`: the partial last batch is dropped).
@@ -210,7 +244,13 @@ impl Loader {
             bail!("batch_size must be >= 1, got {}", loader.batch_size);
         }
         let source = Source::new(transforms, info, seed, cache.as_ref(), &items)?;
+        let sampler = if loader.balanced_sampler {
+            Some(balanced_weights(&items, info)?)
+        } else {
+            None
+        };
         Ok(Loader {
+            sampler,
             items: Arc::new(items),
             source: Arc::new(source),
             batch_size: loader.batch_size as usize,
@@ -258,7 +298,18 @@ impl Loader {
     /// The item positions of each batch of `epoch`.
     pub fn batch_indices(&self, epoch: u64) -> Vec<Vec<usize>> {
         let mut order: Vec<usize> = (0..self.items.len()).collect();
-        if self.shuffle {
+        if let Some(cumulative) = &self.sampler {
+            // torch's WeightedRandomSampler(weights, len, replacement=True): independent
+            // draws, each item with probability weight / sum (a shuffle is implied).
+            let mut rng = Rng::seeded(&[self.source.seed, SAMPLER_STREAM, epoch]);
+            let total = cumulative.last().copied().unwrap_or(0.0);
+            for slot in order.iter_mut() {
+                let u = rng.unit() * total;
+                *slot = cumulative
+                    .partition_point(|&c| c <= u)
+                    .min(cumulative.len() - 1);
+            }
+        } else if self.shuffle {
             Rng::seeded(&[self.source.seed, SHUFFLE_STREAM, epoch]).shuffle(&mut order);
         }
         let mut batches: Vec<Vec<usize>> =

@@ -16,13 +16,16 @@ pub mod aptos;
 pub mod cache;
 pub mod check;
 pub mod chexpert;
+pub mod csv_dataset;
 pub mod ddsm;
 pub mod image;
+pub mod image_folder;
 pub mod info;
 pub mod isic;
 pub mod jpeg;
 pub mod layout;
 pub mod loader;
+pub mod own;
 pub mod pyrandom;
 pub mod registry;
 pub mod rng;
@@ -40,10 +43,15 @@ use tch::{Device, Tensor};
 
 pub use crate::datasets::{TargetMetric, Task};
 
-/// Per-dataset facts for one run (the row of `crate::datasets::DATASETS` with its label set).
-#[derive(Debug, Clone)]
+/// Per-dataset facts for one run (the row of `crate::datasets::DATASETS` with its label set;
+/// for one's own data, completed from the data). Written with each run as
+/// `configs/<name>/dataset_info.json` (`RunDir::dataset_info`), so a trained model can be used
+/// without its data.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct DatasetInfo {
+    #[serde(rename = "dataset")]
     pub name: DatasetName,
+    #[serde(rename = "classes")]
     /// One name per class/label; `n_classes()` is its length.
     pub label_names: Vec<String>,
     pub task: Task,
@@ -99,15 +107,44 @@ impl Splits {
     /// the reference does (writing or reusing `val_ids.json` where the reference does).
     pub fn build(params: &Params) -> Result<Splits> {
         let d = &params.dataset_params;
-        let info = DatasetInfo::new(d.dataset, d.num_classes)?;
-        let loc = d.data_location.as_str();
+        let mut info = DatasetInfo::new(d.dataset, d.num_classes)?;
         let spec = registry::spec(d.dataset);
-        let root = layout::dataset_root(loc, d.dataset.as_str(), spec.layout)?;
-        let s = (spec.read)(&root, &info)?;
+        let root = layout::dataset_root(d, spec)?;
+        let s = (spec.read)(&root, d, &mut info)?;
+        if let Some(m) = d.target_metric {
+            info.target_metric = m;
+        }
+        let n_classes = info.label_names.len();
+        let (mut train, mut val) = (s.train, s.val);
+        if let Some(k) = d.folds {
+            let fold = d.fold.unwrap_or(0);
+            (train, val) = own::fold_split(
+                train,
+                val,
+                k as usize,
+                fold as usize,
+                n_classes,
+                d.split_seed(),
+            );
+            crate::messages::notice(format_args!(
+                "fold {fold} of {k}: {} train and {} val images (train and val pooled; the test \
+                 split is unchanged)",
+                train.len(),
+                val.len()
+            ));
+        }
+        if let Some(f) = d.train_fraction.filter(|&f| f < 1.0) {
+            let before = train.len();
+            train = own::train_subset(train, f, n_classes, d.split_seed());
+            crate::messages::notice(format_args!(
+                "train_fraction {f}: training on {} of the {before} train images (stratified)",
+                train.len()
+            ));
+        }
         let mut splits = Splits {
             info,
-            train: s.train,
-            val: s.val,
+            train,
+            val,
             test: s.test,
         };
         for (name, items) in [("train", &splits.train), ("test", &splits.test)] {

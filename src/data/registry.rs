@@ -8,18 +8,32 @@
 
 use super::synth::SynthSpec;
 use super::{DatasetInfo, SplitItems};
+use crate::config::DatasetParams;
 use crate::config::DatasetName;
 use anyhow::Result;
 use std::path::Path;
 
+/// Where a dataset is, from `dataset_params.data_location`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Root {
+    /// The folder `<data_location>/<name>` (the paper's datasets, as the reference reads
+    /// them).
+    Subfolder,
+    /// `data_location` itself: a folder (`ImageFolder`) or a file (`CSV`).
+    Location,
+}
+
 /// A dataset's behaviour.
 pub struct DatasetSpec {
     pub name: DatasetName,
+    pub root: Root,
     /// What the dataset folder must hold, for the messages that say what is missing.
     pub layout: &'static str,
-    /// The train/val/test items from the dataset folder (`<data_location>/<name>`, which
-    /// exists), split as the reference splits them; `info` carries the chosen label set.
-    pub read: fn(root: &Path, info: &DatasetInfo) -> Result<SplitItems>,
+    /// The train/val/test items from the dataset's root (see [`Root`]; it exists), split as
+    /// the reference splits them (one's own data: as `data::own` does). `info` holds the
+    /// table's facts with the chosen label set; a reader of one's own data completes it from
+    /// the data and `dataset_params`.
+    pub read: fn(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitItems>,
     /// Writes a synthetic dataset in the real layout into `root` (a fresh folder).
     pub synth: fn(spec: &SynthSpec, root: &Path) -> Result<()>,
     /// The default (width, height) of synthetic images.
@@ -32,6 +46,8 @@ pub static READERS: &[DatasetSpec] = &[
     super::isic::SPEC,
     super::chexpert::SPEC,
     super::ddsm::SPEC,
+    super::image_folder::SPEC,
+    super::csv_dataset::SPEC,
 ];
 
 // Row i belongs to the i-th name and every name has a row, so `spec()` is an index that

@@ -36,6 +36,13 @@ impl SynthSpec {
 pub(super) enum Signal {
     Class { k: usize, of: usize },
     Labels(Vec<bool>),
+    /// The class disc and, in the top row of the grid (clear of the disc), one cell per
+    /// label: one image for a multi-class and a multi-label list (the CSV writer).
+    Both {
+        k: usize,
+        of: usize,
+        labels: Vec<bool>,
+    },
 }
 
 /// Write the dataset to `out/<DatasetName>/`; returns that folder.
@@ -184,11 +191,23 @@ fn draw(w: usize, h: usize, rgb: bool, signal: &Signal, rng: &mut Rng) -> Vec<f3
         for x in 0..w {
             let (u, v) = (x as f64 / w as f64, y as f64 / h as f64);
             let background = 0.15 + 0.05 * ((fx * u * TAU + phase).sin() * (fy * v * TAU).cos());
+            let disc = |k: usize, of: usize| {
+                let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
+                let strength = 0.25 + 0.6 * k as f64 / (of - 1).max(1) as f64;
+                if d < radius {
+                    strength
+                } else {
+                    0.0
+                }
+            };
             let value = match signal {
-                Signal::Class { k, of } => {
-                    let d = ((x as f64 - cx).powi(2) + (y as f64 - cy).powi(2)).sqrt();
-                    let strength = 0.25 + 0.6 * *k as f64 / (*of - 1).max(1) as f64;
-                    background + if d < radius { strength } else { 0.0 }
+                Signal::Class { k, of } => background + disc(*k, *of),
+                Signal::Both { k, of, labels } => {
+                    let (row, col) = ((v * 4.0) as usize, (u * 4.0).min(3.0) as usize);
+                    let cell = if row == 0 { labels.get(col) } else { None };
+                    background
+                        + disc(*k, *of)
+                        + if cell == Some(&true) { 0.5 } else { 0.0 }
                 }
                 Signal::Labels(on) => {
                     let cell = (v * 4.0).min(3.0) as usize * 4 + (u * 4.0).min(3.0) as usize;

@@ -1,6 +1,11 @@
 //! Multi-label metrics as the reference's `MultiLabelClassificationMetrics.get_value` computes
 //! them: macro average precision (mAP), the reference's `mean_roc_auc`, and, on predictions
 //! thresholded at 0.5, subset accuracy and macro precision/recall/F1 over every label.
+//!
+//! A NaN target is unknown (one's own multi-label data with `uncertain: "ignore"`): each
+//! label's metrics use the samples where it is known, and subset accuracy judges a sample by
+//! its known labels (samples with none are left out). Without NaN this is the reference's
+//! computation unchanged.
 
 use super::curve::{average_precision, binary_roc_auc};
 use anyhow::{bail, Result};
@@ -28,11 +33,17 @@ impl MultilabelMetrics {
     pub fn compute(targets: &[f64], probs: &[f64], n_labels: usize) -> Result<Self> {
         check_inputs(targets, probs, n_labels)?;
         let n = targets.len() / n_labels;
-        let truth: Vec<bool> = targets.iter().map(|&t| t != 0.0).collect();
+        let known: Vec<bool> = targets.iter().map(|t| !t.is_nan()).collect();
+        let truth: Vec<bool> = targets.iter().map(|&t| t == 1.0).collect();
         let pred: Vec<bool> = probs.iter().map(|&p| p > THRESHOLD).collect();
 
-        let column = |v: &[bool], l: usize| (0..n).map(|i| v[i * n_labels + l]).collect::<Vec<_>>();
-        let scores = |l: usize| (0..n).map(|i| probs[i * n_labels + l]).collect::<Vec<_>>();
+        // A label's column over the samples where it is known (all of them without NaN
+        // targets, the reference's case).
+        let known = &known;
+        let rows = move |l: usize| (0..n).filter(move |&i| known[i * n_labels + l]);
+        let column = |v: &[bool], l: usize| rows(l).map(|i| v[i * n_labels + l]).collect::<Vec<_>>();
+        let scores = |l: usize| rows(l).map(|i| probs[i * n_labels + l]).collect::<Vec<_>>();
+        let (column, scores) = (&column, &scores);
 
         let map = (0..n_labels)
             .map(|l| average_precision(&column(&truth, l), &scores(l)))
@@ -43,8 +54,18 @@ impl MultilabelMetrics {
             .sum::<f64>()
             / n_labels as f64;
 
-        let exact = (0..n)
-            .filter(|&i| (0..n_labels).all(|l| truth[i * n_labels + l] == pred[i * n_labels + l]))
+        // Subset accuracy over the samples with a known label: all known labels right.
+        let judged: Vec<usize> = (0..n)
+            .filter(|&i| (0..n_labels).any(|l| known[i * n_labels + l]))
+            .collect();
+        let exact = judged
+            .iter()
+            .filter(|&&i| {
+                (0..n_labels).all(|l| {
+                    let j = i * n_labels + l;
+                    !known[j] || truth[j] == pred[j]
+                })
+            })
             .count();
         let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
         for l in 0..n_labels {
@@ -59,7 +80,11 @@ impl MultilabelMetrics {
         }
         let m = n_labels as f64;
         Ok(MultilabelMetrics {
-            accuracy: exact as f64 / n as f64,
+            accuracy: if judged.is_empty() {
+                0.0
+            } else {
+                exact as f64 / judged.len() as f64
+            },
             mean_ap: map,
             precision: p_sum / m,
             recall: r_sum / m,
@@ -95,7 +120,9 @@ pub fn multilabel_confusion(
     check_inputs(targets, probs, n_labels)?;
     let mut out = vec![[[0u64; 2]; 2]; n_labels];
     for (i, (&t, &p)) in targets.iter().zip(probs).enumerate() {
-        out[i % n_labels][usize::from(t != 0.0)][usize::from(p > THRESHOLD)] += 1;
+        if !t.is_nan() {
+            out[i % n_labels][usize::from(t != 0.0)][usize::from(p > THRESHOLD)] += 1;
+        }
     }
     Ok(out)
 }
@@ -114,9 +141,12 @@ fn check_inputs(targets: &[f64], probs: &[f64], n_labels: usize) -> Result<()> {
             probs.len()
         );
     }
-    if let Some(i) = targets.iter().position(|&t| t != 0.0 && t != 1.0) {
+    if let Some(i) = targets
+        .iter()
+        .position(|&t| t != 0.0 && t != 1.0 && !t.is_nan())
+    {
         bail!(
-            "target of sample {} label {} is {}; expected 0 or 1",
+            "target of sample {} label {} is {}; expected 0, 1 or NaN (unknown)",
             i / n_labels,
             i % n_labels,
             targets[i]
@@ -160,5 +190,26 @@ mod tests {
     #[test]
     fn non_binary_targets_are_errors() {
         assert!(MultilabelMetrics::compute(&[0.5, 1.0], &[0.1, 0.2], 2).is_err());
+    }
+
+    /// An unknown target counts as if its sample had no entry for that label: the metrics
+    /// equal those of the data with that entry's sample left out of the label (same
+    /// operations on the same values: bitwise).
+    #[test]
+    fn unknown_targets_are_left_out_of_their_label() {
+        let nan = f64::NAN;
+        // Label 0 known everywhere; label 1 unknown for sample 1.
+        let t = [1.0, 0.0, 0.0, nan, 1.0, 1.0, 0.0, 0.0];
+        let p = [0.9, 0.2, 0.4, 0.8, 0.7, 0.6, 0.1, 0.3];
+        let m = MultilabelMetrics::compute(&t, &p, 2).unwrap();
+        let l0 = MultilabelMetrics::compute(&[1.0, 0.0, 1.0, 0.0], &[0.9, 0.4, 0.7, 0.1], 1).unwrap();
+        let l1 = MultilabelMetrics::compute(&[0.0, 1.0, 0.0], &[0.2, 0.6, 0.3], 1).unwrap();
+        assert_eq!(m.roc_auc, (l0.roc_auc + l1.roc_auc) / 2.0);
+        assert_eq!(m.mean_ap, (l0.mean_ap + l1.mean_ap) / 2.0);
+        assert_eq!(m.recall, (l0.recall + l1.recall) / 2.0);
+        // Sample 1 is judged on label 0 alone (0 vs 0.4: right); all four are right.
+        assert_eq!(m.accuracy, 1.0);
+        let c = multilabel_confusion(&t, &p, 2).unwrap();
+        assert_eq!(c[1], [[2, 0], [0, 1]]);
     }
 }

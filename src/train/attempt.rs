@@ -224,10 +224,25 @@ fn checkpoint_kind(path: &Path) -> Result<String> {
 }
 
 /// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
-/// write the resolved params and clear an earlier attempt's error record. Called once the run
-/// is ready to train (model built, session restored), so a failure before it writes nothing.
-pub fn take_over(params: &Params, target: &Target) -> Result<()> {
+/// write the resolved params and the dataset's facts (`dataset_info.json`) and clear an
+/// earlier attempt's error record. Called once the run is ready to train (model built, session
+/// restored), so a failure before it writes nothing. A resumed run whose data now has other
+/// classes is refused.
+pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetInfo) -> Result<()> {
     let run = params.run_dir();
+    let info_file = run.dataset_info();
+    if matches!(target, Target::Resume) && info_file.is_file() {
+        let before = crate::data::DatasetInfo::read(&info_file)?;
+        if before.label_names != info.label_names || before.task != info.task {
+            bail!(
+                "the run was trained on the classes [{}] ({}), but the data now has [{}]: \
+                 resuming would mix them. Train a new run (another model_name) or --overwrite.",
+                before.label_names.join(", "),
+                info_file.display(),
+                info.label_names.join(", ")
+            );
+        }
+    }
     if let Target::Overwrite(earlier) = target {
         run.remove_outputs()
             .context("--overwrite: cannot remove the earlier run's outputs")?;
@@ -238,5 +253,7 @@ pub fn take_over(params: &Params, target: &Target) -> Result<()> {
     }
     let resolved = crate::config::write_resolved(params)?;
     println!("Resolved params written to {}", resolved.display());
+    info.write(&info_file)
+        .with_context(|| format!("cannot record the run's classes in {}", info_file.display()))?;
     crate::report::runs::clear_error(&run)
 }

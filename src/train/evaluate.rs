@@ -5,7 +5,7 @@
 use super::feature_cache::FeatureCache;
 use super::knn::FeatureBank;
 use super::model::{BatchSource, TrainModel};
-use super::trainer::{batch_features, criterion, Split, Trainer};
+use super::trainer::{batch_features, Split, Trainer};
 use crate::data::{DatasetInfo, Task};
 use crate::metrics::{round_half_even, MetricValues, Metrics};
 use anyhow::{bail, Context, Result};
@@ -62,10 +62,10 @@ pub fn metrics_of(info: &DatasetInfo, logits: &Tensor, labels: &Tensor) -> Resul
     }
 }
 
-/// How passes run: the task's loss, the device, mixed precision.
+/// How passes run: the run's loss, the device, mixed precision.
 #[derive(Debug, Clone, Copy)]
-pub(super) struct Exec {
-    pub task: Task,
+pub(super) struct Exec<'a> {
+    pub loss: &'a super::loss::Loss,
     pub device: Device,
     pub amp: bool,
 }
@@ -75,11 +75,12 @@ pub(super) fn run_pass(
     model: &dyn TrainModel,
     src: &dyn BatchSource,
     mut cache: Option<&mut FeatureCache>,
-    exec: Exec,
+    exec: Exec<'_>,
     epoch_key: u64,
     want_embeddings: bool,
 ) -> Result<EvalOut> {
-    let Exec { task, device, amp } = exec;
+    let Exec { loss, device, amp } = exec;
+    let task = loss.task;
     let batches = if cache.as_ref().is_some_and(|c| c.is_complete()) {
         super::model::label_batches(src, epoch_key, task)
     } else {
@@ -105,7 +106,7 @@ pub(super) fn run_pass(
             // embeddings (for the kNN bank, up to thousands per image) go to the CPU per
             // batch, so the device holds one batch of them.
             let labels_on_device = crate::device::upload(&batch.labels, device);
-            losses.push(criterion(task, &out, &labels_on_device));
+            losses.push(loss.compute(&out, &labels_on_device));
             if let Some(emb) = emb {
                 embs.push(emb.to_kind(Kind::Float).to_device(Device::Cpu));
             }
@@ -164,7 +165,7 @@ impl Trainer {
             src,
             cache,
             Exec {
-                task: self.info.task,
+                loss: &self.loss,
                 device: self.device,
                 amp,
             },

@@ -32,7 +32,12 @@ impl FeatureBank {
             .contiguous();
         let labels = match task {
             Task::Multiclass => labels.to_kind(Kind::Int64).contiguous(),
-            Task::Multilabel => labels.to_kind(Kind::Float).tr().contiguous(),
+            // An unknown target (NaN) votes as a negative.
+            Task::Multilabel => labels
+                .to_kind(Kind::Float)
+                .nan_to_num(0.0, None::<f64>, None::<f64>)
+                .tr()
+                .contiguous(),
         };
         FeatureBank {
             bank,

@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod feature_cache;
 pub mod json_f64;
 pub mod knn;
+pub mod loss;
 pub mod lr_finder;
 pub mod model;
 pub mod optim;
@@ -153,6 +154,23 @@ pub fn run(
         splits.ensure_readable(params)?;
     }
     let info = splits.info.clone();
+    if params.dataset_params.dataset.is_own() {
+        println!(
+            "{} data: {} {} ({}), {} channel(s); {} train, {} val, {} test images",
+            params.dataset_params.dataset,
+            info.n_classes(),
+            if info.task == crate::data::Task::Multilabel {
+                "labels"
+            } else {
+                "classes"
+            },
+            info.label_names.join(", "),
+            info.channels,
+            splits.train.len(),
+            splits.val.len(),
+            splits.test.len()
+        );
+    }
     println!("The default metric has been set to: {}", info.target_metric);
     let sources = build_sources(params, splits, device)?;
     let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
@@ -229,7 +247,7 @@ pub fn run(
                 );
                 return Ok(());
             }
-            attempt::take_over(params, target)?;
+            attempt::take_over(params, target, &trainer.info)?;
             *took_over = true;
             if let Target::Overwrite(_) = target {
                 // The earlier run's rows are gone with its files.
@@ -247,7 +265,7 @@ pub fn run(
             } else {
                 0
             };
-            attempt::take_over(params, target)?;
+            attempt::take_over(params, target, &trainer.info)?;
             *took_over = true;
             if let Target::Overwrite(_) = target {
                 // The earlier run's rows are gone with its files.

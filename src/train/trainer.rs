@@ -76,6 +76,8 @@ impl Default for Progressions {
 pub struct Trainer {
     pub(super) params: Params,
     pub(super) info: DatasetInfo,
+    /// The criterion with the run's class weights and unknown-target mask.
+    pub(super) loss: super::loss::Loss,
     pub(super) device: Device,
     pub(super) model: Box<dyn TrainModel>,
     /// Shared so an epoch's batch iterator can live while the trainer validates.
@@ -257,7 +259,21 @@ impl Trainer {
         let outputs = Outputs::new(&params, &info)?;
         let best = super::checkpoint::cpu_copy(&model.trainable());
         let fingerprint = super::session::frozen_fingerprint(model.as_ref());
+        let loss = super::loss::Loss::new(
+            &params,
+            info.task,
+            &info.label_names,
+            sources.train.items(),
+            sources
+                .train
+                .items()
+                .iter()
+                .chain(sources.val.items())
+                .chain(sources.test.items()),
+            device,
+        )?;
         Ok(Trainer {
+            loss,
             fingerprint,
             grid_search: false,
             session_saved_at: None,
@@ -503,7 +519,6 @@ impl Trainer {
     /// the device once, when it reads the loss at the end (the reference waits once too, when
     /// it copies the predictions to the CPU).
     fn global_step(&mut self, batch: &Batch) -> Result<(f64, u64)> {
-        let task = self.info.task;
         self.opt.zero_grad();
         tch::manual_seed(iteration_seed(
             self.params.training_params.seed,
@@ -520,7 +535,7 @@ impl Trainer {
                 self.model.head(&self.model.features(&images), true)
             })
         };
-        let loss = criterion(task, &logits, &labels);
+        let loss = self.loss.compute(&logits, &labels);
         let clip = self.params.training_params.grad_clipping;
         match &mut self.scaler {
             Some(scaler) => {
