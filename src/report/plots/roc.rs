@@ -45,8 +45,15 @@ pub fn roc_per_label(targets: &[f64], probs: &[f64], names: &[String]) -> Result
     }
     Ok((0..l)
         .map(|c| {
-            let positive: Vec<bool> = targets.chunks(l).map(|row| row[c] != 0.0).collect();
-            let scores: Vec<f64> = probs.chunks(l).map(|row| row[c]).collect();
+            // An unknown target (NaN) is left out of its label's curve.
+            let known = |row: &&[f64]| !row[c].is_nan();
+            let positive: Vec<bool> = targets.chunks(l).filter(known).map(|row| row[c] != 0.0).collect();
+            let scores: Vec<f64> = targets
+                .chunks(l)
+                .zip(probs.chunks(l))
+                .filter(|(t, _)| known(t))
+                .map(|(_, row)| row[c])
+                .collect();
             series(&names[c], &positive, &scores)
         })
         .collect())
