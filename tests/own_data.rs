@@ -122,7 +122,8 @@ fn an_image_folder_gives_sorted_classes_and_a_stratified_split() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_data(dir.path(), "ImageFolder", 40);
     let params = tiny_params(dir.path(), "ImageFolder", |v| {
-        v["dataset_params"]["data_location"] = data.join("ImageFolder").display().to_string().into();
+        v["dataset_params"]["data_location"] =
+            data.join("ImageFolder").display().to_string().into();
     });
     let s = try_splits(&params).unwrap();
     assert_eq!(s.info.label_names, ["benign", "malignant", "normal"]);
@@ -135,7 +136,13 @@ fn an_image_folder_gives_sorted_classes_and_a_stratified_split() {
     assert_eq!(s.class_counts(&s.val), [2, 2, 2]);
     // Split folders (`valid` for val) are used as given.
     let split_root = dir.path().join("split");
-    for (split, class, n) in [("train", "a", 3), ("train", "b", 3), ("valid", "a", 1), ("valid", "b", 1), ("test", "b", 2)] {
+    for (split, class, n) in [
+        ("train", "a", 3),
+        ("train", "b", 3),
+        ("valid", "a", 1),
+        ("valid", "b", 1),
+        ("test", "b", 2),
+    ] {
         let from = data.join("ImageFolder").join("benign");
         let to = split_root.join(split).join(class);
         std::fs::create_dir_all(&to).unwrap();
@@ -165,17 +172,28 @@ fn csv_lists_give_classes_splits_and_unknown_labels() {
     assert_eq!(s.info.label_names, ["effusion", "nodule", "normal"]);
     // The split column is used as written.
     let text = std::fs::read_to_string(csv.join("labels.csv")).unwrap();
-    let count = |split: &str| text.lines().filter(|l| l.ends_with(&format!(",{split}"))).count();
+    let count = |split: &str| {
+        text.lines()
+            .filter(|l| l.ends_with(&format!(",{split}")))
+            .count()
+    };
     assert_eq!(
         (s.train.len(), s.val.len(), s.test.len()),
         (count("train"), count("val"), count("test"))
     );
-    assert!(s.train[0].path.starts_with(&csv), "paths are relative to the CSV's folder");
+    assert!(
+        s.train[0].path.starts_with(&csv),
+        "paths are relative to the CSV's folder"
+    );
 
     // Multi-label: -1 is unknown (NaN, masked) by default; `zeros` reads it as 0.
     let mut p = load(&params);
     p.dataset_params.data_location = csv.join("multilabel.csv").display().to_string();
-    p.dataset_params.label_columns = Some(vec!["effusion".into(), "nodule".into(), "pneumothorax".into()]);
+    p.dataset_params.label_columns = Some(vec![
+        "effusion".into(),
+        "nodule".into(),
+        "pneumothorax".into(),
+    ]);
     let s = Splits::build(&p).unwrap();
     assert_eq!(s.info.task, Task::Multilabel);
     assert_eq!(s.info.target_metric.as_str(), "roc_auc");
@@ -201,7 +219,11 @@ fn csv_lists_give_classes_splits_and_unknown_labels() {
     p.dataset_params.test_fraction = Some(0.5);
     let s = Splits::build(&p).unwrap();
     assert_eq!(s.info.label_names, ["0", "1"]);
-    assert_eq!((s.train.len(), s.val.len(), s.test.len()), (2, 2, 2), "val falls back to test");
+    assert_eq!(
+        (s.train.len(), s.val.len(), s.test.len()),
+        (2, 2, 2),
+        "val falls back to test"
+    );
 }
 
 #[test]
@@ -213,13 +235,21 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
     let mut p = load(&params);
     let err = |p: &Params| format!("{:#}", Splits::build(p).err().expect("an error"));
 
-    std::fs::write(csv.join("bad.csv"), "path,effusion\nimages/img_00000.png,1\nimages/img_00001.png,maybe\n").unwrap();
+    std::fs::write(
+        csv.join("bad.csv"),
+        "path,effusion\nimages/img_00000.png,1\nimages/img_00001.png,maybe\n",
+    )
+    .unwrap();
     p.dataset_params.data_location = csv.join("bad.csv").display().to_string();
     p.dataset_params.label_columns = Some(vec!["effusion".into()]);
     let e = err(&p);
     assert!(e.contains("bad.csv line 3: effusion is \"maybe\""), "{e}");
 
-    std::fs::write(csv.join("split.csv"), "path,label,split\nimages/img_00000.png,a,train\nimages/img_00001.png,b,holdout\n").unwrap();
+    std::fs::write(
+        csv.join("split.csv"),
+        "path,label,split\nimages/img_00000.png,a,train\nimages/img_00001.png,b,holdout\n",
+    )
+    .unwrap();
     p.dataset_params.data_location = csv.join("split.csv").display().to_string();
     p.dataset_params.label_columns = None;
     let e = err(&p);
@@ -233,7 +263,10 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
     p.dataset_params.data_location = csv.join("missing.csv").display().to_string();
     p.dataset_params.task = None;
     let e = err(&p);
-    assert!(e.contains("dataset file") && e.contains("missing.csv not found"), "{e}");
+    assert!(
+        e.contains("dataset file") && e.contains("missing.csv not found"),
+        "{e}"
+    );
 
     // ImageFolder: an empty class folder, and class folders beside split folders.
     let root = dir.path().join("folder");
@@ -251,12 +284,18 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
     // Keys of one's own data on a paper dataset are refused by name.
     let e = config::load(
         &params,
-        &["dataset_params.dataset=\"APTOS2019\"".into(), "dataset_params.val_fraction=0.2".into()],
+        &[
+            "dataset_params.dataset=\"APTOS2019\"".into(),
+            "dataset_params.val_fraction=0.2".into(),
+        ],
         &CliOverrides::default(),
     )
     .err()
     .unwrap();
-    assert!(format!("{e:#}").contains("dataset_params.val_fraction"), "{e:#}");
+    assert!(
+        format!("{e:#}").contains("dataset_params.val_fraction"),
+        "{e:#}"
+    );
 }
 
 /// Trains on an ImageFolder (class weights, balanced sampler) and a multi-label CSV with
@@ -267,23 +306,33 @@ fn training_runs_on_an_image_folder_and_a_multilabel_csv() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_data(dir.path(), "ImageFolder", 36);
     let params = tiny_params(dir.path(), "ImageFolder", |v| {
-        v["dataset_params"]["data_location"] = data.join("ImageFolder").display().to_string().into();
+        v["dataset_params"]["data_location"] =
+            data.join("ImageFolder").display().to_string().into();
         v["training_params"]["class_weights"] = json!("balanced");
         v["dataloader_params"]["trainloader"]["balanced_sampler"] = json!(true);
         v["dataset_params"]["folds"] = json!(3);
     });
     let text = ok(&medfm(&["--fold", "1"], &params));
-    assert!(text.contains("Fold 1: model_name for this run is tiny_fold1"), "{text}");
+    assert!(
+        text.contains("Fold 1: model_name for this run is tiny_fold1"),
+        "{text}"
+    );
     assert!(text.contains("fold 1 of 3"), "{text}");
     let run = dir.path().join("run");
     let info = DatasetInfo::read(&run.join("configs/tiny_fold1/dataset_info.json")).unwrap();
     assert_eq!(info.label_names, ["benign", "malignant", "normal"]);
-    assert!(run.join("results/tiny_fold1/metrics_results.json").is_file());
+    assert!(run
+        .join("results/tiny_fold1/metrics_results.json")
+        .is_file());
 
     synth_data(dir.path(), "CSV", 36);
     let params = tiny_params(dir.path(), "CSV", |v| {
-        v["dataset_params"]["data_location"] =
-            dir.path().join("data/CSV/multilabel.csv").display().to_string().into();
+        v["dataset_params"]["data_location"] = dir
+            .path()
+            .join("data/CSV/multilabel.csv")
+            .display()
+            .to_string()
+            .into();
         v["dataset_params"]["label_columns"] = json!(["effusion", "nodule", "pneumothorax"]);
         v["training_params"]["class_weights"] = json!("balanced");
         v["training_params"]["model_name"] = json!("multi");
@@ -297,14 +346,25 @@ fn training_runs_on_an_image_folder_and_a_multilabel_csv() {
     let auc = metrics["test_roc_auc"].as_f64().unwrap();
     assert!(auc.is_finite() && (0.0..=1.0).contains(&auc), "{metrics}");
     let loss = metrics["test_loss"].as_f64().unwrap();
-    assert!(loss.is_finite() && loss > 0.0, "unknown targets are masked, not NaN: {metrics}");
+    assert!(
+        loss.is_finite() && loss > 0.0,
+        "unknown targets are masked, not NaN: {metrics}"
+    );
 
     // The balanced sampler is refused for multi-label data, with what to use instead.
     let out = medfm(
-        &["--set", "dataloader_params.trainloader.balanced_sampler=true", "--model_name", "m2"],
+        &[
+            "--set",
+            "dataloader_params.trainloader.balanced_sampler=true",
+            "--model_name",
+            "m2",
+        ],
         &params,
     );
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
-    assert!(e.contains("balanced_sampler applies to single-label data"), "{e}");
+    assert!(
+        e.contains("balanced_sampler applies to single-label data"),
+        "{e}"
+    );
 }

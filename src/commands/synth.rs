@@ -55,7 +55,8 @@ pub fn run(args: &Args) -> Result<()> {
         println!(
             "The same images with multi-label targets: --data_location {} with \
              --set 'dataset_params.label_columns=[\"{}\"]'",
-            root.join(crate::data::csv_dataset::SYNTH_MULTILABEL).display(),
+            root.join(crate::data::csv_dataset::SYNTH_MULTILABEL)
+                .display(),
             crate::data::csv_dataset::SYNTH_LABELS.join("\",\"")
         );
     }

@@ -233,7 +233,10 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
     e.check(
         d.label_column.is_none() || d.label_columns.is_none(),
         "dataset_params.label_column",
-        || "give label_column (one class per image) or label_columns (multi-label), not both".into(),
+        || {
+            "give label_column (one class per image) or label_columns (multi-label), not both"
+                .into()
+        },
     );
     if let Some(cols) = &d.label_columns {
         e.check(!cols.is_empty(), "dataset_params.label_columns", || {
@@ -244,11 +247,16 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
             "applies to multi-label data (label_columns) only".into()
         });
     }
-    for (key, v) in [("val_fraction", d.val_fraction), ("test_fraction", d.test_fraction)] {
+    for (key, v) in [
+        ("val_fraction", d.val_fraction),
+        ("test_fraction", d.test_fraction),
+    ] {
         if let Some(v) = v {
-            e.check((0.0..1.0).contains(&v), &format!("dataset_params.{key}"), || {
-                format!("must be in [0, 1), got {v}")
-            });
+            e.check(
+                (0.0..1.0).contains(&v),
+                &format!("dataset_params.{key}"),
+                || format!("must be in [0, 1), got {v}"),
+            );
         }
     }
     e.check(
@@ -284,7 +292,11 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
     if let (Some(m), false) = (d.target_metric, own) {
         let task = d.dataset.facts().task;
         e.check(m.applies_to(task), "dataset_params.target_metric", || {
-            format!("{} is not computed for {} ({task:?})", m.as_str(), d.dataset)
+            format!(
+                "{} is not computed for {} ({task:?})",
+                m.as_str(),
+                d.dataset
+            )
         });
     }
     match (d.folds, d.fold) {
@@ -294,7 +306,10 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
             });
             let fold = fold.unwrap_or(0);
             e.check((0..k.max(1)).contains(&fold), "dataset_params.fold", || {
-                format!("must be in 0..{} (0-based, one of the {k} folds), got {fold}", k - 1)
+                format!(
+                    "must be in 0..{} (0-based, one of the {k} folds), got {fold}",
+                    k - 1
+                )
             });
         }
         (None, Some(_)) => e.check(false, "dataset_params.fold", || {
@@ -628,9 +643,11 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
 fn training(e: &mut Problems, t: &TrainingParams) {
     let at = "training_params";
     match &t.class_weights {
-        Some(ClassWeights::Named(n)) => e.check(n == "balanced", &format!("{at}.class_weights"), || {
-            format!("must be \"balanced\" or a list of weights, one per class, got \"{n}\"")
-        }),
+        Some(ClassWeights::Named(n)) => {
+            e.check(n == "balanced", &format!("{at}.class_weights"), || {
+                format!("must be \"balanced\" or a list of weights, one per class, got \"{n}\"")
+            })
+        }
         Some(ClassWeights::List(w)) => e.check(
             !w.is_empty() && w.iter().all(|x| x.is_finite() && *x >= 0.0),
             &format!("{at}.class_weights"),

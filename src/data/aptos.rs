@@ -3,7 +3,6 @@
 
 use super::layout::{self, Csv};
 use super::registry::{DatasetSpec, Root};
-use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::split::split_rows;
 use super::synth::{
@@ -11,6 +10,7 @@ use super::synth::{
 };
 use super::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetName;
+use crate::config::DatasetParams;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::Path;

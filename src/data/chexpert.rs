@@ -8,11 +8,11 @@
 
 use super::layout::{self, Csv};
 use super::registry::{DatasetSpec, Root};
-use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::synth::{write_images, write_text, Format, Signal, SynthSpec};
 use super::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetName;
+use crate::config::DatasetParams;
 use crate::datasets::CHEXPERT_LABELS;
 use anyhow::{bail, Result};
 use std::fmt::Write as _;

@@ -9,10 +9,12 @@ use super::layout::{self, Csv};
 use super::own::{self, Found, SplitName};
 use super::registry::{DatasetSpec, Root};
 use super::rng::Rng;
-use super::synth::{balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec};
+use super::synth::{
+    balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
+};
 use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::{DatasetParams, Uncertain};
 use crate::config::DatasetName;
+use crate::config::{DatasetParams, Uncertain};
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
@@ -40,7 +42,10 @@ pub const SYNTH_LABELS: [&str; 3] = ["effusion", "nodule", "pneumothorax"];
 fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitItems> {
     let csv = Csv::read(csv_path)?;
     if csv.rows.is_empty() {
-        bail!("{}: no images listed (only a header line)", csv_path.display());
+        bail!(
+            "{}: no images listed (only a header line)",
+            csv_path.display()
+        );
     }
     let base = csv_path.parent().unwrap_or(Path::new("."));
     let path_col = csv.column(d.image_column())?;
@@ -62,7 +67,9 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
             Ok(if path.is_absolute() {
                 path.to_path_buf()
             } else {
-                parts.iter().fold(base.to_path_buf(), |acc, part| acc.join(part))
+                parts
+                    .iter()
+                    .fold(base.to_path_buf(), |acc, part| acc.join(part))
             })
         })
         .collect::<Result<_>>()?;
@@ -110,7 +117,10 @@ fn multiclass(csv: &Csv, column: &str) -> Result<(Vec<Label>, Found)> {
     if let Some(((line, _), _)) = csv.rows.iter().zip(&texts).find(|(_, t)| t.is_empty()) {
         bail!("{}: empty {column}", csv.origin(*line));
     }
-    let ints: Option<Vec<i64>> = texts.iter().map(|t| layout::parse_class(t, usize::MAX)).collect();
+    let ints: Option<Vec<i64>> = texts
+        .iter()
+        .map(|t| layout::parse_class(t, usize::MAX))
+        .collect();
     if let Some(ints) = ints {
         let max = *ints.iter().max().unwrap_or(&0);
         let names: Vec<String> = (0..=max).map(|i| i.to_string()).collect();
@@ -167,9 +177,9 @@ fn multilabel(csv: &Csv, cols: &[String], policy: Uncertain) -> Result<(Vec<Labe
             let t = row[c].trim();
             let x = match t.parse::<f64>() {
                 _ if t.is_empty() => unknown,
-                Ok(x) if x == 1.0 => 1.0,
-                Ok(x) if x == 0.0 => 0.0,
-                Ok(x) if x == -1.0 => unknown,
+                Ok(1.0) => 1.0,
+                Ok(0.0) => 0.0,
+                Ok(-1.0) => unknown,
                 _ => bail!(
                     "{}: {name} is \"{t}\", expected 1, 0, -1 or empty (unknown)",
                     csv.origin(*line)
@@ -208,7 +218,11 @@ fn write_synth(spec: &SynthSpec, root: &Path) -> Result<()> {
     let mut one = String::from("path,label,split\n");
     let mut many = format!("path,{}\n", SYNTH_LABELS.join(","));
     for i in 0..spec.n {
-        writeln!(one, "images/img_{i:05}.png,{},{}", SYNTH_CLASSES[classes[i]], splits[i])?;
+        writeln!(
+            one,
+            "images/img_{i:05}.png,{},{}",
+            SYNTH_CLASSES[classes[i]], splits[i]
+        )?;
         let cells: Vec<&str> = multi[i]
             .iter()
             .enumerate()

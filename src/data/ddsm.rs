@@ -4,13 +4,13 @@
 
 use super::layout;
 use super::registry::{DatasetSpec, Root};
-use crate::config::DatasetParams;
 use super::rng::Rng;
 use super::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
 };
 use super::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetName;
+use crate::config::DatasetParams;
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 

@@ -9,8 +9,8 @@ use super::registry::{DatasetSpec, Root};
 use super::rng::Rng;
 use super::synth::{balanced_classes, create_dir, write_images, Format, Signal, SynthSpec};
 use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetParams;
 use crate::config::DatasetName;
+use crate::config::DatasetParams;
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
@@ -41,7 +41,10 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
         .collect();
     let is_split_layout = !split_dirs.is_empty() && split_dirs.len() == subdirs.len();
     if !split_dirs.is_empty() && !is_split_layout {
-        let names: Vec<String> = subdirs.iter().map(|p| super::layout::file_name(p)).collect();
+        let names: Vec<String> = subdirs
+            .iter()
+            .map(|p| super::layout::file_name(p))
+            .collect();
         bail!(
             "{}: holds split folders and other folders ({}); use either class folders or \
              train/val/test folders of class folders",
@@ -113,11 +116,7 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
     let empty: Vec<&String> = classes
         .iter()
         .enumerate()
-        .filter(|(c, _)| {
-            !items
-                .iter()
-                .any(|it| it.label == Label::Class(*c as i64))
-        })
+        .filter(|(c, _)| !items.iter().any(|it| it.label == Label::Class(*c as i64)))
         .map(|(_, n)| n)
         .collect();
     if let Some(name) = empty.first() {

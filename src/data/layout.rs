@@ -233,7 +233,11 @@ pub fn dataset_root(
         (Root::Location, crate::config::DatasetName::CSV) => (PathBuf::from(loc), false),
         (Root::Location, _) => (PathBuf::from(loc), true),
     };
-    let what = if want_dir { "dataset folder" } else { "dataset file" };
+    let what = if want_dir {
+        "dataset folder"
+    } else {
+        "dataset file"
+    };
     let found = if want_dir {
         root.is_dir()
     } else {

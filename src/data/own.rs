@@ -245,9 +245,7 @@ pub fn assign(
         });
     }
     let of = |s: SplitName| -> Vec<usize> {
-        (0..items.len())
-            .filter(|&i| given[i] == Some(s))
-            .collect()
+        (0..items.len()).filter(|&i| given[i] == Some(s)).collect()
     };
     let mut train = of(SplitName::Train);
     let mut val = of(SplitName::Val);
@@ -393,7 +391,10 @@ mod tests {
     }
 
     fn names(items: &[Item]) -> Vec<String> {
-        items.iter().map(|it| it.path.display().to_string()).collect()
+        items
+            .iter()
+            .map(|it| it.path.display().to_string())
+            .collect()
     }
 
     /// Folds partition the pool, each class spread evenly; the Python recipe of
@@ -422,7 +423,10 @@ mod tests {
         let all = items(&labels);
         let small = names(&train_subset(all.clone(), 0.1, 2, 42));
         let large = names(&train_subset(all.clone(), 0.25, 2, 42));
-        assert!(small.iter().all(|n| large.contains(n)), "{small:?} in {large:?}");
+        assert!(
+            small.iter().all(|n| large.contains(n)),
+            "{small:?} in {large:?}"
+        );
         // Class 1 has 4 images: int(0.4 + 0.5) = 0, kept at 1.
         assert_eq!(small.len(), 4 + 1);
         assert_eq!(large.len(), 9 + 1);

@@ -8,8 +8,8 @@
 
 use super::synth::SynthSpec;
 use super::{DatasetInfo, SplitItems};
-use crate::config::DatasetParams;
 use crate::config::DatasetName;
+use crate::config::DatasetParams;
 use anyhow::Result;
 use std::path::Path;
 

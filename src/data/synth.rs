@@ -34,7 +34,10 @@ impl SynthSpec {
 
 /// What an image shows.
 pub(super) enum Signal {
-    Class { k: usize, of: usize },
+    Class {
+        k: usize,
+        of: usize,
+    },
     Labels(Vec<bool>),
     /// The class disc and, in the top row of the grid (clear of the disc), one cell per
     /// label: one image for a multi-class and a multi-label list (the CSV writer).
@@ -205,9 +208,7 @@ fn draw(w: usize, h: usize, rgb: bool, signal: &Signal, rng: &mut Rng) -> Vec<f3
                 Signal::Both { k, of, labels } => {
                     let (row, col) = ((v * 4.0) as usize, (u * 4.0).min(3.0) as usize);
                     let cell = if row == 0 { labels.get(col) } else { None };
-                    background
-                        + disc(*k, *of)
-                        + if cell == Some(&true) { 0.5 } else { 0.0 }
+                    background + disc(*k, *of) + if cell == Some(&true) { 0.5 } else { 0.0 }
                 }
                 Signal::Labels(on) => {
                     let cell = (v * 4.0).min(3.0) as usize * 4 + (u * 4.0).min(3.0) as usize;

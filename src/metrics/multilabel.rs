@@ -41,7 +41,8 @@ impl MultilabelMetrics {
         // targets, the reference's case).
         let known = &known;
         let rows = move |l: usize| (0..n).filter(move |&i| known[i * n_labels + l]);
-        let column = |v: &[bool], l: usize| rows(l).map(|i| v[i * n_labels + l]).collect::<Vec<_>>();
+        let column =
+            |v: &[bool], l: usize| rows(l).map(|i| v[i * n_labels + l]).collect::<Vec<_>>();
         let scores = |l: usize| rows(l).map(|i| probs[i * n_labels + l]).collect::<Vec<_>>();
         let (column, scores) = (&column, &scores);
 
@@ -202,7 +203,8 @@ mod tests {
         let t = [1.0, 0.0, 0.0, nan, 1.0, 1.0, 0.0, 0.0];
         let p = [0.9, 0.2, 0.4, 0.8, 0.7, 0.6, 0.1, 0.3];
         let m = MultilabelMetrics::compute(&t, &p, 2).unwrap();
-        let l0 = MultilabelMetrics::compute(&[1.0, 0.0, 1.0, 0.0], &[0.9, 0.4, 0.7, 0.1], 1).unwrap();
+        let l0 =
+            MultilabelMetrics::compute(&[1.0, 0.0, 1.0, 0.0], &[0.9, 0.4, 0.7, 0.1], 1).unwrap();
         let l1 = MultilabelMetrics::compute(&[0.0, 1.0, 0.0], &[0.2, 0.6, 0.3], 1).unwrap();
         assert_eq!(m.roc_auc, (l0.roc_auc + l1.roc_auc) / 2.0);
         assert_eq!(m.mean_ap, (l0.mean_ap + l1.mean_ap) / 2.0);

@@ -83,8 +83,11 @@ impl Loss {
         });
         Ok(Loss {
             task,
-            weights: weights
-                .map(|w| Tensor::from_slice(&w).to_kind(Kind::Float).to_device(device)),
+            weights: weights.map(|w| {
+                Tensor::from_slice(&w)
+                    .to_kind(Kind::Float)
+                    .to_device(device)
+            }),
             masked,
         })
     }
@@ -95,13 +98,9 @@ impl Loss {
         let logits = logits.to_kind(Kind::Float);
         match (self.task, &self.weights, self.masked) {
             (task, None, false) => super::trainer::criterion(task, &logits, labels),
-            (Task::Multiclass, w, _) => logits.cross_entropy_loss::<&Tensor>(
-                labels,
-                w.as_ref(),
-                Reduction::Mean,
-                -100,
-                0.0,
-            ),
+            (Task::Multiclass, w, _) => {
+                logits.cross_entropy_loss::<&Tensor>(labels, w.as_ref(), Reduction::Mean, -100, 0.0)
+            }
             (Task::Multilabel, w, false) => logits.binary_cross_entropy_with_logits::<&Tensor>(
                 &labels.to_kind(Kind::Float),
                 None,

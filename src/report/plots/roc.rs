@@ -47,7 +47,11 @@ pub fn roc_per_label(targets: &[f64], probs: &[f64], names: &[String]) -> Result
         .map(|c| {
             // An unknown target (NaN) is left out of its label's curve.
             let known = |row: &&[f64]| !row[c].is_nan();
-            let positive: Vec<bool> = targets.chunks(l).filter(known).map(|row| row[c] != 0.0).collect();
+            let positive: Vec<bool> = targets
+                .chunks(l)
+                .filter(known)
+                .map(|row| row[c] != 0.0)
+                .collect();
             let scores: Vec<f64> = targets
                 .chunks(l)
                 .zip(probs.chunks(l))
