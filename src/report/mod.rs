@@ -141,10 +141,20 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
         .into_iter()
         .map(|(id, state)| {
             let random_trunk = runs::random_trunk(save_dir, &id.model_name);
-            table::Row {
+            // The metric the run itself used, when it recorded one (one's own data).
+            let recorded = crate::data::DatasetInfo::read(
+                &crate::run_dir::RunDir::new(save_dir, &id.model_name).dataset_info(),
+            )
+            .ok()
+            .map(|info| info.target_metric);
+            let mut row = table::Row {
                 random_trunk,
                 ..table::Row::new(id, state)
+            };
+            if recorded.is_some() && recorded != row.metric {
+                row.set_metric(recorded);
             }
+            row
         })
         .collect();
     let dir = crate::run_dir::report_dir(save_dir);

@@ -4,6 +4,7 @@
 
 use super::runs::{RunId, RunState};
 use crate::config::DatasetName;
+use crate::datasets::TargetMetric;
 use crate::models::registry;
 
 /// The metric that picks the best model and that the paper reports, per dataset (from its
@@ -20,6 +21,9 @@ pub struct Row {
     pub family: Option<&'static str>,
     /// Trunk parameters from the backbone registry (None when unknown).
     pub params: Option<i64>,
+    /// The metric that picked the run's best model: the dataset's, or what the run recorded
+    /// in `dataset_info.json` (one's own data, `dataset_params.target_metric`).
+    pub metric: Option<TargetMetric>,
     /// `test_<target metric>` of a finished run.
     pub target: Option<f64>,
     /// Whether the trunk started from random weights (None: unknown); see
@@ -30,18 +34,27 @@ pub struct Row {
 impl Row {
     pub fn new(id: RunId, state: RunState) -> Row {
         let spec = id.backbone.as_deref().and_then(|b| registry::get(b).ok());
-        let target = match (&state, id.dataset) {
-            (RunState::Done(m), Some(d)) => m.get(&format!("test_{}", target_metric(d))),
-            _ => None,
-        };
-        Row {
+        let metric = id.dataset.map(|d| d.facts().target_metric);
+        let mut row = Row {
             family: spec.map(|s| s.family().as_str()),
             params: spec.map(|s| s.param_count).filter(|&n| n > 0),
             id,
             state,
-            target,
+            metric: None,
+            target: None,
             random_trunk: None,
-        }
+        };
+        row.set_metric(metric);
+        row
+    }
+
+    /// The run's target metric, and its test value when the run is done.
+    pub fn set_metric(&mut self, metric: Option<TargetMetric>) {
+        self.metric = metric;
+        self.target = match (&self.state, metric) {
+            (RunState::Done(m), Some(t)) => m.get(&format!("test_{}", t.as_str())),
+            _ => None,
+        };
     }
 
     /// The backbone cell: its name, marked when the trunk was random (its metrics are then
@@ -193,7 +206,7 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
             r.params.map(|n| n.to_string()).unwrap_or_default(),
             r.trunk_weights().to_string(),
             r.status(),
-            r.id.dataset.map_or("", target_metric).to_string(),
+            r.metric.map_or("", |m| m.as_str()).to_string(),
             csv_value(r.target),
         ];
         let m = match &r.state {
@@ -226,15 +239,20 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
              model.\n",
         );
     }
-    let mut groups: Vec<(Option<DatasetName>, Vec<&Row>)> = Vec::new();
+    // One table per dataset and target metric (runs of one's own data may pick different
+    // metrics; a best value is only marked among runs that share one).
+    let mut groups: Vec<((Option<DatasetName>, Option<TargetMetric>), Vec<&Row>)> = Vec::new();
     for r in rows {
-        match groups.iter_mut().find(|(d, _)| *d == r.id.dataset) {
+        let key = (r.id.dataset, r.metric);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(r),
-            None => groups.push((r.id.dataset, vec![r])),
+            None => groups.push((key, vec![r])),
         }
     }
-    for (dataset, group) in groups {
-        let target = dataset.map(target_metric);
+    for ((dataset, _), group) in groups {
+        let target = dataset
+            .and(group.iter().find_map(|r| r.metric))
+            .map(|m| m.as_str());
         let target_key = target.map(|t| format!("test_{t}"));
         let cols: Vec<String> = metric_columns(group.iter().copied())
             .into_iter()
@@ -277,7 +295,107 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
             md.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
     }
+    let folds = fold_groups(rows);
+    if !folds.is_empty() {
+        md.push_str("\n## Cross-validation (mean ± sd over the finished folds; sd with n - 1)\n\n");
+        for g in &folds {
+            md.push_str(&format!(
+                "- {} {} ({} folds: {}): {}\n",
+                g.dataset.map_or("?", |d| d.as_str()),
+                md_cell(&g.base),
+                g.n,
+                g.folds.join(", "),
+                g.metrics
+                    .iter()
+                    .map(|(k, mean, sd)| format!("{k} {} ± {}", fmt_number(*mean), fmt_number(*sd)))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ));
+        }
+    }
     md
+}
+
+/// The finished folds of one config: runs named `<base>_fold<i>` (`--fold i`) of one dataset,
+/// backbone and head.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FoldGroup {
+    pub dataset: Option<DatasetName>,
+    pub base: String,
+    pub n: usize,
+    /// The folds' run names, in fold order.
+    pub folds: Vec<String>,
+    /// (metric, mean, sample sd) for every test metric all folds have.
+    pub metrics: Vec<(String, f64, f64)>,
+}
+
+/// `<base>` and `i` of a run named `<base>_fold<i>`.
+pub fn fold_of(model_name: &str) -> Option<(&str, u32)> {
+    let (base, i) = model_name.rsplit_once("_fold")?;
+    if base.is_empty() || i.is_empty() || !i.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    Some((base, i.parse().ok()?))
+}
+
+/// Groups of at least two finished folds, in order of first appearance.
+pub fn fold_groups(rows: &[Row]) -> Vec<FoldGroup> {
+    let mut groups: Vec<(Option<DatasetName>, String, Vec<(u32, &Row)>)> = vec![];
+    for r in rows {
+        let (Some((base, i)), RunState::Done(_)) = (fold_of(&r.id.model_name), &r.state) else {
+            continue;
+        };
+        let key = |g: &(Option<DatasetName>, String, Vec<(u32, &Row)>)| {
+            g.0 == r.id.dataset
+                && g.1 == base
+                && g.2
+                    .first()
+                    .is_some_and(|(_, f)| f.id.backbone == r.id.backbone && f.id.head == r.id.head)
+        };
+        match groups.iter_mut().find(|g| key(g)) {
+            Some(g) => g.2.push((i, r)),
+            None => groups.push((r.id.dataset, base.to_string(), vec![(i, r)])),
+        }
+    }
+    groups
+        .into_iter()
+        .filter(|g| g.2.len() >= 2)
+        .map(|(dataset, base, mut runs)| {
+            runs.sort_by_key(|(i, _)| *i);
+            let rows: Vec<&Row> = runs.iter().map(|(_, r)| *r).collect();
+            let metrics = metric_columns(rows.iter().copied())
+                .into_iter()
+                .filter_map(|c| {
+                    let v: Vec<f64> = rows
+                        .iter()
+                        .filter_map(|r| match &r.state {
+                            RunState::Done(m) => m.get(&c),
+                            _ => None,
+                        })
+                        .collect();
+                    (v.len() == rows.len()).then(|| {
+                        let (mean, sd) = mean_sd(&v);
+                        (c, mean, sd)
+                    })
+                })
+                .collect();
+            FoldGroup {
+                dataset,
+                base,
+                n: rows.len(),
+                folds: rows.iter().map(|r| r.id.model_name.clone()).collect(),
+                metrics,
+            }
+        })
+        .collect()
+}
+
+/// Mean and sample standard deviation (n - 1; numpy's `std(ddof=1)`).
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let var = v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0).max(1.0);
+    (mean, var.sqrt())
 }
 
 #[cfg(test)]
@@ -311,6 +429,42 @@ mod tests {
             config: None,
         };
         Row::new(id, state)
+    }
+
+    /// Folds of one config are summarised as mean ± sample sd (numpy: mean([0.8, 0.9, 0.7])
+    /// = 0.8, std(ddof=1) = 0.1); other runs and single folds are not.
+    #[test]
+    fn folds_of_one_config_are_aggregated() {
+        let done = |name: &str, auc: f64| {
+            let mut m = MetricValues::default();
+            m.push("test_roc_auc", auc);
+            let mut r = row(first_backbone(), HeadType::Linear, RunState::Done(m));
+            r.id.model_name = name.into();
+            r
+        };
+        let rows = vec![
+            done("cv_fold0", 0.8),
+            done("cv_fold2", 0.7),
+            done("cv_fold1", 0.9),
+            done("other_fold0", 0.5),
+            done("plain", 0.6),
+        ];
+        let g = fold_groups(&rows);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].base, "cv");
+        assert_eq!(g[0].folds, ["cv_fold0", "cv_fold1", "cv_fold2"]);
+        let (k, mean, sd) = &g[0].metrics[0];
+        assert_eq!(k, "test_roc_auc");
+        // Three float additions and a division: within a few ulps of the decimal result.
+        assert!(
+            (mean - 0.8).abs() < 1e-12 && (sd - 0.1).abs() < 1e-12,
+            "{mean} {sd}"
+        );
+        assert!(to_markdown(&rows, "out")
+            .contains("cv (3 folds: cv_fold0, cv_fold1, cv_fold2): test_roc_auc 0.8 ± 0.1"));
+        assert_eq!(fold_of("a_fold12"), Some(("a", 12)));
+        assert_eq!(fold_of("a_fold"), None);
+        assert_eq!(fold_of("_fold1"), None);
     }
 
     #[test]
