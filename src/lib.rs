@@ -16,6 +16,7 @@ pub mod metrics;
 pub mod models;
 pub mod report;
 pub mod run_dir;
+pub mod stats;
 pub mod train;
 pub mod util;
 pub mod weights;

@@ -33,6 +33,8 @@ enum Cmd {
     Synth(commands::synth::Args),
     /// One table and figure of every run's test metrics.
     Report(commands::report::Args),
+    /// Test two runs' metrics against each other (DeLong, paired bootstrap).
+    Compare(commands::compare::Args),
     /// The reference's learning-rate grid search (lr_finder.grid_search_params).
     LrFinder(commands::lr_finder::Args),
 }
@@ -66,6 +68,7 @@ fn main() {
         Some(Cmd::Backbones(a)) => commands::backbones::run(a),
         Some(Cmd::Synth(a)) => commands::synth::run(a),
         Some(Cmd::Report(a)) => commands::report::run(a),
+        Some(Cmd::Compare(a)) => commands::compare::run(a),
         Some(Cmd::LrFinder(a)) => commands::lr_finder::run(a),
     };
     if let Err(e) = result {

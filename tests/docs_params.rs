@@ -246,6 +246,7 @@ fn full_params() -> Params {
             seed: 7,
             feature_cache: false,
             class_weights: Some(ClassWeights::Named("balanced".into())),
+            bootstrap: 500,
         },
         system_params: SystemParams {
             use_all_gpus: true,

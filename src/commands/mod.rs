@@ -1,6 +1,7 @@
 //! One module per CLI subcommand. Each has an `Args` (clap) and a `run`.
 
 pub mod backbones;
+pub mod compare;
 pub mod features;
 pub mod inspect;
 pub mod lr_finder;

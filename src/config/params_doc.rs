@@ -260,6 +260,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.seed", "integer (>= 0)", Value("42"), "Seed of shuffling, augmentation and random initialisation. (The APTOS2019/ISIC2019 split always uses the reference's seed 42.)", OURS),
     key("training_params.feature_cache", "bool", Value("true"), "With a frozen trunk, compute each image's trunk features once per run (val, test and kNN bank always; train when its transforms are not random). Results are the same either way.", OURS),
     key("training_params.class_weights", "string `balanced` or list of numbers", Absent, "Loss weights per class: `balanced` is sklearn's `compute_class_weight` (n_images / (n_classes * images of the class)) on the train split, or one weight per class. Multi-label: `pos_weight` per label (`balanced`: negatives / positives).", OURS),
+    key("training_params.bootstrap", "integer (0 to 1000000)", Value("2000"), "Bootstrap resamples for the 95% intervals of the test metrics and operating points in `statistics.json` (stratified by class; multi-label: whole images; seeded by `seed`); 0: values without intervals. 2000 take about a second for 550 test images ([outputs](outputs.md#statisticsjson)).", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),
     key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep.sh`).", "the reference uses several GPUs"),

@@ -775,6 +775,9 @@ pub struct TrainingParams {
     /// list, one per class or label.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub class_weights: Option<ClassWeights>,
+    /// medfm: bootstrap resamples of the test metrics' intervals in statistics.json (0: none).
+    #[serde(default = "bootstrap_2000", skip_serializing_if = "is_bootstrap_2000")]
+    pub bootstrap: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -974,6 +977,12 @@ fn pct_start() -> f64 {
 }
 fn seed_42() -> u64 {
     42
+}
+fn bootstrap_2000() -> u64 {
+    2000
+}
+fn is_bootstrap_2000(b: &u64) -> bool {
+    *b == 2000
 }
 fn is_seed_42(s: &u64) -> bool {
     *s == 42

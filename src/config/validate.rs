@@ -703,6 +703,12 @@ fn training(e: &mut Problems, t: &TrainingParams) {
     e.check(!t.save_dir.is_empty(), &format!("{at}.save_dir"), || {
         "must not be empty".into()
     });
+    e.check(t.bootstrap <= 1_000_000, &format!("{at}.bootstrap"), || {
+        format!(
+            "must be at most 1000000 resamples (0 = no intervals), got {}",
+            t.bootstrap
+        )
+    });
 }
 
 fn system(e: &mut Problems, s: &SystemParams) {

@@ -59,6 +59,22 @@ pub struct Roc {
 /// sklearn's `roc_curve(..., drop_intermediate=True)`. None when `positive` holds a single
 /// class (the curve is undefined: sklearn would divide by zero).
 pub fn roc_curve(positive: &[bool], scores: &[f64], weights: Option<&[f64]>) -> Option<Roc> {
+    roc_points(positive, scores, weights, true)
+}
+
+/// sklearn's `roc_curve(..., drop_intermediate=False)`: a point at every distinct score, so
+/// every threshold a classifier can use is there (operating points need them all: a dropped
+/// point on a sloped stretch is a threshold with its own sensitivity and specificity).
+pub fn roc_curve_all(positive: &[bool], scores: &[f64]) -> Option<Roc> {
+    roc_points(positive, scores, None, false)
+}
+
+fn roc_points(
+    positive: &[bool],
+    scores: &[f64],
+    weights: Option<&[f64]>,
+    drop_intermediate: bool,
+) -> Option<Roc> {
     let has_pos = positive.iter().any(|&p| p);
     let has_neg = positive.iter().any(|&p| !p);
     if !(has_pos && has_neg) {
@@ -70,7 +86,7 @@ pub fn roc_curve(positive: &[bool], scores: &[f64], weights: Option<&[f64]>) -> 
     // computed as numpy's diff(diff(x)) so the kept points are the same.
     let keep: Vec<usize> = (0..n)
         .filter(|&i| {
-            if i == 0 || i + 1 == n || n <= 2 {
+            if !drop_intermediate || i == 0 || i + 1 == n || n <= 2 {
                 return true;
             }
             let d2 = |v: &[f64]| (v[i + 1] - v[i]) - (v[i] - v[i - 1]);

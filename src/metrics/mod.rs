@@ -18,7 +18,7 @@ mod curve;
 mod multiclass;
 mod multilabel;
 
-pub use curve::{average_precision, binary_roc_auc, roc_curve, trapezoid_area, Roc};
+pub use curve::{average_precision, binary_roc_auc, roc_curve, roc_curve_all, trapezoid_area, Roc};
 pub use multiclass::{argmax_rows, confusion_matrix, MulticlassMetrics};
 pub use multilabel::{multilabel_confusion, MultilabelMetrics, THRESHOLD};
 

@@ -102,6 +102,15 @@ impl RunOutputs {
         self.results.join("roc.png")
     }
 
+    /// Intervals, calibration and operating points of the test metrics (`crate::stats`).
+    pub fn statistics(&self) -> PathBuf {
+        self.results.join("statistics.json")
+    }
+
+    pub fn reliability_png(&self) -> PathBuf {
+        self.results.join("reliability.png")
+    }
+
     pub fn tensorboard_dir(&self) -> PathBuf {
         self.run.tensorboard_dir()
     }

@@ -288,12 +288,22 @@ impl Trainer {
         };
         let values = crate::report::test_results(Some(&metrics), knn.as_ref(), Some(out.loss()));
         let probs = probabilities(self.info.task, &out.logits);
+        // statistics.json fits the temperature and the Youden thresholds on the tested model's
+        // validation outputs: one more pass, in float32 as the test's (head-only when the
+        // feature cache holds the val features). The training's last validation may be of
+        // another model (the best one is tested) at another precision, and --test has none.
+        let val = if self.sources.val.is_empty() {
+            None
+        } else {
+            Some(self.pass(Split::Val, 0, false, false)?)
+        };
         self.outputs.test_outputs(
             &values,
             knn.is_some(),
             &out,
             &probs,
             self.sources.test.items(),
+            val.as_ref(),
         )?;
         println!(
             "\n---------- {} evaluated on the test set ----------",

@@ -1,6 +1,7 @@
 //! The run's outputs, through the report writers: TensorBoard scalars (when
 //! `use_tensorboard`), `history.csv` (one row per validation, kept in step with checkpoints on
-//! resume), and after the test pass `metrics_results.json`, `predictions.csv` and the plots.
+//! resume), and after the test pass `metrics_results.json`, `predictions.csv`, the plots and
+//! `statistics.json` with `reliability.png` (`crate::stats`).
 
 use super::evaluate::EvalOut;
 use crate::config::Params;
@@ -16,6 +17,9 @@ pub struct Outputs {
     use_tensorboard: bool,
     events: Option<EventWriter>,
     info: DatasetInfo,
+    /// `training_params.bootstrap` and `seed`, for statistics.json.
+    bootstrap: u64,
+    seed: u64,
 }
 
 impl Outputs {
@@ -30,6 +34,8 @@ impl Outputs {
             use_tensorboard: tp.use_tensorboard,
             events: None,
             info: info.clone(),
+            bootstrap: tp.bootstrap,
+            seed: tp.seed,
         })
     }
 
@@ -96,6 +102,7 @@ impl Outputs {
         out: &EvalOut,
         probs: &Tensor,
         items: &[Item],
+        val: Option<&EvalOut>,
     ) -> Result<()> {
         let model_name = self.run.model_name();
         for path in report::write_metrics_results(&self.run, values, has_knn)? {
@@ -119,6 +126,25 @@ impl Outputs {
             .collect();
         let names = &self.info.label_names;
         let title = format!("{model_name} (test)");
+        let truth = match self.info.task {
+            Task::Multiclass => crate::stats::Truth::Multiclass(
+                Vec::<i64>::try_from(labels.to_kind(Kind::Int64).reshape([-1]))?
+                    .into_iter()
+                    .map(|c| c as usize)
+                    .collect(),
+            ),
+            Task::Multilabel => crate::stats::Truth::Multilabel(
+                Vec::<f32>::try_from(labels.to_kind(Kind::Float).reshape([-1]))?
+                    .into_iter()
+                    .map(f64::from)
+                    .collect(),
+            ),
+        };
+        let test = crate::stats::Predictions {
+            names: names.clone(),
+            data: crate::stats::Data::new(n, truth, probs64.clone())?,
+        };
+        self.write_statistics(&test, val, &title)?;
         match self.info.task {
             Task::Multiclass => {
                 let y = Vec::<i64>::try_from(labels.to_kind(Kind::Int64).reshape([-1]))?;
@@ -171,4 +197,61 @@ impl Outputs {
         );
         Ok(())
     }
+
+    /// `statistics.json` and `reliability.png` of the test predictions, with the validation
+    /// outputs of the same model for the temperature and the Youden thresholds.
+    fn write_statistics(
+        &self,
+        test: &crate::stats::Predictions,
+        val: Option<&EvalOut>,
+        title: &str,
+    ) -> Result<()> {
+        let val = match val {
+            Some(v) => Some(val_outputs(&self.info, v)?),
+            None => None,
+        };
+        let opts = crate::stats::Options {
+            resamples: self.bootstrap as usize,
+            seed: self.seed,
+        };
+        crate::stats::write_statistics(
+            test,
+            val.as_ref(),
+            opts,
+            title,
+            &self.run.statistics(),
+            &self.run.reliability_png(),
+        )?;
+        crate::messages::info(format_args!(
+            "Statistics written to {}",
+            self.run.statistics().display()
+        ));
+        Ok(())
+    }
+}
+
+/// A validation pass's logits, truth and probabilities (the activation in float32, as the
+/// test's) as `stats` takes them.
+fn val_outputs(info: &DatasetInfo, out: &EvalOut) -> Result<crate::stats::ValOutputs> {
+    let to64 = |t: &Tensor| -> Result<Vec<f64>> {
+        Ok(Vec::<f32>::try_from(t.to_kind(Kind::Float).reshape([-1]))?
+            .into_iter()
+            .map(f64::from)
+            .collect())
+    };
+    let logits = to64(&out.logits)?;
+    let probs = to64(&super::evaluate::probabilities(info.task, &out.logits))?;
+    let truth = match info.task {
+        Task::Multiclass => crate::stats::Truth::Multiclass(
+            Vec::<i64>::try_from(out.labels.to_kind(Kind::Int64).reshape([-1]))?
+                .into_iter()
+                .map(|c| c as usize)
+                .collect(),
+        ),
+        Task::Multilabel => crate::stats::Truth::Multilabel(to64(&out.labels)?),
+    };
+    Ok(crate::stats::ValOutputs {
+        logits,
+        data: crate::stats::Data::new(info.n_classes() as usize, truth, probs)?,
+    })
 }

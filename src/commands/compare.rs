@@ -1,0 +1,60 @@
+//! `medfm compare RUN_A RUN_B [--output FILE]`: are two runs' test metrics different? Each
+//! RUN is a run's results folder (`results/<name>`, or an evaluation folder inside it) holding
+//! `predictions.csv`; the test images are matched by path. ROC-AUCs by DeLong's test, the other
+//! metrics by a paired bootstrap (see `stats::compare`).
+
+use crate::stats::compare::{self, read_predictions};
+use anyhow::Result;
+use clap::Args as ClapArgs;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// The first run's results folder (results/<name>) or its predictions.csv.
+    pub run_a: PathBuf,
+    /// The second run's results folder or predictions.csv, tested on the same images.
+    pub run_b: PathBuf,
+    /// Write the comparison as JSON to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// Paired bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Seed of the resamples (the same streams as statistics.json's with this seed).
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+}
+
+/// A run's name for the table: its folder's name.
+fn short_name(run: &Path) -> String {
+    let p = if run.is_file() { run.parent().unwrap_or(run) } else { run };
+    p.file_name()
+        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    let a = read_predictions(&compare::predictions_file(&args.run_a)?)?;
+    let b = read_predictions(&compare::predictions_file(&args.run_b)?)?;
+    let opts = crate::stats::Options {
+        resamples: args.resamples,
+        seed: args.seed,
+    };
+    let c = compare::compare_files(&a, &b, opts)?;
+    let (name_a, name_b) = (short_name(&args.run_a), short_name(&args.run_b));
+    crate::messages::info(format_args!(
+        "A: {}\nB: {}\n{} test images matched by path; paired bootstrap: {} resamples, seed {}\n",
+        a.file.display(),
+        b.file.display(),
+        c.n,
+        args.resamples,
+        args.seed
+    ));
+    crate::messages::info(format_args!("{}", compare::format_table(&c, &name_a, &name_b)));
+    if let Some(out) = &args.output {
+        let mut text = serde_json::to_string_pretty(&c.to_json())?;
+        text.push('\n');
+        crate::util::write_atomic(out, text.as_bytes())?;
+        crate::messages::info(format_args!("\nComparison written to {}", out.display()));
+    }
+    Ok(())
+}

@@ -1,0 +1,593 @@
+//! `medfm compare RUN_A RUN_B`: two runs' test predictions (`predictions.csv`), the images
+//! matched by path, each metric's difference A - B with a 95% interval and a two-sided
+//! p-value.
+//!
+//! - ROC-AUC by DeLong's test ([`super::delong`]): a two-class run's `test_roc_auc` itself
+//!   (the class-1 probability, the metric's own AUC); for more classes, each class one-vs-rest
+//!   (`test_roc_auc_ovr_<class>`); multi-label, each label over its known images
+//!   (`test_roc_auc_<label>`). The table's `test_roc_auc` of a multiclass run (the reference's
+//!   one-vs-one macro mean, Hand & Till) and of a multi-label run (the mean over labels) is not
+//!   a single AUC that DeLong's test covers: its row is a paired bootstrap, like every other
+//!   metric.
+//! - Paired bootstrap: both runs' metrics on the same resamples (within each class,
+//!   multi-label: whole images; the scheme and streams of `statistics.json`), the interval the
+//!   2.5 and 97.5 percentiles of the differences, the p-value
+//!   `min(1, 2 (1 + min(#{d* <= 0}, #{d* >= 0})) / (B + 1))` over the resamples whose
+//!   difference is defined (the percentile interval inverted, with the +1 that keeps a p-value
+//!   from being 0 with finitely many resamples).
+
+use super::{bootstrap, delong, Data, Predictions, Truth};
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Map, Value};
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+/// One test image's row of `predictions.csv`.
+#[derive(Debug, Clone)]
+struct Row {
+    line: u64,
+    path: String,
+}
+
+/// A run's `predictions.csv`, read: the rows' paths and the predictions in file order.
+#[derive(Debug, Clone)]
+pub struct PredictionsFile {
+    pub file: PathBuf,
+    rows: Vec<Row>,
+    pub predictions: Predictions,
+}
+
+impl PredictionsFile {
+    pub fn paths(&self) -> impl Iterator<Item = &str> {
+        self.rows.iter().map(|r| r.path.as_str())
+    }
+}
+
+/// The file of a `RUN` argument: `RUN/predictions.csv`, or RUN itself when it is a file.
+pub fn predictions_file(run: &Path) -> Result<PathBuf> {
+    if run.is_file() {
+        return Ok(run.to_path_buf());
+    }
+    let file = run.join("predictions.csv");
+    if !file.is_file() {
+        if !run.exists() {
+            bail!("{} does not exist (expected a run's results folder, results/<name>)", run.display());
+        }
+        bail!(
+            "{} has no predictions.csv (expected a run's results folder, results/<name>, after its test)",
+            run.display()
+        );
+    }
+    Ok(file)
+}
+
+/// Read a `predictions.csv` by its header: `path`; the truth, `label` (multiclass: a class
+/// name of the `prob_` columns, or a class index) or one `label_<name>` per label (0, 1, or
+/// empty/`nan` for unknown); and one `prob_<name>` per class, in header order. Other columns
+/// are ignored.
+pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
+    let mut reader = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_path(file)
+        .with_context(|| format!("cannot read {}", file.display()))?;
+    let header = reader
+        .headers()
+        .with_context(|| format!("{}: cannot read the header", file.display()))?
+        .clone();
+    let col = |name: &str| header.iter().position(|h| h == name);
+    let path_col = col("path").with_context(|| {
+        format!("{}: no \"path\" column (header: {})", file.display(), header.iter().collect::<Vec<_>>().join(","))
+    })?;
+    let probs: Vec<(usize, String)> = header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("prob_").map(|n| (i, n.to_string())))
+        .collect();
+    if probs.is_empty() {
+        bail!("{}: no prob_<class> columns", file.display());
+    }
+    let names: Vec<String> = probs.iter().map(|p| p.1.clone()).collect();
+    let label_cols: Vec<(usize, String)> = header
+        .iter()
+        .enumerate()
+        .filter_map(|(i, h)| h.strip_prefix("label_").map(|n| (i, n.to_string())))
+        .collect();
+    let multiclass_col = col("label");
+    let multilabel = match (multiclass_col, label_cols.is_empty()) {
+        (Some(_), true) => false,
+        (None, false) => {
+            let label_names: Vec<&String> = label_cols.iter().map(|l| &l.1).collect();
+            if label_names != names.iter().collect::<Vec<_>>() {
+                bail!(
+                    "{}: the label_ columns ({}) do not match the prob_ columns ({})",
+                    file.display(),
+                    label_names.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(", "),
+                    names.join(", ")
+                );
+            }
+            true
+        }
+        _ => bail!(
+            "{}: expected the truth as one \"label\" column (multiclass) or label_<name> columns (multi-label)",
+            file.display()
+        ),
+    };
+    let k = names.len();
+    let mut rows = Vec::new();
+    let mut classes = Vec::new();
+    let mut targets = Vec::new();
+    let mut p = Vec::new();
+    for rec in reader.records() {
+        let rec = rec.with_context(|| format!("{}: malformed CSV", file.display()))?;
+        let line = rec.position().map_or(0, |pos| pos.line());
+        let at = || format!("{}:{line}", file.display());
+        let cell = |i: usize| rec.get(i).unwrap_or("").trim();
+        rows.push(Row {
+            line,
+            path: rec.get(path_col).unwrap_or("").to_string(),
+        });
+        for (i, name) in &probs {
+            let v: f64 = cell(*i).parse().ok().filter(|v: &f64| v.is_finite()).with_context(|| {
+                format!("{}: prob_{name} is {:?}; expected a number", at(), cell(*i))
+            })?;
+            p.push(v);
+        }
+        if multilabel {
+            for (i, name) in &label_cols {
+                let t = match cell(*i) {
+                    "1" | "1.0" => 1.0,
+                    "0" | "0.0" => 0.0,
+                    "" | "nan" | "NaN" => f64::NAN,
+                    other => bail!("{}: label_{name} is {other:?}; expected 0, 1 or empty (unknown)", at()),
+                };
+                targets.push(t);
+            }
+        } else {
+            let v = cell(multiclass_col.expect("checked"));
+            let c = match names.iter().position(|n| n == v) {
+                Some(c) => c,
+                None => match v.parse::<usize>() {
+                    Ok(c) if c < k => c,
+                    _ => bail!(
+                        "{}: label {v:?} is none of the classes of the prob_ columns ({})",
+                        at(),
+                        names.join(", ")
+                    ),
+                },
+            };
+            classes.push(c);
+        }
+    }
+    if rows.is_empty() {
+        bail!("{}: no rows", file.display());
+    }
+    let truth = if multilabel {
+        Truth::Multilabel(targets)
+    } else {
+        Truth::Multiclass(classes)
+    };
+    Ok(PredictionsFile {
+        file: file.to_path_buf(),
+        rows,
+        predictions: Predictions {
+            names,
+            data: Data::new(k, truth, p)?,
+        },
+    })
+}
+
+/// `b`'s rows in the order of `a`'s paths. An error names paths that are in one file only,
+/// or whose truth differs.
+fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
+    let (pa, pb) = (&a.predictions, &b.predictions);
+    if pa.names != pb.names || matches!(pa.data.truth, Truth::Multiclass(_)) != matches!(pb.data.truth, Truth::Multiclass(_)) {
+        bail!(
+            "the runs predict different classes: {} has {} ({}), {} has {} ({})",
+            a.file.display(),
+            kind(pa),
+            pa.names.join(", "),
+            b.file.display(),
+            kind(pb),
+            pb.names.join(", ")
+        );
+    }
+    fn index(f: &PredictionsFile) -> Result<HashMap<&str, usize>> {
+        let mut m = HashMap::new();
+        for (i, r) in f.rows.iter().enumerate() {
+            if let Some(first) = m.insert(r.path.as_str(), i) {
+                bail!(
+                    "{}: path {} is on lines {} and {}; each test image must appear once",
+                    f.file.display(),
+                    r.path,
+                    f.rows[first].line,
+                    r.line
+                );
+            }
+        }
+        Ok(m)
+    }
+    let (ia, ib) = (index(a)?, index(b)?);
+    let only = |x: &PredictionsFile, other: &HashMap<&str, usize>| -> Vec<String> {
+        x.rows
+            .iter()
+            .filter(|r| !other.contains_key(r.path.as_str()))
+            .map(|r| r.path.clone())
+            .collect()
+    };
+    let (only_a, only_b) = (only(a, &ib), only(b, &ia));
+    if !only_a.is_empty() || !only_b.is_empty() {
+        let few = |v: &[String]| {
+            let mut s: Vec<&str> = v.iter().take(3).map(|s| s.as_str()).collect();
+            if v.len() > 3 {
+                s.push("...");
+            }
+            s.join(", ")
+        };
+        let mut parts = vec![];
+        if !only_a.is_empty() {
+            parts.push(format!("{} only in {} ({})", only_a.len(), a.file.display(), few(&only_a)));
+        }
+        if !only_b.is_empty() {
+            parts.push(format!("{} only in {} ({})", only_b.len(), b.file.display(), few(&only_b)));
+        }
+        bail!(
+            "the runs were tested on different images: {}. Compare runs tested on the same test split.",
+            parts.join("; ")
+        );
+    }
+    let order: Vec<u32> = a.rows.iter().map(|r| ib[r.path.as_str()] as u32).collect();
+    let aligned = pb.data.select(&order);
+    let k = pa.data.k;
+    let differs: Vec<&str> = (0..a.rows.len())
+        .filter(|&i| match (&pa.data.truth, &aligned.truth) {
+            (Truth::Multiclass(x), Truth::Multiclass(y)) => x[i] != y[i],
+            (Truth::Multilabel(x), Truth::Multilabel(y)) => (0..k).any(|l| {
+                let (u, v) = (x[i * k + l], y[i * k + l]);
+                !(u == v || (u.is_nan() && v.is_nan()))
+            }),
+            _ => true,
+        })
+        .map(|i| a.rows[i].path.as_str())
+        .collect();
+    if !differs.is_empty() {
+        bail!(
+            "{} test images have different labels in the two runs (e.g. {}): the runs read different label files",
+            differs.len(),
+            differs.iter().take(3).copied().collect::<Vec<_>>().join(", ")
+        );
+    }
+    Ok(aligned)
+}
+
+fn kind(p: &Predictions) -> &'static str {
+    match p.data.truth {
+        Truth::Multiclass(_) => "classes",
+        Truth::Multilabel(_) => "labels",
+    }
+}
+
+/// How a difference was tested.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Delong,
+    PairedBootstrap,
+}
+
+impl Method {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Method::Delong => "delong",
+            Method::PairedBootstrap => "paired_bootstrap",
+        }
+    }
+}
+
+/// One metric of A against B.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Difference {
+    pub metric: String,
+    pub a: f64,
+    pub b: f64,
+    pub diff: f64,
+    pub ci_low: f64,
+    pub ci_high: f64,
+    pub p_value: f64,
+    pub method: Method,
+}
+
+/// The comparison of two runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Comparison {
+    pub n: usize,
+    pub rows: Vec<Difference>,
+}
+
+impl Comparison {
+    /// `{"n": N, "<metric>": {"a", "b", "diff", "ci_low", "ci_high", "p_value", "method"}}`.
+    pub fn to_json(&self) -> Value {
+        let mut m = Map::new();
+        m.insert("n".into(), self.n.into());
+        for r in &self.rows {
+            m.insert(
+                r.metric.clone(),
+                json!({
+                    "a": r.a, "b": r.b, "diff": r.diff, "ci_low": r.ci_low,
+                    "ci_high": r.ci_high, "p_value": r.p_value, "method": r.method.as_str(),
+                }),
+            );
+        }
+        Value::Object(m)
+    }
+
+    pub fn get(&self, metric: &str) -> Option<&Difference> {
+        self.rows.iter().find(|r| r.metric == metric)
+    }
+}
+
+/// The paired bootstrap p-value of differences `d` (see the module docs); NaN without any
+/// defined one.
+pub fn bootstrap_p_value(d: &[f64]) -> f64 {
+    let finite: Vec<f64> = d.iter().copied().filter(|x| x.is_finite()).collect();
+    if finite.is_empty() {
+        return f64::NAN;
+    }
+    let le = finite.iter().filter(|&&x| x <= 0.0).count();
+    let ge = finite.iter().filter(|&&x| x >= 0.0).count();
+    (2.0 * (1 + le.min(ge)) as f64 / (finite.len() + 1) as f64).min(1.0)
+}
+
+/// Compare `a` with `b` (rows aligned): metrics in `metrics_results.json` order, then the
+/// per-class or per-label DeLong rows.
+pub fn compare_data(names: &[String], a: &Data, b: &Data, opts: super::Options) -> Result<Comparison> {
+    let ma = a.metrics()?;
+    let mb = b.metrics()?;
+    let keys: Vec<&str> = ma.entries().iter().map(|e| e.0).collect();
+    let resampler = a.resampler(opts.resamples, opts.seed);
+    let diffs: Vec<Vec<f64>> = if opts.resamples > 0 {
+        resampler.map(|rows| {
+            let (x, y) = (a.select(rows).metrics()?, b.select(rows).metrics()?);
+            Ok(x.entries().iter().zip(y.entries()).map(|(u, v)| u.1 - v.1).collect())
+        })?
+    } else {
+        vec![]
+    };
+    let binary = a.k == 2 && matches!(a.truth, Truth::Multiclass(_));
+    let mut rows = vec![];
+    for (j, ((name, va), (_, vb))) in ma.entries().into_iter().zip(mb.entries()).enumerate() {
+        let metric = format!("test_{name}");
+        if name == "roc_auc" && binary {
+            let (pos, sa) = &a.binary_columns()[0];
+            let (_, sb) = &b.binary_columns()[0];
+            rows.push(delong_row(metric, Some((va, vb)), pos, sa, sb));
+            continue;
+        }
+        let column: Vec<f64> = diffs.iter().map(|d| d[j]).collect();
+        let (ci_low, ci_high) = if diffs.is_empty() {
+            (f64::NAN, f64::NAN)
+        } else {
+            bootstrap::interval(&column)
+        };
+        rows.push(Difference {
+            metric,
+            a: va,
+            b: vb,
+            diff: va - vb,
+            ci_low,
+            ci_high,
+            p_value: bootstrap_p_value(&column),
+            method: Method::PairedBootstrap,
+        });
+    }
+    debug_assert_eq!(keys.len(), ma.entries().len());
+    match &a.truth {
+        Truth::Multiclass(y) if !binary => {
+            for (c, name) in names.iter().enumerate() {
+                let pos: Vec<bool> = y.iter().map(|&t| t == c).collect();
+                let col = |d: &Data| d.probs.chunks(d.k).map(|r| r[c]).collect::<Vec<f64>>();
+                rows.push(delong_row(format!("test_roc_auc_ovr_{name}"), None, &pos, &col(a), &col(b)));
+            }
+        }
+        Truth::Multilabel(_) => {
+            for (name, ((pos, sa), (_, sb))) in names.iter().zip(a.binary_columns().iter().zip(b.binary_columns())) {
+                rows.push(delong_row(format!("test_roc_auc_{name}"), None, pos, sa, &sb));
+            }
+        }
+        Truth::Multiclass(_) => {}
+    }
+    Ok(Comparison { n: a.n(), rows })
+}
+
+/// A DeLong row; `values` replaces the AUCs shown (a two-class run's metric values, equal to
+/// DeLong's up to rounding). Undefined (one class present): NaN everywhere.
+fn delong_row(metric: String, values: Option<(f64, f64)>, pos: &[bool], a: &[f64], b: &[f64]) -> Difference {
+    match delong::paired_test(pos, a, b) {
+        Some(t) => {
+            let (va, vb) = values.unwrap_or((t.auc_a, t.auc_b));
+            Difference {
+                metric,
+                a: va,
+                b: vb,
+                diff: va - vb,
+                ci_low: t.ci_low,
+                ci_high: t.ci_high,
+                p_value: t.p_value,
+                method: Method::Delong,
+            }
+        }
+        None => {
+            let (va, vb) = values.unwrap_or((f64::NAN, f64::NAN));
+            Difference {
+                metric,
+                a: va,
+                b: vb,
+                diff: va - vb,
+                ci_low: f64::NAN,
+                ci_high: f64::NAN,
+                p_value: f64::NAN,
+                method: Method::Delong,
+            }
+        }
+    }
+}
+
+/// Compare two runs' `predictions.csv` files.
+pub fn compare_files(a: &PredictionsFile, b: &PredictionsFile, opts: super::Options) -> Result<Comparison> {
+    let aligned = align(a, b)?;
+    compare_data(&a.predictions.names, &a.predictions.data, &aligned, opts)
+}
+
+/// The comparison as a text table.
+pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
+    let num = |x: f64| if x.is_finite() { format!("{x:.3}") } else { "n/a".into() };
+    let signed = |x: f64| if x.is_finite() { format!("{x:+.3}") } else { "n/a".into() };
+    let p = |x: f64| {
+        if !x.is_finite() {
+            "n/a".into()
+        } else if x < 0.001 {
+            "<0.001".into()
+        } else {
+            format!("{x:.3}")
+        }
+    };
+    let header = [
+        "metric".to_string(),
+        format!("A ({name_a})"),
+        format!("B ({name_b})"),
+        "A - B".into(),
+        "95% CI".into(),
+        "p".into(),
+        "method".into(),
+    ];
+    let mut table: Vec<[String; 7]> = vec![header];
+    for r in &c.rows {
+        table.push([
+            r.metric.clone(),
+            num(r.a),
+            num(r.b),
+            signed(r.diff),
+            if r.ci_low.is_finite() {
+                format!("[{}, {}]", signed(r.ci_low), signed(r.ci_high))
+            } else {
+                "n/a".into()
+            },
+            p(r.p_value),
+            match r.method {
+                Method::Delong => "DeLong".into(),
+                Method::PairedBootstrap => "paired bootstrap".into(),
+            },
+        ]);
+    }
+    let widths: Vec<usize> = (0..7)
+        .map(|j| table.iter().map(|r| r[j].chars().count()).max().unwrap_or(0))
+        .collect();
+    table
+        .iter()
+        .map(|r| {
+            r.iter()
+                .zip(&widths)
+                .map(|(cell, &w)| format!("{cell:<w$}"))
+                .collect::<Vec<_>>()
+                .join("  ")
+                .trim_end()
+                .to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::create_dir_all(&p).unwrap();
+        std::fs::write(p.join("predictions.csv"), text).unwrap();
+        p
+    }
+
+    #[test]
+    fn reads_both_header_styles() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = write(dir.path(), "old", "path,label,prob_0,prob_1\na.png,1,0.2,0.8\nb.png,0,0.6,0.4\n");
+        let new = write(
+            dir.path(),
+            "new",
+            "path,label,prob_benign,prob_cancer\nb.png,benign,0.7,0.3\na.png,cancer,0.1,0.9\n",
+        );
+        let a = read_predictions(&predictions_file(&old).unwrap()).unwrap();
+        let b = read_predictions(&predictions_file(&new).unwrap()).unwrap();
+        assert_eq!(a.predictions.data.truth, Truth::Multiclass(vec![1, 0]));
+        assert_eq!(b.predictions.data.truth, Truth::Multiclass(vec![0, 1]));
+        assert_eq!(b.predictions.names, ["benign", "cancer"]);
+        // Different class names: refused.
+        let e = compare_files(&a, &b, super::super::Options { resamples: 10, seed: 1 }).unwrap_err();
+        assert!(format!("{e:#}").contains("different classes"), "{e:#}");
+        let ml = write(
+            dir.path(),
+            "ml",
+            "path,label_Edema,label_Effusion,prob_Edema,prob_Effusion\nx.jpg,1,,0.9,0.3\ny.jpg,0,1,0.2,0.7\n",
+        );
+        let m = read_predictions(&predictions_file(&ml).unwrap()).unwrap();
+        match &m.predictions.data.truth {
+            Truth::Multilabel(t) => {
+                assert_eq!(t[0], 1.0);
+                assert!(t[1].is_nan());
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn rows_are_matched_by_path_and_differences_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", "path,label,prob_x,prob_y\n1.png,x,0.9,0.1\n2.png,y,0.4,0.6\n3.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
+        let b = write(dir.path(), "b", "path,label,prob_x,prob_y\n4.png,x,0.5,0.5\n3.png,y,0.2,0.8\n2.png,y,0.45,0.55\n1.png,x,0.8,0.2\n");
+        let (a, b) = (
+            read_predictions(&predictions_file(&a).unwrap()).unwrap(),
+            read_predictions(&predictions_file(&b).unwrap()).unwrap(),
+        );
+        let aligned = align(&a, &b).unwrap();
+        assert_eq!(aligned.probs, [0.8, 0.2, 0.45, 0.55, 0.2, 0.8, 0.5, 0.5]);
+        let c = compare_files(&a, &b, super::super::Options { resamples: 50, seed: 3 }).unwrap();
+        assert_eq!(c.n, 4);
+        let auc = c.get("test_roc_auc").unwrap();
+        assert_eq!(auc.method, Method::Delong);
+        assert_eq!(c.get("test_accuracy").unwrap().method, Method::PairedBootstrap);
+        let v = c.to_json();
+        let keys: Vec<&String> = v["test_f1"].as_object().unwrap().keys().collect();
+        assert_eq!(keys, ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method"]);
+
+        let c2 = write(dir.path(), "c", "path,label,prob_x,prob_y\n1.png,x,0.9,0.1\n2.png,y,0.4,0.6\n5.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
+        let c2 = read_predictions(&predictions_file(&c2).unwrap()).unwrap();
+        let e = format!("{:#}", compare_files(&a, &c2, super::super::Options { resamples: 5, seed: 3 }).unwrap_err());
+        assert!(e.contains("3.png") && e.contains("5.png") && e.contains("different images"), "{e}");
+        let d = write(dir.path(), "d", "path,label,prob_x,prob_y\n1.png,y,0.9,0.1\n2.png,y,0.4,0.6\n3.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
+        let d = read_predictions(&predictions_file(&d).unwrap()).unwrap();
+        let e = format!("{:#}", compare_files(&a, &d, super::super::Options { resamples: 5, seed: 3 }).unwrap_err());
+        assert!(e.contains("different labels") && e.contains("1.png"), "{e}");
+    }
+
+    #[test]
+    fn p_value_of_the_bootstrap() {
+        assert_eq!(bootstrap_p_value(&[0.0; 10]), 1.0);
+        // All 9 above zero: 2 * (1 + 0) / 10.
+        assert_eq!(bootstrap_p_value(&[0.1; 9]), 0.2);
+        assert!(bootstrap_p_value(&[f64::NAN]).is_nan());
+    }
+
+    #[test]
+    fn a_comparison_with_itself_finds_no_difference() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", "path,label,prob_x,prob_y,prob_z\n1.png,x,0.7,0.2,0.1\n2.png,y,0.3,0.6,0.1\n3.png,z,0.2,0.2,0.6\n4.png,x,0.4,0.4,0.2\n5.png,z,0.5,0.1,0.4\n6.png,y,0.1,0.5,0.4\n");
+        let a = read_predictions(&predictions_file(&a).unwrap()).unwrap();
+        let c = compare_files(&a, &a, super::super::Options { resamples: 20, seed: 3 }).unwrap();
+        for r in &c.rows {
+            assert_eq!(r.diff, 0.0, "{}", r.metric);
+            assert_eq!(r.p_value, 1.0, "{}", r.metric);
+        }
+        assert_eq!(c.get("test_roc_auc").unwrap().method, Method::PairedBootstrap);
+        assert_eq!(c.get("test_roc_auc_ovr_z").unwrap().method, Method::Delong);
+        assert!(format_table(&c, "a", "a").contains("test_roc_auc_ovr_x"));
+    }
+}
