@@ -27,9 +27,15 @@ pub struct Args {
 
 /// A run's name for the table: its folder's name.
 fn short_name(run: &Path) -> String {
-    let p = if run.is_file() { run.parent().unwrap_or(run) } else { run };
-    p.file_name()
-        .map_or_else(|| p.display().to_string(), |n| n.to_string_lossy().into_owned())
+    let p = if run.is_file() {
+        run.parent().unwrap_or(run)
+    } else {
+        run
+    };
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    )
 }
 
 pub fn run(args: &Args) -> Result<()> {
@@ -49,7 +55,10 @@ pub fn run(args: &Args) -> Result<()> {
         args.resamples,
         args.seed
     ));
-    crate::messages::info(format_args!("{}", compare::format_table(&c, &name_a, &name_b)));
+    crate::messages::info(format_args!(
+        "{}",
+        compare::format_table(&c, &name_a, &name_b)
+    ));
     if let Some(out) = &args.output {
         let mut text = serde_json::to_string_pretty(&c.to_json())?;
         text.push('\n');

@@ -174,8 +174,9 @@ pub fn percentile(values: &[f64], p: f64) -> f64 {
 fn percentile_sorted(v: &[f64], p: f64) -> f64 {
     let n = v.len();
     let q = p / 100.0;
-    // _compute_virtual_index with alpha = beta = 1.
-    let virtual_index = n as f64 * q + (1.0 + q * (1.0 - 1.0 - 1.0)) - 1.0;
+    // _compute_virtual_index of the "linear" method (alpha = beta = 1).
+    let (alpha, beta) = (1.0, 1.0);
+    let virtual_index = n as f64 * q + (alpha + q * (1.0 - alpha - beta)) - 1.0;
     // _get_indexes: clamp to the ends.
     if virtual_index >= (n - 1) as f64 {
         return v[n - 1];
@@ -223,7 +224,10 @@ mod tests {
             counts[s.below(5) as usize] += 1;
         }
         // 10000 expected each; 5 sd = 450.
-        assert!(counts.iter().all(|&c| c.abs_diff(10_000) < 450), "{counts:?}");
+        assert!(
+            counts.iter().all(|&c| c.abs_diff(10_000) < 450),
+            "{counts:?}"
+        );
     }
 
     #[test]
@@ -239,9 +243,15 @@ mod tests {
             let order: Vec<usize> = rows.iter().map(|&j| classes[j as usize]).collect();
             assert!(order.windows(2).all(|w| w[0] <= w[1]), "{order:?}");
         }
-        assert_eq!(r.indices(3), Resampler::stratified(&classes, 9, 42).indices(3));
+        assert_eq!(
+            r.indices(3),
+            Resampler::stratified(&classes, 9, 42).indices(3)
+        );
         assert_ne!(r.indices(3), r.indices(4));
-        assert_ne!(r.indices(3), Resampler::stratified(&classes, 50, 43).indices(3));
+        assert_ne!(
+            r.indices(3),
+            Resampler::stratified(&classes, 50, 43).indices(3)
+        );
     }
 
     /// The results do not depend on the number of threads: the same values in one thread and

@@ -145,7 +145,13 @@ pub fn binary_label(targets: &[f64], probs: &[f64]) -> Calibration {
 pub fn multilabel(targets: &[f64], probs: &[f64], labels: usize) -> Vec<Calibration> {
     (0..labels)
         .map(|l| {
-            let col = |v: &[f64]| v.iter().skip(l).step_by(labels).copied().collect::<Vec<_>>();
+            let col = |v: &[f64]| {
+                v.iter()
+                    .skip(l)
+                    .step_by(labels)
+                    .copied()
+                    .collect::<Vec<_>>()
+            };
             binary_label(&col(targets), &col(probs))
         })
         .collect()

@@ -51,7 +51,10 @@ pub fn predictions_file(run: &Path) -> Result<PathBuf> {
     let file = run.join("predictions.csv");
     if !file.is_file() {
         if !run.exists() {
-            bail!("{} does not exist (expected a run's results folder, results/<name>)", run.display());
+            bail!(
+                "{} does not exist (expected a run's results folder, results/<name>)",
+                run.display()
+            );
         }
         bail!(
             "{} has no predictions.csv (expected a run's results folder, results/<name>, after its test)",
@@ -63,8 +66,8 @@ pub fn predictions_file(run: &Path) -> Result<PathBuf> {
 
 /// Read a `predictions.csv` by its header: `path`; the truth, `label` (multiclass: a class
 /// name of the `prob_` columns, or a class index) or one `label_<name>` per label (0, 1, or
-/// empty/`nan` for unknown); and one `prob_<name>` per class, in header order. Other columns
-/// are ignored.
+/// empty/`nan` for unknown); and one `prob_<name>` per class, in header order, read as f32.
+/// Other columns are ignored.
 pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
@@ -76,7 +79,11 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
         .clone();
     let col = |name: &str| header.iter().position(|h| h == name);
     let path_col = col("path").with_context(|| {
-        format!("{}: no \"path\" column (header: {})", file.display(), header.iter().collect::<Vec<_>>().join(","))
+        format!(
+            "{}: no \"path\" column (header: {})",
+            file.display(),
+            header.iter().collect::<Vec<_>>().join(",")
+        )
     })?;
     let probs: Vec<(usize, String)> = header
         .iter()
@@ -127,10 +134,16 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
             path: rec.get(path_col).unwrap_or("").to_string(),
         });
         for (i, name) in &probs {
-            let v: f64 = cell(*i).parse().ok().filter(|v: &f64| v.is_finite()).with_context(|| {
-                format!("{}: prob_{name} is {:?}; expected a number", at(), cell(*i))
-            })?;
-            p.push(v);
+            // Read as the f32 the model produced (the file holds its shortest text), so the
+            // metrics are the run's own to the last bit.
+            let v: f32 = cell(*i)
+                .parse()
+                .ok()
+                .filter(|v: &f32| v.is_finite())
+                .with_context(|| {
+                    format!("{}: prob_{name} is {:?}; expected a number", at(), cell(*i))
+                })?;
+            p.push(f64::from(v));
         }
         if multilabel {
             for (i, name) in &label_cols {
@@ -138,7 +151,10 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
                     "1" | "1.0" => 1.0,
                     "0" | "0.0" => 0.0,
                     "" | "nan" | "NaN" => f64::NAN,
-                    other => bail!("{}: label_{name} is {other:?}; expected 0, 1 or empty (unknown)", at()),
+                    other => bail!(
+                        "{}: label_{name} is {other:?}; expected 0, 1 or empty (unknown)",
+                        at()
+                    ),
                 };
                 targets.push(t);
             }
@@ -180,7 +196,10 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
 /// or whose truth differs.
 fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
     let (pa, pb) = (&a.predictions, &b.predictions);
-    if pa.names != pb.names || matches!(pa.data.truth, Truth::Multiclass(_)) != matches!(pb.data.truth, Truth::Multiclass(_)) {
+    if pa.names != pb.names
+        || matches!(pa.data.truth, Truth::Multiclass(_))
+            != matches!(pb.data.truth, Truth::Multiclass(_))
+    {
         bail!(
             "the runs predict different classes: {} has {} ({}), {} has {} ({})",
             a.file.display(),
@@ -225,10 +244,20 @@ fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
         };
         let mut parts = vec![];
         if !only_a.is_empty() {
-            parts.push(format!("{} only in {} ({})", only_a.len(), a.file.display(), few(&only_a)));
+            parts.push(format!(
+                "{} only in {} ({})",
+                only_a.len(),
+                a.file.display(),
+                few(&only_a)
+            ));
         }
         if !only_b.is_empty() {
-            parts.push(format!("{} only in {} ({})", only_b.len(), b.file.display(), few(&only_b)));
+            parts.push(format!(
+                "{} only in {} ({})",
+                only_b.len(),
+                b.file.display(),
+                few(&only_b)
+            ));
         }
         bail!(
             "the runs were tested on different images: {}. Compare runs tested on the same test split.",
@@ -338,7 +367,12 @@ pub fn bootstrap_p_value(d: &[f64]) -> f64 {
 
 /// Compare `a` with `b` (rows aligned): metrics in `metrics_results.json` order, then the
 /// per-class or per-label DeLong rows.
-pub fn compare_data(names: &[String], a: &Data, b: &Data, opts: super::Options) -> Result<Comparison> {
+pub fn compare_data(
+    names: &[String],
+    a: &Data,
+    b: &Data,
+    opts: super::Options,
+) -> Result<Comparison> {
     let ma = a.metrics()?;
     let mb = b.metrics()?;
     let keys: Vec<&str> = ma.entries().iter().map(|e| e.0).collect();
@@ -346,7 +380,11 @@ pub fn compare_data(names: &[String], a: &Data, b: &Data, opts: super::Options) 
     let diffs: Vec<Vec<f64>> = if opts.resamples > 0 {
         resampler.map(|rows| {
             let (x, y) = (a.select(rows).metrics()?, b.select(rows).metrics()?);
-            Ok(x.entries().iter().zip(y.entries()).map(|(u, v)| u.1 - v.1).collect())
+            Ok(x.entries()
+                .iter()
+                .zip(y.entries())
+                .map(|(u, v)| u.1 - v.1)
+                .collect())
         })?
     } else {
         vec![]
@@ -384,12 +422,27 @@ pub fn compare_data(names: &[String], a: &Data, b: &Data, opts: super::Options) 
             for (c, name) in names.iter().enumerate() {
                 let pos: Vec<bool> = y.iter().map(|&t| t == c).collect();
                 let col = |d: &Data| d.probs.chunks(d.k).map(|r| r[c]).collect::<Vec<f64>>();
-                rows.push(delong_row(format!("test_roc_auc_ovr_{name}"), None, &pos, &col(a), &col(b)));
+                rows.push(delong_row(
+                    format!("test_roc_auc_ovr_{name}"),
+                    None,
+                    &pos,
+                    &col(a),
+                    &col(b),
+                ));
             }
         }
         Truth::Multilabel(_) => {
-            for (name, ((pos, sa), (_, sb))) in names.iter().zip(a.binary_columns().iter().zip(b.binary_columns())) {
-                rows.push(delong_row(format!("test_roc_auc_{name}"), None, pos, sa, &sb));
+            for (name, ((pos, sa), (_, sb))) in names
+                .iter()
+                .zip(a.binary_columns().iter().zip(b.binary_columns()))
+            {
+                rows.push(delong_row(
+                    format!("test_roc_auc_{name}"),
+                    None,
+                    pos,
+                    sa,
+                    &sb,
+                ));
             }
         }
         Truth::Multiclass(_) => {}
@@ -399,7 +452,13 @@ pub fn compare_data(names: &[String], a: &Data, b: &Data, opts: super::Options) 
 
 /// A DeLong row; `values` replaces the AUCs shown (a two-class run's metric values, equal to
 /// DeLong's up to rounding). Undefined (one class present): NaN everywhere.
-fn delong_row(metric: String, values: Option<(f64, f64)>, pos: &[bool], a: &[f64], b: &[f64]) -> Difference {
+fn delong_row(
+    metric: String,
+    values: Option<(f64, f64)>,
+    pos: &[bool],
+    a: &[f64],
+    b: &[f64],
+) -> Difference {
     match delong::paired_test(pos, a, b) {
         Some(t) => {
             let (va, vb) = values.unwrap_or((t.auc_a, t.auc_b));
@@ -431,15 +490,31 @@ fn delong_row(metric: String, values: Option<(f64, f64)>, pos: &[bool], a: &[f64
 }
 
 /// Compare two runs' `predictions.csv` files.
-pub fn compare_files(a: &PredictionsFile, b: &PredictionsFile, opts: super::Options) -> Result<Comparison> {
+pub fn compare_files(
+    a: &PredictionsFile,
+    b: &PredictionsFile,
+    opts: super::Options,
+) -> Result<Comparison> {
     let aligned = align(a, b)?;
     compare_data(&a.predictions.names, &a.predictions.data, &aligned, opts)
 }
 
 /// The comparison as a text table.
 pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
-    let num = |x: f64| if x.is_finite() { format!("{x:.3}") } else { "n/a".into() };
-    let signed = |x: f64| if x.is_finite() { format!("{x:+.3}") } else { "n/a".into() };
+    let num = |x: f64| {
+        if x.is_finite() {
+            format!("{x:.3}")
+        } else {
+            "n/a".into()
+        }
+    };
+    let signed = |x: f64| {
+        if x.is_finite() {
+            format!("{x:+.3}")
+        } else {
+            "n/a".into()
+        }
+    };
     let p = |x: f64| {
         if !x.is_finite() {
             "n/a".into()
@@ -478,7 +553,13 @@ pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..7)
-        .map(|j| table.iter().map(|r| r[j].chars().count()).max().unwrap_or(0))
+        .map(|j| {
+            table
+                .iter()
+                .map(|r| r[j].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     table
         .iter()
@@ -509,7 +590,11 @@ mod tests {
     #[test]
     fn reads_both_header_styles() {
         let dir = tempfile::tempdir().unwrap();
-        let old = write(dir.path(), "old", "path,label,prob_0,prob_1\na.png,1,0.2,0.8\nb.png,0,0.6,0.4\n");
+        let old = write(
+            dir.path(),
+            "old",
+            "path,label,prob_0,prob_1\na.png,1,0.2,0.8\nb.png,0,0.6,0.4\n",
+        );
         let new = write(
             dir.path(),
             "new",
@@ -521,7 +606,15 @@ mod tests {
         assert_eq!(b.predictions.data.truth, Truth::Multiclass(vec![0, 1]));
         assert_eq!(b.predictions.names, ["benign", "cancer"]);
         // Different class names: refused.
-        let e = compare_files(&a, &b, super::super::Options { resamples: 10, seed: 1 }).unwrap_err();
+        let e = compare_files(
+            &a,
+            &b,
+            super::super::Options {
+                resamples: 10,
+                seed: 1,
+            },
+        )
+        .unwrap_err();
         assert!(format!("{e:#}").contains("different classes"), "{e:#}");
         let ml = write(
             dir.path(),
@@ -548,23 +641,63 @@ mod tests {
             read_predictions(&predictions_file(&b).unwrap()).unwrap(),
         );
         let aligned = align(&a, &b).unwrap();
-        assert_eq!(aligned.probs, [0.8, 0.2, 0.45, 0.55, 0.2, 0.8, 0.5, 0.5]);
-        let c = compare_files(&a, &b, super::super::Options { resamples: 50, seed: 3 }).unwrap();
+        let f32s = [0.8f32, 0.2, 0.45, 0.55, 0.2, 0.8, 0.5, 0.5];
+        assert_eq!(aligned.probs, f32s.map(f64::from));
+        let c = compare_files(
+            &a,
+            &b,
+            super::super::Options {
+                resamples: 50,
+                seed: 3,
+            },
+        )
+        .unwrap();
         assert_eq!(c.n, 4);
         let auc = c.get("test_roc_auc").unwrap();
         assert_eq!(auc.method, Method::Delong);
-        assert_eq!(c.get("test_accuracy").unwrap().method, Method::PairedBootstrap);
+        assert_eq!(
+            c.get("test_accuracy").unwrap().method,
+            Method::PairedBootstrap
+        );
         let v = c.to_json();
         let keys: Vec<&String> = v["test_f1"].as_object().unwrap().keys().collect();
-        assert_eq!(keys, ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method"]);
+        assert_eq!(
+            keys,
+            ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method"]
+        );
 
         let c2 = write(dir.path(), "c", "path,label,prob_x,prob_y\n1.png,x,0.9,0.1\n2.png,y,0.4,0.6\n5.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
         let c2 = read_predictions(&predictions_file(&c2).unwrap()).unwrap();
-        let e = format!("{:#}", compare_files(&a, &c2, super::super::Options { resamples: 5, seed: 3 }).unwrap_err());
-        assert!(e.contains("3.png") && e.contains("5.png") && e.contains("different images"), "{e}");
+        let e = format!(
+            "{:#}",
+            compare_files(
+                &a,
+                &c2,
+                super::super::Options {
+                    resamples: 5,
+                    seed: 3
+                }
+            )
+            .unwrap_err()
+        );
+        assert!(
+            e.contains("3.png") && e.contains("5.png") && e.contains("different images"),
+            "{e}"
+        );
         let d = write(dir.path(), "d", "path,label,prob_x,prob_y\n1.png,y,0.9,0.1\n2.png,y,0.4,0.6\n3.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
         let d = read_predictions(&predictions_file(&d).unwrap()).unwrap();
-        let e = format!("{:#}", compare_files(&a, &d, super::super::Options { resamples: 5, seed: 3 }).unwrap_err());
+        let e = format!(
+            "{:#}",
+            compare_files(
+                &a,
+                &d,
+                super::super::Options {
+                    resamples: 5,
+                    seed: 3
+                }
+            )
+            .unwrap_err()
+        );
         assert!(e.contains("different labels") && e.contains("1.png"), "{e}");
     }
 
@@ -581,12 +714,23 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = write(dir.path(), "a", "path,label,prob_x,prob_y,prob_z\n1.png,x,0.7,0.2,0.1\n2.png,y,0.3,0.6,0.1\n3.png,z,0.2,0.2,0.6\n4.png,x,0.4,0.4,0.2\n5.png,z,0.5,0.1,0.4\n6.png,y,0.1,0.5,0.4\n");
         let a = read_predictions(&predictions_file(&a).unwrap()).unwrap();
-        let c = compare_files(&a, &a, super::super::Options { resamples: 20, seed: 3 }).unwrap();
+        let c = compare_files(
+            &a,
+            &a,
+            super::super::Options {
+                resamples: 20,
+                seed: 3,
+            },
+        )
+        .unwrap();
         for r in &c.rows {
             assert_eq!(r.diff, 0.0, "{}", r.metric);
             assert_eq!(r.p_value, 1.0, "{}", r.metric);
         }
-        assert_eq!(c.get("test_roc_auc").unwrap().method, Method::PairedBootstrap);
+        assert_eq!(
+            c.get("test_roc_auc").unwrap().method,
+            Method::PairedBootstrap
+        );
         assert_eq!(c.get("test_roc_auc_ovr_z").unwrap().method, Method::Delong);
         assert!(format_table(&c, "a", "a").contains("test_roc_auc_ovr_x"));
     }

@@ -54,8 +54,18 @@ pub fn fast_delong(positive: &[bool], scores: &[&[f64]]) -> Option<DelongAucs> {
     let mut v_pos: Vec<Vec<f64>> = Vec::with_capacity(scores.len());
     let mut v_neg: Vec<Vec<f64>> = Vec::with_capacity(scores.len());
     for s in scores {
-        let pos: Vec<f64> = s.iter().zip(positive).filter(|p| *p.1).map(|p| *p.0).collect();
-        let neg: Vec<f64> = s.iter().zip(positive).filter(|p| !*p.1).map(|p| *p.0).collect();
+        let pos: Vec<f64> = s
+            .iter()
+            .zip(positive)
+            .filter(|p| *p.1)
+            .map(|p| *p.0)
+            .collect();
+        let neg: Vec<f64> = s
+            .iter()
+            .zip(positive)
+            .filter(|p| !*p.1)
+            .map(|p| *p.0)
+            .collect();
         // numpy orders positives first: tz is the midrank over [positives, negatives].
         let all: Vec<f64> = pos.iter().chain(&neg).copied().collect();
         let (tx, ty, tz) = (midrank(&pos), midrank(&neg), midrank(&all));
@@ -68,7 +78,8 @@ pub fn fast_delong(positive: &[bool], scores: &[&[f64]]) -> Option<DelongAucs> {
     let mut cov = vec![vec![0.0; k]; k];
     for r in 0..k {
         for s in 0..k {
-            cov[r][s] = sample_cov(&v_pos[r], &v_pos[s]) / mf + sample_cov(&v_neg[r], &v_neg[s]) / nf;
+            cov[r][s] =
+                sample_cov(&v_pos[r], &v_pos[s]) / mf + sample_cov(&v_neg[r], &v_neg[s]) / nf;
         }
     }
     Some(DelongAucs {

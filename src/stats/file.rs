@@ -67,7 +67,8 @@ impl Statistics {
     }
 
     pub fn to_json(&self) -> Value {
-        let estimate = |e: &Estimate| json!({"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high});
+        let estimate =
+            |e: &Estimate| json!({"value": e.value, "ci_low": e.ci_low, "ci_high": e.ci_high});
         let metrics: Map<String, Value> = self
             .metrics
             .iter()
@@ -156,7 +157,10 @@ fn parse(v: &Value) -> Result<Statistics> {
             })
             .collect::<Result<_>>()?,
     };
-    let temperature = number(field(c, "temperature", "calibration")?, "calibration.temperature")?;
+    let temperature = number(
+        field(c, "temperature", "calibration")?,
+        "calibration.temperature",
+    )?;
     let calibration = CalibrationSummary {
         ece: number(field(c, "ece", "calibration")?, "calibration.ece")?,
         mce: number(field(c, "mce", "calibration")?, "calibration.mce")?,

@@ -77,7 +77,9 @@ impl Data {
             out
         };
         let truth = match &self.truth {
-            Truth::Multiclass(y) => Truth::Multiclass(rows.iter().map(|&r| y[r as usize]).collect()),
+            Truth::Multiclass(y) => {
+                Truth::Multiclass(rows.iter().map(|&r| y[r as usize]).collect())
+            }
             Truth::Multilabel(t) => Truth::Multilabel(pick(t)),
         };
         Data {
@@ -399,9 +401,6 @@ mod tests {
         )
         .unwrap();
         assert!(without.statistics.metrics[0].1.ci_low.is_nan());
-        assert_eq!(
-            without.statistics.metrics[0].1.value,
-            s.metrics[0].1.value
-        );
+        assert_eq!(without.statistics.metrics[0].1.value, s.metrics[0].1.value);
     }
 }

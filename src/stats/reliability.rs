@@ -55,7 +55,10 @@ pub fn plot(
 }
 
 fn mesh<DB: DrawingBackend>(
-    chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     x: &str,
     y: &str,
 ) -> Result<()>
@@ -75,7 +78,10 @@ where
 }
 
 fn diagonal<DB: DrawingBackend>(
-    chart: &mut ChartContext<DB, Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>>,
+    chart: &mut ChartContext<
+        DB,
+        Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+    >,
     x0: f64,
 ) -> Result<()>
 where
@@ -115,6 +121,21 @@ fn bars(area: &Area, c: &Calibration) -> Result<()> {
         .enumerate()
         .filter(|(_, b)| b.count > 0)
         .collect();
+    // The gap filled first, then the accuracy over it, then the gap's outline on top: a gap
+    // above a bar (over-confident) shows pink, one inside it (under-confident) as an outline.
+    let gap_box = |i: usize, b: &super::calibration::Bin| {
+        let (lo, hi) = edges(i);
+        [(lo, b.accuracy), (hi, b.confidence)]
+    };
+    chart
+        .draw_series(
+            filled
+                .iter()
+                .map(|(i, b)| Rectangle::new(gap_box(*i, b), gap.mix(0.3).filled())),
+        )
+        .map_err(plot_err)?
+        .label("gap to the bin's mean confidence")
+        .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], gap.stroke_width(2)));
     chart
         .draw_series(filled.iter().map(|(i, b)| {
             let (lo, hi) = edges(*i);
@@ -124,13 +145,12 @@ fn bars(area: &Area, c: &Calibration) -> Result<()> {
         .label("accuracy")
         .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], blue.filled()));
     chart
-        .draw_series(filled.iter().map(|(i, b)| {
-            let (lo, hi) = edges(*i);
-            Rectangle::new([(lo, b.accuracy), (hi, b.confidence)], gap.mix(0.35).filled())
-        }))
-        .map_err(plot_err)?
-        .label("gap to the mean confidence")
-        .legend(move |(x, y)| Rectangle::new([(x, y - 6), (x + 24, y + 6)], gap.mix(0.35).filled()));
+        .draw_series(
+            filled
+                .iter()
+                .map(|(i, b)| Rectangle::new(gap_box(*i, b), gap.stroke_width(2))),
+        )
+        .map_err(plot_err)?;
     diagonal(&mut chart, 0.0)?;
     chart
         .configure_series_labels()
@@ -142,7 +162,12 @@ fn bars(area: &Area, c: &Calibration) -> Result<()> {
         .map_err(plot_err)
 }
 
-fn label_lines(area: &Area, legend: &Area, series: &[(String, Calibration)], x0: f64) -> Result<()> {
+fn label_lines(
+    area: &Area,
+    legend: &Area,
+    series: &[(String, Calibration)],
+    x0: f64,
+) -> Result<()> {
     let mut chart = ChartBuilder::on(area)
         .margin(16)
         .x_label_area_size(44)
@@ -177,7 +202,10 @@ fn label_lines(area: &Area, legend: &Area, series: &[(String, Calibration)], x0:
     for (i, (text, col)) in entries.iter().enumerate() {
         let y = 30 + i as i32 * 24;
         legend
-            .draw(&PathElement::new(vec![(8, y), (32, y)], col.stroke_width(3)))
+            .draw(&PathElement::new(
+                vec![(8, y), (32, y)],
+                col.stroke_width(3),
+            ))
             .map_err(plot_err)?;
         legend
             .draw_text(text, &font(14), (40, y - 8))
@@ -187,14 +215,17 @@ fn label_lines(area: &Area, legend: &Area, series: &[(String, Calibration)], x0:
 }
 
 fn counts(area: &Area, series: &[(String, Calibration)], x0: f64) -> Result<()> {
-    let mut per_bin = vec![0usize; BINS];
+    let mut per_bin = [0usize; BINS];
     for (_, c) in series {
         for (b, bin) in c.bins.iter().enumerate() {
             per_bin[b] += bin.count;
         }
     }
     let total = per_bin.iter().sum::<usize>().max(1) as f64;
-    let top = per_bin.iter().map(|&c| c as f64 / total).fold(0.0, f64::max);
+    let top = per_bin
+        .iter()
+        .map(|&c| c as f64 / total)
+        .fold(0.0, f64::max);
     let (area, _) = area.split_horizontally(860);
     let mut chart = ChartBuilder::on(&area)
         .margin(16)
@@ -205,10 +236,19 @@ fn counts(area: &Area, series: &[(String, Calibration)], x0: f64) -> Result<()> 
     mesh(&mut chart, "confidence", "share of images")?;
     let grey = RGBColor(127, 127, 127);
     chart
-        .draw_series(per_bin.iter().enumerate().filter(|(_, &c)| c > 0).map(|(b, &c)| {
-            let (lo, hi) = edges(b);
-            Rectangle::new([(lo.max(x0), 0.0), (hi, c as f64 / total)], grey.mix(0.8).filled())
-        }))
+        .draw_series(
+            per_bin
+                .iter()
+                .enumerate()
+                .filter(|(_, &c)| c > 0)
+                .map(|(b, &c)| {
+                    let (lo, hi) = edges(b);
+                    Rectangle::new(
+                        [(lo.max(x0), 0.0), (hi, c as f64 / total)],
+                        grey.mix(0.8).filled(),
+                    )
+                }),
+        )
         .map_err(plot_err)?;
     Ok(())
 }
@@ -236,14 +276,30 @@ mod tests {
         let labels = calibration::multilabel(&[1.0, 0.0, f64::NAN, 1.0], &[0.8, 0.3, 0.5, 0.9], 2);
         let summary = CalibrationSummary {
             per_label: vec![
-                ("a".into(), super::super::LabelCalibration { ece: 0.1, mce: 0.1, brier: 0.1 }),
-                ("b".into(), super::super::LabelCalibration { ece: 0.1, mce: 0.1, brier: 0.1 }),
+                (
+                    "a".into(),
+                    super::super::LabelCalibration {
+                        ece: 0.1,
+                        mce: 0.1,
+                        brier: 0.1,
+                    },
+                ),
+                (
+                    "b".into(),
+                    super::super::LabelCalibration {
+                        ece: 0.1,
+                        mce: 0.1,
+                        brier: 0.1,
+                    },
+                ),
             ],
             temperature: None,
             ..summary
         };
-        let series: Vec<(String, Calibration)> =
-            vec![("a".into(), labels[0].clone()), ("b".into(), labels[1].clone())];
+        let series: Vec<(String, Calibration)> = vec![
+            ("a".into(), labels[0].clone()),
+            ("b".into(), labels[1].clone()),
+        ];
         plot(&series, &summary, "run (test)", &p).unwrap();
         assert!(image::open(&p).is_ok());
     }
