@@ -40,6 +40,7 @@ echo "[demo] outputs:"
 for f in "results/$name/metrics_results.json" "results/$name/history.csv" \
          "results/$name/predictions.csv" "results/$name/curves.png" \
          "results/$name/confusion_matrix.png" "results/$name/roc.png" \
+         "results/$name/statistics.json" "results/$name/reliability.png" \
          "results/$name-knn/metrics_results.json" "checkpoints/$name.best.safetensors" \
          "checkpoints/$name.last.safetensors" "configs/$name/params.json" "tensorboard/$name"; do
   [ -e "$out/run/$f" ] && echo "  $out/run/$f"
