@@ -58,7 +58,14 @@ pub fn write_predictions(
             Truth::Multilabel(targets) => rec.extend(
                 targets[i * n_classes..(i + 1) * n_classes]
                     .iter()
-                    .map(|&t| format!("{}", t as i64)),
+                    // An unknown target (NaN) stays unknown: an empty cell.
+                    .map(|&t| {
+                        if t.is_nan() {
+                            String::new()
+                        } else {
+                            format!("{}", t as i64)
+                        }
+                    }),
             ),
         }
         // f32 Display is the shortest text that reads back as the same f32.
