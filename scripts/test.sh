@@ -6,7 +6,7 @@
 # Arguments go to the first `cargo test` (`--test train_loop`, `-- --nocapture`, a filter...);
 # the kernel-path run then is skipped, since it would not run what they select
 # (MEDFM_KERNEL_GUARD=1 runs it anyway, MEDFM_KERNEL_GUARD=0 skips it without arguments).
-# Slow full-size parity checks are #[ignore]d; run them with scripts/parity_full*.sh.
+# Slow full-size parity checks are #[ignore]d; run them with scripts/parity/full_*.sh.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder

@@ -1,4 +1,4 @@
-//! AIMv2 trunk: parity with Apple's ml-aim (fixtures from scripts/gen_parity_aimv2.py), the
+//! AIMv2 trunk: parity with Apple's ml-aim (fixtures from scripts/fixtures/gen_parity_aimv2.py), the
 //! published key layouts, full-size shapes and counts, and the build-time checks.
 
 use medfm::config::GrayInit;
@@ -284,7 +284,7 @@ fn mismatched_checkpoints_name_the_tensors() {
 }
 
 /// Full-size random-weight parity against ml-aim. Generate the reference first (several GiB):
-/// `flock /tmp/medfm-heavy.lock .venv/bin/python scripts/gen_parity_aimv2.py --ml-aim DIR
+/// `flock /tmp/medfm-heavy.lock .venv/bin/python scripts/fixtures/gen_parity_aimv2.py --ml-aim DIR
 /// --full aimv2-large-patch14-224` (and/or huge), then
 /// `flock /tmp/medfm-heavy.lock cargo test --release --test aimv2 -- --ignored`.
 /// `MEDFM_PARITY_DIR` overrides /tmp/medfm-parity.

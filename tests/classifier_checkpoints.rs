@@ -2,7 +2,7 @@
 //! `ClassifierSpec::from_params` (weights looked up in `$MEDFM_WEIGHTS` under the registry
 //! row's file names) -> `Classifier` (the registry row's checkpoint reader) -> the training
 //! engine's `TrainModel::features`. The trunks are small (the parity fixtures of
-//! scripts/gen_parity_{mae,dinov2,clip}.py) but every other part of the registry row is the real
+//! scripts/fixtures/gen_parity_{mae,dinov2,clip}.py) but every other part of the registry row is the real
 //! one, and the features must equal the reference implementation's.
 //!
 //! Also the 1-channel first convolution: by default the RGB kernel's first channel (the

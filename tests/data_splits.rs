@@ -1,5 +1,5 @@
 //! The APTOS2019/ISIC2019 split equals Python's `random.Random(42).shuffle` (fixture from
-//! scripts/gen_split_fixtures.py), and val_ids.json is written, reused and replaced as the
+//! scripts/fixtures/gen_split_fixtures.py), and val_ids.json is written, reused and replaced as the
 //! reference does.
 
 use medfm::data::split::{self, python_shuffled};

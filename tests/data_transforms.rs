@@ -1,5 +1,5 @@
 //! Transforms and decoding against torchvision-on-PIL outputs (fixtures from
-//! scripts/gen_transform_fixtures.py): every deterministic operation within 1/255 per pixel.
+//! scripts/fixtures/gen_transform_fixtures.py): every deterministic operation within 1/255 per pixel.
 
 use medfm::data::image::{self, Image};
 use medfm::data::transforms::resample::{self, Filter};

@@ -1,5 +1,5 @@
 //! Full-size trunks: every name's variable names/shapes and parameter count equal the reference
-//! implementation's (tests/fixtures/keys/*.json, written by scripts/gen_keys_vit.py from the
+//! implementation's (tests/fixtures/keys/*.json, written by scripts/fixtures/gen_keys_vit.py from the
 //! reference code on the meta device). Built without random initialisation, so even ViT-g/14
 //! costs no time or memory here.
 

@@ -1,5 +1,5 @@
 //! medfm's metrics against scikit-learn on fixture vectors (tests/fixtures/metrics.json, made by
-//! scripts/gen_metric_fixtures.py): equal to 1e-9 before rounding.
+//! scripts/fixtures/gen_metric_fixtures.py): equal to 1e-9 before rounding.
 
 use medfm::metrics::{
     average_precision, confusion_matrix, multilabel_confusion, roc_curve, Metrics,
@@ -11,8 +11,8 @@ const TOL: f64 = 1e-9;
 
 fn fixture() -> Value {
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/metrics.json");
-    let text =
-        std::fs::read_to_string(path).expect("fixture file (run scripts/gen_metric_fixtures.py)");
+    let text = std::fs::read_to_string(path)
+        .expect("fixture file (run scripts/fixtures/gen_metric_fixtures.py)");
     serde_json::from_str(&text).expect("fixture JSON")
 }
 

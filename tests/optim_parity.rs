@@ -1,5 +1,5 @@
 //! medfm's optimisers and learning-rate schedules against torch 2.11
-//! (fixtures: scripts/gen_optim_fixtures.py).
+//! (fixtures: scripts/fixtures/gen_optim_fixtures.py).
 
 use medfm::config::{OptimDefault, SchedulerParams};
 use medfm::train::optim::{clip_grad_norm, OptimConfig, Optimizer};

@@ -1,7 +1,7 @@
 //! configs/paper/: the paper's whole matrix (4 datasets x 14 backbones x 2 heads), each file
 //! loading and validating with medfm's config loader (no data access) with transform sizes the
 //! trunk takes, unique model names, and every file equal to base.json except the keys
-//! scripts/gen_paper_configs.py sets.
+//! scripts/fixtures/gen_paper_configs.py sets.
 
 use medfm::config::{self, CliOverrides, HeadType};
 use serde_json::Value;

@@ -1,4 +1,4 @@
-//! open_clip trunk parity (CLIP and CoCa), fixtures from scripts/gen_parity_clip.py: whole
+//! open_clip trunk parity (CLIP and CoCa), fixtures from scripts/fixtures/gen_parity_clip.py: whole
 //! open_clip state dicts (text towers included, to be ignored), small towers.
 
 mod common;

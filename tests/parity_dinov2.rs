@@ -1,5 +1,5 @@
 //! DINOv2 trunk parity with the official code (and timm's layout), fixtures from
-//! scripts/gen_parity_dinov2.py: small models with a 4x4 stored position grid, inputs that
+//! scripts/fixtures/gen_parity_dinov2.py: small models with a 4x4 stored position grid, inputs that
 //! exercise the official position interpolation, drop_cutoff and a 1-channel first convolution.
 
 mod common;

@@ -1,6 +1,6 @@
 //! Full-size random-weight parity of the ViT-family trunks and the attention head against the
 //! reference implementations. The references are generated per name by
-//! scripts/parity_full_vit.sh (which runs this test for each); see docs/parity.md.
+//! scripts/parity/full_vit.sh (which runs this test for each); see docs/parity.md.
 
 mod common;
 
@@ -81,7 +81,7 @@ fn head_parity(dir: &Path) {
 }
 
 #[test]
-#[ignore = "full size: run scripts/parity_full_vit.sh (generates the references under the heavy lock)"]
+#[ignore = "full size: run scripts/parity/full_vit.sh (generates the references under the heavy lock)"]
 fn full_size_parity() {
     let root = PathBuf::from(
         std::env::var("MEDFM_VIT_FULL_DIR").unwrap_or_else(|_| "/tmp/medfm-parity-vit".into()),
@@ -104,7 +104,7 @@ fn full_size_parity() {
     }
     assert!(
         ran > 0,
-        "no references under {} (run scripts/parity_full_vit.sh)",
+        "no references under {} (run scripts/parity/full_vit.sh)",
         root.display()
     );
 }

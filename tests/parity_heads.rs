@@ -1,5 +1,5 @@
 //! Attention head parity with the reference's DeiT + projector + fc (fixtures from
-//! scripts/gen_parity_heads.py): token counts that keep, upsample and downsample the 14x14 grid.
+//! scripts/fixtures/gen_parity_heads.py): token counts that keep, upsample and downsample the 14x14 grid.
 
 mod common;
 

@@ -1,4 +1,4 @@
-//! MAE trunk parity with the reference (fixtures from scripts/gen_parity_mae.py), loaded
+//! MAE trunk parity with the reference (fixtures from scripts/fixtures/gen_parity_mae.py), loaded
 //! through the real checkpoint loader from the official `{'model': ...}` .pth (with decoder
 //! keys) and from timm's flat safetensors layout.
 

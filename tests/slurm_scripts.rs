@@ -1,4 +1,4 @@
-//! scripts/slurm/: submission builds one job array over the runs not yet done; each task
+//! scripts/sweep/slurm/: submission builds one job array over the runs not yet done; each task
 //! runs its line, and a task requeued after preemption resumes from its checkpoint. Slurm is
 //! stood in for by a fake `sbatch` that runs the tasks in order and requeues a task that died
 //! (as Slurm does with --requeue); the training job is the same stand-in as
@@ -66,7 +66,7 @@ fn submit(bin: &Path, save: &Path) -> (bool, String) {
         bin.display(),
         std::env::var("PATH").unwrap_or_default()
     );
-    let out = Command::new(root().join("scripts/slurm/submit.sh"))
+    let out = Command::new(root().join("scripts/sweep/slurm/submit.sh"))
         .arg("--save_dir")
         .arg(save)
         .args(["--max-parallel", "2", "--medfm"])

@@ -116,7 +116,7 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
 
     let save = d.join("runs");
     let sweep = |medfm: &Path| {
-        let out = Command::new(root().join("scripts/sweep.sh"))
+        let out = Command::new(root().join("scripts/sweep/sweep.sh"))
             .args(["--cpu", "--save_dir"])
             .arg(&save)
             .arg("--medfm")

@@ -1,4 +1,4 @@
-//! scripts/sweep.sh mechanics with a stand-in for the training job (a shell script that
+//! scripts/sweep/sweep.sh mechanics with a stand-in for the training job (a shell script that
 //! writes what a run writes), so skip / resume / failure / summary / report are tested
 //! without training: the first sweep has one run succeed, one fail and one die after its
 //! first checkpoint; the second sweep skips the finished run, resumes the dead one with
@@ -41,7 +41,7 @@ fn root() -> PathBuf {
 }
 
 fn sweep(fake: &Path, save: &Path, env: &[(&str, &str)]) -> (bool, String) {
-    let mut cmd = Command::new(root().join("scripts/sweep.sh"));
+    let mut cmd = Command::new(root().join("scripts/sweep/sweep.sh"));
     cmd.arg("--save_dir")
         .arg(save)
         .arg("--gpus")
@@ -124,7 +124,7 @@ fn sweep_skips_resumes_and_summarises() {
 
 #[test]
 fn sweep_refuses_per_run_options_and_unknown_files() {
-    let script = root().join("scripts/sweep.sh");
+    let script = root().join("scripts/sweep/sweep.sh");
     let out = Command::new(&script)
         .args([
             "configs/paper/DDSM/sam2_b_linear.json",

@@ -39,7 +39,7 @@ fn tensorboard_reads_our_event_files() {
     write_sample(dir.path());
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new(format!("{root}/.venv/bin/python"))
-        .arg(format!("{root}/scripts/check_tensorboard.py"))
+        .arg(format!("{root}/scripts/dev/check_tensorboard.py"))
         .arg(dir.path())
         .output()
         .expect("run .venv/bin/python");

@@ -1,5 +1,5 @@
 //! VMamba v2 against the official implementation (MzeroMiko/VMamba, pure-torch scan):
-//! fixtures from scripts/gen_parity_vmamba.py.
+//! fixtures from scripts/fixtures/gen_parity_vmamba.py.
 
 use medfm::config::GrayInit;
 use medfm::models::registry::{self, BuildOptions, Family};
@@ -193,11 +193,11 @@ fn grayscale_trunk_builds_with_one_input_channel() {
 }
 
 /// Full-size random-weight parity for both names, from reference outputs generated into
-/// `$MEDFM_PARITY_DIR` (default /tmp/medfm-parity) by scripts/parity_vmamba_full.sh, which runs
+/// `$MEDFM_PARITY_DIR` (default /tmp/medfm-parity) by scripts/parity/full_vmamba.sh, which runs
 /// this test afterwards. The checkpoints there are in the release layout and go through the
 /// registry loader.
 #[test]
-#[ignore = "full-size: run scripts/parity_vmamba_full.sh"]
+#[ignore = "full-size: run scripts/parity/full_vmamba.sh"]
 fn full_size_random_weights_match_the_reference() {
     let dir = std::env::var("MEDFM_PARITY_DIR").unwrap_or_else(|_| "/tmp/medfm-parity".into());
     for spec in registry::family_rows(Family::Vmamba) {
@@ -206,7 +206,7 @@ fn full_size_random_weights_match_the_reference() {
         let io_path = Path::new(&dir).join(format!("{name}_io.safetensors"));
         assert!(
             ckpt.exists() && io_path.exists(),
-            "{} or {} is missing: run scripts/parity_vmamba_full.sh",
+            "{} or {} is missing: run scripts/parity/full_vmamba.sh",
             ckpt.display(),
             io_path.display()
         );

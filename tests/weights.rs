@@ -1,5 +1,5 @@
 //! The checkpoint reader against fixtures written by torch.save / safetensors
-//! (scripts/gen_weight_fixtures.py). `expected.safetensors` holds what `torch.load` returns for
+//! (scripts/fixtures/gen_weight_fixtures.py). `expected.safetensors` holds what `torch.load` returns for
 //! each tensor; it is read with tch's own safetensors reader, independent of medfm's.
 
 use medfm::weights::{assign, load, LoadOptions, StateDict};
@@ -444,12 +444,12 @@ fn assign_reports_grouped_keys_and_changes_nothing() {
     }
 }
 
-/// Timing for scripts/bench_weights.sh (which writes the files): best of 3 loads of each.
+/// Timing for scripts/bench/weights.sh (which writes the files): best of 3 loads of each.
 #[test]
-#[ignore = "benchmark: run through scripts/bench_weights.sh"]
+#[ignore = "benchmark: run through scripts/bench/weights.sh"]
 fn bench_load() {
     let Ok(dir) = std::env::var("MEDFM_BENCH_WEIGHTS_DIR") else {
-        panic!("set MEDFM_BENCH_WEIGHTS_DIR (scripts/bench_weights.sh does)");
+        panic!("set MEDFM_BENCH_WEIGHTS_DIR (scripts/bench/weights.sh does)");
     };
     for name in ["vitl.pth", "vitl.safetensors"] {
         let path = Path::new(&dir).join(name);

@@ -244,7 +244,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.feature_cache", "bool", Value("true"), "With a frozen trunk, compute each image's trunk features once per run (val, test and kNN bank always; train when its transforms are not random). Results are the same either way.", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),
-    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep.sh`).", "the reference uses several GPUs"),
+    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep/sweep.sh`).", "the reference uses several GPUs"),
     key("system_params.which_GPUs", "string (GPU indices, e.g. `\"0\"` or `\"0,1\"`)", Value("\"0\""), "medfm uses the first index listed, numbered in PCI bus order as nvidia-smi numbers them. `--gpu` overrides it.", "the reference hides the other GPUs with CUDA_VISIBLE_DEVICES; medfm does not"),
     key("system_params.use_GPU", "bool", Value("true"), "Use CUDA when available (else the CPU, with a notice); `false`: always the CPU.", SAME),
     // log_params

@@ -80,7 +80,7 @@ pub fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
     (a - b).abs().max().double_value(&[])
 }
 
-/// The MAE parity fixture's trunk (scripts/gen_parity_mae.py).
+/// The MAE parity fixture's trunk (scripts/fixtures/gen_parity_mae.py).
 pub const SMALL_MAE: VitConfig = VitConfig {
     patch: 8,
     dim: 32,
@@ -90,7 +90,7 @@ pub const SMALL_MAE: VitConfig = VitConfig {
     eps: 1e-6,
 };
 
-/// The attention-head fixture's DeiT (scripts/gen_parity_heads.py): a 14x14 stored grid.
+/// The attention-head fixture's DeiT (scripts/fixtures/gen_parity_heads.py): a 14x14 stored grid.
 pub const SMALL_DEIT: VitConfig = VitConfig {
     patch: 16,
     ..SMALL_MAE
@@ -106,7 +106,7 @@ pub const TINY_DEIT: VitConfig = VitConfig {
     eps: 1e-6,
 };
 
-/// scripts/gen_parity_sam2.py's `sam2_tiny`: q-pooling, windows, a global block, the neck.
+/// scripts/fixtures/gen_parity_sam2.py's `sam2_tiny`: q-pooling, windows, a global block, the neck.
 pub fn sam2_tiny_config() -> Sam2Config {
     Sam2Config {
         trunk: HieraConfig {

@@ -1,4 +1,4 @@
-//! Parity with PyPI `sam2` (fixtures from scripts/gen_parity_sam2.py): the tiny config at 224
+//! Parity with PyPI `sam2` (fixtures from scripts/fixtures/gen_parity_sam2.py): the tiny config at 224
 //! and 1024 px and in grayscale through the real checkpoint loader, the full-size key/shape
 //! lists and parameter counts, and the `#[ignore]`d full-size random-weight parity.
 
@@ -193,7 +193,7 @@ fn registry_token_counts() {
 }
 
 /// Full-size random-weight parity against the reference outputs that
-/// `flock /tmp/medfm-heavy.lock .venv/bin/python scripts/gen_parity_sam2.py full` writes to
+/// `flock /tmp/medfm-heavy.lock .venv/bin/python scripts/fixtures/gen_parity_sam2.py full` writes to
 /// /tmp/medfm-parity-sam2 (or $MEDFM_SAM2_FULL_DIR). Run under the same lock:
 /// `flock /tmp/medfm-heavy.lock cargo test --release --test sam2 full_size_parity -- --ignored`.
 #[test]
@@ -207,7 +207,7 @@ fn full_size_parity_224_and_1024() {
         let weights = dir.join(format!("{name}.pt"));
         assert!(
             weights.exists(),
-            "{} missing: run scripts/gen_parity_sam2.py full first",
+            "{} missing: run scripts/fixtures/gen_parity_sam2.py full first",
             weights.display()
         );
         for (size, batch) in [(224, 2), (1024, 1)] {
