@@ -10,12 +10,12 @@ export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG deco
 dir=/tmp/medfm-bench-weights
 mkdir -p "$dir"
 # Build outside the lock; run the test binary itself under it.
-bin=$(cargo test --release --test weights --no-run --message-format=json 2>/dev/null |
+bin=$(cargo test --release --test it --no-run --message-format=json 2>/dev/null |
       python3 -c 'import json,sys
 for l in sys.stdin:
     m = json.loads(l)
-    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "weights" and m.get("executable"):
+    if m.get("reason") == "compiler-artifact" and m["target"]["name"] == "it" and m.get("executable"):
         print(m["executable"])')
 flock /tmp/medfm-heavy.lock bash -c "
   .venv/bin/python scripts/bench/weights.py '$dir' &&
-  MEDFM_BENCH_WEIGHTS_DIR='$dir' '$bin' --ignored bench_load --nocapture 2>&1 | grep -E '^rust'"
+  MEDFM_BENCH_WEIGHTS_DIR='$dir' '$bin' --ignored weights::bench_load --nocapture 2>&1 | grep -E '^rust'"

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Read a TensorBoard event folder with TensorBoard's own EventAccumulator and print its
 scalars as JSON ({tag: [[step, value], ...]}). Used by the ignored test
-`tensorboard_reads_our_event_files` (tests/tensorboard.rs) to check medfm's event writer.
+`tensorboard_reads_our_event_files` (tests/it/tensorboard.rs) to check medfm's event writer.
 
 Usage: .venv/bin/python scripts/dev/check_tensorboard.py DIR
 """

@@ -13,9 +13,9 @@ names=("$@")
 [ ${#names[@]} -gt 0 ] || names=(aimv2-large-patch14-224 aimv2-huge-patch14-224)
 out="${MEDFM_PARITY_DIR:-/tmp/medfm-parity}"
 export MEDFM_PARITY_DIR="$out"
-cargo test --release --test aimv2 --no-run
+cargo test --release --test it --no-run
 for name in "${names[@]}"; do
   flock /tmp/medfm-heavy.lock .venv/bin/python scripts/fixtures/gen_parity_aimv2.py \
     --ml-aim "$ml_aim" --full "$name" --out "$out/$name"
 done
-flock /tmp/medfm-heavy.lock cargo test --release --test aimv2 aimv2_full_size_parity -- --ignored --nocapture
+flock /tmp/medfm-heavy.lock cargo test --release --test it aimv2::aimv2_full_size_parity -- --ignored --nocapture

@@ -14,4 +14,4 @@ cd "$(dirname "${BASH_SOURCE[0]}")/../.."
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 export MEDFM_SAM2_FULL_DIR="${MEDFM_SAM2_FULL_DIR:-/tmp/medfm-parity-sam2}"
 .venv/bin/python scripts/fixtures/gen_parity_sam2.py full --out "$MEDFM_SAM2_FULL_DIR"
-cargo test --release --test sam2 full_size_parity -- --ignored --nocapture
+cargo test --release --test it sam2::parity::full_size_parity -- --ignored --nocapture

@@ -18,7 +18,7 @@ if [ ${#names[@]} -eq 0 ]; then
   names=(vit_base_patch16 vit_large_patch16 vit_huge_patch14 dinov2_vits14 dinov2_vitb14
          dinov2_vitl14 dinov2_vitg14 clip_vitb16 coca_ViT-B-32 coca_ViT-L-14 deit_base)
 fi
-cargo test --release --test parity_full_vit --no-run
+cargo test --release --test it --no-run
 for name in "${names[@]}"; do
   case "$name" in
     vit_base_patch16|dinov2_vits14|dinov2_vitb14|clip_vitb16|coca_ViT-B-32|deit_base) lock=() ;;
@@ -27,7 +27,7 @@ for name in "${names[@]}"; do
   "${lock[@]}" bash -c '
     set -euo pipefail
     .venv/bin/python scripts/fixtures/gen_parity_full_vit.py "$1" "$MEDFM_VIT_FULL_DIR"
-    MEDFM_VIT_FULL_NAME="$1" cargo test --release --test parity_full_vit -- --ignored --nocapture 2>&1 \
+    MEDFM_VIT_FULL_NAME="$1" cargo test --release --test it parity_full_vit:: -- --ignored --nocapture 2>&1 \
       | grep -E "max abs|panicked|FAILED|test result"
     rm -rf "${MEDFM_VIT_FULL_DIR:?}/$1"
   ' _ "$name"

@@ -17,4 +17,4 @@ for name in vmamba_s vmamba_b; do
   .venv/bin/python -W ignore scripts/fixtures/gen_parity_vmamba.py --vmamba-repo "$VMAMBA_REPO" \
     --full "$name" --out-dir "$MEDFM_PARITY_DIR"
 done
-cargo test --release --test vmamba_parity full_size_random_weights -- --ignored --nocapture
+cargo test --release --test it vmamba_parity::full_size_random_weights -- --ignored --nocapture

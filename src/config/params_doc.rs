@@ -1,7 +1,7 @@
 //! The description of every params.json key, kept next to the schema (`schema.rs`), and the
 //! generator of `docs/params.md` from it.
 //!
-//! `tests/docs_params.rs` checks this table against the schema (every key described, no stale
+//! `tests/it/docs_params.rs` checks this table against the schema (every key described, no stale
 //! key, each default and "required" as serde really applies them, each type the JSON kind) and
 //! the generated page against `docs/params.md`. A key added to the schema without a row here
 //! fails that test.
@@ -282,8 +282,8 @@ fn cell(text: &str) -> String {
 pub fn params_reference() -> String {
     let mut out = String::from(
         "# params.json reference\n\n\
-         <!-- Generated from src/config/params_doc.rs by tests/docs_params.rs; do not edit. \
-         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test docs_params -->\n\n\
+         <!-- Generated from src/config/params_doc.rs by tests/it/docs_params.rs; do not edit. \
+         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test it docs_params:: -->\n\n\
          Every key of a params file, as medfm reads it. Keys are the reference's, spelled as in \
          its `params.json` (`configs/reference.json` is that file); keys marked \"medfm only\" \
          are optional additions. An unknown key is an error that names its JSON path and the \

@@ -1,5 +1,5 @@
 //! Classification metrics with sklearn semantics (docs/reference.md, Metrics), in plain Rust over
-//! slices: values equal sklearn's to 1e-9 (tests/metrics_fixtures.rs, fixtures from
+//! slices: values equal sklearn's to 1e-9 (tests/it/metrics_fixtures.rs, fixtures from
 //! scripts/fixtures/gen_metric_fixtures.py).
 //!
 //! Inputs are what the reference's metric objects hold after `add_preds`:
