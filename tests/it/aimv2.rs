@@ -3,7 +3,7 @@
 
 use medfm::config::GrayInit;
 use medfm::models::aimv2::{checkpoint, Aimv2, Aimv2Config};
-use medfm::models::registry::{self, BuildOptions, Family};
+use medfm::models::registry::{self, BuildOptions, Family, FamilyConfig};
 use medfm::models::Backbone;
 use medfm::weights::StateDict;
 use std::path::Path;
@@ -135,10 +135,10 @@ fn built_variables_are_exactly_the_planned_shapes() {
 
 #[test]
 fn full_size_keys_shapes_and_counts_equal_the_reference() {
-    for (name, cfg) in [
-        ("aimv2-large-patch14-224", Aimv2Config::large()),
-        ("aimv2-huge-patch14-224", Aimv2Config::huge()),
-    ] {
+    for spec in registry::family_rows(Family::Aimv2) {
+        let (name, FamilyConfig::Aimv2(cfg)) = (spec.name, &spec.config) else {
+            unreachable!("an AIMv2 row holds an AIMv2 configuration")
+        };
         let reference = ReferenceKeys::read(name);
         assert_eq!(
             cfg.param_shapes(),
@@ -147,7 +147,6 @@ fn full_size_keys_shapes_and_counts_equal_the_reference() {
         );
         let count = reference.param_count;
         assert_eq!(cfg.param_count(), count, "{name}");
-        let spec = registry::get(name).unwrap();
         assert_eq!(spec.param_count, count, "{name}: registry parameter count");
         assert_eq!(
             spec.tokens_224(),

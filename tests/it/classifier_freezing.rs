@@ -284,25 +284,3 @@ fn attention_head_on_a_partly_unfrozen_trunk() {
     assert!(reached.remove("trunk.proj"));
     assert_eq!(with_gradient(&c), reached);
 }
-
-/// DINOv2 and CLIP, trunk and head trained, through one mixed-precision step (float16
-/// autocast on the CPU, the code path CUDA's float16 takes).
-#[test]
-fn dinov2_and_clip_step_in_mixed_precision() {
-    for backbone in ["dinov2_vits14", "clip_vitb16"] {
-        for head in ["\"none\"", "\"deit_base\""] {
-            let head_set = format!("model_params.backbone_type={head}");
-            let c = classifier(
-                backbone,
-                &[
-                    "foundation_params.freeze_backbone=false",
-                    "model_params.freeze_backbone=false",
-                    &head_set,
-                ],
-            )
-            .unwrap();
-            let x = Tensor::randn([2, 3, SIDE, SIDE], (Kind::Float, Device::Cpu));
-            common::check_mixed_precision_step(&c, &x, &format!("{backbone}, head {head}"));
-        }
-    }
-}

@@ -148,14 +148,24 @@ fn registry_rows_agree_with_the_model_configs() {
             CocaConfig::vit_l14().tower.output_dim,
         ),
     ];
-    for (name, tokens, pooled, token_dim) in expect {
-        let row = registry::get(name).unwrap();
+    let rows = vit_family_rows();
+    for row in &rows {
+        let (_, tokens, pooled, token_dim) = *expect
+            .iter()
+            .find(|e| e.0 == row.name)
+            .unwrap_or_else(|| panic!("no expected sizes for {}: add them above", row.name));
         assert_eq!(
             (row.tokens_224(), row.pooled_dim(), row.token_dim()),
             (tokens, pooled, token_dim),
-            "{name}"
+            "{}",
+            row.name
         );
     }
+    assert_eq!(
+        expect.len(),
+        rows.len(),
+        "a name above is not a registry row"
+    );
 }
 
 #[test]

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 fn datasets() -> Vec<&'static str> {
     medfm::config::DatasetName::names()
 }
-const BACKBONES: [&str; 14] = [
+/// The paper's backbones (scripts/fixtures/gen_paper_configs.py): 14 of the registry's rows.
+pub const BACKBONES: [&str; 14] = [
     "vit_base_patch16",
     "vit_large_patch16",
     "vit_huge_patch14",

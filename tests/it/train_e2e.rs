@@ -2,6 +2,8 @@
 //! weights) per dataset, `--test` on the saved model, and a run killed with SIGKILL in the
 //! middle of an epoch and resumed with `restore_session`.
 
+use medfm::config::DatasetName;
+use medfm::datasets::Task;
 use medfm::report::read_metrics_results;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -107,10 +109,10 @@ fn run_dataset(dataset: &str, keys: &[&str]) {
     );
 }
 
-fn multiclass_keys() -> Vec<&'static str> {
-    let mut k = vec![];
-    for p in ["test", "knn_val"] {
-        for m in [
+/// The keys of metrics_results.json for a task: the test and kNN metrics, then the test loss.
+fn metric_keys(task: Task) -> Vec<String> {
+    let metrics: &[&str] = match task {
+        Task::Multiclass => &[
             "accuracy",
             "precision",
             "recall",
@@ -118,42 +120,29 @@ fn multiclass_keys() -> Vec<&'static str> {
             "cohen_kappa",
             "quadratic_kappa",
             "roc_auc",
-        ] {
-            k.push(Box::leak(format!("{p}_{m}").into_boxed_str()) as &str);
-        }
-    }
-    k.push("test_loss");
-    k
-}
-
-#[test]
-fn aptos_run() {
-    run_dataset("APTOS2019", &multiclass_keys());
-}
-
-#[test]
-fn isic_run() {
-    run_dataset("ISIC2019", &multiclass_keys());
-}
-
-#[test]
-fn ddsm_run() {
-    run_dataset("DDSM", &multiclass_keys());
-}
-
-#[test]
-fn chexpert_run() {
+        ],
+        Task::Multilabel => &["accuracy", "mAP", "precision", "recall", "f1", "roc_auc"],
+    };
     let mut k = vec![];
     for p in ["test", "knn_val"] {
-        for m in ["accuracy", "mAP", "precision", "recall", "f1", "roc_auc"] {
+        for m in metrics {
             k.push(format!("{p}_{m}"));
         }
     }
     k.push("test_loss".into());
-    run_dataset(
-        "CheXpert",
-        &k.iter().map(String::as_str).collect::<Vec<_>>(),
-    );
+    k
+}
+
+/// Every dataset of the table, one after the other.
+#[test]
+fn every_dataset_runs_end_to_end() {
+    for ds in DatasetName::all() {
+        let keys = metric_keys(ds.facts().task);
+        run_dataset(
+            ds.as_str(),
+            &keys.iter().map(String::as_str).collect::<Vec<_>>(),
+        );
+    }
 }
 
 /// The iteration of the run's last session checkpoint, if there is one.

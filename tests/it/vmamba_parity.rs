@@ -169,14 +169,24 @@ fn full_size_keys_shapes_and_counts_match_the_reference() {
 
 #[test]
 fn registry_rows_describe_the_trunks() {
-    for (name, dim) in [("vmamba_s", 768), ("vmamba_b", 1024)] {
-        let spec = registry::get(name).unwrap();
+    // The published widths; every VMamba row must have one here.
+    let dims = [("vmamba_s", 768), ("vmamba_b", 1024)];
+    let mut rows = 0;
+    for spec in registry::family_rows(Family::Vmamba) {
+        let name = spec.name;
+        let (_, dim) = *dims
+            .iter()
+            .find(|d| d.0 == name)
+            .unwrap_or_else(|| panic!("no published width for {name}: add it above"));
         assert_eq!(
             (spec.pooled_dim(), spec.token_dim(), spec.tokens_224()),
-            (dim, dim, 49)
+            (dim, dim, 49),
+            "{name}"
         );
-        assert!(spec.weights.default_file.ends_with(".pth"));
+        assert!(spec.weights.default_file.ends_with(".pth"), "{name}");
+        rows += 1;
     }
+    assert_eq!(rows, dims.len(), "a name above is not a VMamba row");
 }
 
 /// A one-channel trunk (grayscale datasets) runs and has a one-channel stem.

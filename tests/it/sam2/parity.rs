@@ -6,8 +6,8 @@ use super::{fixture, tiny_config, PREFIX};
 use crate::common;
 use crate::common::read_st_at as read;
 use medfm::models::layers::without_random_init;
-use medfm::models::registry::{self, BuildOptions, Family};
-use medfm::models::sam2::{self, Sam2Config, Sam2ImageEncoder};
+use medfm::models::registry::{self, BuildOptions, Family, FamilyConfig};
+use medfm::models::sam2::{self, Sam2ImageEncoder};
 use medfm::models::Backbone;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -172,7 +172,12 @@ fn full_size_keys_shapes_and_parameter_counts() {
         let count: i64 = have.values().map(|s| s.iter().product::<i64>()).sum();
         assert_eq!(count, reference.param_count, "{name}");
         assert_eq!(count, spec.param_count, "{name}: registry param_count");
-        let depth = if name == "sam2_b" { 24 } else { 48 };
+        // The reference's Hiera blocks, `trunk.blocks.<i>.*`.
+        let depth = want
+            .keys()
+            .filter_map(|k| k.strip_prefix("trunk.blocks.")?.split('.').next())
+            .collect::<std::collections::BTreeSet<_>>()
+            .len();
         assert_eq!(backbone.blocks().len(), depth, "{name}");
     }
 }
@@ -180,16 +185,12 @@ fn full_size_keys_shapes_and_parameter_counts() {
 /// `tokens_224` in the registry: vision_features at stride 16.
 #[test]
 fn registry_token_counts() {
-    for (name, cfg) in [
-        ("sam2_b", Sam2Config::base_plus()),
-        ("sam2_l", Sam2Config::large()),
-    ] {
+    for spec in registry::family_rows(Family::Sam2) {
+        let FamilyConfig::Sam2(cfg) = &spec.config else {
+            unreachable!("a SAM2.1 row holds a SAM2.1 configuration")
+        };
         let side = 224 / cfg.feature_stride();
-        assert_eq!(
-            registry::get(name).unwrap().tokens_224(),
-            side * side,
-            "{name}"
-        );
+        assert_eq!(spec.tokens_224(), side * side, "{}", spec.name);
     }
 }
 
