@@ -33,7 +33,7 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
     if sys.use_all_gpus || sys.which_gpus.contains(',') {
         println!(
             "Notice: medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
-             (scripts/sweep.sh) to use several."
+             (scripts/sweep/sweep.sh) to use several."
         );
     }
     cudnn_training_defaults();
@@ -56,7 +56,7 @@ static CONV_TF32: AtomicBool = AtomicBool::new(false);
 ///
 /// Only the training paths call this. `medfm features` keeps float32 convolutions, because its
 /// GPU output must equal the CPU's to 1e-3 and TF32 moves DINOv2-B/14's features by 1.3e-3
-/// through the patch embedding alone (scripts/sim_tf32_conv.py), and cuDNN's default algorithm
+/// through the patch embedding alone (scripts/gpu/sim_tf32_conv.py), and cuDNN's default algorithm
 /// choice, as a plain timm forward does.
 pub fn cudnn_training_defaults() {
     tch::Cuda::cudnn_set_benchmark(true);

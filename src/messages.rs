@@ -118,7 +118,7 @@ mod tests {
 
     #[test]
     fn debug_lines_follow_the_switch() {
-        // Only the switch is tested here (the lines themselves: tests/cli_messages.rs); it is
+        // Only the switch is tested here (the lines themselves: tests/it/cli_messages.rs); it is
         // process-wide, so it is put back.
         let before = debug_enabled();
         set_debug(true);

@@ -1,7 +1,7 @@
 //! The description of every params.json key, kept next to the schema (`schema.rs`), and the
 //! generator of `docs/params.md` from it.
 //!
-//! `tests/docs_params.rs` checks this table against the schema (every key described, no stale
+//! `tests/it/docs_params.rs` checks this table against the schema (every key described, no stale
 //! key, each default and "required" as serde really applies them, each type the JSON kind) and
 //! the generated page against `docs/params.md`. A key added to the schema without a row here
 //! fails that test.
@@ -262,7 +262,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.class_weights", "string `balanced` or list of numbers", Absent, "Loss weights per class: `balanced` is sklearn's `compute_class_weight` (n_images / (n_classes * images of the class)) on the train split, or one weight per class. Multi-label: `pos_weight` per label (`balanced`: negatives / positives).", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),
-    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep.sh`).", "the reference uses several GPUs"),
+    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep/sweep.sh`).", "the reference uses several GPUs"),
     key("system_params.which_GPUs", "string (GPU indices, e.g. `\"0\"` or `\"0,1\"`)", Value("\"0\""), "medfm uses the first index listed, numbered in PCI bus order as nvidia-smi numbers them. `--gpu` overrides it.", "the reference hides the other GPUs with CUDA_VISIBLE_DEVICES; medfm does not"),
     key("system_params.use_GPU", "bool", Value("true"), "Use CUDA when available (else the CPU, with a notice); `false`: always the CPU.", SAME),
     // log_params
@@ -300,8 +300,8 @@ fn cell(text: &str) -> String {
 pub fn params_reference() -> String {
     let mut out = String::from(
         "# params.json reference\n\n\
-         <!-- Generated from src/config/params_doc.rs by tests/docs_params.rs; do not edit. \
-         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test docs_params -->\n\n\
+         <!-- Generated from src/config/params_doc.rs by tests/it/docs_params.rs; do not edit. \
+         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test it docs_params:: -->\n\n\
          Every key of a params file, as medfm reads it. Keys are the reference's, spelled as in \
          its `params.json` (`configs/reference.json` is that file); keys marked \"medfm only\" \
          are optional additions. An unknown key is an error that names its JSON path and the \

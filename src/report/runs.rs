@@ -1,12 +1,12 @@
 //! The runs under one `save_dir` and the state of each: what `medfm report` tabulates and what
-//! `scripts/sweep.sh` asks before starting a run (skip, resume or start).
+//! `scripts/sweep/sweep.sh` asks before starting a run (skip, resume or start).
 //!
 //! Files read, per run `<model_name>`:
 //! - `results/<model_name>/metrics_results.json`: the run finished;
 //! - `checkpoints/<model_name>.last.safetensors`: the last training state (resumable);
 //! - `configs/<model_name>/params.json`: the resolved params, written when a run starts;
 //! - `configs/<model_name>/error.txt`: why its last attempt stopped with an error;
-//! - `sweep/status/<model_name>`: written by scripts/sweep.sh: `running`, `done` or
+//! - `sweep/status/<model_name>`: written by scripts/sweep/sweep.sh: `running`, `done` or
 //!   `failed <exit code>`; `sweep/plan.tsv`: every run a sweep was asked to do.
 
 use crate::config::{DatasetName, HeadType, Params};
