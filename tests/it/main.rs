@@ -32,6 +32,7 @@ mod integrity;
 mod keys_vit;
 mod metrics_fixtures;
 mod optim_parity;
+mod own_data;
 mod paper_configs;
 mod parity_clip;
 mod parity_dinov2;

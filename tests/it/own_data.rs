@@ -3,15 +3,13 @@
 //! scripts/fixtures/gen_own_split_fixtures.py), training end to end through the binary, and
 //! the messages bad data gets.
 
-mod common;
-
-use common::e2e::{synth_data, tiny_params, BIN};
+use crate::common::e2e::{synth_data, tiny_params, BIN};
+use crate::common::{command, read_json};
 use medfm::config::{self, CliOverrides, Params};
 use medfm::data::own::{fold_split, stratified, train_subset};
 use medfm::data::{DatasetInfo, Item, Label, Splits, Task};
 use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 fn load(params: &Path) -> Params {
     config::load(params, &[], &CliOverrides::default()).unwrap()
@@ -29,7 +27,7 @@ fn names(items: &[Item]) -> Vec<String> {
 }
 
 fn medfm(args: &[&str], params: &Path) -> std::process::Output {
-    Command::new(BIN)
+    command(BIN)
         .arg("--params_path")
         .arg(params)
         .args(args)
@@ -48,8 +46,7 @@ fn ok(out: &std::process::Output) -> String {
 }
 
 fn fixture() -> Value {
-    let text = include_str!("fixtures/data/own_splits.json");
-    serde_json::from_str(text).unwrap()
+    read_json("data/own_splits.json")
 }
 
 fn usizes(v: &Value) -> Vec<usize> {
