@@ -11,6 +11,7 @@
 #   --cpu             run on the CPU, one run at a time
 #   --medfm BIN       the medfm binary (default: target/release/medfm of this checkout, else
 #                     `medfm` on PATH)
+#   --folds K         K-fold cross-validation: each config becomes K runs (<model_name>_fold<i>)
 #   --dry-run         print what would run, run nothing
 #   -- MEDFM_ARGS     passed to every run, e.g. -- --data_location /data --set training_params.epochs=3
 #
@@ -29,6 +30,7 @@ gpu_list=""
 force_cpu=0
 medfm=""
 dry_run=0
+folds=""
 patterns=()
 extra=()
 
@@ -39,7 +41,8 @@ while [[ $# -gt 0 ]]; do
         --cpu) force_cpu=1; shift ;;
         --medfm) [[ $# -ge 2 ]] || sweep_die "--medfm needs a value"; medfm="$2"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
-        -h|--help) sed -n '2,23p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --folds) [[ $# -ge 2 ]] || sweep_die "--folds needs a value"; folds="$2"; shift 2 ;;
+        -h|--help) sed -n '2,21p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         -*) sweep_die "unknown option $1 (medfm options go after --)" ;;
         *) patterns+=("$1"); shift ;;
@@ -50,6 +53,7 @@ sweep_check_extra "${extra[@]+"${extra[@]}"}"
 sweep_expand "${patterns[@]+"${patterns[@]}"}"
 sweep_find_medfm "$here"
 sweep_prepare_dirs
+[[ -n "$folds" ]] && sweep_fold_configs "$folds"
 
 # Slots: one per GPU, or a single CPU slot.
 slots=()

@@ -12,7 +12,7 @@ sweep_check_extra() {
     local a
     for a in "$@"; do
         case "$a" in
-            --model_name*|--save_dir*|--params_path*|--test)
+            --model_name*|--save_dir*|--params_path*|--test|--fold*)
                 sweep_die "$a cannot be given to every run of a sweep (use the sweep's own options)" ;;
         esac
     done
@@ -70,6 +70,39 @@ sweep_prepare_dirs() {
     logs="$save_dir/sweep/logs"
     status_dir="$save_dir/sweep/status"
     mkdir -p "$logs" "$status_dir"
+}
+
+# sweep_fold_configs K: replace configs=() by K params files per config, one per fold of
+# K-fold cross-validation: dataset_params.folds = K, dataset_params.fold = i and the run name
+# <model_name>_fold<i> (what `medfm --fold i` does), written to save_dir/sweep/folds/ (after
+# sweep_prepare_dirs). `medfm report` then shows each config's folds as mean ± sd.
+sweep_fold_configs() {
+    local k="$1" out="$save_dir/sweep/folds" cfg derived=()
+    [[ "$k" =~ ^[0-9]+$ && "$k" -ge 2 ]] || sweep_die "--folds needs a number >= 2, got $k"
+    command -v python3 >/dev/null 2>&1 || sweep_die "--folds needs python3 (to write the per-fold params files)"
+    mkdir -p "$out"
+    for cfg in "${configs[@]}"; do
+        while IFS= read -r line; do derived+=("$line"); done < <(python3 - "$cfg" "$k" "$out" <<'PY' || sweep_die "cannot write the fold params files of $cfg"
+import json, os, sys
+cfg, k, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+with open(cfg, encoding="utf-8-sig") as f:
+    p = json.load(f)
+# Named by the run (params files of several datasets often share a file name).
+name = p["training_params"]["model_name"]
+for i in range(k):
+    p["dataset_params"]["folds"] = k
+    p["dataset_params"]["fold"] = i
+    p["training_params"]["model_name"] = f"{name}_fold{i}"
+    path = os.path.join(out, f"{name}_fold{i}.json")
+    with open(path + ".tmp", "w") as f:
+        json.dump(p, f, indent=4)
+        f.write("\n")
+    os.replace(path + ".tmp", path)
+    print(path)
+PY
+)
+    done
+    configs=("${derived[@]}")
 }
 
 # sweep_plan CONFIG...: record the plan and fill plan_cfg/plan_name/plan_state

@@ -142,3 +142,52 @@ fn sweep_refuses_per_run_options_and_unknown_files() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("no params file matches"));
 }
+
+/// `--folds K` plans K runs per config, `<model_name>_fold<i>` with `dataset_params.fold = i`,
+/// from params files it writes under save_dir/sweep/folds/.
+#[test]
+fn sweep_folds_plan_one_run_per_fold() {
+    let dir = tempfile::tempdir().unwrap();
+    let save = dir.path().join("save");
+    let out = common::command(root().join("scripts/sweep/sweep.sh"))
+        .arg("--save_dir")
+        .arg(&save)
+        .args([
+            "--cpu",
+            "--dry-run",
+            "--folds",
+            "3",
+            "--medfm",
+            env!("CARGO_BIN_EXE_medfm"),
+        ])
+        .arg(root().join("configs/paper/DDSM/sam2_b_linear.json"))
+        .env("MEDFM_WEIGHTS", common::placeholder_weights(dir.path()))
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    for i in 0..3 {
+        assert!(
+            text.contains(&format!("would start: SAM2_sam2_b_linear_DDSM_fold{i} (")),
+            "{text}"
+        );
+        let p: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                save.join(format!("sweep/folds/SAM2_sam2_b_linear_DDSM_fold{i}.json")),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        assert_eq!(p["dataset_params"]["folds"], 3);
+        assert_eq!(p["dataset_params"]["fold"], i);
+    }
+    let out = common::command(root().join("scripts/sweep/sweep.sh"))
+        .args(["--folds", "1", "x.json"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+}

@@ -12,6 +12,7 @@
 #   --sbatch "ARGS"     extra sbatch options, e.g. "--partition=gpu --account=abc --time=48:00:00"
 #                       (sbatch's SBATCH_* environment variables work too)
 #   --medfm BIN         the medfm binary (default: target/release/medfm of this checkout)
+#   --folds K           K-fold cross-validation: each config becomes K runs (<model_name>_fold<i>)
 #   --dry-run           print the sbatch command, submit nothing
 #   -- MEDFM_ARGS       passed to every run, e.g. -- --data_location /data
 #
@@ -28,6 +29,7 @@ max_parallel=""
 sbatch_args=""
 medfm=""
 dry_run=0
+folds=""
 patterns=()
 extra=()
 while [[ $# -gt 0 ]]; do
@@ -37,7 +39,8 @@ while [[ $# -gt 0 ]]; do
         --sbatch) [[ $# -ge 2 ]] || sweep_die "--sbatch needs a value"; sbatch_args="$2"; shift 2 ;;
         --medfm) [[ $# -ge 2 ]] || sweep_die "--medfm needs a value"; medfm="$2"; shift 2 ;;
         --dry-run) dry_run=1; shift ;;
-        -h|--help) sed -n '2,24p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
+        --folds) [[ $# -ge 2 ]] || sweep_die "--folds needs a value"; folds="$2"; shift 2 ;;
+        -h|--help) sed -n '2,20p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'; exit 0 ;;
         --) shift; extra=("$@"); break ;;
         -*) sweep_die "unknown option $1 (medfm options go after --)" ;;
         *) patterns+=("$1"); shift ;;
@@ -50,6 +53,7 @@ sweep_expand "${patterns[@]+"${patterns[@]}"}"
 sweep_find_medfm "$here"
 medfm="$(cd "$(dirname "$medfm")" && pwd)/$(basename "$medfm")"
 sweep_prepare_dirs
+[[ -n "$folds" ]] && sweep_fold_configs "$folds"
 sweep_plan "${configs[@]}"
 
 mkdir -p "$save_dir/sweep/slurm"
