@@ -60,7 +60,7 @@ fn load_params(args: &Args, file: &std::path::Path) -> Result<config::Params> {
         save_dir: Some(args.save_dir.display().to_string()),
         ..Default::default()
     };
-    config::load(file, &args.set, &cli)
+    crate::models::load_params(file, &args.set, &cli)
 }
 
 fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {

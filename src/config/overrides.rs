@@ -49,7 +49,7 @@ impl CliOverrides {
         }
         if let Some(head) = &self.backbone_type {
             let Some(h) = HeadType::parse(head) else {
-                bail!("{}", unknown_head(head));
+                return Err(UnknownHead(head.clone()).into());
             };
             p.model_params.backbone_type = h;
             println!("Changed backbone_type to: {head}");
@@ -183,35 +183,52 @@ impl CliOverrides {
     }
 }
 
-/// `--backbone_type`'s error: the reference's flag picks the head, which a user who knows
-/// the trunks by name does not expect; point a trunk name at `--trunk`.
-fn unknown_head(value: &str) -> String {
-    let trunks = crate::models::registry::names();
-    // "deit" for "deit_base" is too short a prefix for `closest`, but among two heads it is
-    // no guess.
-    let head_typo = match HeadType::NAMES
-        .iter()
-        .find(|h| value.len() >= 3 && h.starts_with(value))
-    {
-        Some(h) => format!(" (did you mean \"{h}\"?)"),
-        None => super::errors::did_you_mean(value, &HeadType::NAMES),
-    };
-    let trunk = if trunks.contains(&value) {
-        format!(": \"{value}\" is a trunk, so use --trunk {value}")
-    } else if head_typo.is_empty() {
-        match super::errors::closest(value, &trunks) {
-            Some(t) => format!(": to choose the trunk, use --trunk (did you mean --trunk {t}?)"),
-            None => ", set with --trunk NAME (`medfm backbones` lists them)".to_string(),
-        }
-    } else {
-        ", set with --trunk NAME".to_string()
-    };
-    format!(
-        "--backbone_type: unknown head \"{value}\"{head_typo}. This flag (the reference's) picks \
-         the HEAD: \"none\" = linear head, \"deit_base\" = attention head \
-         (model_params.backbone_type). The trunk is foundation_params.backbone_type{trunk}."
-    )
+/// `--backbone_type` with a value that is no head. The reference's flag picks the head, which a
+/// user who knows the trunks by name does not expect: [`UnknownHead::message`] with the trunk
+/// names (`models::load_params` gives them) points a trunk name at `--trunk`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownHead(pub String);
+
+impl UnknownHead {
+    /// The message, with `trunks` (the registry's names) for the hint.
+    pub fn message(&self, trunks: &[&str]) -> String {
+        let value = self.0.as_str();
+        // "deit" for "deit_base" is too short a prefix for `closest`, but among two heads it
+        // is no guess.
+        let head_typo = match HeadType::NAMES
+            .iter()
+            .find(|h| value.len() >= 3 && h.starts_with(value))
+        {
+            Some(h) => format!(" (did you mean \"{h}\"?)"),
+            None => super::errors::did_you_mean(value, &HeadType::NAMES),
+        };
+        let trunk = if trunks.contains(&value) {
+            format!(": \"{value}\" is a trunk, so use --trunk {value}")
+        } else if head_typo.is_empty() {
+            match super::errors::closest(value, trunks) {
+                Some(t) => {
+                    format!(": to choose the trunk, use --trunk (did you mean --trunk {t}?)")
+                }
+                None => ", set with --trunk NAME (`medfm backbones` lists them)".to_string(),
+            }
+        } else {
+            ", set with --trunk NAME".to_string()
+        };
+        format!(
+            "--backbone_type: unknown head \"{value}\"{head_typo}. This flag (the reference's) \
+             picks the HEAD: \"none\" = linear head, \"deit_base\" = attention head \
+             (model_params.backbone_type). The trunk is foundation_params.backbone_type{trunk}."
+        )
+    }
 }
+
+impl std::fmt::Display for UnknownHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(&[]))
+    }
+}
+
+impl std::error::Error for UnknownHead {}
 
 /// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
 /// other setting zeroed) from its row of `crate::datasets::DATASETS`. One's own datasets have

@@ -112,6 +112,10 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     RunState::Missing
 }
 
+/// `run_info.json`'s `trunk_weights` (and `head_weights`) for a part that started from random
+/// weights.
+pub const RANDOM_WEIGHTS: &str = "random";
+
 /// Whether run `model_name` trained from a random trunk: its `run_info.json` says
 /// `"trunk_weights": "random"`, or, without one (a run still under way, or older), its
 /// resolved params say `foundation_params.pretrained: false`. None when neither file says.
@@ -124,7 +128,7 @@ pub fn random_trunk(save_dir: &Path, model_name: &str) -> Option<bool> {
         v.get("trunk_weights")
             .and_then(|w| w.as_str().map(str::to_string))
     }) {
-        return Some(weights == crate::train::run_info::RANDOM);
+        return Some(weights == RANDOM_WEIGHTS);
     }
     let params = read(run.resolved_params())?;
     params
@@ -188,7 +192,7 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     let mut bad_params: BTreeMap<String, String> = BTreeMap::new();
     for name in subdirs(&run_dir::configs_root(save_dir))? {
         let file = RunDir::new(save_dir, &name).resolved_params();
-        match crate::config::load(&file, &[], &Default::default()) {
+        match crate::models::load_params(&file, &[], &Default::default()) {
             Ok(p) if p.training_params.model_name == name => {
                 add(&mut ids, RunId::from_params(&p, Some(file)))
             }

@@ -208,6 +208,9 @@ fn warmup_rule_for_every_dataset() {
         ("APTOS2019", 5, 0),
         ("ISIC2019", 0, 1000),
         ("CheXpert", 0, 1000),
+        // One's own data has no rule: the params' values are kept.
+        ("ImageFolder", 17, 17),
+        ("CSV", 17, 17),
     ];
     for ds in DatasetName::names() {
         let (_, epochs, iters) = *reference
@@ -417,7 +420,16 @@ fn malformed_dataset_case_typo_suggests() {
 
 #[test]
 fn malformed_unknown_backbone_lists_valid_ones() {
-    let e = error_after(|v| v["foundation_params"]["backbone_type"] = json!("dinov2_vitb16"));
+    // The backbone is the registry's check, made where commands read params.
+    let dir = tempfile::tempdir().unwrap();
+    let mut v = reference_value();
+    v["foundation_params"]["backbone_type"] = json!("dinov2_vitb16");
+    let file = dir.path().join("params.json");
+    std::fs::write(&file, v.to_string()).unwrap();
+    let e = format!(
+        "{:#}",
+        medfm::models::load_params(&file, &[], &CliOverrides::default()).unwrap_err()
+    );
     assert!(e.contains("foundation_params.backbone_type"), "{e}");
     assert!(e.contains("did you mean \"dinov2_vitb14\""), "{e}");
     for name in medfm::models::registry::names() {

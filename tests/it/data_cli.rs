@@ -109,6 +109,8 @@ fn synth_writes_each_real_layout_deterministically() {
         "ISIC2019/ISIC_2019_Training_Input/ISIC_2019_Training_Input",
         "CheXpert/train/patient00001/study1/view1_frontal.jpg",
         "DDSM/ddsm_raw_image_lists/val.txt",
+        "ImageFolder/benign",
+        "CSV/multilabel.csv",
     ];
     for ds in DatasetName::all() {
         let marker = *markers

@@ -4,7 +4,8 @@ use medfm::config::{self, DatasetName, Params};
 use medfm::data::synth::{self, SynthSpec};
 use std::path::Path;
 
-/// The reference params file with the dataset, its location and save_dir replaced.
+/// The reference params file with the dataset, its location and save_dir replaced. For one's
+/// own datasets `data_location` is where [`synth`] wrote (`synth::data_location` maps it).
 pub fn params(
     dataset: DatasetName,
     data_location: &Path,
@@ -15,7 +16,10 @@ pub fn params(
     let text = std::fs::read_to_string(&path).expect("configs/reference.json");
     let mut sets = vec![
         format!("dataset_params.dataset={dataset}"),
-        format!("dataset_params.data_location={}", data_location.display()),
+        format!(
+            "dataset_params.data_location={}",
+            synth::data_location(dataset, data_location).display()
+        ),
         format!("training_params.save_dir={}", save_dir.display()),
     ];
     sets.extend(extra.iter().map(|s| s.to_string()));

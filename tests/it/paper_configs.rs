@@ -9,8 +9,12 @@ use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 /// Every dataset of the table is one of the paper's.
+/// The paper's datasets: the table's rows but one's own (ImageFolder, CSV).
 fn datasets() -> Vec<&'static str> {
-    medfm::config::DatasetName::names()
+    medfm::config::DatasetName::all()
+        .filter(|d| !d.is_own())
+        .map(|d| d.as_str())
+        .collect()
 }
 /// The paper's backbones (scripts/fixtures/gen_paper_configs.py): 14 of the registry's rows.
 pub const BACKBONES: [&str; 14] = [

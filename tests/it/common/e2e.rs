@@ -45,7 +45,12 @@ pub fn tiny_params(
         v["dataset_params"][k] = t.clone();
     }
     v["dataset_params"]["dataset"] = dataset.into();
-    v["dataset_params"]["data_location"] = root.join("data").display().to_string().into();
+    // Where `synth_data` wrote: root/data (the folder or list for one's own datasets).
+    let location = match medfm::config::DatasetName::parse(dataset) {
+        Some(d) => medfm::data::synth::data_location(d, &root.join("data")),
+        None => root.join("data"),
+    };
+    v["dataset_params"]["data_location"] = location.display().to_string().into();
     v["foundation_params"]["img_size"] = 28.into();
     v["foundation_params"]["pretrained"] = false.into();
     v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
