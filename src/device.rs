@@ -16,7 +16,7 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         return Ok(Device::Cpu);
     }
     if !tch::Cuda::is_available() {
-        println!("Notice: CUDA is not available; running on the CPU.");
+        crate::messages::notice(format_args!("CUDA is not available; running on the CPU."));
         return Ok(Device::Cpu);
     }
     let count = tch::Cuda::device_count() as usize;
@@ -31,10 +31,10 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         bail!("system_params.which_GPUs: GPU {idx} requested but only {count} CUDA device(s) are visible");
     }
     if sys.use_all_gpus || sys.which_gpus.contains(',') {
-        println!(
-            "Notice: medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
+        crate::messages::notice(format_args!(
+            "medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
              (scripts/sweep/sweep.sh) to use several."
-        );
+        ));
     }
     cudnn_training_defaults();
     Ok(Device::Cuda(idx))
@@ -102,10 +102,10 @@ pub fn pin(t: Tensor, device: Device) -> Tensor {
             TOLD.call_once(|| {
                 let e = e.to_string();
                 let why = e.lines().next().unwrap_or_default();
-                println!(
-                    "Notice: pin_memory: pinning a batch failed ({why}); batches are copied from \
+                crate::messages::notice(format_args!(
+                    "pin_memory: pinning a batch failed ({why}); batches are copied from \
                      ordinary memory"
-                )
+                ))
             });
             t
         }
@@ -232,7 +232,9 @@ pub fn use_passive_openmp_threads() {
             .env("OMP_WAIT_POLICY", "PASSIVE")
             .exec();
         // exec only returns on failure; carry on with the default policy then.
-        eprintln!("note: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
+        crate::messages::notice(format_args!(
+            "could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing"
+        ));
     }
 }
 

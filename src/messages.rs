@@ -8,7 +8,8 @@
 //! Notices and warnings go to stderr so that they reach a terminal also when the log (stdout)
 //! is redirected to a file.
 //!
-//! Older code still prints with `println!`; new messages come through here.
+//! Library modules print only through here; `println!` is for the commands (`src/commands/`)
+//! and `main`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -117,7 +117,7 @@ pub fn parse_with_sets(text: &str, path: &Path, sets: &[String]) -> Result<Param
     for set in sets {
         let (key, val) = parse_set(set)?;
         apply_set(&mut value, &key, val).with_context(|| format!("--set {set}"))?;
-        println!("Set {key} to: {}", value_at(&value, &key));
+        crate::messages::info(format_args!("Set {key} to: {}", value_at(&value, &key)));
         parsed.push((key, set));
     }
     from_value_at(value).map_err(|(at, msg)| {

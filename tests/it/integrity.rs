@@ -195,7 +195,7 @@ fn a_resize_cache_over_its_limit_is_not_written() {
     let text = log(&out);
     let cache = dir.path().join("run/cache");
     assert_eq!(
-        text.matches("Warning: the resize cache in ").count(),
+        text.matches("warning: the resize cache in ").count(),
         1,
         "{text}"
     );
@@ -218,7 +218,7 @@ fn a_resize_cache_over_its_limit_is_not_written() {
     let out = medfm(&params, &["--overwrite"]);
     check(&out);
     assert!(
-        !log(&out).contains("Warning: the resize cache"),
+        !log(&out).contains("warning: the resize cache"),
         "{}",
         log(&out)
     );
