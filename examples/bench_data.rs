@@ -1,4 +1,4 @@
-//! The Rust side of `scripts/bench_data.sh`: medfm's loader throughput on a dataset.
+//! The Rust side of `scripts/bench/data.sh`: medfm's loader throughput on a dataset.
 //!
 //! `bench_data synth --dataset APTOS2019 --out DIR --n N --width W --height H`
 //!     writes a synthetic dataset at a real image size (the CLI's `synth` keeps images small).

@@ -1,6 +1,6 @@
 //! Time of one training step of medfm's engine (forward, loss, backward, grad clipping, AdamW
 //! with the reference's parameter groups, scheduler step) for the benchmark script that
-//! compares it with PyTorch eager in the same run (scripts/bench_train.py).
+//! compares it with PyTorch eager in the same run (scripts/bench/train.py).
 //!
 //! `cargo run --release --example bench_train_step -- --backbone dinov2_vitb14 --head none
 //! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] [--device cpu|cuda[:N]]

@@ -16,7 +16,7 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         return Ok(Device::Cpu);
     }
     if !tch::Cuda::is_available() {
-        println!("Notice: CUDA is not available; running on the CPU.");
+        crate::messages::notice(format_args!("CUDA is not available; running on the CPU."));
         return Ok(Device::Cpu);
     }
     let count = tch::Cuda::device_count() as usize;
@@ -31,10 +31,10 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         bail!("system_params.which_GPUs: GPU {idx} requested but only {count} CUDA device(s) are visible");
     }
     if sys.use_all_gpus || sys.which_gpus.contains(',') {
-        println!(
-            "Notice: medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
-             (scripts/sweep.sh) to use several."
-        );
+        crate::messages::notice(format_args!(
+            "medfm trains on one GPU per process (cuda:{idx}); run one process per GPU \
+             (scripts/sweep/sweep.sh) to use several."
+        ));
     }
     cudnn_training_defaults();
     Ok(Device::Cuda(idx))
@@ -56,7 +56,7 @@ static CONV_TF32: AtomicBool = AtomicBool::new(false);
 ///
 /// Only the training paths call this. `medfm features` keeps float32 convolutions, because its
 /// GPU output must equal the CPU's to 1e-3 and TF32 moves DINOv2-B/14's features by 1.3e-3
-/// through the patch embedding alone (scripts/sim_tf32_conv.py), and cuDNN's default algorithm
+/// through the patch embedding alone (scripts/gpu/sim_tf32_conv.py), and cuDNN's default algorithm
 /// choice, as a plain timm forward does.
 pub fn cudnn_training_defaults() {
     tch::Cuda::cudnn_set_benchmark(true);
@@ -102,10 +102,10 @@ pub fn pin(t: Tensor, device: Device) -> Tensor {
             TOLD.call_once(|| {
                 let e = e.to_string();
                 let why = e.lines().next().unwrap_or_default();
-                println!(
-                    "Notice: pin_memory: pinning a batch failed ({why}); batches are copied from \
+                crate::messages::notice(format_args!(
+                    "pin_memory: pinning a batch failed ({why}); batches are copied from \
                      ordinary memory"
-                )
+                ))
             });
             t
         }
@@ -232,7 +232,9 @@ pub fn use_passive_openmp_threads() {
             .env("OMP_WAIT_POLICY", "PASSIVE")
             .exec();
         // exec only returns on failure; carry on with the default policy then.
-        eprintln!("note: could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing");
+        crate::messages::notice(format_args!(
+            "could not re-execute with OMP_WAIT_POLICY=PASSIVE ({err}); continuing"
+        ));
     }
 }
 

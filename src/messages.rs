@@ -8,7 +8,8 @@
 //! Notices and warnings go to stderr so that they reach a terminal also when the log (stdout)
 //! is redirected to a file.
 //!
-//! Older code still prints with `println!`; new messages come through here.
+//! Library modules print only through here; `println!` is for the commands (`src/commands/`)
+//! and `main`.
 
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -118,7 +119,7 @@ mod tests {
 
     #[test]
     fn debug_lines_follow_the_switch() {
-        // Only the switch is tested here (the lines themselves: tests/cli_messages.rs); it is
+        // Only the switch is tested here (the lines themselves: tests/it/cli_messages.rs); it is
         // process-wide, so it is put back.
         let before = debug_enabled();
         set_debug(true);

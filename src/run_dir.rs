@@ -235,7 +235,7 @@ pub fn sweep_plan(save_dir: &Path) -> PathBuf {
     save_dir.join("sweep").join("plan.tsv")
 }
 
-/// `save_dir/sweep/status/<name>`: `running`, `done` or `failed <code>` (scripts/sweep.sh).
+/// `save_dir/sweep/status/<name>`: `running`, `done` or `failed <code>` (scripts/sweep/sweep.sh).
 pub fn sweep_status(save_dir: &Path, model_name: &str) -> PathBuf {
     save_dir.join("sweep").join("status").join(model_name)
 }

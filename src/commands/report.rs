@@ -1,7 +1,7 @@
 //! `medfm report --save_dir DIR`: one table (markdown + CSV) and one figure of every run's test
 //! metrics under DIR; runs that are missing, failed or unfinished are listed as such.
 //! `--plan` is the sweep's helper: it records params files as planned runs and prints each
-//! run's state (see scripts/sweep.sh).
+//! run's state (see scripts/sweep/sweep.sh).
 
 use crate::config::{self, CliOverrides};
 use crate::report::runs::{self, RunId, RunState};
@@ -23,7 +23,7 @@ pub struct Args {
     pub set: Vec<String>,
     /// Record --configs in DIR/sweep/plan.tsv and print one line per config,
     /// "plan<TAB>state<TAB>model_name<TAB>config" with state done|resume|start|invalid;
-    /// write no table. Used by scripts/sweep.sh.
+    /// write no table. Used by scripts/sweep/sweep.sh.
     #[arg(long, requires = "configs")]
     pub plan: bool,
 }
@@ -60,7 +60,7 @@ fn load_params(args: &Args, file: &std::path::Path) -> Result<config::Params> {
         save_dir: Some(args.save_dir.display().to_string()),
         ..Default::default()
     };
-    config::load(file, &args.set, &cli)
+    crate::models::load_params(file, &args.set, &cli)
 }
 
 fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {

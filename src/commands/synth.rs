@@ -40,11 +40,7 @@ pub fn run(args: &Args) -> Result<()> {
         size: None,
     };
     let root = synth::generate(&spec, &args.out)?;
-    let location = match dataset {
-        DatasetName::CSV => root.join(crate::data::csv_dataset::SYNTH_MULTICLASS),
-        d if d.is_own() => root.clone(),
-        _ => args.out.clone(),
-    };
+    let location = synth::data_location(dataset, &args.out);
     println!(
         "Wrote {} synthetic {dataset} images to {} (use --data_location {})",
         args.n,

@@ -114,7 +114,7 @@ impl Args {
                 .unwrap_or_else(|_| self.params_path.clone())
                 .display()
         ));
-        config::load(&self.params_path, &self.set, &self.overrides())
+        crate::models::load_params(&self.params_path, &self.set, &self.overrides())
     }
 
     /// What the command line asks for beyond the params file.

@@ -12,24 +12,38 @@ mod schema;
 mod validate;
 
 pub use errors::{closest, describe_serde_error, did_you_mean};
-pub use overrides::{apply_set, parse_set, update_warmup, CliOverrides};
+pub use overrides::{apply_set, parse_set, update_warmup, CliOverrides, UnknownHead};
 pub use params_doc::{params_reference, KeyDefault, KeyDoc, PARAMS_DOC};
 pub use schema::*;
-pub use validate::validate;
+pub use validate::{validate, Problem};
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Read, override and validate a params file. `sets` are `a.b.c=value` strings; `cli` are the
-/// reference's flags. Every change is reported on stdout, as the reference does.
+/// reference's flags. Every change is reported on stdout, as the reference does. The values
+/// are checked against the schema's rules; which backbones exist is the models' knowledge:
+/// commands load with `models::load_params`, which adds that check (see [`load_with`]).
 pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> {
+    load_with(path, sets, cli, &|_| vec![])
+}
+
+/// [`load`] with `more` problems found by a layer above config (the backbone registry),
+/// reported and blamed on their flag or `--set` like the schema's own.
+pub fn load_with(
+    path: &Path,
+    sets: &[String],
+    cli: &CliOverrides,
+    more: &dyn Fn(&Params) -> Vec<Problem>,
+) -> Result<Params> {
     crate::util::require_regular_file(path)?;
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read params file {}", path.display()))?;
     let mut params = parse_with_sets(&text, path, sets)?;
     cli.apply(&mut params)?;
     update_warmup(&mut params);
-    let problems = validate::problems(&params);
+    let mut problems = validate::problems(&params);
+    problems.extend(more(&params));
     if !problems.is_empty() {
         // Flags are applied after the `--set`s, so they win; a later `--set` wins over an
         // earlier one.
@@ -103,7 +117,7 @@ pub fn parse_with_sets(text: &str, path: &Path, sets: &[String]) -> Result<Param
     for set in sets {
         let (key, val) = parse_set(set)?;
         apply_set(&mut value, &key, val).with_context(|| format!("--set {set}"))?;
-        println!("Set {key} to: {}", value_at(&value, &key));
+        crate::messages::info(format_args!("Set {key} to: {}", value_at(&value, &key)));
         parsed.push((key, set));
     }
     from_value_at(value).map_err(|(at, msg)| {

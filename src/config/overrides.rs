@@ -33,32 +33,38 @@ impl CliOverrides {
     pub fn apply(&self, p: &mut Params) -> Result<()> {
         if let Some(gpu) = &self.gpu {
             let prev = std::mem::replace(&mut p.system_params.which_gpus, gpu.clone());
-            println!("Changed GPU for this run from {prev} to {gpu}");
+            crate::messages::info(format_args!(
+                "Changed GPU for this run from {prev} to {gpu}"
+            ));
         }
         if let Some(name) = &self.model_name {
             let prev = std::mem::replace(&mut p.training_params.model_name, name.clone());
-            println!("Changed model_name for this run from {prev} to {name}");
+            crate::messages::info(format_args!(
+                "Changed model_name for this run from {prev} to {name}"
+            ));
         }
         if let Some(loc) = &self.data_location {
             p.dataset_params.data_location = loc.clone();
-            println!("Changed data_location to: \"{loc}\"");
+            crate::messages::info(format_args!("Changed data_location to: \"{loc}\""));
         }
         if let Some(dir) = &self.save_dir {
             p.training_params.save_dir = dir.clone();
-            println!("Changed save_dir to: \"{dir}\"");
+            crate::messages::info(format_args!("Changed save_dir to: \"{dir}\""));
         }
         if let Some(head) = &self.backbone_type {
             let Some(h) = HeadType::parse(head) else {
-                bail!("{}", unknown_head(head));
+                return Err(UnknownHead(head.clone()).into());
             };
             p.model_params.backbone_type = h;
-            println!("Changed backbone_type to: {head}");
+            crate::messages::info(format_args!("Changed backbone_type to: {head}"));
         }
         if let Some(trunk) = &self.trunk {
             // Checked with the rest of the values (validate names the flag, lists the trunks
             // and suggests the closest).
             let prev = std::mem::replace(&mut p.foundation_params.backbone_type, trunk.clone());
-            println!("Changed foundation_params.backbone_type (trunk) to: {trunk}");
+            crate::messages::info(format_args!(
+                "Changed foundation_params.backbone_type (trunk) to: {trunk}"
+            ));
             let f = &p.foundation_params;
             if let Some(w) = f
                 .weights
@@ -87,27 +93,33 @@ impl CliOverrides {
                 ("testloader", &mut loaders.testloader),
             ] {
                 l.batch_size = bs;
-                println!("Changed {name} batch_size to: {bs}");
+                crate::messages::info(format_args!("Changed {name} batch_size to: {bs}"));
             }
         }
         if let Some(ps) = self.patch_size {
             p.model_params.transformers_params.patch_size = ps;
-            println!("Changed patch_size to: {ps}");
+            crate::messages::info(format_args!("Changed patch_size to: {ps}"));
         }
         if let Some(v) = self.val_every {
             p.training_params.val_every = v;
-            println!("Changed val_every to: {v}");
+            crate::messages::info(format_args!("Changed val_every to: {v}"));
         }
         if let Some(m) = self.use_mixed_precision {
             if m > 1 {
                 bail!("--use_mixed_precision must be 0 or 1, got {m}");
             }
             p.training_params.use_mixed_precision = m == 1;
-            println!("Explicitly set use_mixed_precision to: {}", m == 1);
+            crate::messages::info(format_args!(
+                "Explicitly set use_mixed_precision to: {}",
+                m == 1
+            ));
         }
         if let Some(lr) = self.lr {
             p.optimization_params.default.optimizer.params.lr = lr;
-            println!("Changed learning rate to: {}", crate::messages::num(lr));
+            crate::messages::info(format_args!(
+                "Changed learning rate to: {}",
+                crate::messages::num(lr)
+            ));
         }
         if let Some(fold) = self.fold {
             if p.dataset_params.folds.is_none() {
@@ -119,7 +131,9 @@ impl CliOverrides {
             p.dataset_params.fold = Some(fold);
             let name = &mut p.training_params.model_name;
             name.push_str(&format!("_fold{fold}"));
-            println!("Fold {fold}: model_name for this run is {name}");
+            crate::messages::info(format_args!(
+                "Fold {fold}: model_name for this run is {name}"
+            ));
         }
         Ok(())
     }
@@ -183,35 +197,52 @@ impl CliOverrides {
     }
 }
 
-/// `--backbone_type`'s error: the reference's flag picks the head, which a user who knows
-/// the trunks by name does not expect; point a trunk name at `--trunk`.
-fn unknown_head(value: &str) -> String {
-    let trunks = crate::models::registry::names();
-    // "deit" for "deit_base" is too short a prefix for `closest`, but among two heads it is
-    // no guess.
-    let head_typo = match HeadType::NAMES
-        .iter()
-        .find(|h| value.len() >= 3 && h.starts_with(value))
-    {
-        Some(h) => format!(" (did you mean \"{h}\"?)"),
-        None => super::errors::did_you_mean(value, &HeadType::NAMES),
-    };
-    let trunk = if trunks.contains(&value) {
-        format!(": \"{value}\" is a trunk, so use --trunk {value}")
-    } else if head_typo.is_empty() {
-        match super::errors::closest(value, &trunks) {
-            Some(t) => format!(": to choose the trunk, use --trunk (did you mean --trunk {t}?)"),
-            None => ", set with --trunk NAME (`medfm backbones` lists them)".to_string(),
-        }
-    } else {
-        ", set with --trunk NAME".to_string()
-    };
-    format!(
-        "--backbone_type: unknown head \"{value}\"{head_typo}. This flag (the reference's) picks \
-         the HEAD: \"none\" = linear head, \"deit_base\" = attention head \
-         (model_params.backbone_type). The trunk is foundation_params.backbone_type{trunk}."
-    )
+/// `--backbone_type` with a value that is no head. The reference's flag picks the head, which a
+/// user who knows the trunks by name does not expect: [`UnknownHead::message`] with the trunk
+/// names (`models::load_params` gives them) points a trunk name at `--trunk`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnknownHead(pub String);
+
+impl UnknownHead {
+    /// The message, with `trunks` (the registry's names) for the hint.
+    pub fn message(&self, trunks: &[&str]) -> String {
+        let value = self.0.as_str();
+        // "deit" for "deit_base" is too short a prefix for `closest`, but among two heads it
+        // is no guess.
+        let head_typo = match HeadType::NAMES
+            .iter()
+            .find(|h| value.len() >= 3 && h.starts_with(value))
+        {
+            Some(h) => format!(" (did you mean \"{h}\"?)"),
+            None => super::errors::did_you_mean(value, &HeadType::NAMES),
+        };
+        let trunk = if trunks.contains(&value) {
+            format!(": \"{value}\" is a trunk, so use --trunk {value}")
+        } else if head_typo.is_empty() {
+            match super::errors::closest(value, trunks) {
+                Some(t) => {
+                    format!(": to choose the trunk, use --trunk (did you mean --trunk {t}?)")
+                }
+                None => ", set with --trunk NAME (`medfm backbones` lists them)".to_string(),
+            }
+        } else {
+            ", set with --trunk NAME".to_string()
+        };
+        format!(
+            "--backbone_type: unknown head \"{value}\"{head_typo}. This flag (the reference's) \
+             picks the HEAD: \"none\" = linear head, \"deit_base\" = attention head \
+             (model_params.backbone_type). The trunk is foundation_params.backbone_type{trunk}."
+        )
+    }
 }
+
+impl std::fmt::Display for UnknownHead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message(&[]))
+    }
+}
+
+impl std::error::Error for UnknownHead {}
 
 /// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
 /// other setting zeroed) from its row of `crate::datasets::DATASETS`. One's own datasets have

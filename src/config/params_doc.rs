@@ -1,7 +1,7 @@
 //! The description of every params.json key, kept next to the schema (`schema.rs`), and the
 //! generator of `docs/params.md` from it.
 //!
-//! `tests/docs_params.rs` checks this table against the schema (every key described, no stale
+//! `tests/it/docs_params.rs` checks this table against the schema (every key described, no stale
 //! key, each default and "required" as serde really applies them, each type the JSON kind) and
 //! the generated page against `docs/params.md`. A key added to the schema without a row here
 //! fails that test.
@@ -263,7 +263,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.bootstrap", "integer (0 to 1000000)", Value("2000"), "Bootstrap resamples for the 95% intervals of the test metrics and operating points in `statistics.json` (stratified by class; multi-label: whole images; seeded by `seed`); 0: values without intervals. 2000 take about a second for 550 test images ([outputs](outputs.md#statisticsjson)).", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),
-    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep.sh`).", "the reference uses several GPUs"),
+    key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep/sweep.sh`).", "the reference uses several GPUs"),
     key("system_params.which_GPUs", "string (GPU indices, e.g. `\"0\"` or `\"0,1\"`)", Value("\"0\""), "medfm uses the first index listed, numbered in PCI bus order as nvidia-smi numbers them. `--gpu` overrides it.", "the reference hides the other GPUs with CUDA_VISIBLE_DEVICES; medfm does not"),
     key("system_params.use_GPU", "bool", Value("true"), "Use CUDA when available (else the CPU, with a notice); `false`: always the CPU.", SAME),
     // log_params
@@ -301,8 +301,8 @@ fn cell(text: &str) -> String {
 pub fn params_reference() -> String {
     let mut out = String::from(
         "# params.json reference\n\n\
-         <!-- Generated from src/config/params_doc.rs by tests/docs_params.rs; do not edit. \
-         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test docs_params -->\n\n\
+         <!-- Generated from src/config/params_doc.rs by tests/it/docs_params.rs; do not edit. \
+         Regenerate: MEDFM_WRITE_DOCS=1 cargo test --release --test it docs_params:: -->\n\n\
          Every key of a params file, as medfm reads it. Keys are the reference's, spelled as in \
          its `params.json` (`configs/reference.json` is that file); keys marked \"medfm only\" \
          are optional additions. An unknown key is an error that names its JSON path and the \

@@ -1,6 +1,5 @@
 //! Value checks the types cannot express. Each error names the JSON path and what was expected.
 
-use super::errors::did_you_mean;
 use super::schema::*;
 use anyhow::{bail, Result};
 
@@ -468,18 +467,12 @@ fn transforms(e: &mut Problems, at: &str, t: &Transforms) {
 
 fn model(e: &mut Problems, p: &Params) {
     let f = &p.foundation_params;
-    let names = crate::models::registry::names();
+    // Whether the backbone exists is the registry's check (`models::load_params`): config
+    // knows the schema, not the models.
     e.check(
-        names.contains(&f.backbone_type.as_str()),
+        !f.backbone_type.is_empty(),
         "foundation_params.backbone_type",
-        || {
-            format!(
-                "unknown backbone \"{}\"{}; expected one of: {}",
-                f.backbone_type,
-                did_you_mean(&f.backbone_type, &names),
-                names.join(", ")
-            )
-        },
+        || "must name a backbone (`medfm backbones` lists them)".into(),
     );
     e.side(f.img_size, "foundation_params.img_size");
     e.check(

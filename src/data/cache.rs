@@ -230,8 +230,8 @@ impl ResizeCache {
             ),
             _ => format!("more than fits on its disk ({free})"),
         };
-        eprintln!(
-            "Warning: the resize cache in {} would grow by about {} ({} new entries of {}x{}x{} \
+        crate::messages::warning(format_args!(
+            "the resize cache in {} would grow by about {} ({} new entries of {}x{}x{} \
              pixels{}), {limit}. Running without storing resized images (entries already \
              there are still read), so each epoch decodes and resizes every image again. To cache \
              them, free disk space or set dataset_params.cache_dir to a folder on a larger disk, \
@@ -248,7 +248,7 @@ impl ResizeCache {
             } else {
                 String::new()
             }
-        );
+        ));
         false
     }
 
@@ -319,7 +319,9 @@ impl ResizeCache {
         }
         if let Err(e) = write_entry(&entry, &key, stamp, &img) {
             if !self.write_failed.swap(true, Ordering::Relaxed) {
-                eprintln!("warning: the resize cache cannot be written ({e:#}); continuing without storing");
+                crate::messages::warning(format_args!(
+                    "the resize cache cannot be written ({e:#}); continuing without storing"
+                ));
             }
         }
         Ok(img)

@@ -138,7 +138,9 @@ impl Splits {
         let val_is_test = self.val_is_test();
         let all: usize = self.named().iter().map(|(_, v)| v.len()).sum();
         let total = all - if val_is_test { self.val.len() } else { 0 };
-        println!("Checking that all {total} images can be read...");
+        crate::messages::info(format_args!(
+            "Checking that all {total} images can be read..."
+        ));
         let bar = progress(all, "reading images");
         let mut problems = Vec::new();
         for ((split, items), t) in self.named().into_iter().zip(transforms) {
@@ -174,10 +176,10 @@ impl Splits {
                 problems.len()
             );
         }
-        println!(
+        crate::messages::info(format_args!(
             "Skipping {} of {total} images, which cannot be read (dataset_params.skip_unreadable):\n{list}",
             problems.len()
-        );
+        ));
         self.drop_items(&problems);
         Ok(problems)
     }

@@ -160,17 +160,17 @@ impl Splits {
         if let Some((path, first, again)) = dups.first() {
             // Kept as listed: the reference reads lists as they are, and dropping rows would
             // change its Random(42) split. But the same image may then sit in two splits.
-            println!(
-                "Warning: {} image(s) of {} are listed more than once, e.g. {} ({first}; again {again}); \
+            crate::messages::warning(format_args!(
+                "{} image(s) of {} are listed more than once, e.g. {} ({first}; again {again}); \
                  they are used as listed, as the reference does, so an image can be in two splits",
                 dups.len(),
                 root.display(),
                 path.display()
-            );
+            ));
         }
         if splits.val.is_empty() {
             // The reference's `init_dataloaders`: an empty val set falls back to the test set.
-            println!("Warning: the val split of {} is empty; using the test split as validation set (as the reference does)", root.display());
+            crate::messages::warning(format_args!("the val split of {} is empty; using the test split as validation set (as the reference does)", root.display()));
             splits.val = splits.test.clone();
         }
         Ok(splits)

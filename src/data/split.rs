@@ -93,10 +93,10 @@ pub fn validation_ids(
             json_path.display()
         ));
     } else {
-        println!(
+        crate::messages::info(format_args!(
             "Creating a new train/val split for \"{dataset}\": {}",
             json_path.display()
-        );
+        ));
     }
     let (train, val) = fresh_ids(total, val_size);
     write_val_ids(json_path, &train, &val)?;

@@ -48,6 +48,19 @@ pub(super) enum Signal {
     },
 }
 
+/// The `data_location` that reads the dataset [`generate`] writes under `out`: `out` for the
+/// paper's datasets (it holds `<DatasetName>/`), the folder for `ImageFolder`, the
+/// multi-class list for `CSV`.
+pub fn data_location(dataset: DatasetName, out: &Path) -> PathBuf {
+    match dataset {
+        DatasetName::CSV => out
+            .join(dataset.as_str())
+            .join(super::csv_dataset::SYNTH_MULTICLASS),
+        d if d.is_own() => out.join(d.as_str()),
+        _ => out.to_path_buf(),
+    }
+}
+
 /// Write the dataset to `out/<DatasetName>/`; returns that folder.
 pub fn generate(spec: &SynthSpec, out: &Path) -> Result<PathBuf> {
     if spec.n == 0 {

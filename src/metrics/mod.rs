@@ -1,6 +1,6 @@
 //! Classification metrics with sklearn semantics (docs/reference.md, Metrics), in plain Rust over
-//! slices: values equal sklearn's to 1e-9 (tests/metrics_fixtures.rs, fixtures from
-//! scripts/gen_metric_fixtures.py).
+//! slices: values equal sklearn's to 1e-9 (tests/it/metrics_fixtures.rs, fixtures from
+//! scripts/fixtures/gen_metric_fixtures.py).
 //!
 //! Inputs are what the reference's metric objects hold after `add_preds`:
 //! - multiclass: labels 0..k-1 and softmax probabilities [n, k] (row-major);

@@ -270,11 +270,11 @@ fn resolve_deit_weights(explicit: Option<&str>) -> Result<Option<PathBuf>> {
     for n in DEIT_FILES {
         refuse_directory(&dir.join(n), "the attention head's DeiT-B weights file")?;
     }
-    println!(
-        "Notice: model_params.pretrained is true but {} is not there; the attention head's DeiT-B \
+    crate::messages::notice(format_args!(
+        "model_params.pretrained is true but {} is not there; the attention head's DeiT-B \
          starts from random weights (the reference starts from ImageNet weights: {DEIT_SOURCES}).",
         dir.join(DEIT_FILES[0]).display()
-    );
+    ));
     Ok(None)
 }
 

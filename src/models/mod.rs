@@ -21,6 +21,35 @@ pub mod vmamba;
 
 use tch::Tensor;
 
+/// Read, override and validate a params file as `config::load` does, and check the backbone
+/// against the registry (an unknown name lists the valid ones; `--backbone_type` given a trunk
+/// name points at `--trunk`). What every command uses to read params.
+pub fn load_params(
+    path: &std::path::Path,
+    sets: &[String],
+    cli: &crate::config::CliOverrides,
+) -> anyhow::Result<crate::config::Params> {
+    let names = registry::names();
+    crate::config::load_with(path, sets, cli, &|p| {
+        let b = &p.foundation_params.backbone_type;
+        if b.is_empty() || names.contains(&b.as_str()) {
+            return vec![];
+        }
+        vec![crate::config::Problem {
+            path: "foundation_params.backbone_type".into(),
+            what: format!(
+                "unknown backbone \"{b}\"{}; expected one of: {}",
+                crate::config::did_you_mean(b, &names),
+                names.join(", ")
+            ),
+        }]
+    })
+    .map_err(|e| match e.downcast_ref::<crate::config::UnknownHead>() {
+        Some(head) => anyhow::anyhow!("{}", head.message(&names)),
+        None => e,
+    })
+}
+
 /// What a trunk hands to the heads.
 #[derive(Debug)]
 pub struct Features {

@@ -1,12 +1,12 @@
 //! The runs under one `save_dir` and the state of each: what `medfm report` tabulates and what
-//! `scripts/sweep.sh` asks before starting a run (skip, resume or start).
+//! `scripts/sweep/sweep.sh` asks before starting a run (skip, resume or start).
 //!
 //! Files read, per run `<model_name>`:
 //! - `results/<model_name>/metrics_results.json`: the run finished;
 //! - `checkpoints/<model_name>.last.safetensors`: the last training state (resumable);
 //! - `configs/<model_name>/params.json`: the resolved params, written when a run starts;
 //! - `configs/<model_name>/error.txt`: why its last attempt stopped with an error;
-//! - `sweep/status/<model_name>`: written by scripts/sweep.sh: `running`, `done` or
+//! - `sweep/status/<model_name>`: written by scripts/sweep/sweep.sh: `running`, `done` or
 //!   `failed <exit code>`; `sweep/plan.tsv`: every run a sweep was asked to do.
 
 use crate::config::{DatasetName, HeadType, Params};
@@ -112,6 +112,10 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     RunState::Missing
 }
 
+/// `run_info.json`'s `trunk_weights` (and `head_weights`) for a part that started from random
+/// weights.
+pub const RANDOM_WEIGHTS: &str = "random";
+
 /// Whether run `model_name` trained from a random trunk: its `run_info.json` says
 /// `"trunk_weights": "random"`, or, without one (a run still under way, or older), its
 /// resolved params say `foundation_params.pretrained: false`. None when neither file says.
@@ -124,7 +128,7 @@ pub fn random_trunk(save_dir: &Path, model_name: &str) -> Option<bool> {
         v.get("trunk_weights")
             .and_then(|w| w.as_str().map(str::to_string))
     }) {
-        return Some(weights == crate::train::run_info::RANDOM);
+        return Some(weights == RANDOM_WEIGHTS);
     }
     let params = read(run.resolved_params())?;
     params
@@ -188,7 +192,7 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     let mut bad_params: BTreeMap<String, String> = BTreeMap::new();
     for name in subdirs(&run_dir::configs_root(save_dir))? {
         let file = RunDir::new(save_dir, &name).resolved_params();
-        match crate::config::load(&file, &[], &Default::default()) {
+        match crate::models::load_params(&file, &[], &Default::default()) {
             Ok(p) if p.training_params.model_name == name => {
                 add(&mut ids, RunId::from_params(&p, Some(file)))
             }

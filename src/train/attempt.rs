@@ -246,13 +246,16 @@ pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetIn
     if let Target::Overwrite(earlier) = target {
         run.remove_outputs()
             .context("--overwrite: cannot remove the earlier run's outputs")?;
-        println!(
+        crate::messages::info(format_args!(
             "--overwrite: removed the earlier run's outputs ({})",
             earlier.describe()
-        );
+        ));
     }
     let resolved = crate::config::write_resolved(params)?;
-    println!("Resolved params written to {}", resolved.display());
+    crate::messages::info(format_args!(
+        "Resolved params written to {}",
+        resolved.display()
+    ));
     info.write(&info_file)
         .with_context(|| format!("cannot record the run's classes in {}", info_file.display()))?;
     crate::report::runs::clear_error(&run)

@@ -305,18 +305,18 @@ impl Trainer {
             self.sources.test.items(),
             val.as_ref(),
         )?;
-        println!(
+        crate::messages::info(format_args!(
             "\n---------- {} evaluated on the test set ----------",
             self.params.training_params.model_name
-        );
-        println!("{}", format_table(&values));
+        ));
+        crate::messages::info(format_args!("{}", format_table(&values)));
         Ok(values)
     }
 
     pub(super) fn say(&self, msg: String) {
         match &self.progress {
             Some(p) => p.println(msg),
-            None => println!("{msg}"),
+            None => crate::messages::info(format_args!("{msg}")),
         }
     }
 }

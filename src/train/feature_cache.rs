@@ -80,13 +80,13 @@ impl FeatureCache {
                 bytes += per_item(&f.tokens);
             }
             if bytes * self.n_items as u64 > self.budget {
-                println!(
-                    "Notice: the frozen-trunk feature cache would need {:.1} GiB for {} images (budget {:.1} GiB, \
+                crate::messages::notice(format_args!(
+                    "the frozen-trunk feature cache would need {:.1} GiB for {} images (budget {:.1} GiB, \
                      MEDFM_FEATURE_CACHE_GB); computing features every time instead",
                     (bytes * self.n_items as u64) as f64 / (1u64 << 30) as f64,
                     self.n_items,
                     self.budget as f64 / (1u64 << 30) as f64
-                );
+                ));
                 self.disabled = true;
                 return false;
             }

@@ -104,7 +104,11 @@ impl Trainer {
             tp.seed,
         );
         for (i, lr) in lrs.iter().enumerate() {
-            println!("Grid search {}/{}: lr {lr:.3e}", i + 1, lrs.len());
+            crate::messages::info(format_args!(
+                "Grid search {}/{}: lr {lr:.3e}",
+                i + 1,
+                lrs.len()
+            ));
             let mut hypers = initial_hypers.clone();
             hypers[0].lr = *lr;
             self.opt.set_hypers(&hypers);
@@ -121,9 +125,9 @@ impl Trainer {
                 // A learning rate too high to train with is a result of the search, not a
                 // reason to stop it (the reference stopped, in sklearn, on NaN outputs).
                 Err(e) if super::trainer::is_divergence(&e) => {
-                    println!(
-                        "Notice: lr {lr:.3e} diverged; recorded with val_loss and val_{metric} nan"
-                    );
+                    crate::messages::notice(format_args!(
+                        "lr {lr:.3e} diverged; recorded with val_loss and val_{metric} nan"
+                    ));
                     GridPoint {
                         lr: *lr,
                         val_loss: f64::NAN,
@@ -170,16 +174,22 @@ impl Trainer {
                 _ => Some(p),
             });
         if let (Some(t), Some(l)) = (best_t, best_l) {
-            println!(
+            crate::messages::info(format_args!(
                 "The best val_{metric} is {} for lr = {}",
                 t.val_target, t.lr
-            );
-            println!("The best val_loss is {} for lr = {}", l.val_loss, l.lr);
+            ));
+            crate::messages::info(format_args!(
+                "The best val_loss is {} for lr = {}",
+                l.val_loss, l.lr
+            ));
             plot(&trained, t, l, metric, &txt.with_extension("png"))?;
         } else {
-            println!("Notice: every learning rate diverged; no plot");
+            crate::messages::notice(format_args!("every learning rate diverged; no plot"));
         }
-        println!("Grid search results written to {}", txt.display());
+        crate::messages::info(format_args!(
+            "Grid search results written to {}",
+            txt.display()
+        ));
         Ok(points)
     }
 }

@@ -80,7 +80,7 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
     if val.is_empty() {
         // drop_last can leave a small val split without a batch; the reference then
         // validates on the test set.
-        println!("Warning: the validation split gives no batch; using the test set as validation set (as the reference does)");
+        crate::messages::warning(format_args!("the validation split gives no batch; using the test set as validation set (as the reference does)"));
         val = loader(splits.test, &d.test_transforms, &dl.testloader).context("test loader")?;
     }
     Ok(Sources {
@@ -155,7 +155,7 @@ pub fn run(
     }
     let info = splits.info.clone();
     if params.dataset_params.dataset.is_own() {
-        println!(
+        crate::messages::info(format_args!(
             "{} data: {} {} ({}), {} channel(s); {} train, {} val, {} test images",
             params.dataset_params.dataset,
             info.n_classes(),
@@ -169,9 +169,12 @@ pub fn run(
             splits.train.len(),
             splits.val.len(),
             splits.test.len()
-        );
+        ));
     }
-    println!("The default metric has been set to: {}", info.target_metric);
+    crate::messages::info(format_args!(
+        "The default metric has been set to: {}",
+        info.target_metric
+    ));
     let sources = build_sources(params, splits, device)?;
     let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
     if !matches!(target, Target::Test { .. }) {
@@ -218,12 +221,12 @@ pub fn run(
             if !outputs.is_own() {
                 let dir = outputs.results_dir().to_path_buf();
                 crate::config::write_params(params, &dir.join("params.json"))?;
-                println!(
+                crate::messages::info(format_args!(
                     "Evaluating {} on {} (this run's own results are kept): writing to {}",
                     path.display(),
                     params.dataset_params.data_location,
                     dir.display()
-                );
+                ));
                 trainer.outputs.redirect((**outputs).clone());
             }
             trainer.test()?;
@@ -237,14 +240,14 @@ pub fn run(
             let iters = trainer.load_session(opts.checkpoint.as_deref(), false)?;
             resumed_at = Some(iters);
             if trainer.is_finished() && trainer.files.metrics_results().exists() {
-                println!(
+                crate::messages::info(format_args!(
                     "Run \"{}\" is complete (iteration {iters} of {}; results in {}): nothing to \
                      resume. To train it longer, raise training_params.epochs; to evaluate it \
                      again, --test; to start over, --overwrite.",
                     tp.model_name,
                     trainer.total_iters(),
                     trainer.files.results_dir().display()
-                );
+                ));
                 return Ok(());
             }
             attempt::take_over(params, target, &trainer.info)?;
@@ -280,7 +283,7 @@ pub fn run(
     let info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
     let file = params.run_dir().run_info();
     info.write(&file)?;
-    println!("Run info written to {}", file.display());
+    crate::messages::info(format_args!("Run info written to {}", file.display()));
     Ok(())
 }
 

@@ -106,7 +106,7 @@ impl Outputs {
     ) -> Result<()> {
         let model_name = self.run.model_name();
         for path in report::write_metrics_results(&self.run, values, has_knn)? {
-            println!("Test metrics written to {}", path.display());
+            crate::messages::info(format_args!("Test metrics written to {}", path.display()));
         }
         let n = self.info.n_classes() as usize;
         let mut order: Vec<usize> = (0..out.indices.len()).collect();
@@ -191,10 +191,10 @@ impl Outputs {
                 &self.run.curves_png(),
             )?;
         }
-        println!(
+        crate::messages::info(format_args!(
             "Predictions and plots written to {}",
             self.run.results_dir().display()
-        );
+        ));
         Ok(())
     }
 

@@ -153,7 +153,7 @@ impl Progress {
             Some((multi, _, _)) => {
                 let _ = multi.println(msg.as_ref());
             }
-            None => println!("{}", msg.as_ref()),
+            None => crate::messages::info(format_args!("{}", msg.as_ref())),
         }
     }
 
@@ -196,7 +196,7 @@ impl Progress {
             }
             None => {
                 if s.iters.is_multiple_of(self.log_every) || s.iters == 1 {
-                    println!(
+                    crate::messages::info(format_args!(
                         "epoch {}/{} iter {}/{} (step {})  {msg}  ETA {}",
                         self.epoch,
                         self.epochs_label,
@@ -204,7 +204,7 @@ impl Progress {
                         self.steps_per_epoch,
                         s.iters,
                         self.eta(s.iters)
-                    );
+                    ));
                 }
             }
         }
@@ -213,14 +213,14 @@ impl Progress {
     pub fn end_epoch(&mut self, iters_now: u64) {
         match &self.bars {
             Some((_, epochs, _)) => epochs.set_position(self.epoch),
-            None => println!(
+            None => crate::messages::info(format_args!(
                 "epoch {}/{} done  {:.1} img/s  elapsed {}  ETA {}",
                 self.epoch,
                 self.epochs_label,
                 self.throughput(),
                 fmt_duration(self.started.elapsed()),
                 self.eta(iters_now)
-            ),
+            )),
         }
     }
 

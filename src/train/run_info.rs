@@ -10,8 +10,9 @@ use serde::{Deserialize, Serialize};
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use tch::Device;
 
-/// The value of `trunk_weights` for a trunk that started from random weights.
-pub const RANDOM: &str = "random";
+/// The value of `trunk_weights` for a trunk that started from random weights (defined with
+/// the report, which reads it).
+pub use crate::report::runs::RANDOM_WEIGHTS as RANDOM;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunInfo {

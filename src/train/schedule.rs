@@ -65,13 +65,13 @@ impl LinearWarmup {
         steps_per_epoch: i64,
     ) -> Self {
         if iters != 0 && epochs != 0 {
-            println!(
-                "Notice: LinearWarmup has both warmup_iters and warmup_epochs; using warmup_epochs"
-            );
+            crate::messages::notice(format_args!(
+                "LinearWarmup has both warmup_iters and warmup_epochs; using warmup_epochs"
+            ));
         } else if iters == 0 && epochs == 0 {
-            println!(
-                "Notice: LinearWarmup is used without a warm-up period; warming up for 1 iteration"
-            );
+            crate::messages::notice(format_args!(
+                "LinearWarmup is used without a warm-up period; warming up for 1 iteration"
+            ));
         }
         let warmup_iters = Self::resolve_iters(iters, epochs, steps_per_epoch);
         let eta_min = 1e-8;
@@ -370,7 +370,7 @@ impl Plateau {
                 let new_lr = (g.lr * self.factor).max(self.min_lr);
                 if g.lr - new_lr > 1e-8 {
                     if self.verbose {
-                        println!("ReduceLROnPlateau: reducing the learning rate of group {i} to {new_lr:.4e}");
+                        crate::messages::info(format_args!("ReduceLROnPlateau: reducing the learning rate of group {i} to {new_lr:.4e}"));
                     }
                     g.lr = new_lr;
                 }

@@ -195,13 +195,13 @@ impl Trainer {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| self.files.last());
         if !path.exists() {
-            println!(
+            crate::messages::info(format_args!(
                 "=> no checkpoint found at '{}'; starting a fresh run",
                 path.display()
-            );
+            ));
             return Ok(0);
         }
-        println!("Loading model from {}", path.display());
+        crate::messages::info(format_args!("Loading model from {}", path.display()));
         let ck = checkpoint::load(&path)?;
         let trainable = self.model.trainable();
         if ck.kind == CkptKind::Model || only_model {
@@ -244,7 +244,7 @@ impl Trainer {
             .check_resumable(&self.mixer)
             .with_context(|| format!("{what}: the session cannot be resumed"))?
         {
-            println!("Notice: {notice}");
+            crate::messages::notice(format_args!("{notice}"));
         }
         checkpoint::copy_into(&trainable, &ck.group("model/"), &what)?;
         // The best model is kept on the CPU, as during training (`cpu_copy`), not on the GPU.
@@ -308,11 +308,11 @@ impl Trainer {
             // new end.
             final_validation_done: st.final_validation_done && st.iters == self.total_iters(),
         };
-        println!(
+        crate::messages::info(format_args!(
             "=> loaded checkpoint '{}' (iteration {})",
             path.display(),
             st.iters
-        );
+        ));
         Ok(st.iters)
     }
 
@@ -362,11 +362,11 @@ impl Trainer {
         let trainable = self.model.trainable();
         let Some(path) = path else {
             if self.state.best_iters.is_none() {
-                println!(
-                    "Notice: no validation improved on the initial best {} of 0; testing the initial model, \
+                crate::messages::notice(format_args!(
+                    "no validation improved on the initial best {} of 0; testing the initial model, \
                      as the reference does",
                     self.info.target_metric
-                );
+                ));
             }
             return checkpoint::copy_into(&trainable, &self.best, "the best model");
         };
@@ -377,7 +377,10 @@ impl Trainer {
         };
         check_fingerprint(fp, self.fingerprint, path)?;
         checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
-        println!("Loaded the model to evaluate from {}", path.display());
+        crate::messages::info(format_args!(
+            "Loaded the model to evaluate from {}",
+            path.display()
+        ));
         Ok(())
     }
 }
@@ -425,7 +428,7 @@ pub fn load_pretrained(
             candidates[1].display()
         )
     })?;
-    println!("Loading pretrained model: {}", path.display());
+    crate::messages::info(format_args!("Loading pretrained model: {}", path.display()));
     let ck = checkpoint::load(path)?;
     let src = ck.group(if ck.kind == CkptKind::Model {
         "model/"
@@ -447,10 +450,10 @@ pub fn load_pretrained(
         }
     });
     if !skipped.is_empty() {
-        println!(
+        crate::messages::info(format_args!(
             "Unmatched pretrained tensors (kept their initialisation): {}",
             skipped.join(", ")
-        );
+        ));
     }
     Ok(())
 }

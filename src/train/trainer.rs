@@ -231,28 +231,30 @@ impl Trainer {
             &params.optimization_params.default,
             params.dataloader_params.trainloader.batch_size,
         )?;
-        println!(
+        crate::messages::info(format_args!(
             "LARS optimizer: {}",
             if cfg.lars.is_some() {
                 "active"
             } else {
                 "inactive"
             }
-        );
+        ));
         let shape = run_shape(&cfg, &params, steps_per_epoch);
         let mut opt = Optimizer::new(cfg, model.trainable());
         let mut hypers = opt.hypers();
         let mixer = build_mixer(&mut hypers, &params, &shape)?;
         opt.set_hypers(&hypers);
         if tp.log_embeddings {
-            println!(
-                "Notice: log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
+            crate::messages::notice(format_args!(
+                "log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
                  disabled too. Ignoring it."
-            );
+            ));
         }
         let amp = tp.use_mixed_precision && device.is_cuda();
         if tp.use_mixed_precision && !amp {
-            println!("Notice: use_mixed_precision needs CUDA; training in float32 on the CPU");
+            crate::messages::notice(format_args!(
+                "use_mixed_precision needs CUDA; training in float32 on the CPU"
+            ));
         }
         let caches = Self::make_caches(&params, model.as_ref(), &sources, device);
         let files = params.run_dir();
@@ -386,11 +388,11 @@ impl Trainer {
     fn val_interval(&self) -> u64 {
         let v = (self.params.training_params.val_every * self.steps_per_epoch() as f64) as u64;
         if v == 0 {
-            println!(
-                "Notice: val_every {} x {} steps per epoch is less than one iteration; validating every iteration",
+            crate::messages::notice(format_args!(
+                "val_every {} x {} steps per epoch is less than one iteration; validating every iteration",
                 self.params.training_params.val_every,
                 self.steps_per_epoch()
-            );
+            ));
         }
         v.max(1)
     }
@@ -414,7 +416,7 @@ impl Trainer {
         let epochs = self.params.training_params.epochs as u64;
         let val_every = self.val_interval();
         self.run_epochs(epochs, Some(val_every))?;
-        println!(" ==> Training done");
+        crate::messages::info(format_args!(" ==> Training done"));
         if !self.state.final_validation_done {
             self.validate_with_key(FINAL_VALIDATION | self.state.iters)?;
             self.state.final_validation_done = true;
@@ -435,10 +437,10 @@ impl Trainer {
                 self.params.dataloader_params.trainloader.drop_last
             );
         }
-        println!(
+        crate::messages::info(format_args!(
             "Start training with learning rate: {}",
             crate::messages::num(self.opt.lr())
-        );
+        ));
         let first_epoch = self.state.iters / spe + 1;
         let mut skip = self.state.iters % spe;
         self.progress = Some(Progress::new(
@@ -545,10 +547,10 @@ impl Trainer {
                     let _ = clip_grad_norm(&self.opt.grads(), clip);
                 }
                 if scaler.step(&mut self.opt) == StepOutcome::Skipped {
-                    println!(
-                        "Notice: iteration {}: inf/NaN gradients; step skipped, loss scale reduced",
+                    crate::messages::notice(format_args!(
+                        "iteration {}: inf/NaN gradients; step skipped, loss scale reduced",
                         self.state.iters
-                    );
+                    ));
                 }
                 scaler.update();
             }

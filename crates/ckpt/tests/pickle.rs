@@ -333,7 +333,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The canonical text form of `canon` in scripts/gen_weight_fixtures.py.
+/// The canonical text form of `canon` in scripts/fixtures/gen_weight_fixtures.py.
 fn canon(p: &Pickle, v: &Value) -> String {
     let join = |items: &[Value]| {
         items
@@ -371,7 +371,7 @@ fn canon(p: &Pickle, v: &Value) -> String {
     }
 }
 
-/// Random objects pickled by CPython with protocols 0-5 (scripts/gen_weight_fixtures.py) come
+/// Random objects pickled by CPython with protocols 0-5 (scripts/fixtures/gen_weight_fixtures.py) come
 /// back as exactly the same values.
 #[test]
 fn differential_against_cpython_pickle() {

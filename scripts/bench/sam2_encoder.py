@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Forward time per image of the SAM2.1 image encoders: medfm vs PyPI `sam2`, in one run.
+
+Random weights, fp32, CPU, no_grad, the same thread count on both sides. The two run
+interleaved: every iteration times one reference forward (in this process) and then one medfm
+forward (`bench_backbone --serve`, a persistent process), so on a shared, fluctuating machine
+both see the same load. Reported: the median time per image of each, the median of the
+per-iteration ratios medfm/reference (target <= 1.1), and all raw times as JSON.
+
+Run through scripts/bench/sam2_encoder.sh (which builds the Rust side and takes the heavy lock).
+Not named sam2.py: on sys.path (this folder comes first) that would shadow PyPI's `sam2`.
+"""
+
+import argparse
+import json
+import os
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# This folder (bench_common) and scripts/fixtures/ (the parity generators' reference builders).
+sys.path[:0] = [HERE, os.path.join(os.path.dirname(HERE), "fixtures")]
+from bench_common import MedfmServer, interleave, per_image, ratio, rounded, time_ms  # noqa: E402
+from gen_parity_sam2 import build  # noqa: E402  (the reference modules, as the parity fixtures)
+
+
+def bench(name, args):
+    torch.set_num_threads(args.threads)
+    model = build(name)
+    torch.manual_seed(0)
+    x = torch.randn(args.batch, 3, args.size, args.size)
+    medfm = MedfmServer(args.bin, name, args.batch, args.threads, size=args.size)
+    with torch.no_grad():
+        t = interleave(
+            {"sam2": lambda: time_ms(lambda: model(x)["vision_features"]), "medfm": medfm.forward_ms},
+            args.warmup,
+            args.iters,
+        )
+    medfm.close()
+    return {
+        "backbone": name,
+        "batch": args.batch,
+        "size": args.size,
+        "threads": args.threads,
+        "sam2_ms_per_image": per_image(t["sam2"], args.batch),
+        "medfm_ms_per_image": per_image(t["medfm"], args.batch),
+        "ratio": ratio(t["medfm"], t["sam2"]),
+        "sam2_ms_per_batch": rounded(t["sam2"]),
+        "medfm_ms_per_batch": rounded(t["medfm"]),
+    }
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--names", nargs="+", default=["sam2_b", "sam2_l"])
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--size", type=int, default=224)
+    ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--iters", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--bin", default="target/release/examples/bench_backbone")
+    args = ap.parse_args()
+    print(
+        f"SAM2.1 image encoder forward: CPU fp32, batch {args.batch}, {args.size}px, "
+        f"{args.threads} threads ({os.cpu_count()} cores), {args.iters} interleaved iterations",
+        file=sys.stderr,
+    )
+    rows = []
+    for name in args.names:
+        row = bench(name, args)
+        print(json.dumps(row), file=sys.stderr)
+        rows.append(row)
+    print(f"{'backbone':<8} {'sam2 ms/img':>12} {'medfm ms/img':>13} {'ratio':>6}")
+    for r in rows:
+        print(f"{r['backbone']:<8} {r['sam2_ms_per_image']:>12.1f} {r['medfm_ms_per_image']:>13.1f} {r['ratio']:>6.2f}")
+
+
+if __name__ == "__main__":
+    main()

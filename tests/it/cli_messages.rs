@@ -1,0 +1,186 @@
+//! What a user reads during and after a training run, from the real binary: the notice for a
+//! random trunk, run_info.json, the test table, numbers in logs and history.csv, `--debug`,
+//! and `medfm report`'s marker for random trunks.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use crate::common;
+use crate::common::e2e::{self, BIN};
+
+fn medfm(args: &[&str]) -> Output {
+    common::command(BIN).args(args).output().unwrap()
+}
+
+fn ok(args: &[&str]) -> (String, String) {
+    let o = medfm(args);
+    let (out, err) = (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    );
+    assert!(o.status.success(), "medfm {args:?} failed:\n{out}\n{err}");
+    (out, err)
+}
+
+/// configs/demo.json shrunk to a run of about a second on 48 synthetic APTOS2019 images (28 px,
+/// DINOv2-S/14 with random weights, kNN evaluation on), outputs in `root/run`.
+fn tiny_run(root: &Path) -> PathBuf {
+    e2e::synth_data(root, "APTOS2019", 48);
+    e2e::tiny_params(root, "APTOS2019", |v| {
+        v["training_params"]["knn_eval"] = true.into();
+    })
+}
+
+#[test]
+fn a_training_run_says_what_a_reader_needs() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = tiny_run(dir.path());
+    let (out, err) = ok(&["--params_path", params.to_str().unwrap()]);
+
+    // The random trunk: one notice line at the start, on stderr.
+    let notices: Vec<&str> = err
+        .lines()
+        .filter(|l| l.contains("RANDOM weights"))
+        .collect();
+    assert_eq!(notices.len(), 1, "{err}");
+    assert!(
+        notices[0].starts_with("Notice: foundation_params.pretrained is false: the dinov2_vits14"),
+        "{err}"
+    );
+    // No debug lines without --debug.
+    assert!(!err.contains("debug:"), "{err}");
+
+    // Messages without a stray " !" and without float noise.
+    assert!(
+        out.contains("Creating a new train/val split for \"APTOS2019\": "),
+        "{out}"
+    );
+    assert!(!out.contains(" !"), "{out}");
+    let lr = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Start training with learning rate: "))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(lr.len() <= 10 && lr.parse::<f64>().is_ok(), "{lr}");
+
+    // The test table: one metric a line, narrow, kNN named for the test set it ran on.
+    let table: Vec<&str> = out
+        .lines()
+        .skip_while(|l| !l.contains("evaluated on the test set"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .collect();
+    assert!(table.len() >= 8, "{out}");
+    assert!(table.iter().all(|l| l.len() <= 100), "{out}");
+    assert!(
+        table.iter().any(|l| l.starts_with("  test_accuracy ")),
+        "{out}"
+    );
+    assert!(
+        table.iter().any(|l| l.starts_with("  knn_test_accuracy ")),
+        "{out}"
+    );
+    assert!(table.iter().any(|l| l.starts_with("  test_loss ")), "{out}");
+    assert_eq!(
+        table.iter().filter(|l| l.contains("knn_val_")).count(),
+        1,
+        "only the note names the JSON keys: {out}"
+    );
+    assert!(
+        table
+            .iter()
+            .all(|l| !l.split_whitespace().any(|w| w == "-0")),
+        "{out}"
+    );
+
+    // metrics_results.json keeps the reference's keys.
+    let results = dir.path().join("run/results/tiny");
+    let metrics = std::fs::read_to_string(results.join("metrics_results.json")).unwrap();
+    assert!(metrics.contains("\"knn_val_accuracy\": "), "{metrics}");
+    assert!(!metrics.contains("knn_test"), "{metrics}");
+
+    // run_info.json: where the trunk's weights came from, and the rest a reader needs.
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(results.join("run_info.json")).unwrap())
+            .unwrap();
+    assert_eq!(info["trunk_weights"], "random");
+    assert_eq!(info["backbone"], "dinov2_vits14");
+    assert_eq!(info["head"], "none");
+    assert_eq!(info["device"], "cpu");
+    assert_eq!(info["seed"], 42);
+    assert_eq!(info["medfm_version"], env!("CARGO_PKG_VERSION"));
+    assert!(info["libtorch_version"].as_str().unwrap().starts_with("2."));
+    let trainable = info["trainable_parameters"].as_i64().unwrap();
+    let total = info["total_parameters"].as_i64().unwrap();
+    // The frozen DINOv2-S/14 trunk (22M) and a linear head on 384 features for 5 classes.
+    assert_eq!(trainable, 384 * 5 + 5);
+    assert!(total > 20_000_000, "{total}");
+    for key in ["started_at", "finished_at"] {
+        let t = info[key].as_str().unwrap();
+        assert!(
+            t.len() == 20 && t.as_bytes()[10] == b'T' && t.ends_with('Z'),
+            "{key}: {t}"
+        );
+    }
+    assert!(info["started_at"].as_str() <= info["finished_at"].as_str());
+    assert!(info["seconds"].as_f64().unwrap() > 0.0);
+
+    // history.csv: the lr column at most 10 significant digits.
+    let history = std::fs::read_to_string(results.join("history.csv")).unwrap();
+    let mut lines = history.lines();
+    let lr_col = lines
+        .next()
+        .unwrap()
+        .split(',')
+        .position(|c| c == "lr")
+        .unwrap();
+    for line in lines {
+        let lr = line.split(',').nth(lr_col).unwrap();
+        let digits = lr
+            .split(['e', 'E'])
+            .next()
+            .unwrap()
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>();
+        let significant = digits.trim_start_matches('0').len();
+        assert!(significant <= 10, "{lr} in {history}");
+        assert!(lr.parse::<f64>().unwrap() > 0.0);
+    }
+
+    // `report` marks the run.
+    let (md, _) = ok(&[
+        "report",
+        "--save_dir",
+        dir.path().join("run").to_str().unwrap(),
+    ]);
+    assert!(
+        md.contains("| dinov2_vits14 (random trunk) | DINOv2 | linear |"),
+        "{md}"
+    );
+}
+
+#[test]
+fn debug_shows_debug_lines_that_a_default_run_does_not() {
+    let dir = tempfile::tempdir().unwrap();
+    let params = tiny_run(dir.path());
+    let p = params.to_str().unwrap();
+    // inspect is quick and takes the run flags; the training run above shows none by default.
+    let (_, quiet) = ok(&["inspect", "--params_path", p]);
+    assert!(!quiet.contains("debug:"), "{quiet}");
+    let (_, err) = ok(&["inspect", "--params_path", p, "--debug"]);
+    assert!(err.contains("debug: params file: "), "{err}");
+    assert!(
+        err.contains("debug: reusing the train/val split in "),
+        "{err}"
+    );
+    // The main job: the device, the weights and the cache decisions.
+    let (_, err) = ok(&["--params_path", p, "--debug", "--model_name", "tiny_debug"]);
+    for line in [
+        "debug: device Cpu",
+        "debug: resize cache: ",
+        "debug: feature cache: on (frozen trunk",
+        "debug: parameters: 1925 trainable of ",
+    ] {
+        assert!(err.contains(line), "no \"{line}\" in: {err}");
+    }
+}

@@ -1,0 +1,93 @@
+//! What the end-to-end tests share: the real binary, `medfm synth` data, a params file for a
+//! run of a few seconds, and snapshots of a run's files.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_medfm");
+
+/// `medfm synth --dataset DATASET --out DATA --n N`, which must succeed.
+pub fn synth(data: &Path, dataset: &str, n: usize) {
+    let out = super::command(BIN)
+        .args(["synth", "--dataset", dataset, "--out"])
+        .arg(data)
+        .args(["--n", &n.to_string()])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "synth: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// [`synth`] into `root/data`, the folder [`tiny_params`] reads; returns it.
+pub fn synth_data(root: &Path, dataset: &str, n: usize) -> PathBuf {
+    let data = root.join("data");
+    synth(&data, dataset, n);
+    data
+}
+
+/// configs/demo.json shrunk to a run of a few seconds, written to `root/params.json`: 28 px
+/// images and a DINOv2-S/14 with random weights, batch 8, 2 epochs validating after each, run
+/// "tiny" on the CPU, data in `root/data`, outputs in `root/run`; then `edit` makes the test's
+/// changes.
+pub fn tiny_params(
+    root: &Path,
+    dataset: &str,
+    edit: impl FnOnce(&mut serde_json::Value),
+) -> PathBuf {
+    let text =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/configs/demo.json")).unwrap();
+    let mut v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let t = serde_json::json!({"Resize": {"apply": true, "height": 28, "width": 28}, "Normalize": true});
+    for k in ["train_transforms", "val_transforms", "test_transforms"] {
+        v["dataset_params"][k] = t.clone();
+    }
+    v["dataset_params"]["dataset"] = dataset.into();
+    // Where `synth_data` wrote: root/data (the folder or list for one's own datasets).
+    let location = match medfm::config::DatasetName::parse(dataset) {
+        Some(d) => medfm::data::synth::data_location(d, &root.join("data")),
+        None => root.join("data"),
+    };
+    v["dataset_params"]["data_location"] = location.display().to_string().into();
+    v["foundation_params"]["img_size"] = 28.into();
+    v["foundation_params"]["pretrained"] = false.into();
+    v["model_params"]["transformers_params"]["img_size"] = serde_json::json!([28]);
+    for l in ["trainloader", "valloader", "testloader"] {
+        v["dataloader_params"][l]["batch_size"] = 8.into();
+    }
+    let tp = &mut v["training_params"];
+    tp["epochs"] = 2.into();
+    tp["val_every"] = 1.into();
+    tp["model_name"] = "tiny".into();
+    tp["save_dir"] = root.join("run").display().to_string().into();
+    v["system_params"]["use_GPU"] = false.into();
+    edit(&mut v);
+    let path = root.join("params.json");
+    std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+    path
+}
+
+/// Every file under a folder, by path relative to it, with its bytes.
+pub type Snapshot = BTreeMap<PathBuf, Vec<u8>>;
+
+pub fn snapshot(root: &Path) -> Snapshot {
+    fn walk(root: &Path, dir: &Path, out: &mut Snapshot) {
+        let Ok(entries) = std::fs::read_dir(dir) else {
+            return;
+        };
+        for e in entries {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                let rel = p.strip_prefix(root).unwrap().to_path_buf();
+                out.insert(rel, std::fs::read(&p).unwrap());
+            }
+        }
+    }
+    let mut out = Snapshot::new();
+    walk(root, root, &mut out);
+    out
+}

@@ -1,0 +1,367 @@
+//! One's own data: `ImageFolder` and `CSV` datasets (multi-class and multi-label), their
+//! splits against the Python recipes of docs/datasets.md (fixture from
+//! scripts/fixtures/gen_own_split_fixtures.py), training end to end through the binary, and
+//! the messages bad data gets.
+
+use crate::common::e2e::{synth_data, tiny_params, BIN};
+use crate::common::{command, read_json};
+use medfm::config::{self, CliOverrides, Params};
+use medfm::data::own::{fold_split, stratified, train_subset};
+use medfm::data::{DatasetInfo, Item, Label, Splits, Task};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+
+fn load(params: &Path) -> Params {
+    config::load(params, &[], &CliOverrides::default()).unwrap()
+}
+
+fn try_splits(params: &Path) -> anyhow::Result<Splits> {
+    Splits::build(&config::load(params, &[], &CliOverrides::default())?)
+}
+
+fn names(items: &[Item]) -> Vec<String> {
+    items
+        .iter()
+        .map(|it| it.path.file_name().unwrap().to_string_lossy().into_owned())
+        .collect()
+}
+
+fn medfm(args: &[&str], params: &Path) -> std::process::Output {
+    command(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+fn ok(out: &std::process::Output) -> String {
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.status.success(), "{text}");
+    text
+}
+
+fn fixture() -> Value {
+    read_json("data/own_splits.json")
+}
+
+fn usizes(v: &Value) -> Vec<usize> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_u64().unwrap() as usize)
+        .collect()
+}
+
+#[test]
+fn splits_folds_and_fractions_equal_the_python_recipes() {
+    let f = fixture();
+    let labels = usizes(&f["labels"]);
+    let n_classes = f["n_classes"].as_u64().unwrap() as usize;
+    let all: Vec<usize> = (0..labels.len()).collect();
+    for case in f["cases"].as_array().unwrap() {
+        let (vf, tf) = (
+            case["val_fraction"].as_f64().unwrap(),
+            case["test_fraction"].as_f64().unwrap(),
+        );
+        let seed = case["seed"].as_u64().unwrap();
+        let (train, val, test) = stratified(&all, |i| Some(labels[i]), n_classes, vf, tf, seed);
+        assert_eq!(train, usizes(&case["train"]), "{case}");
+        assert_eq!(val, usizes(&case["val"]), "{case}");
+        assert_eq!(test, usizes(&case["test"]), "{case}");
+    }
+    let item = |i: usize| Item {
+        path: PathBuf::from(i.to_string()),
+        label: Label::Class(labels[i] as i64),
+        origin: String::new(),
+    };
+    let case = &f["cases"][0];
+    let (train, val) = (usizes(&case["train"]), usizes(&case["val"]));
+    let pool: Vec<usize> = train.iter().chain(&val).copied().collect();
+    let fold_of = usizes(&f["folds"]["fold_of_pool"]);
+    let k = f["folds"]["k"].as_u64().unwrap() as usize;
+    for fold in 0..k {
+        let (tr, va) = fold_split(
+            train.iter().map(|&i| item(i)).collect(),
+            val.iter().map(|&i| item(i)).collect(),
+            k,
+            fold,
+            n_classes,
+            42,
+        );
+        let want: Vec<String> = pool
+            .iter()
+            .zip(&fold_of)
+            .filter(|(_, &f)| f == fold)
+            .map(|(i, _)| i.to_string())
+            .collect();
+        assert_eq!(names(&va), want, "fold {fold}");
+        assert_eq!(tr.len() + va.len(), pool.len());
+    }
+    for (fraction, want) in f["train_fraction"].as_object().unwrap() {
+        let got = train_subset(
+            train.iter().map(|&i| item(i)).collect(),
+            fraction.parse().unwrap(),
+            n_classes,
+            42,
+        );
+        let want: Vec<String> = usizes(want).iter().map(|i| i.to_string()).collect();
+        assert_eq!(names(&got), want, "train_fraction {fraction}");
+    }
+}
+
+#[test]
+fn an_image_folder_gives_sorted_classes_and_a_stratified_split() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 40);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["data_location"] =
+            data.join("ImageFolder").display().to_string().into();
+    });
+    let s = try_splits(&params).unwrap();
+    assert_eq!(s.info.label_names, ["benign", "malignant", "normal"]);
+    assert_eq!(s.info.task, Task::Multiclass);
+    assert_eq!(s.info.channels, 3);
+    assert_eq!(s.info.target_metric.as_str(), "recall");
+    assert_eq!(s.info.mean, [0.485, 0.456, 0.406]);
+    // 14 + 13 + 13 images; per class int(n * 0.15 + 0.5) = 2 to val and 2 to test.
+    assert_eq!((s.train.len(), s.val.len(), s.test.len()), (28, 6, 6));
+    assert_eq!(s.class_counts(&s.val), [2, 2, 2]);
+    // Split folders (`valid` for val) are used as given.
+    let split_root = dir.path().join("split");
+    for (split, class, n) in [
+        ("train", "a", 3),
+        ("train", "b", 3),
+        ("valid", "a", 1),
+        ("valid", "b", 1),
+        ("test", "b", 2),
+    ] {
+        let from = data.join("ImageFolder").join("benign");
+        let to = split_root.join(split).join(class);
+        std::fs::create_dir_all(&to).unwrap();
+        for (i, e) in std::fs::read_dir(&from).unwrap().take(n).enumerate() {
+            std::fs::copy(e.unwrap().path(), to.join(format!("{i}.png"))).unwrap();
+        }
+    }
+    std::fs::write(split_root.join("train/a/notes.txt"), "not an image").unwrap();
+    let p = load(&params);
+    let mut p2 = p.clone();
+    p2.dataset_params.data_location = split_root.display().to_string();
+    let s = Splits::build(&p2).unwrap();
+    assert_eq!(s.info.label_names, ["a", "b"]);
+    assert_eq!((s.train.len(), s.val.len(), s.test.len()), (6, 2, 2));
+    assert_eq!(s.class_counts(&s.test), [0, 2]);
+}
+
+#[test]
+fn csv_lists_give_classes_splits_and_unknown_labels() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 40);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["dataset_params"]["data_location"] = csv.join("labels.csv").display().to_string().into();
+    });
+    let s = try_splits(&params).unwrap();
+    assert_eq!(s.info.label_names, ["effusion", "nodule", "normal"]);
+    // The split column is used as written.
+    let text = std::fs::read_to_string(csv.join("labels.csv")).unwrap();
+    let count = |split: &str| {
+        text.lines()
+            .filter(|l| l.ends_with(&format!(",{split}")))
+            .count()
+    };
+    assert_eq!(
+        (s.train.len(), s.val.len(), s.test.len()),
+        (count("train"), count("val"), count("test"))
+    );
+    assert!(
+        s.train[0].path.starts_with(&csv),
+        "paths are relative to the CSV's folder"
+    );
+
+    // Multi-label: -1 is unknown (NaN, masked) by default; `zeros` reads it as 0.
+    let mut p = load(&params);
+    p.dataset_params.data_location = csv.join("multilabel.csv").display().to_string();
+    p.dataset_params.label_columns = Some(vec![
+        "effusion".into(),
+        "nodule".into(),
+        "pneumothorax".into(),
+    ]);
+    let s = Splits::build(&p).unwrap();
+    assert_eq!(s.info.task, Task::Multilabel);
+    assert_eq!(s.info.target_metric.as_str(), "roc_auc");
+    assert_eq!(s.train.len() + s.val.len() + s.test.len(), 40);
+    let unknown = |s: &Splits| {
+        s.train
+            .iter()
+            .chain(&s.val)
+            .chain(&s.test)
+            .filter(|it| matches!(&it.label, Label::Multi(v) if v.iter().any(|x| x.is_nan())))
+            .count()
+    };
+    assert!(unknown(&s) > 0);
+    p.dataset_params.uncertain = Some(config::Uncertain::Zeros);
+    assert_eq!(unknown(&Splits::build(&p).unwrap()), 0);
+
+    // Integer labels are classes 0..K-1.
+    std::fs::write(csv.join("ints.csv"), "path,label\nimages/img_00000.png,1\nimages/img_00001.png,0\nimages/img_00002.png,1\nimages/img_00003.png,0\n").unwrap();
+    p.dataset_params.data_location = csv.join("ints.csv").display().to_string();
+    p.dataset_params.label_columns = None;
+    p.dataset_params.uncertain = None;
+    p.dataset_params.val_fraction = Some(0.0);
+    p.dataset_params.test_fraction = Some(0.5);
+    let s = Splits::build(&p).unwrap();
+    assert_eq!(s.info.label_names, ["0", "1"]);
+    assert_eq!(
+        (s.train.len(), s.val.len(), s.test.len()),
+        (2, 2, 2),
+        "val falls back to test"
+    );
+}
+
+#[test]
+fn bad_own_data_is_named_with_its_line_or_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 12);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |_| {});
+    let mut p = load(&params);
+    let err = |p: &Params| format!("{:#}", Splits::build(p).err().expect("an error"));
+
+    std::fs::write(
+        csv.join("bad.csv"),
+        "path,effusion\nimages/img_00000.png,1\nimages/img_00001.png,maybe\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("bad.csv").display().to_string();
+    p.dataset_params.label_columns = Some(vec!["effusion".into()]);
+    let e = err(&p);
+    assert!(e.contains("bad.csv line 3: effusion is \"maybe\""), "{e}");
+
+    std::fs::write(
+        csv.join("split.csv"),
+        "path,label,split\nimages/img_00000.png,a,train\nimages/img_00001.png,b,holdout\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("split.csv").display().to_string();
+    p.dataset_params.label_columns = None;
+    let e = err(&p);
+    assert!(e.contains("split.csv line 3: split is \"holdout\""), "{e}");
+
+    p.dataset_params.data_location = csv.join("labels.csv").display().to_string();
+    p.dataset_params.task = Some(config::TaskKind::Binary);
+    let e = err(&p);
+    assert!(e.contains("\"binary\", but the data has 3 classes"), "{e}");
+
+    p.dataset_params.data_location = csv.join("missing.csv").display().to_string();
+    p.dataset_params.task = None;
+    let e = err(&p);
+    assert!(
+        e.contains("dataset file") && e.contains("missing.csv not found"),
+        "{e}"
+    );
+
+    // ImageFolder: an empty class folder, and class folders beside split folders.
+    let root = dir.path().join("folder");
+    std::fs::create_dir_all(root.join("a")).unwrap();
+    std::fs::create_dir_all(root.join("b")).unwrap();
+    std::fs::copy(csv.join("images/img_00000.png"), root.join("a/x.png")).unwrap();
+    p.dataset_params.dataset = config::DatasetName::ImageFolder;
+    p.dataset_params.data_location = root.display().to_string();
+    let e = err(&p);
+    assert!(e.contains("class folder \"b\" holds no images"), "{e}");
+    std::fs::create_dir_all(root.join("train/a")).unwrap();
+    let e = err(&p);
+    assert!(e.contains("holds split folders and other folders"), "{e}");
+
+    // Keys of one's own data on a paper dataset are refused by name.
+    let e = config::load(
+        &params,
+        &[
+            "dataset_params.dataset=\"APTOS2019\"".into(),
+            "dataset_params.val_fraction=0.2".into(),
+        ],
+        &CliOverrides::default(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("dataset_params.val_fraction"),
+        "{e:#}"
+    );
+}
+
+/// Trains on an ImageFolder (class weights, balanced sampler) and a multi-label CSV with
+/// unknown labels (balanced pos_weight), through the binary: the run records its classes, and
+/// `--fold` names the run and uses that fold.
+#[test]
+fn training_runs_on_an_image_folder_and_a_multilabel_csv() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 36);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["data_location"] =
+            data.join("ImageFolder").display().to_string().into();
+        v["training_params"]["class_weights"] = json!("balanced");
+        v["dataloader_params"]["trainloader"]["balanced_sampler"] = json!(true);
+        v["dataset_params"]["folds"] = json!(3);
+    });
+    let text = ok(&medfm(&["--fold", "1"], &params));
+    assert!(
+        text.contains("Fold 1: model_name for this run is tiny_fold1"),
+        "{text}"
+    );
+    assert!(text.contains("fold 1 of 3"), "{text}");
+    let run = dir.path().join("run");
+    let info = DatasetInfo::read(&run.join("configs/tiny_fold1/dataset_info.json")).unwrap();
+    assert_eq!(info.label_names, ["benign", "malignant", "normal"]);
+    assert!(run
+        .join("results/tiny_fold1/metrics_results.json")
+        .is_file());
+
+    synth_data(dir.path(), "CSV", 36);
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["dataset_params"]["data_location"] = dir
+            .path()
+            .join("data/CSV/multilabel.csv")
+            .display()
+            .to_string()
+            .into();
+        v["dataset_params"]["label_columns"] = json!(["effusion", "nodule", "pneumothorax"]);
+        v["training_params"]["class_weights"] = json!("balanced");
+        v["training_params"]["model_name"] = json!("multi");
+    });
+    let text = ok(&medfm(&[], &params));
+    assert!(text.contains("pos_weight per label"), "{text}");
+    let metrics: Value = serde_json::from_str(
+        &std::fs::read_to_string(run.join("results/multi/metrics_results.json")).unwrap(),
+    )
+    .unwrap();
+    let auc = metrics["test_roc_auc"].as_f64().unwrap();
+    assert!(auc.is_finite() && (0.0..=1.0).contains(&auc), "{metrics}");
+    let loss = metrics["test_loss"].as_f64().unwrap();
+    assert!(
+        loss.is_finite() && loss > 0.0,
+        "unknown targets are masked, not NaN: {metrics}"
+    );
+
+    // The balanced sampler is refused for multi-label data, with what to use instead.
+    let out = medfm(
+        &[
+            "--set",
+            "dataloader_params.trainloader.balanced_sampler=true",
+            "--model_name",
+            "m2",
+        ],
+        &params,
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("balanced_sampler applies to single-label data"),
+        "{e}"
+    );
+}
