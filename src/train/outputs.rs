@@ -144,7 +144,6 @@ impl Outputs {
             names: names.clone(),
             data: crate::stats::Data::new(n, truth, probs64.clone())?,
         };
-        self.write_statistics(&test, val, &title)?;
         match self.info.task {
             Task::Multiclass => {
                 let y = Vec::<i64>::try_from(labels.to_kind(Kind::Int64).reshape([-1]))?;
@@ -195,7 +194,8 @@ impl Outputs {
             "Predictions and plots written to {}",
             self.run.results_dir().display()
         ));
-        Ok(())
+        // Last: the predictions and plots stay written whatever happens here.
+        self.write_statistics(&test, val, &title)
     }
 
     /// `statistics.json` and `reliability.png` of the test predictions, with the validation
