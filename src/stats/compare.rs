@@ -373,9 +373,18 @@ pub fn compare_data(
     b: &Data,
     opts: super::Options,
 ) -> Result<Comparison> {
+    if a.k != b.k || a.n() != b.n() || names.len() != a.k {
+        bail!(
+            "cannot compare {} images x {} classes with {} x {} ({} names)",
+            a.n(),
+            a.k,
+            b.n(),
+            b.k,
+            names.len()
+        );
+    }
     let ma = a.metrics()?;
     let mb = b.metrics()?;
-    let keys: Vec<&str> = ma.entries().iter().map(|e| e.0).collect();
     let resampler = a.resampler(opts.resamples, opts.seed);
     let diffs: Vec<Vec<f64>> = if opts.resamples > 0 {
         resampler.map(|rows| {
@@ -416,7 +425,6 @@ pub fn compare_data(
             method: Method::PairedBootstrap,
         });
     }
-    debug_assert_eq!(keys.len(), ma.entries().len());
     match &a.truth {
         Truth::Multiclass(y) if !binary => {
             for (c, name) in names.iter().enumerate() {
