@@ -17,6 +17,7 @@ pub mod cache;
 pub mod check;
 pub mod chexpert;
 pub mod ddsm;
+pub mod dicom;
 pub mod image;
 pub mod info;
 pub mod isic;
@@ -73,7 +74,7 @@ pub enum Label {
 #[derive(Debug, Clone)]
 pub struct Item {
     /// The file that is read (a `.png` beside the listed file when one exists, as the
-    /// reference prefers it).
+    /// reference prefers it; a `.dcm` beside it when neither exists).
     pub path: PathBuf,
     pub label: Label,
     /// Where the item came from, for error messages (e.g. "train_1.csv line 17").
