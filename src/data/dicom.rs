@@ -283,10 +283,7 @@ fn snafu_chain(e: &dyn std::error::Error) -> String {
     s
 }
 
-fn element<'a>(
-    obj: &'a DefaultDicomObject,
-    tag: Tag,
-) -> Result<Option<&'a dicom_object::mem::InMemElement>> {
+fn element(obj: &DefaultDicomObject, tag: Tag) -> Result<Option<&dicom_object::mem::InMemElement>> {
     obj.element_opt(tag)
         .map_err(|e| anyhow!("cannot read {tag}: {e}"))
 }
