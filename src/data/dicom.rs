@@ -165,32 +165,25 @@ struct Header {
 
 /// Decode a DICOM file held in memory.
 pub fn decode(bytes: &[u8]) -> Result<Decoded> {
-    Ok(match read_stored(bytes)? {
-        Stored::Gray {
-            width,
-            height,
-            values,
-            luts,
-        } => Decoded::Gray16 {
-            width,
-            height,
-            data: gray16(&values, &luts)?,
-        },
-        Stored::Color {
-            width,
-            height,
-            mut data,
-            ybr,
-        } => {
-            if ybr {
-                ybr_full_to_rgb(&mut data);
-            }
-            Decoded::Rgb8 {
-                width,
-                height,
-                data,
-            }
-        }
+    let obj = open(bytes, false)?;
+    let h = header(&obj)?;
+    let raw = decode_frame(&obj, &h)?;
+    drop(obj);
+    if h.samples_per_pixel == 1 {
+        return Ok(Decoded::Gray16 {
+            width: h.cols,
+            height: h.rows,
+            data: gray_image(&raw, &h),
+        });
+    }
+    let (mut data, ybr) = color_samples(raw, &h)?;
+    if ybr {
+        ybr_full_to_rgb(&mut data);
+    }
+    Ok(Decoded::Rgb8 {
+        width: h.cols,
+        height: h.rows,
+        data,
     })
 }
 
@@ -210,10 +203,14 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
 pub fn read_stored(bytes: &[u8]) -> Result<Stored> {
     let obj = open(bytes, false)?;
     let h = header(&obj)?;
-    let (width, height) = (h.cols, h.rows);
     let raw = decode_frame(&obj, &h)?;
+    stored(raw, &h)
+}
+
+fn stored(raw: Raw, h: &Header) -> Result<Stored> {
+    let (width, height) = (h.cols, h.rows);
     if h.samples_per_pixel == 1 {
-        let values = gray_values(&raw, &h)?;
+        let values = gray_values(&raw, h);
         return Ok(Stored::Gray {
             width,
             height,
@@ -221,7 +218,7 @@ pub fn read_stored(bytes: &[u8]) -> Result<Stored> {
             luts: h.luts,
         });
     }
-    let (data, ybr) = color_samples(raw, &h)?;
+    let (data, ybr) = color_samples(raw, h)?;
     Ok(Stored::Color {
         width,
         height,
@@ -670,38 +667,59 @@ fn jpeg_markers(src: &[u8]) -> Option<(Vec<u8>, bool)> {
 
 /// Stored values: samples read as unsigned, the bits above BitsStored dropped, then sign
 /// extended from bit BitsStored - 1 when signed (pydicom's `_correct_unused_bits`: a shift left
-/// then right by BitsAllocated - BitsStored in the signed or unsigned dtype).
-fn gray_values(raw: &Raw, h: &Header) -> Result<Vec<i64>> {
-    let n = h.rows * h.cols;
+/// then right by BitsAllocated - BitsStored in the signed or unsigned dtype). `f` gets the
+/// function from a pixel's index to its stored value, monomorphised per sample size so that
+/// its loops run without a per-pixel dispatch.
+fn with_stored<R>(raw: &Raw, h: &Header, f: impl StoredUser<R>) -> R {
     let bits = if h.bits_allocated == 1 {
         1
     } else {
         h.bits_stored as u32
     };
-    let sample = |i: usize| -> u64 {
-        let b = &raw.bytes[i * raw.sample_bytes..(i + 1) * raw.sample_bytes];
-        match raw.sample_bytes {
-            1 => b[0] as u64,
-            2 => u16::from_le_bytes([b[0], b[1]]) as u64,
-            _ => u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64,
-        }
-    };
-    let mask = if bits >= 64 {
-        u64::MAX
+    let mask = (1u64 << bits) - 1;
+    let sign = if h.signed && h.bits_allocated > 1 {
+        1u64 << (bits - 1)
     } else {
-        (1u64 << bits) - 1
+        0
     };
-    let signed = h.signed && h.bits_allocated > 1;
-    Ok((0..n)
-        .map(|i| {
-            let v = sample(i) & mask;
-            if signed && bits < 64 && v >> (bits - 1) & 1 == 1 {
-                v as i64 - (1i64 << bits)
-            } else {
-                v as i64
-            }
-        })
-        .collect())
+    // Sign extension without branches: (v ^ s) - s for the sign bit s (0 when unsigned).
+    let fix = move |v: u64| -> i64 {
+        let v = v & mask;
+        (v ^ sign) as i64 - sign as i64
+    };
+    let b = &raw.bytes;
+    match raw.sample_bytes {
+        1 => f.call(move |i: usize| fix(b[i] as u64)),
+        2 => f.call(move |i: usize| fix(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u64)),
+        _ => f.call(move |i: usize| {
+            fix(u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]) as u64)
+        }),
+    }
+}
+
+/// A function generic over the stored-value accessor (a closure cannot be generic).
+trait StoredUser<R> {
+    fn call(self, value: impl Fn(usize) -> i64) -> R;
+}
+
+fn gray_values(raw: &Raw, h: &Header) -> Vec<i64> {
+    struct Collect(usize);
+    impl StoredUser<Vec<i64>> for Collect {
+        fn call(self, value: impl Fn(usize) -> i64) -> Vec<i64> {
+            (0..self.0).map(value).collect()
+        }
+    }
+    with_stored(raw, h, Collect(h.rows * h.cols))
+}
+
+fn gray_image(raw: &Raw, h: &Header) -> Vec<u16> {
+    struct Gray<'a>(usize, &'a Luts);
+    impl StoredUser<Vec<u16>> for Gray<'_> {
+        fn call(self, value: impl Fn(usize) -> i64) -> Vec<u16> {
+            gray16_by(self.0, value, self.1)
+        }
+    }
+    with_stored(raw, h, Gray(h.rows * h.cols, &h.luts))
 }
 
 /// 8-bit colour samples, interleaved; whether they are YBR_FULL (to convert to RGB).
@@ -761,52 +779,72 @@ pub fn ybr_full_to_rgb(data: &mut [u8]) {
 }
 
 /// The grayscale chain from stored values to the 16-bit image (module docs), in f64.
-pub fn gray16(values: &[i64], luts: &Luts) -> Result<Vec<u16>> {
+pub fn gray16(values: &[i64], luts: &Luts) -> Vec<u16> {
+    gray16_by(values.len(), |i| values[i], luts)
+}
+
+/// `gray16` on `value(0..n)`, in one pass (two for min-max) without intermediate images: the
+/// same f64 operations per pixel, in the same order.
+fn gray16_by(n: usize, value: impl Fn(usize) -> i64, luts: &Luts) -> Vec<u16> {
     // Modality LUT: pydicom's `arr.astype(float64) * slope; arr += intercept`.
-    let modality: Vec<f64> = match luts.rescale {
-        Some((slope, intercept)) => values
-            .iter()
-            .map(|&v| v as f64 * slope + intercept)
-            .collect(),
-        None => values.iter().map(|&v| v as f64).collect(),
+    let (slope, intercept) = luts.rescale.unwrap_or((1.0, 0.0));
+    let rescaled = luts.rescale.is_some();
+    let modality = |i: usize| {
+        let v = value(i) as f64;
+        if rescaled {
+            v * slope + intercept
+        } else {
+            v
+        }
     };
-    let mut y: Vec<f64> = match luts.window {
+    let invert = luts.monochrome1;
+    let out = |y: f64| -> u16 {
+        let y = if invert { 1.0 - y } else { y };
+        round_half_even(65535.0 * y) as u16
+    };
+    match luts.window {
         Some((c, w)) => {
             // PS3.3 C.11.2.1.2.1, with the output range 0..1.
             let lo = c - 0.5 - (w - 1.0) / 2.0;
             let hi = c - 0.5 + (w - 1.0) / 2.0;
-            modality
-                .iter()
-                .map(|&x| {
-                    if x <= lo {
+            (0..n)
+                .map(|i| {
+                    let x = modality(i);
+                    out(if x <= lo {
                         0.0
                     } else if x > hi {
                         1.0
                     } else {
                         (x - (c - 0.5)) / (w - 1.0) + 0.5
-                    }
+                    })
                 })
                 .collect()
         }
         None => {
-            let min = modality.iter().copied().fold(f64::INFINITY, f64::min);
-            let max = modality.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+            for i in 0..n {
+                let x = modality(i);
+                min = min.min(x);
+                max = max.max(x);
+            }
             if max > min {
-                modality.iter().map(|&x| (x - min) / (max - min)).collect()
+                let range = max - min;
+                (0..n).map(|i| out((modality(i) - min) / range)).collect()
             } else {
                 // A constant image has no range: black (before MONOCHROME1's inversion).
-                vec![0.0; modality.len()]
+                vec![out(0.0); n]
             }
         }
-    };
-    if luts.monochrome1 {
-        for v in &mut y {
-            *v = 1.0 - *v;
-        }
     }
-    Ok(y.iter()
-        .map(|&v| (65535.0 * v).round_ties_even() as u16)
-        .collect())
+}
+
+/// `x.round_ties_even()` for 0 <= x < 2^52 (numpy's `round`): adding 2^52 leaves no fraction
+/// bits, so the addition itself rounds to the nearest integer, ties to even. Plain SSE2 adds,
+/// where `round_ties_even` is a libm call on the x86-64 baseline.
+#[inline]
+fn round_half_even(x: f64) -> f64 {
+    const TWO_52: f64 = 4503599627370496.0;
+    (x + TWO_52) - TWO_52
 }
 
 #[cfg(test)]
@@ -824,7 +862,7 @@ mod tests {
     #[test]
     fn linear_window_follows_the_standard() {
         // c = 100, w = 11: x <= 94.5 -> 0, x > 104.5 -> 1, else (x - 99.5) / 10 + 0.5.
-        let out = gray16(&[94, 95, 99, 100, 104, 105], &luts(Some((100.0, 11.0)))).unwrap();
+        let out = gray16(&[94, 95, 99, 100, 104, 105], &luts(Some((100.0, 11.0))));
         let expect = |y: f64| (65535.0 * y).round_ties_even() as u16;
         assert_eq!(
             out,
@@ -838,7 +876,7 @@ mod tests {
             ]
         );
         // Width 1: a threshold at c - 0.5.
-        let out = gray16(&[9, 10, 11], &luts(Some((10.0, 1.0)))).unwrap();
+        let out = gray16(&[9, 10, 11], &luts(Some((10.0, 1.0))));
         assert_eq!(out, [0, 65535, 65535]);
     }
 
@@ -850,9 +888,56 @@ mod tests {
             monochrome1: true,
         };
         // Rescaled: -10, -6, -2 -> 0, 0.5, 1 -> inverted 1, 0.5, 0.
-        assert_eq!(gray16(&[0, 2, 4], &l).unwrap(), [65535, 32768, 0]);
+        assert_eq!(gray16(&[0, 2, 4], &l), [65535, 32768, 0]);
         // round(65535 * 0.5) = 32767.5 -> 32768 (even).
-        assert_eq!(gray16(&[7, 7], &luts(None)).unwrap(), [0, 0]);
+        assert_eq!(gray16(&[7, 7], &luts(None)), [0, 0]);
+    }
+
+    #[test]
+    fn rounding_is_half_to_even_as_numpy() {
+        for k in 0..=2 * 65535 {
+            let x = k as f64 / 2.0;
+            assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+            for x in [x + 1e-9, x - 1e-9, x * (1.0 + f64::EPSILON)] {
+                if (0.0..=65535.0).contains(&x) {
+                    assert_eq!(round_half_even(x), x.round_ties_even(), "{x}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn stored_values_are_masked_and_sign_extended() {
+        let h = |bits_allocated, bits_stored, signed| Header {
+            rows: 1,
+            cols: 3,
+            samples_per_pixel: 1,
+            bits_allocated,
+            bits_stored,
+            signed,
+            photometric: "MONOCHROME2".into(),
+            planar: 0,
+            codec: Codec::Native,
+            transfer_syntax: String::new(),
+            luts: luts(None),
+        };
+        let raw = |bytes: Vec<u8>, sample_bytes| Raw {
+            bytes,
+            photometric: "MONOCHROME2".into(),
+            planar: 0,
+            sample_bytes,
+        };
+        // 12 of 16 bits with junk above: 0xF7FF -> 0x7FF = 2047, 0x1800 -> 0x800 = -2048 signed.
+        let r = raw(vec![0xFF, 0xF7, 0x00, 0x18, 0xFF, 0xFF], 2);
+        assert_eq!(gray_values(&r, &h(16, 12, true)), [2047, -2048, -1]);
+        assert_eq!(gray_values(&r, &h(16, 12, false)), [2047, 2048, 4095]);
+        assert_eq!(gray_values(&r, &h(16, 16, true)), [-2049, 6144, -1]);
+        let r = raw(vec![0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0x80, 1, 0, 0, 0], 4);
+        assert_eq!(
+            gray_values(&r, &h(32, 32, false)),
+            [4294967295, 2147483648, 1]
+        );
+        assert_eq!(gray_values(&r, &h(32, 32, true)), [-1, -2147483648, 1]);
     }
 
     #[test]
