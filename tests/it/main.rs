@@ -26,6 +26,7 @@ mod data_loader;
 mod data_random_transforms;
 mod data_splits;
 mod data_transforms;
+mod dicom;
 mod docs_params;
 mod families_in_classifier;
 mod integrity;
