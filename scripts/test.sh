@@ -27,7 +27,7 @@ fi
 # 2 cores (2 min when other builds share them).
 guard_tests=(
   aimv2 classifier classifier_checkpoints families_in_classifier optim_parity parity_clip
-  parity_dinov2 parity_heads parity_mae sam2 train_e2e train_loop vmamba_parity weights
+  parity_dinov2 parity_heads parity_mae predict sam2 train_e2e train_loop vmamba_parity weights
 )
 args=(--lib)
 for t in "${guard_tests[@]}"; do

@@ -7,10 +7,11 @@
 //! those of the test pass (the same transforms, model and float32 path), but predict's batches
 //! are not always the test pass's (another batch size, another order, images skipped), and
 //! MKL's sgemm rounds a row differently by its position in the batch. Measured on the tiny
-//! run: up to 3.5e-7 between batch size 1 and the test pass's 8 (probabilities in [0, 1]).
-//! [`TOL`] is 30x that; wrong preprocessing (another resize filter, no Normalize) or another
-//! checkpoint moves the probabilities by 1e-3 and more. Bitwise equality is asserted only in
-//! one process on the same batch (`from_run` and `from_export` give the same variables, and
+//! run (probabilities in [0, 1]): up to 3.5e-7 between batch sizes 1-4 and the test pass's 8,
+//! 4.3e-7 with the kernel-path guard's variables against a run trained without them. [`TOL`]
+//! is over 20x that; wrong preprocessing moves the probabilities far more (measured: Normalize
+//! off 0.66; a 27 px Resize padded to 28 by CenterCrop 0.19). Bitwise equality is asserted only
+//! in one process on the same batch (`from_run` and `from_export` give the same variables, and
 //! the same ops run on them).
 
 use medfm::predict::{inputs::Input, PredictOptions, Predictor};
@@ -287,6 +288,50 @@ fn a_multiclass_run_predicts_its_own_probabilities_from_the_run_and_from_its_exp
 
     unreadable_inputs_are_listed_and_skipped(root, &model, &truth);
     files_that_are_not_exports_are_refused(root, &model);
+
+    // A run without a best model file (no validation improved on the initial value) tested
+    // the best model its session holds: predict uses that one, and says so.
+    let best = root.join("run/checkpoints/tiny.best.safetensors");
+    std::fs::rename(&best, root.join("best.moved")).unwrap();
+    let out = root.join("from_session.csv");
+    let r = run(&[
+        os("predict"),
+        os("--params_path"),
+        os(&params),
+        os("--input"),
+        os(&list),
+        os("--output"),
+        os(&out),
+    ]);
+    ok(&r);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("using the best model of its session"),
+        "{stderr}"
+    );
+    let mut from_session = read_csv(&out);
+    from_session.rows[0].insert("path".into(), truth.rows[0]["path"].clone());
+    assert_eq!(
+        compare_with_run(&from_session, &truth, &probs).0,
+        truth.rows.len()
+    );
+    let r = run(&[
+        os("predict"),
+        os("--params_path"),
+        os(&params),
+        os("--checkpoint"),
+        os(&best),
+        os("--input"),
+        os(&list),
+        os("--output"),
+        os(&root.join("none.csv")),
+    ]);
+    assert!(!r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("--checkpoint") && stderr.contains("no such file"),
+        "{stderr}"
+    );
 }
 
 /// The exported file: safetensors whose tensor names are the model's var-store names (the

@@ -178,11 +178,16 @@ pub fn run(args: &Args) -> Result<()> {
     let replaced = args.output.exists();
     predict::write_csv(&args.output, &card.classes, predictor.task(), &rows)
         .with_context(|| format!("writing the predictions to {}", args.output.display()))?;
+    let rate = rows.len() as f64 / seconds.max(1e-9);
     crate::messages::info(format_args!(
-        "Predicted {} image(s) in {:.1} s ({:.1} images/s{}): {}{}",
+        "Predicted {} image(s) in {:.1} s ({} images/s{}): {}{}",
         rows.len(),
         seconds,
-        rows.len() as f64 / seconds.max(1e-9),
+        if rate < 10.0 {
+            format!("{rate:.2}")
+        } else {
+            format!("{rate:.1}")
+        },
         if args.tta { ", with TTA" } else { "" },
         args.output.display(),
         if replaced {

@@ -244,18 +244,30 @@ impl Predictor {
     ) -> Result<Predictor> {
         let info = run_dataset_info(params)?;
         let files = params.run_dir();
-        let path: PathBuf = checkpoint.map_or_else(|| files.best(), Path::to_path_buf);
-        if !path.exists() {
-            match checkpoint {
-                Some(p) => bail!("--checkpoint {}: no such file", p.display()),
-                None => bail!(
-                    "run \"{}\" has no best model: {} does not exist (train the run first, or name \
-                     a checkpoint with --checkpoint)",
+        let path: PathBuf = match checkpoint {
+            Some(p) if !p.exists() => bail!("--checkpoint {}: no such file", p.display()),
+            Some(p) => p.to_path_buf(),
+            None if files.best().exists() => files.best(),
+            // No validation improved on the initial value, so no best model was written; the
+            // run tested the best model its session holds (the initial one).
+            None if files.last().exists() => {
+                crate::messages::notice(format_args!(
+                    "run \"{}\" has no {} (no validation improved on the initial value); using \
+                     the best model of its session, {}, which its test evaluated",
                     files.model_name(),
-                    path.display()
-                ),
+                    files.best().display(),
+                    files.last().display()
+                ));
+                files.last()
             }
-        }
+            None => bail!(
+                "run \"{}\" has no trained model: neither {} nor {} exists (train the run first, \
+                 or name a checkpoint with --checkpoint)",
+                files.model_name(),
+                files.best().display(),
+                files.last().display()
+            ),
+        };
         let ck = checkpoint::load(&path)?;
         let (prefix, fingerprint, iteration, val_target) = match ck.kind {
             CkptKind::Model => {
