@@ -286,6 +286,46 @@ fn a_multiclass_run_predicts_its_own_probabilities_from_the_run_and_from_its_exp
         assert!((sum - 1.0).abs() < 1e-5, "{row:?}");
     }
 
+    // Outputs that are not earlier outputs of the command are never replaced.
+    let run_csv = root.join("run/results/tiny/predictions.csv");
+    let before = std::fs::read(&run_csv).unwrap();
+    let r = run(&[
+        os("predict"),
+        os("--model"),
+        os(&model),
+        os("--input"),
+        os(&list),
+        os("--output"),
+        os(&run_csv),
+    ]);
+    assert!(!r.status.success());
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert!(
+        stderr.contains("exists and is not a CSV written by medfm predict; it is not replaced"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read(&run_csv).unwrap(), before);
+    let ckpt = root.join("run/checkpoints/tiny.best.safetensors");
+    let r = run(&[
+        os("export"),
+        os("--params_path"),
+        os(&params),
+        os("--output"),
+        os(&ckpt),
+    ]);
+    assert!(!r.status.success());
+    assert!(
+        String::from_utf8_lossy(&r.stderr).contains("is not a model file written by medfm export")
+    );
+    // Earlier outputs are replaced.
+    ok(&run(&[
+        os("export"),
+        os("--params_path"),
+        os(&params),
+        os("--output"),
+        os(&model),
+    ]));
+
     unreadable_inputs_are_listed_and_skipped(root, &model, &truth);
     files_that_are_not_exports_are_refused(root, &model);
 

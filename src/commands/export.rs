@@ -1,7 +1,8 @@
 //! `medfm export --params_path P --output model.safetensors [--checkpoint C]`: a run's model as
 //! one self-contained file (every tensor, the preprocessing, the class names; see
 //! `predict::export`) that `medfm predict --model` uses without the params file or the trunk's
-//! weights file. Written atomically; an existing file is replaced.
+//! weights file. Written atomically; an existing file is replaced only when it is an earlier
+//! export.
 
 use crate::predict::{export, Predictor};
 use anyhow::Result;
@@ -23,7 +24,11 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    super::predict::check_output(&args.output)?;
+    super::predict::check_output(
+        &args.output,
+        "a model file written by medfm export",
+        export::is_export,
+    )?;
     let params = super::predict::load_run_params(&args.params_path)?;
     let predictor = Predictor::from_run(&params, args.checkpoint.as_deref(), Device::Cpu)?;
     let tensors = predictor.tensors();

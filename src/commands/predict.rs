@@ -5,7 +5,8 @@
 //! .txt lists (`predict::inputs`). The model is a run's best checkpoint (or `--checkpoint`) or
 //! a file written by `medfm export`. OUT gets `path`, `prob_<class>` per class and
 //! `prediction`, one row per predicted image in input order, written atomically (an existing
-//! OUT is replaced: it is derived data). An input that cannot be read or does not fit the
+//! OUT is replaced when it is an earlier output of predict: derived data; any other file is
+//! refused). An input that cannot be read or does not fit the
 //! model is listed with its reason and skipped; the command then ends with a non-zero exit
 //! status, after writing the others' predictions.
 
@@ -80,20 +81,49 @@ pub fn load_run_params(path: &Path) -> Result<config::Params> {
     config::load(path, &[], &CliOverrides::default())
 }
 
-/// An output path that can be written: not a folder.
-pub fn check_output(path: &Path) -> Result<()> {
+/// An output path that can be written: not a folder, and not an existing file that `is_ours`
+/// does not recognise as an earlier output of the same command (a run's predictions.csv, an
+/// input list or a checkpoint is never replaced by mistake). `what` names such an output.
+pub fn check_output(path: &Path, what: &str, is_ours: impl Fn(&Path) -> bool) -> Result<()> {
     if path.is_dir() {
         bail!(
             "--output {} is a folder; give a file name (e.g. {})",
             path.display(),
-            path.join("predictions.csv").display()
+            path.join(if what.contains("CSV") {
+                "predictions.csv"
+            } else {
+                "model.safetensors"
+            })
+            .display()
+        );
+    }
+    // An empty file (e.g. from mktemp) holds nothing to lose.
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if path.exists() && !empty && !is_ours(path) {
+        bail!(
+            "--output {} exists and is not {what}; it is not replaced (choose another --output, or \
+             remove it first)",
+            path.display()
         );
     }
     Ok(())
 }
 
+/// Whether `path` starts like a CSV this command writes (`path,prob_...`).
+fn is_predict_csv(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 10];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == b"path,prob_")
+}
+
 pub fn run(args: &Args) -> Result<()> {
-    check_output(&args.output)?;
+    check_output(
+        &args.output,
+        "a CSV written by medfm predict",
+        is_predict_csv,
+    )?;
     let batch_size = match args.batch_size {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
         b => b,
