@@ -1,9 +1,11 @@
 //! One module per CLI subcommand. Each has an `Args` (clap) and a `run`.
 
 pub mod backbones;
+pub mod export;
 pub mod features;
 pub mod inspect;
 pub mod lr_finder;
+pub mod predict;
 pub mod report;
 pub mod synth;
 pub mod train;

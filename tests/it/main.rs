@@ -40,6 +40,7 @@ mod parity_dinov2;
 mod parity_full_vit;
 mod parity_heads;
 mod parity_mae;
+mod predict;
 mod process_state;
 mod report_command;
 mod report_outputs;
