@@ -88,18 +88,20 @@ fn main() -> Result<()> {
         seed: 42,
     };
     let mut rng = SplitMix64::new(1);
-    let cases: Vec<(&str, Vec<String>, (Vec<f64>, Data), (Vec<f64>, Data), Data)> = vec![
+    // (name, class names, test, validation (logits, data), a second model's predictions)
+    type Case = (&'static str, Vec<String>, Data, (Vec<f64>, Data), Data);
+    let cases: Vec<Case> = vec![
         (
             "550 images, 5 classes",
             (0..5).map(|c| c.to_string()).collect(),
-            multiclass(&mut rng, 550, 5, 1.5),
+            multiclass(&mut rng, 550, 5, 1.5).1,
             multiclass(&mut rng, 400, 5, 1.5),
             multiclass(&mut rng, 550, 5, 1.0).1,
         ),
         (
             "550 images, 14 labels",
             (0..14).map(|c| format!("label {c}")).collect(),
-            multilabel(&mut rng, 550, 14, 1.0),
+            multilabel(&mut rng, 550, 14, 1.0).1,
             multilabel(&mut rng, 400, 14, 1.0),
             multilabel(&mut rng, 550, 14, 0.8).1,
         ),
@@ -108,7 +110,7 @@ fn main() -> Result<()> {
         "{resamples} resamples, {} threads",
         rayon::current_num_threads()
     );
-    for (name, names, (_, test), (val_logits, val), other) in cases {
+    for (name, names, test, (val_logits, val), other) in cases {
         // B shares A's truth (a second model on the same images).
         let b = Data::new(test.k, test.truth.clone(), other.probs.clone())?;
         let p = Predictions {

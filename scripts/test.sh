@@ -28,7 +28,7 @@ fi
 # `classifier::` also selects `sam2::classifier::` and `families_in_classifier::` (both listed).
 guard_modules=(
   aimv2 classifier classifier_checkpoints families_in_classifier optim_parity parity_clip
-  parity_dinov2 parity_heads parity_mae sam2 train_e2e train_loop vmamba_parity weights
+  parity_dinov2 parity_heads parity_mae predict sam2 train_e2e train_loop vmamba_parity weights
 )
 filters=()
 for m in "${guard_modules[@]}"; do

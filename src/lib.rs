@@ -3,6 +3,7 @@
 //! Data flow: `config` (params.json) -> `data` (items, splits, batches) -> `models` (trunk +
 //! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`. `datasets`
 //! is the leaf table of per-dataset facts that `config` and `data` both read.
+//! `predict` applies a trained model to image files (`medfm predict`, `medfm export`).
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
 pub mod autocast;
@@ -14,6 +15,7 @@ pub mod device;
 pub mod messages;
 pub mod metrics;
 pub mod models;
+pub mod predict;
 pub mod report;
 pub mod run_dir;
 pub mod stats;

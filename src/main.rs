@@ -37,6 +37,10 @@ enum Cmd {
     Compare(commands::compare::Args),
     /// The reference's learning-rate grid search (lr_finder.grid_search_params).
     LrFinder(commands::lr_finder::Args),
+    /// Class probabilities of image files from a trained run or an exported model.
+    Predict(commands::predict::Args),
+    /// Write a run's model as one self-contained safetensors file for `predict --model`.
+    Export(commands::export::Args),
 }
 
 fn main() {
@@ -70,6 +74,8 @@ fn main() {
         Some(Cmd::Report(a)) => commands::report::run(a),
         Some(Cmd::Compare(a)) => commands::compare::run(a),
         Some(Cmd::LrFinder(a)) => commands::lr_finder::run(a),
+        Some(Cmd::Predict(a)) => commands::predict::run(a),
+        Some(Cmd::Export(a)) => commands::export::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

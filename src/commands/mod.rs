@@ -2,9 +2,11 @@
 
 pub mod backbones;
 pub mod compare;
+pub mod export;
 pub mod features;
 pub mod inspect;
 pub mod lr_finder;
+pub mod predict;
 pub mod report;
 pub mod synth;
 pub mod train;

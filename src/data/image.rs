@@ -1,5 +1,8 @@
 //! Decoding PNG and JPEG files (8 or 16 bit; gray, gray+alpha, RGB, RGBA, palette) into 8-bit
-//! RGB or gray pixels as PIL's `convert('RGB')` / `convert('L')` produce them.
+//! RGB or gray pixels as PIL's `convert('RGB')` / `convert('L')` produce them, and DICOM files
+//! (`dicom`: a `.dcm` name, or "DICM" at byte 128 in a file without a PNG or JPEG signature) through
+//! the same paths: a grayscale DICOM becomes a 16-bit gray image, a colour one an 8-bit RGB
+//! image.
 //!
 //! JPEG pixels come from libjpeg-turbo's decoder, as PIL's do (`jpeg`).
 //! RGB -> L is PIL's integer formula `(R*19595 + G*38470 + B*7471 + 0x8000) >> 16`; alpha is
@@ -66,16 +69,22 @@ pub fn load(path: &Path, channels: usize) -> Result<Image> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
         _ => "cannot read the file".to_string(),
     })?;
+    if super::dicom::has_dcm_extension(path) {
+        return decode_dicom(&bytes, channels);
+    }
     decode(&bytes, channels)
 }
 
-/// Decode an encoded image held in memory.
+/// Decode an encoded image held in memory (PNG, JPEG, or DICOM with its "DICM" marker).
 pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .context("cannot read the file")?;
+    if !is_png_or_jpeg(reader.format()) && super::dicom::has_preamble(bytes) {
+        return decode_dicom(bytes, channels);
+    }
     if reader.format().is_none() {
-        anyhow::bail!("not a PNG or JPEG file");
+        anyhow::bail!(NOT_AN_IMAGE);
     }
     if reader.format() == Some(image::ImageFormat::Jpeg) {
         // PIL's pixels (libjpeg-turbo); a colour space libjpeg cannot convert goes on to
@@ -88,9 +97,47 @@ pub fn decode(bytes: &[u8], channels: usize) -> Result<Image> {
     Ok(convert(decoded, channels))
 }
 
-/// Width and height from the file header, without decoding the pixels.
+/// A DICOM preamble is free for other uses (a TIFF header makes "dual-personality" files), so
+/// the "DICM" marker decides for anything but a PNG or JPEG signature.
+fn is_png_or_jpeg(format: Option<image::ImageFormat>) -> bool {
+    matches!(
+        format,
+        Some(image::ImageFormat::Png | image::ImageFormat::Jpeg)
+    )
+}
+
+/// What `decode` reads, for a file it does not recognise.
+const NOT_AN_IMAGE: &str = "not a PNG, JPEG or DICOM file";
+
+/// A DICOM file's pixels through the path of a 16-bit gray PNG (`scale16`) or an 8-bit RGB one.
+fn decode_dicom(bytes: &[u8], channels: usize) -> Result<Image> {
+    let img = match super::dicom::decode(bytes)? {
+        super::dicom::Decoded::Gray16 {
+            width,
+            height,
+            data,
+        } => image::ImageBuffer::from_raw(width as u32, height as u32, data)
+            .map(DynamicImage::ImageLuma16),
+        super::dicom::Decoded::Rgb8 {
+            width,
+            height,
+            data,
+        } => image::ImageBuffer::from_raw(width as u32, height as u32, data)
+            .map(DynamicImage::ImageRgb8),
+    };
+    // The decoder sized the buffer from the same width and height.
+    let img = img.context("DICOM pixel buffer size")?;
+    Ok(convert(img, channels))
+}
+
+/// Width and height from the file header, without decoding the pixels. A DICOM header is also
+/// checked for what medfm cannot read (several frames, an unsupported transfer syntax or
+/// colour space), so these show in a header check.
 pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
     super::layout::require_regular_file(path)?;
+    if super::dicom::has_dcm_extension(path) {
+        return super::dicom::dimensions(path);
+    }
     let reader = image::ImageReader::open(path)
         .with_context(|| match std::fs::metadata(path) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => "file not found".to_string(),
@@ -98,8 +145,16 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
         })?
         .with_guessed_format()
         .context("cannot read the file")?;
+    if !is_png_or_jpeg(reader.format()) {
+        let mut head = [0u8; 132];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+        if read.is_ok() && super::dicom::has_preamble(&head) {
+            return super::dicom::dimensions(path);
+        }
+    }
     match reader.format() {
-        None => anyhow::bail!("not a PNG or JPEG file"),
+        None => anyhow::bail!(NOT_AN_IMAGE),
         Some(image::ImageFormat::Jpeg) => {
             return super::jpeg::dimensions(path).context("cannot read the image header")
         }
@@ -111,23 +166,25 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
     Ok((w as usize, h as usize))
 }
 
-/// 1 when the file's own pixels are gray (L, LA, 16-bit gray; a JPEG of one component), else
-/// 3, from the header. A `.dcm` file counts as gray (its photometric interpretation decides
-/// once DICOM is decoded here).
+/// 1 when the file's own pixels are gray (L, LA, 16-bit gray; a JPEG of one component; a
+/// DICOM file of one sample per pixel), else 3, from the header.
 pub fn native_channels(path: &Path) -> Result<i64> {
-    if path
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case("dcm"))
-    {
-        return Ok(1);
+    if super::dicom::has_dcm_extension(path) {
+        return super::dicom::channels(path);
     }
     super::layout::require_regular_file(path)?;
     let reader = image::ImageReader::open(path)
         .context("cannot open the file")?
         .with_guessed_format()
         .context("cannot read the file")?;
-    if reader.format().is_none() {
-        anyhow::bail!("not a PNG or JPEG file");
+    if !is_png_or_jpeg(reader.format()) {
+        let mut head = [0u8; 132];
+        let read = std::fs::File::open(path)
+            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
+        if read.is_ok() && super::dicom::has_preamble(&head) {
+            return super::dicom::channels(path);
+        }
+        anyhow::bail!(NOT_AN_IMAGE);
     }
     use image::ImageDecoder as _;
     let colour = reader

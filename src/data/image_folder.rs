@@ -2,7 +2,8 @@
 //! them: `<root>/<class>/**/<image>` (classes are the folder names, sorted; files in sorted
 //! order of a sorted walk, torchvision's `make_dataset`), or split folders
 //! `<root>/{train,val,test}/<class>/**` (`valid` is accepted for `val`). Images are PNG, JPEG
-//! or DICOM (`.dcm`); other files are counted and reported, never read.
+//! or DICOM (`.dcm`, or no extension and the `DICM` marker); other files are counted and
+//! reported, never read.
 
 use super::own::{self, Found, SplitName};
 use super::registry::{DatasetSpec, Root};

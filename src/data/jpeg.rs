@@ -57,6 +57,44 @@ pub fn decode(bytes: &[u8]) -> Result<Option<DynamicImage>> {
     catching(run)
 }
 
+/// The samples as coded, without colour conversion: 1 component (gray) or 3 (YCbCr or RGB, as
+/// the file stores them), chroma upsampled as `decode` does. This is what PIL gives after
+/// `draft("YCbCr", size)`, which pydicom's Pillow plugin asks for on colour JPEG frames in DICOM
+/// files (`pydicom/pixels/decoders/pillow.py`); `data::dicom` converts the colour itself.
+/// (width, height, components, samples interleaved).
+pub fn decode_components(bytes: &[u8]) -> Result<(usize, usize, usize, Vec<u8>)> {
+    let run = std::panic::AssertUnwindSafe(|| {
+        let d = Decompress::with_err(error_manager()).from_mem(bytes)?;
+        let space = d.color_space();
+        let channels = match space {
+            ColorSpace::JCS_GRAYSCALE => 1,
+            ColorSpace::JCS_YCbCr | ColorSpace::JCS_RGB => 3,
+            other => {
+                return Err(std::io::Error::other(format!(
+                    "JPEG colour space {other:?} is not supported (1 or 3 components)"
+                )))
+            }
+        };
+        let (w, h) = d.size();
+        if w.saturating_mul(h).saturating_mul(channels) > MAX_BYTES {
+            return Err(std::io::Error::other(format!(
+                "the image is too large to decode ({w}x{h})"
+            )));
+        }
+        // Output in the file's own colour space: libjpeg's null conversion.
+        let mut started = d.to_colorspace(space)?;
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        if pixels.len() != w * h * channels {
+            return Err(std::io::Error::other(
+                "the decoder returned fewer pixels than the image has",
+            ));
+        }
+        Ok((w, h, channels, pixels))
+    });
+    catching(run)
+}
+
 /// A line for `medfm --version`: whether libjpeg-turbo's SIMD code decodes here. It is built
 /// only when nasm was found at build time (x86); the pixels are the same either way.
 pub fn decoder_summary() -> &'static str {

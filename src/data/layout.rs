@@ -191,14 +191,20 @@ fn python_escapes(s: &str) -> String {
 }
 
 /// The reference reads `<stem>.png` instead of the listed file when one exists beside it.
+/// medfm also reads `<stem>.dcm` when neither the listed file nor that `.png` exists, so a
+/// dataset converted to DICOM keeps its lists and CSVs (docs/datasets.md#dicom).
 pub fn prefer_png(path: PathBuf) -> PathBuf {
     let is_png = path.extension().is_some_and(|e| e == "png");
-    if is_png {
+    if is_png && path.exists() {
         return path;
     }
     let png = path.with_extension("png");
-    if png.is_file() {
-        png
+    if !is_png && png.is_file() {
+        return png;
+    }
+    let dcm = path.with_extension("dcm");
+    if !path.exists() && !super::dicom::has_dcm_extension(&path) && dcm.is_file() {
+        dcm
     } else {
         path
     }
@@ -270,6 +276,26 @@ pub fn dataset_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_png_beside_the_listed_file_wins_and_a_dcm_stands_in_for_a_missing_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = |name: &str| dir.path().join(name);
+        for name in [
+            "a.jpg", "a.png", "b.jpg", "b.dcm", "c.dcm", "d.png", "d.dcm",
+        ] {
+            std::fs::write(p(name), b"x").unwrap();
+        }
+        assert_eq!(prefer_png(p("a.jpg")), p("a.png"));
+        // The listed file exists: read as listed, even with a .dcm beside it.
+        assert_eq!(prefer_png(p("b.jpg")), p("b.jpg"));
+        // Neither the listed file nor a .png: the .dcm.
+        assert_eq!(prefer_png(p("c.jpg")), p("c.dcm"));
+        assert_eq!(prefer_png(p("c.png")), p("c.dcm"));
+        assert_eq!(prefer_png(p("d.png")), p("d.png"));
+        // Nothing there: the listed path, for the "not found" message.
+        assert_eq!(prefer_png(p("e.jpg")), p("e.jpg"));
+    }
 
     #[test]
     fn class_labels_parse_strictly() {

@@ -19,7 +19,8 @@ use std::sync::{Arc, Condvar, Mutex};
 use tch::{Device, Tensor};
 
 const SHUFFLE_STREAM: u64 = 0x5348_5546; // "SHUF"
-const AUGMENT_STREAM: u64 = 0x4155_4745; // "AUGE"
+/// The stream of per-image augmentation randomness (`medfm predict` draws the same).
+pub(crate) const AUGMENT_STREAM: u64 = 0x4155_4745; // "AUGE"
 
 /// What every worker needs, shared.
 pub(super) struct Source {

@@ -18,6 +18,7 @@ pub mod check;
 pub mod chexpert;
 pub mod csv_dataset;
 pub mod ddsm;
+pub mod dicom;
 pub mod image;
 pub mod image_folder;
 pub mod info;
@@ -81,7 +82,7 @@ pub enum Label {
 #[derive(Debug, Clone)]
 pub struct Item {
     /// The file that is read (a `.png` beside the listed file when one exists, as the
-    /// reference prefers it).
+    /// reference prefers it; a `.dcm` beside it when neither exists).
     pub path: PathBuf,
     pub label: Label,
     /// Where the item came from, for error messages (e.g. "train_1.csv line 17").

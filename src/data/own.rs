@@ -50,11 +50,21 @@ impl SplitName {
 /// The image files medfm reads, by extension (lower-cased): PNG, JPEG and DICOM.
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "dcm"];
 
-/// Whether `path` names an image file medfm reads (by its extension).
+/// Whether `path` is an image file medfm reads: by its extension, or, without one, a DICOM
+/// file by its `DICM` marker (DICOM files are often named by their UID alone).
 pub fn is_image_file(path: &Path) -> bool {
-    path.extension()
-        .and_then(|e| e.to_str())
-        .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+    match path.extension() {
+        Some(e) => e
+            .to_str()
+            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())),
+        None => {
+            let mut head = [0u8; 132];
+            std::fs::File::open(path)
+                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+                .is_ok()
+                && super::dicom::has_preamble(&head)
+        }
+    }
 }
 
 /// What the reader found: the classes (or labels) and whether they are multi-label.

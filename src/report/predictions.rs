@@ -1,6 +1,7 @@
-//! `results/<model_name>/predictions.csv`: one row per test item — `path`, then `label` (class
-//! index, multiclass) or `label_0..label_{n-1}` (0/1, multi-label), then `prob_0..prob_{n-1}`
-//! (softmax or sigmoid, as the model produced them in f32).
+//! `results/<model_name>/predictions.csv`: one row per test item — `path`, then `label` (the
+//! class name, multiclass) or `label_<name>` per label (0/1, multi-label), then `prob_<name>`
+//! per class (softmax or sigmoid, as the model produced them in f32). `medfm predict` writes the
+//! same `prob_<name>` columns.
 
 use anyhow::{bail, Context, Result};
 use std::path::Path;
@@ -14,15 +15,27 @@ pub enum Truth<'a> {
     Multilabel(&'a [f64]),
 }
 
-/// Write the file atomically. `probs` is row-major [items, n_classes].
+/// `prob_<name>` for each class name, in order.
+pub fn prob_columns(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| format!("prob_{n}")).collect()
+}
+
+/// `label_<name>` for each label name, in order (the truth columns of a multi-label run).
+pub fn label_columns(names: &[String]) -> Vec<String> {
+    names.iter().map(|n| format!("label_{n}")).collect()
+}
+
+/// Write the file atomically. `probs` is row-major [items, classes]; `names` names the classes
+/// (or labels) in output order.
 pub fn write_predictions(
     path: &Path,
     items: &[impl AsRef<Path>],
     truth: Truth<'_>,
     probs: &[f32],
-    n_classes: usize,
+    names: &[String],
 ) -> Result<()> {
     let n = items.len();
+    let n_classes = names.len();
     if probs.len() != n * n_classes {
         bail!(
             "{} probabilities for {n} items x {n_classes} classes",
@@ -35,6 +48,9 @@ pub fn write_predictions(
             if labels.len() != n {
                 bail!("{} labels for {n} items", labels.len());
             }
+            if let Some(&c) = labels.iter().find(|&&c| c < 0 || c as usize >= n_classes) {
+                bail!("class index {c} for {n_classes} classes");
+            }
             header.push("label".into());
         }
         Truth::Multilabel(targets) => {
@@ -44,17 +60,17 @@ pub fn write_predictions(
                     targets.len()
                 );
             }
-            header.extend((0..n_classes).map(|j| format!("label_{j}")));
+            header.extend(label_columns(names));
         }
     }
-    header.extend((0..n_classes).map(|j| format!("prob_{j}")));
+    header.extend(prob_columns(names));
 
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record(&header)?;
     for (i, item) in items.iter().enumerate() {
         let mut rec = vec![item.as_ref().display().to_string()];
         match truth {
-            Truth::Multiclass(labels) => rec.push(labels[i].to_string()),
+            Truth::Multiclass(labels) => rec.push(names[labels[i] as usize].clone()),
             Truth::Multilabel(targets) => rec.extend(
                 targets[i * n_classes..(i + 1) * n_classes]
                     .iter()
@@ -84,6 +100,10 @@ pub fn write_predictions(
 mod tests {
     use super::*;
 
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
     #[test]
     fn multiclass_and_multilabel_layouts() {
         let dir = tempfile::tempdir().unwrap();
@@ -93,25 +113,29 @@ mod tests {
             &["a.png", "b,c.png"],
             Truth::Multiclass(&[2, 0]),
             &[0.1, 0.2, 0.7, 0.5, 0.25, 0.25],
-            3,
+            &names(&["No DR", "Mild", "Severe"]),
         )
         .unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "path,label,prob_0,prob_1,prob_2\na.png,2,0.1,0.2,0.7\n\"b,c.png\",0,0.5,0.25,0.25\n"
+            "path,label,prob_No DR,prob_Mild,prob_Severe\na.png,Severe,0.1,0.2,0.7\n\"b,c.png\",No DR,0.5,0.25,0.25\n"
         );
         write_predictions(
             &p,
             &["x.jpg"],
             Truth::Multilabel(&[1.0, 0.0]),
             &[0.9, 0.3],
-            2,
+            &names(&["Edema", "Pleural Effusion"]),
         )
         .unwrap();
         assert_eq!(
             std::fs::read_to_string(&p).unwrap(),
-            "path,label_0,label_1,prob_0,prob_1\nx.jpg,1,0,0.9,0.3\n"
+            "path,label_Edema,label_Pleural Effusion,prob_Edema,prob_Pleural Effusion\nx.jpg,1,0,0.9,0.3\n"
         );
-        assert!(write_predictions(&p, &["x.jpg"], Truth::Multiclass(&[1]), &[0.9], 2).is_err());
+        let two = names(&["a", "b"]);
+        assert!(write_predictions(&p, &["x.jpg"], Truth::Multiclass(&[1]), &[0.9], &two).is_err());
+        assert!(
+            write_predictions(&p, &["x.jpg"], Truth::Multiclass(&[2]), &[0.9, 0.1], &two).is_err()
+        );
     }
 }

@@ -241,7 +241,8 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     }
     // One table per dataset and target metric (runs of one's own data may pick different
     // metrics; a best value is only marked among runs that share one).
-    let mut groups: Vec<((Option<DatasetName>, Option<TargetMetric>), Vec<&Row>)> = Vec::new();
+    type Key = (Option<DatasetName>, Option<TargetMetric>);
+    let mut groups: Vec<(Key, Vec<&Row>)> = Vec::new();
     for r in rows {
         let key = (r.id.dataset, r.metric);
         match groups.iter_mut().find(|(k, _)| *k == key) {
@@ -340,12 +341,14 @@ pub fn fold_of(model_name: &str) -> Option<(&str, u32)> {
 
 /// Groups of at least two finished folds, in order of first appearance.
 pub fn fold_groups(rows: &[Row]) -> Vec<FoldGroup> {
-    let mut groups: Vec<(Option<DatasetName>, String, Vec<(u32, &Row)>)> = vec![];
+    /// (dataset, base name, the folds with their index)
+    type Group<'a> = (Option<DatasetName>, String, Vec<(u32, &'a Row)>);
+    let mut groups: Vec<Group> = vec![];
     for r in rows {
         let (Some((base, i)), RunState::Done(_)) = (fold_of(&r.id.model_name), &r.state) else {
             continue;
         };
-        let key = |g: &(Option<DatasetName>, String, Vec<(u32, &Row)>)| {
+        let key = |g: &Group| {
             g.0 == r.id.dataset
                 && g.1 == base
                 && g.2

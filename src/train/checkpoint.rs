@@ -158,16 +158,34 @@ fn header(entries: &[Entry], crcs: &[u32], meta: &[(&str, String)]) -> Result<Ve
 }
 
 /// Write `tensors` and `state` to `path` atomically.
-///
-/// The file is what `safetensors::serialize_to_file` writes (tensors by descending dtype
-/// size, then name), written here so that each tensor's CRC32 comes from the bytes as they
-/// are written: every tensor is copied out once, as before the checksums, and the header is
-/// rewritten with them at the end.
 pub fn save(
     path: &Path,
     kind: CkptKind,
     tensors: &[(String, Tensor)],
     state: &impl Serialize,
+) -> Result<()> {
+    let state = serde_json::to_string(state)?;
+    let meta = [
+        ("format", FORMAT.to_string()),
+        ("kind", kind.as_str().to_string()),
+        (STATE_CRC_KEY, hex(crc32fast::hash(state.as_bytes()))),
+        ("state", state),
+    ];
+    write_file(path, tensors, &meta)
+        .with_context(|| format!("cannot write checkpoint {}", path.display()))
+}
+
+/// Write `tensors` with the string metadata `meta` (plus the tensors' CRC32s under `crc32`)
+/// to `path` atomically: the checkpoints, and `medfm export`'s model files.
+///
+/// The file is what `safetensors::serialize_to_file` writes (tensors by descending dtype
+/// size, then name), written here so that each tensor's CRC32 comes from the bytes as they
+/// are written: every tensor is copied out once, and the header is rewritten with the
+/// checksums at the end.
+pub fn write_file(
+    path: &Path,
+    tensors: &[(String, Tensor)],
+    meta: &[(&str, String)],
 ) -> Result<()> {
     let mut entries: Vec<Entry> = tensors
         .iter()
@@ -177,15 +195,8 @@ pub fn save(
     if let Some(w) = entries.windows(2).find(|w| w[0].name == w[1].name) {
         bail!("tensor {} is listed twice", w[0].name);
     }
-    let state = serde_json::to_string(state)?;
-    let meta = [
-        ("format", FORMAT.to_string()),
-        ("kind", kind.as_str().to_string()),
-        (STATE_CRC_KEY, hex(crc32fast::hash(state.as_bytes()))),
-        ("state", state),
-    ];
     let mut crcs = vec![0u32; entries.len()];
-    let draft = header(&entries, &crcs, &meta)?;
+    let draft = header(&entries, &crcs, meta)?;
     crate::util::write_atomic_with(path, |tmp| {
         let mut f = std::io::BufWriter::new(std::fs::File::create(tmp)?);
         f.write_all(&(draft.len() as u64).to_le_bytes())?;
@@ -196,15 +207,14 @@ pub fn save(
             f.write_all(&data)?;
         }
         let mut f = f.into_inner().map_err(|e| e.into_error())?;
-        let head = header(&entries, &crcs, &meta)?;
+        let head = header(&entries, &crcs, meta)?;
         if head.len() != draft.len() {
-            bail!("the checkpoint header changed length when its checksums were filled in");
+            bail!("the file header changed length when its checksums were filled in");
         }
         f.seek(SeekFrom::Start(8))?;
         f.write_all(&head)?;
         Ok(())
     })
-    .with_context(|| format!("cannot write checkpoint {}", path.display()))
 }
 
 /// The checksums a checkpoint's metadata lists, if it has them (files written before they
@@ -214,20 +224,39 @@ struct Checksums {
     state: u32,
 }
 
+/// A stored CRC32: 8 hex digits.
+fn parse_crc(text: &str, what: &str, corrupt: &impl Fn(String) -> anyhow::Error) -> Result<u32> {
+    u32::from_str_radix(text, 16)
+        .ok()
+        .filter(|_| text.len() == 8)
+        .ok_or_else(|| {
+            corrupt(format!(
+                "the stored crc32 of {what} is \"{text}\", not 8 hex digits"
+            ))
+        })
+}
+
+/// The tensors' CRC32s from the metadata value `text` (a JSON object, name -> 8 hex digits).
+fn tensor_crcs(
+    text: &str,
+    corrupt: &impl Fn(String) -> anyhow::Error,
+) -> Result<HashMap<String, u32>> {
+    let map: HashMap<String, String> = serde_json::from_str(text)
+        .map_err(|e| corrupt(format!("its list of tensor checksums is not valid ({e})")))?;
+    map.iter()
+        .map(|(name, c)| {
+            Ok((
+                name.clone(),
+                parse_crc(c, &format!("tensor {name}"), corrupt)?,
+            ))
+        })
+        .collect()
+}
+
 fn checksums(
     meta: &HashMap<String, String>,
     corrupt: impl Fn(String) -> anyhow::Error,
 ) -> Result<Option<Checksums>> {
-    let parse = |text: &str, what: &str| {
-        u32::from_str_radix(text, 16)
-            .ok()
-            .filter(|_| text.len() == 8)
-            .ok_or_else(|| {
-                corrupt(format!(
-                    "the stored crc32 of {what} is \"{text}\", not 8 hex digits"
-                ))
-            })
-    };
     let (tensors, state) = match (meta.get(CRC_KEY), meta.get(STATE_CRC_KEY)) {
         (None, None) => return Ok(None),
         (Some(t), Some(s)) => (t, s),
@@ -242,14 +271,9 @@ fn checksums(
             )))
         }
     };
-    let map: HashMap<String, String> = serde_json::from_str(tensors)
-        .map_err(|e| corrupt(format!("its list of tensor checksums is not valid ({e})")))?;
     Ok(Some(Checksums {
-        tensors: map
-            .iter()
-            .map(|(name, c)| Ok((name.clone(), parse(c, &format!("tensor {name}"))?)))
-            .collect::<Result<_>>()?,
-        state: parse(state, "the state")?,
+        tensors: tensor_crcs(tensors, &corrupt)?,
+        state: parse_crc(state, "the state", &corrupt)?,
     }))
 }
 
@@ -314,12 +338,29 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             )));
         }
     }
-    let st = SafeTensors::deserialize(&bytes).map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
+    let mut tensors = verified_tensors(&bytes, sums.as_ref().map(|s| &s.tensors), path, corrupt)?;
+    tensors.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(Checkpoint {
+        path: path.to_path_buf(),
+        kind,
+        tensors,
+        state,
+    })
+}
+
+/// The tensors of the safetensors file `bytes` (read from `path`), each checked against its
+/// stored CRC32 when `sums` has them; `corrupt` words the error of a failed check.
+fn verified_tensors(
+    bytes: &[u8],
+    sums: Option<&HashMap<String, u32>>,
+    path: &Path,
+    corrupt: impl Fn(String) -> anyhow::Error,
+) -> Result<Vec<(String, Tensor)>> {
+    let st = SafeTensors::deserialize(bytes).map_err(|e| anyhow!("{}: {e:?}", path.display()))?;
     let mut tensors = Vec::new();
     for (name, view) in st.tensors() {
-        if let Some(sums) = &sums {
+        if let Some(sums) = sums {
             let stored = *sums
-                .tensors
                 .get(&name)
                 .ok_or_else(|| corrupt(format!("tensor {name} has no checksum")))?;
             let computed = crc32fast::hash(view.data());
@@ -335,22 +376,38 @@ pub fn load(path: &Path) -> Result<Checkpoint> {
             Tensor::try_from(view).with_context(|| format!("{}: tensor {name}", path.display()))?;
         tensors.push((name, t));
     }
-    if let Some(sums) = &sums {
-        if sums.tensors.len() != tensors.len() {
+    if let Some(sums) = sums {
+        if sums.len() != tensors.len() {
             return Err(corrupt(format!(
                 "its metadata lists checksums of {} tensors, the file holds {}",
-                sums.tensors.len(),
+                sums.len(),
                 tensors.len()
             )));
         }
     }
-    tensors.sort_by(|a, b| a.0.cmp(&b.0));
-    Ok(Checkpoint {
-        path: path.to_path_buf(),
-        kind,
-        tensors,
-        state,
-    })
+    Ok(tensors)
+}
+
+/// A safetensors header's string metadata.
+pub type Metadata = HashMap<String, String>;
+
+/// The tensors of a file written by [`write_file`] whose header `bytes` holds, with its
+/// string metadata; every tensor's CRC32 is checked (a file without them is refused as
+/// `corrupt`, since every such file has them). `corrupt` words the errors.
+pub fn read_file(
+    bytes: &[u8],
+    path: &Path,
+    corrupt: impl Fn(String) -> anyhow::Error,
+) -> Result<(Metadata, Vec<(String, Tensor)>)> {
+    let (_, header) = SafeTensors::read_metadata(bytes)
+        .map_err(|e| corrupt(format!("its header cannot be read ({e:?})")))?;
+    let meta = header.metadata().clone().unwrap_or_default();
+    let text = meta
+        .get(CRC_KEY)
+        .ok_or_else(|| corrupt(format!("its metadata has no \"{CRC_KEY}\"")))?;
+    let sums = tensor_crcs(text, &corrupt)?;
+    let tensors = verified_tensors(bytes, Some(&sums), path, corrupt)?;
+    Ok((meta, tensors))
 }
 
 /// Copy `src` (by name) into the variables `dst`, checking first that `src` holds exactly

@@ -152,7 +152,7 @@ impl Outputs {
                     &paths,
                     Truth::Multiclass(&y),
                     &probs32,
-                    n,
+                    names,
                 )?;
                 let truth: Vec<usize> = y.iter().map(|&c| c as usize).collect();
                 let cm = confusion_matrix(&truth, &argmax_rows(&probs64, n), n);
@@ -173,7 +173,7 @@ impl Outputs {
                     &paths,
                     Truth::Multilabel(&t),
                     &probs32,
-                    n,
+                    names,
                 )?;
                 plots::plot_roc(
                     &plots::roc_per_label(&t, &probs64, names)?,

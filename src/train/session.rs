@@ -73,7 +73,7 @@ pub fn frozen_fingerprint(model: &dyn TrainModel) -> f64 {
     })
 }
 
-fn check_fingerprint(saved: f64, now: f64, path: &Path) -> Result<()> {
+pub(crate) fn check_fingerprint(saved: f64, now: f64, path: &Path) -> Result<()> {
     if (saved - now).abs() > 1e-5 * saved.abs().max(1.0) {
         bail!(
             "{}: the frozen part of the model differs from the one this checkpoint was trained with \

@@ -365,3 +365,48 @@ fn training_runs_on_an_image_folder_and_a_multilabel_csv() {
         "{e}"
     );
 }
+
+/// DICOM files in class folders, named `.dcm` or with no extension (the `DICM` marker), are
+/// images like any other; the channels come from the first one (MONOCHROME: 1).
+#[test]
+fn an_image_folder_of_dicom_files_is_read_and_grayscale() {
+    let dir = tempfile::tempdir().unwrap();
+    let dicom = crate::common::fixture("dicom");
+    let root = dir.path().join("study");
+    for (class, files) in [
+        (
+            "a_normal",
+            ["CT_small.dcm", "MR_small.dcm", "image_dfl.dcm"],
+        ),
+        (
+            "b_lesion",
+            ["MR_small_RLE.dcm", "signed12_junk.dcm", "CR1_6154"],
+        ),
+    ] {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for f in files {
+            std::fs::copy(dicom.join(f), root.join(class).join(f)).unwrap();
+        }
+    }
+    std::fs::write(root.join("a_normal/README"), "no DICOM marker here").unwrap();
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["data_location"] = root.display().to_string().into();
+        v["dataset_params"]["val_fraction"] = json!(0.0);
+        v["dataset_params"]["test_fraction"] = json!(0.34);
+    });
+    let s = try_splits(&params).unwrap();
+    assert_eq!(s.info.label_names, ["a_normal", "b_lesion"]);
+    assert_eq!(s.info.channels, 1);
+    assert_eq!(s.info.mean.len(), 1);
+    let all: Vec<String> = s
+        .train
+        .iter()
+        .chain(&s.test)
+        .flat_map(|it| names(std::slice::from_ref(it)))
+        .collect();
+    assert_eq!(all.len(), 6, "{all:?}");
+    assert!(all.contains(&"CR1_6154".to_string()), "{all:?}");
+    assert!(!all.contains(&"README".to_string()));
+    // Every image decodes (the check training runs first).
+    assert!(s.check_images(1).unwrap().is_empty());
+}

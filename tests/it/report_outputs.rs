@@ -127,11 +127,17 @@ fn multiclass_run_outputs() {
         &items,
         medfm::report::Truth::Multiclass(&labels),
         &probs32,
-        5,
+        &names,
     )
     .unwrap();
     let csv = std::fs::read_to_string(out.predictions()).unwrap();
     assert_eq!(csv.lines().count(), 301);
+    let mut header = vec!["path".to_string(), "label".to_string()];
+    header.extend(names.iter().map(|n| format!("prob_{n}")));
+    assert_eq!(csv.lines().next().unwrap(), header.join(","));
+    let first = csv.lines().nth(1).unwrap();
+    let label = &names[labels[0] as usize];
+    assert!(first.starts_with(&format!("img_0.png,{label},")), "{first}");
 }
 
 #[test]

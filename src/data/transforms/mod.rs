@@ -57,6 +57,12 @@ const RRC_RATIO: [f64; 2] = [3.0 / 4.0, 4.0 / 3.0];
 
 impl Pipeline {
     pub fn new(t: &Transforms, info: &DatasetInfo) -> Result<Pipeline> {
+        Self::with_normalization(t, &info.mean, &info.std)
+    }
+
+    /// [`Pipeline::new`] with the normalisation's mean and std given (what `Normalize` uses
+    /// of the dataset's facts): for a model exported with its preprocessing.
+    pub fn with_normalization(t: &Transforms, mean: &[f64], std: &[f64]) -> Result<Pipeline> {
         let dim = |v: i64, what: &str| -> Result<usize> {
             if v < 1 {
                 bail!("{what} must be a positive size, got {v}");
@@ -165,8 +171,8 @@ impl Pipeline {
         }
         let normalize = (t.normalize == Some(true)).then(|| {
             (
-                info.mean.iter().map(|&v| v as f32).collect(),
-                info.std.iter().map(|&v| v as f32).collect(),
+                mean.iter().map(|&v| v as f32).collect(),
+                std.iter().map(|&v| v as f32).collect(),
             )
         });
         let erasing = t

@@ -1,0 +1,272 @@
+//! `medfm predict (--params_path P | --model M) --input PATH... --output OUT.csv [--checkpoint C]
+//! [--batch_size N] [--tta] [--device D] [--workers W]`: class probabilities of image files.
+//!
+//! Inputs are image files, folders (searched recursively for .png, .jpg, .jpeg and .dcm) and
+//! .txt lists (`predict::inputs`). The model is a run's best checkpoint (or `--checkpoint`) or
+//! a file written by `medfm export`. OUT gets `path`, `prob_<class>` per class and
+//! `prediction`, one row per predicted image in input order, written atomically (an existing
+//! OUT is replaced when it is an earlier output of predict: derived data; any other file is
+//! refused). An input that cannot be read or does not fit the
+//! model is listed with its reason and skipped; the command then ends with a non-zero exit
+//! status, after writing the others' predictions.
+
+use crate::config::{self, CliOverrides};
+use crate::predict::{self, inputs, PredictOptions, Predictor};
+use anyhow::{bail, Context, Result};
+use clap::Args as ClapArgs;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+use tch::Device;
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct Args {
+    /// The run: its resolved params, <save_dir>/configs/<name>/params.json; its best
+    /// checkpoint is the model (the trunk's weights file is read as the run read it).
+    #[arg(
+        long = "params_path",
+        conflicts_with = "model",
+        required_unless_present = "model"
+    )]
+    pub params_path: Option<PathBuf>,
+    /// A model file written by `medfm export` (instead of --params_path): no params file or
+    /// weights needed.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm) and .txt lists
+    /// (one path a line, relative to the list's folder).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// The CSV to write: path, prob_<class>..., prediction.
+    #[arg(long, value_name = "OUT.csv")]
+    pub output: PathBuf,
+    /// Another checkpoint of the run (a .best or .last file) instead of its best model.
+    #[arg(long, requires = "params_path")]
+    pub checkpoint: Option<PathBuf>,
+    /// Images per forward pass (default: the run's test batch size, which gives the test
+    /// pass's exact batches).
+    #[arg(long = "batch_size")]
+    pub batch_size: Option<i64>,
+    /// Test-time augmentation: average each image's probabilities with its horizontal
+    /// mirror's.
+    #[arg(long)]
+    pub tta: bool,
+    /// auto (the first GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: String,
+    /// Threads that decode images while the model runs (default: the CPU count).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
+
+/// `--device`: "auto" is the first GPU when CUDA is available, else the CPU.
+pub fn pick_device(s: &str) -> Result<Device> {
+    if s == "auto" {
+        return Ok(if tch::Cuda::is_available() {
+            Device::Cuda(0)
+        } else {
+            Device::Cpu
+        });
+    }
+    super::features::parse_device(s).map_err(|e| anyhow::anyhow!("{e} (or auto)"))
+}
+
+/// A run's params file, as `--params_path` names it.
+pub fn load_run_params(path: &Path) -> Result<config::Params> {
+    if !path.exists() {
+        bail!(
+            "--params_path {}: no such file (a run's params are <save_dir>/configs/<name>/params.json)",
+            path.display()
+        );
+    }
+    crate::models::load_params(path, &[], &CliOverrides::default())
+}
+
+/// An output path that can be written: not a folder, and not an existing file that `is_ours`
+/// does not recognise as an earlier output of the same command (a run's predictions.csv, an
+/// input list or a checkpoint is never replaced by mistake). `what` names such an output.
+pub fn check_output(path: &Path, what: &str, is_ours: impl Fn(&Path) -> bool) -> Result<()> {
+    if path.is_dir() {
+        bail!(
+            "--output {} is a folder; give a file name (e.g. {})",
+            path.display(),
+            path.join(if what.contains("CSV") {
+                "predictions.csv"
+            } else {
+                "model.safetensors"
+            })
+            .display()
+        );
+    }
+    // An empty file (e.g. from mktemp) holds nothing to lose.
+    let empty = std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if path.exists() && !empty && !is_ours(path) {
+        bail!(
+            "--output {} exists and is not {what}; it is not replaced (choose another --output, or \
+             remove it first)",
+            path.display()
+        );
+    }
+    Ok(())
+}
+
+/// Whether `path` starts like a CSV this command writes (`path,prob_...`).
+fn is_predict_csv(path: &Path) -> bool {
+    use std::io::Read;
+    let mut head = [0u8; 10];
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_exact(&mut head))
+        .is_ok_and(|_| &head == b"path,prob_")
+}
+
+pub fn run(args: &Args) -> Result<()> {
+    check_output(
+        &args.output,
+        "a CSV written by medfm predict",
+        is_predict_csv,
+    )?;
+    let batch_size = match args.batch_size {
+        Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
+        b => b,
+    };
+    let device = pick_device(&args.device)?;
+    let (inputs, mut skipped) = inputs::collect(&args.input);
+    let predictor = match (&args.params_path, &args.model) {
+        (Some(p), _) => {
+            let params = load_run_params(p)?;
+            Predictor::from_run(&params, args.checkpoint.as_deref(), device)?
+        }
+        (None, Some(m)) => Predictor::from_export(m, device)?,
+        (None, None) => {
+            bail!("name the model: --params_path (a run) or --model (an exported file)")
+        }
+    };
+    if device.is_cuda() {
+        // The cuDNN settings of the run's test pass (`device::select`).
+        crate::device::cudnn_training_defaults();
+    }
+    let card = predictor.card();
+    let names = &card.classes.names;
+    let from = match &args.model {
+        Some(m) if args.params_path.is_none() => format!(
+            "{} (run \"{}\", exported by medfm {})",
+            m.display(),
+            card.source.model_name,
+            card.medfm_version
+        ),
+        _ => card.source.checkpoint.clone(),
+    };
+    let device_name = match device {
+        Device::Cuda(i) => format!("cuda:{i}"),
+        _ => "cpu".to_string(),
+    };
+    crate::messages::info(format_args!(
+        "Model: {} with the {} head, {} {} ({}); from {from}; on {device_name}",
+        card.model.backbone,
+        match card.model.head {
+            crate::config::HeadType::Linear => "linear",
+            crate::config::HeadType::DeitBase => "attention (deit_base)",
+        },
+        names.len(),
+        match predictor.task() {
+            crate::data::Task::Multiclass => "classes",
+            crate::data::Task::Multilabel => "labels",
+        },
+        names.join(", "),
+    ));
+    if predictor.has_random_transforms() {
+        crate::messages::notice(format_args!(
+            "the run's test transforms are random: each image's draw depends on the seed and its \
+             position in the input list, as in the run's test pass"
+        ));
+    }
+    let opts = PredictOptions {
+        batch_size: batch_size.unwrap_or(card.preprocessing.batch_size).max(1) as usize,
+        tta: args.tta,
+        workers: args
+            .workers
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get())),
+    };
+    let bar = progress_bar(inputs.len() as u64);
+    let started = Instant::now();
+    let outcome = predictor.predict(&inputs, &opts, |n| bar.inc(n as u64))?;
+    bar.finish_and_clear();
+    let seconds = started.elapsed().as_secs_f64();
+    skipped.extend(outcome.skipped);
+    let rows: Vec<(&Path, &[f32])> = inputs
+        .iter()
+        .zip(&outcome.probs)
+        .filter_map(|(i, p)| p.as_deref().map(|p| (i.path.as_path(), p)))
+        .collect();
+    list_skipped(&skipped);
+    if rows.is_empty() {
+        bail!(
+            "no image could be predicted ({} input(s) skipped, listed above); {} was not written",
+            skipped.len(),
+            args.output.display()
+        );
+    }
+    let replaced = args.output.exists();
+    predict::write_csv(&args.output, &card.classes, predictor.task(), &rows)
+        .with_context(|| format!("writing the predictions to {}", args.output.display()))?;
+    let rate = rows.len() as f64 / seconds.max(1e-9);
+    crate::messages::info(format_args!(
+        "Predicted {} image(s) in {:.1} s ({} images/s{}): {}{}",
+        rows.len(),
+        seconds,
+        if rate < 10.0 {
+            format!("{rate:.2}")
+        } else {
+            format!("{rate:.1}")
+        },
+        if args.tta { ", with TTA" } else { "" },
+        args.output.display(),
+        if replaced {
+            " (replaced the earlier file)"
+        } else {
+            ""
+        }
+    ));
+    if !skipped.is_empty() {
+        bail!(
+            "{} input(s) skipped (listed above); the predictions of the other {} are in {}",
+            skipped.len(),
+            rows.len(),
+            args.output.display()
+        );
+    }
+    Ok(())
+}
+
+fn list_skipped(skipped: &[inputs::Skipped]) {
+    if skipped.is_empty() {
+        return;
+    }
+    let lines: Vec<String> = skipped
+        .iter()
+        .map(|s| {
+            let from = if s.origin == "--input" {
+                String::new()
+            } else {
+                format!(" ({})", s.origin)
+            };
+            format!("  {}{from}: {}", s.path.display(), s.reason)
+        })
+        .collect();
+    crate::messages::warning(format_args!(
+        "{} input(s) skipped:\n{}",
+        skipped.len(),
+        lines.join("\n")
+    ));
+}
+
+/// A bar on stderr when it is a terminal (hidden otherwise, so logs stay plain).
+fn progress_bar(n: u64) -> indicatif::ProgressBar {
+    let bar =
+        indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
+    if let Ok(style) = indicatif::ProgressStyle::with_template(
+        "predict {bar:30} {pos}/{len} images  {per_sec}  eta {eta}",
+    ) {
+        bar.set_style(style);
+    }
+    bar
+}

@@ -1,0 +1,366 @@
+//! DICOM reading against pydicom: the fixtures in tests/fixtures/dicom/ are pydicom's bundled
+//! test files and what pydicom 3 makes of them (scripts/fixtures/gen_dicom_fixtures.py, on the
+//! reference definition of scripts/fixtures/dicom_reference.py; docs/datasets.md#dicom).
+//!
+//! Lossless codecs: the 16-bit gray or 8-bit RGB image equals pydicom's bit for bit (integer
+//! decoding, then the same f64 or float32 operations in the same order, so on any CPU).
+//! Lossy codecs: the decoded samples are within the decoders' tolerance of pydicom's (below),
+//! and the LUTs or the colour conversion applied to pydicom's own samples give pydicom's image
+//! bit for bit.
+
+use medfm::data::dicom::{self, Decoded, Stored};
+use medfm::data::image;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// Lossy JPEG: medfm decodes with libjpeg-turbo, pydicom's default plugin with
+/// pylibjpeg-libjpeg (another implementation of the standard). Their inverse DCTs differ by
+/// at most 1 per sample (IEEE 1180's peak error bound, which JPEG decoders meet); measured: 1
+/// on every lossy JPEG fixture, colour (4:4:4 and 4:2:2) and gray. Against pydicom's Pillow
+/// plugin (libjpeg-turbo too) the samples are equal, so that is checked exactly.
+const JPEG_TOLERANCE: i64 = 1;
+/// Lossy JPEG 2000 (the irreversible 9-7 wavelet): both sides run openjpeg, whose float
+/// wavelet may round a sample the other way where the compilers differ in contraction or
+/// vector width: 1 allowed; measured 0.
+const J2K_TOLERANCE: i64 = 1;
+
+fn dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/dicom")
+}
+
+fn index() -> Vec<Value> {
+    let text = std::fs::read_to_string(dir().join("index.json")).unwrap();
+    let v: Value = serde_json::from_str(&text).unwrap();
+    v["files"].as_array().unwrap().clone()
+}
+
+fn str_of<'a>(e: &'a Value, key: &str) -> &'a str {
+    e[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("index.json: no {key} in {e}"))
+}
+
+fn read(name: &str) -> Vec<u8> {
+    std::fs::read(dir().join(name)).unwrap_or_else(|e| panic!("{name}: {e}"))
+}
+
+fn png(rel: &str) -> ::image::DynamicImage {
+    ::image::open(dir().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+}
+
+fn max_abs_diff(a: &[i64], b: &[i64]) -> i64 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .max()
+        .unwrap_or(0)
+}
+
+fn ints<T: Copy + Into<i64>>(v: &[T]) -> Vec<i64> {
+    v.iter().map(|&x| x.into()).collect()
+}
+
+#[test]
+fn fixtures_match_pydicom() {
+    let mut checked = 0;
+    for e in index().iter().filter(|e| e["kind"] != "refused") {
+        let name = str_of(e, "file");
+        let bytes = read(name);
+        let size = (
+            e["width"].as_u64().unwrap() as usize,
+            e["height"].as_u64().unwrap() as usize,
+        );
+        let got = dicom::decode(&bytes).unwrap_or_else(|err| panic!("{name}: {err:#}"));
+        let expected = png(str_of(e, "expected"));
+        let (ours, theirs) = match (got, str_of(e, "kind")) {
+            (
+                Decoded::Gray16 {
+                    width,
+                    height,
+                    data,
+                },
+                "gray16",
+            ) => {
+                assert_eq!((width, height), size, "{name}");
+                (ints(&data), ints(&expected.to_luma16().into_raw()))
+            }
+            (
+                Decoded::Rgb8 {
+                    width,
+                    height,
+                    data,
+                },
+                "rgb8",
+            ) => {
+                assert_eq!((width, height), size, "{name}");
+                (ints(&data), ints(&expected.to_rgb8().into_raw()))
+            }
+            (got, kind) => panic!("{name}: expected {kind}, got {got:?}"),
+        };
+        let d = max_abs_diff(&ours, &theirs);
+        if e["lossy"] == true {
+            println!("{name} (lossy): image max abs diff {d}");
+            check_lossy(name, e, &bytes);
+        } else {
+            assert_eq!(d, 0, "{name}: a lossless codec, so bit for bit");
+        }
+        checked += 1;
+    }
+    assert!(checked >= 29, "only {checked} fixtures checked");
+}
+
+/// The decoder within its tolerance of pydicom's samples; the LUTs or the colour conversion
+/// on pydicom's samples exactly pydicom's image.
+fn check_lossy(name: &str, e: &Value, bytes: &[u8]) {
+    let jpeg = str_of(e, "transfer_syntax").starts_with("1.2.840.10008.1.2.4.5");
+    let tolerance = if jpeg { JPEG_TOLERANCE } else { J2K_TOLERANCE };
+    let expected = png(str_of(e, "expected"));
+    let reference = png(str_of(e, "stored"));
+    let pillow = e.get("stored_pillow").map(|p| png(p.as_str().unwrap()));
+    assert_eq!(
+        pillow.is_some(),
+        jpeg,
+        "{name}: Pillow plugin samples for JPEG only"
+    );
+    match dicom::read_stored(bytes).unwrap() {
+        Stored::Gray { values, luts, .. } => {
+            let offset = e["stored_offset"].as_i64().unwrap();
+            let unshift = |img: &::image::DynamicImage| -> Vec<i64> {
+                img.to_luma16()
+                    .into_raw()
+                    .iter()
+                    .map(|&v| v as i64 - offset)
+                    .collect()
+            };
+            let theirs = unshift(&reference);
+            let d = max_abs_diff(&values, &theirs);
+            println!("{name}: stored values max abs diff {d} (tolerance {tolerance})");
+            assert!(d <= tolerance, "{name}: stored values differ by {d}");
+            if let Some(p) = &pillow {
+                assert_eq!(values, unshift(p), "{name}: Pillow plugin's samples");
+            }
+            let out = dicom::gray16(&theirs, &luts);
+            assert_eq!(
+                out,
+                expected.to_luma16().into_raw(),
+                "{name}: LUTs on pydicom's values"
+            );
+        }
+        Stored::Color { data, ybr, .. } => {
+            let mut theirs = reference.to_rgb8().into_raw();
+            let d = max_abs_diff(&ints(&data), &ints(&theirs));
+            println!("{name}: samples max abs diff {d} (tolerance {tolerance}), YBR {ybr}");
+            assert!(d <= tolerance, "{name}: samples differ by {d}");
+            assert_eq!(Value::Bool(ybr), e["ybr"], "{name}: colour space");
+            if let Some(p) = &pillow {
+                assert_eq!(
+                    data,
+                    p.to_rgb8().into_raw(),
+                    "{name}: Pillow plugin's samples"
+                );
+            }
+            if ybr {
+                dicom::ybr_full_to_rgb(&mut theirs);
+            }
+            assert_eq!(
+                theirs,
+                expected.to_rgb8().into_raw(),
+                "{name}: colour conversion"
+            );
+        }
+    }
+}
+
+/// A DICOM file and a PNG of the same pixels (pydicom's 16-bit gray or 8-bit RGB image) give
+/// the same 8-bit image through `image::load`, for both channel counts; the header gives the
+/// PNG's size.
+#[test]
+fn a_dicom_reads_as_the_png_of_its_pixels() {
+    for e in index()
+        .iter()
+        .filter(|e| e["kind"] != "refused" && e["lossy"] == false)
+    {
+        let name = str_of(e, "file");
+        let dcm = dir().join(name);
+        let png_path = dir().join(str_of(e, "expected"));
+        for channels in [1, 3] {
+            let a = image::load(&dcm, channels).unwrap_or_else(|err| panic!("{name}: {err:#}"));
+            let b = image::load(&png_path, channels).unwrap();
+            assert_eq!(a, b, "{name}, {channels} channels");
+        }
+        assert_eq!(
+            image::dimensions(&dcm).unwrap(),
+            image::dimensions(&png_path).unwrap(),
+            "{name}"
+        );
+    }
+}
+
+/// `.dcm` in any case, no extension with the "DICM" marker, and a Part 10 file without its
+/// preamble are read; a `.dcm` that is not DICOM says so.
+#[test]
+fn dicom_files_are_recognised_by_name_or_marker() {
+    let tmp = tempfile::tempdir().unwrap();
+    let bytes = read("MR_small.dcm");
+    let want = image::load(&dir().join("MR_small.dcm"), 1).unwrap();
+    let cases: [(&str, &[u8]); 4] = [
+        ("upper.DCM", &bytes),
+        ("no_extension", &bytes),
+        ("other.bin", &bytes),
+        ("no_preamble.dcm", &bytes[128..]),
+    ];
+    for (file, content) in cases {
+        let p = tmp.path().join(file);
+        std::fs::write(&p, content).unwrap();
+        assert_eq!(image::load(&p, 1).unwrap(), want, "{file}");
+        assert_eq!(image::dimensions(&p).unwrap(), (64, 64), "{file}");
+    }
+    let fake = tmp.path().join("fake.dcm");
+    std::fs::copy(dir().join("expected/MR_small.dcm.png"), &fake).unwrap();
+    for err in [
+        image::load(&fake, 1).unwrap_err(),
+        image::dimensions(&fake).unwrap_err(),
+    ] {
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("not a DICOM file") && err.contains("DICM"),
+            "{err}"
+        );
+    }
+    let junk = tmp.path().join("junk");
+    std::fs::write(&junk, [7u8; 300]).unwrap();
+    let err = format!("{:#}", image::load(&junk, 1).unwrap_err());
+    assert!(err.contains("not a PNG, JPEG or DICOM file"), "{err}");
+}
+
+/// Several frames, an unsupported transfer syntax, 12-bit JPEG and 16-bit colour are refused
+/// when the header is read (so `medfm inspect` lists them without --check-images) and when
+/// decoding, with what medfm reads.
+#[test]
+fn refused_files_say_why_and_what_is_supported() {
+    let mut refused = 0;
+    for e in index().iter().filter(|e| e["kind"] == "refused") {
+        let name = str_of(e, "file");
+        let path = dir().join(name);
+        for err in [
+            image::dimensions(&path).unwrap_err(),
+            image::load(&path, 1).unwrap_err(),
+        ] {
+            let err = format!("{err:#}");
+            assert!(err.contains(str_of(e, "message")), "{name}: {err}");
+            assert!(err.contains("medfm reads single-frame"), "{name}: {err}");
+        }
+        refused += 1;
+    }
+    assert_eq!(refused, 5);
+}
+
+fn medfm(args: &[&str]) -> Output {
+    crate::common::command(env!("CARGO_BIN_EXE_medfm"))
+        .args(args)
+        .output()
+        .expect("run medfm")
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// The dataset readers need no change: DDSM's lists may name `.dcm` files, ISIC2019's CSV
+/// names `<image>` whose `.jpg` may be a `.dcm`; `medfm inspect --check-images` reads them, and
+/// names a multi-frame file with the reason.
+#[test]
+fn datasets_read_dicom_and_inspect_names_a_refused_file() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = tmp.path().join("data");
+    let d = data.to_str().unwrap();
+    for ds in ["DDSM", "ISIC2019"] {
+        let o = medfm(&[
+            "synth",
+            "--dataset",
+            ds,
+            "--out",
+            d,
+            "--n",
+            "20",
+            "--seed",
+            "1",
+        ]);
+        assert!(o.status.success(), "{}", text(&o));
+    }
+    let params = |ds: &str| {
+        let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/reference.json");
+        let mut v: Value =
+            serde_json::from_str(&std::fs::read_to_string(reference).unwrap()).unwrap();
+        v["dataset_params"]["dataset"] = ds.into();
+        v["dataset_params"]["data_location"] = d.into();
+        v["training_params"]["save_dir"] = tmp.path().join("out").to_str().unwrap().into();
+        v["dataloader_params"]["trainloader"]["batch_size"] = 8.into();
+        v["foundation_params"]["pretrained"] = false.into();
+        let path = tmp.path().join(format!("{ds}.json"));
+        std::fs::write(&path, serde_json::to_string_pretty(&v).unwrap()).unwrap();
+        path
+    };
+    let inspect = |ds: &str| {
+        let p = params(ds);
+        medfm(&[
+            "inspect",
+            "--params_path",
+            p.to_str().unwrap(),
+            "--check-images",
+        ])
+    };
+
+    // DDSM: two listed PNGs become DICOM files (gray, and colour read as gray).
+    let root = data.join("DDSM");
+    let list_path = root.join("ddsm_raw_image_lists/train.txt");
+    let list = std::fs::read_to_string(&list_path).unwrap();
+    let mut lines: Vec<String> = list.lines().map(String::from).collect();
+    for (k, fixture) in [(0, "CT_small.dcm"), (1, "SC_rgb_rle.dcm")] {
+        std::fs::remove_file(root.join("ddsm_raw").join(&lines[k])).unwrap();
+        lines[k] = lines[k].replace(".png", ".dcm");
+        std::fs::copy(dir().join(fixture), root.join("ddsm_raw").join(&lines[k])).unwrap();
+    }
+    std::fs::write(&list_path, lines.join("\n") + "\n").unwrap();
+    // ISIC2019: an image's JPEG replaced by a DICOM file of the same stem.
+    let images = data.join("ISIC2019/ISIC_2019_Training_Input/ISIC_2019_Training_Input");
+    let jpg = std::fs::read_dir(&images)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| p.extension().is_some_and(|x| x == "jpg"))
+        .unwrap();
+    std::fs::remove_file(&jpg).unwrap();
+    std::fs::copy(
+        dir().join("SC_rgb_jpeg_dcmtk.dcm"),
+        jpg.with_extension("dcm"),
+    )
+    .unwrap();
+    for ds in ["DDSM", "ISIC2019"] {
+        let o = inspect(ds);
+        assert!(o.status.success(), "{ds}: {}", text(&o));
+    }
+
+    // A multi-frame file in DDSM's list: named, with its line and the reason.
+    let victim = root.join("ddsm_raw").join(&lines[2]);
+    std::fs::remove_file(&victim).unwrap();
+    lines[2] = lines[2].replace(".png", ".dcm");
+    let victim = root.join("ddsm_raw").join(&lines[2]);
+    std::fs::copy(dir().join("SC_rgb_rle_2frame.dcm"), &victim).unwrap();
+    std::fs::write(&list_path, lines.join("\n") + "\n").unwrap();
+    let o = inspect("DDSM");
+    let t = text(&o);
+    assert!(!o.status.success(), "{t}");
+    assert!(
+        t.contains(&victim.display().to_string())
+            && t.contains("train.txt line 3")
+            && t.contains("multi-frame DICOM files are not supported yet (NumberOfFrames = 2)"),
+        "{t}"
+    );
+}
