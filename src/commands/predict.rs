@@ -1,5 +1,6 @@
 //! `medfm predict (--params_path P | --model M) --input PATH... --output OUT.csv [--checkpoint C]
-//! [--batch_size N] [--tta] [--device D] [--workers W]`: class probabilities of image files.
+//! [--batch_size N] [--tta] [--calibrated] [--device D] [--workers W]`: class probabilities of
+//! image files (`--calibrated`: temperature-scaled with the run's statistics.json).
 //!
 //! Inputs are image files, folders (searched recursively for .png, .jpg, .jpeg and .dcm) and
 //! .txt lists (`predict::inputs`). The model is a run's best checkpoint (or `--checkpoint`) or
@@ -56,6 +57,10 @@ pub struct Args {
     /// Threads that decode images while the model runs (default: the CPU count).
     #[arg(long)]
     pub workers: Option<usize>,
+    /// Calibrated probabilities: divide the logits by the temperature the run's
+    /// statistics.json fitted on its validation split (temperature scaling).
+    #[arg(long, requires = "params_path", conflicts_with = "checkpoint")]
+    pub calibrated: bool,
 }
 
 /// `--device`: "auto" is the first GPU when CUDA is available, else the CPU.
@@ -109,6 +114,32 @@ pub fn check_output(path: &Path, what: &str, is_ours: impl Fn(&Path) -> bool) ->
     Ok(())
 }
 
+/// The temperature in the run's `results/<name>/statistics.json` (fitted on its validation
+/// split for its best model, the model `--params_path` predicts with).
+fn run_temperature(params: &config::Params) -> Result<f64> {
+    let file = crate::report::RunOutputs::of(params.run_dir()).statistics();
+    if !file.is_file() {
+        bail!(
+            "--calibrated: {} does not exist (the run's test writes it; run `medfm --params_path \
+             ... --test` to write it for a run trained before statistics.json existed)",
+            file.display()
+        );
+    }
+    let stats = crate::stats::read_statistics(&file)?;
+    let t = stats.calibration.temperature.with_context(|| {
+        format!(
+            "--calibrated: {} has no temperature (the run has no validation split to fit it on)",
+            file.display()
+        )
+    })?;
+    crate::messages::info(format_args!(
+        "Calibrated: logits divided by the temperature {} ({}, fitted on the validation split)",
+        crate::messages::num(t),
+        file.display()
+    ));
+    Ok(t)
+}
+
 /// Whether `path` starts like a CSV this command writes (`path,prob_...`).
 fn is_predict_csv(path: &Path) -> bool {
     use std::io::Read;
@@ -133,7 +164,12 @@ pub fn run(args: &Args) -> Result<()> {
     let predictor = match (&args.params_path, &args.model) {
         (Some(p), _) => {
             let params = load_run_params(p)?;
-            Predictor::from_run(&params, args.checkpoint.as_deref(), device)?
+            let predictor = Predictor::from_run(&params, args.checkpoint.as_deref(), device)?;
+            if args.calibrated {
+                predictor.with_temperature(run_temperature(&params)?)
+            } else {
+                predictor
+            }
         }
         (None, Some(m)) => Predictor::from_export(m, device)?,
         (None, None) => {

@@ -213,6 +213,9 @@ pub struct Predictor {
     classifier: Classifier,
     pipeline: Pipeline,
     device: Device,
+    /// Temperature scaling: the logits are divided by it before the activation (`predict
+    /// --calibrated`, the run's statistics.json).
+    temperature: Option<f64>,
 }
 
 /// How `predict` runs.
@@ -367,11 +370,19 @@ impl Predictor {
             classifier,
             pipeline,
             device,
+            temperature: None,
         })
     }
 
     pub fn card(&self) -> &ModelCard {
         &self.card
+    }
+
+    /// Divide the logits by `t` before softmax or sigmoid (temperature scaling, Guo et al.
+    /// 2017): the predicted classes stay, the probabilities are calibrated.
+    pub fn with_temperature(mut self, t: f64) -> Self {
+        self.temperature = Some(t);
+        self
     }
 
     pub fn task(&self) -> Task {
@@ -415,9 +426,12 @@ impl Predictor {
         let x = crate::device::upload(x, self.device);
         // As the test pass: float32 logits, moved to the CPU, then softmax or sigmoid.
         let probs = |x: &Tensor| {
-            let logits = tch::no_grad(|| self.classifier.forward(x, false))
+            let mut logits = tch::no_grad(|| self.classifier.forward(x, false))
                 .to_kind(Kind::Float)
                 .to_device(Device::Cpu);
+            if let Some(t) = self.temperature {
+                logits /= t;
+            }
             crate::train::evaluate::probabilities(self.task, &logits)
         };
         let mut p = probs(&x);

@@ -435,6 +435,63 @@ fn a_multiclass_run_writes_statistics_and_test_writes_them_too() {
             "{key}"
         );
     }
+
+    // predict --calibrated divides the logits by the temperature: softmax(z / T) is
+    // softmax(log(softmax(z)) / T), so the calibrated probabilities follow from the plain ones.
+    let t = num(&s["calibration"]["temperature"]);
+    let preds = std::fs::read_to_string(results.join("predictions.csv")).unwrap();
+    let images: Vec<&str> = preds
+        .lines()
+        .skip(1)
+        .take(4)
+        .map(|l| l.split(',').next().unwrap())
+        .collect();
+    let resolved = dir.path().join("run/configs/tiny/params.json");
+    let predict = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "predict",
+            "--params_path",
+            resolved.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--input",
+        ];
+        args.extend(&images);
+        args.extend(extra);
+        let o = medfm(&args);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stdout).into_owned()
+    };
+    let (plain, calibrated) = (dir.path().join("plain.csv"), dir.path().join("cal.csv"));
+    predict(&plain, &[]);
+    let said = predict(&calibrated, &["--calibrated"]);
+    assert!(said.contains("temperature"), "{said}");
+    let probs = |p: &Path| -> Vec<Vec<f64>> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| {
+                let cells: Vec<&str> = l.split(',').collect();
+                cells[1..cells.len() - 1]
+                    .iter()
+                    .map(|c| c.parse().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let (p, q) = (probs(&plain), probs(&calibrated));
+    assert_eq!(p.len(), images.len());
+    for (row, cal) in p.iter().zip(&q) {
+        let z: Vec<f64> = row.iter().map(|v| v.ln() / t).collect();
+        let m = z.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let sum: f64 = z.iter().map(|v| (v - m).exp()).sum();
+        for (v, c) in z.iter().zip(cal) {
+            // float32 probabilities (about 6e-8 relative) through log and exp: 1e-5 absolute.
+            let want = (v - m).exp() / sum;
+            assert!((want - c).abs() < 1e-5, "{row:?} at T {t}: {cal:?}");
+        }
+    }
 }
 
 #[test]
