@@ -443,7 +443,7 @@ fn unreadable_inputs_are_listed_and_skipped(root: &Path, model: &Path, truth: &C
     assert!(stderr.contains("3 input(s) skipped:"), "{stderr}");
     for (file, reason) in [
         ("missing.jpg", "no such file or folder"),
-        ("not_an_image.png", "not a PNG or JPEG file"),
+        ("not_an_image.png", "not a PNG, JPEG or DICOM file"),
         ("truncated.png", "cannot decode the image"),
     ] {
         assert!(
