@@ -41,7 +41,11 @@ pub fn run(args: &Args) -> Result<()> {
         "Exported run \"{}\" ({} + {} head, {} classes; {} tensors, {} parameters, {:.1} MB) to {}{}",
         card.source.model_name,
         card.model.backbone,
-        card.model.head.as_str(),
+        // The reference's name of the linear head is "none".
+        match card.model.head {
+            crate::config::HeadType::Linear => "linear",
+            crate::config::HeadType::DeitBase => "attention (deit_base)",
+        },
         card.classes.names.len(),
         tensors.len(),
         numel,
