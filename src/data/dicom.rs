@@ -102,6 +102,16 @@ pub fn has_preamble(bytes: &[u8]) -> bool {
     bytes.get(128..132) == Some(b"DICM")
 }
 
+/// Whether the file at `path` has the `DICM` marker after its 128-byte preamble (false when it
+/// cannot be read or is shorter).
+pub fn file_has_preamble(path: &Path) -> bool {
+    let mut head = [0u8; 132];
+    std::fs::File::open(path)
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
+        .is_ok()
+        && has_preamble(&head)
+}
+
 /// The decoded image: a 16-bit gray image or an 8-bit RGB image (interleaved).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decoded {

@@ -145,13 +145,8 @@ pub fn dimensions(path: &Path) -> Result<(usize, usize)> {
         })?
         .with_guessed_format()
         .context("cannot read the file")?;
-    if !is_png_or_jpeg(reader.format()) {
-        let mut head = [0u8; 132];
-        let read = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-        if read.is_ok() && super::dicom::has_preamble(&head) {
-            return super::dicom::dimensions(path);
-        }
+    if !is_png_or_jpeg(reader.format()) && super::dicom::file_has_preamble(path) {
+        return super::dicom::dimensions(path);
     }
     match reader.format() {
         None => anyhow::bail!(NOT_AN_IMAGE),
@@ -178,10 +173,7 @@ pub fn native_channels(path: &Path) -> Result<i64> {
         .with_guessed_format()
         .context("cannot read the file")?;
     if !is_png_or_jpeg(reader.format()) {
-        let mut head = [0u8; 132];
-        let read = std::fs::File::open(path)
-            .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head));
-        if read.is_ok() && super::dicom::has_preamble(&head) {
+        if super::dicom::file_has_preamble(path) {
             return super::dicom::channels(path);
         }
         anyhow::bail!(NOT_AN_IMAGE);

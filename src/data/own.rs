@@ -57,13 +57,7 @@ pub fn is_image_file(path: &Path) -> bool {
         Some(e) => e
             .to_str()
             .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())),
-        None => {
-            let mut head = [0u8; 132];
-            std::fs::File::open(path)
-                .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut head))
-                .is_ok()
-                && super::dicom::has_preamble(&head)
-        }
+        None => super::dicom::file_has_preamble(path),
     }
 }
 
