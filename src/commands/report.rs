@@ -57,7 +57,7 @@ fn load_id(args: &Args, file: &std::path::Path) -> Result<RunId> {
 /// `file` with the `--set`s and this report's save_dir applied, validated.
 fn load_params(args: &Args, file: &std::path::Path) -> Result<config::Params> {
     let cli = CliOverrides {
-        save_dir: Some(args.save_dir.display().to_string()),
+        save_dir: Some(args.save_dir.clone()),
         ..Default::default()
     };
     crate::models::load_params(file, &args.set, &cli)

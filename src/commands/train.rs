@@ -30,7 +30,7 @@ pub struct Args {
     /// Root folder that holds <DatasetName>/ (dataset_params.data_location); for one's own
     /// data, the ImageFolder folder or the CSV file.
     #[arg(long = "data_location")]
-    pub data_location: Option<String>,
+    pub data_location: Option<std::path::PathBuf>,
     /// Accepted for compatibility with the reference's DDP launcher; ignored.
     #[arg(long = "dist_url", hide = true)]
     pub dist_url: Option<String>,
@@ -45,7 +45,7 @@ pub struct Args {
     pub model_name: Option<String>,
     /// Output folder (training_params.save_dir).
     #[arg(long = "save_dir")]
-    pub save_dir: Option<String>,
+    pub save_dir: Option<std::path::PathBuf>,
     /// The HEAD, as the reference's flag of this name: "none" (linear head) or "deit_base"
     /// (attention head) (model_params.backbone_type). The trunk is --trunk.
     #[arg(long = "backbone_type", value_name = "HEAD")]

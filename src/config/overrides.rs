@@ -3,6 +3,7 @@
 use super::schema::{HeadType, Params};
 use anyhow::{bail, Result};
 use serde_json::Value;
+use std::path::PathBuf;
 
 /// The reference flags that change params (`classification.py` spellings).
 #[derive(Debug, Clone, Default)]
@@ -10,8 +11,8 @@ pub struct CliOverrides {
     pub gpu: Option<String>,
     pub lr: Option<f64>,
     pub model_name: Option<String>,
-    pub data_location: Option<String>,
-    pub save_dir: Option<String>,
+    pub data_location: Option<PathBuf>,
+    pub save_dir: Option<PathBuf>,
     /// The head type: "none" or "deit_base" (the reference's `--backbone_type` edits
     /// `model_params.backbone_type`, not the foundation trunk).
     pub backbone_type: Option<String>,
@@ -45,11 +46,14 @@ impl CliOverrides {
         }
         if let Some(loc) = &self.data_location {
             p.dataset_params.data_location = loc.clone();
-            crate::messages::info(format_args!("Changed data_location to: \"{loc}\""));
+            crate::messages::info(format_args!(
+                "Changed data_location to: \"{}\"",
+                loc.display()
+            ));
         }
         if let Some(dir) = &self.save_dir {
             p.training_params.save_dir = dir.clone();
-            crate::messages::info(format_args!("Changed save_dir to: \"{dir}\""));
+            crate::messages::info(format_args!("Changed save_dir to: \"{}\"", dir.display()));
         }
         if let Some(head) = &self.backbone_type {
             let Some(h) = HeadType::parse(head) else {
@@ -72,9 +76,10 @@ impl CliOverrides {
                 .filter(|_| prev != *trunk && f.pretrained)
             {
                 crate::messages::notice(format_args!(
-                    "foundation_params.weights is {w}, set for the trunk \"{prev}\"; to start \
+                    "foundation_params.weights is {}, set for the trunk \"{prev}\"; to start \
                      {trunk} from its own checkpoint, set it with --set foundation_params.weights=FILE \
-                     or remove it from the params file"
+                     or remove it from the params file",
+                    w.display()
                 ));
             }
             let name = &p.training_params.model_name;

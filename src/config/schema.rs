@@ -7,6 +7,7 @@
 //! closest valid key.
 
 use serde::{Deserialize, Serialize};
+use std::path::PathBuf;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -34,7 +35,7 @@ pub use crate::datasets::DatasetName;
 #[serde(deny_unknown_fields)]
 pub struct DatasetParams {
     pub dataset: DatasetName,
-    pub data_location: String,
+    pub data_location: PathBuf,
     #[serde(default)]
     pub train_transforms: Transforms,
     #[serde(default)]
@@ -47,7 +48,7 @@ pub struct DatasetParams {
     pub num_classes: Option<i64>,
     /// medfm: where the resize cache lives (default `<save_dir>/cache`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub cache_dir: Option<String>,
+    pub cache_dir: Option<PathBuf>,
     /// medfm: `false` disables the resize cache.
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub use_cache: bool,
@@ -419,7 +420,7 @@ pub struct ModelParams {
     pub freeze_backbone: bool,
     /// medfm: path of the DeiT-B checkpoint (default `<weights_dir>/deit_base_patch16_224.pth`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weights: Option<String>,
+    pub weights: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -475,7 +476,7 @@ pub struct FoundationParams {
     pub partial: PartialParams,
     /// medfm: path of the trunk checkpoint (default `<weights_dir>/<backbone>.<ext>`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub weights: Option<String>,
+    pub weights: Option<PathBuf>,
     /// medfm: which nested state dict to read from a checkpoint ("model", "model_ema", ...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights_key: Option<String>,
@@ -763,7 +764,7 @@ pub struct TrainingParams {
     pub use_tensorboard: bool,
     #[serde(default)]
     pub use_mixed_precision: bool,
-    pub save_dir: String,
+    pub save_dir: PathBuf,
     /// medfm: seed for shuffling, augmentation and initialisation.
     #[serde(default = "seed_42", skip_serializing_if = "is_seed_42")]
     pub seed: u64,
@@ -881,7 +882,7 @@ pub struct TransferLearningParams {
     #[serde(default)]
     pub pretrained_model_name: String,
     #[serde(default)]
-    pub pretrained_path: String,
+    pub pretrained_path: PathBuf,
 }
 
 // serde default helpers

@@ -148,7 +148,7 @@ pub fn problems(p: &Params) -> Vec<Problem> {
     }
     let t = &p.transfer_learning_params;
     e.check(
-        !t.use_pretrained || !t.pretrained_path.is_empty(),
+        !t.use_pretrained || !t.pretrained_path.as_os_str().is_empty(),
         "transfer_learning_params.pretrained_path",
         || "must name a checkpoint when use_pretrained is true".into(),
     );
@@ -157,13 +157,13 @@ pub fn problems(p: &Params) -> Vec<Problem> {
 
 fn dataset(e: &mut Problems, d: &DatasetParams) {
     e.check(
-        !d.data_location.is_empty(),
+        !d.data_location.as_os_str().is_empty(),
         "dataset_params.data_location",
         || "must not be empty (use \"./\" for the current directory)".into(),
     );
     // "" would put the cache in the working directory, which nobody means by it.
     e.check(
-        d.cache_dir.as_deref() != Some(""),
+        d.cache_dir.as_deref() != Some(std::path::Path::new("")),
         "dataset_params.cache_dir",
         || {
             "must not be empty (leave it out for <save_dir>/cache, or set use_cache: false for no cache)"
@@ -693,9 +693,11 @@ fn training(e: &mut Problems, t: &TrainingParams) {
         &format!("{at}.grad_clipping"),
         || format!("must be >= 0 (0 = off), got {}", t.grad_clipping),
     );
-    e.check(!t.save_dir.is_empty(), &format!("{at}.save_dir"), || {
-        "must not be empty".into()
-    });
+    e.check(
+        !t.save_dir.as_os_str().is_empty(),
+        &format!("{at}.save_dir"),
+        || "must not be empty".into(),
+    );
     e.check(t.bootstrap <= 1_000_000, &format!("{at}.bootstrap"), || {
         format!(
             "must be at most 1000000 resamples (0 = no intervals), got {}",

@@ -233,7 +233,7 @@ pub fn dataset_root(
     spec: &super::registry::DatasetSpec,
 ) -> Result<PathBuf> {
     use super::registry::Root;
-    let loc = d.data_location.as_str();
+    let loc = d.data_location.as_path();
     let (root, want_dir) = match (spec.root, d.dataset) {
         (Root::Subfolder, name) => (Path::new(loc).join(name.as_str()), true),
         (Root::Location, crate::config::DatasetName::CSV) => (PathBuf::from(loc), false),
@@ -260,8 +260,9 @@ pub fn dataset_root(
             ""
         };
         bail!(
-            "{what} {} not found{other} (dataset_params.data_location = \"{loc}\"); {} {}",
+            "{what} {} not found{other} (dataset_params.data_location = \"{}\"); {} {}",
             root.display(),
+            loc.display(),
             if want_dir {
                 "it should hold"
             } else {

@@ -196,7 +196,7 @@ fn head_grid(tp: &crate::config::TransformersParams) -> Result<i64> {
     Ok(img / tp.patch_size)
 }
 
-fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&str>) -> Result<PathBuf> {
+fn resolve_trunk_weights(row: &BackboneSpec, explicit: Option<&Path>) -> Result<PathBuf> {
     let pretrained_hint = "set `foundation_params.pretrained: false` to start from random weights";
     if let Some(p) = explicit {
         let path = PathBuf::from(p);
@@ -250,7 +250,7 @@ fn refuse_directory(path: &Path, what: &str) -> Result<()> {
 /// The DeiT-B checkpoint: `model_params.weights` (must exist), else the first of
 /// [`DEIT_FILES`] in the weights folder; when none is there the head starts from random weights
 /// with a notice (the reference would start from ImageNet weights).
-fn resolve_deit_weights(explicit: Option<&str>) -> Result<Option<PathBuf>> {
+fn resolve_deit_weights(explicit: Option<&Path>) -> Result<Option<PathBuf>> {
     if let Some(p) = explicit {
         let path = PathBuf::from(p);
         refuse_directory(&path, "model_params.weights")?;

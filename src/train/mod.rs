@@ -224,7 +224,7 @@ pub fn run(
                 crate::messages::info(format_args!(
                     "Evaluating {} on {} (this run's own results are kept): writing to {}",
                     path.display(),
-                    params.dataset_params.data_location,
+                    params.dataset_params.data_location.display(),
                     dir.display()
                 ));
                 trainer.outputs.redirect((**outputs).clone());

@@ -405,13 +405,13 @@ pub fn require_checkpoint(path: &Path, run: &crate::run_dir::RunDir) -> Result<(
 pub fn load_pretrained(
     model: &dyn TrainModel,
     tl: &TransferLearningParams,
-    save_dir: &str,
+    save_dir: &Path,
 ) -> Result<()> {
     if !tl.use_pretrained {
         return Ok(());
     }
-    let dir = if tl.pretrained_path.is_empty() {
-        crate::run_dir::checkpoints_root(Path::new(save_dir))
+    let dir = if tl.pretrained_path.as_os_str().is_empty() {
+        crate::run_dir::checkpoints_root(save_dir)
     } else {
         PathBuf::from(&tl.pretrained_path)
     };

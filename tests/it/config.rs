@@ -31,7 +31,7 @@ fn error_after(edit: impl FnOnce(&mut Value)) -> String {
 fn reference_params_parse_with_every_value() {
     let p = parse(&reference_value()).unwrap();
     assert_eq!(p.dataset_params.dataset, DatasetName::DDSM);
-    assert_eq!(p.dataset_params.data_location, "./");
+    assert_eq!(p.dataset_params.data_location, Path::new("./"));
     let t = &p.dataset_params.train_transforms;
     assert_eq!(t.resize.as_ref().unwrap().height, 256);
     assert_eq!(t.center_crop.as_ref().unwrap().width, 224);
@@ -65,7 +65,7 @@ fn reference_params_parse_with_every_value() {
     assert_eq!(tr.epochs, 100);
     assert_eq!(tr.grad_clipping, 1.0);
     assert!(tr.use_mixed_precision);
-    assert_eq!(tr.save_dir, "results");
+    assert_eq!(tr.save_dir, Path::new("results"));
     assert_eq!(p.system_params.which_gpus, "0");
     assert_eq!(p.log_params.run_name, "DEFINED_BY_MODEL_NAME");
     assert_eq!(p.lr_finder.grid_search_params.resolution, 25);
@@ -88,7 +88,10 @@ fn medfm_keys_are_optional_and_accepted() {
     v["dataset_params"]["num_classes"] = json!(3);
     v["training_params"]["seed"] = json!(7);
     let p = parse(&v).unwrap();
-    assert_eq!(p.foundation_params.weights.as_deref(), Some("/w/mae.pth"));
+    assert_eq!(
+        p.foundation_params.weights.as_deref(),
+        Some(Path::new("/w/mae.pth"))
+    );
     assert_eq!(p.foundation_params.gray_init, Some(config::GrayInit::Sum));
     assert_eq!(p.dataset_params.num_classes, Some(3));
     assert_eq!(p.training_params.seed, 7);
@@ -141,8 +144,8 @@ fn every_cli_override_is_applied() {
     assert_eq!(p.system_params.which_gpus, "1");
     assert_eq!(p.optimization_params.default.optimizer.params.lr, 0.5);
     assert_eq!(p.training_params.model_name, "run2");
-    assert_eq!(p.dataset_params.data_location, "/data");
-    assert_eq!(p.training_params.save_dir, "/out");
+    assert_eq!(p.dataset_params.data_location, Path::new("/data"));
+    assert_eq!(p.training_params.save_dir, Path::new("/out"));
     assert_eq!(p.model_params.backbone_type, HeadType::Linear);
     for l in [
         &p.dataloader_params.trainloader,
@@ -244,7 +247,10 @@ fn set_overrides_any_key_and_is_validated() {
         Some([0.8, 0.9])
     );
     assert_eq!(p.foundation_params.backbone_type, "dinov2_vitb14");
-    assert_eq!(p.foundation_params.weights.as_deref(), Some("/tmp/w.pth"));
+    assert_eq!(
+        p.foundation_params.weights.as_deref(),
+        Some(Path::new("/tmp/w.pth"))
+    );
 
     let typo = vec!["training_params.epoch=3".to_string()];
     let e = config::parse_with_sets(REFERENCE, Path::new("p.json"), &typo).unwrap_err();

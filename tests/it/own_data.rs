@@ -150,7 +150,7 @@ fn an_image_folder_gives_sorted_classes_and_a_stratified_split() {
     std::fs::write(split_root.join("train/a/notes.txt"), "not an image").unwrap();
     let p = load(&params);
     let mut p2 = p.clone();
-    p2.dataset_params.data_location = split_root.display().to_string();
+    p2.dataset_params.data_location = split_root;
     let s = Splits::build(&p2).unwrap();
     assert_eq!(s.info.label_names, ["a", "b"]);
     assert_eq!((s.train.len(), s.val.len(), s.test.len()), (6, 2, 2));
@@ -185,7 +185,7 @@ fn csv_lists_give_classes_splits_and_unknown_labels() {
 
     // Multi-label: -1 is unknown (NaN, masked) by default; `zeros` reads it as 0.
     let mut p = load(&params);
-    p.dataset_params.data_location = csv.join("multilabel.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("multilabel.csv");
     p.dataset_params.label_columns = Some(vec![
         "effusion".into(),
         "nodule".into(),
@@ -209,7 +209,7 @@ fn csv_lists_give_classes_splits_and_unknown_labels() {
 
     // Integer labels are classes 0..K-1.
     std::fs::write(csv.join("ints.csv"), "path,label\nimages/img_00000.png,1\nimages/img_00001.png,0\nimages/img_00002.png,1\nimages/img_00003.png,0\n").unwrap();
-    p.dataset_params.data_location = csv.join("ints.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("ints.csv");
     p.dataset_params.label_columns = None;
     p.dataset_params.uncertain = None;
     p.dataset_params.val_fraction = Some(0.0);
@@ -237,7 +237,7 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
         "path,effusion\nimages/img_00000.png,1\nimages/img_00001.png,maybe\n",
     )
     .unwrap();
-    p.dataset_params.data_location = csv.join("bad.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("bad.csv");
     p.dataset_params.label_columns = Some(vec!["effusion".into()]);
     let e = err(&p);
     assert!(e.contains("bad.csv line 3: effusion is \"maybe\""), "{e}");
@@ -247,17 +247,17 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
         "path,label,split\nimages/img_00000.png,a,train\nimages/img_00001.png,b,holdout\n",
     )
     .unwrap();
-    p.dataset_params.data_location = csv.join("split.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("split.csv");
     p.dataset_params.label_columns = None;
     let e = err(&p);
     assert!(e.contains("split.csv line 3: split is \"holdout\""), "{e}");
 
-    p.dataset_params.data_location = csv.join("labels.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("labels.csv");
     p.dataset_params.task = Some(config::TaskKind::Binary);
     let e = err(&p);
     assert!(e.contains("\"binary\", but the data has 3 classes"), "{e}");
 
-    p.dataset_params.data_location = csv.join("missing.csv").display().to_string();
+    p.dataset_params.data_location = csv.join("missing.csv");
     p.dataset_params.task = None;
     let e = err(&p);
     assert!(
@@ -271,7 +271,7 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
     std::fs::create_dir_all(root.join("b")).unwrap();
     std::fs::copy(csv.join("images/img_00000.png"), root.join("a/x.png")).unwrap();
     p.dataset_params.dataset = config::DatasetName::ImageFolder;
-    p.dataset_params.data_location = root.display().to_string();
+    p.dataset_params.data_location = root.clone();
     let e = err(&p);
     assert!(e.contains("class folder \"b\" holds no images"), "{e}");
     std::fs::create_dir_all(root.join("train/a")).unwrap();

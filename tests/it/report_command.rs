@@ -17,7 +17,7 @@ fn paper(rel: &str) -> std::path::PathBuf {
 /// Resolve a paper config into `save_dir` as a started run does.
 fn start(save_dir: &Path, rel: &str) -> String {
     let cli = CliOverrides {
-        save_dir: Some(save_dir.display().to_string()),
+        save_dir: Some(save_dir.to_path_buf()),
         ..Default::default()
     };
     let p = config::load(&paper(rel), &[], &cli).unwrap();
