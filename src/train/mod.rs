@@ -7,12 +7,16 @@
 pub mod amp;
 pub mod attempt;
 pub mod checkpoint;
+pub mod early_stop;
+pub mod ema;
 pub mod evaluate;
 pub mod feature_cache;
 pub mod json_f64;
 pub mod knn;
+pub mod layer_decay;
 pub mod loss;
 pub mod lr_finder;
+pub mod mixup;
 pub mod model;
 pub mod optim;
 pub mod outputs;
@@ -280,7 +284,9 @@ pub fn run(
     trainer.train()?;
     trainer.load_best(None)?;
     trainer.test()?;
-    let info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
+    let mut info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
+    info.parameter_groups = run_info::GroupInfo::of(&trainer.opt);
+    info.early_stopping = trainer.early.stopped.clone();
     let file = params.run_dir().run_info();
     info.write(&file)?;
     crate::messages::info(format_args!("Run info written to {}", file.display()));
