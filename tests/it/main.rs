@@ -44,6 +44,7 @@ mod predict;
 mod process_state;
 mod report_command;
 mod report_outputs;
+mod report_significance;
 mod run_safety;
 mod sam2;
 mod slurm_scripts;
