@@ -1,7 +1,10 @@
 //! The paper-style figure of `medfm report`: one panel per dataset, the test target metric
-//! against trunk parameters (log scale), one line per backbone family (colour) and head (solid:
-//! linear, dashed: attention head). Runs that cannot be drawn (missing, failed, incomplete,
-//! unknown parameter count) are counted in each panel's note, not silently dropped.
+//! against trunk parameters (log scale), one labelled point per run (colour: backbone family;
+//! circle: linear head, triangle: attention head) with its 95% bootstrap interval as an error
+//! bar when the run's `statistics.json` has one. Runs of one backbone (several seeds, lrs, ...)
+//! are spread a little sideways so that their points and bars stay apart. Runs that cannot be
+//! drawn (missing, failed, incomplete, unknown parameter count) are counted in each panel's
+//! note, not silently dropped.
 
 use super::plots::{bold, color, font, padded_range, plot_err, render_png, Area};
 use super::runs::RunState;
@@ -91,6 +94,130 @@ fn families(rows: &[Row]) -> Vec<&'static str> {
     out
 }
 
+/// One run's point on a panel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FigurePoint {
+    pub model_name: String,
+    /// The text beside the point: the backbone, with what tells runs of one backbone and head
+    /// apart (seed, fold, lr, epochs, freezing; else the run's name).
+    pub label: String,
+    pub family: Option<&'static str>,
+    pub head: Option<HeadType>,
+    /// Trunk parameters in millions, spread for runs of one backbone.
+    pub x: f64,
+    pub y: f64,
+    /// The 95% interval of the target metric (None without one).
+    pub ci: Option<(f64, f64)>,
+    /// The label goes below the point (the lower points of a cluster), not above.
+    pub label_below: bool,
+}
+
+/// The points of one panel: every finished run with a parameter count and a finite target.
+pub fn panel_points(rows: &[&Row]) -> Vec<FigurePoint> {
+    let drawable: Vec<&Row> = rows
+        .iter()
+        .copied()
+        .filter(|r| r.params.is_some() && r.target.is_some_and(f64::is_finite))
+        .collect();
+    let mut points = Vec::with_capacity(drawable.len());
+    for r in &drawable {
+        let backbone = r.id.backbone.as_deref().unwrap_or(&r.id.model_name);
+        let twins: Vec<&Row> = drawable
+            .iter()
+            .copied()
+            .filter(|o| o.id.backbone == r.id.backbone && o.id.head == r.id.head)
+            .collect();
+        let label = if twins.len() == 1 {
+            backbone.to_string()
+        } else {
+            format!("{backbone} {}", distinguishing(r, &twins))
+        };
+        points.push(FigurePoint {
+            model_name: r.id.model_name.clone(),
+            label,
+            family: r.family,
+            head: r.id.head,
+            x: r.params.unwrap_or(1) as f64 / 1e6,
+            y: r.target.unwrap_or(f64::NAN),
+            ci: r.target_key().and_then(|k| r.interval(&k)),
+            label_below: false,
+        });
+    }
+    spread(&mut points);
+    points
+}
+
+/// Points whose trunks differ by less than `NEAR` (one backbone's runs, or trunks of nearly one
+/// size) would hide each other's bars: spread each such cluster by `STEP` around its place
+/// (log scale), and put the lower points' labels below them.
+fn spread(points: &mut [FigurePoint]) {
+    const NEAR: f64 = 1.08;
+    const STEP: f64 = 1.08;
+    let mut order: Vec<usize> = (0..points.len()).collect();
+    order.sort_by(|&a, &b| points[a].x.total_cmp(&points[b].x));
+    let mut clusters: Vec<Vec<usize>> = vec![];
+    for i in order {
+        match clusters.last_mut() {
+            Some(c) if points[i].x < points[*c.last().unwrap_or(&i)].x * NEAR => c.push(i),
+            _ => clusters.push(vec![i]),
+        }
+    }
+    for c in clusters {
+        let mid = (c.len() as f64 - 1.0) / 2.0;
+        for (rank, &i) in c.iter().enumerate() {
+            points[i].x *= STEP.powf(rank as f64 - mid);
+        }
+        // The lower half's labels below their points, the upper half's above: labels of points
+        // side by side then go apart instead of into each other.
+        let mut by_y = c.clone();
+        by_y.sort_by(|&a, &b| points[a].y.total_cmp(&points[b].y));
+        for (rank, &i) in by_y.iter().enumerate() {
+            points[i].label_below = c.len() > 1 && (rank as f64) < mid;
+        }
+    }
+}
+
+/// What sets `r` apart from the other runs of its backbone and head: the settings that differ
+/// among them, else its name.
+fn distinguishing(r: &Row, twins: &[&Row]) -> String {
+    let Some(c) = &r.config else {
+        return r.id.model_name.clone();
+    };
+    let configs: Vec<&super::table::RunConfig> =
+        twins.iter().filter_map(|t| t.config.as_ref()).collect();
+    let differs =
+        |f: &dyn Fn(&super::table::RunConfig) -> String| configs.iter().any(|o| f(o) != f(c));
+    let mut parts = vec![];
+    if differs(&|c| c.freezing.clone()) {
+        parts.push(c.freezing.clone());
+    }
+    if differs(&|c| format!("{:?}", c.lr)) {
+        parts.push(format!(
+            "lr {}",
+            c.lr.map_or("?".into(), |v| format!("{v:e}"))
+        ));
+    }
+    if differs(&|c| format!("{:?}", c.epochs)) {
+        parts.push(format!(
+            "{} ep",
+            c.epochs.map_or("?".into(), |v| v.to_string())
+        ));
+    }
+    if differs(&|c| c.seed.to_string()) {
+        parts.push(format!("seed {}", c.seed));
+    }
+    if differs(&|c| format!("{:?}", c.fold)) {
+        parts.push(format!(
+            "fold {}",
+            c.fold.map_or("?".into(), |v| v.to_string())
+        ));
+    }
+    if parts.is_empty() || configs.len() < twins.len() {
+        return r.id.model_name.clone();
+    }
+    parts.join(", ")
+}
+
 fn draw_panel(
     area: &Area,
     dataset: DatasetName,
@@ -99,12 +226,13 @@ fn draw_panel(
     x_range: std::ops::Range<f64>,
 ) -> Result<()> {
     let metric = target_metric(dataset);
-    let drawable: Vec<&Row> = rows
-        .iter()
-        .copied()
-        .filter(|r| r.params.is_some() && r.target.is_some())
-        .collect();
-    let (y_lo, y_hi) = padded_range(drawable.iter().filter_map(|r| r.target)).unwrap_or((0.0, 1.0));
+    let points = panel_points(rows);
+    let (y_lo, y_hi) = padded_range(
+        points
+            .iter()
+            .flat_map(|p| [p.y, p.ci.map_or(p.y, |c| c.0), p.ci.map_or(p.y, |c| c.1)]),
+    )
+    .unwrap_or((0.0, 1.0));
     let mut chart = ChartBuilder::on(area)
         .caption(dataset.as_str(), bold(20))
         .margin(14)
@@ -131,36 +259,56 @@ fn draw_panel(
         .draw()
         .map_err(plot_err)?;
 
-    for (fi, family) in families.iter().enumerate() {
-        for head in [HeadType::Linear, HeadType::DeitBase] {
-            let mut pts: Vec<(f64, f64)> = drawable
-                .iter()
-                .filter(|r| r.family == Some(family) && r.id.head == Some(head))
-                .filter_map(|r| Some((r.params? as f64 / 1e6, r.target?)))
-                .filter(|p| p.1.is_finite())
-                .collect();
-            if pts.is_empty() {
-                continue;
-            }
-            pts.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let c = color(fi);
-            if head == HeadType::Linear {
-                chart
-                    .draw_series(LineSeries::new(pts.clone(), c.stroke_width(3)))
-                    .map_err(plot_err)?;
-                chart
-                    .draw_series(pts.iter().map(|&p| Circle::new(p, 5, c.filled())))
-                    .map_err(plot_err)?;
-            } else {
-                chart
-                    .draw_series(DashedLineSeries::new(pts.clone(), 10, 6, c.stroke_width(3)))
-                    .map_err(plot_err)?;
-                chart
-                    .draw_series(pts.iter().map(|&p| TriangleMarker::new(p, 7, c.filled())))
+    let label_style = font(11).color(&RGBColor(50, 50, 50));
+    for p in &points {
+        let fi = families
+            .iter()
+            .position(|f| Some(*f) == p.family)
+            .unwrap_or(families.len());
+        let c = color(fi);
+        if let Some((lo, hi)) = p.ci {
+            chart
+                .draw_series([PathElement::new(
+                    vec![(p.x, lo), (p.x, hi)],
+                    c.stroke_width(2),
+                )])
+                .map_err(plot_err)?;
+            let area = chart.plotting_area();
+            for y in [lo, hi] {
+                let (px, py) = area.map_coordinate(&(p.x, y));
+                area.use_screen_coord()
+                    .draw(&PathElement::new(
+                        vec![(px - 4, py), (px + 4, py)],
+                        c.stroke_width(2),
+                    ))
                     .map_err(plot_err)?;
             }
         }
+        if p.head == Some(HeadType::DeitBase) {
+            chart
+                .draw_series([TriangleMarker::new((p.x, p.y), 7, c.filled())])
+                .map_err(plot_err)?;
+        } else {
+            chart
+                .draw_series([Circle::new((p.x, p.y), 5, c.filled())])
+                .map_err(plot_err)?;
+        }
+        // Beside the point, on its left when the text would run past the plot's right edge.
+        let (px, _) = chart.backend_coord(&(p.x, p.y));
+        let width = super::plots::text_width(&p.label, &label_style);
+        let right_edge = chart.plotting_area().get_pixel_range().0.end;
+        let dx = if px + 8 + width > right_edge {
+            -8 - width
+        } else {
+            8
+        };
+        let dy = if p.label_below { 4 } else { -16 };
+        chart
+            .draw_series([EmptyElement::at((p.x, p.y))
+                + Text::new(p.label.clone(), (dx, dy), label_style.clone())])
+            .map_err(plot_err)?;
     }
+    let drawable = &points;
 
     // What is not on the panel, and why.
     let count = |label: &str| rows.iter().filter(|r| r.state.label() == label).count();
@@ -205,6 +353,7 @@ enum Sample {
     Family(RGBColor),
     Linear,
     Attention,
+    Interval,
 }
 
 /// Family colours, then the two head line styles, wrapping to a second line when needed.
@@ -216,6 +365,7 @@ fn draw_legend(area: &Area, families: &[&'static str]) -> Result<()> {
         .collect();
     entries.push((Sample::Linear, "linear head"));
     entries.push((Sample::Attention, "attention head (deit_base)"));
+    entries.push((Sample::Interval, "95% bootstrap interval"));
     let label = font(15).pos(Pos::new(HPos::Left, VPos::Center));
     let grey = RGBColor(60, 60, 60);
     let width = area.dim_in_pixel().0 as i32;
@@ -235,22 +385,22 @@ fn draw_legend(area: &Area, families: &[&'static str]) -> Result<()> {
                 .map_err(plot_err)?;
             }
             Sample::Linear => {
-                area.draw(&PathElement::new(
-                    vec![(x, y), (x + 28, y)],
-                    grey.stroke_width(3),
-                ))
-                .map_err(plot_err)?;
                 area.draw(&Circle::new((x + 14, y), 5, grey.filled()))
                     .map_err(plot_err)?;
             }
             Sample::Attention => {
-                for seg in [0, 19] {
-                    let dash = vec![(x + seg, y), (x + seg + 9, y)];
-                    area.draw(&PathElement::new(dash, grey.stroke_width(3)))
-                        .map_err(plot_err)?;
-                }
                 area.draw(&TriangleMarker::new((x + 14, y), 7, grey.filled()))
                     .map_err(plot_err)?;
+            }
+            Sample::Interval => {
+                for seg in [
+                    vec![(x + 14, y - 10), (x + 14, y + 10)],
+                    vec![(x + 10, y - 10), (x + 18, y - 10)],
+                    vec![(x + 10, y + 10), (x + 18, y + 10)],
+                ] {
+                    area.draw(&PathElement::new(seg, grey.stroke_width(2)))
+                        .map_err(plot_err)?;
+                }
             }
         }
         area.draw_text(text, &label, (x + 34, y))

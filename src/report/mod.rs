@@ -11,6 +11,7 @@ pub mod plots;
 pub mod predictions;
 pub mod results;
 pub mod runs;
+pub mod significance;
 pub mod table;
 pub mod tensorboard;
 
@@ -156,8 +157,29 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
             )
             .ok()
             .map(|info| info.target_metric);
+            let out = RunOutputs::new(save_dir, &id.model_name);
+            let done = matches!(state, runs::RunState::Done(_));
+            // Intervals where the run wrote them; an older run (or an unreadable file) shows
+            // its values alone.
+            let statistics = match (done, out.statistics()) {
+                (true, file) if file.is_file() => match crate::stats::read_statistics(&file) {
+                    Ok(s) => Some(s),
+                    Err(e) => {
+                        crate::messages::warning(format_args!(
+                            "{e:#}; the report shows {}'s metrics without intervals",
+                            id.model_name
+                        ));
+                        None
+                    }
+                },
+                _ => None,
+            };
+            let predictions = Some(out.predictions()).filter(|p| done && p.is_file());
             let mut row = table::Row {
                 random_trunk,
+                config: table::RunConfig::read(save_dir, &id.model_name),
+                statistics,
+                predictions,
                 ..table::Row::new(id, state)
             };
             if recorded.is_some() && recorded != row.metric {
@@ -166,6 +188,8 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
             row
         })
         .collect();
+    let mut rows = rows;
+    significance::mark_best(&mut rows);
     let dir = crate::run_dir::report_dir(save_dir);
     let files = ReportFiles {
         markdown: dir.join("results.md"),

@@ -1,11 +1,19 @@
-//! The cross-run results table of `medfm report`: one row per (dataset, backbone, head) with
-//! its state, trunk parameter count, the dataset's target metric and every test metric, as
-//! markdown (one section per dataset) and CSV. Missing and failed runs keep their rows.
+//! The cross-run results table of `medfm report`: one row per run with its config (backbone,
+//! head, freezing, lr, epochs), state, trunk parameter count, the dataset's target metric and
+//! every test metric (with its bootstrap interval from the run's `statistics.json` when there is
+//! one), the best run of each table and how the others compare with it
+//! ([`super::significance`]), and the runs of one config that differ only in seed or fold
+//! summarised as mean ± sd (n); as markdown (one section per dataset) and CSV. Missing and
+//! failed runs keep their rows.
 
 use super::runs::{RunId, RunState};
+use super::significance::Mark;
 use crate::config::DatasetName;
 use crate::datasets::TargetMetric;
 use crate::models::registry;
+use crate::stats::{Estimate, Statistics};
+use serde_json::Value;
+use std::path::{Path, PathBuf};
 
 /// The metric that picks the best model and that the paper reports, per dataset (from its
 /// row of `crate::datasets::DATASETS`).
@@ -29,6 +37,83 @@ pub struct Row {
     /// Whether the trunk started from random weights (None: unknown); see
     /// `runs::random_trunk`.
     pub random_trunk: Option<bool>,
+    /// What the resolved params say (None without readable `configs/<name>/params.json`).
+    pub config: Option<RunConfig>,
+    /// The run's `statistics.json` (None when absent, e.g. an older run, or unreadable).
+    pub statistics: Option<Statistics>,
+    /// The run's `predictions.csv`, when it exists (for the tests against the best run).
+    pub predictions: Option<PathBuf>,
+    /// How the run compares with the best of its table ([`super::significance::mark_best`]).
+    pub mark: Option<Mark>,
+}
+
+/// The settings of a run that the table shows, from its resolved params.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunConfig {
+    /// "frozen", "full" (trunk trained) or "partial (blocks k..)" (`unfreeze_cutoff` k).
+    pub freezing: String,
+    /// `optimization_params.default.optimizer.params.lr`.
+    pub lr: Option<f64>,
+    pub epochs: Option<i64>,
+    pub seed: u64,
+    pub fold: Option<i64>,
+    /// The resolved params without what may differ between repeats of one config (its name,
+    /// seed and fold): runs with equal keys are repeats.
+    pub key: String,
+}
+
+impl RunConfig {
+    /// From resolved params (`config::write_resolved`'s JSON); absent keys take the schema's
+    /// defaults (seed 42, a frozen trunk).
+    pub fn from_params(params: &Value) -> RunConfig {
+        let at = |path: &[&str]| path.iter().try_fold(params, |v, k| v.get(*k));
+        let frozen = at(&["foundation_params", "freeze_backbone"])
+            .and_then(Value::as_bool)
+            .unwrap_or(true);
+        let cutoff = at(&["foundation_params", "partial", "unfreeze_cutoff"])
+            .and_then(Value::as_i64)
+            .unwrap_or(-1);
+        let freezing = match (frozen, cutoff) {
+            (false, _) => "full".to_string(),
+            (true, k) if k >= 0 => format!("partial (blocks {k}..)"),
+            _ => "frozen".to_string(),
+        };
+        let mut rest = params.clone();
+        for (section, key) in [
+            ("training_params", "model_name"),
+            ("training_params", "seed"),
+            ("dataset_params", "fold"),
+            ("log_params", "run_name"),
+        ] {
+            if let Some(Value::Object(m)) = rest.get_mut(section) {
+                m.remove(key);
+            }
+        }
+        RunConfig {
+            freezing,
+            lr: at(&[
+                "optimization_params",
+                "default",
+                "optimizer",
+                "params",
+                "lr",
+            ])
+            .and_then(Value::as_f64),
+            epochs: at(&["training_params", "epochs"]).and_then(Value::as_i64),
+            seed: at(&["training_params", "seed"])
+                .and_then(Value::as_u64)
+                .unwrap_or(42),
+            fold: at(&["dataset_params", "fold"]).and_then(Value::as_i64),
+            key: rest.to_string(),
+        }
+    }
+
+    /// The config of run `model_name` under `save_dir` (None without readable params).
+    pub fn read(save_dir: &Path, model_name: &str) -> Option<RunConfig> {
+        let file = crate::run_dir::RunDir::new(save_dir, model_name).resolved_params();
+        let v: Value = serde_json::from_str(&std::fs::read_to_string(file).ok()?).ok()?;
+        Some(RunConfig::from_params(&v))
+    }
 }
 
 impl Row {
@@ -43,9 +128,48 @@ impl Row {
             metric: None,
             target: None,
             random_trunk: None,
+            config: None,
+            statistics: None,
+            predictions: None,
+            mark: None,
         };
         row.set_metric(metric);
         row
+    }
+
+    /// The metrics of a finished run.
+    pub fn values(&self) -> Option<&crate::metrics::MetricValues> {
+        match &self.state {
+            RunState::Done(m) => Some(m),
+            _ => None,
+        }
+    }
+
+    /// The interval of metric `key` from `statistics.json`, when it has a finite one.
+    pub fn interval(&self, key: &str) -> Option<(f64, f64)> {
+        let e: &Estimate = self.statistics.as_ref()?.metric(key)?;
+        (e.ci_low.is_finite() && e.ci_high.is_finite()).then_some((e.ci_low, e.ci_high))
+    }
+
+    /// `test_<target metric>`.
+    pub fn target_key(&self) -> Option<String> {
+        self.metric.map(|m| format!("test_{}", m.as_str()))
+    }
+
+    fn freezing(&self) -> &str {
+        self.config.as_ref().map_or("", |c| c.freezing.as_str())
+    }
+
+    fn lr(&self) -> Option<f64> {
+        self.config.as_ref().and_then(|c| c.lr)
+    }
+
+    fn epochs(&self) -> String {
+        self.config
+            .as_ref()
+            .and_then(|c| c.epochs)
+            .map(|e| e.to_string())
+            .unwrap_or_default()
     }
 
     /// The run's target metric, and its test value when the run is done.
@@ -175,9 +299,52 @@ fn head_name(id: &RunId) -> &'static str {
     })
 }
 
-/// All runs as CSV (one header; empty cells where a run has no value).
+/// A metric with its interval, "0.912 [0.871, 0.950]" (the interval to 3 decimals, as the
+/// reference rounds metrics), or the value alone without one.
+fn with_interval(value: String, ci: Option<(f64, f64)>) -> String {
+    match ci {
+        Some((lo, hi)) if !value.is_empty() => format!("{value} [{lo:.3}, {hi:.3}]"),
+        _ => value,
+    }
+}
+
+/// A mean or sd of the repeats: 3 decimals (trailing zeros cut) where the metrics have them,
+/// the compact form otherwise.
+fn fmt_stat(x: f64) -> String {
+    if x.is_finite() && x.abs() < 1e3 && (x == 0.0 || x.abs() >= 1e-3) {
+        let s = format!("{:.3}", x);
+        let s = s.trim_end_matches('0').trim_end_matches('.');
+        if s == "-0" {
+            "0".into()
+        } else {
+            s.to_string()
+        }
+    } else {
+        fmt_number(x)
+    }
+}
+
+/// "0.8 ± 0.1 (3)".
+fn mean_sd_cell(mean: f64, sd: f64, n: usize) -> String {
+    format!("{} ± {} ({n})", fmt_stat(mean), fmt_stat(sd))
+}
+
+/// All runs as CSV (one header; empty cells where a run has no value). The columns added after
+/// the first version come after the metrics, so that readers by position keep working.
 pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
     let cols = metric_columns(rows.iter());
+    let ci_cols: Vec<&String> = cols
+        .iter()
+        .filter(|c| rows.iter().any(|r| r.interval(c).is_some()))
+        .collect();
+    let groups = repeat_groups(rows);
+    let group_of = |name: &str| {
+        groups
+            .iter()
+            .find(|g| g.runs.iter().any(|r| r == name))
+            .map(|g| g.runs[0].clone())
+            .unwrap_or_default()
+    };
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header: Vec<String> = [
         "dataset",
@@ -195,6 +362,24 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
     .map(|s| s.to_string())
     .collect();
     header.extend(cols.iter().cloned());
+    header.extend(
+        [
+            "freezing",
+            "lr",
+            "epochs",
+            "seed",
+            "fold",
+            "mark",
+            "p_vs_best",
+            "test_vs_best",
+            "repeat_group",
+        ]
+        .map(String::from),
+    );
+    for c in &ci_cols {
+        header.push(format!("{c}_ci_low"));
+        header.push(format!("{c}_ci_high"));
+    }
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![
@@ -209,18 +394,40 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
             r.metric.map_or("", |m| m.as_str()).to_string(),
             csv_value(r.target),
         ];
-        let m = match &r.state {
-            RunState::Done(m) => Some(m),
-            _ => None,
-        };
+        let m = r.values();
         rec.extend(cols.iter().map(|c| csv_value(m.and_then(|m| m.get(c)))));
+        let config = r.config.as_ref();
+        rec.extend([
+            r.freezing().to_string(),
+            csv_value(r.lr()),
+            r.epochs(),
+            config.map(|c| c.seed.to_string()).unwrap_or_default(),
+            config
+                .and_then(|c| c.fold)
+                .map(|f| f.to_string())
+                .unwrap_or_default(),
+            r.mark.as_ref().map_or("", |m| m.label()).to_string(),
+            csv_value(r.mark.as_ref().and_then(|m| m.p_value())),
+            r.mark
+                .as_ref()
+                .and_then(|m| m.method())
+                .map_or("", |m| m.as_str())
+                .to_string(),
+            group_of(&r.id.model_name),
+        ]);
+        for c in &ci_cols {
+            let ci = r.interval(c);
+            rec.push(csv_value(ci.map(|c| c.0)));
+            rec.push(csv_value(ci.map(|c| c.1)));
+        }
         w.write_record(&rec)?;
     }
     Ok(String::from_utf8(w.into_inner()?)?)
 }
 
 /// Markdown: a summary line, then one table per dataset (its own metric columns, target
-/// metric first and in bold for the best finished run).
+/// metric first, the best finished run in bold and how the others compare with it), and the
+/// repeats of one config as mean ± sd (n).
 pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     let count = |label: &str| rows.iter().filter(|r| r.state.label() == label).count();
     let mut md = format!(
@@ -239,18 +446,15 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
              model.\n",
         );
     }
-    // One table per dataset and target metric (runs of one's own data may pick different
-    // metrics; a best value is only marked among runs that share one).
-    type Key = (Option<DatasetName>, Option<TargetMetric>);
-    let mut groups: Vec<(Key, Vec<&Row>)> = Vec::new();
-    for r in rows {
-        let key = (r.id.dataset, r.metric);
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, g)) => g.push(r),
-            None => groups.push((key, vec![r])),
-        }
+    if rows.iter().any(|r| r.statistics.is_some()) {
+        md.push_str(
+            "\nA metric in brackets is the 95% bootstrap interval from the run's \
+             statistics.json; runs without one (e.g. older runs) show the value alone.\n",
+        );
     }
-    for ((dataset, _), group) in groups {
+    let groups = repeat_groups(rows);
+    for (key, group) in sections(rows) {
+        let (dataset, _) = key;
         let target = dataset
             .and(group.iter().find_map(|r| r.metric))
             .map(|m| m.as_str());
@@ -259,74 +463,153 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
             .into_iter()
             .filter(|c| Some(c) != target_key.as_ref())
             .collect();
-        let best = group
-            .iter()
-            .filter_map(|r| r.target)
-            .filter(|v| !v.is_nan())
-            .fold(f64::NAN, f64::max);
+        let best = best_value(&group);
         match (dataset, target) {
             (Some(d), Some(t)) => md.push_str(&format!("\n## {d} (target metric: {t})\n\n")),
             _ => md.push_str("\n## Other runs (no resolved params)\n\n"),
         }
-        let mut header: Vec<String> = ["backbone", "family", "head", "trunk params", "status"]
-            .map(String::from)
-            .into();
+        if let (Some(t), false) = (&target_key, best.is_nan()) {
+            md.push_str(&super::significance::explanation(t, &group));
+            md.push_str("\n\n");
+        }
+        let mut header: Vec<String> = [
+            "model_name",
+            "backbone",
+            "family",
+            "head",
+            "freezing",
+            "lr",
+            "epochs",
+            "trunk params",
+            "status",
+        ]
+        .map(String::from)
+        .into();
         header.push(target_key.clone().unwrap_or_else(|| "target".into()));
+        header.push("vs best".into());
         header.extend(cols.iter().map(|c| md_cell(c)));
         md.push_str(&format!("| {} |\n", header.join(" | ")));
         md.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
-        for r in group {
-            let m = match &r.state {
-                RunState::Done(m) => Some(m),
-                _ => None,
-            };
+        for r in &group {
+            let m = r.values();
+            let ci = |c: &str| r.interval(c);
             let target = match r.target {
                 Some(v) if v == best => format!("**{}**", fmt_number(v)),
                 v => fmt_value(v),
             };
+            let target = with_interval(target, target_key.as_deref().and_then(ci));
+            let mark = match (&r.mark, r.target) {
+                (Some(mark), _) => mark.cell(),
+                (None, Some(v)) if v == best => "best".into(),
+                _ => String::new(),
+            };
             let mut cells = vec![
+                md_cell(&r.id.model_name),
                 md_cell(&r.backbone_cell()),
                 r.family.unwrap_or("?").to_string(),
                 head_name(&r.id).to_string(),
+                md_cell(r.freezing()),
+                fmt_value(r.lr()),
+                r.epochs(),
                 fmt_params(r.params),
                 md_cell(&r.status()),
                 target,
+                md_cell(&mark),
             ];
-            cells.extend(cols.iter().map(|c| fmt_value(m.and_then(|m| m.get(c)))));
+            cells.extend(
+                cols.iter()
+                    .map(|c| with_interval(fmt_value(m.and_then(|m| m.get(c))), ci(c))),
+            );
             md.push_str(&format!("| {} |\n", cells.join(" | ")));
         }
-    }
-    let folds = fold_groups(rows);
-    if !folds.is_empty() {
-        md.push_str("\n## Cross-validation (mean ± sd over the finished folds; sd with n - 1)\n\n");
-        for g in &folds {
-            md.push_str(&format!(
-                "- {} {} ({} folds: {}): {}\n",
-                g.dataset.map_or("?", |d| d.as_str()),
-                md_cell(&g.base),
-                g.n,
-                g.folds.join(", "),
-                g.metrics
-                    .iter()
-                    .map(|(k, mean, sd)| format!("{k} {} ± {}", fmt_number(*mean), fmt_number(*sd)))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            ));
+        let mine: Vec<&RepeatGroup> = groups.iter().filter(|g| g.section == key).collect();
+        if !mine.is_empty() {
+            md.push_str(
+                "\nRuns of one config that differ only in seed or fold: mean ± sd (n) over the \
+                 finished runs (sd with n - 1).\n\n",
+            );
+            let mut header: Vec<String> = [
+                "runs",
+                "backbone",
+                "head",
+                "freezing",
+                "lr",
+                "epochs",
+                "differ in",
+            ]
+            .map(String::from)
+            .into();
+            header.push(target_key.clone().unwrap_or_else(|| "target".into()));
+            header.extend(cols.iter().map(|c| md_cell(c)));
+            md.push_str(&format!("| {} |\n", header.join(" | ")));
+            md.push_str(&format!("|{}\n", " --- |".repeat(header.len())));
+            for g in mine {
+                let first = &rows[g.first];
+                let cell = |c: Option<&String>| {
+                    c.and_then(|c| g.metrics.iter().find(|m| &m.0 == c))
+                        .map(|(_, mean, sd)| mean_sd_cell(*mean, *sd, g.n))
+                        .unwrap_or_default()
+                };
+                let mut cells = vec![
+                    md_cell(&g.runs.join(", ")),
+                    md_cell(&first.backbone_cell()),
+                    head_name(&first.id).to_string(),
+                    md_cell(first.freezing()),
+                    fmt_value(first.lr()),
+                    first.epochs(),
+                    g.varies.clone(),
+                    cell(target_key.as_ref()),
+                ];
+                cells.extend(cols.iter().map(|c| cell(Some(c))));
+                md.push_str(&format!("| {} |\n", cells.join(" | ")));
+            }
         }
     }
     md
 }
 
-/// The finished folds of one config: runs named `<base>_fold<i>` (`--fold i`) of one dataset,
-/// backbone and head.
+/// A table of the markdown: a dataset and target metric.
+pub type Section = (Option<DatasetName>, Option<TargetMetric>);
+
+/// The rows by table, in order of first appearance: one table per dataset and target metric
+/// (runs of one's own data may pick different metrics; a best value is only marked among runs
+/// that share one).
+pub fn sections(rows: &[Row]) -> Vec<(Section, Vec<&Row>)> {
+    let mut groups: Vec<(Section, Vec<&Row>)> = Vec::new();
+    for r in rows {
+        let key = (r.id.dataset, r.metric);
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, g)) => g.push(r),
+            None => groups.push((key, vec![r])),
+        }
+    }
+    groups
+}
+
+/// The best finite target value of a table (NaN when none).
+pub fn best_value(rows: &[&Row]) -> f64 {
+    rows.iter()
+        .filter_map(|r| r.target)
+        .filter(|v| !v.is_nan())
+        .fold(f64::NAN, f64::max)
+}
+
+/// The finished runs of one config that differ only in seed or fold: the same resolved params
+/// but for name, seed and fold (runs without params: named `<base>_fold<i>` with the same
+/// dataset, backbone and head).
 #[derive(Debug, Clone, PartialEq)]
-pub struct FoldGroup {
-    pub dataset: Option<DatasetName>,
-    pub base: String,
+pub struct RepeatGroup {
+    /// The table the runs are in.
+    pub section: Section,
     pub n: usize,
-    /// The folds' run names, in fold order.
-    pub folds: Vec<String>,
-    /// (metric, mean, sample sd) for every test metric all folds have.
+    /// The runs' names, by fold, then seed, then name.
+    pub runs: Vec<String>,
+    /// The index (in the rows given) of the group's first run, for its config's cells.
+    pub first: usize,
+    /// What differs between the runs: "seed", "fold", "seed, fold" (or "name" when nothing
+    /// the table knows of does).
+    pub varies: String,
+    /// (metric, mean, sample sd) for every test metric all the runs have.
     pub metrics: Vec<(String, f64, f64)>,
 }
 
@@ -339,54 +622,96 @@ pub fn fold_of(model_name: &str) -> Option<(&str, u32)> {
     Some((base, i.parse().ok()?))
 }
 
-/// Groups of at least two finished folds, in order of first appearance.
-pub fn fold_groups(rows: &[Row]) -> Vec<FoldGroup> {
-    /// (dataset, base name, the folds with their index)
-    type Group<'a> = (Option<DatasetName>, String, Vec<(u32, &'a Row)>);
+/// Groups of at least two finished repeats of one config, in order of first appearance.
+pub fn repeat_groups(rows: &[Row]) -> Vec<RepeatGroup> {
+    /// What makes runs repeats of one another, and the members' indices.
+    type Group = (Section, Option<String>, Option<String>, String, Vec<usize>);
     let mut groups: Vec<Group> = vec![];
-    for r in rows {
-        let (Some((base, i)), RunState::Done(_)) = (fold_of(&r.id.model_name), &r.state) else {
+    for (i, r) in rows.iter().enumerate() {
+        if r.values().is_none() {
             continue;
+        }
+        let key = match (&r.config, fold_of(&r.id.model_name)) {
+            (Some(c), _) => format!("params {}", c.key),
+            (None, Some((base, _))) => format!("name {base}"),
+            (None, None) => continue,
         };
-        let key = |g: &Group| {
-            g.0 == r.id.dataset
-                && g.1 == base
-                && g.2
-                    .first()
-                    .is_some_and(|(_, f)| f.id.backbone == r.id.backbone && f.id.head == r.id.head)
-        };
-        match groups.iter_mut().find(|g| key(g)) {
-            Some(g) => g.2.push((i, r)),
-            None => groups.push((r.id.dataset, base.to_string(), vec![(i, r)])),
+        let section = (r.id.dataset, r.metric);
+        let found = groups.iter_mut().find(|g| {
+            g.0 == section
+                && g.1 == r.id.backbone
+                && g.2.as_deref() == Some(head_name(&r.id))
+                && g.3 == key
+        });
+        match found {
+            Some(g) => g.4.push(i),
+            None => groups.push((
+                section,
+                r.id.backbone.clone(),
+                Some(head_name(&r.id).to_string()),
+                key,
+                vec![i],
+            )),
         }
     }
     groups
         .into_iter()
-        .filter(|g| g.2.len() >= 2)
-        .map(|(dataset, base, mut runs)| {
-            runs.sort_by_key(|(i, _)| *i);
-            let rows: Vec<&Row> = runs.iter().map(|(_, r)| *r).collect();
-            let metrics = metric_columns(rows.iter().copied())
+        .filter(|g| g.4.len() >= 2)
+        .map(|(section, _, _, _, mut members)| {
+            let order = |i: &usize| {
+                let r = &rows[*i];
+                let fold = r
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.fold)
+                    .or_else(|| fold_of(&r.id.model_name).map(|f| i64::from(f.1)));
+                let seed = r.config.as_ref().map(|c| c.seed);
+                (fold, seed, r.id.model_name.clone())
+            };
+            members.sort_by_key(order);
+            let members_rows: Vec<&Row> = members.iter().map(|&i| &rows[i]).collect();
+            let distinct = |f: &dyn Fn(&Row) -> Option<i64>| {
+                let mut v: Vec<Option<i64>> = members_rows.iter().map(|r| f(r)).collect();
+                v.sort();
+                v.dedup();
+                v.len() > 1
+            };
+            let seeds = distinct(&|r| r.config.as_ref().map(|c| c.seed as i64));
+            let folds = distinct(&|r| {
+                r.config
+                    .as_ref()
+                    .and_then(|c| c.fold)
+                    .or_else(|| fold_of(&r.id.model_name).map(|f| i64::from(f.1)))
+            });
+            let varies = match (seeds, folds) {
+                (true, true) => "seed, fold",
+                (true, false) => "seed",
+                (false, true) => "fold",
+                (false, false) => "name",
+            }
+            .to_string();
+            let metrics = metric_columns(members_rows.iter().copied())
                 .into_iter()
                 .filter_map(|c| {
-                    let v: Vec<f64> = rows
+                    let v: Vec<f64> = members_rows
                         .iter()
-                        .filter_map(|r| match &r.state {
-                            RunState::Done(m) => m.get(&c),
-                            _ => None,
-                        })
+                        .filter_map(|r| r.values().and_then(|m| m.get(&c)))
                         .collect();
-                    (v.len() == rows.len()).then(|| {
+                    (v.len() == members_rows.len()).then(|| {
                         let (mean, sd) = mean_sd(&v);
                         (c, mean, sd)
                     })
                 })
                 .collect();
-            FoldGroup {
-                dataset,
-                base,
-                n: rows.len(),
-                folds: rows.iter().map(|r| r.id.model_name.clone()).collect(),
+            RepeatGroup {
+                section,
+                n: members.len(),
+                runs: members_rows
+                    .iter()
+                    .map(|r| r.id.model_name.clone())
+                    .collect(),
+                first: members[0],
+                varies,
                 metrics,
             }
         })
@@ -452,10 +777,10 @@ mod tests {
             done("other_fold0", 0.5),
             done("plain", 0.6),
         ];
-        let g = fold_groups(&rows);
+        let g = repeat_groups(&rows);
         assert_eq!(g.len(), 1);
-        assert_eq!(g[0].base, "cv");
-        assert_eq!(g[0].folds, ["cv_fold0", "cv_fold1", "cv_fold2"]);
+        assert_eq!(g[0].runs, ["cv_fold0", "cv_fold1", "cv_fold2"]);
+        assert_eq!(g[0].varies, "fold");
         let (k, mean, sd) = &g[0].metrics[0];
         assert_eq!(k, "test_roc_auc");
         // Three float additions and a division: within a few ulps of the decimal result.
@@ -463,8 +788,12 @@ mod tests {
             (mean - 0.8).abs() < 1e-12 && (sd - 0.1).abs() < 1e-12,
             "{mean} {sd}"
         );
-        assert!(to_markdown(&rows, "out")
-            .contains("cv (3 folds: cv_fold0, cv_fold1, cv_fold2): test_roc_auc 0.8 ± 0.1"));
+        let md = to_markdown(&rows, "out");
+        assert!(
+            md.contains("| cv_fold0, cv_fold1, cv_fold2 | ")
+                && md.contains("| fold | 0.8 ± 0.1 (3) |"),
+            "{md}"
+        );
         assert_eq!(fold_of("a_fold12"), Some(("a", 12)));
         assert_eq!(fold_of("a_fold"), None);
         assert_eq!(fold_of("_fold1"), None);
@@ -488,12 +817,14 @@ mod tests {
         assert!(md.contains("3 runs: 1 done, 1 failed, 0 incomplete, 1 missing"));
         let section = format!("## {} (target metric: roc_auc)", roc_auc_dataset());
         assert!(md.contains(&section), "{md}");
-        assert!(md.contains("| **0.912** | 0.8 |"), "{md}");
+        assert!(md.contains("| **0.912** | best | 0.8 |"), "{md}");
         assert!(md.contains("failed (exit code 1)") && md.contains("| missing |"));
         let csv = to_csv(&rows).unwrap();
         let lines: Vec<&str> = csv.lines().collect();
         assert_eq!(lines.len(), 4);
-        assert!(lines[0].ends_with("target_metric,target_value,test_accuracy,test_roc_auc"));
+        assert!(
+            lines[0].contains("target_metric,target_value,test_accuracy,test_roc_auc,freezing,")
+        );
         assert!(
             lines[1].contains(",done,roc_auc,0.912,0.8,0.912"),
             "{}",
@@ -580,7 +911,7 @@ mod tests {
         let table: Vec<&str> = md.lines().filter(|l| l.starts_with('|')).collect();
         assert_eq!(table.len(), 3, "{md}");
         assert!(table[0].ends_with("| test_a\\|b c d |"), "{md}");
-        assert!(table[2].ends_with("| **0.5** | 1e300 |"), "{md}");
+        assert!(table[2].ends_with("| **0.5** | best | 1e300 |"), "{md}");
         let unescaped_pipes = |l: &str| l.matches('|').count() - l.matches("\\|").count();
         assert_eq!(unescaped_pipes(table[0]), unescaped_pipes(table[2]));
     }

@@ -194,7 +194,7 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
 
 /// `b`'s rows in the order of `a`'s paths. An error names paths that are in one file only,
 /// or whose truth differs.
-fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
+pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
     let (pa, pb) = (&a.predictions, &b.predictions);
     if pa.names != pb.names
         || matches!(pa.data.truth, Truth::Multiclass(_))

@@ -160,6 +160,7 @@ impl Outputs {
                 plots::plot_roc(
                     &plots::roc_per_class(&y, &probs64, names)?,
                     &title,
+                    plots::RocAverage::multiclass(names.len()),
                     &self.run.roc_png(),
                 )?;
             }
@@ -178,6 +179,7 @@ impl Outputs {
                 plots::plot_roc(
                     &plots::roc_per_label(&t, &probs64, names)?,
                     &title,
+                    plots::RocAverage::MultilabelMean,
                     &self.run.roc_png(),
                 )?;
             }

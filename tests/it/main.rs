@@ -45,6 +45,7 @@ mod process_state;
 mod recipes;
 mod report_command;
 mod report_outputs;
+mod report_significance;
 mod run_safety;
 mod sam2;
 mod slurm_scripts;

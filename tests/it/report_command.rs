@@ -99,11 +99,17 @@ fn report_lists_every_run_with_its_state() {
         1 + done + 3,
         "a header and a line per run"
     );
+    // The metric columns, then the columns added later (config, marks, repeats).
     assert!(csv
         .lines()
         .next()
         .unwrap()
-        .ends_with("test_accuracy,test_quadratic_kappa,test_roc_auc,test_loss"));
+        .contains("test_accuracy,test_quadratic_kappa,test_roc_auc,test_loss,freezing,lr,"));
+    // No run wrote predictions.csv: nothing to test against the best.
+    assert!(
+        md.contains("| best |") && md.contains("not tested (the best run has no predictions.csv)"),
+        "{md}"
+    );
     let png = d.join("report/results.png");
     let img = image::open(&png).unwrap();
     assert!(img.width() >= 1000);

@@ -8,8 +8,8 @@ mod curves;
 mod roc;
 
 pub use confusion::plot_confusion_matrix;
-pub use curves::plot_curves;
-pub use roc::{plot_roc, roc_per_class, roc_per_label, RocSeries};
+pub use curves::{plot_curves, CurvesLayout};
+pub use roc::{plot_roc, roc_per_class, roc_per_label, RocAverage, RocLayout, RocSeries};
 
 use anyhow::{anyhow, Context, Result};
 use plotters::coord::Shift;
@@ -58,33 +58,65 @@ pub(crate) fn plot_err<E: std::fmt::Debug>(e: E) -> anyhow::Error {
     anyhow!("plotting failed: {e:?}")
 }
 
-/// Qualitative palette (matplotlib's tab10 then the light tab20 shades), so curves and families
-/// look familiar to people used to the reference's matplotlib plots.
+/// Qualitative palette: matplotlib's tab10 (so curves and families look familiar to people used
+/// to the reference's matplotlib plots), then black, navy, blue and magenta. The four extras
+/// replace tab20's light shades, which were too close to their tab10 hue and too faint on white
+/// for a multi-label set's 14 curves (CheXpert); they were picked from a list of saturated
+/// colours for the largest smallest CIELAB distance to tab10 and to the white background.
+/// Beyond 14 entries colours repeat (curves then differ by their dash and marker).
+pub const PALETTE: [(u8, u8, u8); 14] = [
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+    (0, 0, 0),
+    (0, 0, 128),
+    (0, 0, 255),
+    (255, 0, 255),
+];
+
 pub(crate) fn color(i: usize) -> RGBColor {
-    const P: [(u8, u8, u8); 20] = [
-        (31, 119, 180),
-        (255, 127, 14),
-        (44, 160, 44),
-        (214, 39, 40),
-        (148, 103, 189),
-        (140, 86, 75),
-        (227, 119, 194),
-        (127, 127, 127),
-        (188, 189, 34),
-        (23, 190, 207),
-        (174, 199, 232),
-        (255, 187, 120),
-        (152, 223, 138),
-        (255, 152, 150),
-        (197, 176, 213),
-        (196, 156, 148),
-        (247, 182, 210),
-        (199, 199, 199),
-        (219, 219, 141),
-        (158, 218, 229),
-    ];
-    let (r, g, b) = P[i % P.len()];
+    let (r, g, b) = PALETTE[i % PALETTE.len()];
     RGBColor(r, g, b)
+}
+
+/// A rectangle in image pixels, `[x0, x1) x [y0, y1)`: where a plot put its parts, for checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rect {
+    pub x0: i32,
+    pub y0: i32,
+    pub x1: i32,
+    pub y1: i32,
+}
+
+impl Rect {
+    pub(crate) fn of_area<CT: plotters::coord::CoordTranslate>(
+        area: &DrawingArea<BitMapBackend, CT>,
+    ) -> Rect {
+        let (x, y) = area.get_pixel_range();
+        Rect {
+            x0: x.start,
+            y0: y.start,
+            x1: x.end,
+            y1: y.end,
+        }
+    }
+
+    /// Whether the two rectangles share a pixel.
+    pub fn overlaps(&self, other: &Rect) -> bool {
+        self.x0 < other.x1 && other.x0 < self.x1 && self.y0 < other.y1 && other.y0 < self.y1
+    }
+
+    /// Whether `other` lies wholly inside this rectangle.
+    pub fn contains(&self, other: &Rect) -> bool {
+        self.x0 <= other.x0 && other.x1 <= self.x1 && self.y0 <= other.y0 && other.y1 <= self.y1
+    }
 }
 
 pub(crate) fn font(size: u32) -> TextStyle<'static> {
