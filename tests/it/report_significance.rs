@@ -46,7 +46,7 @@ fn scores(signal: f64, seed: u64) -> Vec<f32> {
 /// `seed`, as a started run writes its resolved params.
 fn start(save_dir: &Path, backbone: &str, name: &str, seed: u64) {
     let cli = CliOverrides {
-        save_dir: Some(save_dir.display().to_string()),
+        save_dir: Some(save_dir.to_path_buf()),
         ..Default::default()
     };
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -320,7 +320,7 @@ fn multiclass_runs_use_the_paired_bootstrap() {
     let paths: Vec<String> = (0..90).map(|i| format!("{i}.png")).collect();
     let write = |name: &str, signal: f64, seed: u64, labels: &[i64]| {
         let cli = CliOverrides {
-            save_dir: Some(d.display().to_string()),
+            save_dir: Some(d.to_path_buf()),
             ..Default::default()
         };
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
