@@ -4,6 +4,9 @@
 //! because no symbol of ours references it directly; then `tch::Cuda::is_available()` is
 //! always false. `--no-as-needed` keeps it. The rpath lets the binary find libtorch without
 //! LD_LIBRARY_PATH (the set-up script installs it in a repo-local virtual environment).
+//!
+//! It also builds `src/shim/shim.cpp`, the few libtorch functions tch does not bind (autocast's
+//! dtype, CUDA's TF32 switches, the fused Adam kernels), against the same libtorch headers.
 use std::path::Path;
 
 fn main() {
@@ -26,6 +29,7 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=MEDFM_LIBTORCH_VERSION={version}");
+    build_shim(Path::new(&lib));
     if Path::new(&lib).join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed");
         println!("cargo:rustc-link-arg=-L{lib}");
@@ -33,4 +37,22 @@ fn main() {
         println!("cargo:rustc-link-arg=-ltorch");
         println!("cargo:rustc-link-arg=-Wl,--as-needed");
     }
+}
+
+/// `src/shim/shim.cpp` as a static library, compiled as torch-sys compiles its own C++ wrapper
+/// (C++17, libtorch's C++ ABI): `lib` is libtorch's `lib` folder, its headers sit beside it.
+fn build_shim(lib: &Path) {
+    println!("cargo:rerun-if-changed=src/shim/shim.cpp");
+    println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
+    let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
+    cc::Build::new()
+        .cpp(true)
+        .file("src/shim/shim.cpp")
+        .include(lib.join("../include"))
+        .flag("-std=c++17")
+        .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
+        .flag("-DGLOG_USE_GLOG_EXPORT")
+        // libtorch's headers are not warning-clean; the shim's own code is a few lines.
+        .warnings(false)
+        .compile("medfm_shim");
 }

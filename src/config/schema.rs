@@ -737,6 +737,23 @@ pub struct WarmupParams {
     pub warmup_iters: i64,
 }
 
+/// `training_params.amp_dtype`: what autocast computes in under `use_mixed_precision`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AmpDtype {
+    /// torch's CUDA autocast default, with dynamic loss scaling (the reference's setting).
+    #[default]
+    Float16,
+    /// float32's exponent range: no loss scaling needed.
+    BFloat16,
+}
+
+impl AmpDtype {
+    fn is_float16(&self) -> bool {
+        *self == AmpDtype::Float16
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingParams {
@@ -763,6 +780,9 @@ pub struct TrainingParams {
     pub use_tensorboard: bool,
     #[serde(default)]
     pub use_mixed_precision: bool,
+    /// medfm: the dtype of mixed precision (`float16` with loss scaling, or `bfloat16`).
+    #[serde(default, skip_serializing_if = "AmpDtype::is_float16")]
+    pub amp_dtype: AmpDtype,
     pub save_dir: String,
     /// medfm: seed for shuffling, augmentation and initialisation.
     #[serde(default = "seed_42", skip_serializing_if = "is_seed_42")]

@@ -10,6 +10,8 @@ use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
 use super::outputs::Outputs;
 use super::progress::{IterStats, Progress};
 use super::schedule::{Mixer, RunShape};
+use crate::autocast::Amp;
+use crate::config::AmpDtype;
 use crate::config::Params;
 use crate::data::{Batch, DatasetInfo, Task};
 use crate::models::Features;
@@ -85,7 +87,7 @@ pub struct Trainer {
     pub(super) opt: Optimizer,
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
-    pub(super) amp: bool,
+    pub(super) amp: Amp,
     pub(super) files: RunDir,
     pub(super) outputs: Outputs,
     pub(super) state: Progressions,
@@ -143,7 +145,7 @@ pub(super) fn batch_features(
     cache: Option<&mut FeatureCache>,
     batch: &Batch,
     device: Device,
-    amp: bool,
+    amp: Amp,
 ) -> Result<Features> {
     if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
         return Ok(f);
@@ -250,8 +252,8 @@ impl Trainer {
                  disabled too. Ignoring it."
             ));
         }
-        let amp = tp.use_mixed_precision && device.is_cuda();
-        if tp.use_mixed_precision && !amp {
+        let amp = Amp((tp.use_mixed_precision && device.is_cuda()).then_some(tp.amp_dtype));
+        if tp.use_mixed_precision && !device.is_cuda() {
             crate::messages::notice(format_args!(
                 "use_mixed_precision needs CUDA; training in float32 on the CPU"
             ));
@@ -280,7 +282,7 @@ impl Trainer {
             grid_search: false,
             session_saved_at: None,
             session_writes: 0,
-            scaler: amp.then(|| GradScaler::new(device)),
+            scaler: needs_loss_scaling(amp).then(|| GradScaler::new(device)),
             params,
             info,
             device,
@@ -355,10 +357,22 @@ impl Trainer {
     /// ever run on a GPU. Call before `start_fresh`/`restore`.
     #[doc(hidden)]
     pub fn mixed_precision_on_cpu(&mut self) {
+        self.mixed_precision_on_cpu_in(AmpDtype::Float16);
+    }
+
+    /// `mixed_precision_on_cpu` in `dtype`: bfloat16 runs without the loss scaler.
+    #[doc(hidden)]
+    pub fn mixed_precision_on_cpu_in(&mut self, dtype: AmpDtype) {
         if !self.device.is_cuda() {
-            self.amp = true;
-            self.scaler = Some(GradScaler::new(self.device));
+            self.amp = Amp(Some(dtype));
+            self.scaler = needs_loss_scaling(self.amp).then(|| GradScaler::new(self.device));
         }
+    }
+
+    /// Whether the trainer scales the loss (float16 autocast), for tests.
+    #[doc(hidden)]
+    pub fn scales_loss(&self) -> bool {
+        self.scaler.is_some()
     }
 
     /// A fresh run (no restore): clears an old history of the same run name.
@@ -636,4 +650,11 @@ impl Trainer {
         self.state.best_iters = Some(self.state.iters);
         self.save_best()
     }
+}
+
+/// float16 autocast needs dynamic loss scaling (its 5-bit exponent flushes small gradients to
+/// zero); bfloat16 has float32's exponent range and trains without it, as torch's bf16
+/// autocast recipes do.
+fn needs_loss_scaling(amp: Amp) -> bool {
+    amp.0 == Some(AmpDtype::Float16)
 }

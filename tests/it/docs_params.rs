@@ -242,6 +242,7 @@ fn full_params() -> Params {
             restore_only_model: true,
             use_tensorboard: true,
             use_mixed_precision: true,
+            amp_dtype: AmpDtype::BFloat16,
             save_dir: "run".into(),
             seed: 7,
             feature_cache: false,
