@@ -267,6 +267,9 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("system_params.use_all_GPUs", "bool", Value("false"), "medfm trains on one GPU per process; `true` prints a notice (run one process per GPU with `scripts/sweep/sweep.sh`).", "the reference uses several GPUs"),
     key("system_params.which_GPUs", "string (GPU indices, e.g. `\"0\"` or `\"0,1\"`)", Value("\"0\""), "medfm uses the first index listed, numbered in PCI bus order as nvidia-smi numbers them. `--gpu` overrides it.", "the reference hides the other GPUs with CUDA_VISIBLE_DEVICES; medfm does not"),
     key("system_params.use_GPU", "bool", Value("true"), "Use CUDA when available (else the CPU, with a notice); `false`: always the CPU.", SAME),
+    key("system_params.allow_tf32", "object", Value("{}"), "TF32 (float32's range, 10-bit mantissa) for CUDA float32 operations on Ampere and later GPUs; ignored on the CPU and under mixed precision's float16/bfloat16 operations ([gpu](gpu.md#mixed-precision-and-tf32)).", OURS),
+    key("system_params.allow_tf32.matmul", "bool", Value("false"), "Matmuls and linear layers in TF32 (`torch.backends.cuda.matmul.allow_tf32`, off in torch): several times faster, results move by about 1e-3 relative.", OURS),
+    key("system_params.allow_tf32.cudnn", "bool", Value("true"), "Convolutions in TF32 (`torch.backends.cudnn.allow_tf32`, on in torch and in the reference's runs).", OURS),
     // log_params
     key("log_params", "object", Value("{}"), "The reference's experiment-logging names.", IGNORED),
     key("log_params.project_name", "string", Value("\"medical_foundation\""), "Project name of the reference's logger.", IGNORED),

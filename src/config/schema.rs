@@ -812,6 +812,9 @@ pub struct SystemParams {
     #[serde(default = "yes")]
     #[serde(rename = "use_GPU")]
     pub use_gpu: bool,
+    /// medfm: TF32 for CUDA float32 matmuls and convolutions (torch's defaults).
+    #[serde(default, skip_serializing_if = "AllowTf32::is_default")]
+    pub allow_tf32: AllowTf32,
 }
 
 impl Default for SystemParams {
@@ -820,7 +823,35 @@ impl Default for SystemParams {
             use_all_gpus: false,
             which_gpus: "0".into(),
             use_gpu: true,
+            allow_tf32: AllowTf32::default(),
         }
+    }
+}
+
+/// `system_params.allow_tf32`: whether CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN)
+/// may run in TF32 on Ampere and later GPUs. The defaults are torch's
+/// (`torch.backends.cuda.matmul.allow_tf32 = False`, `torch.backends.cudnn.allow_tf32 = True`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowTf32 {
+    #[serde(default)]
+    pub matmul: bool,
+    #[serde(default = "yes")]
+    pub cudnn: bool,
+}
+
+impl Default for AllowTf32 {
+    fn default() -> Self {
+        AllowTf32 {
+            matmul: false,
+            cudnn: true,
+        }
+    }
+}
+
+impl AllowTf32 {
+    fn is_default(&self) -> bool {
+        *self == AllowTf32::default()
     }
 }
 

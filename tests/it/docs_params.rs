@@ -253,6 +253,10 @@ fn full_params() -> Params {
             use_all_gpus: true,
             which_gpus: "1".into(),
             use_gpu: false,
+            allow_tf32: AllowTf32 {
+                matmul: true,
+                cudnn: false,
+            },
         },
         log_params: LogParams {
             project_name: "p".into(),
