@@ -567,6 +567,9 @@ pub struct OptimizerHyper {
     /// torch's `foreach`: step each parameter group as one tensor (default: on a GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreach: Option<bool>,
+    /// torch's `fused` (Adam, AdamW): one fused kernel per group instead of a dozen per tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

@@ -190,6 +190,7 @@ fn full_params() -> Params {
                         dampening: Some(0.5),
                         nesterov: Some(true),
                         foreach: Some(true),
+                        fused: Some(true),
                     },
                 },
                 lars_params: LarsParams {
