@@ -7,6 +7,7 @@
 pub mod amp;
 pub mod attempt;
 pub mod checkpoint;
+pub mod checkpoint_writer;
 pub mod evaluate;
 pub mod feature_cache;
 pub mod json_f64;

@@ -109,6 +109,8 @@ pub struct Trainer {
     pub(super) session_saved_at: Option<u64>,
     /// How many times the session file was written (see [`Self::session_writes`]).
     pub(super) session_writes: u64,
+    /// Session and best-model files are written on a thread (`checkpoint_writer`).
+    pub(super) checkpoints: super::checkpoint_writer::CheckpointWriter,
 }
 
 /// Marks the val loader key of the validation after the last epoch, so that its shuffle order
@@ -297,6 +299,7 @@ impl Trainer {
             best,
             caches,
             started: std::time::Instant::now(),
+            checkpoints: Default::default(),
             train_logits: vec![],
             train_labels: vec![],
             progress: None,
@@ -427,6 +430,14 @@ impl Trainer {
     /// shuffled val loader that drops its last batch, this pass scores another subset (its
     /// order is drawn from its own key), so it can change which model is the best.
     pub fn train(&mut self) -> Result<()> {
+        let trained = self.train_and_save();
+        // The last checkpoint is on disk (or its error known) when training returns, also when
+        // it stopped with an error (a diverging run keeps its last good checkpoint).
+        let written = self.checkpoints.wait();
+        trained.and(written)
+    }
+
+    fn train_and_save(&mut self) -> Result<()> {
         let epochs = self.params.training_params.epochs as u64;
         let val_every = self.val_interval();
         self.run_epochs(epochs, Some(val_every))?;
