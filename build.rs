@@ -10,6 +10,7 @@
 use std::path::Path;
 
 fn main() {
+    warn_without_nasm();
     println!("cargo:rerun-if-env-changed=DEP_TCH_LIBTORCH_LIB");
     let Ok(lib) = std::env::var("DEP_TCH_LIBTORCH_LIB") else {
         println!("cargo:warning=DEP_TCH_LIBTORCH_LIB not set; run scripts/setup.sh");
@@ -55,4 +56,31 @@ fn build_shim(lib: &Path) {
         // libtorch's headers are not warning-clean; the shim's own code is a few lines.
         .warnings(false)
         .compile("medfm_shim");
+}
+
+/// mozjpeg-sys builds libjpeg-turbo's SIMD code only when `nasm` runs from PATH (its
+/// `nasm_supported`), and silently builds the C code otherwise: about 2x slower JPEG decoding.
+/// scripts/setup.sh fetches nasm into `.tools/bin` and puts that folder on cargo's PATH in
+/// `.cargo/config.toml`; say so at build time when nasm is still not found. (Build scripts of
+/// one build see the same PATH, so this sees what mozjpeg-sys saw.)
+fn warn_without_nasm() {
+    let runs = std::process::Command::new("nasm")
+        .arg("-v")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if runs {
+        return;
+    }
+    let local = Path::new(".tools/bin/nasm");
+    let hint = if local.exists() {
+        "scripts/setup.sh fetched .tools/bin/nasm but it is not on PATH: rerun scripts/setup.sh \
+         (it writes .cargo/config.toml to find it) or export PATH=\"$PWD/.tools/bin:$PATH\""
+    } else {
+        "run scripts/setup.sh (it fetches nasm into .tools/bin) or install nasm"
+    };
+    println!(
+        "cargo:warning=nasm not found on PATH: the JPEG decoder is built without SIMD (about \
+         2x slower decoding, the same pixels). {hint}, then `cargo clean -p mozjpeg-sys` and build \
+         again."
+    );
 }
