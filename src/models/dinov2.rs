@@ -152,12 +152,28 @@ impl Dinov2 {
 }
 
 impl Backbone for Dinov2 {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let (tokens, (h0, w0)) = self.patch_embed.forward(x);
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
-        for blk in &self.blocks[..self.used_blocks] {
+        for blk in &self.blocks[..k.min(self.used_blocks)] {
+            x = blk.forward(&x);
+        }
+        x
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, _train: bool) -> Features {
+        let mut x = h.shallow_clone();
+        for blk in &self.blocks[k.min(self.used_blocks)..self.used_blocks] {
             x = blk.forward(&x);
         }
         let pooled = self.norm.forward(&x).select(1, 0);

@@ -125,10 +125,24 @@ impl Vit {
     /// Prepend cls to `tokens` [B, N, D], add `pos` [1, 1+N, D], run the blocks and the final
     /// norm: [B, 1+N, D].
     pub fn encode(&self, tokens: &Tensor, pos: &Tensor) -> Tensor {
+        self.encode_from(&self.encode_to(tokens, pos, 0), 0)
+    }
+
+    /// The first part of `encode`: the activations entering block `k`.
+    pub fn encode_to(&self, tokens: &Tensor, pos: &Tensor, k: usize) -> Tensor {
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens.shallow_clone()], 1) + pos;
-        for blk in &self.blocks {
+        for blk in &self.blocks[..k.min(self.blocks.len())] {
+            x = blk.forward(&x);
+        }
+        x
+    }
+
+    /// The rest of `encode` from `encode_to`'s activations: blocks k.. and the final norm.
+    pub fn encode_from(&self, h: &Tensor, k: usize) -> Tensor {
+        let mut x = h.shallow_clone();
+        for blk in &self.blocks[k.min(self.blocks.len())..] {
             x = blk.forward(&x);
         }
         self.norm.forward(&x)
@@ -167,14 +181,26 @@ pub fn build(p: &nn::Path, cfg: &VitConfig, opts: &BuildOptions) -> Result<Box<d
 }
 
 impl Backbone for Mae {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let embed = self
             .vit
             .patch_embed
             .as_ref()
             .expect("MAE always has a patch embedding");
         let (tokens, _) = embed.forward(x);
-        let y = self.vit.encode(&tokens, &self.vit.pos_embed);
+        self.vit.encode_to(&tokens, &self.vit.pos_embed, k)
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, _train: bool) -> Features {
+        let y = self.vit.encode_from(h, k);
         let n = y.size()[1] - 1;
         let tokens = y.narrow(1, 1, n);
         let pooled = tokens.mean_dim(1, false, tch::Kind::Float);

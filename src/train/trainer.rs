@@ -149,6 +149,9 @@ pub(super) fn batch_features(
     device: Device,
     amp: Amp,
 ) -> Result<Features> {
+    if model.has_frozen_prefix() {
+        return prefix_features(model, cache, batch, device, amp);
+    }
     if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
         return Ok(f);
     }
@@ -158,6 +161,37 @@ pub(super) fn batch_features(
         c.put(&batch.indices, &f);
     }
     Ok(f)
+}
+
+/// `batch_features` of a trunk whose first blocks are frozen: the activations entering its
+/// first trainable block come from the cache (held in its `pooled` slot) or are computed and
+/// stored, then the trainable blocks run on them. Partial fine-tuning then pays for the
+/// trainable blocks only, once the cache is filled.
+fn prefix_features(
+    model: &dyn TrainModel,
+    cache: Option<&mut FeatureCache>,
+    batch: &Batch,
+    device: Device,
+    amp: Amp,
+) -> Result<Features> {
+    let h = match cache.as_ref().and_then(|c| c.get(&batch.indices)) {
+        Some(f) => f.pooled,
+        None => {
+            let images = upload_images(model, batch, device)?;
+            let h = amp::autocast(amp, device, || model.prefix(&images));
+            if let Some(c) = cache {
+                let f = Features {
+                    pooled: h.shallow_clone(),
+                    tokens: Tensor::new(),
+                };
+                c.put(&batch.indices, &f);
+            }
+            h
+        }
+    };
+    Ok(amp::autocast(amp, device, || {
+        model.features_from_prefix(&h)
+    }))
 }
 
 /// A batch's images on `device`, once the trunk has accepted their shape (`train::run` checks
@@ -312,15 +346,18 @@ impl Trainer {
         s: &Sources,
         device: Device,
     ) -> Vec<(Split, FeatureCache)> {
-        if !params.training_params.feature_cache || !model.trunk_frozen() {
+        let prefix = model.has_frozen_prefix();
+        if !params.training_params.feature_cache || !(model.trunk_frozen() || prefix) {
             return vec![];
         }
+        // A frozen prefix's activations are kept whole (in the `pooled` slot), head or not.
+        let with_tokens = model.head_reads_tokens() && !prefix;
         let budget = feature_cache::budget_bytes();
         let mut caches = vec![];
         let mut add = |split, src: &dyn BatchSource| {
             caches.push((
                 split,
-                FeatureCache::new(src.items().len(), model.head_reads_tokens(), device, budget),
+                FeatureCache::new(src.items().len(), with_tokens, device, budget),
             ));
         };
         if s.train.is_deterministic() {
@@ -553,7 +590,7 @@ impl Trainer {
         ));
         let labels = crate::device::upload(&batch.labels, self.device);
         let cache = Self::cache_mut(&mut self.caches, Split::Train);
-        let logits = if self.model.trunk_frozen() {
+        let logits = if self.model.trunk_frozen() || self.model.has_frozen_prefix() {
             let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp)?;
             amp::autocast(self.amp, self.device, || self.model.head(&f, true))
         } else {

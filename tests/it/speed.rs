@@ -198,3 +198,68 @@ fn a_run_killed_during_a_background_checkpoint_write_resumes() {
         "no temporary file left after a finished run"
     );
 }
+
+fn metrics_of(dir: &Path) -> Vec<(String, f64)> {
+    let m = medfm::report::read_metrics_results(&dir.join("run/results/tiny/metrics_results.json"))
+        .unwrap();
+    m.iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn train_losses(dir: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("run/results/tiny/history.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "train_loss").unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap())
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse().unwrap())
+        .collect()
+}
+
+/// DINOv2 with its last 2 of 12 blocks trained: with the feature cache on, the activations
+/// entering block 10 are computed once per image and kept (val, test, and train: its
+/// transforms are deterministic here); the results equal those of the run without it.
+#[test]
+fn the_frozen_prefix_cache_does_not_change_results() {
+    let mut runs = vec![];
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        synth_data(dir.path(), "DDSM", 48);
+        let params = tiny_params(dir.path(), "DDSM", |v| {
+            v["foundation_params"]["partial"]["unfreeze_cutoff"] = 10.into();
+            v["foundation_params"]["freeze_backbone"] = true.into();
+            v["training_params"]["feature_cache"] = cache.into();
+            v["training_params"]["epochs"] = 3.into();
+            v["training_params"]["knn_eval"] = false.into();
+        });
+        let out = common::command(BIN)
+            .arg("--params_path")
+            .arg(&params)
+            .arg("--debug")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let on = stderr.contains("activations entering block 10 are computed once per image");
+        assert_eq!(on, cache, "{stderr}");
+        runs.push((metrics_of(dir.path()), train_losses(dir.path())));
+    }
+    // Not bitwise: with the cache an item's block-10 input is the one computed in its batch of
+    // epoch 1, without it it is recomputed in its (shuffled) batch of each epoch, and MKL's
+    // sgemm rounds a row by its place in the batch (docs/contributing.md, rule 5). The metrics
+    // file keeps 3 decimals (`test_loss` 5): allow one step of that rounding; the per-epoch
+    // float32 training losses of O(1) agree to 1e-6 relative.
+    let ((ma, la), (mb, lb)) = (&runs[0], &runs[1]);
+    let names = |m: &[(String, f64)]| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(ma), names(mb));
+    for ((k, x), (_, y)) in ma.iter().zip(mb) {
+        let step = if k.ends_with("_loss") { 1e-5 } else { 1e-3 };
+        let same = (x.is_nan() && y.is_nan()) || (x - y).abs() <= step * (1.0 + 1e-9);
+        assert!(same, "{k}: {x} vs {y}");
+    }
+    assert_eq!(la.len(), lb.len(), "{la:?} vs {lb:?}");
+    for (x, y) in la.iter().zip(lb) {
+        assert!((x - y).abs() <= 1e-6 * y.abs(), "{la:?} vs {lb:?}");
+    }
+}
