@@ -4,12 +4,14 @@
 //!
 //! `cargo run --release --example bench_train_step -- --backbone dinov2_vitb14 --head none
 //! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] [--device cpu|cuda[:N]]
-//! [--amp] [--foreach true|false] --serve`
+//! [--amp [--amp-dtype float16|bfloat16]] [--tf32-matmul] [--foreach true|false]
+//! [--fused true|false] --serve`
 //!
 //! The model has random weights (the step time does not depend on them). The frozen-trunk
 //! feature cache is off, so the trunk runs every step as in PyTorch. The batch is held on the
 //! CPU and copied to the device each step, as the training loop does. `--amp` turns on
-//! `use_mixed_precision` (autocast float16 + loss scaling; CUDA only). With `--serve` it prints
+//! `use_mixed_precision` (autocast float16 + loss scaling, or bfloat16 without; CUDA only).
+//! `--fused` is the optimizer's `fused` (ATen's fused AdamW kernel). With `--serve` it prints
 //! `ready`, then runs one timed step per line read from stdin and answers with its time in ms;
 //! on CUDA the device is synchronised before the clock is read at both ends.
 
@@ -33,6 +35,10 @@ struct Args {
     amp: bool,
     /// The optimizer's `foreach` (None: torch's default, on for GPU parameters).
     foreach: Option<bool>,
+    /// The optimizer's `fused` (None: off, torch's default).
+    fused: Option<bool>,
+    amp_dtype: String,
+    tf32_matmul: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -47,6 +53,9 @@ fn parse() -> Result<Args> {
         device: Device::Cpu,
         amp: false,
         foreach: None,
+        fused: None,
+        amp_dtype: "float16".into(),
+        tf32_matmul: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -62,6 +71,9 @@ fn parse() -> Result<Args> {
             "--device" => a.device = medfm::commands::features::parse_device(&v()?)?,
             "--amp" => a.amp = true,
             "--foreach" => a.foreach = Some(v()?.parse()?),
+            "--fused" => a.fused = Some(v()?.parse()?),
+            "--amp-dtype" => a.amp_dtype = v()?,
+            "--tf32-matmul" => a.tf32_matmul = true,
             "--serve" => {}
             other => bail!("unknown option {other}"),
         }
@@ -111,6 +123,10 @@ fn main() -> Result<()> {
     }
     if a.device.is_cuda() {
         medfm::device::cudnn_training_defaults(); // as the binary's training runs (device::select)
+        medfm::device::set_tf32(medfm::config::AllowTf32 {
+            matmul: a.tf32_matmul,
+            cudnn: true,
+        });
     }
     // Compiled in: the benchmark runs wherever its binary is sent (gpu_check's pack).
     let mut v: serde_json::Value = serde_json::from_str(include_str!("../configs/demo.json"))?;
@@ -129,6 +145,10 @@ fn main() -> Result<()> {
         .to_string()
         .into();
     v["training_params"]["use_mixed_precision"] = a.amp.into();
+    v["training_params"]["amp_dtype"] = a.amp_dtype.clone().into();
+    if let Some(f) = a.fused {
+        v["optimization_params"]["default"]["optimizer"]["params"]["fused"] = f.into();
+    }
     if let Some(f) = a.foreach {
         v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = f.into();
     }

@@ -6,8 +6,9 @@
 # 2. .cargo/config.toml [env] pointing torch-sys at that libtorch (ignored by git).
 # 3. nasm, which builds the SIMD code of libjpeg-turbo's JPEG decoder (about 2x faster, the
 #    same pixels). When it is not installed, Debian's package is fetched without root
-#    (`apt-get download`) into .tools/bin; the scripts put .tools/bin on PATH before they
-#    build. Without nasm the decoder is built in C. `medfm --version` says which was built.
+#    (`apt-get download`) into .tools/bin, which .cargo/config.toml then puts on cargo's PATH,
+#    so a plain `cargo build` finds it. Without nasm the decoder is built in C (build.rs
+#    warns). `medfm --version` says which was built.
 #
 # Idempotent and quick when already done. `--ref` also installs the Python reference
 # packages (timm, open_clip_torch, sam2, transformers, torchvision, scikit-learn, pydicom) that the
@@ -92,10 +93,6 @@ LIBTORCH = "$libtorch"
 LIBTORCH_CXX11_ABI = "$abi"
 TOML
 )"
-if [ ! -f "$config" ] || [ "$(cat "$config")" != "$new" ]; then
-  printf '%s\n' "$new" > "$config"
-  say "wrote $config (LIBTORCH=$libtorch)"
-fi
 # nasm is looked up on PATH by mozjpeg-sys's build script, once per build profile: a build
 # made without it stays C-only until `cargo clean -p mozjpeg-sys`.
 tools="$root/.tools/bin"
@@ -119,5 +116,18 @@ elif ! command -v nasm >/dev/null 2>&1 && [ ! -x "$tools/nasm" ]; then
     echo "apt-get download nasm failed on $(date -u +%F); delete this file to try again" > "$failed"
   fi
   rm -rf "$tmp"
+fi
+# mozjpeg-sys finds nasm on PATH only, so a plain `cargo build` would build the C decoder when
+# nasm lives in .tools/bin: cargo's [env] puts that folder first (cargo can only replace PATH,
+# so the rest is this shell's PATH; rerun this script after changing it). build.rs warns when
+# nasm is still not found.
+found_nasm="$(command -v nasm 2>/dev/null || true)"
+if [ -x "$tools/nasm" ] && { [ -z "$found_nasm" ] || [ "$found_nasm" = "$tools/nasm" ]; }; then
+  new="$new
+PATH = { value = \"$tools:${PATH//"$tools:"/}\", force = true }"
+fi
+if [ ! -f "$config" ] || [ "$(cat "$config")" != "$new" ]; then
+  printf '%s\n' "$new" > "$config"
+  say "wrote $config (LIBTORCH=$libtorch)"
 fi
 say "ready: libtorch $TORCH_VERSION at $libtorch"

@@ -1,84 +1,85 @@
 //! Autocast regions (torch's `torch.autocast`), switched through ATen's per-device-type
 //! functions.
 
+use crate::config::AmpDtype;
+use crate::shim::{self, DeviceType, SCALAR_BFLOAT16, SCALAR_HALF};
 use tch::{Device, Kind, Tensor};
 
-/// Run `f` under autocast for `device` when `enabled`, in float16 (torch's default on CUDA,
-/// as `torch.cuda.amp.autocast` in the reference). medfm trains in float32 on the CPU, as the
-/// reference does (its CUDA autocast is a no-op there); the CPU branch lets the tests run the
-/// mixed-precision path (`Trainer::mixed_precision_on_cpu`), in float16 too (CPU autocast's
-/// default is bfloat16, whose range would hide the overflows loss scaling deals with).
-pub fn autocast<T>(enabled: bool, device: Device, f: impl FnOnce() -> T) -> T {
-    if !enabled {
-        return f();
+/// Whether and in which dtype a region runs under autocast: `true` is float16 (torch's default
+/// on CUDA, `torch.cuda.amp.autocast` in the reference), `training_params.amp_dtype` picks
+/// bfloat16.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Amp(pub Option<AmpDtype>);
+
+impl From<bool> for Amp {
+    fn from(on: bool) -> Amp {
+        Amp(on.then_some(AmpDtype::Float16))
     }
+}
+
+impl From<Option<AmpDtype>> for Amp {
+    fn from(dtype: Option<AmpDtype>) -> Amp {
+        Amp(dtype)
+    }
+}
+
+/// Run `f` under autocast for `device` when `amp` says so, in its dtype (float16 for `true`).
+/// medfm trains in float32 on the CPU, as the reference does (its CUDA autocast is a no-op
+/// there); the CPU branch lets the tests run the mixed-precision path
+/// (`Trainer::mixed_precision_on_cpu`), in the dtype CUDA would use (CPU autocast's default is
+/// bfloat16, whose range would hide the overflows float16's loss scaling deals with).
+pub fn autocast<T>(amp: impl Into<Amp>, device: Device, f: impl FnOnce() -> T) -> T {
+    let Amp(Some(dtype)) = amp.into() else {
+        return f();
+    };
     let device_type = if device.is_cuda() {
         DeviceType::Cuda
     } else {
         DeviceType::Cpu
     };
-    with_autocast(device_type, f)
+    with_autocast(device_type, dtype, f)
 }
 
-/// `c10::DeviceType` (an `int8_t` enum): the autocast switch is kept per device type.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(i8)]
-enum DeviceType {
-    Cpu = 0,
-    Cuda = 1,
+/// The `c10::ScalarType` code of an autocast dtype.
+fn scalar_type(dtype: AmpDtype) -> i8 {
+    match dtype {
+        AmpDtype::Float16 => SCALAR_HALF,
+        AmpDtype::BFloat16 => SCALAR_BFLOAT16,
+    }
 }
 
-// ATen's per-device-type autocast switches. `tch::autocast` calls `at::autocast::is_enabled()`
-// and `set_enabled()`, which torch 2.11 deprecates with a printed warning on every call: five
-// lines per forward pass. These are the functions those wrappers forward to (plain C++
-// functions of an `int8_t` enum and a `bool`, which do not throw for CPU or CUDA), named by
-// their Itanium-mangled symbols in libtorch_cpu, which torch-sys links.
-extern "C" {
-    #[link_name = "_ZN2at8autocast19is_autocast_enabledEN3c1010DeviceTypeE"]
-    fn at_is_autocast_enabled(device_type: DeviceType) -> bool;
-    #[link_name = "_ZN2at8autocast20set_autocast_enabledEN3c1010DeviceTypeEb"]
-    fn at_set_autocast_enabled(device_type: DeviceType, enabled: bool);
-    #[link_name = "_ZN2at8autocast18get_autocast_dtypeEN3c1010DeviceTypeE"]
-    fn at_get_autocast_dtype(device_type: DeviceType) -> ScalarType;
-    #[link_name = "_ZN2at8autocast18set_autocast_dtypeEN3c1010DeviceTypeENS1_10ScalarTypeE"]
-    fn at_set_autocast_dtype(device_type: DeviceType, dtype: ScalarType);
+/// The tch kind of an autocast dtype.
+pub fn kind(dtype: AmpDtype) -> Kind {
+    match dtype {
+        AmpDtype::Float16 => Kind::Half,
+        AmpDtype::BFloat16 => Kind::BFloat16,
+    }
 }
 
-/// `c10::ScalarType` (an `int8_t` enum), as the autocast dtype functions pass it; any value
-/// may come back from `get_autocast_dtype`, so this is a plain number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[repr(transparent)]
-struct ScalarType(i8);
-
-const HALF: ScalarType = ScalarType(5);
-
-/// Autocast on for `device_type` while it lives; restores the previous switch on drop (also
-/// when `f` panics) and, leaving the outermost region, clears autocast's cast-weight cache,
-/// as `torch.autocast.__exit__` does.
+/// Autocast on for `device_type`, in `dtype`, while it lives; restores the previous switch and
+/// dtype on drop (also when `f` panics) and, leaving the outermost region, clears autocast's
+/// cast-weight cache, as `torch.autocast.__exit__` does. The switches are ATen's per-device-type
+/// ones (through `crate::shim`): `tch::autocast` calls `at::autocast::is_enabled()` and
+/// `set_enabled()`, which torch 2.11 deprecates with a printed warning on every call, and fixes
+/// the dtype.
 struct AutocastGuard {
     device_type: DeviceType,
     previous: bool,
-    /// The CPU's autocast dtype before the region set float16 (restored on drop).
-    previous_cpu_dtype: Option<ScalarType>,
+    previous_dtype: i8,
 }
 
 impl AutocastGuard {
-    fn enter(device_type: DeviceType) -> AutocastGuard {
-        // SAFETY: see the extern block; the switches are thread-local flags.
-        let previous = unsafe { at_is_autocast_enabled(device_type) };
-        let previous_cpu_dtype = (device_type == DeviceType::Cpu).then(|| unsafe {
-            let dtype = at_get_autocast_dtype(DeviceType::Cpu);
-            at_set_autocast_dtype(DeviceType::Cpu, HALF);
-            dtype
-        });
-        unsafe {
-            at_set_autocast_enabled(device_type, true);
-            torch_sys::at_autocast_increment_nesting();
-        }
+    fn enter(device_type: DeviceType, dtype: AmpDtype) -> AutocastGuard {
+        let previous = shim::autocast_enabled(device_type);
+        let previous_dtype = shim::autocast_dtype(device_type);
+        shim::set_autocast_dtype(device_type, scalar_type(dtype));
+        shim::set_autocast_enabled(device_type, true);
+        // SAFETY: a thread-local counter.
+        unsafe { torch_sys::at_autocast_increment_nesting() };
         AutocastGuard {
             device_type,
             previous,
-            previous_cpu_dtype,
+            previous_dtype,
         }
     }
 }
@@ -90,28 +91,30 @@ impl Drop for AutocastGuard {
             if torch_sys::at_autocast_decrement_nesting() == 0 {
                 torch_sys::at_autocast_clear_cache();
             }
-            at_set_autocast_enabled(self.device_type, self.previous);
-            if let Some(dtype) = self.previous_cpu_dtype {
-                at_set_autocast_dtype(DeviceType::Cpu, dtype);
-            }
         }
+        shim::set_autocast_enabled(self.device_type, self.previous);
+        shim::set_autocast_dtype(self.device_type, self.previous_dtype);
     }
 }
 
-fn with_autocast<T>(device_type: DeviceType, f: impl FnOnce() -> T) -> T {
-    let _guard = AutocastGuard::enter(device_type);
+fn with_autocast<T>(device_type: DeviceType, dtype: AmpDtype, f: impl FnOnce() -> T) -> T {
+    let _guard = AutocastGuard::enter(device_type, dtype);
     f()
 }
 
-/// The dtype CPU autocast computes convolutions in, when it is on and `x` is on the CPU.
+/// The dtype CPU autocast computes convolutions in (its autocast dtype), when it is on and `x` is on the CPU.
 /// CUDA's autocast casts the operands of ATen's `_convolution` (which medfm calls, see
 /// `models::layers::conv2d`) to float16; the CPU's casts those of `conv2d` but not of
 /// `_convolution`, so medfm casts them itself there (CPU autocast is how the tests run the
 /// mixed-precision path).
 pub fn cpu_lower_precision(x: &Tensor) -> Option<Kind> {
-    // SAFETY: see the extern block.
-    (x.device() == Device::Cpu && unsafe { at_is_autocast_enabled(DeviceType::Cpu) })
-        .then_some(Kind::Half)
+    if x.device() != Device::Cpu || !shim::autocast_enabled(DeviceType::Cpu) {
+        return None;
+    }
+    Some(match shim::autocast_dtype(DeviceType::Cpu) {
+        SCALAR_BFLOAT16 => Kind::BFloat16,
+        _ => Kind::Half,
+    })
 }
 
 /// `x` in float32 when CPU autocast is on and `x` is a lower-precision CPU tensor: CUDA's
@@ -128,33 +131,30 @@ mod tests {
     #[test]
     fn autocast_switches_on_for_its_region_only_and_restores_the_previous_state() {
         let a = Tensor::ones([4, 4], (Kind::Float, Device::Cpu));
-        let on_cpu = || with_autocast(DeviceType::Cpu, || a.matmul(&a).kind());
+        let on_cpu = || with_autocast(DeviceType::Cpu, AmpDtype::Float16, || a.matmul(&a).kind());
         // CPU autocast (float16, as CUDA's) stands in for CUDA's: same switches, another
         // device type.
         assert_eq!(on_cpu(), Kind::Half);
         assert_eq!(a.matmul(&a).kind(), Kind::Float);
-        assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cpu) });
+        assert!(!shim::autocast_enabled(DeviceType::Cpu));
         // Nested regions: the inner exit keeps the outer one on.
-        let kinds = with_autocast(DeviceType::Cpu, || {
+        let kinds = with_autocast(DeviceType::Cpu, AmpDtype::Float16, || {
             let inner = on_cpu();
             (inner, a.matmul(&a).kind())
         });
         assert_eq!(kinds, (Kind::Half, Kind::Half));
         // The CPU's own default dtype is back after the region.
-        assert_eq!(
-            unsafe { at_get_autocast_dtype(DeviceType::Cpu) },
-            ScalarType(15)
-        );
-        assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cpu) });
+        assert_eq!(shim::autocast_dtype(DeviceType::Cpu), SCALAR_BFLOAT16);
+        assert!(!shim::autocast_enabled(DeviceType::Cpu));
         // The CUDA switch is independent of the CPU one and is restored too.
-        let cuda_on = autocast(true, Device::Cuda(0), || unsafe {
+        let cuda_on = autocast(true, Device::Cuda(0), || {
             (
-                at_is_autocast_enabled(DeviceType::Cuda),
-                at_is_autocast_enabled(DeviceType::Cpu),
+                shim::autocast_enabled(DeviceType::Cuda),
+                shim::autocast_enabled(DeviceType::Cpu),
             )
         });
         assert_eq!(cuda_on, (true, false));
-        assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cuda) });
+        assert!(!shim::autocast_enabled(DeviceType::Cuda));
         assert_eq!(
             autocast(true, Device::Cuda(0), || a.matmul(&a).kind()),
             Kind::Float
@@ -191,6 +191,43 @@ mod tests {
             autocast(true, Device::Cuda(0), || panic!("in the region"))
         });
         assert!(r.is_err());
-        assert!(!unsafe { at_is_autocast_enabled(DeviceType::Cuda) });
+        assert!(!shim::autocast_enabled(DeviceType::Cuda));
+    }
+
+    #[test]
+    fn bfloat16_regions_compute_in_bfloat16_close_to_float32() {
+        let x = Tensor::from_slice(&(0..64).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>())
+            .view([8, 8]);
+        let exact = x.matmul(&x);
+        let (kind, inner, conv_kind) = autocast(Some(AmpDtype::BFloat16), Device::Cpu, || {
+            let y = x.matmul(&x);
+            (
+                y.kind(),
+                shim::autocast_dtype(DeviceType::Cpu),
+                cpu_lower_precision(&x),
+            )
+        });
+        assert_eq!(kind, Kind::BFloat16);
+        assert_eq!(inner, SCALAR_BFLOAT16);
+        assert_eq!(conv_kind, Some(Kind::BFloat16));
+        let y = autocast(Some(AmpDtype::BFloat16), Device::Cpu, || x.matmul(&x));
+        // bfloat16 keeps 8 significant bits: each operand rounds by up to 2^-9 relative, so a
+        // sum of 8 products of values in [-1, 1] (at most 8 in magnitude) moves by about
+        // 8 * 2 * 2^-9 plus the output's own rounding (2^-9 * 8): 0.05 bounds it.
+        let err = (y.to_kind(Kind::Float) - &exact)
+            .abs()
+            .max()
+            .double_value(&[]);
+        assert!(err < 0.05 && err > 0.0, "bfloat16 vs float32: {err}");
+        // Float16 in a region inside a bfloat16 one, and the dtype restored on the way out.
+        let kinds = autocast(Some(AmpDtype::BFloat16), Device::Cpu, || {
+            let inner = autocast(true, Device::Cpu, || x.matmul(&x).kind());
+            (inner, x.matmul(&x).kind())
+        });
+        assert_eq!(kinds, (Kind::Half, Kind::BFloat16));
+        assert_eq!(
+            autocast(None, Device::Cpu, || x.matmul(&x).kind()),
+            Kind::Float
+        );
     }
 }

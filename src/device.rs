@@ -1,6 +1,6 @@
 //! Device selection (`system_params`, `--gpu`) and the runtime facts `medfm --version` prints.
 
-use crate::config::SystemParams;
+use crate::config::{AllowTf32, SystemParams};
 use anyhow::{bail, Result};
 use std::sync::atomic::{AtomicBool, Ordering};
 use tch::{Device, Tensor};
@@ -37,7 +37,16 @@ pub fn select(sys: &SystemParams) -> Result<Device> {
         ));
     }
     cudnn_training_defaults();
+    set_tf32(sys.allow_tf32);
     Ok(Device::Cuda(idx))
+}
+
+/// `system_params.allow_tf32`: TF32 for CUDA float32 matmuls (cuBLAS) and convolutions. The
+/// forward convolutions read `conv_tf32` (see `cudnn_training_defaults`), the backward ones
+/// and the matmuls libtorch's global switches, set here for both (docs/gpu.md).
+pub fn set_tf32(t: AllowTf32) {
+    crate::shim::set_cuda_tf32(t.matmul, t.cudnn);
+    CONV_TF32.store(t.cudnn, Ordering::Relaxed);
 }
 
 /// Whether cuDNN's autotuner is on, and whether float32 convolutions may use TF32. medfm's

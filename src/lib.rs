@@ -18,6 +18,7 @@ pub mod models;
 pub mod predict;
 pub mod report;
 pub mod run_dir;
+pub mod shim;
 pub mod stats;
 pub mod train;
 pub mod util;

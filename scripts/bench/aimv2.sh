@@ -5,6 +5,7 @@
 #   scripts/bench/aimv2.sh --ml-aim ML_AIM_CHECKOUT [--names aimv2-large-patch14-224] [--iters 5]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock .venv/bin/python scripts/bench/aimv2.py "$@"

@@ -10,6 +10,7 @@
 # Heavy: runs under flock /tmp/medfm-heavy.lock.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 ITERS="${1:-15}"
 DIR="${MEDFM_BENCH_DIR:-/tmp/medfm-bench}/dicom"

@@ -12,6 +12,7 @@
 #   ML_AIM=/tmp/ml-aim VMAMBA_REPO=/tmp/vmamba-ref bash scripts/bench/families.sh [--iters N]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 iters=()
 if [ "${1:-}" = --iters ] && [ -n "${2:-}" ]; then iters=(--iters "$2"); fi
 status=0

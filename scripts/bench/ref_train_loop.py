@@ -9,6 +9,12 @@ the best model on the dataset's target metric (quadratic kappa), the test of the
 `metrics_results.json` with the reference's keys (its DefaultClassificationMetrics, sklearn).
 The trunk runs on every image of every epoch, as in the reference.
 
+With `foundation_params.partial.unfreeze_cutoff = k >= 0` blocks k.. of the trunk are trained
+too (the reference's `partial_unfreeze`). With `system_params.use_GPU` and CUDA available it
+runs on the GPU (batches copied with `non_blocking` from pinned memory, as the reference's
+loaders), under `torch.autocast` in `training_params.amp_dtype` when `use_mixed_precision`
+(float16 with a GradScaler, bfloat16 without).
+
 Usage: ref_train_loop.py --params P --out DIR --head-init HEAD.safetensors [--threads T]
 """
 import argparse
@@ -94,18 +100,34 @@ def main():
         lp = dl[name]
         return DataLoader(Aptos(root, rows, idx, tf), batch_size=lp["batch_size"], shuffle=lp["shuffle"],
                           num_workers=lp["num_workers"], drop_last=lp["drop_last"],
-                          persistent_workers=lp["num_workers"] > 0)
+                          persistent_workers=lp["num_workers"] > 0, pin_memory=torch.cuda.is_available())
 
     train = loader(split["train_split"], "trainloader")
     val = loader(held[: len(held) // 2], "valloader")
     test = loader(held[len(held) // 2:], "testloader")
 
-    vits = official_code(None)
+    packed = os.environ.get("MEDFM_GPU_PYTHONPATH")  # scripts/gpu/pack.sh's copy of the DINOv2 code
+    if packed:
+        sys.path.insert(0, packed)
+        from dinov2.models import vision_transformer as vits
+    else:
+        vits = official_code(None)
     arch = {"dinov2_vits14": "vit_small", "dinov2_vitb14": "vit_base"}[p["foundation_params"]["backbone_type"]]
     backbone = getattr(vits, arch)(patch_size=14, img_size=518, init_values=1.0, block_chunks=0)
     backbone.load_state_dict(torch.load(p["foundation_params"]["weights"]))
     for q in backbone.parameters():
         q.requires_grad = False
+    cutoff = p["foundation_params"].get("partial", {}).get("unfreeze_cutoff", -1)
+    if cutoff >= 0:
+        for blk in backbone.blocks[cutoff:]:
+            for q in blk.parameters():
+                q.requires_grad = True
+    cuda = p["system_params"].get("use_GPU", True) and torch.cuda.is_available()
+    device = torch.device("cuda" if cuda else "cpu")
+    torch.backends.cudnn.benchmark = cuda
+    amp = cuda and tp.get("use_mixed_precision", False)
+    amp_dtype = torch.bfloat16 if tp.get("amp_dtype") == "bfloat16" else torch.float16
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
     head = load_file(args.head_init)
     fc = nn.Linear(head["model/head.fc.weight"].shape[1], head["model/head.fc.weight"].shape[0])
     with torch.no_grad():
@@ -120,7 +142,7 @@ def main():
         def forward(self, x):
             return self.fc(self.backbone.forward(x, is_training=True)["x_norm_clstoken"])
 
-    model = Model()
+    model = Model().to(device)
     o = p["optimization_params"]["default"]["optimizer"]
     reg, noreg = [], []
     for name, q in model.named_parameters():
@@ -136,10 +158,12 @@ def main():
         losses, logits, truths = [], [], []
         with torch.no_grad():
             for x, y in dataloader:
-                out = model(x)
+                x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+                with torch.autocast(device.type, dtype=amp_dtype, enabled=amp and prefix == "val"):
+                    out = model(x).float()
                 losses.append(crit(out, y).item())
-                logits.append(out)
-                truths.append(y)
+                logits.append(out.cpu())
+                truths.append(y.cpu())
         model.train()
         return classification_metrics(truths, logits, n, prefix), float(np.mean(losses))
 
@@ -153,12 +177,16 @@ def main():
     model.train()
     for epoch in range(tp["epochs"]):
         for x, y in train:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
             opt.zero_grad()
-            loss = crit(model(x), y)
-            loss.backward()
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
+                loss = crit(model(x), y)
+            scaler.scale(loss).backward()
             if tp["grad_clipping"]:
+                scaler.unscale_(opt)
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clipping"])
-            opt.step()
+            scaler.step(opt)
+            scaler.update()
         validate()
     validate()  # the reference's evaluate() after training
     model.load_state_dict(state["best"])

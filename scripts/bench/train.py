@@ -7,7 +7,9 @@ AdamW with the reference's two parameter groups) on the same model and batch sha
   frozen - dinov2_vitb14 + linear head, frozen trunk;
   last4  - dinov2_vitb14 + linear head, blocks 8..11 trainable (partial.unfreeze_cutoff = 8);
   deit   - dinov2_vitb14 (frozen) + the deit_base attention head;
-  deit_last4 - dinov2_vitb14 with blocks 8..11 trainable + the deit_base attention head.
+  deit_last4 - dinov2_vitb14 with blocks 8..11 trainable + the deit_base attention head;
+  vitl_last4, vith_last4 - ViT-L/14 and ViT-H/14 with their last 4 blocks trainable + linear
+  head (see LARGE).
 PyTorch runs the reference's own modules: the official DINOv2 code (the reference loads it
 through torch.hub; extracted from /work/.mirror/facebookresearch+dinov2) and the reference's
 `utils/transformers/deit.py` (read from its mirror), composed as its wrappers do. Each side is a
@@ -36,6 +38,11 @@ same trunk weights and head initialisation, so their metrics must match. Wall ti
 the process tree (the Python loop's DataLoader workers included, shared pages counted once) and
 peak RSS of the main process, sampled every 50 ms.
 
+`e2e --e2e-device cuda` runs both sides on the GPU; `--unfreeze K` trains blocks K.. of the
+trunk too (partial.unfreeze_cutoff, on both sides), `--e2e-amp float16|bfloat16` turns on mixed
+precision on both sides. On a GPU the metrics agree to rounding only (cuDNN/cuBLAS kernels are
+not bitwise reproducible across implementations).
+
 `all` runs both and prints the table of numbers, ratios and targets (as in docs/performance.md).
 
 Both sides use the same thread count and OMP_WAIT_POLICY=PASSIVE (medfm's binary sets it by
@@ -44,8 +51,9 @@ default; libgomp's spinning default makes both many times slower on a loaded mac
 Usage (under the heavy lock, see scripts/bench/train.sh):
   .venv/bin/python scripts/bench/train.py all [--batch 8] [--iters 5] [--n 512] [--backbone dinov2_vits14]
   .venv/bin/python scripts/bench/train.py step [--batch 8] [--iters 5] [--configs frozen,last4,deit]
-      [--device cuda] [--amp] [--json OUT]
+      [--device cuda] [--amp [--amp-dtype bfloat16]] [--tf32-matmul] [--medfm-fused true] [--json OUT]
   .venv/bin/python scripts/bench/train.py e2e [--n 512] [--backbone dinov2_vits14] [--e2e-size 224]
+      [--e2e-device cuda] [--unfreeze 8] [--e2e-amp bfloat16]
 """
 import argparse
 import json
@@ -151,15 +159,34 @@ def param_groups(model):
     return [{"params": reg}, {"params": noreg, "weight_decay": 0.0}]
 
 
+# The large-model configs (`step --configs vitl_last4,vith_last4`): last 4 blocks trained +
+# linear head. medfm runs dinov2_vitl14 and MAE's vit_huge_patch14 (ViT-H/14, 32 blocks of
+# 1280); PyTorch the official DINOv2 code at the same sizes (its ViT-H/14 is DINOv2's
+# DinoVisionTransformer with those sizes: the same matmuls and attention as MAE's ViT-H/14,
+# LayerScale aside).
+LARGE = {"vitl_last4": ("dinov2_vitl14", 1024, 24), "vith_last4": ("vit_huge_patch14", 1280, 32)}
+
+
+def torch_backbone(config, vits):
+    if config == "vitl_last4":
+        return dinov2(vits, "vit_large")
+    if config == "vith_last4":
+        return vits.DinoVisionTransformer(img_size=518, patch_size=14, embed_dim=1280, depth=32, num_heads=16,
+                                          mlp_ratio=4, block_fn=partial(vits.Block, attn_class=vits.MemEffAttention),
+                                          init_values=1.0, block_chunks=0)
+    return dinov2(vits, "vit_base")
+
+
 def torch_model(config, vits, deit):
-    backbone = dinov2(vits, "vit_base")
+    backbone = torch_backbone(config, vits)
     for p in backbone.parameters():
         p.requires_grad = False
-    if config in ("last4", "deit_last4"):
-        for blk in backbone.blocks[8:]:
+    if config in ("last4", "deit_last4") or config in LARGE:
+        for blk in backbone.blocks[-4:]:
             for p in blk.parameters():
                 p.requires_grad = True
-    model = DeitHeadModel(backbone, deit) if config.startswith("deit") else LinearModel(backbone, 768)
+    dim = LARGE[config][1] if config in LARGE else 768
+    model = DeitHeadModel(backbone, deit) if config.startswith("deit") else LinearModel(backbone, dim)
     model.train()
     if config in ("frozen", "deit"):
         backbone.eval()
@@ -167,6 +194,9 @@ def torch_model(config, vits, deit):
 
 
 def rust_args(config):
+    if config in LARGE:
+        backbone, _, depth = LARGE[config]
+        return ["--backbone", backbone, "--head", "none", "--unfreeze", str(depth - 4)]
     head = "deit_base" if config.startswith("deit") else "none"
     unfreeze = "8" if config in ("last4", "deit_last4") else "-1"
     return ["--backbone", "dinov2_vitb14", "--head", head, "--unfreeze", unfreeze]
@@ -185,9 +215,13 @@ def torch_worker(args):
     cuda = device.type == "cuda"
     torch.backends.cudnn.benchmark = cuda  # as the reference's get_device_type (and medfm)
     amp = args.amp and cuda
+    # bfloat16 autocast needs no loss scaling (torch's bf16 recipes run without GradScaler).
+    amp_dtype = torch.bfloat16 if args.amp_dtype == "bfloat16" else torch.float16
+    if cuda:
+        torch.backends.cuda.matmul.allow_tf32 = args.tf32_matmul
     model = torch_model(args.config, vits, deit).to(device)
     opt = torch.optim.AdamW(param_groups(model), lr=1e-3, weight_decay=1e-4)
-    scaler = torch.amp.GradScaler("cuda", enabled=amp)
+    scaler = torch.amp.GradScaler("cuda", enabled=amp and amp_dtype == torch.float16)
     x = torch.randn(args.batch, 3, args.size, args.size)
     y = torch.arange(args.batch) % N_CLASSES
     crit = nn.CrossEntropyLoss()
@@ -198,7 +232,7 @@ def torch_worker(args):
             torch.cuda.synchronize(device)
         start = time.perf_counter()
         opt.zero_grad()
-        with torch.autocast(device.type, dtype=torch.float16, enabled=amp):
+        with torch.autocast(device.type, dtype=amp_dtype, enabled=amp):
             loss = crit(model(x.to(device)), y.to(device))
         scaler.scale(loss).backward()
         scaler.unscale_(opt)
@@ -306,10 +340,13 @@ def bench_step(args):
     results = []
     for config in args.configs.split(","):
         shape = ["--batch", str(args.batch), "--size", str(args.size), "--threads", str(args.threads),
-                 "--device", args.device, *(["--amp"] if args.amp else [])]
+                 "--device", args.device, *(["--amp"] if args.amp else []), "--amp-dtype", args.amp_dtype,
+                 *(["--tf32-matmul"] if args.tf32_matmul else [])]
         # One after the other, each with a first (untimed) step, so the device's memory rise
         # belongs to one server.
         foreach = [] if args.medfm_foreach == "default" else ["--foreach", args.medfm_foreach]
+        if args.medfm_fused != "default":
+            foreach += ["--fused", args.medfm_fused]
         medfm = started_with_first_step([exe, *rust_args(config), "--classes", str(N_CLASSES), *shape, *foreach,
                                          "--serve"], env, gpu)
         torch_side = started_with_first_step(
@@ -329,7 +366,8 @@ def bench_step(args):
                 t_rust.append(b)
         row = {
             "config": config, "batch": args.batch, "size": args.size, "threads": args.threads,
-            "device": args.device, "amp": args.amp, "medfm_foreach": args.medfm_foreach,
+            "device": args.device, "amp": args.amp, "amp_dtype": args.amp_dtype, "tf32_matmul": args.tf32_matmul,
+            "medfm_foreach": args.medfm_foreach, "medfm_fused": args.medfm_fused,
             "trainable_params": int(torch_side.ready[0]),
             "pytorch_ms": round(statistics.median(t_torch), 1), "medfm_ms": round(statistics.median(t_rust), 1),
             "ratio": round(statistics.median(t_rust) / statistics.median(t_torch), 3),
@@ -406,14 +444,12 @@ def measured(cmd, env):
 
 def bench_e2e(args):
     work = tempfile.mkdtemp(prefix="medfm_e2e_")
-    medfm = os.path.join(ROOT, "target", "release", "medfm")
+    medfm = os.environ.get("MEDFM_BIN") or os.path.join(ROOT, "target", "release", "medfm")
     data = os.path.join(work, "data")
     subprocess.run([medfm, "synth", "--dataset", "APTOS2019", "--out", data, "--n", str(args.n)], check=True)
 
     # Shared initial state: random official-layout trunk weights and the linear head's init.
-    from gen_parity_dinov2 import official_code
-
-    vits = official_code(None)
+    vits, _ = reference_modules()
     torch.manual_seed(1)
     arch = {"dinov2_vits14": ("vit_small", 384), "dinov2_vitb14": ("vit_base", 768)}[args.backbone]
     trunk = dinov2(vits, arch[0])
@@ -438,7 +474,16 @@ def bench_e2e(args):
     p["optimization_params"]["default"]["scheduler"]["type"] = []
     p["training_params"].update({"model_name": "e2e", "epochs": 3, "val_every": 1, "knn_eval": False,
                                  "use_tensorboard": False, "save_dir": os.path.join(work, "medfm")})
-    p["system_params"]["use_GPU"] = False
+    cuda = args.e2e_device.startswith("cuda")
+    p["system_params"]["use_GPU"] = cuda
+    if cuda and ":" in args.e2e_device:
+        p["system_params"]["which_GPUs"] = args.e2e_device.partition(":")[2]
+    if args.unfreeze >= 0:
+        p["foundation_params"]["freeze_backbone"] = True
+        p["foundation_params"]["partial"]["unfreeze_cutoff"] = args.unfreeze
+    p["training_params"]["use_mixed_precision"] = args.e2e_amp != "off"
+    if args.e2e_amp != "off":
+        p["training_params"]["amp_dtype"] = args.e2e_amp
     p["transfer_learning_params"] = {"use_pretrained": True, "pretrained_model_name": "head_init",
                                      "pretrained_path": work}
     params = os.path.join(work, "params.json")
@@ -469,6 +514,7 @@ def bench_e2e(args):
     by = {impl: [r for r in rows if r["impl"] == impl] for impl in ["medfm", "python"]}
     summary = {
         "images": args.n, "backbone": args.backbone, "size": args.e2e_size, "threads": args.threads,
+        "device": args.e2e_device, "unfreeze": args.unfreeze, "amp": args.e2e_amp,
         "medfm_wall_s": statistics.median(r["wall_s"] for r in by["medfm"]),
         "python_wall_s": statistics.median(r["wall_s"] for r in by["python"]),
         "medfm_peak_pss_mib": max(r["peak_pss_mib"] for r in by["medfm"]),
@@ -522,11 +568,17 @@ def main():
         p = parsers[name]
         p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N")
         p.add_argument("--amp", action="store_true", help="mixed precision (CUDA only; ignored on the CPU)")
+        p.add_argument("--amp-dtype", default="float16", choices=["float16", "bfloat16"],
+                       help="autocast dtype with --amp (bfloat16: no loss scaling on either side)")
+        p.add_argument("--tf32-matmul", action="store_true", help="TF32 float32 matmuls on both sides (CUDA)")
     parsers["step"].add_argument("--json", help="also write the rows to this JSON file")
+    parsers["step"].add_argument("--medfm-fused", default="default", choices=["default", "true", "false"],
+                                 help="medfm's AdamW `fused` (ATen's fused kernel); PyTorch keeps its default")
     parsers["step"].add_argument("--medfm-foreach", default="default", choices=["default", "true", "false"],
                                  help="medfm's optimizer implementation (default: multi-tensor on a GPU, as "
                                       "torch's foreach; PyTorch keeps its default)")
-    parsers["all"].set_defaults(device="cpu", amp=False)
+    parsers["all"].set_defaults(device="cpu", amp=False, amp_dtype="float16", tf32_matmul=False,
+                                medfm_fused="default", medfm_foreach="default")
     for name in ["all", "step"]:
         p = parsers[name]
         p.add_argument("--configs", default="frozen,last4,deit")
@@ -538,6 +590,11 @@ def main():
         p.add_argument("--backbone", default="dinov2_vits14", choices=["dinov2_vits14", "dinov2_vitb14"])
         p.add_argument("--e2e-size", type=int, default=224)
         p.add_argument("--repeats", type=int, default=1)
+        p.add_argument("--e2e-device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
+        p.add_argument("--unfreeze", type=int, default=-1,
+                       help="partial.unfreeze_cutoff: train blocks K.. of the trunk too (-1: frozen trunk)")
+        p.add_argument("--e2e-amp", default="off", choices=["off", "float16", "bfloat16"],
+                       help="mixed precision of both sides (CUDA)")
     parsers["torch-worker"].add_argument("--config", required=True)
     for p in parsers.values():
         p.add_argument("--threads", type=int, default=2)

@@ -10,6 +10,7 @@
 #   bash scripts/bench/train.sh e2e [--n 512 --backbone dinov2_vits14]
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --bin medfm --example bench_train_step
 what=all

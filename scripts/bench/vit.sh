@@ -5,6 +5,7 @@
 # heavy lock itself. Options go to vit.py, e.g. --names clip_vitb16 dinov2_vitb14 --iters 20.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock .venv/bin/python scripts/bench/vit.py "$@"

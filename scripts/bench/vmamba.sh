@@ -6,6 +6,7 @@
 # VMAMBA_REPO: a checkout or export of github.com/MzeroMiko/VMamba (see scripts/fixtures/gen_parity_vmamba.py).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 cargo build --release --quiet --example bench_backbone
 exec flock /tmp/medfm-heavy.lock .venv/bin/python -W ignore scripts/bench/vmamba.py "$@"

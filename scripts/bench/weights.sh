@@ -6,6 +6,7 @@
 # (the files were just written) and report the best of 3 loads.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."
+source scripts/bench/ref_env.sh # the Python side's packages (setup.sh --ref when missing)
 export PATH="$PWD/.tools/bin:$PATH" # nasm from setup.sh, for the SIMD JPEG decoder
 dir=/tmp/medfm-bench-weights
 mkdir -p "$dir"

@@ -12,7 +12,12 @@
               with the steps it skipped (medfm's "step skipped" notices);
 4. bench    - that training step, medfm vs the same model in PyTorch (the reference's modules)
               on the same device in the same run (scripts/bench/train.py step): ms/step,
-              images/s, GPU memory, and model FLOP utilisation.
+              images/s, GPU memory, and model FLOP utilisation; float16 and bfloat16
+              autocast, float32 with and without TF32 matmuls, medfm's fused AdamW;
+5. large    - ViT-L/14 and ViT-H/14, last 4 blocks + linear head, bfloat16, batch 64 and 256,
+              medfm vs PyTorch eager (scripts/bench/train.py step --configs vitl_last4,vith_last4);
+6. e2e      - end to end on the GPU, medfm vs scripts/bench/ref_train_loop.py, DINOv2-B/14 last
+              4 blocks, bfloat16 (scripts/bench/train.py e2e --e2e-device cuda --unfreeze 8).
 
 Results go to OUT (default $OUT, else gpu_check_results/), three files, because the device
 tool brings back at most 8: results.json, summary.md and details.tar.gz (logs/<step>.log of
@@ -194,13 +199,20 @@ class Check:
         rows = []
         # medfm's default optimizer on a GPU steps each parameter group as one tensor (torch's
         # foreach); the last run times the per-parameter loop too, to show what that saves.
-        for amp, foreach in [(True, "default"), (False, "default"), (False, "false")]:
-            name = f"bench_{'amp' if amp else 'fp32'}" + ("" if foreach == "default" else f"_foreach_{foreach}")
+        # Then bfloat16 autocast (no loss scaling on either side), float32 with TF32 matmuls
+        # (both sides), and medfm's fused AdamW kernel under bfloat16.
+        variants = [("amp", "default", []), ("fp32", "default", []), ("fp32_foreach_false", "false", []),
+                    ("bf16", "default", ["--amp", "--amp-dtype", "bfloat16"]),
+                    ("fp32_tf32", "default", ["--tf32-matmul"]),
+                    ("bf16_fused", "default", ["--amp", "--amp-dtype", "bfloat16", "--medfm-fused", "true"])]
+        for label, foreach, extra in variants:
+            extra = ["--amp"] if label == "amp" else extra
+            name = f"bench_{label}"
             out = os.path.join(self.work, f"{name}.json")
             cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench", "train.py"), "step", "--configs", "deit_last4",
                    "--device", self.args.device, "--batch", str(batch), "--size", str(size), "--iters", str(iters),
                    "--warmup", str(warmup), "--threads", str(self.args.threads), "--json", out,
-                   "--medfm-foreach", foreach, *(["--amp"] if amp else [])]
+                   "--medfm-foreach", foreach, *extra]
             self.run(name, cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
             for r in json.load(open(out)):
                 for side in ["pytorch", "medfm"]:
@@ -213,6 +225,48 @@ class Check:
                                   "model_tflop_per_step": round(flops / 1e12, 3), "peak_tflops": peak,
                                   "rows": rows, "ok": True})
         return self.results["checks"]["bench"]
+
+    # -------------------------------------------------------------------------------- 5. large
+    def large(self):
+        """ViT-L/14 and ViT-H/14 with their last 4 blocks trained + linear head, bfloat16
+        autocast, batch 64 and 256: medfm vs PyTorch eager (scripts/bench/train.py step)."""
+        q = self.args.quick
+        size, batches, iters, warmup = (28, [2], 2, 1) if q else (224, [64, 256], 5, 2)
+        rows = []
+        for config in ["vitl_last4", "vith_last4"]:
+            for batch in batches:
+                name = f"large_{config}_b{batch}"
+                out = os.path.join(self.work, f"{name}.json")
+                cmd = [sys.executable, os.path.join(ROOT, "scripts", "bench", "train.py"), "step", "--configs", config,
+                       "--device", self.args.device, "--batch", str(batch), "--size", str(size), "--iters", str(iters),
+                       "--warmup", str(warmup), "--threads", str(self.args.threads), "--json", out,
+                       "--amp", "--amp-dtype", "bfloat16"]
+                self.run(name, cmd, env=dict(os.environ, PYTHONWARNINGS="ignore"))
+                for r in json.load(open(out)):
+                    for side in ["pytorch", "medfm"]:
+                        r[f"{side}_images_per_s"] = round(batch / (r[f"{side}_ms"] / 1e3), 1)
+                    rows.append(r)
+                self.record("large", {"rows": rows, "ok": True})
+        return self.results["checks"]["large"]
+
+    # -------------------------------------------------------------------------------- 6. e2e
+    def e2e(self):
+        """End to end on the GPU: the medfm binary vs scripts/bench/ref_train_loop.py, DINOv2-B/14
+        with its last 4 blocks trained, bfloat16 (scripts/bench/train.py e2e)."""
+        try:  # the Python loop's data pipeline and metrics; a bare GPU image has torch only
+            import PIL, sklearn, torchvision  # noqa: F401
+        except ImportError as e:
+            return {"ok": True, "skipped": f"needs the reference packages (scripts/setup.sh --ref): {e}"}
+        q = self.args.quick
+        n, size = (48, 28) if q else (512, 224)
+        name = "e2e_last4_bf16"
+        log = self.run(name, [sys.executable, os.path.join(ROOT, "scripts", "bench", "train.py"), "e2e",
+                              "--e2e-device", self.args.device, "--n", str(n), "--e2e-size", str(size),
+                              "--backbone", "dinov2_vitb14", "--unfreeze", "8", "--e2e-amp", "bfloat16",
+                              "--threads", str(self.args.threads)],
+                       env=dict(os.environ, PYTHONWARNINGS="ignore"))
+        summary = [json.loads(line) for line in log.splitlines() if line.startswith('{"images"')]
+        return {"summary": summary[-1] if summary else None, "ok": bool(summary)}
 
 
 def train_params(data, save_dir, name, size, batch, epochs, amp, device):
@@ -413,12 +467,29 @@ def summary(r):
             for side in ["pytorch", "medfm"]:
                 mfu = row.get(f"{side}_mfu")
                 label = f"medfm ({row.get('medfm_foreach', 'default')})" if side == "medfm" else side
-                lines.append(f"| {row['amp']} | {label} | {row[f'{side}_ms']} | {row[f'{side}_images_per_s']} | "
+                amp = (row.get("amp_dtype", "float16") if row["amp"] else "off") + (
+                    ", tf32 matmul" if row.get("tf32_matmul") else "")
+                if row.get("medfm_fused", "default") != "default" and side == "medfm":
+                    label += f", fused {row['medfm_fused']}"
+                lines.append(f"| {amp} | {label} | {row[f'{side}_ms']} | {row[f'{side}_images_per_s']} | "
                              f"{f'{mfu:.1%}' if mfu is not None else 'n/a'} | "
                              f"{na(row.get(f'{side}_gpu_smi_process_mib'))} | "
                              f"{na(row.get(f'{side}_gpu_device_rise_mib'))} | "
                              f"{na(row.get(f'{side}_max_memory_allocated_mib'))} |")
         lines += [b.get("error", ""), ""]
+    if "large" in c:
+        g = c["large"]
+        lines += [f"## 5. ViT-L/14 and ViT-H/14, last 4 blocks, bfloat16: {verdict(g.get('ok'))}", "",
+                  "| config | batch | PyTorch ms | medfm ms | medfm / PyTorch | images/s PyTorch vs medfm |",
+                  "|---|---|---|---|---|---|"]
+        for row in g.get("rows", []):
+            lines.append(f"| {row['config']} | {row['batch']} | {row['pytorch_ms']} | {row['medfm_ms']} | "
+                         f"{row['ratio']} | {row['pytorch_images_per_s']} vs {row['medfm_images_per_s']} |")
+        lines += [g.get("error", ""), ""]
+    if "e2e" in c:
+        e = c["e2e"]
+        lines += [f"## 6. end to end on the GPU: {verdict(e.get('ok'))}", "",
+                  f"`{json.dumps(e.get('summary') or e.get('skipped') or e.get('error'))}`", ""]
     return "\n".join(lines) + "\n"
 
 
@@ -427,7 +498,7 @@ def main():
     ap.add_argument("--out", default=os.environ.get("OUT") or os.path.join(ROOT, "gpu_check_results"))
     ap.add_argument("--device", default=os.environ.get("MEDFM_GPU_CHECK_DEVICE", "cuda"))
     ap.add_argument("--quick", action="store_true", help="small sizes (a CPU test of the script)")
-    ap.add_argument("--only", default="version,features,train,bench", help="comma-separated checks")
+    ap.add_argument("--only", default="version,features,train,bench,large,e2e", help="comma-separated checks")
     ap.add_argument("--threads", type=int, default=min(8, os.cpu_count() or 1), help="CPU threads of the bench")
     ap.add_argument("--bench-batch", type=int, help="batch size of the step benchmark (default 32; 2 with --quick)")
     ap.add_argument("--keep-work", action="store_true", help="keep the work folder (weights, data, runs)")

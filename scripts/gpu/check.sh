@@ -2,7 +2,7 @@
 # The CUDA check in one run (what it checks: docs/gpu.md, scripts/gpu/check.py). On the GPU
 # machine, from the repository root of the working tree sent there with .gpu_pack/ (made here by
 # scripts/gpu/pack.sh):
-#   bash scripts/gpu/check.sh [--out DIR] [--quick] [--only version,features,train,bench]
+#   bash scripts/gpu/check.sh [--out DIR] [--quick] [--only version,features,train,bench,large,e2e]
 # Results: DIR (default $OUT, else gpu_check_results/): results.json, summary.md, details.tar.gz
 # (every command's log, the training runs' history and metrics).
 # Needs python3 with torch (the GPU image's torch 2.11.0+cu130); nothing else is installed

@@ -574,6 +574,9 @@ pub struct OptimizerHyper {
     /// torch's `foreach`: step each parameter group as one tensor (default: on a GPU).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub foreach: Option<bool>,
+    /// torch's `fused` (Adam, AdamW): one fused kernel per group instead of a dozen per tensor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -744,6 +747,23 @@ pub struct WarmupParams {
     pub warmup_iters: i64,
 }
 
+/// `training_params.amp_dtype`: what autocast computes in under `use_mixed_precision`.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum AmpDtype {
+    /// torch's CUDA autocast default, with dynamic loss scaling (the reference's setting).
+    #[default]
+    Float16,
+    /// float32's exponent range: no loss scaling needed.
+    BFloat16,
+}
+
+impl AmpDtype {
+    fn is_float16(&self) -> bool {
+        *self == AmpDtype::Float16
+    }
+}
+
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct TrainingParams {
@@ -770,6 +790,9 @@ pub struct TrainingParams {
     pub use_tensorboard: bool,
     #[serde(default)]
     pub use_mixed_precision: bool,
+    /// medfm: the dtype of mixed precision (`float16` with loss scaling, or `bfloat16`).
+    #[serde(default, skip_serializing_if = "AmpDtype::is_float16")]
+    pub amp_dtype: AmpDtype,
     pub save_dir: PathBuf,
     /// medfm: seed for shuffling, augmentation and initialisation.
     #[serde(default = "seed_42", skip_serializing_if = "is_seed_42")]
@@ -859,6 +882,9 @@ pub struct SystemParams {
     #[serde(default = "yes")]
     #[serde(rename = "use_GPU")]
     pub use_gpu: bool,
+    /// medfm: TF32 for CUDA float32 matmuls and convolutions (torch's defaults).
+    #[serde(default, skip_serializing_if = "AllowTf32::is_default")]
+    pub allow_tf32: AllowTf32,
 }
 
 impl Default for SystemParams {
@@ -867,7 +893,35 @@ impl Default for SystemParams {
             use_all_gpus: false,
             which_gpus: "0".into(),
             use_gpu: true,
+            allow_tf32: AllowTf32::default(),
         }
+    }
+}
+
+/// `system_params.allow_tf32`: whether CUDA float32 matmuls (cuBLAS) and convolutions (cuDNN)
+/// may run in TF32 on Ampere and later GPUs. The defaults are torch's
+/// (`torch.backends.cuda.matmul.allow_tf32 = False`, `torch.backends.cudnn.allow_tf32 = True`).
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct AllowTf32 {
+    #[serde(default)]
+    pub matmul: bool,
+    #[serde(default = "yes")]
+    pub cudnn: bool,
+}
+
+impl Default for AllowTf32 {
+    fn default() -> Self {
+        AllowTf32 {
+            matmul: false,
+            cudnn: true,
+        }
+    }
+}
+
+impl AllowTf32 {
+    fn is_default(&self) -> bool {
+        *self == AllowTf32::default()
     }
 }
 

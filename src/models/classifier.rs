@@ -447,6 +447,28 @@ impl Classifier {
         }
     }
 
+    /// With `freeze_backbone` and `partial.unfreeze_cutoff = k > 0`, blocks 0..k (and what
+    /// comes before them) are frozen: the block whose input can be cached, when the trunk
+    /// splits at blocks (`Backbone::splits_at_blocks`). None otherwise.
+    pub fn frozen_prefix(&self) -> Option<usize> {
+        let k = self.spec.unfreeze_cutoff;
+        (self.spec.freeze_backbone && k > 0 && !self.trunk_frozen && self.trunk.splits_at_blocks())
+            .then_some(k as usize)
+    }
+
+    /// The activations entering the first trainable block (under no_grad: nothing before it
+    /// trains). Only with `frozen_prefix`.
+    pub fn prefix(&self, x: &Tensor) -> Tensor {
+        let k = self.frozen_prefix().expect("a frozen prefix");
+        tch::no_grad(|| self.trunk.forward_to_block(x, k))
+    }
+
+    /// `features` from `prefix`'s activations: the trainable blocks and the rest of the trunk.
+    pub fn features_from_prefix(&self, h: &Tensor) -> Features {
+        let k = self.frozen_prefix().expect("a frozen prefix");
+        self.trunk.forward_from_block(h, k, false)
+    }
+
     /// Head only, from trunk features (cached or fresh).
     pub fn head(&self, f: &Features, train: bool) -> Tensor {
         let _ = train; // neither head has dropout

@@ -155,12 +155,29 @@ impl Dinov2 {
 
 impl Backbone for Dinov2 {
     fn forward(&self, x: &Tensor, train: bool) -> Features {
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let (tokens, (h0, w0)) = self.patch_embed.forward(x);
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
-        for (i, blk) in self.blocks[..self.used_blocks].iter().enumerate() {
-            x = blk.forward_dp(&x, self.drop_path.at(i, train));
+        for blk in &self.blocks[..k.min(self.used_blocks)] {
+            x = blk.forward(&x);
+        }
+        x
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let mut x = h.shallow_clone();
+        let start = k.min(self.used_blocks);
+        for (i, blk) in self.blocks[start..self.used_blocks].iter().enumerate() {
+            x = blk.forward_dp(&x, self.drop_path.at(start + i, train));
         }
         let pooled = self.norm.forward(&x).select(1, 0);
         let n = x.size()[1] - 1;

@@ -82,6 +82,28 @@ pub trait Backbone: Send {
     fn check_input(&self, x: &Tensor) -> anyhow::Result<()> {
         self.input_rule().check(x)
     }
+
+    /// Whether `forward` splits at block boundaries (`forward_to_block`, `forward_from_block`):
+    /// then, with blocks 0..k frozen, the activations entering block k can be cached like a
+    /// frozen trunk's features (`train::feature_cache`). The ViT families.
+    fn splits_at_blocks(&self) -> bool {
+        false
+    }
+
+    /// The activations entering block `k` (index into `blocks()`): everything `forward` does
+    /// before it. Only called when `splits_at_blocks`.
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        let _ = (x, k);
+        unimplemented!("this trunk does not split at blocks")
+    }
+
+    /// The rest of `forward` from `forward_to_block(x, k)`'s activations: the same ops on the
+    /// same values, so `forward_from_block(&forward_to_block(x, k), k, t)` equals
+    /// `forward(x, t)` bitwise.
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let _ = (h, k, train);
+        unimplemented!("this trunk does not split at blocks")
+    }
 }
 
 /// What a trunk takes, known from its config alone: the built trunk checks its inputs with it,

@@ -133,11 +133,28 @@ impl Vit {
 
     /// [`Vit::encode`] with drop path when `train`.
     pub fn encode_train(&self, tokens: &Tensor, pos: &Tensor, train: bool) -> Tensor {
+        self.encode_from(&self.encode_to(tokens, pos, 0), 0, train)
+    }
+
+    /// The first part of `encode`: the activations entering block `k` (evaluation mode: a
+    /// cached frozen prefix has no drop path).
+    pub fn encode_to(&self, tokens: &Tensor, pos: &Tensor, k: usize) -> Tensor {
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens.shallow_clone()], 1) + pos;
-        for (i, blk) in self.blocks.iter().enumerate() {
-            x = blk.forward_dp(&x, self.drop_path.at(i, train));
+        for blk in &self.blocks[..k.min(self.blocks.len())] {
+            x = blk.forward(&x);
+        }
+        x
+    }
+
+    /// The rest of `encode` from `encode_to`'s activations: blocks k.. (with drop path when
+    /// `train`) and the final norm.
+    pub fn encode_from(&self, h: &Tensor, k: usize, train: bool) -> Tensor {
+        let mut x = h.shallow_clone();
+        let start = k.min(self.blocks.len());
+        for (i, blk) in self.blocks[start..].iter().enumerate() {
+            x = blk.forward_dp(&x, self.drop_path.at(start + i, train));
         }
         self.norm.forward(&x)
     }
@@ -176,13 +193,25 @@ pub fn build(p: &nn::Path, cfg: &VitConfig, opts: &BuildOptions) -> Result<Box<d
 
 impl Backbone for Mae {
     fn forward(&self, x: &Tensor, train: bool) -> Features {
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let embed = self
             .vit
             .patch_embed
             .as_ref()
             .expect("MAE always has a patch embedding");
         let (tokens, _) = embed.forward(x);
-        let y = self.vit.encode_train(&tokens, &self.vit.pos_embed, train);
+        self.vit.encode_to(&tokens, &self.vit.pos_embed, k)
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let y = self.vit.encode_from(h, k, train);
         let n = y.size()[1] - 1;
         let tokens = y.narrow(1, 1, n);
         let pooled = tokens.mean_dim(1, false, tch::Kind::Float);

@@ -164,7 +164,17 @@ pub fn save(
     tensors: &[(String, Tensor)],
     state: &impl Serialize,
 ) -> Result<()> {
-    let state = serde_json::to_string(state)?;
+    save_json(path, kind, tensors, serde_json::to_string(state)?)
+}
+
+/// [`save`] with the state already serialized (the background writer serializes it before it
+/// hands the tensors to its thread).
+pub fn save_json(
+    path: &Path,
+    kind: CkptKind,
+    tensors: &[(String, Tensor)],
+    state: String,
+) -> Result<()> {
     let meta = [
         ("format", FORMAT.to_string()),
         ("kind", kind.as_str().to_string()),
@@ -206,6 +216,7 @@ pub fn write_file(
             *crc = crc32fast::hash(&data);
             f.write_all(&data)?;
         }
+        test_write_delay();
         let mut f = f.into_inner().map_err(|e| e.into_error())?;
         let head = header(&entries, &crcs, meta)?;
         if head.len() != draft.len() {
@@ -215,6 +226,22 @@ pub fn write_file(
         f.write_all(&head)?;
         Ok(())
     })
+}
+
+/// Tests only: `MEDFM_TEST_CHECKPOINT_DELAY_MS` holds every checkpoint write this long after its
+/// data and before its header, fsync and rename, so a test can kill the process in the middle
+/// of a (background) write.
+fn test_write_delay() {
+    static DELAY: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    let ms = *DELAY.get_or_init(|| {
+        std::env::var("MEDFM_TEST_CHECKPOINT_DELAY_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    });
+    if ms > 0 {
+        std::thread::sleep(std::time::Duration::from_millis(ms));
+    }
 }
 
 /// The checksums a checkpoint's metadata lists, if it has them (files written before they

@@ -6,6 +6,7 @@ use super::feature_cache::FeatureCache;
 use super::knn::FeatureBank;
 use super::model::{BatchSource, TrainModel};
 use super::trainer::{batch_features, Split, Trainer};
+use crate::autocast::Amp;
 use crate::data::{DatasetInfo, Task};
 use crate::metrics::{round_half_even, MetricValues, Metrics};
 use anyhow::{bail, Context, Result};
@@ -67,7 +68,7 @@ pub fn metrics_of(info: &DatasetInfo, logits: &Tensor, labels: &Tensor) -> Resul
 pub(super) struct Exec<'a> {
     pub loss: &'a super::loss::Loss,
     pub device: Device,
-    pub amp: bool,
+    pub amp: Amp,
 }
 
 /// One no_grad pass of `src` (the batches of `epoch_key`) through the model.
@@ -143,7 +144,7 @@ impl Trainer {
         split: Split,
         epoch_key: u64,
         want_embeddings: bool,
-        amp: bool,
+        amp: Amp,
     ) -> Result<EvalOut> {
         let src: &dyn BatchSource = match split {
             Split::Train => self.sources.train.as_ref(),
@@ -177,7 +178,7 @@ impl Trainer {
 
     /// The kNN bank: embeddings of the train items under the val transforms (under autocast
     /// when `amp`).
-    fn build_bank(&mut self, amp: bool) -> Result<Option<FeatureBank>> {
+    fn build_bank(&mut self, amp: Amp) -> Result<Option<FeatureBank>> {
         if !self.params.training_params.knn_eval || self.sources.bank.is_none() {
             return Ok(None);
         }
@@ -288,8 +289,8 @@ impl Trainer {
     /// model's mixed precision off (`set_models_precision(False)`) before it builds the kNN
     /// bank and runs the test split, and only validation runs under autocast.
     pub fn test(&mut self) -> Result<MetricValues> {
-        let bank = self.build_bank(false)?;
-        let out = self.pass(Split::Test, 0, bank.is_some(), false)?;
+        let bank = self.build_bank(Amp(None))?;
+        let out = self.pass(Split::Test, 0, bank.is_some(), Amp(None))?;
         let metrics = metrics_of(&self.info, &out.logits, &out.labels)?;
         let knn = match &bank {
             Some(b) => Some(self.knn_metrics(b, &out)?),
@@ -304,7 +305,7 @@ impl Trainer {
         let val = if self.sources.val.is_empty() {
             None
         } else {
-            Some(self.pass(Split::Val, 0, false, false)?)
+            Some(self.pass(Split::Val, 0, false, Amp(None))?)
         };
         self.outputs.test_outputs(
             &values,

@@ -2,6 +2,11 @@
 //! per run: val/test (and the kNN bank) always, train when its transforms have no randomness.
 //! Only what the head reads is kept (the pooled embedding for the linear head, the tokens too
 //! for the attention head), on the training device, within a memory budget.
+//!
+//! With only the last blocks of a ViT-family trunk trained (`partial.unfreeze_cutoff = k`), the
+//! same cache holds the activations entering block k instead (in the `pooled` slot; see
+//! `trainer::prefix_features`): blocks 0..k are frozen, so their output is a fixed function of
+//! the image, like a frozen trunk's features.
 
 use crate::models::Features;
 use tch::{Device, Kind, Tensor};

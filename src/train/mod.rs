@@ -7,6 +7,7 @@
 pub mod amp;
 pub mod attempt;
 pub mod checkpoint;
+pub mod checkpoint_writer;
 pub mod early_stop;
 pub mod ema;
 pub mod evaluate;
@@ -203,10 +204,19 @@ pub fn run(
     ));
     crate::messages::debug(format_args!(
         "feature cache: {}",
-        match (tp.feature_cache, model.inner.trunk_frozen()) {
-            (true, true) => "on (frozen trunk: features computed once per image and kept)",
-            (true, false) => "off (the trunk trains, so its features change)",
-            (false, _) => "off (training_params.feature_cache is false)",
+        match (
+            tp.feature_cache,
+            model.inner.trunk_frozen(),
+            model.inner.frozen_prefix()
+        ) {
+            (true, true, _) =>
+                "on (frozen trunk: features computed once per image and kept)".into(),
+            (true, false, Some(k)) => format!(
+                "on (blocks before {k} frozen: the activations entering block {k} are computed \
+                 once per image and kept)"
+            ),
+            (true, false, None) => "off (the trunk trains, so its features change)".into(),
+            (false, _, _) => "off (training_params.feature_cache is false)".into(),
         }
     ));
     check_transform_sizes(params, &info, &model.inner.input_rule())?;

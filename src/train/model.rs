@@ -38,6 +38,19 @@ pub trait TrainModel {
     fn check_input(&self, _x: &Tensor) -> Result<()> {
         Ok(())
     }
+    /// Whether the trunk's first blocks are frozen and their output can be cached
+    /// (`Classifier::frozen_prefix`); then `features(x)` is `features_from_prefix(&prefix(x))`.
+    fn has_frozen_prefix(&self) -> bool {
+        false
+    }
+    fn prefix(&self, x: &Tensor) -> Tensor {
+        let _ = x;
+        unimplemented!("no frozen prefix")
+    }
+    fn features_from_prefix(&self, h: &Tensor) -> Features {
+        let _ = h;
+        unimplemented!("no frozen prefix")
+    }
 }
 
 /// The real classifier, with the head type the engine needs to know.
@@ -80,6 +93,15 @@ impl TrainModel for ClassifierModel {
     }
     fn check_input(&self, x: &Tensor) -> Result<()> {
         self.inner.check_input(x)
+    }
+    fn has_frozen_prefix(&self) -> bool {
+        self.inner.frozen_prefix().is_some()
+    }
+    fn prefix(&self, x: &Tensor) -> Tensor {
+        self.inner.prefix(x)
+    }
+    fn features_from_prefix(&self, h: &Tensor) -> Features {
+        self.inner.features_from_prefix(h)
     }
 }
 

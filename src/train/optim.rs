@@ -15,6 +15,7 @@ use std::collections::{BTreeMap, HashSet};
 use tch::{Kind, Tensor};
 
 mod flat;
+mod fused;
 use flat::FlatGroup;
 
 /// The per-group values torch keeps in `param_group` and schedulers change.
@@ -64,6 +65,8 @@ pub struct OptimConfig {
     pub lars: Option<LarsConfig>,
     /// torch's `foreach` keyword: multi-tensor steps; None = on for GPU parameters.
     pub foreach: Option<bool>,
+    /// torch's `fused` keyword (Adam, AdamW): ATen's fused kernel, see `fused`; None = off.
+    pub fused: Option<bool>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -91,6 +94,7 @@ impl OptimConfig {
             nesterov: false,
             lars: None,
             foreach: None,
+            fused: None,
         }
     }
 
@@ -120,6 +124,7 @@ impl OptimConfig {
                     trust_coef: o.lars_params.trust_coef,
                 }),
             foreach: h.foreach,
+            fused: h.fused,
             ..d
         };
         if cfg.kind == OptimizerType::SGD
@@ -396,7 +401,7 @@ impl Optimizer {
             let cfg = self.cfg.clone();
             let mut scratch = None;
             for gi in 0..self.groups.len() {
-                if self.flat_step(gi) {
+                if self.flat_step(gi) || self.fused_step(gi) {
                     continue;
                 }
                 let mut hyper = self.groups[gi].hyper.effective();
@@ -453,6 +458,9 @@ impl Optimizer {
         let mut state = std::mem::take(&mut group.state);
         match cfg.kind {
             OptimizerType::SGD => sgd_step(&mut p, grad, &mut state, hyper, cfg),
+            OptimizerType::Adam | OptimizerType::AdamW if cfg.fused == Some(true) => {
+                fused::fused_adam(&[&p], &[grad], &mut [&mut state], hyper, cfg)
+            }
             OptimizerType::Adam | OptimizerType::AdamW => {
                 let decoupled = cfg.kind == OptimizerType::AdamW;
                 adam_step_chunked(&mut p, grad, &mut state, hyper, cfg, decoupled, FLAT_CHUNK)
@@ -853,7 +861,7 @@ mod tests {
         }
     }
 
-    fn adamw_amsgrad() -> OptimConfig {
+    pub(super) fn adamw_amsgrad() -> OptimConfig {
         OptimConfig {
             weight_decay: 0.05,
             amsgrad: true,
@@ -863,7 +871,7 @@ mod tests {
 
     /// Three parameters (two in group 0, one in group 1) with varied values (not from the
     /// global RNG: tests run in parallel threads).
-    fn three_params(seed: i64) -> Vec<(String, Tensor)> {
+    pub(super) fn three_params(seed: i64) -> Vec<(String, Tensor)> {
         let shapes = [
             ("a.weight", [3, 4]),
             ("b.weight", [2, 2]),
@@ -883,7 +891,7 @@ mod tests {
     }
 
     /// A loss over the parameters (`skip`: one the loss leaves out).
-    fn loss_of(params: &[(String, Tensor)], step: i64, skip: Option<usize>) -> Tensor {
+    pub(super) fn loss_of(params: &[(String, Tensor)], step: i64, skip: Option<usize>) -> Tensor {
         params
             .iter()
             .enumerate()
@@ -903,6 +911,10 @@ mod tests {
     /// by parameter then, and for good: its step counts differ from then on); after step 4
     /// the state is replaced by new tensors, as restoring a checkpoint does.
     fn run(multi_tensor: bool, cfg: OptimConfig) -> Vec<Vec<f32>> {
+        run_steps(multi_tensor, cfg, 8)
+    }
+
+    pub(super) fn run_steps(multi_tensor: bool, cfg: OptimConfig, steps: i64) -> Vec<Vec<f32>> {
         let params = three_params(7);
         let mut opt = Optimizer::new(
             cfg,
@@ -912,7 +924,7 @@ mod tests {
                 .collect(),
         );
         opt.set_multi_tensor(multi_tensor);
-        for step in 0..8 {
+        for step in 0..steps {
             opt.zero_grad();
             opt.backward(&loss_of(&params, step, (step == 3).then_some(1)))
                 .unwrap();

@@ -103,14 +103,15 @@ impl Trainer {
         }
     }
 
-    /// Write the best model (`<model_name>.best.safetensors`).
-    pub(super) fn save_best(&self) -> Result<()> {
+    /// Write the best model (`<model_name>.best.safetensors`), in the background
+    /// (`checkpoint_writer`).
+    pub(super) fn save_best(&mut self) -> Result<()> {
         let tensors: Vec<(String, Tensor)> = self
             .best
             .iter()
             .map(|(n, t)| (format!("model/{n}"), t.shallow_clone()))
             .collect();
-        checkpoint::save(
+        self.checkpoints.save(
             &self.files.best(),
             CkptKind::Model,
             &tensors,
@@ -126,7 +127,8 @@ impl Trainer {
         self.save_session()
     }
 
-    /// Write the session (`<model_name>.last.safetensors`).
+    /// Write the session (`<model_name>.last.safetensors`), in the background
+    /// (`checkpoint_writer`).
     pub(super) fn save_session(&mut self) -> Result<()> {
         let mut tensors: Vec<(String, Tensor)> = vec![];
         for (n, t) in self.model.trainable() {
@@ -179,7 +181,8 @@ impl Trainer {
             ema_updates: self.ema.as_ref().map(|e| e.updates),
             early_stop: self.early.clone(),
         };
-        checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
+        self.checkpoints
+            .save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
         self.session_saved_at = Some(s.iters);
         self.session_writes += 1;
         Ok(())
@@ -201,6 +204,7 @@ impl Trainer {
     /// reference; a missing `path` (given with `--checkpoint`) is an error: a typo must not
     /// start a fresh run that overwrites this run's outputs.
     pub fn load_session(&mut self, path: Option<&Path>, only_model: bool) -> Result<u64> {
+        self.checkpoints.wait()?;
         if let Some(p) = path {
             require_checkpoint(p, &self.files)?;
         }
@@ -394,6 +398,7 @@ impl Trainer {
             }
             return checkpoint::copy_into(&trainable, &self.best, "the best model");
         };
+        self.checkpoints.wait()?;
         let ck = checkpoint::load(path)?;
         let (prefix, fp) = match ck.kind {
             CkptKind::Model => ("model/", ck.state::<ModelState>()?.frozen_fingerprint),

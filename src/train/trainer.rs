@@ -10,6 +10,8 @@ use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
 use super::outputs::Outputs;
 use super::progress::{IterStats, Progress};
 use super::schedule::{Mixer, RunShape};
+use crate::autocast::Amp;
+use crate::config::AmpDtype;
 use crate::config::Params;
 use crate::data::{Batch, DatasetInfo, Task};
 use crate::models::Features;
@@ -85,7 +87,7 @@ pub struct Trainer {
     pub(super) opt: Optimizer,
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
-    pub(super) amp: bool,
+    pub(super) amp: Amp,
     pub(super) files: RunDir,
     pub(super) outputs: Outputs,
     pub(super) state: Progressions,
@@ -115,6 +117,8 @@ pub struct Trainer {
     pub(super) early: super::early_stop::EarlyStop,
     /// Batches whose gradients wait for the next optimizer step (gradient accumulation).
     pub(super) pending: u64,
+    /// Session and best-model files are written on a thread (`checkpoint_writer`).
+    pub(super) checkpoints: super::checkpoint_writer::CheckpointWriter,
 }
 
 /// Marks the val loader key of the validation after the last epoch, so that its shuffle order
@@ -151,8 +155,11 @@ pub(super) fn batch_features(
     cache: Option<&mut FeatureCache>,
     batch: &Batch,
     device: Device,
-    amp: bool,
+    amp: Amp,
 ) -> Result<Features> {
+    if model.has_frozen_prefix() {
+        return prefix_features(model, cache, batch, device, amp);
+    }
     if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
         return Ok(f);
     }
@@ -162,6 +169,37 @@ pub(super) fn batch_features(
         c.put(&batch.indices, &f);
     }
     Ok(f)
+}
+
+/// `batch_features` of a trunk whose first blocks are frozen: the activations entering its
+/// first trainable block come from the cache (held in its `pooled` slot) or are computed and
+/// stored, then the trainable blocks run on them. Partial fine-tuning then pays for the
+/// trainable blocks only, once the cache is filled.
+fn prefix_features(
+    model: &dyn TrainModel,
+    cache: Option<&mut FeatureCache>,
+    batch: &Batch,
+    device: Device,
+    amp: Amp,
+) -> Result<Features> {
+    let h = match cache.as_ref().and_then(|c| c.get(&batch.indices)) {
+        Some(f) => f.pooled,
+        None => {
+            let images = upload_images(model, batch, device)?;
+            let h = amp::autocast(amp, device, || model.prefix(&images));
+            if let Some(c) = cache {
+                let f = Features {
+                    pooled: h.shallow_clone(),
+                    tokens: Tensor::new(),
+                };
+                c.put(&batch.indices, &f);
+            }
+            h
+        }
+    };
+    Ok(amp::autocast(amp, device, || {
+        model.features_from_prefix(&h)
+    }))
 }
 
 /// A batch's images on `device`, once the trunk has accepted their shape (`train::run` checks
@@ -294,8 +332,8 @@ impl Trainer {
                  disabled too. Ignoring it."
             ));
         }
-        let amp = tp.use_mixed_precision && device.is_cuda();
-        if tp.use_mixed_precision && !amp {
+        let amp = Amp((tp.use_mixed_precision && device.is_cuda()).then_some(tp.amp_dtype));
+        if tp.use_mixed_precision && !device.is_cuda() {
             crate::messages::notice(format_args!(
                 "use_mixed_precision needs CUDA; training in float32 on the CPU"
             ));
@@ -332,7 +370,7 @@ impl Trainer {
             ema_in_model: false,
             early: Default::default(),
             pending: 0,
-            scaler: amp.then(|| GradScaler::new(device)),
+            scaler: needs_loss_scaling(amp).then(|| GradScaler::new(device)),
             params,
             info,
             device,
@@ -347,6 +385,7 @@ impl Trainer {
             best,
             caches,
             started: std::time::Instant::now(),
+            checkpoints: Default::default(),
             train_logits: vec![],
             train_labels: vec![],
             progress: None,
@@ -359,15 +398,18 @@ impl Trainer {
         s: &Sources,
         device: Device,
     ) -> Vec<(Split, FeatureCache)> {
-        if !params.training_params.feature_cache || !model.trunk_frozen() {
+        let prefix = model.has_frozen_prefix();
+        if !params.training_params.feature_cache || !(model.trunk_frozen() || prefix) {
             return vec![];
         }
+        // A frozen prefix's activations are kept whole (in the `pooled` slot), head or not.
+        let with_tokens = model.head_reads_tokens() && !prefix;
         let budget = feature_cache::budget_bytes();
         let mut caches = vec![];
         let mut add = |split, src: &dyn BatchSource| {
             caches.push((
                 split,
-                FeatureCache::new(src.items().len(), model.head_reads_tokens(), device, budget),
+                FeatureCache::new(src.items().len(), with_tokens, device, budget),
             ));
         };
         // Mixup mixes the images of each batch anew: no train features to keep.
@@ -409,10 +451,22 @@ impl Trainer {
     /// ever run on a GPU. Call before `start_fresh`/`restore`.
     #[doc(hidden)]
     pub fn mixed_precision_on_cpu(&mut self) {
+        self.mixed_precision_on_cpu_in(AmpDtype::Float16);
+    }
+
+    /// `mixed_precision_on_cpu` in `dtype`: bfloat16 runs without the loss scaler.
+    #[doc(hidden)]
+    pub fn mixed_precision_on_cpu_in(&mut self, dtype: AmpDtype) {
         if !self.device.is_cuda() {
-            self.amp = true;
-            self.scaler = Some(GradScaler::new(self.device));
+            self.amp = Amp(Some(dtype));
+            self.scaler = needs_loss_scaling(self.amp).then(|| GradScaler::new(self.device));
         }
+    }
+
+    /// Whether the trainer scales the loss (float16 autocast), for tests.
+    #[doc(hidden)]
+    pub fn scales_loss(&self) -> bool {
+        self.scaler.is_some()
     }
 
     /// A fresh run (no restore): clears an old history of the same run name.
@@ -468,6 +522,14 @@ impl Trainer {
     /// shuffled val loader that drops its last batch, this pass scores another subset (its
     /// order is drawn from its own key), so it can change which model is the best.
     pub fn train(&mut self) -> Result<()> {
+        let trained = self.train_and_save();
+        // The last checkpoint is on disk (or its error known) when training returns, also when
+        // it stopped with an error (a diverging run keeps its last good checkpoint).
+        let written = self.checkpoints.wait();
+        trained.and(written)
+    }
+
+    fn train_and_save(&mut self) -> Result<()> {
         let epochs = self.params.training_params.epochs as u64;
         let val_every = self.val_interval();
         self.run_epochs(epochs, Some(val_every))?;
@@ -600,7 +662,7 @@ impl Trainer {
                 self.model
                     .head(&self.model.features_train(images, true), true)
             })
-        } else if self.model.trunk_frozen() {
+        } else if self.model.trunk_frozen() || self.model.has_frozen_prefix() {
             let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp)?;
             amp::autocast(self.amp, self.device, || self.model.head(&f, true))
         } else {
@@ -778,4 +840,11 @@ impl Trainer {
         self.state.best_iters = Some(self.state.iters);
         self.save_best()
     }
+}
+
+/// float16 autocast needs dynamic loss scaling (its 5-bit exponent flushes small gradients to
+/// zero); bfloat16 has float32's exponent range and trains without it, as torch's bf16
+/// autocast recipes do.
+fn needs_loss_scaling(amp: Amp) -> bool {
+    amp.0 == Some(AmpDtype::Float16)
 }

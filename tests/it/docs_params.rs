@@ -192,6 +192,7 @@ fn full_params() -> Params {
                         dampening: Some(0.5),
                         nesterov: Some(true),
                         foreach: Some(true),
+                        fused: Some(true),
                     },
                 },
                 lars_params: LarsParams {
@@ -244,6 +245,7 @@ fn full_params() -> Params {
             restore_only_model: true,
             use_tensorboard: true,
             use_mixed_precision: true,
+            amp_dtype: AmpDtype::BFloat16,
             save_dir: "run".into(),
             seed: 7,
             feature_cache: false,
@@ -272,6 +274,10 @@ fn full_params() -> Params {
             use_all_gpus: true,
             which_gpus: "1".into(),
             use_gpu: false,
+            allow_tf32: AllowTf32 {
+                matmul: true,
+                cudnn: false,
+            },
         },
         log_params: LogParams {
             project_name: "p".into(),

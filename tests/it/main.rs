@@ -49,6 +49,7 @@ mod report_significance;
 mod run_safety;
 mod sam2;
 mod slurm_scripts;
+mod speed;
 mod statistics;
 mod sweep_e2e;
 mod sweep_script;

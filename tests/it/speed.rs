@@ -1,0 +1,265 @@
+//! The speed settings: bfloat16 autocast (no loss scaling), TF32 switches, the fused AdamW
+//! kernel through the params, and background checkpoint writes (a run killed in the middle of
+//! one leaves a whole checkpoint and resumes).
+
+use crate::common::e2e::{synth_data, tiny_params, BIN};
+use crate::common::tiny;
+use crate::common::{self, lock_process_state};
+use medfm::config::{AllowTf32, AmpDtype};
+use std::path::Path;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+#[test]
+fn the_speed_keys_parse_with_torchs_defaults() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |_| {});
+    assert_eq!(p.training_params.amp_dtype, AmpDtype::Float16);
+    assert_eq!(
+        p.system_params.allow_tf32,
+        AllowTf32 {
+            matmul: false,
+            cudnn: true
+        }
+    );
+    assert_eq!(p.optimization_params.default.optimizer.params.fused, None);
+    let p = tiny::params(dir.path(), |v| {
+        v["training_params"]["amp_dtype"] = "bfloat16".into();
+        v["system_params"]["allow_tf32"] = serde_json::json!({"matmul": true});
+        v["optimization_params"]["default"]["optimizer"]["params"]["fused"] = true.into();
+    });
+    assert_eq!(p.training_params.amp_dtype, AmpDtype::BFloat16);
+    assert!(p.system_params.allow_tf32.matmul && p.system_params.allow_tf32.cudnn);
+    assert_eq!(
+        p.optimization_params.default.optimizer.params.fused,
+        Some(true)
+    );
+    let mut v: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/configs/reference.json"
+        ))
+        .unwrap(),
+    )
+    .unwrap();
+    v["training_params"]["amp_dtype"] = "float32".into();
+    let err = format!("{:#}", medfm::config::from_value(v).unwrap_err());
+    assert!(err.contains("amp_dtype"), "{err}");
+}
+
+/// The switches `system_params.allow_tf32` sets (process-wide, so under the lock); libtorch
+/// keeps them without a GPU, only CUDA kernels read them.
+#[test]
+fn allow_tf32_sets_libtorchs_cuda_switches() {
+    let _state = lock_process_state();
+    let before = medfm::shim::cuda_tf32();
+    for (matmul, cudnn) in [(true, false), (false, true)] {
+        medfm::device::set_tf32(AllowTf32 { matmul, cudnn });
+        assert_eq!(medfm::shim::cuda_tf32(), (matmul, cudnn));
+        assert_eq!(medfm::device::conv_tf32(), cudnn);
+    }
+    medfm::shim::set_cuda_tf32(before.0, before.1);
+}
+
+/// bfloat16 mixed precision on the CPU (CPU autocast computes in bfloat16 as CUDA's would):
+/// no loss scaler, finite losses that go down, and test results close to the float32 run's.
+#[test]
+fn bfloat16_training_runs_without_loss_scaling() {
+    let run = |dtype: Option<AmpDtype>| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |_| {});
+        let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+        if let Some(d) = dtype {
+            t.mixed_precision_on_cpu_in(d);
+        }
+        let scales = t.scales_loss();
+        t.start_fresh().unwrap();
+        t.train().unwrap();
+        t.load_best(None).unwrap();
+        let values = t.test().unwrap();
+        let ck =
+            medfm::train::checkpoint::load(&dir.path().join("checkpoints/tiny.last.safetensors"))
+                .unwrap();
+        let state: medfm::train::session::SessionState = ck.state().unwrap();
+        (scales, values.get("test_loss").unwrap(), state.scaler)
+    };
+    let (scales16, _, scaler16) = run(Some(AmpDtype::Float16));
+    assert!(scales16 && scaler16.is_some(), "float16 scales the loss");
+    let (scales, bf16_loss, scaler) = run(Some(AmpDtype::BFloat16));
+    assert!(!scales && scaler.is_none(), "bfloat16 does not");
+    let (_, f32_loss, _) = run(None);
+    // bfloat16 keeps 8 significant bits (relative rounding 2^-9 = 0.2% per op); over three
+    // epochs of the tiny model the test loss moves by a few percent, not more.
+    assert!(bf16_loss.is_finite());
+    assert!(
+        (bf16_loss - f32_loss).abs() <= 0.1 * f32_loss.abs(),
+        "bfloat16 {bf16_loss} vs float32 {f32_loss}"
+    );
+}
+
+/// `fused: true` trains the tiny model to the unfused run's results (the kernel's roundings
+/// differ from the single-tensor step's by float32 ulps; the test loss of 3 epochs agrees to
+/// 1e-4 relative).
+#[test]
+fn the_fused_optimizer_trains_to_the_same_results() {
+    let run = |fused: bool| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| {
+            v["optimization_params"]["default"]["optimizer"]["params"]["fused"] = fused.into();
+        });
+        let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+        t.start_fresh().unwrap();
+        t.train().unwrap();
+        t.load_best(None).unwrap();
+        t.test().unwrap().get("test_loss").unwrap()
+    };
+    let (a, b) = (run(false), run(true));
+    assert!((a - b).abs() <= 1e-4 * a.abs(), "unfused {a} vs fused {b}");
+}
+
+fn session_iters(run: &Path) -> Option<u64> {
+    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
+    let st: medfm::train::session::SessionState = ck.state().ok()?;
+    Some(st.iters)
+}
+
+/// A write in flight: the background writer's temporary file beside the session file.
+fn writing(run: &Path) -> bool {
+    std::fs::read_dir(run.join("checkpoints"))
+        .map(|d| {
+            d.flatten().any(|e| {
+                e.file_name()
+                    .to_str()
+                    .is_some_and(|n| n.starts_with(".tiny.last.safetensors.tmp"))
+            })
+        })
+        .unwrap_or(false)
+}
+
+/// SIGKILL while the background writer is in the middle of a session file (slowed by the
+/// tests' delay): the file on disk is the previous whole one (its checksums verify), and the
+/// run resumes from it to the end.
+#[test]
+fn a_run_killed_during_a_background_checkpoint_write_resumes() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "DDSM", 64);
+    let params = tiny_params(dir.path(), "DDSM", |v| {
+        v["foundation_params"]["partial"]["unfreeze_cutoff"] = 11.into();
+        v["foundation_params"]["freeze_backbone"] = true.into();
+        v["training_params"]["val_every"] = 0.5.into();
+        v["training_params"]["epochs"] = 3.into();
+        v["training_params"]["knn_eval"] = false.into();
+    });
+    let run = dir.path().join("run");
+    let mut child = common::command(BIN)
+        .arg("--params_path")
+        .arg(&params)
+        .env("MEDFM_TEST_CHECKPOINT_DELAY_MS", "400")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let mut killed_at = None;
+    while started.elapsed() < Duration::from_secs(300) {
+        // The second write or later: a whole earlier session exists.
+        if session_iters(&run).is_some() && writing(&run) {
+            killed_at = session_iters(&run);
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    let at = killed_at.expect("the run should have been killed during a checkpoint write");
+    assert!(!status.success(), "the run was killed");
+    // The file is whole (load verifies every tensor's CRC32) and at or after the session seen.
+    let iters = session_iters(&run).expect("a whole session file after the kill");
+    assert!(iters >= at, "{iters} < {at}");
+
+    let out = common::command(BIN)
+        .arg("--params_path")
+        .arg(&params)
+        .args(["--set", "training_params.restore_session=true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "resume failed:\n{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(run.join("results/tiny/metrics_results.json").is_file());
+    assert!(
+        !writing(&run),
+        "no temporary file left after a finished run"
+    );
+}
+
+fn metrics_of(dir: &Path) -> Vec<(String, f64)> {
+    let m = medfm::report::read_metrics_results(&dir.join("run/results/tiny/metrics_results.json"))
+        .unwrap();
+    m.iter().map(|(k, v)| (k.to_string(), v)).collect()
+}
+
+fn train_losses(dir: &Path) -> Vec<f64> {
+    let text = std::fs::read_to_string(dir.join("run/results/tiny/history.csv")).unwrap();
+    let mut lines = text.lines();
+    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "train_loss").unwrap();
+    lines
+        .map(|l| l.split(',').nth(col).unwrap())
+        .filter(|c| !c.is_empty())
+        .map(|c| c.parse().unwrap())
+        .collect()
+}
+
+/// DINOv2 with its last 2 of 12 blocks trained: with the feature cache on, the activations
+/// entering block 10 are computed once per image and kept (val, test, and train: its
+/// transforms are deterministic here); the results equal those of the run without it.
+#[test]
+fn the_frozen_prefix_cache_does_not_change_results() {
+    let mut runs = vec![];
+    for cache in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        synth_data(dir.path(), "DDSM", 48);
+        let params = tiny_params(dir.path(), "DDSM", |v| {
+            v["foundation_params"]["partial"]["unfreeze_cutoff"] = 10.into();
+            v["foundation_params"]["freeze_backbone"] = true.into();
+            v["training_params"]["feature_cache"] = cache.into();
+            v["training_params"]["epochs"] = 3.into();
+            v["training_params"]["knn_eval"] = false.into();
+        });
+        let out = common::command(BIN)
+            .arg("--params_path")
+            .arg(&params)
+            .arg("--debug")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        let on = stderr.contains("activations entering block 10 are computed once per image");
+        assert_eq!(on, cache, "{stderr}");
+        runs.push((metrics_of(dir.path()), train_losses(dir.path())));
+    }
+    // Not bitwise: with the cache an item's block-10 input is the one computed in its batch of
+    // epoch 1, without it it is recomputed in its (shuffled) batch of each epoch, and MKL's
+    // sgemm rounds a row by its place in the batch (docs/contributing.md, rule 5). The metrics
+    // file keeps 3 decimals (`test_loss` 5): allow one step of that rounding; the per-epoch
+    // float32 training losses of O(1) agree to 1e-6 relative.
+    let ((ma, la), (mb, lb)) = (&runs[0], &runs[1]);
+    let names = |m: &[(String, f64)]| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
+    assert_eq!(names(ma), names(mb));
+    for ((k, x), (_, y)) in ma.iter().zip(mb) {
+        let step = if k.ends_with("_loss") { 1e-5 } else { 1e-3 };
+        let same = (x.is_nan() && y.is_nan()) || (x - y).abs() <= step * (1.0 + 1e-9);
+        assert!(same, "{k}: {x} vs {y}");
+    }
+    assert_eq!(la.len(), lb.len(), "{la:?} vs {lb:?}");
+    for (x, y) in la.iter().zip(lb) {
+        assert!((x - y).abs() <= 1e-6 * y.abs(), "{la:?} vs {lb:?}");
+    }
+}
