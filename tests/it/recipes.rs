@@ -127,8 +127,9 @@ fn tensor(v: &serde_json::Value, shape: &[i64]) -> Tensor {
     Tensor::from_slice(&f).view(shape)
 }
 
-/// timm's `drop_path` given the keep mask its Bernoulli draw made: bitwise, since both divide
-/// the 0/1 mask by keep_prob and multiply, each op correctly rounded.
+/// timm's `drop_path` given the keep mask its Bernoulli draw made. Not bitwise: ATen divides
+/// by a scalar as a multiplication by its reciprocal on some kernel paths and not on others
+/// (ATEN_CPU_CAPABILITY), an ulp apart; 1e-6 relative covers that.
 #[test]
 fn drop_path_equals_timms_for_the_same_mask() {
     let fx = read_json("recipes/drop_path.json");
@@ -144,16 +145,21 @@ fn drop_path_equals_timms_for_the_same_mask() {
         let mask = tensor(&case["mask"], &[shape[0]]);
         let ours = medfm::models::layers::drop_path_with_mask(&x, &mask, 1.0 - p);
         let theirs = tensor(&case["out"], &shape);
-        assert!(ours.equal(&theirs), "p {p}");
+        assert!(ours.allclose(&theirs, 1e-6, 0.0, false), "p {p}");
     }
-    // timm's per-block rule: the float32 values of torch.linspace(0, rate, depth).
+    // timm's per-block rule: the float32 values of torch.linspace(0, rate, depth). Within an
+    // ulp (1e-7 here): ATen's vectorised and scalar linspace kernels round some steps apart.
     for (key, want) in fx["rates"].as_object().unwrap() {
         let (rate, depth) = key.split_once('_').unwrap();
         let got = medfm::models::layers::DropPathRates::linear(
             rate.parse().unwrap(),
             depth.parse().unwrap(),
         );
-        assert_eq!(got.0, floats(want), "rates {key}");
+        let want = floats(want);
+        assert_eq!(got.0.len(), want.len(), "rates {key}");
+        for (g, w) in got.0.iter().zip(&want) {
+            assert!((g - w).abs() <= 1e-7, "rates {key}: {g} vs {w}");
+        }
     }
 }
 
