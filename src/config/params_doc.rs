@@ -197,6 +197,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("foundation_params.weights", "string (path)", Absent, "The trunk checkpoint; absent: the registry's file name in the weights folder (`$MEDFM_WEIGHTS`, default `weights/`).", OURS),
     key("foundation_params.weights_key", "string", Absent, "Which nested state dict to read (`model`, `model_ema`, `state_dict`, ...); absent: found automatically.", OURS),
     key("foundation_params.gray_init", "string: `first` or `sum`", Absent, "For 1-channel datasets, how the first convolution is made from the RGB kernel: `first` (the reference: its first input channel; also what absent means) or `sum` (timm: the sum over RGB).", OURS),
+    key("foundation_params.drop_path_rate", "number (0 to 1, exclusive)", Absent, "Stochastic depth of the trunk's residual blocks in training (timm's `drop_path`: each sample's branch dropped, kept ones scaled by 1/keep): block `i` of `n` (all blocks of all stages, in order) gets `rate * i / (n - 1)` (timm's `torch.linspace(0, rate, n)`); off in evaluation and with `freeze_backbone`. Absent: off. [training](training.md#recipes).", OURS),
     // optimization_params
     key("optimization_params", "object", Required, "Optimizer and schedules.", SAME),
     key("optimization_params.default", "object", Required, "The settings of every parameter group.", SAME),
@@ -242,6 +243,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("optimization_params.default.scheduler.params.LinearWarmup", "object", Value("{}"), "The reference's linear warm-up from 1e-8 to the lr, then held.", SAME),
     key("optimization_params.default.scheduler.params.LinearWarmup.warmup_epochs", "integer (>= 0)", Value("0"), "Warm-up length in epochs; wins over `warmup_iters`. Replaced when the file is loaded by the per-dataset rule: 5 for DDSM and APTOS2019, else 0.", SAME),
     key("optimization_params.default.scheduler.params.LinearWarmup.warmup_iters", "integer (>= 0)", Value("0"), "Warm-up length in iterations. Replaced when the file is loaded by the per-dataset rule: 1000 for ISIC2019 and CheXpert, else 0.", SAME),
+    key("optimization_params.layer_decay", "number (0 < d <= 1)", Absent, "Layer-wise lr decay (timm's `param_groups_layer_decay`): the embeddings are layer 0, block `i` layer `i + 1`, the head last; each layer's lr is the scheduled lr times `d^(last - layer)`, and 1-D parameters and biases get no weight decay. Absent: off (the reference's two groups). [training](training.md#recipes).", OURS),
     // training_params
     key("training_params", "object", Required, "The run.", SAME),
     key("training_params.model_name", "string (a folder name)", Required, "The run's name: its folders under `save_dir` are named after it. `--model_name` overrides it. With `knn_eval`, it may contain `-run_` at most once.", SAME),

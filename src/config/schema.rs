@@ -483,6 +483,9 @@ pub struct FoundationParams {
     /// "first" (the reference: the first input channel) or "sum" (timm: sum over RGB).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gray_init: Option<GrayInit>,
+    /// medfm: stochastic depth of the trunk's residual blocks (timm's rule); absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drop_path_rate: Option<f64>,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
@@ -515,6 +518,9 @@ impl Default for PartialParams {
 #[serde(deny_unknown_fields)]
 pub struct OptimizationParams {
     pub default: OptimDefault,
+    /// medfm: layer-wise lr decay (timm's `param_groups_layer_decay`); absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub layer_decay: Option<f64>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

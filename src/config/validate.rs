@@ -114,6 +114,20 @@ pub fn problems(p: &Params) -> Vec<Problem> {
     }
     model(&mut e, p);
     optimization(&mut e, &p.optimization_params.default);
+    if let Some(r) = p.foundation_params.drop_path_rate {
+        e.check(
+            (0.0..1.0).contains(&r),
+            "foundation_params.drop_path_rate",
+            || format!("must be in [0, 1), got {r}"),
+        );
+    }
+    if let Some(d) = p.optimization_params.layer_decay {
+        e.check(
+            d > 0.0 && d <= 1.0,
+            "optimization_params.layer_decay",
+            || format!("must be in (0, 1], got {d}"),
+        );
+    }
     training(&mut e, &p.training_params);
     system(&mut e, &p.system_params);
     let g = &p.lr_finder.grid_search_params;

@@ -207,9 +207,10 @@ impl Block {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + self.attn.forward(&self.norm_1.forward(x));
-        &x + self.mlp.forward(&self.norm_2.forward(&x))
+    /// With drop path `p` on both residual branches (timm's `Block` for AIMv2 weights).
+    fn forward(&self, x: &Tensor, p: f64) -> Tensor {
+        let x = x + layers::drop_path(&self.attn.forward(&self.norm_1.forward(x)), p);
+        &x + layers::drop_path(&self.mlp.forward(&self.norm_2.forward(&x)), p)
     }
 }
 
@@ -224,6 +225,7 @@ pub struct Aimv2 {
     pos_embed: Tensor,
     blocks: Vec<Block>,
     post_trunk_norm: RmsNorm,
+    drop_path: layers::DropPathRates,
 }
 
 impl Aimv2 {
@@ -265,6 +267,7 @@ impl Aimv2 {
             pos_embed,
             blocks,
             post_trunk_norm,
+            drop_path: layers::DropPathRates::default(),
         })
     }
 
@@ -275,13 +278,18 @@ impl Aimv2 {
     /// `post_trunk_norm(trunk(preprocessor(x)))`: [B, grid*grid, D]. `x` must have passed
     /// [`Backbone::check_input`].
     pub fn forward_tokens(&self, x: &Tensor) -> Tensor {
+        self.forward_tokens_train(x, false)
+    }
+
+    /// [`Aimv2::forward_tokens`] with drop path when `train`.
+    pub fn forward_tokens_train(&self, x: &Tensor, train: bool) -> Tensor {
         let ps = self.cfg.patch_size;
         let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1)
             .flatten(2, -1)
             .transpose(1, 2);
         let mut x = self.patch_norm.forward(&x) + &self.pos_embed;
-        for block in &self.blocks {
-            x = block.forward(&x);
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, self.drop_path.at(i, train));
         }
         self.post_trunk_norm.forward(&x)
     }
@@ -289,8 +297,8 @@ impl Aimv2 {
 
 impl Backbone for Aimv2 {
     /// pooled = mean over tokens of `post_trunk_norm(x)`; tokens = `post_trunk_norm(x)`.
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
-        let tokens = self.forward_tokens(x);
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        let tokens = self.forward_tokens_train(x, train);
         let pooled = tokens.mean_dim(1, false, None);
         Features { pooled, tokens }
     }
@@ -299,6 +307,10 @@ impl Backbone for Aimv2 {
         (0..self.cfg.depth)
             .map(|i| format!("trunk.blocks.{i}"))
             .collect()
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = layers::DropPathRates::linear(rate, self.blocks.len());
     }
 
     fn input_rule(&self) -> InputRule {

@@ -67,6 +67,8 @@ pub struct ClassifierSpec {
     /// Side of the attention head's stored position grid: `model_params.transformers_params`
     /// `img_size[0] / patch_size` (14 for the published 224 px, patch 16 DeiT-B).
     pub head_grid: i64,
+    /// `foundation_params.drop_path_rate`: the trunk's stochastic depth in training (0: off).
+    pub drop_path_rate: f64,
 }
 
 /// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
@@ -170,6 +172,7 @@ impl ClassifierSpec {
             device,
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
             head_grid: head_grid(&m.transformers_params)?,
+            drop_path_rate: f.drop_path_rate.unwrap_or(0.0),
         })
     }
 
@@ -300,7 +303,8 @@ impl Classifier {
         deit: VitConfig,
     ) -> Result<Classifier> {
         let opts = spec.build_options();
-        let (vs, trunk) = build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)?;
+        let (vs, mut trunk) = build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)?;
+        trunk.set_drop_path(spec.drop_path_rate);
         let root = vs.root();
         let head_path = &root / HEAD.trim_end_matches('.');
         let head = match spec.head {
@@ -427,6 +431,12 @@ impl Classifier {
     /// Trunk only, in eval mode (under no_grad when the trunk is entirely frozen).
     pub fn features(&self, x: &Tensor) -> Features {
         self.trunk_features(x, false)
+    }
+
+    /// Trunk only, in train mode when `train` (drop path) unless `freeze_backbone` keeps it
+    /// in eval mode, as [`Classifier::forward`].
+    pub fn features_train(&self, x: &Tensor, train: bool) -> Features {
+        self.trunk_features(x, train && !self.spec.freeze_backbone)
     }
 
     fn trunk_features(&self, x: &Tensor, train: bool) -> Features {

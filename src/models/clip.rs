@@ -84,10 +84,11 @@ impl ResidualBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + self.attn.forward(&self.ln_1.forward(x));
+    /// With drop path `p` on both residual branches (as timm's `Block` for CLIP weights).
+    fn forward(&self, x: &Tensor, p: f64) -> Tensor {
+        let x = x + layers::drop_path(&self.attn.forward(&self.ln_1.forward(x)), p);
         let m = self.mlp.forward(&self.ln_2.forward(&x));
-        x + m
+        x + layers::drop_path(&m, p)
     }
 }
 
@@ -101,6 +102,7 @@ pub struct VisionTower {
     resblocks: Vec<ResidualBlock>,
     img_size: i64,
     in_chans: i64,
+    pub drop_path: layers::DropPathRates,
 }
 
 impl VisionTower {
@@ -130,11 +132,17 @@ impl VisionTower {
                 .collect(),
             img_size: opts.img_size,
             in_chans: opts.in_chans,
+            drop_path: layers::DropPathRates::default(),
         })
     }
 
     /// [B, C, H, W] -> transformer output [B, 1+N, W] (before `ln_post`).
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_train(x, false)
+    }
+
+    /// [`VisionTower::forward`] with drop path when `train`.
+    pub fn forward_train(&self, x: &Tensor, train: bool) -> Tensor {
         let (tokens, _) = self.conv1.forward(x);
         let b = tokens.size()[0];
         let cls = self
@@ -144,10 +152,14 @@ impl VisionTower {
         let mut x = self
             .ln_pre
             .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
-        for blk in &self.resblocks {
-            x = blk.forward(&x);
+        for (i, blk) in self.resblocks.iter().enumerate() {
+            x = blk.forward(&x, self.drop_path.at(i, train));
         }
         x
+    }
+
+    pub fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = layers::DropPathRates::linear(rate, self.resblocks.len());
     }
 
     pub fn block_names(&self) -> Vec<String> {
@@ -187,8 +199,8 @@ impl Clip {
 }
 
 impl Backbone for Clip {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
-        let y = self.ln_post.forward(&self.tower.forward(x));
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        let y = self.ln_post.forward(&self.tower.forward_train(x, train));
         let n = y.size()[1] - 1;
         Features {
             pooled: y.select(1, 0).matmul(&self.proj),
@@ -198,6 +210,10 @@ impl Backbone for Clip {
 
     fn blocks(&self) -> Vec<String> {
         self.tower.block_names()
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        self.tower.set_drop_path(rate);
     }
 
     fn input_rule(&self) -> InputRule {

@@ -179,10 +179,10 @@ impl Coca {
 }
 
 impl Backbone for Coca {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
         let y = self
             .ln_post
-            .forward(&self.attn_pool.forward(&self.tower.forward(x)));
+            .forward(&self.attn_pool.forward(&self.tower.forward_train(x, train)));
         let pooled = y.select(1, 0).matmul(&self.proj);
         let n = y.size()[1] - 1;
         let tokens = Tensor::cat(&[pooled.unsqueeze(1), y.narrow(1, 1, n)], 1);
@@ -192,6 +192,10 @@ impl Backbone for Coca {
     /// The tower's residual blocks (the reference defines no block list for CoCa).
     fn blocks(&self) -> Vec<String> {
         self.tower.block_names()
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        self.tower.set_drop_path(rate);
     }
 
     fn input_rule(&self) -> InputRule {

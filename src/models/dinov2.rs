@@ -89,6 +89,7 @@ pub struct Dinov2 {
     /// Blocks that run (all, or up to and including `min(drop_cutoff)`).
     used_blocks: usize,
     in_chans: i64,
+    drop_path: layers::DropPathRates,
 }
 
 impl Dinov2 {
@@ -125,6 +126,7 @@ impl Dinov2 {
             norm: LayerNorm::new(&(p / "norm"), cfg.dim, 1e-6),
             used_blocks,
             in_chans: opts.in_chans,
+            drop_path: layers::DropPathRates::default(),
         };
         // Stored for checkpoint compatibility only; classification never masks tokens.
         let _ = layers::constant(p, "mask_token", &[1, cfg.dim]);
@@ -152,13 +154,13 @@ impl Dinov2 {
 }
 
 impl Backbone for Dinov2 {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
         let (tokens, (h0, w0)) = self.patch_embed.forward(x);
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
-        for blk in &self.blocks[..self.used_blocks] {
-            x = blk.forward(&x);
+        for (i, blk) in self.blocks[..self.used_blocks].iter().enumerate() {
+            x = blk.forward_dp(&x, self.drop_path.at(i, train));
         }
         let pooled = self.norm.forward(&x).select(1, 0);
         let n = x.size()[1] - 1;
@@ -173,6 +175,11 @@ impl Backbone for Dinov2 {
         (0..self.used_blocks)
             .map(|i| format!("blocks.{i}"))
             .collect()
+    }
+
+    /// Over all `depth` blocks, as the model is built, whatever `drop_cutoff` runs.
+    fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = layers::DropPathRates::linear(rate, self.blocks.len());
     }
 
     fn input_rule(&self) -> InputRule {

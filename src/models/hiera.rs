@@ -6,7 +6,7 @@
 //! under `image_encoder.trunk.` (`patch_embed.proj`, `pos_embed`, `pos_embed_window`,
 //! `blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.layers.{0,1}, proj}`).
 
-use super::layers::{param, Fill, LayerNorm, Linear, LinearInit};
+use super::layers::{self, param, Fill, LayerNorm, Linear, LinearInit};
 use anyhow::{bail, ensure, Result};
 use tch::nn;
 use tch::Tensor;
@@ -303,7 +303,9 @@ impl MultiScaleBlock {
         }
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
+    /// With drop path `p` on both residual branches (sam2's `MultiScaleBlock`: one
+    /// `drop_path` module applied twice, each call its own draw).
+    fn forward(&self, x: &Tensor, p: f64) -> Tensor {
         let normed = self.norm1.forward(x);
         let shortcut = match &self.proj {
             Some(proj) => {
@@ -333,11 +335,11 @@ impl MultiScaleBlock {
         } else {
             self.attn.forward(&normed)
         };
-        let x = shortcut + y;
+        let x = shortcut + layers::drop_path(&y, p);
         let mlp = self
             .fc2
             .forward(&self.fc1.forward(&self.norm2.forward(&x)).gelu("none"));
-        x + mlp
+        x + layers::drop_path(&mlp, p)
     }
 }
 
@@ -350,6 +352,7 @@ pub struct Hiera {
     pos_embed_window: Tensor,
     blocks: Vec<MultiScaleBlock>,
     stage_ends: Vec<usize>,
+    drop_path: layers::DropPathRates,
 }
 
 impl Hiera {
@@ -420,6 +423,7 @@ impl Hiera {
             pos_embed_window,
             blocks,
             stage_ends,
+            drop_path: layers::DropPathRates::default(),
         })
     }
 
@@ -440,12 +444,22 @@ impl Hiera {
     /// `x`: `[B, C, H, W]` -> each stage's output as `[B, H_s, W_s, C_s]` (channels last),
     /// first stage first.
     pub fn forward(&self, x: &Tensor) -> Vec<Tensor> {
+        self.forward_train(x, false)
+    }
+
+    /// sam2's `Hiera`: `dpr = linspace(0, drop_path_rate, depth)` over all blocks.
+    pub fn set_drop_path(&mut self, rate: f64) {
+        self.drop_path = layers::DropPathRates::linear(rate, self.blocks.len());
+    }
+
+    /// [`Hiera::forward`] with drop path when `train`.
+    pub fn forward_train(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
         let x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
         let (h, w) = (x.size()[1], x.size()[2]);
         let mut x = x + self.pos_embed(h, w);
         let mut outputs = Vec::with_capacity(self.stage_ends.len());
         for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x);
+            x = block.forward(&x, self.drop_path.at(i, train));
             if self.stage_ends.contains(&i) {
                 outputs.push(x.shallow_clone());
             }

@@ -367,6 +367,58 @@ pub enum FfnKind {
     SwiGlu { hidden: i64 },
 }
 
+/// timm's `drop_path` (`timm/layers/drop.py`) with the per-sample keep mask given: `x` times
+/// `mask / keep_prob` broadcast over every dimension but the batch. `mask`: [B] of 0 and 1.
+pub fn drop_path_with_mask(x: &Tensor, mask: &Tensor, keep_prob: f64) -> Tensor {
+    let mut shape = vec![1i64; x.dim()];
+    shape[0] = x.size()[0];
+    let mask = mask.to_kind(x.kind()).view(shape.as_slice());
+    // timm: `random_tensor.div_(keep_prob)` when keep_prob > 0 (scale_by_keep), then `x * it`.
+    let scaled = if keep_prob > 0.0 {
+        mask / keep_prob
+    } else {
+        mask
+    };
+    x * scaled
+}
+
+/// timm's `drop_path(x, p, training=True)`: each sample's residual branch is dropped with
+/// probability `p` (a Bernoulli draw from torch's generator) and kept ones scaled by
+/// `1 / (1 - p)`. `p = 0` returns `x` itself.
+pub fn drop_path(x: &Tensor, p: f64) -> Tensor {
+    if p <= 0.0 {
+        return x.shallow_clone();
+    }
+    let keep = 1.0 - p;
+    let mask = Tensor::empty([x.size()[0]], (x.kind(), x.device())).bernoulli_float_(keep);
+    drop_path_with_mask(x, &mask, keep)
+}
+
+/// Per-block stochastic-depth rates: timm's rule `[x.item() for x in torch.linspace(0, rate,
+/// depth)]` (float32 values, as torch's default dtype gives them). Empty: no drop path.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct DropPathRates(pub Vec<f64>);
+
+impl DropPathRates {
+    pub fn linear(rate: f64, depth: usize) -> DropPathRates {
+        if rate <= 0.0 || depth == 0 {
+            return DropPathRates::default();
+        }
+        let t = Tensor::linspace(0.0, rate, depth as i64, (Kind::Float, tch::Device::Cpu));
+        let v = Vec::<f32>::try_from(&t).unwrap_or_default();
+        DropPathRates(v.into_iter().map(f64::from).collect())
+    }
+
+    /// Block `i`'s rate in training; 0 in evaluation (timm's `DropPath` is off in eval).
+    pub fn at(&self, i: usize, train: bool) -> f64 {
+        if train {
+            self.0.get(i).copied().unwrap_or(0.0)
+        } else {
+            0.0
+        }
+    }
+}
+
 /// Pre-norm transformer block with timm / DINOv2 variable names:
 /// `x + ls1(attn(norm1 x))`, then `x + ls2(mlp(norm2 x))`.
 #[derive(Debug)]
@@ -419,18 +471,24 @@ impl Block {
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
+        self.forward_dp(x, 0.0)
+    }
+
+    /// With drop path `p` on both residual branches (timm's `Block`: `drop_path1`,
+    /// `drop_path2`, each its own draw).
+    pub fn forward_dp(&self, x: &Tensor, p: f64) -> Tensor {
         let a = self.attn.forward(&self.norm1.forward(x));
         let a = match &self.ls1 {
             Some(ls) => ls.forward(&a),
             None => a,
         };
-        let x = x + a;
+        let x = x + drop_path(&a, p);
         let m = self.mlp.forward(&self.norm2.forward(&x));
         let m = match &self.ls2 {
             Some(ls) => ls.forward(&m),
             None => m,
         };
-        x + m
+        x + drop_path(&m, p)
     }
 }
 

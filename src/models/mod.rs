@@ -69,6 +69,10 @@ pub trait Backbone: Send {
     /// unfreezing (`unfreeze_cutoff = k`) makes blocks k.. trainable, the rest stays frozen.
     fn blocks(&self) -> Vec<String>;
 
+    /// Stochastic depth on the residual blocks at `rate` (timm's per-block linear rule over
+    /// all blocks, `layers::DropPathRates`), active when `forward` trains.
+    fn set_drop_path(&mut self, rate: f64);
+
     /// The inputs this trunk takes; the registry row's `input_rule` gives the same rule before
     /// the trunk is built.
     fn input_rule(&self) -> InputRule;

@@ -136,11 +136,16 @@ impl Sam2ImageEncoder {
     pub fn vision_features(&self, x: &Tensor) -> Tensor {
         self.neck.vision_features(&self.trunk.forward(x))
     }
+
+    fn vision_features_train(&self, x: &Tensor, train: bool) -> Tensor {
+        self.neck
+            .vision_features(&self.trunk.forward_train(x, train))
+    }
 }
 
 impl Backbone for Sam2ImageEncoder {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
-        let vf = self.vision_features(x);
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        let vf = self.vision_features_train(x, train);
         let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
         let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
         let pooled = tokens.mean_dim(1, false, None);
@@ -151,6 +156,10 @@ impl Backbone for Sam2ImageEncoder {
         (0..self.trunk.depth())
             .map(|i| format!("trunk.blocks.{i}"))
             .collect()
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        self.trunk.set_drop_path(rate);
     }
 
     fn input_rule(&self) -> InputRule {

@@ -87,6 +87,8 @@ pub struct Vit {
     pub norm: LayerNorm,
     /// The position-embedding grid (rows, cols).
     pub grid: (i64, i64),
+    /// Stochastic depth of the blocks (the MAE trunk; never the attention head's DeiT).
+    pub drop_path: layers::DropPathRates,
 }
 
 impl Vit {
@@ -119,17 +121,23 @@ impl Vit {
                 .collect(),
             norm: LayerNorm::new(&(p / "norm"), cfg.dim, cfg.eps),
             grid,
+            drop_path: layers::DropPathRates::default(),
         }
     }
 
     /// Prepend cls to `tokens` [B, N, D], add `pos` [1, 1+N, D], run the blocks and the final
     /// norm: [B, 1+N, D].
     pub fn encode(&self, tokens: &Tensor, pos: &Tensor) -> Tensor {
+        self.encode_train(tokens, pos, false)
+    }
+
+    /// [`Vit::encode`] with drop path when `train`.
+    pub fn encode_train(&self, tokens: &Tensor, pos: &Tensor, train: bool) -> Tensor {
         let b = tokens.size()[0];
         let cls = self.cls_token.expand([b, -1, -1], true);
         let mut x = Tensor::cat(&[cls, tokens.shallow_clone()], 1) + pos;
-        for blk in &self.blocks {
-            x = blk.forward(&x);
+        for (i, blk) in self.blocks.iter().enumerate() {
+            x = blk.forward_dp(&x, self.drop_path.at(i, train));
         }
         self.norm.forward(&x)
     }
@@ -167,14 +175,14 @@ pub fn build(p: &nn::Path, cfg: &VitConfig, opts: &BuildOptions) -> Result<Box<d
 }
 
 impl Backbone for Mae {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
         let embed = self
             .vit
             .patch_embed
             .as_ref()
             .expect("MAE always has a patch embedding");
         let (tokens, _) = embed.forward(x);
-        let y = self.vit.encode(&tokens, &self.vit.pos_embed);
+        let y = self.vit.encode_train(&tokens, &self.vit.pos_embed, train);
         let n = y.size()[1] - 1;
         let tokens = y.narrow(1, 1, n);
         let pooled = tokens.mean_dim(1, false, tch::Kind::Float);
@@ -183,6 +191,10 @@ impl Backbone for Mae {
 
     fn blocks(&self) -> Vec<String> {
         self.vit.block_names()
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        self.vit.drop_path = layers::DropPathRates::linear(rate, self.vit.blocks.len());
     }
 
     fn input_rule(&self) -> InputRule {

@@ -226,10 +226,12 @@ impl VssBlock {
         })
     }
 
-    fn forward(&self, x: &Tensor) -> Tensor {
-        let x = x + self.op.forward(&self.norm.forward(x));
+    /// With drop path `p` on both residual branches (VMamba's `VSSBlock`: one `drop_path`
+    /// module applied twice).
+    fn forward(&self, x: &Tensor, p: f64) -> Tensor {
+        let x = x + super::layers::drop_path(&self.op.forward(&self.norm.forward(x)), p);
         let mlp = self.mlp.forward(&self.norm2.forward(&x));
-        x + mlp
+        x + super::layers::drop_path(&mlp, p)
     }
 }
 
@@ -262,6 +264,8 @@ pub struct Vmamba {
     stages: Vec<Stage>,
     /// `classifier.norm`.
     norm: LayerNorm,
+    /// Over all blocks of all stages in order (VMamba's `dpr` over `sum(depths)`).
+    drop_path: super::layers::DropPathRates,
 }
 
 impl Vmamba {
@@ -292,6 +296,7 @@ impl Vmamba {
             embed_norm2: LayerNorm::new(&(&pe / 7), cfg.dims[0])?,
             stages,
             norm: LayerNorm::new(&(p / "classifier" / "norm"), cfg.out_dim())?,
+            drop_path: super::layers::DropPathRates::default(),
         })
     }
 
@@ -301,6 +306,11 @@ impl Vmamba {
 
     /// The classifier-normed last stage map, `[B, h, w, C]`.
     pub fn forward_map(&self, x: &Tensor) -> Tensor {
+        self.forward_map_train(x, false)
+    }
+
+    /// [`Vmamba::forward_map`] with drop path when `train`.
+    pub fn forward_map_train(&self, x: &Tensor, train: bool) -> Tensor {
         let x = self
             .embed_norm1
             .forward(&nchw_to_nhwc(&self.embed_conv1.forward(x)));
@@ -308,9 +318,11 @@ impl Vmamba {
         let mut x = self
             .embed_norm2
             .forward(&nchw_to_nhwc(&self.embed_conv2.forward(&x)));
+        let mut i = 0;
         for stage in &self.stages {
             for block in &stage.blocks {
-                x = block.forward(&x);
+                x = block.forward(&x, self.drop_path.at(i, train));
+                i += 1;
             }
             if let Some(down) = &stage.downsample {
                 x = down.forward(&x);
@@ -321,11 +333,11 @@ impl Vmamba {
 }
 
 impl Backbone for Vmamba {
-    fn forward(&self, x: &Tensor, _train: bool) -> Features {
-        // No drop-path: the official configs pre-train with stochastic depth (0.3 / 0.6), but
-        // the reference tool's VMamba construction is not published; medfm fine-tunes every
-        // trunk without it.
-        let map = self.forward_map(x);
+    fn forward(&self, x: &Tensor, train: bool) -> Features {
+        // Drop path only with `foundation_params.drop_path_rate`: the official configs
+        // pre-train with stochastic depth (0.3 / 0.6), but the reference tool's VMamba
+        // construction is not published, and medfm fine-tunes without it by default.
+        let map = self.forward_map_train(x, train);
         let (b, h, w, c) = map.size4().expect("VMamba map is [B, h, w, C]");
         let tokens = map.reshape([b, h * w, c]);
         let pooled = tokens.mean_dim(1, false, None::<Kind>);
@@ -340,6 +352,11 @@ impl Backbone for Vmamba {
             }
         }
         names
+    }
+
+    fn set_drop_path(&mut self, rate: f64) {
+        let depth = self.stages.iter().map(|s| s.blocks.len()).sum();
+        self.drop_path = super::layers::DropPathRates::linear(rate, depth);
     }
 
     fn input_rule(&self) -> InputRule {

@@ -88,6 +88,7 @@ impl ModelSpec {
             device,
             freeze_head_transformer: false,
             head_grid: self.head_grid,
+            drop_path_rate: 0.0,
         }
     }
 }

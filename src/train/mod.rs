@@ -11,6 +11,7 @@ pub mod evaluate;
 pub mod feature_cache;
 pub mod json_f64;
 pub mod knn;
+pub mod layer_decay;
 pub mod loss;
 pub mod lr_finder;
 pub mod model;

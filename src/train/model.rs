@@ -11,6 +11,11 @@ use tch::{nn, Kind, Tensor};
 pub trait TrainModel {
     /// Trunk features of normalised images (under no_grad when the trunk is frozen).
     fn features(&self, x: &Tensor) -> Features;
+    /// Trunk features in train mode when `train` (drop path); the training step's.
+    fn features_train(&self, x: &Tensor, train: bool) -> Features {
+        let _ = train;
+        self.features(x)
+    }
     /// Logits [B, n_classes] from trunk features.
     fn head(&self, f: &Features, train: bool) -> Tensor;
     /// The logits and the embedding the reference returns with `return_embedding=True` (what
@@ -24,6 +29,11 @@ pub trait TrainModel {
     /// Trainable parameters by var-store name, in a stable order.
     fn trainable(&self) -> Vec<(String, Tensor)>;
     fn var_store(&self) -> &nn::VarStore;
+    /// The trunk's family, for the recipes that number its layers (layer decay); None for
+    /// models without a foundation-model trunk.
+    fn family(&self) -> Option<crate::models::registry::Family> {
+        None
+    }
     /// Whether the trunk takes images of `x`'s shape (an error that says what it takes).
     fn check_input(&self, _x: &Tensor) -> Result<()> {
         Ok(())
@@ -39,6 +49,9 @@ pub struct ClassifierModel {
 impl TrainModel for ClassifierModel {
     fn features(&self, x: &Tensor) -> Features {
         self.inner.features(x)
+    }
+    fn features_train(&self, x: &Tensor, train: bool) -> Features {
+        self.inner.features_train(x, train)
     }
     fn head(&self, f: &Features, train: bool) -> Tensor {
         self.inner.head(f, train)
@@ -59,6 +72,11 @@ impl TrainModel for ClassifierModel {
     }
     fn var_store(&self) -> &nn::VarStore {
         self.inner.var_store()
+    }
+    fn family(&self) -> Option<crate::models::registry::Family> {
+        crate::models::registry::get(&self.inner.spec().backbone)
+            .ok()
+            .map(|r| r.family())
     }
     fn check_input(&self, x: &Tensor) -> Result<()> {
         self.inner.check_input(x)

@@ -29,6 +29,24 @@ pub struct Hyper {
     pub momentum: f64,
     /// `group["initial_lr"]`, set once by the first scheduler (torch's `setdefault`).
     pub initial_lr: Option<f64>,
+    /// timm's `group["lr_scale"]` (layer decay): the step uses `lr * lr_scale`, so every
+    /// scheduler's lr is scaled as timm's schedulers scale it. 1 outside the layer-decay recipe.
+    #[serde(default = "one")]
+    pub lr_scale: f64,
+}
+
+fn one() -> f64 {
+    1.0
+}
+
+impl Hyper {
+    /// The values the step uses: the scheduled lr times `lr_scale`.
+    fn effective(&self) -> Hyper {
+        Hyper {
+            lr: self.lr * self.lr_scale,
+            ..self.clone()
+        }
+    }
 }
 
 /// The optimizer's settings, resolved from params with torch's defaults.
@@ -124,6 +142,9 @@ impl OptimConfig {
     }
 }
 
+/// A group for [`Optimizer::with_groups`]: its tensors, weight decay and lr scale.
+pub type GroupSpec = (Vec<(String, Tensor)>, f64, f64);
+
 /// One parameter group: its tensors (by var-store name) and its hyper-parameters.
 pub struct Group {
     pub params: Vec<(String, Tensor)>,
@@ -194,24 +215,32 @@ pub fn param_groups(trainable: Vec<(String, Tensor)>) -> [Vec<(String, Tensor)>;
 impl Optimizer {
     pub fn new(cfg: OptimConfig, trainable: Vec<(String, Tensor)>) -> Optimizer {
         let [regularized, not_regularized] = param_groups(trainable);
-        let hyper = |weight_decay| Hyper {
+        let wd = cfg.weight_decay;
+        Optimizer::with_groups(
+            cfg,
+            vec![(regularized, wd, 1.0), (not_regularized, 0.0, 1.0)],
+        )
+    }
+
+    /// Groups given by the caller, each `(params, weight_decay, lr_scale)` (the layer-decay
+    /// recipe's, see `layer_decay::groups`).
+    pub fn with_groups(cfg: OptimConfig, groups: Vec<GroupSpec>) -> Optimizer {
+        let hyper = |weight_decay, lr_scale| Hyper {
             lr: cfg.lr,
             weight_decay,
             beta1: cfg.betas[0],
             beta2: cfg.betas[1],
             momentum: cfg.momentum,
             initial_lr: None,
+            lr_scale,
         };
-        let groups = vec![
-            Group {
-                params: regularized,
-                hyper: hyper(cfg.weight_decay),
-            },
-            Group {
-                params: not_regularized,
-                hyper: hyper(0.0),
-            },
-        ];
+        let groups: Vec<Group> = groups
+            .into_iter()
+            .map(|(params, wd, scale)| Group {
+                params,
+                hyper: hyper(wd, scale),
+            })
+            .collect();
         let on_gpu = groups
             .iter()
             .flat_map(|g| &g.params)
@@ -338,7 +367,7 @@ impl Optimizer {
                 if self.flat_step(gi) {
                     continue;
                 }
-                let mut hyper = self.groups[gi].hyper.clone();
+                let mut hyper = self.groups[gi].hyper.effective();
                 let first = group_range(&self.groups, gi).start;
                 let grad_of = |pi: usize| self.grads.get(first + pi).filter(|g| g.defined());
                 if let Some(lars) = cfg.lars {
@@ -381,7 +410,7 @@ impl Optimizer {
         let Some(grad) = &self.flat_grads[gi] else {
             return false;
         };
-        let (params, hyper) = (&self.groups[gi].params, &self.groups[gi].hyper);
+        let (params, hyper) = (&self.groups[gi].params, &self.groups[gi].hyper.effective());
         let Some(group) = self.flat[gi].as_mut() else {
             return false;
         };
@@ -761,6 +790,7 @@ mod tests {
                 beta2: cfg.betas[1],
                 momentum: 0.0,
                 initial_lr: None,
+                lr_scale: 1.0,
             };
             let init = (Tensor::arange(12, (Kind::Float, tch::Device::Cpu)) * 0.9).sin();
             let (mut whole, mut chunked) = (init.copy(), init.copy());

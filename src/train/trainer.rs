@@ -197,6 +197,28 @@ pub fn check_schedule(params: &Params, train_batches: usize) -> Result<()> {
     build_mixer(&mut hypers, params, &shape).map(|_| ())
 }
 
+/// The optimizer with timm's layer-decay groups (`layer_decay::groups`).
+fn layer_decay_optimizer(
+    cfg: OptimConfig,
+    model: &dyn TrainModel,
+    decay: f64,
+) -> Result<Optimizer> {
+    let Some(family) = model.family() else {
+        bail!(
+            "optimization_params.layer_decay needs a foundation-model trunk to number its layers"
+        );
+    };
+    let vars = model.var_store().variables();
+    let names: Vec<&str> = vars.keys().map(|k| k.as_str()).collect();
+    let wd = cfg.weight_decay;
+    let groups = super::layer_decay::groups(family, &names, model.trainable(), decay, wd);
+    let groups = groups
+        .into_iter()
+        .map(|g| (g.params, g.weight_decay, g.lr_scale))
+        .collect();
+    Ok(Optimizer::with_groups(cfg, groups))
+}
+
 /// A run whose loss or outputs stopped being finite (its message says where). A type of its
 /// own, so the lr finder can tell a diverged learning rate from a failure.
 #[derive(Debug)]
@@ -240,7 +262,10 @@ impl Trainer {
             }
         ));
         let shape = run_shape(&cfg, &params, steps_per_epoch);
-        let mut opt = Optimizer::new(cfg, model.trainable());
+        let mut opt = match params.optimization_params.layer_decay {
+            Some(decay) => layer_decay_optimizer(cfg, model.as_ref(), decay)?,
+            None => Optimizer::new(cfg, model.trainable()),
+        };
         let mut hypers = opt.hypers();
         let mixer = build_mixer(&mut hypers, &params, &shape)?;
         opt.set_hypers(&hypers);
@@ -534,7 +559,8 @@ impl Trainer {
         } else {
             let images = upload_images(self.model.as_ref(), batch, self.device)?;
             amp::autocast(self.amp, self.device, || {
-                self.model.head(&self.model.features(&images), true)
+                self.model
+                    .head(&self.model.features_train(&images, true), true)
             })
         };
         let loss = self.loss.compute(&logits, &labels);

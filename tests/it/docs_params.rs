@@ -174,8 +174,10 @@ fn full_params() -> Params {
             weights: Some("trunk.pth".into()),
             weights_key: Some("model".into()),
             gray_init: Some(GrayInit::Sum),
+            drop_path_rate: Some(0.1),
         },
         optimization_params: OptimizationParams {
+            layer_decay: Some(0.75),
             default: OptimDefault {
                 optimizer: OptimizerParams {
                     kind: OptimizerType::SGD,

@@ -57,7 +57,7 @@ fn tiny_coca() -> CocaConfig {
 }
 
 /// The first registry row of each family, in table order: the families under test.
-fn first_row_of_each_family() -> Vec<&'static BackboneSpec> {
+pub(crate) fn first_row_of_each_family() -> Vec<&'static BackboneSpec> {
     let mut rows: Vec<&'static BackboneSpec> = vec![];
     for row in registry::rows() {
         if !rows.iter().any(|r| r.family() == row.family()) {
@@ -70,14 +70,14 @@ fn first_row_of_each_family() -> Vec<&'static BackboneSpec> {
 /// A family under test: a tiny registry row (the published row's name and weights, a tiny
 /// configuration of its family) with the image side that gives a 4x4 token grid, and the block list partial
 /// unfreezing must see.
-struct TinyFamily {
-    row: BackboneSpec,
-    img_size: i64,
-    blocks: Vec<String>,
+pub(crate) struct TinyFamily {
+    pub(crate) row: BackboneSpec,
+    pub(crate) img_size: i64,
+    pub(crate) blocks: Vec<String>,
 }
 
 /// A tiny configuration of every family (a new family is a compile error here until it has one).
-fn tiny_family(name: &str) -> TinyFamily {
+pub(crate) fn tiny_family(name: &str) -> TinyFamily {
     let real = registry::get(name).unwrap();
     let (config, img_size, blocks): (FamilyConfig, i64, Vec<String>) = match real.family() {
         Family::Mae => (

@@ -42,6 +42,7 @@ mod parity_heads;
 mod parity_mae;
 mod predict;
 mod process_state;
+mod recipes;
 mod report_command;
 mod report_outputs;
 mod run_safety;
