@@ -784,6 +784,66 @@ pub struct TrainingParams {
     /// medfm: bootstrap resamples of the test metrics' intervals in statistics.json (0: none).
     #[serde(default = "bootstrap_2000", skip_serializing_if = "is_bootstrap_2000")]
     pub bootstrap: u64,
+    /// medfm: an exponential moving average of the weights (timm's `ModelEmaV3`); validation
+    /// and the best model use it. Absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema: Option<EmaParams>,
+    /// medfm: stop when the target metric stops improving. Absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<EarlyStoppingParams>,
+    /// medfm: label smoothing of the loss's targets. Absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub label_smoothing: Option<f64>,
+    /// medfm: Mixup / CutMix of the train batches (timm's `Mixup`). Absent = off.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<MixupParams>,
+    /// medfm: batches whose gradients add up before each optimizer step. Absent = 1.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub grad_accumulation_steps: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EmaParams {
+    pub decay: f64,
+    #[serde(default)]
+    pub warmup: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct EarlyStoppingParams {
+    /// Validations in a row without improvement before training stops.
+    pub patience: i64,
+    #[serde(default)]
+    pub min_delta: f64,
+}
+
+/// timm's `Mixup` arguments (`timm/data/mixup.py`), with its defaults.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixupParams {
+    #[serde(default = "one")]
+    pub mixup_alpha: f64,
+    #[serde(default)]
+    pub cutmix_alpha: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutmix_minmax: Option<[f64; 2]>,
+    #[serde(default = "one")]
+    pub prob: f64,
+    #[serde(default = "half")]
+    pub switch_prob: f64,
+    #[serde(default)]
+    pub mode: MixupMode,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum MixupMode {
+    #[default]
+    Batch,
+    Pair,
+    Elem,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]

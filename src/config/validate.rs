@@ -649,6 +649,7 @@ fn optimization(e: &mut Problems, o: &OptimDefault) {
 
 fn training(e: &mut Problems, t: &TrainingParams) {
     let at = "training_params";
+    recipes(e, t);
     match &t.class_weights {
         Some(ClassWeights::Named(n)) => {
             e.check(n == "balanced", &format!("{at}.class_weights"), || {
@@ -731,4 +732,59 @@ fn system(e: &mut Problems, s: &SystemParams) {
             )
         },
     );
+}
+
+/// The fine-tuning recipe keys of `training_params` (docs/training.md, Recipes).
+fn recipes(e: &mut Problems, t: &TrainingParams) {
+    let at = "training_params";
+    if let Some(m) = &t.ema {
+        e.check(
+            m.decay >= 0.0 && m.decay < 1.0,
+            &format!("{at}.ema.decay"),
+            || format!("must be in [0, 1), got {}", m.decay),
+        );
+    }
+    if let Some(s) = &t.early_stopping {
+        e.positive_i(s.patience, &format!("{at}.early_stopping.patience"));
+        e.check(
+            s.min_delta >= 0.0 && s.min_delta.is_finite(),
+            &format!("{at}.early_stopping.min_delta"),
+            || format!("must be >= 0, got {}", s.min_delta),
+        );
+    }
+    if let Some(s) = t.label_smoothing {
+        e.check(
+            (0.0..1.0).contains(&s),
+            &format!("{at}.label_smoothing"),
+            || format!("must be in [0, 1), got {s}"),
+        );
+    }
+    if let Some(m) = &t.mixup {
+        let mm = format!("{at}.mixup");
+        for (v, k) in [
+            (m.mixup_alpha, "mixup_alpha"),
+            (m.cutmix_alpha, "cutmix_alpha"),
+        ] {
+            e.check(v >= 0.0 && v.is_finite(), &format!("{mm}.{k}"), || {
+                format!("must be >= 0, got {v}")
+            });
+        }
+        e.check(
+            m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0 || m.cutmix_minmax.is_some(),
+            &mm,
+            || "needs mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax".into(),
+        );
+        if let Some([lo, hi]) = m.cutmix_minmax {
+            e.check(
+                0.0 < lo && lo < hi && hi <= 1.0,
+                &format!("{mm}.cutmix_minmax"),
+                || format!("must be [low, high] with 0 < low < high <= 1, got [{lo}, {hi}]"),
+            );
+        }
+        e.prob(m.prob, &format!("{mm}.prob"));
+        e.prob(m.switch_prob, &format!("{mm}.switch_prob"));
+    }
+    if let Some(n) = t.grad_accumulation_steps {
+        e.positive_i(n, &format!("{at}.grad_accumulation_steps"));
+    }
 }

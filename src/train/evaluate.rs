@@ -202,8 +202,16 @@ impl Trainer {
         self.validate_with_key(self.state.iters)
     }
 
-    /// [`Self::validate`] with the val loader's shuffle order drawn from `key`.
+    /// [`Self::validate`] with the val loader's shuffle order drawn from `key`; with
+    /// `training_params.ema`, of the weight average (and the best model is the average).
     pub(super) fn validate_with_key(&mut self, key: u64) -> Result<()> {
+        self.use_ema(true);
+        let done = self.validate_model(key);
+        self.use_ema(false);
+        done
+    }
+
+    fn validate_model(&mut self, key: u64) -> Result<()> {
         self.session_saved_at = None;
         let bank = self.build_bank(self.amp)?;
         if self.sources.val.is_empty() {
@@ -254,6 +262,7 @@ impl Trainer {
         if !save_best {
             self.take_best()?;
         }
+        self.check_early_stop(val_target);
         let spe = self.steps_per_epoch() as f64;
         let train_loss =
             (self.state.loss_count > 0).then(|| self.state.loss_sum / self.state.loss_count as f64);
@@ -366,6 +375,41 @@ pub fn format_table(values: &MetricValues) -> String {
         );
     }
     out.join("\n")
+}
+
+impl Trainer {
+    /// `training_params.early_stopping`: count this validation's target; when patience runs
+    /// out, record the stop and say it.
+    fn check_early_stop(&mut self, val_target: f64) {
+        let Some(es) = self.params.training_params.early_stopping.clone() else {
+            return;
+        };
+        if self.early.stopped.is_some()
+            || !self
+                .early
+                .observe(val_target, es.patience as u64, es.min_delta)
+        {
+            return;
+        }
+        let metric = format!("val_{}", self.info.target_metric);
+        let iteration = self.state.iters;
+        let epoch = iteration as f64 / self.steps_per_epoch().max(1) as f64;
+        let reason = format!(
+            "{metric} has not improved on its best ({:.5}) by more than {} for {} validation(s) \
+             (training_params.early_stopping)",
+            self.early.best.unwrap_or(f64::NAN),
+            es.min_delta,
+            es.patience
+        );
+        crate::messages::notice(format_args!(
+            "early stopping at iteration {iteration} (epoch {epoch:.2}): {reason}"
+        ));
+        self.early.stopped = Some(super::early_stop::Stopped {
+            iteration,
+            epoch,
+            reason,
+        });
+    }
 }
 
 #[cfg(test)]

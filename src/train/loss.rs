@@ -23,6 +23,10 @@ pub struct Loss {
     weights: Option<Tensor>,
     /// Some targets are unknown (NaN): mask them.
     masked: bool,
+    /// `training_params.label_smoothing` (0: off).
+    pub smoothing: f64,
+    /// Classes (multi-class) or labels (multi-label).
+    pub n_classes: i64,
 }
 
 impl Loss {
@@ -32,6 +36,8 @@ impl Loss {
             task,
             weights: None,
             masked: false,
+            smoothing: 0.0,
+            n_classes: 0,
         }
     }
 
@@ -89,12 +95,53 @@ impl Loss {
                     .to_device(device)
             }),
             masked,
+            smoothing: params.training_params.label_smoothing.unwrap_or(0.0),
+            n_classes: n as i64,
         })
     }
 
     /// The loss of `logits` (computed in float32) against `labels` (int64 classes or float
     /// 0/1/NaN targets).
+    ///
+    /// With label smoothing `s`: multi-class, torch's `cross_entropy(label_smoothing=s)`;
+    /// multi-label, the BCE of timm's smoothed targets `y * (1 - s) + s / C` (the on/off values
+    /// of timm's `BinaryCrossEntropy` and `mixup_target`).
     pub fn compute(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        if self.smoothing > 0.0 {
+            return match self.task {
+                Task::Multiclass => logits.to_kind(Kind::Float).cross_entropy_loss::<&Tensor>(
+                    labels,
+                    self.weights.as_ref(),
+                    Reduction::Mean,
+                    -100,
+                    self.smoothing,
+                ),
+                Task::Multilabel => self.compute_unsmoothed(
+                    logits,
+                    &super::mixup::mix_target(labels, self.n_classes, &[1.0], self.smoothing),
+                ),
+            };
+        }
+        self.compute_unsmoothed(logits, labels)
+    }
+
+    /// The loss against soft targets (`mixup::mix_target`, smoothing included): multi-class,
+    /// torch's cross-entropy with class probabilities (timm's `SoftTargetCrossEntropy` when
+    /// unweighted); multi-label, the BCE of the targets.
+    pub fn compute_soft(&self, logits: &Tensor, targets: &Tensor) -> Tensor {
+        match self.task {
+            Task::Multiclass => logits.to_kind(Kind::Float).cross_entropy_loss::<&Tensor>(
+                targets,
+                self.weights.as_ref(),
+                Reduction::Mean,
+                -100,
+                0.0,
+            ),
+            Task::Multilabel => self.compute_unsmoothed(logits, targets),
+        }
+    }
+
+    fn compute_unsmoothed(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
         let logits = logits.to_kind(Kind::Float);
         match (self.task, &self.weights, self.masked) {
             (task, None, false) => super::trainer::criterion(task, &logits, labels),
@@ -221,6 +268,8 @@ mod tests {
             task: Task::Multilabel,
             weights: None,
             masked: true,
+            smoothing: 0.0,
+            n_classes: 2,
         };
         let got = loss.compute(&logits, &labels).double_value(&[]);
         let known = Tensor::from_slice(&[0.3f32, 2.0, 0.7]);

@@ -7,6 +7,8 @@
 pub mod amp;
 pub mod attempt;
 pub mod checkpoint;
+pub mod early_stop;
+pub mod ema;
 pub mod evaluate;
 pub mod feature_cache;
 pub mod json_f64;
@@ -14,6 +16,7 @@ pub mod knn;
 pub mod layer_decay;
 pub mod loss;
 pub mod lr_finder;
+pub mod mixup;
 pub mod model;
 pub mod optim;
 pub mod outputs;

@@ -338,6 +338,38 @@ impl Optimizer {
         Ok(())
     }
 
+    /// `loss.backward()` adding to the gradients of the previous `backward` (gradient
+    /// accumulation: torch's `.grad +=`); a parameter without one yet takes the new gradient.
+    pub fn backward_accumulate(&mut self, loss: &Tensor) -> Result<()> {
+        let before = std::mem::take(&mut self.grads);
+        let flat_before: Vec<Option<Tensor>> =
+            self.flat_grads.iter_mut().map(|g| g.take()).collect();
+        self.backward(loss)?;
+        tch::no_grad(|| {
+            for (gi, flat_old) in flat_before.iter().enumerate() {
+                let part = group_range(&self.groups, gi);
+                if let (Some(new), Some(old)) = (&mut self.flat_grads[gi], flat_old) {
+                    let _ = new.g_add_(old);
+                    continue;
+                }
+                for i in part {
+                    let (Some(old), Some(new)) = (before.get(i), self.grads.get_mut(i)) else {
+                        continue;
+                    };
+                    if !old.defined() {
+                        continue;
+                    }
+                    if new.defined() {
+                        let _ = new.g_add_(old);
+                    } else {
+                        *new = old.shallow_clone();
+                    }
+                }
+            }
+        });
+        Ok(())
+    }
+
     /// The gradients that exist (parameters the loss does not reach have none); a group that
     /// steps as one gives its flat gradient, so unscaling and clipping take one launch each.
     pub fn grads(&self) -> Vec<Tensor> {

@@ -52,6 +52,12 @@ pub struct SessionState {
     /// The validation after the last epoch has run (sessions written before it existed: false).
     #[serde(default)]
     pub final_validation_done: bool,
+    /// `training_params.ema`: updates so far (the averages are under `ema/<name>`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ema_updates: Option<u64>,
+    /// `training_params.early_stopping`'s counter.
+    #[serde(default)]
+    pub early_stop: super::early_stop::EarlyStop,
 }
 
 /// A number that changes when any frozen (non-trainable) variable changes: the root of the
@@ -129,6 +135,11 @@ impl Trainer {
         for (n, t) in &self.best {
             tensors.push((format!("best/{n}"), t.shallow_clone()));
         }
+        if let Some(ema) = &self.ema {
+            for (n, t) in &ema.params {
+                tensors.push((format!("ema/{n}"), t.shallow_clone()));
+            }
+        }
         let mut steps = BTreeMap::new();
         for (name, st) in &self.opt.state {
             steps.insert(name.clone(), st.step);
@@ -165,6 +176,8 @@ impl Trainer {
             scaler: self.scaler.as_ref().map(|s| s.state()),
             frozen_fingerprint: self.fingerprint,
             final_validation_done: s.final_validation_done,
+            ema_updates: self.ema.as_ref().map(|e| e.updates),
+            early_stop: self.early.clone(),
         };
         checkpoint::save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
         self.session_saved_at = Some(s.iters);
@@ -289,6 +302,17 @@ impl Trainer {
             };
             self.opt.state.insert(name.clone(), state);
         }
+        if let Some(ema) = &mut self.ema {
+            let Some(updates) = st.ema_updates else {
+                bail!(
+                    "{what}: training_params.ema is on, but the session was trained without it; \
+                     it cannot be resumed exactly"
+                );
+            };
+            checkpoint::copy_into(&ema.params, &ck.group("ema/"), &what)?;
+            ema.updates = updates;
+        }
+        self.early = st.early_stop.clone();
         self.mixer = st.scheduler;
         if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
             scaler.load_state(s);

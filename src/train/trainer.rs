@@ -107,6 +107,14 @@ pub struct Trainer {
     pub(super) session_saved_at: Option<u64>,
     /// How many times the session file was written (see [`Self::session_writes`]).
     pub(super) session_writes: u64,
+    /// `training_params.ema`: the average of the trainable weights.
+    pub(super) ema: Option<super::ema::Ema>,
+    /// The model holds the average (during validation), its own weights in `ema`.
+    pub(super) ema_in_model: bool,
+    /// `training_params.early_stopping`'s counter.
+    pub(super) early: super::early_stop::EarlyStop,
+    /// Batches whose gradients wait for the next optimizer step (gradient accumulation).
+    pub(super) pending: u64,
 }
 
 /// Marks the val loader key of the validation after the last epoch, so that its shuffle order
@@ -192,9 +200,20 @@ pub fn check_schedule(params: &Params, train_batches: usize) -> Result<()> {
         &params.optimization_params.default,
         params.dataloader_params.trainloader.batch_size,
     )?;
-    let shape = run_shape(&cfg, params, train_batches as i64);
+    let shape = run_shape(&cfg, params, optimizer_steps(params, train_batches as i64));
     let mut hypers = Optimizer::new(cfg, vec![]).hypers();
     build_mixer(&mut hypers, params, &shape).map(|_| ())
+}
+
+/// Optimizer steps per epoch of `batches` batches: one per `grad_accumulation_steps` batches,
+/// and one for the rest at the epoch's end.
+fn optimizer_steps(params: &Params, batches: i64) -> i64 {
+    let n = params
+        .training_params
+        .grad_accumulation_steps
+        .unwrap_or(1)
+        .max(1);
+    (batches + n - 1) / n
 }
 
 /// The optimizer with timm's layer-decay groups (`layer_decay::groups`).
@@ -261,7 +280,7 @@ impl Trainer {
                 "inactive"
             }
         ));
-        let shape = run_shape(&cfg, &params, steps_per_epoch);
+        let shape = run_shape(&cfg, &params, optimizer_steps(&params, steps_per_epoch));
         let mut opt = match params.optimization_params.layer_decay {
             Some(decay) => layer_decay_optimizer(cfg, model.as_ref(), decay)?,
             None => Optimizer::new(cfg, model.trainable()),
@@ -285,6 +304,10 @@ impl Trainer {
         let files = params.run_dir();
         let outputs = Outputs::new(&params, &info)?;
         let best = super::checkpoint::cpu_copy(&model.trainable());
+        let ema = tp
+            .ema
+            .as_ref()
+            .map(|e| super::ema::Ema::new(e.decay, e.warmup, &model.trainable()));
         let fingerprint = super::session::frozen_fingerprint(model.as_ref());
         let loss = super::loss::Loss::new(
             &params,
@@ -305,6 +328,10 @@ impl Trainer {
             grid_search: false,
             session_saved_at: None,
             session_writes: 0,
+            ema,
+            ema_in_model: false,
+            early: Default::default(),
+            pending: 0,
             scaler: amp.then(|| GradScaler::new(device)),
             params,
             info,
@@ -343,7 +370,9 @@ impl Trainer {
                 FeatureCache::new(src.items().len(), model.head_reads_tokens(), device, budget),
             ));
         };
-        if s.train.is_deterministic() {
+        // Mixup mixes the images of each batch anew: no train features to keep.
+        let mixup = params.training_params.mixup.is_some();
+        if s.train.is_deterministic() && !mixup {
             add(Split::Train, s.train.as_ref());
         }
         add(Split::Val, s.val.as_ref());
@@ -429,7 +458,8 @@ impl Trainer {
 
     /// Whether training is over: every epoch ran and the final validation with it.
     pub fn is_finished(&self) -> bool {
-        self.state.iters >= self.total_iters() && self.state.final_validation_done
+        (self.state.iters >= self.total_iters() && self.state.final_validation_done)
+            || self.early.stopped.is_some()
     }
 
     /// Train for the configured epochs (continuing from a restored session), then validate
@@ -442,7 +472,8 @@ impl Trainer {
         let val_every = self.val_interval();
         self.run_epochs(epochs, Some(val_every))?;
         crate::messages::info(format_args!(" ==> Training done"));
-        if !self.state.final_validation_done {
+        // An early stop ends on the validation that stopped it.
+        if !self.state.final_validation_done && self.early.stopped.is_none() {
             self.validate_with_key(FINAL_VALIDATION | self.state.iters)?;
             self.state.final_validation_done = true;
             self.session_saved_at = None;
@@ -466,6 +497,9 @@ impl Trainer {
             "Start training with learning rate: {}",
             crate::messages::num(self.opt.lr())
         ));
+        if self.early.stopped.is_some() {
+            return Ok(());
+        }
         let first_epoch = self.state.iters / spe + 1;
         let mut skip = self.state.iters % spe;
         self.progress = Some(Progress::new(
@@ -508,9 +542,15 @@ impl Trainer {
                 if val_every.is_some_and(|v| self.state.iters.is_multiple_of(v)) {
                     self.validate()?;
                     self.save_session()?;
+                    if self.early.stopped.is_some() {
+                        break;
+                    }
                 }
             }
             drop(batches);
+            if self.early.stopped.is_some() {
+                break;
+            }
             skip = 0;
             if !self.grid_search && self.session_saved_at != Some(self.state.iters) {
                 // The reference's end-of-epoch save (medfm's also when save_best_model is on,
@@ -546,14 +586,21 @@ impl Trainer {
     /// the device once, when it reads the loss at the end (the reference waits once too, when
     /// it copies the predictions to the CPU).
     fn global_step(&mut self, batch: &Batch) -> Result<(f64, u64)> {
-        self.opt.zero_grad();
-        tch::manual_seed(iteration_seed(
-            self.params.training_params.seed,
-            self.state.iters,
-        ));
+        let tp = &self.params.training_params;
+        let accumulate = tp.grad_accumulation_steps.unwrap_or(1).max(1) as u64;
+        if self.pending == 0 {
+            self.opt.zero_grad();
+        }
+        tch::manual_seed(iteration_seed(tp.seed, self.state.iters));
         let labels = crate::device::upload(&batch.labels, self.device);
+        let mixed = self.mix_batch(batch)?;
         let cache = Self::cache_mut(&mut self.caches, Split::Train);
-        let logits = if self.model.trunk_frozen() {
+        let logits = if let Some((images, _)) = &mixed {
+            amp::autocast(self.amp, self.device, || {
+                self.model
+                    .head(&self.model.features_train(images, true), true)
+            })
+        } else if self.model.trunk_frozen() {
             let f = batch_features(self.model.as_ref(), cache, batch, self.device, self.amp)?;
             amp::autocast(self.amp, self.device, || self.model.head(&f, true))
         } else {
@@ -563,11 +610,42 @@ impl Trainer {
                     .head(&self.model.features_train(&images, true), true)
             })
         };
-        let loss = self.loss.compute(&logits, &labels);
+        let loss = match &mixed {
+            Some((_, lams)) => {
+                let s = self.loss.smoothing;
+                let targets = super::mixup::mix_target(&labels, self.loss.n_classes, lams, s);
+                self.loss.compute_soft(&logits, &targets)
+            }
+            None => self.loss.compute(&logits, &labels),
+        };
+        // Gradient accumulation: each batch's loss divided by the steps (timm's train.py),
+        // gradients added up, the optimizer stepped every `accumulate` batches and at the
+        // epoch's end.
+        let first = self.pending == 0;
+        let scaled = if accumulate > 1 {
+            &loss / accumulate as f64
+        } else {
+            loss.shallow_clone()
+        };
+        let scaled = match &self.scaler {
+            Some(scaler) => scaler.scale(&scaled),
+            None => scaled,
+        };
+        if first {
+            self.opt.backward(&scaled)?;
+        } else {
+            self.opt.backward_accumulate(&scaled)?;
+        }
+        self.pending += 1;
+        let epoch_end = self
+            .state
+            .iters
+            .is_multiple_of(self.steps_per_epoch().max(1));
+        let step_now = self.pending >= accumulate || epoch_end;
         let clip = self.params.training_params.grad_clipping;
         match &mut self.scaler {
+            _ if !step_now => {}
             Some(scaler) => {
-                self.opt.backward(&scaler.scale(&loss))?;
                 if clip > 0.0 {
                     scaler.unscale(&self.opt);
                     let _ = clip_grad_norm(&self.opt.grads(), clip);
@@ -581,11 +659,16 @@ impl Trainer {
                 scaler.update();
             }
             None => {
-                self.opt.backward(&loss)?;
                 if clip > 0.0 {
                     let _ = clip_grad_norm(&self.opt.grads(), clip);
                 }
                 self.opt.step();
+            }
+        }
+        if step_now {
+            self.pending = 0;
+            if let Some(ema) = &mut self.ema {
+                ema.update(&self.model.trainable());
             }
         }
         // A non-finite loss has just updated the parameters in memory only: the run stops
@@ -599,10 +682,12 @@ impl Trainer {
             self.train_logits.push(logits.detach().to_kind(Kind::Float));
             self.train_labels.push(batch.labels.shallow_clone());
         }
-        let mut hypers = self.opt.hypers();
-        self.mixer
-            .step(&mut hypers, self.state.val_target, self.state.val_loss)?;
-        self.opt.set_hypers(&hypers);
+        if step_now {
+            let mut hypers = self.opt.hypers();
+            self.mixer
+                .step(&mut hypers, self.state.val_target, self.state.val_loss)?;
+            self.opt.set_hypers(&hypers);
+        }
         self.state.loss_sum += loss_value;
         self.state.loss_count += 1;
         let log_every = self.params.training_params.log_every as u64;
@@ -656,9 +741,40 @@ impl Trainer {
         self.outputs.scalars(&values, self.state.iters)
     }
 
-    /// The reference's `best_model = model_to_CPU_state(model)`.
+    /// Mixup / CutMix of the batch's images (`training_params.mixup`): the mixed images on
+    /// the device and each sample's lambda; None when off.
+    fn mix_batch(&self, batch: &Batch) -> Result<Option<(Tensor, Vec<f64>)>> {
+        let Some(m) = &self.params.training_params.mixup else {
+            return Ok(None);
+        };
+        let images = upload_images(self.model.as_ref(), batch, self.device)?;
+        let size = images.size();
+        let draws = super::mixup::draw(m, size[0], size[2], size[3]);
+        Ok(Some(tch::no_grad(|| {
+            super::mixup::mix(&images, m.mode, &draws)
+        })))
+    }
+
+    /// Put the weight average into the model (`on`) or the model's own weights back; a no-op
+    /// without `training_params.ema` or when already so.
+    pub(super) fn use_ema(&mut self, on: bool) {
+        if let Some(ema) = &mut self.ema {
+            if self.ema_in_model != on {
+                ema.swap(&self.model.trainable());
+                self.ema_in_model = on;
+            }
+        }
+    }
+
+    /// The reference's `best_model = model_to_CPU_state(model)` (with `training_params.ema`,
+    /// the average).
     pub(super) fn take_best(&mut self) -> Result<()> {
+        let restore = !self.ema_in_model;
+        self.use_ema(true);
         self.best = super::checkpoint::cpu_copy(&self.model.trainable());
+        if restore {
+            self.use_ema(false);
+        }
         self.state.best_iters = Some(self.state.iters);
         self.save_best()
     }

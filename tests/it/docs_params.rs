@@ -249,6 +249,24 @@ fn full_params() -> Params {
             feature_cache: false,
             class_weights: Some(ClassWeights::Named("balanced".into())),
             bootstrap: 500,
+            ema: Some(EmaParams {
+                decay: 0.99,
+                warmup: true,
+            }),
+            early_stopping: Some(EarlyStoppingParams {
+                patience: 3,
+                min_delta: 0.01,
+            }),
+            label_smoothing: Some(0.1),
+            mixup: Some(MixupParams {
+                mixup_alpha: 0.8,
+                cutmix_alpha: 1.0,
+                cutmix_minmax: Some([0.2, 0.8]),
+                prob: 0.5,
+                switch_prob: 0.4,
+                mode: MixupMode::Elem,
+            }),
+            grad_accumulation_steps: Some(2),
         },
         system_params: SystemParams {
             use_all_gpus: true,

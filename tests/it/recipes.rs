@@ -192,3 +192,203 @@ fn drop_path_acts_in_training_only_in_every_family() {
         );
     }
 }
+
+fn ints(v: &serde_json::Value) -> Vec<i64> {
+    v.as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_i64().unwrap())
+        .collect()
+}
+
+/// Largest absolute difference between `t` and the fixture's numbers.
+fn max_diff(t: &Tensor, want: &serde_json::Value) -> f64 {
+    let got = Vec::<f64>::try_from(&t.to_kind(Kind::Double).flatten(0, -1)).unwrap();
+    let want = floats(want);
+    assert_eq!(got.len(), want.len(), "length");
+    got.iter()
+        .zip(&want)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0, f64::max)
+}
+
+/// CutMix's boxes and corrected lambdas equal timm's `rand_bbox` / `rand_bbox_minmax` /
+/// `cutmix_bbox_and_lam` for the numbers numpy drew (exact: integer arithmetic, and the same
+/// float64 formula for lambda).
+#[test]
+fn cutmix_boxes_equal_timms_for_the_same_draws() {
+    use medfm::train::mixup::{bbox_lam, rand_bbox, rand_bbox_minmax};
+    let fx = read_json("recipes/mixup.json");
+    for c in fx["bbox"].as_array().unwrap() {
+        let (h, w) = (c["h"].as_i64().unwrap(), c["w"].as_i64().unwrap());
+        let b = rand_bbox(
+            h,
+            w,
+            c["lam"].as_f64().unwrap(),
+            c["cy"].as_i64().unwrap(),
+            c["cx"].as_i64().unwrap(),
+        );
+        assert_eq!(b.to_vec(), ints(&c["box"]), "{c}");
+        assert_eq!(bbox_lam(b, h, w), c["lam_corrected"].as_f64().unwrap());
+    }
+    for c in fx["bbox_minmax"].as_array().unwrap() {
+        let (h, w) = (c["h"].as_i64().unwrap(), c["w"].as_i64().unwrap());
+        let b = rand_bbox_minmax(
+            c["cut_h"].as_i64().unwrap(),
+            c["cut_w"].as_i64().unwrap(),
+            c["yl"].as_i64().unwrap(),
+            c["xl"].as_i64().unwrap(),
+        );
+        assert_eq!(b.to_vec(), ints(&c["box"]), "{c}");
+        assert_eq!(bbox_lam(b, h, w), c["lam_corrected"].as_f64().unwrap());
+    }
+}
+
+/// timm's `Mixup` in batch, pair and elem modes, given the draws it made: the mixed images
+/// and the smoothed mixed targets. Tolerance 1e-6: the same float32 products and sums, but
+/// timm computes an element-mode `1 - lam` in numpy float32 where medfm rounds a float64
+/// difference once.
+#[test]
+fn mixup_equals_timms_for_the_same_draws() {
+    use medfm::config::MixupMode;
+    use medfm::train::mixup::{mix, mix_target, Draw};
+    let fx = read_json("recipes/mixup.json");
+    let shape = ints(&fx["shape"]);
+    let x = tensor(&fx["x"], &shape);
+    let labels = Tensor::from_slice(&ints(&fx["labels"]));
+    let n = fx["num_classes"].as_i64().unwrap();
+    let s = fx["smoothing"].as_f64().unwrap();
+    for c in fx["cases"].as_array().unwrap() {
+        let mode = match c["mode"].as_str().unwrap() {
+            "batch" => MixupMode::Batch,
+            "pair" => MixupMode::Pair,
+            _ => MixupMode::Elem,
+        };
+        let mut boxes = c["boxes"].as_array().unwrap().iter().map(ints);
+        let cut: Vec<bool> = c["cutmix"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| b.as_bool().unwrap())
+            .collect();
+        let draws: Vec<Draw> = floats(&c["lam"])
+            .into_iter()
+            .zip(cut)
+            .map(|(lam, cut)| Draw {
+                lam,
+                // timm draws a box only for a sample it mixes.
+                cutmix: (cut && lam != 1.0).then(|| {
+                    let b = boxes.next().expect("a box per CutMix draw");
+                    [b[0], b[1], b[2], b[3]]
+                }),
+            })
+            .collect();
+        let (mixed, lams) = mix(&x, mode, &draws);
+        let case = c["mode"].as_str().unwrap();
+        assert!(max_diff(&mixed, &c["x_out"]) <= 1e-6, "{case}: images");
+        let target = mix_target(&labels, n, &lams, s);
+        assert!(max_diff(&target, &c["target"]) <= 1e-6, "{case}: targets");
+    }
+}
+
+/// Label smoothing and soft targets equal torch's and timm's losses. Tolerance 1e-6: the same
+/// kernels, float32 sums.
+#[test]
+fn smoothed_losses_equal_torch_and_timm() {
+    use medfm::data::Task;
+    use medfm::train::loss::Loss;
+    use medfm::train::mixup::mix_target;
+    let fx = read_json("recipes/smoothing.json");
+    let logits = tensor(&fx["logits"], &[6, 4]);
+    let labels = Tensor::from_slice(&ints(&fx["labels"]));
+    let s = fx["smoothing"].as_f64().unwrap();
+    let mut ce = Loss::plain(Task::Multiclass);
+    ce.smoothing = s;
+    ce.n_classes = 4;
+    let close = |t: Tensor, want: &serde_json::Value, what: &str| {
+        let (got, want) = (t.double_value(&[]), want.as_f64().unwrap());
+        assert!((got - want).abs() <= 1e-6, "{what}: {got} vs {want}");
+    };
+    close(ce.compute(&logits, &labels), &fx["ce"], "cross-entropy");
+    let soft = mix_target(&labels, 4, &[0.7], s);
+    assert!(max_diff(&soft, &fx["soft_target_lam07"]) <= 1e-7);
+    close(
+        ce.compute_soft(&logits, &soft),
+        &fx["soft_ce"],
+        "soft-target CE",
+    );
+    let soft = mix_target(&labels, 4, &floats(&fx["lam_elem"]), s);
+    assert!(max_diff(&soft, &fx["soft_target_elem"]) <= 1e-7);
+    let mut bce = Loss::plain(Task::Multilabel);
+    bce.smoothing = s;
+    bce.n_classes = 4;
+    let multi = tensor(&fx["multi"], &[6, 4]);
+    close(
+        bce.compute(&logits, &multi),
+        &fx["bce_multi"],
+        "smoothed BCE",
+    );
+}
+
+/// The weight average equals timm's `ModelEmaV3` after six updates, with and without
+/// warm-up, to 1e-6 (torch's `lerp_` against `_foreach_lerp_`, float32).
+#[test]
+fn ema_equals_timms_model_ema_v3() {
+    use medfm::train::ema::Ema;
+    let fx = read_json("recipes/ema.json");
+    let shapes = fx["shapes"].as_object().unwrap();
+    let names: Vec<String> = shapes.keys().cloned().collect();
+    let shape = |n: &str| ints(&shapes[n]);
+    for case in fx["cases"].as_array().unwrap() {
+        let params: Vec<(String, Tensor)> = names
+            .iter()
+            .map(|n| (n.clone(), tensor(&fx["init"][n], &shape(n))))
+            .collect();
+        let warmup = case["warmup"].as_bool().unwrap();
+        let mut ema = Ema::new(fx["decay"].as_f64().unwrap(), warmup, &params);
+        for (i, delta) in fx["deltas"].as_array().unwrap().iter().enumerate() {
+            for (n, p) in &params {
+                let _ = p.shallow_clone().g_add_(&tensor(&delta[n], &shape(n)));
+            }
+            let want = case["decays"][i].as_f64().unwrap();
+            assert!(
+                (ema.decay_at(i as u64 + 1) - want).abs() <= 1e-15,
+                "decay {i}"
+            );
+            ema.update(&params);
+        }
+        for (n, e) in &ema.params {
+            assert!(max_diff(e, &case["ema"][n]) <= 1e-6, "warmup {warmup}: {n}");
+        }
+    }
+}
+
+/// Gradient accumulation: two half-weighted backward passes give the gradient of their summed
+/// loss (to float32 rounding of one addition), per parameter and with flat groups.
+#[test]
+fn accumulated_gradients_equal_the_summed_losses_gradient() {
+    for flat in [false, true] {
+        let w = Tensor::from_slice(&[0.5f32, -1.0, 2.0]).set_requires_grad(true);
+        let b = Tensor::from_slice(&[0.25f32]).set_requires_grad(true);
+        let cfg = OptimConfig::torch_defaults(OptimizerType::SGD, 0.1);
+        let mut opt = Optimizer::new(
+            cfg,
+            vec![
+                ("w".into(), w.shallow_clone()),
+                ("b".into(), b.shallow_clone()),
+            ],
+        );
+        opt.set_multi_tensor(flat);
+        let loss =
+            |x: &[f32]| ((&w * Tensor::from_slice(x)).sum(Kind::Float) + &b).pow_tensor_scalar(2);
+        opt.backward(&(loss(&[1.0, 2.0, 3.0]) / 2.0)).unwrap();
+        opt.backward_accumulate(&(loss(&[-1.0, 0.5, 0.0]) / 2.0))
+            .unwrap();
+        let acc: Vec<Tensor> = opt.grads().iter().map(|g| g.copy()).collect();
+        opt.backward(&((loss(&[1.0, 2.0, 3.0]) + loss(&[-1.0, 0.5, 0.0])) / 2.0))
+            .unwrap();
+        for (a, g) in acc.iter().zip(opt.grads()) {
+            assert!(a.allclose(&g, 1e-6, 1e-6, false), "flat {flat}: {a} vs {g}");
+        }
+    }
+}

@@ -187,8 +187,29 @@ fn trainer_with(
 }
 
 fn crash_and_resume(foreach: Option<bool>, amp: bool) {
+    crash_and_resume_with(foreach, amp, &|_| {});
+}
+
+/// With the fine-tuning recipe keys the tiny model can take (docs/training.md, Recipes): the
+/// weight average and the early-stopping counter are in the session, the mixup draws are a
+/// function of the iteration, and gradient accumulation over 3 batches ends its cycles on the
+/// checkpoints (every 3 iterations), so the resumed run is bitwise the uninterrupted one.
+#[test]
+fn a_crashed_run_with_recipe_keys_resumes_to_the_same_metrics() {
+    crash_and_resume_with(None, false, &|v| {
+        let tp = &mut v["training_params"];
+        tp["ema"] = serde_json::json!({"decay": 0.8, "warmup": true});
+        tp["early_stopping"] = serde_json::json!({"patience": 100});
+        tp["label_smoothing"] = 0.1.into();
+        tp["mixup"] = serde_json::json!({"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"});
+        tp["grad_accumulation_steps"] = 3.into();
+    });
+}
+
+fn crash_and_resume_with(foreach: Option<bool>, amp: bool, extra: &dyn Fn(&mut serde_json::Value)) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
+        extra(v);
         v["training_params"]["use_mixed_precision"] = amp.into();
         v["training_params"]["val_every"] = 0.5.into();
         v["optimization_params"]["default"]["scheduler"]["type"] =
