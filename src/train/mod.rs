@@ -284,7 +284,9 @@ pub fn run(
     trainer.train()?;
     trainer.load_best(None)?;
     trainer.test()?;
-    let info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
+    let mut info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
+    info.parameter_groups = run_info::GroupInfo::of(&trainer.opt);
+    info.early_stopping = trainer.early.stopped.clone();
     let file = params.run_dir().run_info();
     info.write(&file)?;
     crate::messages::info(format_args!("Run info written to {}", file.display()));

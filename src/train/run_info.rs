@@ -43,6 +43,89 @@ pub struct RunInfo {
     /// The iteration a resumed run continued from (absent for a run trained from the start).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resumed_at_iteration: Option<u64>,
+    /// The optimizer's parameter groups (absent in files of earlier versions).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameter_groups: Vec<GroupInfo>,
+    /// The fine-tuning recipe keys in force (docs/training.md, Recipes), as params.json gives
+    /// them; empty when none is.
+    #[serde(default, skip_serializing_if = "serde_json::Map::is_empty")]
+    pub recipe: serde_json::Map<String, serde_json::Value>,
+    /// The process's peak resident memory (Linux `VmHWM`), bytes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub peak_host_memory_bytes: Option<u64>,
+    /// When and why training stopped early (`training_params.early_stopping`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub early_stopping: Option<crate::train::early_stop::Stopped>,
+}
+
+/// One optimizer parameter group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupInfo {
+    pub parameters: usize,
+    pub elements: i64,
+    pub weight_decay: f64,
+    /// The factor on the scheduled learning rate (layer decay; 1 otherwise).
+    pub lr_scale: f64,
+}
+
+impl GroupInfo {
+    pub fn of(opt: &crate::train::optim::Optimizer) -> Vec<GroupInfo> {
+        opt.groups
+            .iter()
+            .map(|g| GroupInfo {
+                parameters: g.params.len(),
+                elements: g.params.iter().map(|(_, t)| t.numel() as i64).sum(),
+                weight_decay: g.hyper.weight_decay,
+                lr_scale: g.hyper.lr_scale,
+            })
+            .collect()
+    }
+}
+
+/// The recipe keys `params` sets, by their dotted path.
+pub fn recipe_keys(params: &crate::config::Params) -> serde_json::Map<String, serde_json::Value> {
+    let t = &params.training_params;
+    let mut m = serde_json::Map::new();
+    let mut put = |k: &str, v: Option<serde_json::Value>| {
+        if let Some(v) = v {
+            m.insert(k.to_string(), v);
+        }
+    };
+    put(
+        "optimization_params.layer_decay",
+        params.optimization_params.layer_decay.map(|v| v.into()),
+    );
+    put(
+        "foundation_params.drop_path_rate",
+        params.foundation_params.drop_path_rate.map(|v| v.into()),
+    );
+    put("training_params.ema", t.ema.as_ref().map(json));
+    put(
+        "training_params.early_stopping",
+        t.early_stopping.as_ref().map(json),
+    );
+    put(
+        "training_params.label_smoothing",
+        t.label_smoothing.map(|v| v.into()),
+    );
+    put("training_params.mixup", t.mixup.as_ref().map(json));
+    put(
+        "training_params.grad_accumulation_steps",
+        t.grad_accumulation_steps.map(|v| v.into()),
+    );
+    m
+}
+
+fn json<T: Serialize>(v: &T) -> serde_json::Value {
+    serde_json::to_value(v).unwrap_or(serde_json::Value::Null)
+}
+
+/// The process's peak resident set size from `/proc/self/status` (`VmHWM`), when readable.
+pub fn peak_host_memory() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmHWM:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
 }
 
 /// The start of an attempt, for [`RunInfo::finish`].
@@ -120,6 +203,10 @@ impl RunInfo {
             seconds: (clock.mono.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,
             seed: params.training_params.seed,
             resumed_at_iteration,
+            parameter_groups: vec![],
+            recipe: recipe_keys(params),
+            peak_host_memory_bytes: peak_host_memory(),
+            early_stopping: None,
         }
     }
 

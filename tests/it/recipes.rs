@@ -363,6 +363,66 @@ fn ema_equals_timms_model_ema_v3() {
     }
 }
 
+/// A tiny full fine-tune with every recipe key on (DINOv2-S/14, random weights, synthetic
+/// APTOS): it trains, stops early (min_delta 10 can never be beaten, patience 1: the second
+/// validation stops it), says so, tests the best model and records it all in run_info.json.
+#[test]
+fn a_run_with_every_recipe_key_stops_early_and_records_it() {
+    use crate::common::e2e;
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "APTOS2019", 48);
+    let params = e2e::tiny_params(dir.path(), "APTOS2019", |v| {
+        v["foundation_params"]["freeze_backbone"] = false.into();
+        v["foundation_params"]["drop_path_rate"] = 0.1.into();
+        v["optimization_params"]["layer_decay"] = 0.75.into();
+        let tp = &mut v["training_params"];
+        tp["epochs"] = 4.into();
+        tp["val_every"] = 0.5.into();
+        tp["ema"] = serde_json::json!({"decay": 0.9, "warmup": true});
+        tp["early_stopping"] = serde_json::json!({"patience": 1, "min_delta": 10.0});
+        tp["label_smoothing"] = 0.1.into();
+        tp["mixup"] = serde_json::json!({"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"});
+        tp["grad_accumulation_steps"] = 2.into();
+    });
+    let out = crate::common::command(e2e::BIN)
+        .arg("--params_path")
+        .arg(&params)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "medfm failed:\n{stderr}");
+    assert!(stderr.contains("early stopping at iteration"), "{stderr}");
+    let res = dir.path().join("run/results/tiny");
+    assert!(res.join("metrics_results.json").is_file());
+    let info: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(res.join("run_info.json")).unwrap()).unwrap();
+    let stop = &info["early_stopping"];
+    let at = stop["iteration"].as_u64().unwrap();
+    assert!(at > 0, "{info}");
+    assert!(stop["reason"].as_str().unwrap().contains("val_"), "{info}");
+    let recipe = info["recipe"].as_object().unwrap();
+    assert_eq!(recipe.len(), 7, "{info}");
+    assert_eq!(recipe["optimization_params.layer_decay"], 0.75);
+    let groups = info["parameter_groups"].as_array().unwrap();
+    // Stem, 12 blocks, head (DINOv2-S): layers 0..=13, with and without weight decay.
+    assert!(groups.len() > 2, "{info}");
+    let scales: Vec<f64> = groups
+        .iter()
+        .map(|g| g["lr_scale"].as_f64().unwrap())
+        .collect();
+    assert!(
+        scales.contains(&1.0) && scales.iter().any(|&s| s < 0.1),
+        "{scales:?}"
+    );
+    let elements: i64 = groups.iter().map(|g| g["elements"].as_i64().unwrap()).sum();
+    assert_eq!(elements, info["trainable_parameters"].as_i64().unwrap());
+    assert!(info["peak_host_memory_bytes"].as_u64().unwrap() > 0);
+    assert!(info["total_parameters"].as_i64().unwrap() >= elements);
+    // The history stops at the stopping validation.
+    let history = std::fs::read_to_string(res.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+}
+
 /// Gradient accumulation: two half-weighted backward passes give the gradient of their summed
 /// loss (to float32 rounding of one addition), per parameter and with flat groups.
 #[test]
