@@ -423,6 +423,34 @@ fn a_run_with_every_recipe_key_stops_early_and_records_it() {
     assert_eq!(history.lines().count(), 3, "{history}");
 }
 
+/// Every params file under configs/recipes/ loads (schema, values, backbone name), and the
+/// full fine-tune recipes have their recipe keys on.
+#[test]
+fn every_recipe_config_loads() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/recipes");
+    let mut full = 0;
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_none_or(|e| e != "json") {
+            continue;
+        }
+        let p = medfm::models::load_params(&path, &[], &Default::default())
+            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        if path.to_string_lossy().ends_with("_full.json") {
+            full += 1;
+            assert!(
+                p.optimization_params.layer_decay.is_some(),
+                "{}",
+                path.display()
+            );
+            assert!(p.foundation_params.drop_path_rate.is_some());
+            assert!(p.training_params.mixup.is_some());
+            assert!(!p.foundation_params.freeze_backbone);
+        }
+    }
+    assert_eq!(full, 7, "one full fine-tune recipe per family");
+}
+
 /// Gradient accumulation: two half-weighted backward passes give the gradient of their summed
 /// loss (to float32 rounding of one addition), per parameter and with flat groups.
 #[test]
