@@ -28,6 +28,8 @@ mod data_splits;
 mod data_transforms;
 mod dicom;
 mod docs_params;
+mod explain;
+mod explain_parity;
 mod families_in_classifier;
 mod integrity;
 mod keys_vit;
