@@ -30,6 +30,7 @@ mod dicom;
 mod docs_params;
 mod explain;
 mod explain_parity;
+mod explain_sanity;
 mod families_in_classifier;
 mod integrity;
 mod keys_vit;
