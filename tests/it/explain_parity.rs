@@ -182,3 +182,91 @@ fn vmamba_grad_cam_matches_pytorch_grad_cam() {
     assert_eq!(c.probe_points().last().unwrap(), "layers.3");
     check_parity("vmamba", &c, 64);
 }
+
+/// Rollout reads the blocks' attention computed explicitly: the probed forward gives the plain
+/// forward's logits (fused and explicit attention round differently: 1e-5 on logits of order
+/// 1), one [B, heads, N, N] row-stochastic matrix per block, and a map per image.
+fn check_rollout(c: &Classifier, img_size: i64, head: bool, blocks: usize) {
+    use medfm::models::probe::Probe;
+    let x = pattern_input(&[2, 3, img_size, img_size]);
+    let mut probe = Probe {
+        trunk_attention: !head,
+        head_attention: head,
+        ..Probe::default()
+    };
+    let (plain, probed) = tch::no_grad(|| {
+        (
+            c.forward(&x, false),
+            c.forward_probed(&x, &mut probe).unwrap(),
+        )
+    });
+    let e = max_abs(&plain, &probed);
+    assert!(e <= 1e-5, "logits differ by {e}");
+    assert_eq!(probe.attentions.probs.len(), blocks);
+    for p in &probe.attentions.probs {
+        let rows = p.sum_dim_intlist([-1i64].as_slice(), false, Kind::Float);
+        assert!(max_abs(&rows, &rows.ones_like()) <= 1e-5);
+    }
+    let map = medfm::explain::rollout(&probe.attentions, 0.5).unwrap();
+    let (h, w) = probe.attentions.grid;
+    assert_eq!(map.size(), [2, h, w]);
+}
+
+#[test]
+fn rollout_reads_the_attention_of_the_forward_pass() {
+    let dinov2 = Dinov2Config {
+        dim: 32,
+        depth: 3,
+        heads: 4,
+        ffn: FfnKind::Gelu { hidden: 128 },
+        pos_grid: 4,
+        patch: 14,
+    };
+    let c = classifier(
+        Family::Dinov2,
+        FamilyConfig::Dinov2(dinov2),
+        56,
+        "parity/dinov2_small_timm.safetensors",
+    );
+    check_rollout(&c, 56, false, 3);
+    let tower = TowerConfig {
+        patch: 8,
+        width: 32,
+        layers: 2,
+        heads: 4,
+        output_dim: 24,
+    };
+    let c = classifier(
+        Family::Clip,
+        FamilyConfig::Clip(tower),
+        32,
+        "parity/clip_small.safetensors",
+    );
+    check_rollout(&c, 32, false, 2);
+    // The attention head's DeiT over the DINOv2 trunk's 4x4 tokens.
+    let real = registry::family_rows(Family::Dinov2).next().unwrap();
+    let row = BackboneSpec {
+        config: FamilyConfig::Dinov2(dinov2),
+        param_count: 0,
+        ..real.clone()
+    };
+    let spec = ClassifierSpec {
+        backbone: row.name.to_string(),
+        head: HeadType::DeitBase,
+        n_classes: 3,
+        in_chans: 3,
+        img_size: 56,
+        trunk_weights: Some(fixture("parity/dinov2_small_timm.safetensors")),
+        weights_key: None,
+        head_weights: None,
+        freeze_backbone: true,
+        unfreeze_cutoff: -1,
+        drop_cutoff: vec![],
+        gray_init: GrayInit::First,
+        device: Device::Cpu,
+        freeze_head_transformer: false,
+        head_grid: 2,
+    };
+    let c = Classifier::with_parts(&spec, &row, TINY_DEIT).unwrap();
+    check_rollout(&c, 56, true, TINY_DEIT.depth as usize);
+}
