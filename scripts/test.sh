@@ -27,7 +27,7 @@ fi
 # 2 cores (2 min when other builds share them). A filter matches any part of a test's path:
 # `classifier::` also selects `sam2::classifier::` and `families_in_classifier::` (both listed).
 guard_modules=(
-  aimv2 classifier classifier_checkpoints families_in_classifier optim_parity parity_clip
+  aimv2 classifier classifier_checkpoints explain_parity families_in_classifier optim_parity parity_clip
   parity_dinov2 parity_heads parity_mae predict sam2 train_e2e train_loop vmamba_parity weights
 )
 filters=()

@@ -3,7 +3,8 @@
 //! Data flow: `config` (params.json) -> `data` (items, splits, batches) -> `models` (trunk +
 //! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`. `datasets`
 //! is the leaf table of per-dataset facts that `config` and `data` both read.
-//! `predict` applies a trained model to image files (`medfm predict`, `medfm export`).
+//! `predict` applies a trained model to image files (`medfm predict`, `medfm export`);
+//! `explain` shows where it looks (`medfm explain`: Grad-CAM, Grad-CAM++, attention rollout).
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
 pub mod autocast;
@@ -12,6 +13,7 @@ pub mod config;
 pub mod data;
 pub mod datasets;
 pub mod device;
+pub mod explain;
 pub mod messages;
 pub mod metrics;
 pub mod models;

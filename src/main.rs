@@ -41,6 +41,8 @@ enum Cmd {
     Predict(commands::predict::Args),
     /// Write a run's model as one self-contained safetensors file for `predict --model`.
     Export(commands::export::Args),
+    /// Where the model looks: Grad-CAM, Grad-CAM++ or attention rollout maps of image files.
+    Explain(commands::explain::Args),
 }
 
 fn main() {
@@ -76,6 +78,7 @@ fn main() {
         Some(Cmd::LrFinder(a)) => commands::lr_finder::run(a),
         Some(Cmd::Predict(a)) => commands::predict::run(a),
         Some(Cmd::Export(a)) => commands::export::run(a),
+        Some(Cmd::Explain(a)) => commands::explain::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -2,6 +2,7 @@
 
 pub mod backbones;
 pub mod compare;
+pub mod explain;
 pub mod export;
 pub mod features;
 pub mod inspect;

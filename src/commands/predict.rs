@@ -273,7 +273,7 @@ pub fn run(args: &Args) -> Result<()> {
     Ok(())
 }
 
-fn list_skipped(skipped: &[inputs::Skipped]) {
+pub(crate) fn list_skipped(skipped: &[inputs::Skipped]) {
     if skipped.is_empty() {
         return;
     }
@@ -296,12 +296,17 @@ fn list_skipped(skipped: &[inputs::Skipped]) {
 }
 
 /// A bar on stderr when it is a terminal (hidden otherwise, so logs stay plain).
-fn progress_bar(n: u64) -> indicatif::ProgressBar {
+pub(crate) fn progress_bar(n: u64) -> indicatif::ProgressBar {
+    progress_bar_for("predict", n)
+}
+
+/// The progress bar of `command` (predict, explain).
+pub(crate) fn progress_bar_for(command: &str, n: u64) -> indicatif::ProgressBar {
     let bar =
         indicatif::ProgressBar::with_draw_target(Some(n), indicatif::ProgressDrawTarget::stderr());
-    if let Ok(style) = indicatif::ProgressStyle::with_template(
-        "predict {bar:30} {pos}/{len} images  {per_sec}  eta {eta}",
-    ) {
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&format!(
+        "{command} {{bar:30}} {{pos}}/{{len}} images  {{per_sec}}  eta {{eta}}"
+    )) {
         bar.set_style(style);
     }
     bar

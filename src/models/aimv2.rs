@@ -13,6 +13,7 @@ pub mod checkpoint;
 pub use checkpoint::load;
 
 use super::layers::{self, Attention, Fill, Linear, LinearInit};
+use super::probe::{Layout, Probe, Readout};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -212,6 +213,24 @@ impl Block {
         let x = x + layers::drop_path(&self.attn.forward(&self.norm_1.forward(x)), p);
         &x + layers::drop_path(&self.mlp.forward(&self.norm_2.forward(&x)), p)
     }
+
+    /// `forward` for `medfm explain` (as `layers::Block::forward_probed`).
+    fn forward_probed(
+        &self,
+        x: &Tensor,
+        tap: impl FnOnce(Tensor) -> Tensor,
+        attention: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let h = tap(self.norm_1.forward(x));
+        let (a, probs) = if attention {
+            let (a, p) = self.attn.forward_with_probs(&h);
+            (a, Some(p))
+        } else {
+            (self.attn.forward(&h), None)
+        };
+        let x = x + a;
+        (&x + self.mlp.forward(&self.norm_2.forward(&x)), probs)
+    }
 }
 
 /// The AIMv2 trunk: `preprocessor` (patchifier + position embedding) and `trunk` (blocks +
@@ -311,6 +330,34 @@ impl Backbone for Aimv2 {
 
     fn set_drop_path(&mut self, rate: f64) {
         self.drop_path = layers::DropPathRates::linear(rate, self.blocks.len());
+    }
+
+    /// Each block's first norm (`norm_1`).
+    fn probe_points(&self) -> Vec<String> {
+        (0..self.cfg.depth)
+            .map(|i| format!("trunk.blocks.{i}.norm_1"))
+            .collect()
+    }
+
+    /// `forward`'s ops with the blocks' taps; no class token, and the pooled embedding is the
+    /// mean of all tokens, so rollout reads the mean of all rows.
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let ps = self.cfg.patch_size;
+        let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1);
+        let grid = (x.size()[2], x.size()[3]);
+        let x = x.flatten(2, -1).transpose(1, 2);
+        let mut x = self.patch_norm.forward(&x) + &self.pos_embed;
+        let layout = Layout::Tokens { prefix: 0, grid };
+        let attention = probe.wants_attention(false);
+        probe.begin_attention(0, grid, Readout::MeanFrom(0));
+        for (i, block) in self.blocks.iter().enumerate() {
+            let (y, p) = block.forward_probed(&x, |t| probe.tap(i, t, layout), attention);
+            probe.push_attention(p);
+            x = y;
+        }
+        let tokens = self.post_trunk_norm.forward(&x);
+        let pooled = tokens.mean_dim(1, false, None);
+        Some(Features { pooled, tokens })
     }
 
     fn input_rule(&self) -> InputRule {

@@ -469,6 +469,33 @@ impl Classifier {
         self.trunk.forward_from_block(h, k, false)
     }
 
+    /// The trunk's probe points (`medfm explain --layer`), forward order.
+    pub fn probe_points(&self) -> Vec<String> {
+        self.trunk.probe_points()
+    }
+
+    /// Whether the head is the attention head (its attention can be rolled out).
+    pub fn has_attention_head(&self) -> bool {
+        matches!(self.head, Head::Attention(_))
+    }
+
+    /// Logits of the eval-mode forward with `probe` reading it (`medfm explain`,
+    /// `models::probe`): the same ops as `forward(x, false)`, except that attention is computed
+    /// explicitly where its probabilities are asked for.
+    pub fn forward_probed(&self, x: &Tensor, probe: &mut super::probe::Probe) -> Result<Tensor> {
+        let f = if probe.target.is_none() && !probe.trunk_attention {
+            self.trunk.forward(x, false)
+        } else {
+            self.trunk.forward_probed(x, probe).with_context(|| {
+                format!(
+                    "backbone {} has no activations to explain",
+                    self.spec.backbone
+                )
+            })?
+        };
+        Ok(self.head.forward_probed(&f, probe))
+    }
+
     /// Head only, from trunk features (cached or fresh).
     pub fn head(&self, f: &Features, train: bool) -> Tensor {
         let _ = train; // neither head has dropout

@@ -18,6 +18,7 @@ use super::layers::{
     self, Attention, AttentionNames, Fill, GridResize, LayerNorm, LinearInit, Mlp, PatchEmbed,
 };
 use super::load::{load_checkpoint, square_side, var_shape, CheckpointFormat};
+use super::probe::{Layout, Probe, Readout};
 use super::registry::BuildOptions;
 use super::vit::check_options;
 use super::InputRule;
@@ -89,6 +90,25 @@ impl ResidualBlock {
         let x = x + layers::drop_path(&self.attn.forward(&self.ln_1.forward(x)), p);
         let m = self.mlp.forward(&self.ln_2.forward(&x));
         x + layers::drop_path(&m, p)
+    }
+
+    /// `forward` for `medfm explain` (as `layers::Block::forward_probed`).
+    fn forward_probed(
+        &self,
+        x: &Tensor,
+        tap: impl FnOnce(Tensor) -> Tensor,
+        attention: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let h = tap(self.ln_1.forward(x));
+        let (a, probs) = if attention {
+            let (a, p) = self.attn.forward_with_probs(&h);
+            (a, Some(p))
+        } else {
+            (self.attn.forward(&h), None)
+        };
+        let x = x + a;
+        let m = self.mlp.forward(&self.ln_2.forward(&x));
+        (x + m, probs)
     }
 }
 
@@ -162,6 +182,37 @@ impl VisionTower {
         self.drop_path = layers::DropPathRates::linear(rate, self.resblocks.len());
     }
 
+    /// `forward` handing `probe` its tap points (each block's `ln_1`) and attention;
+    /// `readout`: the rows the trunk's pooled embedding reads.
+    pub fn forward_probed(&self, x: &Tensor, probe: &mut Probe, readout: Readout) -> Tensor {
+        let (tokens, grid) = self.conv1.forward(x);
+        let b = tokens.size()[0];
+        let cls = self
+            .class_embedding
+            .view([1, 1, -1])
+            .expand([b, 1, -1], true);
+        let mut x = self
+            .ln_pre
+            .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        let layout = Layout::Tokens { prefix: 1, grid };
+        let attention = probe.wants_attention(false);
+        probe.begin_attention(1, grid, readout);
+        for (i, blk) in self.resblocks.iter().enumerate() {
+            let (y, p) = blk.forward_probed(&x, |t| probe.tap(i, t, layout), attention);
+            probe.push_attention(p);
+            x = y;
+        }
+        x
+    }
+
+    /// Each residual block's `ln_1`.
+    pub fn probe_points(&self) -> Vec<String> {
+        self.block_names()
+            .into_iter()
+            .map(|b| format!("{b}.ln_1"))
+            .collect()
+    }
+
     pub fn block_names(&self) -> Vec<String> {
         (0..self.resblocks.len())
             .map(|i| format!("transformer.resblocks.{i}"))
@@ -218,6 +269,22 @@ impl Backbone for Clip {
 
     fn input_rule(&self) -> InputRule {
         self.tower.input_rule()
+    }
+
+    fn probe_points(&self) -> Vec<String> {
+        self.tower.probe_points()
+    }
+
+    /// `forward`'s ops with the tower's taps; pooled is the class token.
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let y = self
+            .ln_post
+            .forward(&self.tower.forward_probed(x, probe, Readout::ClassToken));
+        let n = y.size()[1] - 1;
+        Some(Features {
+            pooled: y.select(1, 0).matmul(&self.proj),
+            tokens: y.narrow(1, 1, n),
+        })
     }
 }
 

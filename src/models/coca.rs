@@ -12,6 +12,7 @@
 
 use super::clip::{TowerConfig, VisionTower};
 use super::layers::{self, merge_heads, split_heads, Fill, LayerNorm, Linear, LinearInit};
+use super::probe::{Probe, Readout};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -196,6 +197,21 @@ impl Backbone for Coca {
 
     fn set_drop_path(&mut self, rate: f64) {
         self.tower.set_drop_path(rate);
+    }
+
+    fn probe_points(&self) -> Vec<String> {
+        self.tower.probe_points()
+    }
+
+    /// `forward`'s ops with the tower's taps; the attentional pooler reads every token, so
+    /// rollout reads the mean of all rows.
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let t = self.tower.forward_probed(x, probe, Readout::MeanFrom(0));
+        let y = self.ln_post.forward(&self.attn_pool.forward(&t));
+        let pooled = y.select(1, 0).matmul(&self.proj);
+        let n = y.size()[1] - 1;
+        let tokens = Tensor::cat(&[pooled.unsqueeze(1), y.narrow(1, 1, n)], 1);
+        Some(Features { pooled, tokens })
     }
 
     fn input_rule(&self) -> InputRule {

@@ -14,6 +14,7 @@
 
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
 use super::load::{load_checkpoint, var_shape, CheckpointFormat};
+use super::probe::{Layout, Probe, Readout};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -185,6 +186,38 @@ impl Backbone for Dinov2 {
             pooled,
             tokens: x.narrow(1, 1, n),
         }
+    }
+
+    /// Each running block's first norm (its output: the tokens the attention reads).
+    fn probe_points(&self) -> Vec<String> {
+        (0..self.used_blocks)
+            .map(|i| format!("blocks.{i}.norm1"))
+            .collect()
+    }
+
+    /// `forward`'s ops with the blocks' taps (`models::probe`).
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let (tokens, (h0, w0)) = self.patch_embed.forward(x);
+        let b = tokens.size()[0];
+        let cls = self.cls_token.expand([b, -1, -1], true);
+        let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
+        let layout = Layout::Tokens {
+            prefix: 1,
+            grid: (h0, w0),
+        };
+        let attention = probe.wants_attention(false);
+        probe.begin_attention(1, (h0, w0), Readout::ClassToken);
+        for (i, blk) in self.blocks[..self.used_blocks].iter().enumerate() {
+            let (y, p) = blk.forward_probed(&x, |t| probe.tap(i, t, layout), attention);
+            probe.push_attention(p);
+            x = y;
+        }
+        let pooled = self.norm.forward(&x).select(1, 0);
+        let n = x.size()[1] - 1;
+        Some(Features {
+            pooled,
+            tokens: x.narrow(1, 1, n),
+        })
     }
 
     /// Only the blocks that run: with `drop_cutoff = [c]`, blocks 0..=c.

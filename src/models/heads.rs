@@ -14,6 +14,7 @@
 
 use super::layers::{self, GridResize, LayerNorm, Linear, LinearInit};
 use super::load::var_shape;
+use super::probe::{Probe, Readout};
 use super::vit::{Vit, VitConfig};
 use super::Features;
 use crate::weights;
@@ -115,6 +116,19 @@ impl AttentionHead {
         (self.fc.forward(&cls), cls)
     }
 
+    /// `forward` handing the DeiT's attention to `probe` (`medfm explain`'s rollout over the
+    /// head's attention; the trunk tokens fill a square grid, `grid_for_tokens`).
+    pub fn forward_probed(&self, f: &Features, probe: &mut Probe) -> Tensor {
+        let x = self.proj_norm.forward(&self.proj_fc.forward(&f.tokens));
+        let n = x.size()[1];
+        let pos = self.position_embedding(n);
+        let side = (n as f64).sqrt().round() as i64;
+        let y = self
+            .deit
+            .encode_probed(&x, &pos, (side, side), probe, true, Readout::ClassToken);
+        self.fc.forward(&y.select(1, 0))
+    }
+
     /// The side of the stored position grid.
     pub fn grid(&self) -> i64 {
         self.deit.grid.0
@@ -196,6 +210,14 @@ impl Head {
         match self {
             Head::Linear(h) => h.forward(f),
             Head::Attention(h) => h.forward(f),
+        }
+    }
+
+    /// `forward`; the attention head hands its attention to `probe` when it asks for it.
+    pub fn forward_probed(&self, f: &Features, probe: &mut Probe) -> Tensor {
+        match self {
+            Head::Attention(h) if probe.head_attention => h.forward_probed(f, probe),
+            _ => self.forward(f),
         }
     }
 

@@ -7,6 +7,7 @@
 //! `blocks.{i}.{norm1, attn.qkv, attn.proj, norm2, mlp.layers.{0,1}, proj}`).
 
 use super::layers::{self, param, Fill, LayerNorm, Linear, LinearInit};
+use super::probe::{Layout, Probe};
 use anyhow::{bail, ensure, Result};
 use tch::nn;
 use tch::Tensor;
@@ -465,6 +466,28 @@ impl Hiera {
             }
         }
         outputs
+    }
+
+    /// `forward` for `medfm explain`: tap point `s` is stage `s`'s output (`[B, H_s, W_s, C_s]`,
+    /// the output of the stage's last block, what the official `Hiera.forward` returns).
+    pub fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Vec<Tensor> {
+        let x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
+        let (h, w) = (x.size()[1], x.size()[2]);
+        let mut x = x + self.pos_embed(h, w);
+        let mut outputs = Vec::with_capacity(self.stage_ends.len());
+        for (i, block) in self.blocks.iter().enumerate() {
+            x = block.forward(&x, 0.0);
+            if self.stage_ends.contains(&i) {
+                x = probe.tap(outputs.len(), x, Layout::Nhwc);
+                outputs.push(x.shallow_clone());
+            }
+        }
+        outputs
+    }
+
+    /// The index of each stage's last block.
+    pub fn stage_end_blocks(&self) -> &[usize] {
+        &self.stage_ends
     }
 }
 

@@ -228,6 +228,24 @@ impl Attention {
         );
         self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
+
+    /// `forward` with the attention computed explicitly, `softmax(q k^T / sqrt(d)) v` as
+    /// `scaled_dot_product_attention`'s math path does, also returning the probabilities
+    /// [B, heads, N, N] (`medfm explain`'s attention rollout).
+    pub fn forward_with_probs(&self, x: &Tensor) -> (Tensor, Tensor) {
+        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        let d = c / self.heads;
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, self.heads, d])
+            .permute([2, 0, 3, 1, 4]);
+        let scores = qkv.get(0).matmul(&qkv.get(1).transpose(-2, -1)) * (d as f64).powf(-0.5);
+        let probs = scores.softmax(-1, scores.kind());
+        let out = probs.matmul(&qkv.get(2));
+        let y = self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]));
+        (y, probs)
+    }
 }
 
 /// `F.conv2d(x, weight, bias, stride, padding, groups=groups)`. The flags are what
@@ -489,6 +507,35 @@ impl Block {
             None => m,
         };
         x + drop_path(&m, p)
+    }
+
+    /// `forward` for `medfm explain`: `tap` gets norm1's output and returns what the block
+    /// continues from (`models::probe`); with `attention`, the attention is computed
+    /// explicitly and its probabilities are returned too.
+    pub fn forward_probed(
+        &self,
+        x: &Tensor,
+        tap: impl FnOnce(Tensor) -> Tensor,
+        attention: bool,
+    ) -> (Tensor, Option<Tensor>) {
+        let h = tap(self.norm1.forward(x));
+        let (a, probs) = if attention {
+            let (a, p) = self.attn.forward_with_probs(&h);
+            (a, Some(p))
+        } else {
+            (self.attn.forward(&h), None)
+        };
+        let a = match &self.ls1 {
+            Some(ls) => ls.forward(&a),
+            None => a,
+        };
+        let x = x + a;
+        let m = self.mlp.forward(&self.norm2.forward(&x));
+        let m = match &self.ls2 {
+            Some(ls) => ls.forward(&m),
+            None => m,
+        };
+        (x + m, probs)
     }
 }
 

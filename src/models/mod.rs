@@ -14,6 +14,7 @@ pub mod heads;
 pub mod hiera;
 pub mod layers;
 pub mod load;
+pub mod probe;
 pub mod registry;
 pub mod sam2;
 pub mod vit;
@@ -103,6 +104,19 @@ pub trait Backbone: Send {
     fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
         let _ = (h, k, train);
         unimplemented!("this trunk does not split at blocks")
+    }
+
+    /// The activations `medfm explain` can take gradients of (`--layer`), in forward order;
+    /// the last is its default target (docs/explain.md). Empty: the trunk has none.
+    fn probe_points(&self) -> Vec<String> {
+        vec![]
+    }
+
+    /// `forward(x, false)` handing `probe` its tap points (see `probe.rs`); None when the trunk
+    /// has no probe points.
+    fn forward_probed(&self, x: &Tensor, probe: &mut probe::Probe) -> Option<Features> {
+        let _ = (x, probe);
+        None
     }
 }
 

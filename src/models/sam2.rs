@@ -10,6 +10,7 @@
 
 use super::hiera::{Conv2d, Hiera, HieraConfig};
 use super::load::{adapt_first_conv, load_checkpoint, CheckpointFormat};
+use super::probe::Probe;
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -164,6 +165,25 @@ impl Backbone for Sam2ImageEncoder {
 
     fn input_rule(&self) -> InputRule {
         self.input
+    }
+
+    /// Each stage's output map (its last block).
+    fn probe_points(&self) -> Vec<String> {
+        self.trunk
+            .stage_end_blocks()
+            .iter()
+            .map(|i| format!("trunk.blocks.{i}"))
+            .collect()
+    }
+
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let vf = self
+            .neck
+            .vision_features(&self.trunk.forward_probed(x, probe));
+        let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
+        let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+        let pooled = tokens.mean_dim(1, false, None);
+        Some(Features { pooled, tokens })
     }
 }
 

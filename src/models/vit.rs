@@ -12,6 +12,7 @@
 
 use super::layers::{self, Block, BlockConfig, FfnKind, Fill, GridResize, LayerNorm, PatchEmbed};
 use super::load::{load_checkpoint, resize_cls_pos, var_shape, CheckpointFormat};
+use super::probe::{Layout, Probe, Readout};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -159,6 +160,35 @@ impl Vit {
         self.norm.forward(&x)
     }
 
+    /// `encode` for `medfm explain` (`models::probe`): the tap points are the blocks' first
+    /// norms when `head` is false (the attention head's DeiT has none); the attention is
+    /// collected when the probe asks for this transformer's. `grid`: the tokens' grid.
+    pub fn encode_probed(
+        &self,
+        tokens: &Tensor,
+        pos: &Tensor,
+        grid: (i64, i64),
+        probe: &mut Probe,
+        head: bool,
+        readout: Readout,
+    ) -> Tensor {
+        let b = tokens.size()[0];
+        let cls = self.cls_token.expand([b, -1, -1], true);
+        let mut x = Tensor::cat(&[cls, tokens.shallow_clone()], 1) + pos;
+        let layout = Layout::Tokens { prefix: 1, grid };
+        let attention = probe.wants_attention(head);
+        if attention || !head {
+            probe.begin_attention(1, grid, readout);
+        }
+        for (i, blk) in self.blocks.iter().enumerate() {
+            let tap = |t: Tensor| if head { t } else { probe.tap(i, t, layout) };
+            let (y, p) = blk.forward_probed(&x, tap, attention);
+            probe.push_attention(p);
+            x = y;
+        }
+        self.norm.forward(&x)
+    }
+
     /// Var-store prefixes of the blocks, relative to this model's path.
     pub fn block_names(&self) -> Vec<String> {
         (0..self.blocks.len())
@@ -224,6 +254,34 @@ impl Backbone for Mae {
 
     fn set_drop_path(&mut self, rate: f64) {
         self.vit.drop_path = layers::DropPathRates::linear(rate, self.vit.blocks.len());
+    }
+
+    /// Each block's first norm.
+    fn probe_points(&self) -> Vec<String> {
+        self.vit
+            .block_names()
+            .into_iter()
+            .map(|b| format!("{b}.norm1"))
+            .collect()
+    }
+
+    /// `forward`'s ops with the blocks' taps; the pooled embedding is the patch tokens' mean,
+    /// so rollout reads the mean of their rows.
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let embed = self.vit.patch_embed.as_ref()?;
+        let (tokens, grid) = embed.forward(x);
+        let y = self.vit.encode_probed(
+            &tokens,
+            &self.vit.pos_embed,
+            grid,
+            probe,
+            false,
+            Readout::MeanFrom(1),
+        );
+        let n = y.size()[1] - 1;
+        let tokens = y.narrow(1, 1, n);
+        let pooled = tokens.mean_dim(1, false, tch::Kind::Float);
+        Some(Features { pooled, tokens })
     }
 
     fn input_rule(&self) -> InputRule {

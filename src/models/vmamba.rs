@@ -16,6 +16,7 @@ pub use scan::{chunk_len, linear_recurrence, linear_recurrence_chunked, scan, Di
 
 use super::layers::{self, Mlp};
 use super::load::{adapt_first_conv, load_checkpoint, CheckpointFormat};
+use super::probe::{Layout, Probe};
 use super::registry::BuildOptions;
 use super::InputRule;
 use super::{Backbone, Features};
@@ -330,6 +331,28 @@ impl Vmamba {
         }
         self.norm.forward(&x)
     }
+
+    /// `forward_map` for `medfm explain`: tap point `s` is stage `s`'s output (`layers.{s}`:
+    /// its blocks, then its downsample), channels last.
+    fn forward_map_probed(&self, x: &Tensor, probe: &mut Probe) -> Tensor {
+        let x = self
+            .embed_norm1
+            .forward(&nchw_to_nhwc(&self.embed_conv1.forward(x)));
+        let x = nhwc_to_nchw(&x).gelu("none");
+        let mut x = self
+            .embed_norm2
+            .forward(&nchw_to_nhwc(&self.embed_conv2.forward(&x)));
+        for (s, stage) in self.stages.iter().enumerate() {
+            for block in &stage.blocks {
+                x = block.forward(&x, 0.0);
+            }
+            if let Some(down) = &stage.downsample {
+                x = down.forward(&x);
+            }
+            x = probe.tap(s, x, Layout::Nhwc);
+        }
+        self.norm.forward(&x)
+    }
 }
 
 impl Backbone for Vmamba {
@@ -342,6 +365,21 @@ impl Backbone for Vmamba {
         let tokens = map.reshape([b, h * w, c]);
         let pooled = tokens.mean_dim(1, false, None::<Kind>);
         Features { pooled, tokens }
+    }
+
+    /// Each stage's output (`layers.{i}`).
+    fn probe_points(&self) -> Vec<String> {
+        (0..self.stages.len())
+            .map(|i| format!("layers.{i}"))
+            .collect()
+    }
+
+    fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
+        let map = self.forward_map_probed(x, probe);
+        let (b, h, w, c) = map.size4().expect("VMamba map is [B, h, w, C]");
+        let tokens = map.reshape([b, h * w, c]);
+        let pooled = tokens.mean_dim(1, false, None::<Kind>);
+        Some(Features { pooled, tokens })
     }
 
     fn blocks(&self) -> Vec<String> {

@@ -449,11 +449,42 @@ impl Predictor {
         &self,
         inputs: &[Input],
         opts: &PredictOptions,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(usize),
     ) -> Result<Outcome> {
-        let batch_size = opts.batch_size.max(1);
+        let n_classes = self.card.classes.names.len();
+        let mut probs: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
+        let skipped = self.for_each_batch(
+            inputs,
+            opts.batch_size,
+            opts.workers,
+            |group, x| {
+                let p = self.probabilities(&x, opts.tta)?;
+                for ((i, _), row) in group.iter().zip(p.chunks_exact(n_classes)) {
+                    probs[*i] = Some(row.to_vec());
+                }
+                Ok(())
+            },
+            progress,
+        )?;
+        Ok(Outcome { probs, skipped })
+    }
+
+    /// The batches `predict` runs: `inputs` decoded and transformed on `workers` threads, a
+    /// batch ahead of the model, in batches of `batch_size` split into runs of same-shaped
+    /// images; `f` gets each run (input index and image) and the images as one `[B, C, H, W]`
+    /// tensor. `progress` is called with the number of inputs done after each batch. An input
+    /// that cannot be decoded, or a run `f` fails on, is skipped with its reason (returned).
+    pub fn for_each_batch(
+        &self,
+        inputs: &[Input],
+        batch_size: usize,
+        workers: usize,
+        mut f: impl FnMut(&[(usize, FloatImage)], Tensor) -> Result<()>,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<Skipped>> {
+        let batch_size = batch_size.max(1);
         let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(opts.workers.max(1))
+            .num_threads(workers.max(1))
             .build()
             .context("cannot start the decoding threads")?;
         let (pipeline, channels, seed) = (
@@ -461,8 +492,6 @@ impl Predictor {
             self.card.preprocessing.channels as usize,
             self.card.preprocessing.seed,
         );
-        let n_classes = self.card.classes.names.len();
-        let mut probs: Vec<Option<Vec<f32>>> = vec![None; inputs.len()];
         let mut skipped = vec![];
         std::thread::scope(|s| -> Result<()> {
             let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_BATCHES);
@@ -496,20 +525,30 @@ impl Predictor {
                 }
                 for group in same_shape_runs(ok) {
                     let x = stack(&group);
-                    match self.probabilities(&x, opts.tta) {
-                        Ok(p) => {
-                            for ((i, _), row) in group.iter().zip(p.chunks_exact(n_classes)) {
-                                probs[*i] = Some(row.to_vec());
-                            }
-                        }
-                        Err(e) => skipped.extend(group.iter().map(|(i, _)| skip(&inputs[*i], &e))),
+                    if let Err(e) = f(&group, x) {
+                        skipped.extend(group.iter().map(|(i, _)| skip(&inputs[*i], &e)));
                     }
                 }
                 progress(done);
             }
             Ok(())
         })?;
-        Ok(Outcome { probs, skipped })
+        Ok(skipped)
+    }
+
+    /// The classifier (`medfm explain` runs its probed forward).
+    pub fn classifier(&self) -> &Classifier {
+        &self.classifier
+    }
+
+    /// The logits as probabilities, as `probabilities` computes them (temperature included):
+    /// `logits` [B, n_classes] on any device.
+    pub fn logits_to_probabilities(&self, logits: &Tensor) -> Tensor {
+        let mut logits = logits.detach().to_kind(Kind::Float).to_device(Device::Cpu);
+        if let Some(t) = self.temperature {
+            logits /= t;
+        }
+        crate::train::evaluate::probabilities(self.task, &logits)
     }
 }
 
