@@ -67,6 +67,8 @@ pub struct ClassifierSpec {
     /// Side of the attention head's stored position grid: `model_params.transformers_params`
     /// `img_size[0] / patch_size` (14 for the published 224 px, patch 16 DeiT-B).
     pub head_grid: i64,
+    /// `foundation_params.lora`: adapters on the frozen trunk's linear layers.
+    pub lora: Option<crate::config::LoraParams>,
 }
 
 /// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
@@ -170,6 +172,7 @@ impl ClassifierSpec {
             device,
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
             head_grid: head_grid(&m.transformers_params)?,
+            lora: f.lora.clone(),
         })
     }
 
@@ -285,6 +288,7 @@ pub struct Classifier {
     spec: ClassifierSpec,
     /// No trunk parameter trains (set once the freezing is applied).
     trunk_frozen: bool,
+    lora: Option<super::lora::Lora>,
 }
 
 impl Classifier {
@@ -300,7 +304,10 @@ impl Classifier {
         deit: VitConfig,
     ) -> Result<Classifier> {
         let opts = spec.build_options();
-        let (vs, trunk) = build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)?;
+        let (built, sites) = super::lora::collect_sites(|| {
+            build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)
+        });
+        let (vs, trunk) = built?;
         let root = vs.root();
         let head_path = &root / HEAD.trim_end_matches('.');
         let head = match spec.head {
@@ -321,12 +328,25 @@ impl Classifier {
         if let Some(w) = &spec.head_weights {
             heads::load_deit(&vs, &format!("{HEAD}{}.", heads::DEIT_PATH), w)?;
         }
+        // After the head, so the head starts as it does without LoRA.
+        let lora = match &spec.lora {
+            Some(cfg) => {
+                let blocks: Vec<String> = trunk
+                    .blocks()
+                    .iter()
+                    .map(|b| format!("{TRUNK}{b}."))
+                    .collect();
+                Some(super::lora::attach(&vs, &sites, &blocks, cfg)?)
+            }
+            None => None,
+        };
         let mut classifier = Classifier {
             vs,
             trunk,
             head,
             spec: spec.clone(),
             trunk_frozen: true,
+            lora,
         };
         classifier.apply_freezing()?;
         classifier.trunk_frozen = !classifier
@@ -380,6 +400,9 @@ impl Classifier {
             if self.spec.freeze_head_transformer && name.starts_with(&frozen_head_prefix) {
                 trainable = false;
             }
+            if self.lora.is_some() && super::lora::is_adapter(name) {
+                trainable = true;
+            }
             let _ = t.set_requires_grad(trainable);
         }
         Ok(())
@@ -420,13 +443,26 @@ impl Classifier {
 
     /// Logits [B, n_classes]. With `freeze_backbone` the trunk stays in eval mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if let Some(lora) = &self.lora {
+            // The adapters' dropout follows the training flag (the trunk itself stays in eval
+            // mode: it is frozen).
+            lora.set_training(train);
+        }
         let f = self.trunk_features(x, train && !self.spec.freeze_backbone);
         self.head(&f, train)
     }
 
     /// Trunk only, in eval mode (under no_grad when the trunk is entirely frozen).
     pub fn features(&self, x: &Tensor) -> Features {
+        if let Some(lora) = &self.lora {
+            lora.set_training(false);
+        }
         self.trunk_features(x, false)
+    }
+
+    /// The LoRA adapters, when `foundation_params.lora` is set.
+    pub fn lora(&self) -> Option<&super::lora::Lora> {
+        self.lora.as_ref()
     }
 
     fn trunk_features(&self, x: &Tensor, train: bool) -> Features {

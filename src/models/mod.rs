@@ -14,6 +14,7 @@ pub mod heads;
 pub mod hiera;
 pub mod layers;
 pub mod load;
+pub mod lora;
 pub mod registry;
 pub mod sam2;
 pub mod vit;

@@ -88,6 +88,8 @@ impl ModelSpec {
             device,
             freeze_head_transformer: false,
             head_grid: self.head_grid,
+            // An exported model holds its adapters merged into the trunk's weights.
+            lora: None,
         }
     }
 }

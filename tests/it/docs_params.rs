@@ -174,6 +174,12 @@ fn full_params() -> Params {
             weights: Some("trunk.pth".into()),
             weights_key: Some("model".into()),
             gray_init: Some(GrayInit::Sum),
+            lora: Some(LoraParams {
+                rank: 2,
+                alpha: 0.5,
+                dropout: 0.5,
+                targets: vec![LoraTarget::Fc2],
+            }),
         },
         optimization_params: OptimizationParams {
             default: OptimDefault {

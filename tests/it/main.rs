@@ -31,6 +31,7 @@ mod docs_params;
 mod families_in_classifier;
 mod integrity;
 mod keys_vit;
+mod lora;
 mod metrics_fixtures;
 mod optim_parity;
 mod own_data;
