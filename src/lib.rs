@@ -4,6 +4,7 @@
 //! head) -> `train` (optimiser, schedule, checkpoints) -> `metrics` -> `report`. `datasets`
 //! is the leaf table of per-dataset facts that `config` and `data` both read.
 //! `predict` applies a trained model to image files (`medfm predict`, `medfm export`).
+//! `probe` sweeps linear probes over a frozen trunk's features (`medfm probe`).
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
 pub mod autocast;
@@ -16,6 +17,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod predict;
+pub mod probe;
 pub mod report;
 pub mod run_dir;
 pub mod stats;

@@ -41,6 +41,9 @@ enum Cmd {
     Predict(commands::predict::Args),
     /// Write a run's model as one self-contained safetensors file for `predict --model`.
     Export(commands::export::Args),
+    /// Linear probes (DINOv2's linear heads, logistic regression) on the frozen trunk's
+    /// features, over a grid and label fractions.
+    Probe(commands::probe::Args),
 }
 
 fn main() {
@@ -53,6 +56,7 @@ fn main() {
         None => cli.run.debug,
         Some(Cmd::Inspect(a)) => a.run.debug,
         Some(Cmd::LrFinder(a)) => a.run.debug,
+        Some(Cmd::Probe(a)) => a.run.debug,
         Some(_) => false,
     };
     medfm::messages::set_debug(debug_flag || medfm::messages::debug_from_env());
@@ -76,6 +80,7 @@ fn main() {
         Some(Cmd::LrFinder(a)) => commands::lr_finder::run(a),
         Some(Cmd::Predict(a)) => commands::predict::run(a),
         Some(Cmd::Export(a)) => commands::export::run(a),
+        Some(Cmd::Probe(a)) => commands::probe::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

@@ -460,6 +460,11 @@ impl Classifier {
         self.trunk_features(x, false)
     }
 
+    /// The trunk (for `medfm probe`'s per-block features).
+    pub fn trunk(&self) -> &dyn Backbone {
+        self.trunk.as_ref()
+    }
+
     /// The LoRA adapters, when `foundation_params.lora` is set.
     pub fn lora(&self) -> Option<&super::lora::Lora> {
         self.lora.as_ref()

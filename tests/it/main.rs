@@ -42,6 +42,7 @@ mod parity_full_vit;
 mod parity_heads;
 mod parity_mae;
 mod predict;
+mod probe;
 mod process_state;
 mod report_command;
 mod report_outputs;
