@@ -429,3 +429,35 @@ fn a_lora_run_killed_mid_epoch_resumes_to_the_same_metrics() {
         );
     }
 }
+
+/// `configs/recipes/<family>_lora.json`: one per family, each a valid params file (the backbone
+/// known to the registry) with adapters on all four targets.
+#[test]
+fn every_lora_recipe_loads() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/recipes");
+    let mut families = vec![];
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().to_string();
+        let Some(family) = name.strip_suffix("_lora.json") else {
+            continue;
+        };
+        let p = medfm::models::load_params(&path, &[], &Default::default())
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let l = p.foundation_params.lora.as_ref().expect("a LoRA recipe");
+        assert_eq!(l.targets.len(), 4, "{name}");
+        assert!(p.foundation_params.freeze_backbone, "{name}");
+        let row = medfm::models::registry::get(&p.foundation_params.backbone_type).unwrap();
+        assert_eq!(
+            format!("{:?}", row.family()).to_lowercase(),
+            family,
+            "{name}: the file is named after its backbone's family"
+        );
+        families.push(family.to_string());
+    }
+    families.sort();
+    assert_eq!(
+        families,
+        ["aimv2", "clip", "coca", "dinov2", "mae", "sam2", "vmamba"]
+    );
+}
