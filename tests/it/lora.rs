@@ -6,10 +6,12 @@
 //! Every family's adapters (and their merge) are checked in `families_in_classifier.rs`.
 //!
 //! Float tolerances (docs/contributing.md, "Float equality in tests"): the peft fixtures are
-//! PyTorch's float32 results on the generator's machine. The largest values are about 6 (block
-//! output) and the reductions are over 16 to 64 terms, so the kernel-path noise is about 1e-6;
-//! 1e-5 (the brief's bound) catches a wrong scaling (alpha / rank for rank / alpha moves the
-//! block output by over 0.1) or a missing adapter on one layer (over 1e-2).
+//! PyTorch's float32 results on the generator's machine. Values reach 9 (block output) and 43
+//! (the adapters' gradients, sums over every token), so the comparisons are relative to the
+//! largest expected value: `1e-5 * (1 + max |want|)`. Measured: 0 on the generator's machine,
+//! 1.24e-5 absolute (2.9e-7 relative) on the qkv adapter's gradient with the kernel-path
+//! guard's variables. That still catches a wrong scaling (alpha / rank for rank / alpha moves
+//! the block output by over 0.1) or a missing adapter on one layer (over 1e-2).
 
 use crate::common::{self, e2e, max_abs};
 use medfm::config::{LoraParams, LoraTarget};
@@ -22,6 +24,13 @@ use std::time::{Duration, Instant};
 use tch::{nn, Device, Tensor};
 
 const TOL: f64 = 1e-5;
+
+/// Whether `got` is within `TOL` of `want`, relative to `want`'s largest magnitude; the error.
+fn close(got: &Tensor, want: &Tensor) -> (bool, f64) {
+    let e = max_abs(got, want);
+    let scale = 1.0 + want.abs().max().double_value(&[]);
+    (e <= TOL * scale, e)
+}
 
 fn fixture() -> StateDict {
     common::read_st("lora/lora.safetensors")
@@ -74,17 +83,17 @@ fn an_adapted_linear_layer_matches_peft_forward_backward_and_merge() {
     }
     let x = fx["linear.x"].copy().set_requires_grad(true);
     let y = lin.forward(&x);
-    let e = max_abs(&y, &fx["linear.y"]);
+    let (ok, e) = close(&y, &fx["linear.y"]);
     println!("linear: forward max abs error {e:.2e}");
-    assert!(e <= TOL, "forward: {e}");
+    assert!(ok, "forward: {e}");
     (&y * &fx["linear.g"]).sum(tch::Kind::Float).backward();
     for (got, want) in [
         (x.grad(), "linear.grad_x"),
         (grad_of(&vs, "b.mlp.fc1.lora_A"), "linear.grad_lin.lora_A"),
         (grad_of(&vs, "b.mlp.fc1.lora_B"), "linear.grad_lin.lora_B"),
     ] {
-        let e = max_abs(&got, &fx[want]);
-        assert!(e <= TOL, "{want}: {e}");
+        let (ok, e) = close(&got, &fx[want]);
+        assert!(ok, "{want}: {e}");
     }
     // The base weight is frozen in peft; here it is a plain variable and gets a gradient too,
     // which the classifier's freezing turns off (`families_in_classifier.rs`).
@@ -102,8 +111,8 @@ fn an_adapted_linear_layer_matches_peft_forward_backward_and_merge() {
         .unwrap()
         .1;
     assert_eq!(merged.len(), 2, "the adapters are gone");
-    let e = max_abs(w, &fx["linear.merged.lin.weight"]);
-    assert!(e <= TOL, "merged weight: {e}");
+    let (ok, e) = close(w, &fx["linear.merged.lin.weight"]);
+    assert!(ok, "merged weight: {e}");
 }
 
 #[test]
@@ -156,18 +165,18 @@ fn an_adapted_timm_block_matches_peft_forward_backward_and_merge() {
     }
     let x = fx["block.x"].copy().set_requires_grad(true);
     let y = block.forward(&x);
-    let e = max_abs(&y, &fx["block.y"]);
+    let (ok, e) = close(&y, &fx["block.y"]);
     println!("block: forward max abs error {e:.2e}");
-    assert!(e <= TOL, "forward: {e}");
+    assert!(ok, "forward: {e}");
     (&y * &fx["block.g"]).sum(tch::Kind::Float).backward();
-    let e = max_abs(&x.grad(), &fx["block.grad_x"]);
-    assert!(e <= TOL, "input gradient: {e}");
+    let (ok, e) = close(&x.grad(), &fx["block.grad_x"]);
+    assert!(ok, "input gradient: {e}");
     for l in layers {
         for ab in ["lora_A", "lora_B"] {
             let got = grad_of(&vs, &format!("blk.{l}.{ab}"));
-            let e = max_abs(&got, &fx[&format!("block.grad_{l}.{ab}")]);
+            let (ok, e) = close(&got, &fx[&format!("block.grad_{l}.{ab}")]);
             println!("block: {l}.{ab} gradient max abs error {e:.2e}");
-            assert!(e <= TOL, "{l}.{ab} gradient: {e}");
+            assert!(ok, "{l}.{ab} gradient: {e}");
         }
     }
 
@@ -186,16 +195,16 @@ fn an_adapted_timm_block_matches_peft_forward_backward_and_merge() {
     let plain = Block::new(&(plain_vs.root() / "blk"), &config);
     for (n, t) in &merged {
         let want = &fx[&format!("block.merged.{}", n.strip_prefix("blk.").unwrap())];
-        let e = max_abs(t, want);
-        assert!(e <= TOL, "merged {n}: {e}");
+        let (ok, e) = close(t, want);
+        assert!(ok, "merged {n}: {e}");
         tch::no_grad(|| plain_vs.variables()[n].shallow_clone().copy_(t));
     }
-    let e = max_abs(
+    let (ok, e) = close(
         &tch::no_grad(|| plain.forward(&fx["block.x"])),
         &fx["block.y"],
     );
     println!("block: merged forward max abs error {e:.2e}");
-    assert!(e <= TOL, "merged forward: {e}");
+    assert!(ok, "merged forward: {e}");
 }
 
 #[test]
