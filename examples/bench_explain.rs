@@ -47,6 +47,8 @@ fn main() -> Result<()> {
         device: Device::Cpu,
         freeze_head_transformer: false,
         head_grid: 14,
+        drop_path_rate: 0.0,
+        lora: None,
     };
     let c = Classifier::new(&spec)?;
     for (_, t) in c.var_store().variables() {

@@ -5,6 +5,7 @@
 //! is the leaf table of per-dataset facts that `config` and `data` both read.
 //! `predict` applies a trained model to image files (`medfm predict`, `medfm export`);
 //! `explain` shows where it looks (`medfm explain`: Grad-CAM, Grad-CAM++, attention rollout).
+//! `probe` sweeps linear probes over a frozen trunk's features (`medfm probe`).
 //! `commands` holds one module per CLI subcommand; `main.rs` only dispatches.
 
 pub mod autocast;
@@ -18,6 +19,7 @@ pub mod messages;
 pub mod metrics;
 pub mod models;
 pub mod predict;
+pub mod probe;
 pub mod report;
 pub mod run_dir;
 pub mod shim;

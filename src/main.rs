@@ -43,6 +43,9 @@ enum Cmd {
     Export(commands::export::Args),
     /// Where the model looks: Grad-CAM, Grad-CAM++ or attention rollout maps of image files.
     Explain(commands::explain::Args),
+    /// Linear probes (DINOv2's linear heads, logistic regression) on the frozen trunk's
+    /// features, over a grid and label fractions.
+    Probe(commands::probe::Args),
 }
 
 fn main() {
@@ -55,6 +58,7 @@ fn main() {
         None => cli.run.debug,
         Some(Cmd::Inspect(a)) => a.run.debug,
         Some(Cmd::LrFinder(a)) => a.run.debug,
+        Some(Cmd::Probe(a)) => a.run.debug,
         Some(_) => false,
     };
     medfm::messages::set_debug(debug_flag || medfm::messages::debug_from_env());
@@ -79,6 +83,7 @@ fn main() {
         Some(Cmd::Predict(a)) => commands::predict::run(a),
         Some(Cmd::Export(a)) => commands::export::run(a),
         Some(Cmd::Explain(a)) => commands::explain::run(a),
+        Some(Cmd::Probe(a)) => commands::probe::run(a),
     };
     if let Err(e) = result {
         eprintln!("error: {e:#}");

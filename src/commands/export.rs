@@ -31,7 +31,12 @@ pub fn run(args: &Args) -> Result<()> {
     )?;
     let params = super::predict::load_run_params(&args.params_path)?;
     let predictor = Predictor::from_run(&params, args.checkpoint.as_deref(), Device::Cpu)?;
-    let tensors = predictor.tensors();
+    let mut tensors = predictor.tensors();
+    if let Some(lora) = &params.foundation_params.lora {
+        // The adapters go into the trunk's weights (W += scaling B A): the file loads into the
+        // plain model, as peft's merge_and_unload leaves it.
+        tensors = crate::models::lora::merge(tensors, lora.scaling())?;
+    }
     let replaced = args.output.exists();
     export::write(&args.output, predictor.card(), Some(&params), &tensors)?;
     let numel: i64 = tensors.iter().map(|(_, t)| t.numel() as i64).sum();

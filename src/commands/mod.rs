@@ -8,6 +8,7 @@ pub mod features;
 pub mod inspect;
 pub mod lr_finder;
 pub mod predict;
+pub mod probe;
 pub mod report;
 pub mod synth;
 pub mod train;

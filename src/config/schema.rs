@@ -487,6 +487,73 @@ pub struct FoundationParams {
     /// medfm: stochastic depth of the trunk's residual blocks (timm's rule); absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drop_path_rate: Option<f64>,
+    /// medfm: low-rank adapters on the frozen trunk's linear layers (peft's LoRA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora: Option<LoraParams>,
+}
+
+/// `foundation_params.lora`: peft's `LoraConfig` (r, lora_alpha, lora_dropout,
+/// target_modules) on the trunk's attention and MLP linear layers.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct LoraParams {
+    #[serde(default = "lora_eight")]
+    pub rank: i64,
+    #[serde(default = "lora_alpha")]
+    pub alpha: f64,
+    #[serde(default)]
+    pub dropout: f64,
+    #[serde(default = "lora_targets")]
+    pub targets: Vec<LoraTarget>,
+}
+
+impl Default for LoraParams {
+    fn default() -> Self {
+        LoraParams {
+            rank: lora_eight(),
+            alpha: lora_alpha(),
+            dropout: 0.0,
+            targets: lora_targets(),
+        }
+    }
+}
+
+impl LoraParams {
+    /// peft's `scaling = lora_alpha / r`.
+    pub fn scaling(&self) -> f64 {
+        self.alpha / self.rank as f64
+    }
+}
+
+/// Which linear layers of a block get an adapter.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[serde(rename_all = "lowercase")]
+pub enum LoraTarget {
+    /// The attention's packed q/k/v projection (VMamba: the SS2D input projection).
+    Qkv,
+    /// The attention's output projection (VMamba: the SS2D output projection).
+    Proj,
+    /// The MLP's first linear layer (SwiGLU: both input-side layers).
+    Fc1,
+    /// The MLP's second linear layer.
+    Fc2,
+}
+
+fn lora_eight() -> i64 {
+    8
+}
+
+fn lora_alpha() -> f64 {
+    8.0
+}
+
+fn lora_targets() -> Vec<LoraTarget> {
+    vec![
+        LoraTarget::Qkv,
+        LoraTarget::Proj,
+        LoraTarget::Fc1,
+        LoraTarget::Fc2,
+    ]
 }
 
 #[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Default)]

@@ -506,6 +506,9 @@ fn model(e: &mut Problems, p: &Params) {
             || format!("must be a block index >= 0, got {c}"),
         );
     }
+    if let Some(l) = &f.lora {
+        lora(e, l, f.freeze_backbone);
+    }
     let tp = &p.model_params.transformers_params;
     e.positive_i(tp.patch_size, "model_params.transformers_params.patch_size");
     for (i, s) in tp.img_size.iter().enumerate() {
@@ -514,6 +517,38 @@ fn model(e: &mut Problems, p: &Params) {
             &format!("model_params.transformers_params.img_size[{i}]"),
         );
     }
+}
+
+fn lora(e: &mut Problems, l: &LoraParams, freeze_backbone: bool) {
+    let at = "foundation_params.lora";
+    e.check(l.rank >= 1, &format!("{at}.rank"), || {
+        format!("must be an integer >= 1, got {}", l.rank)
+    });
+    e.check(
+        l.alpha > 0.0 && l.alpha.is_finite(),
+        &format!("{at}.alpha"),
+        || format!("must be a positive number, got {}", l.alpha),
+    );
+    e.check(
+        (0.0..1.0).contains(&l.dropout),
+        &format!("{at}.dropout"),
+        || format!("must be in [0, 1), got {}", l.dropout),
+    );
+    e.check(!l.targets.is_empty(), &format!("{at}.targets"), || {
+        "must name at least one of \"qkv\", \"proj\", \"fc1\", \"fc2\"".into()
+    });
+    let mut seen = std::collections::BTreeSet::new();
+    for (i, t) in l.targets.iter().enumerate() {
+        e.check(seen.insert(*t), &format!("{at}.targets[{i}]"), || {
+            format!("{t:?} is listed twice").to_lowercase()
+        });
+    }
+    // The adapters train on a frozen trunk (peft freezes the base model).
+    e.check(freeze_backbone, "foundation_params.freeze_backbone", || {
+        "must be true with foundation_params.lora: the adapters train on a frozen trunk \
+         (partial.unfreeze_cutoff may still unfreeze whole blocks)"
+            .into()
+    });
 }
 
 fn optimization(e: &mut Problems, o: &OptimDefault) {

@@ -69,6 +69,8 @@ pub struct ClassifierSpec {
     pub head_grid: i64,
     /// `foundation_params.drop_path_rate`: the trunk's stochastic depth in training (0: off).
     pub drop_path_rate: f64,
+    /// `foundation_params.lora`: adapters on the frozen trunk's linear layers.
+    pub lora: Option<crate::config::LoraParams>,
 }
 
 /// The folder checkpoints are looked up in: `$MEDFM_WEIGHTS`, else `weights/`.
@@ -173,6 +175,7 @@ impl ClassifierSpec {
             freeze_head_transformer: m.freeze_backbone && m.backbone_type == HeadType::DeitBase,
             head_grid: head_grid(&m.transformers_params)?,
             drop_path_rate: f.drop_path_rate.unwrap_or(0.0),
+            lora: f.lora.clone(),
         })
     }
 
@@ -288,6 +291,7 @@ pub struct Classifier {
     spec: ClassifierSpec,
     /// No trunk parameter trains (set once the freezing is applied).
     trunk_frozen: bool,
+    lora: Option<super::lora::Lora>,
 }
 
 impl Classifier {
@@ -303,7 +307,10 @@ impl Classifier {
         deit: VitConfig,
     ) -> Result<Classifier> {
         let opts = spec.build_options();
-        let (vs, mut trunk) = build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)?;
+        let (built, sites) = super::lora::collect_sites(|| {
+            build_trunk(row, &opts, spec.trunk_weights.as_deref(), spec.device)
+        });
+        let (vs, mut trunk) = built?;
         trunk.set_drop_path(spec.drop_path_rate);
         let root = vs.root();
         let head_path = &root / HEAD.trim_end_matches('.');
@@ -325,12 +332,25 @@ impl Classifier {
         if let Some(w) = &spec.head_weights {
             heads::load_deit(&vs, &format!("{HEAD}{}.", heads::DEIT_PATH), w)?;
         }
+        // After the head, so the head starts as it does without LoRA.
+        let lora = match &spec.lora {
+            Some(cfg) => {
+                let blocks: Vec<String> = trunk
+                    .blocks()
+                    .iter()
+                    .map(|b| format!("{TRUNK}{b}."))
+                    .collect();
+                Some(super::lora::attach(&vs, &sites, &blocks, cfg)?)
+            }
+            None => None,
+        };
         let mut classifier = Classifier {
             vs,
             trunk,
             head,
             spec: spec.clone(),
             trunk_frozen: true,
+            lora,
         };
         classifier.apply_freezing()?;
         classifier.trunk_frozen = !classifier
@@ -384,6 +404,9 @@ impl Classifier {
             if self.spec.freeze_head_transformer && name.starts_with(&frozen_head_prefix) {
                 trainable = false;
             }
+            if self.lora.is_some() && super::lora::is_adapter(name) {
+                trainable = true;
+            }
             let _ = t.set_requires_grad(trainable);
         }
         Ok(())
@@ -424,12 +447,20 @@ impl Classifier {
 
     /// Logits [B, n_classes]. With `freeze_backbone` the trunk stays in eval mode.
     pub fn forward(&self, x: &Tensor, train: bool) -> Tensor {
+        if let Some(lora) = &self.lora {
+            // The adapters' dropout follows the training flag (the trunk itself stays in eval
+            // mode: it is frozen).
+            lora.set_training(train);
+        }
         let f = self.trunk_features(x, train && !self.spec.freeze_backbone);
         self.head(&f, train)
     }
 
     /// Trunk only, in eval mode (under no_grad when the trunk is entirely frozen).
     pub fn features(&self, x: &Tensor) -> Features {
+        if let Some(lora) = &self.lora {
+            lora.set_training(false);
+        }
         self.trunk_features(x, false)
     }
 
@@ -437,6 +468,16 @@ impl Classifier {
     /// in eval mode, as [`Classifier::forward`].
     pub fn features_train(&self, x: &Tensor, train: bool) -> Features {
         self.trunk_features(x, train && !self.spec.freeze_backbone)
+    }
+
+    /// The trunk (for `medfm probe`'s per-block features).
+    pub fn trunk(&self) -> &dyn Backbone {
+        self.trunk.as_ref()
+    }
+
+    /// The LoRA adapters, when `foundation_params.lora` is set.
+    pub fn lora(&self) -> Option<&super::lora::Lora> {
+        self.lora.as_ref()
     }
 
     fn trunk_features(&self, x: &Tensor, train: bool) -> Features {
@@ -452,8 +493,14 @@ impl Classifier {
     /// splits at blocks (`Backbone::splits_at_blocks`). None otherwise.
     pub fn frozen_prefix(&self) -> Option<usize> {
         let k = self.spec.unfreeze_cutoff;
-        (self.spec.freeze_backbone && k > 0 && !self.trunk_frozen && self.trunk.splits_at_blocks())
-            .then_some(k as usize)
+        // LoRA adapters train inside the frozen blocks too: their output is not fixed.
+        let fixed = self.spec.lora.is_none();
+        (self.spec.freeze_backbone
+            && k > 0
+            && fixed
+            && !self.trunk_frozen
+            && self.trunk.splits_at_blocks())
+        .then_some(k as usize)
     }
 
     /// The activations entering the first trainable block (under no_grad: nothing before it

@@ -220,6 +220,32 @@ impl Backbone for Dinov2 {
         })
     }
 
+    /// DINOv2's `get_intermediate_layers(x, n, return_class_token=True, norm=True)`
+    /// (`dinov2/models/vision_transformer.py`): every selected block's output through the final
+    /// norm; the probe takes the patch tokens' mean.
+    fn last_blocks(&self, x: &Tensor, n: usize) -> Option<Vec<(Tensor, Tensor)>> {
+        if n == 0 || n > self.used_blocks {
+            return None;
+        }
+        let (tokens, (h0, w0)) = self.patch_embed.forward(x);
+        let b = tokens.size()[0];
+        let cls = self.cls_token.expand([b, -1, -1], true);
+        let mut x = Tensor::cat(&[cls, tokens], 1) + self.position_embedding(h0, w0);
+        let mut out = vec![];
+        for (i, blk) in self.blocks[..self.used_blocks].iter().enumerate() {
+            x = blk.forward(&x);
+            if i + n >= self.used_blocks {
+                let y = self.norm.forward(&x);
+                let p = y.size()[1] - 1;
+                out.push((
+                    y.select(1, 0),
+                    y.narrow(1, 1, p).mean_dim(1, false, tch::Kind::Float),
+                ));
+            }
+        }
+        Some(out)
+    }
+
     /// Only the blocks that run: with `drop_cutoff = [c]`, blocks 0..=c.
     fn blocks(&self) -> Vec<String> {
         (0..self.used_blocks)

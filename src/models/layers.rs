@@ -90,11 +90,13 @@ pub enum LinearInit {
     TorchZeroBias,
 }
 
-/// `y = x W^T + b`.
+/// `y = x W^T + b`, plus a LoRA adapter's `lora_B(lora_A(x)) * scaling` once one is attached
+/// (`super::lora`).
 #[derive(Debug)]
 pub struct Linear {
     pub weight: Tensor,
     pub bias: Option<Tensor>,
+    lora: super::lora::Slot,
 }
 
 impl Linear {
@@ -123,13 +125,33 @@ impl Linear {
                 Fill::Zeros,
             ),
         };
+        let weight_name = p.path(weight);
         let weight = param(p, weight, &[out_dim, in_dim], w_fill);
         let bias = bias.map(|b| param(p, b, &[out_dim], b_fill));
-        Linear { weight, bias }
+        Linear {
+            weight,
+            bias,
+            lora: super::lora::register(weight_name, in_dim, out_dim),
+        }
+    }
+
+    /// A linear layer on variables already created: `weight` [out, in] named `weight_name` in
+    /// the var store (for LoRA's bookkeeping).
+    pub fn from_vars(weight_name: String, weight: Tensor, bias: Option<Tensor>) -> Linear {
+        let (out_dim, in_dim) = weight.size2().unwrap_or((0, 0));
+        Linear {
+            weight,
+            bias,
+            lora: super::lora::register(weight_name, in_dim, out_dim),
+        }
     }
 
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        x.linear(&self.weight, self.bias.as_ref())
+        let y = x.linear(&self.weight, self.bias.as_ref());
+        match self.lora.lock().ok().as_deref() {
+            Some(Some(adapter)) => y + adapter.delta(x),
+            _ => y,
+        }
     }
 }
 

@@ -14,6 +14,7 @@ pub mod heads;
 pub mod hiera;
 pub mod layers;
 pub mod load;
+pub mod lora;
 pub mod probe;
 pub mod registry;
 pub mod sam2;
@@ -77,6 +78,16 @@ pub trait Backbone: Send {
     /// The inputs this trunk takes; the registry row's `input_rule` gives the same rule before
     /// the trunk is built.
     fn input_rule(&self) -> InputRule;
+
+    /// Linear evaluation's features (DINOv2 `get_intermediate_layers(x, n,
+    /// return_class_token=True, norm=True)`, as `dinov2/eval/linear.py` reads them): for each of
+    /// the last `n` blocks that run, in forward order, the class token and the mean of the patch
+    /// tokens, both after the trunk's final norm, [B, D] each. None where the trunk has no such
+    /// per-block class token (the probe then reads [`Features`]).
+    fn last_blocks(&self, x: &Tensor, n: usize) -> Option<Vec<(Tensor, Tensor)>> {
+        let _ = (x, n);
+        None
+    }
 
     /// Whether `x` is an input this trunk can take (channels, sides), with an error that says
     /// what was expected. `forward` assumes a checked input.

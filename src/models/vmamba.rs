@@ -196,10 +196,11 @@ fn nchw_to_nhwc(x: &Tensor) -> Tensor {
 /// `nn.Linear` with the reference's init (trunc_normal 0.02 weight, zero bias), as the shared
 /// [`layers::Linear`].
 fn linear(p: &nn::Path, c_in: i64, c_out: i64) -> Result<layers::Linear> {
-    Ok(layers::Linear {
-        weight: p.f_var_copy("weight", &trunc_normal(&[c_out, c_in], p.device()))?,
-        bias: Some(p.f_var("bias", &[c_out], nn::Init::Const(0.0))?),
-    })
+    Ok(layers::Linear::from_vars(
+        p.path("weight"),
+        p.f_var_copy("weight", &trunc_normal(&[c_out, c_in], p.device()))?,
+        Some(p.f_var("bias", &[c_out], nn::Init::Const(0.0))?),
+    ))
 }
 
 /// Pre-norm residual block: `x + SS2D(norm(x))`, then `x + MLP(norm2(x))`.

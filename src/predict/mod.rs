@@ -89,6 +89,8 @@ impl ModelSpec {
             freeze_head_transformer: false,
             head_grid: self.head_grid,
             drop_path_rate: 0.0,
+            // An exported model holds its adapters merged into the trunk's weights.
+            lora: None,
         }
     }
 }

@@ -190,11 +190,22 @@ pub fn run(
         head: params.model_params.backbone_type,
     };
     let numel = |ts: &mut dyn Iterator<Item = Tensor>| ts.map(|t| t.numel() as i64).sum::<i64>();
-    let facts = run_info::ModelFacts::new(
+    let mut facts = run_info::ModelFacts::new(
         &spec,
         numel(&mut model.inner.trainable().into_iter().map(|(_, t)| t)),
         numel(&mut model.inner.var_store().variables().into_values()),
     );
+    if let Some(lora) = model.inner.lora() {
+        facts.lora_parameters = Some(lora.parameters);
+        crate::messages::info(format_args!(
+            "LoRA: adapters on {} linear layers; {} trainable parameters ({} LoRA, {} head) of {}",
+            lora.adapted.len(),
+            facts.trainable_parameters,
+            lora.parameters,
+            model.inner.head_param_count(),
+            facts.total_parameters
+        ));
+    }
     crate::messages::debug(format_args!(
         "parameters: {} trainable of {} (trunk {}, head {})",
         facts.trainable_parameters,

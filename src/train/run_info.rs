@@ -34,6 +34,9 @@ pub struct RunInfo {
     pub trainable_parameters: i64,
     /// Every tensor of the model's variable store, frozen ones included.
     pub total_parameters: i64,
+    /// Of the trainable parameters, those of the LoRA adapters (absent without LoRA).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lora_parameters: Option<i64>,
     /// UTC, ISO 8601: when this attempt started (a resumed run: when it was resumed).
     pub started_at: String,
     pub finished_at: String,
@@ -150,6 +153,8 @@ pub struct ModelFacts {
     pub head_weights: Option<String>,
     pub trainable_parameters: i64,
     pub total_parameters: i64,
+    /// Set by the caller when the model has LoRA adapters.
+    pub lora_parameters: Option<i64>,
 }
 
 impl ModelFacts {
@@ -172,6 +177,7 @@ impl ModelFacts {
             }),
             trainable_parameters: trainable,
             total_parameters: total,
+            lora_parameters: None,
         }
     }
 }
@@ -198,6 +204,7 @@ impl RunInfo {
             head_weights: model.head_weights.clone(),
             trainable_parameters: model.trainable_parameters,
             total_parameters: model.total_parameters,
+            lora_parameters: model.lora_parameters,
             started_at: utc_iso8601(clock.wall),
             finished_at: utc_iso8601(end),
             seconds: (clock.mono.elapsed().as_secs_f64() * 1000.0).round() / 1000.0,

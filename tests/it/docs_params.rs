@@ -175,6 +175,12 @@ fn full_params() -> Params {
             weights_key: Some("model".into()),
             gray_init: Some(GrayInit::Sum),
             drop_path_rate: Some(0.1),
+            lora: Some(LoraParams {
+                rank: 2,
+                alpha: 0.5,
+                dropout: 0.5,
+                targets: vec![LoraTarget::Fc2],
+            }),
         },
         optimization_params: OptimizationParams {
             layer_decay: Some(0.75),

@@ -60,6 +60,8 @@ fn classifier(family: Family, config: FamilyConfig, img_size: i64, weights: &str
         device: Device::Cpu,
         freeze_head_transformer: false,
         head_grid: 2,
+        drop_path_rate: 0.0,
+        lora: None,
     };
     Classifier::with_parts(&spec, &row, TINY_DEIT).unwrap()
 }
@@ -266,6 +268,8 @@ fn rollout_reads_the_attention_of_the_forward_pass() {
         device: Device::Cpu,
         freeze_head_transformer: false,
         head_grid: 2,
+        drop_path_rate: 0.0,
+        lora: None,
     };
     let c = Classifier::with_parts(&spec, &row, TINY_DEIT).unwrap();
     check_rollout(&c, 56, true, TINY_DEIT.depth as usize);

@@ -134,6 +134,8 @@ fn small(family: Family, config: FamilyConfig) -> Classifier {
         device: Device::Cpu,
         freeze_head_transformer: false,
         head_grid: 2,
+        drop_path_rate: 0.0,
+        lora: None,
     };
     let c = Classifier::with_parts(&spec, &row, TINY_DEIT).unwrap();
     reinit(&c, &["trunk.", "head."], &mut Lcg(17));

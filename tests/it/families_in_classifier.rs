@@ -349,3 +349,97 @@ fn every_family_steps_in_mixed_precision() {
         }
     }
 }
+
+/// `foundation_params.lora` on every family: adapters on every block, only they and the head
+/// train, the adapted model starts as the plain one (B = 0: `y + 0`, bitwise), and once B is
+/// not zero the merged weights (`medfm export`) give the adapted model's logits. Tolerance of
+/// the merge: `x (W + s B A)^T` against `x W^T + s (x A^T) B^T` reorders float32 sums of at
+/// most a few hundred terms per layer through 3 to 8 blocks (logits of about 1); measured
+/// below 1e-6. 1e-4 still catches a merge without the scaling (alpha / rank = 4 here), which
+/// moves the logits by over 1e-2.
+#[test]
+fn every_family_takes_lora_adapters_that_merge_into_the_plain_model() {
+    for row in first_row_of_each_family() {
+        let name = row.name;
+        let fam = tiny_family(name);
+        let lora_set = [r#"foundation_params.lora={"rank": 2, "alpha": 8}"#.to_string()];
+        let spec =
+            ClassifierSpec::from_params(&params(name, fam.img_size, &lora_set), 3, 3, Device::Cpu)
+                .unwrap();
+        let adapted = Classifier::with_parts(&spec, &fam.row, TINY_DEIT)
+            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let plain_spec =
+            ClassifierSpec::from_params(&params(name, fam.img_size, &[]), 3, 3, Device::Cpu)
+                .unwrap();
+        let plain = Classifier::with_parts(&plain_spec, &fam.row, TINY_DEIT).unwrap();
+
+        let all: BTreeSet<String> = adapted.var_store().variables().into_keys().collect();
+        let adapters: BTreeSet<String> = all
+            .iter()
+            .filter(|n| medfm::models::lora::is_adapter(n))
+            .cloned()
+            .collect();
+        for b in &fam.blocks {
+            let prefix = format!("trunk.{b}.");
+            assert!(
+                adapters.iter().any(|n| n.starts_with(&prefix)),
+                "{name}: no adapter in {b}"
+            );
+        }
+        let mut want: BTreeSet<String> = under(&all, "head.").collect();
+        want.extend(adapters.iter().cloned());
+        assert_eq!(common::trainable_names(&adapted), want, "{name}: trainable");
+        let lora = adapted.lora().unwrap();
+        assert_eq!(lora.adapted.len() * 2, adapters.len(), "{name}");
+
+        // Same base weights in both models.
+        let plain_vars = plain.var_store().variables();
+        tch::no_grad(|| {
+            for (n, t) in adapted.var_store().variables() {
+                if !adapters.contains(&n) {
+                    plain_vars[&n].shallow_clone().copy_(&t);
+                }
+            }
+        });
+        let x = common::seeded_tensor(&[2, 3, fam.img_size, fam.img_size], 7);
+        let y_plain = tch::no_grad(|| plain.forward(&x, false));
+        let y0 = tch::no_grad(|| adapted.forward(&x, false));
+        assert!(
+            y0.equal(&y_plain),
+            "{name}: B = 0 leaves the model unchanged"
+        );
+
+        let vars = adapted.var_store().variables();
+        for (i, n) in adapters
+            .iter()
+            .filter(|n| n.ends_with("lora_B"))
+            .enumerate()
+        {
+            let b = &vars[n];
+            tch::no_grad(|| {
+                b.shallow_clone()
+                    .copy_(&(common::seeded_tensor(&b.size(), 100 + i as u64) * 0.1))
+            });
+        }
+        let y = tch::no_grad(|| adapted.forward(&x, false));
+        assert!(
+            common::max_abs(&y, &y_plain) > 1e-3,
+            "{name}: the adapters act"
+        );
+        let merged = medfm::models::lora::merge(
+            vars.into_iter().map(|(n, t)| (n, t.detach())).collect(),
+            4.0,
+        )
+        .unwrap();
+        assert_eq!(merged.len(), plain_vars.len(), "{name}");
+        tch::no_grad(|| {
+            for (n, t) in &merged {
+                plain_vars[n].shallow_clone().copy_(t);
+            }
+        });
+        let y_merged = tch::no_grad(|| plain.forward(&x, false));
+        let e = common::max_abs(&y_merged, &y);
+        println!("{name}: merged vs adapted logits max abs {e:.2e}");
+        assert!(e <= 1e-4, "{name}: merged model differs by {e}");
+    }
+}

@@ -18,7 +18,7 @@ const D_STATE: i64 = 1;
 pub struct Ss2d {
     d_inner: i64,
     dt_rank: i64,
-    in_proj: Tensor,
+    in_proj: crate::models::layers::Linear,
     conv: Tensor,
     /// `[K, dt_rank + 2, d_inner]`: per direction, rows `dt_rank` (dt), then B, then C.
     x_proj_weight: Tensor,
@@ -31,7 +31,7 @@ pub struct Ss2d {
     /// `[K * d_inner]`.
     ds: Tensor,
     out_norm: LayerNorm,
-    out_proj: Tensor,
+    out_proj: crate::models::layers::Linear,
 }
 
 impl Ss2d {
@@ -40,8 +40,11 @@ impl Ss2d {
     pub fn new(p: &nn::Path, d_model: i64, d_inner: i64, dt_rank: i64) -> Result<Ss2d> {
         let dev = p.device();
         // Linear2d layers are nn.Linear: timm trunc_normal(std 0.02) from VSSM._init_weights.
-        let in_proj =
-            (p / "in_proj").f_var_copy("weight", &trunc_normal(&[d_inner, d_model], dev))?;
+        let in_proj = crate::models::layers::Linear::from_vars(
+            (p / "in_proj").path("weight"),
+            (p / "in_proj").f_var_copy("weight", &trunc_normal(&[d_inner, d_model], dev))?,
+            None,
+        );
         // Conv2d keeps PyTorch's default init: kaiming_uniform(a=sqrt 5) = U(+-1/sqrt(fan_in)).
         let conv_bound = 1.0 / 9f64.sqrt();
         let conv = (p / "conv2d").f_var(
@@ -76,8 +79,11 @@ impl Ss2d {
         let a_logs = p.f_var("A_logs", &[K * d_inner, D_STATE], nn::Init::Const(0.0))?;
         let ds = p.f_var("Ds", &[K * d_inner], nn::Init::Const(1.0))?;
         let out_norm = LayerNorm::new(&(p / "out_norm"), d_inner)?;
-        let out_proj =
-            (p / "out_proj").f_var_copy("weight", &trunc_normal(&[d_model, d_inner], dev))?;
+        let out_proj = crate::models::layers::Linear::from_vars(
+            (p / "out_proj").path("weight"),
+            (p / "out_proj").f_var_copy("weight", &trunc_normal(&[d_model, d_inner], dev))?,
+            None,
+        );
         Ok(Ss2d {
             d_inner,
             dt_rank,
@@ -95,7 +101,7 @@ impl Ss2d {
 
     /// `x`: `[B, H, W, C]` -> `[B, H, W, C]`.
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let u = x.linear(&self.in_proj, None::<Tensor>);
+        let u = self.in_proj.forward(x);
         let u = crate::models::layers::conv2d(
             &u.permute([0, 3, 1, 2]),
             &self.conv,
@@ -110,7 +116,7 @@ impl Ss2d {
         let y = self.selective_scan_2d(&u);
         // out_norm runs in fp32 like the reference (its scan output is fp32), then back.
         let y = self.out_norm.forward(&y).to_kind(x.kind());
-        y.linear(&self.out_proj, None::<Tensor>)
+        self.out_proj.forward(&y)
     }
 
     /// Four-direction selective scan and cross-merge of `u` (`[B, H, W, D]`), in fp32:
