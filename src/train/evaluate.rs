@@ -3,12 +3,11 @@
 //! the kNN metrics when `knn_eval` is on, and the best-model bookkeeping.
 
 use super::feature_cache::FeatureCache;
-use super::knn::FeatureBank;
 use super::model::{BatchSource, TrainModel};
-use super::trainer::{batch_features, Split, Trainer};
+use super::step::batch_features;
 use crate::autocast::Amp;
 use crate::data::{DatasetInfo, Task};
-use crate::metrics::{round_half_even, MetricValues, Metrics};
+use crate::metrics::{MetricValues, Metrics};
 use anyhow::{bail, Context, Result};
 use tch::{Device, Kind, Tensor};
 
@@ -135,202 +134,6 @@ pub(super) fn run_pass(
     })
 }
 
-impl Trainer {
-    /// One pass over `split`, under autocast when `amp`. The feature caches hold features
-    /// computed at the training precision (`self.amp`): a pass at another precision (the
-    /// float32 test after mixed-precision training) neither reads nor fills them.
-    fn pass(
-        &mut self,
-        split: Split,
-        epoch_key: u64,
-        want_embeddings: bool,
-        amp: Amp,
-    ) -> Result<EvalOut> {
-        let src: &dyn BatchSource = match split {
-            Split::Train => self.sources.train.as_ref(),
-            Split::Val => self.sources.val.as_ref(),
-            Split::Test => self.sources.test.as_ref(),
-            Split::Bank => match &self.sources.bank {
-                Some(b) => b.as_ref(),
-                None => bail!("internal: no kNN bank loader"),
-            },
-        };
-        let cache_split = self.cache_split(split);
-        let cache = if amp == self.amp {
-            Self::cache_mut(&mut self.caches, cache_split)
-        } else {
-            None
-        };
-        run_pass(
-            self.model.as_ref(),
-            src,
-            cache,
-            Exec {
-                loss: &self.loss,
-                device: self.device,
-                amp,
-            },
-            epoch_key,
-            want_embeddings,
-        )
-        .with_context(|| format!("{split:?} pass"))
-    }
-
-    /// The kNN bank: embeddings of the train items under the val transforms (under autocast
-    /// when `amp`).
-    fn build_bank(&mut self, amp: Amp) -> Result<Option<FeatureBank>> {
-        if !self.params.training_params.knn_eval || self.sources.bank.is_none() {
-            return Ok(None);
-        }
-        let out = self.pass(Split::Bank, 0, true, amp)?;
-        let emb = out.embeddings.expect("asked for embeddings");
-        Ok(Some(FeatureBank::new(
-            &emb,
-            &out.labels,
-            self.info.task,
-            self.info.n_classes(),
-        )))
-    }
-
-    fn knn_metrics(&self, bank: &FeatureBank, out: &EvalOut) -> Result<Metrics> {
-        let emb = out.embeddings.as_ref().expect("asked for embeddings");
-        let scores = bank.predict(emb, self.info.knn_nhood);
-        metrics_of(&self.info, &scores, &out.labels)
-    }
-
-    /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
-    pub(super) fn validate(&mut self) -> Result<()> {
-        self.validate_with_key(self.state.iters)
-    }
-
-    /// [`Self::validate`] with the val loader's shuffle order drawn from `key`; with
-    /// `training_params.ema`, of the weight average (and the best model is the average).
-    pub(super) fn validate_with_key(&mut self, key: u64) -> Result<()> {
-        self.use_ema(true);
-        let done = self.validate_model(key);
-        self.use_ema(false);
-        done
-    }
-
-    fn validate_model(&mut self, key: u64) -> Result<()> {
-        self.session_saved_at = None;
-        let bank = self.build_bank(self.amp)?;
-        if self.sources.val.is_empty() {
-            // The reference: without validation batches the current model is the best one.
-            if !self.grid_search {
-                self.take_best()?;
-            }
-            self.state.last_val_iters = Some(self.state.iters);
-            return Ok(());
-        }
-        let out = self.pass(Split::Val, key, bank.is_some(), self.amp)?;
-        // A finite loss can still leave weights that overflow on the next forward pass.
-        if !bool::try_from(out.logits.isfinite().all())? {
-            return Err(self.diverged("the model's outputs on the validation split are not finite"));
-        }
-        let val_loss = out.loss();
-        let mut values = metrics_of(&self.info, &out.logits, &out.labels)?.reference_values("val");
-        if let Some(bank) = &bank {
-            values.extend(&self.knn_metrics(bank, &out)?.reference_values("knn_val"));
-        }
-        let key = format!("val_{}", self.info.target_metric);
-        let val_target = values
-            .get(&key)
-            .with_context(|| format!("the validation metrics have no {key}"))?;
-        self.state.val_loss = val_loss;
-        self.state.val_target = val_target;
-        self.say(format!(
-            "{}  val_loss {:.5}",
-            format_values(&values),
-            val_loss
-        ));
-        if self.grid_search {
-            return Ok(());
-        }
-        let mut logged = values.clone();
-        logged.push("val_loss", round_half_even(val_loss, 5));
-        self.outputs.scalars(&logged, self.state.iters)?;
-        let save_best = self.params.training_params.save_best_model;
-        if val_target > self.state.best_val_target {
-            self.state.best_val_target = val_target;
-            if save_best {
-                self.take_best()?;
-            }
-        }
-        if val_loss <= self.state.best_val_loss {
-            self.state.best_val_loss = val_loss;
-        }
-        if !save_best {
-            self.take_best()?;
-        }
-        self.check_early_stop(val_target);
-        let spe = self.steps_per_epoch() as f64;
-        let train_loss =
-            (self.state.loss_count > 0).then(|| self.state.loss_sum / self.state.loss_count as f64);
-        self.outputs.history_row(crate::report::HistoryRow {
-            epoch: self.state.iters as f64 / spe,
-            iteration: self.state.iters,
-            train_loss,
-            val_loss: Some(val_loss),
-            lr: self.opt.lr(),
-            metrics: values,
-            seconds: self.state.seconds_before + self.started.elapsed().as_secs_f64(),
-        })?;
-        self.state.loss_sum = 0.0;
-        self.state.loss_count = 0;
-        self.state.last_val_iters = Some(self.state.iters);
-        Ok(())
-    }
-
-    /// Evaluate the model as it is now on the test split and write the run's results
-    /// (`metrics_results.json`, predictions, plots). Returns the reference's test dict.
-    ///
-    /// In float32 whatever `use_mixed_precision` says: the reference's `test()` turns the
-    /// model's mixed precision off (`set_models_precision(False)`) before it builds the kNN
-    /// bank and runs the test split, and only validation runs under autocast.
-    pub fn test(&mut self) -> Result<MetricValues> {
-        let bank = self.build_bank(Amp(None))?;
-        let out = self.pass(Split::Test, 0, bank.is_some(), Amp(None))?;
-        let metrics = metrics_of(&self.info, &out.logits, &out.labels)?;
-        let knn = match &bank {
-            Some(b) => Some(self.knn_metrics(b, &out)?),
-            None => None,
-        };
-        let values = crate::report::test_results(Some(&metrics), knn.as_ref(), Some(out.loss()));
-        let probs = probabilities(self.info.task, &out.logits);
-        // statistics.json fits the temperature and the Youden thresholds on the tested model's
-        // validation outputs: one more pass, in float32 as the test's (head-only when the
-        // feature cache holds the val features). The training's last validation may be of
-        // another model (the best one is tested) at another precision, and --test has none.
-        let val = if self.sources.val.is_empty() {
-            None
-        } else {
-            Some(self.pass(Split::Val, 0, false, Amp(None))?)
-        };
-        self.outputs.test_outputs(
-            &values,
-            knn.is_some(),
-            &out,
-            &probs,
-            self.sources.test.items(),
-            val.as_ref(),
-        )?;
-        crate::messages::info(format_args!(
-            "\n---------- {} evaluated on the test set ----------",
-            self.params.training_params.model_name
-        ));
-        crate::messages::info(format_args!("{}", format_table(&values)));
-        Ok(values)
-    }
-
-    pub(super) fn say(&self, msg: String) {
-        match &self.progress {
-            Some(p) => p.println(msg),
-            None => crate::messages::info(format_args!("{msg}")),
-        }
-    }
-}
-
 /// `key value` pairs on one line (a validation's log line).
 pub fn format_values(values: &MetricValues) -> String {
     values
@@ -376,41 +179,6 @@ pub fn format_table(values: &MetricValues) -> String {
         );
     }
     out.join("\n")
-}
-
-impl Trainer {
-    /// `training_params.early_stopping`: count this validation's target; when patience runs
-    /// out, record the stop and say it.
-    fn check_early_stop(&mut self, val_target: f64) {
-        let Some(es) = self.params.training_params.early_stopping.clone() else {
-            return;
-        };
-        if self.early.stopped.is_some()
-            || !self
-                .early
-                .observe(val_target, es.patience as u64, es.min_delta)
-        {
-            return;
-        }
-        let metric = format!("val_{}", self.info.target_metric);
-        let iteration = self.state.iters;
-        let epoch = iteration as f64 / self.steps_per_epoch().max(1) as f64;
-        let reason = format!(
-            "{metric} has not improved on its best ({:.5}) by more than {} for {} validation(s) \
-             (training_params.early_stopping)",
-            self.early.best.unwrap_or(f64::NAN),
-            es.min_delta,
-            es.patience
-        );
-        crate::messages::notice(format_args!(
-            "early stopping at iteration {iteration} (epoch {epoch:.2}): {reason}"
-        ));
-        self.early.stopped = Some(super::early_stop::Stopped {
-            iteration,
-            epoch,
-            reason,
-        });
-    }
 }
 
 #[cfg(test)]

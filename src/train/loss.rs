@@ -144,7 +144,7 @@ impl Loss {
     fn compute_unsmoothed(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
         let logits = logits.to_kind(Kind::Float);
         match (self.task, &self.weights, self.masked) {
-            (task, None, false) => super::trainer::criterion(task, &logits, labels),
+            (task, None, false) => criterion(task, &logits, labels),
             (Task::Multiclass, w, _) => {
                 logits.cross_entropy_loss::<&Tensor>(labels, w.as_ref(), Reduction::Mean, -100, 0.0)
             }
@@ -224,6 +224,20 @@ fn balanced(task: Task, label_names: &[String], train: &[Item]) -> Result<Vec<f6
                 .map(|(&p, &q)| q as f64 / p as f64)
                 .collect())
         }
+    }
+}
+
+/// The reference's criterion: cross-entropy (multiclass) or BCE-with-logits (multi-label).
+pub fn criterion(task: Task, logits: &Tensor, labels: &Tensor) -> Tensor {
+    let logits = logits.to_kind(Kind::Float);
+    match task {
+        Task::Multiclass => logits.cross_entropy_for_logits(labels),
+        Task::Multilabel => logits.binary_cross_entropy_with_logits::<Tensor>(
+            &labels.to_kind(Kind::Float),
+            None,
+            None,
+            Reduction::Mean,
+        ),
     }
 }
 

@@ -7,12 +7,8 @@
 //! initial lr). Deviation: `random_lr` draws the exponents uniformly (the reference's branch
 //! fails with a NameError).
 
-use super::optim::Hyper;
-use super::schedule::Mixer;
-use super::trainer::{Progressions, Trainer};
 use crate::report::plots::{bold, color, font, padded_range, plot_err, render_png};
-use crate::report::results::py_float_repr;
-use anyhow::{bail, Context, Result};
+use anyhow::Result;
 use plotters::prelude::*;
 
 /// One grid point's result.
@@ -63,139 +59,8 @@ pub fn lr_points(
     exps.into_iter().map(|e| 10f64.powf(e)).collect()
 }
 
-impl Trainer {
-    /// Run the grid search of `lr_finder.grid_search_params`; writes
-    /// `save_dir/grid_search_results/<model_name>_grid_search_out.{txt,png}`.
-    pub fn lr_grid_search(&mut self) -> Result<Vec<GridPoint>> {
-        let lf = self.params.lr_finder.clone();
-        if lf.kind != "grid_search" {
-            bail!(
-                "lr_finder.type: only \"grid_search\" exists, got \"{}\"",
-                lf.kind
-            );
-        }
-        let g = lf.grid_search_params;
-        if g.keep_schedule {
-            bail!("lr_finder.grid_search_params.keep_schedule is not implemented (nor is it in the reference)");
-        }
-        let tp = &self.params.training_params;
-        let txt = self.files.grid_search_log();
-        if let Some(dir) = txt.parent() {
-            std::fs::create_dir_all(dir)
-                .with_context(|| format!("cannot create directory {}", dir.display()))?;
-        }
-        let metric = self.info.target_metric.as_str();
-        // A progress log, as in the reference, but rewritten whole after each point so a
-        // reader (or a crash) never sees a torn line.
-        let mut log = format!("learning rate \t val_loss \t val_{metric}\n");
-        crate::util::write_atomic(&txt, log.as_bytes())?;
-
-        self.grid_search = true;
-        self.mixer = Mixer::none(self.steps_per_epoch() as i64);
-        let initial_params = super::checkpoint::cpu_copy(&self.model.trainable());
-        let initial_hypers: Vec<Hyper> = self.opt.hypers();
-        let val_every = g.report_intermediate_steps.then(|| self.steps_per_epoch());
-        let mut points = vec![];
-        let lrs = lr_points(
-            g.min_pow,
-            g.max_pow,
-            g.resolution as usize,
-            g.random_lr,
-            tp.seed,
-        );
-        for (i, lr) in lrs.iter().enumerate() {
-            crate::messages::info(format_args!(
-                "Grid search {}/{}: lr {lr:.3e}",
-                i + 1,
-                lrs.len()
-            ));
-            let mut hypers = initial_hypers.clone();
-            hypers[0].lr = *lr;
-            self.opt.set_hypers(&hypers);
-            self.state = Progressions::default();
-            let outcome = self
-                .run_epochs(g.n_epochs as u64, val_every)
-                .and_then(|()| self.validate());
-            let p = match outcome {
-                Ok(()) => GridPoint {
-                    lr: *lr,
-                    val_loss: self.state.val_loss,
-                    val_target: self.state.val_target,
-                },
-                // A learning rate too high to train with is a result of the search, not a
-                // reason to stop it (the reference stopped, in sklearn, on NaN outputs).
-                Err(e) if super::trainer::is_divergence(&e) => {
-                    crate::messages::notice(format_args!(
-                        "lr {lr:.3e} diverged; recorded with val_loss and val_{metric} nan"
-                    ));
-                    GridPoint {
-                        lr: *lr,
-                        val_loss: f64::NAN,
-                        val_target: f64::NAN,
-                    }
-                }
-                Err(e) => return Err(e),
-            };
-            log.push_str(&format!(
-                "{} \t {} \t {}\n",
-                py_float_repr(p.lr),
-                py_float_repr(p.val_loss),
-                py_float_repr(p.val_target)
-            ));
-            crate::util::write_atomic(&txt, log.as_bytes())?;
-            points.push(p);
-            // The reference's reset(): model and optimizer back to their initial states.
-            super::checkpoint::copy_into(
-                &self.model.trainable(),
-                &initial_params,
-                "the initial model",
-            )?;
-            self.opt.state.clear();
-            self.opt.set_hypers(&initial_hypers);
-        }
-        self.grid_search = false;
-        let trained: Vec<GridPoint> = points
-            .iter()
-            .copied()
-            .filter(|p| !p.val_loss.is_nan())
-            .collect();
-        let best_t = trained
-            .iter()
-            .copied()
-            .fold(None, |b: Option<GridPoint>, p| match b {
-                Some(b) if b.val_target >= p.val_target => Some(b),
-                _ => Some(p),
-            });
-        let best_l = trained
-            .iter()
-            .copied()
-            .fold(None, |b: Option<GridPoint>, p| match b {
-                Some(b) if b.val_loss <= p.val_loss => Some(b),
-                _ => Some(p),
-            });
-        if let (Some(t), Some(l)) = (best_t, best_l) {
-            crate::messages::info(format_args!(
-                "The best val_{metric} is {} for lr = {}",
-                t.val_target, t.lr
-            ));
-            crate::messages::info(format_args!(
-                "The best val_loss is {} for lr = {}",
-                l.val_loss, l.lr
-            ));
-            plot(&trained, t, l, metric, &txt.with_extension("png"))?;
-        } else {
-            crate::messages::notice(format_args!("every learning rate diverged; no plot"));
-        }
-        crate::messages::info(format_args!(
-            "Grid search results written to {}",
-            txt.display()
-        ));
-        Ok(points)
-    }
-}
-
 /// Validation loss (left) and target metric (right) against the lr, log x axis.
-fn plot(
+pub(super) fn plot(
     points: &[GridPoint],
     best_t: GridPoint,
     best_l: GridPoint,

@@ -26,10 +26,12 @@ pub mod progress;
 pub mod run_info;
 pub mod schedule;
 pub mod session;
+pub mod step;
 pub mod trainer;
 
 pub use model::{BatchSource, ClassifierModel, TrainModel};
-pub use trainer::{Sources, Trainer};
+pub use step::Sources;
+pub use trainer::Trainer;
 
 use crate::config::{LoaderParams, Params};
 use crate::data::transforms::Pipeline;

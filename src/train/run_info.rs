@@ -111,7 +111,9 @@ pub fn recipe_keys(params: &crate::config::Params) -> serde_json::Map<String, se
         "training_params.label_smoothing",
         t.label_smoothing.map(|v| v.into()),
     );
-    put("training_params.mixup", t.mixup.as_ref().map(json));
+    let tr = &params.transformations;
+    put("transformations.mixup", tr.mixup.as_ref().map(json));
+    put("transformations.cutmix", tr.cutmix.as_ref().map(json));
     put(
         "training_params.grad_accumulation_steps",
         t.grad_accumulation_steps.map(|v| v.into()),

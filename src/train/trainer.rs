@@ -4,76 +4,35 @@
 //! model kept on the dataset's target metric, checkpoints at every validation and epoch end.
 
 use super::amp::{self, GradScaler, StepOutcome};
+use super::checkpoint::{self, CkptKind};
+use super::evaluate::{
+    format_table, format_values, metrics_of, probabilities, run_pass, EvalOut, Exec,
+};
 use super::feature_cache::{self, FeatureCache};
+use super::knn::FeatureBank;
+use super::lr_finder::plot as plot_grid;
+use super::lr_finder::{lr_points, GridPoint};
 use super::model::{label_batches, BatchSource, TrainModel};
-use super::optim::{clip_grad_norm, OptimConfig, Optimizer};
+use super::optim::{clip_grad_norm, Hyper, OptimConfig, Optimizer, ParamState};
 use super::outputs::Outputs;
 use super::progress::{IterStats, Progress};
 use super::schedule::{Mixer, RunShape};
+use super::session::{
+    check_fingerprint, require_checkpoint, ModelState, SessionState, OPTIM_FIELDS,
+};
+use super::step::{batch_features, iteration_seed, upload_images, Progressions, Sources, Split};
 use crate::autocast::Amp;
 use crate::config::AmpDtype;
 use crate::config::Params;
-use crate::data::{Batch, DatasetInfo, Task};
-use crate::models::Features;
+use crate::data::{Batch, DatasetInfo};
+use crate::metrics::{round_half_even, MetricValues, Metrics};
+use crate::report::results::py_float_repr;
+use crate::report::runs::RunId;
 use crate::run_dir::RunDir;
 use anyhow::{bail, Context, Result};
-use tch::{Device, Kind, Reduction, Tensor};
-
-/// The four loaders of a run (the kNN bank reads the train items with the val transforms).
-pub struct Sources {
-    pub train: Box<dyn BatchSource>,
-    pub val: Box<dyn BatchSource>,
-    pub test: Box<dyn BatchSource>,
-    pub bank: Option<Box<dyn BatchSource>>,
-}
-
-/// Which loader a feature cache belongs to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Split {
-    Train,
-    Val,
-    Test,
-    Bank,
-}
-
-/// Counters and results that a resumed run must get back exactly.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Progressions {
-    pub iters: u64,
-    pub val_loss: f64,
-    pub best_val_loss: f64,
-    pub val_target: f64,
-    pub best_val_target: f64,
-    /// Iteration at which the best model was taken (None: the initial model).
-    pub best_iters: Option<u64>,
-    pub last_val_iters: Option<u64>,
-    /// Training loss since the last history row (sum, count).
-    pub loss_sum: f64,
-    pub loss_count: u64,
-    /// Wall-clock seconds of earlier sessions of this run.
-    pub seconds_before: f64,
-    /// The validation after the last epoch has run (a resumed session does not repeat it).
-    pub final_validation_done: bool,
-}
-
-impl Default for Progressions {
-    fn default() -> Self {
-        // The reference's BaseTrainer: val_loss = best_val_loss = inf, targets 0.
-        Progressions {
-            iters: 0,
-            val_loss: f64::INFINITY,
-            best_val_loss: f64::INFINITY,
-            val_target: 0.0,
-            best_val_target: 0.0,
-            best_iters: None,
-            last_val_iters: None,
-            loss_sum: 0.0,
-            loss_count: 0,
-            seconds_before: 0.0,
-            final_validation_done: false,
-        }
-    }
-}
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use tch::{Device, Kind, Tensor};
 
 pub struct Trainer {
     pub(super) params: Params,
@@ -124,93 +83,6 @@ pub struct Trainer {
 /// Marks the val loader key of the validation after the last epoch, so that its shuffle order
 /// differs from that of the in-loop validation at the same iteration.
 const FINAL_VALIDATION: u64 = 1 << 63;
-
-/// A per-iteration seed, so any randomness in the forward pass (dropout, drop-path) is a
-/// function of (seed, iteration) and a resumed run draws the same numbers.
-fn iteration_seed(seed: u64, iters: u64) -> i64 {
-    let mut z = seed ^ iters.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    ((z ^ (z >> 31)) >> 1) as i64
-}
-
-/// The reference's criterion: cross-entropy (multiclass) or BCE-with-logits (multi-label).
-pub fn criterion(task: Task, logits: &Tensor, labels: &Tensor) -> Tensor {
-    let logits = logits.to_kind(Kind::Float);
-    match task {
-        Task::Multiclass => logits.cross_entropy_for_logits(labels),
-        Task::Multilabel => logits.binary_cross_entropy_with_logits::<Tensor>(
-            &labels.to_kind(Kind::Float),
-            None,
-            None,
-            Reduction::Mean,
-        ),
-    }
-}
-
-/// Trunk features of a batch: from the cache when every item is there, else computed (and
-/// stored when a cache is given).
-pub(super) fn batch_features(
-    model: &dyn TrainModel,
-    cache: Option<&mut FeatureCache>,
-    batch: &Batch,
-    device: Device,
-    amp: Amp,
-) -> Result<Features> {
-    if model.has_frozen_prefix() {
-        return prefix_features(model, cache, batch, device, amp);
-    }
-    if let Some(f) = cache.as_ref().and_then(|c| c.get(&batch.indices)) {
-        return Ok(f);
-    }
-    let images = upload_images(model, batch, device)?;
-    let f = amp::autocast(amp, device, || model.features(&images));
-    if let Some(c) = cache {
-        c.put(&batch.indices, &f);
-    }
-    Ok(f)
-}
-
-/// `batch_features` of a trunk whose first blocks are frozen: the activations entering its
-/// first trainable block come from the cache (held in its `pooled` slot) or are computed and
-/// stored, then the trainable blocks run on them. Partial fine-tuning then pays for the
-/// trainable blocks only, once the cache is filled.
-fn prefix_features(
-    model: &dyn TrainModel,
-    cache: Option<&mut FeatureCache>,
-    batch: &Batch,
-    device: Device,
-    amp: Amp,
-) -> Result<Features> {
-    let h = match cache.as_ref().and_then(|c| c.get(&batch.indices)) {
-        Some(f) => f.pooled,
-        None => {
-            let images = upload_images(model, batch, device)?;
-            let h = amp::autocast(amp, device, || model.prefix(&images));
-            if let Some(c) = cache {
-                let f = Features {
-                    pooled: h.shallow_clone(),
-                    tokens: Tensor::new(),
-                };
-                c.put(&batch.indices, &f);
-            }
-            h
-        }
-    };
-    Ok(amp::autocast(amp, device, || {
-        model.features_from_prefix(&h)
-    }))
-}
-
-/// A batch's images on `device`, once the trunk has accepted their shape (`train::run` checks
-/// the transforms' output sizes up front; this catches what those do not fix, e.g. a dataset
-/// of same-sized images without Resize).
-fn upload_images(model: &dyn TrainModel, batch: &Batch, device: Device) -> Result<Tensor> {
-    model.check_input(&batch.images).context(
-        "a batch's images do not fit the trunk (foundation_params.backbone_type and img_size)",
-    )?;
-    Ok(crate::device::upload(&batch.images, device))
-}
 
 fn run_shape(cfg: &OptimConfig, params: &Params, steps_per_epoch: i64) -> RunShape {
     RunShape {
@@ -413,7 +285,7 @@ impl Trainer {
             ));
         };
         // Mixup mixes the images of each batch anew: no train features to keep.
-        let mixup = params.training_params.mixup.is_some();
+        let mixup = !params.transformations.is_off();
         if s.train.is_deterministic() && !mixup {
             add(Split::Train, s.train.as_ref());
         }
@@ -803,15 +675,15 @@ impl Trainer {
         self.outputs.scalars(&values, self.state.iters)
     }
 
-    /// Mixup / CutMix of the batch's images (`training_params.mixup`): the mixed images on
+    /// Mixup / CutMix of the batch's images (`transformations`): the mixed images on
     /// the device and each sample's lambda; None when off.
     fn mix_batch(&self, batch: &Batch) -> Result<Option<(Tensor, Vec<f64>)>> {
-        let Some(m) = &self.params.training_params.mixup else {
+        let Some(m) = self.params.transformations.mixup_args() else {
             return Ok(None);
         };
         let images = upload_images(self.model.as_ref(), batch, self.device)?;
         let size = images.size();
-        let draws = super::mixup::draw(m, size[0], size[2], size[3]);
+        let draws = super::mixup::draw(&m, size[0], size[2], size[3]);
         Ok(Some(tch::no_grad(|| {
             super::mixup::mix(&images, m.mode, &draws)
         })))
@@ -847,4 +719,693 @@ impl Trainer {
 /// autocast recipes do.
 fn needs_loss_scaling(amp: Amp) -> bool {
     amp.0 == Some(AmpDtype::Float16)
+}
+
+// Validation and test passes (the reference's `evaluate`, `test`, `build_feature_bank`), over the free functions of `evaluate`.
+
+impl Trainer {
+    /// One pass over `split`, under autocast when `amp`. The feature caches hold features
+    /// computed at the training precision (`self.amp`): a pass at another precision (the
+    /// float32 test after mixed-precision training) neither reads nor fills them.
+    fn pass(
+        &mut self,
+        split: Split,
+        epoch_key: u64,
+        want_embeddings: bool,
+        amp: Amp,
+    ) -> Result<EvalOut> {
+        let src: &dyn BatchSource = match split {
+            Split::Train => self.sources.train.as_ref(),
+            Split::Val => self.sources.val.as_ref(),
+            Split::Test => self.sources.test.as_ref(),
+            Split::Bank => match &self.sources.bank {
+                Some(b) => b.as_ref(),
+                None => bail!("internal: no kNN bank loader"),
+            },
+        };
+        let cache_split = self.cache_split(split);
+        let cache = if amp == self.amp {
+            Self::cache_mut(&mut self.caches, cache_split)
+        } else {
+            None
+        };
+        run_pass(
+            self.model.as_ref(),
+            src,
+            cache,
+            Exec {
+                loss: &self.loss,
+                device: self.device,
+                amp,
+            },
+            epoch_key,
+            want_embeddings,
+        )
+        .with_context(|| format!("{split:?} pass"))
+    }
+
+    /// The kNN bank: embeddings of the train items under the val transforms (under autocast
+    /// when `amp`).
+    fn build_bank(&mut self, amp: Amp) -> Result<Option<FeatureBank>> {
+        if !self.params.training_params.knn_eval || self.sources.bank.is_none() {
+            return Ok(None);
+        }
+        let out = self.pass(Split::Bank, 0, true, amp)?;
+        let emb = out.embeddings.expect("asked for embeddings");
+        Ok(Some(FeatureBank::new(
+            &emb,
+            &out.labels,
+            self.info.task,
+            self.info.n_classes(),
+        )))
+    }
+
+    fn knn_metrics(&self, bank: &FeatureBank, out: &EvalOut) -> Result<Metrics> {
+        let emb = out.embeddings.as_ref().expect("asked for embeddings");
+        let scores = bank.predict(emb, self.info.knn_nhood);
+        metrics_of(&self.info, &scores, &out.labels)
+    }
+
+    /// Validation (the reference's `evaluate`): metrics, best-model update, history row.
+    pub(super) fn validate(&mut self) -> Result<()> {
+        self.validate_with_key(self.state.iters)
+    }
+
+    /// [`Self::validate`] with the val loader's shuffle order drawn from `key`; with
+    /// `training_params.ema`, of the weight average (and the best model is the average).
+    pub(super) fn validate_with_key(&mut self, key: u64) -> Result<()> {
+        self.use_ema(true);
+        let done = self.validate_model(key);
+        self.use_ema(false);
+        done
+    }
+
+    fn validate_model(&mut self, key: u64) -> Result<()> {
+        self.session_saved_at = None;
+        let bank = self.build_bank(self.amp)?;
+        if self.sources.val.is_empty() {
+            // The reference: without validation batches the current model is the best one.
+            if !self.grid_search {
+                self.take_best()?;
+            }
+            self.state.last_val_iters = Some(self.state.iters);
+            return Ok(());
+        }
+        let out = self.pass(Split::Val, key, bank.is_some(), self.amp)?;
+        // A finite loss can still leave weights that overflow on the next forward pass.
+        if !bool::try_from(out.logits.isfinite().all())? {
+            return Err(self.diverged("the model's outputs on the validation split are not finite"));
+        }
+        let val_loss = out.loss();
+        let mut values = metrics_of(&self.info, &out.logits, &out.labels)?.reference_values("val");
+        if let Some(bank) = &bank {
+            values.extend(&self.knn_metrics(bank, &out)?.reference_values("knn_val"));
+        }
+        let key = format!("val_{}", self.info.target_metric);
+        let val_target = values
+            .get(&key)
+            .with_context(|| format!("the validation metrics have no {key}"))?;
+        self.state.val_loss = val_loss;
+        self.state.val_target = val_target;
+        self.say(format!(
+            "{}  val_loss {:.5}",
+            format_values(&values),
+            val_loss
+        ));
+        if self.grid_search {
+            return Ok(());
+        }
+        let mut logged = values.clone();
+        logged.push("val_loss", round_half_even(val_loss, 5));
+        self.outputs.scalars(&logged, self.state.iters)?;
+        let save_best = self.params.training_params.save_best_model;
+        if val_target > self.state.best_val_target {
+            self.state.best_val_target = val_target;
+            if save_best {
+                self.take_best()?;
+            }
+        }
+        if val_loss <= self.state.best_val_loss {
+            self.state.best_val_loss = val_loss;
+        }
+        if !save_best {
+            self.take_best()?;
+        }
+        self.check_early_stop(val_target);
+        let spe = self.steps_per_epoch() as f64;
+        let train_loss =
+            (self.state.loss_count > 0).then(|| self.state.loss_sum / self.state.loss_count as f64);
+        self.outputs.history_row(crate::report::HistoryRow {
+            epoch: self.state.iters as f64 / spe,
+            iteration: self.state.iters,
+            train_loss,
+            val_loss: Some(val_loss),
+            lr: self.opt.lr(),
+            metrics: values,
+            seconds: self.state.seconds_before + self.started.elapsed().as_secs_f64(),
+        })?;
+        self.state.loss_sum = 0.0;
+        self.state.loss_count = 0;
+        self.state.last_val_iters = Some(self.state.iters);
+        Ok(())
+    }
+
+    /// Evaluate the model as it is now on the test split and write the run's results
+    /// (`metrics_results.json`, predictions, plots). Returns the reference's test dict.
+    ///
+    /// In float32 whatever `use_mixed_precision` says: the reference's `test()` turns the
+    /// model's mixed precision off (`set_models_precision(False)`) before it builds the kNN
+    /// bank and runs the test split, and only validation runs under autocast.
+    pub fn test(&mut self) -> Result<MetricValues> {
+        let bank = self.build_bank(Amp(None))?;
+        let out = self.pass(Split::Test, 0, bank.is_some(), Amp(None))?;
+        let metrics = metrics_of(&self.info, &out.logits, &out.labels)?;
+        let knn = match &bank {
+            Some(b) => Some(self.knn_metrics(b, &out)?),
+            None => None,
+        };
+        let values = crate::report::test_results(Some(&metrics), knn.as_ref(), Some(out.loss()));
+        let probs = probabilities(self.info.task, &out.logits);
+        // statistics.json fits the temperature and the Youden thresholds on the tested model's
+        // validation outputs: one more pass, in float32 as the test's (head-only when the
+        // feature cache holds the val features). The training's last validation may be of
+        // another model (the best one is tested) at another precision, and --test has none.
+        let val = if self.sources.val.is_empty() {
+            None
+        } else {
+            Some(self.pass(Split::Val, 0, false, Amp(None))?)
+        };
+        self.outputs.test_outputs(
+            &values,
+            knn.is_some(),
+            &out,
+            &probs,
+            self.sources.test.items(),
+            val.as_ref(),
+        )?;
+        crate::messages::info(format_args!(
+            "\n---------- {} evaluated on the test set ----------",
+            self.params.training_params.model_name
+        ));
+        crate::messages::info(format_args!("{}", format_table(&values)));
+        Ok(values)
+    }
+
+    pub(super) fn say(&self, msg: String) {
+        match &self.progress {
+            Some(p) => p.println(msg),
+            None => crate::messages::info(format_args!("{msg}")),
+        }
+    }
+}
+
+impl Trainer {
+    /// `training_params.early_stopping`: count this validation's target; when patience runs
+    /// out, record the stop and say it.
+    fn check_early_stop(&mut self, val_target: f64) {
+        let Some(es) = self.params.training_params.early_stopping.clone() else {
+            return;
+        };
+        if self.early.stopped.is_some()
+            || !self
+                .early
+                .observe(val_target, es.patience as u64, es.min_delta)
+        {
+            return;
+        }
+        let metric = format!("val_{}", self.info.target_metric);
+        let iteration = self.state.iters;
+        let epoch = iteration as f64 / self.steps_per_epoch().max(1) as f64;
+        let reason = format!(
+            "{metric} has not improved on its best ({:.5}) by more than {} for {} validation(s) \
+             (training_params.early_stopping)",
+            self.early.best.unwrap_or(f64::NAN),
+            es.min_delta,
+            es.patience
+        );
+        crate::messages::notice(format_args!(
+            "early stopping at iteration {iteration} (epoch {epoch:.2}): {reason}"
+        ));
+        self.early.stopped = Some(super::early_stop::Stopped {
+            iteration,
+            epoch,
+            reason,
+        });
+    }
+}
+
+// Sessions: the state a resumed run needs, written and read through `session` and `checkpoint`.
+
+impl Trainer {
+    fn model_state(&self) -> ModelState {
+        ModelState {
+            run: RunId::from_params(&self.params, None),
+            iters: self.state.best_iters,
+            val_target: self.state.best_val_target,
+            frozen_fingerprint: self.fingerprint,
+        }
+    }
+
+    /// Write the best model (`<model_name>.best.safetensors`), in the background
+    /// (`checkpoint_writer`).
+    pub(super) fn save_best(&mut self) -> Result<()> {
+        let tensors: Vec<(String, Tensor)> = self
+            .best
+            .iter()
+            .map(|(n, t)| (format!("model/{n}"), t.shallow_clone()))
+            .collect();
+        self.checkpoints.save(
+            &self.files.best(),
+            CkptKind::Model,
+            &tensors,
+            &self.model_state(),
+        )
+    }
+
+    /// [`Self::save_session`] unless the file already holds this state.
+    pub(super) fn save_session_if_changed(&mut self) -> Result<()> {
+        if self.session_saved_at == Some(self.state.iters) {
+            return Ok(());
+        }
+        self.save_session()
+    }
+
+    /// Write the session (`<model_name>.last.safetensors`), in the background
+    /// (`checkpoint_writer`).
+    pub(super) fn save_session(&mut self) -> Result<()> {
+        let mut tensors: Vec<(String, Tensor)> = vec![];
+        for (n, t) in self.model.trainable() {
+            tensors.push((format!("model/{n}"), t));
+        }
+        for (n, t) in &self.best {
+            tensors.push((format!("best/{n}"), t.shallow_clone()));
+        }
+        if let Some(ema) = &self.ema {
+            for (n, t) in &ema.params {
+                tensors.push((format!("ema/{n}"), t.shallow_clone()));
+            }
+        }
+        let mut steps = BTreeMap::new();
+        for (name, st) in &self.opt.state {
+            steps.insert(name.clone(), st.step);
+            let fields = [
+                &st.exp_avg,
+                &st.exp_avg_sq,
+                &st.max_exp_avg_sq,
+                &st.momentum_buffer,
+            ];
+            for (field, t) in OPTIM_FIELDS.iter().zip(fields) {
+                if let Some(t) = t {
+                    tensors.push((format!("optim/{name}/{field}"), t.shallow_clone()));
+                }
+            }
+        }
+        let s = &self.state;
+        let state = SessionState {
+            run: RunId::from_params(&self.params, None),
+            seed: self.params.training_params.seed,
+            steps_per_epoch: self.steps_per_epoch(),
+            iters: s.iters,
+            val_loss: s.val_loss,
+            best_val_loss: s.best_val_loss,
+            val_target: s.val_target,
+            best_val_target: s.best_val_target,
+            best_iters: s.best_iters,
+            last_val_iters: s.last_val_iters,
+            loss_sum: s.loss_sum,
+            loss_count: s.loss_count,
+            seconds: s.seconds_before + self.started.elapsed().as_secs_f64(),
+            hypers: self.opt.hypers(),
+            steps,
+            scheduler: self.mixer.clone(),
+            scaler: self.scaler.as_ref().map(|s| s.state()),
+            frozen_fingerprint: self.fingerprint,
+            final_validation_done: s.final_validation_done,
+            ema_updates: self.ema.as_ref().map(|e| e.updates),
+            early_stop: self.early.clone(),
+        };
+        self.checkpoints
+            .save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
+        self.session_saved_at = Some(s.iters);
+        self.session_writes += 1;
+        Ok(())
+    }
+
+    /// `restore_session`: resume from `path` (default: this run's last session), then keep
+    /// the history rows up to the session's iteration. See [`Self::load_session`].
+    pub fn restore(&mut self, path: Option<&Path>, only_model: bool) -> Result<()> {
+        let iters = self.load_session(path, only_model)?;
+        self.outputs.start_at(iters)
+    }
+
+    /// Load a session (or a model file) into the trainer; writes nothing. Returns the
+    /// iteration the run continues from (0 when it starts afresh).
+    ///
+    /// A session restores everything unless `only_model`; then (or from a model file) only
+    /// the model's parameters are loaded and training starts afresh from them, like the
+    /// reference's `restore_only_model`. A missing last session starts a fresh run, as in the
+    /// reference; a missing `path` (given with `--checkpoint`) is an error: a typo must not
+    /// start a fresh run that overwrites this run's outputs.
+    pub fn load_session(&mut self, path: Option<&Path>, only_model: bool) -> Result<u64> {
+        self.checkpoints.wait()?;
+        if let Some(p) = path {
+            require_checkpoint(p, &self.files)?;
+        }
+        let path: PathBuf = path
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| self.files.last());
+        if !path.exists() {
+            crate::messages::info(format_args!(
+                "=> no checkpoint found at '{}'; starting a fresh run",
+                path.display()
+            ));
+            return Ok(0);
+        }
+        crate::messages::info(format_args!("Loading model from {}", path.display()));
+        let ck = checkpoint::load(&path)?;
+        let trainable = self.model.trainable();
+        if ck.kind == CkptKind::Model || only_model {
+            let prefix = if ck.kind == CkptKind::Model {
+                "model/"
+            } else {
+                "best/"
+            };
+            let fp = match ck.kind {
+                CkptKind::Model => ck.state::<ModelState>()?.frozen_fingerprint,
+                CkptKind::Session => ck.state::<SessionState>()?.frozen_fingerprint,
+            };
+            check_fingerprint(fp, self.fingerprint, &path)?;
+            checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
+            self.best = checkpoint::cpu_copy(&trainable);
+            return Ok(0);
+        }
+        let st: SessionState = ck.state()?;
+        check_fingerprint(st.frozen_fingerprint, self.fingerprint, &path)?;
+        self.check_counters(&st, &path)?;
+        if st.steps_per_epoch != self.steps_per_epoch() {
+            bail!(
+                "{}: the session was trained with {} iterations per epoch, this run has {} (the data or \
+                 batch size changed); it cannot be resumed exactly",
+                path.display(),
+                st.steps_per_epoch,
+                self.steps_per_epoch()
+            );
+        }
+        let what = path.display().to_string();
+        if st.hypers.len() != self.opt.groups.len() {
+            bail!(
+                "{what}: the session has hyperparameters for {} parameter group(s), the optimizer has {}",
+                st.hypers.len(),
+                self.opt.groups.len()
+            );
+        }
+        for notice in st
+            .scheduler
+            .check_resumable(&self.mixer)
+            .with_context(|| format!("{what}: the session cannot be resumed"))?
+        {
+            crate::messages::notice(format_args!("{notice}"));
+        }
+        checkpoint::copy_into(&trainable, &ck.group("model/"), &what)?;
+        // The best model is kept on the CPU, as during training (`cpu_copy`), not on the GPU.
+        let names: Vec<(String, Tensor)> = trainable
+            .iter()
+            .map(|(n, t)| (n.clone(), Tensor::zeros(t.size(), (t.kind(), Device::Cpu))))
+            .collect();
+        let best = ck.group("best/");
+        checkpoint::copy_into(&names, &best, &what)?;
+        self.best = names;
+        self.opt.set_hypers(&st.hypers);
+        self.opt.state.clear();
+        let optim = ck.group("optim/");
+        for (name, step) in &st.steps {
+            let Some((_, param)) = trainable.iter().find(|(n, _)| n == name) else {
+                bail!(
+                    "{what}: optimizer state for {name}, which is not a trainable parameter of this model"
+                );
+            };
+            let field = |f: &str| -> Result<Option<Tensor>> {
+                let Some((_, t)) = optim.iter().find(|(n, _)| *n == format!("{name}/{f}")) else {
+                    return Ok(None);
+                };
+                if t.size() != param.size() || t.kind() != param.kind() {
+                    bail!(
+                        "{what}: optim/{name}/{f} has shape {:?} and dtype {:?}, the parameter has \
+                         {:?} and {:?}",
+                        t.size(),
+                        t.kind(),
+                        param.size(),
+                        param.kind()
+                    );
+                }
+                Ok(Some(t.to_device(self.device)))
+            };
+            let state = ParamState {
+                step: *step,
+                exp_avg: field("exp_avg")?,
+                exp_avg_sq: field("exp_avg_sq")?,
+                max_exp_avg_sq: field("max_exp_avg_sq")?,
+                momentum_buffer: field("momentum_buffer")?,
+            };
+            self.opt.state.insert(name.clone(), state);
+        }
+        if let Some(ema) = &mut self.ema {
+            let Some(updates) = st.ema_updates else {
+                bail!(
+                    "{what}: training_params.ema is on, but the session was trained without it; \
+                     it cannot be resumed exactly"
+                );
+            };
+            checkpoint::copy_into(&ema.params, &ck.group("ema/"), &what)?;
+            ema.updates = updates;
+        }
+        self.early = st.early_stop.clone();
+        self.mixer = st.scheduler;
+        if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
+            scaler.load_state(s);
+        }
+        self.state = Progressions {
+            iters: st.iters,
+            val_loss: st.val_loss,
+            best_val_loss: st.best_val_loss,
+            val_target: st.val_target,
+            best_val_target: st.best_val_target,
+            best_iters: st.best_iters,
+            last_val_iters: st.last_val_iters,
+            loss_sum: st.loss_sum,
+            loss_count: st.loss_count,
+            seconds_before: st.seconds,
+            // A finished session resumed with more epochs trains on, and validates again at its
+            // new end.
+            final_validation_done: st.final_validation_done && st.iters == self.total_iters(),
+        };
+        crate::messages::info(format_args!(
+            "=> loaded checkpoint '{}' (iteration {})",
+            path.display(),
+            st.iters
+        ));
+        Ok(st.iters)
+    }
+
+    /// A session's counters must describe a run this trainer can continue: validations and
+    /// the best model at or before its iteration, no more losses summed than iterations done
+    /// since the last validation, and an iteration within the run's length. An edited or
+    /// foreign session is refused here instead of adding rows that never happened.
+    fn check_counters(&self, st: &SessionState, path: &Path) -> Result<()> {
+        let what = path.display();
+        let total = self.total_iters();
+        if st.iters > total {
+            bail!(
+                "{what}: the session is at iteration {}, past the end of this run ({} epochs x {} \
+                 iterations = {total}); raise training_params.epochs to continue it",
+                st.iters,
+                self.params.training_params.epochs,
+                self.steps_per_epoch()
+            );
+        }
+        for (name, v) in [
+            ("last_val_iters", st.last_val_iters),
+            ("best_iters", st.best_iters),
+        ] {
+            if let Some(v) = v.filter(|&v| v > st.iters) {
+                bail!(
+                    "{what}: the session's {name} ({v}) is after its iteration ({}); the file was \
+                     edited or is corrupt",
+                    st.iters
+                );
+            }
+        }
+        if st.loss_count > st.iters || !st.loss_sum.is_finite() {
+            bail!(
+                "{what}: the session sums {} training losses ({}) in {} iterations; the file was \
+                 edited or is corrupt",
+                st.loss_count,
+                st.loss_sum,
+                st.iters
+            );
+        }
+        Ok(())
+    }
+
+    /// Load the best model into the model, from `path` (a model or session file) or from the
+    /// in-memory best of this run.
+    pub fn load_best(&mut self, path: Option<&Path>) -> Result<()> {
+        let trainable = self.model.trainable();
+        let Some(path) = path else {
+            if self.state.best_iters.is_none() {
+                crate::messages::notice(format_args!(
+                    "no validation improved on the initial best {} of 0; testing the initial model, \
+                     as the reference does",
+                    self.info.target_metric
+                ));
+            }
+            return checkpoint::copy_into(&trainable, &self.best, "the best model");
+        };
+        self.checkpoints.wait()?;
+        let ck = checkpoint::load(path)?;
+        let (prefix, fp) = match ck.kind {
+            CkptKind::Model => ("model/", ck.state::<ModelState>()?.frozen_fingerprint),
+            CkptKind::Session => ("best/", ck.state::<SessionState>()?.frozen_fingerprint),
+        };
+        check_fingerprint(fp, self.fingerprint, path)?;
+        checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
+        crate::messages::info(format_args!(
+            "Loaded the model to evaluate from {}",
+            path.display()
+        ));
+        Ok(())
+    }
+}
+
+// The reference's learning-rate grid search (`lr_finder.grid_search_params`); its points and plot are in `lr_finder`.
+
+impl Trainer {
+    /// Run the grid search of `lr_finder.grid_search_params`; writes
+    /// `save_dir/grid_search_results/<model_name>_grid_search_out.{txt,png}`.
+    pub fn lr_grid_search(&mut self) -> Result<Vec<GridPoint>> {
+        let lf = self.params.lr_finder.clone();
+        if lf.kind != "grid_search" {
+            bail!(
+                "lr_finder.type: only \"grid_search\" exists, got \"{}\"",
+                lf.kind
+            );
+        }
+        let g = lf.grid_search_params;
+        if g.keep_schedule {
+            bail!("lr_finder.grid_search_params.keep_schedule is not implemented (nor is it in the reference)");
+        }
+        let tp = &self.params.training_params;
+        let txt = self.files.grid_search_log();
+        if let Some(dir) = txt.parent() {
+            std::fs::create_dir_all(dir)
+                .with_context(|| format!("cannot create directory {}", dir.display()))?;
+        }
+        let metric = self.info.target_metric.as_str();
+        // A progress log, as in the reference, but rewritten whole after each point so a
+        // reader (or a crash) never sees a torn line.
+        let mut log = format!("learning rate \t val_loss \t val_{metric}\n");
+        crate::util::write_atomic(&txt, log.as_bytes())?;
+
+        self.grid_search = true;
+        self.mixer = Mixer::none(self.steps_per_epoch() as i64);
+        let initial_params = super::checkpoint::cpu_copy(&self.model.trainable());
+        let initial_hypers: Vec<Hyper> = self.opt.hypers();
+        let val_every = g.report_intermediate_steps.then(|| self.steps_per_epoch());
+        let mut points = vec![];
+        let lrs = lr_points(
+            g.min_pow,
+            g.max_pow,
+            g.resolution as usize,
+            g.random_lr,
+            tp.seed,
+        );
+        for (i, lr) in lrs.iter().enumerate() {
+            crate::messages::info(format_args!(
+                "Grid search {}/{}: lr {lr:.3e}",
+                i + 1,
+                lrs.len()
+            ));
+            let mut hypers = initial_hypers.clone();
+            hypers[0].lr = *lr;
+            self.opt.set_hypers(&hypers);
+            self.state = Progressions::default();
+            let outcome = self
+                .run_epochs(g.n_epochs as u64, val_every)
+                .and_then(|()| self.validate());
+            let p = match outcome {
+                Ok(()) => GridPoint {
+                    lr: *lr,
+                    val_loss: self.state.val_loss,
+                    val_target: self.state.val_target,
+                },
+                // A learning rate too high to train with is a result of the search, not a
+                // reason to stop it (the reference stopped, in sklearn, on NaN outputs).
+                Err(e) if super::trainer::is_divergence(&e) => {
+                    crate::messages::notice(format_args!(
+                        "lr {lr:.3e} diverged; recorded with val_loss and val_{metric} nan"
+                    ));
+                    GridPoint {
+                        lr: *lr,
+                        val_loss: f64::NAN,
+                        val_target: f64::NAN,
+                    }
+                }
+                Err(e) => return Err(e),
+            };
+            log.push_str(&format!(
+                "{} \t {} \t {}\n",
+                py_float_repr(p.lr),
+                py_float_repr(p.val_loss),
+                py_float_repr(p.val_target)
+            ));
+            crate::util::write_atomic(&txt, log.as_bytes())?;
+            points.push(p);
+            // The reference's reset(): model and optimizer back to their initial states.
+            super::checkpoint::copy_into(
+                &self.model.trainable(),
+                &initial_params,
+                "the initial model",
+            )?;
+            self.opt.state.clear();
+            self.opt.set_hypers(&initial_hypers);
+        }
+        self.grid_search = false;
+        let trained: Vec<GridPoint> = points
+            .iter()
+            .copied()
+            .filter(|p| !p.val_loss.is_nan())
+            .collect();
+        let best_t = trained
+            .iter()
+            .copied()
+            .fold(None, |b: Option<GridPoint>, p| match b {
+                Some(b) if b.val_target >= p.val_target => Some(b),
+                _ => Some(p),
+            });
+        let best_l = trained
+            .iter()
+            .copied()
+            .fold(None, |b: Option<GridPoint>, p| match b {
+                Some(b) if b.val_loss <= p.val_loss => Some(b),
+                _ => Some(p),
+            });
+        if let (Some(t), Some(l)) = (best_t, best_l) {
+            crate::messages::info(format_args!(
+                "The best val_{metric} is {} for lr = {}",
+                t.val_target, t.lr
+            ));
+            crate::messages::info(format_args!(
+                "The best val_loss is {} for lr = {}",
+                l.val_loss, l.lr
+            ));
+            plot_grid(&trained, t, l, metric, &txt.with_extension("png"))?;
+        } else {
+            crate::messages::notice(format_args!("every learning rate diverged; no plot"));
+        }
+        crate::messages::info(format_args!(
+            "Grid search results written to {}",
+            txt.display()
+        ));
+        Ok(points)
+    }
 }
