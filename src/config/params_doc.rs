@@ -277,13 +277,6 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.early_stopping.patience", "integer (>= 1)", Required, "Validations in a row without an improvement before training stops.", OURS),
     key("training_params.early_stopping.min_delta", "number (>= 0)", Value("0.0"), "An improvement must exceed the best target by more than this.", OURS),
     key("training_params.label_smoothing", "number (0 to 1, 1 exclusive)", Absent, "Label smoothing `s`: multi-class, torch's `cross_entropy(label_smoothing=s)`; multi-label, BCE on `y * (1 - s) + s / C` (timm's on/off values); with mixup, timm's `mixup_target` smoothing. Absent: off.", OURS),
-    key("training_params.mixup", "object", Absent, "Mixup and CutMix of the train batches with timm's `Mixup` semantics; the loss is then taken on soft targets (multi-class: cross-entropy with class probabilities, timm's `SoftTargetCrossEntropy`). Absent: off. [training](training.md#recipes).", OURS),
-    key("training_params.mixup.mixup_alpha", "number (>= 0)", Value("1.0"), "Mixup's Beta(alpha, alpha); 0: no mixup.", OURS),
-    key("training_params.mixup.cutmix_alpha", "number (>= 0)", Value("0.0"), "CutMix's Beta(alpha, alpha); 0: no CutMix.", OURS),
-    key("training_params.mixup.cutmix_minmax", "pair of numbers (0 < low < high <= 1)", Absent, "CutMix box sides as fractions of the image, drawn uniformly (timm's `rand_bbox_minmax`; CutMix then uses alpha 1).", OURS),
-    key("training_params.mixup.prob", "number (0 to 1)", Value("1.0"), "Probability of mixing a batch (or sample, or pair).", OURS),
-    key("training_params.mixup.switch_prob", "number (0 to 1)", Value("0.5"), "With both alphas > 0: probability of CutMix instead of Mixup.", OURS),
-    key("training_params.mixup.mode", "string: `batch`, `pair` or `elem`", Value("\"batch\""), "One draw for the batch (mixed with the batch reversed), one per pair (i, B-1-i), or one per sample.", OURS),
     key("training_params.grad_accumulation_steps", "integer (>= 1)", Absent, "Batches whose gradients add up (each loss divided by this) before one optimizer step; the schedules count optimizer steps. The last batches of an epoch step with what they have. Absent: 1.", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),
@@ -313,6 +306,16 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("transfer_learning_params.use_pretrained", "bool", Value("false"), "Copy every trainable tensor of `pretrained_model_name` whose name and shape match; the others (e.g. a head for another class count) keep their initialisation and are listed.", SAME),
     key("transfer_learning_params.pretrained_model_name", "string", Value("\"\""), "The other run's name: the file `<pretrained_path>/<name>` or `<pretrained_path>/<name>.best.safetensors`.", SAME),
     key("transfer_learning_params.pretrained_path", "string (path)", Value("\"\""), "The folder of that checkpoint (typically another run's `<save_dir>/checkpoints`); required when `use_pretrained` is true.", SAME),
+    // transformations
+    key("transformations", "object", Value("{}"), "Mixup and CutMix of the train batches with timm's `Mixup` semantics (`timm/data/mixup.py`); the loss is then taken on soft targets (multi-class: cross-entropy with class probabilities, timm's `SoftTargetCrossEntropy`; smoothed by `training_params.label_smoothing` as timm's `mixup_target`). The train feature cache is off while they are on. `{}`: off. [training](training.md#recipes).", OURS),
+    key("transformations.mixup", "object", Absent, "Mixup, and the settings timm's `Mixup` shares with CutMix (`prob`, `switch_prob`, `mode`). With only `cutmix` given, those take their defaults; give `mixup` with `alpha: 0` to set them for CutMix alone.", OURS),
+    key("transformations.mixup.alpha", "number (>= 0)", Value("1.0"), "timm's `mixup_alpha`: lambda ~ Beta(alpha, alpha); 0: no Mixup.", OURS),
+    key("transformations.mixup.prob", "number (0 to 1)", Value("1.0"), "Probability of mixing a batch (or pair, or sample).", OURS),
+    key("transformations.mixup.switch_prob", "number (0 to 1)", Value("0.5"), "With Mixup and CutMix both on: probability of CutMix instead of Mixup.", OURS),
+    key("transformations.mixup.mode", "string: `batch`, `pair` or `elem`", Value("\"batch\""), "One draw for the batch (mixed with the batch reversed), one per pair (i, B-1-i), or one per sample.", OURS),
+    key("transformations.cutmix", "object", Absent, "CutMix: a box of the image replaced by the same box of its partner, lambda corrected to the box's area.", OURS),
+    key("transformations.cutmix.alpha", "number (>= 0)", Value("1.0"), "timm's `cutmix_alpha`: the box side is `sqrt(1 - lambda)` of the image's, lambda ~ Beta(alpha, alpha); 0: no CutMix.", OURS),
+    key("transformations.cutmix.minmax", "pair of numbers (0 < low < high <= 1)", Absent, "timm's `cutmix_minmax`: box sides drawn uniformly between these fractions of the image (`rand_bbox_minmax`), instead of from alpha.", OURS),
 ];
 
 /// Where a key's row goes: the section of its first path segment.

@@ -26,6 +26,9 @@ pub struct Params {
     pub lr_finder: LrFinder,
     #[serde(default)]
     pub transfer_learning_params: TransferLearningParams,
+    /// medfm: Mixup / CutMix of the train batches (timm's `Mixup`); absent = off.
+    #[serde(default, skip_serializing_if = "Transformations::is_off")]
+    pub transformations: Transformations,
 }
 
 /// The dataset names and their facts live in the leaf module `crate::datasets`.
@@ -885,9 +888,6 @@ pub struct TrainingParams {
     /// medfm: label smoothing of the loss's targets. Absent = off.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub label_smoothing: Option<f64>,
-    /// medfm: Mixup / CutMix of the train batches (timm's `Mixup`). Absent = off.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub mixup: Option<MixupParams>,
     /// medfm: batches whose gradients add up before each optimizer step. Absent = 1.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub grad_accumulation_steps: Option<i64>,
@@ -910,7 +910,80 @@ pub struct EarlyStoppingParams {
     pub min_delta: f64,
 }
 
-/// timm's `Mixup` arguments (`timm/data/mixup.py`), with its defaults.
+/// `transformations`: batch-level augmentations of the train split. `mixup` holds the
+/// settings timm's `Mixup` shares between its two methods (probability, switch probability,
+/// mode) with Mixup's alpha; `cutmix` holds CutMix's alpha or box bounds.
+#[derive(Debug, Clone, Default, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Transformations {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mixup: Option<MixupSection>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cutmix: Option<CutmixSection>,
+}
+
+impl Transformations {
+    pub fn is_off(&self) -> bool {
+        self.mixup.is_none() && self.cutmix.is_none()
+    }
+
+    /// timm's `Mixup(...)` arguments these sections give; None when neither is there.
+    pub fn mixup_args(&self) -> Option<MixupParams> {
+        if self.is_off() {
+            return None;
+        }
+        let m = self.mixup.clone().unwrap_or(MixupSection {
+            alpha: 0.0,
+            ..MixupSection::default()
+        });
+        Some(MixupParams {
+            mixup_alpha: m.alpha,
+            cutmix_alpha: self.cutmix.as_ref().map_or(0.0, |c| c.alpha),
+            cutmix_minmax: self.cutmix.as_ref().and_then(|c| c.minmax),
+            prob: m.prob,
+            switch_prob: m.switch_prob,
+            mode: m.mode,
+        })
+    }
+}
+
+/// `transformations.mixup`: timm's `mixup_alpha`, `prob`, `switch_prob` and `mode`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct MixupSection {
+    #[serde(default = "one")]
+    pub alpha: f64,
+    #[serde(default = "one")]
+    pub prob: f64,
+    #[serde(default = "half")]
+    pub switch_prob: f64,
+    #[serde(default)]
+    pub mode: MixupMode,
+}
+
+impl Default for MixupSection {
+    fn default() -> Self {
+        MixupSection {
+            alpha: 1.0,
+            prob: 1.0,
+            switch_prob: 0.5,
+            mode: MixupMode::Batch,
+        }
+    }
+}
+
+/// `transformations.cutmix`: timm's `cutmix_alpha` and `cutmix_minmax`.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct CutmixSection {
+    #[serde(default = "one")]
+    pub alpha: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub minmax: Option<[f64; 2]>,
+}
+
+/// timm's `Mixup` arguments (`timm/data/mixup.py`), as `Transformations::mixup_args` resolves
+/// them.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields)]
 pub struct MixupParams {

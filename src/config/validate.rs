@@ -129,6 +129,7 @@ pub fn problems(p: &Params) -> Vec<Problem> {
         );
     }
     training(&mut e, &p.training_params);
+    transformations(&mut e, &p.transformations);
     system(&mut e, &p.system_params);
     let g = &p.lr_finder.grid_search_params;
     e.check(
@@ -756,6 +757,42 @@ fn training(e: &mut Problems, t: &TrainingParams) {
     });
 }
 
+/// `transformations`: timm's `Mixup` arguments, each in its range, and at least one method on.
+fn transformations(e: &mut Problems, t: &Transformations) {
+    if let Some(m) = &t.mixup {
+        let at = "transformations.mixup";
+        e.check(
+            m.alpha >= 0.0 && m.alpha.is_finite(),
+            &format!("{at}.alpha"),
+            || format!("must be >= 0, got {}", m.alpha),
+        );
+        e.prob(m.prob, &format!("{at}.prob"));
+        e.prob(m.switch_prob, &format!("{at}.switch_prob"));
+    }
+    if let Some(c) = &t.cutmix {
+        let at = "transformations.cutmix";
+        e.check(
+            c.alpha >= 0.0 && c.alpha.is_finite(),
+            &format!("{at}.alpha"),
+            || format!("must be >= 0, got {}", c.alpha),
+        );
+        if let Some([lo, hi]) = c.minmax {
+            e.check(
+                0.0 < lo && lo < hi && hi <= 1.0,
+                &format!("{at}.minmax"),
+                || format!("must be [low, high] with 0 < low < high <= 1, got [{lo}, {hi}]"),
+            );
+        }
+    }
+    if let Some(m) = t.mixup_args() {
+        e.check(
+            m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0 || m.cutmix_minmax.is_some(),
+            "transformations",
+            || "needs mixup.alpha > 0, cutmix.alpha > 0 or cutmix.minmax".into(),
+        );
+    }
+}
+
 fn system(e: &mut Problems, s: &SystemParams) {
     e.check(
         s.which_gpus
@@ -795,31 +832,6 @@ fn recipes(e: &mut Problems, t: &TrainingParams) {
             &format!("{at}.label_smoothing"),
             || format!("must be in [0, 1), got {s}"),
         );
-    }
-    if let Some(m) = &t.mixup {
-        let mm = format!("{at}.mixup");
-        for (v, k) in [
-            (m.mixup_alpha, "mixup_alpha"),
-            (m.cutmix_alpha, "cutmix_alpha"),
-        ] {
-            e.check(v >= 0.0 && v.is_finite(), &format!("{mm}.{k}"), || {
-                format!("must be >= 0, got {v}")
-            });
-        }
-        e.check(
-            m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0 || m.cutmix_minmax.is_some(),
-            &mm,
-            || "needs mixup_alpha > 0, cutmix_alpha > 0 or cutmix_minmax".into(),
-        );
-        if let Some([lo, hi]) = m.cutmix_minmax {
-            e.check(
-                0.0 < lo && lo < hi && hi <= 1.0,
-                &format!("{mm}.cutmix_minmax"),
-                || format!("must be [low, high] with 0 < low < high <= 1, got [{lo}, {hi}]"),
-            );
-        }
-        e.prob(m.prob, &format!("{mm}.prob"));
-        e.prob(m.switch_prob, &format!("{mm}.switch_prob"));
     }
     if let Some(n) = t.grad_accumulation_steps {
         e.positive_i(n, &format!("{at}.grad_accumulation_steps"));

@@ -266,14 +266,6 @@ fn full_params() -> Params {
                 min_delta: 0.01,
             }),
             label_smoothing: Some(0.1),
-            mixup: Some(MixupParams {
-                mixup_alpha: 0.8,
-                cutmix_alpha: 1.0,
-                cutmix_minmax: Some([0.2, 0.8]),
-                prob: 0.5,
-                switch_prob: 0.4,
-                mode: MixupMode::Elem,
-            }),
             grad_accumulation_steps: Some(2),
         },
         system_params: SystemParams {
@@ -305,6 +297,18 @@ fn full_params() -> Params {
             use_pretrained: true,
             pretrained_model_name: "n".into(),
             pretrained_path: "p".into(),
+        },
+        transformations: Transformations {
+            mixup: Some(MixupSection {
+                alpha: 0.8,
+                prob: 0.5,
+                switch_prob: 0.4,
+                mode: MixupMode::Elem,
+            }),
+            cutmix: Some(CutmixSection {
+                alpha: 0.5,
+                minmax: Some([0.2, 0.8]),
+            }),
         },
     }
 }

@@ -375,13 +375,14 @@ fn a_run_with_every_recipe_key_stops_early_and_records_it() {
         v["foundation_params"]["freeze_backbone"] = false.into();
         v["foundation_params"]["drop_path_rate"] = 0.1.into();
         v["optimization_params"]["layer_decay"] = 0.75.into();
+        v["transformations"] =
+            serde_json::json!({"mixup": {"alpha": 0.8, "mode": "elem"}, "cutmix": {"alpha": 1.0}});
         let tp = &mut v["training_params"];
         tp["epochs"] = 4.into();
         tp["val_every"] = 0.5.into();
         tp["ema"] = serde_json::json!({"decay": 0.9, "warmup": true});
         tp["early_stopping"] = serde_json::json!({"patience": 1, "min_delta": 10.0});
         tp["label_smoothing"] = 0.1.into();
-        tp["mixup"] = serde_json::json!({"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"});
         tp["grad_accumulation_steps"] = 2.into();
     });
     let out = crate::common::command(e2e::BIN)
@@ -401,7 +402,8 @@ fn a_run_with_every_recipe_key_stops_early_and_records_it() {
     assert!(at > 0, "{info}");
     assert!(stop["reason"].as_str().unwrap().contains("val_"), "{info}");
     let recipe = info["recipe"].as_object().unwrap();
-    assert_eq!(recipe.len(), 7, "{info}");
+    // Seven keys: transformations counts twice (mixup and cutmix).
+    assert_eq!(recipe.len(), 8, "{info}");
     assert_eq!(recipe["optimization_params.layer_decay"], 0.75);
     let groups = info["parameter_groups"].as_array().unwrap();
     // Stem, 12 blocks, head (DINOv2-S): layers 0..=13, with and without weight decay.
@@ -444,7 +446,7 @@ fn every_recipe_config_loads() {
                 path.display()
             );
             assert!(p.foundation_params.drop_path_rate.is_some());
-            assert!(p.training_params.mixup.is_some());
+            assert!(p.transformations.mixup.is_some());
             assert!(!p.foundation_params.freeze_backbone);
         }
     }
@@ -478,5 +480,51 @@ fn accumulated_gradients_equal_the_summed_losses_gradient() {
         for (a, g) in acc.iter().zip(opt.grads()) {
             assert!(a.allclose(&g, 1e-6, 1e-6, false), "flat {flat}: {a} vs {g}");
         }
+    }
+}
+
+/// `transformations.mixup` / `cutmix` resolve to timm's `Mixup(...)` arguments, and bad values
+/// are errors naming their JSON path.
+#[test]
+fn transformations_give_timms_mixup_arguments_and_name_bad_values() {
+    use medfm::config::{MixupMode, Transformations};
+    let t: Transformations = serde_json::from_value(serde_json::json!({
+        "mixup": {"alpha": 0.8, "mode": "pair"},
+        "cutmix": {"minmax": [0.2, 0.8]}
+    }))
+    .unwrap();
+    let m = t.mixup_args().unwrap();
+    assert_eq!(
+        (m.mixup_alpha, m.cutmix_alpha, m.cutmix_minmax),
+        (0.8, 1.0, Some([0.2, 0.8]))
+    );
+    assert_eq!((m.prob, m.switch_prob, m.mode), (1.0, 0.5, MixupMode::Pair));
+    // CutMix alone: Mixup's alpha is 0, the shared settings take timm's defaults.
+    let t: Transformations =
+        serde_json::from_value(serde_json::json!({"cutmix": {"alpha": 1.0}})).unwrap();
+    let m = t.mixup_args().unwrap();
+    assert_eq!((m.mixup_alpha, m.cutmix_alpha), (0.0, 1.0));
+    assert!(Transformations::default().mixup_args().is_none());
+
+    let dir = tempfile::tempdir().unwrap();
+    for (value, path) in [
+        (
+            serde_json::json!({"cutmix": {"minmax": [0.8, 0.2]}}),
+            "transformations.cutmix.minmax",
+        ),
+        (
+            serde_json::json!({"mixup": {"alpha": 1.0, "prob": 2.0}}),
+            "transformations.mixup.prob",
+        ),
+        (
+            serde_json::json!({"mixup": {"alpha": 0.0}}),
+            "transformations",
+        ),
+    ] {
+        let file = crate::common::e2e::tiny_params(dir.path(), "APTOS2019", |v| {
+            v["transformations"] = value.clone();
+        });
+        let err = medfm::models::load_params(&file, &[], &Default::default()).unwrap_err();
+        assert!(format!("{err:#}").contains(path), "{path}: {err:#}");
     }
 }

@@ -197,11 +197,12 @@ fn crash_and_resume(foreach: Option<bool>, amp: bool) {
 #[test]
 fn a_crashed_run_with_recipe_keys_resumes_to_the_same_metrics() {
     crash_and_resume_with(None, false, &|v| {
+        v["transformations"] =
+            serde_json::json!({"mixup": {"alpha": 0.8, "mode": "elem"}, "cutmix": {"alpha": 1.0}});
         let tp = &mut v["training_params"];
         tp["ema"] = serde_json::json!({"decay": 0.8, "warmup": true});
         tp["early_stopping"] = serde_json::json!({"patience": 100});
         tp["label_smoothing"] = 0.1.into();
-        tp["mixup"] = serde_json::json!({"mixup_alpha": 0.8, "cutmix_alpha": 1.0, "mode": "elem"});
         tp["grad_accumulation_steps"] = 3.into();
     });
 }
