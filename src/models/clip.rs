@@ -178,6 +178,32 @@ impl VisionTower {
         x
     }
 
+    /// The outputs of the last `n` residual blocks in evaluation mode, in forward order (the
+    /// ops of `forward`); None unless 1 <= n <= depth.
+    pub fn last_block_outputs(&self, x: &Tensor, n: usize) -> Option<Vec<Tensor>> {
+        let depth = self.resblocks.len();
+        if n == 0 || n > depth {
+            return None;
+        }
+        let (tokens, _) = self.conv1.forward(x);
+        let b = tokens.size()[0];
+        let cls = self
+            .class_embedding
+            .view([1, 1, -1])
+            .expand([b, 1, -1], true);
+        let mut x = self
+            .ln_pre
+            .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        let mut out = Vec::with_capacity(n);
+        for (i, blk) in self.resblocks.iter().enumerate() {
+            x = blk.forward(&x, 0.0);
+            if i + n >= depth {
+                out.push(x.shallow_clone());
+            }
+        }
+        Some(out)
+    }
+
     pub fn set_drop_path(&mut self, rate: f64) {
         self.drop_path = layers::DropPathRates::linear(rate, self.resblocks.len());
     }
@@ -261,6 +287,25 @@ impl Backbone for Clip {
 
     fn blocks(&self) -> Vec<String> {
         self.tower.block_names()
+    }
+
+    /// DINOv2's linear-evaluation features (`Backbone::last_blocks`) with CLIP's readout: each
+    /// of the last `n` blocks' output through `ln_post`, its class token projected as `forward`
+    /// projects it (the image embedding) and its patch tokens' mean.
+    fn last_blocks(&self, x: &Tensor, n: usize) -> Option<Vec<(Tensor, Tensor)>> {
+        let outs = self.tower.last_block_outputs(x, n)?;
+        Some(
+            outs.iter()
+                .map(|h| {
+                    let y = self.ln_post.forward(h);
+                    let p = y.size()[1] - 1;
+                    (
+                        y.select(1, 0).matmul(&self.proj),
+                        y.narrow(1, 1, p).mean_dim(1, false, tch::Kind::Float),
+                    )
+                })
+                .collect(),
+        )
     }
 
     fn set_drop_path(&mut self, rate: f64) {

@@ -195,6 +195,26 @@ impl Backbone for Coca {
         self.tower.block_names()
     }
 
+    /// DINOv2's linear-evaluation features (`Backbone::last_blocks`) with CoCa's readout: each
+    /// of the last `n` blocks' output through the attentional pooler and `ln_post`, the pooled
+    /// embedding as `forward` makes it and the mean of the pooler's other outputs (the tokens
+    /// `forward` hands the heads).
+    fn last_blocks(&self, x: &Tensor, n: usize) -> Option<Vec<(Tensor, Tensor)>> {
+        let outs = self.tower.last_block_outputs(x, n)?;
+        Some(
+            outs.iter()
+                .map(|h| {
+                    let y = self.ln_post.forward(&self.attn_pool.forward(h));
+                    let p = y.size()[1] - 1;
+                    (
+                        y.select(1, 0).matmul(&self.proj),
+                        y.narrow(1, 1, p).mean_dim(1, false, tch::Kind::Float),
+                    )
+                })
+                .collect(),
+        )
+    }
+
     fn set_drop_path(&mut self, rate: f64) {
         self.tower.set_drop_path(rate);
     }

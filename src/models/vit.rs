@@ -240,6 +240,29 @@ impl Backbone for Mae {
         self.vit.encode_to(&tokens, &self.vit.pos_embed, k)
     }
 
+    /// DINOv2's linear-evaluation features (`Backbone::last_blocks`): each of the last `n`
+    /// blocks' output through the final norm, its class token and its patch tokens' mean.
+    fn last_blocks(&self, x: &Tensor, n: usize) -> Option<Vec<(Tensor, Tensor)>> {
+        let depth = self.vit.blocks.len();
+        if n == 0 || n > depth {
+            return None;
+        }
+        let mut h = self.forward_to_block(x, 0);
+        let mut out = Vec::with_capacity(n);
+        for (i, blk) in self.vit.blocks.iter().enumerate() {
+            h = blk.forward(&h);
+            if i + n >= depth {
+                let y = self.vit.norm.forward(&h);
+                let p = y.size()[1] - 1;
+                out.push((
+                    y.select(1, 0),
+                    y.narrow(1, 1, p).mean_dim(1, false, tch::Kind::Float),
+                ));
+            }
+        }
+        Some(out)
+    }
+
     fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
         let y = self.vit.encode_from(h, k, train);
         let n = y.size()[1] - 1;

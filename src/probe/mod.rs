@@ -3,9 +3,10 @@
 //! 1. The trunk (the run's params: backbone, weights, transforms) computes each image's features
 //!    once: the class token of each of the last 4 blocks and the mean of the last block's patch
 //!    tokens, after the final norm (`Backbone::last_blocks`, DINOv2's
-//!    `get_intermediate_layers(..., return_class_token=True, norm=True)`); for trunks without
-//!    per-block class tokens, their pooled embedding (as "cls") and the mean of their tokens,
-//!    and only `blocks=1`. Train images go through the val transforms (no augmentation), as
+//!    `get_intermediate_layers(..., return_class_token=True, norm=True)`; MAE the same, CLIP and
+//!    CoCa through their own readout); for trunks without per-block class tokens (AIMv2,
+//!    SAM2.1, VMamba), their pooled embedding (as "cls") and the mean of their tokens, and only
+//!    `blocks=1`. Train images go through the val transforms (no augmentation), as
 //!    DINOv2's kNN and logistic-regression evaluations read them.
 //! 2. For each label fraction and seed (a seeded subset of the train split; the whole split
 //!    once), every grid point trains on those features:

@@ -302,6 +302,59 @@ fn every_family_trains_what_each_head_and_freezing_mode_says() {
     }
 }
 
+/// `medfm probe`'s per-block features (`Backbone::last_blocks`): the trunks with a class token
+/// give one (class token, patch mean) pair per requested block, and the last block's pair is
+/// what `forward` reads out (bitwise: the same ops on the same values in one process); the
+/// others give none, and the probe falls back to `forward`'s pooled embedding.
+#[test]
+fn last_blocks_end_with_what_forward_reads_out() {
+    for row in first_row_of_each_family() {
+        let fam = tiny_family(row.name);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let opts = BuildOptions {
+            img_size: fam.img_size,
+            in_chans: 3,
+            gray_init: Default::default(),
+            drop_cutoff: vec![],
+            weights_key: None,
+        };
+        let trunk = fam.row.build(&vs.root(), &opts).unwrap();
+        tch::manual_seed(0);
+        let x = Tensor::randn(
+            [2, 3, fam.img_size, fam.img_size],
+            (Kind::Float, Device::Cpu),
+        );
+        let f = tch::no_grad(|| trunk.forward(&x, false));
+        let depth = fam.blocks.len();
+        let got = tch::no_grad(|| trunk.last_blocks(&x, 2));
+        let name = row.name;
+        match fam.row.family() {
+            Family::Aimv2 | Family::Sam2 | Family::Vmamba => {
+                assert!(got.is_none(), "{name}: no per-block class token");
+                continue;
+            }
+            Family::Mae | Family::Dinov2 | Family::Clip | Family::Coca => {}
+        }
+        let got = got.unwrap_or_else(|| panic!("{name}: per-block features"));
+        assert_eq!(got.len(), 2, "{name}");
+        let (cls, mean) = &got[1];
+        assert!(cls.isfinite().all().int64_value(&[]) == 1, "{name}");
+        assert!(mean.isfinite().all().int64_value(&[]) == 1, "{name}");
+        // MAE's pooled embedding is its patch tokens' mean; the others' is the class token's.
+        let read_out = if fam.row.family() == Family::Mae {
+            mean
+        } else {
+            cls
+        };
+        assert!(
+            read_out.equal(&f.pooled),
+            "{name}: last block's readout = forward's"
+        );
+        assert!(trunk.last_blocks(&x, depth + 1).is_none(), "{name}");
+        assert!(trunk.last_blocks(&x, 0).is_none(), "{name}");
+    }
+}
+
 /// A training config naming any registered backbone (every row, so every size of these
 /// families) resolves with both heads and each freezing mode.
 #[test]
