@@ -161,17 +161,24 @@ impl VisionTower {
         self.forward_train(x, false)
     }
 
-    /// [`VisionTower::forward`] with drop path when `train`.
-    pub fn forward_train(&self, x: &Tensor, train: bool) -> Tensor {
-        let (tokens, _) = self.conv1.forward(x);
+    /// What every block reads first: `ln_pre` of the class token and the patch tokens plus the
+    /// positions, [B, 1+N, W], and the patch grid.
+    fn embed(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
+        let (tokens, grid) = self.conv1.forward(x);
         let b = tokens.size()[0];
         let cls = self
             .class_embedding
             .view([1, 1, -1])
             .expand([b, 1, -1], true);
-        let mut x = self
+        let x = self
             .ln_pre
             .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        (x, grid)
+    }
+
+    /// [`VisionTower::forward`] with drop path when `train`.
+    pub fn forward_train(&self, x: &Tensor, train: bool) -> Tensor {
+        let mut x = self.embed(x).0;
         for (i, blk) in self.resblocks.iter().enumerate() {
             x = blk.forward(&x, self.drop_path.at(i, train));
         }
@@ -185,15 +192,7 @@ impl VisionTower {
         if n == 0 || n > depth {
             return None;
         }
-        let (tokens, _) = self.conv1.forward(x);
-        let b = tokens.size()[0];
-        let cls = self
-            .class_embedding
-            .view([1, 1, -1])
-            .expand([b, 1, -1], true);
-        let mut x = self
-            .ln_pre
-            .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        let mut x = self.embed(x).0;
         let mut out = Vec::with_capacity(n);
         for (i, blk) in self.resblocks.iter().enumerate() {
             x = blk.forward(&x, 0.0);
@@ -211,15 +210,7 @@ impl VisionTower {
     /// `forward` handing `probe` its tap points (each block's `ln_1`) and attention;
     /// `readout`: the rows the trunk's pooled embedding reads.
     pub fn forward_probed(&self, x: &Tensor, probe: &mut Probe, readout: Readout) -> Tensor {
-        let (tokens, grid) = self.conv1.forward(x);
-        let b = tokens.size()[0];
-        let cls = self
-            .class_embedding
-            .view([1, 1, -1])
-            .expand([b, 1, -1], true);
-        let mut x = self
-            .ln_pre
-            .forward(&(Tensor::cat(&[cls, tokens], 1) + &self.positional_embedding));
+        let (mut x, grid) = self.embed(x);
         let layout = Layout::Tokens { prefix: 1, grid };
         let attention = probe.wants_attention(false);
         probe.begin_attention(1, grid, readout);
