@@ -174,6 +174,9 @@ def main():
             state["best_target"] = m["val_quadratic_kappa"]
             state["best"] = copy.deepcopy(model.state_dict())
 
+    # REF_PRINT_LOSSES=1: every step's loss (to compare with medfm's progress lines or
+    # history; off when timing, as .item() waits for the step).
+    print_losses = os.environ.get("REF_PRINT_LOSSES") == "1"
     model.train()
     for epoch in range(tp["epochs"]):
         for x, y in train:
@@ -187,6 +190,8 @@ def main():
                 torch.nn.utils.clip_grad_norm_(model.parameters(), tp["grad_clipping"])
             scaler.step(opt)
             scaler.update()
+            if print_losses:
+                print(f"epoch {epoch + 1} loss {loss.item():.6f}", flush=True)
         validate()
     validate()  # the reference's evaluate() after training
     model.load_state_dict(state["best"])

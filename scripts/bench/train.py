@@ -472,7 +472,7 @@ def bench_e2e(args):
                                    "weights": weights})
     p["model_params"]["transformers_params"]["img_size"] = [args.e2e_size]
     p["optimization_params"]["default"]["scheduler"]["type"] = []
-    p["training_params"].update({"model_name": "e2e", "epochs": 3, "val_every": 1, "knn_eval": False,
+    p["training_params"].update({"model_name": "e2e", "epochs": args.epochs, "val_every": 1, "knn_eval": False,
                                  "use_tensorboard": False, "save_dir": os.path.join(work, "medfm")})
     cuda = args.e2e_device.startswith("cuda")
     p["system_params"]["use_GPU"] = cuda
@@ -488,6 +488,11 @@ def bench_e2e(args):
                                      "pretrained_path": work}
     params = os.path.join(work, "params.json")
     json.dump(p, open(params, "w"), indent=1)
+    # The same run with medfm's feature cache off (the trunk, or its frozen prefix, runs on
+    # every image of every epoch, as in the Python loop): what the cache itself gives.
+    params_nocache = os.path.join(work, "params_nocache.json")
+    json.dump({**p, "training_params": {**p["training_params"], "feature_cache": False}}, open(params_nocache, "w"),
+              indent=1)
     # The split file (val_ids.json), as both implementations reuse it; not timed.
     subprocess.run([medfm, "inspect", "--params_path", params], check=True, stdout=subprocess.DEVNULL)
 
@@ -495,10 +500,11 @@ def bench_e2e(args):
     rows = []
     for rep in range(args.repeats):
         # ABBA order, so a drift in machine load hits both sides alike.
-        for impl in ["medfm", "python"] if rep % 2 == 0 else ["python", "medfm"]:
-            if impl == "medfm":
+        order = ["medfm", "python"] + (["medfm_nocache"] if args.cache_off_too else [])
+        for impl in order if rep % 2 == 0 else order[::-1]:
+            if impl.startswith("medfm"):
                 # --overwrite: each repeat replaces the previous repeat's run.
-                cmd = [medfm, "--params_path", params, "--overwrite"]
+                cmd = [medfm, "--params_path", params if impl == "medfm" else params_nocache, "--overwrite"]
                 results = os.path.join(work, "medfm", "results", "e2e", "metrics_results.json")
             else:
                 out_dir = os.path.join(work, "python")
@@ -511,7 +517,7 @@ def bench_e2e(args):
                    "peak_rss_mib": round(hwm), "metrics": metrics}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    by = {impl: [r for r in rows if r["impl"] == impl] for impl in ["medfm", "python"]}
+    by = {impl: [r for r in rows if r["impl"] == impl] for impl in ["medfm", "python", "medfm_nocache"]}
     summary = {
         "images": args.n, "backbone": args.backbone, "size": args.e2e_size, "threads": args.threads,
         "device": args.e2e_device, "unfreeze": args.unfreeze, "amp": args.e2e_amp,
@@ -521,8 +527,12 @@ def bench_e2e(args):
         "python_peak_pss_mib": max(r["peak_pss_mib"] for r in by["python"]),
         "medfm_peak_rss_mib": max(r["peak_rss_mib"] for r in by["medfm"]),
         "python_peak_rss_mib": max(r["peak_rss_mib"] for r in by["python"]),
-        "metrics_equal": all(r["metrics"] == by["python"][0]["metrics"] for r in rows),
+        "metrics_equal": all(r["metrics"] == by["python"][0]["metrics"] for r in by["medfm"] + by["python"]),
+        "epochs": args.epochs,
     }
+    if by["medfm_nocache"]:
+        summary["medfm_nocache_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_nocache"])
+        summary["nocache_metrics_equal"] = all(r["metrics"] == by["python"][0]["metrics"] for r in by["medfm_nocache"])
     summary["speedup"] = round(summary["python_wall_s"] / summary["medfm_wall_s"], 2)
     print(json.dumps(summary), flush=True)
     return summary
@@ -593,6 +603,9 @@ def main():
         p.add_argument("--e2e-device", default="cpu", help="cpu, cuda or cuda:N (both sides)")
         p.add_argument("--unfreeze", type=int, default=-1,
                        help="partial.unfreeze_cutoff: train blocks K.. of the trunk too (-1: frozen trunk)")
+        p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--cache-off-too", action="store_true",
+                       help="also time medfm with training_params.feature_cache false")
         p.add_argument("--e2e-amp", default="off", choices=["off", "float16", "bfloat16"],
                        help="mixed precision of both sides (CUDA)")
     parsers["torch-worker"].add_argument("--config", required=True)
