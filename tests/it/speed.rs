@@ -1,6 +1,7 @@
 //! The speed settings: bfloat16 autocast (no loss scaling), TF32 switches, the fused AdamW
 //! kernel through the params, background checkpoint writes (a run killed in the middle of one
-//! leaves a whole checkpoint and resumes), and the frozen-prefix cache in every family.
+//! leaves a whole checkpoint and resumes), the frozen-prefix cache in every family, and the
+//! GPU's peak memory through the shim.
 
 use crate::common::e2e::{synth_data, tiny_params, BIN};
 use crate::common::tiny::{self, Mem};
@@ -64,6 +65,36 @@ fn allow_tf32_sets_libtorchs_cuda_switches() {
         assert_eq!(medfm::device::conv_tf32(), cudnn);
     }
     medfm::shim::set_cuda_tf32(before.0, before.1);
+}
+
+/// The CUDA caching allocator's peaks through the shim (docs/gpu.md): without a GPU the call
+/// answers "unavailable" (or "not built", with a libtorch older than the interface it uses)
+/// instead of failing, and a run's device gives none (run_info.json's null); with one, device 0 answers
+/// once a tensor lives there.
+#[test]
+fn the_device_peak_memory_is_unavailable_without_a_gpu() {
+    use medfm::shim::{cuda_memory_peaks, device_peak_memory, DeviceMemory};
+    assert_eq!(device_peak_memory(tch::Device::Cpu), None);
+    assert_eq!(cuda_memory_peaks(usize::MAX), DeviceMemory::Unavailable);
+    if tch::Cuda::is_available() {
+        let x = tch::Tensor::ones([1 << 20], (tch::Kind::Float, tch::Device::Cuda(0)));
+        match cuda_memory_peaks(0) {
+            DeviceMemory::Peaks(p) => {
+                assert!(p.allocated >= 4 << 20 && p.reserved >= p.allocated, "{p:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(x);
+        return;
+    }
+    for index in [0, 1, 7] {
+        let got = cuda_memory_peaks(index);
+        assert!(
+            matches!(got, DeviceMemory::Unavailable | DeviceMemory::NotBuilt),
+            "{got:?}"
+        );
+    }
+    assert_eq!(device_peak_memory(tch::Device::Cuda(0)), None);
 }
 
 /// bfloat16 mixed precision on the CPU (CPU autocast computes in bfloat16 as CUDA's would):
