@@ -6,7 +6,8 @@
 //! LD_LIBRARY_PATH (the set-up script installs it in a repo-local virtual environment).
 //!
 //! It also builds `src/shim/shim.cpp`, the few libtorch functions tch does not bind (autocast's
-//! dtype, CUDA's TF32 switches, the fused Adam kernels), against the same libtorch headers.
+//! dtype, CUDA's TF32 switches, the fused Adam kernels, the CUDA allocator's peak memory),
+//! against the same libtorch headers.
 use std::path::Path;
 
 fn main() {
@@ -46,7 +47,8 @@ fn build_shim(lib: &Path) {
     println!("cargo:rerun-if-changed=src/shim/shim.cpp");
     println!("cargo:rerun-if-env-changed=LIBTORCH_CXX11_ABI");
     let abi = std::env::var("LIBTORCH_CXX11_ABI").unwrap_or_else(|_| "1".to_owned());
-    cc::Build::new()
+    let mut build = cc::Build::new();
+    build
         .cpp(true)
         .file("src/shim/shim.cpp")
         .include(lib.join("../include"))
@@ -54,8 +56,31 @@ fn build_shim(lib: &Path) {
         .flag(format!("-D_GLIBCXX_USE_CXX11_ABI={abi}"))
         .flag("-DGLOG_USE_GLOG_EXPORT")
         // libtorch's headers are not warning-clean; the shim's own code is a few lines.
-        .warnings(false)
-        .compile("medfm_shim");
+        .warnings(false);
+    if has_device_allocator(lib) {
+        build.define("MEDFM_DEVICE_ALLOCATOR", None);
+    }
+    build.compile("medfm_shim");
+}
+
+/// Whether libtorch's headers have c10's device-generic allocator interface
+/// (`c10::getDeviceAllocator` in `c10/core/CachingDeviceAllocator.h`, torch 2.9+), through which
+/// the shim reads the CUDA caching allocator's peaks without the CUDA toolkit's headers (which
+/// c10/cuda's headers need, and which the PyPI wheels do not fully ship). Without it (an older
+/// libtorch) the shim is built without that call, with a warning: run_info.json's device peaks
+/// are then null.
+fn has_device_allocator(lib: &Path) -> bool {
+    let header = lib.join("../include/c10/core/CachingDeviceAllocator.h");
+    println!("cargo:rerun-if-changed={}", header.display());
+    let found = std::fs::read_to_string(&header).is_ok_and(|t| t.contains("getDeviceAllocator"));
+    if !found {
+        println!(
+            "cargo:warning={} has no c10::getDeviceAllocator (libtorch older than 2.9): \
+             run_info.json will not record the GPU's peak memory",
+            header.display()
+        );
+    }
+    found
 }
 
 /// mozjpeg-sys builds libjpeg-turbo's SIMD code only when `nasm` runs from PATH (its

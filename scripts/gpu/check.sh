@@ -32,4 +32,6 @@ lib = os.path.join(os.path.dirname(torch.__file__), "lib")
 print(":".join([lib, *sorted(glob.glob(os.path.join(lib, "..", "..", "nvidia", "*", "lib")))]))')
 export LD_LIBRARY_PATH="$libs${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export OMP_WAIT_POLICY=PASSIVE
+# run_info.json's device peaks (docs/gpu.md): a tiny CUDA training (configs/demo.json, random trunk, 96 synthetic images, 1 epoch), then the two fields.
+t=$(mktemp -d) && "$MEDFM_BIN" synth --dataset APTOS2019 --out "$t/data" --n 96 >/dev/null && "$MEDFM_BIN" --params_path configs/demo.json --data_location "$t/data" --save_dir "$t/run" --set foundation_params.pretrained=false --set training_params.epochs=1 >"$t/log" 2>&1 && grep -h '"peak_device' "$t"/run/results/*/run_info.json || echo "device peak memory: the tiny training failed, see $t/log"
 exec "$py" scripts/gpu/check.py "$@"

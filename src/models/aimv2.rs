@@ -302,13 +302,42 @@ impl Aimv2 {
 
     /// [`Aimv2::forward_tokens`] with drop path when `train`.
     pub fn forward_tokens_train(&self, x: &Tensor, train: bool) -> Tensor {
+        self.tokens_from(&self.tokens_to(x, 0), 0, train)
+    }
+
+    /// The preprocessor: the patches, their RMSNorm and the positions, `[B, N, D]`, and the
+    /// patch grid. Made contiguous: the convolution's output read as tokens is a transposed
+    /// view, and the residual stream keeps the layout of what enters it; a contiguous stream is
+    /// laid out as the frozen-prefix cache's copies are, so a cached activation goes through
+    /// the same kernels as the in-flight one (the norms' reductions round by layout).
+    fn embed(&self, x: &Tensor) -> (Tensor, (i64, i64)) {
         let ps = self.cfg.patch_size;
-        let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1)
-            .flatten(2, -1)
-            .transpose(1, 2);
-        let mut x = self.patch_norm.forward(&x) + &self.pos_embed;
-        for (i, block) in self.blocks.iter().enumerate() {
-            x = block.forward(&x, self.drop_path.at(i, train));
+        let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1);
+        let grid = (x.size()[2], x.size()[3]);
+        let x = x.flatten(2, -1).transpose(1, 2);
+        (
+            (self.patch_norm.forward(&x) + &self.pos_embed).contiguous(),
+            grid,
+        )
+    }
+
+    /// What enters block `k`: the preprocessor and blocks 0..k in evaluation mode (they are
+    /// frozen when this is cached; `Backbone::forward_to_block`).
+    fn tokens_to(&self, x: &Tensor, k: usize) -> Tensor {
+        let mut x = self.embed(x).0;
+        for block in &self.blocks[..k.min(self.blocks.len())] {
+            x = block.forward(&x, 0.0);
+        }
+        x
+    }
+
+    /// The rest of [`Aimv2::forward_tokens_train`] from `tokens_to(x, k)`: blocks k.. (with
+    /// drop path when `train`) and `post_trunk_norm`.
+    fn tokens_from(&self, h: &Tensor, k: usize, train: bool) -> Tensor {
+        let mut x = h.shallow_clone();
+        let start = k.min(self.blocks.len());
+        for (i, block) in self.blocks[start..].iter().enumerate() {
+            x = block.forward(&x, self.drop_path.at(start + i, train));
         }
         self.post_trunk_norm.forward(&x)
     }
@@ -317,7 +346,19 @@ impl Aimv2 {
 impl Backbone for Aimv2 {
     /// pooled = mean over tokens of `post_trunk_norm(x)`; tokens = `post_trunk_norm(x)`.
     fn forward(&self, x: &Tensor, train: bool) -> Features {
-        let tokens = self.forward_tokens_train(x, train);
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        self.tokens_to(x, k)
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let tokens = self.tokens_from(h, k, train);
         let pooled = tokens.mean_dim(1, false, None);
         Features { pooled, tokens }
     }
@@ -342,11 +383,7 @@ impl Backbone for Aimv2 {
     /// `forward`'s ops with the blocks' taps; no class token, and the pooled embedding is the
     /// mean of all tokens, so rollout reads the mean of all rows.
     fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Option<Features> {
-        let ps = self.cfg.patch_size;
-        let x = layers::conv2d(x, &self.proj_weight, Some(&self.proj_bias), ps, 0, 1);
-        let grid = (x.size()[2], x.size()[3]);
-        let x = x.flatten(2, -1).transpose(1, 2);
-        let mut x = self.patch_norm.forward(&x) + &self.pos_embed;
+        let (mut x, grid) = self.embed(x);
         let layout = Layout::Tokens { prefix: 0, grid };
         let attention = probe.wants_attention(false);
         probe.begin_attention(0, grid, Readout::MeanFrom(0));

@@ -178,9 +178,26 @@ impl VisionTower {
 
     /// [`VisionTower::forward`] with drop path when `train`.
     pub fn forward_train(&self, x: &Tensor, train: bool) -> Tensor {
+        self.forward_from(&self.forward_to(x, 0), 0, train)
+    }
+
+    /// What enters residual block `k`: the embedding and blocks 0..k in evaluation mode (they
+    /// are frozen when this is cached; `Backbone::forward_to_block`).
+    pub fn forward_to(&self, x: &Tensor, k: usize) -> Tensor {
         let mut x = self.embed(x).0;
-        for (i, blk) in self.resblocks.iter().enumerate() {
-            x = blk.forward(&x, self.drop_path.at(i, train));
+        for blk in &self.resblocks[..k.min(self.resblocks.len())] {
+            x = blk.forward(&x, 0.0);
+        }
+        x
+    }
+
+    /// The rest of [`VisionTower::forward_train`] from `forward_to(x, k)`: blocks k.. (with
+    /// drop path when `train`).
+    pub fn forward_from(&self, h: &Tensor, k: usize, train: bool) -> Tensor {
+        let mut x = h.shallow_clone();
+        let start = k.min(self.resblocks.len());
+        for (i, blk) in self.resblocks[start..].iter().enumerate() {
+            x = blk.forward(&x, self.drop_path.at(start + i, train));
         }
         x
     }
@@ -268,7 +285,19 @@ impl Clip {
 
 impl Backbone for Clip {
     fn forward(&self, x: &Tensor, train: bool) -> Features {
-        let y = self.ln_post.forward(&self.tower.forward_train(x, train));
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        self.tower.forward_to(x, k)
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let y = self.ln_post.forward(&self.tower.forward_from(h, k, train));
         let n = y.size()[1] - 1;
         Features {
             pooled: y.select(1, 0).matmul(&self.proj),

@@ -181,9 +181,25 @@ impl Coca {
 
 impl Backbone for Coca {
     fn forward(&self, x: &Tensor, train: bool) -> Features {
-        let y = self
-            .ln_post
-            .forward(&self.attn_pool.forward(&self.tower.forward_train(x, train)));
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        self.tower.forward_to(x, k)
+    }
+
+    /// The tower's blocks k.., then the attentional pooler and `ln_post` (frozen or not, they
+    /// come after the cut).
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let y = self.ln_post.forward(
+            &self
+                .attn_pool
+                .forward(&self.tower.forward_from(h, k, train)),
+        );
         let pooled = y.select(1, 0).matmul(&self.proj);
         let n = y.size()[1] - 1;
         let tokens = Tensor::cat(&[pooled.unsqueeze(1), y.narrow(1, 1, n)], 1);

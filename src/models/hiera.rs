@@ -453,13 +453,51 @@ impl Hiera {
         self.drop_path = layers::DropPathRates::linear(rate, self.blocks.len());
     }
 
-    /// [`Hiera::forward`] with drop path when `train`.
-    pub fn forward_train(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+    /// The patch embedding plus the positions, `[B, H/4, W/4, C]`, made contiguous (the
+    /// convolution's output seen channels last is a permuted view): the blocks keep the layout
+    /// of what enters them, and a contiguous stream is laid out as the frozen-prefix cache's
+    /// copies are. (The values are the same either way: the norms read a contiguous copy.)
+    fn embed(&self, x: &Tensor) -> Tensor {
         let x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
         let (h, w) = (x.size()[1], x.size()[2]);
-        let mut x = x + self.pos_embed(h, w);
+        (x + self.pos_embed(h, w)).contiguous()
+    }
+
+    /// [`Hiera::forward`] with drop path when `train`.
+    pub fn forward_train(&self, x: &Tensor, train: bool) -> Vec<Tensor> {
+        let (h, outputs) = self.forward_to(x, 0);
+        self.forward_from(&h, outputs, 0, train)
+    }
+
+    /// What enters block `k` (`[B, H, W, C]` of block k's stage, or of the stage before it
+    /// when k starts a stage: q-pooling happens inside a stage's first block), and the outputs
+    /// of the stages that end before block k, first stage first. The patch embedding,
+    /// positions and blocks 0..k in evaluation mode: they are frozen when this is cached.
+    pub fn forward_to(&self, x: &Tensor, k: usize) -> (Tensor, Vec<Tensor>) {
+        let mut x = self.embed(x);
         let mut outputs = Vec::with_capacity(self.stage_ends.len());
-        for (i, block) in self.blocks.iter().enumerate() {
+        for (i, block) in self.blocks[..k.min(self.blocks.len())].iter().enumerate() {
+            x = block.forward(&x, 0.0);
+            if self.stage_ends.contains(&i) {
+                outputs.push(x.shallow_clone());
+            }
+        }
+        (x, outputs)
+    }
+
+    /// The rest of [`Hiera::forward_train`] from `forward_to(x, k)`: blocks k.. (with drop
+    /// path when `train`) from `h`, appending the stage outputs they make to `outputs` (the
+    /// stages that ended before block k).
+    pub fn forward_from(
+        &self,
+        h: &Tensor,
+        mut outputs: Vec<Tensor>,
+        k: usize,
+        train: bool,
+    ) -> Vec<Tensor> {
+        let mut x = h.shallow_clone();
+        let start = k.min(self.blocks.len());
+        for (i, block) in self.blocks.iter().enumerate().skip(start) {
             x = block.forward(&x, self.drop_path.at(i, train));
             if self.stage_ends.contains(&i) {
                 outputs.push(x.shallow_clone());
@@ -471,9 +509,7 @@ impl Hiera {
     /// `forward` for `medfm explain`: tap point `s` is stage `s`'s output (`[B, H_s, W_s, C_s]`,
     /// the output of the stage's last block, what the official `Hiera.forward` returns).
     pub fn forward_probed(&self, x: &Tensor, probe: &mut Probe) -> Vec<Tensor> {
-        let x = self.patch_embed.forward(x).permute([0, 2, 3, 1]);
-        let (h, w) = (x.size()[1], x.size()[2]);
-        let mut x = x + self.pos_embed(h, w);
+        let mut x = self.embed(x);
         let mut outputs = Vec::with_capacity(self.stage_ends.len());
         for (i, block) in self.blocks.iter().enumerate() {
             x = block.forward(&x, 0.0);

@@ -97,13 +97,15 @@ pub trait Backbone: Send {
 
     /// Whether `forward` splits at block boundaries (`forward_to_block`, `forward_from_block`):
     /// then, with blocks 0..k frozen, the activations entering block k can be cached like a
-    /// frozen trunk's features (`train::feature_cache`). The ViT families.
+    /// frozen trunk's features (`train::feature_cache`). Every published family does.
     fn splits_at_blocks(&self) -> bool {
         false
     }
 
-    /// The activations entering block `k` (index into `blocks()`): everything `forward` does
-    /// before it. Only called when `splits_at_blocks`.
+    /// The activations entering block `k` (index into `blocks()`), as one tensor with the
+    /// batch first: everything `forward` does before it (in evaluation mode: those blocks are
+    /// frozen when this is cached), and whatever of it the rest of `forward` reads besides
+    /// (SAM2.1's earlier stage maps, which its neck reads). Only called when `splits_at_blocks`.
     fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let _ = (x, k);
         unimplemented!("this trunk does not split at blocks")

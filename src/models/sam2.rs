@@ -122,6 +122,10 @@ pub struct Sam2ImageEncoder {
     neck: FpnNeck,
     /// Channels and the size unit (see [`size_unit`]).
     input: InputRule,
+    /// Channels of each stage's output, first stage first.
+    stage_dims: Vec<i64>,
+    /// Each stage's downsampling relative to the first stage (2 per pooled stage change).
+    stage_scales: Vec<i64>,
 }
 
 impl Sam2ImageEncoder {
@@ -129,8 +133,18 @@ impl Sam2ImageEncoder {
     pub fn new(p: &nn::Path, cfg: &Sam2Config, img_size: i64, in_chans: i64) -> Result<Self> {
         let input = rule(cfg, in_chans, img_size)?;
         let trunk = Hiera::new(&(p / "trunk"), &cfg.trunk, in_chans)?;
-        let neck = FpnNeck::new(&(p / "neck"), cfg, &cfg.trunk.stage_dims())?;
-        Ok(Sam2ImageEncoder { trunk, neck, input })
+        let stage_dims = cfg.trunk.stage_dims();
+        let neck = FpnNeck::new(&(p / "neck"), cfg, &stage_dims)?;
+        let stage_scales = (0..stage_dims.len())
+            .map(|s| 1i64 << s.min(cfg.trunk.q_pool))
+            .collect();
+        Ok(Sam2ImageEncoder {
+            trunk,
+            neck,
+            input,
+            stage_dims,
+            stage_scales,
+        })
     }
 
     /// `vision_features`: `[B, d_model, H/16, W/16]`.
@@ -138,19 +152,114 @@ impl Sam2ImageEncoder {
         self.neck.vision_features(&self.trunk.forward(x))
     }
 
-    fn vision_features_train(&self, x: &Tensor, train: bool) -> Tensor {
-        self.neck
-            .vision_features(&self.trunk.forward_train(x, train))
+    /// The stages whose outputs the neck reads and that end before block `k - 1`: their maps
+    /// travel with the activation entering block `k` (the one ending at block `k - 1` is that
+    /// activation).
+    fn carried_stages(&self, k: usize) -> Vec<usize> {
+        let ends = self.trunk.stage_end_blocks();
+        (self.neck.out_level..ends.len())
+            .filter(|&s| ends[s] + 1 < k)
+            .collect()
     }
+
+    /// The stage whose map enters block `k > 0`: block `k - 1`'s.
+    fn stage_entering(&self, k: usize) -> usize {
+        let ends = self.trunk.stage_end_blocks();
+        ends.iter()
+            .position(|&e| e + 1 >= k)
+            .unwrap_or(ends.len() - 1)
+    }
+}
+
+/// `[B, f*h, f*w, C]` -> `[B, h, w, f*f*C]`: each f x f cell's values side by side in the
+/// channels (a copy), so a finer map travels beside a coarser one in one tensor.
+fn fold_cells(t: &Tensor, f: i64) -> Tensor {
+    let (b, h, w, c) = t.size4().expect("a stage map is [B, H, W, C]");
+    t.reshape([b, h / f, f, w / f, f, c])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, h / f, w / f, f * f * c])
+}
+
+/// The inverse of [`fold_cells`], as a contiguous map (as the trunk made it).
+fn unfold_cells(t: &Tensor, f: i64) -> Tensor {
+    let (b, h, w, fc) = t.size4().expect("a folded map is [B, h, w, f*f*C]");
+    t.reshape([b, h, w, f, f, fc / (f * f)])
+        .permute([0, 1, 3, 2, 4, 5])
+        .reshape([b, h * f, w * f, fc / (f * f)])
+        .contiguous()
+}
+
+/// `vision_features` as the two tensors the heads read.
+fn features_of(vf: &Tensor) -> Features {
+    let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
+    let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
+    let pooled = tokens.mean_dim(1, false, None);
+    Features { pooled, tokens }
 }
 
 impl Backbone for Sam2ImageEncoder {
     fn forward(&self, x: &Tensor, train: bool) -> Features {
-        let vf = self.vision_features_train(x, train);
-        let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
-        let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
-        let pooled = tokens.mean_dim(1, false, None);
-        Features { pooled, tokens }
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    /// The map entering block `k` (`[B, H, W, C]`); when the neck also reads a stage that
+    /// ended earlier (k past the first block of the last stage), that stage's map folded into
+    /// the channels after it ([`fold_cells`]): one tensor, as the cache keeps it.
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        let (h, outputs) = self.trunk.forward_to(x, k);
+        let carried = self.carried_stages(k);
+        if carried.is_empty() {
+            return h;
+        }
+        let t = self.stage_entering(k);
+        let mut parts = vec![h];
+        for s in carried {
+            let f = self.stage_scales[t] / self.stage_scales[s];
+            parts.push(fold_cells(&outputs[s], f));
+        }
+        Tensor::cat(&parts, 3)
+    }
+
+    /// Unpacks what `forward_to_block` made (copies of the same values), then the trunk's
+    /// blocks k.. and the neck.
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let carried = self.carried_stages(k);
+        let (x, mut maps) = if carried.is_empty() {
+            (h.shallow_clone(), vec![])
+        } else {
+            let t = self.stage_entering(k);
+            let c = self.stage_dims[t];
+            let mut at = c;
+            let mut maps = vec![];
+            for &s in &carried {
+                let f = self.stage_scales[t] / self.stage_scales[s];
+                let n = f * f * self.stage_dims[s];
+                maps.push(unfold_cells(&h.narrow(3, at, n), f));
+                at += n;
+            }
+            (h.narrow(3, 0, c).contiguous(), maps)
+        };
+        // The stage outputs `forward_to` collected: the carried ones, the one that is `x`, and
+        // placeholders for those the neck never reads.
+        let mut outputs = vec![];
+        for (s, &end) in self.trunk.stage_end_blocks().iter().enumerate() {
+            if end >= k {
+                break;
+            }
+            outputs.push(if carried.contains(&s) {
+                maps.remove(0)
+            } else if end + 1 == k {
+                x.shallow_clone()
+            } else {
+                Tensor::new()
+            });
+        }
+        let stages = self.trunk.forward_from(&x, outputs, k, train);
+        features_of(&self.neck.vision_features(&stages))
     }
 
     fn blocks(&self) -> Vec<String> {
@@ -180,10 +289,7 @@ impl Backbone for Sam2ImageEncoder {
         let vf = self
             .neck
             .vision_features(&self.trunk.forward_probed(x, probe));
-        let (b, c, h, w) = vf.size4().expect("vision_features is [B, C, H, W]");
-        let tokens = vf.permute([0, 2, 3, 1]).reshape([b, h * w, c]);
-        let pooled = tokens.mean_dim(1, false, None);
-        Some(Features { pooled, tokens })
+        Some(features_of(&vf))
     }
 }
 

@@ -313,19 +313,56 @@ impl Vmamba {
 
     /// [`Vmamba::forward_map`] with drop path when `train`.
     pub fn forward_map_train(&self, x: &Tensor, train: bool) -> Tensor {
+        self.map_from(&self.map_to(x, 0), 0, train)
+    }
+
+    /// Patch embed v2, channels last.
+    fn embed(&self, x: &Tensor) -> Tensor {
         let x = self
             .embed_norm1
             .forward(&nchw_to_nhwc(&self.embed_conv1.forward(x)));
         let x = nhwc_to_nchw(&x).gelu("none");
-        let mut x = self
-            .embed_norm2
-            .forward(&nchw_to_nhwc(&self.embed_conv2.forward(&x)));
+        self.embed_norm2
+            .forward(&nchw_to_nhwc(&self.embed_conv2.forward(&x)))
+    }
+
+    /// What enters block `k` (counted over all stages, as `Backbone::blocks`): the patch
+    /// embedding, blocks 0..k and the downsamples between them (one right before block k when
+    /// it starts a stage), in evaluation mode: they are frozen when this is cached.
+    fn map_to(&self, x: &Tensor, k: usize) -> Tensor {
+        let mut x = self.embed(x);
         let mut i = 0;
         for stage in &self.stages {
             for block in &stage.blocks {
-                x = block.forward(&x, self.drop_path.at(i, train));
+                if i == k {
+                    return x;
+                }
+                x = block.forward(&x, 0.0);
                 i += 1;
             }
+            if let Some(down) = &stage.downsample {
+                x = down.forward(&x);
+            }
+        }
+        x
+    }
+
+    /// The rest of [`Vmamba::forward_map_train`] from `map_to(x, k)`: blocks k.. (with drop
+    /// path when `train`), the downsamples after them and the classifier's norm.
+    fn map_from(&self, h: &Tensor, k: usize, train: bool) -> Tensor {
+        let mut x = h.shallow_clone();
+        let mut i = 0;
+        for stage in &self.stages {
+            let n = stage.blocks.len();
+            if i + n <= k {
+                // The whole stage, its downsample included, is in `h`.
+                i += n;
+                continue;
+            }
+            for (j, block) in stage.blocks.iter().enumerate().skip(k.saturating_sub(i)) {
+                x = block.forward(&x, self.drop_path.at(i + j, train));
+            }
+            i += n;
             if let Some(down) = &stage.downsample {
                 x = down.forward(&x);
             }
@@ -336,13 +373,7 @@ impl Vmamba {
     /// `forward_map` for `medfm explain`: tap point `s` is stage `s`'s output (`layers.{s}`:
     /// its blocks, then its downsample), channels last.
     fn forward_map_probed(&self, x: &Tensor, probe: &mut Probe) -> Tensor {
-        let x = self
-            .embed_norm1
-            .forward(&nchw_to_nhwc(&self.embed_conv1.forward(x)));
-        let x = nhwc_to_nchw(&x).gelu("none");
-        let mut x = self
-            .embed_norm2
-            .forward(&nchw_to_nhwc(&self.embed_conv2.forward(&x)));
+        let mut x = self.embed(x);
         for (s, stage) in self.stages.iter().enumerate() {
             for block in &stage.blocks {
                 x = block.forward(&x, 0.0);
@@ -361,7 +392,19 @@ impl Backbone for Vmamba {
         // Drop path only with `foundation_params.drop_path_rate`: the official configs
         // pre-train with stochastic depth (0.3 / 0.6), but the reference tool's VMamba
         // construction is not published, and medfm fine-tunes without it by default.
-        let map = self.forward_map_train(x, train);
+        self.forward_from_block(&self.forward_to_block(x, 0), 0, train)
+    }
+
+    fn splits_at_blocks(&self) -> bool {
+        true
+    }
+
+    fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
+        self.map_to(x, k)
+    }
+
+    fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
+        let map = self.map_from(h, k, train);
         let (b, h, w, c) = map.size4().expect("VMamba map is [B, h, w, C]");
         let tokens = map.reshape([b, h * w, c]);
         let pooled = tokens.mean_dim(1, false, None::<Kind>);

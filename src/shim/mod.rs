@@ -1,6 +1,7 @@
 //! Rust side of `src/shim/shim.cpp` (built by build.rs): libtorch functions that tch does not
 //! bind. The switches are thread-local (autocast) or process-wide (TF32) flags; the fused Adam
-//! call returns libtorch's error instead of throwing.
+//! call returns libtorch's error instead of throwing; the CUDA allocator's peaks come back with
+//! a status (the shim may be built without CUDA headers, the machine may have no GPU).
 
 use anyhow::{bail, Result};
 use std::ffi::{c_char, CStr};
@@ -32,6 +33,7 @@ extern "C" {
         eps: f64,
         amsgrad: bool,
     ) -> *const c_char;
+    fn medfm_cuda_memory_peaks(device: i32, allocated: *mut i64, reserved: *mut i64) -> i32;
 }
 
 /// `c10::DeviceType` (an `int8_t` enum): autocast's switches are kept per device type.
@@ -153,4 +155,56 @@ pub fn fused_adam(t: &FusedAdam, h: &FusedAdamHyper) -> Result<()> {
         bail!("fused Adam step failed: {first}");
     }
     Ok(())
+}
+
+/// Peak memory of libtorch's CUDA caching allocator on one device since the process started,
+/// bytes: what tensors held at most (`torch.cuda.max_memory_allocated`) and what the allocator
+/// had reserved from the driver at most (`torch.cuda.max_memory_reserved`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DevicePeaks {
+    pub allocated: u64,
+    pub reserved: u64,
+}
+
+/// What [`cuda_memory_peaks`] found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeviceMemory {
+    Peaks(DevicePeaks),
+    /// The shim was built without libtorch's device-allocator interface (build.rs said so
+    /// with a warning).
+    NotBuilt,
+    /// No such CUDA device, or nothing has used it in this process.
+    Unavailable,
+}
+
+/// The CUDA caching allocator's peaks on device `index`. Safe to call on any machine: without a
+/// GPU (or a CUDA build of libtorch) it says so.
+pub fn cuda_memory_peaks(index: usize) -> DeviceMemory {
+    let Ok(device) = i32::try_from(index) else {
+        return DeviceMemory::Unavailable;
+    };
+    let (mut allocated, mut reserved) = (0i64, 0i64);
+    // SAFETY: the two pointers are live locals; the C++ side catches every exception and
+    // checks the device index against the GPU count before touching the allocator.
+    let status = unsafe { medfm_cuda_memory_peaks(device, &mut allocated, &mut reserved) };
+    match status {
+        0 => DeviceMemory::Peaks(DevicePeaks {
+            allocated: allocated.max(0) as u64,
+            reserved: reserved.max(0) as u64,
+        }),
+        1 => DeviceMemory::NotBuilt,
+        _ => DeviceMemory::Unavailable,
+    }
+}
+
+/// The peaks of the device a run trained on: None on the CPU, without CUDA, or when the shim
+/// cannot read them (run_info.json then records null).
+pub fn device_peak_memory(device: tch::Device) -> Option<DevicePeaks> {
+    match device {
+        tch::Device::Cuda(i) if tch::Cuda::is_available() => match cuda_memory_peaks(i) {
+            DeviceMemory::Peaks(p) => Some(p),
+            DeviceMemory::NotBuilt | DeviceMemory::Unavailable => None,
+        },
+        _ => None,
+    }
 }

@@ -1,14 +1,22 @@
 // The few libtorch entry points medfm needs that tch does not bind: autocast's per-device-type
 // switches and dtype (`torch.autocast(device_type, dtype=...)`), the float32 precision of CUDA
 // matmuls and convolutions (`torch.backends.{cuda.matmul,cudnn}.allow_tf32`) and the fused
-// Adam/AdamW kernels (`torch.optim.AdamW(fused=True)`, `torch/optim/adam.py::_fused_adam`).
+// Adam/AdamW kernels (`torch.optim.AdamW(fused=True)`, `torch/optim/adam.py::_fused_adam`) and
+// the CUDA caching allocator's peak memory (`torch.cuda.max_memory_allocated`).
 // Built by build.rs against the headers of the libtorch torch-sys links. Every function is
 // plain C; those that may throw return the error text (valid until the next call on the thread)
-// instead of letting a C++ exception cross into Rust.
+// or a status instead of letting a C++ exception cross into Rust.
 #include <ATen/Context.h>
 #include <ATen/autocast_mode.h>
 #include <ATen/ops/_fused_adam.h>
 #include <ATen/ops/_fused_adamw.h>
+
+// Defined by build.rs when libtorch's headers have the device-generic allocator interface
+// (`c10::getDeviceAllocator`, torch 2.9+).
+#ifdef MEDFM_DEVICE_ALLOCATOR
+#include <ATen/detail/CUDAHooksInterface.h>
+#include <c10/core/CachingDeviceAllocator.h>
+#endif
 
 #include <cstddef>
 #include <cstdint>
@@ -97,6 +105,37 @@ const char* medfm_fused_adam(bool decoupled, at::Tensor* const* params, at::Tens
   } catch (...) {
     return fail("unknown C++ exception");
   }
+}
+
+// The CUDA caching allocator's peak allocated and peak reserved bytes on `device` since the
+// process started, as `torch.cuda.max_memory_allocated(device)` and `max_memory_reserved` read
+// them (`torch/cuda/memory.py::memory_stats`: `getDeviceStats(device)`, `allocated_bytes` and
+// `reserved_bytes` of the aggregate pool, `.peak`). The allocator is reached through c10's
+// device-generic interface (`c10::getDeviceAllocator(kCUDA)`, what
+// `torch.accelerator.memory_stats` calls): the same object as
+// `c10::cuda::CUDACachingAllocator::get()`, without c10/cuda's headers, which need the CUDA
+// toolkit's. Returns 0 with both written; 1: the shim was built without that interface; 2: no
+// such CUDA device, or its allocator is not initialised (nothing ran there) or failed.
+int medfm_cuda_memory_peaks(int device, int64_t* allocated, int64_t* reserved) {
+#ifdef MEDFM_DEVICE_ALLOCATOR
+  try {
+    if (device < 0 || device >= at::detail::getCUDAHooks().getNumGPUs()) return 2;
+    auto* a = c10::getDeviceAllocator(c10::DeviceType::CUDA);
+    if (a == nullptr || !a->initialized()) return 2;
+    const auto stats = a->getDeviceStats(static_cast<c10::DeviceIndex>(device));
+    const auto pool = static_cast<size_t>(c10::CachingAllocator::StatType::AGGREGATE);
+    *allocated = stats.allocated_bytes[pool].peak;
+    *reserved = stats.reserved_bytes[pool].peak;
+    return 0;
+  } catch (...) {
+    return 2;
+  }
+#else
+  (void)device;
+  (void)allocated;
+  (void)reserved;
+  return 1;
+#endif
 }
 
 }  // extern "C"

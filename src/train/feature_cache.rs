@@ -3,10 +3,10 @@
 //! Only what the head reads is kept (the pooled embedding for the linear head, the tokens too
 //! for the attention head), on the training device, within a memory budget.
 //!
-//! With only the last blocks of a ViT-family trunk trained (`partial.unfreeze_cutoff = k`), the
-//! same cache holds the activations entering block k instead (in the `pooled` slot; see
-//! `trainer::prefix_features`): blocks 0..k are frozen, so their output is a fixed function of
-//! the image, like a frozen trunk's features.
+//! With only the last blocks of a trunk trained (`partial.unfreeze_cutoff = k`), the same cache
+//! holds the activations entering block k instead (in the `pooled` slot; see
+//! `step::prefix_features` and `Backbone::forward_to_block`): blocks 0..k are frozen, so their
+//! output is a fixed function of the image, like a frozen trunk's features.
 
 use crate::models::Features;
 use tch::{Device, Kind, Tensor};

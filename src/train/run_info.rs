@@ -56,6 +56,15 @@ pub struct RunInfo {
     /// The process's peak resident memory (Linux `VmHWM`), bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub peak_host_memory_bytes: Option<u64>,
+    /// On a CUDA device, the most bytes libtorch's caching allocator had handed to tensors
+    /// (`torch.cuda.max_memory_allocated`); null on the CPU or when it cannot be read.
+    #[serde(default)]
+    pub peak_device_memory_bytes: Option<u64>,
+    /// On a CUDA device, the most bytes the caching allocator had reserved from the driver
+    /// (`torch.cuda.max_memory_reserved`; what nvidia-smi shows, less the CUDA context); null
+    /// otherwise.
+    #[serde(default)]
+    pub peak_device_reserved_bytes: Option<u64>,
     /// When and why training stopped early (`training_params.early_stopping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<crate::train::early_stop::Stopped>,
@@ -194,6 +203,7 @@ impl RunInfo {
         resumed_at_iteration: Option<u64>,
     ) -> RunInfo {
         let end = SystemTime::now();
+        let device_peaks = crate::shim::device_peak_memory(device);
         RunInfo {
             medfm_version: env!("CARGO_PKG_VERSION").to_string(),
             libtorch_version: crate::device::LIBTORCH_VERSION.to_string(),
@@ -215,6 +225,8 @@ impl RunInfo {
             parameter_groups: vec![],
             recipe: recipe_keys(params),
             peak_host_memory_bytes: peak_host_memory(),
+            peak_device_memory_bytes: device_peaks.map(|p| p.allocated),
+            peak_device_reserved_bytes: device_peaks.map(|p| p.reserved),
             early_stopping: None,
         }
     }

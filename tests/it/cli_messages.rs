@@ -106,6 +106,14 @@ fn a_training_run_says_what_a_reader_needs() {
     assert_eq!(info["backbone"], "dinov2_vits14");
     assert_eq!(info["head"], "none");
     assert_eq!(info["device"], "cpu");
+    // The CUDA caching allocator's peaks: written, and null on the CPU.
+    for key in ["peak_device_memory_bytes", "peak_device_reserved_bytes"] {
+        assert_eq!(
+            info.get(key),
+            Some(&serde_json::Value::Null),
+            "{key}: {info}"
+        );
+    }
     assert_eq!(info["seed"], 42);
     assert_eq!(info["medfm_version"], env!("CARGO_PKG_VERSION"));
     assert!(info["libtorch_version"].as_str().unwrap().starts_with("2."));

@@ -496,3 +496,74 @@ fn every_family_takes_lora_adapters_that_merge_into_the_plain_model() {
         assert!(e <= 1e-4, "{name}: merged model differs by {e}");
     }
 }
+
+/// The frozen-prefix cache's contract (`Backbone::forward_to_block`, `forward_from_block`) in
+/// every family: for every block k, the forward split at k is the forward, bitwise (the same
+/// ops on the same values and shapes in one process; the activations entering block k are
+/// handed over as they are, or as the feature cache's copy of them), and a classifier with
+/// blocks k.. trainable on a frozen trunk caches at k (`Classifier::frozen_prefix`), its
+/// `features_from_prefix(prefix(x))` equal to its `features(x)`. SAM2.1 is cut across Hiera's
+/// stages and q-pooling, and past the first block of the last stage, where the neck's third
+/// level travels with the activations; VMamba across its downsamples.
+#[test]
+fn every_family_splits_its_forward_at_every_block() {
+    use medfm::train::feature_cache::FeatureCache;
+    for row in first_row_of_each_family() {
+        let name = row.name;
+        let fam = tiny_family(name);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let opts = BuildOptions {
+            img_size: fam.img_size,
+            in_chans: 3,
+            gray_init: Default::default(),
+            drop_cutoff: vec![],
+            weights_key: None,
+        };
+        let trunk = fam.row.build(&vs.root(), &opts).unwrap();
+        assert!(trunk.splits_at_blocks(), "{name}");
+        let x = common::seeded_tensor(&[2, 3, fam.img_size, fam.img_size], 11);
+        let f = tch::no_grad(|| trunk.forward(&x, false));
+        let same = |g: &medfm::models::Features, case: &str| {
+            assert!(g.pooled.equal(&f.pooled), "{case}: pooled");
+            assert!(g.tokens.equal(&f.tokens), "{case}: tokens");
+        };
+        for k in 0..fam.blocks.len() {
+            let case = format!("{name}, split at block {k}");
+            let h = tch::no_grad(|| trunk.forward_to_block(&x, k));
+            assert_eq!(h.size()[0], 2, "{case}: batch first");
+            // Laid out as the cache's copy: the same kernels read both (norms round by layout).
+            assert!(h.is_contiguous(), "{case}: contiguous");
+            same(
+                &tch::no_grad(|| trunk.forward_from_block(&h, k, false)),
+                &case,
+            );
+            // Through the feature cache (a float32 copy, read back by index).
+            let mut cache = FeatureCache::new(2, false, Device::Cpu, 1 << 30);
+            let stored = medfm::models::Features {
+                pooled: h.shallow_clone(),
+                tokens: Tensor::new(),
+            };
+            assert!(cache.put(&[0, 1], &stored), "{case}");
+            let cached = cache.get(&[0, 1]).unwrap().pooled;
+            same(
+                &tch::no_grad(|| trunk.forward_from_block(&cached, k, false)),
+                &format!("{case}, cached"),
+            );
+        }
+        for k in 1..fam.blocks.len() {
+            let case = format!("{name}, blocks {k}.. trained");
+            let sets = [
+                "foundation_params.freeze_backbone=true".to_string(),
+                format!("foundation_params.partial.unfreeze_cutoff={k}"),
+            ];
+            let p = params(name, fam.img_size, &sets);
+            let spec = ClassifierSpec::from_params(&p, 3, 3, Device::Cpu).unwrap();
+            let c = Classifier::with_parts(&spec, &fam.row, TINY_DEIT).unwrap();
+            assert_eq!(c.frozen_prefix(), Some(k), "{case}");
+            let a = c.features(&x);
+            let b = c.features_from_prefix(&c.prefix(&x));
+            assert!(a.pooled.equal(&b.pooled), "{case}: pooled");
+            assert!(a.tokens.equal(&b.tokens), "{case}: tokens");
+        }
+    }
+}

@@ -1,11 +1,17 @@
 //! The speed settings: bfloat16 autocast (no loss scaling), TF32 switches, the fused AdamW
-//! kernel through the params, and background checkpoint writes (a run killed in the middle of
-//! one leaves a whole checkpoint and resumes).
+//! kernel through the params, background checkpoint writes (a run killed in the middle of one
+//! leaves a whole checkpoint and resumes), the frozen-prefix cache in every family, and the
+//! GPU's peak memory through the shim.
 
 use crate::common::e2e::{synth_data, tiny_params, BIN};
-use crate::common::tiny;
-use crate::common::{self, lock_process_state};
-use medfm::config::{AllowTf32, AmpDtype};
+use crate::common::tiny::{self, Mem};
+use crate::common::{self, lock_process_state, TINY_DEIT};
+use crate::families_in_classifier::{first_row_of_each_family, tiny_family};
+use crate::train_loop::{assert_losses_close, assert_metrics_close, full_run, history_losses};
+use medfm::config::{AllowTf32, AmpDtype, HeadType};
+use medfm::data::{Batch, DatasetInfo, Item};
+use medfm::models::classifier::{Classifier, ClassifierSpec};
+use medfm::train::{BatchSource, ClassifierModel, Sources, Trainer};
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -59,6 +65,36 @@ fn allow_tf32_sets_libtorchs_cuda_switches() {
         assert_eq!(medfm::device::conv_tf32(), cudnn);
     }
     medfm::shim::set_cuda_tf32(before.0, before.1);
+}
+
+/// The CUDA caching allocator's peaks through the shim (docs/gpu.md): without a GPU the call
+/// answers "unavailable" (or "not built", with a libtorch older than the interface it uses)
+/// instead of failing, and a run's device gives none (run_info.json's null); with one, device 0 answers
+/// once a tensor lives there.
+#[test]
+fn the_device_peak_memory_is_unavailable_without_a_gpu() {
+    use medfm::shim::{cuda_memory_peaks, device_peak_memory, DeviceMemory};
+    assert_eq!(device_peak_memory(tch::Device::Cpu), None);
+    assert_eq!(cuda_memory_peaks(usize::MAX), DeviceMemory::Unavailable);
+    if tch::Cuda::is_available() {
+        let x = tch::Tensor::ones([1 << 20], (tch::Kind::Float, tch::Device::Cuda(0)));
+        match cuda_memory_peaks(0) {
+            DeviceMemory::Peaks(p) => {
+                assert!(p.allocated >= 4 << 20 && p.reserved >= p.allocated, "{p:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        drop(x);
+        return;
+    }
+    for index in [0, 1, 7] {
+        let got = cuda_memory_peaks(index);
+        assert!(
+            matches!(got, DeviceMemory::Unavailable | DeviceMemory::NotBuilt),
+            "{got:?}"
+        );
+    }
+    assert_eq!(device_peak_memory(tch::Device::Cuda(0)), None);
 }
 
 /// bfloat16 mixed precision on the CPU (CPU autocast computes in bfloat16 as CUDA's would):
@@ -261,5 +297,123 @@ fn the_frozen_prefix_cache_does_not_change_results() {
     assert_eq!(la.len(), lb.len(), "{la:?} vs {lb:?}");
     for (x, y) in la.iter().zip(lb) {
         assert!((x - y).abs() <= 1e-6 * y.abs(), "{la:?} vs {lb:?}");
+    }
+}
+
+/// `tiny::Mem`'s 1x4x4 images as the 3-channel `side` x `side` images a tiny trunk takes
+/// (tiled: the same batches, orders and labels).
+struct Tiled {
+    inner: Mem,
+    side: i64,
+}
+
+impl BatchSource for Tiled {
+    fn len(&self) -> usize {
+        self.inner.len()
+    }
+    fn items(&self) -> &[Item] {
+        self.inner.items()
+    }
+    fn is_deterministic(&self) -> bool {
+        self.inner.is_deterministic()
+    }
+    fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
+        self.inner.plan(epoch)
+    }
+    fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = anyhow::Result<Batch>> + '_> {
+        let reps = self.side / tiny::HW;
+        Box::new(self.inner.epoch(epoch).map(move |b| {
+            b.map(|b| Batch {
+                images: b.images.repeat([1, 3, reps, reps]),
+                ..b
+            })
+        }))
+    }
+}
+
+/// The frozen-prefix cache in every family (the DINOv2 run above, in process with each
+/// family's tiny trunk): blocks 0..k frozen (k = the last block, so SAM2.1's cache carries the
+/// neck's third level beside the activations and VMamba's sits after a downsample), the linear
+/// head, 3 epochs of 6 batches, with the cache on and off from the same initial weights. The
+/// runs agree as the DINOv2 ones do (not bitwise, for the same reason: with the cache an
+/// item's activations come from its batch of epoch 1): metrics to the rounding step of
+/// metrics_results.json, per-epoch training losses to 1e-6 relative.
+#[test]
+fn the_frozen_prefix_cache_does_not_change_results_in_any_family() {
+    for row in first_row_of_each_family() {
+        let name = row.name;
+        let fam = tiny_family(name);
+        let k = fam.blocks.len() - 1;
+        let edit = |v: &mut serde_json::Value, cache: bool| {
+            let f = &mut v["foundation_params"];
+            f["backbone_type"] = name.into();
+            f["pretrained"] = false.into();
+            f["img_size"] = fam.img_size.into();
+            f["freeze_backbone"] = true.into();
+            f["partial"]["unfreeze_cutoff"] = (k as i64).into();
+            v["model_params"]["backbone_type"] = "none".into();
+            v["model_params"]["pretrained"] = false.into();
+            v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 1e-3.into();
+            v["training_params"]["feature_cache"] = cache.into();
+            v["training_params"]["knn_eval"] = false.into();
+        };
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| edit(v, true));
+        let spec = ClassifierSpec::from_params(&p, 3, 3, tch::Device::Cpu).unwrap();
+        let first = Classifier::with_parts(&spec, &fam.row, TINY_DEIT).unwrap();
+        let initial: Vec<(String, tch::Tensor)> = first
+            .var_store()
+            .variables()
+            .into_iter()
+            .map(|(n, t)| (n, t.detach().copy()))
+            .collect();
+        drop(first);
+        let mut runs = vec![];
+        for cache in [true, false] {
+            let dir = tempfile::tempdir().unwrap();
+            let p = tiny::params(dir.path(), |v| edit(v, cache));
+            let c = Classifier::with_parts(&spec, &fam.row, TINY_DEIT).unwrap();
+            let vars = c.var_store().variables();
+            tch::no_grad(|| {
+                for (n, t) in &initial {
+                    vars[n].shallow_clone().copy_(t);
+                }
+            });
+            assert_eq!(c.frozen_prefix(), Some(k), "{name}");
+            let model = ClassifierModel {
+                inner: c,
+                head: HeadType::Linear,
+            };
+            let tiled = |n, batch, shuffle, drop_last, seed| {
+                Box::new(Tiled {
+                    inner: Mem::new(n, 3, false, batch, shuffle, drop_last, seed),
+                    side: fam.img_size,
+                }) as Box<dyn BatchSource>
+            };
+            let sources = Sources {
+                train: tiled(48, 8, true, true, 1),
+                val: tiled(16, 8, false, false, 2),
+                test: tiled(16, 8, false, false, 3),
+                bank: None,
+            };
+            let info = DatasetInfo {
+                channels: 3,
+                mean: vec![0.5; 3],
+                std: vec![0.25; 3],
+                ..tiny::info(3, false)
+            };
+            let mut t = Trainer::new(p, info, tch::Device::Cpu, Box::new(model), sources).unwrap();
+            full_run(&mut t);
+            runs.push((
+                crate::train_loop::metrics(dir.path()),
+                history_losses(dir.path()),
+            ));
+        }
+        println!(
+            "{name}: train losses, cache on: {:?}, off: {:?}",
+            runs[0].1, runs[1].1
+        );
+        assert_metrics_close(&runs[0].0, &runs[1].0);
+        assert_losses_close(&runs[0].1, &runs[1].1);
     }
 }

@@ -6,7 +6,7 @@ use medfm::report::read_metrics_results;
 use medfm::train::{BatchSource, Trainer};
 use std::path::Path;
 
-fn metrics(dir: &Path) -> Vec<(String, f64)> {
+pub(crate) fn metrics(dir: &Path) -> Vec<(String, f64)> {
     let m = read_metrics_results(&dir.join("results/tiny/metrics_results.json")).unwrap();
     m.iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
@@ -16,7 +16,7 @@ fn metrics(dir: &Path) -> Vec<(String, f64)> {
 /// (3 decimals, `test_loss` 5; src/report/results.rs). A difference of a few ulps before
 /// rounding moves a value sitting next to a rounding boundary by one step; a real difference
 /// (another item's features, float16 features) moves test metrics over 16 items by far more.
-fn assert_metrics_close(a: &[(String, f64)], b: &[(String, f64)]) {
+pub(crate) fn assert_metrics_close(a: &[(String, f64)], b: &[(String, f64)]) {
     let names = |m: &[(String, f64)]| m.iter().map(|(k, _)| k.clone()).collect::<Vec<_>>();
     assert_eq!(names(a), names(b));
     for ((k, x), (_, y)) in a.iter().zip(b) {
@@ -29,21 +29,21 @@ fn assert_metrics_close(a: &[(String, f64)], b: &[(String, f64)]) {
 /// Per-epoch mean training losses of two such runs: float32 losses of O(1) from features that
 /// differ in their last bits, through 3 epochs of a stable run: 1e-6 relative (observed: below
 /// 3e-8 on two kernel paths; the same run under float16 autocast differs by 5e-6 to 6e-5).
-fn assert_losses_close(a: &[f64], b: &[f64]) {
+pub(crate) fn assert_losses_close(a: &[f64], b: &[f64]) {
     assert_eq!(a.len(), b.len(), "{a:?} vs {b:?}");
     for (x, y) in a.iter().zip(b) {
         assert!((x - y).abs() <= 1e-6 * y.abs(), "{a:?} vs {b:?}");
     }
 }
 
-fn full_run(t: &mut Trainer) -> medfm::metrics::MetricValues {
+pub(crate) fn full_run(t: &mut Trainer) -> medfm::metrics::MetricValues {
     t.start_fresh().unwrap();
     t.train().unwrap();
     t.load_best(None).unwrap();
     t.test().unwrap()
 }
 
-fn history_losses(dir: &Path) -> Vec<f64> {
+pub(crate) fn history_losses(dir: &Path) -> Vec<f64> {
     let text = std::fs::read_to_string(dir.join("results/tiny/history.csv")).unwrap();
     let mut lines = text.lines();
     let header: Vec<&str> = lines.next().unwrap().split(',').collect();
