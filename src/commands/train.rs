@@ -114,7 +114,12 @@ impl Args {
                 .unwrap_or_else(|_| self.params_path.clone())
                 .display()
         ));
-        crate::models::load_params(&self.params_path, &self.set, &self.overrides())
+        crate::models::load_params(
+            &self.params_path,
+            &self.set,
+            &self.overrides(),
+            crate::data::datasets::catalog(),
+        )
     }
 
     /// What the command line asks for beyond the params file.
