@@ -10,7 +10,7 @@
 //!     `epoch K: IMAGES images in SECONDS s = RATE images/s (cache hits H, misses M)`.
 
 use anyhow::{bail, Context, Result};
-use medfm::config::{self, CliOverrides, DatasetName};
+use medfm::config::{self, CliOverrides};
 use medfm::data::synth::{self, SynthSpec};
 use medfm::data::transforms::resample;
 use medfm::data::{Loader, Splits};
@@ -51,8 +51,8 @@ fn main() -> Result<()> {
     match cmd.as_str() {
         "synth" => {
             let name: String = get(&f, "dataset")?;
-            let dataset =
-                DatasetName::parse(&name).with_context(|| format!("unknown dataset {name}"))?;
+            let dataset = medfm::data::datasets::parse(&name)
+                .with_context(|| format!("unknown dataset {name}"))?;
             let spec = SynthSpec {
                 dataset,
                 n: get(&f, "n")?,
@@ -66,7 +66,12 @@ fn main() -> Result<()> {
             // On stderr, so the log says which decoder was measured.
             eprintln!("{}", medfm::data::jpeg::decoder_summary());
             let params_path: PathBuf = get::<String>(&f, "params")?.into();
-            let params = config::load(&params_path, &[], &CliOverrides::default())?;
+            let params = config::load(
+                &params_path,
+                &[],
+                &CliOverrides::default(),
+                medfm::data::datasets::catalog(),
+            )?;
             let splits = Splits::build(&params)?;
             let split: String = get(&f, "split")?;
             let (items, transforms, mut loader) = match split.as_str() {

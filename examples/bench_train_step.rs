@@ -154,7 +154,7 @@ fn main() -> Result<()> {
     }
     v["system_params"]["use_GPU"] = a.device.is_cuda().into();
     let params = medfm::config::from_value(v).map_err(anyhow::Error::msg)?;
-    let mut info = DatasetInfo::new(medfm::config::DatasetName::APTOS2019, None)?;
+    let mut info = DatasetInfo::new(medfm::config::DatasetName::new("APTOS2019"), None)?;
     info.label_names.truncate(a.classes as usize);
     tch::manual_seed(0);
     let spec = ClassifierSpec::from_params(&params, a.classes, 3, a.device)?;

@@ -1,32 +1,100 @@
-//! The datasets medfm knows, as plain facts: one [`DatasetFacts`] row per [`DatasetName`] in
-//! [`DATASETS`] (labels, task, channels, mean/std, target metric, kNN neighbourhood, warm-up
-//! rule), as the reference's dataset classes and `update_warmup` declare them (see
-//! `docs/architecture.md`).
+//! The vocabulary of datasets: a dataset's name ([`DatasetName`]), the plain facts of one
+//! ([`DatasetFacts`]: labels, task, channels, mean/std, target metric, kNN neighbourhood,
+//! warm-up rule), and the view of the dataset table that `config` validates against
+//! ([`DatasetCatalog`]). No dataset is named here: each one is a file of `data::datasets`
+//! (its facts, reader and synthetic writer together) and a row of the table there (see
+//! `docs/architecture.md`, "Adding a dataset").
 //!
 //! Dependency chain (no cycle): this module is a leaf (it uses nothing from the crate).
-//! `config` uses it (the enum it parses, the warm-up rule, the class-count variants);
-//! `data` uses it and `config`, and adds the behaviour of each dataset (reader, synthetic
-//! writer, layout description) in `data::registry`, one row per name there too; `train`,
-//! `report` and `commands` reach both through `data` and `config`. So nothing here may
-//! point into `data` (that would make `config -> datasets -> data -> config`).
+//! `config` uses it and receives the table as a `&dyn DatasetCatalog` (the params'
+//! `dataset_params.dataset`, the warm-up rule, the class-count variants, the keys a dataset
+//! reads); `data` uses it and `config`, and holds the table (`data::datasets::DATASETS`);
+//! `train`, `report` and `commands` reach the table through `data`. So nothing here may point
+//! into `data` (that would make `config -> datasets -> data -> config`).
 
 use serde::{Deserialize, Serialize};
 
-/// The datasets of the paper, spelled as the reference spells them (the variant name is the
-/// JSON value of `dataset_params.dataset` and the folder under `data_location`). The order is
-/// the order of [`DATASETS`] (checked at compile time below).
-#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq, Hash)]
-pub enum DatasetName {
-    APTOS2019,
-    ISIC2019,
-    CheXpert,
-    DDSM,
-    /// A folder of class sub-folders (or of `train/val/test` split folders of them): the
-    /// user's own data; labels, task and channels come from the data (`data::image_folder`).
-    ImageFolder,
-    /// A CSV file of image paths and labels (one label column, or several 0/1 columns for
-    /// multi-label data), optionally with a split column (`data::csv_dataset`).
-    CSV,
+/// A dataset's name, spelled as the reference spells it: the JSON value of
+/// `dataset_params.dataset`, the folder under `data_location` and the `id` of its row of the
+/// table. A small inline string (so `Copy`), because the names are the table's, which this
+/// leaf cannot see: any name parses, and `config::validate` refuses one the table lacks
+/// (`DatasetCatalog::facts`), as `data::datasets::spec` does.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+pub struct DatasetName {
+    len: u8,
+    bytes: [u8; DatasetName::MAX],
+}
+
+impl DatasetName {
+    /// The longest name, in bytes.
+    pub const MAX: usize = 47;
+
+    /// The name `id` (a table's `id`, or a name in a test); longer than [`Self::MAX`] bytes
+    /// fails to compile in a constant. Names from users go through [`Self::parse`].
+    pub const fn new(id: &str) -> DatasetName {
+        match Self::from_bytes(id.as_bytes()) {
+            Some(n) => n,
+            None => panic!("a dataset name is at most DatasetName::MAX bytes"),
+        }
+    }
+
+    /// `s` as a name; None when it is longer than [`Self::MAX`] bytes (no dataset is).
+    /// Whether a dataset of that name exists is the table's to say.
+    pub fn parse(s: &str) -> Option<DatasetName> {
+        Self::from_bytes(s.as_bytes())
+    }
+
+    const fn from_bytes(b: &[u8]) -> Option<DatasetName> {
+        if b.len() > Self::MAX {
+            return None;
+        }
+        let mut bytes = [0u8; Self::MAX];
+        let mut i = 0;
+        while i < b.len() {
+            bytes[i] = b[i];
+            i += 1;
+        }
+        Some(DatasetName {
+            len: b.len() as u8,
+            bytes,
+        })
+    }
+
+    /// The name as the reference spells it.
+    pub fn as_str(&self) -> &str {
+        // Always whole UTF-8: the bytes are a `&str`'s, never cut.
+        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl std::fmt::Debug for DatasetName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl Serialize for DatasetName {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
+impl<'de> Deserialize<'de> for DatasetName {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<DatasetName, D::Error> {
+        let s = String::deserialize(d)?;
+        DatasetName::parse(&s).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "unknown dataset \"{s}\" (a dataset name has at most {} bytes)",
+                DatasetName::MAX
+            ))
+        })
+    }
 }
 
 /// Single-label (softmax) or multi-label (sigmoid) classification.
@@ -126,8 +194,7 @@ pub struct Warmup {
 /// Everything medfm knows about a dataset that is plain data.
 #[derive(Debug)]
 pub struct DatasetFacts {
-    pub name: DatasetName,
-    /// The name as the reference spells it: the serde name of `name` (checked in the tests).
+    /// The name as the reference spells it (see [`DatasetName`]).
     pub id: &'static str,
     /// The label sets the dataset can be trained with, one name per class/label; the first is
     /// the default. More than one makes `dataset_params.num_classes` a choice among their
@@ -145,202 +212,67 @@ pub struct DatasetFacts {
     pub knn_nhood: i64,
     /// None: the params' own warm-up settings are kept (one's own datasets).
     pub warmup: Option<Warmup>,
+    /// The optional `dataset_params` keys that only some datasets read (the CSV columns);
+    /// `config::validate` refuses such a key for a dataset that does not list it. The keys of
+    /// one's own data (`val_fraction`, `task`, ...) are not listed: every dataset without
+    /// label sets reads them.
+    pub extra_keys: &'static [&'static str],
 }
-
-/// CheXpert's 14 observations, in the column order of `train.csv` (the last 14 columns): its
-/// labels, and the columns its reader requires.
-pub const CHEXPERT_LABELS: [&str; 14] = [
-    "No Finding",
-    "Enlarged Cardiomediastinum",
-    "Cardiomegaly",
-    "Lung Opacity",
-    "Lung Lesion",
-    "Edema",
-    "Consolidation",
-    "Pneumonia",
-    "Atelectasis",
-    "Pneumothorax",
-    "Pleural Effusion",
-    "Pleural Other",
-    "Fracture",
-    "Support Devices",
-];
-
-/// One row per dataset, in [`DatasetName`] order. Warm-up: the reference's `update_warmup`
-/// (5 epochs for the small single-label sets, 1000 iterations for the large ones).
-pub static DATASETS: &[DatasetFacts] = &[
-    DatasetFacts {
-        name: DatasetName::APTOS2019,
-        id: "APTOS2019",
-        label_variants: &[&["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]],
-        variants_note: "",
-        task: Task::Multiclass,
-        channels: 3,
-        mean: &[0.415, 0.221, 0.073],
-        std: &[0.275, 0.150, 0.081],
-        target_metric: TargetMetric::QuadraticKappa,
-        knn_nhood: 200,
-        warmup: Some(Warmup {
-            epochs: 5,
-            iters: 0,
-        }),
-    },
-    DatasetFacts {
-        name: DatasetName::ISIC2019,
-        id: "ISIC2019",
-        label_variants: &[&[
-            "Melanoma",
-            "Melanocytic nevus",
-            "Basal cell carcinoma",
-            "Actinic keratosis",
-            "Benign keratosis",
-            "Dermatofibroma",
-            "Vascular lesion",
-            "Squamous cell carcinoma",
-        ]],
-        variants_note: "",
-        task: Task::Multiclass,
-        channels: 3,
-        mean: &[0.66776717, 0.52960888, 0.52434725],
-        std: &[0.22381877, 0.20363036, 0.21538623],
-        target_metric: TargetMetric::Recall,
-        knn_nhood: 200,
-        warmup: Some(Warmup {
-            epochs: 0,
-            iters: 1000,
-        }),
-    },
-    DatasetFacts {
-        name: DatasetName::CheXpert,
-        id: "CheXpert",
-        label_variants: &[&CHEXPERT_LABELS],
-        variants_note: "",
-        task: Task::Multilabel,
-        channels: 1,
-        mean: &[0.503],
-        std: &[0.292],
-        target_metric: TargetMetric::RocAuc,
-        knn_nhood: 200,
-        warmup: Some(Warmup {
-            epochs: 0,
-            iters: 1000,
-        }),
-    },
-    DatasetFacts {
-        name: DatasetName::DDSM,
-        id: "DDSM",
-        // Class 1 of the 2-class mode holds benign and cancer images: the reference names it
-        // "Cancer" (`defaults/datasets.py`, `DDSM.export_labels_as_int`), which would read a
-        // normal-vs-abnormal result as cancer detection.
-        label_variants: &[&["Normal", "Abnormal"], &["Normal", "Benign", "Cancer"]],
-        variants_note: "normal vs benign+cancer",
-        task: Task::Multiclass,
-        channels: 1,
-        mean: &[0.286],
-        std: &[0.267],
-        target_metric: TargetMetric::RocAuc,
-        knn_nhood: 200,
-        warmup: Some(Warmup {
-            epochs: 5,
-            iters: 0,
-        }),
-    },
-    // One's own data: the label set, task, channels, mean/std and target metric come from the
-    // data and `dataset_params` (`data::own`); the values here are the defaults before the
-    // data is read (ImageNet's mean/std, as timm's pretrained configs use).
-    DatasetFacts {
-        name: DatasetName::ImageFolder,
-        id: "ImageFolder",
-        label_variants: &[],
-        variants_note: "",
-        task: Task::Multiclass,
-        channels: 3,
-        mean: &IMAGENET_MEAN,
-        std: &IMAGENET_STD,
-        target_metric: TargetMetric::Recall,
-        knn_nhood: 200,
-        warmup: None,
-    },
-    DatasetFacts {
-        name: DatasetName::CSV,
-        id: "CSV",
-        label_variants: &[],
-        variants_note: "",
-        task: Task::Multiclass,
-        channels: 3,
-        mean: &IMAGENET_MEAN,
-        std: &IMAGENET_STD,
-        target_metric: TargetMetric::Recall,
-        knn_nhood: 200,
-        warmup: None,
-    },
-];
 
 /// ImageNet's mean and std (timm's `IMAGENET_DEFAULT_MEAN`/`_STD`), the default normalisation
 /// of one's own RGB data.
 pub const IMAGENET_MEAN: [f64; 3] = [0.485, 0.456, 0.406];
 pub const IMAGENET_STD: [f64; 3] = [0.229, 0.224, 0.225];
 
-// Row i is the facts of the i-th variant, so `facts()` is an index, never a search that could
-// miss.
-const _: () = {
-    let mut i = 0;
-    while i < DATASETS.len() {
-        assert!(
-            DATASETS[i].name as usize == i,
-            "DATASETS is out of DatasetName order"
-        );
-        i += 1;
-    }
-};
+/// The dataset table as `config` sees it: the facts of each row, in table order. The table is
+/// `data::datasets::DATASETS` (each row beside its reader); `config` receives it as this trait
+/// so that it never names `data`, which depends on `config`.
+pub trait DatasetCatalog: Sync {
+    /// Row `i`'s facts; None past the last row.
+    fn row(&self, i: usize) -> Option<&'static DatasetFacts>;
+}
 
-impl DatasetName {
-    /// Every dataset, in table order.
-    pub fn all() -> impl Iterator<Item = DatasetName> {
-        DATASETS.iter().map(|d| d.name)
+impl dyn DatasetCatalog + '_ {
+    /// Every row's facts, in table order.
+    pub fn all(&self) -> impl Iterator<Item = &'static DatasetFacts> + '_ {
+        (0..).map_while(|i| self.row(i))
     }
 
-    /// The dataset's row of [`DATASETS`].
-    pub fn facts(self) -> &'static DatasetFacts {
-        &DATASETS[self as usize]
-    }
-
-    /// The name as the reference spells it (the serde name of the variant).
-    pub fn as_str(self) -> &'static str {
-        self.facts().id
-    }
-
-    pub fn parse(s: &str) -> Option<DatasetName> {
-        Self::all().find(|d| d.as_str() == s)
-    }
-
-    /// One's own data (`ImageFolder`, `CSV`): labels come from the data, not from this table.
-    pub fn is_own(self) -> bool {
-        self.facts().label_variants.is_empty()
+    /// The row of `name`; None for a name the table lacks.
+    pub fn facts(&self, name: DatasetName) -> Option<&'static DatasetFacts> {
+        self.all().find(|f| f.id == name.as_str())
     }
 
     /// Every name, in table order (for messages that list the choices).
-    pub fn names() -> Vec<&'static str> {
-        Self::all().map(|d| d.as_str()).collect()
-    }
-}
-
-impl std::fmt::Display for DatasetName {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.as_str())
+    pub fn names(&self) -> Vec<&'static str> {
+        self.all().map(|f| f.id).collect()
     }
 }
 
 impl DatasetFacts {
+    pub fn name(&self) -> DatasetName {
+        DatasetName::new(self.id)
+    }
+
+    /// One's own data (`label_variants` empty): labels come from the data, not from the row.
+    pub fn is_own(&self) -> bool {
+        self.label_variants.is_empty()
+    }
+
     /// The label set for `num_classes` (None: the default, the first variant); an error names
-    /// the class counts this dataset has.
-    pub fn labels(&self, num_classes: Option<i64>) -> Result<&'static [&'static str], String> {
+    /// the class counts this dataset has (and, for one without a choice, those of `table`
+    /// that have one).
+    pub fn labels(
+        &self,
+        num_classes: Option<i64>,
+        table: &dyn DatasetCatalog,
+    ) -> Result<&'static [&'static str], String> {
         if self.label_variants.is_empty() {
             return match num_classes {
                 None => Ok(&[]),
                 Some(_) => Err(format!(
                     "{} takes its classes from the data; leave num_classes out",
-                    self.name
+                    self.id
                 )),
             };
         }
@@ -361,22 +293,22 @@ impl DatasetFacts {
                 .collect();
             format!(
                 "{} has {} ({}) or {} classes, got {n}",
-                self.name,
+                self.id,
                 self.label_variants[0].len(),
                 self.variants_note,
                 others.join(" or ")
             )
         } else {
-            let with: Vec<&str> = DATASETS
-                .iter()
+            let with: Vec<&str> = table
+                .all()
                 .filter(|d| d.label_variants.len() > 1)
-                .map(|d| d.name.as_str())
+                .map(|d| d.id)
                 .collect();
             format!(
                 "only {} {} a class-count option; {} has a fixed label set",
                 with.join(", "),
                 if with.len() == 1 { "has" } else { "have" },
-                self.name
+                self.id
             )
         })
     }
@@ -387,43 +319,19 @@ mod tests {
     use super::*;
 
     #[test]
-    fn names_are_the_serde_names_and_round_trip() {
-        for d in DatasetName::all() {
+    fn names_serialise_as_their_string_and_round_trip() {
+        for id in ["SomeData-2024", "", "Ünïcode-name"] {
+            let d = DatasetName::new(id);
+            assert_eq!(d.as_str(), id);
+            assert_eq!(format!("{d} {d:?}"), format!("{id} {id}"));
             let json = serde_json::to_string(&d).unwrap();
-            assert_eq!(json, format!("\"{}\"", d.as_str()));
-            assert_eq!(DatasetName::parse(d.as_str()), Some(d));
-            assert_eq!(d.facts().name, d);
+            assert_eq!(json, serde_json::to_string(id).unwrap());
+            assert_eq!(serde_json::from_str::<DatasetName>(&json).unwrap(), d);
+            assert_eq!(DatasetName::parse(id), Some(d));
         }
-    }
-
-    /// The messages `config::validate` gave before they came from the table.
-    #[test]
-    fn class_count_messages_name_the_choices() {
-        let ddsm = DatasetName::DDSM.facts();
-        assert_eq!(ddsm.labels(Some(3)).unwrap().len(), 3);
-        assert_eq!(ddsm.labels(None).unwrap(), ["Normal", "Abnormal"]);
-        assert_eq!(
-            ddsm.labels(Some(4)).unwrap_err(),
-            "DDSM has 2 (normal vs benign+cancer) or 3 classes, got 4"
-        );
-        assert_eq!(
-            DatasetName::APTOS2019.facts().labels(Some(5)).unwrap_err(),
-            "only DDSM has a class-count option; APTOS2019 has a fixed label set"
-        );
-    }
-
-    #[test]
-    fn rows_are_consistent() {
-        for f in DATASETS {
-            assert_eq!(f.mean.len() as i64, f.channels, "{}", f.name);
-            assert_eq!(f.std.len() as i64, f.channels, "{}", f.name);
-            if f.name.is_own() {
-                assert!(f.labels(None).unwrap().is_empty());
-                assert!(f.warmup.is_none());
-            } else {
-                assert_eq!(f.labels(None).unwrap(), f.label_variants[0]);
-                assert!(f.target_metric.applies_to(f.task), "{}", f.name);
-            }
-        }
+        let long = "x".repeat(DatasetName::MAX + 1);
+        assert_eq!(DatasetName::parse(&long), None);
+        let e = serde_json::from_str::<DatasetName>(&format!("\"{long}\"")).unwrap_err();
+        assert!(e.to_string().contains("unknown dataset"), "{e}");
     }
 }

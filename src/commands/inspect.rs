@@ -33,7 +33,7 @@ pub fn run(args: &Args) -> Result<()> {
     println!(
         "Dataset {} at {}: {} images; {}, {} {}, {} channel{}; target metric {}",
         info.name,
-        if info.name.is_own() {
+        if crate::data::datasets::is_own(info.name) {
             std::path::PathBuf::from(&d.data_location)
         } else {
             std::path::Path::new(&d.data_location).join(info.name.as_str())
@@ -54,7 +54,7 @@ pub fn run(args: &Args) -> Result<()> {
         if info.channels == 1 { "" } else { "s" },
         info.target_metric
     );
-    if info.name.is_own() {
+    if crate::data::datasets::is_own(info.name) {
         println!(
             "{}: {}; mean {:?}, std {:?}",
             if info.task == Task::Multiclass {

@@ -83,7 +83,12 @@ pub fn load_run_params(path: &Path) -> Result<config::Params> {
             path.display()
         );
     }
-    crate::models::load_params(path, &[], &CliOverrides::default())
+    crate::models::load_params(
+        path,
+        &[],
+        &CliOverrides::default(),
+        crate::data::datasets::catalog(),
+    )
 }
 
 /// An output path that can be written: not a folder, and not an existing file that `is_ours`

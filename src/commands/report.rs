@@ -60,7 +60,7 @@ fn load_params(args: &Args, file: &std::path::Path) -> Result<config::Params> {
         save_dir: Some(args.save_dir.clone()),
         ..Default::default()
     };
-    crate::models::load_params(file, &args.set, &cli)
+    crate::models::load_params(file, &args.set, &cli, crate::data::datasets::catalog())
 }
 
 fn run_id(params: &config::Params, file: &std::path::Path) -> Result<RunId> {

@@ -1,7 +1,7 @@
 //! `medfm synth --dataset NAME --out DIR [--n N] [--seed S]`: a small synthetic dataset in the
 //! real on-disk layout, with a class signal a model can learn.
 
-use crate::config::DatasetName;
+use crate::data::datasets;
 use crate::data::synth::{self, SynthSpec};
 use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
@@ -13,7 +13,7 @@ pub struct Args {
     #[arg(long)]
     pub dataset: String,
     /// Root folder; the dataset goes to OUT/<DatasetName>/ (use OUT as data_location; for
-    /// ImageFolder, OUT/ImageFolder; for CSV, OUT/CSV/labels.csv).
+    /// one's own data, what the command prints).
     #[arg(long)]
     pub out: PathBuf,
     /// Number of images.
@@ -24,8 +24,8 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    let Some(dataset) = DatasetName::parse(&args.dataset) else {
-        let names = DatasetName::names();
+    let Some(dataset) = datasets::parse(&args.dataset) else {
+        let names = datasets::names();
         bail!(
             "unknown dataset \"{}\"{}; expected one of: {}",
             args.dataset,
@@ -47,14 +47,8 @@ pub fn run(args: &Args) -> Result<()> {
         root.display(),
         location.display()
     );
-    if dataset == DatasetName::CSV {
-        println!(
-            "The same images with multi-label targets: --data_location {} with \
-             --set 'dataset_params.label_columns=[\"{}\"]'",
-            root.join(crate::data::csv_dataset::SYNTH_MULTILABEL)
-                .display(),
-            crate::data::csv_dataset::SYNTH_LABELS.join("\",\"")
-        );
+    if let Some(note) = datasets::spec(dataset)?.synth_note {
+        println!("{}", note(&root));
     }
     Ok(())
 }

@@ -114,7 +114,12 @@ impl Args {
                 .unwrap_or_else(|_| self.params_path.clone())
                 .display()
         ));
-        crate::models::load_params(&self.params_path, &self.set, &self.overrides())
+        crate::models::load_params(
+            &self.params_path,
+            &self.set,
+            &self.overrides(),
+            crate::data::datasets::catalog(),
+        )
     }
 
     /// What the command line asks for beyond the params file.
@@ -136,7 +141,8 @@ fn missing_params_file(path: &std::path::Path) -> String {
         "cannot read params file {}: it does not exist{}\n\
          A run is described by a params file: pass one with --params_path FILE (see `medfm --help`).\n\
          To try medfm first: `bash scripts/demo.sh` (a small synthetic dataset and a short CPU run), \
-         or make a dataset with `medfm synth --dataset APTOS2019 --out demo/data` and run \
+         or make a dataset with `medfm synth --dataset NAME --out demo/data` (NAME: the \
+         dataset_params.dataset of configs/demo.json) and run \
          `medfm --params_path configs/demo.json`. configs/paper/ holds the paper's runs.",
         path.display(),
         if default {

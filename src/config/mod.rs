@@ -17,15 +17,24 @@ pub use params_doc::{params_reference, KeyDefault, KeyDoc, PARAMS_DOC};
 pub use schema::*;
 pub use validate::{validate, Problem};
 
+pub use crate::datasets::DatasetCatalog;
+
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 
 /// Read, override and validate a params file. `sets` are `a.b.c=value` strings; `cli` are the
 /// reference's flags. Every change is reported on stdout, as the reference does. The values
-/// are checked against the schema's rules; which backbones exist is the models' knowledge:
-/// commands load with `models::load_params`, which adds that check (see [`load_with`]).
-pub fn load(path: &Path, sets: &[String], cli: &CliOverrides) -> Result<Params> {
-    load_with(path, sets, cli, &|_| vec![])
+/// are checked against the schema's rules and the dataset table `datasets`
+/// (`data::datasets::catalog()`, given by the caller because `data` depends on `config`);
+/// which backbones exist is the models' knowledge: commands load with
+/// `models::load_params`, which adds that check (see [`load_with`]).
+pub fn load(
+    path: &Path,
+    sets: &[String],
+    cli: &CliOverrides,
+    datasets: &dyn DatasetCatalog,
+) -> Result<Params> {
+    load_with(path, sets, cli, datasets, &|_| vec![])
 }
 
 /// [`load`] with `more` problems found by a layer above config (the backbone registry),
@@ -34,6 +43,7 @@ pub fn load_with(
     path: &Path,
     sets: &[String],
     cli: &CliOverrides,
+    datasets: &dyn DatasetCatalog,
     more: &dyn Fn(&Params) -> Vec<Problem>,
 ) -> Result<Params> {
     crate::util::require_regular_file(path)?;
@@ -41,8 +51,8 @@ pub fn load_with(
         .with_context(|| format!("cannot read params file {}", path.display()))?;
     let mut params = parse_with_sets(&text, path, sets)?;
     cli.apply(&mut params)?;
-    update_warmup(&mut params);
-    let mut problems = validate::problems(&params);
+    update_warmup(&mut params, datasets);
+    let mut problems = validate::problems(&params, datasets);
     problems.extend(more(&params));
     if !problems.is_empty() {
         // Flags are applied after the `--set`s, so they win; a later `--set` wins over an

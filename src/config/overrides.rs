@@ -250,11 +250,15 @@ impl std::fmt::Display for UnknownHead {
 impl std::error::Error for UnknownHead {}
 
 /// The reference's `update_warmup`: the dataset's warm-up rule (epochs or iterations, the
-/// other setting zeroed) from its row of `crate::datasets::DATASETS`. One's own datasets have
-/// no rule: the params' `LinearWarmup` settings are used as written.
-pub fn update_warmup(p: &mut Params) {
+/// other setting zeroed) from its row of the dataset table `datasets`. One's own datasets have
+/// no rule: the params' `LinearWarmup` settings are used as written; nor has a name the table
+/// lacks, which validation refuses.
+pub fn update_warmup(p: &mut Params, datasets: &dyn crate::datasets::DatasetCatalog) {
     let w = &mut p.optimization_params.default.scheduler.params.linear_warmup;
-    if let Some(rule) = p.dataset_params.dataset.facts().warmup {
+    if let Some(rule) = datasets
+        .facts(p.dataset_params.dataset)
+        .and_then(|f| f.warmup)
+    {
         w.warmup_epochs = rule.epochs;
         w.warmup_iters = rule.iters;
     }

@@ -31,7 +31,8 @@ pub struct Params {
     pub transformations: Transformations,
 }
 
-/// The dataset names and their facts live in the leaf module `crate::datasets`.
+/// The dataset names and their facts' types live in the leaf module `crate::datasets`; the
+/// table of datasets is `data::DATASETS`.
 pub use crate::datasets::DatasetName;
 
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
@@ -46,7 +47,7 @@ pub struct DatasetParams {
     #[serde(default)]
     pub test_transforms: Transforms,
     /// medfm: the class count, for a dataset with several label sets (its row of
-    /// `crate::datasets::DATASETS`; absent: the first, the reference default).
+    /// `data::DATASETS`; absent: the first, the reference default).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub num_classes: Option<i64>,
     /// medfm: where the resize cache lives (default `<save_dir>/cache`).

@@ -1,6 +1,7 @@
 //! Value checks the types cannot express. Each error names the JSON path and what was expected.
 
 use super::schema::*;
+use crate::datasets::{DatasetCatalog, DatasetFacts};
 use anyhow::{bail, Result};
 
 /// The largest image side (and crop padding) a transform or a model may ask for: 16384 px, 4x
@@ -75,8 +76,9 @@ impl Problems {
 }
 
 /// Every problem of `p`, one message: the problem, or "N problems:" and one per line.
-pub fn validate(p: &Params) -> Result<()> {
-    match problems(p).as_slice() {
+/// `datasets` is the dataset table (`data::datasets::catalog()`).
+pub fn validate(p: &Params, datasets: &dyn DatasetCatalog) -> Result<()> {
+    match problems(p, datasets).as_slice() {
         [] => Ok(()),
         [one] => bail!("{one}"),
         all => bail!("{}", list(all)),
@@ -89,10 +91,11 @@ pub fn list<T: std::fmt::Display>(all: &[T]) -> String {
     format!("{} problems:\n  {}", lines.len(), lines.join("\n  "))
 }
 
-/// Every problem of `p`, in the order of the file's sections.
-pub fn problems(p: &Params) -> Vec<Problem> {
+/// Every problem of `p`, in the order of the file's sections, checked against the dataset
+/// table `datasets`.
+pub fn problems(p: &Params, datasets: &dyn DatasetCatalog) -> Vec<Problem> {
     let mut e = Problems(Vec::new());
-    dataset(&mut e, &p.dataset_params);
+    dataset(&mut e, &p.dataset_params, datasets);
     for (name, l) in [
         ("trainloader", &p.dataloader_params.trainloader),
         ("valloader", &p.dataloader_params.valloader),
@@ -170,7 +173,25 @@ pub fn problems(p: &Params) -> Vec<Problem> {
     e.0
 }
 
-fn dataset(e: &mut Problems, d: &DatasetParams) {
+fn dataset(e: &mut Problems, d: &DatasetParams, table: &dyn DatasetCatalog) {
+    // The checks of the dataset's own keys read its row; a name the table lacks is reported
+    // instead of them.
+    let facts = table.facts(d.dataset);
+    if facts.is_none() {
+        let names = table.names();
+        let what = if d.dataset.as_str().is_empty() {
+            "empty value".to_string()
+        } else {
+            format!("unknown value \"{}\"", d.dataset)
+        };
+        e.check(false, "dataset_params.dataset", || {
+            format!(
+                "{what}{}; expected one of: {}",
+                super::did_you_mean(d.dataset.as_str(), &names),
+                names.join(", ")
+            )
+        });
+    }
     e.check(
         !d.data_location.as_os_str().is_empty(),
         "dataset_params.data_location",
@@ -197,10 +218,12 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
             },
         );
     }
-    if let Err(msg) = d.dataset.facts().labels(d.num_classes) {
-        e.check(false, "dataset_params.num_classes", || msg);
+    if let Some(facts) = facts {
+        if let Err(msg) = facts.labels(d.num_classes, table) {
+            e.check(false, "dataset_params.num_classes", || msg);
+        }
+        own_data(e, d, facts, table);
     }
-    own_data(e, d);
     for (split, t) in [
         ("train_transforms", &d.train_transforms),
         ("val_transforms", &d.val_transforms),
@@ -211,20 +234,32 @@ fn dataset(e: &mut Problems, d: &DatasetParams) {
 }
 
 /// The keys of one's own data, the folds and the train fraction.
-fn own_data(e: &mut Problems, d: &DatasetParams) {
-    let own = d.dataset.is_own();
-    let csv_only = [
+fn own_data(e: &mut Problems, d: &DatasetParams, facts: &DatasetFacts, table: &dyn DatasetCatalog) {
+    let own = facts.is_own();
+    // The keys only some datasets read (their rows' `extra_keys`).
+    let extra = [
         ("image_column", d.image_column.is_some()),
         ("label_column", d.label_column.is_some()),
         ("label_columns", d.label_columns.is_some()),
         ("split_column", d.split_column.is_some()),
         ("uncertain", d.uncertain.is_some()),
     ];
-    for (key, set) in csv_only {
+    for (key, set) in extra {
         e.check(
-            !set || d.dataset == DatasetName::CSV,
+            !set || facts.extra_keys.contains(&key),
             &format!("dataset_params.{key}"),
-            || format!("applies to CSV datasets only (dataset is {})", d.dataset),
+            || {
+                let readers: Vec<&str> = table
+                    .all()
+                    .filter(|f| f.extra_keys.contains(&key))
+                    .map(|f| f.id)
+                    .collect();
+                format!(
+                    "applies to {} datasets only (dataset is {})",
+                    readers.join(", "),
+                    d.dataset
+                )
+            },
         );
     }
     let own_only = [
@@ -237,9 +272,11 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
     ];
     for (key, set) in own_only {
         e.check(!set || own, &format!("dataset_params.{key}"), || {
+            let own: Vec<&str> = table.all().filter(|f| f.is_own()).map(|f| f.id).collect();
             format!(
-                "applies to one's own data (ImageFolder, CSV) only; {} has the reference's \
-                 fixed split and facts",
+                "applies to one's own data ({}) only; {} has the reference's fixed split and \
+                 facts",
+                own.join(", "),
                 d.dataset
             )
         });
@@ -304,7 +341,7 @@ fn own_data(e: &mut Problems, d: &DatasetParams) {
         });
     }
     if let (Some(m), false) = (d.target_metric, own) {
-        let task = d.dataset.facts().task;
+        let task = facts.task;
         e.check(m.applies_to(task), "dataset_params.target_metric", || {
             format!(
                 "{} is not computed for {} ({task:?})",

@@ -1,4 +1,4 @@
-//! A dataset's facts for one run: its row of `crate::datasets::DATASETS` with the label set the
+//! A dataset's facts for one run: its row of `data::DATASETS` with the label set the
 //! params choose, as the reference's dataset classes declare them (see `docs/architecture.md`).
 
 use super::DatasetInfo;
@@ -9,9 +9,9 @@ use std::path::Path;
 impl DatasetInfo {
     /// The facts for `name`; `num_classes` picks one of its label sets (None: the default).
     pub fn new(name: DatasetName, num_classes: Option<i64>) -> Result<DatasetInfo> {
-        let facts = name.facts();
+        let facts = super::datasets::facts(name)?;
         let labels = facts
-            .labels(num_classes)
+            .labels(num_classes, super::datasets::catalog())
             .map_err(|msg| anyhow!("dataset_params.num_classes: {msg}"))?;
         Ok(DatasetInfo {
             name,
@@ -36,7 +36,7 @@ impl DatasetInfo {
             return Self::read(&path);
         }
         let d = &params.dataset_params;
-        if d.dataset.is_own() {
+        if super::datasets::facts(d.dataset)?.is_own() {
             bail!(
                 "{} not found: a run on {} data records its classes there when it trains; \
                  train the run first",
@@ -55,6 +55,8 @@ impl DatasetInfo {
         let text = std::fs::read_to_string(path)
             .with_context(|| format!("cannot read {}", path.display()))?;
         let info: DatasetInfo = serde_json::from_str(&text)
+            .with_context(|| format!("{}: not a medfm dataset_info.json", path.display()))?;
+        super::datasets::spec(info.name)
             .with_context(|| format!("{}: not a medfm dataset_info.json", path.display()))?;
         let n = info.channels as usize;
         if info.label_names.is_empty() || info.mean.len() != n || info.std.len() != n {

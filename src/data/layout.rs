@@ -226,18 +226,18 @@ pub fn parse_class(text: &str, n_classes: usize) -> Option<i64> {
     (0..n_classes as i64).contains(&v).then_some(v)
 }
 
-/// The dataset root (see `registry::Root`), with a message that says what is expected there
+/// The dataset root (see `datasets::Root`), with a message that says what is expected there
 /// when it is missing.
 pub fn dataset_root(
     d: &crate::config::DatasetParams,
-    spec: &super::registry::DatasetSpec,
+    spec: &super::datasets::DatasetSpec,
 ) -> Result<PathBuf> {
-    use super::registry::Root;
+    use super::datasets::Root;
     let loc = d.data_location.as_path();
-    let (root, want_dir) = match (spec.root, d.dataset) {
-        (Root::Subfolder, name) => (Path::new(loc).join(name.as_str()), true),
-        (Root::Location, crate::config::DatasetName::CSV) => (PathBuf::from(loc), false),
-        (Root::Location, _) => (PathBuf::from(loc), true),
+    let (root, want_dir) = match spec.root {
+        Root::Subfolder => (Path::new(loc).join(spec.facts.id), true),
+        Root::Folder => (PathBuf::from(loc), true),
+        Root::File { .. } => (PathBuf::from(loc), false),
     };
     let what = if want_dir {
         "dataset folder"

@@ -1,10 +1,11 @@
-//! The four datasets in their real on-disk layouts, reference-identical splits, images,
+//! The datasets in their real on-disk layouts, reference-identical splits, images,
 //! torchvision-exact transforms and the batch loader.
 //!
 //! The interface the training engine uses:
 //! - `DatasetInfo`: per-dataset facts (classes, task, channels, mean/std, target metric), from
-//!   the dataset's row of `crate::datasets::DATASETS`.
-//! - `registry`: each dataset's reader, synthetic writer and layout, keyed by name.
+//!   the dataset's row of `DATASETS` (`data::datasets`).
+//! - `datasets`: the dataset table, one file per dataset (its facts, reader, synthetic writer
+//!   and layout) and one row per dataset in `DATASETS`.
 //! - `Splits::build(&Params) -> Splits` (train/val/test `Item`s; writes/reuses val_ids.json).
 //! - `Splits::ensure_readable(&mut self, &Params)`: decode every image before training (filling
 //!   the resize cache); error listing the unreadable ones unless `skip_unreadable` (then they
@@ -12,29 +13,24 @@
 //! - `Loader::new(items, &Transforms, &LoaderParams, info, seed, cache) ` and
 //!   `Loader::epoch(epoch) -> iterator of Result<Batch>`; `cache_dir(&Params)` gives the cache.
 
-pub mod aptos;
 pub mod cache;
 pub mod check;
-pub mod chexpert;
-pub mod csv_dataset;
-pub mod ddsm;
+pub mod datasets;
 pub mod dicom;
 pub mod image;
-pub mod image_folder;
 pub mod info;
-pub mod isic;
 pub mod jpeg;
 pub mod layout;
 pub mod loader;
 pub mod own;
 pub mod pyrandom;
-pub mod registry;
 pub mod rng;
 pub mod split;
 pub mod synth;
 pub mod transforms;
 
 pub use check::Problem;
+pub use datasets::{DatasetSpec, DATASETS};
 pub use loader::Loader;
 
 use crate::config::{DatasetName, Params};
@@ -44,7 +40,7 @@ use tch::{Device, Tensor};
 
 pub use crate::datasets::{TargetMetric, Task};
 
-/// Per-dataset facts for one run (the row of `crate::datasets::DATASETS` with its label set;
+/// Per-dataset facts for one run (its row of [`DATASETS`] with its label set;
 /// for one's own data, completed from the data). Written with each run as
 /// `configs/<name>/dataset_info.json` (`RunDir::dataset_info`), so a trained model can be used
 /// without its data.
@@ -109,7 +105,7 @@ impl Splits {
     pub fn build(params: &Params) -> Result<Splits> {
         let d = &params.dataset_params;
         let mut info = DatasetInfo::new(d.dataset, d.num_classes)?;
-        let spec = registry::spec(d.dataset);
+        let spec = datasets::spec(d.dataset)?;
         let root = layout::dataset_root(d, spec)?;
         let s = (spec.read)(&root, d, &mut info)?;
         if let Some(m) = d.target_metric {

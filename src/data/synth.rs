@@ -1,14 +1,16 @@
 //! Synthetic datasets in the real on-disk layouts (`medfm synth`), with a class signal a
 //! model can learn, deterministic for a seed.
 //!
-//! Each dataset's writer lives beside its reader (`data/<dataset>.rs`, the `synth` of its
-//! `data::registry` row); this module holds what they share and `generate`, which runs one.
+//! Each dataset's writer lives beside its reader (`data/datasets/<dataset>.rs`, the `synth` of
+//! its row of `data::DATASETS`); this module holds what they share and `generate`, which runs
+//! one.
 //!
 //! The signal: for a class k of K, a central disc whose brightness grows with k (tinted like a
 //! fundus or skin photo for RGB); for a multi-label set, one cell of a 4x4 grid per label,
 //! bright when the label is positive. Everything is written to a temporary folder that is
 //! renamed into place at the end, so a failure never leaves half a dataset.
 
+use super::datasets::{self, DatasetSpec, Root};
 use super::rng::Rng;
 use crate::config::DatasetName;
 use anyhow::{bail, Context, Result};
@@ -26,9 +28,16 @@ pub struct SynthSpec {
 }
 
 impl SynthSpec {
-    fn size(&self) -> (usize, usize) {
-        self.size
-            .unwrap_or(super::registry::spec(self.dataset).synth_size)
+    /// The dataset's row; an error for a name the table lacks.
+    fn spec(&self) -> Result<&'static DatasetSpec> {
+        datasets::spec(self.dataset)
+    }
+
+    fn size(&self) -> Result<(usize, usize)> {
+        Ok(match self.size {
+            Some(size) => size,
+            None => self.spec()?.synth_size,
+        })
     }
 }
 
@@ -49,15 +58,14 @@ pub(super) enum Signal {
 }
 
 /// The `data_location` that reads the dataset [`generate`] writes under `out`: `out` for the
-/// paper's datasets (it holds `<DatasetName>/`), the folder for `ImageFolder`, the
-/// multi-class list for `CSV`.
+/// paper's datasets (it holds `<DatasetName>/`), the folder for one given as a folder
+/// (`ImageFolder`), the file the writer names for one given as a file (`CSV`'s multi-class
+/// list; `out` for a name the table lacks, which [`generate`] refuses).
 pub fn data_location(dataset: DatasetName, out: &Path) -> PathBuf {
-    match dataset {
-        DatasetName::CSV => out
-            .join(dataset.as_str())
-            .join(super::csv_dataset::SYNTH_MULTICLASS),
-        d if d.is_own() => out.join(d.as_str()),
-        _ => out.to_path_buf(),
+    match datasets::spec(dataset).map(|s| s.root) {
+        Ok(Root::Subfolder) | Err(_) => out.to_path_buf(),
+        Ok(Root::Folder) => out.join(dataset.as_str()),
+        Ok(Root::File { synth }) => out.join(dataset.as_str()).join(synth),
     }
 }
 
@@ -66,7 +74,8 @@ pub fn generate(spec: &SynthSpec, out: &Path) -> Result<PathBuf> {
     if spec.n == 0 {
         bail!("--n must be at least 1");
     }
-    let (w, h) = spec.size();
+    let row = spec.spec()?;
+    let (w, h) = spec.size()?;
     if w < 8 || h < 8 {
         bail!("synthetic images must be at least 8x8, got {w}x{h}");
     }
@@ -84,7 +93,7 @@ pub fn generate(spec: &SynthSpec, out: &Path) -> Result<PathBuf> {
     std::fs::create_dir_all(out).with_context(|| format!("cannot create {}", out.display()))?;
     let tmp = out.join(format!(".{}.synth-{}", spec.dataset, std::process::id()));
     let _ = std::fs::remove_dir_all(&tmp);
-    let written = (super::registry::spec(spec.dataset).synth)(spec, &tmp);
+    let written = (row.synth)(spec, &tmp);
     if let Err(e) = written {
         let _ = std::fs::remove_dir_all(&tmp);
         return Err(e);
@@ -129,7 +138,7 @@ pub(super) fn write_images(
     what: impl Fn(usize) -> (PathBuf, Signal) + Sync,
     format: Format,
 ) -> Result<()> {
-    let (w, h) = spec.size();
+    let (w, h) = spec.size()?;
     let results = super::check::par_map(spec.n, 0, |i| -> Result<()> {
         let (path, signal) = what(i);
         let mut rng = Rng::seeded(&[spec.seed, 99, i as u64]);

@@ -25,14 +25,16 @@ use tch::Tensor;
 
 /// Read, override and validate a params file as `config::load` does, and check the backbone
 /// against the registry (an unknown name lists the valid ones; `--backbone_type` given a trunk
-/// name points at `--trunk`). What every command uses to read params.
+/// name points at `--trunk`). What every command uses to read params; `datasets` is the
+/// dataset table (`data::datasets::catalog()`).
 pub fn load_params(
     path: &std::path::Path,
     sets: &[String],
     cli: &crate::config::CliOverrides,
+    datasets: &dyn crate::config::DatasetCatalog,
 ) -> anyhow::Result<crate::config::Params> {
     let names = registry::names();
-    crate::config::load_with(path, sets, cli, &|p| {
+    crate::config::load_with(path, sets, cli, datasets, &|p| {
         let b = &p.foundation_params.backbone_type;
         if b.is_empty() || names.contains(&b.as_str()) {
             return vec![];

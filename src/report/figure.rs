@@ -21,7 +21,7 @@ const LEGEND_H: u32 = 70;
 
 /// Draw the figure for `rows` (every run of the table) to `path`.
 pub fn plot_results_figure(rows: &[Row], path: &Path) -> Result<()> {
-    let datasets: Vec<DatasetName> = DatasetName::all()
+    let datasets: Vec<DatasetName> = crate::data::datasets::all()
         .filter(|d| rows.iter().any(|r| r.id.dataset == Some(*d)))
         .collect();
     anyhow::ensure!(!datasets.is_empty(), "no run with a known dataset to plot");

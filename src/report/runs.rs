@@ -192,7 +192,12 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     let mut bad_params: BTreeMap<String, String> = BTreeMap::new();
     for name in subdirs(&run_dir::configs_root(save_dir))? {
         let file = RunDir::new(save_dir, &name).resolved_params();
-        match crate::models::load_params(&file, &[], &Default::default()) {
+        match crate::models::load_params(
+            &file,
+            &[],
+            &Default::default(),
+            crate::data::datasets::catalog(),
+        ) {
             Ok(p) if p.training_params.model_name == name => {
                 add(&mut ids, RunId::from_params(&p, Some(file)))
             }
@@ -271,7 +276,10 @@ fn is_knn_copy(name: &str, base_exists: impl Fn(&str) -> bool) -> bool {
 
 fn sort_key(id: &RunId) -> (usize, usize, String, usize, String) {
     // Table order: the row index of the dataset.
-    let dataset = id.dataset.map_or(usize::MAX, |d| d as usize);
+    let dataset = id
+        .dataset
+        .and_then(crate::data::datasets::position)
+        .unwrap_or(usize::MAX);
     let names = crate::models::registry::names();
     let backbone = id.backbone.as_deref().unwrap_or("");
     let pos = names
@@ -330,7 +338,7 @@ pub fn read_plan(save_dir: &Path) -> Result<Vec<RunId>> {
         );
         out.push(RunId {
             model_name: f[0].to_string(),
-            dataset: DatasetName::parse(f[1]),
+            dataset: crate::data::datasets::parse(f[1]),
             backbone: Some(f[2].to_string()).filter(|s| !s.is_empty()),
             head: HeadType::parse(f[3]),
             config: Some(PathBuf::from(f[4])),
@@ -353,7 +361,7 @@ pub fn record_plan(save_dir: &Path, runs: &[RunId]) -> Result<()> {
         text.push_str(&format!(
             "{}\t{}\t{}\t{}\t{}\n",
             r.model_name,
-            r.dataset.map_or("", |d| d.as_str()),
+            r.dataset.as_ref().map_or("", |d| d.as_str()),
             r.backbone.as_deref().unwrap_or(""),
             r.head.map_or("", |h| h.as_str()),
             r.config
@@ -372,7 +380,7 @@ mod tests {
     fn id(name: &str) -> RunId {
         RunId {
             model_name: name.into(),
-            dataset: DatasetName::all().last(),
+            dataset: crate::data::datasets::all().last(),
             backbone: Some(crate::models::registry::names()[0].into()),
             head: Some(HeadType::Linear),
             config: Some("c.json".into()),

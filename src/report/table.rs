@@ -16,9 +16,10 @@ use serde_json::Value;
 use std::path::{Path, PathBuf};
 
 /// The metric that picks the best model and that the paper reports, per dataset (from its
-/// row of `crate::datasets::DATASETS`).
+/// row of `data::DATASETS`); empty for a name the table lacks (runs' ids only hold known
+/// names).
 pub fn target_metric(dataset: DatasetName) -> &'static str {
-    dataset.facts().target_metric.as_str()
+    crate::data::datasets::facts(dataset).map_or("", |f| f.target_metric.as_str())
 }
 
 /// One run with what the table shows about it.
@@ -119,7 +120,10 @@ impl RunConfig {
 impl Row {
     pub fn new(id: RunId, state: RunState) -> Row {
         let spec = id.backbone.as_deref().and_then(|b| registry::get(b).ok());
-        let metric = id.dataset.map(|d| d.facts().target_metric);
+        let metric = id
+            .dataset
+            .and_then(|d| crate::data::datasets::facts(d).ok())
+            .map(|f| f.target_metric);
         let mut row = Row {
             family: spec.map(|s| s.family().as_str()),
             params: spec.map(|s| s.param_count).filter(|&n| n > 0),
@@ -383,7 +387,7 @@ pub fn to_csv(rows: &[Row]) -> anyhow::Result<String> {
     w.write_record(&header)?;
     for r in rows {
         let mut rec = vec![
-            r.id.dataset.map_or("", |d| d.as_str()).to_string(),
+            r.id.dataset.as_ref().map_or("", |d| d.as_str()).to_string(),
             r.id.backbone.clone().unwrap_or_default(),
             r.family.unwrap_or("").to_string(),
             head_name(&r.id).to_string(),
@@ -734,9 +738,12 @@ mod tests {
 
     /// A dataset whose target metric is ROC AUC (the rows below report it).
     fn roc_auc_dataset() -> DatasetName {
-        DatasetName::all()
-            .find(|d| d.facts().target_metric == crate::datasets::TargetMetric::RocAuc)
+        crate::data::DATASETS
+            .iter()
+            .find(|s| s.facts.target_metric == crate::datasets::TargetMetric::RocAuc)
             .unwrap()
+            .facts
+            .name()
     }
 
     // Registry order sorts the table, so the first and last backbones keep their rows' order.

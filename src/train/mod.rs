@@ -161,7 +161,7 @@ pub fn run(
         splits.ensure_readable(params)?;
     }
     let info = splits.info.clone();
-    if params.dataset_params.dataset.is_own() {
+    if crate::data::datasets::is_own(params.dataset_params.dataset) {
         crate::messages::info(format_args!(
             "{} data: {} {} ({}), {} channel(s); {} train, {} val, {} test images",
             params.dataset_params.dataset,

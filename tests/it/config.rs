@@ -13,7 +13,7 @@ fn reference_value() -> Value {
 
 fn parse(v: &Value) -> anyhow::Result<Params> {
     let p = config::parse_with_sets(&v.to_string(), Path::new("params.json"), &[])?;
-    config::validate(&p)?;
+    config::validate(&p, medfm::data::datasets::catalog())?;
     Ok(p)
 }
 
@@ -30,7 +30,7 @@ fn error_after(edit: impl FnOnce(&mut Value)) -> String {
 #[test]
 fn reference_params_parse_with_every_value() {
     let p = parse(&reference_value()).unwrap();
-    assert_eq!(p.dataset_params.dataset, DatasetName::DDSM);
+    assert_eq!(p.dataset_params.dataset, DatasetName::new("DDSM"));
     assert_eq!(p.dataset_params.data_location, Path::new("./"));
     let t = &p.dataset_params.train_transforms;
     assert_eq!(t.resize.as_ref().unwrap().height, 256);
@@ -196,7 +196,10 @@ fn bad_override_values_are_rejected() {
         ..Default::default()
     };
     zero.apply(&mut p).unwrap();
-    let e = format!("{:#}", config::validate(&p).unwrap_err());
+    let e = format!(
+        "{:#}",
+        config::validate(&p, medfm::data::datasets::catalog()).unwrap_err()
+    );
     assert!(
         e.contains("dataloader_params.trainloader.batch_size"),
         "{e}"
@@ -215,7 +218,7 @@ fn warmup_rule_for_every_dataset() {
         ("ImageFolder", 17, 17),
         ("CSV", 17, 17),
     ];
-    for ds in DatasetName::names() {
+    for ds in medfm::data::datasets::names() {
         let (_, epochs, iters) = *reference
             .iter()
             .find(|r| r.0 == ds)
@@ -226,7 +229,7 @@ fn warmup_rule_for_every_dataset() {
         v["optimization_params"]["default"]["scheduler"]["params"]["LinearWarmup"] =
             json!({"warmup_epochs": 17, "warmup_iters": 17});
         let mut p = parse(&v).unwrap();
-        config::update_warmup(&mut p);
+        config::update_warmup(&mut p, medfm::data::datasets::catalog());
         let w = &p.optimization_params.default.scheduler.params.linear_warmup;
         assert_eq!((w.warmup_epochs, w.warmup_iters), (epochs, iters), "{ds}");
     }
@@ -412,7 +415,7 @@ fn malformed_negative_probability() {
 fn malformed_unknown_dataset_lists_valid_ones() {
     assert_names(
         "dataset_params.dataset",
-        &DatasetName::names().join(", "),
+        &medfm::data::datasets::names().join(", "),
         |v| v["dataset_params"]["dataset"] = json!("MIMIC"),
     );
 }
@@ -434,7 +437,13 @@ fn malformed_unknown_backbone_lists_valid_ones() {
     std::fs::write(&file, v.to_string()).unwrap();
     let e = format!(
         "{:#}",
-        medfm::models::load_params(&file, &[], &CliOverrides::default()).unwrap_err()
+        medfm::models::load_params(
+            &file,
+            &[],
+            &CliOverrides::default(),
+            medfm::data::datasets::catalog()
+        )
+        .unwrap_err()
     );
     assert!(e.contains("foundation_params.backbone_type"), "{e}");
     assert!(e.contains("did you mean \"dinov2_vitb14\""), "{e}");
@@ -746,7 +755,7 @@ fn load_error(sets: &[&str], cli: &CliOverrides, edit: impl FnOnce(&mut Value)) 
     edit(&mut v);
     std::fs::write(&file, v.to_string()).unwrap();
     let sets: Vec<String> = sets.iter().map(|s| s.to_string()).collect();
-    let e = config::load(&file, &sets, cli).unwrap_err();
+    let e = config::load(&file, &sets, cli, medfm::data::datasets::catalog()).unwrap_err();
     format!("{e:#}")
 }
 

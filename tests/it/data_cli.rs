@@ -74,7 +74,7 @@ fn synth_errors_name_the_path() {
         .join(format!(".APTOS2019.synth-{}", std::process::id()));
     std::fs::write(&tmp, "in the way").unwrap();
     let spec = SynthSpec {
-        dataset: DatasetName::APTOS2019,
+        dataset: DatasetName::new("APTOS2019"),
         n: 2,
         seed: 0,
         size: None,
@@ -112,7 +112,7 @@ fn synth_writes_each_real_layout_deterministically() {
         "ImageFolder/benign",
         "CSV/multilabel.csv",
     ];
-    for ds in DatasetName::all() {
+    for ds in medfm::data::datasets::all() {
         let marker = *markers
             .iter()
             .find(|m| m.split('/').next() == Some(ds.as_str()))
@@ -363,7 +363,7 @@ fn training_refuses_to_start_on_unreadable_images() {
     let data = dir.path().join("data");
     synth::generate(
         &SynthSpec {
-            dataset: DatasetName::DDSM,
+            dataset: DatasetName::new("DDSM"),
             n: 20,
             seed: 1,
             size: None,
@@ -420,7 +420,7 @@ fn skip_unreadable_trains_without_the_listed_images() {
     let data = dir.path().join("data");
     synth::generate(
         &SynthSpec {
-            dataset: DatasetName::APTOS2019,
+            dataset: DatasetName::new("APTOS2019"),
             n: 30,
             seed: 2,
             size: None,

@@ -8,9 +8,9 @@ use medfm::data::{Label, Loader, Splits, Task};
 #[test]
 fn aptos_synth_splits_70_15_15_with_the_python_shuffle() {
     let dir = tempfile::tempdir().unwrap();
-    synth(DatasetName::APTOS2019, dir.path(), 40);
+    synth(DatasetName::new("APTOS2019"), dir.path(), 40);
     let p = params(
-        DatasetName::APTOS2019,
+        DatasetName::new("APTOS2019"),
         dir.path(),
         &dir.path().join("out"),
         &[],
@@ -34,7 +34,7 @@ fn aptos_synth_splits_70_15_15_with_the_python_shuffle() {
 
 #[test]
 fn every_synth_dataset_loads_batches() {
-    for ds in DatasetName::all() {
+    for ds in medfm::data::datasets::all() {
         // Enough images that every split has a batch of 4 (a multi-label set holds out
         // int(0.2 N) + 15).
         let n = 30;

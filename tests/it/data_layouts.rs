@@ -45,7 +45,7 @@ fn aptos_accepts_nested_flat_windows_named_and_reference_named_folders() {
         let root = dir.path().join("APTOS2019");
         write(&root.join("train_1.csv"), &aptos_csv(20));
         std::fs::create_dir_all(root.join(folder)).unwrap();
-        let s = build(DatasetName::APTOS2019, dir.path(), &[]).unwrap();
+        let s = build(DatasetName::new("APTOS2019"), dir.path(), &[]).unwrap();
         assert_eq!(s.train.len() + s.val.len() + s.test.len(), 20);
         assert!(
             s.train[0].path.starts_with(root.join(folder)),
@@ -65,7 +65,7 @@ fn images_listed_twice_are_reported_with_both_origins() {
     let csv = aptos_csv(20) + "img003,3\n";
     write(&root.join("train_1.csv"), &csv);
     std::fs::create_dir_all(root.join("train_images")).unwrap();
-    let s = build(DatasetName::APTOS2019, dir.path(), &[]).unwrap();
+    let s = build(DatasetName::new("APTOS2019"), dir.path(), &[]).unwrap();
     assert_eq!(s.train.len() + s.val.len() + s.test.len(), 21);
     let dups = s.duplicates();
     assert_eq!(dups.len(), 1, "{dups:?}");
@@ -82,52 +82,52 @@ fn aptos_bad_input_names_file_and_line() {
     let root = dir.path().join("APTOS2019");
     let loc = dir.path();
     assert!(
-        err(DatasetName::APTOS2019, loc).contains("dataset folder"),
+        err(DatasetName::new("APTOS2019"), loc).contains("dataset folder"),
         "missing root"
     );
     std::fs::create_dir_all(root.join("train_images/train_images")).unwrap();
     write(&root.join("train.csv"), &aptos_csv(3));
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(
         e.contains("train_1.csv not found") && e.contains("cp train.csv train_1.csv"),
         "{e}"
     );
 
     write(&root.join("train_1.csv"), "id_code,grade\na,1\n");
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(
         e.contains("train_1.csv line 1: missing column \"diagnosis\""),
         "{e}"
     );
 
     write(&root.join("train_1.csv"), "id_code,diagnosis\na,1\nb,7\n");
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(
         e.contains("train_1.csv line 3: diagnosis \"7\" is not a class 0-4"),
         "{e}"
     );
 
     write(&root.join("train_1.csv"), "id_code,diagnosis\na,1\nb,2,9\n");
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(e.contains("train_1.csv line 3: 3 fields"), "{e}");
 
     write(&root.join("train_1.csv"), "id_code,diagnosis\n");
-    assert!(err(DatasetName::APTOS2019, loc).contains("no images listed"));
+    assert!(err(DatasetName::new("APTOS2019"), loc).contains("no images listed"));
 
     write(&root.join("train_1.csv"), "");
-    assert!(err(DatasetName::APTOS2019, loc).contains("empty"));
+    assert!(err(DatasetName::new("APTOS2019"), loc).contains("empty"));
 
     write(&root.join("train_1.csv"), "id_code,diagnosis\n,1\n");
-    assert!(err(DatasetName::APTOS2019, loc).contains("line 2: empty id_code"));
+    assert!(err(DatasetName::new("APTOS2019"), loc).contains("line 2: empty id_code"));
 
     // Too few images to split: the reference's int(N * 0.3) leaves test empty.
     write(&root.join("train_1.csv"), "id_code,diagnosis\na,1\nb,0\n");
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(e.contains("test split") && e.contains("empty"), "{e}");
 
     std::fs::remove_dir_all(root.join("train_images")).unwrap();
     write(&root.join("train_1.csv"), &aptos_csv(10));
-    let e = err(DatasetName::APTOS2019, loc);
+    let e = err(DatasetName::new("APTOS2019"), loc);
     assert!(e.contains("image folder not found"), "{e}");
     // The reference's tab-escaped name is among the places looked at, its tab shown as `\t`.
     assert!(e.contains("/train_images\\train_images\""), "{e}");
@@ -164,7 +164,7 @@ fn isic_labels_and_the_png_beside_rule() {
         &images.join("ISIC_0000003.png"),
         "a png beside the jpg wins",
     );
-    let s = build(DatasetName::ISIC2019, dir.path(), &[]).unwrap();
+    let s = build(DatasetName::new("ISIC2019"), dir.path(), &[]).unwrap();
     assert_eq!((s.train.len(), s.val.len(), s.test.len()), (16, 2, 2));
     let all: Vec<_> = s.train.iter().chain(&s.val).chain(&s.test).collect();
     for it in &all {
@@ -223,7 +223,7 @@ fn isic_bad_labels_name_the_line() {
     ] {
         let dir = tempfile::tempdir().unwrap();
         isic_root(dir.path(), &[row]);
-        let e = err(DatasetName::ISIC2019, dir.path());
+        let e = err(DatasetName::new("ISIC2019"), dir.path());
         assert!(e.contains(want), "{e}");
     }
     let dir = tempfile::tempdir().unwrap();
@@ -232,7 +232,7 @@ fn isic_bad_labels_name_the_line() {
         &root.join("ISIC_2019_Training_GroundTruth.csv"),
         "image,NV,MEL,BCC,AK,BKL,DF,VASC,SCC\nA,1,0,0,0,0,0,0,0\n",
     );
-    assert!(err(DatasetName::ISIC2019, dir.path()).contains("columns must be image,MEL,NV"));
+    assert!(err(DatasetName::new("ISIC2019"), dir.path()).contains("columns must be image,MEL,NV"));
 }
 
 const CHEX_HEADER: &str = "Path,Sex,Age,Frontal/Lateral,AP/PA,No Finding,Enlarged Cardiomediastinum,Cardiomegaly,Lung Opacity,Lung Lesion,Edema,Consolidation,Pneumonia,Atelectasis,Pneumothorax,Pleural Effusion,Pleural Other,Fracture,Support Devices";
@@ -256,7 +256,7 @@ fn chexpert_uzeros_no_finding_and_sorted_split_sizes() {
         csv += "\n";
     }
     write(&dir.path().join("CheXpert/train.csv"), &csv);
-    let s = build(DatasetName::CheXpert, dir.path(), &[]).unwrap();
+    let s = build(DatasetName::new("CheXpert"), dir.path(), &[]).unwrap();
     // int(100 * 0.2) + 15 = 35 held out, halved: 17 val, 18 test; 65 train.
     assert_eq!((s.train.len(), s.val.len(), s.test.len()), (65, 17, 18));
     assert!(s.val[0]
@@ -289,7 +289,7 @@ fn chexpert_split_never_cuts_a_patient() {
             }
         }
         write(&dir.path().join("CheXpert/train.csv"), &csv);
-        let s = build(DatasetName::CheXpert, dir.path(), &[]).unwrap();
+        let s = build(DatasetName::new("CheXpert"), dir.path(), &[]).unwrap();
         let patients = |items: &[medfm::data::Item]| -> std::collections::HashSet<String> {
             items
                 .iter()
@@ -320,16 +320,16 @@ fn chexpert_bad_input() {
         &path,
         &format!("{CHEX_HEADER}\n{}\n", chex_row(1, 1, "1.0,,2,,,,,,,,,,,")),
     );
-    let e = err(DatasetName::CheXpert, dir.path());
+    let e = err(DatasetName::new("CheXpert"), dir.path());
     assert!(e.contains("train.csv line 2: Cardiomegaly is \"2\""), "{e}");
     write(
         &path,
         &format!("{}\n", CHEX_HEADER.replace(",Fracture", "")),
     );
-    let e = err(DatasetName::CheXpert, dir.path());
+    let e = err(DatasetName::new("CheXpert"), dir.path());
     assert!(e.contains("missing column(s): Fracture"), "{e}");
     write(&path, &CHEX_HEADER.replace("Path,", "Image,"));
-    assert!(err(DatasetName::CheXpert, dir.path()).contains("missing column \"Path\""));
+    assert!(err(DatasetName::new("CheXpert"), dir.path()).contains("missing column \"Path\""));
 }
 
 #[test]
@@ -345,7 +345,7 @@ fn ddsm_lists_labels_and_classes() {
         &root.join("ddsm_raw_image_lists/test.txt"),
         "benign_5.png\n",
     );
-    let two = build(DatasetName::DDSM, dir.path(), &[]).unwrap();
+    let two = build(DatasetName::new("DDSM"), dir.path(), &[]).unwrap();
     let labels: Vec<Label> = two.train.iter().map(|i| i.label.clone()).collect();
     assert_eq!(
         labels,
@@ -355,7 +355,7 @@ fn ddsm_lists_labels_and_classes() {
     assert_eq!(two.train[2].origin, "train.txt line 4");
     assert_eq!(two.info.label_names, vec!["Normal", "Abnormal"]);
     let three = build(
-        DatasetName::DDSM,
+        DatasetName::new("DDSM"),
         dir.path(),
         &["dataset_params.num_classes=3"],
     )
@@ -371,16 +371,16 @@ fn ddsm_bad_input() {
     write(&lists.join("train.txt"), "normal_1.png\nmalignant_2.png\n");
     write(&lists.join("val.txt"), "normal_3.png\n");
     write(&lists.join("test.txt"), "normal_4.png\n");
-    let e = err(DatasetName::DDSM, dir.path());
+    let e = err(DatasetName::new("DDSM"), dir.path());
     assert!(
         e.contains("train.txt line 2: cannot tell the label of \"malignant_2.png\""),
         "{e}"
     );
     write(&lists.join("train.txt"), "normal_1.png\n");
     write(&lists.join("val.txt"), "\n\n");
-    let e = err(DatasetName::DDSM, dir.path());
+    let e = err(DatasetName::new("DDSM"), dir.path());
     assert!(e.contains("val.txt: empty split"), "{e}");
     std::fs::remove_file(lists.join("test.txt")).unwrap();
     write(&lists.join("val.txt"), "normal_3.png\n");
-    assert!(err(DatasetName::DDSM, dir.path()).contains("cannot read"));
+    assert!(err(DatasetName::new("DDSM"), dir.path()).contains("cannot read"));
 }

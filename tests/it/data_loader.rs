@@ -42,7 +42,7 @@ fn same(a: &[Batch], b: &[Batch]) -> bool {
 
 #[test]
 fn batches_are_reproducible_whatever_the_worker_count() {
-    let (_dir, p, s) = setup(DatasetName::APTOS2019, 24);
+    let (_dir, p, s) = setup(DatasetName::new("APTOS2019"), 24);
     let t = &p.dataset_params.train_transforms; // random: RRC, flips, ColorJitter
     let make = |workers| {
         Loader::new(
@@ -84,7 +84,7 @@ fn batches_are_reproducible_whatever_the_worker_count() {
 
 #[test]
 fn shuffle_and_drop_last() {
-    let (_dir, p, s) = setup(DatasetName::DDSM, 20);
+    let (_dir, p, s) = setup(DatasetName::new("DDSM"), 20);
     let t = &p.dataset_params.val_transforms;
     let n = s.train.len();
     assert_eq!(n, 14);
@@ -148,7 +148,7 @@ fn shuffle_and_drop_last() {
 
 #[test]
 fn labels_are_class_indices_or_multi_hot() {
-    let (_dir, p, s) = setup(DatasetName::CheXpert, 30);
+    let (_dir, p, s) = setup(DatasetName::new("CheXpert"), 30);
     let loader = Loader::new(
         s.train.clone(),
         &p.dataset_params.val_transforms,
@@ -170,7 +170,7 @@ fn labels_are_class_indices_or_multi_hot() {
         }
         assert_eq!(b.images.size()[1], 1, "CheXpert is gray");
     }
-    let (_dir, p, s) = setup(DatasetName::ISIC2019, 16);
+    let (_dir, p, s) = setup(DatasetName::new("ISIC2019"), 16);
     let loader = Loader::new(
         s.train.clone(),
         &p.dataset_params.val_transforms,
@@ -198,7 +198,7 @@ fn labels_are_class_indices_or_multi_hot() {
 
 #[test]
 fn images_are_normalised_as_torchvision() {
-    let (_dir, p, s) = setup(DatasetName::APTOS2019, 10);
+    let (_dir, p, s) = setup(DatasetName::new("APTOS2019"), 10);
     let loader = Loader::new(
         s.train.clone(),
         &p.dataset_params.val_transforms,
@@ -219,7 +219,7 @@ fn images_are_normalised_as_torchvision() {
 
 #[test]
 fn dropping_an_epoch_early_stops_the_workers() {
-    let (_dir, p, s) = setup(DatasetName::APTOS2019, 20);
+    let (_dir, p, s) = setup(DatasetName::new("APTOS2019"), 20);
     let loader = Loader::new(
         s.train.clone(),
         &p.dataset_params.train_transforms,
@@ -237,7 +237,7 @@ fn dropping_an_epoch_early_stops_the_workers() {
 
 #[test]
 fn a_missing_image_names_the_file_and_row() {
-    let (dir, p, s) = setup(DatasetName::APTOS2019, 10);
+    let (dir, p, s) = setup(DatasetName::new("APTOS2019"), 10);
     let victim = s.train[2].clone();
     std::fs::remove_file(&victim.path).unwrap();
     let loader = Loader::new(
@@ -273,7 +273,7 @@ fn cached(s: &Splits, p: &Params, cache: &Path) -> Loader {
 
 #[test]
 fn the_resize_cache_serves_later_epochs_and_follows_the_source() {
-    let (dir, p, s) = setup(DatasetName::DDSM, 20);
+    let (dir, p, s) = setup(DatasetName::new("DDSM"), 20);
     let cache = dir.path().join("cache");
     let plain = Loader::new(
         s.train.clone(),
@@ -349,7 +349,7 @@ fn the_resize_cache_serves_later_epochs_and_follows_the_source() {
 
 #[test]
 fn loaders_share_a_cache_concurrently() {
-    let (dir, p, s) = setup(DatasetName::APTOS2019, 24);
+    let (dir, p, s) = setup(DatasetName::new("APTOS2019"), 24);
     let cache = dir.path().join("cache");
     let want = collect(
         &Loader::new(
@@ -380,7 +380,7 @@ fn loaders_share_a_cache_concurrently() {
 
 #[test]
 fn ensure_readable_refuses_or_skips_unreadable_images() {
-    let (dir, mut p, _) = setup(DatasetName::APTOS2019, 20);
+    let (dir, mut p, _) = setup(DatasetName::new("APTOS2019"), 20);
     let mut s = Splits::build(&p).unwrap();
     let bad = s.train[1].clone();
     std::fs::write(&bad.path, b"not a png").unwrap();
@@ -402,7 +402,7 @@ fn ensure_readable_refuses_or_skips_unreadable_images() {
 
 #[test]
 fn with_the_empty_val_fallback_a_bad_test_image_is_listed_and_dropped_once() {
-    let (_dir, mut p, _) = setup(DatasetName::APTOS2019, 20);
+    let (_dir, mut p, _) = setup(DatasetName::new("APTOS2019"), 20);
     let mut s = Splits::build(&p).unwrap();
     // What Splits::build does when the val split is empty.
     s.val = s.test.clone();
@@ -426,7 +426,7 @@ fn with_the_empty_val_fallback_a_bad_test_image_is_listed_and_dropped_once() {
 
 #[test]
 fn ensure_readable_on_a_warm_cache_reads_entry_headers_only() {
-    let (_dir, p, mut s) = setup(DatasetName::DDSM, 20);
+    let (_dir, p, mut s) = setup(DatasetName::new("DDSM"), 20);
     assert!(s.ensure_readable(&p).unwrap().is_empty());
     // Same length and modification time, other bytes: the valid entry vouches for the file,
     // so the pass does not open (decode) it.
@@ -469,7 +469,7 @@ fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
 /// class frequencies), the same draws for the same seed and epoch.
 #[test]
 fn the_balanced_sampler_draws_classes_equally_often() {
-    let (_dir, p, mut s) = setup(DatasetName::APTOS2019, 40);
+    let (_dir, p, mut s) = setup(DatasetName::new("APTOS2019"), 40);
     // Make class 0 dominate: keep every class-0 image and one image of each other class.
     let mut seen = std::collections::HashSet::new();
     s.train.retain(|it| match it.label {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 const DRAWS: usize = 20_000;
 
 fn info() -> DatasetInfo {
-    DatasetInfo::new(DatasetName::APTOS2019, None).unwrap()
+    DatasetInfo::new(DatasetName::new("APTOS2019"), None).unwrap()
 }
 
 fn transforms(json: &str) -> Transforms {

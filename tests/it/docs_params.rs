@@ -115,7 +115,7 @@ fn full_params() -> Params {
     };
     Params {
         dataset_params: DatasetParams {
-            dataset: DatasetName::DDSM,
+            dataset: DatasetName::new("DDSM"),
             data_location: "data".into(),
             train_transforms: transforms.clone(),
             val_transforms: transforms.clone(),

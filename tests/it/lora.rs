@@ -451,8 +451,13 @@ fn every_lora_recipe_loads() {
         let Some(family) = name.strip_suffix("_lora.json") else {
             continue;
         };
-        let p = medfm::models::load_params(&path, &[], &Default::default())
-            .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let p = medfm::models::load_params(
+            &path,
+            &[],
+            &Default::default(),
+            medfm::data::datasets::catalog(),
+        )
+        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
         let l = p.foundation_params.lora.as_ref().expect("a LoRA recipe");
         assert_eq!(l.targets.len(), 4, "{name}");
         assert!(p.foundation_params.freeze_backbone, "{name}");

@@ -12,11 +12,22 @@ use serde_json::{json, Value};
 use std::path::{Path, PathBuf};
 
 fn load(params: &Path) -> Params {
-    config::load(params, &[], &CliOverrides::default()).unwrap()
+    config::load(
+        params,
+        &[],
+        &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
+    )
+    .unwrap()
 }
 
 fn try_splits(params: &Path) -> anyhow::Result<Splits> {
-    Splits::build(&config::load(params, &[], &CliOverrides::default())?)
+    Splits::build(&config::load(
+        params,
+        &[],
+        &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
+    )?)
 }
 
 fn names(items: &[Item]) -> Vec<String> {
@@ -270,7 +281,7 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
     std::fs::create_dir_all(root.join("a")).unwrap();
     std::fs::create_dir_all(root.join("b")).unwrap();
     std::fs::copy(csv.join("images/img_00000.png"), root.join("a/x.png")).unwrap();
-    p.dataset_params.dataset = config::DatasetName::ImageFolder;
+    p.dataset_params.dataset = config::DatasetName::new("ImageFolder");
     p.dataset_params.data_location = root.clone();
     let e = err(&p);
     assert!(e.contains("class folder \"b\" holds no images"), "{e}");
@@ -286,6 +297,7 @@ fn bad_own_data_is_named_with_its_line_or_folder() {
             "dataset_params.val_fraction=0.2".into(),
         ],
         &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
     )
     .err()
     .unwrap();

@@ -11,9 +11,10 @@ use std::path::{Path, PathBuf};
 /// Every dataset of the table is one of the paper's.
 /// The paper's datasets: the table's rows but one's own (ImageFolder, CSV).
 fn datasets() -> Vec<&'static str> {
-    medfm::config::DatasetName::all()
-        .filter(|d| !d.is_own())
-        .map(|d| d.as_str())
+    medfm::data::DATASETS
+        .iter()
+        .filter(|s| !s.facts.is_own())
+        .map(|s| s.facts.id)
         .collect()
 }
 /// The paper's backbones (scripts/fixtures/gen_paper_configs.py): 14 of the registry's rows.
@@ -74,8 +75,13 @@ fn every_paper_config_loads_and_the_matrix_is_complete() {
     let mut names = BTreeSet::new();
     let mut cells = BTreeSet::new();
     for file in &files {
-        let p = config::load(file, &[], &CliOverrides::default())
-            .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
+        let p = config::load(
+            file,
+            &[],
+            &CliOverrides::default(),
+            medfm::data::datasets::catalog(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", file.display()));
         let dataset = p.dataset_params.dataset.as_str().to_string();
         let backbone = p.foundation_params.backbone_type.clone();
         medfm::models::registry::get(&backbone).unwrap();

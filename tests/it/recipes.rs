@@ -436,8 +436,13 @@ fn every_recipe_config_loads() {
         if path.extension().is_none_or(|e| e != "json") {
             continue;
         }
-        let p = medfm::models::load_params(&path, &[], &Default::default())
-            .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
+        let p = medfm::models::load_params(
+            &path,
+            &[],
+            &Default::default(),
+            medfm::data::datasets::catalog(),
+        )
+        .unwrap_or_else(|e| panic!("{}: {e:#}", path.display()));
         if path.to_string_lossy().ends_with("_full.json") {
             full += 1;
             assert!(
@@ -524,7 +529,13 @@ fn transformations_give_timms_mixup_arguments_and_name_bad_values() {
         let file = crate::common::e2e::tiny_params(dir.path(), "APTOS2019", |v| {
             v["transformations"] = value.clone();
         });
-        let err = medfm::models::load_params(&file, &[], &Default::default()).unwrap_err();
+        let err = medfm::models::load_params(
+            &file,
+            &[],
+            &Default::default(),
+            medfm::data::datasets::catalog(),
+        )
+        .unwrap_err();
         assert!(format!("{err:#}").contains(path), "{path}: {err:#}");
     }
 }

@@ -20,7 +20,7 @@ fn start(save_dir: &Path, rel: &str) -> String {
         save_dir: Some(save_dir.to_path_buf()),
         ..Default::default()
     };
-    let p = config::load(&paper(rel), &[], &cli).unwrap();
+    let p = config::load(&paper(rel), &[], &cli, medfm::data::datasets::catalog()).unwrap();
     config::write_resolved(&p).unwrap();
     p.training_params.model_name
 }
@@ -67,6 +67,7 @@ fn report_lists_every_run_with_its_state() {
         &paper("ISIC2019/vmamba_b_deit_base.json"),
         &[],
         &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
     )
     .unwrap();
     runs::record_plan(d, &[RunId::from_params(&p, None)]).unwrap();

@@ -52,7 +52,7 @@ fn start(save_dir: &Path, backbone: &str, name: &str, seed: u64) {
     let file = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("configs/paper/DDSM")
         .join(format!("{backbone}_linear.json"));
-    let mut p = config::load(&file, &[], &cli).unwrap();
+    let mut p = config::load(&file, &[], &cli, medfm::data::datasets::catalog()).unwrap();
     p.training_params.model_name = name.into();
     p.training_params.seed = seed;
     config::write_resolved(&p).unwrap();
@@ -325,7 +325,7 @@ fn multiclass_runs_use_the_paired_bootstrap() {
         };
         let file = Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("configs/paper/APTOS2019/sam2_b_linear.json");
-        let mut p = config::load(&file, &[], &cli).unwrap();
+        let mut p = config::load(&file, &[], &cli, medfm::data::datasets::catalog()).unwrap();
         p.training_params.model_name = name.into();
         config::write_resolved(&p).unwrap();
         let mut rng = Lcg(seed);

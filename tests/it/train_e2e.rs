@@ -2,7 +2,6 @@
 //! weights) per dataset, `--test` on the saved model, and a run killed with SIGKILL in the
 //! middle of an epoch and resumed with `restore_session`.
 
-use medfm::config::DatasetName;
 use medfm::datasets::Task;
 use medfm::report::read_metrics_results;
 use std::path::{Path, PathBuf};
@@ -136,8 +135,8 @@ fn metric_keys(task: Task) -> Vec<String> {
 /// Every dataset of the table, one after the other.
 #[test]
 fn every_dataset_runs_end_to_end() {
-    for ds in DatasetName::all() {
-        let keys = metric_keys(ds.facts().task);
+    for ds in medfm::data::datasets::all() {
+        let keys = metric_keys(medfm::data::datasets::facts(ds).unwrap().task);
         run_dataset(
             ds.as_str(),
             &keys.iter().map(String::as_str).collect::<Vec<_>>(),

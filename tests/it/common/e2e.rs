@@ -46,7 +46,7 @@ pub fn tiny_params(
     }
     v["dataset_params"]["dataset"] = dataset.into();
     // Where `synth_data` wrote: root/data (the folder or list for one's own datasets).
-    let location = match medfm::config::DatasetName::parse(dataset) {
+    let location = match medfm::data::datasets::parse(dataset) {
         Some(d) => medfm::data::synth::data_location(d, &root.join("data")),
         None => root.join("data"),
     };

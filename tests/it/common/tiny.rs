@@ -294,9 +294,9 @@ pub fn params(save_dir: &Path, edit: impl FnOnce(&mut serde_json::Value)) -> Par
 pub fn info(n_classes: i64, multilabel: bool) -> DatasetInfo {
     DatasetInfo {
         name: if multilabel {
-            DatasetName::CheXpert
+            DatasetName::new("CheXpert")
         } else {
-            DatasetName::DDSM
+            DatasetName::new("DDSM")
         },
         label_names: (0..n_classes).map(|c| format!("class{c}")).collect(),
         task: if multilabel {

@@ -1,27 +1,44 @@
 //! APTOS 2019 Blindness Detection (Kaggle): `train_1.csv` (`id_code`, `diagnosis` 0-4) and
 //! `train_images/train_images/<id_code>.png`; split 70/15/15 through `val_ids.json`.
 
-use super::layout::{self, Csv};
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::split::split_rows;
-use super::synth::{
+use crate::data::layout::{self, Csv};
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::split::split_rows;
+use crate::data::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
 };
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetParams;
+use crate::datasets::{DatasetFacts, TargetMetric, Task, Warmup};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::APTOS2019,
+    facts: DatasetFacts {
+        id: "APTOS2019",
+        label_variants: &[&["No DR", "Mild", "Moderate", "Severe", "Proliferative DR"]],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &[0.415, 0.221, 0.073],
+        std: &[0.275, 0.150, 0.081],
+        target_metric: TargetMetric::QuadraticKappa,
+        knn_nhood: 200,
+        // The reference's `update_warmup`: 5 epochs for the small single-label sets.
+        warmup: Some(Warmup {
+            epochs: 5,
+            iters: 0,
+        }),
+        extra_keys: &[],
+    },
     root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
     synth_size: (64, 48),
+    synth_note: None,
 };
 
 pub const EXPECTED: &str =
@@ -74,7 +91,7 @@ fn read(root: &Path, _d: &DatasetParams, info: &mut DatasetInfo) -> Result<Split
     split_rows(
         items,
         &root.join("val_ids.json"),
-        SPEC.name.as_str(),
+        SPEC.facts.id,
         VAL_SIZE,
     )
 }

@@ -5,24 +5,40 @@
 //! or DICOM (`.dcm`, or no extension and the `DICM` marker); other files are counted and
 //! reported, never read.
 
-use super::own::{self, Found, SplitName};
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::synth::{balanced_classes, create_dir, write_images, Format, Signal, SynthSpec};
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::own::{self, Found, SplitName};
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::synth::{balanced_classes, create_dir, write_images, Format, Signal, SynthSpec};
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetParams;
+use crate::datasets::{DatasetFacts, IMAGENET_MEAN, IMAGENET_STD, TargetMetric, Task};
 use anyhow::{bail, Context, Result};
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::ImageFolder,
-    root: Root::Location,
+    facts: DatasetFacts {
+        id: "ImageFolder",
+        // One's own data: the label set, task, channels, mean/std and target metric come from
+        // the data and `dataset_params` (`data::own`); the values here are the defaults before
+        // the data is read (ImageNet's mean/std, as timm's pretrained configs use).
+        label_variants: &[],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &IMAGENET_MEAN,
+        std: &IMAGENET_STD,
+        target_metric: TargetMetric::Recall,
+        knn_nhood: 200,
+        warmup: None,
+        extra_keys: &[],
+    },
+    root: Root::Folder,
     layout: EXPECTED,
     read,
     synth: write_synth,
     synth_size: (48, 48),
+    synth_note: None,
 };
 
 pub const EXPECTED: &str = "one folder per class (<class>/<image>), or train/, val/ and test/ \
@@ -44,7 +60,7 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
     if !split_dirs.is_empty() && !is_split_layout {
         let names: Vec<String> = subdirs
             .iter()
-            .map(|p| super::layout::file_name(p))
+            .map(|p| crate::data::layout::file_name(p))
             .collect();
         bail!(
             "{}: holds split folders and other folders ({}); use either class folders or \
@@ -58,12 +74,12 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
     if is_split_layout {
         for (split, dir) in &split_dirs {
             for c in sorted_dirs(dir)? {
-                class_dirs.push((Some(*split), super::layout::file_name(&c), c));
+                class_dirs.push((Some(*split), crate::data::layout::file_name(&c), c));
             }
         }
     } else {
         for c in &subdirs {
-            class_dirs.push((None, super::layout::file_name(c), c.clone()));
+            class_dirs.push((None, crate::data::layout::file_name(c), c.clone()));
         }
     }
     let classes: Vec<String> = class_dirs

@@ -3,27 +3,53 @@
 //! `ISIC_2019_Training_Input/ISIC_2019_Training_Input/<image>.jpg`; split 80/10/10 through
 //! `val_ids.json`.
 
-use super::layout::{self, Csv};
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::split::split_rows;
-use super::synth::{
+use crate::data::layout::{self, Csv};
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::split::split_rows;
+use crate::data::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
 };
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetParams;
+use crate::datasets::{DatasetFacts, TargetMetric, Task, Warmup};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::ISIC2019,
+    facts: DatasetFacts {
+        id: "ISIC2019",
+        label_variants: &[&[
+            "Melanoma",
+            "Melanocytic nevus",
+            "Basal cell carcinoma",
+            "Actinic keratosis",
+            "Benign keratosis",
+            "Dermatofibroma",
+            "Vascular lesion",
+            "Squamous cell carcinoma",
+        ]],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &[0.66776717, 0.52960888, 0.52434725],
+        std: &[0.22381877, 0.20363036, 0.21538623],
+        target_metric: TargetMetric::Recall,
+        knn_nhood: 200,
+        // The reference's `update_warmup`: 1000 iterations for the large sets.
+        warmup: Some(Warmup {
+            epochs: 0,
+            iters: 1000,
+        }),
+        extra_keys: &[],
+    },
     root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
     synth_size: (64, 64),
+    synth_note: None,
 };
 
 pub const EXPECTED: &str = "ISIC_2019_Training_GroundTruth.csv and \
@@ -105,7 +131,7 @@ fn read(root: &Path, _d: &DatasetParams, _info: &mut DatasetInfo) -> Result<Spli
     split_rows(
         items,
         &root.join("val_ids.json"),
-        SPEC.name.as_str(),
+        SPEC.facts.id,
         VAL_SIZE,
     )
 }

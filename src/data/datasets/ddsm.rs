@@ -2,25 +2,45 @@
 //! line relative to `ddsm_raw/`; the label is the file name's prefix (`normal_`, `benign_`,
 //! `cancer_` -> 0, 1, 2), and the 2-class mode (default) maps cancer to 1.
 
-use super::layout;
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::synth::{
+use crate::data::layout;
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
 };
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetParams;
+use crate::datasets::{DatasetFacts, TargetMetric, Task, Warmup};
 use anyhow::{bail, Context, Result};
 use std::path::Path;
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::DDSM,
+    facts: DatasetFacts {
+        id: "DDSM",
+        // Class 1 of the 2-class mode holds benign and cancer images: the reference names it
+        // "Cancer" (`defaults/datasets.py`, `DDSM.export_labels_as_int`), which would read a
+        // normal-vs-abnormal result as cancer detection.
+        label_variants: &[&["Normal", "Abnormal"], &["Normal", "Benign", "Cancer"]],
+        variants_note: "normal vs benign+cancer",
+        task: Task::Multiclass,
+        channels: 1,
+        mean: &[0.286],
+        std: &[0.267],
+        target_metric: TargetMetric::RocAuc,
+        knn_nhood: 200,
+        // The reference's `update_warmup`: 5 epochs for the small single-label sets.
+        warmup: Some(Warmup {
+            epochs: 5,
+            iters: 0,
+        }),
+        extra_keys: &[],
+    },
     root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
     synth_size: (48, 64),
+    synth_note: None,
 };
 
 pub const EXPECTED: &str = "ddsm_raw_image_lists/{train,val,test}.txt (one path a line, relative \

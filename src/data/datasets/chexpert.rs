@@ -6,26 +6,61 @@
 //! bounds are exclusive and move forward to the next patient boundary, so no patient is in
 //! two splits.
 
-use super::layout::{self, Csv};
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::synth::{write_images, write_text, Format, Signal, SynthSpec};
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::layout::{self, Csv};
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::synth::{write_images, write_text, Format, Signal, SynthSpec};
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::DatasetParams;
-use crate::datasets::CHEXPERT_LABELS;
+use crate::datasets::{DatasetFacts, TargetMetric, Task, Warmup};
 use anyhow::{bail, Result};
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::CheXpert,
+    facts: DatasetFacts {
+        id: "CheXpert",
+        label_variants: &[&CHEXPERT_LABELS],
+        variants_note: "",
+        task: Task::Multilabel,
+        channels: 1,
+        mean: &[0.503],
+        std: &[0.292],
+        target_metric: TargetMetric::RocAuc,
+        knn_nhood: 200,
+        // The reference's `update_warmup`: 1000 iterations for the large sets.
+        warmup: Some(Warmup {
+            epochs: 0,
+            iters: 1000,
+        }),
+        extra_keys: &[],
+    },
     root: Root::Subfolder,
     layout: EXPECTED,
     read,
     synth: write_synth,
     synth_size: (56, 64),
+    synth_note: None,
 };
+
+/// CheXpert's 14 observations, in the column order of `train.csv` (the last 14 columns): its
+/// labels, and the columns its reader requires.
+pub const CHEXPERT_LABELS: [&str; 14] = [
+    "No Finding",
+    "Enlarged Cardiomediastinum",
+    "Cardiomegaly",
+    "Lung Opacity",
+    "Lung Lesion",
+    "Edema",
+    "Consolidation",
+    "Pneumonia",
+    "Atelectasis",
+    "Pneumothorax",
+    "Pleural Effusion",
+    "Pleural Other",
+    "Fracture",
+    "Support Devices",
+];
 
 pub const EXPECTED: &str = "train.csv (Path, Sex, Age, Frontal/Lateral, AP/PA and the 14 \
      observations) and the images under train/patientNNNNN/studyN/";

@@ -5,27 +5,49 @@
 //! is unknown, handled by `uncertain`), and optionally the split (`split_column`, default
 //! `split`: `train`, `val`/`valid` or `test`).
 
-use super::layout::{self, Csv};
-use super::own::{self, Found, SplitName};
-use super::registry::{DatasetSpec, Root};
-use super::rng::Rng;
-use super::synth::{
+use crate::data::layout::{self, Csv};
+use crate::data::own::{self, Found, SplitName};
+use super::{DatasetSpec, Root};
+use crate::data::rng::Rng;
+use crate::data::synth::{
     balanced_classes, create_dir, write_images, write_text, Format, Signal, SynthSpec,
 };
-use super::{DatasetInfo, Item, Label, SplitItems};
-use crate::config::DatasetName;
+use crate::data::{DatasetInfo, Item, Label, SplitItems};
 use crate::config::{DatasetParams, Uncertain};
+use crate::datasets::{DatasetFacts, IMAGENET_MEAN, IMAGENET_STD, TargetMetric, Task};
 use anyhow::{bail, Result};
 use std::collections::BTreeSet;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
 pub const SPEC: DatasetSpec = DatasetSpec {
-    name: DatasetName::CSV,
-    root: Root::Location,
+    facts: DatasetFacts {
+        id: "CSV",
+        // One's own data, as `image_folder`'s row.
+        label_variants: &[],
+        variants_note: "",
+        task: Task::Multiclass,
+        channels: 3,
+        mean: &IMAGENET_MEAN,
+        std: &IMAGENET_STD,
+        target_metric: TargetMetric::Recall,
+        knn_nhood: 200,
+        warmup: None,
+        extra_keys: &[
+            "image_column",
+            "label_column",
+            "label_columns",
+            "split_column",
+            "uncertain",
+        ],
+    },
+    root: Root::File {
+        synth: SYNTH_MULTICLASS,
+    },
     layout: EXPECTED,
     read,
     synth: write_synth,
+    synth_note: Some(multilabel_note),
     synth_size: (48, 48),
 };
 
@@ -38,6 +60,16 @@ pub const SYNTH_MULTILABEL: &str = "multilabel.csv";
 /// The synthetic data's classes (multi-class file) and labels (multi-label file).
 pub const SYNTH_CLASSES: [&str; 3] = ["effusion", "nodule", "normal"];
 pub const SYNTH_LABELS: [&str; 3] = ["effusion", "nodule", "pneumothorax"];
+
+/// `medfm synth`'s second way to read the synthetic data: the multi-label list.
+fn multilabel_note(root: &Path) -> String {
+    format!(
+        "The same images with multi-label targets: --data_location {} with \
+         --set 'dataset_params.label_columns=[\"{}\"]'",
+        root.join(SYNTH_MULTILABEL).display(),
+        SYNTH_LABELS.join("\",\"")
+    )
+}
 
 fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitItems> {
     let csv = Csv::read(csv_path)?;
