@@ -667,6 +667,19 @@ mod tests {
     use super::*;
     use tch::Device;
 
+    // The switches live in `device`; the convolutions that read them are here.
+    #[test]
+    fn the_training_switches_reach_the_convolutions_and_change_nothing_on_the_cpu() {
+        let x = Tensor::randn([1, 2, 9, 9], (tch::Kind::Float, Device::Cpu));
+        let w = Tensor::randn([4, 2, 3, 3], (tch::Kind::Float, Device::Cpu));
+        let before = conv2d(&x, &w, None, 2, 1, 1);
+        crate::device::cudnn_training_defaults();
+        assert!(crate::device::cudnn_benchmark() && crate::device::conv_tf32());
+        let after = conv2d(&x, &w, None, 2, 1, 1);
+        // Bitwise: the same convolution on the same input in this process.
+        assert!(after.equal(&before));
+    }
+
     fn rgb_kernel() -> Tensor {
         // Channel c of every filter holds c + 1.
         Tensor::from_slice(&[1f32, 2., 3.])

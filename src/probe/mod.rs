@@ -774,7 +774,7 @@ pub fn write_outputs(dir: &Path, params: &Params, out: &Outcome) -> Result<()> {
                 .collect(),
             data: data(val_logits, val_labels)?,
         };
-        crate::stats::write_statistics(
+        crate::report::write_statistics(
             &test,
             Some(&val),
             crate::stats::Options {

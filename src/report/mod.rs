@@ -9,6 +9,7 @@ pub mod figure;
 pub mod history;
 pub mod plots;
 pub mod predictions;
+pub mod reliability;
 pub mod results;
 pub mod runs;
 pub mod significance;
@@ -206,4 +207,25 @@ pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportF
         figure::plot_results_figure(&rows, png)?;
     }
     Ok((files, markdown))
+}
+
+/// Compute and write `statistics.json` (`crate::stats`) and its reliability diagram
+/// (`reliability.png`) to `json` and `png`.
+pub fn write_statistics(
+    test: &crate::stats::Predictions,
+    val: Option<&crate::stats::ValOutputs>,
+    opts: crate::stats::Options,
+    title: &str,
+    json: &std::path::Path,
+    png: &std::path::Path,
+) -> anyhow::Result<crate::stats::Statistics> {
+    let computed = crate::stats::compute(test, val, opts)?;
+    crate::stats::write_statistics_json(&computed.statistics, json)?;
+    reliability::plot(
+        &computed.reliability,
+        &computed.statistics.calibration,
+        title,
+        png,
+    )?;
+    Ok(computed.statistics)
 }

@@ -1,7 +1,7 @@
 //! Statistics of a run's test predictions and of two runs against each other: bootstrap
 //! confidence intervals of every test metric, calibration with temperature scaling, operating
-//! points, the reliability diagram (`statistics.json` and `reliability.png`, written with every
-//! test), and `medfm compare` (DeLong's test for ROC-AUCs, a paired bootstrap for the others).
+//! points and the reliability bins (`statistics.json`; `crate::report::write_statistics` writes
+//! it with `reliability.png` after every test), and `medfm compare` (DeLong's test for ROC-AUCs, a paired bootstrap for the others).
 //!
 //! The metrics are the functions of [`crate::metrics`] that `metrics_results.json` comes from,
 //! called on resampled rows. What each number means: docs/outputs.md, "statistics.json".
@@ -12,10 +12,10 @@ pub mod compare;
 pub mod delong;
 mod file;
 pub mod operating;
-mod reliability;
 
 pub use file::{
-    read_statistics, CalibrationSummary, Estimate, LabelCalibration, OperatingPoint, Statistics,
+    read_statistics, write as write_statistics_json, CalibrationSummary, Estimate,
+    LabelCalibration, OperatingPoint, Statistics,
 };
 
 use crate::metrics::Metrics;
@@ -320,26 +320,6 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
         },
         reliability,
     })
-}
-
-/// Compute and write `statistics.json` and `reliability.png` to `json` and `png`.
-pub fn write_statistics(
-    test: &Predictions,
-    val: Option<&ValOutputs>,
-    opts: Options,
-    title: &str,
-    json: &std::path::Path,
-    png: &std::path::Path,
-) -> Result<Statistics> {
-    let computed = compute(test, val, opts)?;
-    file::write(&computed.statistics, json)?;
-    reliability::plot(
-        &computed.reliability,
-        &computed.statistics.calibration,
-        title,
-        png,
-    )?;
-    Ok(computed.statistics)
 }
 
 #[cfg(test)]

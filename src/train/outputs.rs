@@ -216,7 +216,7 @@ impl Outputs {
             resamples: self.bootstrap as usize,
             seed: self.seed,
         };
-        crate::stats::write_statistics(
+        crate::report::write_statistics(
             test,
             val.as_ref(),
             opts,

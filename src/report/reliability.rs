@@ -4,9 +4,9 @@
 //! of bars (accuracy, and the gap up or down to the bin's mean confidence); multi-label: one
 //! line per label over its non-empty bins, its ECE in the legend.
 
-use super::calibration::{Calibration, BINS};
-use super::CalibrationSummary;
-use crate::report::plots::{bold, color, font, plot_err, render_png, Area};
+use super::plots::{bold, color, font, plot_err, render_png, Area};
+use crate::stats::calibration::{Calibration, BINS};
+use crate::stats::CalibrationSummary;
 use anyhow::{bail, Result};
 use plotters::prelude::*;
 use std::path::Path;
@@ -115,7 +115,7 @@ fn bars(area: &Area, c: &Calibration) -> Result<()> {
     mesh(&mut chart, "confidence (highest probability)", "accuracy")?;
     let blue = color(0);
     let gap = RGBColor(214, 39, 40);
-    let filled: Vec<(usize, &super::calibration::Bin)> = c
+    let filled: Vec<(usize, &crate::stats::calibration::Bin)> = c
         .bins
         .iter()
         .enumerate()
@@ -123,7 +123,7 @@ fn bars(area: &Area, c: &Calibration) -> Result<()> {
         .collect();
     // The gap filled first, then the accuracy over it, then the gap's outline on top: a gap
     // above a bar (over-confident) shows pink, one inside it (under-confident) as an outline.
-    let gap_box = |i: usize, b: &super::calibration::Bin| {
+    let gap_box = |i: usize, b: &crate::stats::calibration::Bin| {
         let (lo, hi) = edges(i);
         [(lo, b.accuracy), (hi, b.confidence)]
     };
@@ -255,8 +255,8 @@ fn counts(area: &Area, series: &[(String, Calibration)], x0: f64) -> Result<()> 
 
 #[cfg(test)]
 mod tests {
-    use super::super::calibration;
     use super::*;
+    use crate::stats::calibration;
 
     #[test]
     fn draws_both_kinds() {
@@ -278,7 +278,7 @@ mod tests {
             per_label: vec![
                 (
                     "a".into(),
-                    super::super::LabelCalibration {
+                    crate::stats::LabelCalibration {
                         ece: 0.1,
                         mce: 0.1,
                         brier: 0.1,
@@ -286,7 +286,7 @@ mod tests {
                 ),
                 (
                     "b".into(),
-                    super::super::LabelCalibration {
+                    crate::stats::LabelCalibration {
                         ece: 0.1,
                         mce: 0.1,
                         brier: 0.1,
