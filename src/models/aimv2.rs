@@ -449,3 +449,11 @@ pub fn build(p: &nn::Path, cfg: &Aimv2Config, opts: &BuildOptions) -> Result<Box
     let cfg = config_for_run("AIMv2", cfg.clone(), opts)?;
     Ok(Box::new(Aimv2::new(p, &cfg)?))
 }
+
+/// AIMv2 in timm's names: the prefix swaps of timm's `_convert_aimv2`.
+pub fn timm_name(name: &str) -> String {
+    name.replace("preprocessor.patchifier.", "patch_embed.")
+        .replace("preprocessor.pos_embed", "pos_embed")
+        .replace("trunk.", "")
+        .replace("post_trunk_norm.", "norm.")
+}

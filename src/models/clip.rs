@@ -413,3 +413,29 @@ fn resize_positions(pos: &Tensor, new_n: i64) -> Result<Tensor> {
     );
     Ok(Tensor::cat(&[pos.narrow(0, 0, 1), grid.squeeze_dim(0)], 0))
 }
+
+/// open_clip's visual tower in timm's names: the swaps of timm's `_convert_openai_clip`
+/// (`timm/models/vision_transformer.py`), applied in its order.
+pub fn timm_name(name: &str) -> String {
+    const SWAPS: [(&str, &str); 10] = [
+        ("conv1", "patch_embed.proj"),
+        ("positional_embedding", "pos_embed"),
+        ("transformer.resblocks.", "blocks."),
+        ("ln_pre", "norm_pre"),
+        ("ln_post", "norm"),
+        ("ln_", "norm"),
+        ("in_proj_", "qkv."),
+        ("out_proj", "proj"),
+        ("mlp.c_fc", "mlp.fc1"),
+        ("mlp.c_proj", "mlp.fc2"),
+    ];
+    let mut k = name.to_string();
+    for (from, to) in SWAPS {
+        k = k.replace(from, to);
+    }
+    match k.as_str() {
+        "proj" => "head.weight".into(),
+        "class_embedding" => "cls_token".into(),
+        _ => k,
+    }
+}

@@ -10,6 +10,7 @@ pub mod classifier;
 pub mod clip;
 pub mod coca;
 pub mod dinov2;
+pub mod groups;
 pub mod heads;
 pub mod hiera;
 pub mod layers;

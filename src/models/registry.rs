@@ -35,6 +35,20 @@ pub enum Family {
 }
 
 impl Family {
+    /// timm's layer-group key of a trunk variable (`name` relative to the trunk's root) for
+    /// layer-wise lr decay: the family's `group_matcher` on the names timm's checkpoint
+    /// converter gives it (`crate::train::layer_decay`).
+    pub fn layer_group_key(self, name: &str) -> Vec<u64> {
+        use super::groups::vit_key;
+        match self {
+            Family::Mae | Family::Dinov2 => vit_key(name),
+            Family::Clip | Family::Coca => vit_key(&super::clip::timm_name(name)),
+            Family::Aimv2 => vit_key(&super::aimv2::timm_name(name)),
+            Family::Sam2 => super::sam2::layer_group_key(name),
+            Family::Vmamba => super::vmamba::layer_group_key(name),
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Mae => "MAE",

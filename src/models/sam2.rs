@@ -378,6 +378,28 @@ fn image_encoder_only(sd: StateDict) -> Result<StateDict> {
     Ok(sd)
 }
 
+/// timm's `HieraDet.group_matcher` (`timm/models/hieradet_sam2.py`) on SAM2.1's trunk names
+/// (`trunk.` stripped, as timm's checkpoint filter does); the FPN neck is not in timm's model
+/// and matches nothing.
+pub fn layer_group_key(name: &str) -> Vec<u64> {
+    let Some(name) = name.strip_prefix("trunk.") else {
+        return vec![crate::models::groups::UNMATCHED];
+    };
+    if ["pos_embed", "pos_embed_window", "patch_embed"]
+        .iter()
+        .any(|p| name.starts_with(p))
+    {
+        return vec![0];
+    }
+    match name
+        .strip_prefix("blocks.")
+        .and_then(crate::models::groups::leading_number)
+    {
+        Some(i) => vec![1, i],
+        None => vec![crate::models::groups::UNMATCHED],
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

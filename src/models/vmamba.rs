@@ -533,9 +533,69 @@ fn legacy_name(key: &str) -> String {
         .replace(".self_attention.", ".op.")
 }
 
+/// VMamba has no matcher in timm or in its repository: timm's staged matcher
+/// (`SwinTransformer.group_matcher`): stem `^patch_embed`, `^layers\.(\d+).downsample` with the
+/// first block of that stage, `^layers\.(\d+)\.\w+\.(\d+)` per block, `^norm` (VMamba's
+/// `classifier.norm`) with the last block.
+pub fn layer_group_key(name: &str) -> Vec<u64> {
+    if name.starts_with("patch_embed") {
+        return vec![0];
+    }
+    if let Some(rest) = name.strip_prefix("layers.") {
+        if let Some(i) = crate::models::groups::leading_number(rest) {
+            let digits = i.to_string().len();
+            let after = &rest[digits..];
+            // `(\d+).downsample`: any one character, then "downsample".
+            if after.len() > 1 && after[1..].starts_with("downsample") {
+                return vec![1, i, 0];
+            }
+            // `\.\w+\.(\d+)`
+            if let Some(tail) = after.strip_prefix('.') {
+                let word_end = tail
+                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
+                    .unwrap_or(tail.len());
+                if word_end > 0 {
+                    if let Some(j) = tail[word_end..]
+                        .strip_prefix('.')
+                        .and_then(crate::models::groups::leading_number)
+                    {
+                        return vec![1, i, j];
+                    }
+                }
+            }
+        }
+    }
+    if name.starts_with("classifier.norm") {
+        return vec![1, crate::models::groups::PREV];
+    }
+    vec![crate::models::groups::UNMATCHED]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn vmamba_keys_follow_the_staged_matcher() {
+        assert_eq!(layer_group_key("patch_embed.0.weight"), vec![0]);
+        assert_eq!(
+            layer_group_key("layers.2.blocks.11.op.A_logs"),
+            vec![1, 2, 11]
+        );
+        assert_eq!(
+            layer_group_key("layers.1.downsample.1.weight"),
+            vec![1, 1, 0]
+        );
+        assert_eq!(
+            layer_group_key("classifier.norm.weight"),
+            vec![1, crate::models::groups::PREV]
+        );
+        assert_eq!(
+            layer_group_key("layers.x.blocks.1"),
+            vec![crate::models::groups::UNMATCHED]
+        );
+    }
+
     use crate::config::GrayInit;
 
     #[test]

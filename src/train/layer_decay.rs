@@ -8,139 +8,13 @@
 //! name maps to a key (a tuple of numbers), the distinct keys are sorted, and each gets the next
 //! ordinal unless its last element is `MATCH_PREV_GROUP` (it then joins the previous one). The
 //! keys are those of timm's matchers applied to the names timm's checkpoint converters give
-//! medfm's variables (docs/training.md, Recipes).
+//! medfm's variables (docs/training.md, Recipes); each family's matcher lives in its model file
+//! (`Family::layer_group_key`).
 
+use crate::models::groups::{PREV, UNMATCHED};
 use crate::models::registry::Family;
 use std::collections::{BTreeMap, BTreeSet};
 use tch::Tensor;
-
-/// timm's `MATCH_PREV_GROUP`: a key ending in it joins the group before it.
-const PREV: u64 = 99_999;
-/// timm's key for a name no pattern matches (`float('inf')`): the last group.
-const UNMATCHED: u64 = u64::MAX;
-
-/// The leading decimal digits of `s`, as a number.
-fn leading_number(s: &str) -> Option<u64> {
-    let end = s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
-    s[..end].parse().ok()
-}
-
-/// timm's `VisionTransformer.group_matcher(coarse=False)`: stem
-/// `^cls_token|pos_embed|patch_embed`, blocks `^blocks\.(\d+)`, `^norm` with the last block.
-fn vit_key(name: &str) -> Vec<u64> {
-    if ["cls_token", "pos_embed", "patch_embed"]
-        .iter()
-        .any(|p| name.starts_with(p))
-    {
-        return vec![0];
-    }
-    if let Some(i) = name.strip_prefix("blocks.").and_then(leading_number) {
-        return vec![1, i];
-    }
-    if name.starts_with("norm") {
-        return vec![1, PREV];
-    }
-    vec![UNMATCHED]
-}
-
-/// open_clip's visual tower in timm's names: the swaps of timm's `_convert_openai_clip`
-/// (`timm/models/vision_transformer.py`), applied in its order.
-fn openai_clip_to_timm(name: &str) -> String {
-    const SWAPS: [(&str, &str); 10] = [
-        ("conv1", "patch_embed.proj"),
-        ("positional_embedding", "pos_embed"),
-        ("transformer.resblocks.", "blocks."),
-        ("ln_pre", "norm_pre"),
-        ("ln_post", "norm"),
-        ("ln_", "norm"),
-        ("in_proj_", "qkv."),
-        ("out_proj", "proj"),
-        ("mlp.c_fc", "mlp.fc1"),
-        ("mlp.c_proj", "mlp.fc2"),
-    ];
-    let mut k = name.to_string();
-    for (from, to) in SWAPS {
-        k = k.replace(from, to);
-    }
-    match k.as_str() {
-        "proj" => "head.weight".into(),
-        "class_embedding" => "cls_token".into(),
-        _ => k,
-    }
-}
-
-/// AIMv2 in timm's names: the prefix swaps of timm's `_convert_aimv2`.
-fn aimv2_to_timm(name: &str) -> String {
-    name.replace("preprocessor.patchifier.", "patch_embed.")
-        .replace("preprocessor.pos_embed", "pos_embed")
-        .replace("trunk.", "")
-        .replace("post_trunk_norm.", "norm.")
-}
-
-/// timm's `HieraDet.group_matcher` (`timm/models/hieradet_sam2.py`) on SAM2.1's trunk names
-/// (`trunk.` stripped, as timm's checkpoint filter does); the FPN neck is not in timm's model
-/// and matches nothing.
-fn hiera_key(name: &str) -> Vec<u64> {
-    let Some(name) = name.strip_prefix("trunk.") else {
-        return vec![UNMATCHED];
-    };
-    if ["pos_embed", "pos_embed_window", "patch_embed"]
-        .iter()
-        .any(|p| name.starts_with(p))
-    {
-        return vec![0];
-    }
-    match name.strip_prefix("blocks.").and_then(leading_number) {
-        Some(i) => vec![1, i],
-        None => vec![UNMATCHED],
-    }
-}
-
-/// VMamba has no matcher in timm or in its repository: timm's staged matcher
-/// (`SwinTransformer.group_matcher`): stem `^patch_embed`, `^layers\.(\d+).downsample` with the
-/// first block of that stage, `^layers\.(\d+)\.\w+\.(\d+)` per block, `^norm` (VMamba's
-/// `classifier.norm`) with the last block.
-fn vmamba_key(name: &str) -> Vec<u64> {
-    if name.starts_with("patch_embed") {
-        return vec![0];
-    }
-    if let Some(rest) = name.strip_prefix("layers.") {
-        if let Some(i) = leading_number(rest) {
-            let digits = i.to_string().len();
-            let after = &rest[digits..];
-            // `(\d+).downsample`: any one character, then "downsample".
-            if after.len() > 1 && after[1..].starts_with("downsample") {
-                return vec![1, i, 0];
-            }
-            // `\.\w+\.(\d+)`
-            if let Some(tail) = after.strip_prefix('.') {
-                let word_end = tail
-                    .find(|c: char| !(c.is_alphanumeric() || c == '_'))
-                    .unwrap_or(tail.len());
-                if word_end > 0 {
-                    if let Some(j) = tail[word_end..].strip_prefix('.').and_then(leading_number) {
-                        return vec![1, i, j];
-                    }
-                }
-            }
-        }
-    }
-    if name.starts_with("classifier.norm") {
-        return vec![1, PREV];
-    }
-    vec![UNMATCHED]
-}
-
-/// timm's grouping key of a trunk variable (`name` relative to the trunk's root).
-fn trunk_key(family: Family, name: &str) -> Vec<u64> {
-    match family {
-        Family::Mae | Family::Dinov2 => vit_key(name),
-        Family::Clip | Family::Coca => vit_key(&openai_clip_to_timm(name)),
-        Family::Aimv2 => vit_key(&aimv2_to_timm(name)),
-        Family::Sam2 => hiera_key(name),
-        Family::Vmamba => vmamba_key(name),
-    }
-}
 
 /// The layer id of each classifier variable (`trunk.…` and `head.…` names; the head matches
 /// nothing, so it is last) and the last id: timm's `group_parameters(..., reverse=True)`.
@@ -149,7 +23,7 @@ pub fn layer_ids(family: Family, names: &[&str]) -> (BTreeMap<String, usize>, us
     let keys: Vec<Vec<u64>> = names
         .iter()
         .map(|n| match n.strip_prefix(crate::models::classifier::TRUNK) {
-            Some(rest) => trunk_key(family, rest),
+            Some(rest) => family.layer_group_key(rest),
             None => vec![UNMATCHED],
         })
         .collect();
@@ -222,15 +96,6 @@ pub fn groups(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn vmamba_keys_follow_the_staged_matcher() {
-        assert_eq!(vmamba_key("patch_embed.0.weight"), vec![0]);
-        assert_eq!(vmamba_key("layers.2.blocks.11.op.A_logs"), vec![1, 2, 11]);
-        assert_eq!(vmamba_key("layers.1.downsample.1.weight"), vec![1, 1, 0]);
-        assert_eq!(vmamba_key("classifier.norm.weight"), vec![1, PREV]);
-        assert_eq!(vmamba_key("layers.x.blocks.1"), vec![UNMATCHED]);
-    }
 
     #[test]
     fn the_final_norm_joins_the_last_block_and_the_head_is_last() {
