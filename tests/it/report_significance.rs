@@ -93,7 +93,7 @@ fn finish(
             )
             .unwrap(),
         };
-        stats::write_statistics(
+        medfm::report::write_statistics(
             &test,
             None,
             Options {
