@@ -2,6 +2,7 @@
 //! used to do something other than the docs say (a file overwritten, a flag silently ignored,
 //! an error only after the run folder was taken), run through the real binary.
 
+use std::path::Path;
 use std::process::Output;
 
 use crate::common;
@@ -53,4 +54,74 @@ fn a_train_split_smaller_than_a_batch_is_refused_before_the_run_starts() {
     );
     assert!(!run.join("results/tiny").exists());
     assert!(run.join("configs/tiny/error.txt").is_file());
+}
+
+/// Two hand-written predictions.csv files of the same 8 test images.
+fn two_runs(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let rows = |shift: f64| {
+        let mut s = String::from("path,label,prob_a,prob_b\n");
+        for i in 0..8 {
+            let label = if i % 2 == 0 { "a" } else { "b" };
+            let p = (0.2 + 0.07 * i as f64 + shift).min(0.95);
+            s.push_str(&format!("img_{i}.png,{label},{},{}\n", 1.0 - p, p));
+        }
+        s
+    };
+    let (a, b) = (dir.join("a"), dir.join("b"));
+    for (d, shift) in [(&a, 0.0), (&b, 0.05)] {
+        std::fs::create_dir_all(d).unwrap();
+        std::fs::write(d.join("predictions.csv"), rows(shift)).unwrap();
+    }
+    (a, b)
+}
+
+/// `compare --output` replaces only an earlier comparison (or an empty file), never another
+/// file (e.g. a run's metrics_results.json), and refuses a folder; the refusal comes before
+/// any work and leaves the file as it was.
+#[test]
+fn compare_output_replaces_only_an_earlier_comparison() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = two_runs(dir.path());
+    let compare = |out: &Path| {
+        medfm(&[
+            "compare".as_ref(),
+            a.as_os_str(),
+            b.as_os_str(),
+            "--resamples".as_ref(),
+            "50".as_ref(),
+            "--output".as_ref(),
+            out.as_os_str(),
+        ])
+    };
+    let metrics = a.join("metrics_results.json");
+    let before = "{\"test_accuracy\": 0.5, \"test_loss\": 0.69315}";
+    std::fs::write(&metrics, before).unwrap();
+    let out = compare(&metrics);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("exists and is not a comparison written by medfm compare; it is not replaced"),
+        "{err}"
+    );
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap(), before);
+
+    let out = compare(dir.path());
+    assert!(!out.status.success());
+    assert!(
+        stderr(&out).contains("is a folder; give a file name"),
+        "{}",
+        stderr(&out)
+    );
+
+    let json = dir.path().join("a_vs_b.json");
+    let out = compare(&json);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let first = std::fs::read_to_string(&json).unwrap();
+    assert!(first.contains("\"method\""), "{first}");
+    // An earlier comparison is derived data: replaced.
+    let out = compare(&json);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let empty = dir.path().join("empty.json");
+    std::fs::write(&empty, "").unwrap();
+    assert!(compare(&empty).status.success());
 }
