@@ -125,3 +125,35 @@ fn compare_output_replaces_only_an_earlier_comparison() {
     std::fs::write(&empty, "").unwrap();
     assert!(compare(&empty).status.success());
 }
+
+/// `predict --model` with `--checkpoint` or `--calibrated`: clap counts their
+/// `requires = "params_path"` as met (--params_path conflicts with the --model given), so the
+/// command used to predict with the exported model and silently ignore them.
+#[test]
+fn predict_with_an_exported_model_refuses_checkpoint_and_calibrated() {
+    let dir = tempfile::tempdir().unwrap();
+    let output = dir.path().join("out.csv");
+    for (flag, expected) in [
+        (
+            &["--checkpoint", "run.best.safetensors"][..],
+            "--checkpoint run.best.safetensors needs --params_path",
+        ),
+        (&["--calibrated"][..], "--calibrated needs --params_path"),
+    ] {
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "predict".as_ref(),
+            "--model".as_ref(),
+            "model.safetensors".as_ref(),
+            "--input".as_ref(),
+            "a.png".as_ref(),
+            "--output".as_ref(),
+            output.as_os_str(),
+        ];
+        args.extend(flag.iter().map(std::ffi::OsStr::new));
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{flag:?}: {err}");
+        assert!(err.contains(expected), "{flag:?}: {err}");
+        assert!(!output.exists());
+    }
+}
