@@ -157,3 +157,24 @@ fn predict_with_an_exported_model_refuses_checkpoint_and_calibrated() {
         assert!(!output.exists());
     }
 }
+
+/// A folder given as `--params_path` (e.g. the run's configs folder) is named as the flag's
+/// value, with what is expected there.
+#[test]
+fn a_folder_as_params_path_is_named_as_such() {
+    let dir = tempfile::tempdir().unwrap();
+    for cmd in [&[][..], &["inspect"][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
+        args.extend(["--params_path".as_ref(), dir.path().as_os_str()]);
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "--params_path {} is a folder; expected a params file",
+                dir.path().display()
+            )),
+            "{cmd:?}: {err}"
+        );
+    }
+}
