@@ -4,7 +4,7 @@
 //! metrics by a paired bootstrap (see `stats::compare`).
 
 use crate::stats::compare::{self, read_predictions};
-use anyhow::Result;
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::{Path, PathBuf};
 
@@ -38,7 +38,47 @@ fn short_name(run: &Path) -> String {
     )
 }
 
+/// Whether `path` holds an earlier `medfm compare --output`: a JSON object with the number of
+/// images `n` and, for every other key, a difference with its `method`.
+fn is_compare_json(path: &Path) -> bool {
+    let Ok(text) = std::fs::read_to_string(path) else {
+        return false;
+    };
+    let Ok(serde_json::Value::Object(m)) = serde_json::from_str(&text) else {
+        return false;
+    };
+    m.get("n").is_some_and(|n| n.is_u64())
+        && m.len() > 1
+        && m.iter()
+            .filter(|(k, _)| k.as_str() != "n")
+            .all(|(_, v)| v.get("method").is_some_and(|x| x.is_string()) && v.get("diff").is_some())
+}
+
+/// `--output` must be a file that is absent, empty, or an earlier comparison: never a run's
+/// file (e.g. a `metrics_results.json` beside the predictions), checked before any work.
+fn check_output(out: &Path) -> Result<()> {
+    if out.is_dir() {
+        bail!(
+            "--output {} is a folder; give a file name (e.g. {})",
+            out.display(),
+            out.join("comparison.json").display()
+        );
+    }
+    let empty = std::fs::metadata(out).is_ok_and(|m| m.is_file() && m.len() == 0);
+    if out.exists() && !empty && !is_compare_json(out) {
+        bail!(
+            "--output {} exists and is not a comparison written by medfm compare; it is not \
+             replaced (choose another --output, or remove it first)",
+            out.display()
+        );
+    }
+    Ok(())
+}
+
 pub fn run(args: &Args) -> Result<()> {
+    if let Some(out) = &args.output {
+        check_output(out)?;
+    }
     let a = read_predictions(&compare::predictions_file(&args.run_a)?)?;
     let b = read_predictions(&compare::predictions_file(&args.run_b)?)?;
     let opts = crate::stats::Options {

@@ -164,6 +164,25 @@ pub fn run(args: &Args) -> Result<()> {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
         b => b,
     };
+    if args.model.is_some() {
+        // clap lets these through with --model (their `requires = "params_path"` counts as met
+        // because --params_path conflicts with the --model given), and they would be ignored.
+        if let Some(c) = &args.checkpoint {
+            bail!(
+                "--checkpoint {} needs --params_path (the run the checkpoint belongs to); an \
+                 exported --model file is already one model (export the checkpoint with `medfm \
+                 export --params_path ... --checkpoint {}` to predict from it with --model)",
+                c.display(),
+                c.display()
+            );
+        }
+        if args.calibrated {
+            bail!(
+                "--calibrated needs --params_path: the temperature is in the run's \
+                 results/<name>/statistics.json, and an exported --model file carries none"
+            );
+        }
+    }
     let device = pick_device(&args.device)?;
     let (inputs, mut skipped) = inputs::collect(&args.input);
     let predictor = match (&args.params_path, &args.model) {

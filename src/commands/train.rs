@@ -108,6 +108,13 @@ impl Args {
         if !self.params_path.exists() {
             bail!("{}", missing_params_file(&self.params_path));
         }
+        if self.params_path.is_dir() {
+            bail!(
+                "--params_path {} is a folder; expected a params file (e.g. configs/demo.json, or \
+                 a run's <save_dir>/configs/<name>/params.json)",
+                self.params_path.display()
+            );
+        }
         crate::messages::debug(format_args!(
             "params file: {}",
             std::path::absolute(&self.params_path)

@@ -156,6 +156,9 @@ pub fn run(
     tch::manual_seed(tp.seed as i64);
     let mut splits = Splits::build(params)?;
     if target.trains() {
+        // Before the image check and before the run folder is taken: a train split smaller
+        // than one batch (e.g. after train_fraction or on a small study) stops here.
+        preflight::check_data(params, &splits)?;
         // Never train on data that cannot be read (unless skip_unreadable); this pass also
         // fills the resize cache for the first epoch.
         splits.ensure_readable(params)?;

@@ -101,13 +101,30 @@ fn check_schedule(params: &Params, splits: Option<&Splits>) -> Result<()> {
     let n = splits.train.len();
     let batches = crate::data::loader::batches_per_epoch(n, l.batch_size as usize, l.drop_last);
     if batches == 0 {
-        bail!(
-            "the train split gives no batch ({n} images; batch_size {}, drop_last {})",
-            l.batch_size,
-            l.drop_last
-        );
+        bail!("{}", no_batch(n, l.batch_size, l.drop_last));
     }
     at(params, batches)
+}
+
+/// The train split's batch count and schedules, once the data is read: what training checks
+/// before it writes anything (the resolved params, the run folder), so that a split smaller
+/// than one batch is refused as `inspect` refuses it, not after the run took the folder.
+pub fn check_data(params: &Params, splits: &Splits) -> Result<()> {
+    check_schedule(params, Some(splits))
+}
+
+/// Why a train split of `n` images gives no batch, and the two ways out.
+pub fn no_batch(n: usize, batch_size: i64, drop_last: bool) -> String {
+    format!(
+        "the train split gives no batch ({n} images; batch_size {batch_size}, drop_last \
+         {drop_last}): lower dataloader_params.trainloader.batch_size (--batch_size) to at most \
+         {n}{}",
+        if drop_last {
+            ", or set dataloader_params.trainloader.drop_last to false"
+        } else {
+            ""
+        }
+    )
 }
 
 /// Whether the run's outputs can be written under `save_dir`: it is a folder (or can be made

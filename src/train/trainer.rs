@@ -421,10 +421,12 @@ impl Trainer {
         let spe = self.steps_per_epoch();
         if spe == 0 {
             bail!(
-                "the train split gives no batch (it has {} items; batch_size {}, drop_last {})",
-                self.sources.train.items().len(),
-                self.params.dataloader_params.trainloader.batch_size,
-                self.params.dataloader_params.trainloader.drop_last
+                "{}",
+                super::preflight::no_batch(
+                    self.sources.train.items().len(),
+                    self.params.dataloader_params.trainloader.batch_size,
+                    self.params.dataloader_params.trainloader.drop_last
+                )
             );
         }
         crate::messages::info(format_args!(

@@ -62,6 +62,7 @@ mod tensorboard;
 mod train_e2e;
 mod train_loop;
 mod vmamba_parity;
+mod walkthrough;
 mod weights;
 
 /// With `autotests = false` cargo builds no binary from a `tests/<name>.rs` (or
