@@ -422,3 +422,33 @@ fn an_image_folder_of_dicom_files_is_read_and_grayscale() {
     // Every image decodes (the check training runs first).
     assert!(s.check_images(1).unwrap().is_empty());
 }
+
+#[test]
+fn a_csv_class_that_one_row_has_is_warned_about_with_its_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 40);
+    let csv = data.join("CSV");
+    let text = std::fs::read_to_string(csv.join("labels.csv")).unwrap();
+    // A mistyped label on the CSV's 6th line (the header is line 1).
+    let mut lines: Vec<String> = text.lines().map(String::from).collect();
+    let cells: Vec<&str> = lines[5].split(',').collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let label = header.iter().position(|h| *h == "label").unwrap();
+    let mut edited: Vec<String> = cells.iter().map(|c| c.to_string()).collect();
+    edited[label] = "zebra".into();
+    lines[5] = edited.join(",");
+    std::fs::write(csv.join("typo.csv"), lines.join("\n") + "\n").unwrap();
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["dataset_params"]["data_location"] = csv.join("typo.csv").display().to_string().into();
+    });
+    let out = command(BIN)
+        .args(["inspect", "--params_path"])
+        .arg(&params)
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    assert!(
+        text.contains("typo.csv line 6: class \"zebra\" of column label has only this one image"),
+        "{text}"
+    );
+}

@@ -178,6 +178,7 @@ fn multiclass(csv: &Csv, column: &str) -> Result<(Vec<Label>, Found)> {
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    warn_suspect_classes(csv, column, &texts, &names);
     let labels = texts
         .iter()
         .map(|t| Label::Class(names.iter().position(|n| n == t).unwrap_or(0) as i64))
@@ -189,6 +190,38 @@ fn multiclass(csv: &Csv, column: &str) -> Result<(Vec<Label>, Found)> {
             multilabel: false,
         },
     ))
+}
+
+/// Class names come from the labels themselves, so a mistyped label ("zebra", "Benign" next to
+/// "benign") silently becomes a class of its own: warn about a class that only one row has, and
+/// about names that differ only in case, naming the CSV lines.
+fn warn_suspect_classes(csv: &Csv, column: &str, texts: &[&str], names: &[String]) {
+    for name in names {
+        let lines: Vec<u64> = csv
+            .rows
+            .iter()
+            .zip(texts)
+            .filter(|(_, t)| *t == name)
+            .map(|((line, _), _)| *line)
+            .collect();
+        if lines.len() == 1 {
+            crate::messages::warning(format_args!(
+                "{}: class {name:?} of column {column} has only this one image; a mistyped label                  becomes a class of its own (the classes are the distinct labels: {})",
+                csv.origin(lines[0]),
+                names.join(", ")
+            ));
+        }
+    }
+    for (i, a) in names.iter().enumerate() {
+        for b in &names[i + 1..] {
+            if a.to_lowercase() == b.to_lowercase() {
+                crate::messages::warning(format_args!(
+                    "{}: column {column} has the classes {a:?} and {b:?}, which differ only in                      case; they are two classes",
+                    csv.path.display()
+                ));
+            }
+        }
+    }
 }
 
 /// 0/1 label columns; an empty or -1 cell is unknown: NaN (masked) for `ignore`, else 1 or 0.
