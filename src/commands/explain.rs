@@ -6,9 +6,10 @@
 //! gets `<stem>.png` per explained map (the image as the model saw it with the map over it),
 //! `maps.safetensors` (every raw map, `[H, W]` float32 at the model's input resolution, keyed
 //! by the input path) and `index.csv` (path, class, probability, file). DIR is assembled in a
-//! temporary sibling and moved into place at the end; an existing DIR is replaced only when it
-//! is an earlier output of explain (or empty).
+//! temporary sibling and moved into place at the end; an existing DIR that holds anything (an
+//! earlier output of explain included) is refused, never replaced; an empty one is fine.
 
+use super::model_source::ModelSourceArgs;
 use super::predict::{list_skipped, load_run_params, pick_device, progress_bar_for};
 use crate::data::Task;
 use crate::explain::{figure, maps_file::MapsWriter, Explainer, Method, RolloutOver};
@@ -20,26 +21,16 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-/// The header `index.csv` starts with (how an earlier output of explain is recognised).
+/// The header of `index.csv`.
 pub const INDEX_HEADER: &str = "path,class,probability,file";
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    /// The run: its resolved params, <save_dir>/configs/<name>/params.json; its best
-    /// checkpoint is the model.
-    #[arg(
-        long = "params_path",
-        conflicts_with = "model",
-        required_unless_present = "model"
-    )]
-    pub params_path: Option<PathBuf>,
-    /// A model file written by `medfm export` (instead of --params_path).
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm) and .txt lists.
-    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
-    pub input: Vec<PathBuf>,
-    /// The folder to write: <stem>.png per map, maps.safetensors, index.csv.
+    /// The model, the images and how to run them (shared with `medfm predict`).
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
+    /// The folder to write: <stem>.png per map, maps.safetensors, index.csv. It must not exist,
+    /// or be empty.
     #[arg(long, value_name = "DIR")]
     pub output: PathBuf,
     /// gradcam, gradcam++ or rollout (attention rollout; ViT families and the attention head).
@@ -63,38 +54,47 @@ pub struct Args {
     /// Rollout: the fraction of each fused attention matrix's lowest entries set to zero.
     #[arg(long = "discard_ratio", default_value_t = 0.0)]
     pub discard_ratio: f64,
-    /// Another checkpoint of the run (a .best or .last file) instead of its best model.
-    #[arg(long, requires = "params_path")]
-    pub checkpoint: Option<PathBuf>,
-    /// Images per forward pass (default: the run's test batch size).
-    #[arg(long = "batch_size")]
-    pub batch_size: Option<i64>,
-    /// auto (the first GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda|cuda:N")]
-    pub device: String,
-    /// Threads that decode images while the model runs (default: the CPU count).
-    #[arg(long)]
-    pub workers: Option<usize>,
     /// Also write index.html: every image with its map, one static page.
     #[arg(long)]
     pub html: bool,
 }
 
-/// Whether `dir` holds an earlier output of explain (its index.csv) or nothing.
-fn replaceable(dir: &Path) -> Result<bool> {
-    if !dir.exists() {
-        return Ok(true);
+/// `args.params_path`, `args.input`, ... read the shared arguments.
+impl std::ops::Deref for Args {
+    type Target = ModelSourceArgs;
+    fn deref(&self) -> &ModelSourceArgs {
+        &self.source
     }
-    if !dir.is_dir() {
-        return Ok(false);
+}
+
+/// The message refusing `--output` (`what` it is).
+fn refuse_output(dir: &Path, what: &str) -> anyhow::Error {
+    anyhow::anyhow!(
+        "--output {} {what}; explain does not replace it (choose another --output, or remove it \
+         first)",
+        dir.display()
+    )
+}
+
+/// `--output` must not exist or be an empty folder: explain never replaces what is there (an
+/// earlier output of explain included), as `medfm probe` refuses an existing folder.
+fn check_output_folder(dir: &Path) -> Result<()> {
+    match std::fs::metadata(dir) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(anyhow::Error::new(e).context(format!("cannot read {}", dir.display()))),
+        Ok(m) if !m.is_dir() => Err(refuse_output(dir, "exists and is not a folder")),
+        Ok(_) => {
+            let empty = std::fs::read_dir(dir)
+                .with_context(|| format!("cannot read {}", dir.display()))?
+                .next()
+                .is_none();
+            if empty {
+                Ok(())
+            } else {
+                Err(refuse_output(dir, "exists and is not empty"))
+            }
+        }
     }
-    let empty = std::fs::read_dir(dir)
-        .with_context(|| format!("cannot read {}", dir.display()))?
-        .next()
-        .is_none();
-    let ours =
-        std::fs::read_to_string(dir.join("index.csv")).is_ok_and(|s| s.starts_with(INDEX_HEADER));
-    Ok(empty || ours)
 }
 
 /// `--layer`: a probe point's name or index (negative from the end); None: the last.
@@ -206,13 +206,7 @@ pub fn run(args: &Args) -> Result<()> {
             args.discard_ratio
         );
     }
-    if !replaceable(&args.output)? {
-        bail!(
-            "--output {} exists and is not a folder written by medfm explain (no index.csv); it \
-             is not replaced (choose another --output, or remove it first)",
-            args.output.display()
-        );
-    }
+    check_output_folder(&args.output)?;
     let batch_size = match args.batch_size {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
         b => b,
@@ -422,31 +416,22 @@ pub fn run(args: &Args) -> Result<()> {
             )));
         }
     };
-    let replaced = args.output.exists();
-    if replaced {
-        let old = parent.join(format!(".{base}.old{}", std::process::id()));
-        std::fs::rename(&args.output, &old)
-            .with_context(|| format!("cannot move the earlier {} aside", args.output.display()))?;
-        std::fs::rename(&tmp, &args.output)
-            .with_context(|| format!("cannot move the new output to {}", args.output.display()))?;
-        let _ = std::fs::remove_dir_all(&old);
-    } else {
-        std::fs::rename(&tmp, &args.output)
-            .with_context(|| format!("cannot move the new output to {}", args.output.display()))?;
+    // An empty --output folder (checked before anything ran) gives way to the new one; one that
+    // filled up in the meantime is refused, untouched (remove_dir only removes an empty folder).
+    if args.output.is_dir() && std::fs::remove_dir(&args.output).is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+        return Err(refuse_output(&args.output, "is no longer empty"));
     }
+    std::fs::rename(&tmp, &args.output)
+        .with_context(|| format!("cannot move the new output to {}", args.output.display()))?;
     let images: HashSet<&str> = rows.iter().map(|r| r.path.as_str()).collect();
     crate::messages::info(format_args!(
-        "Explained {} image(s) ({} map(s)) in {:.1} s ({:.2} s per image): {}{}",
+        "Explained {} image(s) ({} map(s)) in {:.1} s ({:.2} s per image): {}",
         images.len(),
         rows.len(),
         seconds,
         seconds / images.len().max(1) as f64,
-        args.output.display(),
-        if replaced {
-            " (replaced the earlier output)"
-        } else {
-            ""
-        }
+        args.output.display()
     ));
     if !skipped.is_empty() {
         bail!(

@@ -7,6 +7,7 @@ pub mod export;
 pub mod features;
 pub mod inspect;
 pub mod lr_finder;
+pub mod model_source;
 pub mod predict;
 pub mod probe;
 pub mod report;

@@ -11,6 +11,7 @@
 //! model is listed with its reason and skipped; the command then ends with a non-zero exit
 //! status, after writing the others' predictions.
 
+use super::model_source::ModelSourceArgs;
 use crate::config::{self, CliOverrides};
 use crate::predict::{self, inputs, PredictOptions, Predictor};
 use anyhow::{bail, Context, Result};
@@ -21,46 +22,28 @@ use tch::Device;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
-    /// The run: its resolved params, <save_dir>/configs/<name>/params.json; its best
-    /// checkpoint is the model (the trunk's weights file is read as the run read it).
-    #[arg(
-        long = "params_path",
-        conflicts_with = "model",
-        required_unless_present = "model"
-    )]
-    pub params_path: Option<PathBuf>,
-    /// A model file written by `medfm export` (instead of --params_path): no params file or
-    /// weights needed.
-    #[arg(long)]
-    pub model: Option<PathBuf>,
-    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm) and .txt lists
-    /// (one path a line, relative to the list's folder).
-    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
-    pub input: Vec<PathBuf>,
+    /// The model, the images and how to run them (shared with `medfm explain`).
+    #[command(flatten)]
+    pub source: ModelSourceArgs,
     /// The CSV to write: path, prob_<class>..., prediction.
     #[arg(long, value_name = "OUT.csv")]
     pub output: PathBuf,
-    /// Another checkpoint of the run (a .best or .last file) instead of its best model.
-    #[arg(long, requires = "params_path")]
-    pub checkpoint: Option<PathBuf>,
-    /// Images per forward pass (default: the run's test batch size, which gives the test
-    /// pass's exact batches).
-    #[arg(long = "batch_size")]
-    pub batch_size: Option<i64>,
     /// Test-time augmentation: average each image's probabilities with its horizontal
     /// mirror's.
     #[arg(long)]
     pub tta: bool,
-    /// auto (the first GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N.
-    #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda|cuda:N")]
-    pub device: String,
-    /// Threads that decode images while the model runs (default: the CPU count).
-    #[arg(long)]
-    pub workers: Option<usize>,
     /// Calibrated probabilities: divide the logits by the temperature the run's
     /// statistics.json fitted on its validation split (temperature scaling).
     #[arg(long, requires = "params_path", conflicts_with = "checkpoint")]
     pub calibrated: bool,
+}
+
+/// `args.params_path`, `args.input`, ... read the shared arguments.
+impl std::ops::Deref for Args {
+    type Target = ModelSourceArgs;
+    fn deref(&self) -> &ModelSourceArgs {
+        &self.source
+    }
 }
 
 /// `--device`: "auto" is the first GPU when CUDA is available, else the CPU.

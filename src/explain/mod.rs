@@ -6,10 +6,13 @@
 //!   logit with respect to one activation (`models::probe`), read as a `[B, C, h, w]` map,
 //!   weighted and summed over channels, ReLU, min-max normalised, resized bilinearly to the
 //!   input and normalised again.
-//! - Attention rollout (Abnar & Zuidema 2020): the blocks' attention, heads fused by their mean,
-//!   the lowest `discard_ratio` of each fused matrix set to zero, the identity added for the
-//!   residual, rows renormalised, multiplied from the first block to the last; the rows the
-//!   pooled embedding reads, over the patch tokens.
+//! - Attention rollout (Abnar & Zuidema 2020) as jacobgil/vit-explain computes it
+//!   (`vit_rollout.py`, `rollout`): the blocks' attention, heads fused by their mean, the
+//!   `int(N * N * discard_ratio)` lowest entries of each fused matrix set to zero except flat
+//!   index 0, the identity added for the residual, rows renormalised (vit-explain's
+//!   `a / a.sum(dim=-1)` broadcasts to a column-wise division; docs/explain.md), multiplied
+//!   from the first block to the last; the rows the pooled embedding reads, over the patch
+//!   tokens.
 
 pub mod figure;
 pub mod html;

@@ -1,6 +1,7 @@
 //! `medfm explain` end to end on tiny runs (DINOv2-S/14 with random weights, 28 px, synthetic
 //! data): the files it writes, from a run and from its export, each method, a DICOM input,
-//! classes by name, multi-label maps, the refusal to replace a folder it did not write.
+//! classes by name, multi-label maps, the refusal of a non-empty --output folder (its own
+//! earlier output included).
 
 use crate::common::e2e::{synth_data, tiny_params, BIN};
 use crate::common::fixture;
@@ -18,6 +19,18 @@ fn ok(out: &Output) {
         "medfm failed:\n{}\n{}",
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// The command failed naming `dir`, `what` is wrong with it and the way out.
+fn refused(out: &Output, dir: &Path, what: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    let want = format!("--output {} {what}", dir.display());
+    assert!(err.contains(&want), "{err}");
+    assert!(
+        err.contains("choose another --output, or remove it first"),
+        "{err}"
     );
 }
 
@@ -119,32 +132,50 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
             let target = part.split('"').next().unwrap();
             assert!(out.join(target).is_file(), "{target}");
         }
-        // A second run replaces its own earlier output.
-        ok(&run(&args));
+        // A second run into its own earlier output is refused: nothing is replaced.
+        let before = std::fs::read(out.join("index.csv")).unwrap();
+        refused(&run(&args), &out, "exists and is not empty");
+        assert_eq!(std::fs::read(out.join("index.csv")).unwrap(), before);
     }
-    // Not an explain output: refused, untouched.
+    // Any other non-empty folder, and a file: refused, untouched.
     let other = root.join("other");
     std::fs::create_dir(&other).unwrap();
     std::fs::write(other.join("notes.txt"), "keep").unwrap();
-    let out = run(&[
+    let file = root.join("file.txt");
+    std::fs::write(&file, "keep").unwrap();
+    for (target, what) in [
+        (&other, "exists and is not empty"),
+        (&file, "exists and is not a folder"),
+    ] {
+        let out = run(&[
+            os("explain"),
+            os("--params_path"),
+            os(&params),
+            os("--input"),
+            inputs[0],
+            os("--output"),
+            os(target),
+        ]);
+        refused(&out, target, what);
+    }
+    assert_eq!(
+        std::fs::read_to_string(other.join("notes.txt")).unwrap(),
+        "keep"
+    );
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep");
+    // An empty folder (e.g. from mktemp -d) is fine.
+    let empty = root.join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    ok(&run(&[
         os("explain"),
         os("--params_path"),
         os(&params),
         os("--input"),
         inputs[0],
         os("--output"),
-        os(&other),
-    ]);
-    assert!(!out.status.success());
-    assert!(
-        String::from_utf8_lossy(&out.stderr).contains("not a folder written by medfm explain"),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_eq!(
-        std::fs::read_to_string(other.join("notes.txt")).unwrap(),
-        "keep"
-    );
+        os(&empty),
+    ]));
+    assert_eq!(index(&empty).len(), 1);
     // A class by name, and a layer by index.
     let named = root.join("named");
     ok(&run(&[

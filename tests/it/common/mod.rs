@@ -2,8 +2,10 @@
 //! JSON files), comparisons, small model configurations, the process-wide state lock and the
 //! command builder for spawned programs.
 
-use medfm::models::classifier::Classifier;
+use medfm::config::{GrayInit, HeadType};
+use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::models::hiera::HieraConfig;
+use medfm::models::registry::{self, BackboneSpec, Family, FamilyConfig};
 use medfm::models::sam2::Sam2Config;
 use medfm::models::vit::VitConfig;
 use medfm::weights::StateDict;
@@ -12,7 +14,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
-use tch::{Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 /// `tests/fixtures/<name>` (the fixtures and their generators: docs/contributing.md).
 pub fn fixture(name: &str) -> PathBuf {
@@ -176,6 +178,53 @@ pub const TINY_DEIT: VitConfig = VitConfig {
     mlp_hidden: 48,
     eps: 1e-6,
 };
+
+/// A classifier spec for a small model built in the test (`Classifier::with_parts` with
+/// [`small_row`]): `head` over `n_classes`, RGB at `img_size`, random weights, nothing frozen,
+/// no stochastic depth, no LoRA, on the CPU. Change fields with struct update syntax
+/// (`ClassifierSpec { trunk_weights: Some(..), ..tiny_spec(..) }`).
+pub fn tiny_spec(backbone: &str, head: HeadType, n_classes: i64, img_size: i64) -> ClassifierSpec {
+    ClassifierSpec {
+        backbone: backbone.to_string(),
+        head,
+        n_classes,
+        in_chans: 3,
+        img_size,
+        trunk_weights: None,
+        weights_key: None,
+        head_weights: None,
+        freeze_backbone: false,
+        unfreeze_cutoff: -1,
+        drop_cutoff: vec![],
+        gray_init: GrayInit::First,
+        device: Device::Cpu,
+        freeze_head_transformer: false,
+        head_grid: 2,
+        drop_path_rate: 0.0,
+        lora: None,
+    }
+}
+
+/// The first registry row of `family` with `config` in place of its published shape.
+pub fn small_row(family: Family, config: FamilyConfig) -> BackboneSpec {
+    let real = registry::family_rows(family).next().unwrap();
+    BackboneSpec {
+        config,
+        param_count: 0,
+        ..real.clone()
+    }
+}
+
+/// A small classifier of `family` with `config` (the spec's backbone is the row's name); the
+/// attention head, if any, is [`TINY_DEIT`].
+pub fn small_classifier(family: Family, config: FamilyConfig, spec: ClassifierSpec) -> Classifier {
+    let row = small_row(family, config);
+    let spec = ClassifierSpec {
+        backbone: row.name.to_string(),
+        ..spec
+    };
+    Classifier::with_parts(&spec, &row, TINY_DEIT).unwrap()
+}
 
 /// scripts/fixtures/gen_parity_sam2.py's `sam2_tiny`: q-pooling, windows, a global block, the neck.
 pub fn sam2_tiny_config() -> Sam2Config {

@@ -1,0 +1,40 @@
+//! The arguments `medfm predict` and `medfm explain` share: which model (a run or an exported
+//! file), which images, and how to run them (batch size, device, decoding threads). One struct,
+//! `#[command(flatten)]`ed into both commands' `Args`, so their flags, help and constraints
+//! cannot drift apart.
+
+use clap::Args as ClapArgs;
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, ClapArgs)]
+pub struct ModelSourceArgs {
+    /// The run: its resolved params, <save_dir>/configs/<name>/params.json; its best
+    /// checkpoint is the model (the trunk's weights file is read as the run read it).
+    #[arg(
+        long = "params_path",
+        conflicts_with = "model",
+        required_unless_present = "model"
+    )]
+    pub params_path: Option<PathBuf>,
+    /// A model file written by `medfm export` (instead of --params_path): no params file or
+    /// weights needed.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm) and .txt lists
+    /// (one path a line, relative to the list's folder).
+    #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
+    pub input: Vec<PathBuf>,
+    /// Another checkpoint of the run (a .best or .last file) instead of its best model.
+    #[arg(long, requires = "params_path")]
+    pub checkpoint: Option<PathBuf>,
+    /// Images per forward pass (default: the run's test batch size, which gives the test
+    /// pass's exact batches).
+    #[arg(long = "batch_size")]
+    pub batch_size: Option<i64>,
+    /// auto (the first GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N.
+    #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda|cuda:N")]
+    pub device: String,
+    /// Threads that decode images while the model runs (default: the CPU count).
+    #[arg(long)]
+    pub workers: Option<usize>,
+}
