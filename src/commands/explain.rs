@@ -12,7 +12,9 @@
 use super::model_source::ModelSourceArgs;
 use super::predict::{list_skipped, load_run_params, pick_device, progress_bar_for};
 use crate::data::Task;
-use crate::explain::{figure, maps_file::MapsWriter, Explainer, Method, RolloutOver};
+use crate::explain::{
+    figure, maps_file::MapsWriter, write_index, Explainer, Method, RolloutOver, Row,
+};
 use crate::models::registry::{self, Family};
 use crate::predict::{inputs, Predictor};
 use anyhow::{bail, Context, Result};
@@ -20,9 +22,6 @@ use clap::Args as ClapArgs;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
-
-/// The header of `index.csv`.
-pub const INDEX_HEADER: &str = "path,class,probability,file";
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
@@ -185,14 +184,6 @@ fn safe(s: &str) -> String {
     }
 }
 
-/// One row of index.csv.
-pub struct Row {
-    pub path: String,
-    pub class: String,
-    pub probability: f32,
-    pub file: String,
-}
-
 pub fn run(args: &Args) -> Result<()> {
     let method = Method::parse(&args.method)?;
     let rollout_over = match args.attention.as_str() {
@@ -211,6 +202,7 @@ pub fn run(args: &Args) -> Result<()> {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
         b => b,
     };
+    args.refuse_checkpoint_with_model("explain")?;
     let device = pick_device(&args.device)?;
     let (inputs, mut skipped) = inputs::collect(&args.input);
     let predictor = match (&args.params_path, &args.model) {
@@ -281,7 +273,7 @@ pub fn run(args: &Args) -> Result<()> {
         } else {
             "labels"
         },
-        card.source.checkpoint
+        args.source_line(&card)
     ));
 
     // Everything is written into a temporary sibling, moved into place at the end.
@@ -442,22 +434,4 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// index.csv: one row per map, in input order.
-fn write_index(path: &Path, rows: &[Row]) -> Result<()> {
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record(INDEX_HEADER.split(','))?;
-    for r in rows {
-        w.write_record([
-            r.path.as_str(),
-            r.class.as_str(),
-            &r.probability.to_string(),
-            r.file.as_str(),
-        ])?;
-    }
-    let bytes = w
-        .into_inner()
-        .map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
-    crate::util::write_atomic(path, &bytes)
 }

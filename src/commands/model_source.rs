@@ -3,6 +3,8 @@
 //! `#[command(flatten)]`ed into both commands' `Args`, so their flags, help and constraints
 //! cannot drift apart.
 
+use crate::predict::ModelCard;
+use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
@@ -37,4 +39,35 @@ pub struct ModelSourceArgs {
     /// Threads that decode images while the model runs (default: the CPU count).
     #[arg(long)]
     pub workers: Option<usize>,
+}
+
+impl ModelSourceArgs {
+    /// clap lets --checkpoint through with --model (its `requires = "params_path"` counts as met
+    /// because --params_path conflicts with the --model given), where it would be ignored.
+    pub fn refuse_checkpoint_with_model(&self, command: &str) -> Result<()> {
+        if let (Some(_), Some(c)) = (&self.model, &self.checkpoint) {
+            bail!(
+                "--checkpoint {} needs --params_path (the run the checkpoint belongs to); an \
+                 exported --model file is already one model (export the checkpoint with `medfm \
+                 export --params_path ... --checkpoint {}` to {command} from it with --model)",
+                c.display(),
+                c.display()
+            );
+        }
+        Ok(())
+    }
+
+    /// Where the model came from, for the first line of output: the exported file given, or
+    /// the run's checkpoint.
+    pub fn source_line(&self, card: &ModelCard) -> String {
+        match &self.model {
+            Some(m) if self.params_path.is_none() => format!(
+                "{} (run \"{}\", exported by medfm {})",
+                m.display(),
+                card.source.model_name,
+                card.medfm_version
+            ),
+            _ => card.source.checkpoint.clone(),
+        }
+    }
 }

@@ -147,24 +147,12 @@ pub fn run(args: &Args) -> Result<()> {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
         b => b,
     };
-    if args.model.is_some() {
-        // clap lets these through with --model (their `requires = "params_path"` counts as met
-        // because --params_path conflicts with the --model given), and they would be ignored.
-        if let Some(c) = &args.checkpoint {
-            bail!(
-                "--checkpoint {} needs --params_path (the run the checkpoint belongs to); an \
-                 exported --model file is already one model (export the checkpoint with `medfm \
-                 export --params_path ... --checkpoint {}` to predict from it with --model)",
-                c.display(),
-                c.display()
-            );
-        }
-        if args.calibrated {
-            bail!(
-                "--calibrated needs --params_path: the temperature is in the run's \
-                 results/<name>/statistics.json, and an exported --model file carries none"
-            );
-        }
+    args.refuse_checkpoint_with_model("predict")?;
+    if args.model.is_some() && args.calibrated {
+        bail!(
+            "--calibrated needs --params_path: the temperature is in the run's \
+             results/<name>/statistics.json, and an exported --model file carries none"
+        );
     }
     let device = pick_device(&args.device)?;
     let (inputs, mut skipped) = inputs::collect(&args.input);
@@ -189,15 +177,7 @@ pub fn run(args: &Args) -> Result<()> {
     }
     let card = predictor.card();
     let names = &card.classes.names;
-    let from = match &args.model {
-        Some(m) if args.params_path.is_none() => format!(
-            "{} (run \"{}\", exported by medfm {})",
-            m.display(),
-            card.source.model_name,
-            card.medfm_version
-        ),
-        _ => card.source.checkpoint.clone(),
-    };
+    let from = args.source_line(card);
     let device_name = match device {
         Device::Cuda(i) => format!("cuda:{i}"),
         _ => "cpu".to_string(),

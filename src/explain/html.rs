@@ -2,7 +2,7 @@
 //! image, its class and probability; each thumbnail links to its full-size PNG. Only relative
 //! links to files in the same folder, so the folder can be moved or served as it is.
 
-use crate::commands::explain::Row;
+use super::Row;
 use anyhow::Result;
 use std::path::Path;
 

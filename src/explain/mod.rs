@@ -253,6 +253,35 @@ fn pick_all(probs: &Tensor, pick: &impl Fn(&[f32]) -> Vec<usize>) -> Result<Vec<
     Ok(flat.chunks_exact(n).map(pick).collect())
 }
 
+/// The header of `index.csv`.
+pub const INDEX_HEADER: &str = "path,class,probability,file";
+
+/// One row of index.csv.
+pub struct Row {
+    pub path: String,
+    pub class: String,
+    pub probability: f32,
+    pub file: String,
+}
+
+/// index.csv: one row per map, in input order.
+pub fn write_index(path: &std::path::Path, rows: &[Row]) -> Result<()> {
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(INDEX_HEADER.split(','))?;
+    for r in rows {
+        w.write_record([
+            r.path.as_str(),
+            r.class.as_str(),
+            &r.probability.to_string(),
+            r.file.as_str(),
+        ])?;
+    }
+    let bytes = w
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot format {}: {e}", path.display()))?;
+    crate::util::write_atomic(path, &bytes)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

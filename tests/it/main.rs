@@ -12,6 +12,7 @@ mod common;
 mod data_support;
 
 mod aimv2;
+mod architecture;
 mod classifier;
 mod classifier_checkpoints;
 mod classifier_freezing;

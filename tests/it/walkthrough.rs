@@ -130,7 +130,7 @@ fn compare_output_replaces_only_an_earlier_comparison() {
 /// `requires = "params_path"` as met (--params_path conflicts with the --model given), so the
 /// command used to predict with the exported model and silently ignore them.
 #[test]
-fn predict_with_an_exported_model_refuses_checkpoint_and_calibrated() {
+fn predict_and_explain_with_an_exported_model_refuse_checkpoint_and_calibrated() {
     let dir = tempfile::tempdir().unwrap();
     let output = dir.path().join("out.csv");
     for (flag, expected) in [
@@ -156,6 +156,26 @@ fn predict_with_an_exported_model_refuses_checkpoint_and_calibrated() {
         assert!(err.contains(expected), "{flag:?}: {err}");
         assert!(!output.exists());
     }
+    // explain shares the model-source flags, and the check.
+    let maps = dir.path().join("maps");
+    let out = medfm(&[
+        "explain".as_ref(),
+        "--model".as_ref(),
+        "model.safetensors".as_ref(),
+        "--checkpoint".as_ref(),
+        "run.best.safetensors".as_ref(),
+        "--input".as_ref(),
+        "a.png".as_ref(),
+        "--output".as_ref(),
+        maps.as_os_str(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("--checkpoint run.best.safetensors needs --params_path"),
+        "{err}"
+    );
+    assert!(!maps.exists());
 }
 
 /// A folder given as `--params_path` (e.g. the run's configs folder) is named as the flag's
