@@ -29,7 +29,7 @@ fi
 guard_modules=(
   aimv2 classifier classifier_checkpoints explain_parity families_in_classifier optim_parity parity_clip
   parity_dinov2 parity_heads parity_mae predict sam2 train_e2e train_loop vmamba_parity weights
-  lora probe speed
+  lora probe speed explain_sanity
 )
 filters=()
 for m in "${guard_modules[@]}"; do

@@ -6,8 +6,10 @@
 //! 1. Model randomisation: Grad-CAM maps of the trained model and of the same model with its
 //!    head re-initialised (then also its last block, the one the default target layer sits in)
 //!    have a mean Spearman rank correlation below 0.5.
-//! 2. Planted signal: the trained model's Grad-CAM maps have their maximum in the square's
-//!    quadrant for at least 80% of the test images (ignored: not met, see the test).
+//! 2. Planted signal: a model trained with each quadrant as its own label puts the maximum of
+//!    its Grad-CAM maps in the square's quadrant for at least 80% of the test images. The same
+//!    check on the four-class task (the class is the quadrant) is not met and is kept ignored,
+//!    with its measurements (docs/explain.md, Sanity checks).
 //!
 //! Everything random is drawn from the tests' own generator (`common::tiny::Lcg`), never torch's
 //! global one; the thresholds are the checks' definitions, far from the measured values (printed).
@@ -296,5 +298,115 @@ fn grad_cam_passes_the_planted_signal_check() {
     let (c, xt, yt) = trained();
     let share = quadrant_share(&maps(&c, &xt, &yt), &yt);
     println!("planted signal: maximum in the right quadrant for {share:.3} of the test images");
+    assert!(share >= 0.8, "{share}");
+}
+
+/// `n` images like `planted`'s, but each quadrant holds a square with probability 1/2,
+/// independently, and the labels [n, 4] say which do (a multi-label task: label q is "a bright
+/// square in quadrant q").
+fn planted_independent(n: usize, seed: u64) -> (Tensor, Tensor) {
+    let mut data = vec![0f32; n * 3 * (SIDE * SIDE) as usize];
+    let mut labels = vec![0f32; n * 4];
+    let half = SIDE / 2;
+    for i in 0..n {
+        let mut rng = Lcg(seed.wrapping_mul(1_000_003).wrapping_add(i as u64));
+        for _ in 0..4 {
+            rng.next();
+        }
+        let mut squares = vec![];
+        for q in 0..4i64 {
+            let on = rng.next() < 0.5;
+            let y0 = (q / 2) * half + (rng.next() * (half - SQUARE) as f64) as i64;
+            let x0 = (q % 2) * half + (rng.next() * (half - SQUARE) as f64) as i64;
+            if on {
+                labels[i * 4 + q as usize] = 1.0;
+                squares.push((y0, x0));
+            }
+        }
+        for c in 0..3 {
+            for y in 0..SIDE {
+                for x in 0..SIDE {
+                    let inside = squares.iter().any(|&(y0, x0)| {
+                        (y0..y0 + SQUARE).contains(&y) && (x0..x0 + SQUARE).contains(&x)
+                    });
+                    let v = if inside {
+                        BRIGHT
+                    } else {
+                        (rng.next() as f32 - 0.5) * 0.5
+                    };
+                    data[((i * 3 + c) * (SIDE * SIDE) as usize) + (y * SIDE + x) as usize] = v;
+                }
+            }
+        }
+    }
+    (
+        Tensor::from_slice(&data).view([n as i64, 3, SIDE, SIDE]),
+        Tensor::from_slice(&labels).view([n as i64, 4]),
+    )
+}
+
+/// The planted-signal check with the quadrants as independent labels: the small DINOv2 is
+/// trained with binary cross-entropy on images whose quadrants each hold a square or not, then
+/// explained on `planted`'s test images (one square each), for the label of the square's
+/// quadrant. Each label's logit then depends on its own quadrant only, so "no square there" is
+/// no evidence for it (unlike the four-class task above, where the absence of squares elsewhere
+/// is as good a cue as the square). The class is still set by the bright patch's quadrant.
+///
+/// Measured (768 training images, 8 epochs, 128 test images; the data seed varied over 3..6 to
+/// size the margin): Grad-CAM at `blocks.1.norm1` 0.953 to 0.977 (Grad-CAM++ 0.77 to 0.86); at
+/// the last block's norm 0.73 to 0.95, which is why the check reads the middle block. All labels
+/// right for 0.92 to 0.97 of the test images.
+#[test]
+fn grad_cam_passes_the_planted_signal_check_with_the_quadrants_as_labels() {
+    let c = small_dinov2();
+    let (x, y) = planted_independent(768, 3);
+    let mut opt = nn::Adam::default().build(c.var_store(), 2e-3).unwrap();
+    let n = x.size()[0];
+    for _epoch in 0..8 {
+        for start in (0..n).step_by(32) {
+            let len = (n - start).min(32);
+            let logits = c.forward(&x.narrow(0, start, len), true);
+            let loss = logits.binary_cross_entropy_with_logits::<Tensor>(
+                &y.narrow(0, start, len),
+                None,
+                None,
+                tch::Reduction::Mean,
+            );
+            opt.backward_step(&loss);
+        }
+    }
+    for (_, t) in c.var_store().variables() {
+        let _ = t.set_requires_grad(false);
+    }
+    let (xt, yt) = planted(128, 2);
+    let logits = tch::no_grad(|| c.forward(&xt, false));
+    // Each test image has one square: its label must be the only one above 0.
+    let pred = Vec::<f32>::try_from(logits.reshape([-1])).unwrap();
+    let right = pred
+        .chunks_exact(4)
+        .zip(&yt)
+        .filter(|(l, &q)| (0..4).all(|j| (l[j] > 0.0) == (j as i64 == q)))
+        .count() as f64
+        / yt.len() as f64;
+    println!(
+        "planted signal, quadrants as labels: test images all of whose labels are right {right:.3}"
+    );
+    assert!(right >= 0.8, "the model did not learn the task: {right}");
+    // The middle block's first norm (`--layer blocks.1.norm1`): in this 3-block model the last
+    // block's tokens reach the logits through the class token's attention of one block only.
+    let points = c.probe_points();
+    let layer = points.iter().position(|p| p == "blocks.1.norm1").unwrap();
+    let last = points.len() - 1;
+    let share = quadrant_share(&maps_with(&c, &xt, &yt, Method::GradCam, layer), &yt);
+    let share_pp = quadrant_share(
+        &maps_with(&c, &xt, &yt, Method::GradCamPlusPlus, layer),
+        &yt,
+    );
+    let share_last = quadrant_share(&maps_with(&c, &xt, &yt, Method::GradCam, last), &yt);
+    println!(
+        "planted signal, quadrants as labels: maximum in the right quadrant for {share:.3} \
+         (Grad-CAM), {share_pp:.3} (Grad-CAM++) of the test images at blocks.1.norm1; \
+         {share_last:.3} (Grad-CAM) at the last block"
+    );
     assert!(share >= 0.8, "{share}");
 }
