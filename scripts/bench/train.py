@@ -472,6 +472,11 @@ def bench_e2e(args):
                                    "weights": weights})
     p["model_params"]["transformers_params"]["img_size"] = [args.e2e_size]
     p["optimization_params"]["default"]["scheduler"]["type"] = []
+    if args.lr is not None:
+        # Both sides read it from params.json. The demo's 1e-2 suits a linear head; training trunk
+        # blocks at it makes the loss jump and amplifies float rounding until the two sides'
+        # metrics part.
+        p["optimization_params"]["default"]["optimizer"]["params"]["lr"] = args.lr
     p["training_params"].update({"model_name": "e2e", "epochs": args.epochs, "val_every": 1, "knn_eval": False,
                                  "use_tensorboard": False, "save_dir": os.path.join(work, "medfm")})
     cuda = args.e2e_device.startswith("cuda")
@@ -604,6 +609,7 @@ def main():
         p.add_argument("--unfreeze", type=int, default=-1,
                        help="partial.unfreeze_cutoff: train blocks K.. of the trunk too (-1: frozen trunk)")
         p.add_argument("--epochs", type=int, default=3)
+        p.add_argument("--lr", type=float, default=None, help="optimizer lr (default: configs/demo.json's)")
         p.add_argument("--cache-off-too", action="store_true",
                        help="also time medfm with training_params.feature_cache false")
         p.add_argument("--e2e-amp", default="off", choices=["off", "float16", "bfloat16"],
