@@ -241,18 +241,6 @@ fn metrics_of(dir: &Path) -> Vec<(String, f64)> {
     m.iter().map(|(k, v)| (k.to_string(), v)).collect()
 }
 
-fn train_losses(dir: &Path) -> Vec<f64> {
-    let text = std::fs::read_to_string(dir.join("run/results/tiny/history.csv")).unwrap();
-    let mut lines = text.lines();
-    let header: Vec<&str> = lines.next().unwrap().split(',').collect();
-    let col = header.iter().position(|h| *h == "train_loss").unwrap();
-    lines
-        .map(|l| l.split(',').nth(col).unwrap())
-        .filter(|c| !c.is_empty())
-        .map(|c| c.parse().unwrap())
-        .collect()
-}
-
 /// DINOv2 with its last 2 of 12 blocks trained: with the feature cache on, the activations
 /// entering block 10 are computed once per image and kept (val, test, and train: its
 /// transforms are deterministic here); the results equal those of the run without it.
@@ -279,7 +267,10 @@ fn the_frozen_prefix_cache_does_not_change_results() {
         assert!(out.status.success(), "{stderr}");
         let on = stderr.contains("activations entering block 10 are computed once per image");
         assert_eq!(on, cache, "{stderr}");
-        runs.push((metrics_of(dir.path()), train_losses(dir.path())));
+        runs.push((
+            metrics_of(dir.path()),
+            crate::train_loop::history_losses(&dir.path().join("run")),
+        ));
     }
     // Not bitwise: with the cache an item's block-10 input is the one computed in its batch of
     // epoch 1, without it it is recomputed in its (shuffled) batch of each epoch, and MKL's
