@@ -76,6 +76,23 @@ pub(crate) struct TinyFamily {
     pub(crate) blocks: Vec<String>,
 }
 
+impl TinyFamily {
+    /// The family's trunk at its tiny configuration (3 channels, random weights) and its
+    /// variables.
+    pub(crate) fn trunk(&self) -> (nn::VarStore, Box<dyn medfm::models::Backbone>) {
+        let vs = nn::VarStore::new(Device::Cpu);
+        let opts = BuildOptions {
+            img_size: self.img_size,
+            in_chans: 3,
+            gray_init: Default::default(),
+            drop_cutoff: vec![],
+            weights_key: None,
+        };
+        let trunk = self.row.build(&vs.root(), &opts).unwrap();
+        (vs, trunk)
+    }
+}
+
 /// A tiny configuration of every family (a new family is a compile error here until it has one).
 pub(crate) fn tiny_family(name: &str) -> TinyFamily {
     let real = registry::get(name).unwrap();
@@ -192,15 +209,7 @@ fn check_family(name: &str) {
     let cutoff = fam.blocks.len() - 2;
 
     // The family's block list, as partial unfreezing sees it.
-    let vs = nn::VarStore::new(Device::Cpu);
-    let opts = BuildOptions {
-        img_size: fam.img_size,
-        in_chans: 3,
-        gray_init: Default::default(),
-        drop_cutoff: vec![],
-        weights_key: None,
-    };
-    let trunk = fam.row.build(&vs.root(), &opts).unwrap();
+    let (vs, trunk) = fam.trunk();
     assert_eq!(trunk.blocks(), fam.blocks, "{name}: block list");
     // Variables the trunk creates as constants (DINOv2's unused `mask_token`) never train.
     let constants: BTreeSet<String> = vs
@@ -310,15 +319,7 @@ fn every_family_trains_what_each_head_and_freezing_mode_says() {
 fn last_blocks_end_with_what_forward_reads_out() {
     for row in first_row_of_each_family() {
         let fam = tiny_family(row.name);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let opts = BuildOptions {
-            img_size: fam.img_size,
-            in_chans: 3,
-            gray_init: Default::default(),
-            drop_cutoff: vec![],
-            weights_key: None,
-        };
-        let trunk = fam.row.build(&vs.root(), &opts).unwrap();
+        let (_vs, trunk) = fam.trunk();
         tch::manual_seed(0);
         let x = Tensor::randn(
             [2, 3, fam.img_size, fam.img_size],
@@ -511,15 +512,7 @@ fn every_family_splits_its_forward_at_every_block() {
     for row in first_row_of_each_family() {
         let name = row.name;
         let fam = tiny_family(name);
-        let vs = nn::VarStore::new(Device::Cpu);
-        let opts = BuildOptions {
-            img_size: fam.img_size,
-            in_chans: 3,
-            gray_init: Default::default(),
-            drop_cutoff: vec![],
-            weights_key: None,
-        };
-        let trunk = fam.row.build(&vs.root(), &opts).unwrap();
+        let (_vs, trunk) = fam.trunk();
         assert!(trunk.splits_at_blocks(), "{name}");
         let x = common::seeded_tensor(&[2, 3, fam.img_size, fam.img_size], 11);
         let f = tch::no_grad(|| trunk.forward(&x, false));
