@@ -8,39 +8,23 @@
 //! Also the 1-channel first convolution: by default the RGB kernel's first channel (the
 //! reference), with `foundation_params.gray_init: "sum"` the sum over RGB.
 
-use crate::common::{self, fixture, max_abs, read_st, SMALL_DEIT, SMALL_MAE};
+use crate::common::{
+    self, fixture, max_abs, read_st, SMALL_DEIT, SMALL_DINOV2, SMALL_MAE, SMALL_TOWER,
+};
 use medfm::config::{self, HeadType, Params};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::clip::TowerConfig;
 use medfm::models::coca::CocaConfig;
 use medfm::models::dinov2::Dinov2Config;
-use medfm::models::layers::FfnKind;
 use medfm::models::registry::{self, BackboneSpec, FamilyConfig};
 use medfm::train::{ClassifierModel, TrainModel};
 use std::path::{Path, PathBuf};
 use tch::{Device, Kind, Tensor};
 
-/// dinov2_small.pth: a 4x4 stored grid (56 px).
-const SMALL_DINOV2: Dinov2Config = Dinov2Config {
-    dim: 32,
-    depth: 3,
-    heads: 4,
-    ffn: FfnKind::Gelu { hidden: 128 },
-    pos_grid: 4,
-    patch: 14,
-};
 /// dinov2_small518.pth: the published 37x37 grid (518 px).
 const SMALL_DINOV2_518: Dinov2Config = Dinov2Config {
     depth: 2,
     pos_grid: 37,
     ..SMALL_DINOV2
-};
-const SMALL_TOWER: TowerConfig = TowerConfig {
-    patch: 8,
-    width: 32,
-    layers: 2,
-    heads: 4,
-    output_dim: 24,
 };
 const SMALL_COCA: CocaConfig = CocaConfig {
     tower: SMALL_TOWER,

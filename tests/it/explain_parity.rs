@@ -11,22 +11,19 @@
 //! 1e-4 sits between.
 
 use crate::common::{
-    fixture, read_st, read_st_at, small_classifier, tiny_spec, SMALL_DEIT, TINY_DEIT,
+    fixture, max_abs, read_st, read_st_at, small_attention_head, small_classifier, tiny_spec,
+    SMALL_DINOV2, SMALL_TOWER, TINY_DEIT,
 };
 use medfm::config::HeadType;
 use medfm::explain::{Explainer, Method, RolloutOver};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
-use medfm::models::clip::TowerConfig;
-use medfm::models::dinov2::Dinov2Config;
-use medfm::models::heads::{self, AttentionHead};
-use medfm::models::layers::FfnKind;
 use medfm::models::probe::{Attentions, Probe};
 use medfm::models::registry::{Family, FamilyConfig};
 use medfm::models::vmamba::VmambaConfig;
 use medfm::models::Features;
-use medfm::weights::{self, StateDict};
+use medfm::weights::StateDict;
 use std::path::PathBuf;
-use tch::{nn, Device, Kind, Tensor};
+use tch::{Device, Kind, Tensor};
 
 const TOL: f64 = 1e-4;
 
@@ -36,11 +33,6 @@ fn pattern_input(shape: &[i64]) -> Tensor {
     let i = Tensor::arange(n, (Kind::Int64, Device::Cpu));
     let h = (i * 1_103_515_245i64 + 12_345i64).remainder(1i64 << 31);
     (h.remainder(2001).to_kind(Kind::Float) / 1000.0 - 1.0).reshape(shape)
-}
-
-fn max_abs(a: &Tensor, b: &Tensor) -> f64 {
-    assert_eq!(a.size(), b.size());
-    (a - b).abs().max().double_value(&[])
 }
 
 /// The small classifier of `family` with the fixture's trunk weights (frozen) and a linear head.
@@ -113,14 +105,7 @@ fn check_maps(name: &str, c: &Classifier, x: &Tensor, fx: &StateDict) {
 
 #[test]
 fn dinov2_grad_cam_matches_pytorch_grad_cam() {
-    let cfg = Dinov2Config {
-        dim: 32,
-        depth: 3,
-        heads: 4,
-        ffn: FfnKind::Gelu { hidden: 128 },
-        pos_grid: 4,
-        patch: 14,
-    };
+    let cfg = SMALL_DINOV2;
     let c = classifier(
         Family::Dinov2,
         FamilyConfig::Dinov2(cfg),
@@ -133,13 +118,7 @@ fn dinov2_grad_cam_matches_pytorch_grad_cam() {
 
 #[test]
 fn clip_grad_cam_matches_pytorch_grad_cam() {
-    let tower = TowerConfig {
-        patch: 8,
-        width: 32,
-        layers: 2,
-        heads: 4,
-        output_dim: 24,
-    };
+    let tower = SMALL_TOWER;
     let c = classifier(
         Family::Clip,
         FamilyConfig::Clip(tower),
@@ -207,14 +186,7 @@ fn check_rollout(c: &Classifier, img_size: i64, head: bool, blocks: usize) {
 
 #[test]
 fn rollout_reads_the_attention_of_the_forward_pass() {
-    let dinov2 = Dinov2Config {
-        dim: 32,
-        depth: 3,
-        heads: 4,
-        ffn: FfnKind::Gelu { hidden: 128 },
-        pos_grid: 4,
-        patch: 14,
-    };
+    let dinov2 = SMALL_DINOV2;
     let c = classifier(
         Family::Dinov2,
         FamilyConfig::Dinov2(dinov2),
@@ -222,13 +194,7 @@ fn rollout_reads_the_attention_of_the_forward_pass() {
         "parity/dinov2_small_timm.safetensors",
     );
     check_rollout(&c, 56, false, 3);
-    let tower = TowerConfig {
-        patch: 8,
-        width: 32,
-        layers: 2,
-        heads: 4,
-        output_dim: 24,
-    };
+    let tower = SMALL_TOWER;
     let c = classifier(
         Family::Clip,
         FamilyConfig::Clip(tower),
@@ -283,14 +249,7 @@ fn rollout_matches_vit_explain() {
         println!("rollout {name} d0.6: vit-explain's column normalisation differs by {slip:.2e}");
     };
     // The DINOv2 trunk (timm's VisionTransformer in the fixture), the class token's row.
-    let cfg = Dinov2Config {
-        dim: 32,
-        depth: 3,
-        heads: 4,
-        ffn: FfnKind::Gelu { hidden: 128 },
-        pos_grid: 4,
-        patch: 14,
-    };
+    let cfg = SMALL_DINOV2;
     let c = classifier(
         Family::Dinov2,
         FamilyConfig::Dinov2(cfg),
@@ -305,27 +264,7 @@ fn rollout_matches_vit_explain() {
     let _ = tch::no_grad(|| c.forward_probed(&x, &mut probe)).unwrap();
     compare("dinov2", &probe.attentions);
     // The attention head: gen_parity_heads.py's small DeiT, projector and fc, on 16 tokens.
-    let vs = nn::VarStore::new(Device::Cpu);
-    let head = AttentionHead::new(
-        &(vs.root() / "head"),
-        40,
-        5,
-        SMALL_DEIT,
-        heads::DEIT_GRID,
-        false,
-    );
-    heads::load_deit(&vs, "head.deit.", &fixture("parity/deit_small.pth")).unwrap();
-    let rest = read_st("parity/head_small.safetensors");
-    for part in ["projector.", "fc."] {
-        let sd: StateDict = rest
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(part)
-                    .map(|s| (s.to_string(), v.shallow_clone()))
-            })
-            .collect();
-        weights::assign(&vs, &format!("head.{part}"), &sd, &[]).unwrap();
-    }
+    let (_vs, head) = small_attention_head();
     let tokens = read_st("parity/head_small_io.safetensors")["tokens_16"].shallow_clone();
     let f = Features {
         pooled: Tensor::zeros([2, 1], (Kind::Float, Device::Cpu)),

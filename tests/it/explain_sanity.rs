@@ -15,12 +15,10 @@
 //! global one; the thresholds are the checks' definitions, far from the measured values (printed).
 
 use crate::common::tiny::Lcg;
-use crate::common::{small_classifier, tiny_spec};
+use crate::common::{small_classifier, tiny_spec, SMALL_DINOV2};
 use medfm::config::HeadType;
 use medfm::explain::{Explainer, Method, RolloutOver};
 use medfm::models::classifier::Classifier;
-use medfm::models::dinov2::Dinov2Config;
-use medfm::models::layers::FfnKind;
 use medfm::models::registry::{Family, FamilyConfig};
 use tch::nn::OptimizerConfig;
 use tch::{nn, Kind, Tensor};
@@ -100,17 +98,7 @@ fn reinit(c: &Classifier, prefixes: &[&str], rng: &mut Lcg) {
 }
 
 fn small_dinov2() -> Classifier {
-    small(
-        Family::Dinov2,
-        FamilyConfig::Dinov2(Dinov2Config {
-            dim: 32,
-            depth: 3,
-            heads: 4,
-            ffn: FfnKind::Gelu { hidden: 128 },
-            pos_grid: 4,
-            patch: 14,
-        }),
-    )
+    small(Family::Dinov2, FamilyConfig::Dinov2(SMALL_DINOV2))
 }
 
 fn small(family: Family, config: FamilyConfig) -> Classifier {

@@ -1,22 +1,15 @@
 //! open_clip trunk parity (CLIP and CoCa), fixtures from scripts/fixtures/gen_parity_clip.py: whole
 //! open_clip state dicts (text towers included, to be ignored), small towers.
 
-use crate::common::{fixture, max_abs, read_st};
-use medfm::models::clip::{self, Clip, TowerConfig};
+use crate::common::{fixture, max_abs, read_st, SMALL_TOWER};
+use medfm::models::clip::{self, Clip};
 use medfm::models::coca::{Coca, CocaConfig};
 use medfm::models::registry::BuildOptions;
 use medfm::models::Backbone;
 use tch::{nn, Device};
 
-const TOWER: TowerConfig = TowerConfig {
-    patch: 8,
-    width: 32,
-    layers: 2,
-    heads: 4,
-    output_dim: 24,
-};
 const COCA: CocaConfig = CocaConfig {
-    tower: TOWER,
+    tower: SMALL_TOWER,
     n_queries: 16,
     pool_heads: 4,
 };
@@ -35,7 +28,7 @@ fn compare(name: &str, model: &dyn Backbone, tag: &str) {
 fn clip_case(tag: &str, img_size: i64, in_chans: i64) {
     let o = BuildOptions::new(img_size, in_chans);
     let vs = nn::VarStore::new(Device::Cpu);
-    let model = Clip::new(&(vs.root() / "trunk"), TOWER, &o).unwrap();
+    let model = Clip::new(&(vs.root() / "trunk"), SMALL_TOWER, &o).unwrap();
     clip::load(&vs, "trunk.", &fixture("parity/clip_small.safetensors"), &o).unwrap();
     compare("CLIP", &model, tag);
 }

@@ -2,7 +2,7 @@
 //! scripts/fixtures/gen_parity_dinov2.py: small models with a 4x4 stored position grid, inputs that
 //! exercise the official position interpolation, drop_cutoff and a 1-channel first convolution.
 
-use crate::common::{fixture, max_abs, read_st};
+use crate::common::{fixture, max_abs, read_st, SMALL_DINOV2};
 use medfm::config::GrayInit;
 use medfm::models::dinov2::{self, Dinov2, Dinov2Config};
 use medfm::models::layers::FfnKind;
@@ -12,12 +12,8 @@ use tch::{nn, Device};
 
 fn small(ffn: FfnKind) -> Dinov2Config {
     Dinov2Config {
-        dim: 32,
-        depth: 3,
-        heads: 4,
         ffn,
-        pos_grid: 4,
-        patch: 14,
+        ..SMALL_DINOV2
     }
 }
 

@@ -1,37 +1,15 @@
 //! Attention head parity with the reference's DeiT + projector + fc (fixtures from
 //! scripts/fixtures/gen_parity_heads.py): token counts that keep, upsample and downsample the 14x14 grid.
 
-use crate::common::{fixture, max_abs, read_st, SMALL_DEIT};
+use crate::common::{max_abs, read_st, small_attention_head, SMALL_DEIT};
 use medfm::models::heads::{self, AttentionHead};
 use medfm::models::Features;
-use medfm::weights::{self, StateDict};
 use tch::{nn, Device, Kind, Tensor};
 
 #[test]
 fn attention_head_matches_reference_for_every_grid() {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let head = AttentionHead::new(
-        &(vs.root() / "head"),
-        40,
-        5,
-        SMALL_DEIT,
-        heads::DEIT_GRID,
-        false,
-    );
-    heads::load_deit(&vs, "head.deit.", &fixture("parity/deit_small.pth")).unwrap();
-    // The projector and classifier are trained from scratch; the fixture holds the values the
-    // reference run used.
+    let (_vs, head) = small_attention_head();
     let rest = read_st("parity/head_small.safetensors");
-    for part in ["projector.", "fc."] {
-        let sd: StateDict = rest
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(part)
-                    .map(|s| (s.to_string(), v.shallow_clone()))
-            })
-            .collect();
-        weights::assign(&vs, &format!("head.{part}"), &sd, &[]).unwrap();
-    }
     let io = read_st("parity/head_small_io.safetensors");
     for n in [196, 256, 49, 16] {
         let tokens = io[&format!("tokens_{n}")].shallow_clone();

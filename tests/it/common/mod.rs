@@ -4,17 +4,21 @@
 
 use medfm::config::{GrayInit, HeadType};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
+use medfm::models::clip::TowerConfig;
+use medfm::models::dinov2::Dinov2Config;
+use medfm::models::heads::{self, AttentionHead};
 use medfm::models::hiera::HieraConfig;
+use medfm::models::layers::FfnKind;
 use medfm::models::registry::{self, BackboneSpec, Family, FamilyConfig};
 use medfm::models::sam2::Sam2Config;
 use medfm::models::vit::VitConfig;
-use medfm::weights::StateDict;
+use medfm::weights::{self, StateDict};
 use std::collections::BTreeSet;
 use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::{Mutex, MutexGuard};
-use tch::{Device, Kind, Tensor};
+use tch::{nn, Device, Kind, Tensor};
 
 /// `tests/fixtures/<name>` (the fixtures and their generators: docs/contributing.md).
 pub fn fixture(name: &str) -> PathBuf {
@@ -168,6 +172,55 @@ pub const SMALL_DEIT: VitConfig = VitConfig {
     patch: 16,
     ..SMALL_MAE
 };
+
+/// The DINOv2 parity fixtures' trunk (scripts/fixtures/gen_parity_dinov2.py:
+/// `dinov2_small.pth`, `dinov2_small_timm.safetensors`): a 4x4 stored grid, 56 px.
+pub const SMALL_DINOV2: Dinov2Config = Dinov2Config {
+    dim: 32,
+    depth: 3,
+    heads: 4,
+    ffn: FfnKind::Gelu { hidden: 128 },
+    pos_grid: 4,
+    patch: 14,
+};
+
+/// The CLIP parity fixture's tower (`clip_small.safetensors`, scripts/fixtures/gen_parity_clip.py).
+pub const SMALL_TOWER: TowerConfig = TowerConfig {
+    patch: 8,
+    width: 32,
+    layers: 2,
+    heads: 4,
+    output_dim: 24,
+};
+
+/// The attention-head fixture as the reference run had it (scripts/fixtures/gen_parity_heads.py):
+/// [`SMALL_DEIT`] from `deit_small.pth` over 40-wide tokens, with the projector and the 5-class
+/// fc from `head_small.safetensors` (trained from scratch in the reference, so the fixture holds
+/// the values its run used). The var store owns the head's tensors.
+pub fn small_attention_head() -> (nn::VarStore, AttentionHead) {
+    let vs = nn::VarStore::new(Device::Cpu);
+    let head = AttentionHead::new(
+        &(vs.root() / "head"),
+        40,
+        5,
+        SMALL_DEIT,
+        heads::DEIT_GRID,
+        false,
+    );
+    heads::load_deit(&vs, "head.deit.", &fixture("parity/deit_small.pth")).unwrap();
+    let rest = read_st("parity/head_small.safetensors");
+    for part in ["projector.", "fc."] {
+        let sd: StateDict = rest
+            .iter()
+            .filter_map(|(k, v)| {
+                k.strip_prefix(part)
+                    .map(|s| (s.to_string(), v.shallow_clone()))
+            })
+            .collect();
+        weights::assign(&vs, &format!("head.{part}"), &sd, &[]).unwrap();
+    }
+    (vs, head)
+}
 
 /// A small DeiT head for the freezing tests (its shapes only matter for speed).
 pub const TINY_DEIT: VitConfig = VitConfig {
