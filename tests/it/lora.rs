@@ -19,8 +19,7 @@ use medfm::models::layers::{Block, BlockConfig, FfnKind, Linear, LinearInit};
 use medfm::models::lora;
 use medfm::weights::StateDict;
 use std::path::Path;
-use std::process::{Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Output;
 use tch::{nn, Device, Tensor};
 
 const TOL: f64 = 1e-5;
@@ -366,12 +365,6 @@ fn a_lora_run_trains_the_adapters_and_its_merged_export_predicts_the_same() {
     assert!(worst <= 1e-5, "{worst}");
 }
 
-fn session_iters(run: &Path) -> Option<u64> {
-    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
-    let st: medfm::train::session::SessionState = ck.state().ok()?;
-    Some(st.iters)
-}
-
 /// A LoRA run killed in the middle of epoch 2 and resumed ends with the uninterrupted run's
 /// metrics, bitwise: the session holds the adapters (trainable variables) and their optimizer
 /// state, the dropout on the adapters' input draws from torch's RNG that the trainer reseeds
@@ -392,48 +385,17 @@ fn a_lora_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     let killed = tempfile::tempdir().unwrap();
     e2e::synth_data(killed.path(), "DDSM", 80);
     let params = e2e::tiny_params(killed.path(), "DDSM", edit);
-    let run_dir = killed.path().join("run");
-    let mut child = common::command(e2e::BIN)
-        .arg("--params_path")
-        .arg(&params)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let train_list = killed
-        .path()
-        .join("data/DDSM/ddsm_raw_image_lists/train.txt");
-    let spe = std::fs::read_to_string(train_list).unwrap().lines().count() as u64 / 8;
-    let mut at = None;
-    while started.elapsed() < Duration::from_secs(300) {
-        if let Some(i) = session_iters(&run_dir).filter(|i| *i > spe && i % spe != 0) {
-            at = Some(i);
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let at = at.expect("the run should have checkpointed in the middle of epoch 2");
-    assert!(!status.success(), "the run was killed");
+    let at = e2e::kill_in_epoch_two(killed.path(), &params);
     ok(&run(&[
         "--params_path".as_ref(),
         params.as_os_str(),
         "--set".as_ref(),
         "training_params.restore_session=true".as_ref(),
     ]));
-    let read = |d: &Path, f: &str| {
-        let text = std::fs::read_to_string(d.join("run/results/tiny").join(f)).unwrap();
-        text.replace(&d.display().to_string(), "")
-    };
     for f in ["metrics_results.json", "predictions.csv"] {
         assert_eq!(
-            read(killed.path(), f),
-            read(full.path(), f),
+            e2e::result_text(killed.path(), f),
+            e2e::result_text(full.path(), f),
             "{f}, killed at iteration >= {at}"
         );
     }

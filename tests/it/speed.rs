@@ -3,7 +3,7 @@
 //! leaves a whole checkpoint and resumes), the frozen-prefix cache in every family, and the
 //! GPU's peak memory through the shim.
 
-use crate::common::e2e::{synth_data, tiny_params, BIN};
+use crate::common::e2e::{session_iters, synth_data, tiny_params, BIN};
 use crate::common::tiny::{self, Mem};
 use crate::common::{self, lock_process_state, TINY_DEIT};
 use crate::families_in_classifier::{first_row_of_each_family, tiny_family};
@@ -151,12 +151,6 @@ fn the_fused_optimizer_trains_to_the_same_results() {
     };
     let (a, b) = (run(false), run(true));
     assert!((a - b).abs() <= 1e-4 * a.abs(), "unfused {a} vs fused {b}");
-}
-
-fn session_iters(run: &Path) -> Option<u64> {
-    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
-    let st: medfm::train::session::SessionState = ck.state().ok()?;
-    Some(st.iters)
 }
 
 /// A write in flight: the background writer's temporary file beside the session file.

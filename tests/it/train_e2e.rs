@@ -5,8 +5,6 @@
 use medfm::datasets::Task;
 use medfm::report::read_metrics_results;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
-use std::time::{Duration, Instant};
 
 use crate::common;
 
@@ -144,13 +142,6 @@ fn every_dataset_runs_end_to_end() {
     }
 }
 
-/// The iteration of the run's last session checkpoint, if there is one.
-fn session_iters(run: &Path) -> Option<u64> {
-    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
-    let st: medfm::train::session::SessionState = ck.state().ok()?;
-    Some(st.iters)
-}
-
 #[test]
 fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     // The last DINOv2 block is trained too, so the session carries trunk and optimizer
@@ -172,49 +163,21 @@ fn a_run_killed_mid_epoch_resumes_to_the_same_metrics() {
     synth(killed.path(), "DDSM", 80);
     let params = tiny_params(killed.path(), "DDSM", edit);
     let run = killed.path().join("run");
-    let mut child = common::command(BIN)
-        .arg("--params_path")
-        .arg(&params)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let started = Instant::now();
-    let train_list = killed
-        .path()
-        .join("data/DDSM/ddsm_raw_image_lists/train.txt");
-    let spe = std::fs::read_to_string(train_list).unwrap().lines().count() as u64 / 8;
-    let mut at = None;
-    while started.elapsed() < Duration::from_secs(300) {
-        if let Some(i) = session_iters(&run).filter(|i| *i > spe && i % spe != 0) {
-            at = Some(i);
-            break;
-        }
-        if child.try_wait().unwrap().is_some() {
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // SIGKILL: no chance to clean up or write anything more.
-    child.kill().unwrap();
-    let status = child.wait().unwrap();
-    let at =
-        at.expect("the run should have checkpointed in the middle of epoch 2 before finishing");
-    assert!(!status.success(), "the run was killed");
+    let at = e2e::kill_in_epoch_two(killed.path(), &params);
     assert!(!run.join("results/tiny/metrics_results.json").exists());
 
     let resumed = medfm(&params, &["--set", "training_params.restore_session=true"]);
     check(&resumed);
     let log = String::from_utf8_lossy(&resumed.stdout);
     assert!(log.contains("loaded checkpoint"), "{log}");
-    assert_eq!(session_iters(&run), Some(3 * spe));
+    assert_eq!(
+        e2e::session_iters(&run),
+        Some(3 * e2e::ddsm_steps_per_epoch(killed.path()))
+    );
     // Item paths differ by the temporary folder only. Bitwise otherwise: the resumed run
     // replays the same batches from an exact copy of the session (the partly trained trunk
     // is not cached), with the same binary on this machine.
-    let read = |d: &Path, f: &str| {
-        let text = std::fs::read_to_string(d.join("run/results/tiny").join(f)).unwrap();
-        text.replace(&d.display().to_string(), "")
-    };
+    let read = e2e::result_text;
     assert_eq!(
         read(killed.path(), "metrics_results.json"),
         read(full.path(), "metrics_results.json"),

@@ -3,6 +3,8 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_medfm");
 
@@ -90,4 +92,56 @@ pub fn snapshot(root: &Path) -> Snapshot {
     let mut out = Snapshot::new();
     walk(root, root, &mut out);
     out
+}
+
+/// The iteration of the run's last session checkpoint (`<run>/checkpoints/tiny.last.safetensors`),
+/// if a whole one is there.
+pub fn session_iters(run: &Path) -> Option<u64> {
+    let ck = medfm::train::checkpoint::load(&run.join("checkpoints/tiny.last.safetensors")).ok()?;
+    let st: medfm::train::session::SessionState = ck.state().ok()?;
+    Some(st.iters)
+}
+
+/// Training iterations per epoch of the DDSM run under `root` ([`tiny_params`]' batch of 8).
+pub fn ddsm_steps_per_epoch(root: &Path) -> u64 {
+    let train_list = root.join("data/DDSM/ddsm_raw_image_lists/train.txt");
+    std::fs::read_to_string(train_list).unwrap().lines().count() as u64 / 8
+}
+
+/// Start the DDSM run of `params` (data and outputs under `root`, as [`tiny_params`] lays them
+/// out), wait until it has written a session checkpoint in the middle of epoch 2, then SIGKILL
+/// it: no chance to clean up or write anything more. Returns the checkpoint's iteration.
+pub fn kill_in_epoch_two(root: &Path, params: &Path) -> u64 {
+    let run = root.join("run");
+    let mut child = super::command(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    let spe = ddsm_steps_per_epoch(root);
+    let mut at = None;
+    while started.elapsed() < Duration::from_secs(300) {
+        if let Some(i) = session_iters(&run).filter(|i| *i > spe && i % spe != 0) {
+            at = Some(i);
+            break;
+        }
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    child.kill().unwrap();
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "the run was killed");
+    at.expect("the run should have checkpointed in the middle of epoch 2 before finishing")
+}
+
+/// `<root>/run/results/tiny/<file>` with `root` removed, so runs in two temporary folders
+/// compare equal where they differ only by item paths.
+pub fn result_text(root: &Path, file: &str) -> String {
+    let text = std::fs::read_to_string(root.join("run/results/tiny").join(file)).unwrap();
+    text.replace(&root.display().to_string(), "")
 }
