@@ -72,16 +72,7 @@ fn report_lists_every_run_with_its_state() {
     .unwrap();
     runs::record_plan(d, &[RunId::from_params(&p, None)]).unwrap();
 
-    let out = common::command(env!("CARGO_BIN_EXE_medfm"))
-        .args(["report", "--save_dir"])
-        .arg(d)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::e2e::report(d);
     let md = std::fs::read_to_string(d.join("report/results.md")).unwrap();
     let done = crate::paper_configs::BACKBONES.len() * 2 * 2;
     let summary = format!(

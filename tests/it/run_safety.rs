@@ -80,13 +80,7 @@ impl Run {
     }
 
     fn report(&self) -> String {
-        let out = common::command(BIN)
-            .args(["report", "--save_dir"])
-            .arg(self.save_dir())
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        crate::common::e2e::report(&self.save_dir())
     }
 }
 

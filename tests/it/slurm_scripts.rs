@@ -5,28 +5,9 @@
 //! tests/it/sweep_script.rs.
 
 use crate::common;
+use crate::sweep_script::FAKE_MEDFM;
 
 use std::path::{Path, PathBuf};
-
-const FAKE_MEDFM: &str = r#"#!/usr/bin/env bash
-set -euo pipefail
-if [[ "${1:-}" == "report" ]]; then exec "$REAL_MEDFM" "$@"; fi
-params=""; save=""; resume=0
-while [[ $# -gt 0 ]]; do
-  case "$1" in
-    --params_path) params="$2"; shift 2 ;;
-    --save_dir) save="$2"; shift 2 ;;
-    --set) [[ "$2" == "training_params.restore_session=true" ]] && resume=1; shift 2 ;;
-    *) shift ;;
-  esac
-done
-name=$("$REAL_MEDFM" report --save_dir "$save" --plan --configs "$params" | awk -F'\t' '$1=="plan"{print $3}')
-echo "fake run $name resume=$resume gpu=${CUDA_VISIBLE_DEVICES-unset}"
-mkdir -p "$save/checkpoints" "$save/results/$name"
-echo state > "$save/checkpoints/$name.last.safetensors"
-if [[ -n "${FAKE_DIE:-}" && "$name" == *"$FAKE_DIE"* && $resume -eq 0 ]]; then kill -9 $$; fi
-printf '{"test_accuracy": 0.5, "test_roc_auc": 0.75}' > "$save/results/$name/metrics_results.json"
-"#;
 
 /// Records its arguments, then runs each array task (SLURM_ARRAY_TASK_ID), requeueing a
 /// failed task once when --requeue was given.

@@ -177,16 +177,7 @@ fn sweep_survives_a_killed_run_and_reports_all_three() {
         "the resumed run restarted at epoch 1:\n{resumed}"
     );
 
-    let out = common::command(MEDFM)
-        .args(["report", "--save_dir"])
-        .arg(&save)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::common::e2e::report(&save);
     let md = std::fs::read_to_string(save.join("report/results.md")).unwrap();
     assert!(
         md.contains("3 runs: 3 done, 0 failed, 0 incomplete, 0 missing"),

@@ -9,7 +9,8 @@ use crate::common;
 
 use std::path::{Path, PathBuf};
 
-const FAKE: &str = r#"#!/usr/bin/env bash
+/// The stand-in for `medfm`, shared with tests/it/slurm_scripts.rs.
+pub const FAKE_MEDFM: &str = r#"#!/usr/bin/env bash
 # Stand-in for `medfm`: `report` goes to the real binary; a run writes a checkpoint, then
 # fails (FAKE_FAIL matches the name), dies (FAKE_DIE matches, first attempt only) or writes
 # metrics_results.json.
@@ -71,7 +72,7 @@ fn sweep(fake: &Path, save: &Path, env: &[(&str, &str)]) -> (bool, String) {
 fn sweep_skips_resumes_and_summarises() {
     let dir = tempfile::tempdir().unwrap();
     let fake = dir.path().join("fake-medfm");
-    std::fs::write(&fake, FAKE).unwrap();
+    std::fs::write(&fake, FAKE_MEDFM).unwrap();
     std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
     let save = dir.path().join("out");
 
@@ -104,16 +105,7 @@ fn sweep_skips_resumes_and_summarises() {
     );
     assert!(log.contains("exit code 137"), "{log}");
 
-    let out = common::command(env!("CARGO_BIN_EXE_medfm"))
-        .args(["report", "--save_dir"])
-        .arg(&save)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    common::e2e::report(&save);
     let md = std::fs::read_to_string(save.join("report/results.md")).unwrap();
     assert!(
         md.contains("3 runs: 3 done, 0 failed, 0 incomplete, 0 missing"),

@@ -250,15 +250,7 @@ fn a_failed_run_is_reported_with_its_error() {
     let dir = tempfile::tempdir().unwrap();
     synth(dir.path(), "APTOS2019", 16);
     let run = dir.path().join("run");
-    let report = || {
-        let out = common::command(BIN)
-            .args(["report", "--save_dir"])
-            .arg(&run)
-            .output()
-            .unwrap();
-        assert!(out.status.success(), "{out:?}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    };
+    let report = || e2e::report(&run);
     let params = tiny_params(dir.path(), "APTOS2019", |v| {
         v["dataset_params"]["val_transforms"]["Resize"]["height"] = 30.into();
     });

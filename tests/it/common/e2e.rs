@@ -145,3 +145,19 @@ pub fn result_text(root: &Path, file: &str) -> String {
     let text = std::fs::read_to_string(root.join("run/results/tiny").join(file)).unwrap();
     text.replace(&root.display().to_string(), "")
 }
+
+/// `medfm report --save_dir SAVE`, which must succeed; returns its standard output (the tables
+/// are in `SAVE/report/`).
+pub fn report(save: &Path) -> String {
+    let out = super::command(BIN)
+        .args(["report", "--save_dir"])
+        .arg(save)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "medfm report: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
