@@ -452,3 +452,18 @@ fn a_csv_class_that_one_row_has_is_warned_about_with_its_line() {
         "{text}"
     );
 }
+
+/// `synth` refuses a count that would fill the disk (or memory) before it fails.
+#[test]
+fn synth_refuses_a_count_that_would_fill_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(BIN)
+        .args(["synth", "--dataset", "CSV", "--n", "100001", "--out"])
+        .arg(dir.path().join("big"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--n 100001: at most 100000"), "{e}");
+    assert!(!dir.path().join("big").exists());
+}
