@@ -451,6 +451,122 @@ fn a_csv_class_that_one_row_has_is_warned_about_with_its_line() {
         text.contains("typo.csv line 6: class \"zebra\" of column label has only this one image"),
         "{text}"
     );
+    assert!(
+        text.contains("a mistyped label becomes a class of its own"),
+        "{text}"
+    );
+}
+
+/// Integer labels are classes by value (class i is named "i"), also past 9 classes (where
+/// sorting them as names would put "10" before "2") and written as "01" or "2.0"; a class
+/// that no row has is named. A column of large numbers fails on its gap without building
+/// names up to its maximum.
+#[test]
+fn integer_csv_labels_are_classes_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 40);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["dataset_params"]["val_fraction"] = json!(0.0);
+        v["dataset_params"]["test_fraction"] = json!(0.3);
+    });
+    let mut p = load(&params);
+    let write = |name: &str, labels: &[&str]| {
+        let mut text = String::from("path,label\n");
+        for (i, l) in labels.iter().enumerate() {
+            text.push_str(&format!("images/img_{i:05}.png,{l}\n"));
+        }
+        std::fs::write(csv.join(name), text).unwrap();
+        csv.join(name)
+    };
+    let labels: Vec<String> = (0..33).map(|i| (i % 11).to_string()).collect();
+    let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    labels[1] = "01";
+    labels[2] = "2.0";
+    p.dataset_params.data_location = write("ints.csv", &labels);
+    let s = Splits::build(&p).unwrap();
+    let want: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+    assert_eq!(s.info.label_names, want);
+    let label_of = |file: &str| {
+        s.train
+            .iter()
+            .chain(&s.val)
+            .chain(&s.test)
+            .find(|it| it.path.ends_with(file))
+            .map(|it| it.label.clone())
+            .unwrap()
+    };
+    assert_eq!(label_of("img_00010.png"), Label::Class(10));
+    assert_eq!(
+        label_of("img_00001.png"),
+        Label::Class(1),
+        "\"01\" is class 1"
+    );
+    assert_eq!(
+        label_of("img_00002.png"),
+        Label::Class(2),
+        "\"2.0\" is class 2"
+    );
+
+    p.dataset_params.data_location = write("gap.csv", &["0", "2", "0", "2", "0", "2"]);
+    let e = format!("{:#}", Splits::build(&p).err().expect("a gap"));
+    assert!(
+        e.contains(
+            "gap.csv: column label holds the classes 0..2 as integers, but no row has class 1"
+        ),
+        "{e}"
+    );
+    p.dataset_params.data_location = write("ids.csv", &["0", "1", "900000000000", "1", "0"]);
+    let e = format!("{:#}", Splits::build(&p).err().expect("a gap"));
+    assert!(e.contains("no row has class 2"), "{e}");
+}
+
+/// CSV mistakes named with the file and line: a column the header has twice, a label column
+/// listed twice in the params, and a first image (which decides the channels) that is missing.
+#[test]
+fn csv_columns_named_twice_and_a_missing_first_image_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 12);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |_| {});
+    let mut p = load(&params);
+    std::fs::write(
+        csv.join("twice.csv"),
+        "path,label,label\nimages/img_00000.png,a,b\nimages/img_00001.png,b,a\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("twice.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("twice.csv line 1: the header has the column \"label\" twice (columns 2 and 3)"),
+        "{e}"
+    );
+
+    let e = config::load(
+        &params,
+        &["dataset_params.label_columns=[\"effusion\",\"effusion\"]".into()],
+        &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("dataset_params.label_columns[1]: \"effusion\" is listed twice"),
+        "{e:#}"
+    );
+
+    std::fs::write(
+        csv.join("first.csv"),
+        "path,label\nimages/gone.png,a\nimages/img_00001.png,b\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("first.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("first.csv line 2: the first image listed, which decides the channels")
+            && e.contains("gone.png"),
+        "{e}"
+    );
 }
 
 /// `synth` refuses a count that would fill the disk (or memory) before it fails.

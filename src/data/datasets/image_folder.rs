@@ -145,7 +145,6 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
         );
     }
     let n_classes = classes.len();
-    let first = items.first().map(|it| it.path.clone());
     own::complete_info(
         info,
         d,
@@ -153,7 +152,7 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
             labels: classes,
             multilabel: false,
         },
-        first.as_deref(),
+        items.first(),
     )?;
     own::assign(items, given, d, n_classes, root)
 }
