@@ -521,6 +521,58 @@ fn integer_csv_labels_are_classes_by_value() {
     assert!(e.contains("no row has class 2"), "{e}");
 }
 
+/// Folders are listed as torchvision's `sorted(os.walk(...))` lists them (by whole path, so
+/// `s-b/` before `s/x/`); a symbolic link back to a folder above is an error, and so are two
+/// class folders whose names differ only in bytes that are not UTF-8.
+#[test]
+fn image_folder_walks_as_torchvision_and_refuses_loops_and_clashing_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 12);
+    let png = std::fs::read_dir(data.join("ImageFolder/benign"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let root = dir.path().join("study");
+    let put = |rel: &str| {
+        let to = root.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&png, to).unwrap();
+    };
+    for rel in [
+        "train/a/s/x/1.png",
+        "train/a/s-b/2.png",
+        "train/a/0.png",
+        "train/b/3.png",
+        "test/a/4.png",
+        "test/b/5.png",
+    ] {
+        put(rel);
+    }
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["data_location"] = root.display().to_string().into();
+        v["dataset_params"]["val_fraction"] = json!(0.0);
+    });
+    let s = try_splits(&params).unwrap();
+    assert_eq!(names(&s.train), ["0.png", "2.png", "1.png", "3.png"]);
+
+    std::os::unix::fs::symlink("..", root.join("train/b/up")).unwrap();
+    let e = format!("{:#}", try_splits(&params).err().expect("a loop"));
+    assert!(e.contains("a symbolic link in a loop"), "{e}");
+    std::fs::remove_file(root.join("train/b/up")).unwrap();
+
+    let bytes = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+    for name in [bytes(b"x\xe8"), bytes(b"x\xe9")] {
+        let d = root.join("train").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&png, d.join("6.png")).unwrap();
+    }
+    let e = format!("{:#}", try_splits(&params).err().expect("a clash"));
+    assert!(e.contains("have the same name once read as UTF-8"), "{e}");
+}
+
 /// CSV mistakes named with the file and line: a column the header has twice, a label column
 /// listed twice in the params, and a first image (which decides the channels) that is missing.
 #[test]
