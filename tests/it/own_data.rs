@@ -521,6 +521,31 @@ fn integer_csv_labels_are_classes_by_value() {
     assert!(e.contains("no row has class 2"), "{e}");
 }
 
+/// K-fold cross-validation with more folds than pooled images: a fold without images is an
+/// error, not a fold validated on the test split.
+#[test]
+fn a_fold_without_images_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 20);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["folds"] = json!(30);
+        v["dataset_params"]["fold"] = json!(25);
+    });
+    let e = format!("{:#}", try_splits(&params).err().expect("an empty fold"));
+    assert!(
+        e.contains("dataset_params.folds is 30") && e.contains("so fold 25 holds none"),
+        "{e}"
+    );
+    let mut p = load(&params);
+    p.dataset_params.fold = Some(2);
+    let s = Splits::build(&p).unwrap();
+    assert_eq!(
+        s.val.len(),
+        1,
+        "fold 2 of 30 holds one of the pooled images"
+    );
+}
+
 /// Folders are listed as torchvision's `sorted(os.walk(...))` lists them (by whole path, so
 /// `s-b/` before `s/x/`); a symbolic link back to a folder above is an error, and so are two
 /// class folders whose names differ only in bytes that are not UTF-8.
