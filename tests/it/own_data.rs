@@ -546,6 +546,47 @@ fn a_fold_without_images_is_refused() {
     );
 }
 
+/// `inspect` reports what the loss and the train loader refuse at the start of training:
+/// class weights that do not fit the classes, and the balanced sampler on multi-label data.
+#[test]
+fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "CSV", 24);
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["training_params"]["class_weights"] = json!([1.0, 2.0]);
+    });
+    let inspect = |extra: &[&str]| {
+        let out = command(BIN)
+            .args(["inspect", "--params_path"])
+            .arg(&params)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = inspect(&[]);
+    assert!(
+        text.contains("training_params.class_weights has 2 weights, but the data has 3 classes"),
+        "{text}"
+    );
+    let multilabel = dir.path().join("data/CSV/multilabel.csv");
+    let text = inspect(&[
+        "--data_location",
+        multilabel.to_str().unwrap(),
+        "--set",
+        "dataset_params.label_columns=[\"effusion\",\"nodule\"]",
+        "--set",
+        "training_params.class_weights=\"balanced\"",
+        "--set",
+        "dataloader_params.trainloader.balanced_sampler=true",
+    ]);
+    assert!(
+        text.contains("balanced_sampler applies to single-label data"),
+        "{text}"
+    );
+}
+
 /// Folders are listed as torchvision's `sorted(os.walk(...))` lists them (by whole path, so
 /// `s-b/` before `s/x/`); a symbolic link back to a folder above is an error, and so are two
 /// class folders whose names differ only in bytes that are not UTF-8.
