@@ -587,6 +587,46 @@ fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
     );
 }
 
+/// `--test` of a run's model on data whose classes have other names (the same number of them)
+/// is refused with both lists: each output would be scored against another class.
+#[test]
+fn testing_a_run_on_data_with_other_classes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = json!(1);
+    });
+    ok(&medfm(&[], &params));
+    let other = dir.path().join("other");
+    for (from, to) in [("benign", "a"), ("malignant", "b"), ("normal", "c")] {
+        std::fs::create_dir_all(other.join(to)).unwrap();
+        for e in std::fs::read_dir(data.join("ImageFolder").join(from)).unwrap() {
+            let e = e.unwrap().path();
+            std::fs::copy(&e, other.join(to).join(e.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = medfm(
+        &["--test", "--data_location", other.to_str().unwrap()],
+        &params,
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("trained on the classes [benign, malignant, normal]")
+            && e.contains("has [a, b, c]"),
+        "{e}"
+    );
+    // The same classes elsewhere are evaluated.
+    ok(&medfm(
+        &[
+            "--test",
+            "--data_location",
+            data.join("ImageFolder").to_str().unwrap(),
+        ],
+        &params,
+    ));
+}
+
 /// Folders are listed as torchvision's `sorted(os.walk(...))` lists them (by whole path, so
 /// `s-b/` before `s/x/`); a symbolic link back to a folder above is an error, and so are two
 /// class folders whose names differ only in bytes that are not UTF-8.
