@@ -253,7 +253,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     // training_params
     key("training_params", "object", Required, "The run.", SAME),
     key("training_params.model_name", "string (a folder name)", Required, "The run's name: its folders under `save_dir` are named after it. `--model_name` overrides it. With `knn_eval`, it may contain `-run_` at most once.", SAME),
-    key("training_params.epochs", "integer (>= 0)", Required, "Training epochs.", SAME),
+    key("training_params.epochs", "integer (>= 1)", Required, "Training epochs.", SAME),
     key("training_params.val_every", "number (> 0, epochs)", Value("1.0"), "Validate every `int(val_every * steps_per_epoch)` iterations (so `0.5` validates twice per epoch), and once more after the last epoch. `--val_every` overrides it.", SAME),
     key("training_params.log_every", "integer (>= 1)", Value("1"), "Every this many iterations, log the training loss, lr and training metrics (TensorBoard), and print a progress line when stdout is not a terminal.", SAME),
     key("training_params.save_best_model", "bool", Value("true"), "`true`: test the model with the best validation target metric; `false`: test the last one.", SAME),
