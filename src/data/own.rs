@@ -95,7 +95,8 @@ pub fn complete_info(
     };
     if task == Task::Multiclass && n < 2 {
         bail!(
-            "the data has {n} class(es) ({}); classification needs at least 2",
+            "the data at {} has {n} class(es) ({}); classification needs at least 2",
+            d.data_location.display(),
             found.labels.join(", ")
         );
     }

@@ -725,6 +725,18 @@ fn csv_columns_named_twice_and_a_missing_first_image_are_named() {
             && e.contains("gone.png"),
         "{e}"
     );
+
+    std::fs::write(
+        csv.join("one.csv"),
+        "path,label\nimages/img_00000.png,a\nimages/img_00001.png,a\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("one.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("one.csv has 1 class(es) (a); classification needs at least 2"),
+        "{e}"
+    );
 }
 
 /// `synth` refuses a count that would fill the disk (or memory) before it fails.
