@@ -60,6 +60,16 @@ pub fn problems(params: &Params, target: &Result<Target>, splits: Option<&Splits
     if let Err(e) = crate::models::classifier::check_weights(params) {
         out.push(format!("{e:#}"));
     }
+    // With the data read (inspect), not in the sweep's plan: a run of the same sweep may
+    // write the model this one starts from.
+    if trains && splits.is_some() {
+        if let Err(e) = super::session::pretrained_file(
+            &params.transfer_learning_params,
+            Path::new(&params.training_params.save_dir),
+        ) {
+            out.push(format!("{e:#}"));
+        }
+    }
     if let Err(e) = check_schedule(params, splits) {
         out.push(format!("{e:#}"));
     }

@@ -546,8 +546,9 @@ fn a_fold_without_images_is_refused() {
     );
 }
 
-/// `inspect` reports what the loss and the train loader refuse at the start of training:
-/// class weights that do not fit the classes, and the balanced sampler on multi-label data.
+/// `inspect` reports what training refuses once the data is read: class weights that do not
+/// fit the classes, the balanced sampler on multi-label data, and a missing checkpoint for
+/// `transfer_learning_params`.
 #[test]
 fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
     let dir = tempfile::tempdir().unwrap();
@@ -568,6 +569,14 @@ fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
     let text = inspect(&[]);
     assert!(
         text.contains("training_params.class_weights has 2 weights, but the data has 3 classes"),
+        "{text}"
+    );
+    let text = inspect(&[
+        "--set",
+        "transfer_learning_params={\"use_pretrained\":true,\"pretrained_model_name\":\"gone\",\"pretrained_path\":\"nowhere\"}",
+    ]);
+    assert!(
+        text.contains("transfer_learning_params: model \"gone\" is not present in \"nowhere\""),
         "{text}"
     );
     let multilabel = dir.path().join("data/CSV/multilabel.csv");
