@@ -265,6 +265,8 @@ pub fn dataset_root(
         let other = if root.exists() {
             if want_dir {
                 " (it is a file, not a folder)"
+            } else if root.is_dir() {
+                " (it is a folder, not a file)"
             } else {
                 " (it is not a regular file)"
             }

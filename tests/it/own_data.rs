@@ -735,6 +735,10 @@ fn csv_columns_named_twice_and_a_missing_first_image_are_named() {
         "{e}"
     );
 
+    p.dataset_params.data_location = csv.clone();
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(e.contains("(it is a folder, not a file)"), "{e}");
+
     std::fs::write(
         csv.join("one.csv"),
         "path,label\nimages/img_00000.png,a\nimages/img_00001.png,a\n",
