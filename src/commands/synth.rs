@@ -16,14 +16,21 @@ pub struct Args {
     /// one's own data, what the command prints).
     #[arg(long)]
     pub out: PathBuf,
-    /// Number of images.
+    /// Number of images (1 to 100000).
     #[arg(long, default_value_t = 200)]
     pub n: usize,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }
 
+/// The most images `--n` asks for: a synthetic set is for trying medfm out, and a mistyped
+/// count must not fill the disk (or memory, for the lists) before it fails.
+pub const MAX_N: usize = 100_000;
+
 pub fn run(args: &Args) -> Result<()> {
+    if args.n > MAX_N {
+        bail!("--n {}: at most {MAX_N} synthetic images", args.n);
+    }
     let Some(dataset) = datasets::parse(&args.dataset) else {
         let names = datasets::names();
         bail!(

@@ -154,7 +154,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("dataset_params.test_fraction", "number in [0, 1)", Absent, "As `val_fraction`, for the test split; absent: 0.15. `val_fraction + test_fraction` must be below 1.", OURS),
     key("dataset_params.split_seed", "integer", Absent, "The seed of the stratified split, of the folds and of `train_fraction`; absent: 42. Independent of `training_params.seed`, so runs with different seeds share one split.", OURS),
     key("dataset_params.task", "string: `multiclass`, `binary` or `multilabel`", Absent, "Own datasets: absent: `multilabel` with `label_columns`, else `multiclass`. `binary` requires exactly two classes (trained as two-class softmax, as the paper's DDSM).", OURS),
-    key("dataset_params.channels", "integer: 1 or 3", Absent, "Own datasets: grayscale (1) or RGB (3) input; absent: the first training image's own (gray PNG/JPEG and DICOM: 1).", OURS),
+    key("dataset_params.channels", "integer: 1 or 3", Absent, "Own datasets: grayscale (1) or RGB (3) input; absent: those of the first image listed (the CSV's first row; ImageFolder: the first image of the first class), gray PNG/JPEG and DICOM: 1.", OURS),
     key("dataset_params.mean", "list of numbers", Absent, "Own datasets: the normalisation mean per channel; absent: ImageNet's (one channel: their average, 0.449). Give `mean` and `std` together.", OURS),
     key("dataset_params.std", "list of numbers", Absent, "Own datasets: the normalisation std per channel; absent: ImageNet's (one channel: 0.226).", OURS),
     key("dataset_params.target_metric", "string: `accuracy`, `precision`, `recall`, `f1`, `cohen_kappa`, `quadratic_kappa`, `roc_auc` or `mAP`", Absent, "The metric that picks the best model. Absent: the dataset's (the paper's datasets: the reference's; own data: `roc_auc` for two classes and multi-label, `recall`, i.e. balanced accuracy, for more classes). Kappas are single-label only, `mAP` multi-label only.", OURS),
@@ -253,7 +253,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     // training_params
     key("training_params", "object", Required, "The run.", SAME),
     key("training_params.model_name", "string (a folder name)", Required, "The run's name: its folders under `save_dir` are named after it. `--model_name` overrides it. With `knn_eval`, it may contain `-run_` at most once.", SAME),
-    key("training_params.epochs", "integer (>= 0)", Required, "Training epochs.", SAME),
+    key("training_params.epochs", "integer (>= 1)", Required, "Training epochs.", SAME),
     key("training_params.val_every", "number (> 0, epochs)", Value("1.0"), "Validate every `int(val_every * steps_per_epoch)` iterations (so `0.5` validates twice per epoch), and once more after the last epoch. `--val_every` overrides it.", SAME),
     key("training_params.log_every", "integer (>= 1)", Value("1"), "Every this many iterations, log the training loss, lr and training metrics (TensorBoard), and print a progress line when stdout is not a terminal.", SAME),
     key("training_params.save_best_model", "bool", Value("true"), "`true`: test the model with the best validation target metric; `false`: test the last one.", SAME),

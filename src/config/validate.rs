@@ -293,6 +293,13 @@ fn own_data(e: &mut Problems, d: &DatasetParams, facts: &DatasetFacts, table: &d
         e.check(!cols.is_empty(), "dataset_params.label_columns", || {
             "must name at least one 0/1 column".into()
         });
+        for (i, c) in cols.iter().enumerate() {
+            e.check(
+                !cols[..i].contains(c),
+                &format!("dataset_params.label_columns[{i}]"),
+                || format!("{c:?} is listed twice"),
+            );
+        }
     } else {
         e.check(d.uncertain.is_none(), "dataset_params.uncertain", || {
             "applies to multi-label data (label_columns) only".into()

@@ -69,8 +69,19 @@ impl Csv {
         })
     }
 
-    /// The index of a required column; the error names the file and the columns it has.
+    /// The index of a required column; the error names the file and the columns it has. A
+    /// name the header has twice is an error: which of the two is meant is unknown.
     pub fn column(&self, name: &str) -> Result<usize> {
+        let mut at = self.header.iter().enumerate().filter(|(_, h)| *h == name);
+        if let (Some((i, _)), Some((j, _))) = (at.next(), at.next()) {
+            bail!(
+                "{} line 1: the header has the column \"{name}\" twice (columns {} and {}); \
+                 rename one",
+                self.path.display(),
+                i + 1,
+                j + 1
+            );
+        }
         self.header.iter().position(|h| h == name).with_context(|| {
             format!(
                 "{} line 1: missing column \"{name}\"{} (columns: {})",
@@ -223,7 +234,8 @@ pub fn parse_class(text: &str, n_classes: usize) -> Option<i64> {
             f as i64
         }
     };
-    (0..n_classes as i64).contains(&v).then_some(v)
+    // Compared as usize: `n_classes` may be `usize::MAX` ("any class"), which as i64 is -1.
+    (v >= 0 && (v as usize) < n_classes).then_some(v)
 }
 
 /// The dataset root (see `datasets::Root`), with a message that says what is expected there
@@ -253,6 +265,8 @@ pub fn dataset_root(
         let other = if root.exists() {
             if want_dir {
                 " (it is a file, not a folder)"
+            } else if root.is_dir() {
+                " (it is a folder, not a file)"
             } else {
                 " (it is not a regular file)"
             }
@@ -306,6 +320,9 @@ mod tests {
         assert_eq!(parse_class("-1", 5), None);
         assert_eq!(parse_class("1.5", 5), None);
         assert_eq!(parse_class("two", 5), None);
+        // Any non-negative integer, for a caller that does not know the class count.
+        assert_eq!(parse_class("12", usize::MAX), Some(12));
+        assert_eq!(parse_class("-1", usize::MAX), None);
     }
 
     /// Rows keep the line they start on with either line ending (Python's csv module writes

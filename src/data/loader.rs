@@ -195,7 +195,7 @@ pub struct Loader {
 const SAMPLER_STREAM: u64 = 0x5A4D_504C;
 
 /// Cumulative weights 1 / (images of the item's class) over `items` (single-label data).
-fn balanced_weights(items: &[Item], info: &DatasetInfo) -> Result<Vec<f64>> {
+pub fn balanced_weights(items: &[Item], info: &DatasetInfo) -> Result<Vec<f64>> {
     if info.task == Task::Multilabel {
         bail!(
             "dataloader_params.trainloader.balanced_sampler applies to single-label data; for \

@@ -115,6 +115,7 @@ impl Splits {
         let (mut train, mut val) = (s.train, s.val);
         if let Some(k) = d.folds {
             let fold = d.fold.unwrap_or(0);
+            let pool = train.len() + val.len();
             (train, val) = own::fold_split(
                 train,
                 val,
@@ -123,6 +124,14 @@ impl Splits {
                 n_classes,
                 d.split_seed(),
             );
+            if val.is_empty() {
+                // The empty-val fallback below would validate this fold on the test split.
+                bail!(
+                    "dataset_params.folds is {k}, but the train and val splits of {} pool only \
+                     {pool} images, so fold {fold} holds none; use at most {pool} folds",
+                    root.display()
+                );
+            }
             crate::messages::notice(format_args!(
                 "fold {fold} of {k}: {} train and {} val images (train and val pooled; the test \
                  split is unchanged)",

@@ -68,12 +68,12 @@ pub struct Found {
 }
 
 /// Fill `info` (which holds the table's defaults) from what the data holds and what
-/// `dataset_params` says; `first_image` decides the channels when the params do not.
+/// `dataset_params` says; the first image listed decides the channels when the params do not.
 pub fn complete_info(
     info: &mut DatasetInfo,
     d: &DatasetParams,
     found: Found,
-    first_image: Option<&Path>,
+    first_image: Option<&Item>,
 ) -> Result<()> {
     let n = found.labels.len();
     let task = match (d.task, found.multilabel) {
@@ -95,14 +95,21 @@ pub fn complete_info(
     };
     if task == Task::Multiclass && n < 2 {
         bail!(
-            "the data has {n} class(es) ({}); classification needs at least 2",
+            "the data at {} has {n} class(es) ({}); classification needs at least 2",
+            d.data_location.display(),
             found.labels.join(", ")
         );
     }
     let channels = match d.channels {
         Some(c) => c,
         None => match first_image {
-            Some(p) => native_channels(p)?,
+            Some(it) => native_channels(&it.path).with_context(|| {
+                format!(
+                    "{}: the first image listed, which decides the channels (set \
+                     dataset_params.channels to 1 or 3 to choose them)",
+                    it.origin
+                )
+            })?,
             None => 3,
         },
     };

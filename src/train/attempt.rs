@@ -223,6 +223,36 @@ fn checkpoint_kind(path: &Path) -> Result<String> {
     meta("kind").map(str::to_string).ok_or_else(not_ours)
 }
 
+/// `--test` of the run's own model (its best or last checkpoint) on data whose classes are not
+/// those it was trained on (`dataset_info.json`): the same number of classes under other names
+/// would score each output against another class, so it is refused, naming both lists. A
+/// checkpoint from elsewhere, or a run without the record, is not checked.
+pub fn check_test_classes(
+    params: &Params,
+    checkpoint: Option<&Path>,
+    info: &crate::data::DatasetInfo,
+) -> Result<()> {
+    let run = params.run_dir();
+    let own = checkpoint.is_none_or(|c| same_file(c, &run.best()) || same_file(c, &run.last()));
+    let info_file = run.dataset_info();
+    if !own || !info_file.is_file() {
+        return Ok(());
+    }
+    let trained = crate::data::DatasetInfo::read(&info_file)?;
+    if trained.label_names != info.label_names || trained.task != info.task {
+        bail!(
+            "--test: the model was trained on the classes [{}] ({}), but the data at {} has [{}]; \
+             its outputs would be scored against other classes. Evaluate it on data with the \
+             same class names (folder names or labels), or train a run on this data.",
+            trained.label_names.join(", "),
+            info_file.display(),
+            params.dataset_params.data_location.display(),
+            info.label_names.join(", ")
+        );
+    }
+    Ok(())
+}
+
 /// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
 /// write the resolved params and the dataset's facts (`dataset_info.json`) and clear an
 /// earlier attempt's error record. Called once the run is ready to train (model built, session

@@ -51,22 +51,7 @@ impl Loss {
         all: impl IntoIterator<Item = &'a Item>,
         device: Device,
     ) -> Result<Loss> {
-        let n = label_names.len();
-        let weights = match &params.training_params.class_weights {
-            None => None,
-            Some(ClassWeights::List(w)) => {
-                if w.len() != n {
-                    bail!(
-                        "training_params.class_weights has {} weights, but the data has {n} {} ({})",
-                        w.len(),
-                        if task == Task::Multilabel { "labels" } else { "classes" },
-                        label_names.join(", ")
-                    );
-                }
-                Some(w.clone())
-            }
-            Some(ClassWeights::Named(_)) => Some(balanced(task, label_names, train)?),
-        };
+        let weights = class_weights(params, task, label_names, train)?;
         if let Some(w) = &weights {
             crate::messages::notice(format_args!(
                 "class weights ({}): {}",
@@ -96,7 +81,7 @@ impl Loss {
             }),
             masked,
             smoothing: params.training_params.label_smoothing.unwrap_or(0.0),
-            n_classes: n as i64,
+            n_classes: label_names.len() as i64,
         })
     }
 
@@ -168,6 +153,36 @@ impl Loss {
             }
         }
     }
+}
+
+/// The weights of `training_params.class_weights` on this data (see the module doc), checked
+/// against it; None when the key is absent. Also what `inspect` and the preflight check run.
+pub fn class_weights(
+    params: &Params,
+    task: Task,
+    label_names: &[String],
+    train: &[Item],
+) -> Result<Option<Vec<f64>>> {
+    let n = label_names.len();
+    Ok(match &params.training_params.class_weights {
+        None => None,
+        Some(ClassWeights::List(w)) => {
+            if w.len() != n {
+                bail!(
+                    "training_params.class_weights has {} weights, but the data has {n} {} ({})",
+                    w.len(),
+                    if task == Task::Multilabel {
+                        "labels"
+                    } else {
+                        "classes"
+                    },
+                    label_names.join(", ")
+                );
+            }
+            Some(w.clone())
+        }
+        Some(ClassWeights::Named(_)) => Some(balanced(task, label_names, train)?),
+    })
 }
 
 /// `"balanced"` weights on the train split (see the module doc).

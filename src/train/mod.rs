@@ -164,6 +164,9 @@ pub fn run(
         splits.ensure_readable(params)?;
     }
     let info = splits.info.clone();
+    if let Target::Test { .. } = target {
+        attempt::check_test_classes(params, opts.checkpoint.as_deref(), &info)?;
+    }
     if crate::data::datasets::is_own(params.dataset_params.dataset) {
         crate::messages::info(format_args!(
             "{} data: {} {} ({}), {} channel(s); {} train, {} val, {} test images",

@@ -7,7 +7,8 @@
 //! writable), the dataset's classes and channels, the trunk's registry row and options (image
 //! size against the patch, `drop_cutoff`, ...), the weights files, the transforms' output sizes
 //! against the trunk, the optimizer and schedules (for the real number of batches per epoch
-//! when the data is known, else for any), and that the train split gives a batch.
+//! when the data is known, else for any), that the train split gives a batch, and, once the
+//! data is known, that `class_weights` and `balanced_sampler` fit it.
 
 use super::attempt::{self, Target};
 use super::RunOptions;
@@ -59,8 +60,23 @@ pub fn problems(params: &Params, target: &Result<Target>, splits: Option<&Splits
     if let Err(e) = crate::models::classifier::check_weights(params) {
         out.push(format!("{e:#}"));
     }
+    // With the data read (inspect), not in the sweep's plan: a run of the same sweep may
+    // write the model this one starts from.
+    if trains && splits.is_some() {
+        if let Err(e) = super::session::pretrained_file(
+            &params.transfer_learning_params,
+            Path::new(&params.training_params.save_dir),
+        ) {
+            out.push(format!("{e:#}"));
+        }
+    }
     if let Err(e) = check_schedule(params, splits) {
         out.push(format!("{e:#}"));
+    }
+    if let Some(s) = splits {
+        if let Err(e) = check_labels(params, s) {
+            out.push(format!("{e:#}"));
+        }
     }
     out
 }
@@ -110,7 +126,20 @@ fn check_schedule(params: &Params, splits: Option<&Splits>) -> Result<()> {
 /// before it writes anything (the resolved params, the run folder), so that a split smaller
 /// than one batch is refused as `inspect` refuses it, not after the run took the folder.
 pub fn check_data(params: &Params, splits: &Splits) -> Result<()> {
-    check_schedule(params, Some(splits))
+    check_schedule(params, Some(splits))?;
+    check_labels(params, splits)
+}
+
+/// What the loss and the train loader refuse on this data: `class_weights` that do not fit its
+/// classes (or `"balanced"` without an image or positive of each), and `balanced_sampler` on
+/// multi-label data.
+fn check_labels(params: &Params, splits: &Splits) -> Result<()> {
+    let info = &splits.info;
+    super::loss::class_weights(params, info.task, &info.label_names, &splits.train)?;
+    if params.dataloader_params.trainloader.balanced_sampler {
+        crate::data::loader::balanced_weights(&splits.train, info)?;
+    }
+    Ok(())
 }
 
 /// Why a train split of `n` images gives no batch, and the two ways out.

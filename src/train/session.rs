@@ -107,16 +107,13 @@ pub fn require_checkpoint(path: &Path, run: &crate::run_dir::RunDir) -> Result<(
     Ok(())
 }
 
-/// `transfer_learning_params`: start from another run's best model. Every trainable tensor
-/// whose name and shape match is copied; the others (e.g. a head for another class count)
-/// keep their initialisation and are listed.
-pub fn load_pretrained(
-    model: &dyn TrainModel,
-    tl: &TransferLearningParams,
-    save_dir: &Path,
-) -> Result<()> {
+/// The checkpoint `transfer_learning_params` names (`<pretrained_path>/<name>` or
+/// `<name>.best.safetensors`; the run's own checkpoints folder when `pretrained_path` is
+/// empty), or None when `use_pretrained` is off; a missing file is an error naming both
+/// paths looked at. The preflight check calls it too, so `inspect` reports a missing file.
+pub fn pretrained_file(tl: &TransferLearningParams, save_dir: &Path) -> Result<Option<PathBuf>> {
     if !tl.use_pretrained {
-        return Ok(());
+        return Ok(None);
     }
     let dir = if tl.pretrained_path.as_os_str().is_empty() {
         crate::run_dir::checkpoints_root(save_dir)
@@ -127,7 +124,7 @@ pub fn load_pretrained(
         dir.join(&tl.pretrained_model_name),
         dir.join(format!("{}.best.safetensors", tl.pretrained_model_name)),
     ];
-    let path = candidates.iter().find(|p| p.is_file()).with_context(|| {
+    let path = candidates.iter().find(|p| p.is_file()).cloned().with_context(|| {
         format!(
             "transfer_learning_params: model \"{}\" is not present in \"{}\" (looked for {} and {})",
             tl.pretrained_model_name,
@@ -136,6 +133,21 @@ pub fn load_pretrained(
             candidates[1].display()
         )
     })?;
+    Ok(Some(path))
+}
+
+/// `transfer_learning_params`: start from another run's best model. Every trainable tensor
+/// whose name and shape match is copied; the others (e.g. a head for another class count)
+/// keep their initialisation and are listed.
+pub fn load_pretrained(
+    model: &dyn TrainModel,
+    tl: &TransferLearningParams,
+    save_dir: &Path,
+) -> Result<()> {
+    let Some(path) = pretrained_file(tl, save_dir)? else {
+        return Ok(());
+    };
+    let path = &path;
     crate::messages::info(format_args!("Loading pretrained model: {}", path.display()));
     let ck = checkpoint::load(path)?;
     let src = ck.group(if ck.kind == CkptKind::Model {

@@ -451,4 +451,318 @@ fn a_csv_class_that_one_row_has_is_warned_about_with_its_line() {
         text.contains("typo.csv line 6: class \"zebra\" of column label has only this one image"),
         "{text}"
     );
+    assert!(
+        text.contains("a mistyped label becomes a class of its own"),
+        "{text}"
+    );
+}
+
+/// Integer labels are classes by value (class i is named "i"), also past 9 classes (where
+/// sorting them as names would put "10" before "2") and written as "01" or "2.0"; a class
+/// that no row has is named. A column of large numbers fails on its gap without building
+/// names up to its maximum.
+#[test]
+fn integer_csv_labels_are_classes_by_value() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 40);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["dataset_params"]["val_fraction"] = json!(0.0);
+        v["dataset_params"]["test_fraction"] = json!(0.3);
+    });
+    let mut p = load(&params);
+    let write = |name: &str, labels: &[&str]| {
+        let mut text = String::from("path,label\n");
+        for (i, l) in labels.iter().enumerate() {
+            text.push_str(&format!("images/img_{i:05}.png,{l}\n"));
+        }
+        std::fs::write(csv.join(name), text).unwrap();
+        csv.join(name)
+    };
+    let labels: Vec<String> = (0..33).map(|i| (i % 11).to_string()).collect();
+    let mut labels: Vec<&str> = labels.iter().map(String::as_str).collect();
+    labels[1] = "01";
+    labels[2] = "2.0";
+    p.dataset_params.data_location = write("ints.csv", &labels);
+    let s = Splits::build(&p).unwrap();
+    let want: Vec<String> = (0..11).map(|i| i.to_string()).collect();
+    assert_eq!(s.info.label_names, want);
+    let label_of = |file: &str| {
+        s.train
+            .iter()
+            .chain(&s.val)
+            .chain(&s.test)
+            .find(|it| it.path.ends_with(file))
+            .map(|it| it.label.clone())
+            .unwrap()
+    };
+    assert_eq!(label_of("img_00010.png"), Label::Class(10));
+    assert_eq!(
+        label_of("img_00001.png"),
+        Label::Class(1),
+        "\"01\" is class 1"
+    );
+    assert_eq!(
+        label_of("img_00002.png"),
+        Label::Class(2),
+        "\"2.0\" is class 2"
+    );
+
+    p.dataset_params.data_location = write("gap.csv", &["0", "2", "0", "2", "0", "2"]);
+    let e = format!("{:#}", Splits::build(&p).err().expect("a gap"));
+    assert!(
+        e.contains(
+            "gap.csv: column label holds the classes 0..2 as integers, but no row has class 1"
+        ),
+        "{e}"
+    );
+    p.dataset_params.data_location = write("ids.csv", &["0", "1", "900000000000", "1", "0"]);
+    let e = format!("{:#}", Splits::build(&p).err().expect("a gap"));
+    assert!(e.contains("no row has class 2"), "{e}");
+}
+
+/// K-fold cross-validation with more folds than pooled images: a fold without images is an
+/// error, not a fold validated on the test split.
+#[test]
+fn a_fold_without_images_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 20);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["folds"] = json!(30);
+        v["dataset_params"]["fold"] = json!(25);
+    });
+    let e = format!("{:#}", try_splits(&params).err().expect("an empty fold"));
+    assert!(
+        e.contains("dataset_params.folds is 30") && e.contains("so fold 25 holds none"),
+        "{e}"
+    );
+    let mut p = load(&params);
+    p.dataset_params.fold = Some(2);
+    let s = Splits::build(&p).unwrap();
+    assert_eq!(
+        s.val.len(),
+        1,
+        "fold 2 of 30 holds one of the pooled images"
+    );
+}
+
+/// `inspect` reports what training refuses once the data is read: class weights that do not
+/// fit the classes, the balanced sampler on multi-label data, and a missing checkpoint for
+/// `transfer_learning_params`.
+#[test]
+fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "CSV", 24);
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["training_params"]["class_weights"] = json!([1.0, 2.0]);
+    });
+    let inspect = |extra: &[&str]| {
+        let out = command(BIN)
+            .args(["inspect", "--params_path"])
+            .arg(&params)
+            .args(extra)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+    };
+    let text = inspect(&[]);
+    assert!(
+        text.contains("training_params.class_weights has 2 weights, but the data has 3 classes"),
+        "{text}"
+    );
+    let text = inspect(&[
+        "--set",
+        "transfer_learning_params={\"use_pretrained\":true,\"pretrained_model_name\":\"gone\",\"pretrained_path\":\"nowhere\"}",
+    ]);
+    assert!(
+        text.contains("transfer_learning_params: model \"gone\" is not present in \"nowhere\""),
+        "{text}"
+    );
+    let multilabel = dir.path().join("data/CSV/multilabel.csv");
+    let text = inspect(&[
+        "--data_location",
+        multilabel.to_str().unwrap(),
+        "--set",
+        "dataset_params.label_columns=[\"effusion\",\"nodule\"]",
+        "--set",
+        "training_params.class_weights=\"balanced\"",
+        "--set",
+        "dataloader_params.trainloader.balanced_sampler=true",
+    ]);
+    assert!(
+        text.contains("balanced_sampler applies to single-label data"),
+        "{text}"
+    );
+}
+
+/// `--test` of a run's model on data whose classes have other names (the same number of them)
+/// is refused with both lists: each output would be scored against another class.
+#[test]
+fn testing_a_run_on_data_with_other_classes_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = json!(1);
+    });
+    ok(&medfm(&[], &params));
+    let other = dir.path().join("other");
+    for (from, to) in [("benign", "a"), ("malignant", "b"), ("normal", "c")] {
+        std::fs::create_dir_all(other.join(to)).unwrap();
+        for e in std::fs::read_dir(data.join("ImageFolder").join(from)).unwrap() {
+            let e = e.unwrap().path();
+            std::fs::copy(&e, other.join(to).join(e.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = medfm(
+        &["--test", "--data_location", other.to_str().unwrap()],
+        &params,
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("trained on the classes [benign, malignant, normal]")
+            && e.contains("has [a, b, c]"),
+        "{e}"
+    );
+    // The same classes elsewhere are evaluated.
+    ok(&medfm(
+        &[
+            "--test",
+            "--data_location",
+            data.join("ImageFolder").to_str().unwrap(),
+        ],
+        &params,
+    ));
+}
+
+/// Folders are listed as torchvision's `sorted(os.walk(...))` lists them (by whole path, so
+/// `s-b/` before `s/x/`); a symbolic link back to a folder above is an error, and so are two
+/// class folders whose names differ only in bytes that are not UTF-8.
+#[test]
+fn image_folder_walks_as_torchvision_and_refuses_loops_and_clashing_names() {
+    use std::os::unix::ffi::OsStrExt;
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 12);
+    let png = std::fs::read_dir(data.join("ImageFolder/benign"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let root = dir.path().join("study");
+    let put = |rel: &str| {
+        let to = root.join(rel);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(&png, to).unwrap();
+    };
+    for rel in [
+        "train/a/s/x/1.png",
+        "train/a/s-b/2.png",
+        "train/a/0.png",
+        "train/b/3.png",
+        "test/a/4.png",
+        "test/b/5.png",
+    ] {
+        put(rel);
+    }
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["data_location"] = root.display().to_string().into();
+        v["dataset_params"]["val_fraction"] = json!(0.0);
+    });
+    let s = try_splits(&params).unwrap();
+    assert_eq!(names(&s.train), ["0.png", "2.png", "1.png", "3.png"]);
+
+    std::os::unix::fs::symlink("..", root.join("train/b/up")).unwrap();
+    let e = format!("{:#}", try_splits(&params).err().expect("a loop"));
+    assert!(e.contains("a symbolic link in a loop"), "{e}");
+    std::fs::remove_file(root.join("train/b/up")).unwrap();
+
+    let bytes = |b: &[u8]| std::ffi::OsStr::from_bytes(b).to_owned();
+    for name in [bytes(b"x\xe8"), bytes(b"x\xe9")] {
+        let d = root.join("train").join(name);
+        std::fs::create_dir_all(&d).unwrap();
+        std::fs::copy(&png, d.join("6.png")).unwrap();
+    }
+    let e = format!("{:#}", try_splits(&params).err().expect("a clash"));
+    assert!(e.contains("have the same name once read as UTF-8"), "{e}");
+}
+
+/// CSV mistakes named with the file and line: a column the header has twice, a label column
+/// listed twice in the params, and a first image (which decides the channels) that is missing.
+#[test]
+fn csv_columns_named_twice_and_a_missing_first_image_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 12);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |_| {});
+    let mut p = load(&params);
+    std::fs::write(
+        csv.join("twice.csv"),
+        "path,label,label\nimages/img_00000.png,a,b\nimages/img_00001.png,b,a\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("twice.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("twice.csv line 1: the header has the column \"label\" twice (columns 2 and 3)"),
+        "{e}"
+    );
+
+    let e = config::load(
+        &params,
+        &["dataset_params.label_columns=[\"effusion\",\"effusion\"]".into()],
+        &CliOverrides::default(),
+        medfm::data::datasets::catalog(),
+    )
+    .err()
+    .unwrap();
+    assert!(
+        format!("{e:#}").contains("dataset_params.label_columns[1]: \"effusion\" is listed twice"),
+        "{e:#}"
+    );
+
+    std::fs::write(
+        csv.join("first.csv"),
+        "path,label\nimages/gone.png,a\nimages/img_00001.png,b\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("first.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("first.csv line 2: the first image listed, which decides the channels")
+            && e.contains("gone.png"),
+        "{e}"
+    );
+
+    p.dataset_params.data_location = csv.clone();
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(e.contains("(it is a folder, not a file)"), "{e}");
+
+    std::fs::write(
+        csv.join("one.csv"),
+        "path,label\nimages/img_00000.png,a\nimages/img_00001.png,a\n",
+    )
+    .unwrap();
+    p.dataset_params.data_location = csv.join("one.csv");
+    let e = format!("{:#}", Splits::build(&p).err().expect("an error"));
+    assert!(
+        e.contains("one.csv has 1 class(es) (a); classification needs at least 2"),
+        "{e}"
+    );
+}
+
+/// `synth` refuses a count that would fill the disk (or memory) before it fails.
+#[test]
+fn synth_refuses_a_count_that_would_fill_the_disk() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = command(BIN)
+        .args(["synth", "--dataset", "CSV", "--n", "100001", "--out"])
+        .arg(dir.path().join("big"))
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(e.contains("--n 100001: at most 100000"), "{e}");
+    assert!(!dir.path().join("big").exists());
 }

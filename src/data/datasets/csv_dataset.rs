@@ -136,8 +136,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
             origin: csv.origin(*line),
         })
         .collect();
-    let first = items.first().map(|it| it.path.clone());
-    own::complete_info(info, d, found, first.as_deref())?;
+    own::complete_info(info, d, found, items.first())?;
     own::assign(items, given, d, n_classes, csv_path)
 }
 
@@ -154,15 +153,18 @@ fn multiclass(csv: &Csv, column: &str) -> Result<(Vec<Label>, Found)> {
         .map(|t| layout::parse_class(t, usize::MAX))
         .collect();
     if let Some(ints) = ints {
-        let max = *ints.iter().max().unwrap_or(&0);
-        let names: Vec<String> = (0..=max).map(|i| i.to_string()).collect();
-        if let Some(gap) = (0..=max).find(|c| !ints.contains(c)) {
+        // The gap is looked for among the distinct values first: a column of large numbers
+        // (e.g. IDs) must not make 0..max names.
+        let distinct: BTreeSet<i64> = ints.iter().copied().collect();
+        let max = *distinct.last().unwrap_or(&0);
+        if let Some(gap) = (0..=max).find(|c| !distinct.contains(c)) {
             bail!(
                 "{}: column {column} holds the classes 0..{max} as integers, but no row has \
                  class {gap}; integer labels must be 0..K-1 (or use class names)",
                 csv.path.display()
             );
         }
+        let names: Vec<String> = (0..=max).map(|i| i.to_string()).collect();
         let labels = ints.into_iter().map(Label::Class).collect();
         return Ok((
             labels,
@@ -206,7 +208,8 @@ fn warn_suspect_classes(csv: &Csv, column: &str, texts: &[&str], names: &[String
             .collect();
         if lines.len() == 1 {
             crate::messages::warning(format_args!(
-                "{}: class {name:?} of column {column} has only this one image; a mistyped label                  becomes a class of its own (the classes are the distinct labels: {})",
+                "{}: class {name:?} of column {column} has only this one image; a mistyped label \
+                 becomes a class of its own (the classes are the distinct labels: {})",
                 csv.origin(lines[0]),
                 names.join(", ")
             ));
@@ -216,7 +219,8 @@ fn warn_suspect_classes(csv: &Csv, column: &str, texts: &[&str], names: &[String
         for b in &names[i + 1..] {
             if a.to_lowercase() == b.to_lowercase() {
                 crate::messages::warning(format_args!(
-                    "{}: column {column} has the classes {a:?} and {b:?}, which differ only in                      case; they are two classes",
+                    "{}: column {column} has the classes {a:?} and {b:?}, which differ only in \
+                     case; they are two classes",
                     csv.path.display()
                 ));
             }

@@ -82,6 +82,22 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
             class_dirs.push((None, crate::data::layout::file_name(c), c.clone()));
         }
     }
+    // Names are read as UTF-8 (lossily): two folders whose names differ only in bytes that are
+    // not UTF-8 would become one class.
+    for (i, (split, name, dir)) in class_dirs.iter().enumerate() {
+        if let Some((_, _, other)) = class_dirs[..i]
+            .iter()
+            .find(|(s, n, d)| s == split && n == name && d.file_name() != dir.file_name())
+        {
+            bail!(
+                "{}: the class folders {} and {} have the same name once read as UTF-8 \
+                 (\"{name}\"), so they would be one class; rename them with UTF-8 names",
+                root.display(),
+                other.display(),
+                dir.display()
+            );
+        }
+    }
     let classes: Vec<String> = class_dirs
         .iter()
         .map(|(_, name, _)| name.clone())
@@ -145,7 +161,6 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
         );
     }
     let n_classes = classes.len();
-    let first = items.first().map(|it| it.path.clone());
     own::complete_info(
         info,
         d,
@@ -153,7 +168,7 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
             labels: classes,
             multilabel: false,
         },
-        first.as_deref(),
+        items.first(),
     )?;
     own::assign(items, given, d, n_classes, root)
 }
@@ -172,9 +187,38 @@ fn sorted_dirs(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Every file under `dir`, in the order of a sorted walk (files of a folder, sorted, then its
-/// sub-folders, sorted; symbolic links followed, as torchvision's `followlinks=True`).
+/// Every file under `dir` in the order of torchvision's `make_dataset`:
+/// `sorted(os.walk(dir, followlinks=True))` sorts the folders by their whole path (so `a-b/`
+/// comes before `a/x/`, `-` sorting below `/`), and each folder's files are sorted. Symbolic
+/// links are followed; one that leads back to a folder above it is an error (os.walk would
+/// list its images again and again, under the wrong class).
 fn walk_sorted(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    use std::os::unix::ffi::OsStrExt;
+    let mut folders = vec![];
+    collect_folders(dir, &mut vec![], &mut folders)?;
+    folders.sort_by(|a, b| a.0.as_os_str().as_bytes().cmp(b.0.as_os_str().as_bytes()));
+    for (_, files) in folders {
+        out.extend(files);
+    }
+    Ok(())
+}
+
+/// `dir` and every folder under it (hidden ones left out), each with its files, sorted.
+/// `ancestors` holds the real paths of the folders above `dir`.
+fn collect_folders(
+    dir: &Path,
+    ancestors: &mut Vec<PathBuf>,
+    out: &mut Vec<(PathBuf, Vec<PathBuf>)>,
+) -> Result<()> {
+    let real = std::fs::canonicalize(dir).with_context(|| format!("cannot list {}", dir.display()))?;
+    if ancestors.contains(&real) {
+        bail!(
+            "{} leads back to {}, a folder that contains it (a symbolic link in a loop); its \
+             images would be listed again and again: remove the link",
+            dir.display(),
+            real.display()
+        );
+    }
     let mut files = vec![];
     let mut dirs = vec![];
     for entry in std::fs::read_dir(dir).with_context(|| format!("cannot list {}", dir.display()))? {
@@ -190,11 +234,12 @@ fn walk_sorted(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
         }
     }
     files.sort();
-    dirs.sort();
-    out.extend(files);
+    out.push((dir.to_path_buf(), files));
+    ancestors.push(real);
     for d in dirs {
-        walk_sorted(&d, out)?;
+        collect_folders(&d, ancestors, out)?;
     }
+    ancestors.pop();
     Ok(())
 }
 
