@@ -84,6 +84,8 @@ pub fn check_output(path: &Path, what: &str, is_ours: impl Fn(&Path) -> bool) ->
             path.display(),
             path.join(if what.contains("CSV") {
                 "predictions.csv"
+            } else if what.contains("features") {
+                "features.safetensors"
             } else {
                 "model.safetensors"
             })
