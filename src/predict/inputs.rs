@@ -229,8 +229,8 @@ mod tests {
 
     /// DICOM files named by their UID (whose last number reads as an extension) or without an
     /// extension are found in folders by their DICM marker, as ImageFolder datasets find them;
-    /// other files without an image extension are not. A list's byte-order mark is not part
-    /// of its first path.
+    /// other files without an image extension, and a DICOMDIR (an index, no image), are not.
+    /// A list's byte-order mark is not part of its first path.
     #[test]
     fn uid_named_dicom_files_and_lists_with_a_byte_order_mark() {
         let d = tempfile::tempdir().unwrap();
@@ -238,7 +238,7 @@ mod tests {
         std::fs::create_dir_all(root.join("series")).unwrap();
         let mut dicom = vec![0u8; 128];
         dicom.extend_from_slice(b"DICM");
-        for f in ["1.2.840.113619.2.55.3.7", "IM0001"] {
+        for f in ["1.2.840.113619.2.55.3.7", "IM0001", "DICOMDIR"] {
             std::fs::write(root.join("series").join(f), &dicom).unwrap();
         }
         for f in ["1.2.840.113619.2.55.3.8", "README", "notes.v2"] {
