@@ -314,7 +314,7 @@ impl Predictor {
                 )
             }
         };
-        check_checkpoint_run(&run, params, &path)?;
+        session::check_checkpoint_run(&run, params, &path)?;
         let classifier = build_run_classifier(params, &info, fingerprint, &path)?;
         checkpoint::copy_into(
             &classifier.trainable(),
@@ -578,60 +578,6 @@ impl Predictor {
         }
         crate::train::evaluate::probabilities(self.task, &logits)
     }
-}
-
-/// A checkpoint of another run (`--checkpoint`) is read with this run's classes, preprocessing
-/// and frozen trunk: one of another dataset, backbone or head would give its outputs this
-/// run's class names (silently wrong when the class counts agree) or fail with a misleading
-/// shape or fingerprint error, so it is refused naming its run. Another run of the same
-/// dataset, backbone and head (e.g. other hyper-parameters) is used, with a notice.
-fn check_checkpoint_run(
-    saved: &crate::report::runs::RunId,
-    params: &Params,
-    path: &Path,
-) -> Result<()> {
-    let now = crate::report::runs::RunId::from_params(params, None);
-    let mut differs = vec![];
-    if let (Some(a), Some(b)) = (saved.dataset, now.dataset) {
-        if a != b {
-            differs.push(format!("dataset {} (this run: {})", a.as_str(), b.as_str()));
-        }
-    }
-    if let (Some(a), Some(b)) = (&saved.backbone, &now.backbone) {
-        if a != b {
-            differs.push(format!("backbone {a} (this run: {b})"));
-        }
-    }
-    if let (Some(a), Some(b)) = (saved.head, now.head) {
-        if a != b {
-            differs.push(format!(
-                "model_params.backbone_type \"{}\" (this run: \"{}\")",
-                a.as_str(),
-                b.as_str()
-            ));
-        }
-    }
-    if !differs.is_empty() {
-        bail!(
-            "--checkpoint {} belongs to run \"{}\", not to a run of these params (\"{}\"): {}. \
-             Use that run's params (--params_path <save_dir>/configs/{}/params.json)",
-            path.display(),
-            saved.model_name,
-            now.model_name,
-            differs.join(", "),
-            saved.model_name
-        );
-    }
-    if saved.model_name != now.model_name {
-        crate::messages::notice(format_args!(
-            "{} belongs to run \"{}\" (the same dataset, backbone and head); its model is used \
-             with run \"{}\"'s classes and preprocessing",
-            path.display(),
-            saved.model_name,
-            now.model_name
-        ));
-    }
-    Ok(())
 }
 
 fn skip(input: &Input, e: &anyhow::Error) -> Skipped {

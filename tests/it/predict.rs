@@ -374,8 +374,8 @@ fn a_multiclass_run_predicts_its_own_probabilities_from_the_run_and_from_its_exp
 
 /// `--checkpoint` of a run on other data (an ImageFolder run's, 3 classes, for an APTOS2019
 /// run) would be read with this run's class names (silently, were the class counts equal):
-/// predict, export and explain refuse it before building anything, naming the run it belongs
-/// to and what differs, and write nothing.
+/// predict, export, explain and --test refuse it before building anything, naming the run it
+/// belongs to and what differs, and write nothing.
 #[test]
 fn a_checkpoint_of_a_run_on_other_data_is_refused_naming_its_run() {
     let d = tempfile::tempdir().unwrap();
@@ -415,6 +415,28 @@ fn a_checkpoint_of_a_run_on_other_data_is_refused_naming_its_run() {
         );
         assert!(!out.exists(), "{command}: {out:?}");
     }
+    // --test shares the check: no evaluation folder is written.
+    let r = run(&[
+        os("--params_path"),
+        os(&params),
+        os("--test"),
+        os("--checkpoint"),
+        os(&ckpt),
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "--test: {e}");
+    assert!(e.contains("belongs to run \"other\""), "--test: {e}");
+    let evals = std::fs::read_dir(root.join("run/results/tiny"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("eval-")
+        })
+        .count();
+    assert_eq!(evals, 0, "no eval- folder");
 }
 
 /// The exported file: safetensors whose tensor names are the model's var-store names (the
