@@ -82,13 +82,13 @@ pub fn run(args: &Args) -> Result<()> {
     let pooled = Tensor::cat(&pooled, 0).contiguous();
     let tokens = Tensor::cat(&tokens, 0).contiguous();
     write_safetensors_atomic(&args.output, &[("pooled", &pooled), ("tokens", &tokens)])?;
-    println!(
+    crate::messages::info(format_args!(
         "{}: pooled {:?}, tokens {:?} -> {}",
         row.name,
         pooled.size(),
         tokens.size(),
         args.output.display()
-    );
+    ));
     Ok(())
 }
 
