@@ -24,6 +24,8 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Validate config and data; print per-split class counts; write/reuse val_ids.json.
+    // The run flags' negative numbers reach validation here too (see `Cli`).
+    #[command(allow_negative_numbers = true)]
     Inspect(commands::inspect::Args),
     /// Write trunk features (pooled, tokens) of an input tensor file.
     Features(commands::features::Args),
@@ -36,6 +38,7 @@ enum Cmd {
     /// Test two runs' metrics against each other (DeLong, paired bootstrap).
     Compare(commands::compare::Args),
     /// The reference's learning-rate grid search (lr_finder.grid_search_params).
+    #[command(allow_negative_numbers = true)]
     LrFinder(commands::lr_finder::Args),
     /// Class probabilities of image files from a trained run or an exported model.
     Predict(commands::predict::Args),
@@ -45,6 +48,7 @@ enum Cmd {
     Explain(commands::explain::Args),
     /// Linear probes (DINOv2's linear heads, logistic regression) on the frozen trunk's
     /// features, over a grid and label fractions.
+    #[command(allow_negative_numbers = true)]
     Probe(commands::probe::Args),
 }
 

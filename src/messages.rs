@@ -31,9 +31,12 @@ pub fn debug_from_env() -> bool {
     std::env::var("MEDFM_DEBUG").is_ok_and(|v| !matches!(v.trim(), "" | "0" | "false"))
 }
 
-/// A line of the run's log (stdout).
+/// A line of the run's log (stdout). A closed stdout (`medfm report | head`, a log reader
+/// that quit) is not an error: the command goes on and writes its files (`println!` would
+/// panic with a backtrace).
 pub fn info(args: fmt::Arguments) {
-    println!("{args}");
+    use std::io::Write;
+    let _ = writeln!(std::io::stdout().lock(), "{args}");
 }
 
 /// Something the user should know before trusting the results (stderr).

@@ -45,13 +45,17 @@ pub struct Args {
     pub class: Vec<String>,
     /// Grad-CAM's target activation: a name (an unknown one lists them) or its index (negative
     /// from the end). Default: the family's (docs/explain.md).
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true)]
     pub layer: Option<String>,
     /// Rollout: the attention of the trunk (ViT families) or of the attention head.
     #[arg(long, default_value = "trunk", value_name = "trunk|head")]
     pub attention: String,
     /// Rollout: the fraction of each fused attention matrix's lowest entries set to zero.
-    #[arg(long = "discard_ratio", default_value_t = 0.0)]
+    #[arg(
+        long = "discard_ratio",
+        default_value_t = 0.0,
+        allow_negative_numbers = true
+    )]
     pub discard_ratio: f64,
     /// Also write index.html: every image with its map, one static page.
     #[arg(long)]
@@ -197,6 +201,14 @@ pub fn run(args: &Args) -> Result<()> {
             args.discard_ratio
         );
     }
+    if method != Method::Rollout
+        && (rollout_over != RolloutOver::Trunk || args.discard_ratio != 0.0)
+    {
+        bail!(
+            "--attention and --discard_ratio are for --method rollout; {} does not use them",
+            method.name()
+        );
+    }
     check_output_folder(&args.output)?;
     let batch_size = match args.batch_size {
         Some(b) if b < 1 => bail!("--batch_size must be at least 1, got {b}"),
@@ -204,7 +216,18 @@ pub fn run(args: &Args) -> Result<()> {
     };
     args.refuse_checkpoint_with_model("explain")?;
     let device = pick_device(&args.device)?;
-    let (inputs, mut skipped) = inputs::collect(&args.input);
+    let (mut inputs, mut skipped) = inputs::collect(&args.input);
+    // maps.safetensors is keyed by the input path: an image named twice (a folder and a list
+    // naming the same file) is explained once, since a key may appear only once in the file.
+    let named = inputs.len();
+    let mut seen = HashSet::new();
+    inputs.retain(|i| seen.insert(i.path.clone()));
+    if inputs.len() < named {
+        crate::messages::notice(format_args!(
+            "{} input(s) name an image already named; each image is explained once",
+            named - inputs.len()
+        ));
+    }
     let predictor = match (&args.params_path, &args.model) {
         (Some(p), _) => {
             Predictor::from_run(&load_run_params(p)?, args.checkpoint.as_deref(), device)?

@@ -5,7 +5,8 @@
 //! "tokens" f32 [B, N, D'] (docs/reference.md, What feeds the heads). The trunk is built for
 //! the input's size (H = W; DINOv2 also takes H != W) and channels (C = 1: the first convolution
 //! from the RGB kernel's first channel, as in training), and randomly initialised without
-//! `--weights`. OUT is written atomically: a failed run leaves no file.
+//! `--weights`. OUT is written atomically: a failed run leaves no file; an existing OUT is
+//! replaced only when it is an earlier output of this command (or empty).
 
 use crate::models::classifier::build_trunk;
 use crate::models::registry::{self, BuildOptions};
@@ -47,6 +48,13 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
+    // Before anything is computed: OUT replaces only an earlier output of this command, never
+    // another file (its own --input, a checkpoint, a predict CSV).
+    super::predict::check_output(
+        &args.output,
+        "a features file written by medfm features",
+        is_features_file,
+    )?;
     let device = parse_device(&args.device)?;
     let row = registry::get(&args.backbone)?;
     let pixels = read_pixels(&args.input, args.in_chans)?;
@@ -74,13 +82,13 @@ pub fn run(args: &Args) -> Result<()> {
     let pooled = Tensor::cat(&pooled, 0).contiguous();
     let tokens = Tensor::cat(&tokens, 0).contiguous();
     write_safetensors_atomic(&args.output, &[("pooled", &pooled), ("tokens", &tokens)])?;
-    println!(
+    crate::messages::info(format_args!(
         "{}: pooled {:?}, tokens {:?} -> {}",
         row.name,
         pooled.size(),
         tokens.size(),
         args.output.display()
-    );
+    ));
     Ok(())
 }
 
@@ -162,6 +170,37 @@ fn read_pixels(path: &Path, in_chans: Option<i64>) -> Result<Tensor> {
         );
     }
     Ok(pixels.shallow_clone())
+}
+
+/// Whether `path` is a safetensors file holding exactly the tensors this command writes,
+/// "pooled" and "tokens" (reads the header only).
+fn is_features_file(path: &Path) -> bool {
+    use std::io::Read;
+    let Ok(mut f) = std::fs::File::open(path) else {
+        return false;
+    };
+    let mut len = [0u8; 8];
+    if f.read_exact(&mut len).is_err() {
+        return false;
+    }
+    let n = u64::from_le_bytes(len);
+    if n > 1 << 20 {
+        return false;
+    }
+    let mut header = vec![0u8; n as usize];
+    if f.read_exact(&mut header).is_err() {
+        return false;
+    }
+    let Ok(serde_json::Value::Object(h)) = serde_json::from_slice(&header) else {
+        return false;
+    };
+    let mut names: Vec<&str> = h
+        .keys()
+        .map(String::as_str)
+        .filter(|k| *k != "__metadata__")
+        .collect();
+    names.sort_unstable();
+    names == ["pooled", "tokens"]
 }
 
 /// Write tensors to a temporary sibling, then rename over `path`.

@@ -31,7 +31,7 @@ pub struct ModelSourceArgs {
     pub checkpoint: Option<PathBuf>,
     /// Images per forward pass (default: the run's test batch size, which gives the test
     /// pass's exact batches).
-    #[arg(long = "batch_size")]
+    #[arg(long = "batch_size", allow_negative_numbers = true)]
     pub batch_size: Option<i64>,
     /// auto (the first GPU when CUDA is available, else the CPU), cpu, cuda or cuda:N.
     #[arg(long, default_value = "auto", value_name = "auto|cpu|cuda|cuda:N")]

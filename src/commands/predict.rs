@@ -84,6 +84,8 @@ pub fn check_output(path: &Path, what: &str, is_ours: impl Fn(&Path) -> bool) ->
             path.display(),
             path.join(if what.contains("CSV") {
                 "predictions.csv"
+            } else if what.contains("features") {
+                "features.safetensors"
             } else {
                 "model.safetensors"
             })
@@ -120,6 +122,14 @@ fn run_temperature(params: &config::Params) -> Result<f64> {
             file.display()
         )
     })?;
+    // The fit searches (0.01, 100); a zero or negative one (an edited file) would give NaN
+    // probabilities or reverse the classes' order.
+    if !(t.is_finite() && t > 0.0) {
+        bail!(
+            "--calibrated: {}: calibration.temperature is {t}; a positive number is expected              (the file was edited or is damaged; `medfm --params_path ... --test` writes it again)",
+            file.display()
+        );
+    }
     crate::messages::info(format_args!(
         "Calibrated: logits divided by the temperature {} ({}, fitted on the validation split)",
         crate::messages::num(t),

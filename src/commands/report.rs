@@ -37,15 +37,17 @@ pub fn run(args: &Args) -> Result<()> {
         planned.push(load_id(args, file)?);
     }
     let (files, markdown) = crate::report::write_report(&args.save_dir, &planned)?;
-    println!("{markdown}");
-    println!(
+    // Through messages::info: a closed stdout (`| head`) is not a panic.
+    let info = crate::messages::info;
+    info(format_args!("{markdown}"));
+    info(format_args!(
         "Table: {} and {}",
         files.markdown.display(),
         files.csv.display()
-    );
+    ));
     match &files.figure {
-        Some(png) => println!("Figure: {}", png.display()),
-        None => println!("No figure: no run has a known dataset"),
+        Some(png) => info(format_args!("Figure: {}", png.display())),
+        None => info(format_args!("No figure: no run has a known dataset")),
     }
     Ok(())
 }
@@ -89,12 +91,16 @@ fn plan(args: &Args) -> Result<()> {
         });
         match planned {
             Ok((id, state)) => {
-                println!("plan\t{state}\t{}\t{}", id.model_name, file.display());
+                crate::messages::info(format_args!(
+                    "plan\t{state}\t{}\t{}",
+                    id.model_name,
+                    file.display()
+                ));
                 ids.push(id);
             }
             Err(e) => {
                 let why = format!("{e:#}").replace(['\t', '\n'], " ");
-                println!("plan\tinvalid\t-\t{}\t{why}", file.display());
+                crate::messages::info(format_args!("plan\tinvalid\t-\t{}\t{why}", file.display()));
             }
         }
     }

@@ -103,7 +103,7 @@ impl Csv {
 
 /// 1-based line numbers of increasing byte offsets, counted once through the file.
 #[derive(Default)]
-struct LineCounter {
+pub(crate) struct LineCounter {
     offset: usize,
     newlines: u64,
 }
@@ -112,7 +112,7 @@ impl LineCounter {
     /// The line a record starting at `offset` is on. The reader reports a record from the
     /// end of the previous one, which can be the `\n` of a `\r\n` or blank lines before the
     /// record: a record never starts with a line break, so those are skipped.
-    fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
+    pub(crate) fn line_at(&mut self, bytes: &[u8], offset: usize) -> u64 {
         let mut start = offset.min(bytes.len());
         while matches!(bytes.get(start), Some(b'\n' | b'\r')) {
             start += 1;

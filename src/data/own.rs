@@ -51,13 +51,21 @@ impl SplitName {
 pub const IMAGE_EXTENSIONS: [&str; 4] = ["png", "jpg", "jpeg", "dcm"];
 
 /// Whether `path` is an image file medfm reads: by its extension, or, without one, a DICOM
-/// file by its `DICM` marker (DICOM files are often named by their UID alone).
+/// file by its `DICM` marker (DICOM files are often named by their UID alone, e.g.
+/// `1.2.840.113619.2.55.3.604688119`, whose last number reads as an "extension"); never a
+/// `DICOMDIR`.
 pub fn is_image_file(path: &Path) -> bool {
-    match path.extension() {
-        Some(e) => e
-            .to_str()
-            .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str())),
-        None => super::dicom::file_has_preamble(path),
+    // A PACS export's media directory holds no image, only the index of the others.
+    if path
+        .file_name()
+        .is_some_and(|n| n.eq_ignore_ascii_case("DICOMDIR"))
+    {
+        return false;
+    }
+    match path.extension().and_then(|e| e.to_str()) {
+        Some(e) if IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()) => true,
+        Some(e) if !e.bytes().all(|b| b.is_ascii_digit()) => false,
+        _ => super::dicom::file_has_preamble(path),
     }
 }
 

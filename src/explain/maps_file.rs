@@ -5,6 +5,7 @@
 //! as `safetensors.serialize` pads it), then the data in the order it was appended.
 
 use anyhow::{Context, Result};
+use std::collections::HashSet;
 use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
@@ -14,6 +15,7 @@ pub struct MapsWriter {
     data: BufWriter<File>,
     /// (key, shape, start, end) in append order.
     entries: Vec<(String, Vec<usize>, usize, usize)>,
+    keys: HashSet<String>,
     len: usize,
 }
 
@@ -26,6 +28,7 @@ impl MapsWriter {
             data_path: data_path.to_path_buf(),
             data: BufWriter::new(f),
             entries: vec![],
+            keys: HashSet::new(),
             len: 0,
         })
     }
@@ -36,6 +39,11 @@ impl MapsWriter {
             values.len() == shape[0] * shape[1],
             "internal: map {key} has {} values for shape {shape:?}",
             values.len()
+        );
+        // A key twice would make the file unreadable (safetensors keys are unique).
+        anyhow::ensure!(
+            self.keys.insert(key.to_string()),
+            "internal: map {key} is written twice"
         );
         for v in values {
             self.data.write_all(&v.to_le_bytes())?;

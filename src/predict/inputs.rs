@@ -1,5 +1,6 @@
 //! What `medfm predict --input PATH...` reads: image files, folders (searched recursively for
-//! `.png`, `.jpg`, `.jpeg` and `.dcm` files, in name order) and `.txt` lists (one path a line,
+//! `.png`, `.jpg`, `.jpeg` and `.dcm` files and DICOM files named without an extension or by
+//! their UID, in name order) and `.txt` lists (one path a line,
 //! relative paths relative to the list's folder; blank lines and lines starting with `#` are
 //! skipped). An input that cannot be found or read is kept as a [`Skipped`] entry with its
 //! reason, never an error: the other inputs are still predicted.
@@ -74,7 +75,8 @@ impl Collector {
                     path,
                     origin,
                     format!(
-                        "the folder holds no image (looked for .{} files in it and its subfolders)",
+                        "the folder holds no image (looked for .{} files, and DICOM files named \
+                         without an extension, in it and its subfolders)",
                         IMAGE_EXTENSIONS.join(", .")
                     ),
                 );
@@ -105,7 +107,9 @@ impl Collector {
             // `metadata` follows symlinks: a linked folder is walked, a linked image read.
             match std::fs::metadata(&p) {
                 Ok(m) if m.is_dir() => self.walk(&p, origin),
-                Ok(_) if has_extension(&p, &IMAGE_EXTENSIONS) => self.inputs.push(Input {
+                // An image extension, or a DICOM file named without one (or by its UID),
+                // as the ImageFolder reader takes them.
+                Ok(_) if crate::data::own::is_image_file(&p) => self.inputs.push(Input {
                     path: p,
                     origin: origin.to_string(),
                 }),
@@ -132,6 +136,8 @@ impl Collector {
             },
             Err(e) => return self.skip(list, "--input", format!("cannot read the list: {e}")),
         };
+        // A byte-order mark (Notepad's and Excel's "UTF-8") is not part of the first path.
+        let text = text.strip_prefix('\u{feff}').unwrap_or(&text);
         let base = list.parent().unwrap_or(Path::new(""));
         let before = (self.inputs.len(), self.skipped.len());
         for (i, line) in text.lines().enumerate() {
@@ -219,5 +225,37 @@ mod tests {
         );
         assert_eq!(why[2].0, "empty");
         assert!(why[2].1.starts_with("the folder holds no image"), "{why:?}");
+    }
+
+    /// DICOM files named by their UID (whose last number reads as an extension) or without an
+    /// extension are found in folders by their DICM marker, as ImageFolder datasets find them;
+    /// other files without an image extension, and a DICOMDIR (an index, no image), are not.
+    /// A list's byte-order mark is not part of its first path.
+    #[test]
+    fn uid_named_dicom_files_and_lists_with_a_byte_order_mark() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        std::fs::create_dir_all(root.join("series")).unwrap();
+        let mut dicom = vec![0u8; 128];
+        dicom.extend_from_slice(b"DICM");
+        for f in ["1.2.840.113619.2.55.3.7", "IM0001", "DICOMDIR"] {
+            std::fs::write(root.join("series").join(f), &dicom).unwrap();
+        }
+        for f in ["1.2.840.113619.2.55.3.8", "README", "notes.v2"] {
+            std::fs::write(root.join("series").join(f), b"not an image").unwrap();
+        }
+        std::fs::write(root.join("a.png"), b"x").unwrap();
+        std::fs::write(root.join("bom.txt"), "\u{feff}a.png\r\nseries\r\n").unwrap();
+        let (inputs, skipped) = collect(&[root.join("bom.txt")]);
+        assert!(skipped.is_empty(), "{skipped:?}");
+        let got: Vec<PathBuf> = inputs.into_iter().map(|i| i.path).collect();
+        assert_eq!(
+            got,
+            [
+                root.join("a.png"),
+                root.join("series/1.2.840.113619.2.55.3.7"),
+                root.join("series/IM0001"),
+            ]
+        );
     }
 }

@@ -113,6 +113,29 @@ pub struct Preprocessing {
     pub batch_size: i64,
 }
 
+impl Preprocessing {
+    /// Normalize reads one mean and std per channel (more channels than values would index
+    /// past them), and a zero std gives NaN probabilities: an exported file whose metadata
+    /// says otherwise is refused.
+    fn check_normalization(&self) -> Result<()> {
+        let n = self.channels.max(0) as usize;
+        if self.mean.len() != n
+            || self.std.len() != n
+            || !self.mean.iter().all(|m| m.is_finite())
+            || !self.std.iter().all(|s| s.is_finite() && *s > 0.0)
+        {
+            bail!(
+                "the model's preprocessing needs one finite mean and one positive std per \
+                 channel ({} channel(s)), got mean {:?} and std {:?}",
+                self.channels,
+                self.mean,
+                self.std
+            );
+        }
+        Ok(())
+    }
+}
+
 /// The model's outputs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Classes {
@@ -275,10 +298,10 @@ impl Predictor {
             ),
         };
         let ck = checkpoint::load(&path)?;
-        let (prefix, fingerprint, iteration, val_target) = match ck.kind {
+        let (prefix, fingerprint, iteration, val_target, run) = match ck.kind {
             CkptKind::Model => {
                 let s: ModelState = ck.state()?;
-                ("model/", s.frozen_fingerprint, s.iters, s.val_target)
+                ("model/", s.frozen_fingerprint, s.iters, s.val_target, s.run)
             }
             CkptKind::Session => {
                 let s: SessionState = ck.state()?;
@@ -287,9 +310,11 @@ impl Predictor {
                     s.frozen_fingerprint,
                     s.best_iters,
                     s.best_val_target,
+                    s.run,
                 )
             }
         };
+        session::check_checkpoint_run(&run, params, &path)?;
         let classifier = build_run_classifier(params, &info, fingerprint, &path)?;
         checkpoint::copy_into(
             &classifier.trainable(),
@@ -349,11 +374,12 @@ impl Predictor {
         let classifier = layers::without_random_init(|| Classifier::new(&spec))
             .with_context(|| format!("{what}: building the {} classifier", row.name))?;
         checkpoint::copy_into(&sorted_variables(&classifier), tensors, what)?;
-        Self::assemble(card, classifier, device)
+        Self::assemble(card, classifier, device).with_context(|| what.to_string())
     }
 
     fn assemble(card: ModelCard, classifier: Classifier, device: Device) -> Result<Predictor> {
         let p = &card.preprocessing;
+        p.check_normalization()?;
         let pipeline = Pipeline::with_normalization(&p.transforms, &p.mean, &p.std)
             .context("the model's preprocessing (test transforms)")?;
         if p.channels != card.model.in_chans {
@@ -729,6 +755,31 @@ mod tests {
             "a;c"
         );
         assert_eq!(prediction(Task::Multilabel, &names, &[0.1, 0.2, 0.3]), "");
+    }
+
+    #[test]
+    fn normalization_needs_a_finite_mean_and_a_positive_std_per_channel() {
+        let p = |channels: i64, mean: Vec<f64>, std: Vec<f64>| Preprocessing {
+            transforms: Transforms::default(),
+            channels,
+            mean,
+            std,
+            seed: 0,
+            batch_size: 1,
+        };
+        assert!(p(3, vec![0.5; 3], vec![0.2; 3])
+            .check_normalization()
+            .is_ok());
+        assert!(p(1, vec![0.5], vec![0.2]).check_normalization().is_ok());
+        for bad in [
+            p(3, vec![0.5], vec![0.2; 3]),
+            p(3, vec![0.5; 3], vec![0.2; 2]),
+            p(1, vec![0.5], vec![0.0]),
+            p(1, vec![f64::NAN], vec![0.2]),
+        ] {
+            let e = bad.check_normalization().unwrap_err().to_string();
+            assert!(e.contains("one finite mean and one positive std"), "{e}");
+        }
     }
 
     #[test]

@@ -143,11 +143,19 @@ pub struct ReportFiles {
 /// the markdown.
 pub fn write_report(save_dir: &Path, planned: &[runs::RunId]) -> Result<(ReportFiles, String)> {
     let found = runs::collect_runs(save_dir, planned)?;
-    anyhow::ensure!(
-        !found.is_empty(),
-        "no runs under {} (expected results/, configs/ or sweep/plan.tsv there)",
-        save_dir.display()
-    );
+    if found.is_empty() {
+        anyhow::bail!(
+            "no runs under {}: {}",
+            save_dir.display(),
+            if !save_dir.exists() {
+                "no such folder (--save_dir is the folder the runs wrote to)"
+            } else if !save_dir.is_dir() {
+                "it is a file, not a folder (--save_dir is the folder the runs wrote to)"
+            } else {
+                "expected results/, configs/ or sweep/plan.tsv there"
+            }
+        );
+    }
     let rows: Vec<table::Row> = found
         .into_iter()
         .map(|(id, state)| {

@@ -229,8 +229,18 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
                 run_state(save_dir, &id.model_name),
                 bad_params.get(&id.model_name),
             ) {
-                // Its test metrics are there: the run finished whatever its params file says.
-                (RunState::Done(v), _) => RunState::Done(v),
+                // Its test metrics are there: the run finished whatever its params file says,
+                // but its settings (dataset, backbone, head...) are unknown, and why is said.
+                (RunState::Done(v), why) => {
+                    if let Some(why) = why {
+                        crate::messages::warning(format_args!(
+                            "{why}; the report shows {}'s metrics without its settings (under \
+                             \"Other runs\")",
+                            id.model_name
+                        ));
+                    }
+                    RunState::Done(v)
+                }
                 (_, Some(why)) => RunState::Failed(why.clone()),
                 (state, None) => state,
             };

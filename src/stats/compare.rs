@@ -69,10 +69,13 @@ pub fn predictions_file(run: &Path) -> Result<PathBuf> {
 /// empty/`nan` for unknown); and one `prob_<name>` per class, in header order, read as f32.
 /// Other columns are ignored.
 pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
+    let bytes = std::fs::read(file).with_context(|| format!("cannot read {}", file.display()))?;
     let mut reader = csv::ReaderBuilder::new()
         .has_headers(true)
-        .from_path(file)
-        .with_context(|| format!("cannot read {}", file.display()))?;
+        .from_reader(bytes.as_slice());
+    // Lines from the records' byte offsets: the reader's own count is one short per CRLF
+    // line ending (pandas and Python's csv module write them), as in `data::layout`.
+    let mut lines = crate::data::layout::LineCounter::default();
     let header = reader
         .headers()
         .with_context(|| format!("{}: cannot read the header", file.display()))?
@@ -126,7 +129,9 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
     let mut p = Vec::new();
     for rec in reader.records() {
         let rec = rec.with_context(|| format!("{}: malformed CSV", file.display()))?;
-        let line = rec.position().map_or(0, |pos| pos.line());
+        let line = rec
+            .position()
+            .map_or(0, |pos| lines.line_at(&bytes, pos.byte() as usize));
         let at = || format!("{}:{line}", file.display());
         let cell = |i: usize| rec.get(i).unwrap_or("").trim();
         rows.push(Row {
@@ -636,6 +641,37 @@ mod tests {
                 assert!(t[1].is_nan());
             }
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Errors name the file's own line, also with CRLF line endings (a predictions.csv saved
+    /// by pandas or Python's csv module), where the CSV reader's count falls one short a line.
+    #[test]
+    fn errors_name_the_line_with_either_line_ending() {
+        let dir = tempfile::tempdir().unwrap();
+        for eol in ["\n", "\r\n"] {
+            let rows = [
+                "path,label,prob_x,prob_y",
+                "1.png,x,0.9,0.1",
+                "2.png,y,0.4,0.6",
+                "3.png,y,abc,0.7",
+                "1.png,x,0.8,0.2",
+            ];
+            let bad = write(dir.path(), "bad", &(rows[..4].join(eol) + eol));
+            let e = read_predictions(&predictions_file(&bad).unwrap()).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("predictions.csv:4: prob_x"),
+                "{eol:?}: {e:#}"
+            );
+            let mut twice = rows.to_vec();
+            twice.remove(3);
+            let dup = write(dir.path(), "dup", &(twice.join(eol) + eol));
+            let d = read_predictions(&predictions_file(&dup).unwrap()).unwrap();
+            let e = align(&d, &d).unwrap_err();
+            assert!(
+                format!("{e:#}").contains("is on lines 2 and 4"),
+                "{eol:?}: {e:#}"
+            );
         }
     }
 

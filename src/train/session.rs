@@ -90,6 +90,64 @@ pub(crate) fn check_fingerprint(saved: f64, now: f64, path: &Path) -> Result<()>
     Ok(())
 }
 
+/// A checkpoint of another run (`--checkpoint` of predict, export, explain and `--test`) is
+/// read with this run's classes, preprocessing and frozen trunk. One of another backbone or
+/// head cannot fit (it would fail with a misleading shape or fingerprint error), and one of
+/// another run on another dataset would give its outputs this run's class names (silently
+/// wrong when the class counts agree): both are refused, naming the run the file belongs to.
+/// The run's own model on another dataset (`--test` with `--set dataset_params.dataset=...`,
+/// an evaluation on other data) is fine; another run of the same dataset, backbone and head
+/// (e.g. other hyper-parameters) is used with a notice.
+pub(crate) fn check_checkpoint_run(
+    saved: &RunId,
+    params: &crate::config::Params,
+    path: &Path,
+) -> Result<()> {
+    let now = RunId::from_params(params, None);
+    let other_run = saved.model_name != now.model_name;
+    let mut differs = vec![];
+    if let (Some(a), Some(b), true) = (saved.dataset, now.dataset, other_run) {
+        if a != b {
+            differs.push(format!("dataset {} (this run: {})", a.as_str(), b.as_str()));
+        }
+    }
+    if let (Some(a), Some(b)) = (&saved.backbone, &now.backbone) {
+        if a != b {
+            differs.push(format!("backbone {a} (this run: {b})"));
+        }
+    }
+    if let (Some(a), Some(b)) = (saved.head, now.head) {
+        if a != b {
+            differs.push(format!(
+                "model_params.backbone_type \"{}\" (this run: \"{}\")",
+                a.as_str(),
+                b.as_str()
+            ));
+        }
+    }
+    if !differs.is_empty() {
+        bail!(
+            "{} belongs to run \"{}\", not to a run of these params (\"{}\"): {}. \
+             Use that run's params (--params_path <save_dir>/configs/{}/params.json)",
+            path.display(),
+            saved.model_name,
+            now.model_name,
+            differs.join(", "),
+            saved.model_name
+        );
+    }
+    if other_run {
+        crate::messages::notice(format_args!(
+            "{} belongs to run \"{}\" (the same dataset, backbone and head); its model is used \
+             with run \"{}\"'s classes and preprocessing",
+            path.display(),
+            saved.model_name,
+            now.model_name
+        ));
+    }
+    Ok(())
+}
+
 pub(super) const OPTIM_FIELDS: [&str; 4] =
     ["exp_avg", "exp_avg_sq", "max_exp_avg_sq", "momentum_buffer"];
 

@@ -1265,10 +1265,17 @@ impl Trainer {
         };
         self.checkpoints.wait()?;
         let ck = checkpoint::load(path)?;
-        let (prefix, fp) = match ck.kind {
-            CkptKind::Model => ("model/", ck.state::<ModelState>()?.frozen_fingerprint),
-            CkptKind::Session => ("best/", ck.state::<SessionState>()?.frozen_fingerprint),
+        let (prefix, fp, run) = match ck.kind {
+            CkptKind::Model => {
+                let s = ck.state::<ModelState>()?;
+                ("model/", s.frozen_fingerprint, s.run)
+            }
+            CkptKind::Session => {
+                let s = ck.state::<SessionState>()?;
+                ("best/", s.frozen_fingerprint, s.run)
+            }
         };
+        super::session::check_checkpoint_run(&run, &self.params, path)?;
         check_fingerprint(fp, self.fingerprint, path)?;
         checkpoint::copy_into(&trainable, &ck.group(prefix), &path.display().to_string())?;
         crate::messages::info(format_args!(

@@ -139,6 +139,20 @@ fn negative_flag_values_reach_validation() {
             "{flag}: {err}"
         );
     }
+    // The subcommands that take the run flags too.
+    for command in ["inspect", "probe", "lr-finder"] {
+        let o = medfm(
+            dir.path(),
+            &[command, "--params_path", REFERENCE, "--lr", "-1"],
+        );
+        let (_, err) = text(&o);
+        assert_eq!(o.status.code(), Some(1), "{command}: {err}");
+        assert!(
+            err.contains("optimization_params.default.optimizer.params.lr")
+                && err.contains("got -1"),
+            "{command}: {err}"
+        );
+    }
 }
 
 #[test]

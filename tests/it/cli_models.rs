@@ -123,6 +123,61 @@ fn features_writes_pooled_and_tokens() {
     assert_eq!(got["tokens"].kind(), Kind::Float);
 }
 
+/// `--output` replaces only an earlier output of `features` (or an empty file): its own
+/// `--input`, or any other file, is refused before anything is computed, and left as it was.
+#[test]
+fn features_never_replaces_a_file_it_did_not_write() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.safetensors");
+    write_pixels(&input, "pixels", &[1, 3, 28, 28]);
+    let args = |out: &Path| {
+        vec![
+            "features".to_string(),
+            "--backbone".into(),
+            "dinov2_vits14".into(),
+            "--input".into(),
+            input.display().to_string(),
+            "--output".into(),
+            out.display().to_string(),
+        ]
+    };
+    let call = |out: &Path| {
+        let a = args(out);
+        medfm(&a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let text = dir.path().join("notes.csv");
+    std::fs::write(&text, "path,label\na.png,x\n").unwrap();
+    let input_bytes = std::fs::read(&input).unwrap();
+    for target in [&input, &text] {
+        let before = std::fs::read(target).unwrap();
+        let out = call(target);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(
+            err.contains("exists and is not a features file written by medfm features"),
+            "{err}"
+        );
+        assert_eq!(
+            std::fs::read(target).unwrap(),
+            before,
+            "{target:?} untouched"
+        );
+    }
+    assert_eq!(std::fs::read(&input).unwrap(), input_bytes);
+    // An earlier output, and an empty file, are replaced.
+    let output = dir.path().join("feats.safetensors");
+    std::fs::write(&output, "").unwrap();
+    for _ in 0..2 {
+        let out = call(&output);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(read_st_at(&output)["pooled"].size(), vec![1, 384]);
+    }
+}
+
 #[test]
 fn features_one_channel_input_builds_a_one_channel_trunk() {
     let dir = tempfile::tempdir().unwrap();

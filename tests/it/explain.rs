@@ -1,7 +1,7 @@
 //! `medfm explain` end to end on tiny runs (DINOv2-S/14 with random weights, 28 px, synthetic
 //! data): the files it writes, from a run and from its export, each method, a DICOM input,
 //! classes by name, multi-label maps, the refusal of a non-empty --output folder (its own
-//! earlier output included).
+//! earlier output included), an image named twice, rollout's options refused with Grad-CAM.
 
 use crate::common::e2e::{synth_data, tiny_params, BIN};
 use crate::common::fixture;
@@ -212,6 +212,49 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
         "{err}"
     );
     assert!(!root.join("bad").exists());
+    // An image named twice (here a file and a list naming it) is explained once: the maps file
+    // holds one map per key and stays readable. A negative --layer counts from the end.
+    let list = root.join("again.txt");
+    std::fs::write(&list, format!("{}\n", images[0].display())).unwrap();
+    let twice = root.join("twice");
+    let out = run(&[
+        os("explain"),
+        os("--params_path"),
+        os(&params),
+        os("--input"),
+        inputs[0],
+        os(&list),
+        os("--output"),
+        os(&twice),
+        os("--layer"),
+        os("-2"),
+    ]);
+    ok(&out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("each image is explained once"), "{err}");
+    let rows = index(&twice);
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    check_outputs(&twice, &rows, 28, &keys[..1]);
+    // Rollout's options with Grad-CAM are refused, not ignored.
+    for extra in [["--discard_ratio", "0.5"], ["--attention", "head"]] {
+        let out = run(&[
+            os("explain"),
+            os("--params_path"),
+            os(&params),
+            os("--input"),
+            inputs[0],
+            os("--output"),
+            os(&root.join("bad")),
+            os(extra[0]),
+            os(extra[1]),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            !out.status.success() && err.contains("are for --method rollout"),
+            "{extra:?}: {err}"
+        );
+        assert!(!root.join("bad").exists());
+    }
 }
 
 #[test]

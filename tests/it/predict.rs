@@ -372,6 +372,73 @@ fn a_multiclass_run_predicts_its_own_probabilities_from_the_run_and_from_its_exp
     );
 }
 
+/// `--checkpoint` of a run on other data (an ImageFolder run's, 3 classes, for an APTOS2019
+/// run) would be read with this run's class names (silently, were the class counts equal):
+/// predict, export, explain and --test refuse it before building anything, naming the run it
+/// belongs to and what differs, and write nothing.
+#[test]
+fn a_checkpoint_of_a_run_on_other_data_is_refused_naming_its_run() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    synth_data(root, "ImageFolder", 30);
+    let other = tiny_params(root, "ImageFolder", |v| {
+        v["training_params"]["model_name"] = "other".into();
+    });
+    ok(&run(&[os("--params_path"), os(&other)]));
+    let params = train(root, "APTOS2019");
+    let ckpt = root.join("run/checkpoints/other.best.safetensors");
+    let images = root.join("data/APTOS2019");
+    for (command, out) in [
+        ("predict", root.join("p.csv")),
+        ("export", root.join("m.safetensors")),
+        ("explain", root.join("maps")),
+    ] {
+        let mut args = vec![
+            os(command),
+            os("--params_path"),
+            os(&params),
+            os("--checkpoint"),
+            os(&ckpt),
+            os("--output"),
+            os(&out),
+        ];
+        if command != "export" {
+            args.extend([os("--input"), os(&images)]);
+        }
+        let r = run(&args);
+        let e = String::from_utf8_lossy(&r.stderr);
+        assert!(!r.status.success(), "{command}: {e}");
+        assert!(
+            e.contains("belongs to run \"other\"")
+                && e.contains("dataset ImageFolder (this run: APTOS2019)"),
+            "{command}: {e}"
+        );
+        assert!(!out.exists(), "{command}: {out:?}");
+    }
+    // --test shares the check: no evaluation folder is written.
+    let r = run(&[
+        os("--params_path"),
+        os(&params),
+        os("--test"),
+        os("--checkpoint"),
+        os(&ckpt),
+    ]);
+    let e = String::from_utf8_lossy(&r.stderr);
+    assert!(!r.status.success(), "--test: {e}");
+    assert!(e.contains("belongs to run \"other\""), "--test: {e}");
+    let evals = std::fs::read_dir(root.join("run/results/tiny"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("eval-")
+        })
+        .count();
+    assert_eq!(evals, 0, "no eval- folder");
+}
+
 /// The exported file: safetensors whose tensor names are the model's var-store names (the
 /// classifier `params` build), with the medfm metadata.
 fn check_export_layout(model: &Path, params: &Path) {

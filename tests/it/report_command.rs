@@ -201,3 +201,61 @@ fn plan_prints_states_for_the_sweep() {
     assert_eq!(lines[6][1..3], ["start", "long_warmup"]);
     assert_eq!(runs::read_plan(d).unwrap().len(), 4);
 }
+
+/// A finished run whose resolved params cannot be read keeps its metrics, and the report says
+/// which file is unreadable and why; a closed stdout is no panic; a --save_dir that does not
+/// exist, or is a file, is named as such rather than as an empty folder.
+#[test]
+fn unreadable_params_of_a_finished_run_and_a_missing_save_dir_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let name = start(d, "APTOS2019/dinov2_vitb14_linear.json");
+    finish(d, &name, "test_quadratic_kappa", 0.8);
+    let params = d.join("configs").join(&name).join("params.json");
+    std::fs::write(&params, "{\"dataset_params\": ").unwrap();
+    let report = |save_dir: &Path| {
+        common::command(env!("CARGO_BIN_EXE_medfm"))
+            .args(["report", "--save_dir"])
+            .arg(save_dir)
+            .output()
+            .unwrap()
+    };
+    let out = report(d);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    assert!(
+        err.contains(&params.display().to_string())
+            && err.contains("not valid JSON")
+            && err.contains("without its settings"),
+        "{err}"
+    );
+    let md = std::fs::read_to_string(d.join("report/results.md")).unwrap();
+    assert!(md.contains(": 1 done, 0 failed"), "{md}");
+    // A closed stdout (`medfm report | head -1`) is no panic: the report is still written.
+    std::fs::remove_dir_all(d.join("report")).unwrap();
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = common::command(env!("CARGO_BIN_EXE_medfm"))
+        .args(["report", "--save_dir"])
+        .arg(d)
+        .stdout(writer)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success() && !err.contains("panicked"), "{err}");
+    assert!(d.join("report/results.md").is_file());
+    assert!(md.contains(&format!("| {name} |")), "{md}");
+    let missing = d.join("nonexistent");
+    let file = d.join("file.txt");
+    std::fs::write(&file, "x").unwrap();
+    for (target, why) in [
+        (&missing, "no such folder"),
+        (&file, "it is a file, not a folder"),
+    ] {
+        let out = report(target);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{err}");
+        assert!(err.contains(why), "{err}");
+    }
+    assert!(!missing.exists());
+}

@@ -492,6 +492,34 @@ fn a_multiclass_run_writes_statistics_and_test_writes_them_too() {
             assert!((want - c).abs() < 1e-5, "{row:?} at T {t}: {cal:?}");
         }
     }
+    // A temperature that is not positive (an edited statistics.json) would give NaN
+    // probabilities (0) or reverse the classes' order (< 0): refused, nothing written.
+    let file = results.join("statistics.json");
+    let original = std::fs::read_to_string(&file).unwrap();
+    for bad in [0.0, -2.0] {
+        let mut edited: serde_json::Value = serde_json::from_str(&original).unwrap();
+        edited["calibration"]["temperature"] = bad.into();
+        std::fs::write(&file, edited.to_string()).unwrap();
+        let out = dir.path().join("bad_t.csv");
+        let o = medfm(&[
+            "predict",
+            "--params_path",
+            resolved.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+            "--input",
+            images[0],
+            "--calibrated",
+        ]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(!o.status.success(), "T {bad}: {err}");
+        assert!(
+            err.contains("calibration.temperature is") && err.contains("a positive number"),
+            "T {bad}: {err}"
+        );
+        assert!(!out.exists());
+    }
+    std::fs::write(&file, original).unwrap();
 }
 
 #[test]
