@@ -22,7 +22,8 @@ pub struct ModelSourceArgs {
     /// weights needed.
     #[arg(long)]
     pub model: Option<PathBuf>,
-    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm) and .txt lists
+    /// Image files, folders (searched recursively for .png, .jpg, .jpeg, .dcm, and DICOM files
+    /// named without an extension or by their UID) and .txt lists
     /// (one path a line, relative to the list's folder).
     #[arg(long, required = true, num_args = 1.., value_name = "PATH")]
     pub input: Vec<PathBuf>,

@@ -2,7 +2,8 @@
 //! [--batch_size N] [--tta] [--calibrated] [--device D] [--workers W]`: class probabilities of
 //! image files (`--calibrated`: temperature-scaled with the run's statistics.json).
 //!
-//! Inputs are image files, folders (searched recursively for .png, .jpg, .jpeg and .dcm) and
+//! Inputs are image files, folders (searched recursively for .png, .jpg, .jpeg and .dcm, and
+//! extension-less or UID-named DICOM files) and
 //! .txt lists (`predict::inputs`). The model is a run's best checkpoint (or `--checkpoint`) or
 //! a file written by `medfm export`. OUT gets `path`, `prob_<class>` per class and
 //! `prediction`, one row per predicted image in input order, written atomically (an existing

@@ -119,11 +119,19 @@ pub fn read(path: &Path) -> Result<(ModelCard, Vec<(String, Tensor)>)> {
         )
     };
     let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| {
+        use safetensors::SafeTensorError as E;
         not_a_model(&format!(
             "it is not a safetensors file ({})",
             match e {
-                safetensors::SafeTensorError::MetadataIncompleteBuffer => {
+                E::MetadataIncompleteBuffer => {
                     "its size does not match its header: truncated?".to_string()
+                }
+                E::HeaderTooSmall | E::InvalidHeaderLength => format!(
+                    "it ends before its header does ({} bytes): empty or truncated?",
+                    bytes.len()
+                ),
+                E::HeaderTooLarge | E::InvalidHeader | E::InvalidHeaderStart => {
+                    "it does not start with a safetensors header".to_string()
                 }
                 e => format!("{e:?}"),
             }

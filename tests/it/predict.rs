@@ -564,6 +564,14 @@ fn files_that_are_not_exports_are_refused(root: &Path, model: &Path) {
         e.contains("is not a model file written by `medfm export`: it has no medfm metadata"),
         "{e}"
     );
+    // An empty file (an interrupted copy) says so, not the reader's error name.
+    let empty = root.join("empty.safetensors");
+    std::fs::write(&empty, b"").unwrap();
+    let e = predict_with(&empty);
+    assert!(
+        e.contains("it ends before its header does (0 bytes): empty or truncated?"),
+        "{e}"
+    );
     // A flipped bit in a tensor: refused, naming the tensor.
     let mut bytes = std::fs::read(model).unwrap();
     let n = bytes.len();
