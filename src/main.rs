@@ -67,12 +67,12 @@ fn main() {
     };
     medfm::messages::set_debug(debug_flag || medfm::messages::debug_from_env());
     if cli.version {
-        println!(
+        medfm::info!(
             "medfm {} ({})",
             env!("CARGO_PKG_VERSION"),
             medfm::device::runtime_summary()
         );
-        println!("{}", medfm::data::jpeg::decoder_summary());
+        medfm::info!("{}", medfm::data::jpeg::decoder_summary());
         return;
     }
     let result = match &cli.cmd {

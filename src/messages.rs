@@ -39,6 +39,15 @@ pub fn info(args: fmt::Arguments) {
     let _ = writeln!(std::io::stdout().lock(), "{args}");
 }
 
+/// `println!` for the commands' own output, through [`info`], so that a closed stdout
+/// (`medfm inspect ... | head`) does not panic.
+#[macro_export]
+macro_rules! info {
+    ($($arg:tt)*) => {
+        $crate::messages::info(format_args!($($arg)*))
+    };
+}
+
 /// Something the user should know before trusting the results (stderr).
 pub fn notice(args: fmt::Arguments) {
     eprintln!("Notice: {args}");

@@ -25,12 +25,12 @@ pub struct Args {
 pub fn run(args: &Args) -> Result<()> {
     let params = args.run.load_params()?;
     let params_path = &args.run.params_path;
-    println!("Params {}: valid", params_path.display());
+    crate::info!("Params {}: valid", params_path.display());
     let splits = Splits::build(&params)?;
     let info = &splits.info;
     let d = &params.dataset_params;
     let total = splits.train.len() + splits.val.len() + splits.test.len();
-    println!(
+    crate::info!(
         "Dataset {} at {}: {} images; {}, {} {}, {} channel{}; target metric {}",
         info.name,
         if crate::data::datasets::is_own(info.name) {
@@ -55,7 +55,7 @@ pub fn run(args: &Args) -> Result<()> {
         info.target_metric
     );
     if crate::data::datasets::is_own(info.name) {
-        println!(
+        crate::info!(
             "{}: {}; mean {:?}, std {:?}",
             if info.task == Task::Multiclass {
                 "Classes"
@@ -71,11 +71,11 @@ pub fn run(args: &Args) -> Result<()> {
 
     let (sizes, mut problems) = splits.check_headers(0);
     match size_range(&sizes) {
-        Some(((w0, w1), (h0, h1))) => println!(
+        Some(((w0, w1), (h0, h1))) => crate::info!(
             "Image sizes ({} headers read): width {w0}-{w1}, height {h0}-{h1}",
             sizes.len()
         ),
-        None => println!("Image sizes: no readable image header"),
+        None => crate::info!("Image sizes: no readable image header"),
     }
     let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
     // What training would refuse at its start (the run folder, the trunk and its weights,
@@ -91,7 +91,7 @@ pub fn run(args: &Args) -> Result<()> {
     ));
 
     if args.check_images {
-        println!("Decoding all {total} images...");
+        crate::info!("Decoding all {total} images...");
         let decoded = splits.check_images(0)?;
         // Header problems are already listed; add only new ones.
         for p in decoded {
@@ -103,7 +103,7 @@ pub fn run(args: &Args) -> Result<()> {
             }
         }
         if problems.is_empty() {
-            println!("All {total} images decode.");
+            crate::info!("All {total} images decode.");
         }
     }
     let all: Vec<String> = config_problems
@@ -111,7 +111,7 @@ pub fn run(args: &Args) -> Result<()> {
         .chain(problems.iter().map(|p| p.to_string()))
         .collect();
     if all.is_empty() {
-        println!("No problems found.");
+        crate::info!("No problems found.");
         return Ok(());
     }
     let count = format!(
@@ -119,9 +119,9 @@ pub fn run(args: &Args) -> Result<()> {
         all.len(),
         if all.len() == 1 { "" } else { "s" }
     );
-    println!("{count}:");
+    crate::info!("{count}:");
     for p in &all {
-        println!("  {p}");
+        crate::info!("  {p}");
     }
     bail!(
         "{count} found in the config or data of {}",
@@ -143,9 +143,12 @@ fn print_counts(splits: &Splits) {
     } else {
         "positives per label"
     };
-    println!(
+    crate::info!(
         "{:width$}  {:>7}  {:>7}  {:>7}   ({what})",
-        "", "train", "val", "test"
+        "",
+        "train",
+        "val",
+        "test"
     );
     let counts: Vec<Vec<usize>> = splits
         .named()
@@ -153,9 +156,11 @@ fn print_counts(splits: &Splits) {
         .map(|(_, items)| splits.class_counts(items))
         .collect();
     for (k, name) in info.label_names.iter().enumerate() {
-        println!(
+        crate::info!(
             "{name:width$}  {:>7}  {:>7}  {:>7}",
-            counts[0][k], counts[1][k], counts[2][k]
+            counts[0][k],
+            counts[1][k],
+            counts[2][k]
         );
     }
     let n: Vec<usize> = splits
@@ -163,7 +168,7 @@ fn print_counts(splits: &Splits) {
         .iter()
         .map(|(_, items)| items.len())
         .collect();
-    println!("{:width$}  {:>7}  {:>7}  {:>7}", "images", n[0], n[1], n[2]);
+    crate::info!("{:width$}  {:>7}  {:>7}  {:>7}", "images", n[0], n[1], n[2]);
     for (split, items) in splits.named() {
         let c = splits.class_counts(items);
         let empty: Vec<&str> = info
@@ -174,7 +179,7 @@ fn print_counts(splits: &Splits) {
             .map(|(l, _)| l.as_str())
             .collect();
         if !empty.is_empty() && !items.is_empty() {
-            println!(
+            crate::info!(
                 "Warning: the {split} split has no {}: {}",
                 if info.task == Task::Multiclass {
                     "image of class"
@@ -259,7 +264,7 @@ fn check_transforms(
         }
     }
     if !shapes.is_empty() {
-        println!("Transforms: {}", shapes.join(", "));
+        crate::info!("Transforms: {}", shapes.join(", "));
     }
     out
 }

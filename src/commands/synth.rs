@@ -48,14 +48,14 @@ pub fn run(args: &Args) -> Result<()> {
     };
     let root = synth::generate(&spec, &args.out)?;
     let location = synth::data_location(dataset, &args.out);
-    println!(
+    crate::info!(
         "Wrote {} synthetic {dataset} images to {} (use --data_location {})",
         args.n,
         root.display(),
         location.display()
     );
     if let Some(note) = datasets::spec(dataset)?.synth_note {
-        println!("{}", note(&root));
+        crate::info!("{}", note(&root));
     }
     Ok(())
 }

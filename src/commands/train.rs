@@ -171,7 +171,7 @@ pub fn run(args: &Args) -> Result<()> {
     let result = (|| {
         let target = crate::train::preflight::check(&params, &opts)?;
         let device = crate::device::select(&params.system_params)?;
-        println!("Device: {device:?}");
+        crate::info!("Device: {device:?}");
         crate::messages::debug(format_args!(
             "device {device:?} (system_params.use_GPU {}, which_GPUs \"{}\"); {}",
             params.system_params.use_gpu,

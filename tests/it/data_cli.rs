@@ -456,3 +456,41 @@ fn skip_unreadable_trains_without_the_listed_images() {
         "{t}"
     );
 }
+
+/// `medfm synth ... | head -1` and `medfm inspect ... | head -1`: a closed stdout is no panic,
+/// and both still do their work (the data written, the images checked).
+#[test]
+fn synth_and_inspect_with_a_closed_stdout_do_not_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let closed = |args: &[&str]| {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        common::command(env!("CARGO_BIN_EXE_medfm"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap()
+    };
+    let o = closed(&[
+        "synth",
+        "--dataset",
+        "APTOS2019",
+        "--out",
+        data.to_str().unwrap(),
+        "--n",
+        "12",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
+    assert!(data.join("APTOS2019/train_1.csv").is_file());
+    let params = params_file(dir.path(), "APTOS2019", &data);
+    let o = closed(&[
+        "inspect",
+        "--params_path",
+        params.to_str().unwrap(),
+        "--check-images",
+    ]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success() && !err.contains("panicked"), "{err}");
+}
