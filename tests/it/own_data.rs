@@ -766,3 +766,41 @@ fn synth_refuses_a_count_that_would_fill_the_disk() {
     assert!(e.contains("--n 100001: at most 100000"), "{e}");
     assert!(!dir.path().join("big").exists());
 }
+
+/// The lr finder checks that every image can be read before its first point, as training
+/// does: an unreadable image stops it with the list, and the log of an earlier search is kept.
+#[test]
+fn the_lr_finder_checks_the_images_before_it_starts_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 24);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["lr_finder"]["grid_search_params"]["resolution"] = json!(1);
+        v["lr_finder"]["grid_search_params"]["n_epochs"] = json!(1);
+    });
+    let finder = |extra: &[&str]| {
+        command(BIN)
+            .args(["lr-finder", "--params_path"])
+            .arg(&params)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    ok(&finder(&[]));
+    let log = dir
+        .path()
+        .join("run/grid_search_results/tiny_grid_search_out.txt");
+    let before = std::fs::read_to_string(&log).unwrap();
+    let mut text = std::fs::read_to_string(csv.join("labels.csv")).unwrap();
+    std::fs::write(csv.join("images/broken.png"), b"not a png").unwrap();
+    text.push_str("images/broken.png,normal,train\n");
+    std::fs::write(csv.join("broken.csv"), &text).unwrap();
+    let out = finder(&["--data_location", csv.join("broken.csv").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("images cannot be read") && e.contains("broken.png (broken.csv line 26)"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
+}
