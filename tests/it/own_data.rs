@@ -804,3 +804,46 @@ fn the_lr_finder_checks_the_images_before_it_starts_its_log() {
     );
     assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
 }
+
+/// Resuming with another split (here `split_seed`, which keeps the batches per epoch) is
+/// refused, naming the key and both values; the run's record is left as it was.
+#[test]
+fn resuming_on_another_split_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = json!(1);
+    });
+    ok(&medfm(&[], &params));
+    let recorded = dir.path().join("run/configs/tiny/params.json");
+    let before = std::fs::read(&recorded).unwrap();
+    let out = medfm(
+        &[
+            "--set",
+            "training_params.epochs=2",
+            "--set",
+            "training_params.restore_session=true",
+            "--set",
+            "dataset_params.split_seed=7",
+        ],
+        &params,
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("the run was trained on another split or labels")
+            && e.contains("dataset_params.split_seed was absent, now 7"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&recorded).unwrap(), before);
+    // The same split resumes.
+    ok(&medfm(
+        &[
+            "--set",
+            "training_params.epochs=2",
+            "--set",
+            "training_params.restore_session=true",
+        ],
+        &params,
+    ));
+}
