@@ -847,3 +847,22 @@ fn resuming_on_another_split_is_refused() {
         &params,
     ));
 }
+
+/// A test fraction too small for every class empties the test split: the error names the key,
+/// not "too small to split".
+#[test]
+fn a_test_fraction_too_small_for_any_class_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["test_fraction"] = json!(0.01);
+    });
+    let e = format!(
+        "{:#}",
+        try_splits(&params).err().expect("an empty test split")
+    );
+    assert!(
+        e.contains("is empty (24 images in all); with dataset_params.test_fraction 0.01"),
+        "{e}"
+    );
+}
