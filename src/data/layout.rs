@@ -118,9 +118,14 @@ impl LineCounter {
             start += 1;
         }
         if start >= self.offset {
-            self.newlines += bytes[self.offset..start]
-                .iter()
-                .filter(|&&b| b == b'\n')
+            // A line ends at `\n`, `\r\n`, or a lone `\r` (old Mac files, which the reader
+            // splits on too).
+            self.newlines += (self.offset..start)
+                .filter(|&i| match bytes[i] {
+                    b'\n' => true,
+                    b'\r' => bytes.get(i + 1) != Some(&b'\n'),
+                    _ => false,
+                })
                 .count() as u64;
             self.offset = start;
         }
@@ -330,7 +335,7 @@ mod tests {
     #[test]
     fn rows_know_their_line_with_lf_and_crlf() {
         let text = "id,diagnosis\na,1\n\n\"b\nc\",2\nd,x\n";
-        for eol in ["\n", "\r\n"] {
+        for eol in ["\n", "\r\n", "\r"] {
             let bytes = text.replace('\n', eol);
             let csv = Csv::parse(Path::new("t.csv"), bytes.as_bytes()).unwrap();
             let lines: Vec<u64> = csv.rows.iter().map(|(l, _)| *l).collect();

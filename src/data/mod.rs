@@ -155,8 +155,19 @@ impl Splits {
         };
         for (name, items) in [("train", &splits.train), ("test", &splits.test)] {
             if items.is_empty() {
+                // One's own data is split by medfm: a fraction too small for every class
+                // empties the test split as surely as too few images do.
+                let hint = if name == "test" && datasets::is_own(d.dataset) {
+                    format!(
+                        "; with dataset_params.test_fraction {} each class gives \
+                         int(images * {0} + 0.5) test images: raise it, or add images",
+                        d.test_fraction()
+                    )
+                } else {
+                    ": the dataset is too small to split".to_string()
+                };
                 bail!(
-                    "the {name} split of {} is empty ({} images in all): the dataset is too small to split",
+                    "the {name} split of {} is empty ({} images in all){hint}",
                     root.display(),
                     splits.train.len() + splits.val.len() + splits.test.len()
                 );

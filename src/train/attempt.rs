@@ -253,6 +253,64 @@ pub fn check_test_classes(
     Ok(())
 }
 
+/// The `dataset_params` keys that decide which images are in which split and what their
+/// labels are.
+const SPLIT_KEYS: [&str; 14] = [
+    "dataset",
+    "num_classes",
+    "image_column",
+    "label_column",
+    "label_columns",
+    "split_column",
+    "uncertain",
+    "task",
+    "val_fraction",
+    "test_fraction",
+    "split_seed",
+    "folds",
+    "fold",
+    "train_fraction",
+];
+
+/// A resumed run must keep its split: with another `split_seed`, fraction or fold (and the
+/// same batches per epoch, which the session checks) it would go on training on images it
+/// had validated or tested on, and the run's record would say the new value. Compared with
+/// the params the run recorded (`configs/<name>/params.json`), when it has them.
+fn check_same_split(params: &Params, run: &RunDir) -> Result<()> {
+    let Some(recorded) = recorded_params(run)? else {
+        return Ok(());
+    };
+    let (was, now) = (
+        serde_json::to_value(&recorded.dataset_params)?,
+        serde_json::to_value(&params.dataset_params)?,
+    );
+    let changed: Vec<String> = SPLIT_KEYS
+        .iter()
+        .filter(|k| was.get(**k) != now.get(**k))
+        .map(|k| {
+            let show = |v: Option<&serde_json::Value>| {
+                v.filter(|v| !v.is_null())
+                    .map_or("absent".to_string(), |v| v.to_string())
+            };
+            format!(
+                "dataset_params.{k} was {}, now {}",
+                show(was.get(*k)),
+                show(now.get(*k))
+            )
+        })
+        .collect();
+    if !changed.is_empty() {
+        bail!(
+            "the run was trained on another split or labels ({}: {}); resuming would train on \
+             images it validated or tested on. Give the recorded values, or start over with \
+             --overwrite or another model_name.",
+            run.resolved_params().display(),
+            changed.join("; ")
+        );
+    }
+    Ok(())
+}
+
 /// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
 /// write the resolved params and the dataset's facts (`dataset_info.json`) and clear an
 /// earlier attempt's error record. Called once the run is ready to train (model built, session
@@ -261,6 +319,9 @@ pub fn check_test_classes(
 pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetInfo) -> Result<()> {
     let run = params.run_dir();
     let info_file = run.dataset_info();
+    if matches!(target, Target::Resume) {
+        check_same_split(params, &run)?;
+    }
     if matches!(target, Target::Resume) && info_file.is_file() {
         let before = crate::data::DatasetInfo::read(&info_file)?;
         if before.label_names != info.label_names || before.task != info.task {

@@ -162,6 +162,10 @@ pub fn run(
         // Never train on data that cannot be read (unless skip_unreadable); this pass also
         // fills the resize cache for the first epoch.
         splits.ensure_readable(params)?;
+    } else if let Target::GridSearch = target {
+        // The lr finder trains too: an unreadable image would stop it at its first point,
+        // after it has started its log over.
+        splits.ensure_readable(params)?;
     }
     let info = splits.info.clone();
     if let Target::Test { .. } = target {

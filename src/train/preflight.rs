@@ -8,7 +8,8 @@
 //! size against the patch, `drop_cutoff`, ...), the weights files, the transforms' output sizes
 //! against the trunk, the optimizer and schedules (for the real number of batches per epoch
 //! when the data is known, else for any), that the train split gives a batch, and, once the
-//! data is known, that `class_weights` and `balanced_sampler` fit it.
+//! data is known, that `class_weights` and `balanced_sampler` fit it and that the checkpoint
+//! `transfer_learning_params` names is there.
 
 use super::attempt::{self, Target};
 use super::RunOptions;

@@ -766,3 +766,103 @@ fn synth_refuses_a_count_that_would_fill_the_disk() {
     assert!(e.contains("--n 100001: at most 100000"), "{e}");
     assert!(!dir.path().join("big").exists());
 }
+
+/// The lr finder checks that every image can be read before its first point, as training
+/// does: an unreadable image stops it with the list, and the log of an earlier search is kept.
+#[test]
+fn the_lr_finder_checks_the_images_before_it_starts_its_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "CSV", 24);
+    let csv = data.join("CSV");
+    let params = tiny_params(dir.path(), "CSV", |v| {
+        v["lr_finder"]["grid_search_params"]["resolution"] = json!(1);
+        v["lr_finder"]["grid_search_params"]["n_epochs"] = json!(1);
+    });
+    let finder = |extra: &[&str]| {
+        command(BIN)
+            .args(["lr-finder", "--params_path"])
+            .arg(&params)
+            .args(extra)
+            .output()
+            .unwrap()
+    };
+    ok(&finder(&[]));
+    let log = dir
+        .path()
+        .join("run/grid_search_results/tiny_grid_search_out.txt");
+    let before = std::fs::read_to_string(&log).unwrap();
+    let mut text = std::fs::read_to_string(csv.join("labels.csv")).unwrap();
+    std::fs::write(csv.join("images/broken.png"), b"not a png").unwrap();
+    text.push_str("images/broken.png,normal,train\n");
+    std::fs::write(csv.join("broken.csv"), &text).unwrap();
+    let out = finder(&["--data_location", csv.join("broken.csv").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("images cannot be read") && e.contains("broken.png (broken.csv line 26)"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
+}
+
+/// Resuming with another split (here `split_seed`, which keeps the batches per epoch) is
+/// refused, naming the key and both values; the run's record is left as it was.
+#[test]
+fn resuming_on_another_split_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = json!(1);
+    });
+    ok(&medfm(&[], &params));
+    let recorded = dir.path().join("run/configs/tiny/params.json");
+    let before = std::fs::read(&recorded).unwrap();
+    let out = medfm(
+        &[
+            "--set",
+            "training_params.epochs=2",
+            "--set",
+            "training_params.restore_session=true",
+            "--set",
+            "dataset_params.split_seed=7",
+        ],
+        &params,
+    );
+    assert!(!out.status.success());
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        e.contains("the run was trained on another split or labels")
+            && e.contains("dataset_params.split_seed was absent, now 7"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read(&recorded).unwrap(), before);
+    // The same split resumes.
+    ok(&medfm(
+        &[
+            "--set",
+            "training_params.epochs=2",
+            "--set",
+            "training_params.restore_session=true",
+        ],
+        &params,
+    ));
+}
+
+/// A test fraction too small for every class empties the test split: the error names the key,
+/// not "too small to split".
+#[test]
+fn a_test_fraction_too_small_for_any_class_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["test_fraction"] = json!(0.01);
+    });
+    let e = format!(
+        "{:#}",
+        try_splits(&params).err().expect("an empty test split")
+    );
+    assert!(
+        e.contains("is empty (24 images in all); with dataset_params.test_fraction 0.01"),
+        "{e}"
+    );
+}
