@@ -14,6 +14,10 @@ sweep_check_extra() {
         case "$a" in
             --model_name*|--save_dir*|--params_path*|--test|--fold*)
                 sweep_die "$a cannot be given to every run of a sweep (use the sweep's own options)" ;;
+            # The same through --set: every run (every fold) would get one name or one fold.
+            training_params.model_name=*|--set=training_params.model_name=*|\
+            dataset_params.fold=*|--set=dataset_params.fold=*)
+                sweep_die "--set ${a#--set=} cannot be given to every run of a sweep (each run is named by its params file; folds: --folds)" ;;
         esac
     done
 }

@@ -127,6 +127,20 @@ fn sweep_refuses_per_run_options_and_unknown_files() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--model_name cannot be given"));
+    // The same through --set (every run, or every fold, would get one name or one fold).
+    for set in [
+        ["--set", "training_params.model_name=x"],
+        ["--set=dataset_params.fold=1", "--cpu"],
+    ] {
+        let out = common::command(&script)
+            .args(["--folds", "3", "configs/paper/DDSM/sam2_b_linear.json", "--"])
+            .args(set)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains("cannot be given to every run"), "{err}");
+    }
     let out = common::command(&script)
         .arg("no/such/*.json")
         .output()
