@@ -14,10 +14,26 @@ pub struct Args {
 }
 
 pub fn run(args: &Args) -> Result<()> {
-    if args.run.test || args.run.checkpoint.is_some() || args.run.overwrite {
-        bail!("lr-finder trains from the run's initial model: --test, --checkpoint and --overwrite do not apply");
+    if args.run.test || args.run.checkpoint.is_some() {
+        bail!(
+            "lr-finder trains from the run's initial model: --test and --checkpoint do not apply"
+        );
     }
     let params = args.run.load_params()?;
+    // The log is rewritten from its header on, point by point: an earlier search's results
+    // would be gone at the first point (and half of them if this one is stopped).
+    let txt = params.run_dir().grid_search_log();
+    let png = txt.with_extension("png");
+    if !args.run.overwrite {
+        if let Some(earlier) = [&txt, &png].into_iter().find(|p| p.exists()) {
+            bail!(
+                "{} holds an earlier grid search of run \"{}\": --overwrite replaces it, \
+                 --model_name names another search",
+                earlier.display(),
+                params.training_params.model_name
+            );
+        }
+    }
     let opts = crate::train::RunOptions {
         lr_grid_search: true,
         ..Default::default()

@@ -768,7 +768,8 @@ fn synth_refuses_a_count_that_would_fill_the_disk() {
 }
 
 /// The lr finder checks that every image can be read before its first point, as training
-/// does: an unreadable image stops it with the list, and the log of an earlier search is kept.
+/// does: an unreadable image stops it with the list, and the log of an earlier search is kept;
+/// a rerun without `--overwrite` is refused before it touches that log.
 #[test]
 fn the_lr_finder_checks_the_images_before_it_starts_its_log() {
     let dir = tempfile::tempdir().unwrap();
@@ -795,7 +796,21 @@ fn the_lr_finder_checks_the_images_before_it_starts_its_log() {
     std::fs::write(csv.join("images/broken.png"), b"not a png").unwrap();
     text.push_str("images/broken.png,normal,train\n");
     std::fs::write(csv.join("broken.csv"), &text).unwrap();
-    let out = finder(&["--data_location", csv.join("broken.csv").to_str().unwrap()]);
+    // A rerun does not replace the earlier search's log unless asked to.
+    let out = finder(&[]);
+    let e = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && e.contains("holds an earlier grid search")
+            && e.contains("--overwrite"),
+        "{e}"
+    );
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), before);
+    let out = finder(&[
+        "--overwrite",
+        "--data_location",
+        csv.join("broken.csv").to_str().unwrap(),
+    ]);
     assert!(!out.status.success());
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(

@@ -133,7 +133,12 @@ fn sweep_refuses_per_run_options_and_unknown_files() {
         ["--set=dataset_params.fold=1", "--cpu"],
     ] {
         let out = common::command(&script)
-            .args(["--folds", "3", "configs/paper/DDSM/sam2_b_linear.json", "--"])
+            .args([
+                "--folds",
+                "3",
+                "configs/paper/DDSM/sam2_b_linear.json",
+                "--",
+            ])
             .args(set)
             .output()
             .unwrap();
