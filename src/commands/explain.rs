@@ -311,6 +311,7 @@ pub fn run(args: &Args) -> Result<()> {
         .unwrap_or_else(|| "explain".into());
     std::fs::create_dir_all(&parent)
         .with_context(|| format!("cannot create {}", parent.display()))?;
+    remove_stale_partials(&parent, &base);
     let tmp = parent.join(format!(".{base}.partial{}", std::process::id()));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).ok();
@@ -457,4 +458,33 @@ pub fn run(args: &Args) -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The hidden `.<base>.partial<pid>` folders that an explain stopped before its end (killed,
+/// power cut) left beside its output: removed when their process is gone (no `/proc/<pid>`), so
+/// they do not pile up; one of a live process (another explain into the same place) is kept.
+fn remove_stale_partials(parent: &Path, base: &str) {
+    let prefix = format!(".{base}.partial");
+    let Ok(entries) = std::fs::read_dir(parent) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(&prefix))
+            .and_then(|p| p.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
+            continue;
+        }
+        if std::fs::remove_dir_all(entry.path()).is_ok() {
+            crate::messages::notice(format_args!(
+                "removed {}, left by an explain that was stopped before its end",
+                entry.path().display()
+            ));
+        }
+    }
 }

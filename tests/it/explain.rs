@@ -137,6 +137,24 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
         refused(&run(&args), &out, "exists and is not empty");
         assert_eq!(std::fs::read(out.join("index.csv")).unwrap(), before);
     }
+    // What an explain stopped before its end left (its process gone) is cleared by the next
+    // explain into the same place; one of a live process is left alone.
+    let stale = root.join(".again.partial4194999");
+    let live = root.join(format!(".again.partial{}", std::process::id()));
+    for d in [&stale, &live] {
+        std::fs::create_dir(d).unwrap();
+        std::fs::write(d.join("index.csv"), "half").unwrap();
+    }
+    ok(&run(&[
+        os("explain"),
+        os("--params_path"),
+        os(&params),
+        os("--input"),
+        inputs[0],
+        os("--output"),
+        os(&root.join("again")),
+    ]));
+    assert!(!stale.exists() && live.is_dir());
     // Any other non-empty folder, and a file: refused, untouched.
     let other = root.join("other");
     std::fs::create_dir(&other).unwrap();
