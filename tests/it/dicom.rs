@@ -364,3 +364,112 @@ fn datasets_read_dicom_and_inspect_names_a_refused_file() {
         "{t}"
     );
 }
+
+/// The recorded outcomes of [`pydicom_test_files_keep_their_outcome`].
+const OUTCOMES: &str = "tests/fixtures/dicom/pydicom_outcomes.tsv";
+
+/// pydicom's test files, all of them (with `.dcm` or without an extension; `scripts/setup.sh
+/// --ref` installs pydicom in `.venv`), relative to its `test_files` folder, sorted.
+fn pydicom_test_files() -> (PathBuf, Vec<String>) {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let root = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh --ref)", lib.display()))
+        .flatten()
+        .map(|d| d.path().join("site-packages/pydicom/data/test_files"))
+        .find(|p| p.is_dir())
+        .expect("pydicom's test files in .venv (run scripts/setup.sh --ref)");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for p in std::fs::read_dir(&d).unwrap().flatten().map(|e| e.path()) {
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    (root, files)
+}
+
+/// FNV-1a (64-bit): a hash that is the same in every build, for the recorded outcomes.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One line per file: what `decode` gives (the image's size, kind and a hash of its pixels, or
+/// the error) and what the header read of `dimensions`/`channels` gives.
+fn outcome(root: &Path, rel: &str) -> String {
+    let path = root.join(rel);
+    let one_line = |e: anyhow::Error| format!("err {e:#}").replace(['\t', '\n'], " ");
+    let decoded = match dicom::decode(&std::fs::read(&path).unwrap()) {
+        Ok(Decoded::Gray16 {
+            width,
+            height,
+            data,
+        }) => format!(
+            "ok gray16 {width}x{height} {:016x}",
+            fnv1a(data.iter().flat_map(|v| v.to_le_bytes()))
+        ),
+        Ok(Decoded::Rgb8 {
+            width,
+            height,
+            data,
+        }) => format!("ok rgb8 {width}x{height} {:016x}", fnv1a(data)),
+        Err(e) => one_line(e),
+    };
+    let header = match dicom::dimensions(&path).and_then(|d| Ok((d, dicom::channels(&path)?))) {
+        Ok(((w, h), c)) => format!("ok {w}x{h} {c}"),
+        Err(e) => one_line(e),
+    };
+    format!("{rel}\t{decoded}\t{header}")
+}
+
+/// No regression over all of pydicom's test files: every file that medfm read before the
+/// structural pre-scan of `src/data/dicom_scan.rs` (decode, or the header read) still reads, to
+/// the same pixels; a file it refused may be refused with another message (listed). The record
+/// was made on one machine; lossy JPEG and JPEG 2000 decode to the same integers on any x86 CPU
+/// (integer IDCT; openjpeg's float wavelet in the same build), so the hashes hold.
+/// `MEDFM_WRITE_DICOM_OUTCOMES=1` rewrites the record instead.
+#[test]
+#[ignore = "needs pydicom's test files in .venv (scripts/setup.sh --ref)"]
+fn pydicom_test_files_keep_their_outcome() {
+    let (root, files) = pydicom_test_files();
+    let lines: Vec<String> = files.iter().map(|f| outcome(&root, f)).collect();
+    let record = Path::new(env!("CARGO_MANIFEST_DIR")).join(OUTCOMES);
+    if std::env::var_os("MEDFM_WRITE_DICOM_OUTCOMES").is_some_and(|v| v == "1") {
+        std::fs::write(&record, lines.join("\n") + "\n").unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&record).unwrap();
+    let recorded: std::collections::HashMap<&str, Vec<&str>> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], f[1..].to_vec())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for line in &lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let Some(old) = recorded.get(f[0]) else {
+            problems.push(format!("{}: not in {OUTCOMES}", f[0]));
+            continue;
+        };
+        for (what, (new, old)) in ["decode", "header"].iter().zip(f[1..].iter().zip(old)) {
+            if new == old {
+                continue;
+            }
+            if old.starts_with("ok") {
+                problems.push(format!("{} ({what}): was {old}, now {new}", f[0]));
+            } else {
+                println!("{} ({what}): was {old}\n    now {new}", f[0]);
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
