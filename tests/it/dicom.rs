@@ -473,3 +473,101 @@ fn pydicom_test_files_keep_their_outcome() {
     }
     assert!(problems.is_empty(), "{}", problems.join("\n"));
 }
+
+/// A file of `tests/fixtures/dicom/damaged/`.
+fn damaged(name: &str) -> PathBuf {
+    dir().join("damaged").join(name)
+}
+
+/// Every way medfm reads a DICOM file gives `want`: decoding in memory, and the header read
+/// (`dimensions`, which reads up to the pixel data from the file), also through `image`.
+fn refused_everywhere(path: &Path, want: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    for err in [
+        dicom::decode(&bytes).unwrap_err(),
+        dicom::read_stored(&bytes).unwrap_err(),
+        dicom::dimensions(path).unwrap_err(),
+        image::load(path, 1).unwrap_err(),
+        image::dimensions(path).unwrap_err(),
+    ] {
+        let err = format!("{err:#}");
+        assert!(
+            err.contains(want) && err.contains("the file is damaged or not valid DICOM"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+}
+
+/// Files whose elements claim more bytes than follow are refused by the structural pre-scan,
+/// before dicom-rs would allocate the claimed length (3.7 GB for `UN_sequence.dcm`, 1.2 GB
+/// for `SC_rgb_jpeg.dcm`: the README of tests/fixtures/dicom/damaged/), with the element,
+/// its offset and the bytes that remain.
+#[test]
+fn damaged_lengths_are_refused_before_they_are_allocated() {
+    // UN_sequence.dcm (674 bytes): the item of a UN sequence of undefined length at byte 370,
+    // read as explicit VR as dicom-rs reads it; its first element's 12-byte header at 378.
+    refused_everywhere(
+        &damaged("UN_sequence.dcm"),
+        "element (0008,1115) at byte 378 claims 3758161918 bytes, but only 284 bytes follow",
+    );
+    refused_everywhere(
+        &damaged("SC_rgb_jpeg.dcm"),
+        "element (0008,0008) at byte 356 claims 1230128452 bytes",
+    );
+
+    // A valid file with one length patched: CT_small.dcm's (0043,1028) OB, before the pixel
+    // data, so the header read meets it too.
+    let mut bytes = read("CT_small.dcm");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == [0x43, 0x00, 0x28, 0x10, b'O', b'B', 0, 0])
+        .unwrap();
+    bytes[at + 8..at + 12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("patched.dcm");
+    std::fs::write(&path, &bytes).unwrap();
+    let follow = bytes.len() - at - 12;
+    refused_everywhere(
+        &path,
+        &format!("element (0043,1028) at byte {at} claims 4294967280 bytes, but only {follow} bytes follow"),
+    );
+}
+
+/// Sequences nested 64 deep are read; 65 deep are refused, naming the element and its offset
+/// (the object dicom-rs builds is recursive).
+#[test]
+fn sequence_nesting_is_bounded() {
+    let bytes = read("MR_small.dcm");
+    let meta_end = 144 + u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let nested = |depth: usize| {
+        let mut b = bytes[..meta_end].to_vec();
+        for _ in 0..depth {
+            // (0009,1000) SQ of undefined length, then an item of undefined length.
+            b.extend_from_slice(&[0x09, 0, 0, 0x10, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            b.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            b.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        b.extend_from_slice(&bytes[meta_end..]);
+        b
+    };
+    let want = dicom::decode(&bytes).unwrap();
+    assert_eq!(dicom::decode(&nested(64)).unwrap(), want);
+    let deep = nested(65);
+    let err = format!("{:#}", dicom::decode(&deep).unwrap_err());
+    let at = meta_end + 64 * 20;
+    assert!(
+        err.contains(&format!(
+            "element (0009,1000) at byte {at} nests sequences more than 64 deep"
+        )),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("deep.dcm");
+    std::fs::write(&path, &deep).unwrap();
+    let err = format!("{:#}", dicom::dimensions(&path).unwrap_err());
+    assert!(err.contains("nests sequences more than 64 deep"), "{err}");
+}
