@@ -25,7 +25,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
-use std::io::Read;
+use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
 /// What medfm reads, for error messages.
@@ -175,7 +175,7 @@ struct Header {
 
 /// Decode a DICOM file held in memory.
 pub fn decode(bytes: &[u8]) -> Result<Decoded> {
-    let obj = open(bytes, false)?;
+    let obj = open(std::io::Cursor::new(bytes), false)?;
     let h = header(&obj)?;
     let raw = decode_frame(&obj, &h)?;
     drop(obj);
@@ -220,7 +220,7 @@ pub fn channels(path: &Path) -> Result<i64> {
 
 /// The stored pixels of a DICOM file held in memory (checked as `dimensions` checks).
 pub fn read_stored(bytes: &[u8]) -> Result<Stored> {
-    let obj = open(bytes, false)?;
+    let obj = open(std::io::Cursor::new(bytes), false)?;
     let h = header(&obj)?;
     let raw = decode_frame(&obj, &h)?;
     stored(raw, &h)
@@ -246,8 +246,13 @@ fn stored(raw: Raw, h: &Header) -> Result<Stored> {
     })
 }
 
-/// Parse the file (the meta group and the data set; up to the pixel data when `header_only`).
-fn open(mut src: impl Read, header_only: bool) -> Result<DefaultDicomObject> {
+/// Parse the file (the meta group and the data set; up to the pixel data when `header_only`),
+/// after the structural pre-scan of `dicom_scan` has checked every length against the bytes
+/// that remain, so that a damaged length is refused before dicom-rs allocates it.
+fn open(mut src: impl Read + Seek, header_only: bool) -> Result<DefaultDicomObject> {
+    super::dicom_scan::check(&mut src, header_only)?;
+    src.seek(SeekFrom::Start(0))
+        .context("cannot read the file")?;
     let mut head = [0u8; 132];
     let n = read_up_to(&mut src, &mut head).context("cannot read the file")?;
     // With the 128-byte preamble (Part 10) or without it (the meta group first).

@@ -17,6 +17,7 @@ pub mod cache;
 pub mod check;
 pub mod datasets;
 pub mod dicom;
+mod dicom_scan;
 pub mod image;
 pub mod info;
 pub mod jpeg;

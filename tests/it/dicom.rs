@@ -364,3 +364,210 @@ fn datasets_read_dicom_and_inspect_names_a_refused_file() {
         "{t}"
     );
 }
+
+/// The recorded outcomes of [`pydicom_test_files_keep_their_outcome`].
+const OUTCOMES: &str = "tests/fixtures/dicom/pydicom_outcomes.tsv";
+
+/// pydicom's test files, all of them (with `.dcm` or without an extension; `scripts/setup.sh
+/// --ref` installs pydicom in `.venv`), relative to its `test_files` folder, sorted.
+fn pydicom_test_files() -> (PathBuf, Vec<String>) {
+    let lib = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib");
+    let root = std::fs::read_dir(&lib)
+        .unwrap_or_else(|e| panic!("{}: {e} (run scripts/setup.sh --ref)", lib.display()))
+        .flatten()
+        .map(|d| d.path().join("site-packages/pydicom/data/test_files"))
+        .find(|p| p.is_dir())
+        .expect("pydicom's test files in .venv (run scripts/setup.sh --ref)");
+    let mut files = Vec::new();
+    let mut stack = vec![root.clone()];
+    while let Some(d) = stack.pop() {
+        for p in std::fs::read_dir(&d).unwrap().flatten().map(|e| e.path()) {
+            if p.is_dir() {
+                stack.push(p);
+            } else {
+                let rel = p.strip_prefix(&root).unwrap().to_str().unwrap().to_string();
+                files.push(rel);
+            }
+        }
+    }
+    files.sort();
+    (root, files)
+}
+
+/// FNV-1a (64-bit): a hash that is the same in every build, for the recorded outcomes.
+fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ b as u64).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// One line per file: what `decode` gives (the image's size, kind and a hash of its pixels, or
+/// the error) and what the header read of `dimensions`/`channels` gives.
+fn outcome(root: &Path, rel: &str) -> String {
+    let path = root.join(rel);
+    let one_line = |e: anyhow::Error| format!("err {e:#}").replace(['\t', '\n'], " ");
+    let decoded = match dicom::decode(&std::fs::read(&path).unwrap()) {
+        Ok(Decoded::Gray16 {
+            width,
+            height,
+            data,
+        }) => format!(
+            "ok gray16 {width}x{height} {:016x}",
+            fnv1a(data.iter().flat_map(|v| v.to_le_bytes()))
+        ),
+        Ok(Decoded::Rgb8 {
+            width,
+            height,
+            data,
+        }) => format!("ok rgb8 {width}x{height} {:016x}", fnv1a(data)),
+        Err(e) => one_line(e),
+    };
+    let header = match dicom::dimensions(&path).and_then(|d| Ok((d, dicom::channels(&path)?))) {
+        Ok(((w, h), c)) => format!("ok {w}x{h} {c}"),
+        Err(e) => one_line(e),
+    };
+    format!("{rel}\t{decoded}\t{header}")
+}
+
+/// No regression over all of pydicom's test files: every file that medfm read before the
+/// structural pre-scan of `src/data/dicom_scan.rs` (decode, or the header read) still reads, to
+/// the same pixels; a file it refused may be refused with another message (listed). The record
+/// was made on one machine; lossy JPEG and JPEG 2000 decode to the same integers on any x86 CPU
+/// (integer IDCT; openjpeg's float wavelet in the same build), so the hashes hold.
+/// `MEDFM_WRITE_DICOM_OUTCOMES=1` rewrites the record instead.
+#[test]
+#[ignore = "needs pydicom's test files in .venv (scripts/setup.sh --ref)"]
+fn pydicom_test_files_keep_their_outcome() {
+    let (root, files) = pydicom_test_files();
+    let lines: Vec<String> = files.iter().map(|f| outcome(&root, f)).collect();
+    let record = Path::new(env!("CARGO_MANIFEST_DIR")).join(OUTCOMES);
+    if std::env::var_os("MEDFM_WRITE_DICOM_OUTCOMES").is_some_and(|v| v == "1") {
+        std::fs::write(&record, lines.join("\n") + "\n").unwrap();
+        return;
+    }
+    let text = std::fs::read_to_string(&record).unwrap();
+    let recorded: std::collections::HashMap<&str, Vec<&str>> = text
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split('\t').collect();
+            (f[0], f[1..].to_vec())
+        })
+        .collect();
+    let mut problems = Vec::new();
+    for line in &lines {
+        let f: Vec<&str> = line.split('\t').collect();
+        let Some(old) = recorded.get(f[0]) else {
+            problems.push(format!("{}: not in {OUTCOMES}", f[0]));
+            continue;
+        };
+        for (what, (new, old)) in ["decode", "header"].iter().zip(f[1..].iter().zip(old)) {
+            if new == old {
+                continue;
+            }
+            if old.starts_with("ok") {
+                problems.push(format!("{} ({what}): was {old}, now {new}", f[0]));
+            } else {
+                println!("{} ({what}): was {old}\n    now {new}", f[0]);
+            }
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
+/// A file of `tests/fixtures/dicom/damaged/`.
+fn damaged(name: &str) -> PathBuf {
+    dir().join("damaged").join(name)
+}
+
+/// Every way medfm reads a DICOM file gives `want`: decoding in memory, and the header read
+/// (`dimensions`, which reads up to the pixel data from the file), also through `image`.
+fn refused_everywhere(path: &Path, want: &str) {
+    let bytes = std::fs::read(path).unwrap();
+    for err in [
+        dicom::decode(&bytes).unwrap_err(),
+        dicom::read_stored(&bytes).unwrap_err(),
+        dicom::dimensions(path).unwrap_err(),
+        image::load(path, 1).unwrap_err(),
+        image::dimensions(path).unwrap_err(),
+    ] {
+        let err = format!("{err:#}");
+        assert!(
+            err.contains(want) && err.contains("the file is damaged or not valid DICOM"),
+            "{}: {err}",
+            path.display()
+        );
+    }
+}
+
+/// Files whose elements claim more bytes than follow are refused by the structural pre-scan,
+/// before dicom-rs would allocate the claimed length (3.7 GB for `UN_sequence.dcm`, 1.2 GB
+/// for `SC_rgb_jpeg.dcm`: the README of tests/fixtures/dicom/damaged/), with the element,
+/// its offset and the bytes that remain.
+#[test]
+fn damaged_lengths_are_refused_before_they_are_allocated() {
+    // UN_sequence.dcm (674 bytes): the item of a UN sequence of undefined length at byte 370,
+    // read as explicit VR as dicom-rs reads it; its first element's 12-byte header at 378.
+    refused_everywhere(
+        &damaged("UN_sequence.dcm"),
+        "element (0008,1115) at byte 378 claims 3758161918 bytes, but only 284 bytes follow",
+    );
+    refused_everywhere(
+        &damaged("SC_rgb_jpeg.dcm"),
+        "element (0008,0008) at byte 356 claims 1230128452 bytes",
+    );
+
+    // A valid file with one length patched: CT_small.dcm's (0043,1028) OB, before the pixel
+    // data, so the header read meets it too.
+    let mut bytes = read("CT_small.dcm");
+    let at = bytes
+        .windows(8)
+        .position(|w| w == [0x43, 0x00, 0x28, 0x10, b'O', b'B', 0, 0])
+        .unwrap();
+    bytes[at + 8..at + 12].copy_from_slice(&0xFFFF_FFF0u32.to_le_bytes());
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("patched.dcm");
+    std::fs::write(&path, &bytes).unwrap();
+    let follow = bytes.len() - at - 12;
+    refused_everywhere(
+        &path,
+        &format!("element (0043,1028) at byte {at} claims 4294967280 bytes, but only {follow} bytes follow"),
+    );
+}
+
+/// Sequences nested 64 deep are read; 65 deep are refused, naming the element and its offset
+/// (the object dicom-rs builds is recursive).
+#[test]
+fn sequence_nesting_is_bounded() {
+    let bytes = read("MR_small.dcm");
+    let meta_end = 144 + u32::from_le_bytes(bytes[140..144].try_into().unwrap()) as usize;
+    let nested = |depth: usize| {
+        let mut b = bytes[..meta_end].to_vec();
+        for _ in 0..depth {
+            // (0009,1000) SQ of undefined length, then an item of undefined length.
+            b.extend_from_slice(&[0x09, 0, 0, 0x10, b'S', b'Q', 0, 0, 0xFF, 0xFF, 0xFF, 0xFF]);
+            b.extend_from_slice(&[0xFE, 0xFF, 0x00, 0xE0, 0xFF, 0xFF, 0xFF, 0xFF]);
+        }
+        for _ in 0..depth {
+            b.extend_from_slice(&[0xFE, 0xFF, 0x0D, 0xE0, 0, 0, 0, 0]);
+            b.extend_from_slice(&[0xFE, 0xFF, 0xDD, 0xE0, 0, 0, 0, 0]);
+        }
+        b.extend_from_slice(&bytes[meta_end..]);
+        b
+    };
+    let want = dicom::decode(&bytes).unwrap();
+    assert_eq!(dicom::decode(&nested(64)).unwrap(), want);
+    let deep = nested(65);
+    let err = format!("{:#}", dicom::decode(&deep).unwrap_err());
+    let at = meta_end + 64 * 20;
+    assert!(
+        err.contains(&format!(
+            "element (0009,1000) at byte {at} nests sequences more than 64 deep"
+        )),
+        "{err}"
+    );
+    let tmp = tempfile::tempdir().unwrap();
+    let path = tmp.path().join("deep.dcm");
+    std::fs::write(&path, &deep).unwrap();
+    let err = format!("{:#}", dicom::dimensions(&path).unwrap_err());
+    assert!(err.contains("nests sequences more than 64 deep"), "{err}");
+}
