@@ -109,10 +109,10 @@ pub fn options(best: &Row) -> crate::stats::Options {
 pub fn mark_best(rows: &mut [Row]) {
     let tables: Vec<Vec<usize>> = sections(rows)
         .into_iter()
-        .filter(|((dataset, metric), _)| dataset.is_some() && metric.is_some())
+        .filter(|((dataset, _, metric), _)| dataset.is_some() && metric.is_some())
         .map(|(key, _)| {
             (0..rows.len())
-                .filter(|&i| (rows[i].id.dataset, rows[i].metric) == key)
+                .filter(|&i| super::table::section_of(&rows[i]) == key)
                 .collect()
         })
         .collect();

@@ -58,6 +58,8 @@ pub struct RunConfig {
     pub epochs: Option<i64>,
     pub seed: u64,
     pub fold: Option<i64>,
+    /// `dataset_params.data_location`: one's own datasets get a table per location.
+    pub data: Option<String>,
     /// The resolved params without what may differ between repeats of one config (its name,
     /// seed and fold): runs with equal keys are repeats.
     pub key: String,
@@ -105,6 +107,9 @@ impl RunConfig {
                 .and_then(Value::as_u64)
                 .unwrap_or(42),
             fold: at(&["dataset_params", "fold"]).and_then(Value::as_i64),
+            data: at(&["dataset_params", "data_location"])
+                .and_then(Value::as_str)
+                .map(str::to_string),
             key: rest.to_string(),
         }
     }
@@ -458,7 +463,8 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     }
     let groups = repeat_groups(rows);
     for (key, group) in sections(rows) {
-        let (dataset, _) = key;
+        let (dataset, data, _) = &key;
+        let dataset = *dataset;
         let target = dataset
             .and(group.iter().find_map(|r| r.metric))
             .map(|m| m.as_str());
@@ -468,8 +474,11 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
             .filter(|c| Some(c) != target_key.as_ref())
             .collect();
         let best = best_value(&group);
-        match (dataset, target) {
-            (Some(d), Some(t)) => md.push_str(&format!("\n## {d} (target metric: {t})\n\n")),
+        match (dataset, data, target) {
+            (Some(d), Some(data), Some(t)) => {
+                md.push_str(&format!("\n## {d}: {data} (target metric: {t})\n\n"))
+            }
+            (Some(d), None, Some(t)) => md.push_str(&format!("\n## {d} (target metric: {t})\n\n")),
             _ => md.push_str("\n## Other runs (no resolved params)\n\n"),
         }
         if let (Some(t), false) = (&target_key, best.is_nan()) {
@@ -572,8 +581,18 @@ pub fn to_markdown(rows: &[Row], save_dir: &str) -> String {
     md
 }
 
-/// A table of the markdown: a dataset and target metric.
-pub type Section = (Option<DatasetName>, Option<TargetMetric>);
+/// A table of the markdown: a dataset, for one's own data its location (runs on two studies'
+/// folders, both "ImageFolder", are not ranked against each other), and a target metric.
+pub type Section = (Option<DatasetName>, Option<String>, Option<TargetMetric>);
+
+/// The table `r` belongs to.
+pub fn section_of(r: &Row) -> Section {
+    let data =
+        r.id.dataset
+            .filter(|d| crate::data::datasets::is_own(*d))
+            .and(r.config.as_ref().and_then(|c| c.data.clone()));
+    (r.id.dataset, data, r.metric)
+}
 
 /// The rows by table, in order of first appearance: one table per dataset and target metric
 /// (runs of one's own data may pick different metrics; a best value is only marked among runs
@@ -581,7 +600,7 @@ pub type Section = (Option<DatasetName>, Option<TargetMetric>);
 pub fn sections(rows: &[Row]) -> Vec<(Section, Vec<&Row>)> {
     let mut groups: Vec<(Section, Vec<&Row>)> = Vec::new();
     for r in rows {
-        let key = (r.id.dataset, r.metric);
+        let key = section_of(r);
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, g)) => g.push(r),
             None => groups.push((key, vec![r])),
@@ -640,7 +659,7 @@ pub fn repeat_groups(rows: &[Row]) -> Vec<RepeatGroup> {
             (None, Some((base, _))) => format!("name {base}"),
             (None, None) => continue,
         };
-        let section = (r.id.dataset, r.metric);
+        let section = section_of(r);
         let found = groups.iter_mut().find(|g| {
             g.0 == section
                 && g.1 == r.id.backbone
@@ -804,6 +823,78 @@ mod tests {
         assert_eq!(fold_of("a_fold12"), Some(("a", 12)));
         assert_eq!(fold_of("a_fold"), None);
         assert_eq!(fold_of("_fold1"), None);
+    }
+
+    /// Runs on two studies' own folders (both "ImageFolder") get a table each, with its own
+    /// best; folds of one config stay together; the paper's datasets keep one table each.
+    #[test]
+    fn own_data_gets_a_table_per_data_location() {
+        let own = crate::data::DATASETS
+            .iter()
+            .map(|s| s.facts.name())
+            .find(|d| crate::data::datasets::is_own(*d))
+            .unwrap();
+        let done = |name: &str, data: &str, auc: f64| {
+            let mut m = MetricValues::default();
+            m.push("test_roc_auc", auc);
+            let mut r = row(first_backbone(), HeadType::Linear, RunState::Done(m));
+            r.id.model_name = name.into();
+            r.id.dataset = Some(own);
+            r.metric = Some(TargetMetric::RocAuc);
+            let mut params = serde_json::json!({
+                "training_params": {"model_name": name},
+                "dataset_params": {"data_location": data}
+            });
+            if let Some((_, i)) = fold_of(name) {
+                params["dataset_params"]["fold"] = i.into();
+            }
+            r.config = Some(RunConfig::from_params(&params));
+            r
+        };
+        let mut rows = vec![
+            done("knee_fold0", "studies/knee", 0.7),
+            done("knee_fold1", "studies/knee", 0.8),
+            done("eye", "studies/eye", 0.6),
+        ];
+        let keys: Vec<Section> = sections(&rows).into_iter().map(|(k, _)| k).collect();
+        assert_eq!(
+            keys,
+            [
+                (
+                    Some(own),
+                    Some("studies/knee".into()),
+                    Some(TargetMetric::RocAuc)
+                ),
+                (
+                    Some(own),
+                    Some("studies/eye".into()),
+                    Some(TargetMetric::RocAuc)
+                ),
+            ]
+        );
+        super::super::significance::mark_best(&mut rows);
+        // "eye" is the best of its own table, not "not comparable" under knee's best.
+        assert!(
+            matches!(rows[2].mark, Some(Mark::Best)),
+            "{:?}",
+            rows[2].mark
+        );
+        let md = to_markdown(&rows, "out");
+        for heading in [
+            format!("## {own}: studies/knee (target metric: roc_auc)"),
+            format!("## {own}: studies/eye (target metric: roc_auc)"),
+        ] {
+            assert!(md.contains(&heading), "{md}");
+        }
+        let g = repeat_groups(&rows);
+        assert_eq!(g.len(), 1);
+        assert_eq!(g[0].runs, ["knee_fold0", "knee_fold1"]);
+        // A paper dataset's runs are one table whatever their data_location.
+        let mut paper = row(first_backbone(), HeadType::Linear, RunState::Missing);
+        paper.config = Some(RunConfig::from_params(
+            &serde_json::json!({"dataset_params": {"data_location": "elsewhere"}}),
+        ));
+        assert_eq!(section_of(&paper).1, None);
     }
 
     #[test]
