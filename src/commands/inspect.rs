@@ -77,6 +77,9 @@ pub fn run(args: &Args) -> Result<()> {
         ),
         None => crate::info!("Image sizes: no readable image header"),
     }
+    if crate::data::datasets::is_own(info.name) {
+        report_mixed_channels(&splits);
+    }
     let many_sizes = size_range(&sizes).is_some_and(|((w0, w1), (h0, h1))| w0 != w1 || h0 != h1);
     // What training would refuse at its start (the run folder, the trunk and its weights,
     // the transforms' sizes, the schedules), found by the same preflight training runs.
@@ -127,6 +130,40 @@ pub fn run(args: &Args) -> Result<()> {
         "{count} found in the config or data of {}",
         params_path.display()
     )
+}
+
+/// One's own data may mix gray and colour files: the run takes the channels of
+/// `dataset_params.channels` or of the first image listed, and converts the others (PIL's
+/// `convert`). Say so when the files are mixed, since a colour study with a few gray files
+/// (or the reverse) is usually a mistake in the data.
+fn report_mixed_channels(splits: &Splits) {
+    let items: Vec<&crate::data::Item> = splits.named().into_iter().flat_map(|(_, v)| v).collect();
+    let native = crate::data::check::par_map(items.len(), 0, |i| {
+        crate::data::image::native_channels(&items[i].path).ok()
+    });
+    let gray: Vec<usize> = (0..items.len()).filter(|&i| native[i] == Some(1)).collect();
+    let colour = native.iter().filter(|c| **c == Some(3)).count();
+    if gray.is_empty() || colour == 0 {
+        return;
+    }
+    let (few, kind) = if gray.len() <= colour {
+        (items[gray[0]], "gray")
+    } else {
+        let i = (0..items.len())
+            .find(|&i| native[i] == Some(3))
+            .unwrap_or(0);
+        (items[i], "colour")
+    };
+    let channels = splits.info.channels;
+    crate::messages::notice(format_args!(
+        "the files mix {} gray and {colour} colour images (e.g. the {kind} {} at {}); the run \
+         reads all as {channels} channel{} (dataset_params.channels, else the first image \
+         listed), converting the others as PIL's convert does",
+        gray.len(),
+        few.path.display(),
+        few.origin,
+        if channels == 1 { "" } else { "s" }
+    ));
 }
 
 fn print_counts(splits: &Splits) {

@@ -881,3 +881,36 @@ fn a_test_fraction_too_small_for_any_class_is_named() {
         "{e}"
     );
 }
+
+/// `inspect` says when one's own files mix gray and colour images (the run converts them all
+/// to one channel count), naming one of the fewer kind; unmixed data gets no such notice.
+#[test]
+fn inspect_notices_files_that_mix_gray_and_colour() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = synth_data(dir.path(), "ImageFolder", 24);
+    let params = tiny_params(dir.path(), "ImageFolder", |_| {});
+    let inspect = || {
+        let out = command(BIN)
+            .args(["inspect", "--params_path"])
+            .arg(&params)
+            .output()
+            .unwrap();
+        ok(&out)
+    };
+    assert!(!inspect().contains("the files mix"));
+    let class = std::fs::read_dir(data.join("ImageFolder"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| p.is_dir())
+        .unwrap();
+    let gray = class.join("zz_gray.png");
+    ::image::GrayImage::from_pixel(28, 28, ::image::Luma([90]))
+        .save(&gray)
+        .unwrap();
+    let text = inspect();
+    assert!(
+        text.contains("the files mix 1 gray and 24 colour images")
+            && text.contains(&gray.display().to_string()),
+        "{text}"
+    );
+}
