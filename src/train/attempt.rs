@@ -280,9 +280,21 @@ fn check_same_split(params: &Params, run: &RunDir) -> Result<()> {
     let Some(recorded) = recorded_params(run)? else {
         return Ok(());
     };
+    // Absent keys that have a default compare as that default: a run recorded without
+    // `split_seed` split with 42, so resuming with `split_seed: 42` keeps its split.
+    let effective = |d: &crate::config::DatasetParams| {
+        let mut d = d.clone();
+        d.val_fraction = Some(d.val_fraction());
+        d.test_fraction = Some(d.test_fraction());
+        d.split_seed = Some(d.split_seed());
+        d.image_column = Some(d.image_column().to_string());
+        d.label_column = Some(d.label_column().to_string());
+        d.split_column = Some(d.split_column().to_string());
+        serde_json::to_value(d)
+    };
     let (was, now) = (
-        serde_json::to_value(&recorded.dataset_params)?,
-        serde_json::to_value(&params.dataset_params)?,
+        effective(&recorded.dataset_params)?,
+        effective(&params.dataset_params)?,
     );
     let changed: Vec<String> = SPLIT_KEYS
         .iter()

@@ -847,17 +847,19 @@ fn resuming_on_another_split_is_refused() {
     let e = String::from_utf8_lossy(&out.stderr);
     assert!(
         e.contains("the run was trained on another split or labels")
-            && e.contains("dataset_params.split_seed was absent, now 7"),
+            && e.contains("dataset_params.split_seed was 42, now 7"),
         "{e}"
     );
     assert_eq!(std::fs::read(&recorded).unwrap(), before);
-    // The same split resumes.
+    // The same split resumes, also with the default seed given (absent means 42).
     ok(&medfm(
         &[
             "--set",
             "training_params.epochs=2",
             "--set",
             "training_params.restore_session=true",
+            "--set",
+            "dataset_params.split_seed=42",
         ],
         &params,
     ));
