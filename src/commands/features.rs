@@ -175,32 +175,11 @@ fn read_pixels(path: &Path, in_chans: Option<i64>) -> Result<Tensor> {
 /// Whether `path` is a safetensors file holding exactly the tensors this command writes,
 /// "pooled" and "tokens" (reads the header only).
 fn is_features_file(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut len = [0u8; 8];
-    if f.read_exact(&mut len).is_err() {
-        return false;
-    }
-    let n = u64::from_le_bytes(len);
-    if n > 1 << 20 {
-        return false;
-    }
-    let mut header = vec![0u8; n as usize];
-    if f.read_exact(&mut header).is_err() {
-        return false;
-    }
-    let Ok(serde_json::Value::Object(h)) = serde_json::from_slice(&header) else {
-        return false;
-    };
-    let mut names: Vec<&str> = h
-        .keys()
-        .map(String::as_str)
-        .filter(|k| *k != "__metadata__")
-        .collect();
-    names.sort_unstable();
-    names == ["pooled", "tokens"]
+    crate::weights::safetensors_header(path).is_some_and(|h| {
+        let mut names: Vec<&str> = h.tensors.iter().map(|t| t.name.as_str()).collect();
+        names.sort_unstable();
+        names == ["pooled", "tokens"]
+    })
 }
 
 /// Write tensors to a temporary sibling, then rename over `path`.

@@ -51,28 +51,8 @@ fn meta_crc(meta: &BTreeMap<String, String>) -> u32 {
 /// Whether `path` is a file [`write`] wrote (its header names [`FORMAT`]); reads the header
 /// only.
 pub fn is_export(path: &Path) -> bool {
-    use std::io::Read;
-    let Ok(mut f) = std::fs::File::open(path) else {
-        return false;
-    };
-    let mut len = [0u8; 8];
-    if f.read_exact(&mut len).is_err() {
-        return false;
-    }
-    let n = u64::from_le_bytes(len);
-    if n > 100 << 20 {
-        return false;
-    }
-    let mut header = vec![0u8; n as usize];
-    if f.read_exact(&mut header).is_err() {
-        return false;
-    }
-    serde_json::from_slice::<serde_json::Value>(&header).is_ok_and(|h| {
-        h.get("__metadata__")
-            .and_then(|m| m.get("format"))
-            .and_then(|f| f.as_str())
-            == Some(FORMAT)
-    })
+    crate::weights::safetensors_header(path)
+        .is_some_and(|h| h.metadata.iter().any(|(k, v)| k == "format" && v == FORMAT))
 }
 
 /// Write `tensors` (every variable of the model, by var-store name) and `card` to `path`,

@@ -48,6 +48,15 @@ impl Default for LoadOptions {
     }
 }
 
+/// The header of the safetensors file at `path` (tensor names, shapes and `__metadata__`),
+/// read and validated without reading the tensors; None when it is not a readable safetensors
+/// file. For telling which of medfm's own files a path holds before replacing or reading it.
+pub fn safetensors_header(path: &Path) -> Option<medfm_ckpt::safetensors::Header> {
+    let file = std::fs::File::open(path).ok()?;
+    let src = medfm_ckpt::FileSource::new(file).ok()?;
+    medfm_ckpt::safetensors::parse_header(&src).ok()
+}
+
 /// Read a checkpoint file (format detected from its content, not its extension).
 pub fn load(path: &Path, opts: &LoadOptions) -> Result<StateDict> {
     let raw = read::read_file(path, opts)
