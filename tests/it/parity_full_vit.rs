@@ -2,15 +2,14 @@
 //! reference implementations. The references are generated per name by
 //! scripts/parity/full_vit.sh (which runs this test for each); see docs/parity.md.
 
-use crate::common::{max_abs, read_st_at as read};
+use crate::common::{max_abs, read_st_at as read, reference_attention_head};
 use medfm::config::GrayInit;
 use medfm::models::classifier::build_trunk;
-use medfm::models::heads::{self, AttentionHead, DEIT_BASE};
+use medfm::models::heads::DEIT_BASE;
 use medfm::models::registry::{self, BuildOptions};
 use medfm::models::Features;
-use medfm::weights::{self, StateDict};
 use std::path::{Path, PathBuf};
-use tch::{nn, Device, Tensor};
+use tch::{Device, Tensor};
 
 fn weights_file(dir: &Path) -> PathBuf {
     ["weights.pth", "weights.bin", "weights.safetensors"]
@@ -39,27 +38,13 @@ fn trunk_parity(name: &str, dir: &Path) {
 }
 
 fn head_parity(dir: &Path) {
-    let vs = nn::VarStore::new(Device::Cpu);
-    let head = AttentionHead::new(
-        &(vs.root() / "head"),
+    let (_vs, head) = reference_attention_head(
         1024,
-        5,
         DEIT_BASE,
-        heads::DEIT_GRID,
+        &dir.join("weights.pth"),
+        &dir.join("head.safetensors"),
         true,
     );
-    heads::load_deit(&vs, "head.deit.", &dir.join("weights.pth")).unwrap();
-    let rest = read(&dir.join("head.safetensors"));
-    for part in ["projector.", "fc."] {
-        let sd: StateDict = rest
-            .iter()
-            .filter_map(|(k, v)| {
-                k.strip_prefix(part)
-                    .map(|s| (s.to_string(), v.shallow_clone()))
-            })
-            .collect();
-        weights::assign(&vs, &format!("head.{part}"), &sd, &[]).unwrap();
-    }
     let io = read(&dir.join("io.safetensors"));
     let f = Features {
         pooled: Tensor::zeros([2, 1], (tch::Kind::Float, Device::Cpu)),

@@ -193,22 +193,28 @@ pub const SMALL_TOWER: TowerConfig = TowerConfig {
     output_dim: 24,
 };
 
-/// The attention-head fixture as the reference run had it (scripts/fixtures/gen_parity_heads.py):
-/// [`SMALL_DEIT`] from `deit_small.pth` over 40-wide tokens, with the projector and the 5-class
-/// fc from `head_small.safetensors` (trained from scratch in the reference, so the fixture holds
-/// the values its run used). The var store owns the head's tensors.
-pub fn small_attention_head() -> (nn::VarStore, AttentionHead) {
+/// An attention head over `token_dim`-wide tokens with 5 classes as the reference run had it:
+/// its DeiT `deit` read from the torch checkpoint `deit_weights`, its projector and fc (trained
+/// from scratch in the reference, so the fixture holds the values its run used) from the
+/// safetensors file `rest` (`projector.*`, `fc.*`). The var store owns the head's tensors.
+pub fn reference_attention_head(
+    token_dim: i64,
+    deit: VitConfig,
+    deit_weights: &Path,
+    rest: &Path,
+    deit_from_checkpoint: bool,
+) -> (nn::VarStore, AttentionHead) {
     let vs = nn::VarStore::new(Device::Cpu);
     let head = AttentionHead::new(
         &(vs.root() / "head"),
-        40,
+        token_dim,
         5,
-        SMALL_DEIT,
+        deit,
         heads::DEIT_GRID,
-        false,
+        deit_from_checkpoint,
     );
-    heads::load_deit(&vs, "head.deit.", &fixture("parity/deit_small.pth")).unwrap();
-    let rest = read_st("parity/head_small.safetensors");
+    heads::load_deit(&vs, "head.deit.", deit_weights).unwrap();
+    let rest = read_st_at(rest);
     for part in ["projector.", "fc."] {
         let sd: StateDict = rest
             .iter()
@@ -220,6 +226,18 @@ pub fn small_attention_head() -> (nn::VarStore, AttentionHead) {
         weights::assign(&vs, &format!("head.{part}"), &sd, &[]).unwrap();
     }
     (vs, head)
+}
+
+/// The attention-head fixture (scripts/fixtures/gen_parity_heads.py): [`SMALL_DEIT`] from
+/// `deit_small.pth` over 40-wide tokens, projector and fc from `head_small.safetensors`.
+pub fn small_attention_head() -> (nn::VarStore, AttentionHead) {
+    reference_attention_head(
+        40,
+        SMALL_DEIT,
+        &fixture("parity/deit_small.pth"),
+        &fixture("parity/head_small.safetensors"),
+        false,
+    )
 }
 
 /// A small DeiT head for the freezing tests (its shapes only matter for speed).
