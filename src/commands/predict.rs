@@ -127,7 +127,8 @@ fn run_temperature(params: &config::Params) -> Result<f64> {
     // probabilities or reverse the classes' order.
     if !(t.is_finite() && t > 0.0) {
         bail!(
-            "--calibrated: {}: calibration.temperature is {t}; a positive number is expected              (the file was edited or is damaged; `medfm --params_path ... --test` writes it again)",
+            "--calibrated: {}: calibration.temperature is {t}; a positive number is expected \
+             (the file was edited or is damaged; `medfm --params_path ... --test` writes it again)",
             file.display()
         );
     }

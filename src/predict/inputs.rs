@@ -84,11 +84,25 @@ impl Collector {
         } else if lists && has_extension(path, &["txt"]) {
             self.read_list(path);
         } else {
-            self.inputs.push(Input {
-                path: path.to_path_buf(),
-                origin: origin.to_string(),
-            });
+            self.push(path.to_path_buf(), origin);
         }
+    }
+
+    /// An image to predict, unless its path cannot be written to the output CSV as it is:
+    /// a row naming a file other than the one predicted would be a wrong answer, not a
+    /// formatting detail.
+    fn push(&mut self, path: PathBuf, origin: &str) {
+        if path.to_str().is_none() {
+            return self.skip(
+                &path,
+                origin,
+                "its path is not valid UTF-8, so the output CSV cannot name it; rename the file",
+            );
+        }
+        self.inputs.push(Input {
+            path,
+            origin: origin.to_string(),
+        });
     }
 
     fn walk(&mut self, dir: &Path, origin: &str) {
@@ -109,10 +123,7 @@ impl Collector {
                 Ok(m) if m.is_dir() => self.walk(&p, origin),
                 // An image extension, or a DICOM file named without one (or by its UID),
                 // as the ImageFolder reader takes them.
-                Ok(_) if crate::data::own::is_image_file(&p) => self.inputs.push(Input {
-                    path: p,
-                    origin: origin.to_string(),
-                }),
+                Ok(_) if crate::data::own::is_image_file(&p) => self.push(p, origin),
                 Ok(_) => {}
                 Err(e) if has_extension(&p, &IMAGE_EXTENSIONS) => {
                     self.skip(&p, origin, format!("cannot read it: {e}"))
@@ -225,6 +236,24 @@ mod tests {
         );
         assert_eq!(why[2].0, "empty");
         assert!(why[2].1.starts_with("the folder holds no image"), "{why:?}");
+    }
+
+    /// A path that is not UTF-8 cannot be written to the output CSV as it is: it is skipped
+    /// with its reason instead of getting a row that names another path.
+    #[test]
+    fn paths_that_are_not_utf8_are_skipped() {
+        use std::os::unix::ffi::OsStrExt;
+        let d = tempfile::tempdir().unwrap();
+        let odd = d.path().join(std::ffi::OsStr::from_bytes(b"scan\xff.png"));
+        std::fs::write(&odd, b"x").unwrap();
+        std::fs::write(d.path().join("ok.png"), b"x").unwrap();
+        for args in [vec![d.path().to_path_buf()], vec![odd.clone()]] {
+            let (inputs, skipped) = collect(&args);
+            assert_eq!(skipped.len(), 1, "{skipped:?}");
+            assert_eq!(skipped[0].path, odd);
+            assert!(skipped[0].reason.contains("not valid UTF-8"), "{skipped:?}");
+            assert!(inputs.iter().all(|i| i.path.to_str().is_some()));
+        }
     }
 
     /// DICOM files named by their UID (whose last number reads as an extension) or without an

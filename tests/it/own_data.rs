@@ -686,6 +686,15 @@ fn image_folder_walks_as_torchvision_and_refuses_loops_and_clashing_names() {
     }
     let e = format!("{:#}", try_splits(&params).err().expect("a clash"));
     assert!(e.contains("have the same name once read as UTF-8"), "{e}");
+    for name in [bytes(b"x\xe8"), bytes(b"x\xe9")] {
+        std::fs::remove_dir_all(root.join("train").join(name)).unwrap();
+    }
+
+    // An image whose own name is not UTF-8: predictions.csv could not name it.
+    std::fs::copy(&png, root.join("train/b").join(bytes(b"7\xff.png"))).unwrap();
+    let e = format!("{:#}", try_splits(&params).err().expect("a non-UTF-8 name"));
+    assert!(e.contains("has a path that is not valid UTF-8"), "{e}");
+    assert!(e.contains("train/b/7\u{fffd}.png"), "{e}");
 }
 
 /// CSV mistakes named with the file and line: a column the header has twice, a label column

@@ -119,11 +119,17 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
         walk_sorted(dir, &mut files)?;
         for f in files {
             if own::is_image_file(&f) {
-                let origin = f
-                    .strip_prefix(root)
-                    .unwrap_or(&f)
-                    .to_string_lossy()
-                    .into_owned();
+                // The run names its images in UTF-8 files (predictions.csv, the split lists):
+                // a lossy name would point at no file, or at another one.
+                let Some(origin) = f.strip_prefix(root).unwrap_or(&f).to_str() else {
+                    bail!(
+                        "{}: the image {} has a path that is not valid UTF-8, so the run's \
+                         outputs (predictions.csv) could not name it; rename it",
+                        root.display(),
+                        f.display()
+                    );
+                };
+                let origin = origin.to_string();
                 items.push(Item {
                     path: f,
                     label: Label::Class(class),
