@@ -30,8 +30,18 @@ pub fn run(args: &Args) -> Result<()> {
     let info = &splits.info;
     let d = &params.dataset_params;
     let total = splits.train.len() + splits.val.len() + splits.test.len();
+    let images = if splits.unused == 0 {
+        format!("{total} images")
+    } else {
+        format!(
+            "{} images, {total} of them in this run's splits (train_fraction leaves {} train \
+             images out)",
+            total + splits.unused,
+            splits.unused
+        )
+    };
     crate::info!(
-        "Dataset {} at {}: {} images; {}, {} {}, {} channel{}; target metric {}",
+        "Dataset {} at {}: {}; {}, {} {}, {} channel{}; target metric {}",
         info.name,
         if crate::data::datasets::is_own(info.name) {
             std::path::PathBuf::from(&d.data_location)
@@ -39,7 +49,7 @@ pub fn run(args: &Args) -> Result<()> {
             std::path::Path::new(&d.data_location).join(info.name.as_str())
         }
         .display(),
-        total,
+        images,
         match info.task {
             Task::Multiclass => "multiclass",
             Task::Multilabel => "multi-label",

@@ -98,6 +98,9 @@ pub struct Splits {
     pub train: Vec<Item>,
     pub val: Vec<Item>,
     pub test: Vec<Item>,
+    /// Train images left out by `dataset_params.train_fraction` (0 without it): the dataset
+    /// holds `train + val + test + unused` images.
+    pub unused: usize,
 }
 
 impl Splits {
@@ -140,6 +143,7 @@ impl Splits {
                 val.len()
             ));
         }
+        let mut unused = 0;
         if let Some(f) = d.train_fraction.filter(|&f| f < 1.0) {
             let before = train.len();
             train = own::train_subset(train, f, n_classes, d.split_seed());
@@ -147,12 +151,14 @@ impl Splits {
                 "train_fraction {f}: training on {} of the {before} train images (stratified)",
                 train.len()
             ));
+            unused = before - train.len();
         }
         let mut splits = Splits {
             info,
             train,
             val,
             test: s.test,
+            unused,
         };
         for (name, items) in [("train", &splits.train), ("test", &splits.test)] {
             if items.is_empty() {

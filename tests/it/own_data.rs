@@ -925,3 +925,29 @@ fn inspect_notices_files_that_mix_gray_and_colour() {
         "{text}"
     );
 }
+
+/// With `train_fraction`, inspect gives the dataset's size and the part of it the run uses,
+/// not the run's part as the dataset's size.
+#[test]
+fn inspect_counts_the_images_a_train_fraction_leaves_out() {
+    let dir = tempfile::tempdir().unwrap();
+    synth_data(dir.path(), "ImageFolder", 40);
+    let params = tiny_params(dir.path(), "ImageFolder", |v| {
+        v["dataset_params"]["train_fraction"] = json!(0.5);
+    });
+    let s = try_splits(&params).unwrap();
+    let used = s.train.len() + s.val.len() + s.test.len();
+    assert!(s.unused > 0, "train_fraction 0.5 left no image out");
+    assert_eq!(used + s.unused, 40);
+    let out = command(BIN)
+        .args(["inspect", "--params_path"])
+        .arg(&params)
+        .output()
+        .unwrap();
+    let text = ok(&out);
+    let want = format!(
+        "40 images, {used} of them in this run's splits (train_fraction leaves {} train images out)",
+        s.unused
+    );
+    assert!(text.contains(&want), "{text}");
+}
