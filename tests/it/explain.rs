@@ -38,6 +38,20 @@ fn os<S: AsRef<OsStr> + ?Sized>(s: &S) -> &OsStr {
     s.as_ref()
 }
 
+/// `medfm explain --params_path <params> --input <inputs> --output <out> <extra>`.
+fn explain(params: &Path, inputs: &[&OsStr], out: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        os("explain"),
+        os("--params_path"),
+        os(params),
+        os("--input"),
+    ];
+    args.extend(inputs);
+    args.extend([os("--output"), os(out)]);
+    args.extend(extra.iter().map(os));
+    run(&args)
+}
+
 /// index.csv as rows of cells.
 fn index(dir: &Path) -> Vec<Vec<String>> {
     let mut r = csv::Reader::from_path(dir.join("index.csv")).unwrap();
@@ -145,15 +159,7 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
         std::fs::create_dir(d).unwrap();
         std::fs::write(d.join("index.csv"), "half").unwrap();
     }
-    ok(&run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        inputs[0],
-        os("--output"),
-        os(&root.join("again")),
-    ]));
+    ok(&explain(&params, &inputs[..1], &root.join("again"), &[]));
     assert!(!stale.exists() && live.is_dir());
     // Any other non-empty folder, and a file: refused, untouched.
     let other = root.join("other");
@@ -165,16 +171,7 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
         (&other, "exists and is not empty"),
         (&file, "exists and is not a folder"),
     ] {
-        let out = run(&[
-            os("explain"),
-            os("--params_path"),
-            os(&params),
-            os("--input"),
-            inputs[0],
-            os("--output"),
-            os(target),
-        ]);
-        refused(&out, target, what);
+        refused(&explain(&params, &inputs[..1], target, &[]), target, what);
     }
     assert_eq!(
         std::fs::read_to_string(other.join("notes.txt")).unwrap(),
@@ -184,46 +181,26 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
     // An empty folder (e.g. from mktemp -d) is fine.
     let empty = root.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    ok(&run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        inputs[0],
-        os("--output"),
-        os(&empty),
-    ]));
+    ok(&explain(&params, &inputs[..1], &empty, &[]));
     assert_eq!(index(&empty).len(), 1);
     // A class by name, and a layer by index.
     let named = root.join("named");
-    ok(&run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        inputs[0],
-        os("--output"),
-        os(&named),
-        os("--class"),
-        os("normal"),
-        os("--layer"),
-        os("0"),
-    ]));
+    ok(&explain(
+        &params,
+        &inputs[..1],
+        &named,
+        &["--class", "normal", "--layer", "0"],
+    ));
     let rows = index(&named);
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0][1], "normal");
     // Unknown class: refused with the classes listed.
-    let out = run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        inputs[0],
-        os("--output"),
-        os(&root.join("bad")),
-        os("--class"),
-        os("normall"),
-    ]);
+    let out = explain(
+        &params,
+        &inputs[..1],
+        &root.join("bad"),
+        &["--class", "normall"],
+    );
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
         !out.status.success() && err.contains("did you mean") && err.contains("benign"),
@@ -235,18 +212,7 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
     let list = root.join("again.txt");
     std::fs::write(&list, format!("{}\n", images[0].display())).unwrap();
     let twice = root.join("twice");
-    let out = run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        inputs[0],
-        os(&list),
-        os("--output"),
-        os(&twice),
-        os("--layer"),
-        os("-2"),
-    ]);
+    let out = explain(&params, &[inputs[0], os(&list)], &twice, &["--layer", "-2"]);
     ok(&out);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("each image is explained once"), "{err}");
@@ -255,17 +221,7 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
     check_outputs(&twice, &rows, 28, &keys[..1]);
     // Rollout's options with Grad-CAM are refused, not ignored.
     for extra in [["--discard_ratio", "0.5"], ["--attention", "head"]] {
-        let out = run(&[
-            os("explain"),
-            os("--params_path"),
-            os(&params),
-            os("--input"),
-            inputs[0],
-            os("--output"),
-            os(&root.join("bad")),
-            os(extra[0]),
-            os(extra[1]),
-        ]);
+        let out = explain(&params, &inputs[..1], &root.join("bad"), &extra);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(
             !out.status.success() && err.contains("are for --method rollout"),
@@ -287,19 +243,12 @@ fn multilabel_explain_gives_one_map_per_requested_label() {
     images.sort();
     images.truncate(2);
     let out = root.join("maps");
-    ok(&run(&[
-        os("explain"),
-        os("--params_path"),
-        os(&params),
-        os("--input"),
-        os(&images[0]),
-        os(&images[1]),
-        os("--output"),
-        os(&out),
-        os("--class"),
-        os("Edema"),
-        os("Atelectasis"),
-    ]));
+    ok(&explain(
+        &params,
+        &[os(&images[0]), os(&images[1])],
+        &out,
+        &["--class", "Edema", "Atelectasis"],
+    ));
     let rows = index(&out);
     assert_eq!(rows.len(), 4);
     let mut keys = vec![];
