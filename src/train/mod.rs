@@ -276,7 +276,19 @@ pub fn run(
         Target::Resume => {
             let iters = trainer.load_session(opts.checkpoint.as_deref(), false)?;
             resumed_at = Some(iters);
-            if trainer.is_finished() && trainer.files.metrics_results().exists() {
+            // run_info.json is the test pass's last file: without it, the pass stopped
+            // (a full disk, a kill) after metrics_results.json, and resuming runs it again.
+            let complete =
+                trainer.files.metrics_results().exists() && params.run_dir().run_info().exists();
+            if trainer.is_finished() && !complete {
+                crate::messages::notice(format_args!(
+                    "run \"{}\" finished training, but its test pass did not finish (no {} \
+                     yet): testing its best model again",
+                    tp.model_name,
+                    params.run_dir().run_info().display()
+                ));
+            }
+            if trainer.is_finished() && complete {
                 crate::messages::info(format_args!(
                     "Run \"{}\" is complete (iteration {iters} of {}; results in {}): nothing to \
                      resume. To train it longer, raise training_params.epochs; to evaluate it \
@@ -314,7 +326,9 @@ pub fn run(
             trainer.outputs.start_at(iters)?;
         }
     }
-    trainer.train()?;
+    if !trainer.is_finished() {
+        trainer.train()?;
+    }
     trainer.load_best(None)?;
     trainer.test()?;
     let mut info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);

@@ -335,6 +335,45 @@ fn resuming_a_finished_run_changes_nothing() {
     unchanged(&before, &run.snapshot());
 }
 
+/// A test pass that stopped before its end (here: its last files and an error record as a
+/// full disk leaves them) is run again by resuming, not reported as complete.
+#[test]
+fn resuming_a_run_whose_test_pass_stopped_tests_it_again() {
+    let run = Run::new();
+    let results = run.save_dir().join("results/tiny");
+    let predictions = std::fs::read_to_string(results.join("predictions.csv")).unwrap();
+    for f in ["run_info.json", "statistics.json", "roc.png"] {
+        std::fs::remove_file(results.join(f)).unwrap();
+    }
+    let error = run.save_dir().join("configs/tiny/error.txt");
+    std::fs::write(&error, "cannot write roc.png: No space left on device\n").unwrap();
+    let output = run.medfm(&["--set", "training_params.restore_session=true"]);
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(output.status.success(), "{out}");
+    assert!(out.contains("its test pass did not finish"), "{out}");
+    assert!(!out.contains("Start training"), "{out}");
+    for f in ["run_info.json", "statistics.json", "roc.png"] {
+        assert!(results.join(f).is_file(), "{f} not written again: {out}");
+    }
+    // The same best model on the same test split: the same predictions (to float rounding:
+    // another process may take other kernel paths), the error cleared.
+    let again = std::fs::read_to_string(results.join("predictions.csv")).unwrap();
+    let cells = |t: &str| -> Vec<String> { t.split([',', '\n']).map(str::to_string).collect() };
+    let (a, b) = (cells(&predictions), cells(&again));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        match (x.parse::<f64>(), y.parse::<f64>()) {
+            (Ok(x), Ok(y)) => assert!((x - y).abs() <= 1e-5, "{x} vs {y}"),
+            _ => assert_eq!(x, y),
+        }
+    }
+    assert!(!error.exists());
+}
+
 /// `--overwrite` replaces the earlier run: its evaluations and stale files go, a new run
 /// with the new params is written.
 #[test]
