@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Run many medfm params files: one process per visible GPU (or one at a time on the CPU),
-# skipping runs that already have results/<model_name>/metrics_results.json and resuming
-# interrupted ones from their last checkpoint (training_params.restore_session=true).
+# skipping finished runs (results/<model_name>/metrics_results.json and, for a run that
+# trained here, run_info.json, the last file a run writes) and resuming interrupted ones from
+# their last checkpoint (training_params.restore_session=true).
 #
 # Usage: scripts/sweep/sweep.sh [options] CONFIG... [-- MEDFM_ARGS...]
 #   CONFIG            params files, globs (quoted or not), or @FILE (one path or glob a line)

@@ -83,13 +83,20 @@ pub fn plan_file(save_dir: &Path) -> PathBuf {
 pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     let out = super::RunOutputs::new(save_dir, model_name);
     let metrics = out.metrics_results();
+    let trained_here = last_checkpoint(save_dir, model_name).is_file();
     if metrics.is_file() {
-        return match super::read_metrics_results(&metrics) {
-            Ok(values) => RunState::Done(values),
-            Err(e) => RunState::Failed(format!("{e:#}")),
+        let values = match super::read_metrics_results(&metrics) {
+            Ok(values) => values,
+            Err(e) => return RunState::Failed(format!("{e:#}")),
         };
+        // A run that trains here writes run_info.json last, after its test pass: without it
+        // the pass stopped (an error, a kill) or the metrics are a --test of an unfinished
+        // run, and resuming finishes it.
+        if !trained_here || RunDir::new(save_dir, model_name).run_info().is_file() {
+            return RunState::Done(values);
+        }
     }
-    if metrics.exists() {
+    if metrics.exists() && !metrics.is_file() {
         // A folder (or other non-file) in its place: broken, not "missing".
         return RunState::Failed(format!("{} is not a file", metrics.display()));
     }
@@ -105,7 +112,7 @@ pub fn run_state(save_dir: &Path, model_name: &str) -> RunState {
     if let (Some(error), false) = (error, status == "running") {
         return RunState::Failed(format!("{error}; see {}", out.error_record().display()));
     }
-    let resumable = last_checkpoint(save_dir, model_name).is_file();
+    let resumable = trained_here;
     if resumable || status == "running" || out.resolved_params().is_file() {
         return RunState::Incomplete { resumable };
     }
@@ -412,8 +419,17 @@ mod tests {
         assert_eq!(run_state(d, "a").label(), "failed");
         let mut v = MetricValues::default();
         v.push("test_roc_auc", 0.75);
+        std::fs::remove_file(status_file(d, "a")).unwrap();
         crate::report::write_metrics_results(&crate::report::RunOutputs::new(d, "a"), &v, false)
             .unwrap();
+        // Trained here (a session) and tested, but run_info.json, the test pass's last file,
+        // is missing: the pass stopped, and resuming finishes it.
+        assert_eq!(run_state(d, "a"), RunState::Incomplete { resumable: true });
+        std::fs::write(RunDir::new(d, "a").run_info(), "{}").unwrap();
+        assert_eq!(run_state(d, "a"), RunState::Done(v.clone()));
+        // Metrics of a run that did not train here (a --test of another checkpoint).
+        std::fs::remove_file(last_checkpoint(d, "a")).unwrap();
+        std::fs::remove_file(RunDir::new(d, "a").run_info()).unwrap();
         assert_eq!(run_state(d, "a"), RunState::Done(v));
     }
 

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 pub const FAKE_MEDFM: &str = r#"#!/usr/bin/env bash
 # Stand-in for `medfm`: `report` goes to the real binary; a run writes a checkpoint, then
 # fails (FAKE_FAIL matches the name), dies (FAKE_DIE matches, first attempt only) or writes
-# metrics_results.json.
+# metrics_results.json and then run_info.json (a finished run's last file), as medfm does.
 set -euo pipefail
 if [[ "${1:-}" == "report" ]]; then exec "$REAL_MEDFM" "$@"; fi
 params=""; save=""; resume=0
@@ -34,6 +34,7 @@ if [[ -n "${FAKE_FAIL:-}" && "$name" == *"$FAKE_FAIL"* ]]; then echo "boom" >&2;
 if [[ -n "${FAKE_DIE:-}" && "$name" == *"$FAKE_DIE"* && $resume -eq 0 ]]; then kill -9 $$; fi
 sleep 1
 printf '{"test_accuracy": 0.5, "test_roc_auc": 0.75, "test_loss": 0.7}' > "$save/results/$name/metrics_results.json"
+echo '{}' > "$save/results/$name/run_info.json"
 "#;
 
 fn root() -> PathBuf {
