@@ -394,8 +394,10 @@ pub fn run(args: &Args) -> Result<()> {
                             prob,
                             method.title()
                         );
-                        figure::write_png(&tmp.join(&file), img, &p.mean, &p.std, &map, &title)?;
-                        maps.add(&key, [img.height, img.width], &map)?;
+                        figure::write_png(&tmp.join(&file), img, &p.mean, &p.std, &map, &title)
+                            .map_err(crate::predict::output_error)?;
+                        maps.add(&key, [img.height, img.width], &map)
+                            .map_err(crate::predict::output_error)?;
                         rows.push(Row {
                             path: path.clone(),
                             class: names[c].clone(),
@@ -425,9 +427,13 @@ pub fn run(args: &Args) -> Result<()> {
         Ok(r) => r,
         Err(e) => {
             let _ = std::fs::remove_dir_all(&tmp);
+            let skipped = if skipped.is_empty() {
+                String::new()
+            } else {
+                format!("{} input(s) skipped; ", skipped.len())
+            };
             return Err(e.context(format!(
-                "{} input(s) skipped; {} was not written",
-                skipped.len(),
+                "{skipped}{} was not written",
                 args.output.display()
             )));
         }

@@ -46,7 +46,9 @@ impl MapsWriter {
             "internal: map {key} is written twice"
         );
         for v in values {
-            self.data.write_all(&v.to_le_bytes())?;
+            self.data
+                .write_all(&v.to_le_bytes())
+                .with_context(|| format!("cannot write {}", self.data_path.display()))?;
         }
         let start = self.len;
         self.len += values.len() * 4;

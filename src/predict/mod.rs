@@ -34,6 +34,26 @@ use tch::{Device, Kind, Tensor};
 /// Batches decoded ahead of the forward pass.
 const PREFETCH_BATCHES: usize = 2;
 
+/// An error of [`Predictor::for_each_batch`]'s callback that is not about the batch's images
+/// (writing an output file failed: a full disk, a lost mount): it ends the whole command
+/// instead of marking the batch's images as skipped, which would name a fault they do not
+/// have and go on failing for every later batch.
+#[derive(Debug)]
+pub struct OutputError(pub anyhow::Error);
+
+impl std::fmt::Display for OutputError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:#}", self.0)
+    }
+}
+
+impl std::error::Error for OutputError {}
+
+/// `e` as an [`OutputError`].
+pub fn output_error(e: anyhow::Error) -> anyhow::Error {
+    anyhow::Error::new(OutputError(e))
+}
+
 /// The class names and dataset facts of the run `params` describe (its `dataset_info.json`;
 /// for runs of the paper's datasets trained without one, the table's): the one place
 /// `predict` and `export` read them.
@@ -501,7 +521,8 @@ impl Predictor {
     /// batch ahead of the model, in batches of `batch_size` split into runs of same-shaped
     /// images; `f` gets each run (input index and image) and the images as one `[B, C, H, W]`
     /// tensor. `progress` is called with the number of inputs done after each batch. An input
-    /// that cannot be decoded, or a run `f` fails on, is skipped with its reason (returned).
+    /// that cannot be decoded, or a run `f` fails on, is skipped with its reason (returned);
+    /// an [`OutputError`] of `f` ends the loop with that error.
     pub fn for_each_batch(
         &self,
         inputs: &[Input],
@@ -554,6 +575,9 @@ impl Predictor {
                 for group in same_shape_runs(ok) {
                     let x = stack(&group);
                     if let Err(e) = f(&group, x) {
+                        if e.is::<OutputError>() {
+                            return Err(e);
+                        }
                         skipped.extend(group.iter().map(|(i, _)| skip(&inputs[*i], &e)));
                     }
                 }

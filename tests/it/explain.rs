@@ -219,6 +219,36 @@ fn explain_writes_maps_figures_and_the_index_from_a_run_and_its_export() {
     let rows = index(&twice);
     assert_eq!(rows.len(), 1, "{rows:?}");
     check_outputs(&twice, &rows, 28, &keys[..1]);
+    // A write that fails (here: a file-size limit, as a full disk fails it) ends the command
+    // with the file named; the images are not listed as skipped for it, and nothing is left.
+    let full = root.join("full");
+    let out = crate::common::command("bash")
+        .arg("-c")
+        .arg("trap '' XFSZ; ulimit -f 2; exec \"$@\"")
+        .arg("bash")
+        .arg(BIN)
+        .args(["explain", "--params_path"])
+        .arg(&params)
+        .arg("--input")
+        .args(&inputs)
+        .arg("--output")
+        .arg(&full)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains("cannot write") && err.contains("File too large"),
+        "{err}"
+    );
+    assert!(!err.contains("skipped"), "{err}");
+    assert!(!full.exists());
+    let left: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".full.partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
     // Rollout's options with Grad-CAM are refused, not ignored.
     for extra in [["--discard_ratio", "0.5"], ["--attention", "head"]] {
         let out = explain(&params, &inputs[..1], &root.join("bad"), &extra);
