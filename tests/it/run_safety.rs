@@ -342,6 +342,7 @@ fn resuming_a_run_whose_test_pass_stopped_tests_it_again() {
     let run = Run::new();
     let results = run.save_dir().join("results/tiny");
     let predictions = std::fs::read_to_string(results.join("predictions.csv")).unwrap();
+    let history = std::fs::read(results.join("history.csv")).unwrap();
     for f in ["run_info.json", "statistics.json", "roc.png"] {
         std::fs::remove_file(results.join(f)).unwrap();
     }
@@ -372,6 +373,8 @@ fn resuming_a_run_whose_test_pass_stopped_tests_it_again() {
         }
     }
     assert!(!error.exists());
+    // No training happened: the validation history is the run's.
+    assert_eq!(std::fs::read(results.join("history.csv")).unwrap(), history);
 }
 
 /// `--overwrite` replaces the earlier run: its evaluations and stale files go, a new run
