@@ -56,6 +56,8 @@ fn a_training_run_says_what_a_reader_needs() {
         "{out}"
     );
     assert!(!out.contains(" !"), "{out}");
+    // The device as run_info.json and `medfm predict` spell it, not Rust's `Cpu` / `Cuda(0)`.
+    assert!(out.lines().any(|l| l == "Device: cpu"), "{out}");
     let lr = out
         .lines()
         .find_map(|l| l.strip_prefix("Start training with learning rate: "))
