@@ -87,6 +87,8 @@ if [[ $dry_run -eq 1 ]]; then
     for ((i = 0; i < ${#jobs_cfg[@]}; i++)); do
         echo "would ${jobs_mode[$i]}: ${jobs_name[$i]} (${jobs_cfg[$i]})"
     done
+    # The reasons too: a plan that only counts its invalid configs cannot be acted on.
+    for f in "${invalid[@]+"${invalid[@]}"}"; do echo "invalid: $f"; done
     exit 0
 fi
 

@@ -16,6 +16,8 @@ use std::io::Write;
 
 #[derive(Debug, Clone, ClapArgs)]
 pub struct Args {
+    /// Print JSON for scripts: one object per backbone with its dims, token count, weights
+    /// file, sources and the checkpoint layout the loader expects.
     #[arg(long)]
     pub json: bool,
 }

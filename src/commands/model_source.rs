@@ -8,15 +8,14 @@ use anyhow::{bail, Result};
 use clap::Args as ClapArgs;
 use std::path::PathBuf;
 
+// One group of the two ways to name the model, so that a command naming neither is told
+// "--params_path or --model", not only that --params_path is missing.
 #[derive(Debug, Clone, ClapArgs)]
+#[command(group(clap::ArgGroup::new("the_model").args(["params_path", "model"]).required(true)))]
 pub struct ModelSourceArgs {
     /// The run: its resolved params, <save_dir>/configs/<name>/params.json; its best
     /// checkpoint is the model (the trunk's weights file is read as the run read it).
-    #[arg(
-        long = "params_path",
-        conflicts_with = "model",
-        required_unless_present = "model"
-    )]
+    #[arg(long = "params_path", conflicts_with = "model")]
     pub params_path: Option<PathBuf>,
     /// A model file written by `medfm export` (instead of --params_path): no params file or
     /// weights needed.

@@ -19,6 +19,7 @@ pub struct Args {
     /// Number of images (1 to 100000).
     #[arg(long, default_value_t = 200)]
     pub n: usize,
+    /// Seed of the random draws: the same seed and --n write the same files.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
 }

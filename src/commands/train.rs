@@ -171,7 +171,8 @@ pub fn run(args: &Args) -> Result<()> {
     let result = (|| {
         let target = crate::train::preflight::check(&params, &opts)?;
         let device = crate::device::select(&params.system_params)?;
-        crate::info!("Device: {device:?}");
+        // As run_info.json and `medfm predict` name it: "cpu", "cuda:0 (NVIDIA H200)".
+        crate::info!("Device: {}", crate::train::run_info::device_name(device));
         crate::messages::debug(format_args!(
             "device {device:?} (system_params.use_GPU {}, which_GPUs \"{}\"); {}",
             params.system_params.use_gpu,

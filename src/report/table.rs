@@ -191,9 +191,10 @@ impl Row {
     }
 
     /// The backbone cell: its name, marked when the trunk was random (its metrics are then
-    /// not those of the pretrained model).
+    /// not those of the pretrained model); "?" when unknown, as family and head (the run's
+    /// name has its own column, and a name is no backbone).
     fn backbone_cell(&self) -> String {
-        let name = self.id.backbone.as_deref().unwrap_or(&self.id.model_name);
+        let name = self.id.backbone.as_deref().unwrap_or("?");
         match self.random_trunk {
             Some(true) => format!("{name} (random trunk)"),
             _ => name.to_string(),

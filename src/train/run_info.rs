@@ -244,7 +244,7 @@ impl RunInfo {
 }
 
 /// "cpu", or "cuda:0 (NVIDIA H100 80GB HBM3)".
-fn device_name(device: Device) -> String {
+pub(crate) fn device_name(device: Device) -> String {
     match device {
         Device::Cuda(i) => match crate::device::cuda_device_names().get(i) {
             Some(name) => format!("cuda:{i} ({name})"),

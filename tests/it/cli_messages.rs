@@ -56,6 +56,8 @@ fn a_training_run_says_what_a_reader_needs() {
         "{out}"
     );
     assert!(!out.contains(" !"), "{out}");
+    // The device as run_info.json and `medfm predict` spell it, not Rust's `Cpu` / `Cuda(0)`.
+    assert!(out.lines().any(|l| l == "Device: cpu"), "{out}");
     let lr = out
         .lines()
         .find_map(|l| l.strip_prefix("Start training with learning rate: "))
@@ -191,4 +193,55 @@ fn debug_shows_debug_lines_that_a_default_run_does_not() {
     ] {
         assert!(err.contains(line), "no \"{line}\" in: {err}");
     }
+}
+
+/// Every option of `medfm -h` and of each subcommand's `-h` says what it does: an option listed
+/// with only its name (or only its default) leaves a user guessing. clap prints a description
+/// on the option's line or, when the lines are long, on the next one.
+#[test]
+fn every_option_of_every_command_has_a_description() {
+    let mut undescribed = Vec::new();
+    for cmd in [
+        "",
+        "inspect",
+        "features",
+        "backbones",
+        "synth",
+        "report",
+        "compare",
+        "lr-finder",
+        "predict",
+        "export",
+        "explain",
+        "probe",
+    ] {
+        let args: Vec<&str> = [cmd, "-h"].into_iter().filter(|a| !a.is_empty()).collect();
+        let (help, _) = ok(&args);
+        let lines: Vec<&str> = help.lines().collect();
+        let options = lines
+            .iter()
+            .position(|l| *l == "Options:")
+            .unwrap_or_else(|| panic!("medfm {cmd} -h has no Options section:\n{help}"));
+        for (i, line) in lines.iter().enumerate().skip(options + 1) {
+            let trimmed = line.trim_start();
+            // An option line: `  -x, --name <V>...  text` or `      --name <V>  text`.
+            if !(line.starts_with("  -") || line.starts_with("      --")) {
+                continue;
+            }
+            // The flag spec ends at the first run of two spaces (or the line's end).
+            let rest = trimmed.split_once("  ").map_or("", |(_, r)| r.trim());
+            let next = lines.get(i + 1).copied().unwrap_or("");
+            let next_is_text =
+                next.starts_with("          ") && !next.trim_start().starts_with('-');
+            let described = !(rest.is_empty() || rest.starts_with("[default")) || next_is_text;
+            if !described {
+                undescribed.push(format!("medfm {cmd}: {}", trimmed.trim_end()));
+            }
+        }
+    }
+    assert!(
+        undescribed.is_empty(),
+        "options without a description:\n{}",
+        undescribed.join("\n")
+    );
 }

@@ -707,3 +707,24 @@ fn an_image_folder_run_predicts_by_class_name_from_the_run_and_its_export() {
         assert!(names.contains(&last["prediction"].as_str()), "{last:?}");
     }
 }
+
+/// `predict` and `explain` naming no model say that either flag names it, not only that
+/// `--params_path` is missing (a user with an exported file would not guess `--model`).
+#[test]
+fn a_command_without_a_model_names_both_ways_to_give_one() {
+    for cmd in ["predict", "explain"] {
+        let out = run(&[
+            os(cmd),
+            os("--input"),
+            os("a.png"),
+            os("--output"),
+            os("out"),
+        ]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(
+            err.contains("--params_path <PARAMS_PATH>|--model <MODEL>"),
+            "medfm {cmd}: {err}"
+        );
+    }
+}

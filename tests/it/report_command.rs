@@ -259,3 +259,27 @@ fn unreadable_params_of_a_finished_run_and_a_missing_save_dir_are_named() {
     }
     assert!(!missing.exists());
 }
+
+/// A run that failed before its params were resolved (only `configs/<name>/error.txt`) keeps
+/// its row with the error; its unknown backbone is "?", like its family and head, not its
+/// name repeated in the backbone column.
+#[test]
+fn a_run_without_resolved_params_shows_an_unknown_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let name = start(d, "DDSM/sam2_b_linear.json");
+    finish(d, &name, "test_roc_auc", 0.9);
+    std::fs::create_dir_all(d.join("configs/early_failure")).unwrap();
+    std::fs::write(
+        d.join("configs/early_failure/error.txt"),
+        "the train split gives no batch\n",
+    )
+    .unwrap();
+    common::e2e::report(d);
+    let md = std::fs::read_to_string(d.join("report/results.md")).unwrap();
+    assert!(
+        md.contains("| early_failure | ? | ? | ? |")
+            && md.contains("failed (the train split gives no batch"),
+        "{md}"
+    );
+}

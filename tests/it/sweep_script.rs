@@ -203,3 +203,33 @@ fn sweep_folds_plan_one_run_per_fold() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
+
+/// `--dry-run` names each invalid config with its reason (here: the trunk's weights are not
+/// in an empty weights folder), as the real sweep's summary does; a count alone cannot be
+/// acted on.
+#[test]
+fn sweep_dry_run_lists_invalid_configs_with_their_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let weights = dir.path().join("no-weights");
+    std::fs::create_dir(&weights).unwrap();
+    let cfg = root().join("configs/paper/DDSM/sam2_b_linear.json");
+    let out = common::command(root().join("scripts/sweep/sweep.sh"))
+        .arg("--save_dir")
+        .arg(dir.path().join("save"))
+        .args(["--cpu", "--dry-run", "--medfm", env!("CARGO_BIN_EXE_medfm")])
+        .arg(&cfg)
+        .env("MEDFM_WEIGHTS", &weights)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    assert!(
+        text.contains("0 to run, 0 already done, 1 invalid"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!("invalid: {}: backbone sam2_b", cfg.display()))
+            && text.contains("does not exist"),
+        "{text}"
+    );
+}
