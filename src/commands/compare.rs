@@ -17,9 +17,9 @@ pub struct Args {
     /// Write the comparison as JSON to FILE.
     #[arg(long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// Paired bootstrap resamples.
-    #[arg(long, default_value_t = 2000)]
-    pub resamples: usize,
+    /// Paired bootstrap resamples (0 to 1000000, as training_params.bootstrap).
+    #[arg(long, default_value_t = 2000, value_parser = clap::value_parser!(u64).range(0..=crate::stats::MAX_RESAMPLES as u64))]
+    pub resamples: u64,
     /// Seed of the resamples (the same streams as statistics.json's with this seed).
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
@@ -27,10 +27,11 @@ pub struct Args {
 
 /// A run's name for the table: its folder's name.
 fn short_name(run: &Path) -> String {
-    let p = if run.is_file() {
-        run.parent().unwrap_or(run)
-    } else {
-        run
+    // A file is named by its folder; one in the working directory (whose parent is "", which
+    // has no name) by itself.
+    let p = match run.parent() {
+        Some(parent) if run.is_file() && parent.file_name().is_some() => parent,
+        _ => run,
     };
     p.file_name().map_or_else(
         || p.display().to_string(),
@@ -82,7 +83,7 @@ pub fn run(args: &Args) -> Result<()> {
     let a = read_predictions(&compare::predictions_file(&args.run_a)?)?;
     let b = read_predictions(&compare::predictions_file(&args.run_b)?)?;
     let opts = crate::stats::Options {
-        resamples: args.resamples,
+        resamples: args.resamples as usize,
         seed: args.seed,
     };
     let c = compare::compare_files(&a, &b, opts)?;

@@ -30,10 +30,19 @@ pub const DEFAULT_SEED: u64 = 42;
 pub enum Mark {
     /// The best value of the table (every run that reaches it).
     Best,
-    /// Two-sided p >= [`ALPHA`] against the best run.
-    NotWorse { p: f64, method: Method },
+    /// Two-sided p >= [`ALPHA`] against the best run; `warning`: why the test is not to be
+    /// trusted (few test images), as `medfm compare` says.
+    NotWorse {
+        p: f64,
+        method: Method,
+        warning: Option<String>,
+    },
     /// p < [`ALPHA`].
-    Worse { p: f64, method: Method },
+    Worse {
+        p: f64,
+        method: Method,
+        warning: Option<String>,
+    },
     /// Tested on other images (or labels, or classes) than the best run: why.
     NotComparable(String),
     /// No test possible: why (no predictions.csv, an undefined p-value, ...).
@@ -66,9 +75,17 @@ impl Mark {
         }
     }
 
+    /// Why the test is not to be trusted, if something says so.
+    pub fn warning(&self) -> Option<&str> {
+        match self {
+            Mark::NotWorse { warning, .. } | Mark::Worse { warning, .. } => warning.as_deref(),
+            _ => None,
+        }
+    }
+
     /// The markdown's "vs best" cell.
     pub fn cell(&self) -> String {
-        let test = |p: f64, m: Method| {
+        let test = |p: f64, m: Method, warning: &Option<String>| {
             let p = if p < 0.001 {
                 "p < 0.001".to_string()
             } else {
@@ -78,12 +95,22 @@ impl Mark {
                 Method::Delong => "DeLong",
                 Method::PairedBootstrap => "paired bootstrap",
             };
-            format!("{p}, {m}")
+            // Few test images: the p-value is too small (the paragraph above says why).
+            let few = if warning.is_some() {
+                "; few test images"
+            } else {
+                ""
+            };
+            format!("{p}, {m}{few}")
         };
         match self {
             Mark::Best => "best".into(),
-            Mark::NotWorse { p, method } => format!("≈ best ({})", test(*p, *method)),
-            Mark::Worse { p, method } => format!("worse ({})", test(*p, *method)),
+            Mark::NotWorse { p, method, warning } => {
+                format!("≈ best ({})", test(*p, *method, warning))
+            }
+            Mark::Worse { p, method, warning } => {
+                format!("worse ({})", test(*p, *method, warning))
+            }
             Mark::NotComparable(why) => format!("not comparable ({why})"),
             Mark::Untested(why) => format!("not tested ({why})"),
         }
@@ -92,11 +119,15 @@ impl Mark {
 
 /// The paired bootstrap's resamples and seed for a table whose best run is `best`.
 pub fn options(best: &Row) -> crate::stats::Options {
+    // An edited statistics.json's resamples beyond what `training_params.bootstrap` allows
+    // would run as good as forever: the default instead.
     match &best.statistics {
-        Some(s) if s.resamples > 0 => crate::stats::Options {
-            resamples: s.resamples,
-            seed: s.seed,
-        },
+        Some(s) if s.resamples > 0 && s.resamples <= crate::stats::MAX_RESAMPLES => {
+            crate::stats::Options {
+                resamples: s.resamples,
+                seed: s.seed,
+            }
+        }
         _ => crate::stats::Options {
             resamples: DEFAULT_RESAMPLES,
             seed: DEFAULT_SEED,
@@ -197,17 +228,23 @@ pub fn versus(
         return Mark::Untested(format!("{key} is not computed from predictions.csv"));
     };
     if d.p_value.is_nan() {
-        return Mark::Untested("the p-value is undefined (e.g. one class only)".into());
+        return Mark::Untested(match &d.warning {
+            Some(w) => format!("the p-value is {w}"),
+            None => "the p-value is undefined (e.g. one class only)".into(),
+        });
     }
+    let warning = d.warning.clone();
     if d.p_value >= ALPHA {
         Mark::NotWorse {
             p: d.p_value,
             method: d.method,
+            warning,
         }
     } else {
         Mark::Worse {
             p: d.p_value,
             method: d.method,
+            warning,
         }
     }
 }
@@ -245,7 +282,82 @@ pub fn explanation(target_key: &str, group: &[&Row]) -> String {
          {}; also for the ROC-AUC of more classes or labels, an average that no single DeLong \
          test covers). \"≈ best\": not significantly worse (two-sided p >= {ALPHA}); \"worse\": \
          p < {ALPHA}; \"not comparable\": tested on different images, labels or classes; \"not \
-         tested\": no predictions.csv or no defined p-value.",
-        opts.resamples, opts.seed
+         tested\": no predictions.csv or no defined p-value.{}",
+        opts.resamples,
+        opts.seed,
+        few_images_note(group)
     )
+}
+
+/// The sentence that names the runs whose intervals or tests rest on few test images (their
+/// `statistics.json`'s `small_sample`, or a test that `medfm compare` would warn of).
+fn few_images_note(group: &[&Row]) -> String {
+    let few: Vec<&str> = group
+        .iter()
+        .filter(|r| {
+            r.statistics.as_ref().is_some_and(|s| s.small_sample)
+                || r.mark.as_ref().and_then(|m| m.warning()).is_some()
+        })
+        .map(|r| r.id.model_name.as_str())
+        .collect();
+    if few.is_empty() {
+        return String::new();
+    }
+    format!(
+        " Few test images (fewer than {} in a class; \"few test images\"): {}: their bootstrap \
+         intervals are too narrow (one of zero width does not mean certainty) and their p-values \
+         too small; see statistics.json's warnings.",
+        crate::stats::MIN_CLASS_IMAGES,
+        few.join(", ")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A test on few images still gives its p-value, and the cell says "few test images"
+    /// (the table's paragraph says why); an undefined p-value says why it is undefined.
+    #[test]
+    fn tests_on_few_images_say_so() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, text: &str| {
+            let p = dir.path().join(name);
+            std::fs::write(&p, text).unwrap();
+            p
+        };
+        let best = write(
+            "best.csv",
+            "path,label,prob_n,prob_p\n1.png,n,0.9,0.1\n2.png,p,0.2,0.8\n3.png,n,0.7,0.3\n4.png,p,0.4,0.6\n5.png,n,0.6,0.4\n6.png,p,0.3,0.7\n",
+        );
+        let other = write(
+            "other.csv",
+            "path,label,prob_n,prob_p\n1.png,n,0.3,0.7\n2.png,p,0.8,0.2\n3.png,n,0.6,0.4\n4.png,p,0.4,0.6\n5.png,n,0.7,0.3\n6.png,p,0.5,0.5\n",
+        );
+        let best = compare::read_predictions(&best).unwrap();
+        let opts = crate::stats::Options {
+            resamples: 200,
+            seed: 42,
+        };
+        for key in ["test_roc_auc", "test_accuracy"] {
+            let mark = versus(&best, &other, key, opts);
+            assert!(mark.p_value().is_some(), "{key}: {mark:?}");
+            assert!(mark.warning().unwrap().contains("few test images"), "{key}");
+            assert!(
+                mark.cell().ends_with("; few test images)"),
+                "{}",
+                mark.cell()
+            );
+        }
+        let one_class = write(
+            "one.csv",
+            "path,label,prob_n,prob_p\n1.png,n,0.9,0.1\n3.png,n,0.7,0.3\n5.png,n,0.6,0.4\n",
+        );
+        let one = compare::read_predictions(&one_class).unwrap();
+        let mark = versus(&one, &one_class, "test_roc_auc", opts);
+        assert!(
+            matches!(&mark, Mark::Untested(why) if why.contains("undefined: the test images hold no positive")),
+            "{mark:?}"
+        );
+    }
 }

@@ -97,6 +97,14 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
         bail!("{}: no prob_<class> columns", file.display());
     }
     let names: Vec<String> = probs.iter().map(|p| p.1.clone()).collect();
+    for (i, (_, name)) in probs.iter().enumerate() {
+        if names[..i].contains(name) {
+            bail!(
+                "{}: the header has prob_{name} twice; expected one prob_<name> column per class",
+                file.display()
+            );
+        }
+    }
     let label_cols: Vec<(usize, String)> = header
         .iter()
         .enumerate()
@@ -123,6 +131,14 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
         ),
     };
     let k = names.len();
+    if !multilabel && k < 2 {
+        bail!(
+            "{}: one prob_ column (prob_{}); a multiclass predictions.csv has one per class, at \
+             least 2",
+            file.display(),
+            names[0]
+        );
+    }
     let mut rows = Vec::new();
     let mut classes = Vec::new();
     let mut targets = Vec::new();
@@ -148,7 +164,29 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
                 .with_context(|| {
                     format!("{}: prob_{name} is {:?}; expected a number", at(), cell(*i))
                 })?;
+            // A probability, as softmax and sigmoid give: anything else (an edited file, a
+            // logit) would be ranked and binned as if it were one.
+            if !(0.0..=1.0).contains(&v) {
+                bail!(
+                    "{}: prob_{name} is {v}; expected a probability, 0 to 1",
+                    at()
+                );
+            }
             p.push(f64::from(v));
+        }
+        if !multilabel {
+            // Softmax rows sum to 1 (float32: to about 1e-7). sklearn's multiclass ROC-AUC
+            // refuses rows that do not (np.allclose: 1e-8 + 1e-5 * sum), where the metric
+            // becomes the reference's substitute 0.5 (`metrics::multiclass`): refused here
+            // rather than compared as 0.5.
+            let sum: f64 = p[p.len() - k..].iter().sum();
+            if (1.0 - sum).abs() > 1e-8 + 1e-5 * sum.abs() {
+                bail!(
+                    "{}: the prob_ columns sum to {sum}; expected 1 (softmax probabilities, to \
+                     1e-5 as sklearn checks them)",
+                    at()
+                );
+            }
         }
         if multilabel {
             for (i, name) in &label_cols {
@@ -327,6 +365,9 @@ pub struct Difference {
     pub ci_high: f64,
     pub p_value: f64,
     pub method: Method,
+    /// Why the interval and p-value are missing or not to be trusted (an undefined metric, few
+    /// test images); None when nothing limits them.
+    pub warning: Option<String>,
 }
 
 /// The comparison of two runs.
@@ -347,6 +388,7 @@ impl Comparison {
                 json!({
                     "a": r.a, "b": r.b, "diff": r.diff, "ci_low": r.ci_low,
                     "ci_high": r.ci_high, "p_value": r.p_value, "method": r.method.as_str(),
+                    "warning": r.warning,
                 }),
             );
         }
@@ -391,18 +433,28 @@ pub fn compare_data(
     let ma = a.metrics()?;
     let mb = b.metrics()?;
     let resampler = a.resampler(opts.resamples, opts.seed);
+    // The resamples of statistics.json: a multi-label resample that lost a label's positives
+    // or negatives leaves the averages over labels undefined (`Data::resample_metrics`).
+    let two_sided = a.two_sided_labels();
     let diffs: Vec<Vec<f64>> = if opts.resamples > 0 {
         resampler.map(|rows| {
-            let (x, y) = (a.select(rows).metrics()?, b.select(rows).metrics()?);
-            Ok(x.entries()
-                .iter()
-                .zip(y.entries())
-                .map(|(u, v)| u.1 - v.1)
-                .collect())
+            let x = a.select(rows).resample_metrics(&two_sided)?;
+            let y = b.select(rows).resample_metrics(&two_sided)?;
+            Ok(x.iter().zip(&y).map(|(u, v)| u - v).collect())
         })?
     } else {
         vec![]
     };
+    let check = super::sample_check(a, names);
+    let undefined = a.undefined_metrics(names);
+    let few = check.small.then(|| {
+        format!(
+            "few test images (the smallest class has {}; fewer than {} make the interval too \
+             narrow and the p-value too small)",
+            check.smallest,
+            super::MIN_CLASS_IMAGES
+        )
+    });
     let binary = a.k == 2 && matches!(a.truth, Truth::Multiclass(_));
     let mut rows = vec![];
     for (j, ((name, va), (_, vb))) in ma.entries().into_iter().zip(mb.entries()).enumerate() {
@@ -411,6 +463,22 @@ pub fn compare_data(
             let (pos, sa) = &a.binary_columns()[0];
             let (_, sb) = &b.binary_columns()[0];
             rows.push(delong_row(metric, Some((va, vb)), pos, sa, sb));
+            continue;
+        }
+        // Undefined on these images (both runs' value is the same substitute): nothing to
+        // test.
+        if let Some((_, why)) = undefined.iter().find(|(u, _)| *u == name) {
+            rows.push(Difference {
+                metric,
+                a: va,
+                b: vb,
+                diff: va - vb,
+                ci_low: f64::NAN,
+                ci_high: f64::NAN,
+                p_value: f64::NAN,
+                method: Method::PairedBootstrap,
+                warning: Some(why.clone()),
+            });
             continue;
         }
         let column: Vec<f64> = diffs.iter().map(|d| d[j]).collect();
@@ -428,6 +496,7 @@ pub fn compare_data(
             ci_high,
             p_value: bootstrap_p_value(&column),
             method: Method::PairedBootstrap,
+            warning: few.clone(),
         });
     }
     match &a.truth {
@@ -472,9 +541,25 @@ fn delong_row(
     a: &[f64],
     b: &[f64],
 ) -> Difference {
+    let m = pos.iter().filter(|&&p| p).count();
+    let n = pos.len() - m;
     match delong::paired_test(pos, a, b) {
         Some(t) => {
             let (va, vb) = values.unwrap_or((t.auc_a, t.auc_b));
+            // DeLong's variance needs two images of each kind (NaN below), and its normal
+            // approximation many more: few images, too small a p-value.
+            let warning = (m.min(n) < super::MIN_CLASS_IMAGES).then(|| {
+                format!(
+                    "few test images ({m} positive, {n} negative; fewer than {} of either make \
+                     DeLong's normal approximation unreliable{})",
+                    super::MIN_CLASS_IMAGES,
+                    if m.min(n) < 2 {
+                        ", and its variance undefined below 2"
+                    } else {
+                        ""
+                    }
+                )
+            });
             Difference {
                 metric,
                 a: va,
@@ -484,6 +569,7 @@ fn delong_row(
                 ci_high: t.ci_high,
                 p_value: t.p_value,
                 method: Method::Delong,
+                warning,
             }
         }
         None => {
@@ -497,6 +583,16 @@ fn delong_row(
                 ci_high: f64::NAN,
                 p_value: f64::NAN,
                 method: Method::Delong,
+                warning: Some(format!(
+                    "undefined: the test images hold {}",
+                    if pos.is_empty() {
+                        "no known image".to_string()
+                    } else if m == 0 {
+                        "no positive".to_string()
+                    } else {
+                        "no negative".to_string()
+                    }
+                )),
             }
         }
     }
@@ -574,7 +670,7 @@ pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
                 .unwrap_or(0)
         })
         .collect();
-    table
+    let mut text = table
         .iter()
         .map(|r| {
             r.iter()
@@ -586,7 +682,21 @@ pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
                 .to_string()
         })
         .collect::<Vec<_>>()
-        .join("\n")
+        .join("\n");
+    // The warnings under the table, each once with the rows it concerns.
+    let mut warnings: Vec<(&str, Vec<&str>)> = vec![];
+    for r in &c.rows {
+        if let Some(w) = &r.warning {
+            match warnings.iter_mut().find(|(x, _)| x == w) {
+                Some((_, metrics)) => metrics.push(&r.metric),
+                None => warnings.push((w, vec![&r.metric])),
+            }
+        }
+    }
+    for (w, metrics) in warnings {
+        text.push_str(&format!("\nWarning ({}): {w}", metrics.join(", ")));
+    }
+    text
 }
 
 #[cfg(test)]
@@ -707,7 +817,7 @@ mod tests {
         let keys: Vec<&String> = v["test_f1"].as_object().unwrap().keys().collect();
         assert_eq!(
             keys,
-            ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method"]
+            ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method", "warning"]
         );
 
         let c2 = write(dir.path(), "c", "path,label,prob_x,prob_y\n1.png,x,0.9,0.1\n2.png,y,0.4,0.6\n5.png,y,0.3,0.7\n4.png,x,0.6,0.4\n");
@@ -743,6 +853,111 @@ mod tests {
             .unwrap_err()
         );
         assert!(e.contains("different labels") && e.contains("1.png"), "{e}");
+    }
+
+    /// What is not a softmax or sigmoid output is refused with the file's line: a value
+    /// outside 0..1 (e.g. a logit), a multiclass row that does not sum to 1 (sklearn's
+    /// multiclass ROC-AUC refuses it, and the metric would silently be the substitute 0.5), one
+    /// prob_ column for a multiclass file, a class twice.
+    #[test]
+    fn what_is_not_a_probability_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            (
+                "path,label,prob_x,prob_y\na.png,x,0.9,0.1\nb.png,y,-0.2,1.2\n",
+                "predictions.csv:3: prob_x is -0.2; expected a probability",
+            ),
+            (
+                "path,label_x,prob_x\na.png,1,1.5\n",
+                "predictions.csv:2: prob_x is 1.5; expected a probability",
+            ),
+            (
+                "path,label,prob_x,prob_y,prob_z\na.png,x,0.5,0.1,0.1\n",
+                "predictions.csv:2: the prob_ columns sum to 0.7",
+            ),
+            (
+                "path,label,prob_x,prob_y\na.png,x,0.9,0.1001\n",
+                "predictions.csv:2: the prob_ columns sum to 1.00009",
+            ),
+            (
+                "path,label,prob_x\na.png,x,1\n",
+                "one prob_ column (prob_x)",
+            ),
+            (
+                "path,label,prob_x,prob_x\na.png,x,0.5,0.5\n",
+                "prob_x twice",
+            ),
+        ];
+        for (text, want) in cases {
+            let f = write(dir.path(), "bad", text);
+            let e = format!(
+                "{:#}",
+                read_predictions(&predictions_file(&f).unwrap()).unwrap_err()
+            );
+            assert!(e.contains(want), "{text:?}: {e}");
+        }
+        // float32 softmax rows (sums within about 1e-7 of 1) and sigmoid labels are read.
+        let ok = write(
+            dir.path(),
+            "ok",
+            "path,label,prob_x,prob_y,prob_z\na.png,x,0.33333334,0.33333334,0.33333334\n",
+        );
+        read_predictions(&predictions_file(&ok).unwrap()).unwrap();
+    }
+
+    /// A multiclass test set without one of the classes: its ROC-AUC (one-vs-one, sklearn
+    /// raises) is the reference's 0.5 in both runs; no interval, no p-value, a warning, as for
+    /// the class's one-vs-rest row. Few images: every row says so.
+    #[test]
+    fn undefined_metrics_and_few_images_are_not_tested_as_if_known() {
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(dir.path(), "a", "path,label,prob_x,prob_y,prob_z\n1.png,x,0.7,0.2,0.1\n2.png,y,0.3,0.6,0.1\n3.png,x,0.2,0.2,0.6\n4.png,y,0.4,0.4,0.2\n");
+        let b = write(dir.path(), "b", "path,label,prob_x,prob_y,prob_z\n1.png,x,0.5,0.4,0.1\n2.png,y,0.6,0.3,0.1\n3.png,x,0.2,0.7,0.1\n4.png,y,0.1,0.8,0.1\n");
+        let (a, b) = (
+            read_predictions(&predictions_file(&a).unwrap()).unwrap(),
+            read_predictions(&predictions_file(&b).unwrap()).unwrap(),
+        );
+        let c = compare_files(
+            &a,
+            &b,
+            super::super::Options {
+                resamples: 50,
+                seed: 1,
+            },
+        )
+        .unwrap();
+        let auc = c.get("test_roc_auc").unwrap();
+        assert_eq!((auc.a, auc.b), (0.5, 0.5));
+        assert!(auc.p_value.is_nan() && auc.ci_low.is_nan() && auc.ci_high.is_nan());
+        assert!(
+            auc.warning
+                .as_deref()
+                .unwrap()
+                .contains("no test image of class \"z\""),
+            "{auc:?}"
+        );
+        let z = c.get("test_roc_auc_ovr_z").unwrap();
+        assert!(z.p_value.is_nan());
+        assert!(z.warning.as_deref().unwrap().contains("no positive"));
+        let acc = c.get("test_accuracy").unwrap();
+        assert!(acc.warning.as_deref().unwrap().contains("few test images"));
+        let x = c.get("test_roc_auc_ovr_x").unwrap();
+        assert!(x
+            .warning
+            .as_deref()
+            .unwrap()
+            .contains("2 positive, 2 negative"));
+        let v = c.to_json();
+        assert!(v["test_roc_auc"]["p_value"].is_null());
+        assert!(v["test_accuracy"]["warning"]
+            .as_str()
+            .unwrap()
+            .contains("few test images"));
+        let table = format_table(&c, "a", "b");
+        assert!(
+            table.contains("\nWarning (test_roc_auc): undefined"),
+            "{table}"
+        );
     }
 
     #[test]

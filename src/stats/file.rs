@@ -53,6 +53,13 @@ pub struct Statistics {
     pub confidence: f64,
     /// The seed of the resamples' streams (`training_params.seed`).
     pub seed: u64,
+    /// Some class (multi-label: a label's positives or negatives) has fewer than
+    /// `stats::MIN_CLASS_IMAGES` test images: the intervals are too narrow. False in a file
+    /// written before the key existed.
+    pub small_sample: bool,
+    /// What limits the intervals (few images, undefined metrics, zero-width intervals), one
+    /// sentence each; empty when nothing does (and in a file written before the key existed).
+    pub warnings: Vec<String>,
     /// Every test metric of `metrics_results.json` but `test_loss`, by its key there.
     pub metrics: Vec<(String, Estimate)>,
     pub calibration: CalibrationSummary,
@@ -112,6 +119,8 @@ impl Statistics {
             "metrics": metrics,
             "calibration": calibration,
             "operating_points": operating,
+            "small_sample": self.small_sample,
+            "warnings": self.warnings,
         })
     }
 }
@@ -197,6 +206,31 @@ fn parse(v: &Value) -> Result<Statistics> {
         resamples: count(field(v, "resamples", "")?, "resamples")? as usize,
         confidence: number(field(v, "confidence", "")?, "confidence")?,
         seed: count(field(v, "seed", "")?, "seed")?,
+        small_sample: match v.get("small_sample") {
+            None => false,
+            Some(b) => b.as_bool().with_context(|| {
+                format!(
+                    "small_sample: expected true or false, found {}",
+                    crate::util::json_kind(b)
+                )
+            })?,
+        },
+        warnings: match v.get("warnings") {
+            None => vec![],
+            Some(w) => w
+                .as_array()
+                .and_then(|a| {
+                    a.iter()
+                        .map(|x| x.as_str().map(String::from))
+                        .collect::<Option<Vec<_>>>()
+                })
+                .with_context(|| {
+                    format!(
+                        "warnings: expected a list of strings, found {}",
+                        crate::util::json_kind(w)
+                    )
+                })?,
+        },
         metrics: estimates(field(v, "metrics", "")?, "metrics")?,
         calibration,
         operating_points,
@@ -265,6 +299,8 @@ mod tests {
             resamples: 100,
             confidence: 0.95,
             seed: 42,
+            small_sample: true,
+            warnings: vec!["few test images".into()],
             metrics: vec![
                 ("test_accuracy".into(), e(0.75)),
                 (
@@ -333,9 +369,30 @@ mod tests {
                 "seed",
                 "metrics",
                 "calibration",
-                "operating_points"
+                "operating_points",
+                "small_sample",
+                "warnings"
             ]
         );
+        assert!(back.small_sample);
+        assert_eq!(back.warnings, ["few test images"]);
+    }
+
+    /// A file written before `small_sample` and `warnings` existed reads as without warnings.
+    #[test]
+    fn an_older_file_has_no_warnings() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("statistics.json");
+        let mut v = sample().to_json();
+        v.as_object_mut().unwrap().remove("small_sample");
+        v.as_object_mut().unwrap().remove("warnings");
+        std::fs::write(&p, v.to_string()).unwrap();
+        let back = read_statistics(&p).unwrap();
+        assert!(!back.small_sample && back.warnings.is_empty());
+        v["warnings"] = json!("few");
+        std::fs::write(&p, v.to_string()).unwrap();
+        let e = format!("{:#}", read_statistics(&p).unwrap_err());
+        assert!(e.contains("warnings: expected a list of strings"), "{e}");
     }
 
     #[test]

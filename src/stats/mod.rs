@@ -100,6 +100,71 @@ impl Data {
         }
     }
 
+    /// The metrics of one bootstrap resample (in [`Metrics::entries`] order): those of
+    /// [`Data::metrics`], except that a multi-label resample in which a label of `two_sided`
+    /// (one that has both positive and negative known test images, [`Data::two_sided_labels`])
+    /// has lost every image of one kind leaves the averages over labels (mAP, precision,
+    /// recall, F1, ROC-AUC) undefined (NaN): there that label's AP, ROC-AUC and recall would be
+    /// the reference's substitutes (0 or 0.5), not an estimate, and would drag the interval's
+    /// lower end down (a label with 3 positives in 300 images has none in about 5% of the
+    /// resamples). The usual bootstrap of an AUC skips such resamples likewise. Subset accuracy
+    /// needs no label to hold both kinds and stays.
+    pub fn resample_metrics(&self, two_sided: &[bool]) -> Result<Vec<f64>> {
+        let metrics = self.metrics()?;
+        let mut values: Vec<f64> = metrics.entries().iter().map(|e| e.1).collect();
+        if let Truth::Multilabel(_) = &self.truth {
+            let now = self.two_sided_labels();
+            if two_sided.iter().zip(&now).any(|(&was, &is)| was && !is) {
+                for (v, (name, _)) in values.iter_mut().zip(metrics.entries()) {
+                    if name != "accuracy" {
+                        *v = f64::NAN;
+                    }
+                }
+            }
+        }
+        Ok(values)
+    }
+
+    /// Multi-label: whether each label's known images hold both a positive and a negative
+    /// (empty for multiclass).
+    pub fn two_sided_labels(&self) -> Vec<bool> {
+        match &self.truth {
+            Truth::Multiclass(_) => vec![],
+            Truth::Multilabel(_) => self
+                .binary_columns()
+                .iter()
+                .map(|(pos, _)| pos.iter().any(|&p| p) && pos.iter().any(|&p| !p))
+                .collect(),
+        }
+    }
+
+    /// The metrics that are undefined on these images although `metrics_results.json` gives
+    /// them a number, with why: the ROC-AUC of a multiclass test set that lacks a class (sklearn
+    /// cannot compute it; 0.5 is the reference's substitute). They get no interval and no test.
+    pub fn undefined_metrics(&self, names: &[String]) -> Vec<(&'static str, String)> {
+        match &self.truth {
+            Truth::Multiclass(y) => {
+                let counts = class_counts(y, self.k);
+                let absent: Vec<&str> = (0..self.k)
+                    .filter(|&c| counts[c] == 0)
+                    .map(|c| names.get(c).map_or("?", |n| n.as_str()))
+                    .collect();
+                if absent.is_empty() {
+                    return vec![];
+                }
+                vec![(
+                    "roc_auc",
+                    format!(
+                        "undefined: no test image of class {} (the 0.5 of metrics_results.json is \
+                         the reference's substitute)",
+                        quoted(&absent)
+                    ),
+                )]
+            }
+            Truth::Multilabel(_) => vec![],
+        }
+    }
+
     /// The resampling scheme: within each class (multiclass), of whole images (multi-label).
     pub fn resampler(&self, resamples: usize, seed: u64) -> Resampler {
         match &self.truth {
@@ -132,6 +197,110 @@ impl Data {
                 })
                 .collect(),
         }
+    }
+}
+
+/// The most bootstrap resamples, as `training_params.bootstrap` allows (`medfm compare
+/// --resamples`, the report's tests): 2000 of 550 images take seconds, a million about as many
+/// minutes; more would run for hours, or, given by mistake, as good as forever.
+pub const MAX_RESAMPLES: usize = 1_000_000;
+
+/// Fewer test images than this in a class (multiclass), or positives or negatives of a label
+/// or binary problem, and the bootstrap intervals are too narrow and the p-values too small:
+/// a resample of a class of n images takes only a few distinct values (at n = 1, one), and the
+/// percentile bootstrap's coverage falls (simulated for a binary test set, 95% intervals of
+/// the accuracy and the AUC: about 0.63-0.9 with 3 to 10 images a class, 0.92-0.97 from 20).
+/// The numbers are still given, with a warning.
+pub const MIN_CLASS_IMAGES: usize = 10;
+
+fn class_counts(y: &[usize], k: usize) -> Vec<usize> {
+    let mut counts = vec![0usize; k];
+    y.iter().for_each(|&c| counts[c] += 1);
+    counts
+}
+
+fn quoted(names: &[&str]) -> String {
+    names
+        .iter()
+        .map(|n| format!("\"{n}\""))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// How well the test images support intervals and tests: the smallest class (multiclass:
+/// among the classes present; multi-label: the fewer of a label's known positives and
+/// negatives, among the labels that have both) and the warnings to print.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SampleCheck {
+    /// Some class (or kind of a label) has fewer than [`MIN_CLASS_IMAGES`] test images.
+    pub small: bool,
+    pub smallest: usize,
+    pub warnings: Vec<String>,
+}
+
+/// The [`SampleCheck`] of `data`, whose classes or labels are `names`.
+pub fn sample_check(data: &Data, names: &[String]) -> SampleCheck {
+    let name = |c: usize| names.get(c).map_or("?", |n| n.as_str());
+    let mut warnings = vec![];
+    let mut few: Vec<String> = vec![];
+    let mut smallest = usize::MAX;
+    match &data.truth {
+        Truth::Multiclass(y) => {
+            for (c, &count) in class_counts(y, data.k).iter().enumerate() {
+                if count > 0 {
+                    smallest = smallest.min(count);
+                    if count < MIN_CLASS_IMAGES {
+                        few.push(format!("class \"{}\" {count}", name(c)));
+                    }
+                }
+            }
+        }
+        Truth::Multilabel(_) => {
+            for (l, (pos, _)) in data.binary_columns().iter().enumerate() {
+                let p = pos.iter().filter(|&&x| x).count();
+                let q = pos.len() - p;
+                if p == 0 || q == 0 {
+                    warnings.push(format!(
+                        "label \"{}\" has no {} known test image: its ROC-AUC and AP are the \
+                         reference's substitutes (0.5 and 0) in the averages, its operating \
+                         points undefined",
+                        name(l),
+                        if p == 0 { "positive" } else { "negative" }
+                    ));
+                    continue;
+                }
+                smallest = smallest.min(p.min(q));
+                if p.min(q) < MIN_CLASS_IMAGES {
+                    few.push(format!(
+                        "label \"{}\" {} {}",
+                        name(l),
+                        p.min(q),
+                        if p <= q { "positive" } else { "negative" }
+                    ));
+                }
+            }
+        }
+    }
+    for (_, why) in data.undefined_metrics(names) {
+        warnings.push(format!("test_roc_auc is {why}"));
+    }
+    let small = !few.is_empty();
+    if small {
+        warnings.insert(
+            0,
+            format!(
+                "few test images ({}): with fewer than {MIN_CLASS_IMAGES} test images in a class \
+                 the bootstrap intervals are too narrow (a zero-width one does not mean \
+                 certainty) and the p-values too small; read them as a lower bound of the \
+                 uncertainty",
+                few.join(", ")
+            ),
+        );
+    }
+    SampleCheck {
+        small,
+        smallest: if smallest == usize::MAX { 0 } else { smallest },
+        warnings,
     }
 }
 
@@ -202,8 +371,9 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
     }
     // Every quantity with an interval, as one row of values per resample: the metrics, then
     // each binary problem's operating points.
+    let two_sided = data.two_sided_labels();
     let values_of = |d: &Data| -> Result<Vec<f64>> {
-        let mut v: Vec<f64> = d.metrics()?.entries().iter().map(|e| e.1).collect();
+        let mut v = d.resample_metrics(&two_sided)?;
         for ((pos, s), t) in d.binary_columns().iter().zip(&thresholds) {
             v.extend(operating::test_points(pos, s, *t));
         }
@@ -216,9 +386,18 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
     } else {
         vec![]
     };
+    // A metric that is undefined on the test images (e.g. the ROC-AUC without a class) is the
+    // same substitute in every resample: no interval.
+    let undefined = data.undefined_metrics(&test.names);
+    let no_interval: Vec<bool> = metric_names
+        .iter()
+        .map(|m| undefined.iter().any(|(u, _)| m == &format!("test_{u}")))
+        .chain(std::iter::repeat(false))
+        .take(point.len())
+        .collect();
     let estimate = |j: usize| {
         let column: Vec<f64> = replicates.iter().map(|r| r[j]).collect();
-        let (ci_low, ci_high) = if replicates.is_empty() {
+        let (ci_low, ci_high) = if replicates.is_empty() || no_interval[j] {
             (f64::NAN, f64::NAN)
         } else {
             bootstrap::interval(&column)
@@ -308,9 +487,31 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
             (summary, test.names.iter().cloned().zip(per).collect())
         }
     };
+    let check = sample_check(data, &test.names);
+    let mut warnings = check.warnings;
+    let zero_width: Vec<String> = metrics
+        .iter()
+        .cloned()
+        .chain(operating_points.iter().flat_map(|(name, op)| {
+            op.points
+                .iter()
+                .map(move |(k, e)| (format!("{name}/{k}"), *e))
+        }))
+        .filter(|(_, e)| e.ci_low.is_finite() && e.ci_low == e.ci_high)
+        .map(|(k, _)| k)
+        .collect();
+    if !zero_width.is_empty() {
+        warnings.push(format!(
+            "zero-width interval ({}): every resample gave the same value, which shows too few \
+             or too well separated test images, not certainty",
+            zero_width.join(", ")
+        ));
+    }
     Ok(Computed {
         statistics: Statistics {
             n: data.n(),
+            small_sample: check.small,
+            warnings,
             resamples: opts.resamples,
             confidence: bootstrap::CONFIDENCE,
             seed: opts.seed,
@@ -325,6 +526,99 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A multi-label resample that lost every positive of a label (here: rows 0 and 2 only,
+    /// without row 1, label b's one positive) leaves the averages over labels undefined;
+    /// subset accuracy stays, and a label without positives in the test set itself does not
+    /// count (its substitutes are in every resample alike).
+    #[test]
+    fn a_resample_that_loses_a_label_kind_leaves_the_label_averages_undefined() {
+        let nan = f64::NAN;
+        // Labels a, b, c: c has no positive at all.
+        let t = vec![1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 1.0, 0.0, nan, 0.0, 0.0, 0.0];
+        let p = vec![0.9, 0.2, 0.1, 0.3, 0.7, 0.2, 0.6, 0.4, 0.5, 0.2, 0.1, 0.3];
+        let d = Data::new(3, Truth::Multilabel(t), p).unwrap();
+        let both = d.two_sided_labels();
+        assert_eq!(both, [true, true, false]);
+        let full = d.resample_metrics(&both).unwrap();
+        assert!(full.iter().all(|v| v.is_finite()));
+        let lost = d.select(&[0, 2, 3, 0]).resample_metrics(&both).unwrap();
+        assert!(lost[0].is_finite(), "subset accuracy");
+        assert!(lost[1..].iter().all(|v| v.is_nan()), "{lost:?}");
+        let kept = d.select(&[0, 1, 3, 3]).resample_metrics(&both).unwrap();
+        assert!(kept.iter().all(|v| v.is_finite()));
+    }
+
+    /// Few images a class: flagged with the counts; a class absent from the test set: its
+    /// ROC-AUC undefined, with no interval; zero-width intervals named.
+    #[test]
+    fn few_images_and_undefined_metrics_are_flagged() {
+        let test = toy(8);
+        let c = compute(
+            &test,
+            None,
+            Options {
+                resamples: 100,
+                seed: 1,
+            },
+        )
+        .unwrap();
+        let s = &c.statistics;
+        assert!(s.small_sample);
+        assert!(
+            s.warnings[0].contains("class \"benign\" 4, class \"malignant\" 4"),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            !compute(
+                &toy(40),
+                None,
+                Options {
+                    resamples: 100,
+                    seed: 1
+                }
+            )
+            .unwrap()
+            .statistics
+            .small_sample
+        );
+
+        // Three classes, the third absent; perfect separation of the other two.
+        let y = vec![0, 1, 0, 1];
+        let p = vec![0.8, 0.1, 0.1, 0.1, 0.8, 0.1, 0.7, 0.2, 0.1, 0.2, 0.7, 0.1];
+        let test = Predictions {
+            names: vec!["a".into(), "b".into(), "c".into()],
+            data: Data::new(3, Truth::Multiclass(y), p).unwrap(),
+        };
+        let s = compute(
+            &test,
+            None,
+            Options {
+                resamples: 100,
+                seed: 1,
+            },
+        )
+        .unwrap()
+        .statistics;
+        let auc = s.metric("test_roc_auc").unwrap();
+        assert_eq!(auc.value, 0.5);
+        assert!(auc.ci_low.is_nan() && auc.ci_high.is_nan());
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.contains("test_roc_auc is undefined: no test image of class \"c\"")),
+            "{:?}",
+            s.warnings
+        );
+        assert!(
+            s.warnings
+                .iter()
+                .any(|w| w.starts_with("zero-width interval (test_accuracy")),
+            "{:?}",
+            s.warnings
+        );
+    }
 
     fn toy(n: usize) -> Predictions {
         let mut rng = bootstrap::SplitMix64::new(11);

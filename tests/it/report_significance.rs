@@ -138,11 +138,12 @@ fn best_run_marks_and_intervals() {
     let pos: Vec<bool> = labels().iter().map(|&l| l == 1).collect();
 
     let best = scores(0.6, 1);
-    // Close to the best: the best's scores with a little noise.
+    // Close to the best: the best's scores with a little noise (scaled back into 0..1: a
+    // predictions.csv holds probabilities).
     let mut rng = Lcg(9);
     let close: Vec<f32> = best
         .iter()
-        .map(|&v| (f64::from(v) + 0.08 * rng.next()) as f32)
+        .map(|&v| ((f64::from(v) + 0.08 * rng.next()) / 1.08) as f32)
         .collect();
     let weak = scores(0.3, 3);
 

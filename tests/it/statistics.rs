@@ -76,6 +76,11 @@ fn estimates(s: &stats::Statistics) -> Vec<(String, stats::Estimate)> {
 }
 
 const CASES: [&str; 3] = ["multiclass", "binary", "multilabel"];
+/// Edge cases, checked on medfm's own resamples only (their bootstrap distributions are too
+/// discrete for the Monte-Carlo comparison): a class absent from the test set (its ROC-AUC
+/// undefined: no interval, no test), 8 test images, and a label with 3 positives in 150 images
+/// (about 5% of the resamples hold none: they leave the averages over labels undefined).
+const EDGE_CASES: [&str; 3] = ["absent_class", "tiny", "rare_label"];
 
 /// The resamples are medfm's own (the generator read them from MEDFM_BOOTSTRAP_INDICES), so
 /// the intervals are numpy's percentiles of sklearn's metrics on the same rows. The metrics
@@ -83,7 +88,7 @@ const CASES: [&str; 3] = ["multiclass", "binary", "multilabel"];
 /// here are rationals of small integers or short sums): 1e-12.
 #[test]
 fn intervals_equal_numpy_on_the_same_resamples() {
-    for case in CASES {
+    for case in CASES.into_iter().chain(EDGE_CASES) {
         let fx = fixture(case);
         let test = test_predictions(&fx);
         let opts = Options {
@@ -185,7 +190,7 @@ fn intervals_agree_with_an_independent_bootstrap() {
 /// scipy's brentq finds (both bisect the NLL's slope to the last bits: 1e-9 relative).
 #[test]
 fn calibration_equals_numpy() {
-    for case in CASES {
+    for case in CASES.into_iter().chain(EDGE_CASES) {
         let fx = fixture(case);
         let c = stats::compute(
             &test_predictions(&fx),
@@ -229,7 +234,7 @@ fn calibration_equals_numpy() {
 /// as above).
 #[test]
 fn comparison_equals_numpy() {
-    for case in CASES {
+    for case in CASES.into_iter().chain(EDGE_CASES) {
         let fx = fixture(case);
         let a = data(&fx, "truth", "probs_a");
         let b = data(&fx, "truth", "probs_b");
@@ -317,6 +322,58 @@ fn delong_columns(fx: &Value, a: &Data, b: &Data, metric: &str) -> (Vec<bool>, V
     }
 }
 
+/// What limits the edge cases' intervals and tests is said: statistics.json's `small_sample`
+/// and `warnings`, `medfm compare`'s per-row `warning`.
+#[test]
+fn edge_cases_carry_their_warnings() {
+    for (case, small, warning) in [
+        (
+            "absent_class",
+            false,
+            "test_roc_auc is undefined: no test image of class \"class 2\"",
+        ),
+        (
+            "tiny",
+            true,
+            "few test images (class \"class 0\" 4, class \"class 1\" 4)",
+        ),
+        (
+            "rare_label",
+            true,
+            "few test images (label \"Fracture\" 3 positive)",
+        ),
+        ("multiclass", false, ""),
+    ] {
+        let fx = fixture(case);
+        let opts = Options {
+            resamples: 200,
+            seed: 7,
+        };
+        let s = stats::compute(&test_predictions(&fx), Some(&val_outputs(&fx)), opts)
+            .unwrap()
+            .statistics;
+        assert_eq!(s.small_sample, small, "{case}");
+        if warning.is_empty() {
+            assert!(s.warnings.is_empty(), "{case}: {:?}", s.warnings);
+        } else {
+            assert!(
+                s.warnings.iter().any(|w| w.contains(warning)),
+                "{case}: {:?}",
+                s.warnings
+            );
+        }
+        let c = compare::compare_data(
+            &names(&fx),
+            &data(&fx, "truth", "probs_a"),
+            &data(&fx, "truth", "probs_b"),
+            opts,
+        )
+        .unwrap();
+        let acc = c.get("test_accuracy").unwrap();
+        assert_eq!(acc.warning.is_some(), small, "{case}: {acc:?}");
+    }
+}
+
 // ------------------------------------------------------------------ end to end
 
 fn medfm(args: &[&str]) -> std::process::Output {
@@ -359,7 +416,9 @@ fn check_statistics(results: &Path, resamples: u64) -> Value {
             "seed",
             "metrics",
             "calibration",
-            "operating_points"
+            "operating_points",
+            "small_sample",
+            "warnings"
         ]
     );
     assert_eq!(s["resamples"], resamples);
@@ -383,7 +442,18 @@ fn check_statistics(results: &Path, resamples: u64) -> Value {
             m.get(key).unwrap(),
             "{key}"
         );
-        if v.is_finite() && resamples > 0 {
+        let undefined = s["warnings"].as_array().unwrap().iter().any(|w| {
+            w.as_str()
+                .unwrap()
+                .starts_with(&format!("{key} is undefined"))
+        });
+        if undefined {
+            // E.g. the ROC-AUC of a test split without one of the classes: no interval.
+            assert!(
+                e["ci_low"].is_null() && e["ci_high"].is_null(),
+                "{key}: {e}"
+            );
+        } else if v.is_finite() && resamples > 0 {
             assert!(
                 num(&e["ci_low"]) <= v + 1e-12 && v <= num(&e["ci_high"]) + 1e-12,
                 "{key}: {e}"
@@ -596,7 +666,7 @@ fn compare_two_runs() {
     for (key, row) in c.as_object().unwrap().iter().skip(1) {
         assert_eq!(
             keys(row),
-            ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method"],
+            ["a", "b", "diff", "ci_low", "ci_high", "p_value", "method", "warning"],
             "{key}"
         );
         let method = row["method"].as_str().unwrap();
@@ -706,4 +776,30 @@ fn the_resamples_can_be_exported() {
         .map(|v| v.as_u64().unwrap() as usize)
         .collect();
     assert_eq!(rows[0], first);
+}
+
+/// `--resamples` beyond what `training_params.bootstrap` allows is refused before any work
+/// (1e11 resamples would run as good as forever); a predictions.csv in the working folder is
+/// named by its file name in the table (its folder has no name).
+#[test]
+fn compare_refuses_too_many_resamples() {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("a.csv");
+    std::fs::write(
+        &f,
+        "path,label,prob_x,prob_y\n1.png,x,0.9,0.1\n2.png,y,0.2,0.8\n",
+    )
+    .unwrap();
+    let f = f.to_str().unwrap();
+    let o = medfm(&["compare", f, f, "--resamples", "100000000000"]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("not in 0..=1000000"), "{err}");
+    let o = common::command(BIN)
+        .current_dir(dir.path())
+        .args(["compare", "a.csv", "a.csv", "--resamples", "10"])
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success() && out.contains("A (a.csv)"), "{out}");
 }
