@@ -1377,6 +1377,14 @@ impl Trainer {
             )?;
             self.opt.state.clear();
             self.opt.set_hypers(&initial_hypers);
+            // The weight average starts again from the initial model too (timm's
+            // `ModelEmaV3(model)` of a fresh run): it would otherwise carry this point's
+            // weights into the next point's validation. A diverged point may also have left
+            // gradients of an unfinished accumulation.
+            if let Some(ema) = &mut self.ema {
+                *ema = super::ema::Ema::new(ema.decay, ema.warmup, &self.model.trainable());
+            }
+            self.pending = 0;
         }
         self.grid_search = false;
         let trained: Vec<GridPoint> = points

@@ -743,6 +743,28 @@ fn the_lr_finder_tries_each_learning_rate_from_the_same_start() {
     assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
 }
 
+/// With `training_params.ema`, each learning rate's validation sees the average of its own
+/// training only: the same lr tried twice gives the same point, bitwise (the same batches and
+/// ops from the same start). Before, the average carried the earlier points' weights.
+#[test]
+fn the_lr_finder_starts_the_weight_average_afresh_for_each_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["lr_finder"]["grid_search_params"] =
+            serde_json::json!({"min_pow": -1, "max_pow": -1, "resolution": 3, "n_epochs": 1});
+        v["training_params"]["ema"] = serde_json::json!({"decay": 0.9});
+        v["training_params"]["grad_accumulation_steps"] = 4.into();
+    });
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    let points = t.lr_grid_search().unwrap();
+    assert_eq!(points.len(), 3);
+    assert!(points[0].val_loss.is_finite(), "{points:?}");
+    assert!(
+        points.iter().all(|q| *q == points[0]),
+        "the same lr gave different points: {points:?}"
+    );
+}
+
 /// Output paths taken by a file or a folder: errors name the path, before any training.
 #[test]
 fn the_lr_finder_names_the_output_path_it_cannot_write() {
