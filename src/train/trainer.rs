@@ -1335,7 +1335,17 @@ impl Trainer {
                 lrs.len()
             ));
             let mut hypers = initial_hypers.clone();
-            hypers[0].lr = *lr;
+            if self.params.optimization_params.layer_decay.is_some() {
+                // The layer-decay groups share one scheduled lr, each scaled at the step
+                // (timm's `lr_scale`), and their first is whichever parameter sorts first
+                // (the head's bias): the searched lr is every group's.
+                for h in &mut hypers {
+                    h.lr = *lr;
+                }
+            } else {
+                // As the reference: only the first group (the weights with weight decay).
+                hypers[0].lr = *lr;
+            }
             self.opt.set_hypers(&hypers);
             self.state = Progressions::default();
             let outcome = self

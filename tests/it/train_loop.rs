@@ -765,6 +765,33 @@ fn the_lr_finder_starts_the_weight_average_afresh_for_each_learning_rate() {
     );
 }
 
+/// With `optimization_params.layer_decay`, the searched lr is every group's: a point at lr
+/// 1e-30 trains exactly as a search whose configured lr is 1e-30 (bitwise: the same batches
+/// and ops). Before, only the first group (the head's bias) took the searched lr and the others
+/// trained at the configured 0.05.
+#[test]
+fn the_lr_finder_sets_every_layer_decay_groups_lr() {
+    let point = |config_lr: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| {
+            v["lr_finder"]["grid_search_params"] =
+                serde_json::json!({"min_pow": -30, "max_pow": -30, "resolution": 1, "n_epochs": 1});
+            v["optimization_params"]["layer_decay"] = 1.0.into();
+            // No warm-up: the groups start at the configured lr itself.
+            v["optimization_params"]["default"]["scheduler"]["type"] = serde_json::json!([]);
+            v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = config_lr.into();
+        });
+        let model = tiny::Tiny::new(3, false, p.training_params.seed)
+            .with_family(medfm::models::registry::Family::Mae);
+        let mut t = tiny::trainer_on(&p, model, 3, false, tiny::sources(3, false, false));
+        t.lr_grid_search().unwrap()
+    };
+    let searched = point(0.05);
+    let configured = point(1e-30);
+    assert_eq!(searched[0].lr, 1e-30);
+    assert_eq!(searched, configured);
+}
+
 /// Output paths taken by a file or a folder: errors name the path, before any training.
 #[test]
 fn the_lr_finder_names_the_output_path_it_cannot_write() {
