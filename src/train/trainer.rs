@@ -1180,6 +1180,14 @@ impl Trainer {
             };
             checkpoint::copy_into(&ema.params, &ck.group("ema/"), &what)?;
             ema.updates = updates;
+        } else if let Some(updates) = st.ema_updates {
+            // The other way round would silently drop the average that validation and the
+            // best model were of, and go on validating the raw weights.
+            bail!(
+                "{what}: the session was trained with training_params.ema ({updates} updates of \
+                 its weight average), this run has none; it cannot be resumed exactly. Give the \
+                 session's training_params.ema again, or start over with --overwrite"
+            );
         }
         self.early = st.early_stop.clone();
         self.mixer = st.scheduler;

@@ -207,6 +207,35 @@ fn a_crashed_run_with_recipe_keys_resumes_to_the_same_metrics() {
     });
 }
 
+/// A session trained with `training_params.ema` is not resumed without it (its average, which
+/// validation and the best model were of, would be dropped in silence), nor one trained
+/// without it with it: each is an error naming the key.
+#[test]
+fn a_session_is_resumed_only_with_the_ema_setting_it_was_trained_with() {
+    for (trained, resumed) in [(true, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let ema = |v: &mut serde_json::Value, on: bool| {
+            if on {
+                v["training_params"]["ema"] = serde_json::json!({"decay": 0.9});
+            }
+        };
+        let p = tiny::params(dir.path(), |v| ema(v, trained));
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        full_run(&mut t);
+        drop(t);
+        let p = tiny::params(dir.path(), |v| {
+            ema(v, resumed);
+            v["training_params"]["restore_session"] = true.into();
+        });
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        let err = format!("{:#}", t.load_session(None, false).unwrap_err());
+        assert!(
+            err.contains("training_params.ema") && err.contains("cannot be resumed exactly"),
+            "trained with ema {trained}: {err}"
+        );
+    }
+}
+
 fn crash_and_resume_with(foreach: Option<bool>, amp: bool, extra: &dyn Fn(&mut serde_json::Value)) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
