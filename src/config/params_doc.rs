@@ -276,7 +276,7 @@ pub const PARAMS_DOC: &[KeyDoc] = &[
     key("training_params.early_stopping", "object", Absent, "Stop training when the dataset's target metric stops improving; the best model is then tested as after a full run, a notice says when and why, and run_info.json records it (`early_stopping`). Absent: off.", OURS),
     key("training_params.early_stopping.patience", "integer (>= 1)", Required, "Validations in a row without an improvement before training stops.", OURS),
     key("training_params.early_stopping.min_delta", "number (>= 0)", Value("0.0"), "An improvement must exceed the best target by more than this.", OURS),
-    key("training_params.label_smoothing", "number (0 to 1, 1 exclusive)", Absent, "Label smoothing `s`: multi-class, torch's `cross_entropy(label_smoothing=s)`; multi-label, BCE on `y * (1 - s) + s / C` (timm's on/off values); with mixup, timm's `mixup_target` smoothing. Absent: off.", OURS),
+    key("training_params.label_smoothing", "number (0 to 1, 1 exclusive)", Absent, "Label smoothing `s`: multi-class, torch's `cross_entropy(label_smoothing=s)`; multi-label, BCE on `y * (1 - s) + s / C` (timm's on/off values); with mixup, timm's `mixup_target` smoothing. The training loss only: val_loss and test_loss are the unsmoothed loss (timm validates with a plain cross-entropy). Absent: off.", OURS),
     key("training_params.grad_accumulation_steps", "integer (>= 1)", Absent, "Batches whose gradients add up (each loss divided by this) before one optimizer step; the schedules count optimizer steps. The last batches of an epoch step with what they have. Absent: 1.", OURS),
     // system_params
     key("system_params", "object", Value("{}"), "The device.", SAME),

@@ -236,6 +236,29 @@ fn a_session_is_resumed_only_with_the_ema_setting_it_was_trained_with() {
     }
 }
 
+/// `label_smoothing` smooths the training loss only: an evaluation pass reports the plain
+/// loss, as timm's train.py validates with an unsmoothed `nn.CrossEntropyLoss()`, so the same
+/// model has the same test_loss with and without smoothing (bitwise: the same ops). Before,
+/// val_loss and test_loss carried the smoothing's floor and did not compare across runs.
+#[test]
+fn evaluation_losses_are_not_smoothed() {
+    for multilabel in [false, true] {
+        let test_loss = |smoothing: f64| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = tiny::params(dir.path(), |v| {
+                if smoothing > 0.0 {
+                    v["training_params"]["label_smoothing"] = smoothing.into();
+                }
+            });
+            let mut t = tiny::trainer(&p, 3, multilabel, true, tiny::sources(3, multilabel, false));
+            t.test().unwrap().get("test_loss").unwrap()
+        };
+        let plain = test_loss(0.0);
+        assert!(plain.is_finite());
+        assert_eq!(test_loss(0.3), plain, "multilabel {multilabel}");
+    }
+}
+
 fn crash_and_resume_with(foreach: Option<bool>, amp: bool, extra: &dyn Fn(&mut serde_json::Value)) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
