@@ -208,6 +208,16 @@ pub fn fit(x: &Tensor, labels: &Labels, c: f64, solver: Solver) -> Result<LogReg
 }
 
 impl LogReg {
+    /// The binary model of zero coefficients and intercept (logit 0, probability 0.5): what a
+    /// label without a known train value gets.
+    pub fn constant(d: i64) -> LogReg {
+        LogReg {
+            coef: Tensor::zeros([1, d], (Kind::Double, Device::Cpu)),
+            intercept: Tensor::zeros([1], (Kind::Double, Device::Cpu)),
+            iterations: 0,
+        }
+    }
+
     /// Class probabilities [N, k] (float64): softmax, or `[1 - p, p]` with `p = sigmoid` for two
     /// classes (sklearn's `predict_proba`).
     pub fn probabilities(&self, x: &Tensor) -> Tensor {

@@ -389,6 +389,12 @@ fn logreg_fit(
                     .iter()
                     .map(|&i| (col[i as usize] > 0.5) as i64)
                     .collect();
+                if rows.is_empty() {
+                    // No known value of this label in the train subset (a small label
+                    // fraction of data with unknown labels): nothing to fit, so the constant
+                    // logit 0 (probability 0.5); `sweep` says so once.
+                    return Ok(logreg::LogReg::constant(x.size()[1]));
+                }
                 let xr = x.index_select(0, &Tensor::from_slice(&rows));
                 logreg::fit(&xr, &logreg::Labels::Classes { y, k: 2 }, c, solver)
             })
@@ -459,6 +465,21 @@ fn sweep(
                     i as i64,
                 ));
             }
+        }
+    }
+    if info.task == Task::Multilabel && !grid.c.is_empty() {
+        let unknown: Vec<&str> = (0..k)
+            .filter(|&j| bool::try_from(train.labels.select(1, j).isnan().all()).unwrap_or(false))
+            .map(|j| info.label_names[j as usize].as_str())
+            .collect();
+        if !unknown.is_empty() {
+            crate::messages::notice(format_args!(
+                "probe: {:.0}% of train ({} images), seed {seed}: no image of the subset has a \
+                 known value of {}; logistic regression predicts probability 0.5 for it",
+                fraction * 100.0,
+                train.len(),
+                unknown.join(", ")
+            ));
         }
     }
     for &(b, p) in &configs {

@@ -106,7 +106,7 @@ pub(super) fn run_pass(
             // embeddings (for the kNN bank, up to thousands per image) go to the CPU per
             // batch, so the device holds one batch of them.
             let labels_on_device = crate::device::upload(&batch.labels, device);
-            losses.push(loss.compute(&out, &labels_on_device));
+            losses.push(loss.compute_eval(&out, &labels_on_device));
             if let Some(emb) = emb {
                 embs.push(emb.to_kind(Kind::Float).to_device(Device::Cpu));
             }

@@ -110,6 +110,14 @@ impl Loss {
         self.compute_unsmoothed(logits, labels)
     }
 
+    /// The loss of an evaluation pass (validation, test, the lr finder's validation): the
+    /// criterion without label smoothing, as timm's train.py validates with a plain
+    /// `nn.CrossEntropyLoss()` whatever the training loss smooths, so that val_loss and
+    /// test_loss mean the same with and without `label_smoothing`.
+    pub fn compute_eval(&self, logits: &Tensor, labels: &Tensor) -> Tensor {
+        self.compute_unsmoothed(logits, labels)
+    }
+
     /// The loss against soft targets (`mixup::mix_target`, smoothing included): multi-class,
     /// torch's cross-entropy with class probabilities (timm's `SoftTargetCrossEntropy` when
     /// unweighted); multi-label, the BCE of the targets.

@@ -356,13 +356,26 @@ fn say_where_weights_come_from(params: &Params, spec: &ClassifierSpec) {
              its metrics are not those of the pretrained model (recorded as \"trunk_weights\": \
              \"random\" in results/{}/run_info.json)",
             spec.backbone,
-            if f.freeze_backbone && f.partial.unfreeze_cutoff < 0 {
+            if f.freeze_backbone && f.partial.unfreeze_cutoff < 0 && f.lora.is_none() {
                 " and stays frozen, so only the head learns, on random features"
             } else {
                 ""
             },
             params.training_params.model_name
         )),
+    }
+    // A frozen trunk runs in evaluation mode (`Classifier::features_train`), LoRA adapters and
+    // blocks unfrozen by partial.unfreeze_cutoff included: the key would do nothing unsaid.
+    if let (Some(r), true) = (f.drop_path_rate.filter(|r| *r > 0.0), f.freeze_backbone) {
+        crate::messages::notice(format_args!(
+            "foundation_params.drop_path_rate {r} has no effect: with freeze_backbone the trunk \
+             runs in evaluation mode{}, so no residual branch is dropped",
+            if f.lora.is_some() || f.partial.unfreeze_cutoff >= 0 {
+                " (its LoRA adapters and unfrozen blocks too)"
+            } else {
+                ""
+            }
+        ));
     }
     if spec.head == crate::config::HeadType::DeitBase {
         crate::messages::debug(format_args!(

@@ -1180,6 +1180,14 @@ impl Trainer {
             };
             checkpoint::copy_into(&ema.params, &ck.group("ema/"), &what)?;
             ema.updates = updates;
+        } else if let Some(updates) = st.ema_updates {
+            // The other way round would silently drop the average that validation and the
+            // best model were of, and go on validating the raw weights.
+            bail!(
+                "{what}: the session was trained with training_params.ema ({updates} updates of \
+                 its weight average), this run has none; it cannot be resumed exactly. Give the \
+                 session's training_params.ema again, or start over with --overwrite"
+            );
         }
         self.early = st.early_stop.clone();
         self.mixer = st.scheduler;
@@ -1335,7 +1343,17 @@ impl Trainer {
                 lrs.len()
             ));
             let mut hypers = initial_hypers.clone();
-            hypers[0].lr = *lr;
+            if self.params.optimization_params.layer_decay.is_some() {
+                // The layer-decay groups share one scheduled lr, each scaled at the step
+                // (timm's `lr_scale`), and their first is whichever parameter sorts first
+                // (the head's bias): the searched lr is every group's.
+                for h in &mut hypers {
+                    h.lr = *lr;
+                }
+            } else {
+                // As the reference: only the first group (the weights with weight decay).
+                hypers[0].lr = *lr;
+            }
             self.opt.set_hypers(&hypers);
             self.state = Progressions::default();
             let outcome = self
@@ -1377,6 +1395,14 @@ impl Trainer {
             )?;
             self.opt.state.clear();
             self.opt.set_hypers(&initial_hypers);
+            // The weight average starts again from the initial model too (timm's
+            // `ModelEmaV3(model)` of a fresh run): it would otherwise carry this point's
+            // weights into the next point's validation. A diverged point may also have left
+            // gradients of an unfinished accumulation.
+            if let Some(ema) = &mut self.ema {
+                *ema = super::ema::Ema::new(ema.decay, ema.warmup, &self.model.trainable());
+            }
+            self.pending = 0;
         }
         self.grid_search = false;
         let trained: Vec<GridPoint> = points

@@ -437,3 +437,28 @@ fn every_lora_recipe_loads() {
         ["aimv2", "clip", "coca", "dinov2", "mae", "sam2", "vmamba"]
     );
 }
+
+/// `drop_path_rate` with LoRA (a frozen trunk, run in evaluation mode) does nothing: a notice
+/// says so instead of ignoring the key in silence, and the random-trunk notice does not claim
+/// that only the head learns (the adapters do).
+#[test]
+fn drop_path_on_a_lora_trunk_is_said_to_have_no_effect() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    e2e::synth_data(root, "APTOS2019", 24);
+    let params = e2e::tiny_params(root, "APTOS2019", |v| {
+        lora_edit(v);
+        v["foundation_params"]["drop_path_rate"] = 0.2.into();
+        v["training_params"]["epochs"] = 1.into();
+        v["training_params"]["knn_eval"] = false.into();
+    });
+    let out = run(&["--params_path".as_ref(), params.as_os_str()]);
+    ok(&out);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        log.contains("foundation_params.drop_path_rate 0.2 has no effect"),
+        "{log}"
+    );
+    assert!(!log.contains("only the head learns"), "{log}");
+}

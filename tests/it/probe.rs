@@ -173,3 +173,67 @@ fn the_probe_sweeps_the_grid_at_every_fraction_and_tests_the_best_once() {
     ]);
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--grid blocks: 3; expected 1 or 4"));
 }
+
+/// Multi-label data where no train image has a known value of one label (as happens to small
+/// label fractions of data with unknown labels): the probe goes on, logistic regression gives
+/// that label the constant probability 0.5, and a notice names the label. Before, the whole
+/// probe stopped with "logistic regression: 0 labels for 0 rows".
+#[test]
+fn the_probe_goes_on_when_a_label_has_no_known_train_value() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    let data = e2e::synth_data(root, "CSV", 36);
+    let csv = data.join("CSV/multilabel.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut rows = vec!["path,effusion,nodule,pneumothorax,split".to_string()];
+    for (i, line) in text.lines().skip(1).enumerate() {
+        let cells: Vec<&str> = line.split(',').collect();
+        let split = match i {
+            0..=19 => "train",
+            20..=27 => "val",
+            _ => "test",
+        };
+        // pneumothorax unknown (empty) on every train image, alternating 0/1 elsewhere.
+        let pneumothorax = if split == "train" {
+            String::new()
+        } else {
+            (i % 2).to_string()
+        };
+        rows.push(format!(
+            "{},{},{},{pneumothorax},{split}",
+            cells[0], cells[1], cells[2]
+        ));
+    }
+    std::fs::write(&csv, rows.join("\n") + "\n").unwrap();
+    let params = e2e::tiny_params(root, "CSV", |v| {
+        v["dataset_params"]["data_location"] = csv.display().to_string().into();
+        v["dataset_params"]["label_columns"] =
+            serde_json::json!(["effusion", "nodule", "pneumothorax"]);
+    });
+    let out = medfm(&[
+        "probe".as_ref(),
+        "--params_path".as_ref(),
+        params.as_os_str(),
+        "--grid".as_ref(),
+        "lr=1e-3;blocks=1;pool=cls;C=1;fraction=0.1,1;seeds=0".as_ref(),
+        "--probe_epochs".as_ref(),
+        "2".as_ref(),
+    ]);
+    let log =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{log}");
+    assert!(
+        log.contains("no image of the subset has a known value of pneumothorax"),
+        "{log}"
+    );
+    let j = read_json(&root.join("run/results/tiny/probe/probe.json"));
+    let sweeps = j["sweeps"].as_array().unwrap();
+    assert_eq!(sweeps.len(), 2, "{j}");
+    for s in sweeps {
+        let points = s["points"].as_array().unwrap();
+        assert!(
+            points.iter().any(|p| p["method"] == "logreg"),
+            "logistic regression was fitted: {s}"
+        );
+    }
+}

@@ -207,6 +207,58 @@ fn a_crashed_run_with_recipe_keys_resumes_to_the_same_metrics() {
     });
 }
 
+/// A session trained with `training_params.ema` is not resumed without it (its average, which
+/// validation and the best model were of, would be dropped in silence), nor one trained
+/// without it with it: each is an error naming the key.
+#[test]
+fn a_session_is_resumed_only_with_the_ema_setting_it_was_trained_with() {
+    for (trained, resumed) in [(true, false), (false, true)] {
+        let dir = tempfile::tempdir().unwrap();
+        let ema = |v: &mut serde_json::Value, on: bool| {
+            if on {
+                v["training_params"]["ema"] = serde_json::json!({"decay": 0.9});
+            }
+        };
+        let p = tiny::params(dir.path(), |v| ema(v, trained));
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        full_run(&mut t);
+        drop(t);
+        let p = tiny::params(dir.path(), |v| {
+            ema(v, resumed);
+            v["training_params"]["restore_session"] = true.into();
+        });
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        let err = format!("{:#}", t.load_session(None, false).unwrap_err());
+        assert!(
+            err.contains("training_params.ema") && err.contains("cannot be resumed exactly"),
+            "trained with ema {trained}: {err}"
+        );
+    }
+}
+
+/// `label_smoothing` smooths the training loss only: an evaluation pass reports the plain
+/// loss, as timm's train.py validates with an unsmoothed `nn.CrossEntropyLoss()`, so the same
+/// model has the same test_loss with and without smoothing (bitwise: the same ops). Before,
+/// val_loss and test_loss carried the smoothing's floor and did not compare across runs.
+#[test]
+fn evaluation_losses_are_not_smoothed() {
+    for multilabel in [false, true] {
+        let test_loss = |smoothing: f64| {
+            let dir = tempfile::tempdir().unwrap();
+            let p = tiny::params(dir.path(), |v| {
+                if smoothing > 0.0 {
+                    v["training_params"]["label_smoothing"] = smoothing.into();
+                }
+            });
+            let mut t = tiny::trainer(&p, 3, multilabel, true, tiny::sources(3, multilabel, false));
+            t.test().unwrap().get("test_loss").unwrap()
+        };
+        let plain = test_loss(0.0);
+        assert!(plain.is_finite());
+        assert_eq!(test_loss(0.3), plain, "multilabel {multilabel}");
+    }
+}
+
 fn crash_and_resume_with(foreach: Option<bool>, amp: bool, extra: &dyn Fn(&mut serde_json::Value)) {
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
@@ -741,6 +793,55 @@ fn the_lr_finder_tries_each_learning_rate_from_the_same_start() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}
+
+/// With `training_params.ema`, each learning rate's validation sees the average of its own
+/// training only: the same lr tried twice gives the same point, bitwise (the same batches and
+/// ops from the same start). Before, the average carried the earlier points' weights.
+#[test]
+fn the_lr_finder_starts_the_weight_average_afresh_for_each_learning_rate() {
+    let dir = tempfile::tempdir().unwrap();
+    let p = tiny::params(dir.path(), |v| {
+        v["lr_finder"]["grid_search_params"] =
+            serde_json::json!({"min_pow": -1, "max_pow": -1, "resolution": 3, "n_epochs": 1});
+        v["training_params"]["ema"] = serde_json::json!({"decay": 0.9});
+        v["training_params"]["grad_accumulation_steps"] = 4.into();
+    });
+    let mut t = tiny::trainer(&p, 3, false, false, tiny::sources(3, false, false));
+    let points = t.lr_grid_search().unwrap();
+    assert_eq!(points.len(), 3);
+    assert!(points[0].val_loss.is_finite(), "{points:?}");
+    assert!(
+        points.iter().all(|q| *q == points[0]),
+        "the same lr gave different points: {points:?}"
+    );
+}
+
+/// With `optimization_params.layer_decay`, the searched lr is every group's: a point at lr
+/// 1e-30 trains exactly as a search whose configured lr is 1e-30 (bitwise: the same batches
+/// and ops). Before, only the first group (the head's bias) took the searched lr and the others
+/// trained at the configured 0.05.
+#[test]
+fn the_lr_finder_sets_every_layer_decay_groups_lr() {
+    let point = |config_lr: f64| {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| {
+            v["lr_finder"]["grid_search_params"] =
+                serde_json::json!({"min_pow": -30, "max_pow": -30, "resolution": 1, "n_epochs": 1});
+            v["optimization_params"]["layer_decay"] = 1.0.into();
+            // No warm-up: the groups start at the configured lr itself.
+            v["optimization_params"]["default"]["scheduler"]["type"] = serde_json::json!([]);
+            v["optimization_params"]["default"]["optimizer"]["params"]["lr"] = config_lr.into();
+        });
+        let model = tiny::Tiny::new(3, false, p.training_params.seed)
+            .with_family(medfm::models::registry::Family::Mae);
+        let mut t = tiny::trainer_on(&p, model, 3, false, tiny::sources(3, false, false));
+        t.lr_grid_search().unwrap()
+    };
+    let searched = point(0.05);
+    let configured = point(1e-30);
+    assert_eq!(searched[0].lr, 1e-30);
+    assert_eq!(searched, configured);
 }
 
 /// Output paths taken by a file or a folder: errors name the path, before any training.

@@ -22,6 +22,8 @@ pub struct Tiny {
     frozen: bool,
     /// `tanh` on the trunk's output (bounded features); off, large inputs give large logits.
     squash: bool,
+    /// What `TrainModel::family` says (the recipes that number layers need one).
+    family: Option<medfm::models::registry::Family>,
 }
 
 impl Tiny {
@@ -56,7 +58,15 @@ impl Tiny {
             fc,
             frozen,
             squash: true,
+            family: None,
         }
+    }
+
+    /// Say the trunk is of `family`, so that `optimization_params.layer_decay` can group it
+    /// (its names match no layer pattern: every parameter is in the last layer).
+    pub fn with_family(mut self, family: medfm::models::registry::Family) -> Tiny {
+        self.family = Some(family);
+        self
     }
 
     /// The trunk without its `tanh`: features, logits and gradients grow with the input.
@@ -106,6 +116,9 @@ impl TrainModel for Tiny {
     }
     fn var_store(&self) -> &nn::VarStore {
         &self.vs
+    }
+    fn family(&self) -> Option<medfm::models::registry::Family> {
+        self.family
     }
 }
 
