@@ -152,7 +152,12 @@ pub fn record_error(run: &RunDir, error: &anyhow::Error) -> Result<PathBuf> {
     let summary = format!("{error:#}").replace(['\n', '\r'], " ");
     // The chain, one cause a line; not `{:?}`, which adds a backtrace when RUST_BACKTRACE is set.
     let causes: Vec<String> = error.chain().map(|c| format!("- {c}")).collect();
-    let text = format!("{summary}\n\n{}\n", causes.join("\n"));
+    // A single cause on one line is the summary itself: listing it again says nothing more.
+    let text = if causes.len() == 1 && summary == error.to_string() {
+        format!("{summary}\n")
+    } else {
+        format!("{summary}\n\n{}\n", causes.join("\n"))
+    };
     crate::util::write_atomic(&file, text.as_bytes())?;
     Ok(file)
 }
@@ -454,6 +459,9 @@ mod tests {
                 file.display()
             )
         );
+        // A single cause is written once.
+        let single = record_error(&RunDir::new(d, "b"), &anyhow::anyhow!("out of memory")).unwrap();
+        assert_eq!(std::fs::read_to_string(&single).unwrap(), "out of memory\n");
         // A sweep's status adds the exit code and log; a new attempt under way is incomplete.
         std::fs::create_dir_all(d.join("sweep/status")).unwrap();
         std::fs::write(status_file(d, "a"), "failed 1\n").unwrap();
