@@ -38,7 +38,12 @@ enum Cmd {
     /// Test two runs' metrics against each other (DeLong, paired bootstrap).
     Compare(commands::compare::Args),
     /// The reference's learning-rate grid search (lr_finder.grid_search_params).
-    #[command(allow_negative_numbers = true)]
+    // The run flags it refuses (it evaluates no saved model) stay out of its help.
+    #[command(
+        allow_negative_numbers = true,
+        mut_arg("test", |a| a.hide(true)),
+        mut_arg("checkpoint", |a| a.hide(true))
+    )]
     LrFinder(commands::lr_finder::Args),
     /// Class probabilities of image files from a trained run or an exported model.
     Predict(commands::predict::Args),
@@ -48,7 +53,14 @@ enum Cmd {
     Explain(commands::explain::Args),
     /// Linear probes (DINOv2's linear heads, logistic regression) on the frozen trunk's
     /// features, over a grid and label fractions.
-    #[command(allow_negative_numbers = true)]
+    // The run flags it refuses (it evaluates no saved model and replaces no run) stay out of
+    // its help.
+    #[command(
+        allow_negative_numbers = true,
+        mut_arg("test", |a| a.hide(true)),
+        mut_arg("checkpoint", |a| a.hide(true)),
+        mut_arg("overwrite", |a| a.hide(true))
+    )]
     Probe(commands::probe::Args),
 }
 

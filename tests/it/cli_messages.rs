@@ -245,3 +245,39 @@ fn every_option_of_every_command_has_a_description() {
         undescribed.join("\n")
     );
 }
+
+/// probe and lr-finder share the main job's run flags but refuse the ones that evaluate a
+/// saved model (and probe, --overwrite): their help does not offer them.
+#[test]
+fn probe_and_lr_finder_do_not_offer_the_flags_they_refuse() {
+    for (cmd, hidden, shown) in [
+        (
+            "probe",
+            &["--test", "--checkpoint", "--overwrite"][..],
+            "--grid",
+        ),
+        ("lr-finder", &["--test", "--checkpoint"][..], "--overwrite"),
+    ] {
+        let (help, _) = ok(&[cmd, "--help"]);
+        for flag in hidden {
+            assert!(
+                !help.lines().any(|l| l.trim_start().starts_with(flag)),
+                "medfm {cmd} --help offers {flag}:\n{help}"
+            );
+        }
+        assert!(help.contains(shown), "{help}");
+        // Given anyway, each is refused with the reason.
+        for flag in hidden {
+            let mut args = vec![cmd, "--params_path", "configs/demo.json", flag];
+            if *flag == "--checkpoint" {
+                args.push("x.safetensors");
+            }
+            let o = medfm(&args);
+            let err = String::from_utf8_lossy(&o.stderr);
+            assert!(
+                !o.status.success() && err.contains("do not apply"),
+                "medfm {args:?}: {err}"
+            );
+        }
+    }
+}
