@@ -46,6 +46,16 @@ fn medfm(args: &[&str], params: &Path) -> std::process::Output {
         .unwrap()
 }
 
+/// `medfm inspect --params_path <params> <extra>`.
+fn inspect(params: &Path, extra: &[&str]) -> std::process::Output {
+    command(BIN)
+        .args(["inspect", "--params_path"])
+        .arg(params)
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 fn ok(out: &std::process::Output) -> String {
     let text = format!(
         "{}{}",
@@ -441,12 +451,7 @@ fn a_csv_class_that_one_row_has_is_warned_about_with_its_line() {
     let params = tiny_params(dir.path(), "CSV", |v| {
         v["dataset_params"]["data_location"] = csv.join("typo.csv").display().to_string().into();
     });
-    let out = command(BIN)
-        .args(["inspect", "--params_path"])
-        .arg(&params)
-        .output()
-        .unwrap();
-    let text = ok(&out);
+    let text = ok(&inspect(&params, &[]));
     assert!(
         text.contains("typo.csv line 6: class \"zebra\" of column label has only this one image"),
         "{text}"
@@ -557,12 +562,7 @@ fn inspect_reports_class_weights_and_a_sampler_that_do_not_fit() {
         v["training_params"]["class_weights"] = json!([1.0, 2.0]);
     });
     let inspect = |extra: &[&str]| {
-        let out = command(BIN)
-            .args(["inspect", "--params_path"])
-            .arg(&params)
-            .args(extra)
-            .output()
-            .unwrap();
+        let out = inspect(&params, extra);
         assert!(!out.status.success());
         String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
     };
@@ -900,14 +900,7 @@ fn inspect_notices_files_that_mix_gray_and_colour() {
     let dir = tempfile::tempdir().unwrap();
     let data = synth_data(dir.path(), "ImageFolder", 24);
     let params = tiny_params(dir.path(), "ImageFolder", |_| {});
-    let inspect = || {
-        let out = command(BIN)
-            .args(["inspect", "--params_path"])
-            .arg(&params)
-            .output()
-            .unwrap();
-        ok(&out)
-    };
+    let inspect = || ok(&inspect(&params, &[]));
     assert!(!inspect().contains("the files mix"));
     let class = std::fs::read_dir(data.join("ImageFolder"))
         .unwrap()
@@ -939,12 +932,7 @@ fn inspect_counts_the_images_a_train_fraction_leaves_out() {
     let used = s.train.len() + s.val.len() + s.test.len();
     assert!(s.unused > 0, "train_fraction 0.5 left no image out");
     assert_eq!(used + s.unused, 40);
-    let out = command(BIN)
-        .args(["inspect", "--params_path"])
-        .arg(&params)
-        .output()
-        .unwrap();
-    let text = ok(&out);
+    let text = ok(&inspect(&params, &[]));
     let want = format!(
         "40 images, {used} of them in this run's splits (train_fraction leaves {} train images out)",
         s.unused
