@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Write a file so that readers see either the old content or the new one, never a torn file:
 /// write a temporary sibling, flush it to disk, then rename over the target.
@@ -41,29 +41,37 @@ pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -
     result
 }
 
-/// Remove `dir/<prefix><pid>` files whose process is gone (Linux: no `/proc/<pid>`). Best
-/// effort: a file that cannot be read or removed stays, and nothing happens without `/proc`.
+/// Remove `dir/<prefix><pid>` files whose process is gone. Best effort: a file that cannot
+/// be removed stays.
 fn remove_orphaned_temporaries(dir: &Path, prefix: &str) {
+    for path in orphaned_entries(dir, prefix) {
+        let _ = std::fs::remove_file(path);
+    }
+}
+
+/// The entries `dir/<prefix><pid>` whose process is gone (Linux: no `/proc/<pid>`): what a
+/// killed writer left. None without `/proc` (or when `dir` cannot be read), so that nothing of
+/// a live process is ever taken for a leftover.
+pub fn orphaned_entries(dir: &Path, prefix: &str) -> Vec<PathBuf> {
     let proc = Path::new("/proc");
     if !proc.join("self").exists() {
-        return;
+        return vec![];
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
+        return vec![];
     };
-    for entry in entries.flatten() {
-        let file_name = entry.file_name();
-        let Some(pid) = file_name
-            .to_str()
-            .and_then(|n| n.strip_prefix(prefix))
-            .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
-        else {
-            continue;
-        };
-        if !proc.join(pid).exists() {
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
+    entries
+        .flatten()
+        .filter(|entry| {
+            entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_prefix(prefix))
+                .filter(|pid| !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()))
+                .is_some_and(|pid| !proc.join(pid).exists())
+        })
+        .map(|entry| entry.path())
+        .collect()
 }
 
 /// "file:line:col: not valid JSON: <what>" for a serde_json parse error of `path`'s text.

@@ -470,26 +470,11 @@ pub fn run(args: &Args) -> Result<()> {
 /// power cut) left beside its output: removed when their process is gone (no `/proc/<pid>`), so
 /// they do not pile up; one of a live process (another explain into the same place) is kept.
 fn remove_stale_partials(parent: &Path, base: &str) {
-    let prefix = format!(".{base}.partial");
-    let Ok(entries) = std::fs::read_dir(parent) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(&prefix))
-            .and_then(|p| p.parse::<u32>().ok())
-        else {
-            continue;
-        };
-        if pid == std::process::id() || Path::new("/proc").join(pid.to_string()).exists() {
-            continue;
-        }
-        if std::fs::remove_dir_all(entry.path()).is_ok() {
+    for path in crate::util::orphaned_entries(parent, &format!(".{base}.partial")) {
+        if std::fs::remove_dir_all(&path).is_ok() {
             crate::messages::notice(format_args!(
                 "removed {}, left by an explain that was stopped before its end",
-                entry.path().display()
+                path.display()
             ));
         }
     }
