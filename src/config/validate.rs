@@ -828,7 +828,12 @@ fn transformations(e: &mut Problems, t: &Transformations) {
             );
         }
     }
-    if let Some(m) = t.mixup_args() {
+    // Only with valid alphas: a negative one is already reported, and "needs alpha > 0"
+    // would repeat it.
+    let valid_alpha = |a: f64| a >= 0.0 && a.is_finite();
+    let alphas_valid = t.mixup.as_ref().is_none_or(|m| valid_alpha(m.alpha))
+        && t.cutmix.as_ref().is_none_or(|c| valid_alpha(c.alpha));
+    if let Some(m) = t.mixup_args().filter(|_| alphas_valid) {
         e.check(
             m.mixup_alpha > 0.0 || m.cutmix_alpha > 0.0 || m.cutmix_minmax.is_some(),
             "transformations",

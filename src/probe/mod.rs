@@ -102,8 +102,14 @@ pub fn extract(
     let info = splits.info.clone();
     let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
     let mut spec = spec;
-    // The probe reads the frozen trunk; adapters (if the params have them) would start at zero.
-    spec.lora = None;
+    // The probe reads the pretrained trunk; adapters (if the params have them) would start at
+    // zero, that is add nothing. Said once, so a LoRA config is not taken for a LoRA probe.
+    if spec.lora.take().is_some() {
+        crate::messages::notice(format_args!(
+            "foundation_params.lora is not used here: the features come from the pretrained \
+             trunk without adapters (a LoRA run's adapted trunk is what its own test measures)"
+        ));
+    }
     let classifier = Classifier::new(&spec)?;
     let d = &params.dataset_params;
     let dl = &params.dataloader_params;

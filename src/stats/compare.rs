@@ -235,7 +235,24 @@ pub fn read_predictions(file: &Path) -> Result<PredictionsFile> {
     })
 }
 
-/// `b`'s rows in the order of `a`'s paths. An error names paths that are in one file only,
+/// The spelling of a path that rows are matched by: `.` components and repeated or trailing
+/// `/` dropped, so `./images/a.png`, `images//a.png` and `images/a.png` (one tool writes
+/// paths one way, another the other) are one image. Lexical only: `..` and links are kept
+/// as written, since resolving them would need the files.
+fn match_key(path: &str) -> String {
+    let parts: Vec<&str> = path
+        .split('/')
+        .filter(|c| !c.is_empty() && *c != ".")
+        .collect();
+    let joined = parts.join("/");
+    if path.starts_with('/') {
+        format!("/{joined}")
+    } else {
+        joined
+    }
+}
+
+/// `b`'s rows in the order of `a`'s paths (matched by [`match_key`]). An error names paths that are in one file only,
 /// or whose truth differs.
 pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
     let (pa, pb) = (&a.predictions, &b.predictions);
@@ -253,10 +270,10 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
             pb.names.join(", ")
         );
     }
-    fn index(f: &PredictionsFile) -> Result<HashMap<&str, usize>> {
+    fn index(f: &PredictionsFile) -> Result<HashMap<String, usize>> {
         let mut m = HashMap::new();
         for (i, r) in f.rows.iter().enumerate() {
-            if let Some(first) = m.insert(r.path.as_str(), i) {
+            if let Some(first) = m.insert(match_key(&r.path), i) {
                 bail!(
                     "{}: path {} is on lines {} and {}; each test image must appear once",
                     f.file.display(),
@@ -269,10 +286,10 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
         Ok(m)
     }
     let (ia, ib) = (index(a)?, index(b)?);
-    let only = |x: &PredictionsFile, other: &HashMap<&str, usize>| -> Vec<String> {
+    let only = |x: &PredictionsFile, other: &HashMap<String, usize>| -> Vec<String> {
         x.rows
             .iter()
-            .filter(|r| !other.contains_key(r.path.as_str()))
+            .filter(|r| !other.contains_key(&match_key(&r.path)))
             .map(|r| r.path.clone())
             .collect()
     };
@@ -307,7 +324,11 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
             parts.join("; ")
         );
     }
-    let order: Vec<u32> = a.rows.iter().map(|r| ib[r.path.as_str()] as u32).collect();
+    let order: Vec<u32> = a
+        .rows
+        .iter()
+        .map(|r| ib[&match_key(&r.path)] as u32)
+        .collect();
     let aligned = pb.data.select(&order);
     let k = pa.data.k;
     let differs: Vec<&str> = (0..a.rows.len())
@@ -783,6 +804,39 @@ mod tests {
                 "{eol:?}: {e:#}"
             );
         }
+    }
+
+    #[test]
+    fn paths_spelled_differently_are_one_image() {
+        assert_eq!(match_key("./img//a.png"), "img/a.png");
+        assert_eq!(match_key("/data/./img/a.png"), "/data/img/a.png");
+        assert_eq!(match_key("../img/a.png"), "../img/a.png");
+        let dir = tempfile::tempdir().unwrap();
+        let a = write(
+            dir.path(),
+            "a",
+            "path,label,prob_x,prob_y\nimg/1.png,x,0.9,0.1\nimg/2.png,y,0.4,0.6\n",
+        );
+        let b = write(
+            dir.path(),
+            "b",
+            "path,label,prob_x,prob_y\n./img/2.png,y,0.3,0.7\nimg//1.png,x,0.8,0.2\n",
+        );
+        let (a, b) = (
+            read_predictions(&predictions_file(&a).unwrap()).unwrap(),
+            read_predictions(&predictions_file(&b).unwrap()).unwrap(),
+        );
+        let aligned = align(&a, &b).unwrap();
+        assert_eq!(aligned.probs, [0.8f32, 0.2, 0.3, 0.7].map(f64::from));
+        // Two spellings of one image in one file are a repeated row.
+        let dup = write(
+            dir.path(),
+            "dup",
+            "path,label,prob_x,prob_y\nimg/1.png,x,0.9,0.1\n./img/1.png,x,0.9,0.1\n",
+        );
+        let dup = read_predictions(&predictions_file(&dup).unwrap()).unwrap();
+        let e = format!("{:#}", align(&dup, &b).unwrap_err());
+        assert!(e.contains("./img/1.png is on lines 2 and 3"), "{e}");
     }
 
     #[test]

@@ -791,3 +791,18 @@ fn value_errors_from_overrides_name_the_override() {
         "{e}"
     );
 }
+
+#[test]
+fn a_negative_mixup_alpha_is_one_problem() {
+    // "needs mixup.alpha > 0" would only repeat the range error.
+    let e = error_after(|v| v["transformations"] = json!({"mixup": {"alpha": -1.0}}));
+    assert!(e.contains("transformations.mixup.alpha"), "{e}");
+    assert!(e.contains("must be >= 0, got -1"), "{e}");
+    assert!(
+        !e.contains("problems") && !e.contains("needs mixup.alpha"),
+        "{e}"
+    );
+    // With valid alphas that turn nothing on, the second check still speaks.
+    let e = error_after(|v| v["transformations"] = json!({"mixup": {"alpha": 0.0}}));
+    assert!(e.contains("needs mixup.alpha > 0"), "{e}");
+}

@@ -209,6 +209,9 @@ fn the_probe_goes_on_when_a_label_has_no_known_train_value() {
         v["dataset_params"]["data_location"] = csv.display().to_string().into();
         v["dataset_params"]["label_columns"] =
             serde_json::json!(["effusion", "nodule", "pneumothorax"]);
+        // A LoRA config: the probe reads the pretrained trunk and says so.
+        v["foundation_params"]["freeze_backbone"] = true.into();
+        v["foundation_params"]["lora"] = serde_json::json!({"rank": 2});
     });
     let out = medfm(&[
         "probe".as_ref(),
@@ -224,6 +227,12 @@ fn the_probe_goes_on_when_a_label_has_no_known_train_value() {
     assert!(out.status.success(), "{log}");
     assert!(
         log.contains("no image of the subset has a known value of pneumothorax"),
+        "{log}"
+    );
+    assert_eq!(
+        log.matches("foundation_params.lora is not used here")
+            .count(),
+        1,
         "{log}"
     );
     let j = read_json(&root.join("run/results/tiny/probe/probe.json"));
