@@ -49,6 +49,26 @@ impl Family {
         }
     }
 
+    /// Whether timm exempts a trunk variable (`name` relative to the trunk's root) from weight
+    /// decay by name: the model's `no_weight_decay()` set, which timm's `create_optimizer_v2`
+    /// passes to `param_groups_layer_decay` as `no_weight_decay_list`
+    /// (`timm/optim/_optim_factory.py`), matched on timm's names of the variable.
+    /// VisionTransformer (MAE, DINOv2, and CLIP, CoCa, AIMv2 as timm converts them):
+    /// `{pos_embed, cls_token, dist_token}`; HieraDet (SAM2.1): `[pos_embed,
+    /// pos_embed_window]`; VMamba (Swin's rule, the relative position bias tables) has none.
+    pub fn timm_no_weight_decay(self, name: &str) -> bool {
+        const VIT: [&str; 3] = ["pos_embed", "cls_token", "dist_token"];
+        match self {
+            Family::Mae | Family::Dinov2 => VIT.contains(&name),
+            Family::Clip | Family::Coca => VIT.contains(&super::clip::timm_name(name).as_str()),
+            Family::Aimv2 => VIT.contains(&super::aimv2::timm_name(name).as_str()),
+            Family::Sam2 => name
+                .strip_prefix("trunk.")
+                .is_some_and(|n| ["pos_embed", "pos_embed_window"].contains(&n)),
+            Family::Vmamba => false,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Family::Mae => "MAE",

@@ -2,7 +2,9 @@
 //! `param_groups_layer_decay`, from BEiT): every parameter gets a layer id from the family's
 //! `group_matcher` (embeddings 0, block `i` id `i + 1`, the final norm with the last block,
 //! the head and anything else last), the lr scale `decay^(last - id)`, and weight decay except
-//! on 1-D parameters and biases. One optimizer group per (layer, decay or not).
+//! on 1-D parameters, biases and the model's `no_weight_decay()` names (position embeddings,
+//! class tokens: `Family::timm_no_weight_decay`), as timm's `create_optimizer_v2` and
+//! RETFound's/MAE's `param_groups_lrd` exempt them. One optimizer group per (layer, decay or not).
 //!
 //! The ids come from a port of timm's `group_with_matcher` (`timm/models/_manipulate.py`): each
 //! name maps to a key (a tuple of numbers), the distinct keys are sorted, and each gets the next
@@ -61,9 +63,10 @@ pub fn no_weight_decay(name: &str, dim: usize) -> bool {
     dim <= 1 || name.ends_with(".bias")
 }
 
-/// timm's `param_groups_layer_decay` (no `no_weight_decay_list`, `min_scale` 0): the trainable
-/// parameters in groups of (layer, decay), in the order of their first parameter. `all_names`:
-/// every parameter of the model (timm numbers the layers over all of them).
+/// timm's `param_groups_layer_decay` as `create_optimizer_v2` calls it (`no_weight_decay_list`
+/// = the model's `no_weight_decay()`, `min_scale` 0): the trainable parameters in groups of
+/// (layer, decay), in the order of their first parameter. `all_names`: every parameter of the
+/// model (timm numbers the layers over all of them).
 pub fn groups(
     family: Family,
     all_names: &[&str],
@@ -75,7 +78,10 @@ pub fn groups(
     let mut out: Vec<LayerGroup> = vec![];
     for (name, t) in trainable {
         let layer = ids.get(&name).copied().unwrap_or(last);
-        let decay = !no_weight_decay(&name, t.dim());
+        let by_name = name
+            .strip_prefix(crate::models::classifier::TRUNK)
+            .is_some_and(|n| family.timm_no_weight_decay(n));
+        let decay = !(by_name || no_weight_decay(&name, t.dim()));
         match out
             .iter_mut()
             .find(|g| g.layer == layer && g.decay == decay)
