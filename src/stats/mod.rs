@@ -11,6 +11,7 @@ pub mod calibration;
 pub mod compare;
 pub mod delong;
 mod file;
+pub mod mcnemar;
 pub mod operating;
 
 pub use file::{
