@@ -91,17 +91,19 @@ impl Mark {
             } else {
                 format!("p = {p:.3}")
             };
-            let m = match m {
+            let name = match m {
                 Method::Delong => "DeLong",
                 Method::PairedBootstrap => "paired bootstrap",
+                Method::McNemar => "McNemar",
             };
-            // Few test images: the p-value is too small (the paragraph above says why).
-            let few = if warning.is_some() {
+            // Few test images: the p-value is too small (the paragraph above says why); not
+            // McNemar's, which is exact at any size.
+            let few = if warning.is_some() && m != Method::McNemar {
                 "; few test images"
             } else {
                 ""
             };
-            format!("{p}, {m}{few}")
+            format!("{p}, {name}{few}")
         };
         match self {
             Mark::Best => "best".into(),
@@ -339,7 +341,7 @@ mod tests {
             resamples: 200,
             seed: 42,
         };
-        for key in ["test_roc_auc", "test_accuracy"] {
+        for key in ["test_roc_auc", "test_f1"] {
             let mark = versus(&best, &other, key, opts);
             assert!(mark.p_value().is_some(), "{key}: {mark:?}");
             assert!(mark.warning().unwrap().contains("few test images"), "{key}");
@@ -349,6 +351,15 @@ mod tests {
                 mark.cell()
             );
         }
+        // Accuracy's p-value is McNemar's exact test, which holds at any size: the cell does
+        // not flag it (the interval's warning stays for compare). Best right on all 6, the
+        // other wrong on 3 (1.png, 2.png, and 6.png's tie goes to the first class): 3
+        // discordant one way, p = 2 / 2^3.
+        let mark = versus(&best, &other, "test_accuracy", opts);
+        assert_eq!(mark.method(), Some(Method::McNemar));
+        assert_eq!(mark.p_value(), Some(0.25));
+        assert!(mark.warning().unwrap().contains("interval too narrow"));
+        assert_eq!(mark.cell(), "≈ best (p = 0.250, McNemar)");
         let one_class = write(
             "one.csv",
             "path,label,prob_n,prob_p\n1.png,n,0.9,0.1\n3.png,n,0.7,0.3\n5.png,n,0.6,0.4\n",

@@ -16,7 +16,7 @@
 //!   difference is defined (the percentile interval inverted, with the +1 that keeps a p-value
 //!   from being 0 with finitely many resamples).
 
-use super::{bootstrap, delong, Data, Predictions, Truth};
+use super::{bootstrap, delong, mcnemar, Data, Predictions, Truth};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Map, Value};
 use std::collections::HashMap;
@@ -364,6 +364,8 @@ fn kind(p: &Predictions) -> &'static str {
 pub enum Method {
     Delong,
     PairedBootstrap,
+    /// Accuracy: McNemar's exact p-value, the paired bootstrap's interval.
+    McNemar,
 }
 
 impl Method {
@@ -371,6 +373,7 @@ impl Method {
         match self {
             Method::Delong => "delong",
             Method::PairedBootstrap => "paired_bootstrap",
+            Method::McNemar => "mcnemar",
         }
     }
 }
@@ -508,6 +511,26 @@ pub fn compare_data(
         } else {
             bootstrap::interval(&column)
         };
+        // Accuracy: McNemar's exact test on the images one run gets right and the other
+        // wrong, which holds at any test size (the interval stays the paired bootstrap's).
+        let (p_value, method, warning) = if name == "accuracy" {
+            let (nb, nc) = mcnemar::discordant(&mcnemar::correct(a), &mcnemar::correct(b));
+            let warning = check.small.then(|| {
+                format!(
+                    "few test images (the smallest class has {}; fewer than {} make the \
+                     interval too narrow; McNemar's p-value holds at any size)",
+                    check.smallest,
+                    super::MIN_CLASS_IMAGES
+                )
+            });
+            (mcnemar::exact_p(nb, nc), Method::McNemar, warning)
+        } else {
+            (
+                bootstrap_p_value(&column),
+                Method::PairedBootstrap,
+                few.clone(),
+            )
+        };
         rows.push(Difference {
             metric,
             a: va,
@@ -515,9 +538,9 @@ pub fn compare_data(
             diff: va - vb,
             ci_low,
             ci_high,
-            p_value: bootstrap_p_value(&column),
-            method: Method::PairedBootstrap,
-            warning: few.clone(),
+            p_value,
+            method,
+            warning,
         });
     }
     match &a.truth {
@@ -679,6 +702,7 @@ pub fn format_table(c: &Comparison, name_a: &str, name_b: &str) -> String {
             match r.method {
                 Method::Delong => "DeLong".into(),
                 Method::PairedBootstrap => "paired bootstrap".into(),
+                Method::McNemar => "McNemar".into(),
             },
         ]);
     }

@@ -6,15 +6,43 @@
 //! `mcnemar(table, exact=True)` and scipy's `binomtest(b, b + c, 0.5)`. Exact at any size, so it
 //! holds where the paired bootstrap's p-value is too small (few test images).
 
+use super::{Data, Truth};
+use crate::metrics::{argmax_rows, THRESHOLD};
+
+/// Whether each image is right by the rule of `test_accuracy`: multiclass, the arg-max class
+/// (the first of equal probabilities) is the truth; multi-label (subset accuracy), every known
+/// label thresholded at 0.5 (`p > 0.5`) is right. `None`: an image without a known label,
+/// which subset accuracy leaves out.
+pub fn correct(data: &Data) -> Vec<Option<bool>> {
+    let k = data.k;
+    match &data.truth {
+        Truth::Multiclass(y) => argmax_rows(&data.probs, k)
+            .into_iter()
+            .zip(y)
+            .map(|(p, &t)| Some(p == t))
+            .collect(),
+        Truth::Multilabel(t) => t
+            .chunks(k)
+            .zip(data.probs.chunks(k))
+            .map(|(t, p)| {
+                let known: Vec<usize> = (0..k).filter(|&l| !t[l].is_nan()).collect();
+                (!known.is_empty())
+                    .then(|| known.iter().all(|&l| (p[l] > THRESHOLD) == (t[l] == 1.0)))
+            })
+            .collect(),
+    }
+}
+
 /// The discordant counts of two runs' per-image correctness: `b` images right in A only, `c`
 /// right in B only. Images where neither or both are right say nothing about the difference.
-pub fn discordant(a_right: &[bool], b_right: &[bool]) -> (u64, u64) {
+/// Images left out of the accuracy (`None`) are left out here too.
+pub fn discordant(a_right: &[Option<bool>], b_right: &[Option<bool>]) -> (u64, u64) {
     a_right
         .iter()
         .zip(b_right)
-        .fold((0, 0), |(b, c), (&x, &y)| match (x, y) {
-            (true, false) => (b + 1, c),
-            (false, true) => (b, c + 1),
+        .fold((0, 0), |(b, c), (x, y)| match (x, y) {
+            (Some(true), Some(false)) => (b + 1, c),
+            (Some(false), Some(true)) => (b, c + 1),
             _ => (b, c),
         })
 }
@@ -85,8 +113,35 @@ mod tests {
 
     #[test]
     fn discordant_counts_each_way() {
-        let a = [true, true, false, false, true];
-        let b = [true, false, true, false, false];
+        let a = [true, true, false, false, true].map(Some);
+        let b = [true, false, true, false, false].map(Some);
         assert_eq!(discordant(&a, &b), (2, 1));
+        assert_eq!(
+            discordant(&[None, Some(true)], &[Some(false), Some(false)]),
+            (1, 0)
+        );
+    }
+
+    #[test]
+    fn correctness_follows_the_accuracy_rules() {
+        // Multiclass: a tie goes to the first class, as the arg-max of the accuracy.
+        let d = Data::new(
+            3,
+            Truth::Multiclass(vec![0, 2, 1]),
+            vec![0.4, 0.4, 0.2, 0.1, 0.2, 0.7, 0.6, 0.3, 0.1],
+        )
+        .unwrap();
+        assert_eq!(correct(&d), [Some(true), Some(true), Some(false)]);
+        // Multi-label: known labels only, 0.5 itself is negative; no known label, None.
+        let nan = f64::NAN;
+        let d = Data::new(
+            2,
+            Truth::Multilabel(vec![1.0, nan, 0.0, 0.0, nan, nan]),
+            vec![0.9, 0.1, 0.5, 0.2, 0.9, 0.9],
+        )
+        .unwrap();
+        assert_eq!(correct(&d), [Some(true), Some(true), None]);
+        let acc = d.metrics().unwrap().get("accuracy").unwrap();
+        assert_eq!(acc, 1.0);
     }
 }
