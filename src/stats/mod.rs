@@ -4,7 +4,9 @@
 //! it with `reliability.png` after every test), and `medfm compare` (DeLong's test for ROC-AUCs, a paired bootstrap for the others).
 //!
 //! The metrics are the functions of [`crate::metrics`] that `metrics_results.json` comes from,
-//! called on resampled rows. What each number means: docs/outputs.md, "statistics.json".
+//! called on resampled rows ([`Data::resample_metrics`], the definition); the bootstrap gets the
+//! same values, bitwise, from row counts along columns sorted once ([`presorted`]). What each
+//! number means: docs/outputs.md, "statistics.json".
 
 pub mod bootstrap;
 pub mod calibration;
@@ -217,7 +219,7 @@ impl Data {
 }
 
 /// The most bootstrap resamples, as `training_params.bootstrap` allows (`medfm compare
-/// --resamples`, the report's tests): 2000 of 550 images take seconds, a million about as many
+/// --resamples`, the report's tests): 2000 of 550 images take under a second, a million a few
 /// minutes; more would run for hours, or, given by mistake, as good as forever.
 pub const MAX_RESAMPLES: usize = 1_000_000;
 

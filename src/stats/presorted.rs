@@ -13,9 +13,12 @@
 //! a negative), so a running sum after m rows of a class is the same m-fold addition whatever
 //! the order of the rows: it is looked up in a table of the repeated additions (never
 //! `m * w`, which rounds differently). Unweighted, the false positives are `(rank + 1) - tps`
-//! as there. The points then go through the same functions as the definition's (the
-//! `roc_curve` keep rule, the trapezoid, the AP sum, the operating points), and the other
-//! metrics come from the same integer counts (confusion matrix, per-label counts).
+//! as there. The points then take the definition's arithmetic in its order: the operating
+//! points through the same functions (`roc_of_curve`, `operating::points_of`); the ROC-AUC and
+//! the AP through `roc_curve`'s keep rule and divisions, `trapezoid_area`'s terms and sum and
+//! `average_precision`'s steps, written out over the walked runs so that no curve is built.
+//! The other metrics come from the same integer counts (confusion matrix, per-label counts)
+//! through the same functions. The tests compare every value bit for bit with the definition's.
 
 use super::operating::{self, AtThreshold};
 use super::{Data, Truth};
