@@ -2,10 +2,13 @@
 //! (with `drop_intermediate`), `auc` (trapezoid) and the step-wise `average_precision_score`.
 
 /// Cumulative (weighted) true and false positives at each distinct score, highest score first.
-struct ClfCurve {
-    fps: Vec<f64>,
-    tps: Vec<f64>,
-    thresholds: Vec<f64>,
+/// Built by [`binary_clf_curve`], or from row counts along a presorted column
+/// (`crate::stats::presorted`, the bootstrap's fast path).
+#[derive(Debug, Clone)]
+pub(crate) struct ClfCurve {
+    pub fps: Vec<f64>,
+    pub tps: Vec<f64>,
+    pub thresholds: Vec<f64>,
 }
 
 /// sklearn's `_binary_clf_curve`. Scores must be finite (checked by the callers).
@@ -81,6 +84,12 @@ fn roc_points(
         return None;
     }
     let c = binary_clf_curve(positive, scores, weights);
+    Some(roc_of_curve(&c, drop_intermediate))
+}
+
+/// The ROC points of a curve that holds both a positive and a negative (`roc_points` checks
+/// it first): `roc_curve`'s part after `_binary_clf_curve`.
+pub(crate) fn roc_of_curve(c: &ClfCurve, drop_intermediate: bool) -> Roc {
     let n = c.fps.len();
     // Drop points collinear with their neighbours (second differences both exactly zero),
     // computed as numpy's diff(diff(x)) so the kept points are the same.
@@ -105,7 +114,7 @@ fn roc_points(
         roc.tpr.push(c.tps[i] / tp_total);
         roc.thresholds.push(c.thresholds[i]);
     }
-    Some(roc)
+    roc
 }
 
 /// Area under a curve by the trapezoidal rule (sklearn's `auc` on a monotone x).

@@ -50,18 +50,28 @@ impl MulticlassMetrics {
     fn from_parts(labels: &[i64], preds: &[usize], probs: &[f64], k: usize) -> Result<Self> {
         let truth: Vec<usize> = labels.iter().map(|&l| l as usize).collect();
         let cm = confusion_matrix(&truth, preds, k);
-        let n = truth.len() as f64;
+        let roc_auc = ovo_roc_auc(&truth, probs, k);
+        Ok(Self::from_confusion(&cm, roc_auc))
+    }
+
+    /// The metrics of a confusion matrix (rows: true class; at least one sample) and the
+    /// one-vs-one ROC-AUC (None: sklearn cannot compute it, the reference's substitute 0.5).
+    /// The bootstrap's fast path (`crate::stats::presorted`) builds both from row counts.
+    pub(crate) fn from_confusion(cm: &[Vec<u64>], roc_auc: Option<f64>) -> Self {
+        let k = cm.len();
+        // The number of samples, as an integer: exactly `truth.len()`.
+        let n = cm.iter().flatten().sum::<u64>() as f64;
         let correct: u64 = (0..k).map(|c| cm[c][c]).sum();
-        let (precision, recall, f1) = macro_prf(&cm);
-        Ok(MulticlassMetrics {
+        let (precision, recall, f1) = macro_prf(cm);
+        MulticlassMetrics {
             accuracy: correct as f64 / n,
             precision,
             recall,
             f1,
-            cohen_kappa: cohen_kappa(&cm, |i, j| if i == j { 0.0 } else { 1.0 }),
-            quadratic_kappa: cohen_kappa(&cm, |i, j| ((i as f64) - (j as f64)).powi(2)),
-            roc_auc: ovo_roc_auc(&truth, probs, k).unwrap_or(0.5),
-        })
+            cohen_kappa: cohen_kappa(cm, |i, j| if i == j { 0.0 } else { 1.0 }),
+            quadratic_kappa: cohen_kappa(cm, |i, j| ((i as f64) - (j as f64)).powi(2)),
+            roc_auc: roc_auc.unwrap_or(0.5),
+        }
     }
 }
 
@@ -175,10 +185,7 @@ fn ovo_roc_auc(truth: &[usize], probs: &[f64], k: usize) -> Option<f64> {
     }
     // sklearn refuses rows that are not probabilities (np.allclose(1, row sum)) and y_true
     // that does not hold every class.
-    let rows_sum_to_one = probs.chunks(k).all(|row| {
-        let s: f64 = row.iter().sum();
-        (1.0 - s).abs() <= 1e-8 + 1e-5 * s.abs()
-    });
+    let rows_sum_to_one = probs.chunks(k).all(sums_to_one);
     let mut present = vec![false; k];
     truth.iter().for_each(|&t| present[t] = true);
     if !rows_sum_to_one || present.iter().any(|&p| !p) {
@@ -195,10 +202,23 @@ fn ovo_roc_auc(truth: &[usize], probs: &[f64], k: usize) -> Option<f64> {
                 let s: Vec<f64> = idx.iter().map(|&i| score(i, c)).collect();
                 binary_roc_auc(&positive, &s, None)
             };
-            pair_scores.push((one_side(a)? + one_side(b)?) / 2.0);
+            pair_scores.push((one_side(a)?, one_side(b)?));
         }
     }
-    Some(pair_scores.iter().sum::<f64>() / pair_scores.len() as f64)
+    Some(ovo_mean(&pair_scores))
+}
+
+/// sklearn's `np.allclose(1, row.sum())`, as `roc_auc_score` checks multiclass probabilities.
+pub(crate) fn sums_to_one(row: &[f64]) -> bool {
+    let s: f64 = row.iter().sum();
+    (1.0 - s).abs() <= 1e-8 + 1e-5 * s.abs()
+}
+
+/// The one-vs-one macro mean of the class pairs' (a vs b, b vs a) AUCs, pairs in order
+/// (0, 1), (0, 2), ..., (1, 2), ... (sklearn's `_average_multiclass_ovo_score`).
+pub(crate) fn ovo_mean(pair_aucs: &[(f64, f64)]) -> f64 {
+    let pair_scores: Vec<f64> = pair_aucs.iter().map(|(x, y)| (x + y) / 2.0).collect();
+    pair_scores.iter().sum::<f64>() / pair_scores.len() as f64
 }
 
 #[cfg(test)]

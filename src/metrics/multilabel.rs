@@ -46,14 +46,12 @@ impl MultilabelMetrics {
         let scores = |l: usize| rows(l).map(|i| probs[i * n_labels + l]).collect::<Vec<_>>();
         let (column, scores) = (&column, &scores);
 
-        let map = (0..n_labels)
+        let ap: Vec<f64> = (0..n_labels)
             .map(|l| average_precision(&column(&truth, l), &scores(l)))
-            .sum::<f64>()
-            / n_labels as f64;
-        let roc_auc = (0..n_labels)
+            .collect();
+        let auc: Vec<f64> = (0..n_labels)
             .map(|l| label_roc_auc(&column(&truth, l), &scores(l)))
-            .sum::<f64>()
-            / n_labels as f64;
+            .collect();
 
         // Subset accuracy over the samples with a known label: all known labels right.
         let judged: Vec<usize> = (0..n)
@@ -68,32 +66,71 @@ impl MultilabelMetrics {
                 })
             })
             .count();
+        let counts: Vec<LabelCounts> = (0..n_labels)
+            .map(|l| {
+                let (t, p) = (column(&truth, l), column(&pred, l));
+                LabelCounts {
+                    tp: t.iter().zip(&p).filter(|(&a, &b)| a && b).count(),
+                    true_sum: t.iter().filter(|&&a| a).count(),
+                    pred_sum: p.iter().filter(|&&b| b).count(),
+                }
+            })
+            .collect();
+        Ok(Self::from_parts(&ap, &auc, &counts, exact, judged.len()))
+    }
+
+    /// The metrics from each label's AP, ROC-AUC and counts over its known samples, and the
+    /// samples judged for subset accuracy (`judged`, those with a known label) and judged
+    /// right (`exact`). The bootstrap's fast path (`crate::stats::presorted`) builds these
+    /// from row counts.
+    pub(crate) fn from_parts(
+        ap: &[f64],
+        auc: &[f64],
+        counts: &[LabelCounts],
+        exact: usize,
+        judged: usize,
+    ) -> Self {
+        let n_labels = counts.len();
+        let map = ap.iter().sum::<f64>() / n_labels as f64;
+        let roc_auc = auc.iter().sum::<f64>() / n_labels as f64;
         let (mut p_sum, mut r_sum, mut f_sum) = (0.0, 0.0, 0.0);
-        for l in 0..n_labels {
-            let (t, p) = (column(&truth, l), column(&pred, l));
-            let tp = t.iter().zip(&p).filter(|(&a, &b)| a && b).count() as f64;
-            let true_sum = t.iter().filter(|&&a| a).count() as f64;
-            let pred_sum = p.iter().filter(|&&b| b).count() as f64;
+        for c in counts {
+            let tp = c.tp as f64;
+            let true_sum = c.true_sum as f64;
+            let pred_sum = c.pred_sum as f64;
             let div = |num: f64, den: f64| if den == 0.0 { 0.0 } else { num / den };
             p_sum += div(tp, pred_sum);
             r_sum += div(tp, true_sum);
             f_sum += div(2.0 * tp, true_sum + pred_sum);
         }
         let m = n_labels as f64;
-        Ok(MultilabelMetrics {
-            accuracy: if judged.is_empty() {
+        MultilabelMetrics {
+            accuracy: if judged == 0 {
                 0.0
             } else {
-                exact as f64 / judged.len() as f64
+                exact as f64 / judged as f64
             },
             mean_ap: map,
             precision: p_sum / m,
             recall: r_sum / m,
             f1: f_sum / m,
             roc_auc,
-        })
+        }
     }
 }
+
+/// A label's true positives, positives and predicted positives (above [`THRESHOLD`]) over its
+/// known samples.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct LabelCounts {
+    pub tp: usize,
+    pub true_sum: usize,
+    pub pred_sum: usize,
+}
+
+/// The reference's `sample_weight = t**2 + 1e-6` of a positive and of a negative.
+pub(crate) const AUC_WEIGHT_POSITIVE: f64 = 1.0 + 1e-6;
+pub(crate) const AUC_WEIGHT_NEGATIVE: f64 = 1e-6;
 
 /// One label of the reference's `mean_roc_auc`: 0.5 without positives; otherwise sklearn's
 /// AUC with `sample_weight = t**2 + 1e-6` (positives weigh 1 + 1e-6, negatives 1e-6 — equal
@@ -106,7 +143,13 @@ fn label_roc_auc(truth: &[bool], scores: &[f64]) -> f64 {
     }
     let weights: Vec<f64> = truth
         .iter()
-        .map(|&t| if t { 1.0 + 1e-6 } else { 1e-6 })
+        .map(|&t| {
+            if t {
+                AUC_WEIGHT_POSITIVE
+            } else {
+                AUC_WEIGHT_NEGATIVE
+            }
+        })
         .collect();
     binary_roc_auc(truth, scores, Some(&weights)).unwrap_or(0.5)
 }

@@ -461,9 +461,16 @@ pub fn compare_data(
     // or negatives leaves the averages over labels undefined (`Data::resample_metrics`).
     let two_sided = a.two_sided_labels();
     let diffs: Vec<Vec<f64>> = if opts.resamples > 0 {
+        // Each run's columns sorted once; the resamples from row counts (bitwise the values
+        // of `a.select(rows).resample_metrics(..)`).
+        let (fa, fb) = (
+            super::presorted::Presorted::new(a)?,
+            super::presorted::Presorted::new(b)?,
+        );
         resampler.map(|rows| {
-            let x = a.select(rows).resample_metrics(&two_sided)?;
-            let y = b.select(rows).resample_metrics(&two_sided)?;
+            let counts = fa.counts(rows);
+            let x = fa.resample_metrics(&counts, &two_sided);
+            let y = fb.resample_metrics(&counts, &two_sided);
             Ok(x.iter().zip(&y).map(|(u, v)| u - v).collect())
         })?
     } else {

@@ -4,7 +4,9 @@
 //! it with `reliability.png` after every test), and `medfm compare` (DeLong's test for ROC-AUCs, a paired bootstrap for the others).
 //!
 //! The metrics are the functions of [`crate::metrics`] that `metrics_results.json` comes from,
-//! called on resampled rows. What each number means: docs/outputs.md, "statistics.json".
+//! called on resampled rows ([`Data::resample_metrics`], the definition); the bootstrap gets the
+//! same values, bitwise, from row counts along columns sorted once ([`presorted`]). What each
+//! number means: docs/outputs.md, "statistics.json".
 
 pub mod bootstrap;
 pub mod calibration;
@@ -13,6 +15,7 @@ pub mod delong;
 mod file;
 pub mod mcnemar;
 pub mod operating;
+pub mod presorted;
 
 pub use file::{
     read_statistics, write as write_statistics_json, CalibrationSummary, Estimate,
@@ -110,20 +113,35 @@ impl Data {
     /// lower end down (a label with 3 positives in 300 images has none in about 5% of the
     /// resamples). The usual bootstrap of an AUC skips such resamples likewise. Subset accuracy
     /// needs no label to hold both kinds and stays.
+    ///
+    /// This is the definition; the bootstrap computes it faster from row counts
+    /// ([`presorted::Presorted`], bitwise the same values).
     pub fn resample_metrics(&self, two_sided: &[bool]) -> Result<Vec<f64>> {
         let metrics = self.metrics()?;
-        let mut values: Vec<f64> = metrics.entries().iter().map(|e| e.1).collect();
-        if let Truth::Multilabel(_) = &self.truth {
-            let now = self.two_sided_labels();
-            if two_sided.iter().zip(&now).any(|(&was, &is)| was && !is) {
-                for (v, (name, _)) in values.iter_mut().zip(metrics.entries()) {
-                    if name != "accuracy" {
-                        *v = f64::NAN;
-                    }
-                }
+        let lost = match &self.truth {
+            Truth::Multilabel(_) => {
+                let now = self.two_sided_labels();
+                two_sided.iter().zip(&now).any(|(&was, &is)| was && !is)
             }
+            Truth::Multiclass(_) => false,
+        };
+        Ok(resample_entries(&metrics, lost))
+    }
+
+    /// The values of a resample in `statistics.json`: [`Data::resample_metrics`], then each
+    /// binary problem's operating points ([`operating::test_points`]) at its validation
+    /// threshold (`thresholds`, one per [`Data::binary_columns`]; fewer: the first ones only).
+    /// The definition, as [`Data::resample_metrics`].
+    pub fn resample_values(
+        &self,
+        two_sided: &[bool],
+        thresholds: &[Option<f64>],
+    ) -> Result<Vec<f64>> {
+        let mut v = self.resample_metrics(two_sided)?;
+        for ((pos, s), t) in self.binary_columns().iter().zip(thresholds) {
+            v.extend(operating::test_points(pos, s, *t));
         }
-        Ok(values)
+        Ok(v)
     }
 
     /// Multi-label: whether each label's known images hold both a positive and a negative
@@ -202,7 +220,7 @@ impl Data {
 }
 
 /// The most bootstrap resamples, as `training_params.bootstrap` allows (`medfm compare
-/// --resamples`, the report's tests): 2000 of 550 images take seconds, a million about as many
+/// --resamples`, the report's tests): 2000 of 550 images take under a second, a million a few
 /// minutes; more would run for hours, or, given by mistake, as good as forever.
 pub const MAX_RESAMPLES: usize = 1_000_000;
 
@@ -213,6 +231,23 @@ pub const MAX_RESAMPLES: usize = 1_000_000;
 /// the accuracy and the AUC: about 0.63-0.9 with 3 to 10 images a class, 0.92-0.97 from 20).
 /// The numbers are still given, with a warning.
 pub const MIN_CLASS_IMAGES: usize = 10;
+
+/// A resample's metric values in [`Metrics::entries`] order; `lost`: a multi-label resample
+/// lost every positive or negative of a two-sided label, which leaves all but subset accuracy
+/// undefined ([`Data::resample_metrics`]).
+fn resample_entries(metrics: &Metrics, lost: bool) -> Vec<f64> {
+    metrics
+        .entries()
+        .into_iter()
+        .map(|(name, v)| {
+            if lost && name != "accuracy" {
+                f64::NAN
+            } else {
+                v
+            }
+        })
+        .collect()
+}
 
 fn class_counts(y: &[usize], k: usize) -> Vec<usize> {
     let mut counts = vec![0usize; k];
@@ -373,17 +408,14 @@ pub fn compute(test: &Predictions, val: Option<&ValOutputs>, opts: Options) -> R
     // Every quantity with an interval, as one row of values per resample: the metrics, then
     // each binary problem's operating points.
     let two_sided = data.two_sided_labels();
-    let values_of = |d: &Data| -> Result<Vec<f64>> {
-        let mut v = d.resample_metrics(&two_sided)?;
-        for ((pos, s), t) in d.binary_columns().iter().zip(&thresholds) {
-            v.extend(operating::test_points(pos, s, *t));
-        }
-        Ok(v)
-    };
-    let point = values_of(data)?;
+    let point = data.resample_values(&two_sided, &thresholds)?;
     let resampler = data.resampler(opts.resamples, opts.seed);
     let replicates = if opts.resamples > 0 {
-        resampler.map(|rows| values_of(&data.select(rows)))?
+        // Each column sorted once; the resamples from row counts (bitwise the values of
+        // `data.select(rows).resample_values(..)`).
+        let fast = presorted::Presorted::new(data)?;
+        resampler
+            .map(|rows| Ok(fast.resample_values(&fast.counts(rows), &two_sided, &thresholds)))?
     } else {
         vec![]
     };

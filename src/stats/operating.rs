@@ -8,7 +8,7 @@
 //! specificity" is the highest TPR among the points with `1 - FPR >= 0.90`; "specificity at 90%
 //! sensitivity" the highest `1 - FPR` among those with `TPR >= 0.90`.
 
-use crate::metrics::roc_curve_all;
+use crate::metrics::{roc_curve_all, Roc};
 
 /// The test-split quantities, in the order of [`NAMES`].
 pub const NAMES: [&str; 6] = [
@@ -41,22 +41,43 @@ pub fn test_points(positive: &[bool], scores: &[f64], threshold: Option<f64>) ->
     let Some(roc) = roc_curve_all(positive, scores) else {
         return [f64::NAN; 6];
     };
-    let (mut sens, mut spec) = (f64::NAN, f64::NAN);
-    if let Some(t) = threshold {
-        let pos = positive.iter().filter(|&&p| p).count() as f64;
-        let neg = positive.len() as f64 - pos;
-        let tp = scores
+    let at = threshold.map(|t| AtThreshold {
+        tp: scores
             .iter()
             .zip(positive)
             .filter(|(&s, &p)| p && s >= t)
-            .count() as f64;
-        let tn = scores
+            .count(),
+        tn: scores
             .iter()
             .zip(positive)
             .filter(|(&s, &p)| !p && s < t)
-            .count() as f64;
-        sens = tp / pos;
-        spec = tn / neg;
+            .count(),
+        positives: positive.iter().filter(|&&p| p).count(),
+        total: positive.len(),
+    });
+    points_of(&roc, at)
+}
+
+/// The images of a binary problem at a threshold: positives at or above it (`tp`), negatives
+/// below it (`tn`), all positives, all images.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AtThreshold {
+    pub tp: usize,
+    pub tn: usize,
+    pub positives: usize,
+    pub total: usize,
+}
+
+/// [`test_points`] from the curve of every threshold (`roc_curve_all`, both classes present)
+/// and the counts at the validation threshold (None: none chosen). The bootstrap's fast path
+/// (`super::presorted`) builds both from row counts.
+pub(crate) fn points_of(roc: &Roc, at: Option<AtThreshold>) -> [f64; 6] {
+    let (mut sens, mut spec) = (f64::NAN, f64::NAN);
+    if let Some(a) = at {
+        let pos = a.positives as f64;
+        let neg = a.total as f64 - pos;
+        sens = a.tp as f64 / pos;
+        spec = a.tn as f64 / neg;
     }
     let best = |want: &dyn Fn(f64, f64) -> bool, value: &dyn Fn(f64, f64) -> f64| {
         roc.fpr
