@@ -35,7 +35,7 @@ enum Cmd {
     Synth(commands::synth::Args),
     /// One table and figure of every run's test metrics.
     Report(commands::report::Args),
-    /// Test two runs' metrics against each other (DeLong, paired bootstrap).
+    /// Test two runs' metrics against each other (DeLong, McNemar, paired bootstrap).
     Compare(commands::compare::Args),
     /// The reference's learning-rate grid search (lr_finder.grid_search_params).
     // The run flags it refuses (it evaluates no saved model) stay out of its help.

@@ -1,7 +1,7 @@
 //! `medfm compare RUN_A RUN_B [--output FILE]`: are two runs' test metrics different? Each
 //! RUN is a run's results folder (`results/<name>`, or an evaluation folder inside it) holding
-//! `predictions.csv`; the test images are matched by path. ROC-AUCs by DeLong's test, the other
-//! metrics by a paired bootstrap (see `stats::compare`).
+//! `predictions.csv`; the test images are matched by path. ROC-AUCs by DeLong's test, accuracy
+//! by McNemar's, the other metrics by a paired bootstrap (see `stats::compare`).
 
 use crate::stats::compare::{self, read_predictions};
 use anyhow::{bail, Result};

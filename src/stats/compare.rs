@@ -9,6 +9,8 @@
 //!   one-vs-one macro mean, Hand & Till) and of a multi-label run (the mean over labels) is not
 //!   a single AUC that DeLong's test covers: its row is a paired bootstrap, like every other
 //!   metric.
+//! - Accuracy's p-value by McNemar's exact test ([`super::mcnemar`]), its interval the paired
+//!   bootstrap's.
 //! - Paired bootstrap: both runs' metrics on the same resamples (within each class,
 //!   multi-label: whole images; the scheme and streams of `statistics.json`), the interval the
 //!   2.5 and 97.5 percentiles of the differences, the p-value

@@ -1,7 +1,7 @@
 //! Statistics of a run's test predictions and of two runs against each other: bootstrap
 //! confidence intervals of every test metric, calibration with temperature scaling, operating
 //! points and the reliability bins (`statistics.json`; `crate::report::write_statistics` writes
-//! it with `reliability.png` after every test), and `medfm compare` (DeLong's test for ROC-AUCs, a paired bootstrap for the others).
+//! it with `reliability.png` after every test), and `medfm compare` (DeLong's test for ROC-AUCs, McNemar's for accuracy, a paired bootstrap for the others).
 //!
 //! The metrics are the functions of [`crate::metrics`] that `metrics_results.json` comes from,
 //! called on resampled rows ([`Data::resample_metrics`], the definition); the bootstrap gets the

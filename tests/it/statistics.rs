@@ -231,7 +231,8 @@ fn calibration_equals_numpy() {
 
 /// `medfm compare`'s numbers: DeLong's AUCs, variances, p-values and intervals equal the
 /// Sun & Xu numpy code (1e-9); the paired bootstrap is numpy's on the same resamples (1e-12,
-/// as above).
+/// as above); accuracy's McNemar p-value is scipy's `binomtest` on the discordant images
+/// (1e-12: a sum of at most n binomial terms, each a few ulps off).
 #[test]
 fn comparison_equals_numpy() {
     for case in CASES.into_iter().chain(EDGE_CASES) {
@@ -673,7 +674,12 @@ fn compare_two_runs() {
         if key.starts_with("test_roc_auc_ovr_") {
             assert_eq!(method, "delong");
         } else {
-            assert_eq!(method, "paired_bootstrap", "{key}");
+            let want = if key == "test_accuracy" {
+                "mcnemar"
+            } else {
+                "paired_bootstrap"
+            };
+            assert_eq!(method, want, "{key}");
             // A's value is the run's own metric (rounded in metrics_results.json).
             let a = num(&row["a"]);
             assert_eq!(
