@@ -896,10 +896,8 @@ mod tests {
         assert_eq!(c.n, 4);
         let auc = c.get("test_roc_auc").unwrap();
         assert_eq!(auc.method, Method::Delong);
-        assert_eq!(
-            c.get("test_accuracy").unwrap().method,
-            Method::PairedBootstrap
-        );
+        assert_eq!(c.get("test_accuracy").unwrap().method, Method::McNemar);
+        assert_eq!(c.get("test_f1").unwrap().method, Method::PairedBootstrap);
         let v = c.to_json();
         let keys: Vec<&String> = v["test_f1"].as_object().unwrap().keys().collect();
         assert_eq!(
