@@ -478,6 +478,30 @@ impl Mixer {
         })
     }
 
+    /// A resume with another learning rate: scale the rest of the schedule by `ratio` (new /
+    /// old), as if it had been built for the new lr: the values that scale with the lr
+    /// (LinearWarmup's peak, OneCycleLR's three lrs, CosineAnnealingLR's base lrs) are
+    /// multiplied; the floors the params set apart from it (`eta_min`, `min_lr`) and the
+    /// warm-up's 1e-8 start stay. The groups' own lrs are the caller's.
+    pub fn scale_lr(&mut self, ratio: f64) {
+        for s in &mut self.schedulers {
+            match s {
+                Scheduler::LinearWarmup(w) => w.max_lr *= ratio,
+                Scheduler::OneCycleLR(o) => {
+                    o.initial_lr *= ratio;
+                    o.max_lr *= ratio;
+                    o.min_lr *= ratio;
+                }
+                Scheduler::CosineAnnealingLR(c) => {
+                    for b in &mut c.base_lrs {
+                        *b *= ratio;
+                    }
+                }
+                Scheduler::MultiStepLR(_) | Scheduler::ReduceLROnPlateau(_) => {}
+            }
+        }
+    }
+
     /// Whether this restored schedule can continue `fresh`'s run (the one the params describe
     /// now). A session file edited or written by another tool must not panic in `step`, and a
     /// schedule that cannot reach the run's end (OneCycleLR's fixed length, after `epochs`

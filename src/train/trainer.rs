@@ -44,6 +44,9 @@ pub struct Trainer {
     /// Shared so an epoch's batch iterator can live while the trainer validates.
     pub(super) sources: std::rc::Rc<Sources>,
     pub(super) opt: Optimizer,
+    /// The groups' hyper-parameters as the params give them (before a session replaces them):
+    /// what a resume that changed them applies (`apply_changed_params`).
+    pub(super) built_hypers: Vec<super::optim::Hyper>,
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
     pub(super) amp: Amp,
@@ -198,6 +201,7 @@ impl Trainer {
         let mut hypers = opt.hypers();
         let mixer = build_mixer(&mut hypers, &params, &shape)?;
         opt.set_hypers(&hypers);
+        let built_hypers = hypers;
         if tp.log_embeddings {
             crate::messages::notice(format_args!(
                 "log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
@@ -249,6 +253,7 @@ impl Trainer {
             model,
             sources: std::rc::Rc::new(sources),
             opt,
+            built_hypers,
             mixer,
             amp,
             files,
@@ -1169,6 +1174,7 @@ impl Trainer {
                 max_exp_avg_sq: field("max_exp_avg_sq")?,
                 momentum_buffer: field("momentum_buffer")?,
             };
+            self.check_optim_state(&state, name, &what)?;
             self.opt.state.insert(name.clone(), state);
         }
         if let Some(ema) = &mut self.ema {
@@ -1215,6 +1221,112 @@ impl Trainer {
             st.iters
         ));
         Ok(st.iters)
+    }
+
+    /// A restored optimizer state must be one this optimizer steps: Adam's moments for Adam and
+    /// AdamW, SGD's momentum buffer for SGD, and the running maximum exactly when `amsgrad` is
+    /// on (the step would otherwise find no maximum, or drop the one the session kept). A
+    /// resume whose params changed these is refused earlier, naming the key; this catches a
+    /// session from elsewhere (`--checkpoint`, or a run without its recorded params).
+    fn check_optim_state(&self, st: &ParamState, name: &str, what: &str) -> Result<()> {
+        let cfg = &self.opt.cfg;
+        let adam = cfg.kind != crate::config::OptimizerType::SGD;
+        let has_adam = st.exp_avg.is_some() || st.exp_avg_sq.is_some();
+        let problem = if adam && st.momentum_buffer.is_some() {
+            Some("holds SGD's momentum buffer")
+        } else if !adam && has_adam {
+            Some("holds Adam's moments")
+        } else if adam && has_adam && cfg.amsgrad && st.max_exp_avg_sq.is_none() {
+            Some("has no amsgrad maximum (max_exp_avg_sq)")
+        } else if adam && !cfg.amsgrad && st.max_exp_avg_sq.is_some() {
+            Some("holds an amsgrad maximum (max_exp_avg_sq)")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            bail!(
+                "{what}: the optimizer state of {name} {p}, but this run's optimizer is {:?} with \
+                 amsgrad {}; it cannot be resumed exactly. Give the session's \
+                 optimization_params.default.optimizer settings again, or start over with \
+                 --overwrite",
+                cfg.kind,
+                cfg.amsgrad
+            );
+        }
+        Ok(())
+    }
+
+    /// A resume with params of kind `resume::Kind::Recorded` changed (`changes`, against the
+    /// run's `recorded` params): the restored session keeps the optimizer's hyper-parameters of
+    /// the run so far (as torch's `load_state_dict` does), so the changed ones are applied here.
+    /// A changed learning rate (or `autoscale_lr`) scales the rest of the schedule by new / old
+    /// (the current lr, the groups' `initial_lr` and each scheduler's peak and base values;
+    /// `eta_min` and `min_lr` stay); weight decay, betas and momentum take the params' values
+    /// (beta1 and momentum not under OneCycleLR, which cycles them). Every other key of that
+    /// kind is read from the params as training goes. Prints one notice; returns the record.
+    pub fn apply_changed_params(
+        &mut self,
+        recorded: &Params,
+        changes: &[super::resume::Change],
+        iters: u64,
+    ) -> Result<super::resume::Resumed> {
+        let batch = self.params.dataloader_params.trainloader.batch_size;
+        let old = OptimConfig::from_params(&recorded.optimization_params.default, batch)?;
+        let new = self.opt.cfg.clone();
+        let one_cycle = self
+            .mixer
+            .schedulers
+            .iter()
+            .any(|s| matches!(s, super::schedule::Scheduler::OneCycleLR(_)));
+        let ratio = new.lr / old.lr;
+        // Bitwise: an unchanged lr gives exactly 1 and leaves the schedule untouched.
+        let scale = ratio != 1.0 && ratio.is_finite() && ratio > 0.0;
+        let mut hypers = self.opt.hypers();
+        for (h, built) in hypers.iter_mut().zip(&self.built_hypers) {
+            if scale {
+                h.lr *= ratio;
+                h.initial_lr = h.initial_lr.map(|l| l * ratio);
+            }
+            if new.weight_decay != old.weight_decay {
+                h.weight_decay = built.weight_decay;
+            }
+            if new.betas != old.betas {
+                h.beta2 = built.beta2;
+                if !one_cycle {
+                    h.beta1 = built.beta1;
+                }
+            }
+            if new.momentum != old.momentum && !one_cycle {
+                h.momentum = built.momentum;
+            }
+        }
+        self.opt.set_hypers(&hypers);
+        if scale {
+            self.mixer.scale_lr(ratio);
+        }
+        let record = super::resume::Resumed::new(iters, self.steps_per_epoch(), changes);
+        let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        crate::messages::notice(format_args!(
+            "resuming run \"{}\" at iteration {iters} (epoch {}) with changed params: {}{}. \
+             The change is recorded in {} (and in run_info.json when the run finishes)",
+            self.params.training_params.model_name,
+            record.epoch,
+            list.join("; "),
+            if scale {
+                format!(
+                    " (the rest of the learning-rate schedule is scaled by {})",
+                    // Six significant digits say the factor; 1e-3 / 1e-2 is 0.09999999999999999.
+                    format_args!("{:.6}", ratio)
+                        .to_string()
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                )
+            } else {
+                String::new()
+            },
+            self.files.resume_record().display()
+        ));
+        Ok(record)
     }
 
     /// A session's counters must describe a run this trainer can continue: validations and
