@@ -405,18 +405,24 @@ pub fn check(changes: Vec<(Change, Kind)>, file: &Path) -> Result<Vec<Change>> {
         );
     }
     if !refused.is_empty() {
+        let mut why: Vec<&str> = vec![];
+        for c in &refused {
+            let w = if is_split(c) {
+                "which images it trains on (it would train on images it validated or tested on)"
+            } else {
+                reason(&c.key)
+            };
+            if !why.contains(&w) {
+                why.push(w);
+            }
+        }
         bail!(
             "the run was trained with other settings ({}: {}); its session cannot be continued \
-             with them: they decide the model's shape, the meaning of its saved optimizer state, \
-             weight average or schedule, {}or how its best model is picked. Give the recorded \
-             values, or start over with --overwrite or another model_name.",
+             with them (they decide {}). Give the recorded values, or start over with \
+             --overwrite or another model_name.",
             file.display(),
             list(&refused),
-            if refused.iter().any(|c| is_split(c)) {
-                "the split (it would train on images it validated or tested on), "
-            } else {
-                ""
-            }
+            why.join("; ")
         );
     }
     Ok(changes
@@ -424,6 +430,31 @@ pub fn check(changes: Vec<(Change, Kind)>, file: &Path) -> Result<Vec<Change>> {
         .filter(|(_, k)| *k == Recorded)
         .map(|(c, _)| c)
         .collect())
+}
+
+/// What a refused key decides, in the words of the refusal.
+fn reason(key: &str) -> &'static str {
+    let under = |p: &str| key == p || key.starts_with(&format!("{p}."));
+    if under("optimization_params.default.scheduler") {
+        "the schedule, which the session holds and goes on with"
+    } else if under("optimization_params") {
+        "what the saved optimizer state is (its update rule and parameter groups)"
+    } else if under("training_params.ema") {
+        "the saved weight average, which validation and the best model are of"
+    } else if under("dataloader_params.trainloader")
+        || under("training_params.grad_accumulation_steps")
+    {
+        "the batches the session's place in the epoch and the schedules count"
+    } else if under("dataset_params.target_metric")
+        || under("dataset_params.val_transforms")
+        || under("dataloader_params.valloader")
+    {
+        "how the best model so far was picked"
+    } else if under("transfer_learning_params") {
+        "where the run started from"
+    } else {
+        "the model and its inputs"
+    }
 }
 
 /// One resume that changed params of kind [`Kind::Recorded`]: where the run was, and each key's

@@ -642,6 +642,18 @@ fn inspect_reports_what_training_would_refuse() {
     let loc = run.path().join("data").display().to_string();
     let (code, out) = inspect(&["--overwrite", "--data_location", &loc]);
     assert_eq!(code, Some(0), "{out}");
+    // A resume with a key its session cannot go on with, named as training names it.
+    let (code, out) = inspect(&[
+        "--set",
+        "training_params.restore_session=true",
+        "--set",
+        "optimization_params.default.optimizer.type=SGD",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("optimization_params.default.optimizer.type was \"AdamW\", now \"SGD\""),
+        "{out}"
+    );
     // inspect writes nothing to the run folder.
     unchanged(&before, &run.snapshot());
 }
