@@ -307,9 +307,11 @@ pub fn run(
                 ));
                 return Ok(());
             }
+            let lr_factor =
+                trainer.apply_optimizer_params(resume_changes.as_ref().map(|(r, _)| r))?;
             let resumed = match &resume_changes {
-                Some((recorded, changes)) if !changes.is_empty() => {
-                    Some(trainer.apply_changed_params(recorded, changes, iters)?)
+                Some((_, changes)) if !changes.is_empty() => {
+                    Some(trainer.announce_changed_params(changes, iters, lr_factor))
                 }
                 _ => None,
             };

@@ -47,6 +47,9 @@ pub struct Trainer {
     /// The groups' hyper-parameters as the params give them (before a session replaces them):
     /// what a resume that changed them applies (`apply_changed_params`).
     pub(super) built_hypers: Vec<super::optim::Hyper>,
+    /// The optimizer settings of the restored session (`SessionState::optimizer_base`), when
+    /// it has them: what `apply_optimizer_params` compares the params' with.
+    pub(super) restored_base: Option<super::session::OptimBase>,
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
     pub(super) amp: Amp,
@@ -254,6 +257,7 @@ impl Trainer {
             sources: std::rc::Rc::new(sources),
             opt,
             built_hypers,
+            restored_base: None,
             mixer,
             amp,
             files,
@@ -1050,6 +1054,7 @@ impl Trainer {
             final_validation_done: s.final_validation_done,
             ema_updates: self.ema.as_ref().map(|e| e.updates),
             early_stop: self.early.clone(),
+            optimizer_base: Some(super::session::OptimBase::of(&self.opt.cfg)),
         };
         self.checkpoints
             .save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
@@ -1196,6 +1201,7 @@ impl Trainer {
             );
         }
         self.early = st.early_stop.clone();
+        self.restored_base = st.optimizer_base;
         self.mixer = st.scheduler;
         if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
             scaler.load_state(s);
@@ -1256,23 +1262,30 @@ impl Trainer {
         Ok(())
     }
 
-    /// A resume with params of kind `resume::Kind::Recorded` changed (`changes`, against the
-    /// run's `recorded` params): the restored session keeps the optimizer's hyper-parameters of
-    /// the run so far (as torch's `load_state_dict` does), so the changed ones are applied here.
-    /// A changed learning rate (or `autoscale_lr`) scales the rest of the schedule by new / old
-    /// (the current lr, the groups' `initial_lr` and each scheduler's peak and base values;
+    /// After a session is restored: it keeps the optimizer hyper-parameters it was trained
+    /// with (as torch's `load_state_dict` does), so settings the params now give otherwise are
+    /// applied here. The session's own settings (`SessionState::optimizer_base`) are what the
+    /// params are compared with, so that a resume that stopped before it wrote a session still
+    /// trains with the values it recorded; a session written before they were stored is
+    /// compared with the run's `recorded` params (None: nothing to compare with). A changed
+    /// learning rate (or `autoscale_lr`) scales the rest of the schedule by new / old (the
+    /// current lr, the groups' `initial_lr` and each scheduler's peak and base values;
     /// `eta_min` and `min_lr` stay); weight decay, betas and momentum take the params' values
-    /// (beta1 and momentum not under OneCycleLR, which cycles them). Every other key of that
-    /// kind is read from the params as training goes. Prints one notice; returns the record.
-    pub fn apply_changed_params(
-        &mut self,
-        recorded: &Params,
-        changes: &[super::resume::Change],
-        iters: u64,
-    ) -> Result<super::resume::Resumed> {
-        let batch = self.params.dataloader_params.trainloader.batch_size;
-        let old = OptimConfig::from_params(&recorded.optimization_params.default, batch)?;
-        let new = self.opt.cfg.clone();
+    /// (beta1 and momentum not under OneCycleLR, which cycles them). Returns the lr's factor
+    /// when it changed.
+    pub fn apply_optimizer_params(&mut self, recorded: Option<&Params>) -> Result<Option<f64>> {
+        let old = match (self.restored_base, recorded) {
+            (Some(base), _) => base,
+            (None, Some(r)) => {
+                let batch = self.params.dataloader_params.trainloader.batch_size;
+                super::session::OptimBase::of(&OptimConfig::from_params(
+                    &r.optimization_params.default,
+                    batch,
+                )?)
+            }
+            (None, None) => return Ok(None),
+        };
+        let new = super::session::OptimBase::of(&self.opt.cfg);
         let one_cycle = self
             .mixer
             .schedulers
@@ -1304,6 +1317,18 @@ impl Trainer {
         if scale {
             self.mixer.scale_lr(ratio);
         }
+        Ok(scale.then_some(ratio))
+    }
+
+    /// A resume with params of kind `resume::Kind::Recorded` changed (`changes`) at iteration
+    /// `iters`: one notice listing them (with the lr's factor, `lr_factor`, when the schedule
+    /// was scaled); returns the record of the resume.
+    pub fn announce_changed_params(
+        &self,
+        changes: &[super::resume::Change],
+        iters: u64,
+        lr_factor: Option<f64>,
+    ) -> super::resume::Resumed {
         let record = super::resume::Resumed::new(iters, self.steps_per_epoch(), changes);
         let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
         crate::messages::notice(format_args!(
@@ -1312,21 +1337,20 @@ impl Trainer {
             self.params.training_params.model_name,
             record.epoch,
             list.join("; "),
-            if scale {
-                format!(
+            match lr_factor {
+                // Six significant digits say the factor; 1e-3 / 1e-2 is 0.09999999999999999.
+                Some(r) => format!(
                     " (the rest of the learning-rate schedule is scaled by {})",
-                    // Six significant digits say the factor; 1e-3 / 1e-2 is 0.09999999999999999.
-                    format_args!("{:.6}", ratio)
+                    format_args!("{r:.6}")
                         .to_string()
                         .trim_end_matches('0')
                         .trim_end_matches('.')
-                )
-            } else {
-                String::new()
+                ),
+                None => String::new(),
             },
             self.files.resume_record().display()
         ));
-        Ok(record)
+        record
     }
 
     /// A session's counters must describe a run this trainer can continue: validations and

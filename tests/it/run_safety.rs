@@ -478,6 +478,49 @@ fn a_resume_with_another_learning_rate_applies_and_records_it() {
     assert!(read("results/tiny/run_info.json").get("resumed").is_none());
 }
 
+/// A resume with another learning rate that stopped before it wrote a session (a kill right
+/// after it started) left the new params and the record of the change: resumed again with the
+/// same params, the run says nothing new (the change is recorded once) and still trains with
+/// the new rate, which the session (trained with the old one) is compared with.
+#[test]
+fn a_resume_that_stopped_before_its_first_session_keeps_its_change() {
+    let run = Run::new();
+    let at = e2e::session_iters(&run.save_dir()).unwrap();
+    // What the stopped resume left: the params in force and the record.
+    let configs = run.save_dir().join("configs/tiny");
+    let mut params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(configs.join("params.json")).unwrap())
+            .unwrap();
+    params["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.001.into();
+    params["training_params"]["epochs"] = 3.into();
+    params["training_params"]["restore_session"] = true.into();
+    std::fs::write(
+        configs.join("params.json"),
+        serde_json::to_string_pretty(&params).unwrap(),
+    )
+    .unwrap();
+    let record = serde_json::json!([{
+        "iteration": at,
+        "epoch": 2.0,
+        "changed": {"optimization_params.default.optimizer.params.lr": [0.01, 0.001]}
+    }]);
+    std::fs::write(configs.join("resumed.json"), record.to_string()).unwrap();
+    let out = resume_for_epoch_three(&run, &["--lr", "0.001"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("changed params"), "{err}");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.save_dir().join("results/tiny/run_info.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["resumed"], record);
+    // The new lr is in force (see a_resume_with_another_learning_rate_applies_and_records_it).
+    let history = std::fs::read_to_string(run.save_dir().join("results/tiny/history.csv")).unwrap();
+    let last = history.lines().last().unwrap();
+    let lr_at_end: f64 = last.split(',').nth(4).unwrap().parse().unwrap();
+    assert!(lr_at_end > 1e-4 && lr_at_end < 1e-3, "{last}");
+}
+
 /// More epochs, another validation batch size and loader threads do not change what is
 /// trained: the run resumes without a notice and records no change.
 #[test]
