@@ -3,6 +3,7 @@
 //! ```text
 //! <save_dir>/configs/<name>/params.json         the resolved params of the run
 //! <save_dir>/configs/<name>/error.txt           why its last attempt stopped with an error
+//! <save_dir>/configs/<name>/resumed.json        the params its resumes changed
 //! <save_dir>/checkpoints/<name>.best.safetensors the best model (what --test evaluates)
 //! <save_dir>/checkpoints/<name>.last.safetensors the session (what restore_session resumes)
 //! <save_dir>/results/<name>/                    metrics_results.json, history.csv,
@@ -97,6 +98,12 @@ impl RunDir {
     }
 
     /// `save_dir/checkpoints/`.
+    /// `save_dir/configs/<name>/resumed.json`: each resume that changed the run's params, with
+    /// the earlier and new values (`train::resume`).
+    pub fn resume_record(&self) -> PathBuf {
+        self.config_dir().join("resumed.json")
+    }
+
     /// `configs/<name>/dataset_info.json`: the run's classes, task, channels and
     /// normalisation (`data::DatasetInfo`), beside its resolved params.
     pub fn dataset_info(&self) -> PathBuf {
@@ -184,12 +191,17 @@ impl RunDir {
     }
 
     /// Remove every output of an earlier run (for `--overwrite`): checkpoints, results
-    /// (evaluations included), the kNN copy, TensorBoard events and the error record. The
-    /// resolved params are rewritten by the new run.
+    /// (evaluations included), the kNN copy, TensorBoard events, the error record and the
+    /// record of changed params. The resolved params are rewritten by the new run.
     pub fn remove_outputs(&self) -> std::io::Result<()> {
         let mut dirs = vec![self.results_dir(), self.tensorboard_dir()];
         dirs.extend(self.knn_results_dir());
-        for f in [self.best(), self.last(), self.error_record()] {
+        for f in [
+            self.best(),
+            self.last(),
+            self.error_record(),
+            self.resume_record(),
+        ] {
             match std::fs::remove_file(&f) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
                     return Err(std::io::Error::new(

@@ -253,88 +253,19 @@ pub fn check_test_classes(
     Ok(())
 }
 
-/// The `dataset_params` keys that decide which images are in which split and what their
-/// labels are.
-const SPLIT_KEYS: [&str; 14] = [
-    "dataset",
-    "num_classes",
-    "image_column",
-    "label_column",
-    "label_columns",
-    "split_column",
-    "uncertain",
-    "task",
-    "val_fraction",
-    "test_fraction",
-    "split_seed",
-    "folds",
-    "fold",
-    "train_fraction",
-];
-
-/// A resumed run must keep its split: with another `split_seed`, fraction or fold (and the
-/// same batches per epoch, which the session checks) it would go on training on images it
-/// had validated or tested on, and the run's record would say the new value. Compared with
-/// the params the run recorded (`configs/<name>/params.json`), when it has them.
-fn check_same_split(params: &Params, run: &RunDir) -> Result<()> {
-    let Some(recorded) = recorded_params(run)? else {
-        return Ok(());
-    };
-    // Absent keys that have a default compare as that default: a run recorded without
-    // `split_seed` split with 42, so resuming with `split_seed: 42` keeps its split.
-    let effective = |d: &crate::config::DatasetParams| {
-        let mut d = d.clone();
-        d.val_fraction = Some(d.val_fraction());
-        d.test_fraction = Some(d.test_fraction());
-        d.split_seed = Some(d.split_seed());
-        d.image_column = Some(d.image_column().to_string());
-        d.label_column = Some(d.label_column().to_string());
-        d.split_column = Some(d.split_column().to_string());
-        serde_json::to_value(d)
-    };
-    let (was, now) = (
-        effective(&recorded.dataset_params)?,
-        effective(&params.dataset_params)?,
-    );
-    let changed: Vec<String> = SPLIT_KEYS
-        .iter()
-        .filter(|k| was.get(**k) != now.get(**k))
-        .map(|k| {
-            let show = |v: Option<&serde_json::Value>| {
-                v.filter(|v| !v.is_null())
-                    .map_or("absent".to_string(), |v| v.to_string())
-            };
-            format!(
-                "dataset_params.{k} was {}, now {}",
-                show(was.get(*k)),
-                show(now.get(*k))
-            )
-        })
-        .collect();
-    if !changed.is_empty() {
-        bail!(
-            "the run was trained on another split or labels ({}: {}); resuming would train on \
-             images it validated or tested on. Give the recorded values, or start over with \
-             --overwrite or another model_name.",
-            run.resolved_params().display(),
-            changed.join("; ")
-        );
-    }
-    Ok(())
-}
-
-/// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
-/// write the resolved params and the dataset's facts (`dataset_info.json`) and clear an
-/// earlier attempt's error record. Called once the run is ready to train (model built, session
-/// restored), so a failure before it writes nothing. A resumed run whose data now has other
-/// classes is refused.
-pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetInfo) -> Result<()> {
+/// Before a run is resumed: its data must have the classes it was trained on
+/// (`dataset_info.json`), and its params may differ from those it recorded
+/// (`configs/<name>/params.json`) only in keys a session can go on with (`resume::RULES`).
+/// Returns the recorded params and the changes to apply and record (`resume::Kind::Recorded`);
+/// writes nothing. A run without the record (its folder copied without `configs/`) is not
+/// compared (None).
+pub fn check_resume(
+    params: &Params,
+    info: &crate::data::DatasetInfo,
+) -> Result<Option<(Params, Vec<super::resume::Change>)>> {
     let run = params.run_dir();
     let info_file = run.dataset_info();
-    if matches!(target, Target::Resume) {
-        check_same_split(params, &run)?;
-    }
-    if matches!(target, Target::Resume) && info_file.is_file() {
+    let recorded_info = if info_file.is_file() {
         let before = crate::data::DatasetInfo::read(&info_file)?;
         if before.label_names != info.label_names || before.task != info.task {
             bail!(
@@ -345,7 +276,32 @@ pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetIn
                 info.label_names.join(", ")
             );
         }
-    }
+        Some(before)
+    } else {
+        None
+    };
+    let Some(recorded) = recorded_params(&run)? else {
+        return Ok(None);
+    };
+    let changes = super::resume::changes(&recorded, recorded_info.as_ref(), params, info)?;
+    let changes = super::resume::check(changes, &run.resolved_params())?;
+    Ok(Some((recorded, changes)))
+}
+
+/// Make the run folder the attempt's: with `--overwrite` remove the earlier run's outputs, then
+/// write the resolved params and the dataset's facts (`dataset_info.json`) and clear an
+/// earlier attempt's error record. Called once the run is ready to train (model built, session
+/// restored, `check_resume` passed), so a failure before it writes nothing. A resume that
+/// changed params (`resumed`) is added to the run's record of them (`configs/<name>/
+/// resumed.json`) before the params are rewritten; a new run starts without that record.
+pub fn take_over(
+    params: &Params,
+    target: &Target,
+    info: &crate::data::DatasetInfo,
+    resumed: Option<super::resume::Resumed>,
+) -> Result<()> {
+    let run = params.run_dir();
+    let info_file = run.dataset_info();
     if let Target::Overwrite(earlier) = target {
         run.remove_outputs()
             .context("--overwrite: cannot remove the earlier run's outputs")?;
@@ -353,6 +309,19 @@ pub fn take_over(params: &Params, target: &Target, info: &crate::data::DatasetIn
             "--overwrite: removed the earlier run's outputs ({})",
             earlier.describe()
         ));
+    }
+    let record = run.resume_record();
+    match resumed {
+        Some(r) => super::resume::append_record(&record, r)
+            .with_context(|| format!("cannot record the changed params in {}", record.display()))?,
+        // A record left by a run whose session was since removed is not this run's.
+        None if !matches!(target, Target::Resume) => match std::fs::remove_file(&record) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                return Err(e).with_context(|| format!("cannot remove {}", record.display()))
+            }
+            _ => {}
+        },
+        None => {}
     }
     let resolved = crate::config::write_resolved(params)?;
     crate::messages::info(format_args!(

@@ -23,6 +23,7 @@ pub mod optim;
 pub mod outputs;
 pub mod preflight;
 pub mod progress;
+pub mod resume;
 pub mod run_info;
 pub mod schedule;
 pub mod session;
@@ -155,6 +156,11 @@ pub fn run(
     // Initialisation (random trunks and heads) is a function of the seed.
     tch::manual_seed(tp.seed as i64);
     let mut splits = Splits::build(params)?;
+    // Before the image check: a resume with params it cannot go on with stops here.
+    let resume_changes = match target {
+        Target::Resume => attempt::check_resume(params, &splits.info)?,
+        _ => None,
+    };
     if target.trains() {
         // Before the image check and before the run folder is taken: a train split smaller
         // than one batch (e.g. after train_fraction or on a small study) stops here.
@@ -243,7 +249,9 @@ pub fn run(
         }
     ));
     check_transform_sizes(params, &info, &model.inner.input_rule())?;
-    if target.trains() {
+    // A resumed run's weights come from its session: the model it started from is not read
+    // again (it may have been removed since).
+    if target.trains() && !matches!(target, Target::Resume) {
         session::load_pretrained(&model, &params.transfer_learning_params, &tp.save_dir)?;
     }
     let mut trainer = Trainer::new(params.clone(), info, device, Box::new(model), sources)?;
@@ -299,12 +307,16 @@ pub fn run(
                 ));
                 return Ok(());
             }
-            attempt::take_over(params, target, &trainer.info)?;
+            let lr_factor =
+                trainer.apply_optimizer_params(resume_changes.as_ref().map(|(r, _)| r))?;
+            let resumed = match &resume_changes {
+                Some((_, changes)) if !changes.is_empty() => {
+                    Some(trainer.announce_changed_params(changes, iters, lr_factor))
+                }
+                _ => None,
+            };
+            attempt::take_over(params, target, &trainer.info, resumed)?;
             *took_over = true;
-            if let Target::Overwrite(_) = target {
-                // The earlier run's rows are gone with its files.
-                trainer.outputs.forget_history();
-            }
             trainer.outputs.start_at(iters)?;
         }
         Target::Fresh | Target::Overwrite(_) => {
@@ -317,7 +329,7 @@ pub fn run(
             } else {
                 0
             };
-            attempt::take_over(params, target, &trainer.info)?;
+            attempt::take_over(params, target, &trainer.info, None)?;
             *took_over = true;
             if let Target::Overwrite(_) = target {
                 // The earlier run's rows are gone with its files.
@@ -334,6 +346,7 @@ pub fn run(
     let mut info = run_info::RunInfo::finish(params, device, &facts, &clock, resumed_at);
     info.parameter_groups = run_info::GroupInfo::of(&trainer.opt);
     info.early_stopping = trainer.early.stopped.clone();
+    info.resumed = resume::read_record(&params.run_dir().resume_record())?;
     let file = params.run_dir().run_info();
     info.write(&file)?;
     crate::messages::info(format_args!("Run info written to {}", file.display()));

@@ -63,7 +63,9 @@ pub fn problems(params: &Params, target: &Result<Target>, splits: Option<&Splits
     }
     // With the data read (inspect), not in the sweep's plan: a run of the same sweep may
     // write the model this one starts from.
-    if trains && splits.is_some() {
+    // (A resumed run's weights come from its session: the file is not read again.)
+    let resumes = matches!(target, Ok(Target::Resume));
+    if trains && !resumes && splits.is_some() {
         if let Err(e) = super::session::pretrained_file(
             &params.transfer_learning_params,
             Path::new(&params.training_params.save_dir),
@@ -77,6 +79,12 @@ pub fn problems(params: &Params, target: &Result<Target>, splits: Option<&Splits
     if let Some(s) = splits {
         if let Err(e) = check_labels(params, s) {
             out.push(format!("{e:#}"));
+        }
+        // Params a resume cannot go on with, and classes other than the run's.
+        if resumes {
+            if let Err(e) = attempt::check_resume(params, &s.info) {
+                out.push(format!("{e:#}"));
+            }
         }
     }
     out

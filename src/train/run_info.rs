@@ -68,6 +68,10 @@ pub struct RunInfo {
     /// When and why training stopped early (`training_params.early_stopping`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub early_stopping: Option<crate::train::early_stop::Stopped>,
+    /// Each resume that changed the run's params: where, and each key's earlier and new value
+    /// (`configs/<name>/resumed.json`, `train::resume`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub resumed: Vec<crate::train::resume::Resumed>,
 }
 
 /// One optimizer parameter group.
@@ -228,6 +232,7 @@ impl RunInfo {
             peak_device_memory_bytes: device_peaks.map(|p| p.allocated),
             peak_device_reserved_bytes: device_peaks.map(|p| p.reserved),
             early_stopping: None,
+            resumed: vec![],
         }
     }
 

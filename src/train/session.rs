@@ -57,6 +57,33 @@ pub struct SessionState {
     /// `training_params.early_stopping`'s counter.
     #[serde(default)]
     pub early_stop: super::early_stop::EarlyStop,
+    /// The optimizer's settings the session was trained with (absent in sessions written
+    /// before it existed): what a resume with other ones scales and replaces `hypers` from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub optimizer_base: Option<OptimBase>,
+}
+
+/// The optimizer settings that the groups' hyper-parameters (`hypers`) start from: the
+/// (autoscaled) learning rate the schedules scale, and the weight decay, betas and momentum the
+/// groups take. A session keeps the values it trained with, as torch's optimizer state does;
+/// a resume whose params give others applies them (`Trainer::apply_optimizer_params`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct OptimBase {
+    pub lr: f64,
+    pub weight_decay: f64,
+    pub betas: [f64; 2],
+    pub momentum: f64,
+}
+
+impl OptimBase {
+    pub fn of(cfg: &super::optim::OptimConfig) -> OptimBase {
+        OptimBase {
+            lr: cfg.lr,
+            weight_decay: cfg.weight_decay,
+            betas: cfg.betas,
+            momentum: cfg.momentum,
+        }
+    }
 }
 
 /// A number that changes when any frozen (non-trainable) variable changes: the root of the

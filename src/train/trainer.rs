@@ -44,6 +44,12 @@ pub struct Trainer {
     /// Shared so an epoch's batch iterator can live while the trainer validates.
     pub(super) sources: std::rc::Rc<Sources>,
     pub(super) opt: Optimizer,
+    /// The groups' hyper-parameters as the params give them (before a session replaces them):
+    /// what a resume that changed them applies (`apply_changed_params`).
+    pub(super) built_hypers: Vec<super::optim::Hyper>,
+    /// The optimizer settings of the restored session (`SessionState::optimizer_base`), when
+    /// it has them: what `apply_optimizer_params` compares the params' with.
+    pub(super) restored_base: Option<super::session::OptimBase>,
     pub(super) mixer: Mixer,
     pub(super) scaler: Option<GradScaler>,
     pub(super) amp: Amp,
@@ -198,6 +204,7 @@ impl Trainer {
         let mut hypers = opt.hypers();
         let mixer = build_mixer(&mut hypers, &params, &shape)?;
         opt.set_hypers(&hypers);
+        let built_hypers = hypers;
         if tp.log_embeddings {
             crate::messages::notice(format_args!(
                 "log_embeddings (UMAP plots) is not supported; the reference's UMAP import is \
@@ -249,6 +256,8 @@ impl Trainer {
             model,
             sources: std::rc::Rc::new(sources),
             opt,
+            built_hypers,
+            restored_base: None,
             mixer,
             amp,
             files,
@@ -1045,6 +1054,7 @@ impl Trainer {
             final_validation_done: s.final_validation_done,
             ema_updates: self.ema.as_ref().map(|e| e.updates),
             early_stop: self.early.clone(),
+            optimizer_base: Some(super::session::OptimBase::of(&self.opt.cfg)),
         };
         self.checkpoints
             .save(&self.files.last(), CkptKind::Session, &tensors, &state)?;
@@ -1169,6 +1179,7 @@ impl Trainer {
                 max_exp_avg_sq: field("max_exp_avg_sq")?,
                 momentum_buffer: field("momentum_buffer")?,
             };
+            self.check_optim_state(&state, name, &what)?;
             self.opt.state.insert(name.clone(), state);
         }
         if let Some(ema) = &mut self.ema {
@@ -1190,6 +1201,7 @@ impl Trainer {
             );
         }
         self.early = st.early_stop.clone();
+        self.restored_base = st.optimizer_base;
         self.mixer = st.scheduler;
         if let (Some(scaler), Some(s)) = (&mut self.scaler, st.scaler) {
             scaler.load_state(s);
@@ -1215,6 +1227,130 @@ impl Trainer {
             st.iters
         ));
         Ok(st.iters)
+    }
+
+    /// A restored optimizer state must be one this optimizer steps: Adam's moments for Adam and
+    /// AdamW, SGD's momentum buffer for SGD, and the running maximum exactly when `amsgrad` is
+    /// on (the step would otherwise find no maximum, or drop the one the session kept). A
+    /// resume whose params changed these is refused earlier, naming the key; this catches a
+    /// session from elsewhere (`--checkpoint`, or a run without its recorded params).
+    fn check_optim_state(&self, st: &ParamState, name: &str, what: &str) -> Result<()> {
+        let cfg = &self.opt.cfg;
+        let adam = cfg.kind != crate::config::OptimizerType::SGD;
+        let has_adam = st.exp_avg.is_some() || st.exp_avg_sq.is_some();
+        let problem = if adam && st.momentum_buffer.is_some() {
+            Some("holds SGD's momentum buffer")
+        } else if !adam && has_adam {
+            Some("holds Adam's moments")
+        } else if adam && has_adam && cfg.amsgrad && st.max_exp_avg_sq.is_none() {
+            Some("has no amsgrad maximum (max_exp_avg_sq)")
+        } else if adam && !cfg.amsgrad && st.max_exp_avg_sq.is_some() {
+            Some("holds an amsgrad maximum (max_exp_avg_sq)")
+        } else {
+            None
+        };
+        if let Some(p) = problem {
+            bail!(
+                "{what}: the optimizer state of {name} {p}, but this run's optimizer is {:?} with \
+                 amsgrad {}; it cannot be resumed exactly. Give the session's \
+                 optimization_params.default.optimizer settings again, or start over with \
+                 --overwrite",
+                cfg.kind,
+                cfg.amsgrad
+            );
+        }
+        Ok(())
+    }
+
+    /// After a session is restored: it keeps the optimizer hyper-parameters it was trained
+    /// with (as torch's `load_state_dict` does), so settings the params now give otherwise are
+    /// applied here. The session's own settings (`SessionState::optimizer_base`) are what the
+    /// params are compared with, so that a resume that stopped before it wrote a session still
+    /// trains with the values it recorded; a session written before they were stored is
+    /// compared with the run's `recorded` params (None: nothing to compare with). A changed
+    /// learning rate (or `autoscale_lr`) scales the rest of the schedule by new / old (the
+    /// current lr, the groups' `initial_lr` and each scheduler's peak and base values;
+    /// `eta_min` and `min_lr` stay); weight decay, betas and momentum take the params' values
+    /// (beta1 and momentum not under OneCycleLR, which cycles them). Returns the lr's factor
+    /// when it changed.
+    pub fn apply_optimizer_params(&mut self, recorded: Option<&Params>) -> Result<Option<f64>> {
+        let old = match (self.restored_base, recorded) {
+            (Some(base), _) => base,
+            (None, Some(r)) => {
+                let batch = self.params.dataloader_params.trainloader.batch_size;
+                super::session::OptimBase::of(&OptimConfig::from_params(
+                    &r.optimization_params.default,
+                    batch,
+                )?)
+            }
+            (None, None) => return Ok(None),
+        };
+        let new = super::session::OptimBase::of(&self.opt.cfg);
+        let one_cycle = self
+            .mixer
+            .schedulers
+            .iter()
+            .any(|s| matches!(s, super::schedule::Scheduler::OneCycleLR(_)));
+        let ratio = new.lr / old.lr;
+        // Bitwise: an unchanged lr gives exactly 1 and leaves the schedule untouched.
+        let scale = ratio != 1.0 && ratio.is_finite() && ratio > 0.0;
+        let mut hypers = self.opt.hypers();
+        for (h, built) in hypers.iter_mut().zip(&self.built_hypers) {
+            if scale {
+                h.lr *= ratio;
+                h.initial_lr = h.initial_lr.map(|l| l * ratio);
+            }
+            if new.weight_decay != old.weight_decay {
+                h.weight_decay = built.weight_decay;
+            }
+            if new.betas != old.betas {
+                h.beta2 = built.beta2;
+                if !one_cycle {
+                    h.beta1 = built.beta1;
+                }
+            }
+            if new.momentum != old.momentum && !one_cycle {
+                h.momentum = built.momentum;
+            }
+        }
+        self.opt.set_hypers(&hypers);
+        if scale {
+            self.mixer.scale_lr(ratio);
+        }
+        Ok(scale.then_some(ratio))
+    }
+
+    /// A resume with params of kind `resume::Kind::Recorded` changed (`changes`) at iteration
+    /// `iters`: one notice listing them (with the lr's factor, `lr_factor`, when the schedule
+    /// was scaled); returns the record of the resume.
+    pub fn announce_changed_params(
+        &self,
+        changes: &[super::resume::Change],
+        iters: u64,
+        lr_factor: Option<f64>,
+    ) -> super::resume::Resumed {
+        let record = super::resume::Resumed::new(iters, self.steps_per_epoch(), changes);
+        let list: Vec<String> = changes.iter().map(|c| c.to_string()).collect();
+        crate::messages::notice(format_args!(
+            "resuming run \"{}\" at iteration {iters} (epoch {}) with changed params: {}{}. \
+             The change is recorded in {} (and in run_info.json when the run finishes)",
+            self.params.training_params.model_name,
+            record.epoch,
+            list.join("; "),
+            match lr_factor {
+                // Six significant digits say the factor; 1e-3 / 1e-2 is 0.09999999999999999.
+                Some(r) => format!(
+                    " (the rest of the learning-rate schedule is scaled by {})",
+                    format_args!("{r:.6}")
+                        .to_string()
+                        .trim_end_matches('0')
+                        .trim_end_matches('.')
+                ),
+                None => String::new(),
+            },
+            self.files.resume_record().display()
+        ));
+        record
     }
 
     /// A session's counters must describe a run this trainer can continue: validations and

@@ -491,3 +491,32 @@ fn docs_params_md_is_generated_from_the_table() {
         );
     }
 }
+
+/// Every key that can change between a run and its resume has a decided kind
+/// (`train::resume::RULES`: refused, free, or applied and recorded): each leaf of the params
+/// with every optional key present is covered by a rule, or is the setting of a scheduler
+/// (decided by whether the run lists it). A key added to the schema without a rule is refused
+/// on resume, and fails here until it has one.
+#[test]
+fn every_key_has_a_kind_on_resume() {
+    let full = serde_json::to_value(full_params()).unwrap();
+    let mut all = BTreeMap::new();
+    paths(&full, "", &mut all);
+    let missing: Vec<&String> = all
+        .iter()
+        .filter(|(_, v)| !v.is_object())
+        .map(|(p, _)| p)
+        .filter(|p| {
+            medfm::train::resume::rule_of(p).is_none()
+                && !p.starts_with("optimization_params.default.scheduler.params.")
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "keys without a kind on resume: {missing:?}"
+    );
+    // No rule names a key the schema does not have.
+    for (rule, _) in medfm::train::resume::RULES {
+        assert!(all.contains_key(*rule), "rule for an unknown key: {rule}");
+    }
+}

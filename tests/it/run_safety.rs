@@ -176,9 +176,12 @@ fn failed_attempts_leave_a_finished_run_as_it_was() {
     );
     let err = run.refused(&["--set", "foundation_params.img_size=50", "--set", resume]);
     assert!(err.contains("img_size 50"), "{err}");
-    // Another batch size cannot resume the session exactly.
+    // Another batch size cannot resume the session exactly: refused, naming the key.
     let err = run.refused(&["--batch_size", "4", "--set", resume]);
-    assert!(err.contains("iterations per epoch"), "{err}");
+    assert!(
+        err.contains("dataloader_params.trainloader.batch_size was 8, now 4"),
+        "{err}"
+    );
     unchanged(&before, &run.snapshot());
     // A corrupt session.
     let last = run.save_dir().join("checkpoints/tiny.last.safetensors");
@@ -335,6 +338,220 @@ fn resuming_a_finished_run_changes_nothing() {
     unchanged(&before, &run.snapshot());
 }
 
+/// Resume a finished 2-epoch run for a third epoch with `extra` changes.
+fn resume_for_epoch_three(run: &Run, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "--set",
+        "training_params.restore_session=true",
+        "--set",
+        "training_params.epochs=3",
+    ];
+    args.extend_from_slice(extra);
+    run.medfm(&args)
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A resume with a key that decides what the session's state means (the optimizer's update
+/// rule, the weight average, LoRA's shape, the trunk's frozen part) is refused before anything
+/// is written, naming each changed key with both values and the ways out. Before, another
+/// optimizer type resumed in silence (SGD ignoring AdamW's moments), `amsgrad` panicked, an
+/// EMA decay or LoRA alpha went on in silence, and the run's record said the new value.
+#[test]
+fn a_resume_that_changes_what_the_session_means_is_refused() {
+    let run = Run::new();
+    let before = run.snapshot();
+    for (set, named) in [
+        (
+            "optimization_params.default.optimizer.type=SGD",
+            "optimization_params.default.optimizer.type was \"AdamW\", now \"SGD\"",
+        ),
+        (
+            "optimization_params.default.optimizer.params.amsgrad=true",
+            "optimization_params.default.optimizer.params.amsgrad was false, now true",
+        ),
+        (
+            "training_params.ema={\"decay\": 0.9}",
+            "training_params.ema was absent, now {\"decay\":0.9,\"warmup\":false}",
+        ),
+        (
+            "foundation_params.partial.unfreeze_cutoff=10",
+            "foundation_params.partial.unfreeze_cutoff was -1, now 10",
+        ),
+        (
+            "optimization_params.layer_decay=0.75",
+            "optimization_params.layer_decay was absent, now 0.75",
+        ),
+    ] {
+        let out = resume_for_epoch_three(&run, &["--set", set]);
+        assert_eq!(out.status.code(), Some(1), "{set}: {}", stderr(&out));
+        let err = stderr(&out);
+        assert!(
+            err.contains(named)
+                && err.contains("configs/tiny/params.json")
+                && err.contains("Give the recorded values")
+                && err.contains("--overwrite"),
+            "{set}: {err}"
+        );
+        assert!(!err.contains("panicked"), "{err}");
+        unchanged(&before, &run.snapshot());
+    }
+    // Several keys at once are all named.
+    let out = resume_for_epoch_three(
+        &run,
+        &[
+            "--set",
+            "optimization_params.default.optimizer.type=Adam",
+            "--set",
+            "dataset_params.val_transforms.Normalize=false",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(
+        err.contains("optimizer.type was \"AdamW\", now \"Adam\"; dataset_params.val_transforms.Normalize was true, now false")
+            || err.contains("dataset_params.val_transforms.Normalize was true, now false; optimization_params.default.optimizer.type was \"AdamW\", now \"Adam\""),
+        "{err}"
+    );
+    unchanged(&before, &run.snapshot());
+}
+
+/// A resume with another learning rate and clipping trains on with them from the resume on,
+/// says so once, and records both values: `configs/tiny/resumed.json` while the run goes on,
+/// `resumed` in run_info.json at its end; the recorded params are those in force now. Before,
+/// the session's learning rate went on in silence while params.json said the new one.
+#[test]
+fn a_resume_with_another_learning_rate_applies_and_records_it() {
+    let run = Run::new();
+    // The 2-epoch session's iteration.
+    let at = e2e::session_iters(&run.save_dir()).unwrap();
+    let out = resume_for_epoch_three(
+        &run,
+        &[
+            "--lr",
+            "0.001",
+            "--set",
+            "training_params.grad_clipping=0.5",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    let lr = "optimization_params.default.optimizer.params.lr was 0.01, now 0.001";
+    let clip = "training_params.grad_clipping was 1.0, now 0.5";
+    assert_eq!(err.matches("with changed params").count(), 1, "{err}");
+    assert!(
+        err.contains(lr) && err.contains(clip) && err.contains("scaled by 0.1"),
+        "{err}"
+    );
+    let read = |p: &str| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.save_dir().join(p)).unwrap()).unwrap()
+    };
+    let steps = read("results/tiny/run_info.json")["resumed"].clone();
+    assert_eq!(
+        steps,
+        serde_json::json!([{
+            "iteration": at,
+            "epoch": 2.0,
+            "changed": {
+                "optimization_params.default.optimizer.params.lr": [0.01, 0.001],
+                "training_params.grad_clipping": [1.0, 0.5]
+            }
+        }])
+    );
+    assert_eq!(read("configs/tiny/resumed.json"), steps);
+    let params = read("configs/tiny/params.json");
+    assert_eq!(
+        params["optimization_params"]["default"]["optimizer"]["params"]["lr"],
+        0.001
+    );
+    // The new lr is in force: demo.json's cosine schedule (T_max kept from the 2-epoch
+    // session) climbs back from eta_min in epoch 3, halfway to the base lr at its end: about
+    // 5e-4 for the new lr, 5e-3 had the session's lr gone on.
+    let history = std::fs::read_to_string(run.save_dir().join("results/tiny/history.csv")).unwrap();
+    let last = history.lines().last().unwrap();
+    let lr_at_end: f64 = last.split(',').nth(4).unwrap().parse().unwrap();
+    assert!(lr_at_end > 1e-4 && lr_at_end < 1e-3, "{last}");
+    // --overwrite starts a run without the record.
+    run.ok(&["--overwrite", "--set", "training_params.epochs=1"]);
+    assert!(!run.save_dir().join("configs/tiny/resumed.json").exists());
+    assert!(read("results/tiny/run_info.json").get("resumed").is_none());
+}
+
+/// A resume with another learning rate that stopped before it wrote a session (a kill right
+/// after it started) left the new params and the record of the change: resumed again with the
+/// same params, the run says nothing new (the change is recorded once) and still trains with
+/// the new rate, which the session (trained with the old one) is compared with.
+#[test]
+fn a_resume_that_stopped_before_its_first_session_keeps_its_change() {
+    let run = Run::new();
+    let at = e2e::session_iters(&run.save_dir()).unwrap();
+    // What the stopped resume left: the params in force and the record.
+    let configs = run.save_dir().join("configs/tiny");
+    let mut params: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(configs.join("params.json")).unwrap())
+            .unwrap();
+    params["optimization_params"]["default"]["optimizer"]["params"]["lr"] = 0.001.into();
+    params["training_params"]["epochs"] = 3.into();
+    params["training_params"]["restore_session"] = true.into();
+    std::fs::write(
+        configs.join("params.json"),
+        serde_json::to_string_pretty(&params).unwrap(),
+    )
+    .unwrap();
+    let record = serde_json::json!([{
+        "iteration": at,
+        "epoch": 2.0,
+        "changed": {"optimization_params.default.optimizer.params.lr": [0.01, 0.001]}
+    }]);
+    std::fs::write(configs.join("resumed.json"), record.to_string()).unwrap();
+    let out = resume_for_epoch_three(&run, &["--lr", "0.001"]);
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("changed params"), "{err}");
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.save_dir().join("results/tiny/run_info.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(info["resumed"], record);
+    // The new lr is in force (see a_resume_with_another_learning_rate_applies_and_records_it).
+    let history = std::fs::read_to_string(run.save_dir().join("results/tiny/history.csv")).unwrap();
+    let last = history.lines().last().unwrap();
+    let lr_at_end: f64 = last.split(',').nth(4).unwrap().parse().unwrap();
+    assert!(lr_at_end > 1e-4 && lr_at_end < 1e-3, "{last}");
+}
+
+/// More epochs, another validation batch size and loader threads do not change what is
+/// trained: the run resumes without a notice and records no change.
+#[test]
+fn a_resume_with_more_epochs_is_silent() {
+    let run = Run::new();
+    let out = resume_for_epoch_three(
+        &run,
+        &[
+            "--set",
+            "dataloader_params.valloader.batch_size=4",
+            "--set",
+            "dataloader_params.trainloader.num_workers=1",
+        ],
+    );
+    let err = stderr(&out);
+    assert!(out.status.success(), "{err}");
+    assert!(!err.contains("changed params"), "{err}");
+    assert!(!run.save_dir().join("configs/tiny/resumed.json").exists());
+    let info: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(run.save_dir().join("results/tiny/run_info.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(info.get("resumed").is_none(), "{info}");
+    assert!(info["resumed_at_iteration"].as_u64().unwrap() > 0, "{info}");
+    let history = std::fs::read_to_string(run.save_dir().join("results/tiny/history.csv")).unwrap();
+    assert!(
+        history.lines().last().unwrap().starts_with("3,"),
+        "{history}"
+    );
+}
+
 /// A test pass that stopped before its end (here: its last files and an error record as a
 /// full disk leaves them) is run again by resuming, not reported as complete.
 #[test]
@@ -468,6 +685,18 @@ fn inspect_reports_what_training_would_refuse() {
     let loc = run.path().join("data").display().to_string();
     let (code, out) = inspect(&["--overwrite", "--data_location", &loc]);
     assert_eq!(code, Some(0), "{out}");
+    // A resume with a key its session cannot go on with, named as training names it.
+    let (code, out) = inspect(&[
+        "--set",
+        "training_params.restore_session=true",
+        "--set",
+        "optimization_params.default.optimizer.type=SGD",
+    ]);
+    assert_eq!(code, Some(1), "{out}");
+    assert!(
+        out.contains("optimization_params.default.optimizer.type was \"AdamW\", now \"SGD\""),
+        "{out}"
+    );
     // inspect writes nothing to the run folder.
     unchanged(&before, &run.snapshot());
 }

@@ -236,6 +236,43 @@ fn a_session_is_resumed_only_with_the_ema_setting_it_was_trained_with() {
     }
 }
 
+/// A session whose optimizer state another optimizer cannot step (Adam's moments for SGD, an
+/// amsgrad maximum missing or left over) is refused with the reason, as a session given with
+/// `--checkpoint` from another run can be (a run's own params are compared key by key before
+/// this, `run_safety`). Before, amsgrad turned on at a resume panicked in the step.
+#[test]
+fn a_session_is_resumed_only_by_an_optimizer_that_can_step_its_state() {
+    let optimizer = |v: &mut serde_json::Value, kind: &str, amsgrad: bool| {
+        let o = &mut v["optimization_params"]["default"]["optimizer"];
+        o["type"] = kind.into();
+        o["params"] = serde_json::json!({"lr": 0.05});
+        if amsgrad {
+            o["params"]["amsgrad"] = true.into();
+        }
+    };
+    for (trained, resumed, expected) in [
+        (("AdamW", false), ("AdamW", true), "has no amsgrad maximum"),
+        (("Adam", true), ("Adam", false), "holds an amsgrad maximum"),
+        (("AdamW", false), ("SGD", false), "holds Adam's moments"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let p = tiny::params(dir.path(), |v| optimizer(v, trained.0, trained.1));
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        full_run(&mut t);
+        drop(t);
+        let p = tiny::params(dir.path(), |v| {
+            optimizer(v, resumed.0, resumed.1);
+            v["training_params"]["restore_session"] = true.into();
+        });
+        let mut t = tiny::trainer(&p, 3, false, true, tiny::sources(3, false, false));
+        let err = format!("{:#}", t.load_session(None, false).unwrap_err());
+        assert!(
+            err.contains(expected) && err.contains("cannot be resumed exactly"),
+            "{trained:?} -> {resumed:?}: {err}"
+        );
+    }
+}
+
 /// `label_smoothing` smooths the training loss only: an evaluation pass reports the plain
 /// loss, as timm's train.py validates with an unsmoothed `nn.CrossEntropyLoss()`, so the same
 /// model has the same test_loss with and without smoothing (bitwise: the same ops). Before,
