@@ -418,7 +418,7 @@ pub fn check(changes: Vec<(Change, Kind)>, file: &Path) -> Result<Vec<Change>> {
         }
         bail!(
             "the run was trained with other settings ({}: {}); its session cannot be continued \
-             with them (they decide {}). Give the recorded values, or start over with \
+             with them, since they decide {}. Give the recorded values, or start over with \
              --overwrite or another model_name.",
             file.display(),
             list(&refused),
@@ -438,7 +438,7 @@ fn reason(key: &str) -> &'static str {
     if under("optimization_params.default.scheduler") {
         "the schedule, which the session holds and goes on with"
     } else if under("optimization_params") {
-        "what the saved optimizer state is (its update rule and parameter groups)"
+        "the update rule and parameter groups the saved optimizer state belongs to"
     } else if under("training_params.ema") {
         "the saved weight average, which validation and the best model are of"
     } else if under("dataloader_params.trainloader")
