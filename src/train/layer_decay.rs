@@ -58,9 +58,14 @@ pub struct LayerGroup {
 }
 
 /// Whether a parameter is exempt from weight decay: timm's `param.ndim <= 1` (and the
-/// reference's `.bias` rule, the same parameters in every family here).
-pub fn no_weight_decay(name: &str, dim: usize) -> bool {
-    dim <= 1 || name.ends_with(".bias")
+/// reference's `.bias` rule, the same parameters in every family here), and the trunk
+/// variables timm's model lists in `no_weight_decay()` (`Family::timm_no_weight_decay`).
+pub fn no_weight_decay(family: Family, name: &str, dim: usize) -> bool {
+    dim <= 1
+        || name.ends_with(".bias")
+        || name
+            .strip_prefix(crate::models::classifier::TRUNK)
+            .is_some_and(|n| family.timm_no_weight_decay(n))
 }
 
 /// timm's `param_groups_layer_decay` as `create_optimizer_v2` calls it (`no_weight_decay_list`
@@ -78,10 +83,7 @@ pub fn groups(
     let mut out: Vec<LayerGroup> = vec![];
     for (name, t) in trainable {
         let layer = ids.get(&name).copied().unwrap_or(last);
-        let by_name = name
-            .strip_prefix(crate::models::classifier::TRUNK)
-            .is_some_and(|n| family.timm_no_weight_decay(n));
-        let decay = !(by_name || no_weight_decay(&name, t.dim()));
+        let decay = !no_weight_decay(family, &name, t.dim());
         match out
             .iter_mut()
             .find(|g| g.layer == layer && g.decay == decay)
