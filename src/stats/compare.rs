@@ -272,10 +272,12 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
             pb.names.join(", ")
         );
     }
-    fn index(f: &PredictionsFile) -> Result<HashMap<String, usize>> {
+    // Each row's match key, once, and the row of each key.
+    fn index(f: &PredictionsFile) -> Result<(Vec<String>, HashMap<String, usize>)> {
+        let keys: Vec<String> = f.rows.iter().map(|r| match_key(&r.path)).collect();
         let mut m = HashMap::new();
-        for (i, r) in f.rows.iter().enumerate() {
-            if let Some(first) = m.insert(match_key(&r.path), i) {
+        for (i, (r, key)) in f.rows.iter().zip(&keys).enumerate() {
+            if let Some(first) = m.insert(key.clone(), i) {
                 bail!(
                     "{}: path {} is on lines {} and {}; each test image must appear once",
                     f.file.display(),
@@ -285,17 +287,18 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
                 );
             }
         }
-        Ok(m)
+        Ok((keys, m))
     }
-    let (ia, ib) = (index(a)?, index(b)?);
-    let only = |x: &PredictionsFile, other: &HashMap<String, usize>| -> Vec<String> {
+    let ((keys_a, ia), (keys_b, ib)) = (index(a)?, index(b)?);
+    let only = |x: &PredictionsFile, keys: &[String], other: &HashMap<String, usize>| {
         x.rows
             .iter()
-            .filter(|r| !other.contains_key(&match_key(&r.path)))
-            .map(|r| r.path.clone())
-            .collect()
+            .zip(keys)
+            .filter(|(_, k)| !other.contains_key(*k))
+            .map(|(r, _)| r.path.clone())
+            .collect::<Vec<String>>()
     };
-    let (only_a, only_b) = (only(a, &ib), only(b, &ia));
+    let (only_a, only_b) = (only(a, &keys_a, &ib), only(b, &keys_b, &ia));
     if !only_a.is_empty() || !only_b.is_empty() {
         let few = |v: &[String]| {
             let mut s: Vec<&str> = v.iter().take(3).map(|s| s.as_str()).collect();
@@ -326,11 +329,7 @@ pub fn align(a: &PredictionsFile, b: &PredictionsFile) -> Result<Data> {
             parts.join("; ")
         );
     }
-    let order: Vec<u32> = a
-        .rows
-        .iter()
-        .map(|r| ib[&match_key(&r.path)] as u32)
-        .collect();
+    let order: Vec<u32> = keys_a.iter().map(|k| ib[k] as u32).collect();
     let aligned = pb.data.select(&order);
     let k = pa.data.k;
     let differs: Vec<&str> = (0..a.rows.len())
