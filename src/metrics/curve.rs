@@ -87,20 +87,30 @@ fn roc_points(
     Some(roc_of_curve(&c, drop_intermediate))
 }
 
+/// `roc_curve`'s `drop_intermediate` rule for point `i` of a curve of `n` points (`fps`, `tps`
+/// by index): the ends stay, and a point collinear with its neighbours (second differences
+/// both exactly zero, computed as numpy's diff(diff(x)) so the kept points are the same) goes.
+pub(crate) fn keeps_point(
+    fps: impl Fn(usize) -> f64,
+    tps: impl Fn(usize) -> f64,
+    n: usize,
+    i: usize,
+) -> bool {
+    if i == 0 || i + 1 == n || n <= 2 {
+        return true;
+    }
+    fn d2(v: impl Fn(usize) -> f64, i: usize) -> f64 {
+        (v(i + 1) - v(i)) - (v(i) - v(i - 1))
+    }
+    d2(fps, i) != 0.0 || d2(tps, i) != 0.0
+}
+
 /// The ROC points of a curve that holds both a positive and a negative (`roc_points` checks
 /// it first): `roc_curve`'s part after `_binary_clf_curve`.
 pub(crate) fn roc_of_curve(c: &ClfCurve, drop_intermediate: bool) -> Roc {
     let n = c.fps.len();
-    // Drop points collinear with their neighbours (second differences both exactly zero),
-    // computed as numpy's diff(diff(x)) so the kept points are the same.
     let keep: Vec<usize> = (0..n)
-        .filter(|&i| {
-            if !drop_intermediate || i == 0 || i + 1 == n || n <= 2 {
-                return true;
-            }
-            let d2 = |v: &[f64]| (v[i + 1] - v[i]) - (v[i] - v[i - 1]);
-            d2(&c.fps) != 0.0 || d2(&c.tps) != 0.0
-        })
+        .filter(|&i| !drop_intermediate || keeps_point(|j| c.fps[j], |j| c.tps[j], n, i))
         .collect();
     let fp_total = c.fps[n - 1];
     let tp_total = c.tps[n - 1];
@@ -139,12 +149,18 @@ pub fn average_precision(positive: &[bool], scores: &[f64]) -> f64 {
     let Some(&tp_total) = c.tps.last() else {
         return 0.0;
     };
+    average_precision_of(c.fps.iter().copied().zip(c.tps.iter().copied()), tp_total)
+}
+
+/// `average_precision`'s sum over a curve's (fps, tps) points, highest threshold first, with
+/// `tp_total` positives: 0 without positives.
+pub(crate) fn average_precision_of(points: impl Iterator<Item = (f64, f64)>, tp_total: f64) -> f64 {
     if tp_total == 0.0 {
         return 0.0;
     }
     let mut ap = 0.0;
     let mut prev_recall = 0.0;
-    for (&tp, &fp) in c.tps.iter().zip(&c.fps) {
+    for (fp, tp) in points {
         let recall = tp / tp_total;
         let precision = tp / (tp + fp);
         ap += (recall - prev_recall) * precision;

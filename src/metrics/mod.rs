@@ -20,10 +20,10 @@ mod multilabel;
 
 pub use curve::{average_precision, binary_roc_auc, roc_curve, roc_curve_all, trapezoid_area, Roc};
 pub use multiclass::{argmax_rows, confusion_matrix, MulticlassMetrics};
-pub use multilabel::{multilabel_confusion, MultilabelMetrics, THRESHOLD};
+pub use multilabel::{multilabel_confusion, subset_right, MultilabelMetrics, THRESHOLD};
 // The parts the bootstrap's fast path (`crate::stats::presorted`) assembles the same metrics
 // from.
-pub(crate) use curve::{roc_of_curve, ClfCurve};
+pub(crate) use curve::{average_precision_of, keeps_point, roc_of_curve, ClfCurve};
 pub(crate) use multiclass::{ovo_mean, sums_to_one};
 pub(crate) use multilabel::{LabelCounts, AUC_WEIGHT_NEGATIVE, AUC_WEIGHT_POSITIVE};
 

@@ -54,18 +54,9 @@ impl MultilabelMetrics {
             .collect();
 
         // Subset accuracy over the samples with a known label: all known labels right.
-        let judged: Vec<usize> = (0..n)
-            .filter(|&i| (0..n_labels).any(|l| known[i * n_labels + l]))
-            .collect();
-        let exact = judged
-            .iter()
-            .filter(|&&i| {
-                (0..n_labels).all(|l| {
-                    let j = i * n_labels + l;
-                    !known[j] || truth[j] == pred[j]
-                })
-            })
-            .count();
+        let right = subset_right(targets, probs, n_labels);
+        let judged = right.iter().filter(|r| r.is_some()).count();
+        let exact = right.iter().filter(|r| **r == Some(true)).count();
         let counts: Vec<LabelCounts> = (0..n_labels)
             .map(|l| {
                 let (t, p) = (column(&truth, l), column(&pred, l));
@@ -76,7 +67,7 @@ impl MultilabelMetrics {
                 }
             })
             .collect();
-        Ok(Self::from_parts(&ap, &auc, &counts, exact, judged.len()))
+        Ok(Self::from_parts(&ap, &auc, &counts, exact, judged))
     }
 
     /// The metrics from each label's AP, ROC-AUC and counts over its known samples, and the
@@ -131,6 +122,24 @@ pub(crate) struct LabelCounts {
 /// The reference's `sample_weight = t**2 + 1e-6` of a positive and of a negative.
 pub(crate) const AUC_WEIGHT_POSITIVE: f64 = 1.0 + 1e-6;
 pub(crate) const AUC_WEIGHT_NEGATIVE: f64 = 1e-6;
+
+/// Subset accuracy's judgement of each sample: None without a known label (left out), else
+/// whether every known label, thresholded at 0.5 (`p > 0.5`), is right. The accuracy, its
+/// bootstrap (`crate::stats::presorted`) and McNemar's test (`crate::stats::mcnemar`) all
+/// judge by it.
+pub fn subset_right(targets: &[f64], probs: &[f64], n_labels: usize) -> Vec<Option<bool>> {
+    targets
+        .chunks(n_labels)
+        .zip(probs.chunks(n_labels))
+        .map(|(t, p)| {
+            let mut known = t.iter().zip(p).filter(|(t, _)| !t.is_nan()).peekable();
+            known
+                .peek()
+                .is_some()
+                .then(|| known.all(|(&t, &p)| (t == 1.0) == (p > THRESHOLD)))
+        })
+        .collect()
+}
 
 /// One label of the reference's `mean_roc_auc`: 0.5 without positives; otherwise sklearn's
 /// AUC with `sample_weight = t**2 + 1e-6` (positives weigh 1 + 1e-6, negatives 1e-6 — equal

@@ -7,7 +7,7 @@
 //! holds where the paired bootstrap's p-value is too small (few test images).
 
 use super::{Data, Truth};
-use crate::metrics::{argmax_rows, THRESHOLD};
+use crate::metrics::{argmax_rows, subset_right};
 
 /// Whether each image is right by the rule of `test_accuracy`: multiclass, the arg-max class
 /// (the first of equal probabilities) is the truth; multi-label (subset accuracy), every known
@@ -21,15 +21,7 @@ pub fn correct(data: &Data) -> Vec<Option<bool>> {
             .zip(y)
             .map(|(p, &t)| Some(p == t))
             .collect(),
-        Truth::Multilabel(t) => t
-            .chunks(k)
-            .zip(data.probs.chunks(k))
-            .map(|(t, p)| {
-                let known: Vec<usize> = (0..k).filter(|&l| !t[l].is_nan()).collect();
-                (!known.is_empty())
-                    .then(|| known.iter().all(|&l| (p[l] > THRESHOLD) == (t[l] == 1.0)))
-            })
-            .collect(),
+        Truth::Multilabel(t) => subset_right(t, &data.probs, k),
     }
 }
 

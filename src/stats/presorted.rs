@@ -15,16 +15,18 @@
 //! `m * w`, which rounds differently). Unweighted, the false positives are `(rank + 1) - tps`
 //! as there. The points then take the definition's arithmetic in its order: the operating
 //! points through the same functions (`roc_of_curve`, `operating::points_of`); the ROC-AUC and
-//! the AP through `roc_curve`'s keep rule and divisions, `trapezoid_area`'s terms and sum and
-//! `average_precision`'s steps, written out over the walked runs so that no curve is built.
+//! the AP through `roc_curve`'s keep rule (`keeps_point`), `trapezoid_area` and
+//! `average_precision`'s sum (`average_precision_of`) over the walked runs, so that no curve
+//! is built.
 //! The other metrics come from the same integer counts (confusion matrix, per-label counts)
 //! through the same functions. The tests compare every value bit for bit with the definition's.
 
 use super::operating::{self, AtThreshold};
 use super::{Data, Truth};
 use crate::metrics::{
-    argmax_rows, ovo_mean, roc_of_curve, sums_to_one, ClfCurve, LabelCounts, Metrics,
-    MulticlassMetrics, MultilabelMetrics, AUC_WEIGHT_NEGATIVE, AUC_WEIGHT_POSITIVE, THRESHOLD,
+    argmax_rows, average_precision_of, keeps_point, ovo_mean, roc_of_curve, subset_right,
+    sums_to_one, trapezoid_area, ClfCurve, LabelCounts, Metrics, MulticlassMetrics,
+    MultilabelMetrics, AUC_WEIGHT_NEGATIVE, AUC_WEIGHT_POSITIVE, THRESHOLD,
 };
 use anyhow::Result;
 
@@ -215,7 +217,8 @@ impl Walk {
 #[derive(Debug, Default)]
 struct Scratch {
     points: Vec<(f64, f64)>,
-    roc: Vec<(f64, f64)>,
+    fpr: Vec<f64>,
+    tpr: Vec<f64>,
 }
 
 /// The multi-label ROC-AUC's running sums of a positive's and a negative's weight.
@@ -263,7 +266,7 @@ impl RepeatedSums {
 
 /// The binary ROC-AUC of a walked column (`binary_roc_auc`, unweighted or weighted); None
 /// without a positive or a negative. The same points, in the same order, go through
-/// `roc_of_curve`'s keep rule and divisions and `trapezoid_area`'s terms and sum.
+/// `roc_of_curve`'s keep rule and divisions and `trapezoid_area`.
 fn roc_auc(w: &Walk, sums: Option<&WeightSums>, s: &mut Scratch) -> Option<f64> {
     if !w.two_sided() {
         return None;
@@ -274,28 +277,17 @@ fn roc_auc(w: &Walk, sums: Option<&WeightSums>, s: &mut Scratch) -> Option<f64> 
     s.points.extend(groups.iter().map(|g| point(g, sums)));
     let pts = &s.points;
     let (fp_total, tp_total) = pts[n - 1];
-    s.roc.clear();
-    s.roc.push((0.0, 0.0));
+    s.fpr.clear();
+    s.tpr.clear();
+    s.fpr.push(0.0);
+    s.tpr.push(0.0);
     for i in 0..n {
-        // roc_of_curve (drop_intermediate): keep the ends and every point whose second
-        // differences, numpy's diff(diff(x)), are not both zero.
-        let keep = i == 0 || i + 1 == n || n <= 2 || {
-            let d2 = |v: fn(&(f64, f64)) -> f64| {
-                (v(&pts[i + 1]) - v(&pts[i])) - (v(&pts[i]) - v(&pts[i - 1]))
-            };
-            d2(|p| p.0) != 0.0 || d2(|p| p.1) != 0.0
-        };
-        if keep {
-            s.roc.push((pts[i].0 / fp_total, pts[i].1 / tp_total));
+        if keeps_point(|j| pts[j].0, |j| pts[j].1, n, i) {
+            s.fpr.push(pts[i].0 / fp_total);
+            s.tpr.push(pts[i].1 / tp_total);
         }
     }
-    // trapezoid_area over (fpr, tpr).
-    Some(
-        s.roc
-            .windows(2)
-            .map(|p| (p[1].0 - p[0].0) * (p[1].1 + p[0].1) / 2.0)
-            .sum(),
-    )
+    Some(trapezoid_area(&s.fpr, &s.tpr))
 }
 
 /// `average_precision` of a walked column: the same terms in the same order.
@@ -304,20 +296,7 @@ fn average_precision(w: &Walk) -> f64 {
     let Some(last) = groups.last() else {
         return 0.0;
     };
-    let tp_total = last.positives as f64;
-    if tp_total == 0.0 {
-        return 0.0;
-    }
-    let mut ap = 0.0;
-    let mut prev_recall = 0.0;
-    for g in groups {
-        let (fp, tp) = point(g, None);
-        let recall = tp / tp_total;
-        let precision = tp / (tp + fp);
-        ap += (recall - prev_recall) * precision;
-        prev_recall = recall;
-    }
-    ap
+    average_precision_of(groups.iter().map(|g| point(g, None)), last.positives as f64)
 }
 
 /// The operating points of a walked column (`operating::test_points`).
@@ -411,17 +390,7 @@ impl Presorted {
                         }))
                     })
                     .collect();
-                let exact = (0..n)
-                    .map(|i| {
-                        let known: Vec<usize> =
-                            (0..k).filter(|&l| !t[i * k + l].is_nan()).collect();
-                        (!known.is_empty()).then(|| {
-                            known
-                                .iter()
-                                .all(|&l| (t[i * k + l] == 1.0) == (p(i, l) > THRESHOLD))
-                        })
-                    })
-                    .collect();
+                let exact = subset_right(t, &data.probs, k);
                 Kind::Multilabel {
                     labels,
                     exact,
