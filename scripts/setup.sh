@@ -20,7 +20,7 @@ REF_PACKAGES=(
   "torchvision==0.26.0" "timm==1.0.20" "open_clip_torch==3.3.0" "transformers"
   "scikit-learn" "scipy" "pillow" "numpy" "safetensors" "sam2==1.1.0" "einops" "tensorboard" "fvcore"
   "pydicom==3.0.2" "pylibjpeg" "pylibjpeg-libjpeg" "pylibjpeg-openjpeg" "imagecodecs"
-  "grad-cam==1.5.7" "peft==0.21.2"
+  "grad-cam==1.5.7" "peft==0.21.2" "statsmodels==0.15.0"
 )
 
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"

@@ -9,8 +9,9 @@
 //!   one-vs-one macro mean, Hand & Till) and of a multi-label run (the mean over labels) is not
 //!   a single AUC that DeLong's test covers: its row is a paired bootstrap, like every other
 //!   metric.
-//! - Accuracy's p-value by McNemar's exact test ([`super::mcnemar`]), its interval the paired
-//!   bootstrap's.
+//! - Accuracy by the paired table of per-image correctness ([`super::mcnemar`]): McNemar's
+//!   exact p-value and Newcombe's score interval, both valid at any test size, so the row has
+//!   no few-images warning.
 //! - Paired bootstrap: both runs' metrics on the same resamples (within each class,
 //!   multi-label: whole images; the scheme and streams of `statistics.json`), the interval the
 //!   2.5 and 97.5 percentiles of the differences, the p-value
@@ -365,7 +366,7 @@ fn kind(p: &Predictions) -> &'static str {
 pub enum Method {
     Delong,
     PairedBootstrap,
-    /// Accuracy: McNemar's exact p-value, the paired bootstrap's interval.
+    /// Accuracy: McNemar's exact p-value and Newcombe's paired score interval.
     McNemar,
 }
 
@@ -513,27 +514,22 @@ pub fn compare_data(
             });
             continue;
         }
-        let column: Vec<f64> = diffs.iter().map(|d| d[j]).collect();
-        let (ci_low, ci_high) = if diffs.is_empty() {
-            (f64::NAN, f64::NAN)
+        // Accuracy: McNemar's exact test and Newcombe's score interval on the paired table of
+        // per-image correctness, both of which hold at any test size (module mcnemar).
+        let (ci_low, ci_high, p_value, method, warning) = if name == "accuracy" {
+            let t = mcnemar::table(&mcnemar::correct(a), &mcnemar::correct(b));
+            let (lo, hi) = mcnemar::newcombe(t);
+            (lo, hi, mcnemar::exact_p(t[1], t[2]), Method::McNemar, None)
         } else {
-            bootstrap::interval(&column)
-        };
-        // Accuracy: McNemar's exact test on the images one run gets right and the other
-        // wrong, which holds at any test size (the interval stays the paired bootstrap's).
-        let (p_value, method, warning) = if name == "accuracy" {
-            let (nb, nc) = mcnemar::discordant(&mcnemar::correct(a), &mcnemar::correct(b));
-            let warning = check.small.then(|| {
-                format!(
-                    "few test images (the smallest class has {}; fewer than {} make the \
-                     interval too narrow; McNemar's p-value holds at any size)",
-                    check.smallest,
-                    super::MIN_CLASS_IMAGES
-                )
-            });
-            (mcnemar::exact_p(nb, nc), Method::McNemar, warning)
-        } else {
+            let column: Vec<f64> = diffs.iter().map(|d| d[j]).collect();
+            let (lo, hi) = if diffs.is_empty() {
+                (f64::NAN, f64::NAN)
+            } else {
+                bootstrap::interval(&column)
+            };
             (
+                lo,
+                hi,
                 bootstrap_p_value(&column),
                 Method::PairedBootstrap,
                 few.clone(),
@@ -991,7 +987,8 @@ mod tests {
 
     /// A multiclass test set without one of the classes: its ROC-AUC (one-vs-one, sklearn
     /// raises) is the reference's 0.5 in both runs; no interval, no p-value, a warning, as for
-    /// the class's one-vs-rest row. Few images: every row says so.
+    /// the class's one-vs-rest row. Few images: every bootstrap row says so; accuracy's
+    /// McNemar p-value and Newcombe interval hold at any size.
     #[test]
     fn undefined_metrics_and_few_images_are_not_tested_as_if_known() {
         let dir = tempfile::tempdir().unwrap();
@@ -1024,7 +1021,13 @@ mod tests {
         assert!(z.p_value.is_nan());
         assert!(z.warning.as_deref().unwrap().contains("no positive"));
         let acc = c.get("test_accuracy").unwrap();
-        assert!(acc.warning.as_deref().unwrap().contains("few test images"));
+        assert_eq!(acc.warning, None);
+        // One image in each cell of the paired table.
+        assert_eq!((acc.ci_low, acc.ci_high), mcnemar::newcombe([1, 1, 1, 1]));
+        assert!(acc.ci_low < 0.0 && acc.ci_high > 0.0);
+        assert_eq!(acc.p_value, 1.0);
+        let f1 = c.get("test_f1").unwrap();
+        assert!(f1.warning.as_deref().unwrap().contains("few test images"));
         let x = c.get("test_roc_auc_ovr_x").unwrap();
         assert!(x
             .warning
@@ -1033,7 +1036,8 @@ mod tests {
             .contains("2 positive, 2 negative"));
         let v = c.to_json();
         assert!(v["test_roc_auc"]["p_value"].is_null());
-        assert!(v["test_accuracy"]["warning"]
+        assert!(v["test_accuracy"]["warning"].is_null());
+        assert!(v["test_f1"]["warning"]
             .as_str()
             .unwrap()
             .contains("few test images"));
