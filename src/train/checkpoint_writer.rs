@@ -5,17 +5,37 @@
 //! write is in flight at a time: the next `save` waits for the last one first, so its error,
 //! if any, surfaces there, or at `wait`, which the trainer calls at the end of training and
 //! before reading a checkpoint back.
+//!
+//! It keeps the time the training thread spent in it (the snapshot, and waiting for a write
+//! still in flight) apart from the writer thread's time, for `run_info.json`'s
+//! `checkpoints`: what the saves cost the training is the first.
 
 use super::checkpoint::{self, CkptKind};
 use anyhow::{anyhow, Result};
 use serde::Serialize;
 use std::path::{Path, PathBuf};
 use std::thread::JoinHandle;
+use std::time::Instant;
 use tch::Tensor;
+
+/// What the checkpoint saves of one attempt cost (`run_info.json` `checkpoints`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, serde::Deserialize)]
+pub struct Timing {
+    /// Checkpoint writes handed to the writer thread.
+    pub saves: u64,
+    /// Seconds the training thread spent on them: the snapshot copies, and waiting for a
+    /// write still in flight (at the next save, the end of training, or before a checkpoint
+    /// is read back).
+    pub training_thread_seconds: f64,
+    /// Seconds the writer thread spent writing (host copy, checksum, write, fsync, rename),
+    /// while training went on.
+    pub write_seconds: f64,
+}
 
 #[derive(Default)]
 pub struct CheckpointWriter {
-    pending: Option<(PathBuf, JoinHandle<Result<()>>)>,
+    pending: Option<(PathBuf, JoinHandle<(Result<()>, f64)>)>,
+    timing: Timing,
 }
 
 impl CheckpointWriter {
@@ -29,7 +49,20 @@ impl CheckpointWriter {
         tensors: &[(String, Tensor)],
         state: &impl Serialize,
     ) -> Result<()> {
-        self.wait()?;
+        let start = Instant::now();
+        let result = self.start(path, kind, tensors, state);
+        self.timing.training_thread_seconds += start.elapsed().as_secs_f64();
+        result
+    }
+
+    fn start(
+        &mut self,
+        path: &Path,
+        kind: CkptKind,
+        tensors: &[(String, Tensor)],
+        state: &impl Serialize,
+    ) -> Result<()> {
+        self.wait_untimed()?;
         let state = serde_json::to_string(state)?;
         let snapshot: Vec<(String, Tensor)> = tch::no_grad(|| {
             tensors
@@ -40,23 +73,44 @@ impl CheckpointWriter {
         let target = path.to_path_buf();
         let handle = std::thread::Builder::new()
             .name("medfm-checkpoint".into())
-            .spawn(move || checkpoint::save_json(&target, kind, &snapshot, state))
+            .spawn(move || {
+                let start = Instant::now();
+                let result = checkpoint::save_json(&target, kind, &snapshot, state);
+                (result, start.elapsed().as_secs_f64())
+            })
             .map_err(|e| anyhow!("cannot start the checkpoint writer thread: {e}"))?;
         self.pending = Some((path.to_path_buf(), handle));
+        self.timing.saves += 1;
         Ok(())
     }
 
     /// Wait for the write in flight, if any, and return its result.
     pub fn wait(&mut self) -> Result<()> {
+        let start = Instant::now();
+        let result = self.wait_untimed();
+        self.timing.training_thread_seconds += start.elapsed().as_secs_f64();
+        result
+    }
+
+    fn wait_untimed(&mut self) -> Result<()> {
         let Some((path, handle)) = self.pending.take() else {
             return Ok(());
         };
-        handle.join().unwrap_or_else(|_| {
-            Err(anyhow!(
+        match handle.join() {
+            Ok((result, seconds)) => {
+                self.timing.write_seconds += seconds;
+                result
+            }
+            Err(_) => Err(anyhow!(
                 "the checkpoint writer thread panicked while writing {}",
                 path.display()
-            ))
-        })
+            )),
+        }
+    }
+
+    /// What the saves so far cost (a write in flight not yet counted in `write_seconds`).
+    pub fn timing(&self) -> Timing {
+        self.timing
     }
 
     /// Whether a write is in flight (for tests).
@@ -98,6 +152,9 @@ mod tests {
         let saved = &ck.group("")[0].1;
         assert!(saved.equal(&Tensor::arange(6, (Kind::Float, Device::Cpu))));
         assert_eq!(ck.state::<i32>().unwrap(), 1);
+        let timing = w.timing();
+        assert_eq!(timing.saves, 1);
+        assert!(timing.write_seconds > 0.0 && timing.training_thread_seconds > 0.0);
         // A write that fails (its folder is a file) is reported by the next save, which then
         // does not start.
         let blocked = dir.path().join("file");
@@ -107,6 +164,8 @@ mod tests {
         let err = w.save(&path, CkptKind::Model, &[], &3).unwrap_err();
         assert!(format!("{err:#}").contains("b.safetensors"), "{err:#}");
         assert!(!w.busy());
+        // The refused third save started no write.
+        assert_eq!(w.timing().saves, 2);
         assert_eq!(checkpoint::load(&path).unwrap().state::<i32>().unwrap(), 1);
     }
 }

@@ -347,6 +347,7 @@ pub fn run(
     info.parameter_groups = run_info::GroupInfo::of(&trainer.opt);
     info.early_stopping = trainer.early.stopped.clone();
     info.resumed = resume::read_record(&params.run_dir().resume_record())?;
+    info.checkpoints = Some(trainer.checkpoints.timing());
     let file = params.run_dir().run_info();
     info.write(&file)?;
     crate::messages::info(format_args!("Run info written to {}", file.display()));

@@ -72,6 +72,10 @@ pub struct RunInfo {
     /// (`configs/<name>/resumed.json`, `train::resume`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub resumed: Vec<crate::train::resume::Resumed>,
+    /// What this attempt's checkpoint saves cost: how many, the training thread's seconds
+    /// (snapshots and waits) and the writer thread's (absent in files of earlier versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoints: Option<crate::train::checkpoint_writer::Timing>,
 }
 
 /// One optimizer parameter group.
@@ -233,6 +237,7 @@ impl RunInfo {
             peak_device_reserved_bytes: device_peaks.map(|p| p.reserved),
             early_stopping: None,
             resumed: vec![],
+            checkpoints: None,
         }
     }
 

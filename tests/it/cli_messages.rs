@@ -133,6 +133,16 @@ fn a_training_run_says_what_a_reader_needs() {
     }
     assert!(info["started_at"].as_str() <= info["finished_at"].as_str());
     assert!(info["seconds"].as_f64().unwrap() > 0.0);
+    // The checkpoint saves' cost: at least a session and a best model, written by the writer
+    // thread, the training thread's share within the attempt's seconds.
+    let ck = &info["checkpoints"];
+    assert!(ck["saves"].as_u64().unwrap() >= 2, "{ck}");
+    let waited = ck["training_thread_seconds"].as_f64().unwrap();
+    assert!(
+        waited > 0.0 && waited < info["seconds"].as_f64().unwrap(),
+        "{ck}"
+    );
+    assert!(ck["write_seconds"].as_f64().unwrap() > 0.0, "{ck}");
 
     // history.csv: the lr column at most 10 significant digits.
     let history = std::fs::read_to_string(results.join("history.csv")).unwrap();
