@@ -198,3 +198,37 @@ fn a_folder_as_params_path_is_named_as_such() {
         );
     }
 }
+
+/// A class folder with one image gets no image in the val and test splits of the 70/15/15
+/// split, so the run's test metrics cannot judge it (its ROC-AUC silently becomes the 0.5
+/// substitute). `inspect` and the training run both say so at the start, naming the class,
+/// its image count and how many images it needs.
+#[test]
+fn a_class_folder_with_one_image_is_named_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = e2e::synth_data(dir.path(), "ImageFolder", 30);
+    let root = data.join("ImageFolder");
+    let first = std::fs::read_dir(root.join("benign"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::create_dir(root.join("rare")).unwrap();
+    std::fs::copy(&first, root.join("rare/only.png")).unwrap();
+    let params = e2e::tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = 1.into();
+    });
+    let expected = "class \"rare\" has 1 image(s), too few for the stratified split \
+                    (val_fraction 0.15, test_fraction 0.15) to put one in the val and test splits";
+    for cmd in [&["inspect"][..], &[][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
+        args.extend(["--params_path".as_ref(), params.as_os_str()]);
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{cmd:?}: {err}");
+        assert!(err.contains(expected), "{cmd:?}: {err}");
+        assert!(err.contains("give it at least 4 images"), "{cmd:?}: {err}");
+        // The classes the split serves well are not named.
+        assert!(!err.contains("class \"benign\" has"), "{cmd:?}: {err}");
+    }
+}

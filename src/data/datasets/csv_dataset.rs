@@ -125,7 +125,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
         Some(cols) => multilabel(&csv, cols, d.uncertain.unwrap_or_default())?,
         None => multiclass(&csv, d.label_column())?,
     };
-    let n_classes = found.labels.len();
+    let names = found.labels.clone();
     let items: Vec<Item> = paths
         .into_iter()
         .zip(labels)
@@ -137,7 +137,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
         })
         .collect();
     own::complete_info(info, d, found, items.first())?;
-    own::assign(items, given, d, n_classes, csv_path)
+    own::assign(items, given, d, &names, csv_path)
 }
 
 /// Class labels: all integers (class i is index i, named "i"; 0..max must all be used
