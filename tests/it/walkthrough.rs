@@ -232,3 +232,46 @@ fn a_class_folder_with_one_image_is_named_before_training() {
         assert!(!err.contains("class \"benign\" has"), "{cmd:?}: {err}");
     }
 }
+
+/// A CSV whose header lacks the column a key names (a newcomer's `file` instead of `path`) is
+/// refused naming the file, the line, the columns it has and the key that names the column,
+/// since the fix is either the header or that key; nothing of the run is written.
+#[test]
+fn a_csv_without_the_named_column_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "CSV", 30);
+    let csv = dir.path().join("data/CSV/labels.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let cases = [
+        (
+            "file,label,split",
+            "image_column names the column of image paths",
+        ),
+        (
+            "path,class,split",
+            "label_column names the column of classes",
+        ),
+    ];
+    for (header, key) in cases {
+        let (_, rest) = text.split_once('\n').unwrap();
+        std::fs::write(&csv, format!("{header}\n{rest}")).unwrap();
+        let params = e2e::tiny_params(dir.path(), "CSV", |_| {});
+        let out = medfm(&["--params_path".as_ref(), params.as_os_str()]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{header}: {err}");
+        assert!(
+            err.contains("labels.csv line 1: missing column"),
+            "{header}: {err}"
+        );
+        assert!(
+            err.contains(&format!("(columns: {})", header.replace(',', ", "))),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("dataset_params.{key}")),
+            "{header}: {err}"
+        );
+        assert!(!dir.path().join("run/checkpoints").exists());
+        assert!(!dir.path().join("run/configs/tiny/params.json").exists());
+    }
+}
