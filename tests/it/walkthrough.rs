@@ -275,3 +275,38 @@ fn a_csv_without_the_named_column_names_the_key() {
         assert!(!dir.path().join("run/configs/tiny/params.json").exists());
     }
 }
+
+/// `medfm probe` writes `results/<name>/probe/` and trains no run; `medfm report` on that
+/// save_dir listed the name as a "missing" run of unknown backbone. A probe-only folder is
+/// not a run; a trained run's own probe folder changes nothing about the run's row.
+#[test]
+fn report_does_not_list_a_probe_as_a_missing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "ImageFolder", 30);
+    let params = e2e::tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = 1.into();
+        v["training_params"]["knn_eval"] = false.into();
+    });
+    let out = medfm(&[
+        "probe".as_ref(),
+        "--params_path".as_ref(),
+        params.as_os_str(),
+        "--model_name".as_ref(),
+        "just_a_probe".as_ref(),
+        "--grid".as_ref(),
+        "lr=1e-2;blocks=1;pool=cls;C=1;fraction=1;seeds=0".as_ref(),
+        "--probe_epochs".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = medfm(&["--params_path".as_ref(), params.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let save = dir.path().join("run");
+    assert!(save.join("results/just_a_probe/probe/probe.json").is_file());
+    let report = e2e::report(&save);
+    assert!(
+        report.contains("1 run: 1 done, 0 failed, 0 incomplete, 0 missing"),
+        "{report}"
+    );
+    assert!(!report.contains("just_a_probe"), "{report}");
+}
