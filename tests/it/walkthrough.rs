@@ -310,3 +310,35 @@ fn report_does_not_list_a_probe_as_a_missing_run() {
     );
     assert!(!report.contains("just_a_probe"), "{report}");
 }
+
+/// `--data_location` at the dataset's own folder (`data/APTOS2019` instead of `data`), the
+/// usual first slip with the paper's layouts, is refused with the folder to use instead.
+#[test]
+fn a_data_location_at_the_dataset_folder_itself_names_the_one_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = e2e::synth_data(dir.path(), "APTOS2019", 30);
+    let params = e2e::tiny_params(dir.path(), "APTOS2019", |_| {});
+    let inner = data.join("APTOS2019");
+    for cmd in [&["inspect"][..], &[][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
+        args.extend([
+            "--params_path".as_ref(),
+            params.as_os_str(),
+            "--data_location".as_ref(),
+            inner.as_os_str(),
+        ]);
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "data_location is the folder that holds APTOS2019/, and {} is APTOS2019/ \
+                 itself: use --data_location {}",
+                inner.display(),
+                data.display()
+            )),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!dir.path().join("run/checkpoints").exists());
+}
