@@ -342,3 +342,32 @@ fn a_data_location_at_the_dataset_folder_itself_names_the_one_to_use() {
     }
     assert!(!dir.path().join("run/checkpoints").exists());
 }
+
+/// A mistyped split cell is refused naming the line and every spelling the column accepts
+/// (`validation` too, which datasets.md lists).
+#[test]
+fn a_bad_split_cell_lists_every_accepted_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "CSV", 30);
+    let csv = dir.path().join("data/CSV/labels.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (rest, _) = lines[1].rsplit_once(',').unwrap();
+    lines[1] = format!("{rest},trian");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let params = e2e::tiny_params(dir.path(), "CSV", |_| {});
+    let out = medfm(&[
+        "inspect".as_ref(),
+        "--params_path".as_ref(),
+        params.as_os_str(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "labels.csv line 2: split is \"trian\", expected train, val (or valid, validation) \
+             or test (any case)"
+        ),
+        "{err}"
+    );
+}

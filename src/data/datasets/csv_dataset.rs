@@ -121,7 +121,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
             .map(|(line, row)| match SplitName::parse(&row[c]) {
                 Some(s) => Ok(Some(s)),
                 None => bail!(
-                    "{}: {} is \"{}\", expected train, val (or valid) or test",
+                    "{}: {} is \"{}\", expected train, val (or valid, validation) or test (any case)",
                     csv.origin(*line),
                     csv.header[c],
                     row[c]
