@@ -341,7 +341,8 @@ pub fn params_reference() -> String {
          applied to it (VALUE is parsed as JSON, else taken as a string), the typed keys below \
          are read, the reference's flags (`--lr`, `--data_location`, `--save_dir`, \
          `--model_name`, `--batch_size`, `--backbone_type`, `--patch_size`, `--val_every`, \
-         `--use_mixed_precision`, `--gpu`) are applied, the per-dataset warm-up rule replaces \
+         `--use_mixed_precision`, `--gpu`) and medfm's `--trunk` and `--fold` are applied, the \
+         per-dataset warm-up rule replaces \
          `LinearWarmup`'s lengths, and the values are validated. The result is written to \
          `<save_dir>/configs/<model_name>/params.json`.\n\n\
          `<split>_transforms` stands for `train_transforms`, `val_transforms` and \

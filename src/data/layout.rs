@@ -278,8 +278,24 @@ pub fn dataset_root(
         } else {
             ""
         };
+        // The usual slip: data_location names the dataset's own folder, not the one above it.
+        let inside = match spec.root {
+            Root::Subfolder
+                if loc.file_name().is_some_and(|n| n == spec.facts.id) && loc.is_dir() =>
+            {
+                let parent = loc.parent().filter(|p| !p.as_os_str().is_empty());
+                format!(
+                    ". data_location is the folder that holds {id}/, and {} is {id}/ itself: use \
+                     --data_location {}",
+                    loc.display(),
+                    parent.unwrap_or(Path::new(".")).display(),
+                    id = spec.facts.id
+                )
+            }
+            _ => String::new(),
+        };
         bail!(
-            "{what} {} not found{other} (dataset_params.data_location = \"{}\"); {} {}",
+            "{what} {} not found{other} (dataset_params.data_location = \"{}\"); {} {}{inside}",
             root.display(),
             loc.display(),
             if want_dir {

@@ -240,9 +240,10 @@ pub fn assign(
     items: Vec<Item>,
     given: Vec<Option<SplitName>>,
     d: &DatasetParams,
-    n_classes: usize,
+    names: &[String],
     source: &Path,
 ) -> Result<SplitItems> {
+    let n_classes = names.len();
     let (vf, tf) = (d.val_fraction(), d.test_fraction());
     let seed = d.split_seed();
     let classes = |i: usize| class_of(&items[i]);
@@ -250,6 +251,7 @@ pub fn assign(
     if given.iter().all(|g| g.is_none()) {
         let all: Vec<usize> = (0..items.len()).collect();
         let (train, val, test) = stratified(&all, classes, n_classes, vf, tf, seed);
+        warn_classes_left_out(&items, &all, [(&val, vf), (&test, tf)], names, d, source);
         crate::messages::debug(format_args!(
             "{}: stratified split (seed {seed}, val {vf}, test {tf}): {} train, {} val, {} test",
             source.display(),
@@ -280,14 +282,12 @@ pub fn assign(
     // Carve the missing splits out of train, with the fractions of the whole recipe.
     let (want_val, want_test) = (val.is_empty(), test.is_empty());
     if want_val || want_test {
-        let (rest, v, t) = stratified(
-            &train,
-            classes,
-            n_classes,
+        let (vf, tf) = (
             if want_val { vf } else { 0.0 },
             if want_test { tf } else { 0.0 },
-            seed,
         );
+        let (rest, v, t) = stratified(&train, classes, n_classes, vf, tf, seed);
+        warn_classes_left_out(&items, &train, [(&v, vf), (&t, tf)], names, d, source);
         crate::messages::notice(format_args!(
             "{}: no {} split given; {} taken from the train split (stratified, seed {seed})",
             source.display(),
@@ -315,6 +315,66 @@ pub fn assign(
         val: take(&val),
         test: take(&test),
     })
+}
+
+/// A class with too few images for the fractions (a class folder with one image, a label
+/// that a handful of rows have) gets none in a split the stratified recipe carves out of
+/// `pool`: the run's metrics there cannot judge it (its ROC-AUC is undefined, the test's 0.5
+/// the reference's substitute), and nothing else would say so before the run ends. Warns
+/// once per such class, naming the splits and the images it would need. Multi-label data is
+/// one stratum, so no label is left out this way. With `folds` the val split is dealt again
+/// from train and val, so only the test split is judged.
+fn warn_classes_left_out(
+    items: &[Item],
+    pool: &[usize],
+    carved: [(&Vec<usize>, f64); 2],
+    names: &[String],
+    d: &DatasetParams,
+    source: &Path,
+) {
+    let [(val, vf), (test, tf)] = carved;
+    let vf = if d.folds.is_some() { 0.0 } else { vf };
+    let has = |split: &[usize], c: usize| split.iter().any(|&i| class_of(&items[i]) == Some(c));
+    for (c, name) in names.iter().enumerate() {
+        let n = pool
+            .iter()
+            .filter(|&&i| class_of(&items[i]) == Some(c))
+            .count();
+        if n == 0 {
+            continue;
+        }
+        let mut missing = vec![];
+        if vf > 0.0 && !has(val, c) {
+            missing.push("val");
+        }
+        if tf > 0.0 && !has(test, c) {
+            missing.push("test");
+        }
+        if missing.is_empty() {
+            continue;
+        }
+        // The smallest class size that gets an image in each carved split.
+        let need = (1..=1_000_000usize)
+            .find(|&m| {
+                let n_test = round_half_up(m as f64 * tf);
+                let n_val = round_half_up(m as f64 * vf).min(m - n_test.min(m));
+                (tf == 0.0 || n_test >= 1) && (vf == 0.0 || n_val >= 1)
+            })
+            .unwrap_or(1);
+        crate::messages::warning(format_args!(
+            "{}: class \"{name}\" has {n} image(s), too few for the stratified split \
+             (val_fraction {vf}, test_fraction {tf}) to put one in the {} {}: its metrics \
+             there cannot judge this class (its ROC-AUC is undefined); give it at least {need} \
+             images, or give the splits yourself (train/, val/, test/ folders, or a split column)",
+            source.display(),
+            missing.join(" and "),
+            if missing.len() == 1 {
+                "split"
+            } else {
+                "splits"
+            }
+        ));
+    }
 }
 
 /// K-fold cross-validation (`dataset_params.folds`): train and val pooled (train first, each

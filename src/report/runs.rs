@@ -230,7 +230,8 @@ pub fn collect_runs(save_dir: &Path, planned: &[RunId]) -> Result<Vec<(RunId, Ru
     let results = subdirs(&run_dir::results_root(save_dir))?;
     for name in &results {
         let exists = |b: &str| ids.contains_key(b) || results.iter().any(|r| r == b);
-        if !ids.contains_key(name) && !is_knn_copy(name, exists) {
+        let folder = run_dir::results_root(save_dir).join(name);
+        if !ids.contains_key(name) && !is_knn_copy(name, exists) && !is_probe_only(&folder) {
             add(&mut ids, unknown(name.clone()));
         }
     }
@@ -271,6 +272,22 @@ fn add(ids: &mut BTreeMap<String, RunId>, id: RunId) {
     if !known || id.dataset.is_some() {
         ids.insert(id.model_name.clone(), id);
     }
+}
+
+/// A results folder that holds only `medfm probe`'s output (`probe/`, or the hidden folder
+/// it is written in): a probe trains no run, so it is not a missing one.
+fn is_probe_only(folder: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(folder) else {
+        return false;
+    };
+    let names: Vec<String> = entries
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    !names.is_empty()
+        && names
+            .iter()
+            .all(|n| n == "probe" || n.starts_with(".probe.tmp-"))
 }
 
 /// A run known only by name (e.g. a results folder without resolved params).

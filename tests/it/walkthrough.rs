@@ -198,3 +198,176 @@ fn a_folder_as_params_path_is_named_as_such() {
         );
     }
 }
+
+/// A class folder with one image gets no image in the val and test splits of the 70/15/15
+/// split, so the run's test metrics cannot judge it (its ROC-AUC silently becomes the 0.5
+/// substitute). `inspect` and the training run both say so at the start, naming the class,
+/// its image count and how many images it needs.
+#[test]
+fn a_class_folder_with_one_image_is_named_before_training() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = e2e::synth_data(dir.path(), "ImageFolder", 30);
+    let root = data.join("ImageFolder");
+    let first = std::fs::read_dir(root.join("benign"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .min()
+        .unwrap();
+    std::fs::create_dir(root.join("rare")).unwrap();
+    std::fs::copy(&first, root.join("rare/only.png")).unwrap();
+    let params = e2e::tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = 1.into();
+    });
+    let expected = "class \"rare\" has 1 image(s), too few for the stratified split \
+                    (val_fraction 0.15, test_fraction 0.15) to put one in the val and test splits";
+    for cmd in [&["inspect"][..], &[][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
+        args.extend(["--params_path".as_ref(), params.as_os_str()]);
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(out.status.success(), "{cmd:?}: {err}");
+        assert!(err.contains(expected), "{cmd:?}: {err}");
+        assert!(err.contains("give it at least 4 images"), "{cmd:?}: {err}");
+        // The classes the split serves well are not named.
+        assert!(!err.contains("class \"benign\" has"), "{cmd:?}: {err}");
+    }
+}
+
+/// A CSV whose header lacks the column a key names (a newcomer's `file` instead of `path`) is
+/// refused naming the file, the line, the columns it has and the key that names the column,
+/// since the fix is either the header or that key; nothing of the run is written.
+#[test]
+fn a_csv_without_the_named_column_names_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "CSV", 30);
+    let csv = dir.path().join("data/CSV/labels.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let cases = [
+        (
+            "file,label,split",
+            "image_column names the column of image paths",
+        ),
+        (
+            "path,class,split",
+            "label_column names the column of classes",
+        ),
+    ];
+    for (header, key) in cases {
+        let (_, rest) = text.split_once('\n').unwrap();
+        std::fs::write(&csv, format!("{header}\n{rest}")).unwrap();
+        let params = e2e::tiny_params(dir.path(), "CSV", |_| {});
+        let out = medfm(&["--params_path".as_ref(), params.as_os_str()]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{header}: {err}");
+        assert!(
+            err.contains("labels.csv line 1: missing column"),
+            "{header}: {err}"
+        );
+        assert!(
+            err.contains(&format!("(columns: {})", header.replace(',', ", "))),
+            "{err}"
+        );
+        assert!(
+            err.contains(&format!("dataset_params.{key}")),
+            "{header}: {err}"
+        );
+        assert!(!dir.path().join("run/checkpoints").exists());
+        assert!(!dir.path().join("run/configs/tiny/params.json").exists());
+    }
+}
+
+/// `medfm probe` writes `results/<name>/probe/` and trains no run; `medfm report` on that
+/// save_dir listed the name as a "missing" run of unknown backbone. A probe-only folder is
+/// not a run; a trained run's own probe folder changes nothing about the run's row.
+#[test]
+fn report_does_not_list_a_probe_as_a_missing_run() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "ImageFolder", 30);
+    let params = e2e::tiny_params(dir.path(), "ImageFolder", |v| {
+        v["training_params"]["epochs"] = 1.into();
+        v["training_params"]["knn_eval"] = false.into();
+    });
+    let out = medfm(&[
+        "probe".as_ref(),
+        "--params_path".as_ref(),
+        params.as_os_str(),
+        "--model_name".as_ref(),
+        "just_a_probe".as_ref(),
+        "--grid".as_ref(),
+        "lr=1e-2;blocks=1;pool=cls;C=1;fraction=1;seeds=0".as_ref(),
+        "--probe_epochs".as_ref(),
+        "1".as_ref(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let out = medfm(&["--params_path".as_ref(), params.as_os_str()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let save = dir.path().join("run");
+    assert!(save.join("results/just_a_probe/probe/probe.json").is_file());
+    let report = e2e::report(&save);
+    assert!(
+        report.contains("1 run: 1 done, 0 failed, 0 incomplete, 0 missing"),
+        "{report}"
+    );
+    assert!(!report.contains("just_a_probe"), "{report}");
+}
+
+/// `--data_location` at the dataset's own folder (`data/APTOS2019` instead of `data`), the
+/// usual first slip with the paper's layouts, is refused with the folder to use instead.
+#[test]
+fn a_data_location_at_the_dataset_folder_itself_names_the_one_to_use() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = e2e::synth_data(dir.path(), "APTOS2019", 30);
+    let params = e2e::tiny_params(dir.path(), "APTOS2019", |_| {});
+    let inner = data.join("APTOS2019");
+    for cmd in [&["inspect"][..], &[][..]] {
+        let mut args: Vec<&std::ffi::OsStr> = cmd.iter().map(std::ffi::OsStr::new).collect();
+        args.extend([
+            "--params_path".as_ref(),
+            params.as_os_str(),
+            "--data_location".as_ref(),
+            inner.as_os_str(),
+        ]);
+        let out = medfm(&args);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{cmd:?}: {err}");
+        assert!(
+            err.contains(&format!(
+                "data_location is the folder that holds APTOS2019/, and {} is APTOS2019/ \
+                 itself: use --data_location {}",
+                inner.display(),
+                data.display()
+            )),
+            "{cmd:?}: {err}"
+        );
+    }
+    assert!(!dir.path().join("run/checkpoints").exists());
+}
+
+/// A mistyped split cell is refused naming the line and every spelling the column accepts
+/// (`validation` too, which datasets.md lists).
+#[test]
+fn a_bad_split_cell_lists_every_accepted_spelling() {
+    let dir = tempfile::tempdir().unwrap();
+    e2e::synth_data(dir.path(), "CSV", 30);
+    let csv = dir.path().join("data/CSV/labels.csv");
+    let text = std::fs::read_to_string(&csv).unwrap();
+    let mut lines: Vec<String> = text.lines().map(str::to_string).collect();
+    let (rest, _) = lines[1].rsplit_once(',').unwrap();
+    lines[1] = format!("{rest},trian");
+    std::fs::write(&csv, lines.join("\n") + "\n").unwrap();
+    let params = e2e::tiny_params(dir.path(), "CSV", |_| {});
+    let out = medfm(&[
+        "inspect".as_ref(),
+        "--params_path".as_ref(),
+        params.as_os_str(),
+    ]);
+    let err = stderr(&out);
+    assert!(!out.status.success(), "{err}");
+    assert!(
+        err.contains(
+            "labels.csv line 2: split is \"trian\", expected train, val (or valid, validation) \
+             or test (any case)"
+        ),
+        "{err}"
+    );
+}

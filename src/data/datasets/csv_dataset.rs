@@ -80,10 +80,18 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
         );
     }
     let base = csv_path.parent().unwrap_or(Path::new("."));
-    let path_col = csv.column(d.image_column())?;
+    let path_col = column(
+        &csv,
+        d.image_column(),
+        "image_column names the column of image paths (default \"path\")",
+    )?;
     let split_col = match &d.split_column {
         // Named: required; the default name: used when the file has it.
-        Some(name) => Some(csv.column(name)?),
+        Some(name) => Some(column(
+            &csv,
+            name,
+            "split_column names the column of splits (default \"split\", optional)",
+        )?),
         None => csv.header.iter().position(|h| h == d.split_column()),
     };
     let paths: Vec<PathBuf> = csv
@@ -113,7 +121,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
             .map(|(line, row)| match SplitName::parse(&row[c]) {
                 Some(s) => Ok(Some(s)),
                 None => bail!(
-                    "{}: {} is \"{}\", expected train, val (or valid) or test",
+                    "{}: {} is \"{}\", expected train, val (or valid, validation) or test (any case)",
                     csv.origin(*line),
                     csv.header[c],
                     row[c]
@@ -125,7 +133,7 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
         Some(cols) => multilabel(&csv, cols, d.uncertain.unwrap_or_default())?,
         None => multiclass(&csv, d.label_column())?,
     };
-    let n_classes = found.labels.len();
+    let names = found.labels.clone();
     let items: Vec<Item> = paths
         .into_iter()
         .zip(labels)
@@ -137,13 +145,25 @@ fn read(csv_path: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<Sp
         })
         .collect();
     own::complete_info(info, d, found, items.first())?;
-    own::assign(items, given, d, n_classes, csv_path)
+    own::assign(items, given, d, &names, csv_path)
+}
+
+/// The column `name` of the CSV, which the key `dataset_params.<key>` names: a missing one is
+/// named with the key that chose it, since the fix is either the header or the key.
+fn column(csv: &Csv, name: &str, key: &str) -> Result<usize> {
+    csv.column(name)
+        .map_err(|e| anyhow::anyhow!("{e:#}; dataset_params.{key}"))
 }
 
 /// Class labels: all integers (class i is index i, named "i"; 0..max must all be used
 /// somewhere or the gap is named) or names (sorted, as folder names are).
 fn multiclass(csv: &Csv, column: &str) -> Result<(Vec<Label>, Found)> {
-    let col = csv.column(column)?;
+    let col = self::column(
+        csv,
+        column,
+        "label_column names the column of classes (default \"label\"; multi-label data: \
+         dataset_params.label_columns)",
+    )?;
     let texts: Vec<&str> = csv.rows.iter().map(|(_, r)| r[col].trim()).collect();
     if let Some(((line, _), _)) = csv.rows.iter().zip(&texts).find(|(_, t)| t.is_empty()) {
         bail!("{}: empty {column}", csv.origin(*line));
@@ -233,7 +253,10 @@ fn multilabel(csv: &Csv, cols: &[String], policy: Uncertain) -> Result<(Vec<Labe
     if cols.is_empty() {
         bail!("dataset_params.label_columns is empty; name at least one 0/1 column");
     }
-    let idx: Vec<usize> = cols.iter().map(|c| csv.column(c)).collect::<Result<_>>()?;
+    let idx: Vec<usize> = cols
+        .iter()
+        .map(|c| column(csv, c, "label_columns names the 0/1 columns of the labels"))
+        .collect::<Result<_>>()?;
     let unknown = match policy {
         Uncertain::Ignore => f32::NAN,
         Uncertain::Ones => 1.0,

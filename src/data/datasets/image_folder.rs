@@ -166,17 +166,16 @@ fn read(root: &Path, d: &DatasetParams, info: &mut DatasetInfo) -> Result<SplitI
             empty.len()
         );
     }
-    let n_classes = classes.len();
     own::complete_info(
         info,
         d,
         Found {
-            labels: classes,
+            labels: classes.clone(),
             multilabel: false,
         },
         items.first(),
     )?;
-    own::assign(items, given, d, n_classes, root)
+    own::assign(items, given, d, &classes, root)
 }
 
 /// The sub-folders of `dir`, sorted by name (hidden ones left out).
