@@ -52,9 +52,10 @@ impl Csv {
                 continue; // a blank line, as pandas skips it
             }
             if fields.len() != header.len() {
+                // Named as every row's error names its row ([`Csv::origin`]).
                 bail!(
                     "{} line {line}: {} fields, but the header has {} ({})",
-                    path.display(),
+                    file_name(path),
                     fields.len(),
                     header.len(),
                     header.join(",")
@@ -267,16 +268,15 @@ pub fn dataset_root(
         root.is_file()
     };
     if !found {
-        let other = if root.exists() {
-            if want_dir {
-                " (it is a file, not a folder)"
-            } else if root.is_dir() {
-                " (it is a folder, not a file)"
-            } else {
-                " (it is not a regular file)"
-            }
+        // What is there instead, said as such: "not found" is wrong for a path that exists.
+        let problem = if !root.exists() {
+            "not found"
+        } else if want_dir {
+            "is a file, not a folder"
+        } else if root.is_dir() {
+            "is a folder, not a file"
         } else {
-            ""
+            "is not a regular file"
         };
         // The usual slip: data_location names the dataset's own folder, not the one above it.
         let inside = match spec.root {
@@ -295,7 +295,7 @@ pub fn dataset_root(
             _ => String::new(),
         };
         bail!(
-            "{what} {} not found{other} (dataset_params.data_location = \"{}\"); {} {}{inside}",
+            "{what} {} {problem} (dataset_params.data_location = \"{}\"); {} {}{inside}",
             root.display(),
             loc.display(),
             if want_dir {
@@ -312,6 +312,22 @@ pub fn dataset_root(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A row with the wrong number of fields is named as any other row's error is: the file's
+    /// name and the line.
+    #[test]
+    fn a_short_row_is_named_like_other_row_errors() {
+        let Err(e) = Csv::parse(
+            Path::new("study/labels.csv"),
+            b"path,label\na.png,x\nb.png\n",
+        ) else {
+            panic!("a short row is an error");
+        };
+        assert_eq!(
+            format!("{e:#}"),
+            "labels.csv line 3: 1 fields, but the header has 2 (path,label)"
+        );
+    }
 
     #[test]
     fn a_png_beside_the_listed_file_wins_and_a_dcm_stands_in_for_a_missing_one() {
