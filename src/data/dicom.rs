@@ -12,10 +12,12 @@
 //!   (`pydicom/pixels/processing.py`, `_convert_YBR_FULL_to_RGB`), YBR_ICT/YBR_RCT by the
 //!   JPEG 2000 decoder, planar data interleaved.
 //!
-//! dicom-rs reads the file and decodes native, deflated, RLE and JPEG 2000 pixel data. JPEG
-//! frames are decoded here, without the decoder's colour conversion, because pydicom decides
-//! the colour space from the DICOM header (`pydicom/pixels/decoders/base.py`,
-//! `DecodeRunner._conform_jpg_colorspace`), not from the JPEG stream: lossy (8-bit) frames by
+//! dicom-rs reads the file and decodes native, deflated, RLE and JPEG 2000 pixel data (native
+//! pixel data is taken from the file's bytes in place where that gives the same samples:
+//! `frame_in_place`). JPEG frames are decoded here, without the decoder's colour conversion,
+//! because pydicom decides the colour space from the DICOM header
+//! (`pydicom/pixels/decoders/base.py`, `DecodeRunner._conform_jpg_colorspace`), not from the
+//! JPEG stream: lossy (8-bit) frames by
 //! libjpeg-turbo (`jpeg`, the decoder of PIL and so of pydicom's Pillow plugin), lossless ones
 //! by jpeg-decoder (dicom-rs's JPEG decoder; libjpeg-turbo 2 has no lossless mode).
 //! The fixtures (`scripts/fixtures/gen_dicom_fixtures.py`, `tests/dicom.rs`) hold pydicom's
