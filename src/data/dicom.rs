@@ -402,8 +402,9 @@ fn snafu_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn element(obj: &DefaultDicomObject, tag: Tag) -> Result<Option<&dicom_object::mem::InMemElement>> {
-    obj.element_opt(tag)
-        .map_err(|e| anyhow!("cannot read {tag}: {e}"))
+    // `get` rather than `element_opt`, whose only error is the absent element it maps to
+    // `None`, after building it with a backtrace (captured under RUST_BACKTRACE=1).
+    Ok(obj.get(tag))
 }
 
 /// An integer attribute; `None` when absent or empty.
