@@ -12,10 +12,12 @@
 //!   (`pydicom/pixels/processing.py`, `_convert_YBR_FULL_to_RGB`), YBR_ICT/YBR_RCT by the
 //!   JPEG 2000 decoder, planar data interleaved.
 //!
-//! dicom-rs reads the file and decodes native, deflated, RLE and JPEG 2000 pixel data. JPEG
-//! frames are decoded here, without the decoder's colour conversion, because pydicom decides
-//! the colour space from the DICOM header (`pydicom/pixels/decoders/base.py`,
-//! `DecodeRunner._conform_jpg_colorspace`), not from the JPEG stream: lossy (8-bit) frames by
+//! dicom-rs reads the file and decodes native, deflated, RLE and JPEG 2000 pixel data (native
+//! pixel data is taken from the file's bytes in place where that gives the same samples:
+//! `frame_in_place`). JPEG frames are decoded here, without the decoder's colour conversion,
+//! because pydicom decides the colour space from the DICOM header
+//! (`pydicom/pixels/decoders/base.py`, `DecodeRunner._conform_jpg_colorspace`), not from the
+//! JPEG stream: lossy (8-bit) frames by
 //! libjpeg-turbo (`jpeg`, the decoder of PIL and so of pydicom's Pillow plugin), lossless ones
 //! by jpeg-decoder (dicom-rs's JPEG decoder; libjpeg-turbo 2 has no lossless mode).
 //! The fixtures (`scripts/fixtures/gen_dicom_fixtures.py`, `tests/dicom.rs`) hold pydicom's
@@ -25,6 +27,7 @@ use anyhow::{anyhow, bail, Context, Result};
 use dicom_dictionary_std::tags;
 use dicom_object::file::ReadPreamble;
 use dicom_object::{DefaultDicomObject, OpenFileOptions, Tag};
+use std::borrow::Cow;
 use std::io::{Read, Seek, SeekFrom};
 use std::path::Path;
 
@@ -175,26 +178,118 @@ struct Header {
 
 /// Decode a DICOM file held in memory.
 pub fn decode(bytes: &[u8]) -> Result<Decoded> {
+    decode_routed(bytes, true).map(|(d, _)| d)
+}
+
+/// How the pixel data of a file was read.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Route {
+    /// Native pixel data read in place, from the file's bytes (`frame_in_place`).
+    InPlace,
+    /// Pixel data that dicom-rs read into memory (and decoded where compressed).
+    General,
+}
+
+/// `decode`, with the in-place read of native pixel data allowed (as `decode` does) or not,
+/// and the way it went: for the tests that compare the two ways.
+#[doc(hidden)]
+pub fn decode_routed(bytes: &[u8], in_place: bool) -> Result<(Decoded, Route)> {
+    with_frame(bytes, in_place, |h, raw| {
+        if h.samples_per_pixel == 1 {
+            return Ok(Decoded::Gray16 {
+                width: h.cols,
+                height: h.rows,
+                data: gray_image(&raw, h),
+            });
+        }
+        let (mut data, ybr) = color_samples(raw, h)?;
+        if ybr {
+            ybr_full_to_rgb(&mut data);
+        }
+        Ok(Decoded::Rgb8 {
+            width: h.cols,
+            height: h.rows,
+            data,
+        })
+    })
+}
+
+/// `f` on the header and the frame of the file in `bytes`: read in place where
+/// `frame_in_place` can (when `in_place`), else parsed by dicom-rs.
+fn with_frame<T>(
+    bytes: &[u8],
+    in_place: bool,
+    f: impl FnOnce(&Header, Raw<'_>) -> Result<T>,
+) -> Result<(T, Route)> {
+    if in_place {
+        if let Some((h, raw)) = frame_in_place(bytes) {
+            return f(&h, raw).map(|t| (t, Route::InPlace));
+        }
+    }
     let obj = open(std::io::Cursor::new(bytes), false)?;
     let h = header(&obj)?;
     let raw = decode_frame(&obj, &h)?;
+    // The parsed file (with its copy of the pixel data) is no longer needed.
     drop(obj);
-    if h.samples_per_pixel == 1 {
-        return Ok(Decoded::Gray16 {
-            width: h.cols,
-            height: h.rows,
-            data: gray_image(&raw, &h),
-        });
+    f(&h, raw).map(|t| (t, Route::General))
+}
+
+/// The header and the frame of a file with native pixel data, the samples read from `bytes`
+/// in place. dicom-rs would read the Pixel Data value into memory (a copy, converted to 16-bit
+/// values for OW) and dicom-pixeldata copy it out again; here dicom-rs parses the same file
+/// with that value left out (its length set to 0), and the value comes from where the
+/// structural pre-scan found it. So everything but the value is parsed and checked as before,
+/// and the samples are the bytes dicom-rs would have given.
+///
+/// `None` wherever this way does not apply or anything fails, so that the general way reads
+/// the file and gives its own result or error: a file this way reads, the general way reads
+/// to the same header and samples (dicom-rs parses the same bytes up to the Pixel Data
+/// element, reads its value and nothing more, then the same bytes again).
+fn frame_in_place(bytes: &[u8]) -> Option<(Header, Raw<'_>)> {
+    use dicom_core::value::{PrimitiveValue, Value};
+    use dicom_core::{Length, VR};
+    use dicom_pixeldata::PixelDecoder;
+    let px = super::dicom_scan::check_bytes(bytes).ok()??;
+    let zero = [0u8; 4];
+    let without_value = bytes[..px.length_at]
+        .chain(&zero[..])
+        .chain(&bytes[px.start + px.len..]);
+    let obj = parse(without_value, false).ok()?;
+    let h = header(&obj).ok()?;
+    // Deflated data sets are not scanned, so `check_bytes` found no value in them.
+    if h.codec != Codec::Native || h.bits_allocated == 1 {
+        return None;
     }
-    let (mut data, ybr) = color_samples(raw, &h)?;
-    if ybr {
-        ybr_full_to_rgb(&mut data);
+    // The element dicom-rs read is the one the scan found (its length 0 as patched above).
+    let e = element(&obj, tags::PIXEL_DATA).ok()??;
+    let vr = e.vr();
+    if e.header().len != Length(0) || !matches!(e.value(), Value::Primitive(PrimitiveValue::Empty))
+    {
+        return None;
     }
-    Ok(Decoded::Rgb8 {
-        width: h.cols,
-        height: h.rows,
-        data,
-    })
+    // dicom-pixeldata's checks of the header, as the general way makes them (on no samples).
+    if !obj.decode_pixel_data().ok()?.data().is_empty() {
+        return None;
+    }
+    drop(obj);
+    let value = &bytes[px.start..px.start + px.len];
+    // What dicom-rs gives: OB and UN byte for byte; OW as 16-bit values from the file's byte
+    // order (`to_bytes` of them: native order).
+    let samples: Cow<'_, [u8]> = match vr {
+        VR::OB | VR::UN => Cow::Borrowed(value),
+        VR::OW if px.big_endian == cfg!(target_endian = "big") => Cow::Borrowed(value),
+        VR::OW => Cow::Owned(value.chunks_exact(2).flat_map(|p| [p[1], p[0]]).collect()),
+        _ => return None,
+    };
+    let raw = Raw {
+        bytes: samples,
+        photometric: h.photometric.clone(),
+        planar: h.planar,
+        sample_bytes: h.bits_allocated as usize / 8,
+    };
+    check_frame(&raw, &h).ok()?;
+    Some((h, raw))
 }
 
 /// Width and height from the header (which is also checked: frames, codec, colour space),
@@ -220,10 +315,7 @@ pub fn channels(path: &Path) -> Result<i64> {
 
 /// The stored pixels of a DICOM file held in memory (checked as `dimensions` checks).
 pub fn read_stored(bytes: &[u8]) -> Result<Stored> {
-    let obj = open(std::io::Cursor::new(bytes), false)?;
-    let h = header(&obj)?;
-    let raw = decode_frame(&obj, &h)?;
-    stored(raw, &h)
+    with_frame(bytes, true, |h, raw| stored(raw, h)).map(|(s, _)| s)
 }
 
 fn stored(raw: Raw, h: &Header) -> Result<Stored> {
@@ -253,6 +345,11 @@ fn open(mut src: impl Read + Seek, header_only: bool) -> Result<DefaultDicomObje
     super::dicom_scan::check(&mut src, header_only)?;
     src.seek(SeekFrom::Start(0))
         .context("cannot read the file")?;
+    parse(src, header_only)
+}
+
+/// Parse the file in `src` (from its start) with dicom-rs.
+fn parse(mut src: impl Read, header_only: bool) -> Result<DefaultDicomObject> {
     let mut head = [0u8; 132];
     let n = read_up_to(&mut src, &mut head).context("cannot read the file")?;
     // With the 128-byte preamble (Part 10) or without it (the meta group first).
@@ -305,8 +402,9 @@ fn snafu_chain(e: &dyn std::error::Error) -> String {
 }
 
 fn element(obj: &DefaultDicomObject, tag: Tag) -> Result<Option<&dicom_object::mem::InMemElement>> {
-    obj.element_opt(tag)
-        .map_err(|e| anyhow!("cannot read {tag}: {e}"))
+    // `get` rather than `element_opt`, whose only error is the absent element it maps to
+    // `None`, after building it with a backtrace (captured under RUST_BACKTRACE=1).
+    Ok(obj.get(tag))
 }
 
 /// An integer attribute; `None` when absent or empty.
@@ -476,17 +574,18 @@ fn header(obj: &DefaultDicomObject) -> Result<Header> {
 /// The frame's samples in native layout: little-endian, `bits_allocated / 8` bytes each (one
 /// byte, 0 or 1, for BitsAllocated 1), interleaved except native data with PlanarConfiguration
 /// 1; native YBR_FULL_422 still subsampled. Plus the photometric interpretation after decoding.
-struct Raw {
-    bytes: Vec<u8>,
+/// The samples are borrowed where they are read in place from the file's bytes.
+struct Raw<'a> {
+    bytes: Cow<'a, [u8]>,
     photometric: String,
     planar: u16,
     /// Bytes per sample as decoded (a JPEG 2000 or JPEG frame may differ from BitsAllocated).
     sample_bytes: usize,
 }
 
-fn decode_frame(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
+fn decode_frame(obj: &DefaultDicomObject, h: &Header) -> Result<Raw<'static>> {
     // A decoder that panics on a malformed stream is an error, not a crash.
-    let guarded = |f: &dyn Fn() -> Result<Raw>| -> Result<Raw> {
+    let guarded = |f: &dyn Fn() -> Result<Raw<'static>>| -> Result<Raw<'static>> {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(f))
             .unwrap_or_else(|_| Err(anyhow!("the decoder failed on this pixel data")))
     };
@@ -501,6 +600,12 @@ fn decode_frame(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
             .map_or("", |(_, n, _)| n);
         format!("cannot decode the {name} pixel data")
     })?;
+    check_frame(&raw, h)?;
+    Ok(raw)
+}
+
+/// Refuse a frame with fewer samples than the header says.
+fn check_frame(raw: &Raw, h: &Header) -> Result<()> {
     let pixels = h.rows * h.cols;
     let samples = pixels * h.samples_per_pixel as usize;
     let subsampled = h.codec == Codec::Native && raw.photometric == "YBR_FULL_422";
@@ -521,11 +626,11 @@ fn decode_frame(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
              PhotometricInterpretation should be RGB or YBR_FULL"
         );
     }
-    Ok(raw)
+    Ok(())
 }
 
 /// Native, deflated, RLE and JPEG 2000 pixel data through dicom-pixeldata (no LUTs applied).
-fn decode_dicom_rs(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
+fn decode_dicom_rs(obj: &DefaultDicomObject, h: &Header) -> Result<Raw<'static>> {
     use dicom_pixeldata::PixelDecoder;
     let px = obj
         .decode_pixel_data()
@@ -554,7 +659,7 @@ fn decode_dicom_rs(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
         0
     };
     Ok(Raw {
-        bytes,
+        bytes: Cow::Owned(bytes),
         photometric,
         planar,
         sample_bytes,
@@ -574,7 +679,7 @@ fn jpeg_stream(obj: &DefaultDicomObject) -> Result<Vec<u8>> {
 /// JPEG Lossless (Process 14, SV1) frames.
 const JPEG_LOSSLESS: [&str; 2] = ["1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70"];
 
-fn decode_jpeg(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
+fn decode_jpeg(obj: &DefaultDicomObject, h: &Header) -> Result<Raw<'static>> {
     let stream = jpeg_stream(obj)?;
     let (width, height, components, sample_bytes, mut bytes) =
         if JPEG_LOSSLESS.contains(&h.transfer_syntax.as_str()) {
@@ -621,7 +726,7 @@ fn decode_jpeg(obj: &DefaultDicomObject, h: &Header) -> Result<Raw> {
     }
     // 8-bit samples in a 16-bit BitsAllocated header stay 8-bit (`sample_bytes`).
     Ok(Raw {
-        bytes,
+        bytes: Cow::Owned(bytes),
         photometric: jpeg_photometric(&stream, h),
         planar: 0,
         sample_bytes,
@@ -692,8 +797,9 @@ fn jpeg_markers(src: &[u8]) -> Option<(Vec<u8>, bool)> {
 /// Stored values: samples read as unsigned, the bits above BitsStored dropped, then sign
 /// extended from bit BitsStored - 1 when signed (pydicom's `_correct_unused_bits`: a shift left
 /// then right by BitsAllocated - BitsStored in the signed or unsigned dtype). `f` gets the
-/// function from a pixel's index to its stored value, monomorphised per sample size so that
-/// its loops run without a per-pixel dispatch.
+/// stored values of the frame's first `rows * columns` samples in order, as an iterator
+/// monomorphised per sample size, so that its loops run without a per-pixel dispatch or bounds
+/// check.
 fn with_stored<R>(raw: &Raw, h: &Header, f: impl StoredUser<R>) -> R {
     let bits = if h.bits_allocated == 1 {
         1
@@ -706,44 +812,97 @@ fn with_stored<R>(raw: &Raw, h: &Header, f: impl StoredUser<R>) -> R {
     } else {
         0
     };
-    // Sign extension without branches: (v ^ s) - s for the sign bit s (0 when unsigned).
-    let fix = move |v: u64| -> i64 {
-        let v = v & mask;
-        (v ^ sign) as i64 - sign as i64
-    };
-    let b = &raw.bytes;
+    // `check_frame` has made sure that the samples are there (a shorter frame panics).
+    let n = h.rows * h.cols;
+    let b = &raw.bytes[..n * raw.sample_bytes];
+    // Sign extension without branches: (v ^ s) - s for the sign bit s (0 when unsigned), in
+    // the sample's own width (wrapping), then read as signed: the value of
+    // `((v & mask) ^ sign) as i64 - sign as i64`, in a type as narrow as the sample so that
+    // the loops over the values run on more lanes. Where the sign bit lies above the sample
+    // (8-bit JPEG samples under a larger BitsStored) that value is the sample itself.
+    macro_rules! call {
+        ($u:ty, $i:ty, $size:literal) => {{
+            let in_sample = bits <= 8 * $size;
+            let (mask, sign) = (mask as $u, sign as $u);
+            let read = move |p: &[u8]| <$u>::from_le_bytes(p.try_into().unwrap());
+            if sign != 0 && in_sample {
+                f.call(
+                    b.chunks_exact($size)
+                        .map(move |p| ((read(p) & mask) ^ sign).wrapping_sub(sign) as $i),
+                )
+            } else {
+                f.call(b.chunks_exact($size).map(move |p| read(p) & mask))
+            }
+        }};
+    }
     match raw.sample_bytes {
-        1 => f.call(move |i: usize| fix(b[i] as u64)),
-        2 => f.call(move |i: usize| fix(u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as u64)),
-        _ => f.call(move |i: usize| {
-            fix(u32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]) as u64)
-        }),
+        1 => call!(u8, i8, 1),
+        2 => call!(u16, i16, 2),
+        _ => call!(u32, i32, 4),
     }
 }
 
-/// A function generic over the stored-value accessor (a closure cannot be generic).
+/// A stored value in the narrowest integer type that holds the sample's values.
+trait Sample: Copy + Ord + Into<i64> {
+    const MIN: Self;
+    const MAX: Self;
+    /// The number of bit patterns of the type where a table over all of them is small (8 and
+    /// 16 bits), else 0.
+    const KEYS: usize;
+    /// The value's bit pattern, as an index below `KEYS`.
+    fn key(self) -> usize;
+    /// The value `v` (within the type's range) in the type.
+    fn of(v: i64) -> Self;
+}
+
+macro_rules! sample {
+    ($t:ty, $u:ty, $keys:expr) => {
+        impl Sample for $t {
+            const MIN: Self = <$t>::MIN;
+            const MAX: Self = <$t>::MAX;
+            const KEYS: usize = $keys;
+            #[inline(always)]
+            fn key(self) -> usize {
+                self as $u as usize
+            }
+            #[inline(always)]
+            fn of(v: i64) -> Self {
+                v as $t
+            }
+        }
+    };
+}
+sample!(u8, u8, 1 << 8);
+sample!(i8, u8, 1 << 8);
+sample!(u16, u16, 1 << 16);
+sample!(i16, u16, 1 << 16);
+sample!(u32, u32, 0);
+sample!(i32, u32, 0);
+sample!(i64, u64, 0);
+
+/// A function generic over the iterator of stored values (a closure cannot be generic).
 trait StoredUser<R> {
-    fn call(self, value: impl Fn(usize) -> i64) -> R;
+    fn call<T: Sample>(self, values: impl ExactSizeIterator<Item = T> + Clone) -> R;
 }
 
 fn gray_values(raw: &Raw, h: &Header) -> Vec<i64> {
-    struct Collect(usize);
+    struct Collect;
     impl StoredUser<Vec<i64>> for Collect {
-        fn call(self, value: impl Fn(usize) -> i64) -> Vec<i64> {
-            (0..self.0).map(value).collect()
+        fn call<T: Sample>(self, values: impl ExactSizeIterator<Item = T> + Clone) -> Vec<i64> {
+            values.map(Into::into).collect()
         }
     }
-    with_stored(raw, h, Collect(h.rows * h.cols))
+    with_stored(raw, h, Collect)
 }
 
 fn gray_image(raw: &Raw, h: &Header) -> Vec<u16> {
-    struct Gray<'a>(usize, &'a Luts);
+    struct Gray<'a>(&'a Luts);
     impl StoredUser<Vec<u16>> for Gray<'_> {
-        fn call(self, value: impl Fn(usize) -> i64) -> Vec<u16> {
-            gray16_by(self.0, value, self.1)
+        fn call<T: Sample>(self, values: impl ExactSizeIterator<Item = T> + Clone) -> Vec<u16> {
+            gray16_by(values, self.0)
         }
     }
-    with_stored(raw, h, Gray(h.rows * h.cols, &h.luts))
+    with_stored(raw, h, Gray(&h.luts))
 }
 
 /// 8-bit colour samples, interleaved; whether they are YBR_FULL (to convert to RGB).
@@ -753,7 +912,7 @@ fn color_samples(raw: Raw, h: &Header) -> Result<(Vec<u8>, bool)> {
     }
     let samples = h.rows * h.cols * 3;
     let mut photometric = raw.photometric.as_str();
-    let mut data = raw.bytes;
+    let mut data = raw.bytes.into_owned();
     if h.codec == Codec::Native && photometric == "YBR_FULL_422" {
         // PS3.3 C.7.6.3.1.2: Y1 Y2 Cb Cr -> Y1 Cb Cr Y2 Cb Cr, over the whole buffer as pydicom
         // does (`Decoder._as_array_native`).
@@ -786,79 +945,145 @@ fn color_samples(raw: Raw, h: &Header) -> Result<(Vec<u8>, bool)> {
 /// `floor(x + 0.5)` clipped to 0..255.
 pub fn ybr_full_to_rgb(data: &mut [u8]) {
     // The matrix as pydicom builds it: Python floats rounded to float32.
-    let g_cb = (-0.114f64 * 1.772 / 0.587) as f32;
-    let g_cr = (-0.299f64 * 1.402 / 0.587) as f32;
-    let (r_cr, b_cb) = (1.402f32, 1.772f32);
-    let round = |x: f32| (x + 0.5).floor().clamp(0.0, 255.0) as u8;
+    let g_cb = (-0.114f64 * 1.772 / 0.587) as f32 as f64;
+    let g_cr = (-0.299f64 * 1.402 / 0.587) as f32 as f64;
+    let (r_cr, b_cb) = (1.402f32 as f64, 1.772f32 as f64);
+    // float32's fused multiply-add `a * b + c` for these operands: the product of an integer
+    // below 2^8 and a float32 constant, plus an integer or a float32, is exact in f64, so its
+    // one rounding to f32 is the fused one (equal on all 2^24 inputs, a test checks). Without
+    // the FMA instruction in the x86-64 baseline, `f32::mul_add` is a call into libm.
+    let fma = |a: f64, b: f64, c: f64| (a * b + c) as f32;
+    // `floor(x + 0.5)` clipped to 0..255, the floor by truncation (|x| < 2^31 here) instead
+    // of libm's `floorf`.
+    let round = |x: f32| {
+        let x = x + 0.5;
+        let t = x as i32;
+        (t - ((t as f32) > x) as i32).clamp(0, 255) as u8
+    };
     for px in data.chunks_exact_mut(3) {
-        let y = px[0] as f32;
-        let cb = px[1] as f32 - 128.0;
-        let cr = px[2] as f32 - 128.0;
+        let y = px[0] as f64;
+        let cb = px[1] as f64 - 128.0;
+        let cr = px[2] as f64 - 128.0;
         // The zero terms of the matrix (`cb * 0` for red, `cr * 0` for blue) add nothing.
-        let r = cr.mul_add(r_cr, y);
-        let g = cr.mul_add(g_cr, cb.mul_add(g_cb, y));
-        let b = cb.mul_add(b_cb, y);
+        let r = fma(cr, r_cr, y);
+        let g = fma(cr, g_cr, fma(cb, g_cb, y) as f64);
+        let b = fma(cb, b_cb, y);
         px.copy_from_slice(&[round(r), round(g), round(b)]);
     }
 }
 
 /// The grayscale chain from stored values to the 16-bit image (module docs), in f64.
 pub fn gray16(values: &[i64], luts: &Luts) -> Vec<u16> {
-    gray16_by(values.len(), |i| values[i], luts)
+    gray16_by(values.iter().copied(), luts)
 }
 
-/// `gray16` on `value(0..n)`, in one pass (two for min-max) without intermediate images: the
-/// same f64 operations per pixel, in the same order.
-fn gray16_by(n: usize, value: impl Fn(usize) -> i64, luts: &Luts) -> Vec<u16> {
-    // Modality LUT: pydicom's `arr.astype(float64) * slope; arr += intercept`.
-    let (slope, intercept) = luts.rescale.unwrap_or((1.0, 0.0));
-    let rescaled = luts.rescale.is_some();
-    let modality = |i: usize| {
-        let v = value(i) as f64;
-        if rescaled {
-            v * slope + intercept
-        } else {
-            v
+/// `gray16` on `values`, without intermediate images. Each pixel's output is a function of its
+/// stored value alone (the same f64 operations, in the same order, for every pixel), so for
+/// 8- and 16-bit samples, where the image has many more pixels than there are values between
+/// its smallest and its largest one, that function is computed once per value into a table
+/// and the pixels are looked up in it.
+fn gray16_by<T: Sample>(values: impl ExactSizeIterator<Item = T> + Clone, luts: &Luts) -> Vec<u16> {
+    let n = values.len();
+    if n == 0 {
+        return Vec::new();
+    }
+    let (lo, hi) = values
+        .clone()
+        .fold((T::MAX, T::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = (lo.into(), hi.into());
+    let f = GrayFn::new(luts, lo, hi);
+    if T::KEYS > 0 && ((hi - lo) as u64) < (n / 2) as u64 {
+        let mut table = vec![0u16; T::KEYS];
+        for v in lo..=hi {
+            table[T::of(v).key()] = f.out(v);
         }
-    };
-    let invert = luts.monochrome1;
-    let out = |y: f64| -> u16 {
-        let y = if invert { 1.0 - y } else { y };
+        values.map(|v| table[v.key()]).collect()
+    } else {
+        values.map(|v| f.out(v.into())).collect()
+    }
+}
+
+/// The grayscale chain of `gray16` for one stored value, given the smallest (`lo`) and the
+/// largest (`hi`) stored value of the image.
+struct GrayFn {
+    rescale: Option<(f64, f64)>,
+    invert: bool,
+    kind: GrayKind,
+}
+
+enum GrayKind {
+    /// The linear VOI window: 0 at or below `lo`, 1 above `hi`, else `(x - c') / w' + 0.5`.
+    Window { lo: f64, hi: f64, c: f64, w: f64 },
+    /// Min-max over the image's modality values.
+    MinMax { min: f64, range: f64 },
+    /// A constant image: black (before MONOCHROME1's inversion).
+    Constant,
+}
+
+impl GrayFn {
+    fn new(luts: &Luts, lo: i64, hi: i64) -> Self {
+        let mut f = GrayFn {
+            rescale: luts.rescale,
+            invert: luts.monochrome1,
+            kind: GrayKind::Constant,
+        };
+        f.kind = match luts.window {
+            Some((c, w)) => GrayKind::Window {
+                // PS3.3 C.11.2.1.2.1, with the output range 0..1.
+                lo: c - 0.5 - (w - 1.0) / 2.0,
+                hi: c - 0.5 + (w - 1.0) / 2.0,
+                c: c - 0.5,
+                w: w - 1.0,
+            },
+            None => {
+                // The modality LUT is monotonic in the stored value (a product then a sum, each
+                // rounded, and rounding is monotonic), so its smallest and largest values over
+                // the image are those of the smallest and largest stored values (as values:
+                // where one is a zero, its sign may differ from the per-pixel minimum's, which
+                // changes no output below).
+                let (a, b) = (f.modality(lo), f.modality(hi));
+                let (min, max) = (a.min(b), a.max(b));
+                if max > min {
+                    GrayKind::MinMax {
+                        min,
+                        range: max - min,
+                    }
+                } else {
+                    GrayKind::Constant
+                }
+            }
+        };
+        f
+    }
+
+    /// Modality LUT: pydicom's `arr.astype(float64) * slope; arr += intercept`.
+    #[inline(always)]
+    fn modality(&self, v: i64) -> f64 {
+        let v = v as f64;
+        match self.rescale {
+            Some((slope, intercept)) => v * slope + intercept,
+            None => v,
+        }
+    }
+
+    #[inline(always)]
+    fn out(&self, v: i64) -> u16 {
+        let y = match self.kind {
+            GrayKind::Window { lo, hi, c, w } => {
+                let x = self.modality(v);
+                if x <= lo {
+                    0.0
+                } else if x > hi {
+                    1.0
+                } else {
+                    (x - c) / w + 0.5
+                }
+            }
+            GrayKind::MinMax { min, range } => (self.modality(v) - min) / range,
+            GrayKind::Constant => 0.0,
+        };
+        let y = if self.invert { 1.0 - y } else { y };
         round_half_even(65535.0 * y) as u16
-    };
-    match luts.window {
-        Some((c, w)) => {
-            // PS3.3 C.11.2.1.2.1, with the output range 0..1.
-            let lo = c - 0.5 - (w - 1.0) / 2.0;
-            let hi = c - 0.5 + (w - 1.0) / 2.0;
-            (0..n)
-                .map(|i| {
-                    let x = modality(i);
-                    out(if x <= lo {
-                        0.0
-                    } else if x > hi {
-                        1.0
-                    } else {
-                        (x - (c - 0.5)) / (w - 1.0) + 0.5
-                    })
-                })
-                .collect()
-        }
-        None => {
-            let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
-            for i in 0..n {
-                let x = modality(i);
-                min = min.min(x);
-                max = max.max(x);
-            }
-            if max > min {
-                let range = max - min;
-                (0..n).map(|i| out((modality(i) - min) / range)).collect()
-            } else {
-                // A constant image has no range: black (before MONOCHROME1's inversion).
-                vec![out(0.0); n]
-            }
-        }
     }
 }
 
@@ -917,6 +1142,147 @@ mod tests {
         assert_eq!(gray16(&[7, 7], &luts(None)), [0, 0]);
     }
 
+    /// The grayscale chain as it was first written (one f64 pass per pixel, the min-max over
+    /// the pixels' f64 modality values), to hold the table and the integer min-max to.
+    fn gray16_per_pixel(values: &[i64], luts: &Luts) -> Vec<u16> {
+        let (slope, intercept) = luts.rescale.unwrap_or((1.0, 0.0));
+        let modality = |i: usize| {
+            let v = values[i] as f64;
+            if luts.rescale.is_some() {
+                v * slope + intercept
+            } else {
+                v
+            }
+        };
+        let out = |y: f64| -> u16 {
+            let y = if luts.monochrome1 { 1.0 - y } else { y };
+            round_half_even(65535.0 * y) as u16
+        };
+        let n = values.len();
+        match luts.window {
+            Some((c, w)) => {
+                let lo = c - 0.5 - (w - 1.0) / 2.0;
+                let hi = c - 0.5 + (w - 1.0) / 2.0;
+                (0..n)
+                    .map(|i| {
+                        let x = modality(i);
+                        out(if x <= lo {
+                            0.0
+                        } else if x > hi {
+                            1.0
+                        } else {
+                            (x - (c - 0.5)) / (w - 1.0) + 0.5
+                        })
+                    })
+                    .collect()
+            }
+            None => {
+                let (mut min, mut max) = (f64::INFINITY, f64::NEG_INFINITY);
+                for i in 0..n {
+                    let x = modality(i);
+                    min = min.min(x);
+                    max = max.max(x);
+                }
+                if max > min {
+                    let range = max - min;
+                    (0..n).map(|i| out((modality(i) - min) / range)).collect()
+                } else {
+                    vec![out(0.0); n]
+                }
+            }
+        }
+    }
+
+    /// The table (many pixels, few values) and the per-value computation (few pixels) give the
+    /// first per-pixel chain's output bit for bit, for every sample type, with rescales that
+    /// overflow, vanish or make signed zeros, windows and MONOCHROME1.
+    #[test]
+    fn gray_table_equals_the_per_pixel_chain() {
+        let mut seed = 0x2545_f491_4f6c_dd1du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let rescales = [
+            None,
+            Some((1.0, 0.0)),
+            Some((1.0, -1024.0)),
+            Some((-1.0, -0.0)),
+            Some((-2.5, 100.0)),
+            Some((0.0, 5.0)),
+            Some((-0.0, 0.0)),
+            Some((1e305, 0.0)),
+            Some((-1e305, 1.0)),
+            Some((3.3e-7, 0.1)),
+        ];
+        let windows = [
+            None,
+            Some((2048.0, 3000.0)),
+            Some((0.0, 1.0)),
+            Some((-100.5, 2.0)),
+            Some((40.0, 400.0)),
+        ];
+        fn check<T: Sample>(values: &[i64], luts: &Luts, tabled: bool) {
+            let typed: Vec<T> = values.iter().map(|&v| T::of(v)).collect();
+            assert!(typed.iter().zip(values).all(|(&t, &v)| t.into() == v));
+            let (lo, hi) = (values.iter().min().unwrap(), values.iter().max().unwrap());
+            let table = T::KEYS > 0 && ((hi - lo) as usize) < values.len() / 2;
+            assert_eq!(table, tabled && T::KEYS > 0);
+            let got = gray16_by(typed.iter().copied(), luts);
+            assert_eq!(got, gray16_per_pixel(values, luts), "{luts:?} {lo}..{hi}");
+        }
+        for rescale in rescales {
+            for window in windows {
+                for monochrome1 in [false, true] {
+                    let luts = Luts {
+                        rescale,
+                        window,
+                        monochrome1,
+                    };
+                    // (the range of the type, the span of the values drawn, whether the
+                    // pixels outnumber twice the span); zeros and the extremes always in.
+                    for (min, max, span, many) in [
+                        (0i64, 255i64, 100i64, true),
+                        (-128, 127, 100, true),
+                        (0, 65535, 4096, true),
+                        (-32768, 32767, 4000, true),
+                        (0, 65535, 65536, false),
+                        (-32768, 32767, 65536, false),
+                        (i32::MIN as i64, i32::MAX as i64, 1 << 40, false),
+                        (0, u32::MAX as i64, 1 << 40, false),
+                    ] {
+                        let n = if many { 3 * span as usize } else { 40 };
+                        let shift = (next() % 8) as i64;
+                        let lo = match (many, min < 0) {
+                            (false, _) => min,
+                            (true, true) => -span / 2 - shift,
+                            (true, false) => shift,
+                        };
+                        let hi = (lo + span - 1).min(max);
+                        let mut values: Vec<i64> = (0..n)
+                            .map(|_| lo + (next() % (hi - lo + 1) as u64) as i64)
+                            .collect();
+                        values[0] = lo;
+                        values[1] = hi;
+                        if lo <= 0 && 0 <= hi {
+                            values[2] = 0;
+                        }
+                        match (min < 0, max) {
+                            (false, 255) => check::<u8>(&values, &luts, many),
+                            (true, 127) => check::<i8>(&values, &luts, many),
+                            (false, 65535) => check::<u16>(&values, &luts, many),
+                            (true, 32767) => check::<i16>(&values, &luts, many),
+                            (true, _) => check::<i32>(&values, &luts, many),
+                            (false, _) => check::<u32>(&values, &luts, many),
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn rounding_is_half_to_even_as_numpy() {
         for k in 0..=2 * 65535 {
@@ -946,7 +1312,7 @@ mod tests {
             luts: luts(None),
         };
         let raw = |bytes: Vec<u8>, sample_bytes| Raw {
-            bytes,
+            bytes: Cow::Owned(bytes),
             photometric: "MONOCHROME2".into(),
             planar: 0,
             sample_bytes,
@@ -956,12 +1322,49 @@ mod tests {
         assert_eq!(gray_values(&r, &h(16, 12, true)), [2047, -2048, -1]);
         assert_eq!(gray_values(&r, &h(16, 12, false)), [2047, 2048, 4095]);
         assert_eq!(gray_values(&r, &h(16, 16, true)), [-2049, 6144, -1]);
+        // 8-bit samples (a JPEG frame) under BitsStored 12, signed: the sign bit is above them.
+        let r = raw(vec![0xFF, 0x80, 0x7F], 1);
+        assert_eq!(gray_values(&r, &h(16, 12, true)), [255, 128, 127]);
+        assert_eq!(gray_values(&r, &h(8, 8, true)), [-1, -128, 127]);
+        assert_eq!(gray_values(&r, &h(8, 7, true)), [-1, 0, -1]);
         let r = raw(vec![0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0x80, 1, 0, 0, 0], 4);
         assert_eq!(
             gray_values(&r, &h(32, 32, false)),
             [4294967295, 2147483648, 1]
         );
         assert_eq!(gray_values(&r, &h(32, 32, true)), [-1, -2147483648, 1]);
+    }
+
+    /// `ybr_full_to_rgb` equals the conversion written with float32 fused multiply-adds and
+    /// `floor` (pydicom's, on FMA kernels) on every one of the 2^24 inputs.
+    #[test]
+    fn ybr_conversion_equals_the_fused_float32_one_on_all_inputs() {
+        let g_cb = (-0.114f64 * 1.772 / 0.587) as f32;
+        let g_cr = (-0.299f64 * 1.402 / 0.587) as f32;
+        let (r_cr, b_cb) = (1.402f32, 1.772f32);
+        let round = |x: f32| (x + 0.5).floor().clamp(0.0, 255.0) as u8;
+        let mut data = Vec::with_capacity(3 << 16);
+        for y in 0..=255u8 {
+            data.clear();
+            for cb in 0..=255u8 {
+                for cr in 0..=255u8 {
+                    data.extend_from_slice(&[y, cb, cr]);
+                }
+            }
+            let mut ours = data.clone();
+            ybr_full_to_rgb(&mut ours);
+            for (px, got) in data.chunks_exact(3).zip(ours.chunks_exact(3)) {
+                let y = px[0] as f32;
+                let cb = px[1] as f32 - 128.0;
+                let cr = px[2] as f32 - 128.0;
+                let want = [
+                    round(cr.mul_add(r_cr, y)),
+                    round(cr.mul_add(g_cr, cb.mul_add(g_cb, y))),
+                    round(cb.mul_add(b_cb, y)),
+                ];
+                assert_eq!(got, want, "{px:?}");
+            }
+        }
     }
 
     #[test]

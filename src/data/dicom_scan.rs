@@ -29,8 +29,12 @@
 //! checks, an unknown transfer syntax) the scan leaves the message to it. Deflated data sets
 //! are not scanned (their bytes are compressed, so the lengths cannot be checked against the
 //! file); only their file meta group is.
+//!
+//! `check_bytes` also says where the data set's Pixel Data value lies in the file, so that
+//! `dicom` can read native pixel data in place instead of having dicom-rs copy it into memory.
 
 use anyhow::{bail, Context, Result};
+use dicom_core::VR;
 use dicom_object::StandardDataDictionary;
 use dicom_object::Tag;
 use std::io::{Read, Seek, SeekFrom};
@@ -56,6 +60,50 @@ const SHORT_VRS: [&[u8; 2]; 21] = [
 /// the module's doc); the position afterwards is unspecified. A source that does not start
 /// like a DICOM file passes (the parser says what it is).
 pub fn check<R: Read + Seek>(src: &mut R, header_only: bool) -> Result<()> {
+    scan(src, header_only).map(|_| ())
+}
+
+/// The data set's Pixel Data (7FE0,0010) element as the scan met it: a value of defined length
+/// at the top level of a data set that is not deflated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PixelValue {
+    /// Offset of the element's 4-byte value length in the file.
+    pub length_at: usize,
+    /// Offset of the value in the file.
+    pub start: usize,
+    /// The value's length in bytes.
+    pub len: usize,
+    /// The VR as written (explicit VR); `None` in implicit VR, where dicom-rs reads OW.
+    pub vr: Option<[u8; 2]>,
+    /// Explicit VR Big Endian.
+    pub big_endian: bool,
+}
+
+/// `check` (not header-only) of a whole file held in memory, and its Pixel Data value where
+/// dicom-rs reads that value, and nothing else, from those bytes: a single top-level Pixel
+/// Data element of defined length with a 4-byte length (implicit VR, or the VRs OB, OW and UN;
+/// OW of even length), in a file where no element before it has a length that is not a multiple
+/// of its VR's value size (dicom-rs would read fewer bytes than the length says, and from then
+/// on read the file at other offsets than the scan does).
+pub fn check_bytes(bytes: &[u8]) -> Result<Option<PixelValue>> {
+    let s = scan(&mut std::io::Cursor::new(bytes), false)?;
+    Ok(match s.pixel {
+        Some(p) if s.pixel_elements == 1 && !s.uneven_before_pixel => Some(p),
+        _ => None,
+    })
+}
+
+/// What a scan found besides the damage it refuses.
+struct Found {
+    pixel: Option<PixelValue>,
+    /// Top-level Pixel Data elements, of any length and VR.
+    pixel_elements: usize,
+    /// An element before the (first) top-level Pixel Data whose length is not a multiple of its
+    /// VR's value size.
+    uneven_before_pixel: bool,
+}
+
+fn scan<R: Read + Seek>(src: &mut R, header_only: bool) -> Result<Found> {
     let start = src.stream_position().context(READ)?;
     let end = src.seek(SeekFrom::End(0)).context(READ)?;
     src.seek(SeekFrom::Start(start)).context(READ)?;
@@ -67,8 +115,14 @@ pub fn check<R: Read + Seek>(src: &mut R, header_only: bool) -> Result<()> {
         explicit: true,
         big: false,
         header_only,
+        found: Found {
+            pixel: None,
+            pixel_elements: 0,
+            uneven_before_pixel: false,
+        },
     };
-    s.file()
+    s.file()?;
+    Ok(s.found)
 }
 
 struct Scan<'a, R> {
@@ -80,6 +134,7 @@ struct Scan<'a, R> {
     explicit: bool,
     big: bool,
     header_only: bool,
+    found: Found,
 }
 
 /// Whether the walk goes on, or the data ended where dicom-rs ends quietly.
@@ -295,13 +350,16 @@ impl<R: Read + Seek> Scan<'_, R> {
             }
             let at = self.pos;
             let tag = Tag(self.u16()?, self.u16()?);
-            let (sq, len) = if tag.0 == 0xFFFE {
+            // The VR as written (explicit VR), and as dicom-rs reads it.
+            let mut written = None;
+            let (sq, len, vr) = if tag.0 == 0xFFFE {
                 // Items and delimiters have no VR, in explicit VR too.
-                (false, self.u32()?)
+                (false, self.u32()?, None)
             } else if self.explicit {
                 let vr = self.read::<2>()?;
+                written = Some(vr);
                 if SHORT_VRS.contains(&&vr) {
-                    (false, self.u16()? as u32)
+                    (false, self.u16()? as u32, Some(explicit_vr(vr)))
                 } else {
                     if self.left(limit) < 6 {
                         bail!(
@@ -311,12 +369,21 @@ impl<R: Read + Seek> Scan<'_, R> {
                         );
                     }
                     self.skip(2)?;
-                    (&vr == b"SQ", self.u32()?)
+                    (&vr == b"SQ", self.u32()?, Some(explicit_vr(vr)))
                 }
             } else {
-                (implicit_sq(tag), self.u32()?)
+                let vr = implicit_vr(tag);
+                (vr == VR::SQ, self.u32()?, Some(vr))
             };
             let h = Header { tag, len, at };
+            if top && tag == PIXEL_DATA && !self.header_only {
+                self.pixel_element(&h, written, limit);
+            }
+            if let Some(vr) = vr {
+                if self.found.pixel_elements == 0 && len != UNDEFINED && len % value_size(vr) != 0 {
+                    self.found.uneven_before_pixel = true;
+                }
+            }
             if tag == ITEM_END {
                 if undefined_item {
                     return Ok(Flow::Go);
@@ -351,6 +418,31 @@ impl<R: Read + Seek> Scan<'_, R> {
                 self.skip(len as u64)?;
             }
         }
+    }
+
+    /// Note a top-level Pixel Data element whose header `h` (with the VR `vr` as written in
+    /// explicit VR) was just read: the position is at its value.
+    fn pixel_element(&mut self, h: &Header, vr: Option<[u8; 2]>, limit: u64) {
+        self.found.pixel_elements += 1;
+        // The 4-byte length forms only: 8-byte headers in implicit VR, 12-byte in explicit VR.
+        match (self.explicit, self.pos - h.at) {
+            (false, 8) | (true, 12) => {}
+            _ => return,
+        }
+        let native = match vr {
+            None => h.len.is_multiple_of(2),
+            Some(v) => &v == b"OB" || &v == b"UN" || (&v == b"OW" && h.len.is_multiple_of(2)),
+        };
+        if h.len == UNDEFINED || !native || h.len as u64 > self.left(limit) {
+            return;
+        }
+        self.found.pixel = Some(PixelValue {
+            length_at: (self.pos - 4 - self.start) as usize,
+            start: (self.pos - self.start) as usize,
+            len: h.len as usize,
+            vr,
+            big_endian: self.big,
+        });
     }
 
     /// The items of sequence `h` (or of encapsulated pixel data): up to `limit` for a
@@ -417,14 +509,31 @@ impl<R: Read + Seek> Scan<'_, R> {
     }
 }
 
-/// Whether the standard dictionary gives `tag` the VR SQ, as dicom-encoding's implicit VR
-/// decoder decides (`implicit_le.rs`, `decode_header`: the dictionary's relaxed VR).
-fn implicit_sq(tag: Tag) -> bool {
+/// The VR dicom-encoding's implicit VR decoder gives `tag` (`implicit_le.rs`, `decode_header`):
+/// OW for Pixel Data and Overlay Data, else the standard dictionary's relaxed VR, else UN.
+fn implicit_vr(tag: Tag) -> VR {
     use dicom_core::dictionary::{DataDictionary, DataDictionaryEntry};
     if tag == PIXEL_DATA || (tag.0 >> 8 == 0x60 && tag.1 == 0x3000) {
-        return false;
+        return VR::OW;
     }
     StandardDataDictionary
         .by_tag(tag)
-        .is_some_and(|e| e.vr().relaxed() == dicom_core::VR::SQ)
+        .map_or(VR::UN, |e| e.vr().relaxed())
+}
+
+/// The VR of an explicit VR header as dicom-encoding reads it (`explicit_le.rs`,
+/// `decode_header`): an unknown one is UN.
+fn explicit_vr(vr: [u8; 2]) -> VR {
+    VR::from_binary(vr).unwrap_or(VR::UN)
+}
+
+/// The size of one value of `vr` as dicom-parser reads it (`stateful/decode.rs`: `len >> 1`
+/// values of US, `len >> 2` of UL, ...); 1 for the VRs it reads byte for byte.
+fn value_size(vr: VR) -> u32 {
+    match vr {
+        VR::US | VR::OW | VR::SS => 2,
+        VR::AT | VR::UL | VR::OL | VR::SL | VR::FL | VR::OF => 4,
+        VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+        _ => 1,
+    }
 }

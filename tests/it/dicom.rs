@@ -571,3 +571,219 @@ fn sequence_nesting_is_bounded() {
     let err = format!("{:#}", dicom::dimensions(&path).unwrap_err());
     assert!(err.contains("nests sequences more than 64 deep"), "{err}");
 }
+
+/// `decode` both ways: native pixel data read in place from the file's bytes, and dicom-rs's
+/// parse of the whole file (`decode_routed`). They must give the same image bit for bit, or the
+/// same error; the way `decode` took.
+fn same_both_ways(what: &str, bytes: &[u8]) -> dicom::Route {
+    let general = dicom::decode_routed(bytes, false);
+    let fast = std::panic::catch_unwind(|| dicom::decode_routed(bytes, true))
+        .unwrap_or_else(|_| panic!("{what}: the in-place read panicked"));
+    match (&fast, &general) {
+        (Ok((a, route)), Ok((b, dicom::Route::General))) => {
+            assert!(a == b, "{what}: the image read in place differs");
+            *route
+        }
+        (Err(a), Err(b)) => {
+            assert_eq!(format!("{a:#}"), format!("{b:#}"), "{what}");
+            dicom::Route::General
+        }
+        _ => panic!(
+            "{what}: in place {:?}, general {:?}",
+            fast.as_ref().map(|r| r.1),
+            general.as_ref().map(|r| r.1)
+        ),
+    }
+}
+
+/// The header of the top-level Pixel Data element of a fixture: its offset (the last one of
+/// the tag, which the fixtures below have once at the top level), and whether the file is big
+/// endian.
+fn pixel_data_at(bytes: &[u8], big_endian: bool) -> usize {
+    let tag: [u8; 4] = if big_endian {
+        [0x7F, 0xE0, 0x00, 0x10]
+    } else {
+        [0xE0, 0x7F, 0x10, 0x00]
+    };
+    bytes.windows(4).rposition(|w| w == tag).unwrap()
+}
+
+/// `bytes` with the Pixel Data element at `at` (header of `header` bytes, its 4-byte length
+/// last) holding `len` bytes of its value instead: the value cut or extended with zeros.
+fn with_pixel_length(
+    bytes: &[u8],
+    at: usize,
+    header: usize,
+    big_endian: bool,
+    len: u32,
+) -> Vec<u8> {
+    let len_at = at + header - 4;
+    let old = <[u8; 4]>::try_from(&bytes[len_at..len_at + 4]).unwrap();
+    let old = if big_endian {
+        u32::from_be_bytes(old)
+    } else {
+        u32::from_le_bytes(old)
+    } as usize;
+    let start = at + header;
+    let mut out = bytes[..len_at].to_vec();
+    out.extend_from_slice(&if big_endian {
+        len.to_be_bytes()
+    } else {
+        len.to_le_bytes()
+    });
+    let value = &bytes[start..start + old];
+    out.extend_from_slice(&value[..value.len().min(len as usize)]);
+    out.resize(out.len() + (len as usize).saturating_sub(old), 0);
+    out.extend_from_slice(&bytes[start + old..]);
+    out
+}
+
+/// Native pixel data is read in place, to the image the general way gives, on every committed
+/// fixture and on variants: big endian, implicit VR, BitsAllocated 8, 16 and 32, 1 (read the
+/// general way), signed, MONOCHROME1, colour (planar, YBR_FULL_422), an odd-length OB value, a
+/// Pixel Data element followed by other elements (which are still read: a window after it
+/// applies), and compressed files (read the general way).
+#[test]
+fn native_pixel_data_read_in_place_gives_the_same_image() {
+    let mut in_place = Vec::new();
+    let mut names: Vec<String> = std::fs::read_dir(dir())
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".dcm") || n == "CR1_6154")
+        .collect();
+    names.sort();
+    for name in &names {
+        if same_both_ways(name, &read(name)) == dicom::Route::InPlace {
+            in_place.push(name.as_str());
+        }
+    }
+    for want in [
+        "CR1_6154",                         // MONOCHROME1, 12 of 16 bits
+        "CT_small.dcm",                     // signed 16-bit, followed by (FFFC,FFFC)
+        "ExplVR_BigEnd.dcm",                // big endian, 8-bit RGB (OB)
+        "MR_small_bigendian.dcm",           // big endian, 16-bit OW
+        "MR_small_implicit.dcm",            // implicit VR
+        "SC_rgb_small_odd.dcm",             // 3x3 RGB: 27 samples in an OW of 28 bytes
+        "SC_ybr_full_422_uncompressed.dcm", // subsampled colour
+        "rtdose_1frame.dcm",                // BitsAllocated 32, implicit VR
+        "signed12_junk.dcm",                // signed 12 of 16 bits, junk in the high bits
+    ] {
+        assert!(
+            in_place.contains(&want),
+            "{want} was not read in place: {in_place:?}"
+        );
+    }
+    for general in [
+        "liver_1frame.dcm",
+        "image_dfl.dcm",
+        "MR_small_RLE.dcm",
+        "JPEG2000.dcm",
+    ] {
+        assert!(!in_place.contains(&general), "{general}");
+    }
+
+    // An odd-length OB value (SC_rgb_small_odd's OW of 28 bytes as OB of 27): read in place.
+    let bytes = read("SC_rgb_small_odd.dcm");
+    let at = pixel_data_at(&bytes, false);
+    assert_eq!(&bytes[at + 4..at + 6], b"OW");
+    let mut ob = with_pixel_length(&bytes, at, 12, false, 27);
+    ob[at + 4..at + 6].copy_from_slice(b"OB");
+    assert_eq!(same_both_ways("OB of 27 bytes", &ob), dicom::Route::InPlace);
+    assert_eq!(dicom::decode(&ob).unwrap(), dicom::decode(&bytes).unwrap());
+    // As OW of 27 bytes dicom-rs reads 13 16-bit values, one sample short: the general way
+    // gives its error.
+    let ow = with_pixel_length(&bytes, at, 12, false, 27);
+    assert_eq!(same_both_ways("OW of 27 bytes", &ow), dicom::Route::General);
+    let err = format!("{:#}", dicom::decode(&ow).unwrap_err());
+    assert!(
+        err.contains("the pixel data holds 26 bytes; 3x3 RGB needs 27"),
+        "{err}"
+    );
+
+    // Elements after the Pixel Data are read as before: a window there applies.
+    let bytes = read("MR_small.dcm");
+    let mut windowed = bytes.clone();
+    for (tag, value) in [
+        ([0x28, 0x00, 0x50, 0x10], b"600 "),
+        ([0x28, 0x00, 0x51, 0x10], b"800 "),
+    ] {
+        windowed.extend_from_slice(&tag);
+        windowed.extend_from_slice(b"DS\x04\x00");
+        windowed.extend_from_slice(value);
+    }
+    assert_eq!(
+        same_both_ways("a window after the pixel data", &windowed),
+        dicom::Route::InPlace
+    );
+    assert_ne!(
+        dicom::decode(&windowed).unwrap(),
+        dicom::decode(&bytes).unwrap()
+    );
+}
+
+/// Pixel data shorter than Rows x Columns x BitsAllocated says is refused as before (the
+/// general way's message), in every native encoding, never a panic.
+#[test]
+fn short_native_pixel_data_is_refused_as_before() {
+    for (name, big_endian, header) in [
+        ("MR_small.dcm", false, 12),
+        ("MR_small_bigendian.dcm", true, 12),
+        ("MR_small_implicit.dcm", false, 8),
+    ] {
+        let bytes = read(name);
+        let at = pixel_data_at(&bytes, big_endian);
+        for len in [8190, 4096, 2, 0] {
+            let short = with_pixel_length(&bytes, at, header, big_endian, len);
+            let what = format!("{name} with {len} bytes of pixel data");
+            assert_eq!(same_both_ways(&what, &short), dicom::Route::General);
+            let want = format!("the pixel data holds {len} bytes; 64x64 MONOCHROME2 needs 8192");
+            for err in [
+                dicom::decode(&short).unwrap_err(),
+                dicom::read_stored(&short).unwrap_err(),
+            ] {
+                let err = format!("{err:#}");
+                assert!(err.contains(&want), "{what}: {err}");
+            }
+        }
+        // Longer than needed: the first 8192 bytes are the image, as before.
+        let long = with_pixel_length(&bytes, at, header, big_endian, 8194);
+        assert_eq!(same_both_ways(name, &long), dicom::Route::InPlace);
+        assert_eq!(
+            dicom::decode(&long).unwrap(),
+            dicom::decode(&bytes).unwrap()
+        );
+    }
+}
+
+/// Every one of pydicom's test files reads the same both ways (the image or the error), and
+/// those read in place include big endian, implicit VR, BitsAllocated 8, 16 and 32, signed and
+/// MONOCHROME1 files.
+#[test]
+#[ignore = "needs pydicom's test files in .venv (scripts/setup.sh --ref)"]
+fn pydicom_test_files_read_the_same_in_place() {
+    let (root, files) = pydicom_test_files();
+    let mut in_place = Vec::new();
+    for rel in &files {
+        let bytes = std::fs::read(root.join(rel)).unwrap();
+        if same_both_ways(rel, &bytes) == dicom::Route::InPlace {
+            in_place.push(rel.as_str());
+        }
+    }
+    for want in [
+        "MR_small_bigendian.dcm",
+        "MR_small_implicit.dcm",
+        "ExplVR_BigEnd.dcm",
+        "SC_rgb_small_odd_big_endian.dcm",
+        "rtdose_1frame.dcm",
+        "rtdose_expb_1frame.dcm",
+        "CT_small.dcm",
+        "dicomdirtests/77654033/CR1/6154",
+        "examples_rgb_color.dcm",
+    ] {
+        assert!(
+            in_place.contains(&want),
+            "{want} was not read in place: {in_place:?}"
+        );
+    }
+}
