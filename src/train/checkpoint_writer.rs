@@ -32,9 +32,12 @@ pub struct Timing {
     pub write_seconds: f64,
 }
 
+/// A write in flight: its file, and the thread that returns its result and seconds.
+type Pending = (PathBuf, JoinHandle<(Result<()>, f64)>);
+
 #[derive(Default)]
 pub struct CheckpointWriter {
-    pending: Option<(PathBuf, JoinHandle<(Result<()>, f64)>)>,
+    pending: Option<Pending>,
     timing: Timing,
 }
 
