@@ -52,46 +52,32 @@ impl CheckpointWriter {
         tensors: &[(String, Tensor)],
         state: &impl Serialize,
     ) -> Result<()> {
-        let start = Instant::now();
-        let result = self.start(path, kind, tensors, state);
-        self.timing.training_thread_seconds += start.elapsed().as_secs_f64();
-        result
-    }
-
-    fn start(
-        &mut self,
-        path: &Path,
-        kind: CkptKind,
-        tensors: &[(String, Tensor)],
-        state: &impl Serialize,
-    ) -> Result<()> {
-        self.wait_untimed()?;
-        let state = serde_json::to_string(state)?;
-        let snapshot: Vec<(String, Tensor)> = tch::no_grad(|| {
-            tensors
-                .iter()
-                .map(|(n, t)| (n.clone(), t.detach().copy()))
-                .collect()
+        let (result, seconds) = timed(|| -> Result<()> {
+            self.wait_untimed()?;
+            let state = serde_json::to_string(state)?;
+            let snapshot: Vec<(String, Tensor)> = tch::no_grad(|| {
+                tensors
+                    .iter()
+                    .map(|(n, t)| (n.clone(), t.detach().copy()))
+                    .collect()
+            });
+            let target = path.to_path_buf();
+            let handle = std::thread::Builder::new()
+                .name("medfm-checkpoint".into())
+                .spawn(move || timed(|| checkpoint::save_json(&target, kind, &snapshot, state)))
+                .map_err(|e| anyhow!("cannot start the checkpoint writer thread: {e}"))?;
+            self.pending = Some((path.to_path_buf(), handle));
+            self.timing.saves += 1;
+            Ok(())
         });
-        let target = path.to_path_buf();
-        let handle = std::thread::Builder::new()
-            .name("medfm-checkpoint".into())
-            .spawn(move || {
-                let start = Instant::now();
-                let result = checkpoint::save_json(&target, kind, &snapshot, state);
-                (result, start.elapsed().as_secs_f64())
-            })
-            .map_err(|e| anyhow!("cannot start the checkpoint writer thread: {e}"))?;
-        self.pending = Some((path.to_path_buf(), handle));
-        self.timing.saves += 1;
-        Ok(())
+        self.timing.training_thread_seconds += seconds;
+        result
     }
 
     /// Wait for the write in flight, if any, and return its result.
     pub fn wait(&mut self) -> Result<()> {
-        let start = Instant::now();
-        let result = self.wait_untimed();
-        self.timing.training_thread_seconds += start.elapsed().as_secs_f64();
+        let (result, seconds) = timed(|| self.wait_untimed());
+        self.timing.training_thread_seconds += seconds;
         result
     }
 
@@ -120,6 +106,13 @@ impl CheckpointWriter {
     pub fn busy(&self) -> bool {
         self.pending.is_some()
     }
+}
+
+/// `f`'s result and the seconds it took.
+fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let start = Instant::now();
+    let out = f();
+    (out, start.elapsed().as_secs_f64())
 }
 
 impl Drop for CheckpointWriter {
