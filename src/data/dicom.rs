@@ -1198,13 +1198,8 @@ mod tests {
     /// overflow, vanish or make signed zeros, windows and MONOCHROME1.
     #[test]
     fn gray_table_equals_the_per_pixel_chain() {
-        let mut seed = 0x2545_f491_4f6c_dd1du64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = crate::data::rng::Rng::seeded(&[0x2545_f491_4f6c_dd1d]);
+        let mut next = move || rng.next_u64();
         let rescales = [
             None,
             Some((1.0, 0.0)),
