@@ -124,19 +124,26 @@ pub fn parse_with_sets(text: &str, path: &Path, sets: &[String]) -> Result<Param
     let mut value: serde_json::Value =
         serde_json::from_str(text).map_err(|e| crate::util::json_syntax_error(path, &e))?;
     let mut parsed = Vec::with_capacity(sets.len());
+    let mut echoes = Vec::with_capacity(sets.len());
     for set in sets {
         let (key, val) = parse_set(set)?;
         apply_set(&mut value, &key, val).with_context(|| format!("--set {set}"))?;
-        crate::messages::info(format_args!("Set {key} to: {}", value_at(&value, &key)));
+        // Echoed once the file with its overrides has been read, so that a refused override
+        // is not first announced as set.
+        echoes.push(format!("Set {key} to: {}", value_at(&value, &key)));
         parsed.push((key, set));
     }
-    from_value_at(value).map_err(|(at, msg)| {
+    let params = from_value_at(value).map_err(|(at, msg)| {
         // The last `--set` of a key is the one in effect.
         match parsed.iter().rev().find(|(key, _)| covers(key, &at)) {
             Some((_, set)) => anyhow::anyhow!("--set {set}: {msg}{}", set_value_hint(set)),
             None => anyhow::anyhow!("{}: {msg}", path.display()),
         }
-    })
+    })?;
+    for echo in echoes {
+        crate::messages::info(format_args!("{echo}"));
+    }
+    Ok(params)
 }
 
 /// Why a `--set` value that looks like a number is a string: JSON has no NaN or infinity and

@@ -290,9 +290,11 @@ fn set_with_unknown_key_is_rejected_before_anything_is_written() {
             "training_params.epoch=1",
         ],
     );
-    let (_, err) = text(&o);
+    let (out, err) = text(&o);
     assert!(!o.status.success());
     assert!(err.contains("did you mean \"epochs\""), "{err}");
+    // A refused override is not announced as set.
+    assert!(!out.contains("Set training_params.epoch"), "{out}");
     assert!(!save.exists());
     // A key that is no typo of any gets no suggestion (it was "use_mixed_precision").
     let o = medfm(
