@@ -871,6 +871,12 @@ pub struct TrainingParams {
     /// medfm: cache frozen-trunk features (val/test always, train when deterministic).
     #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub feature_cache: bool,
+    /// medfm: with random train transforms and a frozen trunk (or frozen first blocks), the
+    /// number of augmented views of each train image: epoch e sees the augmentation of epoch
+    /// `(e - 1) % n + 1`, so the feature cache holds n views and the trunk runs on the train
+    /// split in the first n epochs only. Absent = every epoch draws its own augmentation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_cache_views: Option<u64>,
     /// medfm: weights of the loss per class: `"balanced"` (sklearn's `compute_class_weight`
     /// on the train split; multi-label: `pos_weight` = negatives / positives per label) or a
     /// list, one per class or label.

@@ -132,6 +132,7 @@ pub fn problems(p: &Params, datasets: &dyn DatasetCatalog) -> Vec<Problem> {
         );
     }
     training(&mut e, &p.training_params);
+    feature_cache_views(&mut e, p);
     transformations(&mut e, &p.transformations);
     system(&mut e, &p.system_params);
     let g = &p.lr_finder.grid_search_params;
@@ -799,6 +800,43 @@ fn training(e: &mut Problems, t: &TrainingParams) {
             t.bootstrap
         )
     });
+}
+
+/// `training_params.feature_cache_views`: a count, and a run whose train features can be
+/// cached (a frozen trunk or frozen first blocks, the cache on, no pixel mixing); elsewhere the
+/// key would change the augmentations and save nothing.
+fn feature_cache_views(e: &mut Problems, p: &Params) {
+    let Some(n) = p.training_params.feature_cache_views else {
+        return;
+    };
+    let at = "training_params.feature_cache_views";
+    const MAX_VIEWS: u64 = 10_000;
+    e.check((1..=MAX_VIEWS).contains(&n), at, || {
+        format!(
+            "must be an integer from 1 to {MAX_VIEWS} (augmented views per train image), got {n}"
+        )
+    });
+    let f = &p.foundation_params;
+    let why_not = if !p.training_params.feature_cache {
+        Some("training_params.feature_cache is false".to_string())
+    } else if !f.freeze_backbone || f.partial.unfreeze_cutoff == 0 {
+        Some(
+            "the trunk trains (cached views need foundation_params.freeze_backbone true, with \
+             partial.unfreeze_cutoff -1 or a block k > 0)"
+                .to_string(),
+        )
+    } else if f.lora.is_some() {
+        Some("foundation_params.lora trains adapters inside every block".to_string())
+    } else if !p.transformations.is_off() {
+        Some("transformations (mixup/cutmix) mix the images of each batch anew".to_string())
+    } else {
+        None
+    };
+    if let Some(why) = why_not {
+        e.check(false, at, || {
+            format!("needs train features that can be cached, but {why}; remove the key")
+        });
+    }
 }
 
 /// `transformations`: timm's `Mixup` arguments, each in its range, and at least one method on.

@@ -4,7 +4,9 @@
 //! Like torch's DataLoader, each worker builds whole batches and at most
 //! `prefetch_factor * num_workers` batches are in flight; `num_workers = 0` builds them on the
 //! caller's thread. Shuffling is a function of (seed, epoch) and each image's augmentation of
-//! (seed, epoch, item position), so the batches do not depend on the number of workers.
+//! (seed, epoch, item position), so the batches do not depend on the number of workers. With an
+//! augment cycle of n (`training_params.feature_cache_views`) epoch e draws the augmentations
+//! of epoch `(e - 1) % n + 1`, in its own order.
 
 use super::cache::{CacheConfig, ResizeCache};
 use super::image;
@@ -189,6 +191,8 @@ pub struct Loader {
     /// `balanced_sampler`: the cumulative sampling weights of the items (inverse class
     /// frequency); each epoch draws `len` items with replacement.
     sampler: Option<Vec<f64>>,
+    /// `feature_cache_views` n: epoch e draws the augmentations of epoch `(e - 1) % n + 1`.
+    augment_cycle: Option<u64>,
 }
 
 /// The random stream of the balanced sampler's draws.
@@ -260,7 +264,24 @@ impl Loader {
             workers: loader.num_workers.max(0) as usize,
             prefetch: loader.prefetch_factor.unwrap_or(2).max(1) as usize,
             pin: None,
+            augment_cycle: None,
         })
+    }
+
+    /// `training_params.feature_cache_views`: the augmentations repeat every `n` epochs
+    /// (the shuffle order does not), so that a cache of `n` views serves every epoch.
+    pub fn with_augment_cycle(mut self, n: Option<u64>) -> Loader {
+        self.augment_cycle = n.filter(|&n| n > 0);
+        self
+    }
+
+    /// The epoch whose augmentations `epoch` draws: itself, or with an augment cycle of n,
+    /// the epoch among the first n that it repeats (epochs count from 1).
+    pub fn augment_epoch(&self, epoch: u64) -> u64 {
+        match self.augment_cycle {
+            Some(n) if epoch > 0 => (epoch - 1) % n + 1,
+            _ => epoch,
+        }
     }
 
     /// `pin_memory`: batches are built in pinned memory for `device` (when it is a CUDA
@@ -324,7 +345,17 @@ impl Loader {
     /// The batches of `epoch` (shuffle order and augmentations are a function of the seed and
     /// the epoch, so a resumed run sees the same data).
     pub fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
-        let batches = self.batch_indices(epoch);
+        self.load(self.batch_indices(epoch), epoch)
+    }
+
+    /// The batches `plan` lists (item positions), in that order, with the augmentations of
+    /// `epoch` (see [`Loader::augment_epoch`]): what `epoch` gives for a plan of its batches.
+    pub fn load(
+        &self,
+        batches: Vec<Vec<usize>>,
+        epoch: u64,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        let epoch = self.augment_epoch(epoch);
         if self.workers == 0 {
             let (items, source, pin) = (self.items.clone(), self.source.clone(), self.pin);
             return Box::new(

@@ -81,10 +81,9 @@ pub(super) fn run_pass(
 ) -> Result<EvalOut> {
     let Exec { loss, device, amp } = exec;
     let task = loss.task;
-    let batches = if cache.as_ref().is_some_and(|c| c.is_complete()) {
-        super::model::label_batches(src, epoch_key, task)
-    } else {
-        src.epoch(epoch_key)
+    let batches = match cache.as_deref() {
+        Some(c) => super::model::planned_batches(src, epoch_key, task, &|b| c.has_all(b)),
+        None => src.epoch(epoch_key),
     };
     let (mut logits, mut labels, mut indices, mut losses, mut embs) =
         (vec![], vec![], vec![], vec![], vec![]);

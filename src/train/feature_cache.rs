@@ -7,6 +7,10 @@
 //! holds the activations entering block k instead (in the `pooled` slot; see
 //! `step::prefix_features` and `Backbone::forward_to_block`): blocks 0..k are frozen, so their
 //! output is a fixed function of the image, like a frozen trunk's features.
+//!
+//! With `training_params.feature_cache_views` = n, the train split's augmentations repeat
+//! every n epochs (`data::Loader::augment_epoch`), and its cache holds n views of each image,
+//! one per epoch of the cycle: from epoch n + 1 on, the train split is read from the cache.
 
 use crate::models::Features;
 use tch::{Device, Kind, Tensor};
@@ -28,8 +32,14 @@ pub struct FeatureCache {
     device: Device,
     pooled: Option<Tensor>,
     tokens: Option<Tensor>,
+    /// Per slot (`view * n_items + item`).
     have: Vec<bool>,
-    filled: usize,
+    /// Items cached, per view.
+    filled: Vec<usize>,
+    /// `feature_cache_views`: the train split's augmented views (1 otherwise); `get` and
+    /// `put` address the view `set_view` chose.
+    views: usize,
+    view: usize,
     /// Set when the first batch showed the cache would not fit the budget.
     disabled: bool,
     budget: u64,
@@ -37,21 +47,60 @@ pub struct FeatureCache {
 
 impl FeatureCache {
     pub fn new(n_items: usize, with_tokens: bool, device: Device, budget: u64) -> FeatureCache {
+        Self::with_views(n_items, 1, with_tokens, device, budget)
+    }
+
+    /// A cache of `views` augmented views of each item (`training_params.feature_cache_views`).
+    pub fn with_views(
+        n_items: usize,
+        views: usize,
+        with_tokens: bool,
+        device: Device,
+        budget: u64,
+    ) -> FeatureCache {
+        let views = views.max(1);
         FeatureCache {
             n_items,
             with_tokens,
             device,
             pooled: None,
             tokens: None,
-            have: vec![false; n_items],
-            filled: 0,
+            have: vec![false; n_items * views],
+            filled: vec![0; views],
+            views,
+            view: 0,
             disabled: false,
             budget,
         }
     }
 
+    /// The view that `get` and `put` address from now on (`view % views`).
+    pub fn set_view(&mut self, view: usize) {
+        self.view = view % self.views;
+    }
+
+    /// The view `get` and `put` address (0-based).
+    pub fn view(&self) -> usize {
+        self.view
+    }
+
+    /// How many views of each item the cache holds.
+    pub fn views(&self) -> usize {
+        self.views
+    }
+
+    /// Every item of the current view is cached.
     pub fn is_complete(&self) -> bool {
-        self.filled == self.n_items
+        !self.disabled && self.filled[self.view] == self.n_items
+    }
+
+    /// Every item of `indices` is cached in the current view.
+    pub fn has_all(&self, indices: &[usize]) -> bool {
+        !self.disabled && !indices.is_empty() && indices.iter().all(|&i| self.have[self.slot(i)])
+    }
+
+    fn slot(&self, item: usize) -> usize {
+        self.view * self.n_items + item
     }
 
     pub fn is_disabled(&self) -> bool {
@@ -60,10 +109,10 @@ impl FeatureCache {
 
     /// The cached features of `indices`, if all of them are cached.
     pub fn get(&self, indices: &[usize]) -> Option<Features> {
-        if self.disabled || indices.is_empty() || !indices.iter().all(|&i| self.have[i]) {
+        if !self.has_all(indices) {
             return None;
         }
-        let idx = index_tensor(indices, self.device);
+        let idx = self.slots(indices);
         let pooled = self.pooled.as_ref()?.index_select(0, &idx);
         let tokens = match &self.tokens {
             Some(t) => t.index_select(0, &idx),
@@ -84,11 +133,16 @@ impl FeatureCache {
             if self.with_tokens {
                 bytes += per_item(&f.tokens);
             }
-            if bytes * self.n_items as u64 > self.budget {
+            let slots = (self.n_items * self.views) as u64;
+            if bytes * slots > self.budget {
+                let views = match self.views {
+                    1 => String::new(),
+                    n => format!(" x {n} views"),
+                };
                 crate::messages::notice(format_args!(
-                    "the frozen-trunk feature cache would need {:.1} GiB for {} images (budget {:.1} GiB, \
+                    "the frozen-trunk feature cache would need {:.1} GiB for {} images{views} (budget {:.1} GiB, \
                      MEDFM_FEATURE_CACHE_GB); computing features every time instead",
-                    (bytes * self.n_items as u64) as f64 / (1u64 << 30) as f64,
+                    (bytes * slots) as f64 / (1u64 << 30) as f64,
                     self.n_items,
                     self.budget as f64 / (1u64 << 30) as f64
                 ));
@@ -97,7 +151,7 @@ impl FeatureCache {
             }
             let alloc = |t: &Tensor| {
                 let mut shape = t.size();
-                shape[0] = self.n_items as i64;
+                shape[0] = slots as i64;
                 Tensor::zeros(shape.as_slice(), (Kind::Float, self.device))
             };
             self.pooled = Some(alloc(&f.pooled));
@@ -105,7 +159,7 @@ impl FeatureCache {
                 self.tokens = Some(alloc(&f.tokens));
             }
         }
-        let idx = index_tensor(indices, self.device);
+        let idx = self.slots(indices);
         tch::no_grad(|| {
             if let Some(p) = &mut self.pooled {
                 let _ = p.index_copy_(
@@ -129,12 +183,19 @@ impl FeatureCache {
             }
         });
         for &i in indices {
-            if !self.have[i] {
-                self.have[i] = true;
-                self.filled += 1;
+            let slot = self.slot(i);
+            if !self.have[slot] {
+                self.have[slot] = true;
+                self.filled[self.view] += 1;
             }
         }
         true
+    }
+
+    /// The rows of `indices` in the current view, on the cache's device.
+    fn slots(&self, indices: &[usize]) -> Tensor {
+        let rows: Vec<usize> = indices.iter().map(|&i| self.slot(i)).collect();
+        index_tensor(&rows, self.device)
     }
 }
 
@@ -169,6 +230,37 @@ mod tests {
         assert!(!c.is_complete());
         c.put(&[1, 3], &feats(&[10.0, 30.0]));
         assert!(c.is_complete());
+    }
+
+    #[test]
+    fn each_view_holds_its_own_features() {
+        let mut c = FeatureCache::with_views(2, 3, false, Device::Cpu, 1 << 20);
+        c.set_view(1);
+        assert!(c.put(&[0, 1], &feats(&[10.0, 11.0])));
+        assert!(c.is_complete() && c.has_all(&[1]));
+        c.set_view(2);
+        assert!(!c.is_complete() && c.get(&[0]).is_none());
+        c.put(&[1], &feats(&[21.0]));
+        assert!(c.has_all(&[1]) && !c.has_all(&[0, 1]));
+        // View 4 is view 1 again.
+        c.set_view(4);
+        let f = c.get(&[1, 0]).unwrap();
+        assert_eq!(
+            Vec::<f32>::try_from(f.pooled.view([-1])).unwrap(),
+            [11.0, 10.0]
+        );
+        c.set_view(2);
+        let f = c.get(&[1]).unwrap();
+        assert_eq!(Vec::<f32>::try_from(f.pooled.view([-1])).unwrap(), [21.0]);
+    }
+
+    #[test]
+    fn the_budget_counts_every_view() {
+        // One float per item: 4 items x 3 views = 48 bytes.
+        let mut c = FeatureCache::with_views(4, 3, false, Device::Cpu, 47);
+        assert!(!c.put(&[0], &feats(&[1.0])));
+        let mut c = FeatureCache::with_views(4, 3, false, Device::Cpu, 48);
+        assert!(c.put(&[0], &feats(&[1.0])));
     }
 
     #[test]

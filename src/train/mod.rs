@@ -80,8 +80,9 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
     } else {
         None
     };
-    let train =
-        loader(splits.train, &d.train_transforms, &dl.trainloader).context("train loader")?;
+    let train = loader(splits.train, &d.train_transforms, &dl.trainloader)
+        .context("train loader")?
+        .with_augment_cycle(params.training_params.feature_cache_views);
     let test =
         loader(splits.test.clone(), &d.test_transforms, &dl.testloader).context("test loader")?;
     let mut val = loader(splits.val, &d.val_transforms, &dl.valloader).context("val loader")?;
@@ -97,6 +98,17 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
         test: Box::new(test),
         bank,
     })
+}
+
+/// For the feature cache's debug line: the train split's augmented views, when kept.
+fn views_note(params: &Params) -> String {
+    match params.training_params.feature_cache_views {
+        Some(n) => format!(
+            " (train: {n} augmented view(s) each, epoch e replaying the augmentations of epoch \
+             (e - 1) % {n} + 1)"
+        ),
+        None => String::new(),
+    }
 }
 
 /// Each split's transform output size, where the transforms fix one, against what the trunk
@@ -238,11 +250,14 @@ pub fn run(
             model.inner.trunk_frozen(),
             model.inner.frozen_prefix()
         ) {
-            (true, true, _) =>
-                "on (frozen trunk: features computed once per image and kept)".into(),
+            (true, true, _) => format!(
+                "on (frozen trunk: features computed once per image{} and kept)",
+                views_note(params)
+            ),
             (true, false, Some(k)) => format!(
                 "on (blocks before {k} frozen: the activations entering block {k} are computed \
-                 once per image and kept)"
+                 once per image{} and kept)",
+                views_note(params)
             ),
             (true, false, None) => "off (the trunk trains, so its features change)".into(),
             (false, _, _) => "off (training_params.feature_cache is false)".into(),

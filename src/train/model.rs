@@ -122,6 +122,18 @@ pub trait BatchSource {
         let _ = epoch;
         None
     }
+    /// The batches of `plan` (some of `plan(epoch)`'s), in order, with `epoch`'s
+    /// augmentations. A source whose `plan` gives batches must load them.
+    fn load(
+        &self,
+        plan: Vec<Vec<usize>>,
+        epoch: u64,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        let _ = (plan, epoch);
+        Box::new(std::iter::once(Err(anyhow::anyhow!(
+            "internal: this batch source plans no batches, so it cannot load planned ones"
+        ))))
+    }
 }
 
 impl BatchSource for Loader {
@@ -140,26 +152,58 @@ impl BatchSource for Loader {
     fn plan(&self, epoch: u64) -> Option<Vec<Vec<usize>>> {
         Some(self.batch_indices(epoch))
     }
+    fn load(
+        &self,
+        plan: Vec<Vec<usize>>,
+        epoch: u64,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Loader::load(self, plan, epoch)
+    }
 }
 
-/// The batches of `epoch` as the source plans them, labels only (no images): for splits
-/// whose trunk features are all cached. Falls back to loading when the source has no plan.
-pub fn label_batches<'a>(
+/// The batches of `epoch` as the source plans them: a batch whose items all have `cached`
+/// features comes with its labels only (no image is read for it), the others are loaded (on
+/// the loader's workers, in order). Sources without a plan load every batch.
+pub fn planned_batches<'a>(
     src: &'a dyn BatchSource,
     epoch: u64,
     task: Task,
+    cached: &dyn Fn(&[usize]) -> bool,
 ) -> Box<dyn Iterator<Item = Result<Batch>> + 'a> {
-    match src.plan(epoch) {
-        Some(plan) => Box::new(plan.into_iter().map(move |indices| {
+    let Some(plan) = src.plan(epoch) else {
+        return src.epoch(epoch);
+    };
+    let hits: Vec<bool> = plan.iter().map(|b| cached(b)).collect();
+    if !hits.contains(&true) {
+        return src.epoch(epoch);
+    }
+    let missing: Vec<Vec<usize>> = plan
+        .iter()
+        .zip(&hits)
+        .filter(|(_, &hit)| !hit)
+        .map(|(b, _)| b.clone())
+        .collect();
+    let mut loaded = if missing.is_empty() {
+        Box::new(std::iter::empty())
+    } else {
+        src.load(missing, epoch)
+    };
+    Box::new(plan.into_iter().zip(hits).map(move |(indices, hit)| {
+        if hit {
             Ok(Batch {
                 images: Tensor::new(),
                 labels: labels_of(src.items(), &indices, task),
                 indices,
                 views: vec![],
             })
-        })),
-        None => src.epoch(epoch),
-    }
+        } else {
+            loaded.next().unwrap_or_else(|| {
+                Err(anyhow::anyhow!(
+                    "internal: the loader gave fewer batches than planned"
+                ))
+            })
+        }
+    }))
 }
 
 /// The labels of `indices` as a batch tensor: int64 [B] or float32 [B, C], as the loader

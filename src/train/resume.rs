@@ -190,6 +190,8 @@ pub const RULES: &[(&str, Kind)] = &[
     ("training_params.restore_only_model", Free),
     ("training_params.use_tensorboard", Free),
     ("training_params.feature_cache", Free),
+    // Which augmentations the coming epochs see.
+    ("training_params.feature_cache_views", Recorded),
     ("training_params.bootstrap", Free),
     ("training_params.early_stopping", Free),
     ("system_params", Free),

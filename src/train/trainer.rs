@@ -12,7 +12,7 @@ use super::feature_cache::{self, FeatureCache};
 use super::knn::FeatureBank;
 use super::lr_finder::plot as plot_grid;
 use super::lr_finder::{lr_points, GridPoint};
-use super::model::{label_batches, BatchSource, TrainModel};
+use super::model::{planned_batches, BatchSource, TrainModel};
 use super::optim::{clip_grad_norm, Hyper, OptimConfig, Optimizer, ParamState};
 use super::outputs::Outputs;
 use super::progress::{IterStats, Progress};
@@ -287,25 +287,31 @@ impl Trainer {
         let with_tokens = model.head_reads_tokens() && !prefix;
         let budget = feature_cache::budget_bytes();
         let mut caches = vec![];
-        let mut add = |split, src: &dyn BatchSource| {
+        let mut add = |split, src: &dyn BatchSource, views: usize| {
+            let n = src.items().len();
             caches.push((
                 split,
-                FeatureCache::new(src.items().len(), with_tokens, device, budget),
+                FeatureCache::with_views(n, views, with_tokens, device, budget),
             ));
         };
         // Mixup mixes the images of each batch anew: no train features to keep.
         let mixup = !params.transformations.is_off();
+        // `feature_cache_views`: the random train transforms repeat their augmentations every
+        // n epochs (the train loader's augment cycle), so n views of each image are kept.
+        let views = params.training_params.feature_cache_views;
         if s.train.is_deterministic() && !mixup {
-            add(Split::Train, s.train.as_ref());
+            add(Split::Train, s.train.as_ref(), 1);
+        } else if let (Some(n), false) = (views, mixup) {
+            add(Split::Train, s.train.as_ref(), n as usize);
         }
-        add(Split::Val, s.val.as_ref());
-        add(Split::Test, s.test.as_ref());
+        add(Split::Val, s.val.as_ref(), 1);
+        add(Split::Test, s.test.as_ref(), 1);
         // The kNN bank reads the train items with the val transforms: when those are the
         // train transforms and deterministic, its features are the train cache's.
         let d = &params.dataset_params;
         let shared = s.train.is_deterministic() && d.train_transforms == d.val_transforms;
         if let (Some(b), false) = (&s.bank, shared) {
-            add(Split::Bank, b.as_ref());
+            add(Split::Bank, b.as_ref(), 1);
         }
         caches
     }
@@ -458,12 +464,17 @@ impl Trainer {
                 p.start_epoch(epoch, skip);
             }
             let sources = self.sources.clone();
-            let cached =
-                Self::cache_mut(&mut self.caches, Split::Train).is_some_and(|c| c.is_complete());
-            let mut batches = if cached {
-                label_batches(sources.train.as_ref(), epoch, self.info.task)
-            } else {
-                sources.train.epoch(epoch)
+            let mut batches = match Self::cache_mut(&mut self.caches, Split::Train) {
+                Some(cache) => {
+                    // The view of this epoch's augmentations (`feature_cache_views`; the one
+                    // view of deterministic transforms otherwise).
+                    cache.set_view(epoch.saturating_sub(1) as usize);
+                    let cache = &*cache;
+                    planned_batches(sources.train.as_ref(), epoch, self.info.task, &|b| {
+                        cache.has_all(b)
+                    })
+                }
+                None => sources.train.epoch(epoch),
             };
             for _ in 0..skip {
                 // Resume mid-epoch: the epoch's batches are a function of (seed, epoch), so
@@ -471,8 +482,11 @@ impl Trainer {
                 batches.next().transpose()?;
             }
             let mut in_epoch = skip;
+            // Batches that came without images: their features were all in the cache.
+            let mut from_cache = 0;
             while let Some(batch) = batches.next().transpose()? {
                 in_epoch += 1;
+                from_cache += usize::from(!batch.images.defined());
                 self.state.iters += 1;
                 let (loss, n) = self.global_step(&batch)?;
                 if let Some(p) = &mut self.progress {
@@ -493,6 +507,15 @@ impl Trainer {
                 }
             }
             drop(batches);
+            if let Some(c) = Self::cache_mut(&mut self.caches, Split::Train) {
+                crate::messages::debug(format_args!(
+                    "epoch {epoch}: {from_cache} of {} train batches read from the feature cache \
+                     (view {} of {})",
+                    in_epoch - skip,
+                    c.view() + 1,
+                    c.views()
+                ));
+            }
             if self.early.stopped.is_some() {
                 break;
             }

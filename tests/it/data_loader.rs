@@ -82,6 +82,63 @@ fn batches_are_reproducible_whatever_the_worker_count() {
     );
 }
 
+/// `feature_cache_views` n (the augment cycle): epoch e gives each image the augmentation of
+/// epoch `(e - 1) % n + 1` in epoch e's own order; `load` gives the planned batches of any
+/// subset, as `epoch` would give them.
+#[test]
+fn an_augment_cycle_replays_the_first_epochs_augmentations_in_new_orders() {
+    let (_dir, p, s) = setup(DatasetName::new("APTOS2019"), 24);
+    let t = &p.dataset_params.train_transforms; // random: RRC, flips, ColorJitter
+    let make = |workers, cycle| {
+        Loader::new(
+            s.train.clone(),
+            t,
+            &loader_params(5, workers, true, false),
+            &s.info,
+            11,
+            None,
+        )
+        .unwrap()
+        .with_augment_cycle(cycle)
+    };
+    // Each item's image in an epoch, by item position.
+    let by_item = |batches: &[Batch]| {
+        let mut out = std::collections::BTreeMap::new();
+        for b in batches {
+            for (k, &i) in b.indices.iter().enumerate() {
+                out.insert(i, b.images.get(k as i64));
+            }
+        }
+        out
+    };
+    let plain = make(0, None);
+    let cycled = make(2, Some(2));
+    for (epoch, replays) in [(1, 1), (2, 2), (3, 1), (4, 2), (7, 1)] {
+        let got = collect(&cycled, epoch);
+        let order = |b: &[Batch]| b.iter().map(|b| b.indices.clone()).collect::<Vec<_>>();
+        assert_eq!(order(&got), order(&collect(&plain, epoch)), "epoch {epoch}");
+        let want = by_item(&collect(&plain, replays));
+        let got = by_item(&got);
+        assert_eq!(got.len(), want.len());
+        for (i, img) in &got {
+            assert!(img.equal(&want[i]), "epoch {epoch}, item {i}");
+        }
+    }
+    assert!(
+        !by_item(&collect(&plain, 3))[&0].equal(&by_item(&collect(&plain, 1))[&0]),
+        "without the cycle, epoch 3 draws its own augmentations"
+    );
+    // Some of epoch 5's batches, loaded on their own, are the same batches.
+    let all = collect(&cycled, 5);
+    let some: Vec<Vec<usize>> = vec![all[2].indices.clone(), all[0].indices.clone()];
+    let loaded: Vec<Batch> = cycled.load(some, 5).map(|b| b.unwrap()).collect();
+    assert_eq!(loaded.len(), 2);
+    for (got, want) in loaded.iter().zip([&all[2], &all[0]]) {
+        assert!(got.indices == want.indices && got.images.equal(&want.images));
+        assert!(got.labels.equal(&want.labels));
+    }
+}
+
 #[test]
 fn shuffle_and_drop_last() {
     let (_dir, p, s) = setup(DatasetName::new("DDSM"), 20);

@@ -255,6 +255,7 @@ fn full_params() -> Params {
             save_dir: "run".into(),
             seed: 7,
             feature_cache: false,
+            feature_cache_views: Some(3),
             class_weights: Some(ClassWeights::Named("balanced".into())),
             bootstrap: 500,
             ema: Some(EmaParams {

@@ -12,7 +12,7 @@ use medfm::config::{AllowTf32, AmpDtype, HeadType};
 use medfm::data::{Batch, DatasetInfo, Item};
 use medfm::models::classifier::{Classifier, ClassifierSpec};
 use medfm::train::{BatchSource, ClassifierModel, Sources, Trainer};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
@@ -306,8 +306,16 @@ impl BatchSource for Tiled {
         self.inner.plan(epoch)
     }
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = anyhow::Result<Batch>> + '_> {
+        let plan = self.plan(epoch).unwrap_or_default();
+        self.load(plan, epoch)
+    }
+    fn load(
+        &self,
+        plan: Vec<Vec<usize>>,
+        epoch: u64,
+    ) -> Box<dyn Iterator<Item = anyhow::Result<Batch>> + '_> {
         let reps = self.side / tiny::HW;
-        Box::new(self.inner.epoch(epoch).map(move |b| {
+        Box::new(self.inner.load(plan, epoch).map(move |b| {
             b.map(|b| Batch {
                 images: b.images.repeat([1, 3, reps, reps]),
                 ..b
@@ -400,5 +408,177 @@ fn the_frozen_prefix_cache_does_not_change_results_in_any_family() {
         );
         assert_metrics_close(&runs[0].0, &runs[1].0);
         assert_losses_close(&runs[0].1, &runs[1].1);
+    }
+}
+
+/// A frozen DINOv2 (or its first 10 blocks frozen) with a random train transform
+/// (`HorizontalFlip`), `feature_cache_views` = `views`, 4 epochs; `drop_last` as given.
+fn views_params(root: &Path, views: Option<u64>, prefix: bool, drop_last: bool) -> PathBuf {
+    synth_data(root, "DDSM", 48);
+    tiny_params(root, "DDSM", |v| {
+        v["dataset_params"]["train_transforms"]["HorizontalFlip"] =
+            serde_json::json!({"apply": true, "p": 0.5});
+        v["foundation_params"]["freeze_backbone"] = true.into();
+        if prefix {
+            v["foundation_params"]["partial"]["unfreeze_cutoff"] = 10.into();
+        }
+        if let Some(n) = views {
+            v["training_params"]["feature_cache_views"] = n.into();
+        }
+        v["dataloader_params"]["trainloader"]["drop_last"] = drop_last.into();
+        v["training_params"]["epochs"] = 4.into();
+        v["training_params"]["knn_eval"] = false.into();
+    })
+}
+
+/// What [`views_run`] reads of a run: per epoch (E, K, N) from the debug line "epoch E: K of N
+/// train batches read from the feature cache", the metrics and the per-epoch losses.
+type ViewsRun = (Vec<(u64, u64, u64)>, Vec<(String, f64)>, Vec<f64>);
+
+/// A run of `params` with `--debug` (and `env`).
+fn views_run(root: &Path, params: &Path, env: &[(&str, &str)]) -> ViewsRun {
+    let out = common::command(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .arg("--debug")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    let epochs = stderr
+        .lines()
+        .filter_map(|l| {
+            let l = l.split_once("epoch ")?.1;
+            let (e, rest) = l.split_once(": ")?;
+            let (k, rest) = rest.split_once(" of ")?;
+            let (n, _) = rest.split_once(" train batches read from the feature cache")?;
+            Some((e.parse().ok()?, k.parse().ok()?, n.parse().ok()?))
+        })
+        .collect();
+    (epochs, metrics_of(root), history_losses(&root.join("run")))
+}
+
+/// `training_params.feature_cache_views` = 2 over 4 epochs: epochs 3 and 4 replay the
+/// augmentations of epochs 1 and 2, so the train split comes from the cache (every batch with
+/// `drop_last` false; with it, all but the batches holding an item that epoch 1 or 2 dropped),
+/// for a frozen trunk and for frozen first blocks. The results equal those of the same run with
+/// the cache over its budget (every image through the trunk every epoch, the same
+/// augmentations), to the float tolerances of the frozen-prefix cache's test above; and the
+/// first 2 epochs equal those of a run without the key.
+#[test]
+fn cached_augmented_views_replay_the_first_epochs() {
+    for (prefix, drop_last) in [(false, false), (true, true)] {
+        let what = format!("prefix {prefix}, drop_last {drop_last}");
+        let cached = tempfile::tempdir().unwrap();
+        let params = views_params(cached.path(), Some(2), prefix, drop_last);
+        let (epochs, metrics, losses) = views_run(cached.path(), &params, &[]);
+        assert_eq!(epochs.len(), 4, "{what}: {epochs:?}");
+        for &(e, k, n) in &epochs {
+            assert!(n >= 3, "{what}: {epochs:?}");
+            match (e, drop_last) {
+                (1 | 2, _) => assert_eq!(k, 0, "{what}: {epochs:?}"),
+                (_, false) => assert_eq!(k, n, "{what}: {epochs:?}"),
+                // At most one item per epoch is dropped, so at most 2 batches need it.
+                (_, true) => assert!(k + 2 >= n && k >= 1, "{what}: {epochs:?}"),
+            }
+        }
+
+        let uncached = tempfile::tempdir().unwrap();
+        let params = views_params(uncached.path(), Some(2), prefix, drop_last);
+        let (epochs, m, l) =
+            views_run(uncached.path(), &params, &[("MEDFM_FEATURE_CACHE_GB", "0")]);
+        assert!(epochs.iter().all(|&(_, k, _)| k == 0), "{what}: {epochs:?}");
+        assert_metrics_close(&metrics, &m);
+        assert_losses_close(&losses, &l);
+
+        let plain = tempfile::tempdir().unwrap();
+        let params = views_params(plain.path(), None, prefix, drop_last);
+        let (_, _, l) = views_run(plain.path(), &params, &[]);
+        assert_losses_close(&losses[..2], &l[..2]);
+    }
+}
+
+/// A run killed in the middle of epoch 2 with `feature_cache_views` = 1 resumes with an empty
+/// cache: the rest of epoch 2 and the batches of epochs 3-4 that hold items the resumed run
+/// has not cached yet are read and computed again, with the augmentations of epoch 1. It ends
+/// where the uninterrupted run ends, to the float tolerances above (cached rows come from
+/// other batches than in the uninterrupted run).
+#[test]
+fn a_run_with_cached_views_resumes_to_the_same_results() {
+    let edit = |v: &mut serde_json::Value| {
+        v["dataset_params"]["train_transforms"]["HorizontalFlip"] =
+            serde_json::json!({"apply": true, "p": 0.5});
+        v["foundation_params"]["freeze_backbone"] = true.into();
+        v["training_params"]["feature_cache_views"] = 1.into();
+        v["training_params"]["epochs"] = 3.into();
+        v["training_params"]["val_every"] = 0.34.into();
+        v["training_params"]["knn_eval"] = false.into();
+    };
+    let full = tempfile::tempdir().unwrap();
+    synth_data(full.path(), "DDSM", 80);
+    let params = tiny_params(full.path(), "DDSM", edit);
+    let (_, metrics, losses) = views_run(full.path(), &params, &[]);
+
+    let killed = tempfile::tempdir().unwrap();
+    synth_data(killed.path(), "DDSM", 80);
+    let params = tiny_params(killed.path(), "DDSM", edit);
+    crate::common::e2e::kill_in_epoch_two(killed.path(), &params);
+    let out = common::command(BIN)
+        .arg("--params_path")
+        .arg(&params)
+        .args(["--set", "training_params.restore_session=true"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_metrics_close(&metrics, &metrics_of(killed.path()));
+    assert_losses_close(&losses, &history_losses(&killed.path().join("run")));
+}
+
+/// The key is refused where it could only change the augmentations: a trunk that trains,
+/// LoRA, pixel mixing, the cache off; and 0 views.
+#[test]
+fn feature_cache_views_needs_cacheable_train_features() {
+    type Edit = fn(&mut serde_json::Value);
+    let cases: [(&str, Edit); 5] = [
+        ("the trunk trains", |v| {
+            v["foundation_params"]["freeze_backbone"] = false.into();
+        }),
+        ("lora", |v| {
+            v["foundation_params"]["lora"] = serde_json::json!({"rank": 2});
+        }),
+        ("mixup", |v| {
+            v["transformations"] = serde_json::json!({"mixup": {"alpha": 0.8}});
+        }),
+        ("feature_cache is false", |v| {
+            v["training_params"]["feature_cache"] = false.into();
+        }),
+        ("from 1 to 10000", |v| {
+            v["training_params"]["feature_cache_views"] = 0.into();
+        }),
+    ];
+    for (want, edit) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let params = tiny_params(dir.path(), "DDSM", |v| {
+            v["foundation_params"]["freeze_backbone"] = true.into();
+            v["training_params"]["feature_cache_views"] = 3.into();
+            edit(v);
+        });
+        let out = common::command(BIN)
+            .arg("--params_path")
+            .arg(&params)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{want}: {stderr}");
+        assert!(
+            stderr.contains("training_params.feature_cache_views") && stderr.contains(want),
+            "{want}: {stderr}"
+        );
+        assert!(!dir.path().join("run").exists(), "{want}");
     }
 }

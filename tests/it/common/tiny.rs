@@ -252,16 +252,20 @@ impl BatchSource for Mem {
         )
     }
     fn epoch(&self, epoch: u64) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
-        let order = self.order(epoch);
-        let n_batches = self.len();
-        Box::new((0..n_batches).map(move |b| {
+        let plan = self.plan(epoch).unwrap_or_default();
+        self.load(plan, epoch)
+    }
+    fn load(
+        &self,
+        plan: Vec<Vec<usize>>,
+        _epoch: u64,
+    ) -> Box<dyn Iterator<Item = Result<Batch>> + '_> {
+        Box::new(plan.into_iter().map(move |idx| {
             let k = self.served.get();
             self.served.set(k + 1);
             if self.fail_at == Some(k) {
                 bail!("simulated crash at batch {k}");
             }
-            let idx: Vec<usize> =
-                order[b * self.batch..((b + 1) * self.batch).min(order.len())].to_vec();
             let t = Tensor::from_slice(&idx.iter().map(|&i| i as i64).collect::<Vec<_>>());
             let mut images = self.images.index_select(0, &t);
             if self.nan_at == Some(k) {
