@@ -94,11 +94,19 @@ def main():
     held = split["val_split"]
     r = d["val_transforms"]["Resize"]
     tf = T.Compose([T.Resize((r["height"], r["width"])), T.ToTensor(), T.Normalize(MEAN, STD)])
+    # The one augmentation train.py's --augment sets: a horizontal flip (torchvision's draw,
+    # not medfm's, so the two sides flip different images).
+    flip = d["train_transforms"].get("HorizontalFlip")
+    train_tf = tf
+    if flip and flip.get("apply", True):
+        train_tf = T.Compose([T.Resize((r["height"], r["width"])), T.RandomHorizontalFlip(flip["p"]),
+                              T.ToTensor(), T.Normalize(MEAN, STD)])
     dl = p["dataloader_params"]
 
     def loader(idx, name):
         lp = dl[name]
-        return DataLoader(Aptos(root, rows, idx, tf), batch_size=lp["batch_size"], shuffle=lp["shuffle"],
+        tf_ = train_tf if name == "trainloader" else tf
+        return DataLoader(Aptos(root, rows, idx, tf_), batch_size=lp["batch_size"], shuffle=lp["shuffle"],
                           num_workers=lp["num_workers"], drop_last=lp["drop_last"],
                           persistent_workers=lp["num_workers"] > 0, pin_memory=torch.cuda.is_available())
 

@@ -43,6 +43,11 @@ trunk too (partial.unfreeze_cutoff, on both sides), `--e2e-amp float16|bfloat16`
 precision on both sides. On a GPU the metrics agree to rounding only (cuDNN/cuBLAS kernels are
 not bitwise reproducible across implementations).
 
+`e2e --augment` adds a random horizontal flip to the train transforms of both sides (the flips
+differ: torchvision's draws against medfm's, so the metrics agree only roughly); `--views N`
+sets medfm's training_params.feature_cache_views and also times medfm without it
+(`medfm_noviews`).
+
 `all` runs both and prints the table of numbers, ratios and targets (as in docs/performance.md).
 
 Both sides use the same thread count and OMP_WAIT_POLICY=PASSIVE (medfm's binary sets it by
@@ -464,7 +469,13 @@ def bench_e2e(args):
     base = json.load(open(os.path.join(ROOT, "configs", "demo.json")))
     t = {"Resize": {"apply": True, "height": args.e2e_size, "width": args.e2e_size}, "Normalize": True}
     p = base
-    p["dataset_params"].update({"data_location": data, "train_transforms": t, "val_transforms": t, "test_transforms": t})
+    train_t = dict(t)
+    if args.augment:
+        # A random train transform: no train features can be cached across epochs, unless
+        # medfm keeps `--views` augmented views of each image (training_params.feature_cache_views).
+        train_t["HorizontalFlip"] = {"apply": True, "p": 0.5}
+    p["dataset_params"].update({"data_location": data, "train_transforms": train_t, "val_transforms": t,
+                                "test_transforms": t})
     for name in ["trainloader", "valloader", "testloader"]:
         p["dataloader_params"][name].update({"batch_size": 32, "num_workers": args.threads, "shuffle": False,
                                              "drop_last": name == "trainloader"})
@@ -479,6 +490,8 @@ def bench_e2e(args):
         p["optimization_params"]["default"]["optimizer"]["params"]["lr"] = args.lr
     p["training_params"].update({"model_name": "e2e", "epochs": args.epochs, "val_every": 1, "knn_eval": False,
                                  "use_tensorboard": False, "save_dir": os.path.join(work, "medfm")})
+    if args.views:
+        p["training_params"]["feature_cache_views"] = args.views
     cuda = args.e2e_device.startswith("cuda")
     p["system_params"]["use_GPU"] = cuda
     if cuda and ":" in args.e2e_device:
@@ -496,8 +509,12 @@ def bench_e2e(args):
     # The same run with medfm's feature cache off (the trunk, or its frozen prefix, runs on
     # every image of every epoch, as in the Python loop): what the cache itself gives.
     params_nocache = os.path.join(work, "params_nocache.json")
-    json.dump({**p, "training_params": {**p["training_params"], "feature_cache": False}}, open(params_nocache, "w"),
+    nocache_tp = {k: v for k, v in p["training_params"].items() if k != "feature_cache_views"}
+    json.dump({**p, "training_params": {**nocache_tp, "feature_cache": False}}, open(params_nocache, "w"),
               indent=1)
+    # The same run without feature_cache_views (cache on): what the cached views give.
+    params_noviews = os.path.join(work, "params_noviews.json")
+    json.dump({**p, "training_params": nocache_tp}, open(params_noviews, "w"), indent=1)
     # The split file (val_ids.json), as both implementations reuse it; not timed.
     subprocess.run([medfm, "inspect", "--params_path", params], check=True, stdout=subprocess.DEVNULL)
 
@@ -505,11 +522,13 @@ def bench_e2e(args):
     rows = []
     for rep in range(args.repeats):
         # ABBA order, so a drift in machine load hits both sides alike.
-        order = ["medfm", "python"] + (["medfm_nocache"] if args.cache_off_too else [])
+        order = (["medfm", "python"] + (["medfm_nocache"] if args.cache_off_too else [])
+                 + (["medfm_noviews"] if args.views else []))
         for impl in order if rep % 2 == 0 else order[::-1]:
             if impl.startswith("medfm"):
                 # --overwrite: each repeat replaces the previous repeat's run.
-                cmd = [medfm, "--params_path", params if impl == "medfm" else params_nocache, "--overwrite"]
+                which = {"medfm": params, "medfm_nocache": params_nocache, "medfm_noviews": params_noviews}[impl]
+                cmd = [medfm, "--params_path", which, "--overwrite"]
                 results = os.path.join(work, "medfm", "results", "e2e", "metrics_results.json")
             else:
                 out_dir = os.path.join(work, "python")
@@ -522,10 +541,12 @@ def bench_e2e(args):
                    "peak_rss_mib": round(hwm), "metrics": metrics}
             print(json.dumps(row), flush=True)
             rows.append(row)
-    by = {impl: [r for r in rows if r["impl"] == impl] for impl in ["medfm", "python", "medfm_nocache"]}
+    by = {impl: [r for r in rows if r["impl"] == impl]
+          for impl in ["medfm", "python", "medfm_nocache", "medfm_noviews"]}
     summary = {
         "images": args.n, "backbone": args.backbone, "size": args.e2e_size, "threads": args.threads,
         "device": args.e2e_device, "unfreeze": args.unfreeze, "amp": args.e2e_amp,
+        "augment": args.augment, "views": args.views,
         "medfm_wall_s": statistics.median(r["wall_s"] for r in by["medfm"]),
         "python_wall_s": statistics.median(r["wall_s"] for r in by["python"]),
         "medfm_peak_pss_mib": max(r["peak_pss_mib"] for r in by["medfm"]),
@@ -538,6 +559,8 @@ def bench_e2e(args):
     if by["medfm_nocache"]:
         summary["medfm_nocache_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_nocache"])
         summary["nocache_metrics_equal"] = all(r["metrics"] == by["python"][0]["metrics"] for r in by["medfm_nocache"])
+    if by["medfm_noviews"]:
+        summary["medfm_noviews_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_noviews"])
     summary["speedup"] = round(summary["python_wall_s"] / summary["medfm_wall_s"], 2)
     print(json.dumps(summary), flush=True)
     return summary
@@ -614,6 +637,11 @@ def main():
                        help="also time medfm with training_params.feature_cache false")
         p.add_argument("--e2e-amp", default="off", choices=["off", "float16", "bfloat16"],
                        help="mixed precision of both sides (CUDA)")
+        p.add_argument("--augment", action="store_true",
+                       help="a random horizontal flip in the train transforms of both sides")
+        p.add_argument("--views", type=int, default=0,
+                       help="medfm's training_params.feature_cache_views (0: absent); medfm also runs "
+                            "without it (medfm_noviews)")
     parsers["torch-worker"].add_argument("--config", required=True)
     for p in parsers.values():
         p.add_argument("--threads", type=int, default=2)
