@@ -1032,6 +1032,10 @@ pub struct SystemParams {
     /// medfm: TF32 for CUDA float32 matmuls and convolutions (torch's defaults).
     #[serde(default, skip_serializing_if = "AllowTf32::is_default")]
     pub allow_tf32: AllowTf32,
+    /// medfm: the trunk's last block computes only the tokens the head reads (DINOv2 with
+    /// the linear head: the class token). Equal results to float rounding, less work.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub skip_unread_tokens: bool,
 }
 
 impl Default for SystemParams {
@@ -1041,6 +1045,7 @@ impl Default for SystemParams {
             which_gpus: "0".into(),
             use_gpu: true,
             allow_tf32: AllowTf32::default(),
+            skip_unread_tokens: false,
         }
     }
 }

@@ -560,6 +560,17 @@ impl Classifier {
         self.trunk_frozen
     }
 
+    /// `system_params.skip_unread_tokens`: the trunk's last block computes only the class
+    /// token, which the linear head reads (`Backbone::set_class_token_only`). Returns whether
+    /// that applies: not for the attention head (it reads every token), nor for trunks whose
+    /// pooled embedding is not the class token's.
+    pub fn set_class_token_only(&mut self, on: bool) -> bool {
+        if self.spec.head == HeadType::DeitBase {
+            return false;
+        }
+        self.trunk.set_class_token_only(on)
+    }
+
     /// Trainable parameters by var-store name, sorted by name.
     pub fn trainable(&self) -> Vec<(String, Tensor)> {
         let mut v: Vec<(String, Tensor)> = self

@@ -91,6 +91,8 @@ pub struct Dinov2 {
     used_blocks: usize,
     in_chans: i64,
     drop_path: layers::DropPathRates,
+    /// `system_params.skip_unread_tokens`: the last block computes the class token only.
+    class_token_only: bool,
 }
 
 impl Dinov2 {
@@ -128,6 +130,7 @@ impl Dinov2 {
             used_blocks,
             in_chans: opts.in_chans,
             drop_path: layers::DropPathRates::default(),
+            class_token_only: false,
         };
         // Stored for checkpoint compatibility only; classification never masks tokens.
         let _ = layers::constant(p, "mask_token", &[1, cfg.dim]);
@@ -163,6 +166,11 @@ impl Backbone for Dinov2 {
         true
     }
 
+    fn set_class_token_only(&mut self, on: bool) -> bool {
+        self.class_token_only = on;
+        true
+    }
+
     fn forward_to_block(&self, x: &Tensor, k: usize) -> Tensor {
         let (tokens, (h0, w0)) = self.patch_embed.forward(x);
         let b = tokens.size()[0];
@@ -177,8 +185,20 @@ impl Backbone for Dinov2 {
     fn forward_from_block(&self, h: &Tensor, k: usize, train: bool) -> Features {
         let mut x = h.shallow_clone();
         let start = k.min(self.used_blocks);
-        for (i, blk) in self.blocks[start..self.used_blocks].iter().enumerate() {
+        // The pooled embedding is the class token's: with `class_token_only` the last block
+        // computes nothing else, and there are no tokens to return.
+        let last_first_only = self.class_token_only && start < self.used_blocks;
+        let full_end = self.used_blocks - usize::from(last_first_only);
+        for (i, blk) in self.blocks[start..full_end].iter().enumerate() {
             x = blk.forward_dp(&x, self.drop_path.at(start + i, train));
+        }
+        if last_first_only {
+            let last = self.used_blocks - 1;
+            let cls = self.blocks[last].forward_first_dp(&x, self.drop_path.at(last, train));
+            return Features {
+                pooled: self.norm.forward(&cls).select(1, 0),
+                tokens: Tensor::new(),
+            };
         }
         let pooled = self.norm.forward(&x).select(1, 0);
         let n = x.size()[1] - 1;

@@ -251,6 +251,30 @@ impl Attention {
         self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
     }
 
+    /// `forward(x).narrow(1, 0, 1)` without the other tokens' outputs: the first token's
+    /// query against every token's key and value, then the projection of that one row
+    /// ([B, 1, C]). The q/k/v projection still runs on every token (the keys and values
+    /// need it, and LoRA adapters apply as in `forward`).
+    pub fn forward_first(&self, x: &Tensor) -> Tensor {
+        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
+        let qkv = self
+            .qkv
+            .forward(x)
+            .reshape([b, n, 3, self.heads, c / self.heads])
+            .permute([2, 0, 3, 1, 4]);
+        let out = Tensor::scaled_dot_product_attention(
+            &qkv.get(0).narrow(2, 0, 1),
+            &qkv.get(1),
+            &qkv.get(2),
+            None::<Tensor>,
+            0.0,
+            false,
+            None,
+            false,
+        );
+        self.proj.forward(&out.transpose(1, 2).reshape([b, 1, c]))
+    }
+
     /// `forward` with the attention computed explicitly, `softmax(q k^T / sqrt(d)) v` as
     /// `scaled_dot_product_attention`'s math path does, also returning the probabilities
     /// [B, heads, N, N] (`medfm explain`'s attention rollout).
@@ -523,6 +547,24 @@ impl Block {
             None => a,
         };
         let x = x + drop_path(&a, p);
+        let m = self.mlp.forward(&self.norm2.forward(&x));
+        let m = match &self.ls2 {
+            Some(ls) => ls.forward(&m),
+            None => m,
+        };
+        x + drop_path(&m, p)
+    }
+
+    /// `forward_dp(x, p).narrow(1, 0, 1)`, computing only the first token's output: its
+    /// attention reads every token, its MLP and residuals only itself ([B, 1, C]). The drop
+    /// path masks are per sample, drawn as `forward_dp` draws them.
+    pub fn forward_first_dp(&self, x: &Tensor, p: f64) -> Tensor {
+        let a = self.attn.forward_first(&self.norm1.forward(x));
+        let a = match &self.ls1 {
+            Some(ls) => ls.forward(&a),
+            None => a,
+        };
+        let x = x.narrow(1, 0, 1) + drop_path(&a, p);
         let m = self.mlp.forward(&self.norm2.forward(&x));
         let m = match &self.ls2 {
             Some(ls) => ls.forward(&m),

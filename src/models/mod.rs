@@ -22,6 +22,7 @@ pub mod sam2;
 pub mod vit;
 pub mod vmamba;
 
+use crate::config::HeadType;
 use tch::Tensor;
 
 /// Read, override and validate a params file as `config::load` does, and check the backbone
@@ -38,7 +39,7 @@ pub fn load_params(
     crate::config::load_with(path, sets, cli, datasets, &|p| {
         let b = &p.foundation_params.backbone_type;
         if b.is_empty() || names.contains(&b.as_str()) {
-            return vec![];
+            return skip_unread_tokens_problems(p);
         }
         vec![crate::config::Problem {
             path: "foundation_params.backbone_type".into(),
@@ -53,6 +54,29 @@ pub fn load_params(
         Some(head) => anyhow::anyhow!("{}", head.message(&names)),
         None => e,
     })
+}
+
+/// `system_params.skip_unread_tokens` where it cannot apply: a trunk whose pooled embedding is
+/// not its class token's, or the attention head, which reads every token.
+fn skip_unread_tokens_problems(p: &crate::config::Params) -> Vec<crate::config::Problem> {
+    if !p.system_params.skip_unread_tokens {
+        return vec![];
+    }
+    let b = &p.foundation_params.backbone_type;
+    let why = match registry::get(b).map(|row| row.family()) {
+        Ok(registry::Family::Dinov2) if p.model_params.backbone_type == HeadType::DeitBase => {
+            "the deit_base head reads every token of the last block".to_string()
+        }
+        Ok(registry::Family::Dinov2) | Err(_) => return vec![],
+        Ok(_) => format!(
+            "{b}'s pooled embedding is not its class token alone; only DINOv2 trunks (with the \
+             linear head) skip the last block's other tokens"
+        ),
+    };
+    vec![crate::config::Problem {
+        path: "system_params.skip_unread_tokens".into(),
+        what: format!("cannot apply: {why}; remove the key"),
+    }]
 }
 
 /// What a trunk hands to the heads.
@@ -102,6 +126,15 @@ pub trait Backbone: Send {
     /// then, with blocks 0..k frozen, the activations entering block k can be cached like a
     /// frozen trunk's features (`train::feature_cache`). Every published family does.
     fn splits_at_blocks(&self) -> bool {
+        false
+    }
+
+    /// `system_params.skip_unread_tokens`: with `on`, `forward` (and `forward_from_block`)
+    /// computes in its last block only what the pooled embedding reads and returns no tokens
+    /// (`Features::tokens` undefined), for heads that read the pooled embedding alone. Returns
+    /// whether the trunk can: only where the pooled embedding is the class token's (DINOv2).
+    fn set_class_token_only(&mut self, on: bool) -> bool {
+        let _ = on;
         false
     }
 

@@ -680,10 +680,11 @@ fn build_run_classifier(
         let spec = ClassifierSpec::from_params(params, info.n_classes(), info.channels, device)?;
         let random_frozen_part = spec.trunk_weights.is_none()
             || (spec.freeze_head_transformer && spec.head_weights.is_none());
-        let model = ClassifierModel {
+        let mut model = ClassifierModel {
             inner: Classifier::new(&spec)?,
             head: spec.head,
         };
+        crate::train::apply_skip_unread_tokens(params, &mut model.inner);
         let now = session::frozen_fingerprint(&model);
         match session::check_fingerprint(fingerprint, now, ckpt) {
             Ok(()) => return Ok(model.inner),

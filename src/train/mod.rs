@@ -100,6 +100,16 @@ pub fn build_sources(params: &Params, splits: Splits, device: Device) -> Result<
     })
 }
 
+/// `system_params.skip_unread_tokens` on a built classifier (the params check has refused the
+/// cases it cannot apply to; a notice, should one remain).
+pub fn apply_skip_unread_tokens(params: &Params, model: &mut Classifier) {
+    if params.system_params.skip_unread_tokens && !model.set_class_token_only(true) {
+        crate::messages::notice(format_args!(
+            "system_params.skip_unread_tokens does not apply to this model; every token is computed"
+        ));
+    }
+}
+
 /// For the feature cache's debug line: the train split's augmented views, when kept.
 fn views_note(params: &Params) -> String {
     match params.training_params.feature_cache_views {
@@ -215,10 +225,11 @@ pub fn run(
     if !matches!(target, Target::Test { .. }) {
         say_where_weights_come_from(params, &spec);
     }
-    let model = ClassifierModel {
+    let mut model = ClassifierModel {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
     };
+    apply_skip_unread_tokens(params, &mut model.inner);
     let numel = |ts: &mut dyn Iterator<Item = Tensor>| ts.map(|t| t.numel() as i64).sum::<i64>();
     let mut facts = run_info::ModelFacts::new(
         &spec,

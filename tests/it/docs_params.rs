@@ -277,6 +277,7 @@ fn full_params() -> Params {
                 matmul: true,
                 cudnn: false,
             },
+            skip_unread_tokens: true,
         },
         log_params: LogParams {
             project_name: "p".into(),

@@ -728,3 +728,51 @@ fn a_command_without_a_model_names_both_ways_to_give_one() {
         );
     }
 }
+
+/// A run trained with `system_params.skip_unread_tokens` (its last block computes the class
+/// token only): predict from the run (the setting applies) and from its export (an exported
+/// model computes every token) give the run's probabilities within [`TOL`].
+#[test]
+fn a_run_that_skips_unread_tokens_predicts_its_own_probabilities() {
+    let d = tempfile::tempdir().unwrap();
+    let root = d.path();
+    synth_data(root, "APTOS2019", 60);
+    let params = tiny_params(root, "APTOS2019", |v| {
+        v["system_params"]["skip_unread_tokens"] = true.into();
+    });
+    ok(&run(&[os("--params_path"), os(&params)]));
+    let params = root.join("run/configs/tiny/params.json");
+    let truth = read_csv(&root.join("run/results/tiny/predictions.csv"));
+    let probs = prob_columns(&APTOS);
+    let list = test_list(root, &truth);
+    let model = root.join("model.safetensors");
+    ok(&run(&[
+        os("export"),
+        os("--params_path"),
+        os(&params),
+        os("--output"),
+        os(&model),
+    ]));
+    for (from, out) in [
+        ("--params_path", "from_run.csv"),
+        ("--model", "from_export.csv"),
+    ] {
+        let source = if from == "--model" { &model } else { &params };
+        let out = root.join(out);
+        ok(&run(&[
+            os("predict"),
+            os(from),
+            os(source),
+            os("--input"),
+            os(&list),
+            os("--output"),
+            os(&out),
+            os("--batch_size"),
+            os("3"),
+        ]));
+        let mut got = read_csv(&out);
+        got.rows[0].insert("path".into(), truth.rows[0]["path"].clone());
+        let (n, _) = compare_with_run(&got, &truth, &probs);
+        assert_eq!(n, truth.rows.len(), "{from}");
+    }
+}

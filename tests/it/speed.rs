@@ -582,3 +582,72 @@ fn feature_cache_views_needs_cacheable_train_features() {
         assert!(!dir.path().join("run").exists(), "{want}");
     }
 }
+
+/// `system_params.skip_unread_tokens`: DINOv2 with its last 2 blocks trained and the linear
+/// head, 3 epochs, with and without (the gradients flow through the class-token-only block).
+/// The results agree to the float tolerances of the frozen-prefix cache's test (matrix
+/// products over fewer rows round differently); the debug line says the model takes it.
+#[test]
+fn skipping_the_last_blocks_unread_tokens_does_not_change_results() {
+    let mut runs = vec![];
+    for skip in [true, false] {
+        let dir = tempfile::tempdir().unwrap();
+        synth_data(dir.path(), "DDSM", 48);
+        let params = tiny_params(dir.path(), "DDSM", |v| {
+            v["foundation_params"]["partial"]["unfreeze_cutoff"] = 10.into();
+            v["foundation_params"]["freeze_backbone"] = true.into();
+            v["system_params"]["skip_unread_tokens"] = skip.into();
+            v["training_params"]["epochs"] = 3.into();
+            v["training_params"]["knn_eval"] = false.into();
+        });
+        let out = common::command(BIN)
+            .arg("--params_path")
+            .arg(&params)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{stderr}");
+        assert!(!stderr.contains("does not apply"), "{stderr}");
+        runs.push((
+            metrics_of(dir.path()),
+            history_losses(&dir.path().join("run")),
+        ));
+    }
+    assert_metrics_close(&runs[0].0, &runs[1].0);
+    assert_losses_close(&runs[0].1, &runs[1].1);
+}
+
+/// Refused where the last block's other tokens are read: the attention head, and trunks whose
+/// pooled embedding is not the class token alone.
+#[test]
+fn skip_unread_tokens_is_refused_where_every_token_is_read() {
+    let cases: [(&str, &str, &str); 3] = [
+        (
+            "dinov2_vits14",
+            "deit_base",
+            "the deit_base head reads every token",
+        ),
+        ("clip_vitb16", "none", "only DINOv2 trunks"),
+        ("vit_base_patch16", "none", "only DINOv2 trunks"),
+    ];
+    for (trunk, head, want) in cases {
+        let dir = tempfile::tempdir().unwrap();
+        let params = tiny_params(dir.path(), "DDSM", |v| {
+            v["foundation_params"]["backbone_type"] = trunk.into();
+            v["model_params"]["backbone_type"] = head.into();
+            v["system_params"]["skip_unread_tokens"] = true.into();
+        });
+        let out = common::command(BIN)
+            .arg("--params_path")
+            .arg(&params)
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{trunk}: {stderr}");
+        assert!(
+            stderr.contains("system_params.skip_unread_tokens") && stderr.contains(want),
+            "{trunk}: {stderr}"
+        );
+        assert!(!dir.path().join("run").exists(), "{trunk}");
+    }
+}
