@@ -5,13 +5,15 @@
 //! `cargo run --release --example bench_train_step -- --backbone dinov2_vitb14 --head none
 //! [--unfreeze K] [--batch 8] [--size 224] [--classes 5] [--threads T] [--device cpu|cuda[:N]]
 //! [--amp [--amp-dtype float16|bfloat16]] [--tf32-matmul] [--foreach true|false]
-//! [--fused true|false] --serve`
+//! [--fused true|false] [--skip-unread-tokens] --serve`
 //!
 //! The model has random weights (the step time does not depend on them). The frozen-trunk
 //! feature cache is off, so the trunk runs every step as in PyTorch. The batch is held on the
 //! CPU and copied to the device each step, as the training loop does. `--amp` turns on
 //! `use_mixed_precision` (autocast float16 + loss scaling, or bfloat16 without; CUDA only).
-//! `--fused` is the optimizer's `fused` (ATen's fused AdamW kernel). With `--serve` it prints
+//! `--fused` is the optimizer's `fused` (ATen's fused AdamW kernel); `--skip-unread-tokens` sets
+//! `system_params.skip_unread_tokens` (the last block computes the class token only). With
+//! `--serve` it prints
 //! `ready`, then runs one timed step per line read from stdin and answers with its time in ms;
 //! on CUDA the device is synchronised before the clock is read at both ends.
 
@@ -39,6 +41,7 @@ struct Args {
     fused: Option<bool>,
     amp_dtype: String,
     tf32_matmul: bool,
+    skip_unread_tokens: bool,
 }
 
 fn parse() -> Result<Args> {
@@ -56,6 +59,7 @@ fn parse() -> Result<Args> {
         fused: None,
         amp_dtype: "float16".into(),
         tf32_matmul: false,
+        skip_unread_tokens: false,
     };
     let mut it = std::env::args().skip(1);
     while let Some(k) = it.next() {
@@ -74,6 +78,7 @@ fn parse() -> Result<Args> {
             "--fused" => a.fused = Some(v()?.parse()?),
             "--amp-dtype" => a.amp_dtype = v()?,
             "--tf32-matmul" => a.tf32_matmul = true,
+            "--skip-unread-tokens" => a.skip_unread_tokens = true,
             "--serve" => {}
             other => bail!("unknown option {other}"),
         }
@@ -153,15 +158,17 @@ fn main() -> Result<()> {
         v["optimization_params"]["default"]["optimizer"]["params"]["foreach"] = f.into();
     }
     v["system_params"]["use_GPU"] = a.device.is_cuda().into();
+    v["system_params"]["skip_unread_tokens"] = a.skip_unread_tokens.into();
     let params = medfm::config::from_value(v).map_err(anyhow::Error::msg)?;
     let mut info = DatasetInfo::new(medfm::config::DatasetName::new("APTOS2019"), None)?;
     info.label_names.truncate(a.classes as usize);
     tch::manual_seed(0);
     let spec = ClassifierSpec::from_params(&params, a.classes, 3, a.device)?;
-    let model = ClassifierModel {
+    let mut model = ClassifierModel {
         inner: Classifier::new(&spec)?,
         head: params.model_params.backbone_type,
     };
+    medfm::train::apply_skip_unread_tokens(&params, &mut model.inner);
     let items: Vec<Item> = (0..a.batch)
         .map(|i| Item {
             path: format!("{i}.png").into(),

@@ -43,6 +43,9 @@ trunk too (partial.unfreeze_cutoff, on both sides), `--e2e-amp float16|bfloat16`
 precision on both sides. On a GPU the metrics agree to rounding only (cuDNN/cuBLAS kernels are
 not bitwise reproducible across implementations).
 
+`e2e --skip-unread-tokens` sets medfm's system_params.skip_unread_tokens and also times medfm
+without it (`medfm_noskip`).
+
 `e2e --augment` adds a random horizontal flip to the train transforms of both sides (the flips
 differ: torchvision's draws against medfm's, so the metrics agree only roughly); `--views N`
 sets medfm's training_params.feature_cache_views and also times medfm without it
@@ -56,7 +59,7 @@ default; libgomp's spinning default makes both many times slower on a loaded mac
 Usage (under the heavy lock, see scripts/bench/train.sh):
   .venv/bin/python scripts/bench/train.py all [--batch 8] [--iters 5] [--n 512] [--backbone dinov2_vits14]
   .venv/bin/python scripts/bench/train.py step [--batch 8] [--iters 5] [--configs frozen,last4,deit]
-      [--device cuda] [--amp [--amp-dtype bfloat16]] [--tf32-matmul] [--medfm-fused true] [--json OUT]
+      [--device cuda] [--amp [--amp-dtype bfloat16]] [--tf32-matmul] [--medfm-fused true] [--medfm-skip-unread-tokens] [--json OUT]
   .venv/bin/python scripts/bench/train.py e2e [--n 512] [--backbone dinov2_vits14] [--e2e-size 224]
       [--e2e-device cuda] [--unfreeze 8] [--e2e-amp bfloat16]
 """
@@ -352,6 +355,8 @@ def bench_step(args):
         foreach = [] if args.medfm_foreach == "default" else ["--foreach", args.medfm_foreach]
         if args.medfm_fused != "default":
             foreach += ["--fused", args.medfm_fused]
+        if getattr(args, "medfm_skip_unread_tokens", False):
+            foreach += ["--skip-unread-tokens"]
         medfm = started_with_first_step([exe, *rust_args(config), "--classes", str(N_CLASSES), *shape, *foreach,
                                          "--serve"], env, gpu)
         torch_side = started_with_first_step(
@@ -492,6 +497,8 @@ def bench_e2e(args):
                                  "use_tensorboard": False, "save_dir": os.path.join(work, "medfm")})
     if args.views:
         p["training_params"]["feature_cache_views"] = args.views
+    if args.skip_unread_tokens:
+        p["system_params"]["skip_unread_tokens"] = True
     cuda = args.e2e_device.startswith("cuda")
     p["system_params"]["use_GPU"] = cuda
     if cuda and ":" in args.e2e_device:
@@ -515,6 +522,10 @@ def bench_e2e(args):
     # The same run without feature_cache_views (cache on): what the cached views give.
     params_noviews = os.path.join(work, "params_noviews.json")
     json.dump({**p, "training_params": nocache_tp}, open(params_noviews, "w"), indent=1)
+    # The same run computing every token of the last block: what skip_unread_tokens gives.
+    params_noskip = os.path.join(work, "params_noskip.json")
+    json.dump({**p, "system_params": {k: v for k, v in p["system_params"].items() if k != "skip_unread_tokens"}},
+              open(params_noskip, "w"), indent=1)
     # The split file (val_ids.json), as both implementations reuse it; not timed.
     subprocess.run([medfm, "inspect", "--params_path", params], check=True, stdout=subprocess.DEVNULL)
 
@@ -523,11 +534,13 @@ def bench_e2e(args):
     for rep in range(args.repeats):
         # ABBA order, so a drift in machine load hits both sides alike.
         order = (["medfm", "python"] + (["medfm_nocache"] if args.cache_off_too else [])
-                 + (["medfm_noviews"] if args.views else []))
+                 + (["medfm_noviews"] if args.views else [])
+                 + (["medfm_noskip"] if args.skip_unread_tokens else []))
         for impl in order if rep % 2 == 0 else order[::-1]:
             if impl.startswith("medfm"):
                 # --overwrite: each repeat replaces the previous repeat's run.
-                which = {"medfm": params, "medfm_nocache": params_nocache, "medfm_noviews": params_noviews}[impl]
+                which = {"medfm": params, "medfm_nocache": params_nocache, "medfm_noviews": params_noviews,
+                         "medfm_noskip": params_noskip}[impl]
                 cmd = [medfm, "--params_path", which, "--overwrite"]
                 results = os.path.join(work, "medfm", "results", "e2e", "metrics_results.json")
             else:
@@ -542,7 +555,7 @@ def bench_e2e(args):
             print(json.dumps(row), flush=True)
             rows.append(row)
     by = {impl: [r for r in rows if r["impl"] == impl]
-          for impl in ["medfm", "python", "medfm_nocache", "medfm_noviews"]}
+          for impl in ["medfm", "python", "medfm_nocache", "medfm_noviews", "medfm_noskip"]}
     summary = {
         "images": args.n, "backbone": args.backbone, "size": args.e2e_size, "threads": args.threads,
         "device": args.e2e_device, "unfreeze": args.unfreeze, "amp": args.e2e_amp,
@@ -559,6 +572,8 @@ def bench_e2e(args):
     if by["medfm_nocache"]:
         summary["medfm_nocache_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_nocache"])
         summary["nocache_metrics_equal"] = all(r["metrics"] == by["python"][0]["metrics"] for r in by["medfm_nocache"])
+    if by["medfm_noskip"]:
+        summary["medfm_noskip_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_noskip"])
     if by["medfm_noviews"]:
         summary["medfm_noviews_wall_s"] = statistics.median(r["wall_s"] for r in by["medfm_noviews"])
     summary["speedup"] = round(summary["python_wall_s"] / summary["medfm_wall_s"], 2)
@@ -612,6 +627,9 @@ def main():
     parsers["step"].add_argument("--json", help="also write the rows to this JSON file")
     parsers["step"].add_argument("--medfm-fused", default="default", choices=["default", "true", "false"],
                                  help="medfm's AdamW `fused` (ATen's fused kernel); PyTorch keeps its default")
+    parsers["step"].add_argument("--medfm-skip-unread-tokens", action="store_true",
+                                 help="medfm's system_params.skip_unread_tokens (the last block computes the "
+                                      "class token only; linear head); PyTorch computes every token")
     parsers["step"].add_argument("--medfm-foreach", default="default", choices=["default", "true", "false"],
                                  help="medfm's optimizer implementation (default: multi-tensor on a GPU, as "
                                       "torch's foreach; PyTorch keeps its default)")
@@ -639,6 +657,8 @@ def main():
                        help="mixed precision of both sides (CUDA)")
         p.add_argument("--augment", action="store_true",
                        help="a random horizontal flip in the train transforms of both sides")
+        p.add_argument("--skip-unread-tokens", action="store_true",
+                       help="medfm's system_params.skip_unread_tokens; medfm also runs without it (medfm_noskip)")
         p.add_argument("--views", type=int, default=0,
                        help="medfm's training_params.feature_cache_views (0: absent); medfm also runs "
                             "without it (medfm_noviews)")
