@@ -467,6 +467,11 @@ impl Classifier {
     /// Trunk only, in train mode when `train` (drop path) unless `freeze_backbone` keeps it
     /// in eval mode, as [`Classifier::forward`].
     pub fn features_train(&self, x: &Tensor, train: bool) -> Features {
+        if let Some(lora) = &self.lora {
+            // The adapters' dropout follows the training flag, as in `forward` (peft's
+            // `lora_dropout` in train mode).
+            lora.set_training(train);
+        }
         self.trunk_features(x, train && !self.spec.freeze_backbone)
     }
 

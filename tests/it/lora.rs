@@ -260,6 +260,28 @@ fn lora_edit(v: &mut serde_json::Value) {
     v["training_params"]["knn_eval"] = false.into();
 }
 
+/// The adapters' dropout acts in the training steps (peft's `lora_dropout` in train mode): two
+/// runs that differ only in `dropout` (0 and 0.5) train differently from the first step on,
+/// while their evaluation passes have no dropout.
+#[test]
+fn lora_dropout_acts_in_training_steps() {
+    let mut losses = vec![];
+    for dropout in [0.0, 0.5] {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path();
+        e2e::synth_data(root, "DDSM", 48);
+        let params = e2e::tiny_params(root, "DDSM", |v| {
+            lora_edit(v);
+            v["foundation_params"]["lora"]["dropout"] = dropout.into();
+            v["training_params"]["epochs"] = 1.into();
+        });
+        ok(&run(&["--params_path".as_ref(), params.as_os_str()]));
+        losses.push(crate::train_loop::history_losses(&root.join("run")));
+    }
+    assert_eq!(losses[0].len(), losses[1].len());
+    assert_ne!(losses[0], losses[1], "dropout changes the training losses");
+}
+
 /// The probability columns of a predictions CSV, by image path.
 fn probabilities(path: &Path) -> std::collections::BTreeMap<String, Vec<f64>> {
     let mut r = csv::Reader::from_path(path).unwrap();
