@@ -63,9 +63,21 @@ fn skip_unread_tokens_problems(p: &crate::config::Params) -> Vec<crate::config::
         return vec![];
     }
     let b = &p.foundation_params.backbone_type;
+    let lora_dropout = p
+        .foundation_params
+        .lora
+        .as_ref()
+        .is_some_and(|l| l.dropout > 0.0);
     let why = match registry::get(b).map(|row| row.family()) {
         Ok(registry::Family::Dinov2) if p.model_params.backbone_type == HeadType::DeitBase => {
             "the deit_base head reads every token of the last block".to_string()
+        }
+        // The adapters' dropout draws a mask over every token's input: over the class token
+        // alone it would draw other masks, not the same values to rounding.
+        Ok(registry::Family::Dinov2) if lora_dropout => {
+            "foundation_params.lora.dropout draws its masks over every token (set it to 0 to \
+             combine the two)"
+                .to_string()
         }
         Ok(registry::Family::Dinov2) | Err(_) => return vec![],
         Ok(_) => format!(

@@ -54,6 +54,8 @@ fn check(weights: &str, ffn: FfnKind, tag: &str, in_chans: i64, drop_cutoff: Vec
 #[test]
 fn a_blocks_first_token_forward_is_its_full_forwards_first_row() {
     use medfm::models::layers::{Block, BlockConfig};
+    // Seeds torch's global RNG (the drop path draws): process-wide state.
+    let _state = crate::common::lock_process_state();
     let vs = nn::VarStore::new(Device::Cpu);
     let cfg = BlockConfig {
         dim: 32,

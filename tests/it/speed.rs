@@ -617,25 +617,35 @@ fn skipping_the_last_blocks_unread_tokens_does_not_change_results() {
     assert_losses_close(&runs[0].1, &runs[1].1);
 }
 
-/// Refused where the last block's other tokens are read: the attention head, and trunks whose
-/// pooled embedding is not the class token alone.
+/// Refused where the last block's other tokens are read: the attention head, trunks whose
+/// pooled embedding is not the class token alone, and LoRA's dropout (masks over every token).
 #[test]
 fn skip_unread_tokens_is_refused_where_every_token_is_read() {
-    let cases: [(&str, &str, &str); 3] = [
+    let cases: [(&str, &str, f64, &str); 4] = [
         (
             "dinov2_vits14",
             "deit_base",
+            0.0,
             "the deit_base head reads every token",
         ),
-        ("clip_vitb16", "none", "only DINOv2 trunks"),
-        ("vit_base_patch16", "none", "only DINOv2 trunks"),
+        ("clip_vitb16", "none", 0.0, "only DINOv2 trunks"),
+        ("vit_base_patch16", "none", 0.0, "only DINOv2 trunks"),
+        (
+            "dinov2_vits14",
+            "none",
+            0.1,
+            "lora.dropout draws its masks over every token",
+        ),
     ];
-    for (trunk, head, want) in cases {
+    for (trunk, head, dropout, want) in cases {
         let dir = tempfile::tempdir().unwrap();
         let params = tiny_params(dir.path(), "DDSM", |v| {
             v["foundation_params"]["backbone_type"] = trunk.into();
             v["model_params"]["backbone_type"] = head.into();
             v["system_params"]["skip_unread_tokens"] = true.into();
+            if dropout > 0.0 {
+                v["foundation_params"]["lora"] = serde_json::json!({"rank": 2, "dropout": dropout});
+            }
         });
         let out = common::command(BIN)
             .arg("--params_path")

@@ -297,6 +297,9 @@ fn evaluation_losses_are_not_smoothed() {
 }
 
 fn crash_and_resume_with(foreach: Option<bool>, amp: bool, extra: &dyn Fn(&mut serde_json::Value)) {
+    // The runs reseed torch's global RNG every step and compare bitwise (mixup draws right
+    // after the seed): no other locked test may seed or draw from it meanwhile.
+    let _state = crate::common::lock_process_state();
     let full = tempfile::tempdir().unwrap();
     let edit = |v: &mut serde_json::Value| {
         extra(v);
