@@ -232,23 +232,7 @@ impl Attention {
 
     /// `x`: [B, N, C] -> [B, N, C].
     pub fn forward(&self, x: &Tensor) -> Tensor {
-        let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
-        let qkv = self
-            .qkv
-            .forward(x)
-            .reshape([b, n, 3, self.heads, c / self.heads])
-            .permute([2, 0, 3, 1, 4]);
-        let out = Tensor::scaled_dot_product_attention(
-            &qkv.get(0),
-            &qkv.get(1),
-            &qkv.get(2),
-            None::<Tensor>,
-            0.0,
-            false,
-            None,
-            false,
-        );
-        self.proj.forward(&out.transpose(1, 2).reshape([b, n, c]))
+        self.forward_rows(x, false)
     }
 
     /// `forward(x).narrow(1, 0, 1)` without the other tokens' outputs: the first token's
@@ -256,14 +240,24 @@ impl Attention {
     /// ([B, 1, C]). The q/k/v projection still runs on every token (the keys and values
     /// need it, and LoRA adapters apply as in `forward`).
     pub fn forward_first(&self, x: &Tensor) -> Tensor {
+        self.forward_rows(x, true)
+    }
+
+    /// Every token's output, or with `first_only` the first token's alone.
+    fn forward_rows(&self, x: &Tensor, first_only: bool) -> Tensor {
         let (b, n, c) = x.size3().expect("attention input must be [B, N, C]");
         let qkv = self
             .qkv
             .forward(x)
             .reshape([b, n, 3, self.heads, c / self.heads])
             .permute([2, 0, 3, 1, 4]);
+        let (q, rows) = if first_only {
+            (qkv.get(0).narrow(2, 0, 1), 1)
+        } else {
+            (qkv.get(0), n)
+        };
         let out = Tensor::scaled_dot_product_attention(
-            &qkv.get(0).narrow(2, 0, 1),
+            &q,
             &qkv.get(1),
             &qkv.get(2),
             None::<Tensor>,
@@ -272,7 +266,8 @@ impl Attention {
             None,
             false,
         );
-        self.proj.forward(&out.transpose(1, 2).reshape([b, 1, c]))
+        self.proj
+            .forward(&out.transpose(1, 2).reshape([b, rows, c]))
     }
 
     /// `forward` with the attention computed explicitly, `softmax(q k^T / sqrt(d)) v` as
@@ -541,30 +536,29 @@ impl Block {
     /// With drop path `p` on both residual branches (timm's `Block`: `drop_path1`,
     /// `drop_path2`, each its own draw).
     pub fn forward_dp(&self, x: &Tensor, p: f64) -> Tensor {
-        let a = self.attn.forward(&self.norm1.forward(x));
-        let a = match &self.ls1 {
-            Some(ls) => ls.forward(&a),
-            None => a,
-        };
-        let x = x + drop_path(&a, p);
-        let m = self.mlp.forward(&self.norm2.forward(&x));
-        let m = match &self.ls2 {
-            Some(ls) => ls.forward(&m),
-            None => m,
-        };
-        x + drop_path(&m, p)
+        self.forward_rows_dp(x, p, false)
     }
 
     /// `forward_dp(x, p).narrow(1, 0, 1)`, computing only the first token's output: its
     /// attention reads every token, its MLP and residuals only itself ([B, 1, C]). The drop
     /// path masks are per sample, drawn as `forward_dp` draws them.
     pub fn forward_first_dp(&self, x: &Tensor, p: f64) -> Tensor {
-        let a = self.attn.forward_first(&self.norm1.forward(x));
+        self.forward_rows_dp(x, p, true)
+    }
+
+    /// Every token's output, or with `first_only` the first token's alone.
+    fn forward_rows_dp(&self, x: &Tensor, p: f64, first_only: bool) -> Tensor {
+        let a = self.attn.forward_rows(&self.norm1.forward(x), first_only);
         let a = match &self.ls1 {
             Some(ls) => ls.forward(&a),
             None => a,
         };
-        let x = x.narrow(1, 0, 1) + drop_path(&a, p);
+        let residual = if first_only {
+            x.narrow(1, 0, 1)
+        } else {
+            x.shallow_clone()
+        };
+        let x = residual + drop_path(&a, p);
         let m = self.mlp.forward(&self.norm2.forward(&x));
         let m = match &self.ls2 {
             Some(ls) => ls.forward(&m),
