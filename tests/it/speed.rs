@@ -251,20 +251,10 @@ fn the_frozen_prefix_cache_does_not_change_results() {
             v["training_params"]["epochs"] = 3.into();
             v["training_params"]["knn_eval"] = false.into();
         });
-        let out = common::command(BIN)
-            .arg("--params_path")
-            .arg(&params)
-            .arg("--debug")
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
+        let (stderr, metrics, losses) = tiny_run(dir.path(), &params, &["--debug"], &[]);
         let on = stderr.contains("activations entering block 10 are computed once per image");
         assert_eq!(on, cache, "{stderr}");
-        runs.push((
-            metrics_of(dir.path()),
-            crate::train_loop::history_losses(&dir.path().join("run")),
-        ));
+        runs.push((metrics, losses));
     }
     // Not bitwise: with the cache an item's block-10 input is the one computed in its batch of
     // epoch 1, without it it is recomputed in its (shuffled) batch of each epoch, and MKL's
@@ -431,21 +421,33 @@ fn views_params(root: &Path, views: Option<u64>, prefix: bool, drop_last: bool) 
     })
 }
 
+/// A run of `params` (outputs under `root`) with `args` and `env`, which must succeed: its
+/// stderr, metrics and per-epoch training losses.
+fn tiny_run(
+    root: &Path,
+    params: &Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (String, Vec<(String, f64)>, Vec<f64>) {
+    let out = common::command(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "{stderr}");
+    (stderr, metrics_of(root), history_losses(&root.join("run")))
+}
+
 /// What [`views_run`] reads of a run: per epoch (E, K, N) from the debug line "epoch E: K of N
 /// train batches read from the feature cache", the metrics and the per-epoch losses.
 type ViewsRun = (Vec<(u64, u64, u64)>, Vec<(String, f64)>, Vec<f64>);
 
 /// A run of `params` with `--debug` (and `env`).
 fn views_run(root: &Path, params: &Path, env: &[(&str, &str)]) -> ViewsRun {
-    let out = common::command(BIN)
-        .arg("--params_path")
-        .arg(params)
-        .arg("--debug")
-        .envs(env.iter().copied())
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert!(out.status.success(), "{stderr}");
+    let (stderr, metrics, losses) = tiny_run(root, params, &["--debug"], env);
     let epochs = stderr
         .lines()
         .filter_map(|l| {
@@ -456,7 +458,24 @@ fn views_run(root: &Path, params: &Path, env: &[(&str, &str)]) -> ViewsRun {
             Some((e.parse().ok()?, k.parse().ok()?, n.parse().ok()?))
         })
         .collect();
-    (epochs, metrics_of(root), history_losses(&root.join("run")))
+    (epochs, metrics, losses)
+}
+
+/// A run of `params` (under `root`) refused before anything is written: exit status 1, the
+/// message names `key` and contains `want`.
+fn refused(root: &Path, params: &Path, key: &str, want: &str) {
+    let out = common::command(BIN)
+        .arg("--params_path")
+        .arg(params)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{want}: {stderr}");
+    assert!(
+        stderr.contains(key) && stderr.contains(want),
+        "{want}: {stderr}"
+    );
+    assert!(!root.join("run").exists(), "{want}");
 }
 
 /// `training_params.feature_cache_views` = 2 over 4 epochs: epochs 3 and 4 replay the
@@ -524,19 +543,10 @@ fn a_run_with_cached_views_resumes_to_the_same_results() {
     synth_data(killed.path(), "DDSM", 80);
     let params = tiny_params(killed.path(), "DDSM", edit);
     crate::common::e2e::kill_in_epoch_two(killed.path(), &params);
-    let out = common::command(BIN)
-        .arg("--params_path")
-        .arg(&params)
-        .args(["--set", "training_params.restore_session=true"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert_metrics_close(&metrics, &metrics_of(killed.path()));
-    assert_losses_close(&losses, &history_losses(&killed.path().join("run")));
+    let resume = ["--set", "training_params.restore_session=true"];
+    let (_, resumed, resumed_losses) = tiny_run(killed.path(), &params, &resume, &[]);
+    assert_metrics_close(&metrics, &resumed);
+    assert_losses_close(&losses, &resumed_losses);
 }
 
 /// The key is refused where it could only change the augmentations: a trunk that trains,
@@ -568,25 +578,19 @@ fn feature_cache_views_needs_cacheable_train_features() {
             v["training_params"]["feature_cache_views"] = 3.into();
             edit(v);
         });
-        let out = common::command(BIN)
-            .arg("--params_path")
-            .arg(&params)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{want}: {stderr}");
-        assert!(
-            stderr.contains("training_params.feature_cache_views") && stderr.contains(want),
-            "{want}: {stderr}"
+        refused(
+            dir.path(),
+            &params,
+            "training_params.feature_cache_views",
+            want,
         );
-        assert!(!dir.path().join("run").exists(), "{want}");
     }
 }
 
 /// `system_params.skip_unread_tokens`: DINOv2 with its last 2 blocks trained and the linear
 /// head, 3 epochs, with and without (the gradients flow through the class-token-only block).
 /// The results agree to the float tolerances of the frozen-prefix cache's test (matrix
-/// products over fewer rows round differently); the debug line says the model takes it.
+/// products over fewer rows round differently); no notice says it does not apply.
 #[test]
 fn skipping_the_last_blocks_unread_tokens_does_not_change_results() {
     let mut runs = vec![];
@@ -600,18 +604,9 @@ fn skipping_the_last_blocks_unread_tokens_does_not_change_results() {
             v["training_params"]["epochs"] = 3.into();
             v["training_params"]["knn_eval"] = false.into();
         });
-        let out = common::command(BIN)
-            .arg("--params_path")
-            .arg(&params)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{stderr}");
+        let (stderr, metrics, losses) = tiny_run(dir.path(), &params, &[], &[]);
         assert!(!stderr.contains("does not apply"), "{stderr}");
-        runs.push((
-            metrics_of(dir.path()),
-            history_losses(&dir.path().join("run")),
-        ));
+        runs.push((metrics, losses));
     }
     assert_metrics_close(&runs[0].0, &runs[1].0);
     assert_losses_close(&runs[0].1, &runs[1].1);
@@ -647,17 +642,11 @@ fn skip_unread_tokens_is_refused_where_every_token_is_read() {
                 v["foundation_params"]["lora"] = serde_json::json!({"rank": 2, "dropout": dropout});
             }
         });
-        let out = common::command(BIN)
-            .arg("--params_path")
-            .arg(&params)
-            .output()
-            .unwrap();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        assert_eq!(out.status.code(), Some(1), "{trunk}: {stderr}");
-        assert!(
-            stderr.contains("system_params.skip_unread_tokens") && stderr.contains(want),
-            "{trunk}: {stderr}"
+        refused(
+            dir.path(),
+            &params,
+            "system_params.skip_unread_tokens",
+            want,
         );
-        assert!(!dir.path().join("run").exists(), "{trunk}");
     }
 }
