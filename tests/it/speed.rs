@@ -542,7 +542,11 @@ fn a_run_with_cached_views_resumes_to_the_same_results() {
     let killed = tempfile::tempdir().unwrap();
     synth_data(killed.path(), "DDSM", 80);
     let params = tiny_params(killed.path(), "DDSM", edit);
-    crate::common::e2e::kill_in_epoch_two(killed.path(), &params);
+    // From epoch 2 on the train features come from the cache and a step takes milliseconds:
+    // each checkpoint write is held 300 ms, so the mid-epoch checkpoint stays the newest long
+    // enough for the watcher to see it before the run ends.
+    let delay = [("MEDFM_TEST_CHECKPOINT_DELAY_MS", "300")];
+    crate::common::e2e::kill_in_epoch_two_with(killed.path(), &params, &delay);
     let resume = ["--set", "training_params.restore_session=true"];
     let (_, resumed, resumed_losses) = tiny_run(killed.path(), &params, &resume, &[]);
     assert_metrics_close(&metrics, &resumed);

@@ -112,10 +112,17 @@ pub fn ddsm_steps_per_epoch(root: &Path) -> u64 {
 /// out), wait until it has written a session checkpoint in the middle of epoch 2, then SIGKILL
 /// it: no chance to clean up or write anything more. Returns the checkpoint's iteration.
 pub fn kill_in_epoch_two(root: &Path, params: &Path) -> u64 {
+    kill_in_epoch_two_with(root, params, &[])
+}
+
+/// [`kill_in_epoch_two`] with environment variables for the run (e.g. a checkpoint write
+/// delay, which keeps a fast run's mid-epoch checkpoint the newest long enough to be seen).
+pub fn kill_in_epoch_two_with(root: &Path, params: &Path, env: &[(&str, &str)]) -> u64 {
     let run = root.join("run");
     let mut child = super::command(BIN)
         .arg("--params_path")
         .arg(params)
+        .envs(env.iter().copied())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
